@@ -1,0 +1,78 @@
+/*
+ * addr.h - RFC 5321 paths and the normal form rcptgate compares
+ *
+ * addr_parse() takes an address as SMTP or Postfix presents it (with or
+ * without the angle brackets of a path) and yields its normal form: the
+ * local part unquoted where quoting adds nothing and ASCII-lowercased
+ * (UTF-8 bytes kept as they are), the domain as a lowercase A-label
+ * (libidn2). Everything that compares addresses goes through here, so the
+ * store, the socketmap, the policy service and smtpd agree.
+ *
+ * Refused unless a flag allows them: source routes (<@a,@b:u@d>), the
+ * "%" hack (u%other@d), bang paths (a!u@d) and more than one unquoted "@".
+ */
+#ifndef RG_ADDR_H
+#define RG_ADDR_H
+
+#include <stddef.h>
+
+#define ADDR_LOCAL_MAX  64      /* RFC 5321 4.5.3.1.1 */
+#define ADDR_DOMAIN_MAX 255     /* RFC 5321 4.5.3.1.2 */
+#define ADDR_PATH_MAX   256     /* RFC 5321 4.5.3.1.3, with the brackets */
+#define ADDR_KEY_SIZE   (ADDR_PATH_MAX + 64)
+
+/* addr_parse flags */
+#define ADDR_ALLOW_ROUTE    0x01    /* accept a source route and ignore it */
+#define ADDR_ALLOW_PERCENT  0x02    /* "%" in a local part is an ordinary character */
+#define ADDR_ALLOW_BANG     0x04    /* "!" in a local part is an ordinary character */
+#define ADDR_ALLOW_NULL     0x08    /* accept the null path <> (a sender) */
+#define ADDR_ALLOW_BARE     0x10    /* accept a local part without domain (RCPT TO:<postmaster>) */
+
+/* addr_parse results */
+enum addr_error {
+    ADDR_OK = 0,
+    ADDR_ERR_EMPTY,             /* nothing, or <> without ADDR_ALLOW_NULL */
+    ADDR_ERR_SYNTAX,            /* not an RFC 5321 mailbox */
+    ADDR_ERR_PATH_LONG,         /* more than ADDR_PATH_MAX */
+    ADDR_ERR_LOCAL_LONG,        /* local part over ADDR_LOCAL_MAX octets */
+    ADDR_ERR_DOMAIN_LONG,       /* domain over ADDR_DOMAIN_MAX or a label over 63 */
+    ADDR_ERR_NO_DOMAIN,         /* no "@domain" */
+    ADDR_ERR_DOMAIN,            /* domain syntax */
+    ADDR_ERR_IDN,               /* internationalised domain libidn2 refuses */
+    ADDR_ERR_ROUTE,             /* source route */
+    ADDR_ERR_PERCENT,           /* "%" hack */
+    ADDR_ERR_BANG,              /* bang path */
+    ADDR_ERR_MULTI_AT,          /* user@a@b */
+    ADDR_ERR_UTF8,              /* invalid UTF-8 */
+};
+
+typedef struct addr {
+    char local[ADDR_KEY_SIZE];          /* normal form of the local part */
+    char domain[ADDR_DOMAIN_MAX + 1];   /* lowercase A-label, "[...]" for a literal, "" if none */
+    char key[ADDR_KEY_SIZE];            /* local@domain; "" for the null path */
+    int is_null;                        /* <> */
+    int is_literal;                     /* domain is an address literal */
+    int is_utf8;                        /* non-ASCII in local part or domain */
+} ADDR;
+
+/* addr_parse - parse len bytes at in (not NUL-terminated); ADDR_OK or an error */
+int addr_parse(const char *in, size_t len, int flags, ADDR *out);
+
+/* addr_strerror - short English text for an addr_error value */
+const char *addr_strerror(int err);
+
+/*
+ * addr_domain - normalise a domain name alone (A-label, lowercase, no
+ * trailing dot); out must hold ADDR_DOMAIN_MAX + 1. ADDR_OK or an error.
+ */
+int addr_domain(const char *in, size_t len, char *out);
+
+/*
+ * addr_strip_extension - copy local to out without its address extension:
+ * the first character of delims found after the first position ends the
+ * local part ("user+tag" -> "user"). Returns 1 if something was removed,
+ * 0 if not (out then equals local). out holds ADDR_KEY_SIZE.
+ */
+int addr_strip_extension(const char *local, const char *delims, char *out);
+
+#endif

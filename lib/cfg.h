@@ -1,0 +1,78 @@
+/*
+ * cfg.h - rcptgate.conf, one INI file for every program
+ *
+ * A program describes what it reads as typed tables of parameters, one
+ * table per section it owns (its own section plus the shared ones such as
+ * [store] and [address]). cfg_load() reads the whole file with inih,
+ * reports every problem as "file:line: message" through log_err(), and
+ * assigns the variables only when the whole file is good: a failed reload
+ * leaves the running configuration untouched.
+ *
+ * Sections that belong to other programs ([smtpd] while lookupd reads)
+ * are skipped; a section name no program knows is an error, and so is an
+ * unknown key, a bad value or a missing required key in an owned section.
+ */
+#ifndef RG_CFG_H
+#define RG_CFG_H
+
+#include <stddef.h>
+
+enum cfg_type {
+    CFG_STR,        /* char **: any string, may be empty */
+    CFG_PATH,       /* char **: empty, or an absolute path */
+    CFG_INT,        /* int *: decimal integer in [min, max] */
+    CFG_BOOL,       /* int *: yes/no, true/false, on/off, 1/0 */
+    CFG_TIME,       /* int * in milliseconds: "250ms", "30", "30s", "5m", "2h", "1d" */
+    CFG_SIZE,       /* long long * in bytes: "1000", "10k", "50m", "1g" */
+    CFG_ENUM,       /* char **: one of the '|'-separated choices */
+};
+
+typedef struct cfg_param {
+    const char *name;
+    enum cfg_type type;
+    const char *defval;         /* NULL: the key is required */
+    void *var;
+    long long min, max;         /* bounds for INT, TIME (ms), SIZE; both 0: none */
+    const char *choices;        /* CFG_ENUM: "none|starttls|ldaps" */
+    /* optional extra check of a syntactically valid value; 0 good, -1 bad */
+    int (*check)(const char *value, char *err, size_t errlen);
+} CFG_PARAM;
+
+/* A section this program owns; params end with a NULL name. */
+typedef struct cfg_section {
+    const char *name;
+    const CFG_PARAM *params;
+} CFG_SECTION;
+
+/*
+ * cfg_load - read path, apply tables (NULL-name terminated array).
+ * Returns the number of errors found (0: variables assigned). Strings held
+ * by CFG_STR/CFG_PATH/CFG_ENUM variables belong to cfg and are replaced on
+ * the next successful load; do not keep pointers to them across reloads.
+ */
+int cfg_load(const char *path, const CFG_SECTION *sections);
+
+/* cfg_defaults - assign every default without reading a file (for tests) */
+void cfg_defaults(const CFG_SECTION *sections);
+
+/* cfg_parse_time - "30s" style value to milliseconds; -1 if malformed */
+long long cfg_parse_time(const char *value);
+
+/* cfg_parse_size - "10m" style value to bytes; -1 if malformed */
+long long cfg_parse_size(const char *value);
+
+/* cfg_parse_bool - 1 true, 0 false, -1 not a boolean */
+int cfg_parse_bool(const char *value);
+
+/*
+ * cfg_secret_read - read a secret (password, client secret) from a file.
+ * The file must be a regular file not readable or writable by group or
+ * others. One trailing newline is removed. On success *out is a new string
+ * for xfree_secret(); on failure err says why (never the secret itself).
+ */
+int cfg_secret_read(const char *path, char **out, char *err, size_t errlen);
+
+/* cfg_default_path - the compiled-in configuration file path */
+const char *cfg_default_path(void);
+
+#endif

@@ -1,0 +1,61 @@
+/*
+ * check.h - the recipient and domain rules, once for every front end
+ *
+ * lookupd's socketmap and policy service, the admin command's query and
+ * smtpd all ask here; a check never knows which front end asked. Results
+ * are -1 (could not tell: answer TEMP / 4xx), 0 (no), 1 (yes), and a
+ * CHECK_WHY says which rule decided, for logs and `rcptgate query`.
+ */
+#ifndef RG_CHECK_H
+#define RG_CHECK_H
+
+#include "addr.h"
+#include "store.h"
+
+/* How addresses are read and matched ([address] in rcptgate.conf). */
+typedef struct check_opts {
+    const char *delimiters;     /* recipient_delimiter: "+" by default, "" none */
+    int addr_flags;             /* ADDR_ALLOW_* for the parser */
+} CHECK_OPTS;
+
+/* Which rule decided. */
+enum check_rule {
+    CHECK_MATCH_EXACT = 1,      /* the address itself is in the store */
+    CHECK_MATCH_EXTENSION,      /* the address without its +extension */
+    CHECK_MATCH_CATCHALL,       /* the catch-all @domain */
+    CHECK_MATCH_DOMAIN,         /* domain checks: the domain is ours */
+    CHECK_MATCH_PARENT,         /* domain checks: a parent allowing subdomains */
+    CHECK_MISS_ADDRESS,         /* malformed address (see addr_err) */
+    CHECK_MISS_DOMAIN,          /* the domain is not one we accept */
+    CHECK_MISS_USER,            /* our domain, no such recipient */
+    CHECK_MISS_NEXTHOP,         /* transport: our domain, default next hop */
+    CHECK_FAIL_STORE,           /* the store could not answer */
+};
+
+typedef struct check_why {
+    enum check_rule rule;
+    int addr_err;                       /* with CHECK_MISS_ADDRESS */
+    char address[ADDR_KEY_SIZE];        /* the normal form asked about */
+    char key[ADDR_KEY_SIZE];            /* the store key that matched */
+    char domain[ADDR_DOMAIN_MAX + 2];   /* our domain entry that covers it */
+    char nexthop[512];                  /* that domain's next hop, "" default */
+    STORE_RCPT rcpt;                    /* the entry; pointers valid until next store call */
+} CHECK_WHY;
+
+/*
+ * check_rcpt - is this a valid recipient? addr is as Postfix or SMTP
+ * gave it (len bytes, brackets optional). 1 yes, 0 no, -1 store failure.
+ */
+int check_rcpt(STORE *st, const CHECK_OPTS *opts, const char *addr, size_t len, CHECK_WHY *why);
+
+/*
+ * check_domain - do we accept mail for this domain? name may be a domain
+ * or Postfix's parent form ".example.com" (a subdomain of example.com).
+ * 1 yes (why->domain, why->nexthop set), 0 no, -1 store failure.
+ */
+int check_domain(STORE *st, const char *name, size_t len, CHECK_WHY *why);
+
+/* check_rule_text - a short phrase for a rule, for logs and query output */
+const char *check_rule_text(enum check_rule rule);
+
+#endif

@@ -1,0 +1,33 @@
+/*
+ * listen.h - listener addresses "unix:PATH" and "inet:HOST:PORT"
+ *
+ * Postfix's notation, so a postmaster writes the same string on both
+ * sides: inet:127.0.0.1:10100, inet:[::1]:10100, unix:/run/rcptgate/map.
+ * listen_open() makes the socket non-blocking and close-on-exec; for a
+ * unix socket it replaces a stale socket file and sets its mode.
+ */
+#ifndef RG_LISTEN_H
+#define RG_LISTEN_H
+
+#include <stddef.h>
+
+typedef struct listen_addr {
+    int is_unix;
+    char path[108];             /* unix: socket path */
+    char host[256];             /* inet: host name or address */
+    char port[32];              /* inet: port */
+} LISTEN_ADDR;
+
+/* listen_parse - parse one listener; 0 or -1 with err set */
+int listen_parse(const char *spec, LISTEN_ADDR *out, char *err, size_t errlen);
+
+/* listen_check - cfg check callback for a comma-separated list of listeners */
+int listen_check_list(const char *value, char *err, size_t errlen);
+
+/* listen_open - bind and listen; returns the fd, or -1 with err set */
+int listen_open(const LISTEN_ADDR *la, int backlog, int unix_mode, char *err, size_t errlen);
+
+/* listen_format - "unix:PATH" / "inet:HOST:PORT" for logs */
+const char *listen_format(const LISTEN_ADDR *la, char *buf, size_t size);
+
+#endif

@@ -1,0 +1,23 @@
+/*
+ * mapfile.h - Postfix-style map files ("key value" per line)
+ *
+ * The format postmap reads: a key, white space, a value; "#" at the start
+ * of a line (after optional blanks) begins a comment; a line starting with
+ * white space continues the previous one. Used by `rcptgate import` and
+ * by syncd's file source, so both read a file the same way.
+ */
+#ifndef RG_MAPFILE_H
+#define RG_MAPFILE_H
+
+#include <stddef.h>
+
+/*
+ * mapfile_read - call fn(key, value, line, ctx) for each entry of path.
+ * fn returns 0 to go on, or -1 after writing its reason into err (the
+ * line number is added). Returns 0, or -1 with "file:line: reason" in err.
+ */
+int mapfile_read(const char *path,
+                 int (*fn)(const char *key, const char *value, int line, void *ctx, char *err, size_t errlen),
+                 void *ctx, char *err, size_t errlen);
+
+#endif

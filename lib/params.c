@@ -1,0 +1,135 @@
+/*
+ * params.c - the parameter tables of rcptgate.conf (see params.h)
+ *
+ * Defaults are chosen for a gateway that must never bounce real mail:
+ * the strict address forms, a short lock wait that turns into "try later"
+ * rather than a stuck Postfix, and a socket only the mail system can use.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "addr.h"
+#include "listen.h"
+#include "params.h"
+
+#ifndef RG_LOCALSTATEDIR
+#define RG_LOCALSTATEDIR "/var"
+#endif
+#ifndef RG_RUNSTATEDIR
+#define RG_RUNSTATEDIR "/run"
+#endif
+
+char *var_store_path;
+int var_store_busy_ms;
+
+char *var_rcpt_delimiters;
+int var_allow_percent;
+int var_allow_bang;
+int var_allow_route;
+
+char *var_log_level;
+
+char *var_lookupd_socketmap;
+char *var_lookupd_policy;
+char *var_lookupd_user;
+char *var_lookupd_pidfile;
+char *var_lookupd_statsfile;
+int var_lookupd_stats_ms;
+int var_lookupd_idle_ms;
+int var_lookupd_request_ms;
+int var_lookupd_maxconn;
+char *var_lookupd_socket_mode;
+char *var_lookupd_reject_text;
+
+/* params_check_delims - recipient delimiters are punctuation, not letters */
+static int params_check_delims(const char *value, char *err, size_t errlen)
+{
+    for (const char *p = value; *p; p++) {
+        if (strchr("+-_=.#&~", *p) == NULL) {
+            snprintf(err, errlen, "recipient_delimiter may hold only the characters +-_=.#&~");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* params_check_mode - an octal file mode such as 0660 */
+static int params_check_mode(const char *value, char *err, size_t errlen)
+{
+    size_t n = strlen(value);
+
+    if (n < 3 || n > 4 || strspn(value, "01234567") != n) {
+        snprintf(err, errlen, "expected an octal mode such as 0660");
+        return -1;
+    }
+    return 0;
+}
+
+static const CFG_PARAM params_store[] = {
+    {"path", CFG_PATH, RG_LOCALSTATEDIR "/lib/rcptgate/rcptgate.db", &var_store_path, 0, 0, NULL, NULL},
+    {"busy_timeout", CFG_TIME, "2s", &var_store_busy_ms, 1, 60000, NULL, NULL},
+    {NULL, 0, NULL, NULL, 0, 0, NULL, NULL},
+};
+
+static const CFG_PARAM params_address[] = {
+    {"recipient_delimiter", CFG_STR, "+", &var_rcpt_delimiters, 0, 0, NULL, params_check_delims},
+    {"allow_percent_hack", CFG_BOOL, "no", &var_allow_percent, 0, 0, NULL, NULL},
+    {"allow_bang_path", CFG_BOOL, "no", &var_allow_bang, 0, 0, NULL, NULL},
+    {"allow_source_route", CFG_BOOL, "no", &var_allow_route, 0, 0, NULL, NULL},
+    {NULL, 0, NULL, NULL, 0, 0, NULL, NULL},
+};
+
+static const CFG_PARAM params_log[] = {
+    {"level", CFG_ENUM, "info", &var_log_level, 0, 0, "info|debug", NULL},
+    {NULL, 0, NULL, NULL, 0, 0, NULL, NULL},
+};
+
+static const CFG_PARAM params_lookupd[] = {
+    {"socketmap", CFG_STR, "unix:" RG_RUNSTATEDIR "/rcptgate/socketmap", &var_lookupd_socketmap, 0, 0, NULL, listen_check_list},
+    {"policy", CFG_STR, "", &var_lookupd_policy, 0, 0, NULL, listen_check_list},
+    {"user", CFG_STR, RG_DEFAULT_USER, &var_lookupd_user, 0, 0, NULL, NULL},
+    {"pid_file", CFG_PATH, RG_RUNSTATEDIR "/rcptgate/lookupd.pid", &var_lookupd_pidfile, 0, 0, NULL, NULL},
+    {"stats_file", CFG_PATH, RG_LOCALSTATEDIR "/lib/rcptgate/lookupd.stats", &var_lookupd_statsfile, 0, 0, NULL, NULL},
+    {"stats_interval", CFG_TIME, "10s", &var_lookupd_stats_ms, 1000, 3600000, NULL, NULL},
+    {"idle_timeout", CFG_TIME, "300s", &var_lookupd_idle_ms, 1000, 86400000, NULL, NULL},
+    {"request_timeout", CFG_TIME, "10s", &var_lookupd_request_ms, 100, 3600000, NULL, NULL},
+    {"max_connections", CFG_INT, "1000", &var_lookupd_maxconn, 1, 100000, NULL, NULL},
+    {"socket_mode", CFG_STR, "0666", &var_lookupd_socket_mode, 0, 0, NULL, params_check_mode},
+    {"reject_text", CFG_STR, "Recipient address rejected: User unknown", &var_lookupd_reject_text, 0, 0, NULL, NULL},
+    {NULL, 0, NULL, NULL, 0, 0, NULL, NULL},
+};
+
+static const CFG_SECTION params_for_lookupd[] = {
+    {"store", params_store},
+    {"address", params_address},
+    {"log", params_log},
+    {"lookupd", params_lookupd},
+    {NULL, NULL},
+};
+
+static const CFG_SECTION params_for_all[] = {
+    {"store", params_store},
+    {"address", params_address},
+    {"log", params_log},
+    {"lookupd", params_lookupd},
+    {NULL, NULL},
+};
+
+/* params_sections_for - the sections a program owns */
+const CFG_SECTION *params_sections_for(const char *program)
+{
+    if (strcmp(program, "lookupd") == 0)
+        return params_for_lookupd;
+    return params_for_all;
+}
+
+/* params_check_opts - the [address] settings for check_rcpt() */
+void params_check_opts(CHECK_OPTS *opts)
+{
+    opts->delimiters = var_rcpt_delimiters;
+    opts->addr_flags = (var_allow_route ? ADDR_ALLOW_ROUTE : 0)
+        | (var_allow_percent ? ADDR_ALLOW_PERCENT : 0)
+        | (var_allow_bang ? ADDR_ALLOW_BANG : 0);
+}

@@ -1,0 +1,49 @@
+/*
+ * params.h - every rcptgate.conf parameter, as typed tables and variables
+ *
+ * As Postfix's mail_params: one place names each parameter, its default
+ * and its bounds, and the programs read the variables (var_*). A program
+ * passes cfg_load() the sections it owns: params_sections_for("lookupd").
+ */
+#ifndef RG_PARAMS_H
+#define RG_PARAMS_H
+
+#include "cfg.h"
+#include "check.h"
+
+/* [store] */
+extern char *var_store_path;            /* path: the SQLite file */
+extern int var_store_busy_ms;           /* busy_timeout: wait for a lock at most this long */
+
+/* [address] */
+extern char *var_rcpt_delimiters;       /* recipient_delimiter, default "+" */
+extern int var_allow_percent;           /* allow_percent_hack */
+extern int var_allow_bang;              /* allow_bang_path */
+extern int var_allow_route;             /* allow_source_route */
+
+/* [log] */
+extern char *var_log_level;             /* level: info | debug */
+
+/* [lookupd] */
+extern char *var_lookupd_socketmap;     /* socketmap: listeners, comma-separated */
+extern char *var_lookupd_policy;        /* policy: listeners, "" = none */
+extern char *var_lookupd_user;          /* user: unprivileged user after binding */
+extern char *var_lookupd_pidfile;       /* pid_file */
+extern char *var_lookupd_statsfile;     /* stats_file */
+extern int var_lookupd_stats_ms;        /* stats_interval */
+extern int var_lookupd_idle_ms;         /* idle_timeout */
+extern int var_lookupd_request_ms;      /* request_timeout: a request must arrive whole within */
+extern int var_lookupd_maxconn;         /* max_connections */
+extern char *var_lookupd_socket_mode;   /* socket_mode: octal mode of unix sockets */
+extern char *var_lookupd_reject_text;   /* policy reject text */
+
+/*
+ * params_sections_for - the sections a program owns: "lookupd", "rcptgate"
+ * (the admin command reads them all). The array is static.
+ */
+const CFG_SECTION *params_sections_for(const char *program);
+
+/* params_check_opts - the [address] settings as the rule engine wants them */
+void params_check_opts(CHECK_OPTS *opts);
+
+#endif

@@ -1,0 +1,132 @@
+/*
+ * store.h - the SQLite store of domains, recipients and sync state
+ *
+ * One writer (syncd, the admin command) and many readers (lookupd, smtpd),
+ * in WAL mode so readers never wait for the writer. The schema lives in
+ * sql/ as numbered migrations compiled in; whoever opens the store first
+ * migrates it in one transaction and PRAGMA user_version records how far.
+ *
+ * Every lookup returns -1 (error: the caller must answer "try later"),
+ * 0 (not found) or 1 (found). An SQLite error is always -1, never 0.
+ * const char pointers in returned structs live until the next call on the
+ * same STORE; copy what must outlive it.
+ */
+#ifndef RG_STORE_H
+#define RG_STORE_H
+
+#include <stddef.h>
+
+typedef struct store STORE;
+
+/* store_open flags */
+#define STORE_CREATE    0x01    /* create the file if it does not exist */
+
+/*
+ * store_open - open the store, migrating its schema if it is older.
+ * Fails (NULL, reason in err) when the file is missing (without
+ * STORE_CREATE), unreadable, not a database, or its schema is newer than
+ * this program knows. busy_ms bounds every wait for a lock.
+ */
+STORE *store_open(const char *path, int flags, int busy_ms, char *err, size_t errlen);
+
+/* store_close - finalise statements and close; NULL is fine */
+void store_close(STORE *st);
+
+/* store_error - text of the last error on this handle (for logs, TEMP) */
+const char *store_error(STORE *st);
+
+/* store_schema_version - the schema version this program knows */
+int store_schema_version(void);
+
+/*
+ * store_read_begin/store_read_end - wrap several lookups in one read
+ * transaction: one consistent snapshot and one WAL lock round trip.
+ * store_read_end is safe to call after a failed begin.
+ */
+int store_read_begin(STORE *st);
+void store_read_end(STORE *st);
+
+/* Domains we accept mail for. */
+typedef struct store_domain {
+    const char *name;           /* lowercase A-label */
+    const char *nexthop;        /* Postfix transport syntax; "" = default */
+    int subdomains;             /* subdomains match too */
+} STORE_DOMAIN;
+
+int store_domain_get(STORE *st, const char *name, STORE_DOMAIN *out);
+int store_domain_put(STORE *st, const char *name, const char *nexthop, int subdomains);
+int store_domain_del(STORE *st, const char *name);      /* 1 deleted, 0 absent, -1 */
+/* store_domain_walk - call fn for each domain in name order; fn non-zero stops */
+int store_domain_walk(STORE *st, int (*fn)(const STORE_DOMAIN *, void *), void *ctx);
+
+/* Recipient kinds, as stored. */
+#define STORE_KIND_USER         "user"
+#define STORE_KIND_SHARED       "shared"
+#define STORE_KIND_GROUP        "group"
+#define STORE_KIND_CONTACT      "contact"
+#define STORE_KIND_PUBFOLDER    "publicfolder"
+#define STORE_KIND_STATIC       "static"
+#define STORE_KIND_IMPORTED     "imported"
+
+/* Recipient flags. */
+#define STORE_FLAG_INTERNAL_ONLY 0x01  /* group: internal senders only */
+
+typedef struct store_rcpt {
+    const char *address;        /* normalised key, or "@domain" catch-all */
+    const char *kind;
+    const char *source;         /* source name ("static" for static entries) */
+    const char *dn;             /* directory object, "" when none */
+    const char *guid;           /* directory object id, "" when none */
+    long long last_seen;        /* unix time */
+    int flags;
+} STORE_RCPT;
+
+/* store_rcpt_get - exact lookup of a normalised key */
+int store_rcpt_get(STORE *st, const char *address, STORE_RCPT *out);
+
+/* Static entries (postmaster@, abuse@): recipients of the source "static". */
+int store_static_add(STORE *st, const char *address);   /* 1 added, 0 existed, -1 */
+int store_static_del(STORE *st, const char *address);   /* 1 deleted, 0 absent, -1 */
+
+/* store_rcpt_walk - every recipient (all sources) in address order */
+int store_rcpt_walk(STORE *st, const char *source, int (*fn)(const STORE_RCPT *, void *), void *ctx);
+
+/*
+ * Replacing one source's recipients as one transaction (import, and later
+ * a full sync): begin, add each address, commit applies the difference
+ * (added/removed/kept) and records a sync run. Nothing is visible to
+ * readers until commit; abort (or any error) applies nothing.
+ */
+typedef struct store_counts {
+    long long added, changed, removed, kept;
+} STORE_COUNTS;
+
+int store_replace_begin(STORE *st, const char *source, const char *type);
+int store_replace_add(STORE *st, const char *address, const char *kind);
+int store_replace_commit(STORE *st, STORE_COUNTS *counts);
+void store_replace_abort(STORE *st);
+
+/* Figures for `rcptgate stats`. */
+typedef struct store_stats {
+    long long domains;
+    long long recipients;
+    long long statics;
+    long long sources;
+} STORE_STATS;
+
+int store_stats(STORE *st, STORE_STATS *out);
+
+/* store_source_walk - per source: name, type, recipients, last run summary */
+typedef struct store_source_info {
+    const char *name;
+    const char *type;
+    long long recipients;
+    long long last_success;     /* unix time, 0 never */
+    long long last_run;         /* unix time, 0 never */
+    const char *last_outcome;   /* "ok", "refused: ...", "failed: ..." */
+    long long added, changed, removed;  /* of the last run */
+} STORE_SOURCE_INFO;
+
+int store_source_walk(STORE *st, int (*fn)(const STORE_SOURCE_INFO *, void *), void *ctx);
+
+#endif

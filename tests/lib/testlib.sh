@@ -1,0 +1,148 @@
+# testlib.sh - shared helpers for rcptgate's shell tests (TAP output)
+#
+# Source it from a test: ". "$top_srcdir/tests/lib/testlib.sh"". It gives
+# each test a private directory under the build tree, a config file that
+# points every socket there, servers started in the background and
+# stopped by their recorded pid (also on exit), and TAP helpers.
+#
+#   tl_init NAME          make $T (the test's directory), write $T/rcptgate.conf
+#   tl_start_lookupd      start lookupd -f on $T/socketmap.sock (and policy.sock)
+#   tl_stop_lookupd       SIGTERM it and wait for it to go
+#   tl_postmap KEY MAP    postmap -q against lookupd: stdout to $T/out, stderr to $T/err
+#   tl_ok COND MSG / tl_is GOT WANT MSG / tl_done
+
+: "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
+: "${top_builddir:=$(pwd)}"
+export top_srcdir top_builddir
+
+RG_LOOKUPD="$top_builddir/lookupd/rcptgate-lookupd"
+RG_ADMIN="$top_builddir/rcptgate/rcptgate"
+RG_CLIENT="$top_builddir/tests/tools/rgclient"
+POSTMAP=${POSTMAP:-$(command -v postmap || echo /usr/sbin/postmap)}
+
+tl_n=0
+tl_failed=0
+tl_pids=""
+
+# tl_init - private directory and config for the test called NAME
+tl_init() {
+    T="$top_builddir/tests/tmp/$1"
+    rm -rf "$T"
+    mkdir -p "$T/postfix"
+    : > "$T/postfix/main.cf"
+    SOCK="$T/socketmap.sock"
+    POLICY="$T/policy.sock"
+    STORE="$T/store.db"
+    CONF="$T/rcptgate.conf"
+    cat > "$CONF" <<CONF
+[store]
+path = $STORE
+busy_timeout = 500ms
+
+[lookupd]
+socketmap = unix:$SOCK
+policy = unix:$POLICY
+user =
+pid_file = $T/lookupd.pid
+stats_file = $T/lookupd.stats
+stats_interval = 1s
+CONF
+    trap tl_cleanup EXIT
+}
+
+# tl_cleanup - stop whatever the test started
+tl_cleanup() {
+    for p in $tl_pids; do
+        kill "$p" 2>/dev/null
+    done
+    for p in $tl_pids; do
+        wait "$p" 2>/dev/null
+    done
+    tl_pids=""
+}
+
+# tl_admin - run the admin command on the test's config
+tl_admin() {
+    "$RG_ADMIN" -c "$CONF" "$@"
+}
+
+# tl_wait_socket PATH - wait up to 5 s for a socket to appear
+tl_wait_socket() {
+    i=0
+    while [ ! -S "$1" ]; do
+        i=$((i + 1))
+        [ $i -gt 100 ] && return 1
+        sleep 0.05
+    done
+    return 0
+}
+
+# tl_start_lookupd - start lookupd in the foreground, in the background
+tl_start_lookupd() {
+    rm -f "$SOCK" "$POLICY"
+    "$RG_LOOKUPD" -c "$CONF" -f "$@" 2>>"$T/lookupd.log" &
+    LOOKUPD_PID=$!
+    tl_pids="$tl_pids $LOOKUPD_PID"
+    tl_wait_socket "$SOCK"
+}
+
+# tl_stop_lookupd - SIGTERM lookupd and wait; returns its exit status
+tl_stop_lookupd() {
+    kill -TERM "$LOOKUPD_PID" 2>/dev/null
+    wait "$LOOKUPD_PID"
+    rc=$?
+    tl_pids=$(echo "$tl_pids" | sed "s/ $LOOKUPD_PID//")
+    return $rc
+}
+
+# tl_postmap KEY MAP - ask lookupd through Postfix's own socketmap client
+tl_postmap() {
+    "$POSTMAP" -c "$T/postfix" -q "$1" "socketmap:unix:$SOCK:$2" >"$T/out" 2>"$T/err"
+}
+
+tl_ok() {
+    tl_n=$((tl_n + 1))
+    if [ "$1" = 0 ]; then
+        echo "ok $tl_n - $2"
+    else
+        echo "not ok $tl_n - $2"
+        tl_failed=$((tl_failed + 1))
+    fi
+}
+
+# tl_is GOT WANT MSG
+tl_is() {
+    tl_n=$((tl_n + 1))
+    if [ "$1" = "$2" ]; then
+        echo "ok $tl_n - $3"
+    else
+        echo "not ok $tl_n - $3"
+        echo "#   got:  '$1'"
+        echo "#   want: '$2'"
+        tl_failed=$((tl_failed + 1))
+    fi
+}
+
+# tl_like GOT PATTERN MSG - grep -E pattern
+tl_like() {
+    tl_n=$((tl_n + 1))
+    if printf '%s\n' "$1" | grep -Eq -- "$2"; then
+        echo "ok $tl_n - $3"
+    else
+        echo "not ok $tl_n - $3"
+        echo "#   got:  '$1'"
+        echo "#   want match: '$2'"
+        tl_failed=$((tl_failed + 1))
+    fi
+}
+
+# tl_skip_all REASON - skip the whole test (TAP plan 1..0)
+tl_skip_all() {
+    echo "1..0 # SKIP $1"
+    exit 0
+}
+
+tl_done() {
+    echo "1..$tl_n"
+    [ "$tl_failed" = 0 ]
+}
