@@ -1,0 +1,500 @@
+/*
+ * cfg.c - read rcptgate.conf (see cfg.h)
+ *
+ * inih splits the file into (section, key, value); a reader of our own
+ * feeds it line by line so that every key is known with its line number,
+ * and so that an over-long line is an error instead of being cut in two.
+ * Loading is two passes over the collected entries: first every value is
+ * checked and every problem reported, then, only if there were none, the
+ * variables are assigned. A bad reload therefore changes nothing.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ini.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cfg.h"
+#include "log.h"
+#include "xalloc.h"
+
+#ifndef RG_SYSCONFDIR
+#define RG_SYSCONFDIR "/etc"
+#endif
+
+#define CFG_MAX_LINE    4096
+#define CFG_MAX_SECRET  4096
+
+/*
+ * Every section any rcptgate program reads. A program skips the ones it
+ * does not own; a name not listed here is a typo and an error.
+ */
+static const char *const cfg_known_sections[] = {
+    "store", "address", "log", "lookupd", "syncd", "smtpd", NULL,
+};
+static const char *const cfg_known_families[] = {
+    "source", NULL,             /* [source NAME] */
+};
+
+typedef struct cfg_entry {
+    char *section;
+    char *key;
+    char *value;
+    int line;
+} CFG_ENTRY;
+
+typedef struct cfg_parse {
+    const char *path;
+    FILE *fp;
+    int line;                   /* lines handed to inih so far */
+    int errors;
+    CFG_ENTRY *entries;
+    size_t count, size;
+} CFG_PARSE;
+
+/* cfg_error - report one problem as file:line: message */
+static void RG_PRINTF(3, 4) cfg_error(CFG_PARSE *cp, int line, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    if (line > 0)
+        log_err("%s:%d: %s", cp->path, line, buf);
+    else
+        log_err("%s: %s", cp->path, buf);
+    cp->errors++;
+}
+
+/* cfg_reader - hand inih one line, counting lines and refusing long ones */
+static char *cfg_reader(char *str, int num, void *stream)
+{
+    CFG_PARSE *cp = stream;
+    size_t len;
+
+    if (fgets(str, num, cp->fp) == NULL)
+        return NULL;
+    cp->line++;
+    len = strlen(str);
+    if (len == (size_t) num - 1 && str[len - 1] != '\n' && !feof(cp->fp)) {
+        int c;
+
+        cfg_error(cp, cp->line, "line longer than %d characters", num - 2);
+        while ((c = getc(cp->fp)) != EOF && c != '\n')
+             /* skip the rest */ ;
+        str[0] = '\n';
+        str[1] = 0;
+    } else if (memchr(str, 0, len) != NULL || strlen(str) != len) {
+        cfg_error(cp, cp->line, "NUL character in line");
+        str[0] = '\n';
+        str[1] = 0;
+    }
+    return str;
+}
+
+/* cfg_handler - collect one key = value */
+static int cfg_handler(void *user, const char *section, const char *name, const char *value)
+{
+    CFG_PARSE *cp = user;
+    CFG_ENTRY *e;
+
+    if (cp->count == cp->size) {
+        cp->size = cp->size ? 2 * cp->size : 32;
+        cp->entries = xrealloc(cp->entries, cp->size * sizeof(*cp->entries));
+    }
+    e = &cp->entries[cp->count++];
+    e->section = xstrdup(section);
+    e->key = xstrdup(name);
+    e->value = xstrdup(value ? value : "");
+    e->line = cp->line;
+    return 1;
+}
+
+/* cfg_parse_free - release collected entries */
+static void cfg_parse_free(CFG_PARSE *cp)
+{
+    for (size_t i = 0; i < cp->count; i++) {
+        free(cp->entries[i].section);
+        free(cp->entries[i].key);
+        free(cp->entries[i].value);
+    }
+    free(cp->entries);
+}
+
+/* cfg_section_known - is this a section name some program reads? */
+static int cfg_section_known(const char *name)
+{
+    for (int i = 0; cfg_known_sections[i]; i++)
+        if (strcmp(name, cfg_known_sections[i]) == 0)
+            return 1;
+    for (int i = 0; cfg_known_families[i]; i++) {
+        size_t n = strlen(cfg_known_families[i]);
+
+        if (strncmp(name, cfg_known_families[i], n) == 0 && name[n] == ' ' && name[n + 1] != 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* cfg_find_section - the owned section of that name, or NULL */
+static const CFG_SECTION *cfg_find_section(const CFG_SECTION *sections, const char *name)
+{
+    for (const CFG_SECTION *s = sections; s->name; s++)
+        if (strcmp(s->name, name) == 0)
+            return s;
+    return NULL;
+}
+
+/* cfg_find_param - the parameter of that name in a section, or NULL */
+static const CFG_PARAM *cfg_find_param(const CFG_SECTION *s, const char *name)
+{
+    for (const CFG_PARAM *p = s->params; p->name; p++)
+        if (strcmp(p->name, name) == 0)
+            return p;
+    return NULL;
+}
+
+/* cfg_parse_number - decimal with an optional unit suffix from a table */
+static long long cfg_parse_number(const char *value, const char *const *units, const long long *mult)
+{
+    char *end;
+    long long n;
+
+    if (*value < '0' || *value > '9')
+        return -1;
+    errno = 0;
+    n = strtoll(value, &end, 10);
+    if (errno != 0)
+        return -1;
+    for (int i = 0; units[i]; i++) {
+        if (strcmp(end, units[i]) == 0) {
+            if (n > LLONG_MAX / mult[i])
+                return -1;
+            return n * mult[i];
+        }
+    }
+    return -1;
+}
+
+/* cfg_parse_time - "30s" to milliseconds; a bare number is seconds */
+long long cfg_parse_time(const char *value)
+{
+    static const char *const units[] = {"", "ms", "s", "m", "h", "d", NULL};
+    static const long long mult[] = {1000, 1, 1000, 60000, 3600000, 86400000};
+
+    return cfg_parse_number(value, units, mult);
+}
+
+/* cfg_parse_size - "10m" to bytes */
+long long cfg_parse_size(const char *value)
+{
+    static const char *const units[] = {"", "k", "m", "g", "K", "M", "G", NULL};
+    static const long long mult[] = {1, 1024, 1048576, 1073741824, 1024, 1048576, 1073741824};
+
+    return cfg_parse_number(value, units, mult);
+}
+
+/* cfg_parse_bool - yes/no and friends */
+int cfg_parse_bool(const char *value)
+{
+    static const char *const yes[] = {"yes", "true", "on", "1", NULL};
+    static const char *const no[] = {"no", "false", "off", "0", NULL};
+
+    for (int i = 0; yes[i]; i++)
+        if (strcasecmp(value, yes[i]) == 0)
+            return 1;
+    for (int i = 0; no[i]; i++)
+        if (strcasecmp(value, no[i]) == 0)
+            return 0;
+    return -1;
+}
+
+/* cfg_enum_ok - is value one of the '|'-separated choices? */
+static int cfg_enum_ok(const char *value, const char *choices)
+{
+    size_t n = strlen(value);
+
+    for (const char *c = choices; c && *c;) {
+        const char *bar = strchr(c, '|');
+        size_t len = bar ? (size_t) (bar - c) : strlen(c);
+
+        if (len == n && strncmp(c, value, n) == 0)
+            return 1;
+        c = bar ? bar + 1 : NULL;
+    }
+    return 0;
+}
+
+/* cfg_bounds - describe [min, max] for a message */
+static const char *cfg_bounds(const CFG_PARAM *p, char *buf, size_t size)
+{
+    if (p->type == CFG_TIME)
+        snprintf(buf, size, "between %lldms and %lldms", p->min, p->max);
+    else
+        snprintf(buf, size, "between %lld and %lld", p->min, p->max);
+    return buf;
+}
+
+/*
+ * cfg_value - check one value and, when assign is set, store it.
+ * Returns 0, or -1 with the reason in err.
+ */
+static int cfg_value(const CFG_PARAM *p, const char *value, int assign, char *err, size_t errlen)
+{
+    long long n = 0;
+    char bounds[80];
+
+    switch (p->type) {
+    case CFG_STR:
+        break;
+    case CFG_PATH:
+        if (*value && *value != '/') {
+            snprintf(err, errlen, "%s must be an absolute path", p->name);
+            return -1;
+        }
+        break;
+    case CFG_ENUM:
+        if (!cfg_enum_ok(value, p->choices)) {
+            snprintf(err, errlen, "%s must be one of %s, not \"%s\"", p->name, p->choices, value);
+            return -1;
+        }
+        break;
+    case CFG_BOOL:
+        if ((n = cfg_parse_bool(value)) < 0) {
+            snprintf(err, errlen, "%s must be yes or no, not \"%s\"", p->name, value);
+            return -1;
+        }
+        break;
+    case CFG_INT:{
+            char *end;
+
+            errno = 0;
+            n = strtoll(value, &end, 10);
+            if (*value == 0 || *end != 0 || errno != 0) {
+                snprintf(err, errlen, "%s must be a whole number, not \"%s\"", p->name, value);
+                return -1;
+            }
+            break;
+        }
+    case CFG_TIME:
+        if ((n = cfg_parse_time(value)) < 0) {
+            snprintf(err, errlen, "%s must be a time such as 30s, 5m or 250ms, not \"%s\"", p->name, value);
+            return -1;
+        }
+        break;
+    case CFG_SIZE:
+        if ((n = cfg_parse_size(value)) < 0) {
+            snprintf(err, errlen, "%s must be a size such as 10m or 512k, not \"%s\"", p->name, value);
+            return -1;
+        }
+        break;
+    }
+    if ((p->type == CFG_INT || p->type == CFG_TIME || p->type == CFG_SIZE)
+        && (p->min || p->max) && (n < p->min || n > p->max)) {
+        snprintf(err, errlen, "%s must be %s, not \"%s\"", p->name, cfg_bounds(p, bounds, sizeof(bounds)), value);
+        return -1;
+    }
+    if (p->check && p->check(value, err, errlen) < 0)
+        return -1;
+    if (!assign)
+        return 0;
+    switch (p->type) {
+    case CFG_STR:
+    case CFG_PATH:
+    case CFG_ENUM:{
+            char **var = p->var;
+
+            free(*var);
+            *var = xstrdup(value);
+            break;
+        }
+    case CFG_BOOL:
+    case CFG_INT:
+    case CFG_TIME:
+        *(int *) p->var = (int) n;
+        break;
+    case CFG_SIZE:
+        *(long long *) p->var = n;
+        break;
+    }
+    return 0;
+}
+
+/* cfg_defaults - assign every default */
+void cfg_defaults(const CFG_SECTION *sections)
+{
+    char err[256];
+
+    for (const CFG_SECTION *s = sections; s->name; s++)
+        for (const CFG_PARAM *p = s->params; p->name; p++)
+            if (p->defval && cfg_value(p, p->defval, 1, err, sizeof(err)) < 0)
+                log_panic("default of [%s] %s is invalid: %s", s->name, p->name, err);
+}
+
+/* cfg_check - first pass: report every problem, counting them in cp */
+static void cfg_check(CFG_PARSE *cp, const CFG_SECTION *sections)
+{
+    char err[512];
+
+    for (size_t i = 0; i < cp->count; i++) {
+        CFG_ENTRY *e = &cp->entries[i];
+        const CFG_SECTION *s;
+        const CFG_PARAM *p;
+
+        if (*e->section == 0) {
+            cfg_error(cp, e->line, "\"%s\" is outside any [section]", e->key);
+            continue;
+        }
+        if ((s = cfg_find_section(sections, e->section)) == NULL) {
+            /* Report an unknown section once, at its first key. */
+            if (!cfg_section_known(e->section)
+                && (i == 0 || strcmp(cp->entries[i - 1].section, e->section) != 0))
+                cfg_error(cp, e->line, "unknown section [%s]", e->section);
+            continue;
+        }
+        if ((p = cfg_find_param(s, e->key)) == NULL) {
+            cfg_error(cp, e->line, "unknown key \"%s\" in [%s]", e->key, e->section);
+            continue;
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(cp->entries[j].section, e->section) == 0
+                && strcmp(cp->entries[j].key, e->key) == 0) {
+                cfg_error(cp, e->line, "duplicate key \"%s\" in [%s] (first set on line %d)",
+                          e->key, e->section, cp->entries[j].line);
+                break;
+            }
+        }
+        if (cfg_value(p, e->value, 0, err, sizeof(err)) < 0)
+            cfg_error(cp, e->line, "[%s] %s", e->section, err);
+    }
+    /* Required keys. */
+    for (const CFG_SECTION *s = sections; s->name; s++) {
+        for (const CFG_PARAM *p = s->params; p->name; p++) {
+            size_t i;
+
+            if (p->defval)
+                continue;
+            for (i = 0; i < cp->count; i++)
+                if (strcmp(cp->entries[i].section, s->name) == 0
+                    && strcmp(cp->entries[i].key, p->name) == 0)
+                    break;
+            if (i == cp->count)
+                cfg_error(cp, 0, "[%s] %s is required", s->name, p->name);
+        }
+    }
+}
+
+/* cfg_load - read and apply path (see cfg.h) */
+int cfg_load(const char *path, const CFG_SECTION *sections)
+{
+    CFG_PARSE cp;
+    int rc;
+    char err[512];
+
+    memset(&cp, 0, sizeof(cp));
+    cp.path = path;
+    if ((cp.fp = fopen(path, "r")) == NULL) {
+        cfg_error(&cp, 0, "cannot open: %s", strerror(errno));
+        return cp.errors;
+    }
+    /* Values are taken literally: no inline comments, no continuations. */
+    ini_use_stack = false;
+    ini_max_line = CFG_MAX_LINE;
+    ini_allow_multiline = false;
+    ini_allow_inline_comments = false;
+    rc = ini_parse_stream(cfg_reader, &cp, cfg_handler, &cp);
+    if (ferror(cp.fp))
+        cfg_error(&cp, 0, "read error: %s", strerror(errno));
+    fclose(cp.fp);
+    if (rc > 0)
+        cfg_error(&cp, rc, "syntax error: expected [section], key = value, or a # comment");
+    else if (rc < 0)
+        cfg_error(&cp, 0, "out of memory parsing");
+    cfg_check(&cp, sections);
+    if (cp.errors == 0) {
+        cfg_defaults(sections);
+        for (size_t i = 0; i < cp.count; i++) {
+            const CFG_SECTION *s = cfg_find_section(sections, cp.entries[i].section);
+            const CFG_PARAM *p = s ? cfg_find_param(s, cp.entries[i].key) : NULL;
+
+            if (p && cfg_value(p, cp.entries[i].value, 1, err, sizeof(err)) < 0)
+                log_panic("value checked once failed later: %s", err);
+        }
+    }
+    cfg_parse_free(&cp);
+    return cp.errors;
+}
+
+/* cfg_secret_read - a secret from a file only its owner can read */
+int cfg_secret_read(const char *path, char **out, char *err, size_t errlen)
+{
+    struct stat sb;
+    char *buf;
+    ssize_t n;
+    size_t len = 0;
+    int fd;
+
+    if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY)) < 0) {
+        snprintf(err, errlen, "secret file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+        snprintf(err, errlen, "secret file %s: not a regular file", path);
+        close(fd);
+        return -1;
+    }
+    if (sb.st_mode & (S_IRWXG | S_IRWXO)) {
+        snprintf(err, errlen, "secret file %s is accessible by group or others (mode %04o): "
+                 "chmod 600 it", path, (unsigned) (sb.st_mode & 07777));
+        close(fd);
+        return -1;
+    }
+    buf = xmalloc(CFG_MAX_SECRET + 1);
+    while (len < CFG_MAX_SECRET && (n = read(fd, buf + len, CFG_MAX_SECRET - len)) != 0) {
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            snprintf(err, errlen, "secret file %s: %s", path, strerror(errno));
+            close(fd);
+            buf[len] = 0;
+            xfree_secret(buf);
+            return -1;
+        }
+        len += (size_t) n;
+    }
+    close(fd);
+    buf[len] = 0;
+    if (len == CFG_MAX_SECRET || strlen(buf) != len) {
+        snprintf(err, errlen, "secret file %s: too long or not text", path);
+        xfree_secret(buf);
+        return -1;
+    }
+    if (len > 0 && buf[len - 1] == '\n')
+        buf[--len] = 0;
+    if (len > 0 && buf[len - 1] == '\r')
+        buf[--len] = 0;
+    if (len == 0) {
+        snprintf(err, errlen, "secret file %s is empty", path);
+        xfree_secret(buf);
+        return -1;
+    }
+    *out = buf;
+    return 0;
+}
+
+/* cfg_default_path - where the configuration lives by default */
+const char *cfg_default_path(void)
+{
+    return RG_SYSCONFDIR "/rcptgate/rcptgate.conf";
+}

@@ -5,6 +5,9 @@
  * smtpd all ask here; a check never knows which front end asked. Results
  * are -1 (could not tell: answer TEMP / 4xx), 0 (no), 1 (yes), and a
  * CHECK_WHY says which rule decided, for logs and `rcptgate query`.
+ *
+ * The checks do not open a transaction of their own: a caller that wants
+ * one snapshot for several checks wraps them in store_read_begin/end.
  */
 #ifndef RG_CHECK_H
 #define RG_CHECK_H
