@@ -59,6 +59,8 @@ typedef struct cfg_parse {
     int errors;
     CFG_ENTRY *entries;
     size_t count, size;
+    char **long_values;         /* values of lines too long for inih */
+    size_t long_count;
 } CFG_PARSE;
 
 /* cfg_error - report one problem as file:line: message */
@@ -77,29 +79,50 @@ static void RG_PRINTF(3, 4) cfg_error(CFG_PARSE *cp, int line, const char *fmt, 
     cp->errors++;
 }
 
-/* cfg_reader - hand inih one line, counting lines and refusing long ones */
+/*
+ * cfg_reader - hand inih one line, counting lines.
+ *
+ * Debian's inih reads into a fixed 200-byte buffer, too short for an LDAP
+ * filter or a list of URIs. A longer "key = value" line is therefore read
+ * here whole, its value kept aside, and inih sees "key = \001N" instead;
+ * cfg_handler swaps the value back in. Lines over CFG_MAX_LINE are errors.
+ */
 static char *cfg_reader(char *str, int num, void *stream)
 {
     CFG_PARSE *cp = stream;
-    size_t len;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    char *eq;
 
-    if (fgets(str, num, cp->fp) == NULL)
+    if ((len = getline(&line, &cap, cp->fp)) < 0) {
+        free(line);
         return NULL;
-    cp->line++;
-    len = strlen(str);
-    if (len == (size_t) num - 1 && str[len - 1] != '\n' && !feof(cp->fp)) {
-        int c;
-
-        cfg_error(cp, cp->line, "line longer than %d characters", num - 2);
-        while ((c = getc(cp->fp)) != EOF && c != '\n')
-             /* skip the rest */ ;
-        str[0] = '\n';
-        str[1] = 0;
-    } else if (memchr(str, 0, len) != NULL || strlen(str) != len) {
-        cfg_error(cp, cp->line, "NUL character in line");
-        str[0] = '\n';
-        str[1] = 0;
     }
+    cp->line++;
+    if ((size_t) len != strlen(line)) {
+        cfg_error(cp, cp->line, "NUL character in line");
+        snprintf(str, (size_t) num, "\n");
+    } else if (len > CFG_MAX_LINE) {
+        cfg_error(cp, cp->line, "line longer than %d characters", CFG_MAX_LINE);
+        snprintf(str, (size_t) num, "\n");
+    } else if (len < num - 2) {
+        memcpy(str, line, (size_t) len + 1);
+    } else if ((eq = strchr(line, '=')) == NULL || eq - line > num / 2) {
+        cfg_error(cp, cp->line, "syntax error: expected key = value");
+        snprintf(str, (size_t) num, "\n");
+    } else {
+        char *value = eq + 1;
+
+        value += strspn(value, " \t");
+        value[strcspn(value, "\r\n")] = 0;
+        for (char *end = value + strlen(value); end > value && (end[-1] == ' ' || end[-1] == '\t');)
+            *--end = 0;
+        cp->long_values = xrealloc(cp->long_values, (cp->long_count + 1) * sizeof(char *));
+        cp->long_values[cp->long_count] = xstrdup(value);
+        snprintf(str, (size_t) num, "%.*s= \001%zu\n", (int) (eq - line), line, cp->long_count++);
+    }
+    free(line);
     return str;
 }
 
@@ -116,7 +139,13 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
     e = &cp->entries[cp->count++];
     e->section = xstrdup(section);
     e->key = xstrdup(name);
-    e->value = xstrdup(value ? value : "");
+    if (value && value[0] == '\001') {
+        size_t n = strtoul(value + 1, NULL, 10);
+
+        e->value = xstrdup(n < cp->long_count ? cp->long_values[n] : "");
+    } else {
+        e->value = xstrdup(value ? value : "");
+    }
     e->line = cp->line;
     return 1;
 }
@@ -130,6 +159,9 @@ static void cfg_parse_free(CFG_PARSE *cp)
         free(cp->entries[i].value);
     }
     free(cp->entries);
+    for (size_t i = 0; i < cp->long_count; i++)
+        free(cp->long_values[i]);
+    free(cp->long_values);
 }
 
 /* cfg_section_known - is this a section name some program reads? */
@@ -408,11 +440,6 @@ int cfg_load(const char *path, const CFG_SECTION *sections)
         cfg_error(&cp, 0, "cannot open: %s", strerror(errno));
         return cp.errors;
     }
-    /* Values are taken literally: no inline comments, no continuations. */
-    ini_use_stack = false;
-    ini_max_line = CFG_MAX_LINE;
-    ini_allow_multiline = false;
-    ini_allow_inline_comments = false;
     rc = ini_parse_stream(cfg_reader, &cp, cfg_handler, &cp);
     if (ferror(cp.fp))
         cfg_error(&cp, 0, "read error: %s", strerror(errno));

@@ -20,7 +20,7 @@ enum netstring_status {
 
 /*
  * netstring_decode - look for one netstring at the start of buf.
- * NETSTRING_OK: *data/*len give the payload (inside buf) and *used the
+ * NETSTRING_OK: *data and *len give the payload (inside buf) and *used the
  * bytes it took. NETSTRING_BAD: *why says what was wrong.
  */
 int netstring_decode(const char *buf, size_t avail, size_t max_payload,
