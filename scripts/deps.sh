@@ -1,0 +1,33 @@
+#!/bin/sh
+# deps.sh - install what building and testing rcptgate needs (Debian 12, as root)
+#
+# Postfix is installed for its tools (postmap, smtp-source, smtp-sink) and
+# is never started: a policy-rc.d that refuses service starts is put in
+# place for the install if none exists, and removed again afterwards.
+set -e
+if [ "$(id -u)" != 0 ]; then
+    echo "deps.sh: run as root (it uses apt-get)" >&2
+    exit 1
+fi
+PKGS="build-essential autoconf automake pkg-config clang \
+  libsqlite3-dev libevent-dev libinih-dev libidn2-dev libcmocka-dev \
+  sqlite3 postfix"
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+made_policy=""
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    made_policy=yes
+fi
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >/dev/null
+[ -n "$made_policy" ] && rm -f /usr/sbin/policy-rc.d
+exit 0
