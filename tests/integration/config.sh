@@ -1,2 +1,91 @@
 #!/bin/sh
-echo "1..0 # SKIP not written yet"
+# config.sh - rcptgate.conf is checked strictly by every program
+#
+# -n on a good file exits 0; each kind of mistake exits 78 with a message
+# naming file and line; sections of other programs are skipped, a
+# misspelt section is not; a daemon refuses to start on a bad file.
+. "$top_srcdir/tests/lib/testlib.sh"
+tl_init config
+
+# check PROGRAM FILE - run PROGRAM -n -c FILE, leave output in $out, status in $rc
+check() {
+    out=$("$1" -n -c "$2" 2>&1)
+    rc=$?
+}
+
+for prog in "$RG_LOOKUPD" "$RG_ADMIN"; do
+    name=$(basename "$prog")
+    check "$prog" "$CONF"
+    tl_is "$rc" 0 "$name -n accepts the test config"
+
+    # Keys of other programs' sections are not this program's business.
+    cp "$CONF" "$T/other.conf"
+    printf '[smtpd]\nsome_future_key = 1\n[source corp]\ntype = ldap\n' >> "$T/other.conf"
+    check "$prog" "$T/other.conf"
+    tl_is "$rc" 0 "$name -n skips [smtpd] and [source NAME]"
+
+    cp "$CONF" "$T/bad.conf"
+    printf 'busy_timeot = 5s\n' >> "$T/bad.conf"     # line 15, in [lookupd]
+    line=$(wc -l < "$T/bad.conf")
+    check "$prog" "$T/bad.conf"
+    tl_is "$rc" 78 "$name -n: unknown key exits 78"
+    tl_like "$out" "bad.conf:$line: .*busy_timeot" "$name -n: unknown key named with file:line"
+
+    printf '[store]\npath = %s\nbusy_timeout = soon\n' "$STORE" > "$T/bad.conf"
+    check "$prog" "$T/bad.conf"
+    tl_is "$rc" 78 "$name -n: bad time value exits 78"
+    tl_like "$out" "bad.conf:3: .*busy_timeout" "$name -n: bad value named with file:line"
+
+    printf '[store]\npath = %s\nbusy_timeout = 2m\n' "$STORE" > "$T/bad.conf"
+    check "$prog" "$T/bad.conf"
+    tl_is "$rc" 78 "$name -n: out-of-range value exits 78"
+
+    printf '[stroe]\npath = %s\n' "$STORE" > "$T/bad.conf"
+    check "$prog" "$T/bad.conf"
+    tl_like "$out" "bad.conf:2: unknown section \[stroe\]" "$name -n: misspelt section"
+
+    printf '[store]\npath = relative.db\n' > "$T/bad.conf"
+    check "$prog" "$T/bad.conf"
+    tl_like "$out" "bad.conf:2: .*absolute" "$name -n: relative store path refused"
+
+    printf '[lookupd]\nsocketmap = tcp:1.2.3.4\n' > "$T/bad.conf"
+    check "$prog" "$T/bad.conf"
+    tl_like "$out" "bad.conf:2: .*socketmap" "$name -n: bad listener refused"
+
+    printf '[address]\nrecipient_delimiter = x\n' > "$T/bad.conf"
+    check "$prog" "$T/bad.conf"
+    tl_like "$out" "bad.conf:2: .*recipient_delimiter" "$name -n: letter as delimiter refused"
+
+    printf '[store]\njust some words\n' > "$T/bad.conf"
+    check "$prog" "$T/bad.conf"
+    tl_like "$out" "bad.conf:2: syntax error" "$name -n: line without = refused"
+
+    printf '[store]\npath = /a\npath = /b\n' > "$T/bad.conf"
+    check "$prog" "$T/bad.conf"
+    tl_like "$out" "bad.conf:3: duplicate key" "$name -n: duplicate key refused"
+
+    check "$prog" "$T/nonexistent.conf"
+    tl_is "$rc" 78 "$name -n: missing file exits 78"
+    tl_like "$out" "nonexistent.conf: cannot open" "$name -n: missing file named"
+
+    # several mistakes: all reported, not just the first
+    printf '[store]\nbusy_timeout = x\nnope = 1\n[address]\nallow_bang_path = perhaps\n' > "$T/bad.conf"
+    check "$prog" "$T/bad.conf"
+    n=$(printf '%s\n' "$out" | grep -c 'bad.conf:[0-9]*:')
+    tl_is "$n" 3 "$name -n: every mistake reported"
+done
+
+# A daemon does not start on a bad file.
+printf '[store]\npath = %s\nbusy_timeout = soon\n' "$STORE" > "$T/bad.conf"
+"$RG_LOOKUPD" -f -c "$T/bad.conf" > "$T/start.out" 2>&1 &
+pid=$!
+i=0
+while kill -0 $pid 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+if kill -0 $pid 2>/dev/null; then
+    kill $pid
+    tl_ok 1 "lookupd refuses to start on a bad config"
+else
+    wait $pid
+    tl_is "$?" 78 "lookupd refuses to start on a bad config (exit 78)"
+fi
+tl_done

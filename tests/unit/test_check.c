@@ -1,1 +1,213 @@
-int main(void) { return 77; }
+/*
+ * test_check.c - unit tests for the rule engine (lib/check.c)
+ *
+ * A real store in a temporary file, filled through the store API, and a
+ * table of addresses with the verdict and rule each must get. The last
+ * case holds the store locked from a second connection and checks that a
+ * lookup then fails (-1) instead of answering "not found".
+ */
+#include "config.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "check.h"
+#include "log.h"
+#include "store.h"
+
+static char t_dir[] = "/tmp/rg-test-check-XXXXXX";
+static char t_path[128];
+static STORE *t_store;
+
+static int setup(void **state)
+{
+    char err[256];
+
+    (void) state;
+    if (mkdtemp(t_dir) == NULL)
+        return -1;
+    snprintf(t_path, sizeof(t_path), "%s/store.db", t_dir);
+    t_store = store_open(t_path, STORE_CREATE, 200, err, sizeof(err));
+    if (t_store == NULL) {
+        fprintf(stderr, "# store_open: %s\n", err);
+        return -1;
+    }
+    if (store_domain_put(t_store, "example.com", "smtp:[10.1.0.2]:25", 0) < 0
+        || store_domain_put(t_store, "example.net", "", 1) < 0
+        || store_domain_put(t_store, "xn--bcher-kva.example", "", 0) < 0
+        || store_domain_put(t_store, "catchall.example", "", 0) < 0)
+        return -1;
+    if (store_replace_begin(t_store, "test", "import") < 0
+        || store_replace_add(t_store, "john@example.com", STORE_KIND_USER) < 0
+        || store_replace_add(t_store, "sales@example.net", STORE_KIND_GROUP) < 0
+        || store_replace_add(t_store, "x@sub.example.net", STORE_KIND_USER) < 0
+        || store_replace_add(t_store, "info@xn--bcher-kva.example", STORE_KIND_USER) < 0
+        || store_replace_add(t_store, "@catchall.example", STORE_KIND_USER) < 0
+        || store_replace_commit(t_store, NULL) < 0)
+        return -1;
+    if (store_static_add(t_store, "postmaster@example.com") < 0)
+        return -1;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    char cmd[256];
+
+    (void) state;
+    store_close(t_store);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", t_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+struct rcpt_case {
+    const char *addr;
+    const char *delims;
+    int want;
+    enum check_rule rule;
+    const char *key;            /* store key expected to match, or NULL */
+};
+
+static const struct rcpt_case rcpt_cases[] = {
+    {"john@example.com", "+", 1, CHECK_MATCH_EXACT, "john@example.com"},
+    {"John@EXAMPLE.com", "+", 1, CHECK_MATCH_EXACT, "john@example.com"},
+    {"<john@example.com>", "+", 1, CHECK_MATCH_EXACT, "john@example.com"},
+    {"john+tag@example.com", "+", 1, CHECK_MATCH_EXTENSION, "john@example.com"},
+    {"john-tag@example.com", "+", 0, CHECK_MISS_USER, NULL},
+    {"john-tag@example.com", "+-", 1, CHECK_MATCH_EXTENSION, "john@example.com"},
+    {"john+tag@example.com", "", 0, CHECK_MISS_USER, NULL},
+    {"nobody@example.com", "+", 0, CHECK_MISS_USER, NULL},
+    {"postmaster@example.com", "+", 1, CHECK_MATCH_EXACT, "postmaster@example.com"},
+    {"john@example.org", "+", 0, CHECK_MISS_DOMAIN, NULL},
+    {"john@sub.example.com", "+", 0, CHECK_MISS_DOMAIN, NULL},
+    {"x@sub.example.net", "+", 1, CHECK_MATCH_EXACT, "x@sub.example.net"},
+    {"y@sub.example.net", "+", 0, CHECK_MISS_USER, NULL},
+    {"sales@example.net", "+", 1, CHECK_MATCH_EXACT, "sales@example.net"},
+    {"anyone@catchall.example", "+", 1, CHECK_MATCH_CATCHALL, "@catchall.example"},
+    {"anyone@sub.catchall.example", "+", 0, CHECK_MISS_DOMAIN, NULL},
+    {"info@b\xc3\xbc" "cher.example", "+", 1, CHECK_MATCH_EXACT, "info@xn--bcher-kva.example"},
+    {"john@@example.com", "+", 0, CHECK_MISS_ADDRESS, NULL},
+    {"john%evil@example.com", "+", 0, CHECK_MISS_ADDRESS, NULL},
+    {"@a.test:john@example.com", "+", 0, CHECK_MISS_ADDRESS, NULL},
+    {"john@[10.1.0.2]", "+", 0, CHECK_MISS_DOMAIN, NULL},
+    {"john", "+", 0, CHECK_MISS_ADDRESS, NULL},
+    {"", "+", 0, CHECK_MISS_ADDRESS, NULL},
+};
+
+static void test_rcpt(void **state)
+{
+    (void) state;
+    for (size_t i = 0; i < sizeof(rcpt_cases) / sizeof(rcpt_cases[0]); i++) {
+        const struct rcpt_case *c = &rcpt_cases[i];
+        CHECK_OPTS opts = {c->delims, 0};
+        CHECK_WHY why;
+        int rc = check_rcpt(t_store, &opts, c->addr, strlen(c->addr), &why);
+
+        if (rc != c->want || why.rule != c->rule) {
+            fprintf(stderr, "# %s: got %d rule %d (%s), want %d rule %d\n", c->addr, rc, why.rule,
+                    check_rule_text(why.rule), c->want, c->rule);
+            fail();
+        }
+        if (c->key)
+            assert_string_equal(why.key, c->key);
+    }
+}
+
+static void test_rcpt_why(void **state)
+{
+    CHECK_OPTS opts = {"+", 0};
+    CHECK_WHY why;
+
+    (void) state;
+    assert_int_equal(check_rcpt(t_store, &opts, "John+x@Example.com", 18, &why), 1);
+    assert_string_equal(why.address, "john+x@example.com");
+    assert_string_equal(why.domain, "example.com");
+    assert_string_equal(why.nexthop, "smtp:[10.1.0.2]:25");
+    assert_string_equal(why.rcpt.source, "test");
+    assert_string_equal(why.rcpt.kind, STORE_KIND_USER);
+    assert_int_equal(check_rcpt(t_store, &opts, "postmaster@example.com", 22, &why), 1);
+    assert_string_equal(why.rcpt.source, "static");
+}
+
+struct domain_case {
+    const char *name;
+    int want;
+    enum check_rule rule;
+    const char *domain;
+};
+
+static const struct domain_case domain_cases[] = {
+    {"example.com", 1, CHECK_MATCH_DOMAIN, "example.com"},
+    {"EXAMPLE.COM.", 1, CHECK_MATCH_DOMAIN, "example.com"},
+    {"sub.example.com", 0, CHECK_MISS_DOMAIN, NULL},
+    {".example.com", 0, CHECK_MISS_DOMAIN, NULL},
+    {"example.net", 1, CHECK_MATCH_DOMAIN, "example.net"},
+    {"a.b.example.net", 1, CHECK_MATCH_PARENT, "example.net"},
+    {".example.net", 1, CHECK_MATCH_PARENT, "example.net"},
+    {".sub.example.net", 1, CHECK_MATCH_PARENT, "example.net"},
+    {"example.org", 0, CHECK_MISS_DOMAIN, NULL},
+    {"b\xc3\xbc" "cher.example", 1, CHECK_MATCH_DOMAIN, "xn--bcher-kva.example"},
+    {"exa mple.com", 0, CHECK_MISS_ADDRESS, NULL},
+    {"", 0, CHECK_MISS_ADDRESS, NULL},
+    {".", 0, CHECK_MISS_ADDRESS, NULL},
+};
+
+static void test_domain(void **state)
+{
+    (void) state;
+    for (size_t i = 0; i < sizeof(domain_cases) / sizeof(domain_cases[0]); i++) {
+        const struct domain_case *c = &domain_cases[i];
+        CHECK_WHY why;
+        int rc = check_domain(t_store, c->name, strlen(c->name), &why);
+
+        if (rc != c->want || why.rule != c->rule) {
+            fprintf(stderr, "# %s: got %d rule %d (%s), want %d rule %d\n", c->name, rc, why.rule,
+                    check_rule_text(why.rule), c->want, c->rule);
+            fail();
+        }
+        if (c->domain)
+            assert_string_equal(why.domain, c->domain);
+    }
+}
+
+/* A locked store is a failure to decide (-1), never "not found". */
+static void test_locked(void **state)
+{
+    sqlite3 *db;
+    CHECK_OPTS opts = {"+", 0};
+    CHECK_WHY why;
+
+    (void) state;
+    assert_int_equal(sqlite3_open(t_path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE;"
+                                  " UPDATE source SET last_run = 1;", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(check_rcpt(t_store, &opts, "nobody@example.com", 18, &why), -1);
+    assert_int_equal(why.rule, CHECK_FAIL_STORE);
+    assert_int_equal(check_domain(t_store, "example.org", 11, &why), -1);
+    assert_int_equal(why.rule, CHECK_FAIL_STORE);
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_close(db);
+    /* and it recovers once the lock is gone */
+    assert_int_equal(check_rcpt(t_store, &opts, "john@example.com", 16, &why), 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rcpt),
+        cmocka_unit_test(test_rcpt_why),
+        cmocka_unit_test(test_domain),
+        cmocka_unit_test(test_locked),
+    };
+
+    log_init("test_check", 1, 0);
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
