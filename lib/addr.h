@@ -10,6 +10,20 @@
  *
  * Refused unless a flag allows them: source routes (<@a,@b:u@d>), the
  * "%" hack (u%other@d), bang paths (a!u@d) and more than one unquoted "@".
+ *
+ * The normal form, precisely:
+ * - a quoted local part loses its quotes when the content is a dot-atom
+ *   that would parse unquoted under the same flags ("John"@x is john@x);
+ *   otherwise it keeps them, escaping only '"' and '\'. "a@b"@d therefore
+ *   never equals a@b, and "u%v"@d stays quoted unless ADDR_ALLOW_PERCENT;
+ * - the domain has no trailing dot; IDNs use UTS #46 non-transitional
+ *   processing with no transitional fall-back (refused: ADDR_ERR_IDN);
+ * - an address literal is written in inet_ntop() form with a lowercase
+ *   tag: "[192.0.2.1]", "[ipv6:2001:db8::1]";
+ * - the key parses back to itself with the same flags (a fixed point).
+ * Limits: the path limit counts "<" and ">" even when the input has none,
+ * and applies to the normal form too (an A-label can be longer than the
+ * name that was typed).
  */
 #ifndef RG_ADDR_H
 #define RG_ADDR_H
@@ -55,7 +69,15 @@ typedef struct addr {
     int is_utf8;                        /* non-ASCII in local part or domain */
 } ADDR;
 
-/* addr_parse - parse len bytes at in (not NUL-terminated); ADDR_OK or an error */
+/*
+ * addr_parse - parse len bytes at in (not NUL-terminated); ADDR_OK or an error.
+ * An empty input or "<>" is the null path (is_null, key "") with
+ * ADDR_ALLOW_NULL, else ADDR_ERR_EMPTY. With ADDR_ALLOW_BARE a local part
+ * alone gives domain "" and key = local. is_utf8: the local part or the
+ * domain as given held non-ASCII. On error every string in out is "".
+ * Allocates nothing itself; libidn2 (which does) is called only for
+ * non-ASCII names and names with "xn--" labels.
+ */
 int addr_parse(const char *in, size_t len, int flags, ADDR *out);
 
 /* addr_strerror - short English text for an addr_error value */
@@ -64,6 +86,8 @@ const char *addr_strerror(int err);
 /*
  * addr_domain - normalise a domain name alone (A-label, lowercase, no
  * trailing dot); out must hold ADDR_DOMAIN_MAX + 1. ADDR_OK or an error.
+ * The same rules as the domain of addr_parse(), literals included; an
+ * empty input is ADDR_ERR_EMPTY. out is "" on error.
  */
 int addr_domain(const char *in, size_t len, char *out);
 
@@ -72,6 +96,9 @@ int addr_domain(const char *in, size_t len, char *out);
  * the first character of delims found after the first position ends the
  * local part ("user+tag" -> "user"). Returns 1 if something was removed,
  * 0 if not (out then equals local). out holds ADDR_KEY_SIZE.
+ * local is a normal-form local part: a quoted one (leading '"') is never
+ * cut, "+tag" keeps its leading "+", and "user+" becomes "user". Only
+ * ASCII characters of delims count.
  */
 int addr_strip_extension(const char *local, const char *delims, char *out);
 

@@ -42,7 +42,7 @@ int log_debug_enabled(void)
 }
 
 /* log_vemit - format one line and send it where it belongs */
-static void log_vemit(int prio, const char *level, const char *fmt, va_list ap)
+static void __attribute__((format(printf, 3, 0))) log_vemit(int prio, const char *level, const char *fmt, va_list ap)
 {
     char buf[2048];
 
