@@ -7,9 +7,14 @@
  * migrates it in one transaction and PRAGMA user_version records how far.
  *
  * Every lookup returns -1 (error: the caller must answer "try later"),
- * 0 (not found) or 1 (found). An SQLite error is always -1, never 0.
+ * 0 (not found) or 1 (found). An SQLite error is always -1, never 0, and
+ * store_error() then says what went wrong.
  * const char pointers in returned structs live until the next call on the
  * same STORE; copy what must outlive it.
+ *
+ * A STORE belongs to one thread (the connection is opened without a
+ * mutex). Statements are prepared once at open and kept for the life of
+ * the handle.
  */
 #ifndef RG_STORE_H
 #define RG_STORE_H
@@ -46,6 +51,9 @@ int store_schema_version(void);
 int store_read_begin(STORE *st);
 void store_read_end(STORE *st);
 
+/* store_path - the file this handle has open */
+const char *store_path(STORE *st);
+
 /* Domains we accept mail for. */
 typedef struct store_domain {
     const char *name;           /* lowercase A-label */
@@ -53,7 +61,9 @@ typedef struct store_domain {
     int subdomains;             /* subdomains match too */
 } STORE_DOMAIN;
 
+/* store_domain_get - exact lookup of a normalised domain name */
 int store_domain_get(STORE *st, const char *name, STORE_DOMAIN *out);
+/* store_domain_put - add or update a domain; 0 done, -1 error */
 int store_domain_put(STORE *st, const char *name, const char *nexthop, int subdomains);
 int store_domain_del(STORE *st, const char *name);      /* 1 deleted, 0 absent, -1 */
 /* store_domain_walk - call fn for each domain in name order; fn non-zero stops */
@@ -77,18 +87,29 @@ typedef struct store_rcpt {
     const char *source;         /* source name ("static" for static entries) */
     const char *dn;             /* directory object, "" when none */
     const char *guid;           /* directory object id, "" when none */
-    long long last_seen;        /* unix time */
+    long long last_seen;        /* unix time (see below) */
     int flags;
 } STORE_RCPT;
 
-/* store_rcpt_get - exact lookup of a normalised key */
+/*
+ * store_rcpt_get - exact lookup of a normalised key. When several sources
+ * hold the key, the oldest source wins (static first), so the answer is
+ * stable. last_seen is the later of the row's own time (added or changed)
+ * and its source's last complete replace, which confirmed every row it
+ * kept without rewriting them.
+ */
 int store_rcpt_get(STORE *st, const char *address, STORE_RCPT *out);
 
 /* Static entries (postmaster@, abuse@): recipients of the source "static". */
 int store_static_add(STORE *st, const char *address);   /* 1 added, 0 existed, -1 */
 int store_static_del(STORE *st, const char *address);   /* 1 deleted, 0 absent, -1 */
 
-/* store_rcpt_walk - every recipient (all sources) in address order */
+/*
+ * store_rcpt_walk - recipients of source (NULL: all sources) in address
+ * order, then source order; an address held by several sources comes once
+ * per source. The STORE_RCPT given to fn is valid during that call only;
+ * fn must not start another walk. fn non-zero stops the walk.
+ */
 int store_rcpt_walk(STORE *st, const char *source, int (*fn)(const STORE_RCPT *, void *), void *ctx);
 
 /*
@@ -101,22 +122,49 @@ typedef struct store_counts {
     long long added, changed, removed, kept;
 } STORE_COUNTS;
 
+/*
+ * store_replace_begin - start replacing source (created with type when
+ * new; an existing source of another type, or of type "static", is
+ * refused). Takes the write lock (BEGIN IMMEDIATE) until commit/abort.
+ */
 int store_replace_begin(STORE *st, const char *source, const char *type);
+/* store_replace_add - one address of the new set; a repeated address is one entry (last kind wins) */
 int store_replace_add(STORE *st, const char *address, const char *kind);
+/*
+ * store_replace_diff - what commit would do (counts), without applying
+ * it: for a shrink guard that may then refuse. 0 or -1.
+ */
+int store_replace_diff(STORE *st, STORE_COUNTS *counts);
+/*
+ * store_replace_commit - apply the difference, set the source's
+ * last_success/last_run, record a sync run (mode "import" for sources of
+ * type "import", else "full"; outcome "ok"). 0 or -1 (nothing applied).
+ */
 int store_replace_commit(STORE *st, STORE_COUNTS *counts);
+/* store_replace_abort - apply nothing; safe after an error or without begin */
 void store_replace_abort(STORE *st);
+/*
+ * store_replace_refuse - apply nothing, but record the attempt: the
+ * source's last_run and a sync run with outcome ("refused", "failed"),
+ * message and counts (may be NULL). 0 or -1.
+ */
+int store_replace_refuse(STORE *st, const char *outcome, const char *message,
+                         const STORE_COUNTS *counts);
 
 /* Figures for `rcptgate stats`. */
 typedef struct store_stats {
     long long domains;
-    long long recipients;
-    long long statics;
+    long long recipients;       /* distinct addresses, all sources */
+    long long statics;          /* entries of the source "static" */
     long long sources;
 } STORE_STATS;
 
 int store_stats(STORE *st, STORE_STATS *out);
 
-/* store_source_walk - per source: name, type, recipients, last run summary */
+/*
+ * store_source_walk - per source, in name order: name, type, recipients,
+ * last run summary. The struct given to fn is valid during that call only.
+ */
 typedef struct store_source_info {
     const char *name;
     const char *type;

@@ -1,0 +1,180 @@
+/*
+ * cmd_stats.c - rcptgate stats: store figures and lookupd's counters
+ *
+ * The store part: domains, recipients, static entries, and per source its
+ * size and last run (when, outcome, added/changed/removed), so a refused
+ * or failed sync is visible here. The lookupd part comes from the file
+ * lookupd rewrites every stats_interval (lines "name value"); it is marked
+ * stale when its "updated" time is older than three intervals or its pid
+ * is gone. A store that cannot be read still lets lookupd's part print,
+ * and the exit status is then 2.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "params.h"
+#include "rcptgate.h"
+
+#define STATS_MAX   64          /* counters kept from the file */
+
+typedef struct stats_counter {
+    char name[96];
+    long long value;
+} STATS_COUNTER;
+
+typedef struct stats_file {
+    STATS_COUNTER c[STATS_MAX];
+    int n;
+} STATS_FILE;
+
+/* stats_source - one source's line */
+static int stats_source(const STORE_SOURCE_INFO *s, void *ctx)
+{
+    char when[64];
+
+    printf("  %-16s %-8s %10lld recipients", s->name, s->type, s->recipients);
+    if (s->last_run > 0) {
+        printf(", last run %s %s", rcptgate_time(s->last_run, when, sizeof(when)),
+               s->last_outcome[0] ? s->last_outcome : "?");
+        printf(" (+%lld ~%lld -%lld)", s->added, s->changed, s->removed);
+        if (s->last_success != s->last_run)
+            printf(", last success %s", rcptgate_time(s->last_success, when, sizeof(when)));
+    }
+    putchar('\n');
+    return 0;
+}
+
+/* stats_store - the store's figures; 0 or -1 after printing the error */
+static int stats_store(void)
+{
+    STORE *st;
+    STORE_STATS s;
+
+    if ((st = rcptgate_store(0)) == NULL)
+        return -1;
+    if (store_stats(st, &s) < 0) {
+        rcptgate_error("stats: %s", store_error(st));
+        store_close(st);
+        return -1;
+    }
+    printf("store:            %s (schema version %d)\n", var_store_path, store_schema_version());
+    printf("domains:          %lld\n", s.domains);
+    printf("recipients:       %lld distinct addresses\n", s.recipients);
+    printf("static entries:   %lld\n", s.statics);
+    printf("sources:          %lld\n", s.sources);
+    if (store_source_walk(st, stats_source, NULL) < 0) {
+        rcptgate_error("stats: %s", store_error(st));
+        store_close(st);
+        return -1;
+    }
+    store_close(st);
+    return 0;
+}
+
+/* stats_read - lookupd's counters; 1 read, 0 no file, -1 unreadable */
+static int stats_read(const char *path, STATS_FILE *sf)
+{
+    FILE *fp;
+    char line[256];
+
+    sf->n = 0;
+    if ((fp = fopen(path, "r")) == NULL) {
+        if (errno == ENOENT)
+            return 0;
+        rcptgate_error("lookupd statistics %s: %s", path, strerror(errno));
+        return -1;
+    }
+    while (fgets(line, sizeof(line), fp) != NULL && sf->n < STATS_MAX) {
+        STATS_COUNTER *c = &sf->c[sf->n];
+        char *sp = strchr(line, ' ');
+        char *end;
+
+        if (sp == NULL || (size_t) (sp - line) >= sizeof(c->name))
+            continue;
+        c->value = strtoll(sp + 1, &end, 10);
+        if (end == sp + 1)
+            continue;
+        memcpy(c->name, line, (size_t) (sp - line));
+        c->name[sp - line] = 0;
+        sf->n++;
+    }
+    fclose(fp);
+    return 1;
+}
+
+/* stats_get - a counter by name, or -1 when absent */
+static long long stats_get(const STATS_FILE *sf, const char *name)
+{
+    for (int i = 0; i < sf->n; i++)
+        if (strcmp(sf->c[i].name, name) == 0)
+            return sf->c[i].value;
+    return -1;
+}
+
+/* stats_lookupd - lookupd's part */
+static void stats_lookupd(void)
+{
+    static const char *const maps[] = {"recipients", "domains", "transport", "unknown", NULL};
+    static const char *const outcomes[] = {"ok", "notfound", "temp", "perm", NULL};
+    STATS_FILE sf;
+    char when[64];
+    char name[96];
+    long long pid, updated, started;
+    long long now = (long long) time(NULL);
+    long long stale_after = 3LL * var_lookupd_stats_ms / 1000;
+    const char *stale = NULL;
+    int rc = var_lookupd_statsfile && *var_lookupd_statsfile
+        ? stats_read(var_lookupd_statsfile, &sf) : 0;
+
+    if (rc <= 0) {
+        if (rc == 0)
+            printf("lookupd:          no statistics (not running?)\n");
+        return;
+    }
+    pid = stats_get(&sf, "pid");
+    updated = stats_get(&sf, "updated");
+    started = stats_get(&sf, "started");
+    if (updated < 0 || now - updated > (stale_after > 0 ? stale_after : 3))
+        stale = "not updated for three stats intervals";
+    else if (pid <= 0 || (kill((pid_t) pid, 0) < 0 && errno == ESRCH))
+        stale = "its process is gone";
+    printf("lookupd:          pid %lld, started %s", pid, rcptgate_time(started, when, sizeof(when)));
+    printf(", updated %s%s%s%s\n", rcptgate_time(updated, when, sizeof(when)),
+           stale ? " (STALE: " : "", stale ? stale : "", stale ? ")" : "");
+    printf("  connections:    %lld total, %lld current\n",
+           stats_get(&sf, "connections_total"), stats_get(&sf, "connections_current"));
+    printf("  protocol errors %lld, timeouts %lld\n",
+           stats_get(&sf, "protocol_errors"), stats_get(&sf, "timeouts"));
+    for (int m = 0; maps[m]; m++) {
+        printf("  socketmap %-10s", maps[m]);
+        for (int o = 0; outcomes[o]; o++) {
+            snprintf(name, sizeof(name), "socketmap.%s.%s", maps[m], outcomes[o]);
+            printf(" %s %lld", outcomes[o], stats_get(&sf, name) < 0 ? 0 : stats_get(&sf, name));
+        }
+        putchar('\n');
+    }
+    printf("  policy          dunno %lld reject %lld defer %lld\n",
+           stats_get(&sf, "policy.dunno") < 0 ? 0 : stats_get(&sf, "policy.dunno"),
+           stats_get(&sf, "policy.reject") < 0 ? 0 : stats_get(&sf, "policy.reject"),
+           stats_get(&sf, "policy.defer") < 0 ? 0 : stats_get(&sf, "policy.defer"));
+}
+
+/* cmd_stats - rcptgate stats */
+int cmd_stats(int argc, char **argv)
+{
+    int rc;
+
+    if (argc != 1) {
+        rcptgate_error("usage: rcptgate stats");
+        return RG_EX_USAGE;
+    }
+    rc = stats_store();
+    stats_lookupd();
+    return rc < 0 ? RCPTGATE_EX_STORE : RCPTGATE_EX_OK;
+}

@@ -1,0 +1,170 @@
+/*
+ * rcptgate.c - the admin command: options, configuration, dispatch
+ *
+ *   rcptgate [-c FILE] [-n] [-v] SUBCOMMAND [ARGS]
+ *
+ * Reads rcptgate.conf (all sections), then runs one subcommand, each in
+ * its own cmd_NAME.c. Subcommands that write open the store with
+ * STORE_CREATE (and so create and migrate a new one); the others open it
+ * as lookupd does and fail if it is missing.
+ *
+ * Exit status: 0 success, 1 not found or bad input, 2 store failure,
+ * 64 usage, 78 configuration. Messages go to stderr as "rcptgate: ...".
+ */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "cfg.h"
+#include "params.h"
+#include "rcptgate.h"
+
+int rcptgate_verbose;
+
+/* The subcommands, as typed. */
+static const struct rcptgate_cmd {
+    const char *name;
+    int (*fn)(int, char **);
+} rcptgate_cmds[] = {
+    {"query", cmd_query},
+    {"import", cmd_import},
+    {"domain", cmd_domain},
+    {"static", cmd_static},
+    {"stats", cmd_stats},
+    {"export", cmd_export},
+    {NULL, NULL},
+};
+
+/* rcptgate_error - "rcptgate: ..." on stderr */
+void rcptgate_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("rcptgate: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+/* rcptgate_usage - the usage text on stderr */
+int rcptgate_usage(void)
+{
+    fputs("usage: rcptgate [-c FILE] [-n] [-v] SUBCOMMAND [ARGS]\n"
+          "  query ADDRESS                      the verdict for ADDRESS, and why\n"
+          "  import [--source NAME] [--allow-empty] FILE\n"
+          "                                     replace a source's recipients with a map file\n"
+          "  domain add DOMAIN [NEXTHOP] [--subdomains]\n"
+          "  domain del DOMAIN | domain list\n"
+          "  static add ADDRESS | static del ADDRESS | static list\n"
+          "  stats                              store and lookupd figures\n"
+          "  export [--source NAME]             recipients as a Postfix map file\n"
+          "  -c FILE  configuration (default " RG_SYSCONFDIR "/rcptgate/rcptgate.conf)\n"
+          "  -n       check the configuration and exit\n"
+          "  -v       verbose\n", stderr);
+    return RG_EX_USAGE;
+}
+
+/* rcptgate_store - open the configured store */
+STORE *rcptgate_store(int flags)
+{
+    char err[1024];
+    STORE *st = store_open(var_store_path, flags, var_store_busy_ms, err, sizeof(err));
+
+    if (st == NULL)
+        rcptgate_error("%s", err);
+    return st;
+}
+
+/* rcptgate_key - normalise an address or "@domain" as the store holds it */
+int rcptgate_key(const char *in, char *out, char *err, size_t errlen)
+{
+    CHECK_OPTS opts;
+    ADDR a;
+    int rc;
+
+    if (in[0] == '@') {
+        char dom[ADDR_DOMAIN_MAX + 1];
+
+        if ((rc = addr_domain(in + 1, strlen(in + 1), dom)) != ADDR_OK) {
+            snprintf(err, errlen, "catch-all \"%.300s\": %s", in, addr_strerror(rc));
+            return -1;
+        }
+        snprintf(out, ADDR_KEY_SIZE, "@%s", dom);
+        return 0;
+    }
+    params_check_opts(&opts);
+    if ((rc = addr_parse(in, strlen(in), opts.addr_flags, &a)) != ADDR_OK) {
+        snprintf(err, errlen, "address \"%.300s\": %s", in, addr_strerror(rc));
+        return -1;
+    }
+    if (a.domain[0] == 0) {
+        snprintf(err, errlen, "address \"%.300s\": no domain", in);
+        return -1;
+    }
+    snprintf(out, ADDR_KEY_SIZE, "%s", a.key);
+    return 0;
+}
+
+/* rcptgate_time - unix time as ISO 8601 UTC */
+const char *rcptgate_time(long long t, char *buf, size_t size)
+{
+    time_t tt = (time_t) t;
+    struct tm tm;
+
+    if (t <= 0 || gmtime_r(&tt, &tm) == NULL)
+        snprintf(buf, size, "never");
+    else
+        strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+int main(int argc, char **argv)
+{
+    const char *conf = cfg_default_path();
+    int check_only = 0;
+    int ch;
+
+    log_init("rcptgate", 1, 0);
+    /* "+": options end at the subcommand, which has options of its own. */
+    while ((ch = getopt(argc, argv, "+c:nv")) != -1) {
+        switch (ch) {
+        case 'c':
+            conf = optarg;
+            break;
+        case 'n':
+            check_only = 1;
+            break;
+        case 'v':
+            rcptgate_verbose = 1;
+            log_set_debug(1);
+            break;
+        default:
+            return rcptgate_usage();
+        }
+    }
+    argc -= optind;
+    argv += optind;
+    if (cfg_load(conf, params_sections_for("rcptgate")) != 0) {
+        rcptgate_error("%s: configuration errors", conf);
+        return RG_EX_CONFIG;
+    }
+    if (check_only) {
+        if (rcptgate_verbose)
+            printf("%s: configuration is good\n", conf);
+        return RG_EX_OK;
+    }
+    if (argc < 1)
+        return rcptgate_usage();
+    for (const struct rcptgate_cmd *c = rcptgate_cmds; c->name; c++)
+        if (strcmp(argv[0], c->name) == 0)
+            return c->fn(argc, argv);
+    rcptgate_error("unknown subcommand \"%s\"", argv[0]);
+    return rcptgate_usage();
+}

@@ -1,0 +1,55 @@
+/*
+ * rcptgate.h - what the admin command's subcommands share
+ *
+ * rcptgate.c holds main (options, configuration, dispatch) and the helpers
+ * below; each subcommand lives in its own cmd_NAME.c as cmd_NAME(argc,
+ * argv), with argv[0] the subcommand's name, and returns the exit status.
+ */
+#ifndef RG_RCPTGATE_H
+#define RG_RCPTGATE_H
+
+#include <stddef.h>
+
+#include "addr.h"
+#include "log.h"
+#include "store.h"
+
+/* Exit status (see rcptgate(8)); usage and config are RG_EX_USAGE, RG_EX_CONFIG. */
+#define RCPTGATE_EX_OK          0
+#define RCPTGATE_EX_NOTFOUND    1       /* not found, or bad input */
+#define RCPTGATE_EX_STORE       2       /* the store failed */
+
+/* -v given */
+extern int rcptgate_verbose;
+
+/* rcptgate_error - "rcptgate: ..." on stderr */
+void rcptgate_error(const char *fmt, ...) RG_PRINTF(1, 2);
+
+/* rcptgate_usage - the usage text on stderr; returns RG_EX_USAGE */
+int rcptgate_usage(void);
+
+/*
+ * rcptgate_store - open the configured store (flags: STORE_CREATE for
+ * the subcommands that write). NULL after printing why.
+ */
+STORE *rcptgate_store(int flags);
+
+/*
+ * rcptgate_key - normalise a store key as the lookups will ask for it:
+ * an address (addr_parse() with the [address] flags) or a catch-all
+ * "@domain". out holds ADDR_KEY_SIZE. 0, or -1 with the reason in err.
+ */
+int rcptgate_key(const char *in, char *out, char *err, size_t errlen);
+
+/* rcptgate_time - unix time as ISO 8601 UTC ("never" for 0) */
+const char *rcptgate_time(long long t, char *buf, size_t size);
+
+/* The subcommands. */
+int cmd_query(int argc, char **argv);
+int cmd_import(int argc, char **argv);
+int cmd_domain(int argc, char **argv);
+int cmd_static(int argc, char **argv);
+int cmd_stats(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+
+#endif

@@ -1,2 +1,179 @@
 #!/bin/sh
-echo "1..0 # SKIP not written yet"
+# admin.sh - the admin command rcptgate, driven as a postmaster would
+#
+# Uses the real binary on a store under the build tree: configuration
+# check, domains, static entries, import (good, then a file with a bad
+# line 3 that must change nothing), query exit codes 0/1/2, export fed
+# back to import and to postmap, and stats with and without lookupd's
+# counters.
+
+. "${top_srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/lib/testlib.sh"
+
+[ -x "$RG_ADMIN" ] || tl_skip_all "rcptgate not built"
+tl_init admin
+
+# run CMD... - run the admin command: stdout to $T/out, stderr to $T/err, status in $rc
+run() {
+    tl_admin "$@" >"$T/out" 2>"$T/err"
+    rc=$?
+}
+
+# --- configuration
+run -n
+tl_is "$rc" 0 "-n with a good configuration exits 0"
+cat > "$T/bad.conf" <<EOF
+[store]
+path = $STORE
+no_such_key = 1
+EOF
+"$RG_ADMIN" -c "$T/bad.conf" -n >"$T/out" 2>"$T/err"
+tl_is "$?" 78 "-n with a bad configuration exits 78"
+tl_like "$(cat "$T/err")" "bad.conf:3:" "the configuration error names file:line"
+"$RG_ADMIN" -c "$T/bad.conf" query a@example.com >"$T/out" 2>"$T/err"
+tl_is "$?" 78 "a subcommand with a bad configuration exits 78"
+run frobnicate
+tl_is "$rc" 64 "an unknown subcommand is a usage error (64)"
+
+# --- a reader before the store exists
+run query alice@example.com
+tl_is "$rc" 2 "query on a missing store exits 2"
+tl_like "$(cat "$T/err")" "no such file" "and says the store file is missing"
+tl_ok "$([ ! -e "$STORE" ]; echo $?)" "a reader does not create the store"
+
+# --- domains
+run domain add Example.COM 'smtp:[10.1.0.2]:25,smtp:[10.1.0.3]:25'
+tl_is "$rc" 0 "domain add with a failover next hop"
+run domain add bücher.example --subdomains
+tl_is "$rc" 0 "domain add of an IDN with --subdomains"
+run domain add gone.example
+tl_is "$rc" 0 "domain add without next hop"
+run domain add bad.example 'smtp [10.1.0.2]'
+tl_is "$rc" 1 "a next hop with white space is refused"
+run domain add bad.example 'smtp:[10.1.0.2'
+tl_is "$rc" 1 "a next hop with an unclosed [ is refused"
+run domain add 'not a domain'
+tl_is "$rc" 1 "a malformed domain is refused"
+run domain del gone.example
+tl_is "$rc" 0 "domain del"
+run domain del gone.example
+tl_is "$rc" 1 "domain del of an absent domain exits 1"
+run domain list
+tl_is "$(cat "$T/out")" "$(printf 'example.com\tsmtp:[10.1.0.2]:25,smtp:[10.1.0.3]:25\t-\nxn--bcher-kva.example\t-\tsubdomains')" \
+    "domain list: normalised names, next hops, subdomain flag, in order"
+
+# --- static entries
+run static add Postmaster@EXAMPLE.com
+tl_is "$rc" 0 "static add"
+run static add postmaster@example.com
+tl_like "$(cat "$T/out")" "exists already" "static add twice says it exists"
+run static list
+tl_is "$(cat "$T/out")" "postmaster@example.com" "static list shows the normal form"
+
+# --- import
+cat > "$T/good.map" <<EOF
+# the recipients of example.com
+alice@example.com   OK
+Bob@Example.COM     OK
+carol@example.com
+    OK
+@bücher.example     OK
+EOF
+run import "$T/good.map"
+tl_is "$rc" 0 "import of a good file"
+tl_is "$(cat "$T/out")" "imported 4 recipients into source import: 4 added, 0 changed, 0 removed" \
+    "import reports its counts"
+run import "$T/good.map"
+tl_is "$(cat "$T/out")" "imported 4 recipients into source import: 0 added, 0 changed, 0 removed" \
+    "importing the same file again changes nothing"
+tl_admin export >"$T/before"
+cat > "$T/bad.map" <<EOF
+dave@example.com OK
+erin@example.com OK
+frank@@example.com OK
+gina@example.com OK
+EOF
+run import "$T/bad.map"
+tl_is "$rc" 1 "import of a file with a bad line exits 1"
+tl_like "$(head -1 "$T/err")" "^rcptgate: .*bad.map:3: " "the error names line 3"
+tl_admin export >"$T/after"
+tl_ok "$(cmp -s "$T/before" "$T/after"; echo $?)" "after the failed import the store is unchanged"
+printf 'dave@example.com OK\nlonely@example.com\n' > "$T/novalue.map"
+run import "$T/novalue.map"
+tl_is "$rc" 1 "a key without a value is refused"
+tl_like "$(head -1 "$T/err")" "novalue.map:2: .*has no value" "with its line"
+run import --source static "$T/good.map"
+tl_is "$rc" 1 "import into the source static is refused"
+: > "$T/empty.map"
+run import "$T/empty.map"
+tl_is "$rc" 1 "an empty file does not empty a source"
+
+# --- query
+run query alice+news@Example.com
+tl_is "$rc" 0 "query of a known address (with +extension) exits 0"
+tl_like "$(cat "$T/out")" "entry: +alice@example.com" "query names the matching entry"
+tl_like "$(cat "$T/out")" "source: +import" "query names the source"
+tl_like "$(cat "$T/out")" "last seen: +[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z" "query shows last seen in ISO 8601 UTC"
+tl_like "$(cat "$T/out")" "next hop: +smtp:\[10.1.0.2\]:25" "query shows the next hop"
+run query anyone@sub.xn--bcher-kva.example
+tl_is "$rc" 1 "a subdomain without its own catch-all is not found"
+run query anyone@bücher.example
+tl_is "$rc" 0 "the catch-all matches its domain"
+run query postmaster@example.com
+tl_is "$rc" 0 "a static entry is found"
+tl_like "$(cat "$T/out")" "^source: +static" "its source is static"
+run query nobody@example.com
+tl_is "$rc" 1 "query of an unknown address exits 1"
+run query someone@elsewhere.example
+tl_is "$rc" 1 "query in a domain we do not accept exits 1"
+run query 'not an address'
+tl_is "$rc" 1 "query of a malformed address exits 1"
+head -c 16384 /dev/urandom > "$T/corrupt.db"
+sed "s|^path = .*|path = $T/corrupt.db|" "$CONF" > "$T/corrupt.conf"
+"$RG_ADMIN" -c "$T/corrupt.conf" query alice@example.com >"$T/out" 2>"$T/err"
+tl_is "$?" 2 "query on a corrupt store exits 2"
+tl_like "$(cat "$T/err")" "not a database" "and prints the store error"
+mkdir -p "$T/dir.db"
+sed "s|^path = .*|path = $T/dir.db|" "$CONF" > "$T/dir.conf"
+"$RG_ADMIN" -c "$T/dir.conf" query alice@example.com >"$T/out" 2>"$T/err"
+tl_is "$?" 2 "query on a store path that is a directory exits 2"
+
+# --- export: deterministic, feeds import and postmap
+run export
+tl_is "$(cat "$T/out")" "$(printf '%s\n' '@xn--bcher-kva.example OK' 'alice@example.com OK' \
+    'bob@example.com OK' 'carol@example.com OK' 'postmaster@example.com OK')" "export lists every address once, in order"
+run export --source import
+cp "$T/out" "$T/import.map"
+run import --source copy "$T/import.map"
+tl_is "$(cat "$T/out")" "imported 4 recipients into source copy: 4 added, 0 changed, 0 removed" \
+    "export output imports back"
+tl_admin export --source copy >"$T/copy.map"
+tl_ok "$(cmp -s "$T/import.map" "$T/copy.map"; echo $?)" "and exports identically (round trip)"
+if [ -x "$POSTMAP" ]; then
+    "$POSTMAP" -c "$T/postfix" -q bob@example.com "texthash:$T/import.map" >"$T/out" 2>"$T/err"
+    tl_is "$?:$(cat "$T/out")" "0:OK" "postmap reads the export"
+fi
+printf 'alice@example.com OK\n' > "$T/shrink.map"
+run import "$T/shrink.map"
+tl_is "$(cat "$T/out")" "imported 1 recipients into source import: 0 added, 0 changed, 3 removed" \
+    "a smaller file removes what it lacks"
+run query bob@example.com
+tl_is "$rc" 0 "an address another source holds stays valid"
+tl_like "$(cat "$T/out")" "^source: +copy" "and now comes from that source"
+
+# --- stats
+run stats
+tl_is "$rc" 0 "stats exits 0"
+tl_like "$(cat "$T/out")" "domains: +2" "stats counts domains"
+tl_like "$(cat "$T/out")" "import +import +1 recipients, last run .* ok \(\+0 ~0 -3\)" "stats shows a source's last run"
+tl_like "$(cat "$T/out")" "no statistics \(not running\?\)" "stats without lookupd says so"
+now=$(date +%s)
+printf 'started %s\nupdated %s\npid %s\nconnections_total 7\nconnections_current 1\nsocketmap.recipients.ok 42\n' \
+    "$now" "$now" "$$" > "$T/lookupd.stats"
+run stats
+tl_like "$(cat "$T/out")" "socketmap recipients +ok 42 notfound 0" "stats shows lookupd's counters"
+tl_ok "$(grep -q STALE "$T/out"; echo $((1 - $?)))" "fresh counters are not stale"
+printf 'started 1\nupdated 100\npid %s\n' "$$" > "$T/lookupd.stats"
+run stats
+tl_like "$(cat "$T/out")" "STALE" "old counters are marked stale"
+
+tl_done

@@ -3,8 +3,8 @@
  *
  * A real store in a temporary file, filled through the store API, and a
  * table of addresses with the verdict and rule each must get. The last
- * case holds the store locked from a second connection and checks that a
- * lookup then fails (-1) instead of answering "not found".
+ * cases break the store from a second connection and check that a lookup
+ * then fails (-1) instead of answering "not found".
  */
 #include "config.h"
 
@@ -178,8 +178,12 @@ static void test_domain(void **state)
     }
 }
 
-/* A locked store is a failure to decide (-1), never "not found". */
-static void test_locked(void **state)
+/*
+ * A store that cannot answer is a failure to decide (-1), never "not
+ * found": here another process takes the tables away under our prepared
+ * statements, then puts them back.
+ */
+static void test_broken(void **state)
 {
     sqlite3 *db;
     CHECK_OPTS opts = {"+", 0};
@@ -187,16 +191,37 @@ static void test_locked(void **state)
 
     (void) state;
     assert_int_equal(sqlite3_open(t_path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, "PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE;"
-                                  " UPDATE source SET last_run = 1;", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "ALTER TABLE recipient RENAME TO r2;"
+                                  "ALTER TABLE domain RENAME TO d2;", NULL, NULL, NULL), SQLITE_OK);
     assert_int_equal(check_rcpt(t_store, &opts, "nobody@example.com", 18, &why), -1);
     assert_int_equal(why.rule, CHECK_FAIL_STORE);
     assert_int_equal(check_domain(t_store, "example.org", 11, &why), -1);
     assert_int_equal(why.rule, CHECK_FAIL_STORE);
+    assert_int_equal(sqlite3_exec(db, "ALTER TABLE r2 RENAME TO recipient;"
+                                  "ALTER TABLE d2 RENAME TO domain;", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    /* and it answers again once the store is whole */
+    assert_int_equal(check_rcpt(t_store, &opts, "john@example.com", 16, &why), 1);
+}
+
+/* A store locked by another process when we open it: the open fails. */
+static void test_locked(void **state)
+{
+    sqlite3 *db;
+    STORE *st;
+    char err[256];
+
+    (void) state;
+    store_close(t_store);
+    assert_int_equal(sqlite3_open(t_path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE;"
+                                  " UPDATE source SET last_run = 1;", NULL, NULL, NULL), SQLITE_OK);
+    st = store_open(t_path, 0, 100, err, sizeof(err));
+    assert_null(st);
     sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     sqlite3_close(db);
-    /* and it recovers once the lock is gone */
-    assert_int_equal(check_rcpt(t_store, &opts, "john@example.com", 16, &why), 1);
+    t_store = store_open(t_path, 0, 100, err, sizeof(err));
+    assert_non_null(t_store);
 }
 
 int main(void)
@@ -205,6 +230,7 @@ int main(void)
         cmocka_unit_test(test_rcpt),
         cmocka_unit_test(test_rcpt_why),
         cmocka_unit_test(test_domain),
+        cmocka_unit_test(test_broken),
         cmocka_unit_test(test_locked),
     };
 
