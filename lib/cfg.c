@@ -16,6 +16,7 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -282,8 +283,10 @@ static const char *cfg_bounds(const CFG_PARAM *p, char *buf, size_t size)
  * cfg_value - check one value and, when assign is set, store it.
  * Returns 0, or -1 with the reason in err.
  */
-static int cfg_value(const CFG_PARAM *p, const char *value, int assign, char *err, size_t errlen)
+static int cfg_value(const CFG_PARAM *p, const char *value, int assign, char *base, char *err, size_t errlen)
 {
+    void *var = base ? base + (uintptr_t) p->var : p->var;
+
     long long n = 0;
     char bounds[80];
 
@@ -344,20 +347,17 @@ static int cfg_value(const CFG_PARAM *p, const char *value, int assign, char *er
     switch (p->type) {
     case CFG_STR:
     case CFG_PATH:
-    case CFG_ENUM:{
-            char **var = p->var;
-
-            free(*var);
-            *var = xstrdup(value);
-            break;
-        }
+    case CFG_ENUM:
+        free(*(char **) var);
+        *(char **) var = xstrdup(value);
+        break;
     case CFG_BOOL:
     case CFG_INT:
     case CFG_TIME:
-        *(int *) p->var = (int) n;
+        *(int *) var = (int) n;
         break;
     case CFG_SIZE:
-        *(long long *) p->var = n;
+        *(long long *) var = n;
         break;
     }
     return 0;
@@ -370,22 +370,143 @@ void cfg_defaults(const CFG_SECTION *sections)
 
     for (const CFG_SECTION *s = sections; s->name; s++)
         for (const CFG_PARAM *p = s->params; p->name; p++)
-            if (p->defval && cfg_value(p, p->defval, 1, err, sizeof(err)) < 0)
+            if (p->defval && cfg_value(p, p->defval, 1, NULL, err, sizeof(err)) < 0)
                 log_panic("default of [%s] %s is invalid: %s", s->name, p->name, err);
 }
 
+/* cfg_check_duplicate - report entry i if its key was set before in its section */
+static void cfg_check_duplicate(CFG_PARSE *cp, size_t i)
+{
+    CFG_ENTRY *e = &cp->entries[i];
+
+    for (size_t j = 0; j < i; j++) {
+        if (strcmp(cp->entries[j].section, e->section) == 0
+            && strcmp(cp->entries[j].key, e->key) == 0) {
+            cfg_error(cp, e->line, "duplicate key \"%s\" in [%s] (first set on line %d)",
+                      e->key, e->section, cp->entries[j].line);
+            return;
+        }
+    }
+}
+
+/* cfg_family_name - for "[source corp]" of family "source": "corp", else NULL */
+static const char *cfg_family_name(const CFG_FAMILY *f, const char *section)
+{
+    size_t n = strlen(f->name);
+
+    if (strncmp(section, f->name, n) == 0 && section[n] == ' ' && section[n + 1] != 0)
+        return section + n + 1;
+    return NULL;
+}
+
+/* cfg_find_family - the owned family a section belongs to, or NULL */
+static const CFG_FAMILY *cfg_find_family(const CFG_FAMILY *families, const char *section)
+{
+    for (const CFG_FAMILY *f = families; f && f->name; f++)
+        if (cfg_family_name(f, section))
+            return f;
+    return NULL;
+}
+
+/* cfg_find_family_param - a family's parameter by name */
+static const CFG_PARAM *cfg_find_family_param(const CFG_FAMILY *f, const char *name)
+{
+    for (const CFG_PARAM *p = f->params; p->name; p++)
+        if (strcmp(p->name, name) == 0)
+            return p;
+    return NULL;
+}
+
+/* cfg_family_free - free an instance and the strings it holds */
+void cfg_family_free(const CFG_FAMILY *f, void *instance)
+{
+    if (instance == NULL)
+        return;
+    for (const CFG_PARAM *p = f->params; p->name; p++)
+        if (p->type == CFG_STR || p->type == CFG_PATH || p->type == CFG_ENUM)
+            free(*(char **) ((char *) instance + (uintptr_t) p->var));
+    free(*(char **) instance);
+    free(instance);
+}
+
+/*
+ * cfg_build_family - one instance per [FAMILY NAME] section: defaults,
+ * then values, then the family's own validation. On success (and only
+ * then, since errors may come from any part of the file) install() takes
+ * them; otherwise they are freed.
+ */
+static void cfg_build_family(CFG_PARSE *cp, const CFG_FAMILY *f, int install)
+{
+    void **inst = NULL;
+    int n = 0;
+    char err[512];
+
+    for (size_t i = 0; i < cp->count; i++) {
+        const char *name = cfg_family_name(f, cp->entries[i].section);
+        int seen = 0;
+        int before;
+        char *base;
+
+        if (name == NULL)
+            continue;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = strcmp(cp->entries[j].section, cp->entries[i].section) == 0;
+        if (seen)
+            continue;
+        base = xcalloc(1, f->size);
+        *(char **) base = xstrdup(name);
+        before = cp->errors;
+        for (const CFG_PARAM *p = f->params; p->name; p++) {
+            size_t j;
+
+            if (p->defval && cfg_value(p, p->defval, 1, base, err, sizeof(err)) < 0)
+                log_panic("default of [%s] %s is invalid: %s", f->name, p->name, err);
+            for (j = i; j < cp->count; j++)
+                if (strcmp(cp->entries[j].section, cp->entries[i].section) == 0
+                    && strcmp(cp->entries[j].key, p->name) == 0)
+                    break;
+            if (j < cp->count)
+                (void) cfg_value(p, cp->entries[j].value, 1, base, err, sizeof(err));
+            else if (p->defval == NULL)
+                cfg_error(cp, cp->entries[i].line, "[%s] %s is required", cp->entries[i].section, p->name);
+        }
+        /* validate() may rely on every required value being there */
+        if (f->validate && cp->errors == before)
+            cp->errors += f->validate(cp->path, cp->entries[i].line, name, base);
+        inst = xrealloc(inst, (size_t) (n + 1) * sizeof(*inst));
+        inst[n++] = base;
+    }
+    if (install && cp->errors == 0) {
+        f->install(inst, n);
+        return;
+    }
+    for (int k = 0; k < n; k++)
+        cfg_family_free(f, inst[k]);
+    free(inst);
+}
+
 /* cfg_check - first pass: report every problem, counting them in cp */
-static void cfg_check(CFG_PARSE *cp, const CFG_SECTION *sections)
+static void cfg_check(CFG_PARSE *cp, const CFG_SECTION *sections, const CFG_FAMILY *families)
 {
     char err[512];
 
     for (size_t i = 0; i < cp->count; i++) {
         CFG_ENTRY *e = &cp->entries[i];
         const CFG_SECTION *s;
+        const CFG_FAMILY *f;
         const CFG_PARAM *p;
 
         if (*e->section == 0) {
             cfg_error(cp, e->line, "\"%s\" is outside any [section]", e->key);
+            continue;
+        }
+        if ((f = cfg_find_family(families, e->section)) != NULL) {
+            if ((p = cfg_find_family_param(f, e->key)) == NULL)
+                cfg_error(cp, e->line, "unknown key \"%s\" in [%s]", e->key, e->section);
+            else if (cfg_value(p, e->value, 0, NULL, err, sizeof(err)) < 0)
+                cfg_error(cp, e->line, "[%s] %s", e->section, err);
+            else
+                cfg_check_duplicate(cp, i);
             continue;
         }
         if ((s = cfg_find_section(sections, e->section)) == NULL) {
@@ -399,15 +520,8 @@ static void cfg_check(CFG_PARSE *cp, const CFG_SECTION *sections)
             cfg_error(cp, e->line, "unknown key \"%s\" in [%s]", e->key, e->section);
             continue;
         }
-        for (size_t j = 0; j < i; j++) {
-            if (strcmp(cp->entries[j].section, e->section) == 0
-                && strcmp(cp->entries[j].key, e->key) == 0) {
-                cfg_error(cp, e->line, "duplicate key \"%s\" in [%s] (first set on line %d)",
-                          e->key, e->section, cp->entries[j].line);
-                break;
-            }
-        }
-        if (cfg_value(p, e->value, 0, err, sizeof(err)) < 0)
+        cfg_check_duplicate(cp, i);
+        if (cfg_value(p, e->value, 0, NULL, err, sizeof(err)) < 0)
             cfg_error(cp, e->line, "[%s] %s", e->section, err);
     }
     /* Required keys. */
@@ -430,6 +544,12 @@ static void cfg_check(CFG_PARSE *cp, const CFG_SECTION *sections)
 /* cfg_load - read and apply path (see cfg.h) */
 int cfg_load(const char *path, const CFG_SECTION *sections)
 {
+    return cfg_load_families(path, sections, NULL);
+}
+
+/* cfg_load_families - cfg_load, plus [FAMILY NAME] sections */
+int cfg_load_families(const char *path, const CFG_SECTION *sections, const CFG_FAMILY *families)
+{
     CFG_PARSE cp;
     int rc;
     char err[512];
@@ -448,14 +568,19 @@ int cfg_load(const char *path, const CFG_SECTION *sections)
         cfg_error(&cp, rc, "syntax error: expected [section], key = value, or a # comment");
     else if (rc < 0)
         cfg_error(&cp, 0, "out of memory parsing");
-    cfg_check(&cp, sections);
+    cfg_check(&cp, sections, families);
+    /* Build (and validate) family instances; install only if all is well. */
+    for (const CFG_FAMILY *f = families; f && f->name; f++)
+        cfg_build_family(&cp, f, 0);
     if (cp.errors == 0) {
+        for (const CFG_FAMILY *f = families; f && f->name; f++)
+            cfg_build_family(&cp, f, 1);
         cfg_defaults(sections);
         for (size_t i = 0; i < cp.count; i++) {
             const CFG_SECTION *s = cfg_find_section(sections, cp.entries[i].section);
             const CFG_PARAM *p = s ? cfg_find_param(s, cp.entries[i].key) : NULL;
 
-            if (p && cfg_value(p, cp.entries[i].value, 1, err, sizeof(err)) < 0)
+            if (p && cfg_value(p, cp.entries[i].value, 1, NULL, err, sizeof(err)) < 0)
                 log_panic("value checked once failed later: %s", err);
         }
     }

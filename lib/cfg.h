@@ -52,6 +52,33 @@ typedef struct cfg_section {
  */
 int cfg_load(const char *path, const CFG_SECTION *sections);
 
+/*
+ * A family of sections, such as [source corp] and [source cloud]: one
+ * instance per section. The instance is a struct of instance_size bytes
+ * that must begin with "char *name" (set to the part after the family
+ * word); the params' var fields are offsets into it (CFG_OFFSET).
+ */
+#define CFG_OFFSET(type, field) ((void *) offsetof(type, field))
+
+typedef struct cfg_family {
+    const char *name;                   /* "source" */
+    const CFG_PARAM *params;            /* var = CFG_OFFSET(struct, field) */
+    size_t size;                        /* sizeof the instance struct */
+    /* check one filled-in instance; report with log_err("file:line: ..."), return the count */
+    int (*validate)(const char *file, int line, const char *name, void *instance);
+    /* a good load hands over every instance (the array and each one) */
+    void (*install)(void **instances, int count);
+} CFG_FAMILY;
+
+/*
+ * cfg_load_families - cfg_load() plus family sections (array ended by a
+ * NULL name). install() is called only when the whole file is good.
+ */
+int cfg_load_families(const char *path, const CFG_SECTION *sections, const CFG_FAMILY *families);
+
+/* cfg_family_free - free one instance and the strings it holds; NULL is fine */
+void cfg_family_free(const CFG_FAMILY *family, void *instance);
+
 /* cfg_defaults - assign every default without reading a file (for tests) */
 void cfg_defaults(const CFG_SECTION *sections);
 

@@ -221,6 +221,95 @@ static void test_secret(void **state)
     assert_int_equal(cfg_secret_read("/tmp", &s, err, sizeof(err)), -1);
 }
 
+struct t_src {
+    char *name;
+    char *type;
+    int port;
+};
+
+static const CFG_PARAM t_src_params[] = {
+    {"type", CFG_ENUM, NULL, CFG_OFFSET(struct t_src, type), 0, 0, "ldap|file", NULL},
+    {"port", CFG_INT, "389", CFG_OFFSET(struct t_src, port), 1, 65535, NULL, NULL},
+    {NULL, 0, NULL, NULL, 0, 0, NULL, NULL},
+};
+
+static void **t_inst;
+static int t_ninst = -1;
+
+static int t_src_validate(const char *file, int line, const char *name, void *instance)
+{
+    struct t_src *src = instance;
+
+    if (strcmp(src->type, "file") == 0 && src->port != 389) {
+        log_err("%s:%d: [source %s] a file source has no port", file, line, name);
+        return 1;
+    }
+    return 0;
+}
+
+static void t_src_install(void **inst, int n)
+{
+    t_inst = inst;
+    t_ninst = n;
+}
+
+static const CFG_FAMILY t_families[] = {
+    {"source", t_src_params, sizeof(struct t_src), t_src_validate, t_src_install},
+    {NULL, NULL, 0, NULL, NULL},
+};
+
+static void t_free_inst(void)
+{
+    for (int i = 0; i < t_ninst; i++)
+        cfg_family_free(&t_families[0], t_inst[i]);
+    free(t_inst);
+    t_inst = NULL;
+    t_ninst = -1;
+}
+
+/* load_fam - write text and load it with the source family */
+static int load_fam(const char *text)
+{
+    FILE *fp = fopen(t_path, "w");
+
+    assert_non_null(fp);
+    fputs(text, fp);
+    fclose(fp);
+    return cfg_load_families(t_path, t_sections, t_families);
+}
+
+static void test_family(void **state)
+{
+    struct t_src *a, *b;
+
+    (void) state;
+    assert_int_equal(load_fam("[lookupd]\nneeded = y\n[source corp]\ntype = ldap\nport = 636\n"
+                              "[source files]\ntype = file\n"), 0);
+    assert_int_equal(t_ninst, 2);
+    a = t_inst[0];
+    b = t_inst[1];
+    assert_string_equal(a->name, "corp");
+    assert_string_equal(a->type, "ldap");
+    assert_int_equal(a->port, 636);
+    assert_string_equal(b->name, "files");
+    assert_int_equal(b->port, 389);
+    t_free_inst();
+
+    /* errors: nothing installed */
+    assert_int_equal(load_fam("[lookupd]\nneeded = y\n[source corp]\nport = 636\n"), 1);   /* type missing */
+    assert_int_equal(t_ninst, -1);
+    assert_int_equal(load_fam("[lookupd]\nneeded = y\n[source corp]\ntype = ldap\nbogus = 1\n"), 1);
+    assert_int_equal(load_fam("[lookupd]\nneeded = y\n[source corp]\ntype = ldap\nport = 0\n"), 1);
+    assert_int_equal(load_fam("[lookupd]\nneeded = y\n[source f]\ntype = file\nport = 1\n"), 1);
+    /* an error elsewhere in the file also installs nothing */
+    assert_int_equal(load_fam("[lookupd]\nneeded = y\nbad = 1\n[source corp]\ntype = ldap\n"), 1);
+    assert_int_equal(t_ninst, -1);
+    /* no sources at all: install is called with none */
+    assert_int_equal(load_fam("[lookupd]\nneeded = y\n"), 0);
+    assert_int_equal(t_ninst, 0);
+    t_free_inst();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -232,6 +321,7 @@ int main(void)
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_parsers),
         cmocka_unit_test(test_secret),
+        cmocka_unit_test(test_family),
     };
     int fd, rc;
 
