@@ -292,6 +292,7 @@ static int cfg_value(const CFG_PARAM *p, const char *value, int assign, char *ba
 
     switch (p->type) {
     case CFG_STR:
+    case CFG_LIST:
         break;
     case CFG_PATH:
         if (*value && *value != '/') {
@@ -346,6 +347,7 @@ static int cfg_value(const CFG_PARAM *p, const char *value, int assign, char *ba
         return 0;
     switch (p->type) {
     case CFG_STR:
+    case CFG_LIST:
     case CFG_PATH:
     case CFG_ENUM:
         free(*(char **) var);
@@ -374,10 +376,44 @@ void cfg_defaults(const CFG_SECTION *sections)
                 log_panic("default of [%s] %s is invalid: %s", s->name, p->name, err);
 }
 
-/* cfg_check_duplicate - report entry i if its key was set before in its section */
-static void cfg_check_duplicate(CFG_PARSE *cp, size_t i)
+/*
+ * cfg_entry_value - the value of entry i for assignment: for a list, the
+ * values of every entry with the same section and key, joined by newlines
+ * (NULL for all but the first, which carries them all). Caller frees.
+ */
+static char *cfg_entry_value(CFG_PARSE *cp, size_t i, const CFG_PARAM *p)
 {
     CFG_ENTRY *e = &cp->entries[i];
+    char *joined;
+    size_t len = 0;
+
+    if (p->type != CFG_LIST)
+        return xstrdup(e->value);
+    for (size_t j = 0; j < i; j++)
+        if (strcmp(cp->entries[j].section, e->section) == 0 && strcmp(cp->entries[j].key, e->key) == 0)
+            return NULL;
+    for (size_t j = i; j < cp->count; j++)
+        if (strcmp(cp->entries[j].section, e->section) == 0 && strcmp(cp->entries[j].key, e->key) == 0)
+            len += strlen(cp->entries[j].value) + 1;
+    joined = xmalloc(len + 1);
+    joined[0] = 0;
+    for (size_t j = i; j < cp->count; j++) {
+        if (strcmp(cp->entries[j].section, e->section) == 0 && strcmp(cp->entries[j].key, e->key) == 0) {
+            if (joined[0])
+                strcat(joined, "\n");
+            strcat(joined, cp->entries[j].value);
+        }
+    }
+    return joined;
+}
+
+/* cfg_check_duplicate - report entry i if its key was set before in its section */
+static void cfg_check_duplicate(CFG_PARSE *cp, size_t i, const CFG_PARAM *p)
+{
+    CFG_ENTRY *e = &cp->entries[i];
+
+    if (p->type == CFG_LIST)
+        return;
 
     for (size_t j = 0; j < i; j++) {
         if (strcmp(cp->entries[j].section, e->section) == 0
@@ -423,7 +459,7 @@ void cfg_family_free(const CFG_FAMILY *f, void *instance)
     if (instance == NULL)
         return;
     for (const CFG_PARAM *p = f->params; p->name; p++)
-        if (p->type == CFG_STR || p->type == CFG_PATH || p->type == CFG_ENUM)
+        if (p->type == CFG_STR || p->type == CFG_PATH || p->type == CFG_ENUM || p->type == CFG_LIST)
             free(*(char **) ((char *) instance + (uintptr_t) p->var));
     free(*(char **) instance);
     free(instance);
@@ -465,8 +501,12 @@ static void cfg_build_family(CFG_PARSE *cp, const CFG_FAMILY *f, int install)
                 if (strcmp(cp->entries[j].section, cp->entries[i].section) == 0
                     && strcmp(cp->entries[j].key, p->name) == 0)
                     break;
-            if (j < cp->count)
-                (void) cfg_value(p, cp->entries[j].value, 1, base, err, sizeof(err));
+            if (j < cp->count) {
+                char *value = cfg_entry_value(cp, j, p);
+
+                (void) cfg_value(p, value, 1, base, err, sizeof(err));
+                free(value);
+            }
             else if (p->defval == NULL)
                 cfg_error(cp, cp->entries[i].line, "[%s] %s is required", cp->entries[i].section, p->name);
         }
@@ -506,7 +546,7 @@ static void cfg_check(CFG_PARSE *cp, const CFG_SECTION *sections, const CFG_FAMI
             else if (cfg_value(p, e->value, 0, NULL, err, sizeof(err)) < 0)
                 cfg_error(cp, e->line, "[%s] %s", e->section, err);
             else
-                cfg_check_duplicate(cp, i);
+                cfg_check_duplicate(cp, i, p);
             continue;
         }
         if ((s = cfg_find_section(sections, e->section)) == NULL) {
@@ -520,7 +560,7 @@ static void cfg_check(CFG_PARSE *cp, const CFG_SECTION *sections, const CFG_FAMI
             cfg_error(cp, e->line, "unknown key \"%s\" in [%s]", e->key, e->section);
             continue;
         }
-        cfg_check_duplicate(cp, i);
+        cfg_check_duplicate(cp, i, p);
         if (cfg_value(p, e->value, 0, NULL, err, sizeof(err)) < 0)
             cfg_error(cp, e->line, "[%s] %s", e->section, err);
     }
@@ -580,8 +620,11 @@ int cfg_load_families(const char *path, const CFG_SECTION *sections, const CFG_F
             const CFG_SECTION *s = cfg_find_section(sections, cp.entries[i].section);
             const CFG_PARAM *p = s ? cfg_find_param(s, cp.entries[i].key) : NULL;
 
-            if (p && cfg_value(p, cp.entries[i].value, 1, NULL, err, sizeof(err)) < 0)
+            char *value = p ? cfg_entry_value(&cp, i, p) : NULL;
+
+            if (value && cfg_value(p, value, 1, NULL, err, sizeof(err)) < 0)
                 log_panic("value checked once failed later: %s", err);
+            free(value);
         }
     }
     cfg_parse_free(&cp);

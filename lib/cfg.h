@@ -25,6 +25,7 @@ enum cfg_type {
     CFG_TIME,       /* int * in milliseconds: "250ms", "30", "30s", "5m", "2h", "1d" */
     CFG_SIZE,       /* long long * in bytes: "1000", "10k", "50m", "1g" */
     CFG_ENUM,       /* char **: one of the '|'-separated choices */
+    CFG_LIST,       /* char **: the key may be repeated; values joined by '\n' */
 };
 
 typedef struct cfg_param {

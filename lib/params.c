@@ -43,6 +43,18 @@ int var_lookupd_maxconn;
 char *var_lookupd_socket_mode;
 char *var_lookupd_reject_text;
 
+char *var_syncd_user;
+char *var_syncd_pidfile;
+int var_syncd_poll_ms;
+int var_syncd_full_ms;
+int var_syncd_retry_ms;
+int var_syncd_max_remove_pct;
+int var_syncd_max_remove_count;
+char *var_syncd_export_file;
+char *var_syncd_export_command;
+
+int var_store_max_age_ms;
+
 /* params_check_delims - recipient delimiters are punctuation, not letters */
 static int params_check_delims(const char *value, char *err, size_t errlen)
 {
@@ -70,6 +82,7 @@ static int params_check_mode(const char *value, char *err, size_t errlen)
 static const CFG_PARAM params_store[] = {
     {"path", CFG_PATH, RG_LOCALSTATEDIR "/lib/rcptgate/rcptgate.db", &var_store_path, 0, 0, NULL, NULL},
     {"busy_timeout", CFG_TIME, "2s", &var_store_busy_ms, 1, 60000, NULL, NULL},
+    {"max_age", CFG_TIME, "0", &var_store_max_age_ms, 0, 2000000000, NULL, NULL},
     {NULL, 0, NULL, NULL, 0, 0, NULL, NULL},
 };
 
@@ -101,6 +114,27 @@ static const CFG_PARAM params_lookupd[] = {
     {NULL, 0, NULL, NULL, 0, 0, NULL, NULL},
 };
 
+static const CFG_PARAM params_syncd[] = {
+    {"user", CFG_STR, RG_DEFAULT_USER, &var_syncd_user, 0, 0, NULL, NULL},
+    {"pid_file", CFG_PATH, RG_RUNSTATEDIR "/rcptgate/syncd.pid", &var_syncd_pidfile, 0, 0, NULL, NULL},
+    {"poll_interval", CFG_TIME, "5m", &var_syncd_poll_ms, 1000, 86400000, NULL, NULL},
+    {"full_interval", CFG_TIME, "1d", &var_syncd_full_ms, 60000, 2000000000, NULL, NULL},
+    {"retry_interval", CFG_TIME, "30s", &var_syncd_retry_ms, 1000, 3600000, NULL, NULL},
+    {"max_remove_share", CFG_INT, "10", &var_syncd_max_remove_pct, 0, 100, NULL, NULL},
+    {"max_remove_count", CFG_INT, "0", &var_syncd_max_remove_count, 0, 2000000000, NULL, NULL},
+    {"export_file", CFG_PATH, "", &var_syncd_export_file, 0, 0, NULL, NULL},
+    {"export_command", CFG_STR, "", &var_syncd_export_command, 0, 0, NULL, NULL},
+    {NULL, 0, NULL, NULL, 0, 0, NULL, NULL},
+};
+
+static const CFG_SECTION params_for_syncd[] = {
+    {"store", params_store},
+    {"address", params_address},
+    {"log", params_log},
+    {"syncd", params_syncd},
+    {NULL, NULL},
+};
+
 static const CFG_SECTION params_for_lookupd[] = {
     {"store", params_store},
     {"address", params_address},
@@ -114,6 +148,7 @@ static const CFG_SECTION params_for_all[] = {
     {"address", params_address},
     {"log", params_log},
     {"lookupd", params_lookupd},
+    {"syncd", params_syncd},
     {NULL, NULL},
 };
 
@@ -122,6 +157,8 @@ const CFG_SECTION *params_sections_for(const char *program)
 {
     if (strcmp(program, "lookupd") == 0)
         return params_for_lookupd;
+    if (strcmp(program, "syncd") == 0)
+        return params_for_syncd;
     return params_for_all;
 }
 

@@ -37,6 +37,20 @@ extern int var_lookupd_maxconn;         /* max_connections */
 extern char *var_lookupd_socket_mode;   /* socket_mode: octal mode of unix sockets */
 extern char *var_lookupd_reject_text;   /* policy reject text */
 
+/* [syncd] */
+extern char *var_syncd_user;            /* user */
+extern char *var_syncd_pidfile;         /* pid_file */
+extern int var_syncd_poll_ms;           /* poll_interval: incremental pulls when not persistent */
+extern int var_syncd_full_ms;           /* full_interval: full reconciliation */
+extern int var_syncd_retry_ms;          /* retry_interval: first wait after a failure (doubles) */
+extern int var_syncd_max_remove_pct;    /* max_remove_share: percent of a source's recipients */
+extern int var_syncd_max_remove_count;  /* max_remove_count: 0 = no count limit */
+extern char *var_syncd_export_file;     /* export_file: Postfix map written after each applied sync */
+extern char *var_syncd_export_command;  /* export_command: run after export_file is written */
+
+/* [store] max_age: lookupd answers TEMP when the directory data is older; 0 = never */
+extern int var_store_max_age_ms;
+
 /*
  * params_sections_for - the sections a program owns: "lookupd", "rcptgate"
  * (the admin command reads them all). The array is static.

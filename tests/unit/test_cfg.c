@@ -225,11 +225,13 @@ struct t_src {
     char *name;
     char *type;
     int port;
+    char *base;
 };
 
 static const CFG_PARAM t_src_params[] = {
     {"type", CFG_ENUM, NULL, CFG_OFFSET(struct t_src, type), 0, 0, "ldap|file", NULL},
     {"port", CFG_INT, "389", CFG_OFFSET(struct t_src, port), 1, 65535, NULL, NULL},
+    {"base", CFG_LIST, "", CFG_OFFSET(struct t_src, base), 0, 0, NULL, NULL},
     {NULL, 0, NULL, NULL, 0, 0, NULL, NULL},
 };
 
@@ -284,15 +286,17 @@ static void test_family(void **state)
 
     (void) state;
     assert_int_equal(load_fam("[lookupd]\nneeded = y\n[source corp]\ntype = ldap\nport = 636\n"
-                              "[source files]\ntype = file\n"), 0);
+                              "base = ou=a,dc=x\nbase = ou=b,dc=x\n[source files]\ntype = file\n"), 0);
     assert_int_equal(t_ninst, 2);
     a = t_inst[0];
     b = t_inst[1];
     assert_string_equal(a->name, "corp");
     assert_string_equal(a->type, "ldap");
     assert_int_equal(a->port, 636);
+    assert_string_equal(a->base, "ou=a,dc=x\nou=b,dc=x");
     assert_string_equal(b->name, "files");
     assert_int_equal(b->port, 389);
+    assert_string_equal(b->base, "");
     t_free_inst();
 
     /* errors: nothing installed */
