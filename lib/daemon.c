@@ -1,0 +1,198 @@
+/*
+ * daemon.c - process plumbing shared by the daemons
+ *
+ * A daemon binds its listeners first (perhaps as root), then detaches,
+ * writes its pid file and drops to its unprivileged user. Each step
+ * reports failures through err and leaves the decision (usually: exit at
+ * startup) to the caller. daemon_drop() checks afterwards that the old
+ * identity really cannot be regained, because a half-dropped daemon is
+ * worse than one that refuses to start.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "daemon.h"
+
+/* daemon_detach - fork into the background, new session, stdio to /dev/null */
+int daemon_detach(char *err, size_t errlen)
+{
+    pid_t pid;
+    int fd;
+
+    if ((fd = open("/dev/null", O_RDWR)) < 0) {
+        snprintf(err, errlen, "open /dev/null: %s", strerror(errno));
+        return -1;
+    }
+    if ((pid = fork()) < 0) {
+        snprintf(err, errlen, "fork: %s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (pid > 0)
+        _exit(0);                       /* the parent's job is done */
+    if (setsid() < 0) {
+        snprintf(err, errlen, "setsid: %s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+
+    /* Paths in the config are absolute; "/" keeps no file system busy. */
+    if (chdir("/") < 0) {
+        snprintf(err, errlen, "chdir /: %s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (dup2(fd, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0) {
+        snprintf(err, errlen, "dup2: %s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (fd > 2)
+        close(fd);
+    return 0;
+}
+
+/* daemon_drop - become user with its primary group only */
+int daemon_drop(const char *user, char *err, size_t errlen)
+{
+    struct passwd *pw;
+    uid_t uid;
+    gid_t gid;
+
+    if (user == NULL || *user == 0 || geteuid() != 0)
+        return 0;
+    errno = 0;
+    if ((pw = getpwnam(user)) == NULL) {
+        snprintf(err, errlen, "user \"%s\": %s", user,
+                 errno ? strerror(errno) : "no such user");
+        return -1;
+    }
+    uid = pw->pw_uid;
+    gid = pw->pw_gid;
+    if (uid == 0) {
+        snprintf(err, errlen, "user \"%s\" has uid 0: refusing to run as root under another name", user);
+        return -1;
+    }
+
+    /* Groups first: once the uid is gone we could no longer change them. */
+    if (setgroups(1, &gid) < 0) {
+        snprintf(err, errlen, "setgroups(%ld): %s", (long) gid, strerror(errno));
+        return -1;
+    }
+    if (setgid(gid) < 0) {
+        snprintf(err, errlen, "setgid(%ld): %s", (long) gid, strerror(errno));
+        return -1;
+    }
+    if (setuid(uid) < 0) {
+        snprintf(err, errlen, "setuid(%ld): %s", (long) uid, strerror(errno));
+        return -1;
+    }
+
+    /* Verify: the new ids hold, and root cannot be taken back. */
+    if (getuid() != uid || geteuid() != uid || getgid() != gid || getegid() != gid) {
+        snprintf(err, errlen, "privileges not dropped to user \"%s\"", user);
+        return -1;
+    }
+    if (setuid(0) == 0 || seteuid(0) == 0) {
+        snprintf(err, errlen, "could regain root after dropping to \"%s\"", user);
+        return -1;
+    }
+    return 0;
+}
+
+/* daemon_user_exists - 1 if the user is known to the system */
+int daemon_user_exists(const char *user)
+{
+    return user != NULL && *user != 0 && getpwnam(user) != NULL;
+}
+
+/* daemon_check_user - cfg check callback: empty, or a user that exists */
+int daemon_check_user(const char *value, char *err, size_t errlen)
+{
+    if (*value == 0 || daemon_user_exists(value))
+        return 0;
+    snprintf(err, errlen, "user \"%s\" does not exist", value);
+    return -1;
+}
+
+/* daemon_pidfile_live - the pid in an existing pid file, if that process lives */
+static long daemon_pidfile_live(const char *path)
+{
+    char buf[32];
+    FILE *fp;
+    long pid = 0;
+
+    if ((fp = fopen(path, "r")) == NULL)
+        return 0;
+    if (fgets(buf, sizeof(buf), fp) != NULL)
+        pid = strtol(buf, NULL, 10);
+    fclose(fp);
+    if (pid <= 0 || pid == (long) getpid())
+        return 0;
+    if (kill((pid_t) pid, 0) == 0 || errno == EPERM)
+        return pid;
+    return 0;
+}
+
+/* daemon_pidfile - write our pid to path (empty: none); 0 or -1 */
+int daemon_pidfile(const char *path, char *err, size_t errlen)
+{
+    char tmp[4096];
+    char line[32];
+    long other;
+    int fd;
+    int n;
+
+    if (path == NULL || *path == 0)
+        return 0;
+    if ((other = daemon_pidfile_live(path)) != 0) {
+        snprintf(err, errlen, "%s: already running as pid %ld", path, other);
+        return -1;
+    }
+
+    /* Write a temporary file and rename it: readers never see half a pid. */
+    if (snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long) getpid()) >= (int) sizeof(tmp)) {
+        snprintf(err, errlen, "%s: path too long", path);
+        return -1;
+    }
+    n = snprintf(line, sizeof(line), "%ld\n", (long) getpid());
+    if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0) {
+        snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+        return -1;
+    }
+    if (write(fd, line, (size_t) n) != n || close(fd) < 0) {
+        snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    if (rename(tmp, path) < 0) {
+        snprintf(err, errlen, "rename %s: %s", path, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+/* daemon_pidfile_remove - remove our pid file, but not another process's */
+void daemon_pidfile_remove(const char *path)
+{
+    char buf[32];
+    FILE *fp;
+
+    if (path == NULL || *path == 0 || (fp = fopen(path, "r")) == NULL)
+        return;
+    if (fgets(buf, sizeof(buf), fp) != NULL && strtol(buf, NULL, 10) == (long) getpid())
+        (void) unlink(path);
+    fclose(fp);
+}

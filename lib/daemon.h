@@ -23,8 +23,19 @@ int daemon_drop(const char *user, char *err, size_t errlen);
 /* daemon_user_exists - 1 if the user is known to the system */
 int daemon_user_exists(const char *user);
 
-/* daemon_pidfile - write our pid to path (empty: none); 0 or -1 */
+/*
+ * daemon_check_user - cfg check callback for a "user" setting: empty, or
+ * a user the system knows; -1 with err set otherwise.
+ */
+int daemon_check_user(const char *value, char *err, size_t errlen);
+
+/*
+ * daemon_pidfile - write our pid to path (empty: none); 0 or -1. Refuses
+ * when the file names another process that is still alive.
+ */
 int daemon_pidfile(const char *path, char *err, size_t errlen);
+
+/* daemon_pidfile_remove - remove path if it still holds our pid */
 void daemon_pidfile_remove(const char *path);
 
 #endif

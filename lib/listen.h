@@ -21,6 +21,15 @@ typedef struct listen_addr {
 /* listen_parse - parse one listener; 0 or -1 with err set */
 int listen_parse(const char *spec, LISTEN_ADDR *out, char *err, size_t errlen);
 
+#define LISTEN_MAX 16            /* listeners in one list */
+
+/*
+ * listen_parse_list - parse a comma-separated list (blanks around commas
+ * allowed) into out[max]. Returns how many (0 for an empty or blank
+ * string), or -1 with err set.
+ */
+int listen_parse_list(const char *value, LISTEN_ADDR *out, int max, char *err, size_t errlen);
+
 /* listen_check - cfg check callback for a comma-separated list of listeners */
 int listen_check_list(const char *value, char *err, size_t errlen);
 

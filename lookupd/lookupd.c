@@ -1,0 +1,924 @@
+/*
+ * lookupd.c - rcptgate-lookupd: answers Postfix socketmap and policy queries
+ *
+ * SYNOPSIS
+ *   rcptgate-lookupd [-c FILE] [-f] [-n] [-v]
+ *
+ * DESCRIPTION
+ *   One process, one libevent loop, one read-only handle on the store.
+ *   Listeners come from [lookupd] socketmap and policy; each accepted
+ *   connection gets a fixed input buffer big enough for one whole request
+ *   and a reply buffer that grows once and is then reused, so that a busy
+ *   connection allocates nothing per request. Every complete request that
+ *   one read() brought in is answered before the replies leave in a
+ *   single write().
+ *
+ *   The store may be missing, locked, corrupt or too new: lookupd starts
+ *   anyway and answers "try later" (socketmap TEMP, policy DEFER_IF_PERMIT)
+ *   until it can open it. A lookup error closes the handle; it is reopened
+ *   at most once a second, so a broken store costs one busy timeout per
+ *   second rather than one per request.
+ *
+ *   SIGHUP re-reads the configuration (a bad file is logged and the old
+ *   one kept) and reopens the store; open connections stay. Listener, user
+ *   and pid file changes need a restart and are logged as ignored.
+ *   SIGTERM/SIGINT stop: listeners close, pending replies get one last
+ *   write, the stats file is written and the pid file removed.
+ *
+ * DIAGNOSTICS
+ *   syslog (mail facility); with -f also stderr. Exit 78 on a bad config.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "cfg.h"
+#include "daemon.h"
+#include "listen.h"
+#include "log.h"
+#include "lookupd.h"
+#include "params.h"
+#include "store.h"
+#include "xalloc.h"
+
+#define LOOKUPD_NAME        "rcptgate-lookupd"
+#define LOOKUPD_BACKLOG     1024
+#define LOOKUPD_OUT_HIGH    (256 * 1024)   /* stop reading while this much is unsent */
+#define LOOKUPD_ACCEPT_MAX  64             /* accepts per wakeup, to stay fair */
+#define LOOKUPD_RETRY_MS    1000           /* store reopen interval */
+
+LOOKUPD_STATS lookupd_stats;
+CHECK_OPTS lookupd_check_opts;
+
+enum { LISTENER_SOCKMAP, LISTENER_POLICY };
+
+typedef struct lookupd_listener {
+    int fd;
+    int kind;
+    struct event *ev;
+    LISTEN_ADDR la;
+    dev_t dev;                          /* unix: the socket file we made */
+    ino_t ino;
+} LOOKUPD_LISTENER;
+
+static struct event_base *lookupd_base;
+static LOOKUPD_LISTENER lookupd_listeners[2 * LISTEN_MAX];
+static int lookupd_nlisteners;
+static LOOKUPD_CONN *lookupd_conns;
+static struct event *lookupd_tick_ev;   /* once a second: store health */
+static struct event *lookupd_stats_ev;  /* stats file */
+static struct event *lookupd_resume_ev; /* resume accepting after EMFILE */
+static const struct timeval *lookupd_idle_tv;
+
+/* What was fixed at startup and survives reloads unchanged. */
+static char *lookupd_conf_path;
+static char *lookupd_run_socketmap;
+static char *lookupd_run_policy;
+static char *lookupd_run_user;
+static char *lookupd_run_pidfile;
+
+/* The store handle and why it is not there. */
+static STORE *lookupd_st;
+static int lookupd_st_in_read;
+static dev_t lookupd_st_dev;
+static ino_t lookupd_st_ino;
+static long long lookupd_st_last_try = LLONG_MIN / 2;
+static char lookupd_st_reason[256] = "not opened yet";
+static char *lookupd_st_path;           /* the path the handle was opened with */
+
+/* Refused connections, logged once per burst. */
+static long long lookupd_refused;
+static long long lookupd_refused_logged_ms = LLONG_MIN / 2;
+static int lookupd_stats_warned;
+static int lookupd_verbose;             /* -v: debug logging whatever the config says */
+
+static void lookupd_conn_free(LOOKUPD_CONN *conn);
+
+/* lookupd_now_ms - the loop's cached clock in milliseconds */
+static long long lookupd_now_ms(void)
+{
+    struct timeval tv;
+
+    if (lookupd_base == NULL || event_base_gettimeofday_cached(lookupd_base, &tv) < 0)
+        gettimeofday(&tv, NULL);
+    return (long long) tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/* lookupd_ms_tv - milliseconds as a struct timeval */
+static struct timeval lookupd_ms_tv(long long ms)
+{
+    struct timeval tv;
+
+    if (ms < 0)
+        ms = 0;
+    tv.tv_sec = (time_t) (ms / 1000);
+    tv.tv_usec = (suseconds_t) (ms % 1000) * 1000;
+    return tv;
+}
+
+/* lookupd_safe_text - printable ASCII only, capped at size - 1 bytes */
+size_t lookupd_safe_text(char *out, size_t size, const char *in, size_t len)
+{
+    size_t n = 0;
+
+    if (size == 0)
+        return 0;
+    for (size_t i = 0; i < len && n + 1 < size; i++) {
+        unsigned char c = (unsigned char) in[i];
+
+        out[n++] = (c >= 0x20 && c < 0x7f) ? (char) c : '?';
+    }
+    out[n] = 0;
+    return n;
+}
+
+/* ------------------------------------------------------------ the store */
+
+/* lookupd_store_close - give up the handle, remembering why */
+static void lookupd_store_close(const char *reason)
+{
+    if (lookupd_st != NULL) {
+        if (lookupd_st_in_read)
+            store_read_end(lookupd_st);
+        store_close(lookupd_st);
+        lookupd_st = NULL;
+    }
+    lookupd_st_in_read = 0;
+    if (reason != NULL)
+        lookupd_safe_text(lookupd_st_reason, sizeof(lookupd_st_reason), reason, strlen(reason));
+}
+
+/* lookupd_store_try - open the store if it is closed and a retry is due */
+static void lookupd_store_try(void)
+{
+    char err[256];
+    struct stat sb;
+    long long now = lookupd_now_ms();
+
+    if (lookupd_st != NULL || now - lookupd_st_last_try < LOOKUPD_RETRY_MS)
+        return;
+    lookupd_st_last_try = now;
+    lookupd_st = store_open(var_store_path, 0, var_store_busy_ms, err, sizeof(err));
+    if (lookupd_st == NULL) {
+        /* Log a new reason once; the same failure every second is noise. */
+        if (strcmp(err, lookupd_st_reason) != 0)
+            log_warn("store %s unavailable: %s; answering TEMP until it can be opened",
+                     var_store_path, err);
+        lookupd_safe_text(lookupd_st_reason, sizeof(lookupd_st_reason), err, strlen(err));
+        return;
+    }
+    if (stat(var_store_path, &sb) == 0) {
+        lookupd_st_dev = sb.st_dev;
+        lookupd_st_ino = sb.st_ino;
+    }
+    free(lookupd_st_path);
+    lookupd_st_path = xstrdup(var_store_path);
+    log_info("store %s opened", var_store_path);
+    snprintf(lookupd_st_reason, sizeof(lookupd_st_reason), "open");
+}
+
+/* lookupd_store - the handle inside a read transaction, or NULL and why */
+STORE *lookupd_store(const char **reason)
+{
+    lookupd_store_try();
+    if (lookupd_st == NULL) {
+        *reason = lookupd_st_reason;
+        return NULL;
+    }
+    if (!lookupd_st_in_read) {
+        if (store_read_begin(lookupd_st) < 0) {
+            lookupd_store_failed(store_error(lookupd_st));
+            *reason = lookupd_st_reason;
+            return NULL;
+        }
+        lookupd_st_in_read = 1;
+    }
+    return lookupd_st;
+}
+
+/* lookupd_store_end - end the read transaction a batch of requests used */
+static void lookupd_store_end(void)
+{
+    if (lookupd_st != NULL && lookupd_st_in_read)
+        store_read_end(lookupd_st);
+    lookupd_st_in_read = 0;
+}
+
+/* lookupd_store_failed - a lookup failed: close, answer TEMP until reopened */
+void lookupd_store_failed(const char *reason)
+{
+    char copy[256];
+
+    /* reason may live inside the handle we are about to close. */
+    lookupd_safe_text(copy, sizeof(copy), reason ? reason : "unknown error",
+                      strlen(reason ? reason : "unknown error"));
+    log_warn("store %s: lookup failed: %s; closing it, answering TEMP until it reopens",
+             lookupd_st_path ? lookupd_st_path : var_store_path, copy);
+    lookupd_store_close(copy);
+    lookupd_st_last_try = lookupd_now_ms();
+}
+
+/* lookupd_store_check - the file we have open is still the one configured */
+static void lookupd_store_check(void)
+{
+    struct stat sb;
+
+    if (lookupd_st == NULL)
+        return;
+    if (stat(var_store_path, &sb) < 0) {
+        char why[300];
+
+        snprintf(why, sizeof(why), "%s: %s", var_store_path, strerror(errno));
+        log_warn("store vanished (%s); answering TEMP until it is back", why);
+        lookupd_store_close(why);
+    } else if (sb.st_dev != lookupd_st_dev || sb.st_ino != lookupd_st_ino) {
+        log_info("store %s was replaced; reopening", var_store_path);
+        lookupd_store_close("store file replaced");
+        lookupd_st_last_try = LLONG_MIN / 2;
+    }
+}
+
+/* ------------------------------------------------------------ statistics */
+
+/* lookupd_stats_write - the counters, atomically, to the stats file */
+static void lookupd_stats_write(void)
+{
+    static const char *maps[] = {"recipients", "domains", "transport", "unknown"};
+    static const char *outcomes[] = {"ok", "notfound", "temp", "perm"};
+    static const char *pol[] = {"dunno", "reject", "defer"};
+    const char *path = var_lookupd_statsfile;
+    char tmp[PATH_MAX + 16];
+    FILE *fp;
+    int bad;
+
+    if (path == NULL || *path == 0)
+        return;
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    if ((fp = fopen(tmp, "w")) == NULL) {
+        if (!lookupd_stats_warned++)
+            log_warn("stats file %s: %s", tmp, strerror(errno));
+        return;
+    }
+    fprintf(fp, "started %lld\nupdated %lld\npid %ld\n", (long long) lookupd_stats.started,
+            (long long) time(NULL), (long) getpid());
+    fprintf(fp, "connections_total %lld\nconnections_current %lld\n",
+            lookupd_stats.connections_total, lookupd_stats.connections_current);
+    fprintf(fp, "protocol_errors %lld\ntimeouts %lld\n",
+            lookupd_stats.protocol_errors, lookupd_stats.timeouts);
+    for (int m = 0; m < SOCKMAP_MAP_COUNT; m++)
+        for (int o = 0; o < SOCKMAP_OUTCOME_COUNT; o++)
+            fprintf(fp, "socketmap.%s.%s %lld\n", maps[m], outcomes[o], lookupd_stats.sockmap[m][o]);
+    for (int p = 0; p < POLICYD_OUTCOME_COUNT; p++)
+        fprintf(fp, "policy.%s %lld\n", pol[p], lookupd_stats.policy[p]);
+    bad = ferror(fp);
+    if (fclose(fp) != 0 || bad || rename(tmp, path) < 0) {
+        if (!lookupd_stats_warned++)
+            log_warn("stats file %s: %s", path, strerror(errno));
+        unlink(tmp);
+        return;
+    }
+    lookupd_stats_warned = 0;
+}
+
+/* lookupd_stats_cb - periodic stats write */
+static void lookupd_stats_cb(evutil_socket_t fd, short what, void *arg)
+{
+    lookupd_stats_write();
+}
+
+/* lookupd_stats_schedule - (re)arm the stats timer at the configured interval */
+static void lookupd_stats_schedule(void)
+{
+    struct timeval tv = lookupd_ms_tv(var_lookupd_stats_ms);
+
+    event_add(lookupd_stats_ev, &tv);
+}
+
+/* ------------------------------------------------------------ connections */
+
+/* lookupd_out_space - room for need more reply bytes */
+char *lookupd_out_space(LOOKUPD_CONN *conn, size_t need)
+{
+    if (conn->out_off > 0 && conn->out_off == conn->out_len)
+        conn->out_off = conn->out_len = 0;
+    if (conn->out_cap - conn->out_len < need) {
+        size_t cap = conn->out_cap ? conn->out_cap : 4096;
+
+        while (cap - conn->out_len < need)
+            cap *= 2;
+        conn->out = xrealloc(conn->out, cap);
+        conn->out_cap = cap;
+    }
+    return conn->out + conn->out_len;
+}
+
+/* lookupd_out_commit - n bytes of reply were written at the end of out */
+void lookupd_out_commit(LOOKUPD_CONN *conn, size_t n)
+{
+    conn->out_len += n;
+}
+
+/* lookupd_conn_flush - write what we can; -1 if the peer is gone */
+static int lookupd_conn_flush(LOOKUPD_CONN *conn)
+{
+    while (conn->out_off < conn->out_len) {
+        ssize_t n = send(conn->fd, conn->out + conn->out_off, conn->out_len - conn->out_off,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return 0;
+            log_debug("client %s: write: %s", conn->peer, strerror(errno));
+            return -1;
+        }
+        conn->out_off += (size_t) n;
+    }
+    conn->out_off = conn->out_len = 0;
+    return 0;
+}
+
+/* lookupd_conn_arm - set the read timer: request deadline or idle timeout */
+static void lookupd_conn_arm(LOOKUPD_CONN *conn, int progress)
+{
+    if (conn->in_len > 0) {
+        long long now = lookupd_now_ms();
+        struct timeval tv;
+
+        /* A request must arrive whole within request_timeout of its start. */
+        if (!conn->partial || progress)
+            conn->req_start_ms = now;
+        conn->partial = 1;
+        tv = lookupd_ms_tv(conn->req_start_ms + var_lookupd_request_ms - now);
+        event_add(conn->ev_read, &tv);
+    } else if (conn->partial || !conn->reading) {
+        conn->partial = 0;
+        event_add(conn->ev_read, lookupd_idle_tv);
+    }
+    /* Otherwise EV_PERSIST already restarted the idle timer on this read. */
+    conn->reading = 1;
+}
+
+/* lookupd_conn_after_output - flush, then decide between reading and writing */
+static void lookupd_conn_after_output(LOOKUPD_CONN *conn, int progress)
+{
+    size_t pending;
+
+    if (lookupd_conn_flush(conn) < 0) {
+        lookupd_conn_free(conn);
+        return;
+    }
+    pending = conn->out_len - conn->out_off;
+    if (pending > 0) {
+        struct timeval tv = lookupd_ms_tv(var_lookupd_request_ms);
+
+        /* A client has request_timeout to take its replies. */
+        event_add(conn->ev_write, &tv);
+    } else {
+        event_del(conn->ev_write);
+        if (conn->eof) {
+            lookupd_conn_free(conn);
+            return;
+        }
+    }
+
+    /* Back-pressure: a client that does not read gets no more answers. */
+    if (pending > LOOKUPD_OUT_HIGH || conn->eof) {
+        if (conn->reading) {
+            event_del(conn->ev_read);
+            conn->reading = 0;
+        }
+    } else {
+        lookupd_conn_arm(conn, progress);
+    }
+}
+
+/* lookupd_conn_read_cb - bytes from a client (or its timer ran out) */
+static void lookupd_conn_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    LOOKUPD_CONN *conn = arg;
+    ssize_t n;
+    int used;
+
+    if (what & EV_TIMEOUT) {
+        if (conn->partial) {
+            log_warn("client %s: request not complete within %d ms; closing the connection",
+                     conn->peer, var_lookupd_request_ms);
+            lookupd_stats.timeouts++;
+        } else {
+            log_debug("client %s: idle for %d ms; closing the connection",
+                      conn->peer, var_lookupd_idle_ms);
+        }
+        lookupd_conn_free(conn);
+        return;
+    }
+    n = read(fd, conn->in + conn->in_len, sizeof(conn->in) - conn->in_len);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            return;
+        log_debug("client %s: read: %s", conn->peer, strerror(errno));
+        lookupd_conn_free(conn);
+        return;
+    }
+    if (n == 0) {
+        if (conn->in_len > 0)
+            log_debug("client %s: closed in the middle of a request", conn->peer);
+        conn->eof = 1;
+        conn->in_len = 0;
+        lookupd_conn_after_output(conn, 0);
+        return;
+    }
+    conn->in_len += (size_t) n;
+    used = conn->input(conn);
+    lookupd_store_end();
+    if (used < 0) {
+        /* Replies to the good requests before the bad one still go out. */
+        (void) lookupd_conn_flush(conn);
+        lookupd_conn_free(conn);
+        return;
+    }
+    if (used > 0) {
+        conn->in_len -= (size_t) used;
+        if (conn->in_len > 0)
+            memmove(conn->in, conn->in + used, conn->in_len);
+    }
+    if (conn->in_len == sizeof(conn->in)) {
+        /* Cannot happen with the protocol limits; never spin on a full buffer. */
+        log_warn("client %s: request too long; closing the connection", conn->peer);
+        lookupd_stats.protocol_errors++;
+        lookupd_conn_free(conn);
+        return;
+    }
+    lookupd_conn_after_output(conn, used > 0);
+}
+
+/* lookupd_conn_write_cb - the client can take more replies (or timed out) */
+static void lookupd_conn_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+    LOOKUPD_CONN *conn = arg;
+
+    if (what & EV_TIMEOUT) {
+        log_warn("client %s: did not read its replies within %d ms; closing the connection",
+                 conn->peer, var_lookupd_request_ms);
+        lookupd_stats.timeouts++;
+        lookupd_conn_free(conn);
+        return;
+    }
+    lookupd_conn_after_output(conn, 0);
+}
+
+/* lookupd_conn_peer - a name for the client, for logs */
+static void lookupd_conn_peer(LOOKUPD_CONN *conn, const struct sockaddr_storage *ss,
+                              socklen_t sslen, const LOOKUPD_LISTENER *l)
+{
+    if (ss->ss_family == AF_UNIX) {
+#ifdef SO_PEERCRED
+        struct ucred cred;
+        socklen_t cl = sizeof(cred);
+
+        if (getsockopt(conn->fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0) {
+            snprintf(conn->peer, sizeof(conn->peer), "pid=%ld uid=%ld",
+                     (long) cred.pid, (long) cred.uid);
+            return;
+        }
+#endif
+        snprintf(conn->peer, sizeof(conn->peer), "unix:%.80s", l->la.path);
+    } else {
+        char host[NI_MAXHOST];
+        char port[NI_MAXSERV];
+
+        if (getnameinfo((const struct sockaddr *) ss, sslen, host, sizeof(host), port, sizeof(port),
+                        NI_NUMERICHOST | NI_NUMERICSERV) == 0)
+            snprintf(conn->peer, sizeof(conn->peer), "%.64s:%.16s", host, port);
+        else
+            snprintf(conn->peer, sizeof(conn->peer), "inet");
+    }
+}
+
+/* lookupd_conn_create - a new client on listener l */
+static void lookupd_conn_create(int fd, const LOOKUPD_LISTENER *l,
+                                const struct sockaddr_storage *ss, socklen_t sslen)
+{
+    LOOKUPD_CONN *conn = xmalloc(sizeof(*conn));
+
+    memset(conn, 0, offsetof(LOOKUPD_CONN, in));
+    conn->fd = fd;
+    conn->input = l->kind == LISTENER_SOCKMAP ? sockmap_input : policyd_input;
+    conn->ev_read = event_new(lookupd_base, fd, EV_READ | EV_PERSIST, lookupd_conn_read_cb, conn);
+    conn->ev_write = event_new(lookupd_base, fd, EV_WRITE | EV_PERSIST, lookupd_conn_write_cb, conn);
+    if (conn->ev_read == NULL || conn->ev_write == NULL)
+        log_fatal("event_new: out of memory");
+    lookupd_conn_peer(conn, ss, sslen, l);
+    conn->next = lookupd_conns;
+    if (lookupd_conns)
+        lookupd_conns->prev = conn;
+    lookupd_conns = conn;
+    lookupd_stats.connections_total++;
+    lookupd_stats.connections_current++;
+    lookupd_conn_arm(conn, 0);
+    log_debug("client %s: connected", conn->peer);
+}
+
+/* lookupd_conn_free - close and forget a connection; NULL is fine */
+static void lookupd_conn_free(LOOKUPD_CONN *conn)
+{
+    if (conn == NULL)
+        return;
+    if (conn->prev)
+        conn->prev->next = conn->next;
+    else
+        lookupd_conns = conn->next;
+    if (conn->next)
+        conn->next->prev = conn->prev;
+    event_free(conn->ev_read);
+    event_free(conn->ev_write);
+    close(conn->fd);
+    free(conn->out);
+    free(conn);
+    lookupd_stats.connections_current--;
+}
+
+/* ------------------------------------------------------------ listeners */
+
+/* lookupd_accept_pause - stop accepting for a moment (out of descriptors) */
+static void lookupd_accept_pause(void)
+{
+    struct timeval tv = lookupd_ms_tv(100);
+
+    for (int i = 0; i < lookupd_nlisteners; i++)
+        event_del(lookupd_listeners[i].ev);
+    event_add(lookupd_resume_ev, &tv);
+}
+
+/* lookupd_accept_resume_cb - accept again after a pause */
+static void lookupd_accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    for (int i = 0; i < lookupd_nlisteners; i++)
+        event_add(lookupd_listeners[i].ev, NULL);
+}
+
+/* lookupd_accept_cb - new connections on a listener */
+static void lookupd_accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+    LOOKUPD_LISTENER *l = arg;
+
+    for (int i = 0; i < LOOKUPD_ACCEPT_MAX; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sslen = sizeof(ss);
+        int fd = accept4(lfd, (struct sockaddr *) &ss, &sslen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                log_warn("accept: %s; pausing for 100 ms", strerror(errno));
+                lookupd_accept_pause();
+            } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR
+                       && errno != ECONNABORTED) {
+                log_warn("accept: %s", strerror(errno));
+            }
+            return;
+        }
+        if (lookupd_stats.connections_current >= var_lookupd_maxconn) {
+            long long now = lookupd_now_ms();
+
+            /* Refuse by closing at once; one log line per burst (10 s). */
+            close(fd);
+            lookupd_refused++;
+            if (now - lookupd_refused_logged_ms >= 10000) {
+                log_warn("max_connections (%d) reached: refused %lld connection%s",
+                         var_lookupd_maxconn, lookupd_refused, lookupd_refused == 1 ? "" : "s");
+                lookupd_refused = 0;
+                lookupd_refused_logged_ms = now;
+            }
+            continue;
+        }
+        lookupd_conn_create(fd, l, &ss, sslen);
+    }
+}
+
+/* lookupd_listen_list - bind every listener of a comma-separated list */
+static void lookupd_listen_list(const char *list, int kind, int mode)
+{
+    LISTEN_ADDR la[LISTEN_MAX];
+    char err[512];
+    int n = listen_parse_list(list, la, LISTEN_MAX, err, sizeof(err));
+
+    if (n < 0)
+        log_fatal_code(RG_EX_CONFIG, "%s", err);
+    for (int i = 0; i < n; i++) {
+        LOOKUPD_LISTENER *l = &lookupd_listeners[lookupd_nlisteners];
+        struct stat sb;
+
+        l->fd = listen_open(&la[i], LOOKUPD_BACKLOG, mode, err, sizeof(err));
+        if (l->fd < 0)
+            log_fatal("%s", err);
+        l->kind = kind;
+        l->la = la[i];
+        if (l->la.is_unix && stat(l->la.path, &sb) == 0) {
+            l->dev = sb.st_dev;
+            l->ino = sb.st_ino;
+        }
+        lookupd_nlisteners++;
+    }
+}
+
+/* lookupd_listen_close - stop accepting; remove the unix sockets we made */
+static void lookupd_listen_close(void)
+{
+    for (int i = 0; i < lookupd_nlisteners; i++) {
+        LOOKUPD_LISTENER *l = &lookupd_listeners[i];
+        struct stat sb;
+
+        if (l->ev)
+            event_free(l->ev);
+        close(l->fd);
+
+        /* Only our own socket: a successor may already have bound the path. */
+        if (l->la.is_unix && stat(l->la.path, &sb) == 0
+            && sb.st_dev == l->dev && sb.st_ino == l->ino)
+            (void) unlink(l->la.path);
+    }
+    lookupd_nlisteners = 0;
+}
+
+/* lookupd_listen_text - "unix:A, inet:B" for the start line */
+static void lookupd_listen_text(int kind, char *buf, size_t size)
+{
+    size_t n = 0;
+
+    buf[0] = 0;
+    for (int i = 0; i < lookupd_nlisteners && n < size; i++) {
+        char one[300];
+
+        if (lookupd_listeners[i].kind != kind)
+            continue;
+        n += (size_t) snprintf(buf + n, size - n, "%s%s", n ? " " : "",
+                               listen_format(&lookupd_listeners[i].la, one, sizeof(one)));
+    }
+    if (n == 0)
+        snprintf(buf, size, "none");
+}
+
+/* ------------------------------------------------------------ configuration */
+
+/* lookupd_apply - settings that take effect at once, at start and reload */
+static void lookupd_apply(void)
+{
+    struct timeval tv = lookupd_ms_tv(var_lookupd_idle_ms);
+
+    params_check_opts(&lookupd_check_opts);
+    log_set_debug(lookupd_verbose || strcmp(var_log_level, "debug") == 0);
+    if (lookupd_base != NULL) {
+        /* Common timeouts keep thousands of identical idle timers cheap. */
+        lookupd_idle_tv = event_base_init_common_timeout(lookupd_base, &tv);
+        if (lookupd_idle_tv == NULL)
+            log_fatal("event_base_init_common_timeout failed");
+    }
+}
+
+/* lookupd_socket_mode - the octal socket_mode setting */
+static int lookupd_socket_mode(void)
+{
+    return (int) strtol(var_lookupd_socket_mode, NULL, 8);
+}
+
+/* lookupd_load - read the configuration; number of errors */
+static int lookupd_load(void)
+{
+    int errors = cfg_load(lookupd_conf_path, params_sections_for("lookupd"));
+
+    if (errors == 0 && *var_lookupd_user && !daemon_user_exists(var_lookupd_user)) {
+        log_err("%s: [lookupd] user: user \"%s\" does not exist", lookupd_conf_path, var_lookupd_user);
+        errors++;
+    }
+    return errors;
+}
+
+/* lookupd_reload - SIGHUP: new settings, same listeners and connections */
+static void lookupd_reload(void)
+{
+    int errors;
+
+    log_info("reloading %s", lookupd_conf_path);
+    if ((errors = lookupd_load()) != 0) {
+        log_warn("reload: %s has %d error%s; keeping the running configuration",
+                 lookupd_conf_path, errors, errors == 1 ? "" : "s");
+        return;
+    }
+    if (strcmp(var_lookupd_socketmap, lookupd_run_socketmap) != 0
+        || strcmp(var_lookupd_policy, lookupd_run_policy) != 0)
+        log_warn("reload: listener changes take effect only after a restart; ignored");
+    if (strcmp(var_lookupd_user, lookupd_run_user) != 0)
+        log_warn("reload: user changes take effect only after a restart; ignored");
+    if (strcmp(var_lookupd_pidfile, lookupd_run_pidfile) != 0)
+        log_warn("reload: pid_file changes take effect only after a restart; ignored");
+    lookupd_apply();
+    lookupd_stats_schedule();
+
+    /* Reopen the store now: the path, or the file behind it, may have changed. */
+    lookupd_store_close("reopening after reload");
+    lookupd_st_last_try = LLONG_MIN / 2;
+    lookupd_store_try();
+    log_info("reloaded %s", lookupd_conf_path);
+}
+
+/* ------------------------------------------------------------ signals, loop */
+
+/*
+ * lookupd_tick_cb - once a second: is the store still the file we opened?
+ * Reopening is left to the next request: a locked store then costs that
+ * request the busy timeout, not the loop a wait nobody asked for.
+ */
+static void lookupd_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    lookupd_store_check();
+}
+
+/* lookupd_signal_cb - HUP reloads; TERM and INT stop the loop */
+static void lookupd_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    if (sig == SIGHUP) {
+        lookupd_reload();
+        return;
+    }
+    log_info("stopping on signal %s", sig == SIGTERM ? "TERM" : "INT");
+    event_base_loopbreak(lookupd_base);
+}
+
+/* lookupd_shutdown - close everything, last stats, remove the pid file */
+static void lookupd_shutdown(void)
+{
+    long long requests = 0;
+
+    lookupd_listen_close();
+    while (lookupd_conns != NULL) {
+        (void) lookupd_conn_flush(lookupd_conns);
+        lookupd_conn_free(lookupd_conns);
+    }
+    for (int m = 0; m < SOCKMAP_MAP_COUNT; m++)
+        for (int o = 0; o < SOCKMAP_OUTCOME_COUNT; o++)
+            requests += lookupd_stats.sockmap[m][o];
+    for (int p = 0; p < POLICYD_OUTCOME_COUNT; p++)
+        requests += lookupd_stats.policy[p];
+    lookupd_stats_write();
+    lookupd_store_close(NULL);
+    daemon_pidfile_remove(lookupd_run_pidfile);
+    log_info("stopped: %lld connections, %lld requests, %lld protocol errors, %lld timeouts",
+             lookupd_stats.connections_total, requests, lookupd_stats.protocol_errors,
+             lookupd_stats.timeouts);
+}
+
+/* lookupd_usage - how to call us */
+static _Noreturn void lookupd_usage(void)
+{
+    fprintf(stderr, "usage: %s [-c FILE] [-f] [-n] [-v]\n", LOOKUPD_NAME);
+    exit(RG_EX_USAGE);
+}
+
+/* main - parse arguments, bind, detach, drop privileges, run the loop */
+int main(int argc, char **argv)
+{
+    const char *conf = cfg_default_path();
+    struct event *sigs[3];
+    static const int signums[3] = {SIGHUP, SIGTERM, SIGINT};
+    struct sigaction sa;
+    char err[512];
+    char real[PATH_MAX];
+    char smtext[1024];
+    char potext[1024];
+    int foreground = 0;
+    int check_only = 0;
+    int ch;
+
+    while ((ch = getopt(argc, argv, "c:fnv")) != -1) {
+        switch (ch) {
+        case 'c':
+            conf = optarg;
+            break;
+        case 'f':
+            foreground = 1;
+            break;
+        case 'n':
+            check_only = 1;
+            break;
+        case 'v':
+            lookupd_verbose = 1;
+            break;
+        default:
+            lookupd_usage();
+        }
+    }
+    if (optind != argc)
+        lookupd_usage();
+
+    /* Until we detach, problems go to the terminal too. */
+    log_init(LOOKUPD_NAME, 1, !check_only);
+
+    /* SIGHUP re-reads the file after a chdir("/"): remember where it is. */
+    lookupd_conf_path = xstrdup(realpath(conf, real) ? real : conf);
+    if (lookupd_load() != 0)
+        log_fatal_code(RG_EX_CONFIG, "%s: configuration errors%s", lookupd_conf_path,
+                       check_only ? "" : "; not starting");
+    if (check_only) {
+        log_info("%s: configuration is valid", lookupd_conf_path);
+        return RG_EX_OK;
+    }
+    lookupd_apply();
+    if (*var_lookupd_socketmap == 0 && *var_lookupd_policy == 0)
+        log_fatal_code(RG_EX_CONFIG, "%s: [lookupd] has neither socketmap nor policy listeners",
+                       lookupd_conf_path);
+    lookupd_run_socketmap = xstrdup(var_lookupd_socketmap);
+    lookupd_run_policy = xstrdup(var_lookupd_policy);
+    lookupd_run_user = xstrdup(var_lookupd_user);
+    lookupd_run_pidfile = xstrdup(var_lookupd_pidfile);
+
+    /* A client that vanishes must not kill us; send() also says MSG_NOSIGNAL. */
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+
+    /* Bind while we may still be root (a socket in /run, a low port). */
+    lookupd_listen_list(lookupd_run_socketmap, LISTENER_SOCKMAP, lookupd_socket_mode());
+    lookupd_listen_list(lookupd_run_policy, LISTENER_POLICY, lookupd_socket_mode());
+
+    if (!foreground) {
+        if (daemon_detach(err, sizeof(err)) < 0)
+            log_fatal("%s", err);
+        log_init(LOOKUPD_NAME, 0, 1);
+    }
+    if (daemon_pidfile(lookupd_run_pidfile, err, sizeof(err)) < 0)
+        log_fatal("%s", err);
+    if (*lookupd_run_user == 0) {
+        if (geteuid() == 0)
+            log_warn("running as root: set [lookupd] user to an unprivileged user");
+    } else if (daemon_drop(lookupd_run_user, err, sizeof(err)) < 0) {
+        daemon_pidfile_remove(lookupd_run_pidfile);
+        log_fatal("%s", err);
+    }
+
+    if ((lookupd_base = event_base_new()) == NULL)
+        log_fatal("event_base_new failed");
+    lookupd_apply();
+    for (int i = 0; i < lookupd_nlisteners; i++) {
+        LOOKUPD_LISTENER *l = &lookupd_listeners[i];
+
+        l->ev = event_new(lookupd_base, l->fd, EV_READ | EV_PERSIST, lookupd_accept_cb, l);
+        if (l->ev == NULL || event_add(l->ev, NULL) < 0)
+            log_fatal("cannot watch listener");
+    }
+    for (int i = 0; i < 3; i++) {
+        sigs[i] = evsignal_new(lookupd_base, signums[i], lookupd_signal_cb, NULL);
+        if (sigs[i] == NULL || event_add(sigs[i], NULL) < 0)
+            log_fatal("cannot watch signal %d", signums[i]);
+    }
+    lookupd_resume_ev = evtimer_new(lookupd_base, lookupd_accept_resume_cb, NULL);
+    lookupd_tick_ev = event_new(lookupd_base, -1, EV_PERSIST, lookupd_tick_cb, NULL);
+    lookupd_stats_ev = event_new(lookupd_base, -1, EV_PERSIST, lookupd_stats_cb, NULL);
+    if (lookupd_resume_ev == NULL || lookupd_tick_ev == NULL || lookupd_stats_ev == NULL)
+        log_fatal("event_new failed");
+    {
+        struct timeval tv = lookupd_ms_tv(LOOKUPD_RETRY_MS);
+
+        event_add(lookupd_tick_ev, &tv);
+    }
+    lookupd_stats_schedule();
+
+    lookupd_stats.started = time(NULL);
+    lookupd_store_try();
+    lookupd_listen_text(LISTENER_SOCKMAP, smtext, sizeof(smtext));
+    lookupd_listen_text(LISTENER_POLICY, potext, sizeof(potext));
+    log_info("starting: socketmap %s, policy %s, store %s (%s)", smtext, potext,
+             var_store_path, lookupd_st ? "open" : "unavailable");
+    lookupd_stats_write();
+
+    event_base_dispatch(lookupd_base);
+
+    lookupd_shutdown();
+    for (int i = 0; i < 3; i++)
+        event_free(sigs[i]);
+    event_free(lookupd_resume_ev);
+    event_free(lookupd_tick_ev);
+    event_free(lookupd_stats_ev);
+    event_base_free(lookupd_base);
+    free(lookupd_conf_path);
+    free(lookupd_run_socketmap);
+    free(lookupd_run_policy);
+    free(lookupd_run_user);
+    free(lookupd_run_pidfile);
+    free(lookupd_st_path);
+    return RG_EX_OK;
+}

@@ -1,2 +1,135 @@
 #!/bin/sh
-echo "1..0 # SKIP not written yet"
+# hostile.sh - clients that break the socketmap protocol
+#
+# Every malformed netstring gets its connection closed at once (and one
+# log line), while a well-behaved client on another connection keeps its
+# answers. A client that stalls in the middle of a request is closed after
+# request_timeout, an idle one after idle_timeout, and a client that
+# pipelines lots of requests and leaves without reading harms nothing.
+
+. "$top_srcdir/tests/lib/testlib.sh"
+tl_init hostile
+cat >> "$CONF" <<EOF
+request_timeout = 1s
+idle_timeout = 3s
+EOF
+# A test must report, not die, if a client it writes to has gone.
+trap '' PIPE
+
+printf 'alice@example.com OK\n' > "$T/recipients"
+tl_admin domain add example.com >/dev/null 2>"$T/admin.err" &&
+tl_admin import "$T/recipients" >/dev/null 2>>"$T/admin.err"
+tl_ok $? "store filled with the admin command"
+[ -s "$T/admin.err" ] && sed 's/^/# /' "$T/admin.err"
+
+tl_start_lookupd
+tl_ok $? "lookupd started"
+KIND=$(echo "recipients alice@example.com" | "$RG_CLIENT" "unix:$SOCK")
+tl_like "$KIND" '^OK ' "a good client is answered"
+
+# A well-behaved client that stays connected through all of this.
+mkfifo "$T/good.in"
+"$RG_CLIENT" -i -t 5000 "unix:$SOCK" < "$T/good.in" > "$T/good.out" &
+GOOD=$!
+tl_pids="$tl_pids $GOOD"
+exec 5>"$T/good.in"
+asked=0
+
+# good_ask - one request on the long-lived connection; its reply must come
+good_ask() {
+    asked=$((asked + 1))
+    echo "recipients alice@example.com" >&5
+    i=0
+    while [ "$(wc -l < "$T/good.out")" -lt $asked ] && [ $i -lt 50 ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    tl_is "$(sed -n "${asked}p" "$T/good.out")" "$KIND" "$1: the other connection still answers"
+}
+
+# hostile NAME BYTES - the server must close without a reply
+hostile() {
+    t0=$(date +%s%N)
+    out=$(printf '%s' "$2" | "$RG_CLIENT" -r -t 3000 "unix:$SOCK" 4>&- 5>&-)
+    t1=$(date +%s%N)
+    tl_is "$out" "CLOSED" "$1: connection closed, nothing answered"
+    tl_ok $([ $(((t1 - t0) / 1000000)) -lt 1000 ]; echo $?) "$1: closed at once"
+    good_ask "$1"
+}
+
+hostile "leading zero" '09:recipient,'
+hostile "zero with a leading zero" '00:,'
+hostile "six length digits" '100000:'
+hostile "six digits, small value" '000001:x,'
+hostile "plus sign" '+5:hello,'
+hostile "minus sign" '-5:hello,'
+hostile "space before the length" ' 5:hello,'
+hostile "space after the length" '5 :hello,'
+hostile "missing comma" '5:hello;'
+hostile "missing comma at the end of the stream" '5:helloX'
+hostile "payload over 10,000 bytes" '10001:'
+hostile "non-digit in the length" '1a:hello,'
+hostile "letters instead of a length" 'recipients alice@example.com'
+hostile "colon missing" '5hello,'
+hostile "no length before the colon" ':hello,'
+hostile "NUL byte as length" '\x00:,'
+
+# A good request followed by a bad one: the first is answered, then close.
+out=$(printf '28:recipients alice@example.com,5:hello;' | "$RG_CLIENT" -r -t 3000 "unix:$SOCK" 5>&-)
+tl_is "$out" "$(printf '%d:%s,\nCLOSED' ${#KIND} "$KIND")" "good then bad: first answered, then closed"
+
+n=$(grep -c 'malformed netstring' "$T/lookupd.log")
+tl_is "$n" 17 "one log line per malformed connection"
+
+# The largest request allowed is answered, not closed.
+long=$(head -c 9989 /dev/zero | tr '\0' a)
+out=$(echo "recipients $long" | "$RG_CLIENT" "unix:$SOCK" 5>&-)
+tl_is "$out" "NOTFOUND " "10,000-byte request is answered"
+
+# Bytes that are not text inside a valid netstring are answered too.
+out=$(printf '5:\\x00\\x01\\xff\\x00\\x00,' | "$RG_CLIENT" -r -t 1000 "unix:$SOCK" 5>&-)
+tl_like "$out" '^[0-9]+:PERM ' "binary payload gets PERM, not a crash"
+
+# Stalled half request: closed after request_timeout (1s).
+t0=$(date +%s%N)
+out=$(printf '30:recipients ali' | "$RG_CLIENT" -r -t 5000 "unix:$SOCK" 5>&-)
+t1=$(date +%s%N)
+ms=$(((t1 - t0) / 1000000))
+tl_is "$out" "CLOSED" "stalled half request: closed"
+tl_ok $([ $ms -ge 800 ] && [ $ms -lt 4000 ]; echo $?) "stalled half request: after about request_timeout (${ms} ms)"
+good_ask "stalled client"
+
+# Pipelined requests, then gone without reading a single reply.
+i=0
+while [ $i -lt 1000 ]; do
+    echo "recipients user$i@example.com"
+    i=$((i + 1))
+done > "$T/many"
+for round in 1 2 3; do
+    "$RG_CLIENT" -q "unix:$SOCK" < "$T/many" 5>&-
+done
+# And enough of them that the replies outgrow the socket buffers.
+for round in 1 2 3 4 5 6 7 8; do cat "$T/many"; done > "$T/more"
+"$RG_CLIENT" -q "unix:$SOCK" < "$T/more" 5>&-
+sleep 0.3
+kill -0 "$LOOKUPD_PID" 2>/dev/null
+tl_ok $? "readers that vanish: lookupd still running"
+good_ask "after vanished readers"
+out=$("$RG_CLIENT" "unix:$SOCK" < "$T/many" 5>&- | sort | uniq -c | sed 's/^ *//')
+tl_is "$out" "1000 NOTFOUND " "1000 pipelined requests all answered in one go"
+
+exec 5>&-
+wait "$GOOD"
+tl_pids=$(echo "$tl_pids" | sed "s/ $GOOD//")
+
+# Idle after a full request: answered, then closed after idle_timeout (3s).
+t0=$(date +%s%N)
+out=$(printf '28:recipients alice@example.com,' | "$RG_CLIENT" -r -t 8000 "unix:$SOCK" 5>&-)
+t1=$(date +%s%N)
+ms=$(((t1 - t0) / 1000000))
+tl_is "$out" "$(printf '%d:%s,\nCLOSED' ${#KIND} "$KIND")" "idle client: answered, then closed"
+tl_ok $([ $ms -ge 2800 ] && [ $ms -lt 6000 ]; echo $?) "idle client: after about idle_timeout (${ms} ms)"
+
+tl_stop_lookupd
+tl_ok $? "lookupd stopped with status 0"
+tl_done

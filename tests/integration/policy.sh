@@ -1,2 +1,143 @@
 #!/bin/sh
-echo "1..0 # SKIP not written yet"
+# policy.sh - the Postfix policy delegation protocol on lookupd's policy socket
+#
+# Requests are the attribute lists Postfix's check_policy_service sends;
+# the reply must be exactly one "action=..." line and an empty line.
+
+. "$top_srcdir/tests/lib/testlib.sh"
+tl_init policy
+trap '' PIPE
+
+printf 'alice@example.com OK\n' > "$T/recipients"
+tl_admin domain add example.com >/dev/null 2>"$T/admin.err" &&
+tl_admin import "$T/recipients" >/dev/null 2>>"$T/admin.err"
+tl_ok $? "store filled with the admin command"
+[ -s "$T/admin.err" ] && sed 's/^/# /' "$T/admin.err"
+
+tl_start_lookupd
+tl_ok $? "lookupd started"
+tl_wait_socket "$POLICY"
+tl_ok $? "policy socket is there"
+
+# req STATE RECIPIENT - a request as Postfix 3.7 writes it (most attributes)
+req() {
+    cat <<EOF
+request=smtpd_access_policy
+protocol_state=$1
+protocol_name=ESMTP
+client_address=192.0.2.10
+client_name=mx.sender.test
+client_port=41234
+reverse_client_name=mx.sender.test
+server_address=127.0.0.1
+server_port=25
+helo_name=mx.sender.test
+sender=someone@sender.test
+recipient=$2
+recipient_count=0
+queue_id=
+instance=1a2b.5f6e7d8c.9a0b1.0
+size=0
+etrn_domain=
+stress=
+sasl_method=
+sasl_username=
+sasl_sender=
+ccert_subject=
+ccert_issuer=
+ccert_fingerprint=
+ccert_pubkey_fingerprint=
+encryption_protocol=TLSv1.3
+encryption_cipher=TLS_AES_256_GCM_SHA384
+encryption_keysize=256
+policy_context=
+server_hostname=gateway.example.com
+compatibility_level=3.6
+mail_version=3.7.11
+
+EOF
+}
+
+# ask - send stdin to the policy socket, print the replies
+ask() {
+    "$RG_CLIENT" -p -t 3000 "unix:$POLICY"
+}
+
+REJECT="action=REJECT 5.1.1 <bob@example.com>: Recipient address rejected: User unknown"
+
+tl_is "$(req RCPT alice@example.com | ask)" "action=DUNNO" "valid recipient: DUNNO"
+tl_is "$(req RCPT Alice+news@EXAMPLE.com | ask)" "action=DUNNO" "valid recipient, mixed case and +tag: DUNNO"
+tl_is "$(req RCPT bob@example.com | ask)" "$REJECT" "unknown recipient in our domain: REJECT 5.1.1"
+tl_is "$(req RCPT bob@foreign.test | ask)" "action=DUNNO" "domain not ours: DUNNO (relay rules are Postfix's)"
+tl_is "$(req RCPT 'bad address@@example.com' | ask)" "action=DUNNO" "malformed recipient: DUNNO"
+tl_is "$(req MAIL '' | ask)" "action=DUNNO" "MAIL state: DUNNO"
+tl_is "$(req DATA bob@example.com | ask)" "action=DUNNO" "DATA state: DUNNO even for an unknown recipient"
+tl_is "$(req END-OF-MESSAGE bob@example.com | ask)" "action=DUNNO" "END-OF-MESSAGE state: DUNNO"
+
+# The exact bytes: one action line and an empty line.
+out=$(req RCPT bob@example.com | "$RG_CLIENT" -p "unix:$POLICY" | od -An -c | tr -s ' ' | tr -d '\n')
+tl_like "$out" 'u n k n o w n \\n \\n *$' "reply ends with exactly one empty line"
+
+# Several requests on one connection, pipelined, answered in order.
+out=$( { req RCPT alice@example.com; req RCPT bob@example.com; req RCPT carol@foreign.test; } | ask)
+want=$(printf 'action=DUNNO\n\n%s\n\naction=DUNNO' "$REJECT")
+tl_is "$out" "$want" "three requests on one connection, in order"
+
+# A well-formed request of another type: DUNNO, and logged.
+out=$(printf 'request=junk_policy\nprotocol_state=RCPT\nrecipient=bob@example.com\n\n' | ask)
+tl_is "$out" "action=DUNNO" "unknown request type: DUNNO"
+grep -q 'unknown request type "junk_policy"' "$T/lookupd.log"
+tl_ok $? "unknown request type: logged"
+
+# Garbage closes the connection without an answer.
+garbage() {
+    out=$(printf "$2" | ask)
+    tl_is "$out" "CLOSED" "$1: connection closed"
+}
+garbage "line without =" 'request=smtpd_access_policy\nprotocol_state RCPT\n\n'
+garbage "attribute without a name" 'request=smtpd_access_policy\n=RCPT\n\n'
+garbage "no request attribute" 'protocol_state=RCPT\nrecipient=bob@example.com\n\n'
+garbage "empty request" '\n'
+i=0
+attrs=""
+while [ $i -lt 101 ]; do
+    attrs="${attrs}x$i=y\\n"
+    i=$((i + 1))
+done
+garbage "101 attributes" "request=smtpd_access_policy\\n$attrs\\n"
+big=$(head -c 10300 /dev/zero | tr '\0' x)
+garbage "request over 10 KB" "request=smtpd_access_policy\\nccert_subject=$big\\n\\n"
+big=$(head -c 12000 /dev/zero | tr '\0' x)
+garbage "10 KB without a newline" "request=smtpd_access_policy\\nccert_subject=$big"
+n=$(grep -c 'policy client .*malformed request' "$T/lookupd.log")
+tl_is "$n" 7 "one log line per malformed request"
+
+# 100 attributes is still fine.
+i=0
+attrs=""
+while [ $i -lt 97 ]; do
+    attrs="${attrs}x$i=y\\n"
+    i=$((i + 1))
+done
+out=$(printf "request=smtpd_access_policy\\nprotocol_state=RCPT\\nrecipient=bob@example.com\\n$attrs\\n" | ask)
+tl_is "$out" "$REJECT" "100 attributes: answered"
+
+tl_stop_lookupd
+tl_ok $? "lookupd stopped with status 0"
+counts=$(sed -n 's/^\(policy\.[a-z]*\) /\1=/p' "$T/lookupd.stats" | tr '\n' ' ')
+tl_is "$counts" "policy.dunno=10 policy.reject=4 policy.defer=0 " "policy counters in the stats file"
+
+# A broken store: DEFER_IF_PERMIT 4.3.0, never REJECT.
+rm -f "$STORE" "$STORE-wal" "$STORE-shm"
+printf 'garbage, not a database\n%.0s' 1 2 3 4 5 6 7 8 9 10 > "$STORE"
+tl_start_lookupd
+tl_wait_socket "$POLICY"
+out=$(req RCPT bob@example.com | ask)
+tl_like "$out" '^action=DEFER_IF_PERMIT 4\.3\.0 ' "corrupt store: DEFER_IF_PERMIT 4.3.0 for an unknown recipient"
+out=$(req RCPT alice@example.com | ask)
+tl_like "$out" '^action=DEFER_IF_PERMIT 4\.3\.0 ' "corrupt store: DEFER_IF_PERMIT 4.3.0 for a known recipient"
+tl_is "$(req MAIL '' | ask)" "action=DUNNO" "corrupt store: other states still DUNNO"
+
+tl_stop_lookupd
+tl_ok $? "lookupd stopped with status 0"
+tl_done
