@@ -341,8 +341,13 @@ static int cfg_value(const CFG_PARAM *p, const char *value, int assign, char *ba
         snprintf(err, errlen, "%s must be %s, not \"%s\"", p->name, cfg_bounds(p, bounds, sizeof(bounds)), value);
         return -1;
     }
-    if (p->check && p->check(value, err, errlen) < 0)
+    if (p->check && p->check(value, err, errlen) < 0) {
+        char *why = xstrdup(err);
+
+        snprintf(err, errlen, "%s: %s", p->name, why);
+        free(why);
         return -1;
+    }
     if (!assign)
         return 0;
     switch (p->type) {
