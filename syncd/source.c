@@ -1,0 +1,681 @@
+/*
+ * source.c - directory sources of rcptgate-syncd: configuration and objects
+ *
+ * The [source NAME] sections of rcptgate.conf as a cfg family: the typed
+ * table, and a validation that refuses what cannot work (an LDAP source
+ * without a URI or a base, a plain-text simple bind to a remote server
+ * the postmaster did not ask for, a password file others can read) with
+ * file:line, before any connection is tried. A good load installs the
+ * instances here, with their passwords read, until syncd.c takes them.
+ *
+ * Also what every backend uses to build objects: SOURCE_OBJ, and the
+ * address rules (the same as `rcptgate import`) with a warning per bad
+ * value rather than a failed pull, because one mistyped proxyAddresses
+ * value must not stop a whole domain's sync.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "params.h"
+#include "syncd.h"
+#include "xalloc.h"
+
+#define SOURCE_WARN_MAX 20      /* warnings about bad values per pull */
+
+/* source_check_sasl - sasl_mech: empty (simple bind), GSSAPI or EXTERNAL */
+static int source_check_sasl(const char *value, char *err, size_t errlen)
+{
+    if (*value == 0 || strcasecmp(value, "GSSAPI") == 0 || strcasecmp(value, "EXTERNAL") == 0)
+        return 0;
+    snprintf(err, errlen, "sasl_mech must be GSSAPI or EXTERNAL (empty for a simple bind), not \"%s\"", value);
+    return -1;
+}
+
+#define S(field) CFG_OFFSET(SOURCE_CONF, field)
+
+static const CFG_PARAM source_params[] = {
+    {"type", CFG_ENUM, NULL, S(type), 0, 0, "ldap|file|graph", NULL},
+    {"flavour", CFG_ENUM, "generic", S(flavour), 0, 0, "generic|ad", NULL},
+    {"mode", CFG_ENUM, "poll", S(mode), 0, 0, "once|poll|persistent", NULL},
+    {"uri", CFG_STR, "", S(uri), 0, 0, NULL, NULL},
+    {"base", CFG_LIST, "", S(base), 0, 0, NULL, NULL},
+    {"filter", CFG_STR, "", S(filter), 0, 0, NULL, NULL},
+    {"bind_dn", CFG_STR, "", S(bind_dn), 0, 0, NULL, NULL},
+    {"bind_password_file", CFG_PATH, "", S(bind_password_file), 0, 0, NULL, NULL},
+    {"sasl_mech", CFG_STR, "", S(sasl_mech), 0, 0, NULL, source_check_sasl},
+    {"tls", CFG_ENUM, "auto", S(tls), 0, 0, "auto|none|starttls|ldaps", NULL},
+    {"ca_file", CFG_PATH, "", S(ca_file), 0, 0, NULL, NULL},
+    {"cert_file", CFG_PATH, "", S(cert_file), 0, 0, NULL, NULL},
+    {"key_file", CFG_PATH, "", S(key_file), 0, 0, NULL, NULL},
+    {"address_attributes", CFG_STR, "", S(address_attributes), 0, 0, NULL, NULL},
+    {"login_attributes", CFG_STR, "", S(login_attributes), 0, 0, NULL, NULL},
+    {"shared_types", CFG_STR, "", S(shared_types), 0, 0, NULL, NULL},
+    {"path", CFG_PATH, "", S(path), 0, 0, NULL, NULL},
+    {"page_size", CFG_INT, "500", S(page_size), 1, 1000, NULL, NULL},
+    {"range_step", CFG_INT, "1500", S(range_step), 1, 100000, NULL, NULL},
+    {"timeout", CFG_TIME, "30s", S(timeout_ms), 1000, 3600000, NULL, NULL},
+    {"connect_timeout", CFG_TIME, "10s", S(connect_timeout_ms), 100, 600000, NULL, NULL},
+    {NULL, 0, NULL, NULL, 0, 0, NULL, NULL},
+};
+
+#undef S
+
+static int source_validate(const char *file, int line, const char *name, void *instance);
+static void source_install(void **instances, int count);
+
+const CFG_FAMILY source_families[] = {
+    {"source", source_params, sizeof(SOURCE_CONF), source_validate, source_install},
+    {NULL, NULL, 0, NULL, NULL},
+};
+
+/* What the last good load installed, until syncd.c takes it. */
+static SOURCE_CONF **source_pending;
+static int source_pending_count;
+
+/* ------------------------------------------------------------ backends */
+
+/* source_ops_find - the backend for a type, or NULL */
+const SOURCE_OPS *source_ops_find(const char *type)
+{
+    if (strcmp(type, "ldap") == 0)
+        return &source_ldap_ops;
+    if (strcmp(type, "file") == 0)
+        return &source_file_ops;
+    return NULL;                        /* graph: its own issue */
+}
+
+/* ------------------------------------------------------------ helpers */
+
+/* source_words - split a space-separated list */
+char **source_words(const char *list, int *count)
+{
+    char **words = xmalloc(sizeof(char *));
+    int n = 0;
+
+    for (const char *p = list; p && *p;) {
+        size_t len;
+
+        p += strspn(p, " \t\n");
+        if ((len = strcspn(p, " \t\n")) == 0)
+            break;
+        words = xrealloc(words, (size_t) (n + 2) * sizeof(char *));
+        words[n++] = xstrndup(p, len);
+        p += len;
+    }
+    words[n] = NULL;
+    if (count)
+        *count = n;
+    return words;
+}
+
+/* source_words_free - free what source_words() made; NULL is fine */
+void source_words_free(char **words)
+{
+    if (words == NULL)
+        return;
+    for (char **w = words; *w; w++)
+        free(*w);
+    free(words);
+}
+
+/* source_uri_loopback - is the URI's host on this machine's loopback? */
+int source_uri_loopback(const char *uri)
+{
+    LDAPURLDesc *lud = NULL;
+    unsigned char a[16];
+    int yes = 0;
+
+    if (ldap_url_parse(uri, &lud) != LDAP_URL_SUCCESS)
+        return 0;
+    if (strcasecmp(lud->lud_scheme, "ldapi") == 0) {
+        yes = 1;
+    } else if (lud->lud_host == NULL || *lud->lud_host == 0) {
+        yes = 0;                        /* libldap's default host: not known here */
+    } else if (strcasecmp(lud->lud_host, "localhost") == 0) {
+        yes = 1;
+    } else if (inet_pton(AF_INET, lud->lud_host, a) == 1) {
+        yes = a[0] == 127;
+    } else if (inet_pton(AF_INET6, lud->lud_host, a) == 1) {
+        static const unsigned char one[16] = {[15] = 1};
+
+        yes = memcmp(a, one, 16) == 0;
+    }
+    ldap_free_urldesc(lud);
+    return yes;
+}
+
+/* source_key - an address (or, if allowed, an "@domain" catch-all) in its normal form */
+int source_key(const char *in, size_t len, int catchall, char *out, char *err, size_t errlen)
+{
+    CHECK_OPTS opts;
+    ADDR a;
+    int rc;
+
+    while (len > 0 && isspace((unsigned char) *in))
+        in++, len--;
+    while (len > 0 && isspace((unsigned char) in[len - 1]))
+        len--;
+    if (len > 0 && in[0] == '@' && !catchall) {
+        snprintf(err, errlen, "a catch-all (\"@domain\") is not taken from a directory");
+        return -1;
+    }
+    if (len > 0 && in[0] == '@') {
+        char dom[ADDR_DOMAIN_MAX + 1];
+
+        if ((rc = addr_domain(in + 1, len - 1, dom)) != ADDR_OK) {
+            snprintf(err, errlen, "catch-all: %s", addr_strerror(rc));
+            return -1;
+        }
+        snprintf(out, ADDR_KEY_SIZE, "@%s", dom);
+        return 0;
+    }
+    params_check_opts(&opts);
+    if ((rc = addr_parse(in, len, opts.addr_flags, &a)) != ADDR_OK) {
+        snprintf(err, errlen, "%s", addr_strerror(rc));
+        return -1;
+    }
+    if (a.domain[0] == 0 || a.is_null) {
+        snprintf(err, errlen, "no domain");
+        return -1;
+    }
+    snprintf(out, ADDR_KEY_SIZE, "%s", a.key);
+    return 0;
+}
+
+/* source_printable - a value for a log line: control characters as '?' */
+static const char *source_printable(const char *in, size_t len, char *buf, size_t size)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < len && n + 4 < size; i++) {
+        unsigned char c = (unsigned char) in[i];
+
+        buf[n++] = (c < 0x20 || c == 0x7f) ? '?' : (char) c;
+    }
+    if (n + 4 >= size && len > n) {
+        memcpy(buf + n, "...", 3);
+        n += 3;
+    }
+    buf[n] = 0;
+    return buf;
+}
+
+/* source_skip_warn - count an unusable value; warn about the first few */
+void source_skip_warn(SYNC_SINK *sink, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+
+    sink->skipped++;
+    if (sink->skipped > SOURCE_WARN_MAX)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    log_warn("%s%s", buf, sink->skipped == SOURCE_WARN_MAX
+             ? " (further values like this are only counted in this run's summary)" : "");
+}
+
+/* ------------------------------------------------------------ objects */
+
+/* source_list_add - append a copy of a string */
+static void source_list_add(SOURCE_LIST *l, const char *s, size_t len)
+{
+    if (l->n == l->size) {
+        l->size = l->size ? 2 * l->size : 8;
+        l->v = xrealloc(l->v, l->size * sizeof(char *));
+    }
+    l->v[l->n++] = xstrndup(s, len);
+}
+
+/* source_list_has - is the string in the list already? */
+static int source_list_has(const SOURCE_LIST *l, const char *s)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->v[i], s) == 0)
+            return 1;
+    return 0;
+}
+
+/* source_list_clear - free the strings, keep the array */
+static void source_list_clear(SOURCE_LIST *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    l->n = 0;
+}
+
+/* source_obj_init - an empty object of the named source */
+void source_obj_init(SOURCE_OBJ *obj, const char *source)
+{
+    memset(obj, 0, sizeof(*obj));
+    obj->source = source;
+    obj->kind = STORE_KIND_USER;
+}
+
+/* source_obj_reset - empty the object for the next entry */
+void source_obj_reset(SOURCE_OBJ *obj)
+{
+    free(obj->dn);
+    free(obj->guid);
+    obj->dn = obj->guid = NULL;
+    obj->kind = STORE_KIND_USER;
+    obj->flags = 0;
+    source_list_clear(&obj->addresses);
+    source_list_clear(&obj->logins);
+    source_list_clear(&obj->members);
+}
+
+/* source_obj_free - release everything; the struct itself is the caller's */
+void source_obj_free(SOURCE_OBJ *obj)
+{
+    if (obj == NULL)
+        return;
+    source_obj_reset(obj);
+    free(obj->addresses.v);
+    free(obj->logins.v);
+    free(obj->members.v);
+    obj->addresses.v = obj->logins.v = obj->members.v = NULL;
+    obj->addresses.size = obj->logins.size = obj->members.size = 0;
+}
+
+/* source_obj_set_dn - the entry's DN, copied */
+void source_obj_set_dn(SOURCE_OBJ *obj, const char *dn, size_t len)
+{
+    free(obj->dn);
+    obj->dn = xstrndup(dn, len);
+}
+
+/* source_obj_set_guid - the identity, copied and lowercased */
+void source_obj_set_guid(SOURCE_OBJ *obj, const char *guid, size_t len)
+{
+    free(obj->guid);
+    obj->guid = xstrndup(guid, len);
+    for (char *p = obj->guid; *p; p++)
+        *p = (char) tolower((unsigned char) *p);
+}
+
+/* source_obj_address - add a normalised address, or skip a bad value */
+int source_obj_address(SOURCE_OBJ *obj, SYNC_SINK *sink, const char *attr, const char *value, size_t len)
+{
+    char key[ADDR_KEY_SIZE];
+    char why[256];
+    char shown[256];
+
+    if (source_key(value, len, 0, key, why, sizeof(why)) < 0) {
+        source_skip_warn(sink, "source %s: %s: skipping %s value \"%s\": %s", obj->source,
+                         obj->dn ? obj->dn : "?", attr,
+                         source_printable(value, len, shown, sizeof(shown)), why);
+        return -1;
+    }
+    if (source_list_has(&obj->addresses, key))
+        return 0;
+    source_list_add(&obj->addresses, key, strlen(key));
+    return 1;
+}
+
+/* source_obj_login - a login name, lowercased; empty values are dropped */
+void source_obj_login(SOURCE_OBJ *obj, const char *value, size_t len)
+{
+    char *lower;
+
+    if (len == 0 || memchr(value, 0, len) != NULL)
+        return;
+    lower = xstrndup(value, len);
+    for (char *p = lower; *p; p++)
+        *p = (char) tolower((unsigned char) *p);
+    if (!source_list_has(&obj->logins, lower)) {
+        if (obj->logins.n == obj->logins.size) {
+            obj->logins.size = obj->logins.size ? 2 * obj->logins.size : 4;
+            obj->logins.v = xrealloc(obj->logins.v, obj->logins.size * sizeof(char *));
+        }
+        obj->logins.v[obj->logins.n++] = lower;
+    } else {
+        free(lower);
+    }
+}
+
+/* source_obj_member - a member DN as the directory gave it */
+void source_obj_member(SOURCE_OBJ *obj, const char *value, size_t len)
+{
+    if (len > 0 && memchr(value, 0, len) == NULL)
+        source_list_add(&obj->members, value, len);
+}
+
+/* source_obj_put - the object as the store wants it, to the sink */
+int source_obj_put(SOURCE_OBJ *obj, SYNC_SINK *sink)
+{
+    STORE_OBJECT so;
+
+    memset(&so, 0, sizeof(so));
+    so.guid = obj->guid ? obj->guid : "";
+    so.dn = obj->dn ? obj->dn : "";
+    so.kind = obj->kind;
+    so.flags = obj->flags;
+    so.addresses = (const char *const *) obj->addresses.v;
+    so.n_addresses = obj->addresses.n;
+    so.logins = (const char *const *) obj->logins.v;
+    so.n_logins = obj->logins.n;
+    so.members = (const char *const *) obj->members.v;
+    so.n_members = obj->members.n;
+    return sink->put(sink, &so);
+}
+
+/* ------------------------------------------------------------ configuration */
+
+/* source_name_ok - a source name: letters, digits and "._-" */
+static int source_name_ok(const char *name)
+{
+    size_t n = strlen(name);
+
+    return n > 0 && n <= 64
+        && strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
+}
+
+/* source_filter_ok - a filter in parentheses, balanced (the server checks the rest) */
+static int source_filter_ok(const char *f)
+{
+    int depth = 0;
+    size_t n = strlen(f);
+
+    if (n < 3 || f[0] != '(' || f[n - 1] != ')')
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (f[i] == '(') {
+            depth++;
+        } else if (f[i] == ')') {
+            if (--depth < 0 || (depth == 0 && i != n - 1))
+                return 0;               /* unbalanced, or "(a)(b)": two filters */
+        } else if (depth == 0) {
+            return 0;                   /* text outside the parentheses */
+        }
+    }
+    return depth == 0;
+}
+
+/* source_file_exists - a file the settings name must at least exist */
+static int source_file_exists(const char *path, char *why, size_t size)
+{
+    struct stat sb;
+
+    if (stat(path, &sb) < 0) {
+        snprintf(why, size, "%s: %s", path, strerror(errno));
+        return 0;
+    }
+    return 1;
+}
+
+/* source_verr - one validation error as file:line: [source NAME] text */
+static void RG_PRINTF(4, 5) source_verr(const char *file, int line, const char *name, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    log_err("%s:%d: [source %s] %s", file, line, name, buf);
+}
+
+/* source_validate_uris - each URI parses and is ldap://, ldaps:// or ldapi:// */
+static int source_validate_uris(const char *file, int line, const char *name, const SOURCE_CONF *c)
+{
+    int errors = 0;
+    int n;
+    char **uris = source_words(c->uri, &n);
+
+    if (n == 0) {
+        source_verr(file, line, name, "uri is required for type = ldap");
+        errors++;
+    }
+    for (int i = 0; i < n; i++) {
+        LDAPURLDesc *lud = NULL;
+        const char *u = uris[i];
+
+        if (ldap_url_parse(u, &lud) != LDAP_URL_SUCCESS) {
+            source_verr(file, line, name, "uri \"%s\" is not an LDAP URI", u);
+            errors++;
+            continue;
+        }
+        if (strcasecmp(lud->lud_scheme, "ldap") != 0 && strcasecmp(lud->lud_scheme, "ldaps") != 0
+            && strcasecmp(lud->lud_scheme, "ldapi") != 0) {
+            source_verr(file, line, name, "uri \"%s\": only ldap://, ldaps:// and ldapi:// are supported", u);
+            errors++;
+        } else if ((lud->lud_dn && *lud->lud_dn) || lud->lud_attrs || lud->lud_filter) {
+            source_verr(file, line, name, "uri \"%s\" carries a DN, attributes or a filter: "
+                        "give only scheme, host and port (the base goes in base =)", u);
+            errors++;
+        } else if (strcasecmp(lud->lud_scheme, "ldaps") == 0
+                   && (strcmp(c->tls, "none") == 0 || strcmp(c->tls, "starttls") == 0)) {
+            source_verr(file, line, name, "uri \"%s\" is TLS from the start, but tls = %s", u, c->tls);
+            errors++;
+        } else if (strcasecmp(lud->lud_scheme, "ldap") == 0 && strcmp(c->tls, "ldaps") == 0) {
+            source_verr(file, line, name, "tls = ldaps, but uri \"%s\" is ldap:// (write ldaps://)", u);
+            errors++;
+        } else if (strcasecmp(lud->lud_scheme, "ldapi") != 0 && strcasecmp(c->sasl_mech, "EXTERNAL") == 0
+                   && (*c->cert_file == 0 || strcmp(c->tls, "none") == 0
+                       || (strcmp(c->tls, "auto") == 0 && strcasecmp(lud->lud_scheme, "ldap") == 0
+                           && source_uri_loopback(u)))) {
+            source_verr(file, line, name, "sasl_mech = EXTERNAL over \"%s\" needs TLS with a client "
+                        "certificate (cert_file, key_file), or an ldapi:// URI", u);
+            errors++;
+        }
+        ldap_free_urldesc(lud);
+    }
+    source_words_free(uris);
+    return errors;
+}
+
+/* source_validate_ldap - the settings of an LDAP source */
+static int source_validate_ldap(const char *file, int line, const char *name, const SOURCE_CONF *c)
+{
+    int errors = source_validate_uris(file, line, name, c);
+    int nbase = 0;
+    char why[512];
+
+    for (const char *b = c->base; *b;) {
+        size_t len = strcspn(b, "\n");
+        char *one = xstrndup(b, len);
+        LDAPDN dn = NULL;
+
+        if (*one == 0 || ldap_str2dn(one, &dn, LDAP_DN_FORMAT_LDAPV3) != LDAP_SUCCESS) {
+            source_verr(file, line, name, "base \"%s\" is not a distinguished name", one);
+            errors++;
+        }
+        if (dn)
+            ldap_dnfree(dn);
+        free(one);
+        nbase++;
+        b += len;
+        if (*b)
+            b++;
+    }
+    if (nbase == 0) {
+        source_verr(file, line, name, "base is required for type = ldap (it may be repeated)");
+        errors++;
+    }
+    if (*c->filter && !source_filter_ok(c->filter)) {
+        source_verr(file, line, name, "filter \"%s\" is not one LDAP filter in parentheses", c->filter);
+        errors++;
+    }
+    if (*c->sasl_mech) {
+        if (*c->bind_dn || *c->bind_password_file) {
+            source_verr(file, line, name, "sasl_mech = %s takes its identity from %s: "
+                        "remove bind_dn and bind_password_file", c->sasl_mech,
+                        strcasecmp(c->sasl_mech, "GSSAPI") == 0 ? "the Kerberos ticket"
+                        : "the client certificate or the ldapi:// peer");
+            errors++;
+        }
+    } else if (*c->bind_dn && *c->bind_password_file == 0) {
+        source_verr(file, line, name, "bind_dn needs bind_password_file (or use sasl_mech)");
+        errors++;
+    } else if (*c->bind_dn == 0 && *c->bind_password_file) {
+        source_verr(file, line, name, "bind_password_file needs bind_dn");
+        errors++;
+    }
+    if (*c->bind_password_file) {
+        char *secret = NULL;
+
+        if (cfg_secret_read(c->bind_password_file, &secret, why, sizeof(why)) < 0) {
+            source_verr(file, line, name, "bind_password_file: %s", why);
+            errors++;
+        }
+        xfree_secret(secret);
+    }
+    if ((*c->cert_file == 0) != (*c->key_file == 0)) {
+        source_verr(file, line, name, "cert_file and key_file go together");
+        errors++;
+    }
+    if (*c->ca_file && !source_file_exists(c->ca_file, why, sizeof(why))) {
+        source_verr(file, line, name, "ca_file %s", why);
+        errors++;
+    }
+    if (*c->cert_file && !source_file_exists(c->cert_file, why, sizeof(why))) {
+        source_verr(file, line, name, "cert_file %s", why);
+        errors++;
+    }
+    if (*c->key_file && !source_file_exists(c->key_file, why, sizeof(why))) {
+        source_verr(file, line, name, "key_file %s", why);
+        errors++;
+    }
+    if (strcmp(c->flavour, "ad") == 0) {
+        long long *types = NULL;
+
+        if (*c->shared_types && source_ldap_ad_shared_types(c->shared_types, &types) < 0) {
+            source_verr(file, line, name, "shared_types must be msExchRecipientTypeDetails numbers "
+                        "separated by spaces, not \"%s\"", c->shared_types);
+            errors++;
+        }
+        free(types);
+    } else if (*c->shared_types) {
+        source_verr(file, line, name, "shared_types is for flavour = ad");
+        errors++;
+    }
+    if (*c->path) {
+        source_verr(file, line, name, "path is for type = file");
+        errors++;
+    }
+    return errors;
+}
+
+/* source_validate - check one [source NAME] (cfg family callback) */
+static int source_validate(const char *file, int line, const char *name, void *instance)
+{
+    SOURCE_CONF *c = instance;
+    int errors = 0;
+
+    if (!source_name_ok(name)) {
+        source_verr(file, line, name, "the name may hold only letters, digits, '.', '_' and '-'");
+        errors++;
+    } else if (strcmp(name, "static") == 0) {
+        source_verr(file, line, name, "\"static\" is the source of rcptgate's static entries; "
+                    "choose another name");
+        errors++;
+    }
+    if (strcmp(c->type, "graph") == 0) {
+        source_verr(file, line, name, "type = graph is not supported yet");
+        return errors + 1;
+    }
+    if (strcmp(c->type, "ldap") == 0)
+        return errors + source_validate_ldap(file, line, name, c);
+
+    /* type = file */
+    if (*c->path == 0) {
+        source_verr(file, line, name, "path is required for type = file");
+        errors++;
+    }
+    if (*c->uri || *c->base || *c->bind_dn || *c->bind_password_file || *c->sasl_mech
+        || *c->filter || *c->ca_file || *c->cert_file || *c->key_file || *c->shared_types
+        || *c->address_attributes || *c->login_attributes) {
+        source_verr(file, line, name, "type = file reads only path (and mode); "
+                    "remove the LDAP settings");
+        errors++;
+    }
+    return errors;
+}
+
+/* source_install - a good load: keep the instances, their passwords read */
+static void source_install(void **instances, int count)
+{
+    char why[512];
+
+    for (int i = 0; i < source_pending_count; i++)
+        source_conf_free(source_pending[i]);
+    free(source_pending);
+    source_pending = (SOURCE_CONF **) instances;
+    source_pending_count = count;
+    for (int i = 0; i < count; i++) {
+        SOURCE_CONF *c = source_pending[i];
+
+        /* Validation just read it; a failure now is a race, reported at connect. */
+        if (*c->bind_password_file
+            && cfg_secret_read(c->bind_password_file, &c->bind_password, why, sizeof(why)) < 0)
+            c->bind_password = NULL;
+    }
+}
+
+/* source_conf_take - hand the installed instances to the caller */
+SOURCE_CONF **source_conf_take(int *count)
+{
+    SOURCE_CONF **confs = source_pending;
+
+    *count = source_pending_count;
+    source_pending = NULL;
+    source_pending_count = 0;
+    return confs;
+}
+
+/* source_conf_free - one instance and everything it holds */
+void source_conf_free(SOURCE_CONF *conf)
+{
+    if (conf == NULL)
+        return;
+    xfree_secret(conf->bind_password);
+    conf->bind_password = NULL;
+    cfg_family_free(&source_families[0], conf);
+}
+
+/* source_conf_equal - the same settings, parameter by parameter */
+int source_conf_equal(const SOURCE_CONF *a, const SOURCE_CONF *b)
+{
+    if (strcmp(a->name, b->name) != 0)
+        return 0;
+    for (const CFG_PARAM *p = source_params; p->name; p++) {
+        const char *va = (const char *) a + (uintptr_t) p->var;
+        const char *vb = (const char *) b + (uintptr_t) p->var;
+
+        switch (p->type) {
+        case CFG_INT:
+        case CFG_TIME:
+        case CFG_BOOL:
+            if (*(const int *) va != *(const int *) vb)
+                return 0;
+            break;
+        case CFG_SIZE:
+            if (*(const long long *) va != *(const long long *) vb)
+                return 0;
+            break;
+        default:
+            if (strcmp(*(char *const *) va, *(char *const *) vb) != 0)
+                return 0;
+            break;
+        }
+    }
+    /* A password file rewritten in place is a change too. */
+    if ((a->bind_password == NULL) != (b->bind_password == NULL)
+        || (a->bind_password && strcmp(a->bind_password, b->bind_password) != 0))
+        return 0;
+    return 1;
+}

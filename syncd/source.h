@@ -38,6 +38,8 @@ typedef struct source_conf {
     int range_step;             /* ad: member;range step */
     int timeout_ms;             /* every LDAP operation */
     int connect_timeout_ms;
+    /* Not parameters: filled when a good configuration is installed. */
+    char *bind_password;        /* read from bind_password_file (xfree_secret) */
 } SOURCE_CONF;
 
 /* Where a pull delivers objects. */
@@ -47,6 +49,8 @@ typedef struct sync_sink {
     /* del - an object removed since the cookie (incremental pulls only) */
     int (*del)(struct sync_sink *sink, const char *guid);
     void *ctx;
+    /* what a source could not use (bad addresses ...), for the run summary */
+    long long skipped;
 } SYNC_SINK;
 
 typedef struct source SOURCE;
@@ -65,7 +69,13 @@ typedef struct source_ops {
     /* incremental - changes since cookie; SOURCE_FULL when a full pull is needed; NULL if unsupported */
     int (*incremental)(SOURCE *src, const char *cookie, const char *invocation_id, SYNC_SINK *sink,
                        char **new_cookie, char **new_invocation_id, char *err, size_t errlen);
-    /* wait - block up to timeout_ms for a change notification; 1 change, 0 timeout, -1 error; NULL if none */
+    /*
+     * wait - persistent mode: block up to timeout_ms for a change
+     * notification; 1 change (pull incrementally now), 0 timeout, -1
+     * error. NULL when the backend has none (the daemon then polls). A
+     * backend that applies changes as they stream (RFC 4533 refreshAndPersist)
+     * may deliver them to the sink inside incremental() instead.
+     */
     int (*wait)(SOURCE *src, int timeout_ms, char *err, size_t errlen);
     void (*close)(SOURCE *src);
 } SOURCE_OPS;

@@ -1,0 +1,748 @@
+/*
+ * source_ldap.c - an LDAP directory as a source of rcptgate-syncd
+ *
+ * SYNOPSIS
+ *   [source corp]
+ *   type = ldap
+ *   flavour = generic | ad
+ *   uri = ldap://dc1.example.com ldap://dc2.example.com
+ *   base = ou=People,dc=example,dc=com
+ *
+ * DESCRIPTION
+ *   libldap's synchronous calls with a timeout on everything: the TCP
+ *   connect (connect_timeout), every bind and StartTLS, and every message
+ *   of a search (timeout). The URIs are tried in order until one connects,
+ *   negotiates TLS and binds; ldap:// to anything but loopback gets
+ *   StartTLS unless the postmaster wrote tls = none, and a certificate is
+ *   always verified (TLS_REQCERT demand, a context of our own so that no
+ *   other setting of the process leaks in).
+ *
+ *   A full pull is a paged search (RFC 2696, marked critical: a server
+ *   that cannot page fails loudly instead of being cut by its size limit)
+ *   of every base in turn. Any result but success fails the whole pull:
+ *   size limit, time limit, referral, a lost connection. Search references
+ *   (continuation references) are not failures: Active Directory returns
+ *   them for the naming contexts below a domain (DomainDnsZones ...), which
+ *   hold no recipients; they are logged at debug level and not followed.
+ *
+ *   The generic flavour (OpenLDAP and friends) lives here; the Active
+ *   Directory flavour in source_ldap_ad.c.
+ *
+ * DIAGNOSTICS
+ *   Failures come back in err with the URI and the server's own words;
+ *   the password is never part of a message.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+
+#include "log.h"
+#include "syncd.h"
+#include "xalloc.h"
+
+/*
+ * SASL interaction. Debian's libldap is built with Cyrus SASL, but its
+ * header is in libsasl2-dev, which the build does not require; without
+ * it, the few names the interaction callback needs are declared here with
+ * Cyrus SASL 2's values and layout (sasl.h, unchanged since SASL 2.0).
+ */
+#if defined(__has_include)
+#if __has_include(<sasl/sasl.h>)
+#include <sasl/sasl.h>
+#define SOURCE_LDAP_HAVE_SASL_H 1
+#endif
+#endif
+#ifndef SOURCE_LDAP_HAVE_SASL_H
+typedef struct sasl_interact {
+    unsigned long id;
+    const char *challenge;
+    const char *prompt;
+    const char *defresult;
+    const void *result;
+    unsigned len;
+} sasl_interact_t;
+#define SASL_CB_LIST_END    0
+#define SASL_CB_USER        0x4001
+#endif
+
+/* How a URI is protected. */
+#define SOURCE_TLS_NONE     0
+#define SOURCE_TLS_START    1   /* StartTLS on ldap:// */
+#define SOURCE_TLS_LDAPS    2   /* ldaps:// */
+
+#define SOURCE_LDAP_TLS_HINT "if the server is up: is its certificate signed by ca_file, " \
+    "and does it name the host of the URI?"
+
+/* source_ldap_of - our struct behind the opaque handle */
+static SOURCE_LDAP *source_ldap_of(SOURCE *src)
+{
+    return (SOURCE_LDAP *) (void *) src;
+}
+
+/* source_ldap_tv - milliseconds as a struct timeval */
+static struct timeval source_ldap_tv(int ms)
+{
+    struct timeval tv;
+
+    tv.tv_sec = ms / 1000;
+    tv.tv_usec = (ms % 1000) * 1000;
+    return tv;
+}
+
+/* source_ldap_diag - ldap_err2string plus the server's diagnostic message */
+const char *source_ldap_diag(SOURCE_LDAP *sl, int rc, char *buf, size_t size)
+{
+    char *diag = NULL;
+
+    if (sl->ld != NULL)
+        (void) ldap_get_option(sl->ld, LDAP_OPT_DIAGNOSTIC_MESSAGE, &diag);
+    /* libldap's TLS failures leave this text, which says nothing. */
+    if (diag != NULL && *diag && strcmp(diag, "(unknown error code)") != 0)
+        snprintf(buf, size, "%s (%s)", ldap_err2string(rc), diag);
+    else
+        snprintf(buf, size, "%s", ldap_err2string(rc));
+    ldap_memfree(diag);
+    return buf;
+}
+
+/* source_ldap_tls_mode - what protects this URI under the tls setting */
+static int source_ldap_tls_mode(const SOURCE_CONF *c, const char *uri)
+{
+    if (strncasecmp(uri, "ldaps:", 6) == 0)
+        return SOURCE_TLS_LDAPS;
+    if (strncasecmp(uri, "ldapi:", 6) == 0)
+        return SOURCE_TLS_NONE;         /* a local socket: the kernel names the peer */
+    if (strcmp(c->tls, "none") == 0)
+        return SOURCE_TLS_NONE;
+    if (strcmp(c->tls, "auto") == 0 && source_uri_loopback(uri))
+        return SOURCE_TLS_NONE;
+    return SOURCE_TLS_START;
+}
+
+/*
+ * source_ldap_interact - answer Cyrus SASL's questions for GSSAPI and
+ * EXTERNAL: no authorization identity (act as the authenticated one),
+ * and the mechanism's own default for anything else.
+ */
+static int source_ldap_interact(LDAP *ld, unsigned flags, void *defaults, void *in)
+{
+    for (sasl_interact_t *it = in; it->id != SASL_CB_LIST_END; it++) {
+        const char *v = (it->id == SASL_CB_USER || it->defresult == NULL) ? "" : it->defresult;
+
+        it->result = v;
+        it->len = (unsigned) strlen(v);
+    }
+    return LDAP_SUCCESS;
+}
+
+/* source_ldap_tls_setup - TLS options on the handle, in a context of its own */
+static int source_ldap_tls_setup(SOURCE_LDAP *sl, LDAP *ld, char *why, size_t size)
+{
+    const SOURCE_CONF *c = sl->conf;
+    int demand = LDAP_OPT_X_TLS_DEMAND;
+    int tls12 = LDAP_OPT_X_TLS_PROTOCOL_TLS1_2;
+    int client = 0;
+
+    if (ldap_set_option(ld, LDAP_OPT_X_TLS_REQUIRE_CERT, &demand) != LDAP_OPT_SUCCESS
+        || ldap_set_option(ld, LDAP_OPT_X_TLS_PROTOCOL_MIN, &tls12) != LDAP_OPT_SUCCESS
+        || (*c->ca_file && ldap_set_option(ld, LDAP_OPT_X_TLS_CACERTFILE, c->ca_file) != LDAP_OPT_SUCCESS)
+        || (*c->cert_file && ldap_set_option(ld, LDAP_OPT_X_TLS_CERTFILE, c->cert_file) != LDAP_OPT_SUCCESS)
+        || (*c->key_file && ldap_set_option(ld, LDAP_OPT_X_TLS_KEYFILE, c->key_file) != LDAP_OPT_SUCCESS)) {
+        snprintf(why, size, "cannot set the TLS options");
+        return -1;
+    }
+    if (ldap_set_option(ld, LDAP_OPT_X_TLS_NEWCTX, &client) != LDAP_OPT_SUCCESS) {
+        snprintf(why, size, "TLS setup failed: is ca_file%s a readable PEM file?",
+                 *c->cert_file ? " (or cert_file, key_file)" : "");
+        return -1;
+    }
+    return 0;
+}
+
+/* source_ldap_unreachable - a bind failure that is really no server: 1 and why */
+static int source_ldap_unreachable(SOURCE_LDAP *sl, int rc, char *why, size_t size)
+{
+    char diag[512];
+
+    if (rc == LDAP_TIMEOUT) {
+        snprintf(why, size, "no answer within %d ms (timeout)", sl->conf->timeout_ms);
+        return 1;
+    }
+    if (rc != LDAP_SERVER_DOWN && rc != LDAP_CONNECT_ERROR)
+        return 0;
+    if (sl->tls == SOURCE_TLS_LDAPS)
+        snprintf(why, size, "cannot connect, or the TLS handshake failed: %s (%s)",
+                 source_ldap_diag(sl, rc, diag, sizeof(diag)), SOURCE_LDAP_TLS_HINT);
+    else
+        snprintf(why, size, "cannot connect: %s", source_ldap_diag(sl, rc, diag, sizeof(diag)));
+    return 1;
+}
+
+/* source_ldap_bind - simple, SASL or anonymous bind on a fresh handle */
+static int source_ldap_bind(SOURCE_LDAP *sl, int tls, char *why, size_t size)
+{
+    const SOURCE_CONF *c = sl->conf;
+    char diag[512];
+    int rc;
+
+    if (*c->sasl_mech) {
+        char mech[32];
+        size_t i;
+
+        for (i = 0; c->sasl_mech[i] && i < sizeof(mech) - 1; i++)
+            mech[i] = (char) toupper((unsigned char) c->sasl_mech[i]);
+        mech[i] = 0;
+
+        /*
+         * Over TLS, no SASL security layer on top: Active Directory
+         * refuses GSSAPI signing or sealing inside TLS.
+         */
+        if (tls != SOURCE_TLS_NONE)
+            (void) ldap_set_option(sl->ld, LDAP_OPT_X_SASL_SECPROPS, "maxssf=0");
+        rc = ldap_sasl_interactive_bind_s(sl->ld, NULL, mech, NULL, NULL, LDAP_SASL_QUIET,
+                                          source_ldap_interact, sl);
+        if (rc != LDAP_SUCCESS) {
+            if (!source_ldap_unreachable(sl, rc, why, size))
+                snprintf(why, size, "SASL %s bind: %s", mech, source_ldap_diag(sl, rc, diag, sizeof(diag)));
+            return -1;
+        }
+        return 0;
+    }
+    if (*c->bind_dn) {
+        struct berval cred;
+
+        if (c->bind_password == NULL) {
+            snprintf(why, size, "the password in %s could not be read", c->bind_password_file);
+            return -1;
+        }
+        cred.bv_val = c->bind_password;
+        cred.bv_len = strlen(c->bind_password);
+        rc = ldap_sasl_bind_s(sl->ld, c->bind_dn, LDAP_SASL_SIMPLE, &cred, NULL, NULL, NULL);
+        if (rc != LDAP_SUCCESS) {
+            if (!source_ldap_unreachable(sl, rc, why, size))
+                snprintf(why, size, "bind as %s: %s", c->bind_dn, source_ldap_diag(sl, rc, diag, sizeof(diag)));
+            return -1;
+        }
+        return 0;
+    }
+    {
+        struct berval none = {0, NULL};
+
+        rc = ldap_sasl_bind_s(sl->ld, NULL, LDAP_SASL_SIMPLE, &none, NULL, NULL, NULL);
+        if (rc != LDAP_SUCCESS) {
+            if (!source_ldap_unreachable(sl, rc, why, size))
+                snprintf(why, size, "anonymous bind: %s", source_ldap_diag(sl, rc, diag, sizeof(diag)));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* source_ldap_connect - one URI: handle, options, TLS, bind; 0 or -1 */
+static int source_ldap_connect(SOURCE_LDAP *sl, const char *uri, char *why, size_t size)
+{
+    const SOURCE_CONF *c = sl->conf;
+    struct timeval ctv = source_ldap_tv(c->connect_timeout_ms);
+    struct timeval tv = source_ldap_tv(c->timeout_ms);
+    int v3 = LDAP_VERSION3;
+    int tls = source_ldap_tls_mode(c, uri);
+    char diag[512];
+    LDAP *ld = NULL;
+    int rc;
+
+    if ((rc = ldap_initialize(&ld, uri)) != LDAP_SUCCESS) {
+        snprintf(why, size, "%s", ldap_err2string(rc));
+        return -1;
+    }
+    if (ldap_set_option(ld, LDAP_OPT_PROTOCOL_VERSION, &v3) != LDAP_OPT_SUCCESS
+        || ldap_set_option(ld, LDAP_OPT_REFERRALS, LDAP_OPT_OFF) != LDAP_OPT_SUCCESS
+        || ldap_set_option(ld, LDAP_OPT_RESTART, LDAP_OPT_ON) != LDAP_OPT_SUCCESS
+        || ldap_set_option(ld, LDAP_OPT_NETWORK_TIMEOUT, &ctv) != LDAP_OPT_SUCCESS
+        || ldap_set_option(ld, LDAP_OPT_TIMEOUT, &tv) != LDAP_OPT_SUCCESS) {
+        snprintf(why, size, "cannot set the LDAP options");
+        ldap_unbind_ext_s(ld, NULL, NULL);
+        return -1;
+    }
+    if (tls != SOURCE_TLS_NONE && source_ldap_tls_setup(sl, ld, why, size) < 0) {
+        ldap_unbind_ext_s(ld, NULL, NULL);
+        return -1;
+    }
+    sl->ld = ld;
+    sl->tls = tls;
+    if (tls == SOURCE_TLS_START && (rc = ldap_start_tls_s(ld, NULL, NULL)) != LDAP_SUCCESS) {
+        if (rc == LDAP_CONNECT_ERROR)   /* the server said yes; the handshake failed */
+            snprintf(why, size, "StartTLS: the TLS handshake failed (%s)", SOURCE_LDAP_TLS_HINT);
+        else if (!source_ldap_unreachable(sl, rc, why, size))
+            snprintf(why, size, "StartTLS: %s", source_ldap_diag(sl, rc, diag, sizeof(diag)));
+    } else if (source_ldap_bind(sl, tls, why, size) == 0) {
+        log_debug("source %s: connected to %s (%s)", c->name, uri,
+                  tls == SOURCE_TLS_START ? "StartTLS" : tls == SOURCE_TLS_LDAPS ? "TLS" : "no TLS");
+        return 0;
+    }
+    ldap_unbind_ext_s(ld, NULL, NULL);
+    sl->ld = NULL;
+    return -1;
+}
+
+/* source_ldap_attr_add - add an attribute to a NULL-terminated list, once */
+static void source_ldap_attr_add(char ***list, int *n, const char *attr)
+{
+    for (int i = 0; i < *n; i++)
+        if (strcasecmp((*list)[i], attr) == 0)
+            return;
+    *list = xrealloc(*list, (size_t) (*n + 2) * sizeof(char *));
+    (*list)[(*n)++] = xstrdup(attr);
+    (*list)[*n] = NULL;
+}
+
+/* source_ldap_attrs_build - what the searches ask for */
+static void source_ldap_attrs_build(SOURCE_LDAP *sl)
+{
+    const SOURCE_CONF *c = sl->conf;
+    const SOURCE_LDAP_FLAVOUR *f = sl->flavour;
+    char **list = xcalloc(1, sizeof(char *));
+    int n = 0;
+
+    sl->addr_attrs = source_words(*c->address_attributes ? c->address_attributes : f->addresses, NULL);
+    sl->login_attrs = source_words(*c->login_attributes ? c->login_attributes : f->logins, NULL);
+    for (const char *const *a = f->attrs; *a; a++) {
+        /*
+         * Ask for a range of member explicitly when the step is below
+         * AD's own 1,500: servers that range only on request (Samba) then
+         * run the same range loop as a large group on AD does.
+         */
+        if (strcasecmp(*a, "member") == 0 && f == &source_ldap_ad && c->range_step < 1500) {
+            char ranged[64];
+
+            snprintf(ranged, sizeof(ranged), "member;range=0-%d", c->range_step - 1);
+            source_ldap_attr_add(&list, &n, ranged);
+        } else {
+            source_ldap_attr_add(&list, &n, *a);
+        }
+    }
+    for (char **a = sl->addr_attrs; *a; a++)
+        source_ldap_attr_add(&list, &n, *a);
+    for (char **a = sl->login_attrs; *a; a++)
+        source_ldap_attr_add(&list, &n, *a);
+    sl->attrs = list;
+}
+
+/* source_ldap_close - unbind and free; NULL is fine */
+static void source_ldap_close(SOURCE *src)
+{
+    SOURCE_LDAP *sl = source_ldap_of(src);
+
+    if (sl == NULL)
+        return;
+    if (sl->ld != NULL)
+        ldap_unbind_ext_s(sl->ld, NULL, NULL);
+    source_words_free(sl->attrs);
+    source_words_free(sl->addr_attrs);
+    source_words_free(sl->login_attrs);
+    source_obj_free(&sl->obj);
+    free(sl->shared_types);
+    free(sl->invocation_id);
+    free(sl->uri);
+    free(sl);
+}
+
+/* source_ldap_open - connect to the first URI that answers, and bind */
+static SOURCE *source_ldap_open(const SOURCE_CONF *conf, char *err, size_t errlen)
+{
+    SOURCE_LDAP *sl = xcalloc(1, sizeof(*sl));
+    char why[768];
+    size_t used = 0;
+    int n;
+    char **uris;
+
+    sl->conf = conf;
+    sl->flavour = strcmp(conf->flavour, "ad") == 0 ? &source_ldap_ad : &source_ldap_generic;
+    sl->filter = *conf->filter ? conf->filter : sl->flavour->filter;
+    source_obj_init(&sl->obj, conf->name);
+    source_ldap_attrs_build(sl);
+    uris = source_words(conf->uri, &n);
+    err[0] = 0;
+    for (int i = 0; i < n; i++) {
+        if (source_ldap_connect(sl, uris[i], why, sizeof(why)) == 0) {
+            if (i > 0)
+                log_warn("source %s: using %s after: %s", conf->name, uris[i], err);
+            sl->uri = xstrdup(uris[i]);
+            source_words_free(uris);
+            return (SOURCE *) (void *) sl;
+        }
+        /* Collect every URI's reason: the one clear line names them all. */
+        if (used < errlen) {
+            int w = snprintf(err + used, errlen - used, "%s%s: %s", used ? "; " : "", uris[i], why);
+
+            used += w > 0 ? (size_t) w : 0;
+        }
+    }
+    source_words_free(uris);
+    source_ldap_close((SOURCE *) (void *) sl);
+    return NULL;
+}
+
+/* ------------------------------------------------------------ searching */
+
+/* source_ldap_result_error - the text for a search result that is not success */
+static void source_ldap_result_error(SOURCE_LDAP *sl, const char *base, int code, const char *text,
+                                     char **refs, char *err, size_t errlen)
+{
+    const char *hint = "";
+
+    if (code == LDAP_SIZELIMIT_EXCEEDED)
+        hint = "; a size limit cut the result short";
+    else if (code == LDAP_REFERRAL)
+        hint = "; referrals are not followed: point uri at the server that holds this base";
+    else if (code == LDAP_TIMELIMIT_EXCEEDED)
+        hint = "; raise timeout, or ask the directory for a higher time limit";
+    snprintf(err, errlen, "search of \"%s\": %s%s%s%s%s%s", base, ldap_err2string(code),
+             text && *text ? " (" : "", text && *text ? text : "", text && *text ? ")" : "",
+             refs && refs[0] ? ", referral to " : "", refs && refs[0] ? refs[0] : "");
+    if (*hint && strlen(err) + strlen(hint) < errlen)
+        strcat(err, hint);
+}
+
+/* source_ldap_search - one (paged) search, every entry to fn */
+int source_ldap_search(SOURCE_LDAP *sl, const char *base, int scope, const char *filter,
+                       char **attrs, int paged, SOURCE_LDAP_ENTRY_FN fn, void *ctx,
+                       char *err, size_t errlen)
+{
+    struct berval cookie = {0, NULL};
+    struct timeval limit = source_ldap_tv(sl->conf->timeout_ms);
+    char diag[512];
+    int ret = -1;
+
+    limit.tv_usec = 0;                  /* the server's limit is in seconds */
+    do {
+        LDAPControl *page = NULL;
+        LDAPControl *ctrls[2] = {NULL, NULL};
+        int msgid;
+        int rc;
+        int done = 0;
+
+        if (paged) {
+            rc = ldap_create_page_control(sl->ld, sl->conf->page_size, cookie.bv_len ? &cookie : NULL,
+                                          1, &page);
+            if (rc != LDAP_SUCCESS) {
+                snprintf(err, errlen, "paged results control: %s", ldap_err2string(rc));
+                goto out;
+            }
+            ctrls[0] = page;
+        }
+        rc = ldap_search_ext(sl->ld, base, scope, filter, attrs, 0, paged ? ctrls : NULL, NULL,
+                             &limit, LDAP_NO_LIMIT, &msgid);
+        ldap_control_free(page);
+        if (rc != LDAP_SUCCESS) {
+            snprintf(err, errlen, "search of \"%s\": %s", base, source_ldap_diag(sl, rc, diag, sizeof(diag)));
+            goto out;
+        }
+        while (!done) {
+            struct timeval tv = source_ldap_tv(sl->conf->timeout_ms);
+            LDAPMessage *msg = NULL;
+            int failed = 0;
+
+            rc = ldap_result(sl->ld, msgid, LDAP_MSG_ONE, &tv, &msg);
+            if (rc == 0) {
+                (void) ldap_abandon_ext(sl->ld, msgid, NULL, NULL);
+                snprintf(err, errlen, "search of \"%s\": no answer within %d ms (timeout)", base,
+                         sl->conf->timeout_ms);
+                goto out;
+            }
+            if (rc < 0) {
+                int code = LDAP_SERVER_DOWN;
+
+                (void) ldap_get_option(sl->ld, LDAP_OPT_RESULT_CODE, &code);
+                snprintf(err, errlen, "search of \"%s\": %s", base, source_ldap_diag(sl, code, diag, sizeof(diag)));
+                goto out;
+            }
+            switch (ldap_msgtype(msg)) {
+            case LDAP_RES_SEARCH_ENTRY:
+                failed = fn(sl, msg, ctx, err, errlen) < 0;
+                break;
+            case LDAP_RES_SEARCH_REFERENCE:
+                if (log_debug_enabled()) {
+                    char **refs = NULL;
+
+                    if (ldap_parse_reference(sl->ld, msg, &refs, NULL, 0) == LDAP_SUCCESS && refs)
+                        log_debug("source %s: search of \"%s\": ignoring a reference to %s",
+                                  sl->conf->name, base, refs[0]);
+                    ldap_memvfree((void **) refs);
+                }
+                break;
+            case LDAP_RES_SEARCH_RESULT:{
+                    int code = LDAP_OTHER;
+                    char *text = NULL;
+                    char **refs = NULL;
+                    LDAPControl **sctrls = NULL;
+
+                    done = 1;
+                    rc = ldap_parse_result(sl->ld, msg, &code, NULL, &text, &refs, &sctrls, 0);
+                    if (rc != LDAP_SUCCESS) {
+                        snprintf(err, errlen, "search of \"%s\": unreadable result: %s", base, ldap_err2string(rc));
+                        failed = 1;
+                    } else if (code != LDAP_SUCCESS) {
+                        source_ldap_result_error(sl, base, code, text, refs, err, errlen);
+                        failed = 1;
+                    } else if (paged) {
+                        LDAPControl *c = ldap_control_find(LDAP_CONTROL_PAGEDRESULTS, sctrls, NULL);
+                        struct berval next = {0, NULL};
+                        ber_int_t estimate;
+
+                        if (c == NULL || ldap_parse_pageresponse_control(sl->ld, c, &estimate, &next) != LDAP_SUCCESS) {
+                            snprintf(err, errlen, "search of \"%s\": the server's answer has no paged "
+                                     "results control", base);
+                            failed = 1;
+                        } else {
+                            ber_memfree(cookie.bv_val);
+                            cookie = next;
+                        }
+                    }
+                    ldap_memfree(text);
+                    ldap_memvfree((void **) refs);
+                    ldap_controls_free(sctrls);
+                    break;
+                }
+            default:
+                snprintf(err, errlen, "search of \"%s\": unexpected message type 0x%x", base,
+                         (unsigned) ldap_msgtype(msg));
+                failed = 1;
+                break;
+            }
+            ldap_msgfree(msg);
+            if (failed) {
+                if (!done)
+                    (void) ldap_abandon_ext(sl->ld, msgid, NULL, NULL);
+                goto out;
+            }
+        }
+    } while (paged && cookie.bv_len > 0);
+    ret = 0;
+
+out:
+    ber_memfree(cookie.bv_val);
+    return ret;
+}
+
+/* source_ldap_entry_first - the DN, and the BER to walk the attributes with */
+int source_ldap_entry_first(SOURCE_LDAP *sl, LDAPMessage *e, BerElement **ber, struct berval *dn)
+{
+    *ber = NULL;
+    if (ldap_get_dn_ber(sl->ld, e, ber, dn) != LDAP_SUCCESS || dn->bv_val == NULL) {
+        if (*ber)
+            ber_free(*ber, 0);
+        *ber = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* source_ldap_entry_next - the next attribute: 1, 0 at the end, -1 malformed */
+int source_ldap_entry_next(SOURCE_LDAP *sl, LDAPMessage *e, BerElement *ber,
+                           struct berval *name, struct berval **vals)
+{
+    *vals = NULL;
+    if (ldap_get_attribute_ber(sl->ld, e, ber, name, vals) != LDAP_SUCCESS)
+        return -1;
+    return name->bv_val != NULL;
+}
+
+/* source_ldap_is - a BER name equals attr, ignoring case */
+int source_ldap_is(const struct berval *name, const char *attr)
+{
+    size_t n = strlen(attr);
+
+    return name->bv_len == n && strncasecmp(name->bv_val, attr, n) == 0;
+}
+
+/* source_ldap_in - a BER name is in the list */
+int source_ldap_in(const struct berval *name, char *const *list)
+{
+    for (char *const *a = list; *a; a++)
+        if (source_ldap_is(name, *a))
+            return 1;
+    return 0;
+}
+
+/* ------------------------------------------------------------ generic flavour */
+
+/*
+ * source_ldap_unique_member - the DN of a uniqueMember value: the
+ * NameAndOptionalUID syntax may end in "#'0101'B", which is not part of
+ * the DN (an unescaped '#' cannot occur inside an RFC 4514 DN otherwise).
+ */
+static size_t source_ldap_unique_member(const char *v, size_t len)
+{
+    if (len >= 4 && v[len - 1] == 'B' && v[len - 2] == '\'') {
+        for (size_t i = len - 2; i-- > 0;) {
+            if (v[i] == '\'') {
+                if (i > 0 && v[i - 1] == '#' && (i < 2 || v[i - 2] != '\\'))
+                    return i - 1;
+                break;
+            }
+            if (v[i] != '0' && v[i] != '1')
+                break;
+        }
+    }
+    return len;
+}
+
+/* source_ldap_generic_entry - an OpenLDAP-style entry: person or group */
+static int source_ldap_generic_entry(SOURCE_LDAP *sl, LDAPMessage *e, char *err, size_t errlen)
+{
+    SOURCE_OBJ *o = &sl->obj;
+    BerElement *ber;
+    struct berval dn;
+    struct berval name;
+    struct berval *vals;
+    int group = 0;
+    int r;
+
+    source_obj_reset(o);
+    if (source_ldap_entry_first(sl, e, &ber, &dn) < 0) {
+        snprintf(err, errlen, "an entry without a readable DN");
+        return -1;
+    }
+    source_obj_set_dn(o, dn.bv_val, dn.bv_len);
+    while ((r = source_ldap_entry_next(sl, e, ber, &name, &vals)) > 0) {
+        int is_addr = source_ldap_in(&name, sl->addr_attrs);
+        int is_login = source_ldap_in(&name, sl->login_attrs);
+        char attr[64];
+
+        snprintf(attr, sizeof(attr), "%.*s", (int) name.bv_len, name.bv_val);
+        for (size_t i = 0; vals && vals[i].bv_val; i++) {
+            const struct berval *v = &vals[i];
+
+            if (source_ldap_is(&name, "objectClass")) {
+                if (source_ldap_is(v, "groupOfNames") || source_ldap_is(v, "groupOfUniqueNames"))
+                    group = 1;
+            } else if (source_ldap_is(&name, "entryUUID")) {
+                source_obj_set_guid(o, v->bv_val, v->bv_len);
+            } else if (source_ldap_is(&name, "member")) {
+                source_obj_member(o, v->bv_val, v->bv_len);
+            } else if (source_ldap_is(&name, "uniqueMember")) {
+                source_obj_member(o, v->bv_val, source_ldap_unique_member(v->bv_val, v->bv_len));
+            }
+            if (is_addr) {
+                const char *a = v->bv_val;
+                size_t alen = v->bv_len;
+
+                /* proxyAddresses is AD's "TYPE:value" wherever it appears. */
+                if (!source_ldap_is(&name, "proxyAddresses") || source_ldap_ad_proxy(a, alen, &a, &alen))
+                    (void) source_obj_address(o, sl->sink, attr, a, alen);
+            }
+            if (is_login)
+                source_obj_login(o, v->bv_val, v->bv_len);
+        }
+        ber_memfree(vals);
+    }
+    ber_free(ber, 0);
+    if (r < 0) {
+        snprintf(err, errlen, "%s: malformed entry", o->dn);
+        return -1;
+    }
+    if (group) {
+        o->kind = STORE_KIND_GROUP;
+    } else {
+        o->kind = STORE_KIND_USER;
+        for (size_t i = 0; i < o->members.n; i++)
+            free(o->members.v[i]);
+        o->members.n = 0;
+    }
+    if (o->guid == NULL)                /* no entryUUID: the DN is the identity */
+        source_obj_set_guid(o, o->dn, strlen(o->dn));
+    if (o->addresses.n == 0) {
+        log_debug("source %s: %s: no usable address, left out", sl->conf->name, o->dn);
+        return 0;
+    }
+    if (source_obj_put(o, sl->sink) < 0) {
+        snprintf(err, errlen, "%s: not stored", o->dn);
+        return -1;
+    }
+    return 0;
+}
+
+static const char *const source_ldap_generic_attrs[] = {
+    "objectClass", "entryUUID", "member", "uniqueMember", NULL,
+};
+
+const SOURCE_LDAP_FLAVOUR source_ldap_generic = {
+    "generic",
+    "(|(mail=*)(mailAlternateAddress=*))",
+    "mail mailAlternateAddress",
+    "uid",
+    source_ldap_generic_attrs,
+    NULL,
+    source_ldap_generic_entry,
+    NULL,
+};
+
+/* ------------------------------------------------------------ the pull */
+
+/* source_ldap_entry_cb - one entry of the full pull to the flavour */
+static int source_ldap_entry_cb(SOURCE_LDAP *sl, LDAPMessage *e, void *ctx, char *err, size_t errlen)
+{
+    if (syncd_stopping) {
+        snprintf(err, errlen, "stopping on a signal");
+        return -1;
+    }
+    sl->entries++;
+    return sl->flavour->entry(sl, e, err, errlen);
+}
+
+/* source_ldap_full - every object under every base */
+static int source_ldap_full(SOURCE *src, SYNC_SINK *sink, char **cookie, char **invocation_id,
+                            char *err, size_t errlen)
+{
+    SOURCE_LDAP *sl = source_ldap_of(src);
+    char why[1024];
+    int nbase = 0;
+
+    *cookie = NULL;
+    *invocation_id = NULL;
+    sl->sink = sink;
+    sl->entries = 0;
+    sl->disabled = 0;
+    why[0] = 0;
+    if (sl->flavour->begin && sl->flavour->begin(sl, why, sizeof(why)) < 0)
+        goto fail;
+    for (const char *b = sl->conf->base; *b;) {
+        size_t len = strcspn(b, "\n");
+        char *base = xstrndup(b, len);
+        int rc = source_ldap_search(sl, base, LDAP_SCOPE_SUBTREE, sl->filter, sl->attrs, 1,
+                                    source_ldap_entry_cb, NULL, why, sizeof(why));
+
+        free(base);
+        if (rc < 0)
+            goto fail;
+        nbase++;
+        b += len;
+        if (*b)
+            b++;
+    }
+    if (sl->flavour->end)
+        sl->flavour->end(sl, cookie, invocation_id);
+    sl->sink = NULL;
+    log_debug("source %s: %lld entries under %d base%s from %s; %lld disabled accounts left out",
+              sl->conf->name, sl->entries, nbase, nbase == 1 ? "" : "s", sl->uri, sl->disabled);
+    return SOURCE_OK;
+
+fail:
+    sl->sink = NULL;
+    snprintf(err, errlen, "%s: %s", sl->uri, why);
+    return SOURCE_ERR;
+}
+
+const SOURCE_OPS source_ldap_ops = {
+    "ldap",
+    source_ldap_open,
+    source_ldap_full,
+    NULL,                       /* incremental: DirSync / uSNChanged / RFC 4533 come later */
+    NULL,                       /* wait: change notification / refreshAndPersist come later */
+    source_ldap_close,
+};

@@ -1,0 +1,569 @@
+/*
+ * syncd.c - rcptgate-syncd: directory sources into the store
+ *
+ * SYNOPSIS
+ *   rcptgate-syncd [-c FILE] [-n] [-f] [-v] [--once [--force]] [--source NAME]
+ *
+ * DESCRIPTION
+ *   Reads the [source NAME] sections of rcptgate.conf and keeps the
+ *   store's recipients equal to what each source holds.
+ *
+ *   --once (for cron): one full pull of every source (or of NAME), each
+ *   applied as one transaction or not at all, then exit: 0 all applied,
+ *   65 the shrink guard refused one (--force applies it anyway), 75 a
+ *   directory or store failure (try later), 78 a configuration error.
+ *
+ *   Without --once, a daemon (-f: in the foreground): a full pull of each
+ *   source at start, then every poll_interval an incremental pull where
+ *   the source can do one and a full one where it cannot (mode = once:
+ *   only the full reconciliations), a full reconciliation every
+ *   full_interval, and after a failure a retry after retry_interval,
+ *   doubling up to ten minutes. A connection is opened for each pull and
+ *   closed after it, so no idle connection goes stale between polls.
+ *
+ *   Signals: SIGHUP re-reads the configuration (a bad file is logged and
+ *   the running one kept; a source whose settings changed is pulled at
+ *   once). SIGTERM and SIGINT stop: a pull in progress is abandoned with
+ *   nothing applied, a commit in progress is finished first (the handlers
+ *   only set a flag; no store call is ever interrupted).
+ *
+ * DIAGNOSTICS
+ *   syslog (mail facility), and stderr with -f or --once.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/select.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cfg.h"
+#include "daemon.h"
+#include "log.h"
+#include "params.h"
+#include "syncd.h"
+#include "xalloc.h"
+
+#define SYNCD_BACKOFF_MAX_MS    (10 * 60 * 1000)
+
+volatile sig_atomic_t syncd_stopping;
+static volatile sig_atomic_t syncd_reloading;
+const char *syncd_conf_path;
+
+/* One source as the daemon schedules it. */
+typedef struct syncd_source {
+    SOURCE_CONF *conf;
+    const SOURCE_OPS *ops;
+    long long next_run;             /* monotonic ms */
+    long long next_full;            /* monotonic ms */
+    long long backoff_ms;           /* the last wait after a failure, 0 none */
+    int synced;                     /* a full sync was applied since start */
+} SYNCD_SOURCE;
+
+static SYNCD_SOURCE *syncd_sources;
+static int syncd_nsources;
+static const char *syncd_only;      /* --source NAME */
+static int syncd_verbose;
+static STORE *syncd_st;             /* the daemon's store handle, opened on demand */
+
+/* What was fixed at startup; a reload cannot change it. */
+static char *syncd_run_user;
+static char *syncd_run_pidfile;
+
+/* syncd_now - a monotonic clock in milliseconds */
+static long long syncd_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* syncd_duration - milliseconds as "90s", "5m", "2h" for messages */
+static const char *syncd_duration(long long ms, char *buf, size_t size)
+{
+    if (ms % 3600000 == 0 && ms >= 3600000)
+        snprintf(buf, size, "%lldh", ms / 3600000);
+    else if (ms % 60000 == 0 && ms >= 60000)
+        snprintf(buf, size, "%lldm", ms / 60000);
+    else if (ms % 1000 == 0)
+        snprintf(buf, size, "%llds", ms / 1000);
+    else
+        snprintf(buf, size, "%lldms", ms);
+    return buf;
+}
+
+/* ------------------------------------------------------------ configuration */
+
+/* syncd_free_sources - the schedule and the settings it holds */
+static void syncd_free_sources(SYNCD_SOURCE *sources, int n)
+{
+    for (int i = 0; i < n; i++)
+        source_conf_free(sources[i].conf);
+    free(sources);
+}
+
+/*
+ * syncd_load - read the configuration; the number of errors. On success
+ * syncd_sources holds the new sources (only --source NAME, if given),
+ * not yet scheduled; the caller has set the old ones aside, if any.
+ */
+static int syncd_load(void)
+{
+    int errors = cfg_load_families(syncd_conf_path, params_sections_for("syncd"), source_families);
+    SOURCE_CONF **confs;
+    int n = 0;
+    int found = 0;
+
+    if (errors != 0)
+        return errors;
+    if (*var_syncd_user && !daemon_user_exists(var_syncd_user)) {
+        log_err("%s: [syncd] user: user \"%s\" does not exist", syncd_conf_path, var_syncd_user);
+        errors++;
+    }
+    confs = source_conf_take(&n);
+    if (n == 0) {
+        log_err("%s: no [source NAME] section: nothing to sync", syncd_conf_path);
+        errors++;
+    }
+    for (int i = 0; i < n; i++)
+        found |= syncd_only != NULL && strcmp(confs[i]->name, syncd_only) == 0;
+    if (syncd_only != NULL && !found && n > 0) {
+        log_err("%s: no [source %s] (--source)", syncd_conf_path, syncd_only);
+        errors++;
+    }
+    if (errors == 0) {
+        SYNCD_SOURCE *fresh = xcalloc((size_t) n, sizeof(*fresh));
+        int k = 0;
+
+        for (int i = 0; i < n; i++) {
+            if (syncd_only != NULL && strcmp(confs[i]->name, syncd_only) != 0) {
+                source_conf_free(confs[i]);
+                continue;
+            }
+            fresh[k].conf = confs[i];
+            fresh[k].ops = source_ops_find(confs[i]->type);
+            if (fresh[k].ops == NULL)
+                log_panic("source %s: no backend for type %s", confs[i]->name, confs[i]->type);
+            k++;
+        }
+        free(confs);
+        syncd_free_sources(syncd_sources, syncd_nsources);  /* none: reload set it aside */
+        syncd_sources = fresh;
+        syncd_nsources = k;
+        return 0;
+    }
+    for (int i = 0; i < n; i++)
+        source_conf_free(confs[i]);
+    free(confs);
+    return errors;
+}
+
+/* syncd_notes - what the postmaster should know about a source's settings */
+static void syncd_notes(const SOURCE_CONF *c)
+{
+    if (strcmp(c->mode, "persistent") == 0)
+        log_info("source %s: mode = persistent is not available yet for type %s; "
+                 "polling every poll_interval instead", c->name, c->type);
+    if (strcmp(c->type, "ldap") == 0 && strcmp(c->tls, "none") == 0) {
+        int n;
+        char **uris = source_words(c->uri, &n);
+
+        for (int i = 0; i < n; i++)
+            if (strncasecmp(uris[i], "ldap:", 5) == 0 && !source_uri_loopback(uris[i]))
+                log_warn("source %s: tls = none: %s is not on this machine, and %s travels "
+                         "in clear text", c->name, uris[i],
+                         *c->bind_dn ? "the bind password" : "the directory's data");
+        source_words_free(uris);
+    }
+}
+
+/* syncd_apply - settings that take effect at once */
+static void syncd_apply(void)
+{
+    log_set_debug(syncd_verbose || strcmp(var_log_level, "debug") == 0);
+    for (int i = 0; i < syncd_nsources; i++)
+        syncd_notes(syncd_sources[i].conf);
+}
+
+/*
+ * syncd_reload - SIGHUP: new settings. A source whose settings did not
+ * change keeps its schedule; a new or changed one is pulled at once.
+ */
+static void syncd_reload(void)
+{
+    SYNCD_SOURCE *old = syncd_sources;
+    int nold = syncd_nsources;
+    long long now = syncd_now();
+    int errors;
+
+    log_info("reloading %s", syncd_conf_path);
+    syncd_sources = NULL;
+    syncd_nsources = 0;
+    if ((errors = syncd_load()) != 0) {
+        syncd_sources = old;
+        syncd_nsources = nold;
+        log_warn("reload: %s has %d error%s; keeping the running configuration",
+                 syncd_conf_path, errors, errors == 1 ? "" : "s");
+        return;
+    }
+    for (int i = 0; i < syncd_nsources; i++) {
+        SYNCD_SOURCE *s = &syncd_sources[i];
+        int j;
+
+        for (j = 0; j < nold; j++)
+            if (old[j].conf && source_conf_equal(old[j].conf, s->conf))
+                break;
+        if (j < nold) {
+            s->next_run = old[j].next_run;
+            s->next_full = old[j].next_full;
+            s->backoff_ms = old[j].backoff_ms;
+            s->synced = old[j].synced;
+        } else {
+            s->next_run = now;
+            s->next_full = now;
+        }
+    }
+    syncd_free_sources(old, nold);
+    if (strcmp(var_syncd_user, syncd_run_user) != 0)
+        log_warn("reload: user changes take effect only after a restart; ignored");
+    if (strcmp(var_syncd_pidfile, syncd_run_pidfile) != 0)
+        log_warn("reload: pid_file changes take effect only after a restart; ignored");
+    syncd_apply();
+    if (syncd_st != NULL && strcmp(store_path(syncd_st), var_store_path) != 0) {
+        store_close(syncd_st);
+        syncd_st = NULL;
+    }
+    log_info("reloaded %s: %d source%s", syncd_conf_path, syncd_nsources, syncd_nsources == 1 ? "" : "s");
+}
+
+/* ------------------------------------------------------------ one run */
+
+/* syncd_store - the store handle, opened (and created) on demand */
+static STORE *syncd_store(char *err, size_t errlen)
+{
+    if (syncd_st == NULL)
+        syncd_st = store_open(var_store_path, STORE_CREATE, var_store_busy_ms, err, errlen);
+    return syncd_st;
+}
+
+/*
+ * syncd_run - one pull of one source: open, incremental or full, close.
+ * Returns res->status; every outcome is logged by now.
+ */
+static int syncd_run(SYNCD_SOURCE *s, int full, int force, SYNC_RESULT *res)
+{
+    const SOURCE_CONF *c = s->conf;
+    char err[sizeof(res->why)];
+    STORE *st;
+    SOURCE *src;
+
+    memset(res, 0, sizeof(*res));
+    res->full = full;
+    if ((st = syncd_store(err, sizeof(err))) == NULL) {
+        snprintf(res->why, sizeof(res->why), "%s", err);  /* it names the store */
+        log_err("source %s: sync failed, nothing applied: %s", c->name, res->why);
+        res->store_failed = 1;
+        return res->status = SYNC_FAILED;
+    }
+    err[0] = 0;
+    if ((src = s->ops->open(c, err, sizeof(err))) == NULL) {
+        snprintf(res->why, sizeof(res->why), "%s", err[0] ? err : "cannot open the source");
+        log_err("source %s: %s sync failed, nothing applied: %s", c->name, full ? "full" : "incremental",
+                res->why);
+        sync_apply_failed(st, c, res->why);
+        return res->status = SYNC_FAILED;
+    }
+    if (!full && sync_apply_delta(st, c, s->ops, src, res) == SYNC_NEED_FULL)
+        full = 1;
+    if (full && !syncd_stopping)
+        (void) sync_apply_full(st, c, s->ops, src, force, res);
+    else if (full)
+        res->status = SYNC_STOPPED;
+    s->ops->close(src);
+    if (res->store_failed) {
+        /* The handle may be what broke: the next run opens a new one. */
+        store_close(syncd_st);
+        syncd_st = NULL;
+    }
+    return res->status;
+}
+
+/* ------------------------------------------------------------ --once */
+
+/* syncd_once - one full pull of each source; the exit status */
+static int syncd_once(int force)
+{
+    char err[1024];
+    int failed = 0;
+    int refused = 0;
+
+    if (syncd_store(err, sizeof(err)) == NULL) {
+        log_err("%s; nothing synced", err);     /* it names the store */
+        return RG_EX_TEMPFAIL;
+    }
+    for (int i = 0; i < syncd_nsources && !syncd_stopping; i++) {
+        SYNC_RESULT res;
+
+        switch (syncd_run(&syncd_sources[i], 1, force, &res)) {
+        case SYNC_APPLIED:
+            failed |= res.export_failed;
+            break;
+        case SYNC_REFUSED:
+            refused = 1;
+            break;
+        default:
+            failed = 1;
+            break;
+        }
+    }
+    if (syncd_stopping) {
+        log_warn("stopped by a signal before every source was synced");
+        failed = 1;
+    }
+    store_close(syncd_st);
+    syncd_st = NULL;
+    /* A refusal needs a person; a failure only time. Say the former first. */
+    return refused ? SYNCD_EX_DATAERR : failed ? RG_EX_TEMPFAIL : RG_EX_OK;
+}
+
+/* ------------------------------------------------------------ the daemon */
+
+/* syncd_signal - HUP reloads, TERM and INT stop: flags only */
+static void syncd_signal(int sig)
+{
+    if (sig == SIGHUP)
+        syncd_reloading = 1;
+    else
+        syncd_stopping = 1;
+}
+
+/* syncd_sleep - wait up to ms, or until a signal arrives */
+static void syncd_sleep(long long ms)
+{
+    sigset_t block, old;
+    struct timespec ts;
+
+    sigemptyset(&block);
+    sigaddset(&block, SIGHUP);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    sigprocmask(SIG_BLOCK, &block, &old);
+    /* Checked with the signals held, then released inside pselect: none is lost. */
+    if (!syncd_stopping && !syncd_reloading && ms > 0) {
+        ts.tv_sec = (time_t) (ms / 1000);
+        ts.tv_nsec = (long) (ms % 1000) * 1000000;
+        (void) pselect(0, NULL, NULL, NULL, &ts, &old);
+    }
+    sigprocmask(SIG_SETMASK, &old, NULL);
+}
+
+/* syncd_schedule - when a source runs next, after a run with this result */
+static void syncd_schedule(SYNCD_SOURCE *s, const SYNC_RESULT *res)
+{
+    long long now = syncd_now();
+    char when[32];
+
+    switch (res->status) {
+    case SYNC_APPLIED:
+        s->backoff_ms = 0;
+        if (res->full) {
+            s->synced = 1;
+            s->next_full = now + var_syncd_full_ms;
+        }
+        s->next_run = strcmp(s->conf->mode, "once") == 0 ? s->next_full : now + var_syncd_poll_ms;
+        break;
+    case SYNC_REFUSED:
+        /* Not a failure to retry fast: the directory has to change, or a person. */
+        s->backoff_ms = 0;
+        s->next_run = now + var_syncd_poll_ms;
+        log_info("source %s: next attempt in %s", s->conf->name,
+                 syncd_duration(var_syncd_poll_ms, when, sizeof(when)));
+        break;
+    case SYNC_FAILED:
+        s->backoff_ms = s->backoff_ms ? 2 * s->backoff_ms : var_syncd_retry_ms;
+        if (s->backoff_ms > SYNCD_BACKOFF_MAX_MS)
+            s->backoff_ms = SYNCD_BACKOFF_MAX_MS;
+        s->next_run = now + s->backoff_ms;
+        log_info("source %s: next attempt in %s", s->conf->name,
+                 syncd_duration(s->backoff_ms, when, sizeof(when)));
+        break;
+    default:
+        break;                          /* stopped */
+    }
+}
+
+/* syncd_loop - run due sources, sleep until the next is due, until stopped */
+static void syncd_loop(void)
+{
+    long long now = syncd_now();
+
+    for (int i = 0; i < syncd_nsources; i++)
+        syncd_sources[i].next_run = syncd_sources[i].next_full = now;
+    while (!syncd_stopping) {
+        long long next = LLONG_MAX;
+
+        if (syncd_reloading) {
+            syncd_reloading = 0;
+            syncd_reload();
+        }
+        for (int i = 0; i < syncd_nsources && !syncd_stopping && !syncd_reloading; i++) {
+            SYNCD_SOURCE *s = &syncd_sources[i];
+            SYNC_RESULT res;
+            int full;
+
+            now = syncd_now();
+            if (s->next_run > now)
+                continue;
+            full = !s->synced || now >= s->next_full || s->ops->incremental == NULL;
+            syncd_run(s, full, 0, &res);
+            syncd_schedule(s, &res);
+        }
+        for (int i = 0; i < syncd_nsources; i++)
+            if (syncd_sources[i].next_run < next)
+                next = syncd_sources[i].next_run;
+        now = syncd_now();
+        syncd_sleep(next == LLONG_MAX ? 3600000 : next - now);
+    }
+}
+
+/* syncd_daemon - detach, pid file, privileges, signals, the loop */
+static int syncd_daemon(int foreground)
+{
+    char err[512];
+
+    syncd_run_user = xstrdup(var_syncd_user);
+    syncd_run_pidfile = xstrdup(var_syncd_pidfile);
+    if (!foreground) {
+        if (daemon_detach(err, sizeof(err)) < 0)
+            log_fatal("%s", err);
+        log_init(SYNCD_NAME, 0, 1);
+    }
+    if (daemon_pidfile(syncd_run_pidfile, err, sizeof(err)) < 0)
+        log_fatal("%s", err);
+    if (*syncd_run_user == 0) {
+        if (geteuid() == 0)
+            log_warn("running as root: set [syncd] user to an unprivileged user");
+    } else if (daemon_drop(syncd_run_user, err, sizeof(err)) < 0) {
+        daemon_pidfile_remove(syncd_run_pidfile);
+        log_fatal("%s", err);
+    }
+    log_info("starting: %d source%s, store %s", syncd_nsources, syncd_nsources == 1 ? "" : "s",
+             var_store_path);
+    syncd_loop();
+    store_close(syncd_st);
+    syncd_st = NULL;
+    daemon_pidfile_remove(syncd_run_pidfile);
+    log_info("stopped");
+    return RG_EX_OK;
+}
+
+/* ------------------------------------------------------------ main */
+
+/* syncd_usage - how to call us */
+static _Noreturn void syncd_usage(void)
+{
+    fprintf(stderr, "usage: %s [-c FILE] [-n] [-f] [-v] [--once [--force]] [--source NAME]\n", SYNCD_NAME);
+    exit(RG_EX_USAGE);
+}
+
+/* main - options, configuration, then --once or the daemon */
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"once", no_argument, NULL, 'O'},
+        {"force", no_argument, NULL, 'F'},
+        {"source", required_argument, NULL, 'S'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *conf = cfg_default_path();
+    struct sigaction sa;
+    char real[PATH_MAX];
+    char err[512];
+    int foreground = 0;
+    int check_only = 0;
+    int once = 0;
+    int force = 0;
+    int ch;
+    int rc;
+
+    while ((ch = getopt_long(argc, argv, "c:fnv", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'c':
+            conf = optarg;
+            break;
+        case 'f':
+            foreground = 1;
+            break;
+        case 'n':
+            check_only = 1;
+            break;
+        case 'v':
+            syncd_verbose = 1;
+            break;
+        case 'O':
+            once = 1;
+            break;
+        case 'F':
+            force = 1;
+            break;
+        case 'S':
+            syncd_only = optarg;
+            break;
+        default:
+            syncd_usage();
+        }
+    }
+    if (optind != argc || (force && !once))
+        syncd_usage();
+
+    log_init(SYNCD_NAME, 1, !check_only);
+    log_set_debug(syncd_verbose);
+
+    /* SIGHUP re-reads the file after a chdir("/"): remember where it is. */
+    syncd_conf_path = xstrdup(realpath(conf, real) ? real : conf);
+    if (syncd_load() != 0)
+        log_fatal_code(RG_EX_CONFIG, "%s: configuration errors; %s", syncd_conf_path,
+                       check_only ? "see above" : "not starting");
+    if (check_only) {
+        for (int i = 0; i < syncd_nsources; i++)
+            syncd_notes(syncd_sources[i].conf);
+        log_info("%s: configuration is valid (%d source%s)", syncd_conf_path, syncd_nsources,
+                 syncd_nsources == 1 ? "" : "s");
+        syncd_free_sources(syncd_sources, syncd_nsources);
+        return RG_EX_OK;
+    }
+    syncd_apply();
+
+    /*
+     * Stop between transactions: the handlers only set flags. SIGHUP
+     * reloads the daemon; --once notes it and goes on.
+     */
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = syncd_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+
+    if (once) {
+        /* From cron as root: write the store as the user lookupd shares it with. */
+        if (daemon_drop(var_syncd_user, err, sizeof(err)) < 0)
+            log_fatal("%s", err);
+        rc = syncd_once(force);
+    } else {
+        rc = syncd_daemon(foreground);
+    }
+    syncd_free_sources(syncd_sources, syncd_nsources);
+    return rc;
+}

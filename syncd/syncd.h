@@ -1,0 +1,283 @@
+/*
+ * syncd.h - what the parts of rcptgate-syncd share
+ *
+ * source.c: the [source NAME] configuration family, the object being
+ * built from a directory entry (SOURCE_OBJ) and address normalisation.
+ * source_ldap.c and source_ldap_ad.c: the LDAP connection and search
+ * helpers, and the two flavours (generic, ad) as small tables.
+ * sync_apply.c: a full (or incremental) pull applied to the store, with
+ * the shrink guard and the export. syncd.c: main, the --once run and the
+ * daemon loop.
+ *
+ * A SOURCE is opaque to everything but its backend: each backend keeps its
+ * own struct and converts the SOURCE pointer it handed out back to it.
+ */
+#ifndef RG_SYNCD_H
+#define RG_SYNCD_H
+
+#include <signal.h>
+#include <stddef.h>
+
+#include <ldap.h>
+
+#include "cfg.h"
+#include "log.h"
+#include "source.h"
+#include "store_sync.h"
+
+#define SYNCD_NAME "rcptgate-syncd"
+
+/* Exit statuses of --once (sysexits.h values; see rcptgate-syncd(8)). */
+#define SYNCD_EX_DATAERR    65      /* the shrink guard refused a sync */
+
+/* Set by the signal handlers in syncd.c; a pull checks it between entries. */
+extern volatile sig_atomic_t syncd_stopping;
+
+/* The configuration file in use (absolute), for messages that suggest a command. */
+extern const char *syncd_conf_path;
+
+/* ------------------------------------------------------------ source.c */
+
+/* The [source NAME] family for cfg_load_families(), NULL-name terminated. */
+extern const CFG_FAMILY source_families[];
+
+/*
+ * source_conf_take - the instances a good load installed (and their
+ * count); the caller owns them and frees each with source_conf_free().
+ * NULL with *count 0 when no load has installed any since the last take.
+ */
+SOURCE_CONF **source_conf_take(int *count);
+
+/* source_conf_free - free one instance, its password zeroed; NULL is fine */
+void source_conf_free(SOURCE_CONF *conf);
+
+/* source_conf_equal - do two instances hold the same settings? */
+int source_conf_equal(const SOURCE_CONF *a, const SOURCE_CONF *b);
+
+/*
+ * source_words - split a space-separated list into a NULL-terminated
+ * array of new strings (free with source_words_free); *count gets the
+ * number of words.
+ */
+char **source_words(const char *list, int *count);
+void source_words_free(char **words);
+
+/* source_uri_loopback - 1 when an LDAP URI's host is loopback (127/8, ::1, localhost) */
+int source_uri_loopback(const char *uri);
+
+/*
+ * source_key - normalise a store key as lookups will ask for it: an
+ * address (addr_parse() with the [address] flags, a domain required) or,
+ * when catchall is set, a catch-all "@domain". out holds ADDR_KEY_SIZE.
+ * 0, or -1 with the reason. The same rules as `rcptgate import`; a
+ * directory value never makes a catch-all (an "smtp:@domain" typo would
+ * otherwise accept every address of the domain).
+ */
+int source_key(const char *in, size_t len, int catchall, char *out, char *err, size_t errlen);
+
+/* A growing list of strings. */
+typedef struct source_list {
+    char **v;
+    size_t n;
+    size_t size;
+} SOURCE_LIST;
+
+/*
+ * The object being built from one directory entry. Reused from entry to
+ * entry: source_obj_reset() empties it but keeps its arrays.
+ */
+typedef struct source_obj {
+    const char *source;         /* source name, for warnings */
+    char *dn;
+    char *guid;
+    const char *kind;           /* STORE_KIND_* */
+    int flags;
+    SOURCE_LIST addresses;
+    SOURCE_LIST logins;
+    SOURCE_LIST members;
+} SOURCE_OBJ;
+
+void source_obj_init(SOURCE_OBJ *obj, const char *source);
+void source_obj_reset(SOURCE_OBJ *obj);
+void source_obj_free(SOURCE_OBJ *obj);
+void source_obj_set_dn(SOURCE_OBJ *obj, const char *dn, size_t len);
+/* source_obj_set_guid - the identity, lowercased */
+void source_obj_set_guid(SOURCE_OBJ *obj, const char *guid, size_t len);
+
+/*
+ * source_obj_address - add one address value of attribute attr after
+ * normalising it. A value that does not parse is skipped: one warning
+ * naming the DN and the value (at most a few per pull, then counted only)
+ * and sink->skipped++. 1 added, 0 already there, -1 skipped.
+ */
+int source_obj_address(SOURCE_OBJ *obj, SYNC_SINK *sink, const char *attr, const char *value, size_t len);
+
+/* source_obj_login - add a login name, lowercased (duplicates dropped) */
+void source_obj_login(SOURCE_OBJ *obj, const char *value, size_t len);
+
+/* source_obj_member - add a member DN as the directory gave it */
+void source_obj_member(SOURCE_OBJ *obj, const char *value, size_t len);
+
+/* source_obj_put - hand the object to the sink; 0, or -1 (the sink's) */
+int source_obj_put(SOURCE_OBJ *obj, SYNC_SINK *sink);
+
+/* source_skip_warn - a warning about an unusable value, rate-limited per pull */
+void source_skip_warn(SYNC_SINK *sink, const char *fmt, ...) RG_PRINTF(2, 3);
+
+/* ------------------------------------------------------------ source_ldap.c */
+
+typedef struct source_ldap SOURCE_LDAP;
+
+/* What differs between directories: defaults and the entry mapping. */
+typedef struct source_ldap_flavour {
+    const char *name;
+    const char *filter;             /* default filter */
+    const char *addresses;          /* default address_attributes */
+    const char *logins;             /* default login_attributes */
+    const char *const *attrs;       /* further attributes the mapping reads */
+    /* begin - before the searches of a full pull (rootDSE reads ...); 0 or -1 */
+    int (*begin)(SOURCE_LDAP *sl, char *err, size_t errlen);
+    /* entry - map one entry and hand it to sl->sink; 0 or -1 */
+    int (*entry)(SOURCE_LDAP *sl, LDAPMessage *e, char *err, size_t errlen);
+    /* end - after a complete pull: the incremental state (malloc'd, or NULL) */
+    void (*end)(SOURCE_LDAP *sl, char **cookie, char **invocation_id);
+} SOURCE_LDAP_FLAVOUR;
+
+extern const SOURCE_LDAP_FLAVOUR source_ldap_generic;
+extern const SOURCE_LDAP_FLAVOUR source_ldap_ad;
+
+/* One open LDAP source. */
+struct source_ldap {
+    const SOURCE_CONF *conf;        /* borrowed: lives until close */
+    const SOURCE_LDAP_FLAVOUR *flavour;
+    LDAP *ld;
+    int tls;                        /* how the connection is protected (source_ldap.c) */
+    char *uri;                      /* the URI we are connected to */
+    const char *filter;             /* conf->filter or the flavour's */
+    char **attrs;                   /* what the searches request */
+    char **addr_attrs;              /* address attributes */
+    char **login_attrs;             /* login attributes */
+    SOURCE_OBJ obj;                 /* the entry being mapped */
+    SYNC_SINK *sink;                /* during a pull */
+    long long entries;              /* entries seen in this pull */
+    long long disabled;             /* ad: disabled accounts left out */
+    /* ad: incremental state and settings */
+    long long *shared_types;
+    int n_shared_types;
+    long long usn_start;            /* highestCommittedUSN before the pull, -1 unknown */
+    long long usn_max;              /* highest uSNChanged seen */
+    char *invocation_id;
+};
+
+/* Called for each entry a search returns; 0 or -1 (err set) to stop. */
+typedef int (*SOURCE_LDAP_ENTRY_FN)(SOURCE_LDAP *sl, LDAPMessage *e, void *ctx, char *err, size_t errlen);
+
+/*
+ * source_ldap_search - one search with the source's timeouts: paged
+ * (RFC 2696, critical, page_size) or not, every page until the server's
+ * cookie is empty. Search references are ignored (logged at debug level);
+ * any result but success (size limit, referral, ...) or a lost connection
+ * is an error. 0, or -1 with err set.
+ */
+int source_ldap_search(SOURCE_LDAP *sl, const char *base, int scope, const char *filter,
+                       char **attrs, int paged, SOURCE_LDAP_ENTRY_FN fn, void *ctx,
+                       char *err, size_t errlen);
+
+/*
+ * source_ldap_entry_first/next - walk an entry's DN and attributes in one
+ * pass over its BER. first gives the DN; next gives each attribute's
+ * name and values (ber_memfree(*vals) after use): 1, 0 at the end, -1.
+ * Names and values are not NUL-terminated: use their lengths.
+ */
+int source_ldap_entry_first(SOURCE_LDAP *sl, LDAPMessage *e, BerElement **ber, struct berval *dn);
+int source_ldap_entry_next(SOURCE_LDAP *sl, LDAPMessage *e, BerElement *ber,
+                           struct berval *name, struct berval **vals);
+
+/* source_ldap_is - does a BER name equal the attribute name (case-insensitively)? */
+int source_ldap_is(const struct berval *name, const char *attr);
+
+/* source_ldap_in - is a BER name one of a NULL-terminated list? */
+int source_ldap_in(const struct berval *name, char *const *list);
+
+/* source_ldap_diag - a failure's text with the server's diagnostic, into buf */
+const char *source_ldap_diag(SOURCE_LDAP *sl, int rc, char *buf, size_t size);
+
+/* ------------------------------------------------------------ source_ldap_ad.c */
+
+/*
+ * source_ldap_ad_proxy - the SMTP address of a proxyAddresses value:
+ * "SMTP:a@b" (primary) and "smtp:a@b" (any case of the prefix) give
+ * addr and alen and 1; X400:, X500:, SIP:, EUM: and other types give 0.
+ */
+int source_ldap_ad_proxy(const char *value, size_t len, const char **addr, size_t *alen);
+
+/* source_ldap_ad_guid - 16 raw bytes as 32 lowercase hex digits (out holds 33); 0 or -1 */
+int source_ldap_ad_guid(const struct berval *bv, char *out);
+
+/*
+ * source_ldap_ad_range - parse an attribute name "member;range=LOW-HIGH"
+ * (HIGH may be an asterisk: *last = 1). 1 it is a range of attr, 0 it is not.
+ */
+int source_ldap_ad_range(const struct berval *name, const char *attr, long long *low,
+                         long long *high, int *last);
+
+/* source_ldap_ad_shared_types - parse a shared_types list; count, or -1 if malformed */
+int source_ldap_ad_shared_types(const char *list, long long **types);
+
+/* ------------------------------------------------------------ sync_apply.c */
+
+/* Outcomes of one sync. */
+#define SYNC_APPLIED    0       /* committed */
+#define SYNC_FAILED     1       /* directory or store failure: nothing applied, try later */
+#define SYNC_REFUSED    2       /* the shrink guard: nothing applied until forced */
+#define SYNC_STOPPED    3       /* SIGTERM during the pull: nothing applied */
+#define SYNC_NEED_FULL  4       /* incremental impossible: run a full pull */
+
+typedef struct sync_result {
+    int status;                 /* SYNC_* */
+    int store_failed;           /* the failure was the store's (reopen it) */
+    int full;                   /* it was a full pull */
+    int export_failed;          /* applied, but the export (file or command) failed */
+    STORE_COUNTS counts;
+    long long objects;          /* objects the pull delivered */
+    long long skipped;          /* values left out */
+    long long ms;               /* how long it took */
+    char why[1024];             /* the reason of a failure or refusal */
+} SYNC_RESULT;
+
+/*
+ * sync_apply_full - one full pull from an open source applied to the
+ * store as one diff transaction, unless it fails (nothing applied, the
+ * run recorded as "failed") or the shrink guard refuses it (unless force;
+ * recorded as "refused"). Logs the outcome in one line. res->status.
+ */
+int sync_apply_full(STORE *st, const SOURCE_CONF *conf, const SOURCE_OPS *ops, SOURCE *src,
+                    int force, SYNC_RESULT *res);
+
+/*
+ * sync_apply_delta - an incremental pull (ops->incremental) from the
+ * stored cookie, applied as one transaction. No cookie yet, or SOURCE_FULL
+ * from the backend (cookie expired, another DC), is SYNC_NEED_FULL: the
+ * caller then runs a full pull.
+ */
+int sync_apply_delta(STORE *st, const SOURCE_CONF *conf, const SOURCE_OPS *ops, SOURCE *src,
+                     SYNC_RESULT *res);
+
+/* sync_apply_failed - record a run that failed before its pull (open failed) */
+void sync_apply_failed(STORE *st, const SOURCE_CONF *conf, const char *why);
+
+/*
+ * sync_apply_guard - the shrink guard's decision for a diff: 1 refuse
+ * (the reason in why), 0 apply. objects: what the pull delivered.
+ */
+int sync_apply_guard(const STORE_COUNTS *counts, long long objects, int max_pct,
+                     long long max_count, char *why, size_t whylen);
+
+/*
+ * sync_apply_export - [syncd] export_file (all recipients as "address OK"
+ * lines, written atomically) and then export_command. Nothing when
+ * export_file is empty. 0, or -1 with err set.
+ */
+int sync_apply_export(STORE *st, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,565 @@
+/*
+ * test_syncd.c - unit tests of rcptgate-syncd's parts that need no server
+ *
+ * The AD value rules (proxyAddresses types, objectGUID, member ranges,
+ * shared mailbox types), loopback detection, address normalisation and
+ * the object builder, the [source NAME] validation through the real
+ * configuration loader, and sync_apply.c against a real store with a
+ * scripted source: applied, refused by the shrink guard, forced, failed,
+ * and the export file. The LDAP paths run against slapd in
+ * tests/integration/syncd_*.sh.
+ */
+#include "config.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "addr.h"
+#include "cfg.h"
+#include "log.h"
+#include "params.h"
+#include "store.h"
+#include "syncd.h"
+#include "xalloc.h"
+
+/* What syncd.c defines for the other parts. */
+volatile sig_atomic_t syncd_stopping;
+const char *syncd_conf_path = "/test/rcptgate.conf";
+
+static char test_dir[256];
+
+/* test_file - write text to dir/name; the path in a static buffer */
+static const char *test_file(const char *name, const char *text, int mode)
+{
+    static char path[512];
+    FILE *fp;
+
+    snprintf(path, sizeof(path), "%s/%s", test_dir, name);
+    fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs(text, fp);
+    fclose(fp);
+    chmod(path, (mode_t) mode);
+    return path;
+}
+
+/* bv - a berval of a C string */
+static struct berval bv(const char *s)
+{
+    struct berval b;
+
+    b.bv_val = (char *) s;
+    b.bv_len = strlen(s);
+    return b;
+}
+
+/* ------------------------------------------------------------ AD rules */
+
+static void test_proxy(void **state)
+{
+    const char *a;
+    size_t n;
+    const char *smtp[] = {"SMTP:Ann@Example.org", "smtp:ann@example.org", "sMtP:x@y.z"};
+    const char *other[] = {"X500:/o=Corp/cn=ann", "X400:c=US;a= ;p=Corp;", "SIP:ann@example.org",
+                           "EUM:1234;phone-context=x", "smtp", "smtpx:a@b.c", "", "MS:CORP/ANN"};
+
+    for (size_t i = 0; i < sizeof(smtp) / sizeof(smtp[0]); i++) {
+        assert_int_equal(source_ldap_ad_proxy(smtp[i], strlen(smtp[i]), &a, &n), 1);
+        assert_int_equal(n, strlen(smtp[i]) - 5);
+        assert_memory_equal(a, smtp[i] + 5, n);
+    }
+    for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++)
+        assert_int_equal(source_ldap_ad_proxy(other[i], strlen(other[i]), &a, &n), 0);
+}
+
+static void test_guid(void **state)
+{
+    char raw[16];
+    char hex[33];
+    struct berval b = {16, raw};
+
+    for (int i = 0; i < 16; i++)
+        raw[i] = (char) (i * 17);
+    assert_int_equal(source_ldap_ad_guid(&b, hex), 0);
+    assert_string_equal(hex, "00112233445566778899aabbccddeeff");
+    raw[0] = (char) 0xfe;
+    assert_int_equal(source_ldap_ad_guid(&b, hex), 0);
+    assert_string_equal(hex, "fe112233445566778899aabbccddeeff");
+    b.bv_len = 15;
+    assert_int_equal(source_ldap_ad_guid(&b, hex), -1);
+}
+
+static void test_range(void **state)
+{
+    long long lo, hi;
+    int last;
+    struct berval b;
+
+    b = bv("member;range=0-1499");
+    assert_int_equal(source_ldap_ad_range(&b, "member", &lo, &hi, &last), 1);
+    assert_true(lo == 0 && hi == 1499 && last == 0);
+    b = bv("Member;Range=1500-*");
+    assert_int_equal(source_ldap_ad_range(&b, "member", &lo, &hi, &last), 1);
+    assert_true(lo == 1500 && last == 1);
+    b = bv("member;range=20-29");
+    assert_int_equal(source_ldap_ad_range(&b, "member", &lo, &hi, &last), 1);
+    assert_true(lo == 20 && hi == 29 && last == 0);
+
+    const char *bad[] = {"member", "member;range=", "member;range=5-3", "member;range=-5",
+                         "member;range=0-*x", "member;range=0-", "memberOf;range=0-9",
+                         "member;range=a-9", "member;range=0--1", "member;range=0-1-2"};
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        b = bv(bad[i]);
+        assert_int_equal(source_ldap_ad_range(&b, "member", &lo, &hi, &last), 0);
+    }
+}
+
+static void test_shared_types(void **state)
+{
+    long long *t = NULL;
+
+    assert_int_equal(source_ldap_ad_shared_types("4 16 32 8589934592 17179869184 34359738368", &t), 6);
+    assert_true(t[0] == 4 && t[3] == 8589934592LL && t[5] == 34359738368LL);
+    free(t);
+    assert_int_equal(source_ldap_ad_shared_types("4 room", &t), -1);
+    assert_null(t);
+    assert_int_equal(source_ldap_ad_shared_types("-4", &t), -1);
+    assert_int_equal(source_ldap_ad_shared_types("", &t), 0);
+    free(t);
+}
+
+/* ------------------------------------------------------------ helpers */
+
+static void test_loopback(void **state)
+{
+    assert_true(source_uri_loopback("ldap://127.0.0.1:389"));
+    assert_true(source_uri_loopback("ldap://127.9.9.9/"));
+    assert_true(source_uri_loopback("ldap://[::1]:3389"));
+    assert_true(source_uri_loopback("ldap://localhost"));
+    assert_true(source_uri_loopback("ldapi:///"));
+    assert_true(source_uri_loopback("ldapi://%2Frun%2Fslapd%2Fldapi"));
+    assert_false(source_uri_loopback("ldap://dc1.example.com"));
+    assert_false(source_uri_loopback("ldaps://10.0.0.1"));
+    assert_false(source_uri_loopback("ldap://128.0.0.1"));
+    assert_false(source_uri_loopback("ldap://[::2]"));
+    assert_false(source_uri_loopback("ldap:///"));
+    assert_false(source_uri_loopback("not a uri"));
+}
+
+static void test_key(void **state)
+{
+    char out[ADDR_KEY_SIZE];
+    char why[256];
+
+    assert_int_equal(source_key("Alice@Example.COM", 17, 0, out, why, sizeof(why)), 0);
+    assert_string_equal(out, "alice@example.com");
+    assert_int_equal(source_key(" bob@x.org \t", 12, 0, out, why, sizeof(why)), 0);
+    assert_string_equal(out, "bob@x.org");
+    assert_int_equal(source_key("@Example.COM", 12, 1, out, why, sizeof(why)), 0);
+    assert_string_equal(out, "@example.com");
+    assert_int_equal(source_key("@Example.COM", 12, 0, out, why, sizeof(why)), -1);
+    assert_int_equal(source_key("x@b\xc3\xbcro.example", 15, 0, out, why, sizeof(why)), 0);
+    assert_string_equal(out, "x@xn--bro-hoa.example");
+    assert_int_equal(source_key("bad@@x.org", 10, 0, out, why, sizeof(why)), -1);
+    assert_int_equal(source_key("nodomain", 8, 0, out, why, sizeof(why)), -1);
+    assert_int_equal(source_key("a%b@x.org", 9, 0, out, why, sizeof(why)), -1);
+    assert_int_equal(source_key("", 0, 0, out, why, sizeof(why)), -1);
+    assert_int_equal(source_key("@", 1, 1, out, why, sizeof(why)), -1);
+}
+
+/* The sink of the object tests: counts puts, keeps the last object's first address. */
+static int obj_puts;
+static char obj_first[ADDR_KEY_SIZE];
+
+static int obj_put(SYNC_SINK *sink, const STORE_OBJECT *o)
+{
+    obj_puts++;
+    snprintf(obj_first, sizeof(obj_first), "%s", o->n_addresses ? o->addresses[0] : "");
+    return 0;
+}
+
+static void test_obj(void **state)
+{
+    SOURCE_OBJ o;
+    SYNC_SINK sink;
+
+    memset(&sink, 0, sizeof(sink));
+    sink.put = obj_put;
+    source_obj_init(&o, "t");
+    source_obj_set_dn(&o, "cn=X,dc=y", 9);
+    source_obj_set_guid(&o, "ABCdef", 6);
+    assert_string_equal(o.guid, "abcdef");
+    assert_int_equal(source_obj_address(&o, &sink, "mail", "A@B.C", 5), 1);
+    assert_int_equal(source_obj_address(&o, &sink, "mail", "a@b.c", 5), 0);
+    assert_int_equal(source_obj_address(&o, &sink, "mail", "not an address", 14), -1);
+    assert_int_equal(source_obj_address(&o, &sink, "proxyAddresses", "@b.c", 4), -1);
+    assert_int_equal(sink.skipped, 2);
+    assert_int_equal(o.addresses.n, 1);
+    source_obj_login(&o, "Ann", 3);
+    source_obj_login(&o, "ANN", 3);
+    source_obj_login(&o, "", 0);
+    assert_int_equal(o.logins.n, 1);
+    assert_string_equal(o.logins.v[0], "ann");
+    source_obj_member(&o, "cn=m,dc=y", 9);
+    assert_int_equal(o.members.n, 1);
+    assert_int_equal(source_obj_put(&o, &sink), 0);
+    assert_int_equal(obj_puts, 1);
+    assert_string_equal(obj_first, "a@b.c");
+    source_obj_reset(&o);
+    assert_int_equal(o.addresses.n + o.logins.n + o.members.n, 0);
+    assert_null(o.dn);
+    source_obj_free(&o);
+}
+
+static void test_guard(void **state)
+{
+    STORE_COUNTS c;
+    char why[512];
+
+    memset(&c, 0, sizeof(c));
+    c.added = 10;
+    assert_int_equal(sync_apply_guard(&c, 10, 10, 0, why, sizeof(why)), 0);    /* a new source */
+    assert_int_equal(sync_apply_guard(&c, 0, 10, 0, why, sizeof(why)), 0);     /* nothing to lose */
+    memset(&c, 0, sizeof(c));
+    c.removed = 5;
+    assert_int_equal(sync_apply_guard(&c, 0, 100, 0, why, sizeof(why)), 1);    /* emptied */
+    assert_non_null(strstr(why, "no objects"));
+    c.removed = 2;
+    c.kept = 5;
+    assert_int_equal(sync_apply_guard(&c, 5, 10, 0, why, sizeof(why)), 1);     /* 2 of 7 */
+    assert_non_null(strstr(why, "2 of the source's 7"));
+    assert_int_equal(sync_apply_guard(&c, 5, 30, 0, why, sizeof(why)), 0);     /* 28.6% <= 30% */
+    c.removed = 1;
+    c.kept = 9;
+    assert_int_equal(sync_apply_guard(&c, 9, 10, 0, why, sizeof(why)), 0);     /* exactly 10% */
+    assert_int_equal(sync_apply_guard(&c, 9, 9, 0, why, sizeof(why)), 1);
+    c.removed = 3;
+    c.kept = 997;
+    assert_int_equal(sync_apply_guard(&c, 997, 10, 2, why, sizeof(why)), 1);   /* count limit */
+    assert_non_null(strstr(why, "max_remove_count"));
+    assert_int_equal(sync_apply_guard(&c, 997, 10, 3, why, sizeof(why)), 0);
+    c.removed = 0;
+    c.kept = 0;
+    c.changed = 4;
+    assert_int_equal(sync_apply_guard(&c, 0, 10, 0, why, sizeof(why)), 1);     /* objects but none seen */
+}
+
+/* ------------------------------------------------------------ configuration */
+
+/* load - cfg_load_families on text; the error count, the instances in *confs */
+static int load(const char *text, SOURCE_CONF ***confs, int *n)
+{
+    const char *path = test_file("t.conf", text, 0600);
+    int errors = cfg_load_families(path, params_sections_for("syncd"), source_families);
+
+    *confs = source_conf_take(n);
+    return errors;
+}
+
+/* free_confs - what load() took */
+static void free_confs(SOURCE_CONF **confs, int n)
+{
+    for (int i = 0; i < n; i++)
+        source_conf_free(confs[i]);
+    free(confs);
+}
+
+static void test_conf_good(void **state)
+{
+    SOURCE_CONF **c;
+    int n;
+    char text[2048];
+    const char *pw = test_file("pw", "s3cret\n", 0600);
+
+    snprintf(text, sizeof(text),
+             "[syncd]\nuser =\n"
+             "[source corp]\ntype = ldap\nflavour = ad\nuri = ldap://dc1.example.com ldaps://dc2.example.com\n"
+             "base = OU=A,DC=x\nbase = OU=B,DC=x\nbind_dn = CN=s,DC=x\nbind_password_file = %s\n"
+             "[source people]\ntype = ldap\nuri = ldapi:///\nbase = dc=y\nsasl_mech = external\n"
+             "[source legacy]\ntype = file\npath = /etc/postfix/relay_recipients\n", pw);
+    assert_int_equal(load(text, &c, &n), 0);
+    assert_int_equal(n, 3);
+    assert_string_equal(c[0]->name, "corp");
+    assert_string_equal(c[0]->flavour, "ad");
+    assert_string_equal(c[0]->base, "OU=A,DC=x\nOU=B,DC=x");
+    assert_string_equal(c[0]->bind_password, "s3cret");
+    assert_string_equal(c[0]->tls, "auto");
+    assert_string_equal(c[0]->mode, "poll");
+    assert_int_equal(c[0]->page_size, 500);
+    assert_int_equal(c[0]->range_step, 1500);
+    assert_int_equal(c[0]->timeout_ms, 30000);
+    assert_int_equal(c[0]->connect_timeout_ms, 10000);
+    assert_string_equal(c[1]->flavour, "generic");
+    assert_null(c[1]->bind_password);
+    assert_string_equal(c[2]->type, "file");
+    assert_true(source_conf_equal(c[0], c[0]));
+    assert_false(source_conf_equal(c[0], c[1]));
+    assert_ptr_equal(source_ops_find("ldap"), &source_ldap_ops);
+    assert_ptr_equal(source_ops_find("file"), &source_file_ops);
+    assert_null(source_ops_find("graph"));
+    free_confs(c, n);
+}
+
+/* conf_errors - the number of errors a [source t] body gives */
+static int conf_errors(const char *body)
+{
+    SOURCE_CONF **c;
+    int n;
+    char text[2048];
+    int errors;
+
+    snprintf(text, sizeof(text), "[syncd]\nuser =\n[source t]\n%s", body);
+    errors = load(text, &c, &n);
+    assert_null(c);                     /* nothing installed from a bad file */
+    free_confs(c, n);
+    return errors;
+}
+
+static void test_conf_bad(void **state)
+{
+    char body[512];
+    const char *open_pw = test_file("openpw", "x\n", 0644);
+
+    snprintf(body, sizeof(body), "type = ldap\nuri = ldap://dc\nbase = dc=x\nbind_dn = cn=a\n"
+             "bind_password_file = %s\n", open_pw);
+    assert_int_equal(conf_errors(body), 1);             /* the secret file's mode */
+    assert_int_equal(conf_errors("type = graph\n"), 1);
+    assert_int_equal(conf_errors("type = ldap\n"), 2);  /* uri and base */
+    assert_int_equal(conf_errors("type = ldap\nuri = http://x\nbase = dc=x\n"), 1);
+    assert_int_equal(conf_errors("type = ldap\nuri = ldap://x/dc=y\nbase = dc=x\n"), 1);
+    assert_int_equal(conf_errors("type = ldap\nuri = ldaps://x\ntls = starttls\nbase = dc=x\n"), 1);
+    assert_int_equal(conf_errors("type = ldap\nuri = ldap://x\ntls = ldaps\nbase = dc=x\n"), 1);
+    assert_int_equal(conf_errors("type = ldap\nuri = ldap://x\nbase = not a dn\n"), 1);
+    assert_int_equal(conf_errors("type = ldap\nuri = ldap://x\nbase = dc=x\nfilter = (a=b)(c=d)\n"), 1);
+    assert_int_equal(conf_errors("type = ldap\nuri = ldap://x\nbase = dc=x\nfilter = mail=*\n"), 1);
+    assert_int_equal(conf_errors("type = ldap\nuri = ldap://x\nbase = dc=x\nbind_dn = cn=a\n"), 1);
+    assert_int_equal(conf_errors("type = ldap\nuri = ldap://x\nbase = dc=x\nsasl_mech = NTLM\n"), 1);
+    assert_int_equal(conf_errors("type = ldap\nuri = ldap://x\nbase = dc=x\nsasl_mech = EXTERNAL\n"), 1);
+    assert_int_equal(conf_errors("type = ldap\nuri = ldap://x\nbase = dc=x\nshared_types = 4\n"), 1);
+    assert_int_equal(conf_errors("type = ldap\nflavour = ad\nuri = ldap://x\nbase = dc=x\nshared_types = 4 room\n"), 1);
+    assert_int_equal(conf_errors("type = ldap\nuri = ldap://x\nbase = dc=x\npage_size = 5000\n"), 1);
+    assert_int_equal(conf_errors("type = ldap\nuri = ldap://x\nbase = dc=x\nca_file = /nonexistent/ca.pem\n"), 1);
+    assert_int_equal(conf_errors("type = ldap\nuri = ldap://x\nbase = dc=x\nmode = sometimes\n"), 1);
+    assert_int_equal(conf_errors("type = file\n"), 1);
+    assert_int_equal(conf_errors("type = file\npath = /x\nuri = ldap://x\n"), 1);
+    assert_int_equal(conf_errors("type = ldap\nuri = ldap://x\nbase = dc=x\nbogus = 1\n"), 1);
+    {
+        SOURCE_CONF **c;
+        int n;
+
+        assert_int_equal(load("[syncd]\nuser =\n[source static]\ntype = file\npath = /x\n", &c, &n), 1);
+        free_confs(c, n);
+    }
+}
+
+/* ------------------------------------------------------------ sync_apply */
+
+/* A scripted source: what full() delivers, or that it fails. */
+static const char *const *script_addrs;     /* one object per address */
+static int script_fail;
+
+static SOURCE *script_open(const SOURCE_CONF *conf, char *err, size_t errlen)
+{
+    return (SOURCE *) (void *) xstrdup("script");
+}
+
+static int script_full(SOURCE *src, SYNC_SINK *sink, char **cookie, char **invocation_id,
+                       char *err, size_t errlen)
+{
+    *cookie = xstrdup("42");
+    *invocation_id = NULL;
+    for (size_t i = 0; script_addrs && script_addrs[i]; i++) {
+        STORE_OBJECT o;
+        const char *a[1] = {script_addrs[i]};
+
+        memset(&o, 0, sizeof(o));
+        o.guid = script_addrs[i];
+        o.dn = "";
+        o.kind = STORE_KIND_USER;
+        o.addresses = a;
+        o.n_addresses = 1;
+        if (sink->put(sink, &o) < 0) {
+            snprintf(err, errlen, "sink refused");
+            return SOURCE_ERR;
+        }
+        if (script_fail && i == 1) {
+            snprintf(err, errlen, "connection lost after two objects");
+            return SOURCE_ERR;
+        }
+    }
+    return SOURCE_OK;
+}
+
+static void script_close(SOURCE *src)
+{
+    free(src);
+}
+
+static const SOURCE_OPS script_ops = {"ldap", script_open, script_full, NULL, NULL, script_close};
+
+/* run - one scripted full sync; its status */
+static int run(STORE *st, const char *const *addrs, int fail, int force, SYNC_RESULT *res)
+{
+    SOURCE_CONF conf;
+    SOURCE *src;
+    char err[256];
+    int rc;
+
+    memset(&conf, 0, sizeof(conf));
+    conf.name = "script";
+    conf.type = "ldap";
+    script_addrs = addrs;
+    script_fail = fail;
+    src = script_ops.open(&conf, err, sizeof(err));
+    rc = sync_apply_full(st, &conf, &script_ops, src, force, res);
+    script_ops.close(src);
+    return rc;
+}
+
+/* count_rcpt - recipients of the store */
+static int count_cb(const STORE_RCPT *r, void *ctx)
+{
+    (*(int *) ctx)++;
+    return 0;
+}
+
+static int count_rcpt(STORE *st)
+{
+    int n = 0;
+
+    assert_int_equal(store_rcpt_walk(st, "script", count_cb, &n), 0);
+    return n;
+}
+
+static void test_apply(void **state)
+{
+    static const char *const ten[] = {"a@x.org", "b@x.org", "c@x.org", "d@x.org", "e@x.org",
+                                      "f@x.org", "g@x.org", "h@x.org", "i@x.org", "j@x.org", NULL};
+    static const char *const nine[] = {"a@x.org", "b@x.org", "c@x.org", "d@x.org", "e@x.org",
+                                       "f@x.org", "g@x.org", "h@x.org", "i@x.org", NULL};
+    static const char *const half[] = {"a@x.org", "b@x.org", "c@x.org", "d@x.org", "z@x.org", NULL};
+    static const char *const none[] = {NULL};
+    char path[512];
+    char err[512];
+    char buf[4096];
+    SYNC_RESULT res;
+    STORE *st;
+    FILE *fp;
+    size_t len;
+
+    snprintf(path, sizeof(path), "%s/store.db", test_dir);
+    st = store_open(path, STORE_CREATE, 2000, err, sizeof(err));
+    assert_non_null(st);
+
+    /* A new source: applied, cookie stored, exported. */
+    free(var_syncd_export_file);
+    var_syncd_export_file = xasprintf("%s/export.map", test_dir);
+    free(var_syncd_export_command);
+    var_syncd_export_command = xasprintf("echo done > %s/command.out", test_dir);
+    assert_int_equal(run(st, ten, 0, 0, &res), SYNC_APPLIED);
+    assert_int_equal(res.objects, 10);
+    assert_int_equal(res.counts.added, 10);
+    assert_int_equal(count_rcpt(st), 10);
+    fp = fopen(var_syncd_export_file, "r");
+    assert_non_null(fp);
+    len = fread(buf, 1, sizeof(buf) - 1, fp);
+    buf[len] = 0;
+    fclose(fp);
+    assert_non_null(strstr(buf, "a@x.org OK\nb@x.org OK\n"));
+    assert_non_null(strstr(buf, "j@x.org OK\n"));
+    snprintf(path, sizeof(path), "%s/command.out", test_dir);
+    assert_int_equal(access(path, F_OK), 0);
+    {
+        STORE_SYNC_STATE s;
+
+        assert_int_equal(store_sync_state_get(st, "script", &s), 1);
+        assert_string_equal(s.cookie, "42");
+        store_sync_state_free(&s);
+    }
+
+    /* One of ten removed: exactly max_remove_share, applied. */
+    assert_int_equal(run(st, nine, 0, 0, &res), SYNC_APPLIED);
+    assert_int_equal(res.counts.removed, 1);
+    assert_int_equal(count_rcpt(st), 9);
+
+    /* Half gone: refused, nothing changed; --force applies it. */
+    assert_int_equal(run(st, half, 0, 0, &res), SYNC_REFUSED);
+    assert_int_equal(res.counts.removed, 5);
+    assert_int_equal(count_rcpt(st), 9);
+    assert_int_equal(run(st, half, 0, 1, &res), SYNC_APPLIED);
+    assert_int_equal(count_rcpt(st), 5);
+
+    /* Empty: refused even with a share limit of 100%. */
+    var_syncd_max_remove_pct = 100;
+    assert_int_equal(run(st, none, 0, 0, &res), SYNC_REFUSED);
+    assert_int_equal(count_rcpt(st), 5);
+    var_syncd_max_remove_pct = 10;
+
+    /* A pull that breaks off: nothing applied, the run recorded as failed. */
+    assert_int_equal(run(st, ten, 1, 0, &res), SYNC_FAILED);
+    assert_non_null(strstr(res.why, "connection lost"));
+    assert_int_equal(res.store_failed, 0);
+    assert_int_equal(count_rcpt(st), 5);
+
+    /* A signal during the pull: stopped, nothing applied. */
+    syncd_stopping = 1;
+    assert_int_equal(run(st, ten, 0, 0, &res), SYNC_STOPPED);
+    syncd_stopping = 0;
+    assert_int_equal(count_rcpt(st), 5);
+
+    /* A failing export command is reported, the sync still applied. */
+    free(var_syncd_export_command);
+    var_syncd_export_command = xstrdup("exit 3");
+    assert_int_equal(run(st, half, 0, 0, &res), SYNC_APPLIED);
+    assert_int_equal(res.export_failed, 1);
+    store_close(st);
+}
+
+/* ------------------------------------------------------------ main */
+
+static int group_setup(void **state)
+{
+    snprintf(test_dir, sizeof(test_dir), "%s/test_syncd.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (mkdtemp(test_dir) == NULL)
+        return -1;
+    log_init("test_syncd", 0, 0);           /* the tests provoke errors on purpose */
+    cfg_defaults(params_sections_for("syncd"));
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    char cmd[600];
+
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", test_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_proxy),
+        cmocka_unit_test(test_guid),
+        cmocka_unit_test(test_range),
+        cmocka_unit_test(test_shared_types),
+        cmocka_unit_test(test_loopback),
+        cmocka_unit_test(test_key),
+        cmocka_unit_test(test_obj),
+        cmocka_unit_test(test_guard),
+        cmocka_unit_test(test_conf_good),
+        cmocka_unit_test(test_conf_bad),
+        cmocka_unit_test(test_apply),
+    };
+
+    return cmocka_run_group_tests_name("syncd", tests, group_setup, group_teardown);
+}
