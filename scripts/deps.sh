@@ -11,7 +11,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 PKGS="build-essential autoconf automake pkg-config clang \
   libsqlite3-dev libevent-dev libinih-dev libidn2-dev libcmocka-dev \
-  libldap-dev slapd ldap-utils sqlite3 postfix"
+  libldap-dev libsasl2-dev slapd ldap-utils sqlite3 openssl postfix"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

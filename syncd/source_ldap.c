@@ -45,30 +45,8 @@
 #include "syncd.h"
 #include "xalloc.h"
 
-/*
- * SASL interaction. Debian's libldap is built with Cyrus SASL, but its
- * header is in libsasl2-dev, which the build does not require; without
- * it, the few names the interaction callback needs are declared here with
- * Cyrus SASL 2's values and layout (sasl.h, unchanged since SASL 2.0).
- */
-#if defined(__has_include)
-#if __has_include(<sasl/sasl.h>)
+/* SASL interaction: Cyrus SASL, which Debian's libldap is built with. */
 #include <sasl/sasl.h>
-#define SOURCE_LDAP_HAVE_SASL_H 1
-#endif
-#endif
-#ifndef SOURCE_LDAP_HAVE_SASL_H
-typedef struct sasl_interact {
-    unsigned long id;
-    const char *challenge;
-    const char *prompt;
-    const char *defresult;
-    const void *result;
-    unsigned len;
-} sasl_interact_t;
-#define SASL_CB_LIST_END    0
-#define SASL_CB_USER        0x4001
-#endif
 
 /* How a URI is protected. */
 #define SOURCE_TLS_NONE     0
