@@ -1,2 +1,162 @@
 #!/bin/sh
-echo "1..0 # SKIP not written yet"
+# syncd_file.sh - rcptgate-syncd's file source, and two sources in one store
+#
+# A source of type file reads a Postfix map file by the rules of
+# `rcptgate import`: synced, changed, synced again; a malformed line or a
+# missing file fails the run (75) and applies nothing. Then a file source
+# and an LDAP source (a private slapd) feed one store, each owning its
+# own entries: an address both hold stays valid while either holds it,
+# and --source syncs one of them alone.
+
+. "${top_srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/lib/testlib.sh"
+. "$top_srcdir/tests/lib/slapd.sh"
+
+tl_init syncd_file
+syncd_require
+
+MAP="$T/recipients.map"
+
+# file_conf - [syncd] and the file source "files"
+file_conf() {
+    syncd_conf_reset
+    slapd_syncd_conf
+    file_source
+}
+
+# file_source - append the file source "files"
+file_source() {
+    printf '\n[source files]\ntype = file\npath = %s\n' "$MAP" >> "$CONF"
+}
+
+# write_map FIRST LAST [EXTRA LINE...] - fNN@file.example for FIRST..LAST, then extra lines
+write_map() {
+    {
+        echo "# recipients of file.example"
+        i=$1
+        while [ "$i" -le "$2" ]; do
+            printf 'f%02d@file.example OK\n' "$i"
+            i=$((i + 1))
+        done
+        shift 2
+        for l in "$@"; do
+            echo "$l"
+        done
+    } > "$MAP.tmp" && mv "$MAP.tmp" "$MAP"
+}
+
+# count SOURCE - recipients of a source
+count() {
+    syncd_sql "SELECT count(*) FROM recipient r JOIN source s ON s.id = r.source_id WHERE s.name = '$1'"
+}
+
+tl_admin domain add file.example >/dev/null 2>&1
+tl_admin domain add both.example >/dev/null 2>&1
+
+# --- a file source alone
+write_map 0 19 "Shared@Both.Example OK"
+file_conf
+syncd_once
+tl_is "$rc" 0 "--once with a file source exits 0"
+tl_is "$(count files)" 21 "21 recipients from the file"
+tl_is "$(syncd_sql "SELECT type FROM source WHERE name = 'files'")" file "the source is recorded as type file"
+tl_is "$(rg_query f00@file.example)" 0 "an entry of the file is valid"
+tl_is "$(rg_query shared@both.example)" 0 "an entry in mixed case is valid"
+tl_is "$(rg_query f20@file.example)" 1 "an address not in the file is not"
+
+write_map 0 18 "shared@both.example OK" "f20@file.example OK"
+syncd_once
+tl_is "$rc" 0 "after a change of the file: exits 0"
+tl_is "$(rg_query f19@file.example)" 1 "a line removed from the file is gone"
+tl_is "$(rg_query f20@file.example)" 0 "a line added is valid"
+
+# --- failures apply nothing
+syncd_dump > "$T/before"
+{
+    echo "f00@file.example OK"
+    echo "f21@file.example OK"
+    echo "frank@@file.example OK"
+    echo "f22@file.example OK"
+} > "$MAP"
+syncd_once
+tl_is "$rc" 75 "a malformed line: 75"
+tl_like "$(cat "$T/syncd.err")" "recipients\\.map:3" "the message names file and line"
+rm -f "$MAP"
+syncd_once
+tl_is "$rc" 75 "a missing file: 75"
+syncd_dump > "$T/after"
+cmp -s "$T/before" "$T/after"
+tl_is "$?" 0 "neither failure changed the store"
+tl_is "$(rg_query f21@file.example)" 1 "an entry of the bad file is not applied"
+
+# --- a file source and an LDAP source in one store
+why=$(slapd_missing)
+if [ -n "$why" ]; then
+    tl_n=$((tl_n + 1))
+    echo "ok $tl_n # SKIP two sources: $why"
+    tl_done
+    exit $?
+fi
+S=$SLAPD_SUFFIX
+PEOPLE="ou=People,$S"
+slapd_init || tl_skip_all "slapd_init failed"
+awk -v base="$PEOPLE" 'BEGIN {
+    printf "dn: %s\nobjectClass: organizationalUnit\nou: People\n\n", base
+    for (i = 0; i < 20; i++) {
+        printf "dn: uid=l%02d,%s\nobjectClass: inetOrgPerson\n", i, base
+        printf "uid: l%02d\ncn: L %d\nsn: L\nmail: l%02d@both.example\n\n", i, i, i
+    }
+    printf "dn: uid=shared,%s\nobjectClass: inetOrgPerson\n", base
+    printf "uid: shared\ncn: Shared\nsn: Shared\nmail: shared@both.example\n\n"
+}' > "$T/people.ldif"
+slapd_load "$T/people.ldif" && slapd_start ||
+    { tl_ok 1 "slapd with 21 people starts"; tl_done; exit 1; }
+
+write_map 0 18 "shared@both.example OK" "f20@file.example OK"
+syncd_conf_reset
+slapd_syncd_conf
+file_source
+slapd_source ldap generic "base=$PEOPLE"
+syncd_once
+tl_is "$rc" 0 "--once with a file and an LDAP source exits 0"
+tl_is "$(count files) $(count ldap)" "21 21" "each source holds its 21 recipients"
+tl_is "$(syncd_sql "SELECT count(*) FROM recipient WHERE address = 'shared@both.example'")" 2 \
+    "an address in both sources is held by each"
+tl_is "$(rg_query l00@both.example)" 0 "an LDAP entry is valid"
+
+# the file drops the shared address: the LDAP source still holds it
+write_map 0 18 "f20@file.example OK" "f22@file.example OK"
+syncd_once --source files
+tl_is "$rc" 0 "--source files exits 0"
+tl_is "$(rg_query f22@file.example)" 0 "the file's change is applied"
+tl_is "$(rg_query shared@both.example)" 0 "the shared address is still valid (the LDAP source holds it)"
+tl_is "$(syncd_sql "SELECT s.name FROM recipient r JOIN source s ON s.id = r.source_id WHERE r.address = 'shared@both.example'")" ldap \
+    "and only the LDAP source holds it now"
+
+# --source ldap leaves the file's entries alone
+slapd_delete "uid=shared,$PEOPLE"
+slapd_add <<EOF
+dn: uid=l20,$PEOPLE
+objectClass: inetOrgPerson
+uid: l20
+cn: L 20
+sn: L
+mail: l20@both.example
+EOF
+write_map 0 18 "f20@file.example OK" "f22@file.example OK" "f23@file.example OK"
+syncd_once --source ldap
+tl_is "$rc" 0 "--source ldap exits 0"
+tl_is "$(rg_query l20@both.example)" 0 "the LDAP addition is applied"
+tl_is "$(rg_query shared@both.example)" 1 "the shared address, now in neither source, is gone"
+tl_is "$(rg_query f23@file.example)" 1 "the file source was not synced"
+tl_is "$(count files)" 21 "the file source's entries are untouched"
+
+syncd_once --source nosuch
+tl_ok "$([ "$rc" != 0 ]; echo $?)" "--source with an unknown name fails (got $rc)"
+
+# both again: the file change arrives, nothing else moves
+syncd_once
+tl_is "$rc" 0 "both sources again: exits 0"
+tl_is "$(rg_query f23@file.example)" 0 "the file's pending change is applied"
+tl_is "$(count files) $(count ldap)" "22 21" "22 and 21 recipients"
+
+tl_done
