@@ -53,6 +53,7 @@
 #include "lookupd.h"
 #include "params.h"
 #include "store.h"
+#include "store_sync.h"
 #include "xalloc.h"
 
 #define LOOKUPD_NAME        "rcptgate-lookupd"
@@ -99,6 +100,7 @@ static dev_t lookupd_st_dev;
 static ino_t lookupd_st_ino;
 static long long lookupd_st_last_try = LLONG_MIN / 2;
 static char lookupd_st_reason[256] = "not opened yet";
+static char lookupd_stale[256];         /* non-empty: data older than [store] max_age */
 static char *lookupd_st_path;           /* the path the handle was opened with */
 
 /* Refused connections, logged once per burst. */
@@ -108,6 +110,7 @@ static int lookupd_stats_warned;
 static int lookupd_verbose;             /* -v: debug logging whatever the config says */
 
 static void lookupd_conn_free(LOOKUPD_CONN *conn);
+static void lookupd_stale_check(void);
 
 /* lookupd_now_ms - the loop's cached clock in milliseconds */
 static long long lookupd_now_ms(void)
@@ -190,6 +193,7 @@ static void lookupd_store_try(void)
     lookupd_st_path = xstrdup(var_store_path);
     log_info("store %s opened", var_store_path);
     snprintf(lookupd_st_reason, sizeof(lookupd_st_reason), "open");
+    lookupd_stale_check();
 }
 
 /* lookupd_store - the handle inside a read transaction, or NULL and why */
@@ -198,6 +202,10 @@ STORE *lookupd_store(const char **reason)
     lookupd_store_try();
     if (lookupd_st == NULL) {
         *reason = lookupd_st_reason;
+        return NULL;
+    }
+    if (lookupd_stale[0]) {
+        *reason = lookupd_stale;
         return NULL;
     }
     if (!lookupd_st_in_read) {
@@ -740,6 +748,35 @@ static void lookupd_reload(void)
 /* ------------------------------------------------------------ signals, loop */
 
 /*
+ * lookupd_stale_check - with [store] max_age set, is the directory data too
+ * old to trust? A syncd that has stopped syncing leaves a list that no
+ * longer knows new employees; past the limit "try later" is the honest
+ * answer. Checked once a second, not per lookup.
+ */
+static void lookupd_stale_check(void)
+{
+    long long age;
+    char was[sizeof(lookupd_stale)];
+
+    memcpy(was, lookupd_stale, sizeof(was));
+    lookupd_stale[0] = 0;
+    if (var_store_max_age_ms <= 0 || lookupd_st == NULL)
+        return;
+    if (store_sync_age(lookupd_st, &age) < 0) {
+        lookupd_store_failed(store_error(lookupd_st));
+        return;
+    }
+    if (age >= 0 && age * 1000 > var_store_max_age_ms)
+        snprintf(lookupd_stale, sizeof(lookupd_stale),
+                 "directory data is stale: last sync %lld s ago, max_age is %d s",
+                 age, var_store_max_age_ms / 1000);
+    if (lookupd_stale[0] && strcmp(was, lookupd_stale) != 0 && was[0] == 0)
+        log_warn("store %s: %s; answering TEMP until a sync succeeds", var_store_path, lookupd_stale);
+    else if (!lookupd_stale[0] && was[0])
+        log_info("store %s: directory data fresh again", var_store_path);
+}
+
+/*
  * lookupd_tick_cb - once a second: is the store still the file we opened?
  * Reopening is left to the next request: a locked store then costs that
  * request the busy timeout, not the loop a wait nobody asked for.
@@ -747,6 +784,7 @@ static void lookupd_reload(void)
 static void lookupd_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     lookupd_store_check();
+    lookupd_stale_check();
 }
 
 /* lookupd_signal_cb - HUP reloads; TERM and INT stop the loop */
