@@ -14,7 +14,8 @@
  * store_replace_diff() or at store_replace_commit(), and the merge is done
  * inside it, so the counts and what is applied agree with the data that
  * was there. Until COMMIT readers see the old set; on any error nothing is
- * applied.
+ * applied. The arena, the source row, the lock and the run record are
+ * store_bulk.c's, shared with store_sync.c.
  */
 #include "config.h"
 
@@ -28,7 +29,6 @@
 #include "xalloc.h"
 
 #define STORE_REPL_KINDS    32          /* distinct kinds in one set */
-#define STORE_CHUNK_SIZE    (1024 * 1024)
 
 /* What the merge decided for a new entry. */
 enum store_op {
@@ -45,23 +45,10 @@ typedef struct store_entry {
     uint16_t op;                /* enum store_op, after the merge */
 } STORE_ENTRY;
 
-/* Strings of the set live in chunks freed all at once. */
-typedef struct store_chunk {
-    struct store_chunk *next;
-    size_t used;
-    size_t size;
-    char data[];
-} STORE_CHUNK;
-
 struct store_repl {
-    char *source;
-    char *type;
-    long long source_id;
-    long long started;          /* unix time of begin */
-    struct timespec t0;         /* for the run's duration */
-    int locked;                 /* the write transaction is open */
+    STORE_RUN run;              /* source, lock, clocks */
     int merged;                 /* entries[] sorted, unique and merged */
-    STORE_CHUNK *chunks;
+    STORE_ARENA arena;          /* the set's strings */
     STORE_ENTRY *entries;
     size_t nentries, capentries;
     uint32_t seq;
@@ -74,20 +61,14 @@ struct store_repl {
 
 /* Statements, prepared on the first replacement and kept with the handle. */
 enum store_rstmt {
-    RSTMT_SOURCE_GET,
-    RSTMT_SOURCE_ADD,
     RSTMT_SCAN,
     RSTMT_DELETE,
     RSTMT_INSERT,
     RSTMT_UPDATE,
-    RSTMT_SOURCE_RUN,
-    RSTMT_RUN_ADD,
     RSTMT_COUNT
 };
 
 static const char *const store_rsql[RSTMT_COUNT] = {
-    [RSTMT_SOURCE_GET] = "SELECT id, type FROM source WHERE name = ?1",
-    [RSTMT_SOURCE_ADD] = "INSERT INTO source (name, type) VALUES (?1, ?2)",
     /* In primary key order: the merge needs BINARY (strcmp) order. */
     [RSTMT_SCAN] = "SELECT address, kind FROM recipient WHERE source_id = ?1 ORDER BY address",
     [RSTMT_DELETE] = "DELETE FROM recipient WHERE address = ?1 AND source_id = ?2",
@@ -95,82 +76,32 @@ static const char *const store_rsql[RSTMT_COUNT] = {
         "VALUES (?1, ?2, ?3, 0, ?4)",
     [RSTMT_UPDATE] = "UPDATE recipient SET kind = ?3, last_seen = ?4 "
         "WHERE address = ?1 AND source_id = ?2",
-    [RSTMT_SOURCE_RUN] = "UPDATE source SET last_run = ?2, "
-        "last_success = CASE WHEN ?3 THEN ?2 ELSE last_success END WHERE id = ?1",
-    [RSTMT_RUN_ADD] = "INSERT INTO sync_run (source_id, started, duration_ms, mode, "
-        "added, changed, removed, outcome, message) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
 };
 
 _Static_assert(RSTMT_COUNT <= STORE_RSTMT_MAX, "STORE_RSTMT_MAX too small");
 
-/* store_replace_prepare - prepare the statements once per handle */
-static int store_replace_prepare(STORE *st)
+/* store_replace_forget - end the replacement: roll back what is open, free */
+static void store_replace_forget(STORE *st)
 {
-    for (int i = 0; i < RSTMT_COUNT; i++) {
-        if (st->rstmt[i] != NULL)
-            continue;
-        if (sqlite3_prepare_v3(st->db, store_rsql[i], -1, SQLITE_PREPARE_PERSISTENT,
-                               &st->rstmt[i], NULL) != SQLITE_OK)
-            return store_fail(st, "preparing the replacement");
-    }
-    return 0;
-}
-
-/* store_repl_strdup - copy a string into the set's arena */
-static const char *store_repl_strdup(STORE_REPL *r, const char *s)
-{
-    size_t len = strlen(s) + 1;
-    STORE_CHUNK *c = r->chunks;
-    char *p;
-
-    if (c == NULL || c->size - c->used < len) {
-        size_t size = len > STORE_CHUNK_SIZE ? len : STORE_CHUNK_SIZE;
-
-        c = xmalloc(sizeof(*c) + size);
-        c->next = r->chunks;
-        c->used = 0;
-        c->size = size;
-        r->chunks = c;
-    }
-    p = c->data + c->used;
-    memcpy(p, s, len);
-    c->used += len;
-    return p;
-}
-
-/* store_repl_free - forget a replacement's memory */
-static void store_repl_free(STORE_REPL *r)
-{
-    STORE_CHUNK *c;
+    STORE_REPL *r = st->repl;
 
     if (r == NULL)
         return;
-    while ((c = r->chunks) != NULL) {
-        r->chunks = c->next;
-        free(c);
-    }
+    store_bulk_run_free(st, &r->run);
+    store_bulk_arena_free(&r->arena);
     for (int i = 0; i < r->nkinds; i++)
         free(r->kinds[i]);
     free(r->entries);
     free(r->gone);
-    free(r->source);
-    free(r->type);
     free(r);
-}
-
-/* store_replace_forget - end the replacement: roll back what is open, free */
-static void store_replace_forget(STORE *st)
-{
-    if (st->repl == NULL)
-        return;
-    if (st->repl->locked)
-        store_rollback(st);
-    store_repl_free(st->repl);
     st->repl = NULL;
 }
 
-/* store_replace_close - for store_close: the replacement and the statements */
+/*
+ * store_replace_close - for store_close: the replacement and the
+ * statements, and those of the other bulk writers (store.c calls only
+ * this one).
+ */
 void store_replace_close(STORE *st)
 {
     store_replace_forget(st);
@@ -178,80 +109,20 @@ void store_replace_close(STORE *st)
         sqlite3_finalize(st->rstmt[i]);
         st->rstmt[i] = NULL;
     }
-}
-
-/*
- * store_source_find - the id and type of source name: 1 found, 0 absent,
- * -1 error. A source of another type, or a static one, is refused: a
- * replacement would wipe rows that something else owns.
- */
-static int store_source_find(STORE *st, const char *name, const char *type, long long *id)
-{
-    sqlite3_stmt *s = st->rstmt[RSTMT_SOURCE_GET];
-    int rc;
-
-    if (sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC) != SQLITE_OK)
-        return store_fail(st, "looking up the source");
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        const char *have = store_text(s, 1);
-
-        *id = sqlite3_column_int64(s, 0);
-        if (strcmp(have, "static") == 0 || strcmp(have, type) != 0) {
-            store_errf(st, "source %s is of type %s, not %s: refusing to replace it", name, have, type);
-            sqlite3_reset(s);
-            return -1;
-        }
-        sqlite3_reset(s);
-        return 1;
-    }
-    if (rc != SQLITE_DONE)
-        store_fail(st, "looking up the source");
-    sqlite3_reset(s);
-    return rc == SQLITE_DONE ? 0 : -1;
-}
-
-/* store_source_id - the source's id, creating the source (inside the write transaction) */
-static int store_source_id(STORE *st, const char *name, const char *type, long long *id)
-{
-    sqlite3_stmt *s = st->rstmt[RSTMT_SOURCE_ADD];
-    int rc = store_source_find(st, name, type, id);
-
-    if (rc != 0)
-        return rc < 0 ? -1 : 0;
-    if (sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC) != SQLITE_OK
-        || sqlite3_bind_text(s, 2, type, -1, SQLITE_STATIC) != SQLITE_OK)
-        return store_fail(st, "adding the source");
-    if (store_step_done(st, s, "adding the source") < 0)
-        return -1;
-    *id = sqlite3_last_insert_rowid(st->db);
-    return 0;
+    store_sync_close(st);
+    store_bulk_close(st);
 }
 
 /* store_replace_begin - start collecting the new set of one source */
 int store_replace_begin(STORE *st, const char *source, const char *type)
 {
     STORE_REPL *r;
-    long long id;
 
-    if (store_usable(st) < 0)
-        return -1;
-    if (st->repl != NULL)
-        return store_errf(st, "a replacement is already in progress on this handle");
-    if (source == NULL || *source == 0 || type == NULL || *type == 0)
-        return store_errf(st, "a replacement needs a source name and type");
-    if (strcmp(type, "static") == 0)
-        return store_errf(st, "static entries are not replaced as a whole");
-    if (store_replace_prepare(st) < 0)
-        return -1;
-    /* Refuse a source of another type now, not after a long load. */
-    if (store_source_find(st, source, type, &id) < 0)
+    if (store_bulk_may_begin(st, source, type) < 0
+        || store_bulk_prepare(st, st->rstmt, store_rsql, RSTMT_COUNT) < 0)
         return -1;
     r = xcalloc(1, sizeof(*r));
-    r->source = xstrdup(source);
-    r->type = xstrdup(type);
-    r->started = store_now();
-    clock_gettime(CLOCK_MONOTONIC, &r->t0);
+    store_bulk_run_init(&r->run, source, type, strcmp(type, "import") == 0 ? "import" : "full");
     st->repl = r;
     return 0;
 }
@@ -284,7 +155,7 @@ int store_replace_add(STORE *st, const char *address, const char *kind)
         r->entries = xrealloc(r->entries, r->capentries * sizeof(*r->entries));
     }
     e = &r->entries[r->nentries++];
-    e->address = store_repl_strdup(r, address);
+    e->address = store_bulk_strdup(&r->arena, address);
     e->seq = r->seq++;
     e->kind = (uint16_t) k;
     e->op = OP_KEEP;
@@ -327,20 +198,7 @@ static void store_repl_gone(STORE_REPL *r, const char *address)
         r->capgone = r->capgone ? r->capgone * 2 : 1024;
         r->gone = xrealloc(r->gone, r->capgone * sizeof(*r->gone));
     }
-    r->gone[r->ngone++] = store_repl_strdup(r, address);
-}
-
-/* store_lap - debug log of how long a step took */
-static void store_lap(STORE *st, const char *what, struct timespec *t)
-{
-    struct timespec now;
-
-    if (!log_debug_enabled())
-        return;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    log_debug("store %s: %s: %lld ms", st->path, what,
-              (long long) (now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000);
-    *t = now;
+    r->gone[r->ngone++] = store_bulk_strdup(&r->arena, address);
 }
 
 /*
@@ -359,22 +217,13 @@ static int store_replace_merge(STORE *st)
     if (r->merged)
         return 0;
     clock_gettime(CLOCK_MONOTONIC, &t);
-    if (!r->locked) {
-        store_read_end(st);
-        if (store_step_done(st, st->stmt[STMT_BEGIN_IMMEDIATE], "locking the store for writing") < 0)
-            return -1;
-        r->locked = 1;
-        if (store_source_id(st, r->source, r->type, &r->source_id) < 0)
-            return -1;
-        /* A bulk write: a larger page cache keeps the B-tree's inner pages in memory. */
-        if (sqlite3_exec(st->db, "PRAGMA cache_size = -65536", NULL, NULL, NULL) != SQLITE_OK)
-            return store_fail(st, "sizing the page cache");
-    }
+    if (store_bulk_lock(st, &r->run) < 0)
+        return -1;
     store_repl_sort(r);
-    store_lap(st, "sorting the new set", &t);
+    store_bulk_lap(st, "sorting the new set", &t);
     memset(&r->counts, 0, sizeof(r->counts));
     r->ngone = 0;
-    if (sqlite3_bind_int64(s, 1, r->source_id) != SQLITE_OK)
+    if (sqlite3_bind_int64(s, 1, r->run.source_id) != SQLITE_OK)
         return store_fail(st, "reading the source");
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         const char *old = store_text(s, 0);
@@ -408,7 +257,7 @@ static int store_replace_merge(STORE *st)
         r->entries[i].op = OP_INSERT;
         r->counts.added++;
     }
-    store_lap(st, "comparing with the store", &t);
+    store_bulk_lap(st, "comparing with the store", &t);
     r->merged = 1;
     return 0;
 }
@@ -437,10 +286,10 @@ static int store_replace_apply(STORE *st)
     sqlite3_stmt *upd = st->rstmt[RSTMT_UPDATE];
     long long now = store_now();
 
-    if (sqlite3_bind_int64(del, 2, r->source_id) != SQLITE_OK
-        || sqlite3_bind_int64(ins, 2, r->source_id) != SQLITE_OK
+    if (sqlite3_bind_int64(del, 2, r->run.source_id) != SQLITE_OK
+        || sqlite3_bind_int64(ins, 2, r->run.source_id) != SQLITE_OK
         || sqlite3_bind_int64(ins, 4, now) != SQLITE_OK
-        || sqlite3_bind_int64(upd, 2, r->source_id) != SQLITE_OK
+        || sqlite3_bind_int64(upd, 2, r->run.source_id) != SQLITE_OK
         || sqlite3_bind_int64(upd, 4, now) != SQLITE_OK)
         return store_fail(st, "applying the replacement");
     for (size_t i = 0; i < r->ngone; i++) {
@@ -464,38 +313,6 @@ static int store_replace_apply(STORE *st)
     return 0;
 }
 
-/* store_run_add - the source's last run, and a sync_run row (in the write transaction) */
-static int store_run_add(STORE *st, int success, const char *outcome, const char *message,
-                         const STORE_COUNTS *counts)
-{
-    STORE_REPL *r = st->repl;
-    sqlite3_stmt *s = st->rstmt[RSTMT_SOURCE_RUN];
-    struct timespec t1;
-    long long ms;
-    const char *mode = strcmp(r->type, "import") == 0 ? "import" : "full";
-
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    ms = (long long) (t1.tv_sec - r->t0.tv_sec) * 1000 + (t1.tv_nsec - r->t0.tv_nsec) / 1000000;
-    if (sqlite3_bind_int64(s, 1, r->source_id) != SQLITE_OK
-        || sqlite3_bind_int64(s, 2, store_now()) != SQLITE_OK
-        || sqlite3_bind_int(s, 3, success) != SQLITE_OK)
-        return store_fail(st, "recording the run");
-    if (store_step_done(st, s, "recording the run") < 0)
-        return -1;
-    s = st->rstmt[RSTMT_RUN_ADD];
-    if (sqlite3_bind_int64(s, 1, r->source_id) != SQLITE_OK
-        || sqlite3_bind_int64(s, 2, r->started) != SQLITE_OK
-        || sqlite3_bind_int64(s, 3, ms) != SQLITE_OK
-        || sqlite3_bind_text(s, 4, mode, -1, SQLITE_STATIC) != SQLITE_OK
-        || sqlite3_bind_int64(s, 5, counts ? counts->added : 0) != SQLITE_OK
-        || sqlite3_bind_int64(s, 6, counts ? counts->changed : 0) != SQLITE_OK
-        || sqlite3_bind_int64(s, 7, counts ? counts->removed : 0) != SQLITE_OK
-        || sqlite3_bind_text(s, 8, outcome, -1, SQLITE_STATIC) != SQLITE_OK
-        || sqlite3_bind_text(s, 9, message ? message : "", -1, SQLITE_STATIC) != SQLITE_OK)
-        return store_fail(st, "recording the run");
-    return store_step_done(st, s, "recording the run");
-}
-
 /* store_replace_commit - apply the difference and record the run */
 int store_replace_commit(STORE *st, STORE_COUNTS *counts)
 {
@@ -506,20 +323,19 @@ int store_replace_commit(STORE *st, STORE_COUNTS *counts)
         return -1;
     if ((r = st->repl) == NULL)
         return store_errf(st, "no replacement in progress");
-    store_lap(st, "loading the new set", &r->t0);
-    clock_gettime(CLOCK_MONOTONIC, &t);
+    t = r->run.t0;
+    store_bulk_lap(st, "loading the new set", &t);
     if (store_replace_merge(st) < 0)
         goto fail;
     clock_gettime(CLOCK_MONOTONIC, &t);
     if (store_replace_apply(st) < 0)
         goto fail;
-    store_lap(st, "applying the differences", &t);
-    if (store_run_add(st, 1, "ok", "", &r->counts) < 0)
+    store_bulk_lap(st, "applying the differences", &t);
+    if (store_bulk_run_add(st, &r->run, 1, "ok", "", &r->counts) < 0)
         goto fail;
-    if (store_step_done(st, st->stmt[STMT_COMMIT], "committing the replacement") < 0)
+    if (store_bulk_commit(st, &r->run) < 0)
         goto fail;
-    r->locked = 0;
-    store_lap(st, "committing", &t);
+    store_bulk_lap(st, "committing", &t);
     if (counts != NULL)
         *counts = r->counts;
     store_replace_forget(st);
@@ -543,29 +359,14 @@ int store_replace_refuse(STORE *st, const char *outcome, const char *message,
                          const STORE_COUNTS *counts)
 {
     STORE_REPL *r;
+    int rc;
 
     if (store_usable(st) < 0)
         return -1;
     if ((r = st->repl) == NULL)
         return store_errf(st, "no replacement in progress");
     /* Nothing of the set is written; only the run, in its own transaction. */
-    if (r->locked) {
-        store_rollback(st);
-        r->locked = 0;
-    }
-    store_read_end(st);
-    if (store_step_done(st, st->stmt[STMT_BEGIN_IMMEDIATE], "locking the store for writing") < 0)
-        goto fail;
-    r->locked = 1;
-    if (store_source_id(st, r->source, r->type, &r->source_id) < 0
-        || store_run_add(st, 0, outcome ? outcome : "refused", message, counts) < 0
-        || store_step_done(st, st->stmt[STMT_COMMIT], "recording the run") < 0)
-        goto fail;
-    r->locked = 0;
+    rc = store_bulk_refuse(st, &r->run, outcome, message, counts);
     store_replace_forget(st);
-    return 0;
-
-fail:
-    store_replace_forget(st);
-    return -1;
+    return rc;
 }

@@ -16,8 +16,40 @@
  * Both commits store the source's cookie (sync state) with the data in the
  * same transaction, so a crash never leaves a cookie ahead of the data.
  * Objects are matched by guid; a renamed object (new DN, same guid) is a
- * change, not a removal plus an addition. Readers are never blocked.
+ * change, not a removal plus an addition, and keeps its object id (and so
+ * its memberships). Readers are never blocked (WAL): they see the old
+ * data until the commit, then all of the new.
  * All functions return 0 or -1 (store_error() says why) unless noted.
+ *
+ * Everything put is copied; nothing is locked while objects are put, so
+ * a long directory pull does not hold up the admin command. The write
+ * lock (BEGIN IMMEDIATE) is taken by store_sync_diff (so that the counts
+ * and what commit applies agree) or by a commit, and held until commit,
+ * refuse or abort. A failed diff, commit or refuse ends the sync (nothing
+ * applied, the lock released): later calls fail until the next begin,
+ * and abort stays safe. A refused put (a missing guid or kind, an empty
+ * address) changes nothing: the caller may go on or abort.
+ * One sync or replacement (store.h) at a time per handle. Memory: about
+ * 150 bytes per object plus copies of its strings (a million objects
+ * with one address each: about 210 MB, besides SQLite's page cache).
+ *
+ * Semantics of a pull (full and incremental alike):
+ *  - an object's recipient rows carry its kind and flags; its addresses
+ *    and logins are sets (repeats are one);
+ *  - members are DNs, matched ASCII case-insensitively against the DNs of
+ *    the same source's objects; DNs that match nothing (a member that is
+ *    not mail-enabled, or of another source) are dropped, not remembered:
+ *    a group's nested groups are stored as direct members and readers
+ *    resolve nesting;
+ *  - an address claimed by two objects of one full pull goes to the
+ *    object with the lowest guid (strcmp), whatever the order of the pull,
+ *    with one warning per commit; in an incremental pull the object put
+ *    (the latest news) takes it from another;
+ *  - counts are of recipient addresses of the source: added, changed
+ *    (kind, flags or owning object changed; a DN change alone is not a
+ *    recipient change), removed, kept (full pulls only);
+ *  - cookie and invocation_id are stored as given (NULL stores NULL),
+ *    last_success = last_run = now, and a sync_run row records the run.
  */
 #ifndef RG_STORE_SYNC_H
 #define RG_STORE_SYNC_H
@@ -50,28 +82,66 @@ typedef struct store_sync_state {
 int store_sync_state_get(STORE *st, const char *source, STORE_SYNC_STATE *out);
 void store_sync_state_free(STORE_SYNC_STATE *state);
 
-/* Full pull. type is the source type ("ldap", "file", "graph"). */
+/*
+ * Full pull. type is the source type ("ldap", "file", "graph"); the
+ * source row is created with it by the first commit or refusal, and a
+ * source of another type (or "static") is refused at begin.
+ */
 int store_sync_begin(STORE *st, const char *source, const char *type);
+/*
+ * store_sync_put - one object (guid and kind required, dn may be NULL);
+ * the later of two puts with the same guid wins. Not after a diff.
+ */
 int store_sync_put(STORE *st, const STORE_OBJECT *obj);
-/* store_sync_diff - counts of recipient addresses commit would add, change, remove */
+/*
+ * store_sync_diff - counts of recipient addresses commit would add,
+ * change, remove (and keep): for the shrink guard, current = changed +
+ * removed + kept. Takes the write lock; may be called again (same counts).
+ */
 int store_sync_diff(STORE *st, STORE_COUNTS *counts);
-/* store_sync_commit - apply, store cookie/invocation_id, record a "full" run */
+/*
+ * store_sync_commit - apply in one transaction: the source's objects,
+ * recipients, logins and members made equal to the pull (objects not put
+ * are removed with all that is theirs), cookie/invocation_id stored, a
+ * "full" run recorded. Writes only rows that change. counts may be NULL.
+ */
 int store_sync_commit(STORE *st, const char *cookie, const char *invocation_id, STORE_COUNTS *counts);
-/* store_sync_refuse - apply nothing; record the run with outcome and message */
+/*
+ * store_sync_refuse - apply nothing (cookie untouched); record the run
+ * ("full", outcome e.g. "refused" or "failed", message, counts or NULL)
+ * and the source's last_run, in a transaction of its own.
+ */
 int store_sync_refuse(STORE *st, const char *outcome, const char *message, const STORE_COUNTS *counts);
+/* store_sync_abort - apply and record nothing; safe without begin or after an error */
 void store_sync_abort(STORE *st);
 
-/* Incremental pull. */
+/*
+ * Incremental pull: operations are buffered and applied at commit in
+ * arrival order; of several on one guid only the last counts.
+ */
 int store_delta_begin(STORE *st, const char *source, const char *type);
+/*
+ * store_delta_put - add or replace one object by guid: dn, kind, flags,
+ * and its whole sets of addresses, logins and members. Members resolve at
+ * commit against the source's objects as they are after every put and
+ * delete of this pull. (A group whose member becomes resolvable later,
+ * e.g. mail-enabled, gains it at its own next put or the next full pull.)
+ */
 int store_delta_put(STORE *st, const STORE_OBJECT *obj);
+/* store_delta_del - remove an object by guid, with all that is its; an unknown guid is fine */
 int store_delta_del(STORE *st, const char *guid);
+/* store_delta_commit - apply in one transaction, store the state, record an "incremental" run */
 int store_delta_commit(STORE *st, const char *cookie, const char *invocation_id, STORE_COUNTS *counts);
+/* store_delta_refuse - apply nothing; record an "incremental" run (outcome, message), last_run */
+int store_delta_refuse(STORE *st, const char *outcome, const char *message);
+/* store_delta_abort - apply and record nothing; safe without begin or after an error */
 void store_delta_abort(STORE *st);
 
 /*
  * store_sync_age - seconds since the oldest last_success among directory
  * sources (type not "import" or "static"); 0 sets *age = -1 when there is
- * no such source. For lookupd's staleness limit.
+ * no such source. A source that never succeeded (only refusals) counts as
+ * synced at time 0, i.e. very stale. For lookupd's staleness limit.
  */
 int store_sync_age(STORE *st, long long *age);
 

@@ -1,0 +1,409 @@
+/*
+ * store_delta.c - incremental pulls into the store (used by rcptgate-syncd)
+ *
+ * A DirSync, uSNChanged, syncrepl or Graph delta pull hands over changed
+ * objects (each complete: dn, kind, flags, addresses, logins, members)
+ * and deleted guids. They are buffered like a full pull (store_sync.c)
+ * and applied at commit in one transaction, in arrival order, the last
+ * operation on each guid alone: each object with point statements
+ * through the (source_id, guid), recipient_object, login_object and
+ * member indexes, writing only rows that change. Group members resolve
+ * after every object of the pull is written, so a group may come before
+ * its new members; see delta_index_dns for how.
+ */
+#include "config.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store_sync_int.h"
+#include "xalloc.h"
+
+/* store_delta_begin - start collecting an incremental pull of source */
+int store_delta_begin(STORE *st, const char *source, const char *type)
+{
+    return store_sync_start(st, source, type, 1);
+}
+
+/* store_delta_put - one object, added or replaced by guid at commit */
+int store_delta_put(STORE *st, const STORE_OBJECT *obj)
+{
+    if (store_usable(st) < 0)
+        return -1;
+    if (st->sync == NULL || !st->sync->delta)
+        return store_errf(st, "no incremental sync in progress");
+    if (obj == NULL)
+        return store_errf(st, "no object");
+    return store_sync_add(st, obj, obj->guid, SOP_KEEP);
+}
+
+/* store_delta_del - one object removed by guid at commit (an unknown guid is no error) */
+int store_delta_del(STORE *st, const char *guid)
+{
+    if (store_usable(st) < 0)
+        return -1;
+    if (st->sync == NULL || !st->sync->delta)
+        return store_errf(st, "no incremental sync in progress");
+    return store_sync_add(st, NULL, guid, SOP_DELETE);
+}
+
+/* delta_obj_get - the stored object of guid: 1 found (id, and whether dn/kind/flags differ), 0, -1 */
+static int delta_obj_get(STORE *st, SYNC_OBJ *o, int *differs)
+{
+    STORE_SYNC *y = st->sync;
+    sqlite3_stmt *s = st->sstmt[SSTMT_OBJ_GET];
+    int rc;
+
+    if (sqlite3_bind_int64(s, 1, y->run.source_id) != SQLITE_OK
+        || sqlite3_bind_text(s, 2, o->guid, -1, SQLITE_STATIC) != SQLITE_OK)
+        return store_fail(st, "looking up an object");
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        o->id = sqlite3_column_int64(s, 0);
+        if (differs != NULL && o->op != SOP_DELETE)
+            *differs = strcmp(o->dn, store_text(s, 1)) != 0
+                || strcmp(y->kinds[o->kind], store_text(s, 2)) != 0
+                || o->flags != sqlite3_column_int(s, 3);
+    } else if (rc != SQLITE_DONE) {
+        store_fail(st, "looking up an object");
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* delta_rcpt_exists - whether the source has a row of address: 1, 0, -1 */
+static int delta_rcpt_exists(STORE *st, const char *address)
+{
+    sqlite3_stmt *s = st->sstmt[SSTMT_RCPT_GET];
+    int rc;
+
+    if (sqlite3_bind_text(s, 1, address, -1, SQLITE_STATIC) != SQLITE_OK
+        || sqlite3_bind_int64(s, 2, st->sync->run.source_id) != SQLITE_OK)
+        return store_fail(st, "looking up a recipient");
+    rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        store_fail(st, "looking up a recipient");
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+/*
+ * delta_rcpts - make object o's recipient rows its addresses. An address
+ * another object of the source holds moves to o: the directory says o has
+ * it now (the next full pull applies the lowest-guid rule to true
+ * conflicts). Decisions are made while the object's rows are read, the
+ * writes after (y->rows: name = address, member = enum sync_op).
+ */
+static int delta_rcpts(STORE *st, SYNC_OBJ *o, long long now)
+{
+    STORE_SYNC *y = st->sync;
+    sqlite3_stmt *s = st->sstmt[SSTMT_RCPT_OF];
+    const char *kind = y->kinds[o->kind];
+    uint32_t j = 0;
+    int rc;
+
+    y->nrows = 0;
+    if (sqlite3_bind_int64(s, 1, o->id) != SQLITE_OK)
+        return store_fail(st, "reading an object's recipients");
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *addr = store_text(s, 0);
+        int d = 1;
+
+        while (j < o->n_addr && (d = strcmp(o->list[j], addr)) < 0)
+            store_sync_row_add(y, 0, o->list[j++], SOP_INSERT);
+        if (j < o->n_addr && d == 0) {
+            if (strcmp(kind, store_text(s, 1)) != 0 || o->flags != sqlite3_column_int(s, 2))
+                store_sync_row_add(y, 0, o->list[j], SOP_UPDATE);
+            j++;
+        } else {
+            store_sync_row_add(y, 0, addr, SOP_DELETE);
+        }
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return store_fail(st, "reading an object's recipients");
+    while (j < o->n_addr)
+        store_sync_row_add(y, 0, o->list[j++], SOP_INSERT);
+    for (size_t i = 0; i < y->nrows; i++) {
+        const SYNC_ROW *r = &y->rows[i];
+        int op = (int) r->member;
+
+        if (op == SOP_DELETE) {
+            if (store_sync_del_rcpt(st, r->name) < 0)
+                return -1;
+            y->counts.removed++;
+            continue;
+        }
+        if (op == SOP_INSERT) {
+            /* Not o's: maybe another object's, which it leaves. */
+            if ((rc = delta_rcpt_exists(st, r->name)) < 0)
+                return -1;
+            op = rc ? SOP_UPDATE : SOP_INSERT;
+            if (op == SOP_INSERT)
+                y->counts.added++;
+            else
+                y->counts.changed++;
+        } else {
+            y->counts.changed++;
+        }
+        if (store_sync_write_rcpt(st, st->sstmt[op == SOP_INSERT ? SSTMT_RCPT_INSERT : SSTMT_RCPT_UPDATE],
+                                  r->name, o, kind, now) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* delta_logins - make object o's login rows its logins */
+static int delta_logins(STORE *st, SYNC_OBJ *o)
+{
+    STORE_SYNC *y = st->sync;
+    sqlite3_stmt *s = st->sstmt[SSTMT_LOGIN_OF];
+    const char **want = store_sync_logins(o);
+    uint32_t j = 0;
+    int rc;
+
+    y->nrows = 0;
+    if (sqlite3_bind_int64(s, 1, o->id) != SQLITE_OK)
+        return store_fail(st, "reading an object's logins");
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *name = store_text(s, 0);
+        int d = 1;
+
+        while (j < o->n_login && (d = strcmp(want[j], name)) < 0) {
+            o->dirty |= DIRTY_LOGINS;
+            j++;
+        }
+        if (j < o->n_login && d == 0)
+            j++;
+        else
+            store_sync_row_add(y, o->id, name, 0);
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return store_fail(st, "reading an object's logins");
+    if (j < o->n_login)
+        o->dirty |= DIRTY_LOGINS;
+    for (size_t i = 0; i < y->nrows; i++) {
+        if ((rc = store_sync_pair(st, SSTMT_LOGIN_DELETE, 0, y->rows[i].name, o->id)) < 0)
+            return -1;
+        y->l_removed += rc;
+    }
+    for (j = 0; (o->dirty & DIRTY_LOGINS) && j < o->n_login; j++) {
+        if ((rc = store_sync_pair(st, SSTMT_LOGIN_INSERT, 0, want[j], o->id)) < 0)
+            return -1;
+        y->l_added += rc;
+    }
+    return 0;
+}
+
+/*
+ * delta_index_dns - the object ids of every member DN of the pull's puts,
+ * from one read of the source's objects (after the pull's objects are
+ * written). Without an index on DNs, which would cost a full pull of a
+ * million objects seconds of random B-tree writes, this is the cheapest
+ * way: a sequential scan, once per incremental pull with members.
+ */
+static int delta_index_dns(STORE *st)
+{
+    STORE_SYNC *y = st->sync;
+    sqlite3_stmt *s = st->sstmt[SSTMT_OBJ_SCAN];
+    int rc;
+
+    for (size_t i = 0; i < y->nobjs; i++) {
+        const SYNC_OBJ *o = &y->objs[i];
+
+        if (o->op == SOP_SKIP || o->op == SOP_DELETE)
+            continue;
+        for (uint32_t j = 0; j < o->n_member; j++) {
+            y->need = store_sync_grow(y->need, &y->capneed, y->nneed, sizeof(*y->need), 256);
+            y->need[y->nneed++] = store_sync_members(o)[j];
+        }
+    }
+    if (y->nneed == 0)
+        return 0;
+    y->need_id = xcalloc(y->nneed, sizeof(*y->need_id));
+    y->need_guid = xcalloc(y->nneed, sizeof(*y->need_guid));
+    store_sync_map_init(&y->dns, y->nneed, y->need, sizeof(*y->need), 1);
+    for (size_t i = 0; i < y->nneed; i++) {
+        uint32_t *slot = store_sync_map_slot(&y->dns, y->need[i]);
+
+        if (*slot == 0)
+            *slot = (uint32_t) i + 1;
+    }
+    if (sqlite3_bind_int64(s, 1, y->run.source_id) != SQLITE_OK)
+        return store_fail(st, "resolving members");
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *dn = store_text(s, 2);
+        const char *guid = store_text(s, 1);
+        uint32_t *slot;
+        size_t i;
+
+        if (*dn == 0 || *(slot = store_sync_map_slot(&y->dns, dn)) == 0)
+            continue;
+        i = *slot - 1;
+        if (y->need_guid[i] == NULL || strcmp(guid, y->need_guid[i]) < 0) {
+            y->need_id[i] = sqlite3_column_int64(s, 0);
+            y->need_guid[i] = store_bulk_strdup(&y->arena, guid);
+        }
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return store_fail(st, "resolving members");
+    return 0;
+}
+
+/* delta_resolve - a group's member ids (sorted, unique) into y->ids */
+static void delta_resolve(STORE *st, const SYNC_OBJ *g)
+{
+    STORE_SYNC *y = st->sync;
+    const char **dns = store_sync_members(g);
+
+    y->nids = 0;
+    for (uint32_t i = 0; i < g->n_member; i++) {
+        uint32_t *slot = store_sync_map_slot(&y->dns, dns[i]);
+        long long id = *slot ? y->need_id[*slot - 1] : 0;
+
+        if (id == 0)
+            continue;                   /* not in this source: not mail-enabled, say */
+        y->ids = store_sync_grow(y->ids, &y->capids, y->nids, sizeof(*y->ids), 64);
+        y->ids[y->nids++] = id;
+    }
+    y->nids = store_sync_unique_ids(y->ids, y->nids);
+}
+
+/* delta_members - make group o's membership rows its resolved members */
+static int delta_members(STORE *st, SYNC_OBJ *o)
+{
+    STORE_SYNC *y = st->sync;
+    sqlite3_stmt *s = st->sstmt[SSTMT_MEMBER_OF];
+    size_t j = 0;
+    int rc;
+
+    if (o->n_member > 0)
+        delta_resolve(st, o);
+    else
+        y->nids = 0;
+    y->nrows = 0;
+    if (sqlite3_bind_int64(s, 1, o->id) != SQLITE_OK)
+        return store_fail(st, "reading a group's members");
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        long long member = sqlite3_column_int64(s, 0);
+
+        while (j < y->nids && y->ids[j] < member) {
+            o->dirty |= DIRTY_MEMBERS;
+            j++;
+        }
+        if (j < y->nids && y->ids[j] == member)
+            j++;
+        else
+            store_sync_row_add(y, o->id, NULL, member);
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return store_fail(st, "reading a group's members");
+    if (j < y->nids)
+        o->dirty |= DIRTY_MEMBERS;
+    for (size_t i = 0; i < y->nrows; i++) {
+        if ((rc = store_sync_pair(st, SSTMT_MEMBER_DELETE, o->id, NULL, y->rows[i].member)) < 0)
+            return -1;
+        y->m_removed += rc;
+    }
+    for (j = 0; (o->dirty & DIRTY_MEMBERS) && j < y->nids; j++) {
+        if ((rc = store_sync_pair(st, SSTMT_MEMBER_INSERT, o->id, NULL, y->ids[j])) < 0)
+            return -1;
+        y->m_added += rc;
+    }
+    return 0;
+}
+
+/* delta_one - apply one operation: delete, or add/update an object with its addresses and logins */
+static int delta_one(STORE *st, SYNC_OBJ *o, long long now)
+{
+    STORE_SYNC *y = st->sync;
+    int differs = 0;
+    int rc = delta_obj_get(st, o, &differs);
+    long long n;
+
+    if (rc < 0)
+        return -1;
+    if (o->op == SOP_DELETE) {
+        if (rc == 0)
+            return 0;                   /* never had it, or already gone */
+        /* Recipients explicitly, to count them; the cascade takes the rest. */
+        if ((n = store_sync_del_id(st, SSTMT_RCPT_DEL_OBJ, o->id, "removing recipients")) < 0
+            || store_sync_del_id(st, SSTMT_OBJ_DELETE, o->id, "removing objects") < 0)
+            return -1;
+        y->counts.removed += n;
+        y->o_removed++;
+        return 0;
+    }
+    if (rc == 0 || differs) {
+        o->op = rc == 0 ? SOP_INSERT : SOP_UPDATE;
+        if (store_sync_write_obj(st, o, now) < 0)
+            return -1;
+        if (rc == 0)
+            y->o_added++;
+        else
+            y->o_changed++;
+    }
+    return delta_rcpts(st, o, now) < 0 || delta_logins(st, o) < 0 ? -1 : 0;
+}
+
+/* delta_apply - every operation in arrival order (the last per guid), then memberships */
+static int delta_apply(STORE *st)
+{
+    STORE_SYNC *y = st->sync;
+    long long now = store_now();
+
+    store_sync_index_guids(y, 0);
+    for (size_t i = 0; i < y->nobjs; i++)
+        if (y->objs[i].op != SOP_SKIP && delta_one(st, &y->objs[i], now) < 0)
+            return -1;
+    /* Members resolve against the store now holding every object of the pull. */
+    if (delta_index_dns(st) < 0)
+        return -1;
+    for (size_t i = 0; i < y->nobjs; i++)
+        if (y->objs[i].op != SOP_SKIP && y->objs[i].op != SOP_DELETE
+            && delta_members(st, &y->objs[i]) < 0)
+            return -1;
+    return 0;
+}
+
+/* store_delta_commit - apply the incremental pull in one transaction and record the run */
+int store_delta_commit(STORE *st, const char *cookie, const char *invocation_id, STORE_COUNTS *counts)
+{
+    STORE_SYNC *y;
+    int rc;
+
+    if (store_usable(st) < 0)
+        return -1;
+    if ((y = st->sync) == NULL || !y->delta)
+        return store_errf(st, "no incremental sync in progress");
+    rc = store_sync_lock(st) < 0 || delta_apply(st) < 0
+        || store_sync_finish(st, cookie, invocation_id, counts) < 0 ? -1 : 0;
+    store_sync_forget(st);
+    return rc;
+}
+
+/* store_delta_refuse - apply nothing; record the incremental run with outcome and message */
+int store_delta_refuse(STORE *st, const char *outcome, const char *message)
+{
+    int rc;
+
+    if (store_usable(st) < 0)
+        return -1;
+    if (st->sync == NULL || !st->sync->delta)
+        return store_errf(st, "no incremental sync in progress");
+    rc = store_bulk_refuse(st, &st->sync->run, outcome, message, NULL);
+    store_sync_forget(st);
+    return rc;
+}
+
+/* store_delta_abort - apply nothing; safe without begin or after an error */
+void store_delta_abort(STORE *st)
+{
+    if (st == NULL || st->db == NULL || st->sync == NULL || !st->sync->delta)
+        return;
+    store_sync_forget(st);
+}

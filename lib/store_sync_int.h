@@ -1,0 +1,205 @@
+/*
+ * store_sync_int.h - what store_sync.c and store_delta.c share; not for others
+ *
+ * A pull in progress (full or incremental) and its objects, the prepared
+ * statements both use, and the helpers store_sync.c lends store_delta.c:
+ * copying objects in, hash tables of guids and DNs, and the row writes.
+ * Programs use store_sync.h.
+ */
+#ifndef RG_STORE_SYNC_INT_H
+#define RG_STORE_SYNC_INT_H
+
+#include <stdint.h>
+
+#include "store_int.h"
+#include "store_sync.h"
+
+#define SYNC_KINDS  32                  /* distinct kinds in one pull */
+
+/* What the merge decided for an object or an address. */
+enum sync_op {
+    SOP_KEEP,                           /* in the store as it is */
+    SOP_INSERT,
+    SOP_UPDATE,
+    SOP_DELETE,                         /* store_delta_del */
+    SOP_SKIP,                           /* a later operation on its guid supersedes it */
+};
+
+/* sync_obj.dirty: what the login and member merges found missing. */
+#define DIRTY_LOGINS    0x01
+#define DIRTY_MEMBERS   0x02
+#define DIRTY_WRITTEN   0x04            /* sync_apply wrote the object row */
+
+/* One object put. Its strings and list live in the sync's arena. */
+typedef struct sync_obj {
+    const char *guid;
+    const char *dn;
+    const char **list;                  /* n_addr addresses, n_login logins, n_member DNs */
+    uint32_t n_addr, n_login, n_member;
+    long long id;                       /* object id, once known (0 before) */
+    int flags;
+    uint16_t kind;                      /* index into kinds[] */
+    uint8_t op;                         /* enum sync_op */
+    uint8_t dirty;                      /* DIRTY_* */
+} SYNC_OBJ;
+
+/*
+ * A sort key: an 8-byte big-endian prefix of s decides most comparisons
+ * without touching the string; then s itself, then a and b. Also the
+ * entry of the address list (a: object index, b: enum sync_op).
+ */
+typedef struct sync_key {
+    uint64_t pfx;
+    const char *s;
+    uint32_t a, b;
+} SYNC_KEY;
+
+/* A login or membership row to delete. */
+typedef struct sync_row {
+    long long id;                       /* object (login) or group (member) */
+    long long member;
+    const char *name;
+} SYNC_ROW;
+
+/*
+ * A string -> index hash table (open addressing, linear probing). Key i
+ * is the string pointer at base + i * stride: the guid or DN field of
+ * the object array, or an array of strings.
+ */
+typedef struct sync_map {
+    uint32_t *slot;                     /* index + 1; 0 empty */
+    size_t mask;
+    const char *base;
+    size_t stride;
+    int nocase;                         /* DNs: ASCII case-insensitive */
+} SYNC_MAP;
+
+struct store_sync {
+    STORE_RUN run;
+    int delta;                          /* store_delta_*, not store_sync_* */
+    int merged;                         /* objects and addresses compared (under the lock) */
+    STORE_ARENA arena;
+    SYNC_OBJ *objs;
+    size_t nobjs, capobjs;
+    size_t nmembers;                    /* member DNs over all objects put */
+    char *kinds[SYNC_KINDS];
+    int nkinds;
+    SYNC_KEY *addrs;                    /* full: the wanted addresses, sorted, unique */
+    size_t naddrs;
+    long long *gone_objs;               /* full: objects of the source not put */
+    size_t ngone_objs, capgone_objs;
+    const char **gone_addrs;            /* full: addresses of the source not wanted */
+    size_t ngone_addrs, capgone_addrs;
+    SYNC_ROW *rows;                     /* login/member rows to delete */
+    size_t nrows, caprows;
+    long long *ids;                     /* scratch: one group's member ids */
+    size_t nids, capids;
+    uint32_t *byid;                     /* full: object indexes in id order */
+    SYNC_MAP guids;                     /* guid -> object */
+    SYNC_MAP dns;                       /* full: DN -> object; delta: DN -> need[] */
+    const char **need;                  /* delta: the member DNs to resolve */
+    long long *need_id;                 /*   their object ids (0: none) */
+    const char **need_guid;             /*   and guids (the lowest wins) */
+    size_t nneed, capneed;
+    size_t conflicts;                   /* addresses claimed by several objects */
+    STORE_COUNTS counts;                /* recipient addresses */
+    long long o_added, o_changed, o_removed;
+    long long l_added, l_removed, m_added, m_removed;
+};
+
+enum store_sstmt {
+    SSTMT_OBJ_SCAN,
+    SSTMT_RCPT_SCAN,
+    SSTMT_LOGIN_SCAN,
+    SSTMT_MEMBER_SCAN,
+    SSTMT_OBJ_GET,
+    SSTMT_OBJ_INSERT,
+    SSTMT_OBJ_UPDATE,
+    SSTMT_OBJ_DELETE,
+    SSTMT_RCPT_GET,
+    SSTMT_RCPT_OF,
+    SSTMT_RCPT_INSERT,
+    SSTMT_RCPT_UPDATE,
+    SSTMT_RCPT_DELETE,
+    SSTMT_RCPT_DEL_OBJ,
+    SSTMT_LOGIN_OF,
+    SSTMT_LOGIN_INSERT,
+    SSTMT_LOGIN_DELETE,
+    SSTMT_MEMBER_OF,
+    SSTMT_MEMBER_INSERT,
+    SSTMT_MEMBER_DELETE,
+    SSTMT_STATE_SET,
+    SSTMT_STATE_GET,
+    SSTMT_AGE,
+    SSTMT_FOREIGN_KEYS,
+    SSTMT_COUNT
+};
+
+_Static_assert(SSTMT_COUNT <= STORE_SSTMT_MAX, "STORE_SSTMT_MAX too small");
+
+/* store_sync_logins - an object's logins (sorted, unique) */
+static inline const char **store_sync_logins(const SYNC_OBJ *o)
+{
+    return o->list + o->n_addr;
+}
+
+/* store_sync_members - an object's member DNs, as put */
+static inline const char **store_sync_members(const SYNC_OBJ *o)
+{
+    return o->list + o->n_addr + o->n_login;
+}
+
+/* store_sync_grow - room for one more element in a growable array */
+void *store_sync_grow(void *p, size_t *cap, size_t n, size_t size, size_t first);
+
+/* store_sync_unique_ids - sort ids and drop repeats; the new count */
+size_t store_sync_unique_ids(long long *v, size_t n);
+
+/* store_sync_map_init - an empty table for up to n keys found through base/stride */
+void store_sync_map_init(SYNC_MAP *m, size_t n, const void *base, size_t stride, int nocase);
+
+/* store_sync_map_slot - the slot holding key, or the empty slot where it would go */
+uint32_t *store_sync_map_slot(const SYNC_MAP *m, const char *key);
+
+/*
+ * store_sync_index_guids - the guid table over the pull. Of several
+ * operations on one guid only the last counts: the earlier become
+ * SOP_SKIP, and with compact (a full pull) are dropped from the array.
+ */
+void store_sync_index_guids(STORE_SYNC *y, int compact);
+
+/* store_sync_start - begin a full (delta 0) or incremental (delta 1) pull */
+int store_sync_start(STORE *st, const char *source, const char *type, int delta);
+
+/* store_sync_add - copy an object (op SOP_KEEP) or a deletion (SOP_DELETE) into the pull */
+int store_sync_add(STORE *st, const STORE_OBJECT *obj, const char *guid, int op);
+
+/* store_sync_forget - forget a sync in progress: roll back what is open, free */
+void store_sync_forget(STORE *st);
+
+/* store_sync_write_obj - insert (setting o->id) or update one object */
+int store_sync_write_obj(STORE *st, SYNC_OBJ *o, long long now);
+
+/* store_sync_write_rcpt - insert or update (same binding) one address of object o */
+int store_sync_write_rcpt(STORE *st, sqlite3_stmt *s, const char *address, const SYNC_OBJ *o,
+                          const char *kind, long long now);
+
+/* store_sync_del_rcpt - delete one address of the source */
+int store_sync_del_rcpt(STORE *st, const char *address);
+
+/* store_sync_del_id - run a one-id delete (an object, an object's recipients); rows deleted or -1 */
+long long store_sync_del_id(STORE *st, int which, long long id, const char *what);
+
+/* store_sync_pair - a LOGIN_ or MEMBER_ statement on (name or group, id or member); rows changed or -1 */
+int store_sync_pair(STORE *st, int which, long long a, const char *name, long long b);
+
+/* store_sync_row_add - a login or membership row to delete once the scan is over */
+void store_sync_row_add(STORE_SYNC *y, long long id, const char *name, long long member);
+
+/* store_sync_lock - take the write lock for the pull (no-op if held); checks foreign keys are on */
+int store_sync_lock(STORE *st);
+
+/* store_sync_finish - store the state, record the run, commit, log; 0 or -1 */
+int store_sync_finish(STORE *st, const char *cookie, const char *invocation_id, STORE_COUNTS *counts);
+
+#endif
