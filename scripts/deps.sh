@@ -10,7 +10,7 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 PKGS="build-essential autoconf automake pkg-config clang \
-  libsqlite3-dev libevent-dev libinih-dev libidn2-dev libcmocka-dev \
+  libclang-rt-14-dev libsqlite3-dev libevent-dev libinih-dev libidn2-dev libcmocka-dev \
   libldap-dev libsasl2-dev slapd ldap-utils sqlite3 openssl postfix"
 missing=""
 for p in $PKGS; do
