@@ -349,7 +349,10 @@ void store_close(STORE *st)
     if (st == NULL)
         return;
     if (st->db != NULL) {
+        /* Each bulk writer frees its own work in progress and statements. */
         store_replace_close(st);
+        store_sync_close(st);
+        store_bulk_close(st);
         store_read_end(st);
         for (int i = 0; i < STMT_COUNT; i++)
             sqlite3_finalize(st->stmt[i]);

@@ -37,6 +37,7 @@ enum store_bstmt {
     BSTMT_SOURCE_ADD,
     BSTMT_SOURCE_RUN,
     BSTMT_RUN_ADD,
+    BSTMT_RUN_PRUNE,
     BSTMT_COUNT
 };
 
@@ -48,7 +49,13 @@ static const char *const store_bsql[BSTMT_COUNT] = {
     [BSTMT_RUN_ADD] = "INSERT INTO sync_run (source_id, started, duration_ms, mode, "
         "added, changed, removed, outcome, message) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    /* A persistent sync records a run per change batch: keep the latest few. */
+    [BSTMT_RUN_PRUNE] = "DELETE FROM sync_run WHERE source_id = ?1 AND id <= "
+        "(SELECT id FROM sync_run WHERE source_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
 };
+
+/* Sync runs kept per source (older ones are deleted as new ones come). */
+#define STORE_RUNS_KEPT 1000
 
 _Static_assert(BSTMT_COUNT <= STORE_BSTMT_MAX, "STORE_BSTMT_MAX too small");
 
@@ -288,7 +295,13 @@ int store_bulk_run_add(STORE *st, STORE_RUN *run, int success, const char *outco
         || sqlite3_bind_text(s, 8, outcome, -1, SQLITE_STATIC) != SQLITE_OK
         || sqlite3_bind_text(s, 9, message ? message : "", -1, SQLITE_STATIC) != SQLITE_OK)
         return store_fail(st, "recording the run");
-    return store_step_done(st, s, "recording the run");
+    if (store_step_done(st, s, "recording the run") < 0)
+        return -1;
+    s = st->bstmt[BSTMT_RUN_PRUNE];
+    if (sqlite3_bind_int64(s, 1, run->source_id) != SQLITE_OK
+        || sqlite3_bind_int(s, 2, STORE_RUNS_KEPT) != SQLITE_OK)
+        return store_fail(st, "pruning old runs");
+    return store_step_done(st, s, "pruning old runs");
 }
 
 /*

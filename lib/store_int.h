@@ -42,7 +42,7 @@ enum store_stmt {
 
 /* Room for the bulk writers' statements, prepared on first use. */
 #define STORE_RSTMT_MAX 12      /* store_replace.c */
-#define STORE_BSTMT_MAX 4       /* store_bulk.c */
+#define STORE_BSTMT_MAX 5       /* store_bulk.c */
 #define STORE_SSTMT_MAX 32      /* store_sync.c, store_delta.c */
 
 typedef struct store_repl STORE_REPL;   /* a replacement in progress (store_replace.c) */
@@ -87,11 +87,7 @@ void store_rollback(STORE *st);
 /* store_now - the time stored in rows (unix seconds) */
 long long store_now(void);
 
-/*
- * store_replace_close - for store_close: free a replacement in progress
- * and its statements, and (through store_sync_close and store_bulk_close)
- * those of every other bulk writer.
- */
+/* store_replace_close - for store_close: free a replacement in progress and its statements */
 void store_replace_close(STORE *st);
 
 /* store_sync_close - free a sync in progress and its statements */

@@ -97,11 +97,7 @@ static void store_replace_forget(STORE *st)
     st->repl = NULL;
 }
 
-/*
- * store_replace_close - for store_close: the replacement and the
- * statements, and those of the other bulk writers (store.c calls only
- * this one).
- */
+/* store_replace_close - for store_close: the replacement and its statements */
 void store_replace_close(STORE *st)
 {
     store_replace_forget(st);
@@ -109,8 +105,6 @@ void store_replace_close(STORE *st)
         sqlite3_finalize(st->rstmt[i]);
         st->rstmt[i] = NULL;
     }
-    store_sync_close(st);
-    store_bulk_close(st);
 }
 
 /* store_replace_begin - start collecting the new set of one source */

@@ -397,7 +397,7 @@ void store_sync_forget(STORE *st)
     st->sync = NULL;
 }
 
-/* store_sync_close - for store_close (through store_replace_close): the sync and the statements */
+/* store_sync_close - for store_close: the sync in progress and the statements */
 void store_sync_close(STORE *st)
 {
     store_sync_forget(st);

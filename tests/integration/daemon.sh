@@ -63,6 +63,9 @@ tl_like "$KIND" '^OK [a-z]+$' "the first still answers"
 
 # --- SIGHUP: reload keeps connections, picks up a changed setting
 mkfifo "$T/hup.in"
+# The client's shell opens hup.out only once the fifo has a writer: make it
+# first, or the first wait below may read a file that is not there yet.
+: > "$T/hup.out"
 "$RG_CLIENT" -i -t 5000 "unix:$SOCK" < "$T/hup.in" > "$T/hup.out" &
 HUPC=$!
 tl_pids="$tl_pids $HUPC"

@@ -255,6 +255,29 @@ static void test_replace_counts(void **state)
 }
 
 /* Two sources hold their own rows; replacing one leaves the other. */
+/* Only the latest 1,000 runs of a source are kept. */
+static void test_runs_pruned(void **state)
+{
+    static const char *const one[] = {"x@example.com", NULL};
+    STORE *st = open_new();
+    STORE_COUNTS c;
+    sqlite3 *db;
+    sqlite3_stmt *q;
+
+    (void) state;
+    for (int i = 0; i < 1010; i++)
+        replace(st, "import", one, STORE_KIND_IMPORTED, &c);
+    store_close(st);
+    assert_int_equal(sqlite3_open(test_path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*), min(id), max(id) FROM sync_run", -1, &q, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(q, 0), 1000);
+    assert_int_equal(sqlite3_column_int(q, 2) - sqlite3_column_int(q, 1), 999);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+}
+
 static void test_replace_sources(void **state)
 {
     static const char *const one[] = {"x@example.com", "shared@example.com", NULL};
@@ -561,6 +584,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_migrate_new, setup),
+        cmocka_unit_test_setup(test_runs_pruned, setup),
         cmocka_unit_test_setup(test_missing, setup),
         cmocka_unit_test_setup(test_schema_too_new, setup),
         cmocka_unit_test_setup(test_schema_older, setup),
