@@ -1118,7 +1118,7 @@ int store_sync_finish(STORE *st, const char *cookie, const char *invocation_id, 
         || store_bulk_commit(st, &y->run) < 0)
         return -1;
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    /* The caller logs the run too; the details are ours (incremental pulls: debug). */
+    /* The caller logs one line per run; these details are for debugging. */
     snprintf(msg, sizeof(msg), "store %s: source %s: %s sync applied in %lld ms: recipients "
              "+%lld ~%lld -%lld, objects +%lld ~%lld -%lld, logins +%lld -%lld, members +%lld -%lld",
              st->path, y->run.source, y->run.mode,
@@ -1127,10 +1127,7 @@ int store_sync_finish(STORE *st, const char *cookie, const char *invocation_id, 
              y->counts.added, y->counts.changed, y->counts.removed,
              y->o_added, y->o_changed, y->o_removed,
              y->l_added, y->l_removed, y->m_added, y->m_removed);
-    if (y->delta)
-        log_debug("%s", msg);
-    else
-        log_info("%s", msg);
+    log_debug("%s", msg);
     if (counts != NULL)
         *counts = y->counts;
     return 0;
