@@ -43,6 +43,8 @@ extern const int schema_version;
     "FROM recipient r JOIN source s ON s.id = r.source_id " \
     "LEFT JOIN object o ON o.id = r.object_id "
 
+static void store_dom_free(STORE *st);
+
 static const char *const store_sql[STMT_COUNT] = {
     [STMT_USER_VERSION] = "PRAGMA user_version",
     [STMT_BEGIN] = "BEGIN",
@@ -51,6 +53,7 @@ static const char *const store_sql[STMT_COUNT] = {
     [STMT_RCPT_GET] = "SELECT " STORE_RCPT_COLUMNS
         "WHERE r.address = ?1 ORDER BY r.source_id LIMIT 1",
     [STMT_DOMAIN_GET] = "SELECT name, nexthop, subdomains FROM domain WHERE name = ?1",
+    [STMT_DATA_VERSION] = "PRAGMA data_version",
     [STMT_DOMAIN_PUT] = "INSERT INTO domain (name, nexthop, subdomains, created) "
         "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (name) DO UPDATE SET "
         "nexthop = excluded.nexthop, subdomains = excluded.subdomains",
@@ -296,6 +299,7 @@ STORE *store_open(const char *path, int flags, int busy_ms, char *err, size_t er
         return NULL;
     }
     st = xcalloc(1, sizeof(*st));
+    st->dom_count = -1;
     st->path = xstrdup(path);
     rc = sqlite3_open_v2(path, &st->db, open_flags, NULL);
     if (rc != SQLITE_OK) {
@@ -320,8 +324,13 @@ STORE *store_open(const char *path, int flags, int busy_ms, char *err, size_t er
      * WAL after a checkpoint, so one big import does not leave a WAL file
      * of its size behind.
      */
+    /*
+     * mmap_size: lookups read pages straight from the page cache instead
+     * of copying them with pread(); the kernel shares them between readers.
+     */
     if (sqlite3_exec(st->db, "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; "
-                     "PRAGMA journal_size_limit = 67108864", NULL, NULL, NULL) != SQLITE_OK) {
+                     "PRAGMA journal_size_limit = 67108864; PRAGMA mmap_size = 268435456",
+                     NULL, NULL, NULL) != SQLITE_OK) {
         store_fail(st, "setting options");
         goto fail;
     }
@@ -354,6 +363,7 @@ void store_close(STORE *st)
         store_sync_close(st);
         store_bulk_close(st);
         store_read_end(st);
+        store_dom_free(st);
         for (int i = 0; i < STMT_COUNT; i++)
             sqlite3_finalize(st->stmt[i]);
         sqlite3_close(st->db);
@@ -399,6 +409,7 @@ int store_read_begin(STORE *st)
     if (store_step_done(st, st->stmt[STMT_BEGIN], "beginning a read") < 0)
         return -1;
     st->in_read = 1;
+    st->dom_checked = 0;
     return 0;
 }
 
@@ -465,6 +476,102 @@ static void store_domain_fill(STORE *st, sqlite3_stmt *s, STORE_DOMAIN *out, int
     out->subdomains = sqlite3_column_int(s, 2);
 }
 
+/*
+ * The domain table is small and asked on every lookup (the recipient's
+ * domain, then its parents), so readers keep it in memory: reloaded when
+ * PRAGMA data_version says another connection changed the store, checked
+ * once per read transaction, after the transaction's snapshot is taken.
+ * Outside a read transaction every call asks SQLite. A table too large
+ * to be worth copying is never cached.
+ */
+#define STORE_DOM_CACHE_MAX 10000
+
+struct store_dom {
+    char *name;
+    char *nexthop;
+    int subdomains;
+};
+
+/* store_dom_free - drop the cached domain table */
+static void store_dom_free(STORE *st)
+{
+    for (int i = 0; i < st->dom_count; i++) {
+        free(st->dom[i].name);
+        free(st->dom[i].nexthop);
+    }
+    free(st->dom);
+    st->dom = NULL;
+    st->dom_count = -1;
+}
+
+/* store_dom_load - (re)read the domain table into memory; 0 or -1 */
+static int store_dom_load(STORE *st)
+{
+    sqlite3_stmt *s = st->stmt[STMT_DOMAIN_WALK];
+    int cap = 0;
+    int rc;
+
+    store_dom_free(st);
+    st->dom_count = 0;
+    st->dom_uncached = 0;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (st->dom_count == STORE_DOM_CACHE_MAX) {
+            sqlite3_reset(s);
+            store_dom_free(st);
+            st->dom_uncached = 1;
+            return 0;
+        }
+        if (st->dom_count == cap) {
+            cap = cap ? 2 * cap : 16;
+            st->dom = xrealloc(st->dom, (size_t) cap * sizeof(*st->dom));
+        }
+        st->dom[st->dom_count].name = xstrdup(store_text(s, 0));
+        st->dom[st->dom_count].nexthop = xstrdup(store_text(s, 1));
+        st->dom[st->dom_count].subdomains = sqlite3_column_int(s, 2);
+        st->dom_count++;
+    }
+    if (rc != SQLITE_DONE) {
+        store_fail(st, "loading the domains");
+        sqlite3_reset(s);
+        store_dom_free(st);
+        return -1;
+    }
+    sqlite3_reset(s);
+    return 0;
+}
+
+/* store_dom_check - once per read transaction: is the cache current? 0 or -1 */
+static int store_dom_check(STORE *st)
+{
+    sqlite3_stmt *s = st->stmt[STMT_DATA_VERSION];
+    long long version;
+    int rc;
+
+    if (st->dom_checked)
+        return 0;
+    rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+        store_fail(st, "reading the data version");
+        sqlite3_reset(s);
+        return -1;
+    }
+    version = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    if ((st->dom_count < 0 && !st->dom_uncached) || version != st->dom_version) {
+        if (store_dom_load(st) < 0)
+            return -1;
+        st->dom_version = version;
+    }
+    st->dom_checked = 1;
+    return 0;
+}
+
+/* store_dom_cmp - bsearch comparison of a name with a cached domain */
+static int store_dom_cmp(const void *key, const void *elem)
+{
+    return strcmp(key, ((const struct store_dom *) elem)->name);
+}
+
 /* store_domain_get - exact lookup of a normalised domain name */
 int store_domain_get(STORE *st, const char *name, STORE_DOMAIN *out)
 {
@@ -473,6 +580,21 @@ int store_domain_get(STORE *st, const char *name, STORE_DOMAIN *out)
 
     if (store_usable(st) < 0)
         return -1;
+    if (st->in_read) {
+        if (store_dom_check(st) < 0)
+            return -1;
+        if (!st->dom_uncached) {
+            const struct store_dom *d = st->dom_count <= 0 ? NULL
+                : bsearch(name, st->dom, (size_t) st->dom_count, sizeof(*st->dom), store_dom_cmp);
+
+            if (d == NULL)
+                return 0;
+            out->name = d->name;
+            out->nexthop = d->nexthop;
+            out->subdomains = d->subdomains;
+            return 1;
+        }
+    }
     s = st->stmt[STMT_DOMAIN_GET];
     if (sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC) != SQLITE_OK)
         return store_fail(st, "domain lookup");

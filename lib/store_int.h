@@ -37,6 +37,7 @@ enum store_stmt {
     STMT_RCPT_WALK,
     STMT_STATS,
     STMT_SOURCE_WALK,
+    STMT_DATA_VERSION,
     STMT_COUNT
 };
 
@@ -61,6 +62,12 @@ struct store {
     STORE_BUF b_address, b_kind, b_source, b_dn, b_guid, b_name, b_nexthop;
     STORE_REPL *repl;
     STORE_SYNC *sync;
+    /* The domain table in memory, for lookups inside read transactions. */
+    struct store_dom *dom;      /* sorted by name */
+    int dom_count;              /* -1: not loaded */
+    int dom_uncached;           /* too many domains to keep: ask SQLite */
+    long long dom_version;      /* PRAGMA data_version it was loaded at */
+    int dom_checked;            /* checked in this read transaction */
 };
 
 /* store_errf - set the handle's error text; returns -1 */

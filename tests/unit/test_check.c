@@ -179,6 +179,45 @@ static void test_domain(void **state)
 }
 
 /*
+ * Readers keep the domain table in memory inside read transactions; a
+ * change by another connection must show in the next transaction.
+ */
+static void test_domain_cache(void **state)
+{
+    char err[256];
+    STORE *r = store_open(t_path, 0, 200, err, sizeof(err));
+    CHECK_WHY why;
+
+    (void) state;
+    assert_non_null(r);
+    assert_int_equal(store_read_begin(r), 0);
+    assert_int_equal(check_domain(r, "new.example", 11, &why), 0);
+    assert_int_equal(check_domain(r, "example.com", 11, &why), 1);
+    store_read_end(r);
+
+    assert_int_equal(store_domain_put(t_store, "new.example", "smtp:[10.9.9.9]", 0), 0);
+    assert_int_equal(store_read_begin(r), 0);
+    assert_int_equal(check_domain(r, "new.example", 11, &why), 1);
+    assert_string_equal(why.nexthop, "smtp:[10.9.9.9]");
+    store_read_end(r);
+
+    assert_int_equal(store_domain_put(t_store, "new.example", "smtp:[10.8.8.8]", 1), 0);
+    assert_int_equal(store_read_begin(r), 0);
+    assert_int_equal(check_domain(r, "a.new.example", 13, &why), 1);
+    assert_string_equal(why.nexthop, "smtp:[10.8.8.8]");
+    store_read_end(r);
+
+    assert_int_equal(store_domain_del(t_store, "new.example"), 1);
+    assert_int_equal(store_read_begin(r), 0);
+    assert_int_equal(check_domain(r, "new.example", 11, &why), 0);
+    store_read_end(r);
+    /* outside a transaction too */
+    assert_int_equal(check_domain(r, "new.example", 11, &why), 0);
+    assert_int_equal(check_domain(r, "example.com", 11, &why), 1);
+    store_close(r);
+}
+
+/*
  * A store that cannot answer is a failure to decide (-1), never "not
  * found": here another process takes the tables away under our prepared
  * statements, then puts them back.
@@ -230,6 +269,7 @@ int main(void)
         cmocka_unit_test(test_rcpt),
         cmocka_unit_test(test_rcpt_why),
         cmocka_unit_test(test_domain),
+        cmocka_unit_test(test_domain_cache),
         cmocka_unit_test(test_broken),
         cmocka_unit_test(test_locked),
     };
