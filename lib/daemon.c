@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "log.h"
 
 /* daemon_detach - fork into the background, new session, stdio to /dev/null */
 int daemon_detach(char *err, size_t errlen)
@@ -195,4 +196,26 @@ void daemon_pidfile_remove(const char *path)
     if (fgets(buf, sizeof(buf), fp) != NULL && strtol(buf, NULL, 10) == (long) getpid())
         (void) unlink(path);
     fclose(fp);
+}
+
+/* daemon_become - detach, pid file, privileges (see daemon.h) */
+void daemon_become(const char *ident, int foreground, const char *pidfile,
+                   const char *user, const char *section)
+{
+    char err[512];
+
+    if (!foreground) {
+        if (daemon_detach(err, sizeof(err)) < 0)
+            log_fatal("%s", err);
+        log_init(ident, 0, 1);
+    }
+    if (daemon_pidfile(pidfile, err, sizeof(err)) < 0)
+        log_fatal("%s", err);
+    if (*user == 0) {
+        if (geteuid() == 0)
+            log_warn("running as root: set [%s] user to an unprivileged user", section);
+    } else if (daemon_drop(user, err, sizeof(err)) < 0) {
+        daemon_pidfile_remove(pidfile);
+        log_fatal("%s", err);
+    }
 }

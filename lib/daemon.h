@@ -38,4 +38,14 @@ int daemon_pidfile(const char *path, char *err, size_t errlen);
 /* daemon_pidfile_remove - remove path if it still holds our pid */
 void daemon_pidfile_remove(const char *path);
 
+/*
+ * daemon_become - what every daemon does once its sockets are bound:
+ * detach unless foreground (logging then goes to syslog only), write the
+ * pid file, and run as user (empty: stay, with a warning when that is
+ * root; section names the config section for that warning). Any failure
+ * is fatal: a daemon that cannot do these must not run.
+ */
+void daemon_become(const char *ident, int foreground, const char *pidfile,
+                   const char *user, const char *section);
+
 #endif

@@ -836,7 +836,6 @@ int main(int argc, char **argv)
     struct event *sigs[3];
     static const int signums[3] = {SIGHUP, SIGTERM, SIGINT};
     struct sigaction sa;
-    char err[512];
     char real[PATH_MAX];
     char smtext[1024];
     char potext[1024];
@@ -895,20 +894,7 @@ int main(int argc, char **argv)
     lookupd_listen_list(lookupd_run_socketmap, LISTENER_SOCKMAP, lookupd_socket_mode());
     lookupd_listen_list(lookupd_run_policy, LISTENER_POLICY, lookupd_socket_mode());
 
-    if (!foreground) {
-        if (daemon_detach(err, sizeof(err)) < 0)
-            log_fatal("%s", err);
-        log_init(LOOKUPD_NAME, 0, 1);
-    }
-    if (daemon_pidfile(lookupd_run_pidfile, err, sizeof(err)) < 0)
-        log_fatal("%s", err);
-    if (*lookupd_run_user == 0) {
-        if (geteuid() == 0)
-            log_warn("running as root: set [lookupd] user to an unprivileged user");
-    } else if (daemon_drop(lookupd_run_user, err, sizeof(err)) < 0) {
-        daemon_pidfile_remove(lookupd_run_pidfile);
-        log_fatal("%s", err);
-    }
+    daemon_become(LOOKUPD_NAME, foreground, lookupd_run_pidfile, lookupd_run_user, "lookupd");
 
     if ((lookupd_base = event_base_new()) == NULL)
         log_fatal("event_base_new failed");

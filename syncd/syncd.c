@@ -437,24 +437,9 @@ static void syncd_loop(void)
 /* syncd_daemon - detach, pid file, privileges, signals, the loop */
 static int syncd_daemon(int foreground)
 {
-    char err[512];
-
     syncd_run_user = xstrdup(var_syncd_user);
     syncd_run_pidfile = xstrdup(var_syncd_pidfile);
-    if (!foreground) {
-        if (daemon_detach(err, sizeof(err)) < 0)
-            log_fatal("%s", err);
-        log_init(SYNCD_NAME, 0, 1);
-    }
-    if (daemon_pidfile(syncd_run_pidfile, err, sizeof(err)) < 0)
-        log_fatal("%s", err);
-    if (*syncd_run_user == 0) {
-        if (geteuid() == 0)
-            log_warn("running as root: set [syncd] user to an unprivileged user");
-    } else if (daemon_drop(syncd_run_user, err, sizeof(err)) < 0) {
-        daemon_pidfile_remove(syncd_run_pidfile);
-        log_fatal("%s", err);
-    }
+    daemon_become(SYNCD_NAME, foreground, syncd_run_pidfile, syncd_run_user, "syncd");
     log_info("starting: %d source%s, store %s", syncd_nsources, syncd_nsources == 1 ? "" : "s",
              var_store_path);
     syncd_loop();
