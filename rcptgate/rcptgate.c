@@ -56,7 +56,7 @@ void rcptgate_error(const char *fmt, ...)
 /* rcptgate_usage - the usage text on stderr */
 int rcptgate_usage(void)
 {
-    fputs("usage: rcptgate [-c FILE] [-n] [-v] SUBCOMMAND [ARGS]\n"
+    fputs("usage: rcptgate [-c FILE] [-f] [-n] [-v] SUBCOMMAND [ARGS]\n"
           "  query ADDRESS                      the verdict for ADDRESS, and why\n"
           "  import [--source NAME] [--allow-empty] FILE\n"
           "                                     replace a source's recipients with a map file\n"
@@ -133,10 +133,14 @@ int main(int argc, char **argv)
 
     log_init("rcptgate", 1, 0);
     /* "+": options end at the subcommand, which has options of its own. */
-    while ((ch = getopt(argc, argv, "+c:nv")) != -1) {
+    while ((ch = getopt(argc, argv, "+c:fnv")) != -1) {
         switch (ch) {
         case 'c':
             conf = optarg;
+            break;
+        case 'f':
+            /* Always in the foreground; -f adds syslog, as for the daemons. */
+            log_init("rcptgate", 1, 1);
             break;
         case 'n':
             check_only = 1;

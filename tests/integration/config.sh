@@ -75,6 +75,25 @@ for prog in "$RG_LOOKUPD" "$RG_ADMIN"; do
     tl_is "$n" 3 "$name -n: every mistake reported"
 done
 
+# The installed sample, every key commented, is a good file for every
+# program, once the user it names exists (here: none) and, for syncd,
+# there is a source to sync.
+sed 's/^#user = rcptgate$/user =/' "$top_srcdir/etc/rcptgate.conf.sample" > "$T/sample.conf"
+printf '\n[source extra]\ntype = file\npath = %s/extra.map\n' "$T" >> "$T/sample.conf"
+for prog in "$RG_LOOKUPD" "$RG_ADMIN" "$top_builddir/syncd/rcptgate-syncd"; do
+    check "$prog" "$T/sample.conf"
+    tl_is "$rc" 0 "$(basename "$prog") -n accepts etc/rcptgate.conf.sample"
+done
+# Without that, the missing default user is named, not silently ignored.
+if ! id rcptgate >/dev/null 2>&1; then
+    check "$RG_LOOKUPD" "$top_srcdir/etc/rcptgate.conf.sample"
+    tl_like "$out" 'user "rcptgate" does not exist' "a missing user is a configuration error"
+fi
+
+# The admin command takes -f like the daemons (it is always in the foreground).
+tl_admin -f -n >/dev/null 2>&1
+tl_is "$?" 0 "rcptgate -f is accepted"
+
 # A daemon does not start on a bad file.
 printf '[store]\npath = %s\nbusy_timeout = soon\n' "$STORE" > "$T/bad.conf"
 "$RG_LOOKUPD" -f -c "$T/bad.conf" > "$T/start.out" 2>&1 &
