@@ -323,6 +323,7 @@ static void source_ldap_close(SOURCE *src)
     source_words_free(sl->addr_attrs);
     source_words_free(sl->login_attrs);
     source_obj_free(&sl->obj);
+    source_ldap_sync_free(sl);
     free(sl->shared_types);
     free(sl->invocation_id);
     free(sl->uri);
@@ -655,9 +656,10 @@ const SOURCE_LDAP_FLAVOUR source_ldap_generic = {
     "mail mailAlternateAddress",
     "uid",
     source_ldap_generic_attrs,
-    NULL,
+    source_ldap_sync_begin,         /* RFC 4533: source_ldap_sync.c */
     source_ldap_generic_entry,
-    NULL,
+    source_ldap_sync_end,
+    source_ldap_sync_incremental,
 };
 
 /* ------------------------------------------------------------ the pull */
@@ -716,11 +718,45 @@ fail:
     return SOURCE_ERR;
 }
 
+/* source_ldap_incremental - the changes since cookie, where the flavour can tell them */
+static int source_ldap_incremental(SOURCE *src, const char *cookie, const char *invocation_id,
+                                   SYNC_SINK *sink, char **new_cookie, char **new_invocation_id,
+                                   char *err, size_t errlen)
+{
+    SOURCE_LDAP *sl = source_ldap_of(src);
+    char why[1024];
+    int rc;
+
+    *new_cookie = NULL;
+    *new_invocation_id = NULL;
+    if (sl->flavour->incremental == NULL) {
+        snprintf(err, errlen, "the %s flavour has no incremental pull", sl->flavour->name);
+        return SOURCE_FULL;
+    }
+    sl->sink = sink;
+    sl->entries = 0;
+    sl->disabled = 0;
+    why[0] = 0;
+    rc = sl->flavour->incremental(sl, cookie, invocation_id, new_cookie, new_invocation_id,
+                                  why, sizeof(why));
+    sl->sink = NULL;
+    if (rc != SOURCE_OK) {
+        free(*new_cookie);
+        free(*new_invocation_id);
+        *new_cookie = *new_invocation_id = NULL;
+    }
+    if (rc == SOURCE_ERR)
+        snprintf(err, errlen, "%s: %s", sl->uri, why);
+    else if (rc == SOURCE_FULL)
+        snprintf(err, errlen, "%s", why);
+    return rc;
+}
+
 const SOURCE_OPS source_ldap_ops = {
     "ldap",
     source_ldap_open,
     source_ldap_full,
-    NULL,                       /* incremental: DirSync / uSNChanged / RFC 4533 come later */
-    NULL,                       /* wait: change notification / refreshAndPersist come later */
+    source_ldap_incremental,    /* per flavour: ad by uSNChanged */
+    source_ldap_sync_wait,      /* generic: the RFC 4533 persistent search */
     source_ldap_close,
 };

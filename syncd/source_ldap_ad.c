@@ -25,15 +25,30 @@
  *               "member;range=0-1499" is followed by requests for the next
  *               range of that DN until a range ends in "*".
  *
- * For the incremental pulls to come (uSNChanged), a full pull records the
- * DC's highestCommittedUSN as read from the rootDSE before the search
- * began (changes made while the pull runs are then seen again, never
- * missed), or the highest uSNChanged it saw where the rootDSE has none,
- * and the DC's invocationId (rootDSE dsServiceName -> its nTDSDSA
- * object), so that a switch to another DC or a restore can be detected.
+ * For incremental pulls, a full pull records the DC's highestCommittedUSN
+ * as read from the rootDSE before the search began (changes made while
+ * the pull runs are then seen again, never missed), or the highest
+ * uSNChanged it saw where the rootDSE has none (a directory that only
+ * looks like AD, as the tests' slapd), and the DC's invocationId (rootDSE
+ * dsServiceName -> its nTDSDSA object), so that a switch to another DC or
+ * a restore can be detected.
+ *
+ * An incremental pull reads the same two values again. Another
+ * invocationId than the stored one (or one where none was stored, or none
+ * where one was), or a highestCommittedUSN below the stored USN, asks for
+ * a full pull. Otherwise each base is searched for
+ * (&FILTER(uSNChanged>=USN+1)), every entry mapped as in a full pull: put
+ * when it is a recipient, deleted by its guid when it is not (disabled, no
+ * SMTP address left); and for (&(uSNChanged>=USN+1)(!FILTER)), the objects
+ * that no longer match the filter (mail attributes cleared), deleted by
+ * guid. Deleted objects are not visible to such a search (their tombstones
+ * need DirSync or the show-deleted control): the scheduled full
+ * reconciliation removes them.
  */
 #include "config.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,8 +124,9 @@ static int source_ldap_ad_number(const char *s, size_t len, long long *out)
         return -1;
     memcpy(buf, s, len);
     buf[len] = 0;
+    errno = 0;
     *out = strtoll(buf, &end, 10);
-    return *end == 0 && (buf[0] == '-' || (buf[0] >= '0' && buf[0] <= '9')) ? 0 : -1;
+    return *end == 0 && errno == 0 && (buf[0] == '-' || (buf[0] >= '0' && buf[0] <= '9')) ? 0 : -1;
 }
 
 /* source_ldap_ad_range - "member;range=LOW-HIGH" or "member;range=LOW-*" */
@@ -476,6 +492,198 @@ static int source_ldap_ad_entry(SOURCE_LDAP *sl, LDAPMessage *e, char *err, size
     return 0;
 }
 
+/* ------------------------------------------------------------ incremental pulls */
+
+/* One incremental pull: the pull's sink, and the one the entry mapping puts into. */
+typedef struct source_ldap_ad_delta {
+    SYNC_SINK wrap;                 /* forwards to sink, noting that the entry was put */
+    SYNC_SINK *sink;
+    int put;
+    long long changed;              /* entries put */
+    long long gone;                 /* entries deleted by guid */
+} SOURCE_LDAP_AD_DELTA;
+
+/* source_ldap_ad_since - may an incremental pull start from the stored state? */
+int source_ldap_ad_since(const char *cookie, const char *stored_id, const char *current_id,
+                         long long current_usn, long long *usn, char *why, size_t whylen)
+{
+    if (cookie == NULL || strspn(cookie, "0123456789") != strlen(cookie)
+        || source_ldap_ad_number(cookie, strlen(cookie), usn) < 0 || *usn == LLONG_MAX) {
+        snprintf(why, whylen, "the stored state \"%s\" is not a USN", cookie ? cookie : "");
+        return 0;
+    }
+    /* Neither knows a DC (not AD): the USN is all the state there is. */
+    if (stored_id == NULL && current_id == NULL)
+        return 1;
+    if (stored_id == NULL) {
+        snprintf(why, whylen, "the stored USN names no domain controller, and this one has "
+                 "invocationId %s", current_id);
+        return 0;
+    }
+    if (current_id == NULL) {
+        snprintf(why, whylen, "the domain controller's invocationId could not be read "
+                 "(the stored USN is of %s)", stored_id);
+        return 0;
+    }
+    if (strcasecmp(stored_id, current_id) != 0) {
+        snprintf(why, whylen, "another domain controller, or one restored from a backup "
+                 "(invocationId %s; the stored USN is of %s)", current_id, stored_id);
+        return 0;
+    }
+    if (current_usn >= 0 && current_usn < *usn) {
+        snprintf(why, whylen, "the domain controller's highestCommittedUSN %lld is below the "
+                 "stored %lld (restored from a backup?)", current_usn, *usn);
+        return 0;
+    }
+    return 1;
+}
+
+/* source_ldap_ad_delta_put - the wrapped sink's put: forward, and note it */
+static int source_ldap_ad_delta_put(SYNC_SINK *wrap, const STORE_OBJECT *obj)
+{
+    SOURCE_LDAP_AD_DELTA *d = wrap->ctx;
+
+    d->put = 1;
+    return d->sink->put(d->sink, obj);
+}
+
+/* source_ldap_ad_delta_del - delete the object of sl->obj by its guid (the DN without one) */
+static int source_ldap_ad_delta_del(SOURCE_LDAP *sl, SOURCE_LDAP_AD_DELTA *d, char *err, size_t errlen)
+{
+    SOURCE_OBJ *o = &sl->obj;
+
+    if (o->guid == NULL)
+        source_obj_set_guid(o, o->dn, strlen(o->dn));
+    if (d->sink->del(d->sink, o->guid) < 0) {
+        snprintf(err, errlen, "%s: not stored", o->dn);
+        return -1;
+    }
+    d->gone++;
+    return 0;
+}
+
+/*
+ * source_ldap_ad_changed_cb - a changed entry that matches the filter:
+ * mapped as in a full pull; one that is no recipient now is deleted.
+ */
+static int source_ldap_ad_changed_cb(SOURCE_LDAP *sl, LDAPMessage *e, void *ctx, char *err, size_t errlen)
+{
+    SOURCE_LDAP_AD_DELTA *d = ctx;
+
+    if (syncd_stopping) {
+        snprintf(err, errlen, "stopping on a signal");
+        return -1;
+    }
+    sl->entries++;
+    d->put = 0;
+    if (source_ldap_ad_entry(sl, e, err, errlen) < 0)
+        return -1;
+    if (d->put) {
+        d->changed++;
+        return 0;
+    }
+    return source_ldap_ad_delta_del(sl, d, err, errlen);
+}
+
+/* source_ldap_ad_unmatched_cb - a changed entry that no longer matches the filter: deleted */
+static int source_ldap_ad_unmatched_cb(SOURCE_LDAP *sl, LDAPMessage *e, void *ctx, char *err, size_t errlen)
+{
+    SOURCE_LDAP_AD_DELTA *d = ctx;
+    SOURCE_OBJ *o = &sl->obj;
+    BerElement *ber;
+    struct berval dn, name, *vals;
+    long long n;
+    char hex[33];
+
+    if (syncd_stopping) {
+        snprintf(err, errlen, "stopping on a signal");
+        return -1;
+    }
+    sl->entries++;
+    source_obj_reset(o);
+    if (source_ldap_entry_first(sl, e, &ber, &dn) < 0) {
+        snprintf(err, errlen, "an entry without a readable DN");
+        return -1;
+    }
+    source_obj_set_dn(o, dn.bv_val, dn.bv_len);
+    while (source_ldap_entry_next(sl, e, ber, &name, &vals) > 0) {
+        if (vals && vals[0].bv_val) {
+            /* The same identity as the full pull gives it. */
+            if (source_ldap_is(&name, "objectGUID") && source_ldap_ad_guid(&vals[0], hex) == 0)
+                source_obj_set_guid(o, hex, 32);
+            else if (source_ldap_is(&name, "uSNChanged")
+                     && source_ldap_ad_number(vals[0].bv_val, vals[0].bv_len, &n) == 0 && n > sl->usn_max)
+                sl->usn_max = n;
+        }
+        ber_memfree(vals);
+    }
+    ber_free(ber, 0);
+    return source_ldap_ad_delta_del(sl, d, err, errlen);
+}
+
+/* source_ldap_ad_bases - one search of every base; 0 or -1 */
+static int source_ldap_ad_bases(SOURCE_LDAP *sl, const char *filter, char **attrs,
+                                SOURCE_LDAP_ENTRY_FN fn, void *ctx, char *err, size_t errlen)
+{
+    for (const char *b = sl->conf->base; *b;) {
+        size_t len = strcspn(b, "\n");
+        char *base = xstrndup(b, len);
+        int rc = source_ldap_search(sl, base, LDAP_SCOPE_SUBTREE, filter, attrs, 1, fn, ctx, err, errlen);
+
+        free(base);
+        if (rc < 0)
+            return -1;
+        b += len;
+        if (*b)
+            b++;
+    }
+    return 0;
+}
+
+/* source_ldap_ad_incremental - the objects changed since the stored USN */
+static int source_ldap_ad_incremental(SOURCE_LDAP *sl, const char *cookie, const char *invocation_id,
+                                      char **new_cookie, char **new_invocation_id, char *err, size_t errlen)
+{
+    static char *unmatched_attrs[] = {"objectGUID", "uSNChanged", NULL};
+    SOURCE_LDAP_AD_DELTA d;
+    SYNC_SINK *sink = sl->sink;
+    const char *f = sl->filter;
+    int paren = *f == '(';
+    char *changed, *unmatched;
+    long long usn;
+    int rc;
+
+    if (source_ldap_ad_begin(sl, err, errlen) < 0)
+        return SOURCE_ERR;
+    if (!source_ldap_ad_since(cookie, invocation_id, sl->invocation_id, sl->usn_start, &usn, err, errlen))
+        return SOURCE_FULL;
+    /* Where the cookie is the highest uSNChanged seen, it never goes back. */
+    sl->usn_max = usn;
+
+    memset(&d, 0, sizeof(d));
+    d.sink = sink;
+    d.wrap.put = source_ldap_ad_delta_put;
+    d.wrap.del = sink->del;
+    d.wrap.ctx = &d;
+    sl->sink = &d.wrap;
+    changed = xasprintf("(&%s%s%s(uSNChanged>=%lld))", paren ? "" : "(", f, paren ? "" : ")", usn + 1);
+    unmatched = xasprintf("(&(uSNChanged>=%lld)(!%s%s%s))", usn + 1, paren ? "" : "(", f, paren ? "" : ")");
+    rc = source_ldap_ad_bases(sl, changed, sl->attrs, source_ldap_ad_changed_cb, &d, err, errlen);
+    if (rc == 0)
+        rc = source_ldap_ad_bases(sl, unmatched, unmatched_attrs, source_ldap_ad_unmatched_cb, &d, err, errlen);
+    free(changed);
+    free(unmatched);
+    sink->skipped += d.wrap.skipped;
+    sl->sink = sink;
+    if (rc < 0)
+        return SOURCE_ERR;
+    source_ldap_ad_end(sl, new_cookie, new_invocation_id);
+    log_debug("source %s: incremental from USN %lld: %lld changed entries put, %lld deleted "
+              "(%lld disabled accounts); new USN %s", sl->conf->name, usn, d.changed, d.gone,
+              sl->disabled, *new_cookie ? *new_cookie : "(none)");
+    return SOURCE_OK;
+}
+
 static const char *const source_ldap_ad_attrs[] = {
     "objectClass", "objectGUID", "userAccountControl", "msExchRecipientTypeDetails",
     "msExchRequireAuthToSendTo", "uSNChanged", "member", NULL,
@@ -492,4 +700,5 @@ const SOURCE_LDAP_FLAVOUR source_ldap_ad = {
     source_ldap_ad_begin,
     source_ldap_ad_entry,
     source_ldap_ad_end,
+    source_ldap_ad_incremental,
 };

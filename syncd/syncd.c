@@ -2,7 +2,7 @@
  * syncd.c - rcptgate-syncd: directory sources into the store
  *
  * SYNOPSIS
- *   rcptgate-syncd [-c FILE] [-n] [-f] [-v] [--once [--force]] [--source NAME]
+ *   rcptgate-syncd [-c FILE] [-n] [-f] [-v] [--once [--incremental] [--force]] [--source NAME]
  *
  * DESCRIPTION
  *   Reads the [source NAME] sections of rcptgate.conf and keeps the
@@ -12,6 +12,8 @@
  *   applied as one transaction or not at all, then exit: 0 all applied,
  *   65 the shrink guard refused one (--force applies it anyway), 75 a
  *   directory or store failure (try later), 78 a configuration error.
+ *   --once --incremental: an incremental pull instead where the source
+ *   can do one from its stored state, a full one where it cannot.
  *
  *   Without --once, a daemon (-f: in the foreground): a full pull of each
  *   source at start, then every poll_interval an incremental pull where
@@ -20,6 +22,11 @@
  *   full_interval, and after a failure a retry after retry_interval,
  *   doubling up to ten minutes. A connection is opened for each pull and
  *   closed after it, so no idle connection goes stale between polls.
+ *   mode = persistent (a generic LDAP source with one base): the source
+ *   stays open with an RFC 4533 refreshAndPersist search, waited on
+ *   between runs (syncd_persist_wait); each burst of changes is applied
+ *   as it comes, a restart resumes from the stored cookie, and a lost
+ *   connection is reopened after retry_interval.
  *
  *   Signals: SIGHUP re-reads the configuration (a bad file is logged and
  *   the running one kept; a source whose settings changed is pulled at
@@ -65,6 +72,7 @@ typedef struct syncd_source {
     long long next_full;            /* monotonic ms */
     long long backoff_ms;           /* the last wait after a failure, 0 none */
     int synced;                     /* a full sync was applied since start */
+    SOURCE *src;                    /* persistent mode: kept open between pulls */
 } SYNCD_SOURCE;
 
 static SYNCD_SOURCE *syncd_sources;
@@ -105,8 +113,11 @@ static const char *syncd_duration(long long ms, char *buf, size_t size)
 /* syncd_free_sources - the schedule and the settings it holds */
 static void syncd_free_sources(SYNCD_SOURCE *sources, int n)
 {
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
+        if (sources[i].src != NULL)
+            sources[i].ops->close(sources[i].src);
         source_conf_free(sources[i].conf);
+    }
     free(sources);
 }
 
@@ -169,9 +180,9 @@ static int syncd_load(void)
 /* syncd_notes - what the postmaster should know about a source's settings */
 static void syncd_notes(const SOURCE_CONF *c)
 {
-    if (strcmp(c->mode, "persistent") == 0)
-        log_info("source %s: mode = persistent is not available yet for type %s; "
-                 "polling every poll_interval instead", c->name, c->type);
+    if (strcmp(c->mode, "persistent") == 0 && !source_ldap_sync_persistent(c))
+        log_info("source %s: mode = persistent is available only for type ldap, flavour "
+                 "generic, with one base (RFC 4533); polling every poll_interval instead", c->name);
     if (strcmp(c->type, "ldap") == 0 && strcmp(c->tls, "none") == 0) {
         int n;
         char **uris = source_words(c->uri, &n);
@@ -226,6 +237,8 @@ static void syncd_reload(void)
             s->next_full = old[j].next_full;
             s->backoff_ms = old[j].backoff_ms;
             s->synced = old[j].synced;
+            if (old[j].src != NULL)
+                s->next_run = now;      /* its persistent search ends with the old settings */
         } else {
             s->next_run = now;
             s->next_full = now;
@@ -296,10 +309,144 @@ static int syncd_run(SYNCD_SOURCE *s, int full, int force, SYNC_RESULT *res)
     return res->status;
 }
 
+/* ------------------------------------------------------------ persistent mode */
+
+static void syncd_schedule(SYNCD_SOURCE *s, const SYNC_RESULT *res);
+
+/* syncd_persistent - does this source run persistently (RFC 4533)? */
+static int syncd_persistent(const SYNCD_SOURCE *s)
+{
+    return s->ops->wait != NULL && source_ldap_sync_persistent(s->conf);
+}
+
+/* syncd_persist_close - end a persistent source's connection */
+static void syncd_persist_close(SYNCD_SOURCE *s)
+{
+    if (s->src != NULL)
+        s->ops->close(s->src);
+    s->src = NULL;
+}
+
+/*
+ * syncd_persist_run - a pull of a persistent source on its kept
+ * connection (opened on demand): a full one when due, and then the
+ * incremental pull that (re)starts the persistent search from the stored
+ * cookie and applies what it brings. A failure closes the connection;
+ * the next run reconnects. res->status, as syncd_run.
+ */
+static int syncd_persist_run(SYNCD_SOURCE *s, int full, SYNC_RESULT *res)
+{
+    const SOURCE_CONF *c = s->conf;
+    char err[sizeof(res->why)];
+    SYNC_RESULT more;
+    STORE *st;
+
+    memset(res, 0, sizeof(*res));
+    res->full = full;
+    if ((st = syncd_store(err, sizeof(err))) == NULL) {
+        snprintf(res->why, sizeof(res->why), "%s", err);
+        log_err("source %s: sync failed, nothing applied: %s", c->name, res->why);
+        res->store_failed = 1;
+        return res->status = SYNC_FAILED;
+    }
+    if (s->src == NULL) {
+        err[0] = 0;
+        if ((s->src = s->ops->open(c, err, sizeof(err))) == NULL) {
+            snprintf(res->why, sizeof(res->why), "%s", err[0] ? err : "cannot open the source");
+            log_err("source %s: %s sync failed, nothing applied: %s", c->name,
+                    full ? "full" : "incremental", res->why);
+            sync_apply_failed(st, c, res->why);
+            return res->status = SYNC_FAILED;
+        }
+    }
+    if (!full && sync_apply_delta(st, c, s->ops, s->src, res) == SYNC_NEED_FULL)
+        full = 1;
+    if (full && !syncd_stopping && sync_apply_full(st, c, s->ops, s->src, 0, res) == SYNC_APPLIED) {
+        /* Start the persistent search from the cookie just stored. */
+        if (sync_apply_delta(st, c, s->ops, s->src, &more) != SYNC_APPLIED) {
+            log_warn("source %s: the persistent search did not start%s%s; retrying in %lld s",
+                     c->name, more.why[0] ? ": " : "", more.why, (long long) var_syncd_retry_ms / 1000);
+            syncd_persist_close(s);
+            res->store_failed |= more.store_failed;
+        }
+    } else if (full && syncd_stopping) {
+        res->status = SYNC_STOPPED;
+    }
+    if (res->status != SYNC_APPLIED)
+        syncd_persist_close(s);
+    if (res->store_failed) {
+        store_close(syncd_st);
+        syncd_st = NULL;
+    }
+    return res->status;
+}
+
+/*
+ * syncd_persist_schedule - after a run of a persistent source: with its
+ * search running, only the full reconciliation is scheduled; without,
+ * a reconnect after retry_interval (failures back off as usual).
+ */
+static void syncd_persist_schedule(SYNCD_SOURCE *s, const SYNC_RESULT *res)
+{
+    if (res->status == SYNC_APPLIED && !s->synced) {
+        /* Resumed from the stored cookie: as good as a full pull. */
+        s->synced = 1;
+        s->next_full = syncd_now() + var_syncd_full_ms;
+    }
+    if (res->status == SYNC_APPLIED)
+        s->next_run = s->src != NULL ? s->next_full : syncd_now() + var_syncd_retry_ms;
+}
+
+/*
+ * syncd_persist_wait - wait up to ms on the persistent searches (in
+ * slices, so that a signal is noticed within a quarter second), applying
+ * each burst of changes as it comes. 1 when some source was waited on,
+ * 0 when none is open (the caller sleeps instead).
+ */
+static int syncd_persist_wait(long long ms)
+{
+    int open = 0;
+    long long slice;
+
+    for (int i = 0; i < syncd_nsources; i++)
+        open += syncd_sources[i].src != NULL;
+    if (open == 0)
+        return 0;
+    slice = (ms < 250 ? ms : 250) / open;
+    if (slice < 10)
+        slice = 10;
+    for (int i = 0; i < syncd_nsources && !syncd_stopping && !syncd_reloading; i++) {
+        SYNCD_SOURCE *s = &syncd_sources[i];
+        SYNC_RESULT res;
+        char err[1024];
+        int rc;
+
+        if (s->src == NULL)
+            continue;
+        err[0] = 0;
+        if ((rc = s->ops->wait(s->src, (int) slice, err, sizeof(err))) == 0)
+            continue;
+        if (rc < 0) {
+            /* slapd restarted, the network broke: reconnect with backoff, resume from the cookie */
+            log_warn("source %s: persistent search lost: %s", s->conf->name, err[0] ? err : "error");
+            syncd_persist_close(s);
+            memset(&res, 0, sizeof(res));
+            res.status = SYNC_FAILED;
+            s->backoff_ms = 0;          /* the first reconnect comes soon */
+            syncd_schedule(s, &res);
+            continue;
+        }
+        syncd_persist_run(s, 0, &res);
+        syncd_schedule(s, &res);
+        syncd_persist_schedule(s, &res);
+    }
+    return 1;
+}
+
 /* ------------------------------------------------------------ --once */
 
-/* syncd_once - one full pull of each source; the exit status */
-static int syncd_once(int force)
+/* syncd_once - one full (or incremental) pull of each source; the exit status */
+static int syncd_once(int force, int incremental)
 {
     char err[1024];
     int failed = 0;
@@ -312,7 +459,7 @@ static int syncd_once(int force)
     for (int i = 0; i < syncd_nsources && !syncd_stopping; i++) {
         SYNC_RESULT res;
 
-        switch (syncd_run(&syncd_sources[i], 1, force, &res)) {
+        switch (syncd_run(&syncd_sources[i], !incremental, force, &res)) {
         case SYNC_APPLIED:
             failed |= res.export_failed;
             break;
@@ -423,14 +570,22 @@ static void syncd_loop(void)
             if (s->next_run > now)
                 continue;
             full = !s->synced || now >= s->next_full || s->ops->incremental == NULL;
-            syncd_run(s, full, 0, &res);
-            syncd_schedule(s, &res);
+            if (syncd_persistent(s)) {
+                /* A stored cookie is resumed from, at start too: no full pull until due. */
+                syncd_persist_run(s, s->synced && now >= s->next_full, &res);
+                syncd_schedule(s, &res);
+                syncd_persist_schedule(s, &res);
+            } else {
+                syncd_run(s, full, 0, &res);
+                syncd_schedule(s, &res);
+            }
         }
         for (int i = 0; i < syncd_nsources; i++)
             if (syncd_sources[i].next_run < next)
                 next = syncd_sources[i].next_run;
         now = syncd_now();
-        syncd_sleep(next == LLONG_MAX ? 3600000 : next - now);
+        if (!syncd_persist_wait(next == LLONG_MAX ? 3600000 : next - now))
+            syncd_sleep(next == LLONG_MAX ? 3600000 : next - now);
     }
 }
 
@@ -455,7 +610,8 @@ static int syncd_daemon(int foreground)
 /* syncd_usage - how to call us */
 static _Noreturn void syncd_usage(void)
 {
-    fprintf(stderr, "usage: %s [-c FILE] [-n] [-f] [-v] [--once [--force]] [--source NAME]\n", SYNCD_NAME);
+    fprintf(stderr, "usage: %s [-c FILE] [-n] [-f] [-v] [--once [--incremental] [--force]] "
+            "[--source NAME]\n", SYNCD_NAME);
     exit(RG_EX_USAGE);
 }
 
@@ -465,6 +621,7 @@ int main(int argc, char **argv)
     static const struct option longopts[] = {
         {"once", no_argument, NULL, 'O'},
         {"force", no_argument, NULL, 'F'},
+        {"incremental", no_argument, NULL, 'I'},
         {"source", required_argument, NULL, 'S'},
         {NULL, 0, NULL, 0},
     };
@@ -476,6 +633,7 @@ int main(int argc, char **argv)
     int check_only = 0;
     int once = 0;
     int force = 0;
+    int incremental = 0;
     int ch;
     int rc;
 
@@ -499,6 +657,9 @@ int main(int argc, char **argv)
         case 'F':
             force = 1;
             break;
+        case 'I':
+            incremental = 1;
+            break;
         case 'S':
             syncd_only = optarg;
             break;
@@ -506,7 +667,7 @@ int main(int argc, char **argv)
             syncd_usage();
         }
     }
-    if (optind != argc || (force && !once))
+    if (optind != argc || (force && !once) || (incremental && !once))
         syncd_usage();
 
     log_init(SYNCD_NAME, 1, !check_only);
@@ -545,7 +706,7 @@ int main(int argc, char **argv)
         /* From cron as root: write the store as the user lookupd shares it with. */
         if (daemon_drop(var_syncd_user, err, sizeof(err)) < 0)
             log_fatal("%s", err);
-        rc = syncd_once(force);
+        rc = syncd_once(force, incremental);
     } else {
         rc = syncd_daemon(foreground);
     }

@@ -141,6 +141,13 @@ typedef struct source_ldap_flavour {
     int (*entry)(SOURCE_LDAP *sl, LDAPMessage *e, char *err, size_t errlen);
     /* end - after a complete pull: the incremental state (malloc'd, or NULL) */
     void (*end)(SOURCE_LDAP *sl, char **cookie, char **invocation_id);
+    /*
+     * incremental - the changes since cookie to sl->sink (SOURCE_OPS'
+     * incremental, with sl->sink set): SOURCE_OK and the new state
+     * (malloc'd), SOURCE_FULL or SOURCE_ERR with err. NULL: none.
+     */
+    int (*incremental)(SOURCE_LDAP *sl, const char *cookie, const char *invocation_id,
+                       char **new_cookie, char **new_invocation_id, char *err, size_t errlen);
 } SOURCE_LDAP_FLAVOUR;
 
 extern const SOURCE_LDAP_FLAVOUR source_ldap_generic;
@@ -167,6 +174,7 @@ struct source_ldap {
     long long usn_start;            /* highestCommittedUSN before the pull, -1 unknown */
     long long usn_max;              /* highest uSNChanged seen */
     char *invocation_id;
+    struct source_ldap_sync *sync;  /* generic: RFC 4533 state (source_ldap_sync.c) */
 };
 
 /* Called for each entry a search returns; 0 or -1 (err set) to stop. */
@@ -223,6 +231,35 @@ int source_ldap_ad_range(const struct berval *name, const char *attr, long long 
 
 /* source_ldap_ad_shared_types - parse a shared_types list; count, or -1 if malformed */
 int source_ldap_ad_shared_types(const char *list, long long **types);
+
+/*
+ * source_ldap_ad_since - may an incremental (uSNChanged) pull start from
+ * the stored state? cookie: the stored USN; stored_id and current_id: the
+ * invocationId stored with it and the one the DC reports now (NULL: none,
+ * e.g. a directory that is not AD); current_usn: the DC's
+ * highestCommittedUSN now (-1 unknown). 1 and *usn (changes above it are
+ * wanted), or 0 with the reason a full pull is needed: no usable cookie,
+ * another DC, or a restore (the invocationId or the USN went back).
+ */
+int source_ldap_ad_since(const char *cookie, const char *stored_id, const char *current_id,
+                         long long current_usn, long long *usn, char *why, size_t whylen);
+
+/* ------------------------------------------------------------ source_ldap_sync.c */
+
+/* source_ldap_sync_persistent - 1 when mode = persistent works for the source (generic, one base) */
+int source_ldap_sync_persistent(const SOURCE_CONF *conf);
+
+/* The generic flavour's begin, end and incremental (RFC 4533; see source_ldap_sync.c). */
+int source_ldap_sync_begin(SOURCE_LDAP *sl, char *err, size_t errlen);
+void source_ldap_sync_end(SOURCE_LDAP *sl, char **cookie, char **invocation_id);
+int source_ldap_sync_incremental(SOURCE_LDAP *sl, const char *cookie, const char *invocation_id,
+                                 char **new_cookie, char **new_invocation_id, char *err, size_t errlen);
+
+/* source_ldap_sync_wait - SOURCE_OPS' wait for the persistent search */
+int source_ldap_sync_wait(SOURCE *src, int timeout_ms, char *err, size_t errlen);
+
+/* source_ldap_sync_free - the RFC 4533 state of a closing source; NULL is fine */
+void source_ldap_sync_free(SOURCE_LDAP *sl);
 
 /* ------------------------------------------------------------ sync_apply.c */
 

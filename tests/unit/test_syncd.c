@@ -138,6 +138,48 @@ static void test_shared_types(void **state)
     free(t);
 }
 
+/* The uSNChanged state rules: when an incremental pull may start, and from where. */
+static void test_usn_since(void **state)
+{
+    static const char *x = "5f3a0c1e9b2d4c6f8a7e1d2c3b4a5968";
+    static const char *y = "0123456789abcdef0123456789abcdef";
+    char why[256];
+    long long usn = -1;
+
+    /* Same DC (the id in either case), its USN at or past the stored one. */
+    assert_int_equal(source_ldap_ad_since("12026", x, x, 13000, &usn, why, sizeof(why)), 1);
+    assert_true(usn == 12026);
+    assert_int_equal(source_ldap_ad_since("12026", x, "5F3A0C1E9B2D4C6F8A7E1D2C3B4A5968", 12026, &usn,
+                                          why, sizeof(why)), 1);
+    assert_int_equal(source_ldap_ad_since("9007199254740993", x, x, -1, &usn, why, sizeof(why)), 1);
+    assert_true(usn == 9007199254740993LL);
+
+    /* Neither side knows a DC (a directory that is not AD): the USN alone. */
+    assert_int_equal(source_ldap_ad_since("12026", NULL, NULL, -1, &usn, why, sizeof(why)), 1);
+    assert_true(usn == 12026);
+
+    /* Another DC, or a restore: a full pull, and the reason names both ids. */
+    why[0] = 0;
+    assert_int_equal(source_ldap_ad_since("12026", x, y, 13000, &usn, why, sizeof(why)), 0);
+    assert_non_null(strstr(why, "another domain controller"));
+    assert_non_null(strstr(why, x));
+    assert_non_null(strstr(why, y));
+    assert_int_equal(source_ldap_ad_since("12026", NULL, y, 13000, &usn, why, sizeof(why)), 0);
+    assert_non_null(strstr(why, "names no domain controller"));
+    assert_int_equal(source_ldap_ad_since("12026", x, NULL, 13000, &usn, why, sizeof(why)), 0);
+    assert_non_null(strstr(why, "could not be read"));
+    assert_int_equal(source_ldap_ad_since("12026", x, x, 12025, &usn, why, sizeof(why)), 0);
+    assert_non_null(strstr(why, "below the stored"));
+
+    /* No usable cookie. */
+    assert_int_equal(source_ldap_ad_since(NULL, NULL, NULL, -1, &usn, why, sizeof(why)), 0);
+    assert_int_equal(source_ldap_ad_since("", NULL, NULL, -1, &usn, why, sizeof(why)), 0);
+    assert_int_equal(source_ldap_ad_since("-5", NULL, NULL, -1, &usn, why, sizeof(why)), 0);
+    assert_int_equal(source_ldap_ad_since("12a", x, x, -1, &usn, why, sizeof(why)), 0);
+    assert_non_null(strstr(why, "not a USN"));
+    assert_int_equal(source_ldap_ad_since("99999999999999999999999", x, x, -1, &usn, why, sizeof(why)), 0);
+}
+
 /* ------------------------------------------------------------ helpers */
 
 static void test_loopback(void **state)
@@ -552,6 +594,7 @@ int main(void)
         cmocka_unit_test(test_guid),
         cmocka_unit_test(test_range),
         cmocka_unit_test(test_shared_types),
+        cmocka_unit_test(test_usn_since),
         cmocka_unit_test(test_loopback),
         cmocka_unit_test(test_key),
         cmocka_unit_test(test_obj),
