@@ -2,8 +2,13 @@
 # deps.sh - install what building and testing rcptgate needs (Debian 12, as root)
 #
 # Postfix is installed for its tools (postmap, smtp-source, smtp-sink) and
-# is never started: a policy-rc.d that refuses service starts is put in
-# place for the install if none exists, and removed again afterwards.
+# Samba for a private AD domain controller that tests/lib/samba.sh starts
+# itself; neither is ever started as a system service: a policy-rc.d that
+# refuses service starts is put in place for the install if none exists,
+# and removed again afterwards. samba-ad-provision is only a Recommends of
+# samba-ad-dc (and recommends are not installed) but provisioning needs it.
+# Without recommends, krb5-config is not installed and /etc/krb5.conf is
+# left alone.
 set -e
 if [ "$(id -u)" != 0 ]; then
     echo "deps.sh: run as root (it uses apt-get)" >&2
@@ -11,7 +16,8 @@ if [ "$(id -u)" != 0 ]; then
 fi
 PKGS="build-essential autoconf automake pkg-config clang \
   libclang-rt-14-dev libsqlite3-dev libevent-dev libinih-dev libidn2-dev libcmocka-dev \
-  libldap-dev libsasl2-dev slapd ldap-utils sqlite3 openssl postfix"
+  libldap-dev libsasl2-dev slapd ldap-utils sqlite3 openssl postfix \
+  samba-ad-dc samba-ad-provision samba-dsdb-modules ldb-tools"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
