@@ -29,18 +29,6 @@ slapd_init || tl_skip_all "slapd_init failed"
 slapd_load "$top_srcdir/tests/fixtures/directory.ldif" || { echo "not ok 1 - fixture loads"; echo "1..1"; exit 1; }
 slapd_start || { echo "not ok 1 - slapd starts"; echo "1..1"; exit 1; }
 
-# valid ADDR... / invalid ADDR... - one TAP line per address, via rcptgate query
-valid() {
-    for a in "$@"; do
-        tl_is "$(rg_query "$a")" 0 "$a is a valid recipient"
-    done
-}
-invalid() {
-    for a in "$@"; do
-        tl_is "$(rg_query "$a")" 1 "$a is not a valid recipient"
-    done
-}
-
 # last_run - outcome added changed removed of the source's latest run
 last_run() {
     syncd_sql "SELECT r.outcome, r.added, r.changed, r.removed FROM sync_run r
@@ -66,8 +54,8 @@ slapd_source ad ad "base=$USERS"
 tl_is "$?" 0 "rcptgate-syncd -n accepts the configuration"
 syncd_once
 tl_is "$rc" 0 "--once with one base exits 0"
-valid alice@test.example
-invalid sales@test.example
+rg_valid alice@test.example
+rg_invalid sales@test.example
 tl_is "$(last_run)" "ok 18 0 0" "the run is recorded: 18 addresses added"
 
 # --- three bases: groups and the public folder too
@@ -79,7 +67,7 @@ tl_is "$rc" 0 "--once with three bases exits 0"
 tl_is "$(last_run)" "ok 10 0 0" "the second and third base add 10 addresses, remove none"
 
 # kinds and the account rules
-valid alice@test.example alice.smith@test.example a.smith@test.example \
+rg_valid alice@test.example alice.smith@test.example a.smith@test.example \
     Bob.Jones@Test.Example grace@test.example dave@test.example \
     info@test.example contact-us@test.example room.berlin@test.example \
     beamer@test.example helpdesk@test.example ext.user@test.example \
@@ -90,12 +78,12 @@ valid alice@test.example alice.smith@test.example a.smith@test.example \
     staff@test.example all-staff@test.example board@test.example \
     empty-list@test.example all-employees@test.example \
     support-folder@test.example pf.support@test.example
-invalid carol@test.example frank@test.example alice.sip@test.example \
+rg_invalid carol@test.example frank@test.example alice.sip@test.example \
     alice.eum@test.example ws01@test.example outsider@test.example \
     nobody@test.example
 tl_is "$(syncd_sql "SELECT count(*) FROM recipient WHERE address LIKE '@%'")" 0 \
     "no catch-all came from the value \"smtp:@eve.example\""
-invalid anyone@eve.example
+rg_invalid anyone@eve.example
 tl_is "$(syncd_sql "SELECT kind FROM recipient WHERE address = 'vendor@partner.example'")" contact \
     "a contact's external address is stored too"
 
@@ -197,7 +185,7 @@ syncd_once
 tl_is "$rc" 0 "--once with 1,629 recipients (paged past the size limit) exits 0"
 tl_is "$(syncd_sql "SELECT count(*) FROM recipient r JOIN source s ON s.id = r.source_id WHERE s.name = 'ad'")" 1629 \
     "every bulk user is in the store"
-valid bulk0000@test.example bulk1599@test.example big-list@test.example
+rg_valid bulk0000@test.example bulk1599@test.example big-list@test.example
 tl_is "$(syncd_sql "SELECT count(*) FROM member x JOIN object g ON g.id = x.group_id WHERE g.dn = 'cn=Big List,$DLS'")" 1600 \
     "the group has all 1,600 members"
 
@@ -259,16 +247,16 @@ slapd_delete "cn=Dave Brown,$USERS"
 tl_is "$?" 0 "a user deleted"
 syncd_once
 tl_is "$rc" 0 "--once after the changes exits 0"
-invalid alice.smith@test.example
-valid alice.s@test.example alice@test.example
+rg_invalid alice.smith@test.example
+rg_valid alice.s@test.example alice@test.example
 tl_is "$(syncd_sql "SELECT count(DISTINCT object_id) FROM recipient WHERE address IN ('alice.s@test.example', 'alice@test.example')")" 1 \
     "the renamed address belongs to the same object"
-invalid dave@test.example
+rg_invalid dave@test.example
 tl_is "$(syncd_sql "SELECT count(*) FROM object WHERE dn = 'cn=Dave Brown,$USERS'")" 0 "the deleted user's object is gone"
 tl_is "$(expand "cn=Staff,$DLS")" "Alice Smith;" "and so is its membership (and Info's, no longer a recipient)"
-invalid bob.jones@test.example
-valid carol@test.example
-invalid info@test.example contact-us@test.example
+rg_invalid bob.jones@test.example
+rg_valid carol@test.example
+rg_invalid info@test.example contact-us@test.example
 tl_is "$(kind sales@test.example)" "group 1" "a group made restricted gets the flag"
 tl_is "$(expand "cn=Board,$DLS")" "Alice Smith;" "a member removed from a group"
 tl_is "$(last_run)" "ok 2 1 5" "the run: 2 added, 1 changed (the flag), 5 removed"

@@ -32,18 +32,6 @@ samba_init || { echo "not ok 1 - the Samba domain is provisioned"; echo "1..1"; 
 samba_start || { echo "not ok 1 - samba starts"; echo "1..1"; exit 1; }
 echo "# samba $SAMBA_PID on $SAMBA_URI"
 
-# valid ADDR... / invalid ADDR... - one TAP line per address, via rcptgate query
-valid() {
-    for a in "$@"; do
-        tl_is "$(rg_query "$a")" 0 "$a is a valid recipient"
-    done
-}
-invalid() {
-    for a in "$@"; do
-        tl_is "$(rg_query "$a")" 1 "$a is not a valid recipient"
-    done
-}
-
 # last_run - mode outcome added changed removed of the source's latest run
 last_run() {
     syncd_sql "SELECT r.mode, r.outcome, r.added, r.changed, r.removed FROM sync_run r
@@ -139,10 +127,10 @@ tl_is "$rc" 0 "rcptgate-syncd --once against Samba exits 0"
 tl_is "$(last_run)" "full ok $((NUSERS + 9)) 0 0" \
     "a full run adds the addresses of alice, bob, the contact, two groups and $NUSERS users"
 
-valid alice@test.example.com Alice.Smith@test.example.com alice.s@test.example.com \
+rg_valid alice@test.example.com Alice.Smith@test.example.com alice.s@test.example.com \
     bob.jones@test.example.com vendor@partner.example vendor.contact@test.example.com \
     sales@test.example.com vertrieb@test.example.com everyone@test.example.com
-invalid alice.sip@test.example.com carol@test.example.com carol.off@test.example.com \
+rg_invalid alice.sip@test.example.com carol@test.example.com carol.off@test.example.com \
     ws1@test.example.com
 tl_is "$(obj "count(*)" "CN=Carol Off,$OU")" 0 "a disabled user (userAccountControl 514) is not stored"
 tl_is "$(obj "count(*)" "CN=WS1,$OU")" 0 "a computer account is not stored"
@@ -176,7 +164,7 @@ tl_is "$(syncd_sql "SELECT count(*) FROM login l JOIN object o ON o.id = l.objec
 # paging and ranged members
 tl_is "$(syncd_sql "SELECT count(*) FROM recipient WHERE address LIKE 'user___@test.example.com'")" "$NUSERS" \
     "all $NUSERS users arrive through pages of 50"
-valid user001@test.example.com user050@test.example.com user051@test.example.com user$NUSERS@test.example.com
+rg_valid user001@test.example.com user050@test.example.com user051@test.example.com user$NUSERS@test.example.com
 tl_is "$(samba_search -b "CN=Everyone,$OU" -s base "(objectClass=*)" "member;range=0-49" | grep -c '^member;range=0-49:')" 50 \
     "Samba answers member;range=0-49 with 50 members (so the range loop runs)"
 tl_is "$(syncd_sql "SELECT count(*) FROM member m JOIN object g ON g.id = m.group_id WHERE g.dn = 'CN=Everyone,$OU'")" \
@@ -203,8 +191,8 @@ tl_is "$?" 0 "alice's proxyAddresses are changed"
 syncd_once --incremental
 tl_is "$rc" 0 "the incremental pull after the change exits 0"
 tl_is "$(last_run)" "incremental ok 1 0 1" "recorded as incremental: the new address added, the old one removed"
-valid alice.new@test.example.com alice@test.example.com
-invalid alice.s@test.example.com
+rg_valid alice.new@test.example.com alice@test.example.com
+rg_invalid alice.s@test.example.com
 hcu=$(samba_search -b "" -s base "(objectClass=*)" highestCommittedUSN | sed -n 's/^highestCommittedUSN: //p')
 tl_is "$(syncd_sql "SELECT cookie FROM source WHERE name = 'samba'")" "$hcu" \
     "the stored USN follows the DC's highestCommittedUSN"
@@ -215,9 +203,9 @@ tl_is "$?" 0 "bob is deleted in Samba"
 syncd_once
 tl_is "$rc" 0 "the full pull after the deletion exits 0"
 tl_is "$(last_run)" "full ok 0 0 1" "the full pull removes one address"
-invalid bob.jones@test.example.com
+rg_invalid bob.jones@test.example.com
 tl_is "$(obj "count(*)" "CN=Bob Jones,$OU")" 0 "the deleted user's object is gone"
-valid alice.new@test.example.com user077@test.example.com
+rg_valid alice.new@test.example.com user077@test.example.com
 
 # --- TLS: Samba's LDAPS and StartTLS with the test CA that signed its
 # certificate for its address (samba.sh), and with a CA that did not
@@ -243,7 +231,7 @@ for mode in ldaps starttls; do
     [ "$rc" = 0 ] || sed 's/^/#   /' "$T/syncd.err" | tail -5
     tl_is "$(last_run)" "full ok 0 0 0" "the pull over $mode finds nothing changed"
 done
-valid alice.new@test.example.com
+rg_valid alice.new@test.example.com
 
 samba_stop
 tl_done

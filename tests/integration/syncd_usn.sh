@@ -30,18 +30,6 @@ slapd_init || tl_skip_all "slapd_init failed"
 slapd_load "$top_srcdir/tests/fixtures/directory.ldif" || { echo "not ok 1 - fixture loads"; echo "1..1"; exit 1; }
 slapd_start || { echo "not ok 1 - slapd starts"; echo "1..1"; exit 1; }
 
-# valid ADDR... / invalid ADDR... - one TAP line per address, via rcptgate query
-valid() {
-    for a in "$@"; do
-        tl_is "$(rg_query "$a")" 0 "$a is a valid recipient"
-    done
-}
-invalid() {
-    for a in "$@"; do
-        tl_is "$(rg_query "$a")" 1 "$a is not a valid recipient"
-    done
-}
-
 # last_run - mode outcome added changed removed of the source's latest run
 last_run() {
     syncd_sql "SELECT r.mode, r.outcome, r.added, r.changed, r.removed FROM sync_run r
@@ -67,9 +55,9 @@ syncd_once --incremental
 tl_is "$rc" 0 "--once --incremental without a stored state exits 0"
 tl_is "$(last_run)" "full ok 28 0 0" "without a stored state the pull is a full one"
 tl_is "$(state)" "12026 -" "the stored USN is the highest uSNChanged seen (no highestCommittedUSN here)"
-valid alice.smith@test.example bob.jones@test.example vendor.contact@test.example \
+rg_valid alice.smith@test.example bob.jones@test.example vendor.contact@test.example \
     vendor@partner.example dave@test.example
-invalid carol@test.example
+rg_invalid carol@test.example
 
 # --- nothing changed
 syncd_once --incremental
@@ -137,27 +125,27 @@ tl_is "$rc" 0 "the incremental pull after the changes exits 0"
 tl_is "$(last_run)" "incremental ok 2 1 4" \
     "recorded: 2 added (alice.s, carol), 1 changed (the flag), 4 removed"
 tl_is "$(state)" "13005 -" "the stored USN is the highest uSNChanged of the changes"
-valid alice.s@test.example alice@test.example carol@test.example
-invalid alice.smith@test.example
+rg_valid alice.s@test.example alice@test.example carol@test.example
+rg_invalid alice.smith@test.example
 tl_is "$(syncd_sql "SELECT count(DISTINCT object_id) FROM recipient WHERE address IN ('alice.s@test.example', 'alice@test.example')")" 1 \
     "the renamed address belongs to the same object"
-invalid bob.jones@test.example
+rg_invalid bob.jones@test.example
 tl_is "$(syncd_sql "SELECT count(*) FROM object WHERE dn = 'cn=Bob Jones,$USERS'")" 0 \
     "a user disabled since the last pull is removed"
-invalid vendor.contact@test.example vendor@partner.example
+rg_invalid vendor.contact@test.example vendor@partner.example
 tl_is "$(syncd_sql "SELECT count(*) FROM object WHERE dn = 'cn=Vendor Contact,$USERS'")" 0 \
     "a contact whose mail attributes were cleared (it no longer matches the filter) is removed"
 tl_is "$(syncd_sql "SELECT kind || ' ' || flags FROM recipient WHERE address = 'sales@test.example'")" "group 1" \
     "a group made restricted gets the flag"
-invalid grace.h@test.example
-valid dave@test.example
+rg_invalid grace.h@test.example
+rg_valid dave@test.example
 
 # --- the full reconciliation catches what an incremental pull cannot see
 syncd_once
 tl_is "$rc" 0 "a full pull exits 0"
 tl_is "$(last_run)" "full ok 1 0 1" "the full pull adds the change without a new uSNChanged and removes the deleted user"
-valid grace.h@test.example
-invalid dave@test.example
+rg_valid grace.h@test.example
+rg_invalid dave@test.example
 tl_is "$(state)" "13005 -" "the full pull stores the highest uSNChanged again"
 
 # --- a stored state that does not fit this directory: a full pull
@@ -177,7 +165,7 @@ slapd_stop
 syncd_once --incremental
 tl_is "$rc" 75 "--incremental with the directory down exits 75"
 slapd_start
-valid alice.s@test.example
+rg_valid alice.s@test.example
 
 # --- the daemon: full at start, then incremental every poll_interval
 syncd_conf_reset

@@ -609,3 +609,16 @@ rg_query() {
     "$RG_ADMIN" -c "$CONF" query "$1" >"$T/query.out" 2>"$T/query.err"
     echo $?
 }
+
+# rg_valid ADDR... / rg_invalid ADDR... - one TAP line per address: the
+# store (through `rcptgate query`) does / does not accept it
+rg_valid() {
+    for _rg_a in "$@"; do
+        tl_is "$(rg_query "$_rg_a")" 0 "$_rg_a is a valid recipient"
+    done
+}
+rg_invalid() {
+    for _rg_a in "$@"; do
+        tl_is "$(rg_query "$_rg_a")" 1 "$_rg_a is not a valid recipient"
+    done
+}
