@@ -324,6 +324,7 @@ static void source_ldap_close(SOURCE *src)
     source_words_free(sl->login_attrs);
     source_obj_free(&sl->obj);
     source_ldap_sync_free(sl);
+    source_ldap_ad_notify_free(sl);
     free(sl->shared_types);
     free(sl->invocation_id);
     free(sl->uri);
@@ -752,11 +753,21 @@ static int source_ldap_incremental(SOURCE *src, const char *cookie, const char *
     return rc;
 }
 
+/* source_ldap_wait - persistent mode: the flavour's way of waiting for a change */
+static int source_ldap_wait(SOURCE *src, int timeout_ms, char *err, size_t errlen)
+{
+    SOURCE_LDAP *sl = source_ldap_of(src);
+
+    if (sl->flavour == &source_ldap_ad)
+        return source_ldap_ad_wait(src, timeout_ms, err, errlen);
+    return source_ldap_sync_wait(src, timeout_ms, err, errlen);
+}
+
 const SOURCE_OPS source_ldap_ops = {
     "ldap",
     source_ldap_open,
     source_ldap_full,
     source_ldap_incremental,    /* per flavour: ad by uSNChanged */
-    source_ldap_sync_wait,      /* generic: the RFC 4533 persistent search */
+    source_ldap_wait,           /* generic: RFC 4533; ad: change notification */
     source_ldap_close,
 };

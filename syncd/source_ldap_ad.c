@@ -53,6 +53,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "log.h"
 #include "syncd.h"
@@ -702,3 +703,181 @@ const SOURCE_LDAP_FLAVOUR source_ldap_ad = {
     source_ldap_ad_end,
     source_ldap_ad_incremental,
 };
+
+/* ------------------------------------------------------------ persistent mode */
+
+/*
+ * mode = persistent: one asynchronous search per base with the change
+ * notification control (LDAP_SERVER_NOTIFICATION_OID, critical; AD wants
+ * the filter (objectClass=*) and allows a few such searches per
+ * connection), opened on the source's connection the first time the
+ * daemon waits on it. An entry returned by any of them says only that
+ * something under the base changed: after a short quiet time that
+ * gathers a burst, the daemon runs the usual uSNChanged pull. The
+ * searches die with the connection; the daemon then reconnects with
+ * backoff and they are opened again.
+ */
+#define SOURCE_LDAP_AD_NOTIFY_OID   "1.2.840.113556.1.4.528"
+#define SOURCE_LDAP_AD_DEBOUNCE_MS  200
+
+struct source_ldap_ad_notify {
+    int *msgids;                    /* one search per base */
+    char **bases;
+    int n;
+};
+
+/* source_ldap_ad_now - a monotonic clock in milliseconds */
+static long long source_ldap_ad_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* source_ldap_ad_persistent - 1 when mode = persistent works for this source (ad) */
+int source_ldap_ad_persistent(const SOURCE_CONF *c)
+{
+    return strcmp(c->type, "ldap") == 0 && strcmp(c->flavour, "ad") == 0
+        && strcmp(c->mode, "persistent") == 0 && *c->base;
+}
+
+/* source_ldap_ad_notify_free - the notification state of a closing source; NULL is fine */
+void source_ldap_ad_notify_free(SOURCE_LDAP *sl)
+{
+    struct source_ldap_ad_notify *nt = sl->notify;
+
+    if (nt == NULL)
+        return;
+    for (int i = 0; i < nt->n; i++)
+        free(nt->bases[i]);
+    free(nt->bases);
+    free(nt->msgids);
+    free(nt);
+    sl->notify = NULL;
+}
+
+/* source_ldap_ad_notify_open - start the notification search of each base; 0 or -1 */
+static int source_ldap_ad_notify_open(SOURCE_LDAP *sl, char *err, size_t errlen)
+{
+    static char *attrs[] = {"uSNChanged", NULL};
+    struct source_ldap_ad_notify *nt = xcalloc(1, sizeof(*nt));
+    LDAPControl *ctrl = NULL;
+    LDAPControl *ctrls[2] = {NULL, NULL};
+    char diag[512];
+    int rc;
+
+    sl->notify = nt;
+    if ((rc = ldap_control_create(SOURCE_LDAP_AD_NOTIFY_OID, 1, NULL, 0, &ctrl)) != LDAP_SUCCESS) {
+        snprintf(err, errlen, "change notification control: %s", ldap_err2string(rc));
+        return -1;
+    }
+    ctrls[0] = ctrl;
+    for (const char *b = sl->conf->base; *b;) {
+        size_t len = strcspn(b, "\n");
+        int msgid;
+
+        nt->msgids = xrealloc(nt->msgids, (size_t) (nt->n + 1) * sizeof(*nt->msgids));
+        nt->bases = xrealloc(nt->bases, (size_t) (nt->n + 1) * sizeof(*nt->bases));
+        nt->bases[nt->n] = xstrndup(b, len);
+        /* No time limit: the search is meant to run as long as the connection. */
+        rc = ldap_search_ext(sl->ld, nt->bases[nt->n], LDAP_SCOPE_SUBTREE, "(objectClass=*)", attrs,
+                             0, ctrls, NULL, NULL, LDAP_NO_LIMIT, &msgid);
+        if (rc != LDAP_SUCCESS) {
+            snprintf(err, errlen, "change notification search of %s: %s", nt->bases[nt->n],
+                     source_ldap_diag(sl, rc, diag, sizeof(diag)));
+            free(nt->bases[nt->n]);
+            ldap_control_free(ctrl);
+            return -1;
+        }
+        nt->msgids[nt->n++] = msgid;
+        b += len;
+        if (*b)
+            b++;
+    }
+    ldap_control_free(ctrl);
+    log_debug("source %s: change notification searches open on %d base%s", sl->conf->name, nt->n,
+              nt->n == 1 ? "" : "s");
+    return 0;
+}
+
+/* source_ldap_ad_notify_base - the base of a notification search's msgid, or NULL */
+static const char *source_ldap_ad_notify_base(const struct source_ldap_ad_notify *nt, int msgid)
+{
+    for (int i = 0; i < nt->n; i++)
+        if (nt->msgids[i] == msgid)
+            return nt->bases[i];
+    return NULL;
+}
+
+/*
+ * source_ldap_ad_wait - SOURCE_OPS' wait for the ad flavour: 1 when a
+ * notification came (after SOURCE_LDAP_AD_DEBOUNCE_MS more of them are
+ * gathered), or when the searches were just opened (a change made since
+ * the last pull would otherwise wait for the next one); 0 nothing within
+ * timeout_ms; -1 the connection failed or the server ended a search.
+ */
+int source_ldap_ad_wait(SOURCE *src, int timeout_ms, char *err, size_t errlen)
+{
+    SOURCE_LDAP *sl = (SOURCE_LDAP *) (void *) src;
+    struct source_ldap_ad_notify *nt;
+    long long deadline;
+    int got = 0;
+
+    if (sl->notify == NULL) {
+        if (source_ldap_ad_notify_open(sl, err, errlen) < 0) {
+            snprintf(err + strlen(err), errlen - strlen(err), " (%s)", sl->uri);
+            return -1;
+        }
+        return 1;
+    }
+    nt = sl->notify;
+    deadline = source_ldap_ad_now() + timeout_ms;
+    while (!syncd_stopping) {
+        long long left = deadline - source_ldap_ad_now();
+        struct timeval tv;
+        LDAPMessage *msg = NULL;
+        const char *base;
+        char diag[512];
+        int rc;
+
+        if (left < 0)
+            left = 0;
+        tv.tv_sec = (time_t) (left / 1000);
+        tv.tv_usec = (suseconds_t) (left % 1000) * 1000;
+        rc = ldap_result(sl->ld, LDAP_RES_ANY, LDAP_MSG_ONE, &tv, &msg);
+        if (rc == 0)
+            break;
+        if (rc < 0) {
+            int code = LDAP_SERVER_DOWN;
+
+            if (syncd_stopping)
+                return 0;
+            (void) ldap_get_option(sl->ld, LDAP_OPT_RESULT_CODE, &code);
+            snprintf(err, errlen, "change notification: %s (%s)",
+                     source_ldap_diag(sl, code, diag, sizeof(diag)), sl->uri);
+            return -1;
+        }
+        if ((base = source_ldap_ad_notify_base(nt, ldap_msgid(msg))) == NULL) {
+            ldap_msgfree(msg);          /* left over from an abandoned search */
+            continue;
+        }
+        if (rc == LDAP_RES_SEARCH_RESULT) {
+            int code = LDAP_OTHER;
+            char *text = NULL;
+
+            (void) ldap_parse_result(sl->ld, msg, &code, NULL, &text, NULL, NULL, 1);
+            snprintf(err, errlen, "the server ended the change notification search of %s: %s%s%s (%s)",
+                     base, ldap_err2string(code), text && *text ? ": " : "", text ? text : "", sl->uri);
+            ldap_memfree(text);
+            return -1;
+        }
+        ldap_msgfree(msg);
+        if (rc == LDAP_RES_SEARCH_ENTRY && !got) {
+            /* Gather the rest of a burst (a user and its groups) into one pull. */
+            got = 1;
+            deadline = source_ldap_ad_now() + SOURCE_LDAP_AD_DEBOUNCE_MS;
+        }
+    }
+    return got;
+}

@@ -153,16 +153,20 @@ static void sync_apply_record_failure(STORE *st, const SOURCE_CONF *conf, int de
     }
 }
 
-/* sync_apply_failed - a run that failed before it could pull (open failed) */
-void sync_apply_failed(STORE *st, const SOURCE_CONF *conf, const char *why)
+/* sync_apply_failed - a full or incremental run that failed before it could pull (open failed) */
+void sync_apply_failed(STORE *st, const SOURCE_CONF *conf, int full, const char *why)
 {
+    int rc;
+
     if (st == NULL)
         return;
-    if (store_sync_begin(st, conf->name, conf->type) < 0) {
+    rc = full ? store_sync_begin(st, conf->name, conf->type)
+        : store_delta_begin(st, conf->name, conf->type);
+    if (rc < 0) {
         log_warn("source %s: could not record the failed run: %s", conf->name, store_error(st));
         return;
     }
-    sync_apply_record_failure(st, conf, 0, why);
+    sync_apply_record_failure(st, conf, !full, why);
 }
 
 /*

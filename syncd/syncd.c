@@ -26,7 +26,10 @@
  *   stays open with an RFC 4533 refreshAndPersist search, waited on
  *   between runs (syncd_persist_wait); each burst of changes is applied
  *   as it comes, a restart resumes from the stored cookie, and a lost
- *   connection is reopened after retry_interval.
+ *   connection is reopened after retry_interval. An ad source with
+ *   mode = persistent stays open the same way, waiting on one change
+ *   notification search per base (source_ldap_ad_wait): a notification
+ *   runs the usual uSNChanged pull through the same path.
  *
  *   Signals: SIGHUP re-reads the configuration (a bad file is logged and
  *   the running one kept; a source whose settings changed is pulled at
@@ -180,9 +183,11 @@ static int syncd_load(void)
 /* syncd_notes - what the postmaster should know about a source's settings */
 static void syncd_notes(const SOURCE_CONF *c)
 {
-    if (strcmp(c->mode, "persistent") == 0 && !source_ldap_sync_persistent(c))
+    if (strcmp(c->mode, "persistent") == 0 && !source_ldap_sync_persistent(c)
+        && !source_ldap_ad_persistent(c))
         log_info("source %s: mode = persistent is available only for type ldap, flavour "
-                 "generic, with one base (RFC 4533); polling every poll_interval instead", c->name);
+                 "generic with one base (RFC 4533) or flavour ad (change notification); "
+                 "polling every poll_interval instead", c->name);
     if (strcmp(c->type, "ldap") == 0 && strcmp(c->tls, "none") == 0) {
         int n;
         char **uris = source_words(c->uri, &n);
@@ -291,7 +296,7 @@ static int syncd_run(SYNCD_SOURCE *s, int full, int force, SYNC_RESULT *res)
         snprintf(res->why, sizeof(res->why), "%s", err[0] ? err : "cannot open the source");
         log_err("source %s: %s sync failed, nothing applied: %s", c->name, full ? "full" : "incremental",
                 res->why);
-        sync_apply_failed(st, c, res->why);
+        sync_apply_failed(st, c, full, res->why);
         return res->status = SYNC_FAILED;
     }
     if (!full && sync_apply_delta(st, c, s->ops, src, res) == SYNC_NEED_FULL)
@@ -313,10 +318,11 @@ static int syncd_run(SYNCD_SOURCE *s, int full, int force, SYNC_RESULT *res)
 
 static void syncd_schedule(SYNCD_SOURCE *s, const SYNC_RESULT *res);
 
-/* syncd_persistent - does this source run persistently (RFC 4533)? */
+/* syncd_persistent - does this source run persistently (RFC 4533, AD change notification)? */
 static int syncd_persistent(const SYNCD_SOURCE *s)
 {
-    return s->ops->wait != NULL && source_ldap_sync_persistent(s->conf);
+    return s->ops->wait != NULL
+        && (source_ldap_sync_persistent(s->conf) || source_ldap_ad_persistent(s->conf));
 }
 
 /* syncd_persist_close - end a persistent source's connection */
@@ -355,7 +361,7 @@ static int syncd_persist_run(SYNCD_SOURCE *s, int full, SYNC_RESULT *res)
             snprintf(res->why, sizeof(res->why), "%s", err[0] ? err : "cannot open the source");
             log_err("source %s: %s sync failed, nothing applied: %s", c->name,
                     full ? "full" : "incremental", res->why);
-            sync_apply_failed(st, c, res->why);
+            sync_apply_failed(st, c, full, res->why);
             return res->status = SYNC_FAILED;
         }
     }

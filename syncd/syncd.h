@@ -175,6 +175,7 @@ struct source_ldap {
     long long usn_max;              /* highest uSNChanged seen */
     char *invocation_id;
     struct source_ldap_sync *sync;  /* generic: RFC 4533 state (source_ldap_sync.c) */
+    struct source_ldap_ad_notify *notify;   /* ad: change notification searches (source_ldap_ad.c) */
 };
 
 /* Called for each entry a search returns; 0 or -1 (err set) to stop. */
@@ -244,6 +245,15 @@ int source_ldap_ad_shared_types(const char *list, long long **types);
 int source_ldap_ad_since(const char *cookie, const char *stored_id, const char *current_id,
                          long long current_usn, long long *usn, char *why, size_t whylen);
 
+/* source_ldap_ad_persistent - 1 when mode = persistent works for the source (ad: change notification) */
+int source_ldap_ad_persistent(const SOURCE_CONF *conf);
+
+/* source_ldap_ad_wait - SOURCE_OPS' wait for the ad flavour's change notification searches */
+int source_ldap_ad_wait(SOURCE *src, int timeout_ms, char *err, size_t errlen);
+
+/* source_ldap_ad_notify_free - the notification state of a closing source; NULL is fine */
+void source_ldap_ad_notify_free(SOURCE_LDAP *sl);
+
 /* ------------------------------------------------------------ source_ldap_sync.c */
 
 /* source_ldap_sync_persistent - 1 when mode = persistent works for the source (generic, one base) */
@@ -301,7 +311,7 @@ int sync_apply_delta(STORE *st, const SOURCE_CONF *conf, const SOURCE_OPS *ops, 
                      SYNC_RESULT *res);
 
 /* sync_apply_failed - record a run that failed before its pull (open failed) */
-void sync_apply_failed(STORE *st, const SOURCE_CONF *conf, const char *why);
+void sync_apply_failed(STORE *st, const SOURCE_CONF *conf, int full, const char *why);
 
 /*
  * sync_apply_guard - the shrink guard's decision for a diff: 1 refuse

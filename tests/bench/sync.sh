@@ -1,0 +1,433 @@
+#!/bin/sh
+# sync.sh - the sync benchmark: rcptgate-syncd against a private slapd
+#
+# Run by `make bench-sync` from the build directory; it builds nothing.
+# It drives the private slapd of tests/lib/slapd.sh (generic flavour:
+# inetOrgPerson entries uid=uNNNNNNN with mail uNNNNNNN@bench.example,
+# bulk-loaded with slapadd -q -w) and measures:
+#   1. for each count in $BENCH_SYNC_ENTRIES: a full sync into an empty
+#      store (`rcptgate-syncd --once`), wall time, entries/s and peak RSS
+#      (/usr/bin/time -v), against `ldapsearch -E pr=1000/noprompt` of the
+#      same base, filter and attributes as the same account into /dev/null
+#      (best of two runs, after one untimed warm-up);
+#   2. change propagation with mode = persistent: ldapmodify adds a mail
+#      address to an entry, then `postmap -q` against rcptgate-lookupd is
+#      polled until it answers; p50/p99/max over $BENCH_SYNC_CHANGES;
+#   3. lookup latency (bench_lookup, paced) while idle, during an
+#      ldapsearch of the directory (a control: CPU load, no store writes),
+#      then while a full re-sync that changes $BENCH_SYNC_BATCH entries
+#      commits (BENCH_SYNC_ISOLATE=1 pins slapd and the others to core 1).
+# Servers are stopped by their pid on exit. Knobs: see tests/bench/README.md.
+# Exit 0 when every target is met, 1 when something failed, 2 when the
+# runs worked but a target was missed.
+
+set -u
+
+if [ -z "${top_builddir:-}" ]; then
+    if [ -x ./syncd/rcptgate-syncd ]; then
+        top_builddir=$(pwd)
+    else
+        top_builddir=$(cd "$(dirname "$0")/../.." && pwd)
+    fi
+fi
+top_builddir=$(cd "$top_builddir" && pwd)
+: "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
+export top_srcdir top_builddir
+
+SIZES=${BENCH_SYNC_ENTRIES:-100000 1000000}
+LIVE=${BENCH_SYNC_LIVE_ENTRIES:-100000}
+NCHANGES=${BENCH_SYNC_CHANGES:-100}
+BATCH=${BENCH_SYNC_BATCH:-10000}
+RATE=${BENCH_SYNC_RATE:-2000}
+LCONNS=${BENCH_SYNC_CONNS:-8}
+LSECS=${BENCH_SYNC_SECONDS:-4}
+QUIET_MAX=${BENCH_QUIET_MAX:-10}
+QUIET_WAIT=${BENCH_QUIET_WAIT:-5}
+NOISY=0
+DOMAIN=bench.example
+FILTER="(|(mail=*)(mailAlternateAddress=*))"
+# What the generic flavour asks for (syncd/source_ldap.c)
+ATTRS="objectClass entryUUID member uniqueMember mail mailAlternateAddress uid"
+
+. "$top_srcdir/tests/lib/testlib.sh"
+# The refresh after a cookie (persistent mode, section 2) cannot be paged:
+# the sync account's size limit must hold it. Full pulls stay paged.
+SLAPD_SIZELIMIT=${SLAPD_SIZELIMIT:-100000}
+. "$top_srcdir/tests/lib/slapd.sh"
+
+CLIENT=$top_builddir/tests/bench/bench_lookup
+SYNCD_PID=
+TIME=/usr/bin/time
+
+# say - a line of the report
+say() {
+    printf '%s\n' "$*"
+}
+
+# die - give up, after showing the end of the logs
+die() {
+    say "sync.sh: $*" >&2
+    for f in "$T/syncd.err" "$T/daemon.err" "$T/lookupd.log" "$T/client.err" \
+        "${SLAPD_DIR:-/nonexistent}/slapd.log" "${SLAPD_DIR:-/nonexistent}/slapadd.log"; do
+        if [ -s "$f" ]; then
+            say "--- last lines of $f:" >&2
+            tail -n 20 "$f" >&2
+        fi
+    done
+    exit 1
+}
+
+# stop_syncd - SIGTERM the persistent syncd we started and wait
+stop_syncd() {
+    if [ -n "$SYNCD_PID" ]; then
+        kill -TERM "$SYNCD_PID" 2>/dev/null
+        wait "$SYNCD_PID" 2>/dev/null
+        tl_pids=$(echo "$tl_pids" | sed "s/ $SYNCD_PID\$//; s/ $SYNCD_PID / /")
+        SYNCD_PID=
+    fi
+}
+
+# cleanup - stop what we started (by pid); drop the directory unless kept
+cleanup() {
+    stop_syncd
+    slapd_resume
+    tl_cleanup
+    if [ "${BENCH_KEEP:-0}" != 1 ] && [ -n "${T:-}" ]; then
+        rm -rf "$T"
+    fi
+}
+
+# calc EXPR / fmt FORMAT EXPR - floating point arithmetic
+calc() {
+    awk "BEGIN { printf \"%s\", ($1) }" </dev/null
+}
+fmt() {
+    awk "BEGIN { printf \"$1\", ($2) }" </dev/null
+}
+
+# now - seconds since the epoch, with nanoseconds
+now() {
+    date +%s.%N
+}
+
+# field NAME LINE - value of NAME=... in a RESULT line
+field() {
+    printf '%s\n' "$2" | sed -n "s/.* $1=\\([^ ]*\\).*/\\1/p"
+}
+
+TICK=$(getconf CLK_TCK)
+# core_busy N - clock ticks core N has been busy
+core_busy() {
+    awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
+}
+
+# quiet - wait (at most $QUIET_WAIT s) until the machine is nearly idle
+quiet() {
+    waited=0
+    while :; do
+        a=0 b=0
+        for c in $(seq 0 $(($(nproc) - 1))); do a=$((a + $(core_busy "$c"))); done
+        sleep 0.5
+        for c in $(seq 0 $(($(nproc) - 1))); do b=$((b + $(core_busy "$c"))); done
+        load=$(fmt %.0f "100 * ($b - $a) / $TICK / 0.5")
+        [ "$load" -le "$QUIET_MAX" ] && return 0
+        if [ "$waited" -ge $((QUIET_WAIT * 2)) ]; then
+            say "  (machine not quiet: other work uses ${load}% of a core; measuring anyway)"
+            NOISY=$((NOISY + 1))
+            return 0
+        fi
+        waited=$((waited + 1))
+    done
+}
+
+# gen_ldif N FILE - ou=People and N inetOrgPersons with one mail each
+gen_ldif() {
+    awk -v n="$1" -v s="$SLAPD_SUFFIX" -v d="$DOMAIN" 'BEGIN {
+        printf "dn: ou=People,%s\nobjectClass: organizationalUnit\nou: People\n\n", s
+        for (i = 0; i < n; i++) {
+            u = sprintf("u%07d", i)
+            printf "dn: uid=%s,ou=People,%s\nobjectClass: inetOrgPerson\nuid: %s\ncn: %s\nsn: %s\nmail: %s@%s\n\n", u, s, u, u, u, u, d
+        }
+    }' </dev/null >"$2"
+}
+
+# directory N - a fresh slapd holding N entries, started; a fresh store and config
+directory() {
+    stop_syncd
+    slapd_stop
+    slapd_init "" || die "slapd_init failed"
+    trap cleanup EXIT                   # slapd_init set its own
+    # A million entries with their indexes outgrow slapd.sh's 1 GiB map.
+    sed -i 's/^maxsize .*/maxsize 8589934592/' "$SLAPD_DIR/slapd.conf"
+    gen_ldif "$1" "$T/entries.ldif" || die "cannot write the LDIF"
+    t0=$(now)
+    "$SLAPADD" -f "$SLAPD_DIR/slapd.conf" -q -w -l "$T/entries.ldif" >>"$SLAPD_DIR/slapadd.log" 2>&1 ||
+        die "slapadd of $1 entries failed"
+    LOAD_S=$(calc "$(now) - $t0")
+    rm -f "$T/entries.ldif"
+    slapd_start || die "slapd did not start"
+    rm -f "$STORE" "$STORE-wal" "$STORE-shm"
+    cp "$T/base.conf" "$CONF"
+}
+
+# ldap_read - the same search syncd's full pull makes, as the sync account
+ldap_read() {
+    # shellcheck disable=SC2086
+    ldapsearch -x -LLL -H "$SLAPD_URI" -D "$SLAPD_SYNC_DN" -w "$SLAPD_SYNC_PW" \
+        -E pr=1000/noprompt -b "ou=People,$SLAPD_SUFFIX" "$FILTER" $ATTRS >/dev/null 2>>"$T/ldapsearch.err"
+}
+
+# stored - how many recipients the store holds
+stored() {
+    sqlite3 -batch -noheader "$STORE" "SELECT count(*) FROM recipient" 2>/dev/null
+}
+
+# percentile P FILE - the P-th percentile (nearest rank) of numbers in FILE
+percentile() {
+    sort -g "$2" | awk -v p="$1" '{ v[NR] = $1 } END {
+        r = int(NR * p / 100 + 0.999999); if (r < 1) r = 1; print v[r] }'
+}
+
+# ------------------------------------------------------------ checks
+for p in "$RG_SYNCD" "$RG_LOOKUPD" "$RG_ADMIN" "$CLIENT"; do
+    [ -x "$p" ] || die "$p is missing: run \`make bench-sync' in the build directory"
+done
+why=$(slapd_missing)
+[ -z "$why" ] || die "$why"
+[ -x "$TIME" ] || die "$TIME is missing (Debian package time)"
+[ -x "$POSTMAP" ] || die "postmap is missing (Debian package postfix)"
+command -v sqlite3 >/dev/null 2>&1 || die "sqlite3 (the shell) is missing"
+
+SERVER_PIN=
+CLIENT_PIN=
+if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
+    SERVER_PIN="taskset -c 0"
+    CLIENT_PIN="taskset -c 1"
+fi
+
+tl_init bench-sync
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+cp "$CONF" "$T/base.conf"
+
+say "rcptgate sync benchmark: generic flavour (inetOrgPerson with mail), private slapd (mdb)"
+say "$(nproc) cores; full syncs of: $SIZES entries"
+say ""
+
+# ------------------------------------------------------------ 1. full sync
+say "1. full sync into an empty store vs ldapsearch -E pr=1000/noprompt (same account,"
+say "   base, filter and attributes; ldapsearch: best of 2 after a warm-up)"
+for n in $SIZES; do
+    directory "$n"
+    slapd_syncd_conf
+    slapd_source ldap generic "base=ou=People,$SLAPD_SUFFIX" "timeout=600s"
+    tl_admin domain add "$DOMAIN" >/dev/null 2>&1 || die "rcptgate domain add failed"
+    ldap_read || die "ldapsearch failed: $(tail -n 3 "$T/ldapsearch.err")"
+    LS_BEST=
+    for r in 1 2; do
+        quiet
+        t0=$(now)
+        ldap_read || die "ldapsearch failed"
+        s=$(calc "$(now) - $t0")
+        [ -z "$LS_BEST" ] || [ "$(calc "$s < $LS_BEST")" = 1 ] && LS_BEST=$s
+    done
+    got=$(ldapsearch -x -LLL -H "$SLAPD_URI" -D "$SLAPD_SYNC_DN" -w "$SLAPD_SYNC_PW" \
+        -E pr=1000/noprompt -b "ou=People,$SLAPD_SUFFIX" "$FILTER" 1.1 2>/dev/null | grep -c '^dn:')
+    [ "$got" = "$n" ] || die "the sync account sees $got entries, not $n"
+    quiet
+    t0=$(now)
+    $TIME -v -o "$T/time.out" "$RG_SYNCD" -c "$CONF" --once >"$T/syncd.out" 2>"$T/syncd.err"
+    rc=$?
+    SY_S=$(calc "$(now) - $t0")
+    [ $rc = 0 ] || die "rcptgate-syncd --once exited $rc"
+    have=$(stored)
+    [ "$have" = "$n" ] || die "the store holds $have recipients after the sync, not $n"
+    RSS_KB=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$T/time.out")
+    SY_EPS=$(fmt %.0f "$n / $SY_S")
+    LS_EPS=$(fmt %.0f "$n / $LS_BEST")
+    RATIO=$(fmt %.2f "$SY_EPS / $LS_EPS")
+    say "  $n entries (slapadd -q -w: $(fmt %.1f "$LOAD_S") s):"
+    say "    rcptgate-syncd --once  $(fmt %7.2f "$SY_S") s  $(fmt %9.0f "$SY_EPS") entries/s  peak RSS $(fmt %.1f "$RSS_KB / 1024") MiB"
+    say "                           cpu user $(sed -n 's/.*User time (seconds): //p' "$T/time.out") s, sys $(sed -n 's/.*System time (seconds): //p' "$T/time.out") s"
+    say "    ldapsearch             $(fmt %7.2f "$LS_BEST") s  $(fmt %9.0f "$LS_EPS") entries/s"
+    say "    ratio syncd/ldapsearch $RATIO"
+    eval "S_EPS_$n=\$SY_EPS S_RATIO_$n=\$RATIO S_RSS_$n=\$RSS_KB"
+done
+say ""
+
+# ------------------------------------------------------------ 2. propagation
+say "2. change propagation, mode = persistent, $LIVE entries: ldapmodify returns ->"
+say "   postmap -q against rcptgate-lookupd answers (polled back to back), $NCHANGES changes"
+directory "$LIVE"
+slapd_syncd_conf "poll_interval=1h" "full_interval=24h" "retry_interval=1s"
+slapd_source ldap generic "base=ou=People,$SLAPD_SUFFIX" "mode=persistent" "timeout=600s"
+tl_admin domain add "$DOMAIN" >/dev/null 2>&1 || die "rcptgate domain add failed"
+rm -f "$SOCK" "$POLICY"
+$SERVER_PIN "$RG_LOOKUPD" -c "$CONF" -f 2>>"$T/lookupd.log" &
+LOOKUPD_PID=$!
+tl_pids="$tl_pids $LOOKUPD_PID"
+tl_wait_socket "$SOCK" || die "lookupd did not start"
+"$RG_SYNCD" -c "$CONF" -f >>"$T/daemon.out" 2>>"$T/daemon.err" &
+SYNCD_PID=$!
+tl_pids="$tl_pids $SYNCD_PID"
+i=0
+until grep -q 'persistent search (RFC 4533' "$T/daemon.err" 2>/dev/null; do
+    kill -0 "$SYNCD_PID" 2>/dev/null || die "rcptgate-syncd -f exited"
+    i=$((i + 1))
+    [ $i -gt 1200 ] && die "rcptgate-syncd did not start its persistent search within 120 s"
+    sleep 0.1
+done
+[ "$(stored)" = "$LIVE" ] || die "the store holds $(stored) recipients, not $LIVE"
+: >"$T/delays"
+FAILS=0
+k=1
+while [ $k -le "$NCHANGES" ]; do
+    u=$(printf 'u%07d' $(((k * 7919) % LIVE)))
+    addr=$(printf 'new%04d@%s' "$k" "$DOMAIN")
+    printf 'dn: uid=%s,ou=People,%s\nchangetype: modify\nadd: mail\nmail: %s\n' \
+        "$u" "$SLAPD_SUFFIX" "$addr" >"$T/change.ldif"
+    slapd_modify "$T/change.ldif" || die "ldapmodify failed (see $SLAPD_DIR/ldapmodify.log)"
+    t0=$(date +%s%N)
+    while :; do
+        if "$POSTMAP" -c "$T/postfix" -q "$addr" "socketmap:unix:$SOCK:recipients" >/dev/null 2>>"$T/postmap.err"; then
+            echo $((($(date +%s%N) - t0) / 1000000)) >>"$T/delays"
+            break
+        fi
+        if [ $((($(date +%s%N) - t0) / 1000000)) -gt 30000 ]; then
+            FAILS=$((FAILS + 1))
+            echo 30000 >>"$T/delays"
+            break
+        fi
+        sleep 0.002
+    done
+    k=$((k + 1))
+done
+# What one postmap call costs, the resolution of the figures above
+t0=$(date +%s%N)
+for k in 1 2 3 4 5 6 7 8 9 10; do
+    "$POSTMAP" -c "$T/postfix" -q "u0000000@$DOMAIN" "socketmap:unix:$SOCK:recipients" >/dev/null 2>&1
+done
+PM_MS=$(fmt %.1f "($(date +%s%N) - $t0) / 10 / 1000000")
+P50=$(percentile 50 "$T/delays")
+P99=$(percentile 99 "$T/delays")
+PMAX=$(percentile 100 "$T/delays")
+say "  delay p50 $P50 ms  p99 $P99 ms  max $PMAX ms  (not seen within 30 s: $FAILS)"
+say "  (one postmap -q call takes $PM_MS ms: the resolution of these figures)"
+say ""
+
+# ------------------------------------------------------------ 3. lookups during a commit
+say "3. lookups (bench_lookup -c $LCONNS -r $RATE/s, ${LSECS} s, 50% hits) idle, then while a"
+say "   full re-sync (rcptgate-syncd --once --force) commits $BATCH changed entries"
+stop_syncd
+# Each of $BATCH entries gets a second mail: the keys bench_lookup asks
+# for (the first mail, and misses beyond $LIVE) keep their answers.
+awk -v n="$BATCH" -v live="$LIVE" -v s="$SLAPD_SUFFIX" -v d="$DOMAIN" 'BEGIN {
+    for (i = 0; i < n; i++) {
+        u = sprintf("u%07d", (i * 7) % live)
+        printf "dn: uid=%s,ou=People,%s\nchangetype: modify\nadd: mail\nmail: batch-%s@%s\n\n", u, s, u, d
+    }
+}' </dev/null >"$T/batch.ldif"
+t0=$(now)
+slapd_modify "$T/batch.ldif" || die "the ldapmodify batch failed (see $SLAPD_DIR/ldapmodify.log)"
+MOD_S=$(calc "$(now) - $t0")
+BENCH="$CLIENT_PIN $CLIENT -s $SOCK -c $LCONNS -r $RATE -t $LSECS -p u%07d@$DOMAIN -N $LIVE"
+
+# under NAME [COMMAND...] - a paced lookup run into $T/NAME.out; COMMAND,
+# if any, starts 0.5 s into it ($CMD_S its wall time, $CMD_RC its status).
+# Sets $RES (the RESULT line) and $BRC (bench_lookup's exit status).
+under() {
+    _name=$1
+    shift
+    quiet
+    # shellcheck disable=SC2086
+    $BENCH >"$T/$_name.out" 2>>"$T/client.err" &
+    _bpid=$!
+    CMD_S=0 CMD_RC=0
+    if [ $# -gt 0 ]; then
+        sleep 0.5
+        _t0=$(now)
+        "$@"
+        CMD_RC=$?
+        CMD_S=$(calc "$(now) - $_t0")
+        [ "$(calc "$CMD_S < $LSECS - 1")" = 1 ] ||
+            say "  WARNING: $1 ($CMD_S s) outlasted the lookup run: raise BENCH_SYNC_SECONDS"
+    fi
+    wait "$_bpid"
+    BRC=$?
+    cat "$T/$_name.out" >>"$T/runs.log"
+    RES=$(grep '^RESULT' "$T/$_name.out")
+}
+
+# show LABEL - one line of figures from $RES, $BRC and $T/$_name.out
+show() {
+    _tail=$(sed -n 's/.* p99.9 \([^ ]*\) *max \([^ ]*\).*/p99.9 \1 max \2/p' "$T/$_name.out")
+    printf '  %-22s p50 %6s  p99 %7s  %s us  ok=%s notfound=%s other=%s mismatch=%s exit=%s\n' "$1" \
+        "$(field p50_us "$RES")" "$(field p99_us "$RES")" "$_tail" "$(field ok "$RES")" \
+        "$(field notfound "$RES")" "$(field other "$RES")" "$(field mismatch "$RES")" "$BRC"
+}
+
+# BENCH_SYNC_ISOLATE=1: slapd, syncd and ldapsearch share the client's
+# core, so lookupd's core sees only what the store itself does to it
+SIDE_PIN=
+if [ "${BENCH_SYNC_ISOLATE:-0}" = 1 ] && [ -n "$CLIENT_PIN" ]; then
+    SIDE_PIN=$CLIENT_PIN
+    taskset -p -c 1 "$SLAPD_PID" >/dev/null || die "cannot pin slapd"
+    say "   (BENCH_SYNC_ISOLATE=1: slapd, syncd and ldapsearch pinned to the client's core 1)"
+fi
+
+under idle
+[ $BRC = 0 ] || die "bench_lookup (idle) exited $BRC: $(tail -n 3 "$T/idle.out")"
+I99=$(field p99_us "$RES")
+show "idle"
+# A control: the same CPU load on slapd and a client, without store writes
+# shellcheck disable=SC2016,SC2086
+under control $SIDE_PIN sh -c 'exec "$@" >/dev/null 2>>"$0"' "$T/ldapsearch.err" \
+    ldapsearch -x -LLL -H "$SLAPD_URI" -D "$SLAPD_SYNC_DN" -w "$SLAPD_SYNC_PW" \
+    -E pr=1000/noprompt -b "ou=People,$SLAPD_SUFFIX" "$FILTER" $ATTRS
+show "during ldapsearch"
+say "    (ldapsearch of the $LIVE entries, no store writes: $(fmt %.2f "$CMD_S") s, exit $CMD_RC)"
+before=$(stored)
+# shellcheck disable=SC2086
+under load $SIDE_PIN "$TIME" -v -o "$T/time.out" "$RG_SYNCD" -c "$CONF" --once --force 2>"$T/syncd.err"
+src=$CMD_RC
+COMMIT_S=$CMD_S
+after=$(stored)
+[ $src = 0 ] || die "rcptgate-syncd --once --force exited $src"
+L99=$(field p99_us "$RES")
+show "during re-sync commit"
+say "    (ldapmodify of $BATCH entries beforehand: $(fmt %.1f "$MOD_S") s; re-sync $(fmt %.2f "$COMMIT_S") s wall,"
+say "     cpu user $(sed -n 's/.*User time (seconds): //p' "$T/time.out") s sys $(sed -n 's/.*System time (seconds): //p' "$T/time.out") s; store $before -> $after recipients)"
+say "    syncd: $(grep 'sync applied' "$T/syncd.err" | sed 's/^[^:]*: //')"
+[ "$after" = $((before + BATCH)) ] || say "  WARNING: the store should hold $((before + BATCH)) recipients after the re-sync"
+LOOK_OK=$([ $BRC = 0 ] && echo 1 || echo 0)
+
+# ------------------------------------------------------------ targets
+missed=0
+# target NAME VALUE CONDITION - print whether a target is met
+target() {
+    if [ "$(calc "$3")" = 1 ]; then
+        verdict=met
+    else
+        verdict=MISSED
+        missed=$((missed + 1))
+    fi
+    printf '  %-44s %10s   %s\n' "$1" "$2" "$verdict"
+}
+say ""
+say "targets:"
+for n in $SIZES; do
+    e='' r=''
+    eval "e=\$S_EPS_$n r=\$S_RATIO_$n"
+    target "full sync of $n >= 100,000 entries/s" "$e" "$e >= 100000"
+    target "full sync of $n >= 0.4 x ldapsearch" "$r" "$r >= 0.4"
+done
+target "propagation p99 < 1 s (ms)" "$P99" "$P99 < 1000 && $FAILS == 0"
+target "no failed lookup during the commit" "$([ "$LOOK_OK" = 1 ] && echo none || echo FAILED)" "$LOOK_OK == 1"
+target "p99 during the commit <= 2 x idle (us)" "$L99" "$L99 <= 2 * $I99"
+say ""
+if [ "$NOISY" -gt 0 ]; then
+    say "WARNING: $NOISY run(s) started while other work kept the machine busy."
+fi
+say "logs: $T$([ "${BENCH_KEEP:-0}" = 1 ] || echo ' (removed; BENCH_KEEP=1 keeps it)')"
+[ $missed = 0 ] || exit 2
+exit 0
