@@ -42,6 +42,8 @@ if [ -z "${top_builddir:-}" ]; then
 fi
 top_builddir=$(cd "$top_builddir" && pwd)
 
+. "$(cd "$(dirname "$0")" && pwd)/benchlib.sh"
+
 LOOKUPD=$top_builddir/lookupd/rcptgate-lookupd
 ADMIN=$top_builddir/rcptgate/rcptgate
 CLIENT=$top_builddir/tests/bench/bench_lookup
@@ -65,11 +67,6 @@ RSOCK=$D/redis.sock
 CONF=$D/rcptgate.conf
 LPID=
 RPID=
-
-# say - a line of the report
-say() {
-    printf '%s\n' "$*"
-}
 
 # die - give up, after showing the end of the logs
 die() {
@@ -104,26 +101,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 
-# now - seconds since the epoch, with nanoseconds
-now() {
-    date +%s.%N
-}
-
-# calc EXPR - floating point arithmetic (and comparisons: 1 or 0)
-calc() {
-    awk "BEGIN { printf \"%s\", ($1) }" </dev/null
-}
-
-# fmt FORMAT EXPR - calc, printed with a printf format
-fmt() {
-    awk "BEGIN { printf \"$1\", ($2) }" </dev/null
-}
-
-# field NAME LINE - value of NAME=... in a RESULT line
-field() {
-    printf '%s\n' "$2" | sed -n "s/.* $1=\\([^ ]*\\).*/\\1/p"
-}
-
 # best LIST / median LIST - of numbers separated by blanks
 best() {
     printf '%s\n' $1 | sort -g | tail -n 1
@@ -142,39 +119,11 @@ cpu_ticks() {
     awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
 }
 
-# core_busy N - clock ticks core N has been busy (not idle, not iowait)
-core_busy() {
-    awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
-}
-
 # others TICKS SECONDS - ticks others took on core 0, as % of it; the two
 # clocks (per-core ticks, per-task accounting) differ by a little, so a
 # small negative result is rounded up to 0
 others() {
     fmt %.0f "(100 * ($1) / $TICK / ($2)) < 0 ? 0 : 100 * ($1) / $TICK / ($2)"
-}
-
-# quiet - wait (at most $QUIET_WAIT s) until other work on this machine
-# leaves both cores nearly idle: the machine may be shared, and a compile
-# next door halves any figure. Says so when it gives up waiting.
-quiet() {
-    waited=0
-    while :; do
-        a0=$(core_busy 0)
-        a1=$(core_busy 1)
-        sleep 0.5
-        b0=$(core_busy 0)
-        b1=$(core_busy 1)
-        # Busy ticks in 0.5 s over both cores, as % of one core.
-        load=$(fmt %.0f "100 * ($b0 - $a0 + $b1 - $a1) / $TICK / 0.5")
-        [ "$load" -le "$QUIET_MAX" ] && return 0
-        if [ "$waited" -ge $((QUIET_WAIT * 2)) ]; then
-            say "  (machine not quiet: other work uses ${load}% of a core; measuring anyway)"
-            NOISY=$((NOISY + 1))
-            return 0
-        fi
-        waited=$((waited + 1))
-    done
 }
 
 # wait_socket PATH PID - wait up to 10 s for a server's socket
@@ -206,7 +155,6 @@ if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
 else
     PINNING="NOT pinned (no taskset or one core): figures are not comparable"
 fi
-TICK=$(getconf CLK_TCK)
 
 rm -rf "$D"
 mkdir -p "$D" || die "cannot make $D"
@@ -439,16 +387,6 @@ say "peak RSS (VmHWM): lookupd $RSS_MIB MiB, redis-server $(fmt %.1f "$R_RSS_KB 
 say "import: $(fmt %.2f "$IMPORT_S") s"
 
 missed=0
-# target NAME VALUE CONDITION - print whether a target is met
-target() {
-    if [ "$(calc "$3")" = 1 ]; then
-        verdict=met
-    else
-        verdict=MISSED
-        missed=$((missed + 1))
-    fi
-    printf '  %-38s %10s   %s\n' "$1" "$2" "$verdict"
-}
 say ""
 say "targets:"
 target ">= 150,000 lookups/s (best: $L_BEST_C conns)" "$L_BEST" "$L_BEST >= 150000"

@@ -49,6 +49,7 @@ FILTER="(|(mail=*)(mailAlternateAddress=*))"
 # What the generic flavour asks for (syncd/source_ldap.c)
 ATTRS="objectClass entryUUID member uniqueMember mail mailAlternateAddress uid"
 
+. "$top_srcdir/tests/bench/benchlib.sh"
 . "$top_srcdir/tests/lib/testlib.sh"
 # The refresh after a cookie (persistent mode, section 2) cannot be paged:
 # the sync account's size limit must hold it. Full pulls stay paged.
@@ -58,11 +59,6 @@ SLAPD_SIZELIMIT=${SLAPD_SIZELIMIT:-100000}
 CLIENT=$top_builddir/tests/bench/bench_lookup
 SYNCD_PID=
 TIME=/usr/bin/time
-
-# say - a line of the report
-say() {
-    printf '%s\n' "$*"
-}
 
 # die - give up, after showing the end of the logs
 die() {
@@ -95,49 +91,6 @@ cleanup() {
     if [ "${BENCH_KEEP:-0}" != 1 ] && [ -n "${T:-}" ]; then
         rm -rf "$T"
     fi
-}
-
-# calc EXPR / fmt FORMAT EXPR - floating point arithmetic
-calc() {
-    awk "BEGIN { printf \"%s\", ($1) }" </dev/null
-}
-fmt() {
-    awk "BEGIN { printf \"$1\", ($2) }" </dev/null
-}
-
-# now - seconds since the epoch, with nanoseconds
-now() {
-    date +%s.%N
-}
-
-# field NAME LINE - value of NAME=... in a RESULT line
-field() {
-    printf '%s\n' "$2" | sed -n "s/.* $1=\\([^ ]*\\).*/\\1/p"
-}
-
-TICK=$(getconf CLK_TCK)
-# core_busy N - clock ticks core N has been busy
-core_busy() {
-    awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
-}
-
-# quiet - wait (at most $QUIET_WAIT s) until the machine is nearly idle
-quiet() {
-    waited=0
-    while :; do
-        a=0 b=0
-        for c in $(seq 0 $(($(nproc) - 1))); do a=$((a + $(core_busy "$c"))); done
-        sleep 0.5
-        for c in $(seq 0 $(($(nproc) - 1))); do b=$((b + $(core_busy "$c"))); done
-        load=$(fmt %.0f "100 * ($b - $a) / $TICK / 0.5")
-        [ "$load" -le "$QUIET_MAX" ] && return 0
-        if [ "$waited" -ge $((QUIET_WAIT * 2)) ]; then
-            say "  (machine not quiet: other work uses ${load}% of a core; measuring anyway)"
-            NOISY=$((NOISY + 1))
-            return 0
-        fi
-        waited=$((waited + 1))
-    done
 }
 
 # gen_ldif N FILE - ou=People and N inetOrgPersons with one mail each
@@ -403,16 +356,6 @@ LOOK_OK=$([ $BRC = 0 ] && echo 1 || echo 0)
 
 # ------------------------------------------------------------ targets
 missed=0
-# target NAME VALUE CONDITION - print whether a target is met
-target() {
-    if [ "$(calc "$3")" = 1 ]; then
-        verdict=met
-    else
-        verdict=MISSED
-        missed=$((missed + 1))
-    fi
-    printf '  %-44s %10s   %s\n' "$1" "$2" "$verdict"
-}
 say ""
 say "targets:"
 for n in $SIZES; do

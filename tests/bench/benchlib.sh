@@ -1,0 +1,79 @@
+# benchlib.sh - what the benchmark scripts (run.sh, sync.sh) share
+#
+# Sourced after the script has set QUIET_MAX, QUIET_WAIT, NOISY and
+# missed: report lines, floating-point arithmetic, reading RESULT lines,
+# waiting for a quiet machine, and printing whether a target is met.
+
+TICK=$(getconf CLK_TCK)
+
+# say - a line of the report
+say() {
+    printf '%s\n' "$*"
+}
+
+# now - seconds since the epoch, with nanoseconds
+now() {
+    date +%s.%N
+}
+
+# calc EXPR - floating point arithmetic (and comparisons: 1 or 0)
+calc() {
+    awk "BEGIN { printf \"%s\", ($1) }" </dev/null
+}
+
+# fmt FORMAT EXPR - calc, printed with a printf format
+fmt() {
+    awk "BEGIN { printf \"$1\", ($2) }" </dev/null
+}
+
+# field NAME LINE - value of NAME=... in a RESULT line
+field() {
+    printf '%s\n' "$2" | sed -n "s/.* $1=\\([^ ]*\\).*/\\1/p"
+}
+
+# core_busy N - clock ticks core N has been busy (not idle, not iowait)
+core_busy() {
+    awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
+}
+
+# all_busy - clock ticks all cores together have been busy
+all_busy() {
+    _bl_sum=0
+    for _bl_c in $(seq 0 $(($(nproc) - 1))); do
+        _bl_sum=$((_bl_sum + $(core_busy "$_bl_c")))
+    done
+    echo "$_bl_sum"
+}
+
+# quiet - wait (at most $QUIET_WAIT s) until other work on this machine
+# leaves the cores nearly idle: the machine may be shared, and a compile
+# next door halves any figure. Says so (and counts it in NOISY) when it
+# gives up waiting.
+quiet() {
+    _bl_waited=0
+    while :; do
+        _bl_a=$(all_busy)
+        sleep 0.5
+        _bl_b=$(all_busy)
+        # Busy ticks in 0.5 s over all cores, as % of one core.
+        _bl_load=$(fmt %.0f "100 * ($_bl_b - $_bl_a) / $TICK / 0.5")
+        [ "$_bl_load" -le "$QUIET_MAX" ] && return 0
+        if [ "$_bl_waited" -ge $((QUIET_WAIT * 2)) ]; then
+            say "  (machine not quiet: other work uses ${_bl_load}% of a core; measuring anyway)"
+            NOISY=$((NOISY + 1))
+            return 0
+        fi
+        _bl_waited=$((_bl_waited + 1))
+    done
+}
+
+# target NAME VALUE CONDITION - print whether a target is met (counted in missed)
+target() {
+    if [ "$(calc "$3")" = 1 ]; then
+        _bl_verdict=met
+    else
+        _bl_verdict=MISSED
+        missed=$((missed + 1))
+    fi
+    printf '  %-44s %10s   %s\n' "$1" "$2" "$_bl_verdict"
+}
