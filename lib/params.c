@@ -162,6 +162,18 @@ const CFG_SECTION *params_sections_for(const char *program)
     return params_for_all;
 }
 
+/* params_table - one shared section's parameter table */
+const CFG_PARAM *params_table(const char *section)
+{
+    if (strcmp(section, "store") == 0)
+        return params_store;
+    if (strcmp(section, "address") == 0)
+        return params_address;
+    if (strcmp(section, "log") == 0)
+        return params_log;
+    return NULL;
+}
+
 /* params_check_opts - the [address] settings for check_rcpt() */
 void params_check_opts(CHECK_OPTS *opts)
 {

@@ -57,6 +57,13 @@ extern int var_store_max_age_ms;
  */
 const CFG_SECTION *params_sections_for(const char *program);
 
+/*
+ * params_table - the parameters of one shared section ("store", "address",
+ * "log"), for a program that builds its own section list (smtpd).
+ * NULL for an unknown name.
+ */
+const CFG_PARAM *params_table(const char *section);
+
 /* params_check_opts - the [address] settings as the rule engine wants them */
 void params_check_opts(CHECK_OPTS *opts);
 

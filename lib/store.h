@@ -113,6 +113,14 @@ int store_static_del(STORE *st, const char *address);   /* 1 deleted, 0 absent, 
 int store_rcpt_walk(STORE *st, const char *source, int (*fn)(const STORE_RCPT *, void *), void *ctx);
 
 /*
+ * store_login_owns - may the user who logs in as login (sAMAccountName,
+ * userPrincipalName or uid as synced; compared case-insensitively) send
+ * as address (a normal form)? 1 yes: the address belongs to that user's
+ * directory object, 0 no (including an unknown login), -1 store failure.
+ */
+int store_login_owns(STORE *st, const char *login, const char *address);
+
+/*
  * Replacing one source's recipients as one transaction (import, and later
  * a full sync): begin, add each address, commit applies the difference
  * (added/removed/kept) and records a sync run. Nothing is visible to

@@ -1,0 +1,1 @@
+/* store_access.h - stub until written */

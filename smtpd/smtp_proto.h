@@ -1,0 +1,1 @@
+/* smtp_proto.h - stub */

@@ -1,0 +1,3 @@
+/* smtpd.c - stub until written */
+#include "config.h"
+int main(void) { return 78; }

@@ -1,0 +1,56 @@
+/*
+ * smtpd_dns.h - asynchronous DNS for rcptgate-smtpd (c-ares in the event loop)
+ *
+ * What the checks need from DNS, looked up without blocking the process:
+ * the client's name (PTR, then forward confirmation, as Postfix: a name
+ * that does not resolve back to the address is "unknown"), whether the
+ * client address is listed in the DNSBL zones ([smtpd] dnsbl), whether
+ * the sender domain is listed in the RHSBL zones ([smtpd] rhsbl), and
+ * whether the sender domain exists (MX, else A or AAAA). Answers land in
+ * c->name and c->dns; a timeout or SERVFAIL is SMTPD_DNS_TEMP, never a
+ * listing. /etc/hosts is read first, so loopback clients are named
+ * without a query.
+ */
+#ifndef RG_SMTPD_DNS_H
+#define RG_SMTPD_DNS_H
+
+#include "smtpd.h"
+
+typedef struct smtpd_dns SMTPD_DNS;
+
+/*
+ * smtpd_dns_create - a resolver in base; servers "" reads
+ * /etc/resolv.conf, else "127.0.0.1:5353,[::1]:53". NULL with err set.
+ */
+SMTPD_DNS *smtpd_dns_create(struct event_base *base, const char *servers, int timeout_ms,
+                            char *err, size_t errlen);
+void smtpd_dns_free(SMTPD_DNS *dns);
+
+/*
+ * smtpd_dns_client - start the reverse lookup (when reverse_lookup is on;
+ * else c->name = "unknown") and the DNSBL queries (when zones are set and
+ * the client is not trusted) for c. c->name is "unknown" until answered.
+ */
+void smtpd_dns_client(SMTPD_DNS *dns, SMTPD_CLIENT *c);
+
+/*
+ * smtpd_dns_sender - start the sender domain lookups: existence (when
+ * reject_unknown_sender_domain is not off) and RHSBL zones. domain is
+ * the sender's domain (an A-label); nothing for the null sender.
+ * Answers of an earlier sender of the same session are discarded.
+ */
+void smtpd_dns_sender(SMTPD_DNS *dns, SMTPD_CLIENT *c, const char *domain);
+
+/*
+ * smtpd_dns_wait - call cb(arg) from the event loop once no lookup of c is
+ * pending (soon, if none is). One waiter per client; a new call replaces it.
+ */
+void smtpd_dns_wait(SMTPD_DNS *dns, SMTPD_CLIENT *c, void (*cb)(void *), void *arg);
+
+/*
+ * smtpd_dns_cancel - forget c's lookups and waiter (the session ends);
+ * answers that arrive later are dropped. Frees the c->dns strings.
+ */
+void smtpd_dns_cancel(SMTPD_DNS *dns, SMTPD_CLIENT *c);
+
+#endif

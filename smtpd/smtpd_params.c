@@ -1,0 +1,213 @@
+/*
+ * smtpd_params.c - the [smtpd] parameter table (see smtpd_params.h)
+ *
+ * Defaults follow Postfix's smtpd where it has one, and otherwise take
+ * the side of never losing mail: a check that cannot decide defers, the
+ * harvest tarpit leaves well-behaved clients alone, TLS is offered when a
+ * certificate is configured.
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include "daemon.h"
+#include "params.h"
+#include "smtpd_params.h"
+
+#ifndef RG_LOCALSTATEDIR
+#define RG_LOCALSTATEDIR "/var"
+#endif
+#ifndef RG_RUNSTATEDIR
+#define RG_RUNSTATEDIR "/run"
+#endif
+
+char *var_smtpd_listen;
+char *var_smtpd_hostname;
+char *var_smtpd_banner;
+char *var_smtpd_mynetworks;
+char *var_smtpd_user;
+char *var_smtpd_pidfile;
+char *var_smtpd_log_file;
+char *var_smtpd_syslog_name;
+char *var_smtpd_statsfile;
+
+int var_smtpd_line_limit;
+long long var_smtpd_size_limit;
+int var_smtpd_rcpt_limit;
+int var_smtpd_cmd_timeout_ms;
+int var_smtpd_session_timeout_ms;
+int var_smtpd_min_data_rate;
+int var_smtpd_maxconn;
+int var_smtpd_maxconn_client;
+int var_smtpd_soft_errors;
+int var_smtpd_hard_errors;
+int var_smtpd_error_sleep_ms;
+int var_smtpd_junk_limit;
+int var_smtpd_greet_pause_ms;
+char *var_smtpd_pregreet;
+char *var_smtpd_unauth_pipelining;
+char *var_smtpd_bare_newline;
+int var_smtpd_shutdown_ms;
+int var_smtpd_smtputf8;
+int var_smtpd_received;
+
+char *var_smtpd_tls;
+char *var_smtpd_tls_cert;
+char *var_smtpd_tls_key;
+
+char *var_smtpd_sasl_path;
+char *var_smtpd_sasl_app;
+char *var_smtpd_sasl_service;
+int var_smtpd_auth_fail_limit;
+int var_smtpd_auth_fail_window_ms;
+int var_smtpd_auth_fail_delay_ms;
+
+char *var_smtpd_default_nexthop;
+char *var_smtpd_relay_tls;
+char *var_smtpd_relay_ca;
+int var_smtpd_relay_conn_ms;
+int var_smtpd_relay_timeout_ms;
+int var_smtpd_xforward;
+
+char *var_smtpd_dns_servers;
+int var_smtpd_dns_timeout_ms;
+int var_smtpd_reverse_lookup;
+
+int var_smtpd_warn_if_reject;
+char *var_smtpd_helo_required;
+char *var_smtpd_invalid_helo;
+char *var_smtpd_non_fqdn_helo;
+char *var_smtpd_forged_helo;
+char *var_smtpd_non_fqdn_sender;
+char *var_smtpd_unknown_sender_domain;
+char *var_smtpd_forged_sender;
+char *var_smtpd_login_mismatch;
+char *var_smtpd_non_fqdn_rcpt;
+char *var_smtpd_unknown_rcpt;
+char *var_smtpd_internal_only;
+char *var_smtpd_dnsbl;
+char *var_smtpd_dnsbl_mode;
+char *var_smtpd_rhsbl;
+char *var_smtpd_rhsbl_mode;
+char *var_smtpd_client_access;
+char *var_smtpd_helo_access;
+char *var_smtpd_sender_access;
+char *var_smtpd_rcpt_access;
+int var_smtpd_store_access;
+
+int var_smtpd_harvest_free;
+int var_smtpd_harvest_step_ms;
+int var_smtpd_harvest_limit;
+int var_smtpd_harvest_block_ms;
+int var_smtpd_harvest_window_ms;
+int var_smtpd_anvil_size;
+
+#define MODES "enforce|warn|off"
+
+static const CFG_PARAM smtpd_params[] = {
+    {"listen", CFG_LIST, "0.0.0.0:25", &var_smtpd_listen, 0, 0, NULL, NULL},
+    {"hostname", CFG_STR, "", &var_smtpd_hostname, 0, 0, NULL, NULL},
+    {"banner", CFG_STR, "ESMTP", &var_smtpd_banner, 0, 0, NULL, NULL},
+    {"mynetworks", CFG_STR, "127.0.0.0/8 [::1]/128", &var_smtpd_mynetworks, 0, 0, NULL, NULL},
+    {"user", CFG_STR, RG_DEFAULT_USER, &var_smtpd_user, 0, 0, NULL, NULL},
+    {"pid_file", CFG_PATH, RG_RUNSTATEDIR "/rcptgate/smtpd.pid", &var_smtpd_pidfile, 0, 0, NULL, NULL},
+    {"log_file", CFG_PATH, "", &var_smtpd_log_file, 0, 0, NULL, NULL},
+    {"syslog_name", CFG_STR, "postfix-rcptgate", &var_smtpd_syslog_name, 0, 0, NULL, NULL},
+    {"stats_file", CFG_PATH, RG_LOCALSTATEDIR "/lib/rcptgate/smtpd.stats", &var_smtpd_statsfile, 0, 0, NULL, NULL},
+
+    {"line_length_limit", CFG_INT, "2048", &var_smtpd_line_limit, 512, 1000000, NULL, NULL},
+    {"message_size_limit", CFG_SIZE, "10240000", &var_smtpd_size_limit, 1000, 4000000000LL, NULL, NULL},
+    {"recipient_limit", CFG_INT, "1000", &var_smtpd_rcpt_limit, 100, 100000, NULL, NULL},
+    {"command_timeout", CFG_TIME, "300s", &var_smtpd_cmd_timeout_ms, 100, 3600000, NULL, NULL},
+    {"session_timeout", CFG_TIME, "1h", &var_smtpd_session_timeout_ms, 1000, 86400000, NULL, NULL},
+    {"min_data_rate", CFG_INT, "500", &var_smtpd_min_data_rate, 0, 100000000, NULL, NULL},
+    {"max_connections", CFG_INT, "10000", &var_smtpd_maxconn, 1, 1000000, NULL, NULL},
+    {"max_connections_per_client", CFG_INT, "50", &var_smtpd_maxconn_client, 0, 1000000, NULL, NULL},
+    {"soft_error_limit", CFG_INT, "10", &var_smtpd_soft_errors, 0, 1000, NULL, NULL},
+    {"hard_error_limit", CFG_INT, "20", &var_smtpd_hard_errors, 1, 1000, NULL, NULL},
+    {"error_sleep_time", CFG_TIME, "1s", &var_smtpd_error_sleep_ms, 0, 60000, NULL, NULL},
+    {"junk_command_limit", CFG_INT, "100", &var_smtpd_junk_limit, 1, 100000, NULL, NULL},
+    {"greet_pause", CFG_TIME, "0", &var_smtpd_greet_pause_ms, 0, 60000, NULL, NULL},
+    {"reject_pregreet", CFG_ENUM, "enforce", &var_smtpd_pregreet, 0, 0, MODES, NULL},
+    {"reject_unauth_pipelining", CFG_ENUM, "enforce", &var_smtpd_unauth_pipelining, 0, 0, MODES, NULL},
+    {"bare_newline", CFG_ENUM, "reject", &var_smtpd_bare_newline, 0, 0, "reject|normalize", NULL},
+    {"shutdown_timeout", CFG_TIME, "60s", &var_smtpd_shutdown_ms, 0, 3600000, NULL, NULL},
+    {"smtputf8", CFG_BOOL, "yes", &var_smtpd_smtputf8, 0, 0, NULL, NULL},
+    {"received_header", CFG_BOOL, "yes", &var_smtpd_received, 0, 0, NULL, NULL},
+
+    {"tls", CFG_ENUM, "may", &var_smtpd_tls, 0, 0, "none|may", NULL},
+    {"tls_cert_file", CFG_PATH, "", &var_smtpd_tls_cert, 0, 0, NULL, NULL},
+    {"tls_key_file", CFG_PATH, "", &var_smtpd_tls_key, 0, 0, NULL, NULL},
+
+    {"sasl_config_dir", CFG_PATH, "", &var_smtpd_sasl_path, 0, 0, NULL, NULL},
+    {"sasl_app_name", CFG_STR, "rcptgate-smtpd", &var_smtpd_sasl_app, 0, 0, NULL, NULL},
+    {"sasl_service", CFG_STR, "smtp", &var_smtpd_sasl_service, 0, 0, NULL, NULL},
+    {"auth_failure_limit", CFG_INT, "5", &var_smtpd_auth_fail_limit, 1, 100000, NULL, NULL},
+    {"auth_failure_window", CFG_TIME, "10m", &var_smtpd_auth_fail_window_ms, 1000, 86400000, NULL, NULL},
+    {"auth_failure_delay", CFG_TIME, "1s", &var_smtpd_auth_fail_delay_ms, 0, 60000, NULL, NULL},
+
+    {"default_nexthop", CFG_STR, "", &var_smtpd_default_nexthop, 0, 0, NULL, NULL},
+    {"relay_tls", CFG_ENUM, "may", &var_smtpd_relay_tls, 0, 0, "none|may|encrypt|verify", NULL},
+    {"relay_ca_file", CFG_PATH, "", &var_smtpd_relay_ca, 0, 0, NULL, NULL},
+    {"relay_connect_timeout", CFG_TIME, "30s", &var_smtpd_relay_conn_ms, 100, 600000, NULL, NULL},
+    {"relay_timeout", CFG_TIME, "300s", &var_smtpd_relay_timeout_ms, 100, 3600000, NULL, NULL},
+    {"xforward", CFG_BOOL, "yes", &var_smtpd_xforward, 0, 0, NULL, NULL},
+
+    {"dns_servers", CFG_STR, "", &var_smtpd_dns_servers, 0, 0, NULL, NULL},
+    {"dns_timeout", CFG_TIME, "5s", &var_smtpd_dns_timeout_ms, 100, 60000, NULL, NULL},
+    {"reverse_lookup", CFG_BOOL, "yes", &var_smtpd_reverse_lookup, 0, 0, NULL, NULL},
+
+    {"warn_if_reject", CFG_BOOL, "no", &var_smtpd_warn_if_reject, 0, 0, NULL, NULL},
+    {"helo_required", CFG_ENUM, "enforce", &var_smtpd_helo_required, 0, 0, MODES, NULL},
+    {"reject_invalid_helo", CFG_ENUM, "enforce", &var_smtpd_invalid_helo, 0, 0, MODES, NULL},
+    {"reject_non_fqdn_helo", CFG_ENUM, "enforce", &var_smtpd_non_fqdn_helo, 0, 0, MODES, NULL},
+    {"reject_forged_helo", CFG_ENUM, "enforce", &var_smtpd_forged_helo, 0, 0, MODES, NULL},
+    {"reject_non_fqdn_sender", CFG_ENUM, "enforce", &var_smtpd_non_fqdn_sender, 0, 0, MODES, NULL},
+    {"reject_unknown_sender_domain", CFG_ENUM, "enforce", &var_smtpd_unknown_sender_domain, 0, 0, MODES, NULL},
+    {"reject_forged_sender", CFG_ENUM, "enforce", &var_smtpd_forged_sender, 0, 0, MODES, NULL},
+    {"reject_sender_login_mismatch", CFG_ENUM, "enforce", &var_smtpd_login_mismatch, 0, 0, MODES, NULL},
+    {"reject_non_fqdn_recipient", CFG_ENUM, "enforce", &var_smtpd_non_fqdn_rcpt, 0, 0, MODES, NULL},
+    {"reject_unknown_recipient", CFG_ENUM, "enforce", &var_smtpd_unknown_rcpt, 0, 0, MODES, NULL},
+    {"reject_internal_only", CFG_ENUM, "enforce", &var_smtpd_internal_only, 0, 0, MODES, NULL},
+    {"dnsbl", CFG_LIST, "", &var_smtpd_dnsbl, 0, 0, NULL, NULL},
+    {"dnsbl_mode", CFG_ENUM, "enforce", &var_smtpd_dnsbl_mode, 0, 0, MODES, NULL},
+    {"rhsbl", CFG_LIST, "", &var_smtpd_rhsbl, 0, 0, NULL, NULL},
+    {"rhsbl_mode", CFG_ENUM, "enforce", &var_smtpd_rhsbl_mode, 0, 0, MODES, NULL},
+    {"client_access", CFG_LIST, "", &var_smtpd_client_access, 0, 0, NULL, NULL},
+    {"helo_access", CFG_LIST, "", &var_smtpd_helo_access, 0, 0, NULL, NULL},
+    {"sender_access", CFG_LIST, "", &var_smtpd_sender_access, 0, 0, NULL, NULL},
+    {"recipient_access", CFG_LIST, "", &var_smtpd_rcpt_access, 0, 0, NULL, NULL},
+    {"store_access", CFG_BOOL, "yes", &var_smtpd_store_access, 0, 0, NULL, NULL},
+
+    {"harvest_threshold", CFG_INT, "3", &var_smtpd_harvest_free, 0, 100000, NULL, NULL},
+    {"harvest_delay", CFG_TIME, "1s", &var_smtpd_harvest_step_ms, 0, 60000, NULL, NULL},
+    {"harvest_limit", CFG_INT, "20", &var_smtpd_harvest_limit, 1, 1000000, NULL, NULL},
+    {"harvest_block_time", CFG_TIME, "10m", &var_smtpd_harvest_block_ms, 0, 86400000, NULL, NULL},
+    {"harvest_window", CFG_TIME, "10m", &var_smtpd_harvest_window_ms, 1000, 86400000, NULL, NULL},
+    {"client_table_size", CFG_INT, "100000", &var_smtpd_anvil_size, 100, 10000000, NULL, NULL},
+    {NULL, 0, NULL, NULL, 0, 0, NULL, NULL},
+};
+
+/* smtpd_mode - a check's mode, with warn_if_reject applied */
+enum smtpd_mode smtpd_mode(const char *value)
+{
+    if (value == NULL || strcmp(value, "off") == 0)
+        return SMTPD_OFF;
+    if (strcmp(value, "warn") == 0 || var_smtpd_warn_if_reject)
+        return SMTPD_WARN;
+    return SMTPD_ENFORCE;
+}
+
+/* smtpd_params_sections - [store], [address], [log] and [smtpd] */
+const CFG_SECTION *smtpd_params_sections(void)
+{
+    static CFG_SECTION sections[5];
+
+    if (sections[0].name == NULL) {
+        sections[0] = (CFG_SECTION) {"store", params_table("store")};
+        sections[1] = (CFG_SECTION) {"address", params_table("address")};
+        sections[2] = (CFG_SECTION) {"log", params_table("log")};
+        sections[3] = (CFG_SECTION) {"smtpd", smtpd_params};
+    }
+    return sections;
+}

@@ -1,0 +1,116 @@
+/*
+ * smtpd_params.h - the [smtpd] section of rcptgate.conf, as variables
+ *
+ * One table (smtpd_params.c) names each parameter, its default and its
+ * bounds; the parts of rcptgate-smtpd read these variables. The defaults
+ * are Postfix's where Postfix has one, so a postmaster who knows main.cf
+ * finds no surprise. Strings belong to cfg and change on reload: do not
+ * keep pointers to them across a SIGHUP.
+ */
+#ifndef RG_SMTPD_PARAMS_H
+#define RG_SMTPD_PARAMS_H
+
+#include "cfg.h"
+
+/* Listeners and identity. */
+extern char *var_smtpd_listen;          /* listen: repeatable "HOST:PORT [submission]" ('\n'-joined) */
+extern char *var_smtpd_hostname;        /* hostname: "" = the system's name */
+extern char *var_smtpd_banner;          /* banner: text after "220 hostname " */
+extern char *var_smtpd_mynetworks;      /* mynetworks: CIDRs, blank or comma separated */
+extern char *var_smtpd_user;            /* user: unprivileged user after binding */
+extern char *var_smtpd_pidfile;         /* pid_file */
+extern char *var_smtpd_log_file;        /* log_file: also write syslog-format lines here ("" none) */
+extern char *var_smtpd_syslog_name;     /* syslog_name: lines read "<syslog_name>/smtpd[pid]: ..." */
+extern char *var_smtpd_statsfile;       /* stats_file */
+
+/* Limits (Postfix's names in comments). */
+extern int var_smtpd_line_limit;        /* line_length_limit (2048): longer command -> 500 5.5.2 */
+extern long long var_smtpd_size_limit;  /* message_size_limit (10240000) -> 552 5.3.4 */
+extern int var_smtpd_rcpt_limit;        /* recipient_limit (smtpd_recipient_limit 1000) -> 452 4.5.3 */
+extern int var_smtpd_cmd_timeout_ms;    /* command_timeout (smtpd_timeout 300s) */
+extern int var_smtpd_session_timeout_ms;/* session_timeout: a whole session at most */
+extern int var_smtpd_min_data_rate;     /* min_data_rate (smtpd_min_data_rate 500 bytes/s), 0 = off */
+extern int var_smtpd_maxconn;           /* max_connections: in total -> 421 */
+extern int var_smtpd_maxconn_client;    /* max_connections_per_client (50) -> 421 */
+extern int var_smtpd_soft_errors;       /* soft_error_limit (10): then each reply is delayed */
+extern int var_smtpd_hard_errors;       /* hard_error_limit (20): then 421 and disconnect */
+extern int var_smtpd_error_sleep_ms;    /* error_sleep_time (1s): the soft-error delay */
+extern int var_smtpd_junk_limit;        /* junk_command_limit (100): NOOP/RSET/VRFY/HELP */
+extern int var_smtpd_greet_pause_ms;    /* greet_pause: wait before the banner; talkers are rejected */
+extern char *var_smtpd_pregreet;        /* reject_pregreet: enforce|warn|off */
+extern char *var_smtpd_unauth_pipelining; /* reject_unauth_pipelining: enforce|warn|off */
+extern char *var_smtpd_bare_newline;    /* bare_newline: reject|normalize */
+extern int var_smtpd_shutdown_ms;       /* shutdown_timeout: SIGTERM lets sessions finish this long */
+extern int var_smtpd_smtputf8;          /* smtputf8: offer SMTPUTF8 */
+extern int var_smtpd_received;          /* received_header: add one Received: header */
+
+/* TLS (server side). */
+extern char *var_smtpd_tls;             /* tls: none|may (port 25: offer STARTTLS) */
+extern char *var_smtpd_tls_cert;        /* tls_cert_file (PEM, may hold the chain) */
+extern char *var_smtpd_tls_key;         /* tls_key_file (PEM, mode 0600 or 0400, not world readable) */
+
+/* SASL AUTH (submission listeners, after STARTTLS). */
+extern char *var_smtpd_sasl_path;       /* sasl_config_dir: where <sasl_app_name>.conf is ("" = Cyrus default) */
+extern char *var_smtpd_sasl_app;        /* sasl_app_name: "rcptgate-smtpd" */
+extern char *var_smtpd_sasl_service;    /* sasl_service: "smtp" */
+extern int var_smtpd_auth_fail_limit;   /* auth_failure_limit (5 per client IP in auth_failure_window) -> 421 */
+extern int var_smtpd_auth_fail_window_ms; /* auth_failure_window (10m) */
+extern int var_smtpd_auth_fail_delay_ms;/* auth_failure_delay (1s), doubled per failure */
+
+/* Relaying to the next hop. */
+extern char *var_smtpd_default_nexthop; /* default_nexthop: for domains without one ("" = 451) */
+extern char *var_smtpd_relay_tls;       /* relay_tls: none|may|encrypt|verify */
+extern char *var_smtpd_relay_ca;        /* relay_ca_file ("" = system store) */
+extern int var_smtpd_relay_conn_ms;     /* relay_connect_timeout (30s) */
+extern int var_smtpd_relay_timeout_ms;  /* relay_timeout (300s) per downstream reply */
+extern int var_smtpd_xforward;          /* xforward: pass client name/addr/helo when offered */
+
+/* DNS. */
+extern char *var_smtpd_dns_servers;     /* dns_servers: "127.0.0.1:5353,..." ("" = /etc/resolv.conf) */
+extern int var_smtpd_dns_timeout_ms;    /* dns_timeout (5s): a lookup gives up, never rejects */
+extern int var_smtpd_reverse_lookup;    /* reverse_lookup: PTR + forward confirmation of clients */
+
+/* Checks: each "enforce", "warn" (log reject_warning, accept) or "off". */
+extern int var_smtpd_warn_if_reject;    /* warn_if_reject: every check is warn-only */
+extern char *var_smtpd_helo_required;   /* helo_required */
+extern char *var_smtpd_invalid_helo;    /* reject_invalid_helo */
+extern char *var_smtpd_non_fqdn_helo;   /* reject_non_fqdn_helo */
+extern char *var_smtpd_forged_helo;     /* reject_forged_helo: our names/IPs from outside */
+extern char *var_smtpd_non_fqdn_sender; /* reject_non_fqdn_sender */
+extern char *var_smtpd_unknown_sender_domain; /* reject_unknown_sender_domain */
+extern char *var_smtpd_forged_sender;   /* reject_forged_sender: our domains from outside */
+extern char *var_smtpd_login_mismatch;  /* reject_sender_login_mismatch */
+extern char *var_smtpd_non_fqdn_rcpt;   /* reject_non_fqdn_recipient */
+extern char *var_smtpd_unknown_rcpt;    /* reject_unknown_recipient (550 5.1.1 User unknown) */
+extern char *var_smtpd_internal_only;   /* reject_internal_only: restricted groups from outside */
+extern char *var_smtpd_dnsbl;           /* dnsbl: repeatable "ZONE[=127.0.0.N] reply text" */
+extern char *var_smtpd_dnsbl_mode;      /* dnsbl_mode */
+extern char *var_smtpd_rhsbl;           /* rhsbl: repeatable "ZONE[=127.0.0.N] reply text" (sender domain) */
+extern char *var_smtpd_rhsbl_mode;      /* rhsbl_mode */
+extern char *var_smtpd_client_access;   /* client_access: repeatable "ADDR|CIDR ACTION [text]" */
+extern char *var_smtpd_helo_access;     /* helo_access: repeatable "NAME ACTION [text]" */
+extern char *var_smtpd_sender_access;   /* sender_access: repeatable "ADDR|@DOMAIN|DOMAIN ACTION [text]" */
+extern char *var_smtpd_rcpt_access;     /* recipient_access: same */
+extern int var_smtpd_store_access;      /* store_access: also consult the store's access table */
+
+/* Directory harvest protection (per client IP, across connections). */
+extern int var_smtpd_harvest_free;      /* harvest_threshold (3): unknown recipients answered at once */
+extern int var_smtpd_harvest_step_ms;   /* harvest_delay (1s): added per unknown past the threshold */
+extern int var_smtpd_harvest_limit;     /* harvest_limit (20): then 421 and refused */
+extern int var_smtpd_harvest_block_ms;  /* harvest_block_time (10m) */
+extern int var_smtpd_harvest_window_ms; /* harvest_window (10m): counts fade after this */
+extern int var_smtpd_anvil_size;        /* client_table_size (100000): per-IP entries kept at most */
+
+/* The modes of the checks. */
+enum smtpd_mode { SMTPD_OFF = 0, SMTPD_WARN = 1, SMTPD_ENFORCE = 2 };
+
+/*
+ * smtpd_mode - a check's mode from its parameter string, with
+ * warn_if_reject applied (an enforcing check becomes warn-only).
+ */
+enum smtpd_mode smtpd_mode(const char *value);
+
+/* smtpd_params_sections - the sections rcptgate-smtpd reads (static array) */
+const CFG_SECTION *smtpd_params_sections(void);
+
+#endif
