@@ -18,7 +18,7 @@ PKGS="build-essential autoconf automake pkg-config clang \
   libclang-rt-14-dev libsqlite3-dev libevent-dev libinih-dev libidn2-dev libcmocka-dev \
   libldap-dev libsasl2-dev slapd ldap-utils sqlite3 openssl postfix \
   samba-ad-dc samba-ad-provision samba-dsdb-modules ldb-tools \
-  libssl-dev libcurl4-openssl-dev libjansson-dev libsasl2-modules sasl2-bin \
+  libssl-dev libcurl4-openssl-dev libjansson-dev libsasl2-modules libsasl2-modules-gssapi-mit sasl2-bin \
   libc-ares-dev swaks fail2ban pflogsumm"
 missing=""
 for p in $PKGS; do

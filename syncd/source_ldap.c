@@ -25,6 +25,16 @@
  *   them for the naming contexts below a domain (DomainDnsZones ...), which
  *   hold no recipients; they are logged at debug level and not followed.
  *
+ *   With dns_domain, the domain controllers come first from DNS: the
+ *   _ldap._tcp.dc._msdcs.DOMAIN SRV records (c-ares, asked synchronously
+ *   within connect_timeout) in RFC 2782 order, then the uri list as a
+ *   fallback. With dns_servers the record targets are resolved by those
+ *   servers too and the URIs carry addresses (a private resolver's names
+ *   mean nothing to the system's); without, they carry the host names.
+ *
+ *   Every connection has TCP keepalive, a connect timeout
+ *   (LDAP_OPT_NETWORK_TIMEOUT) and an operation timeout (LDAP_OPT_TIMEOUT).
+ *
  *   The generic flavour (OpenLDAP and friends) lives here; the Active
  *   Directory flavour in source_ldap_ad.c.
  *
@@ -34,12 +44,19 @@
  */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/select.h>
 #include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ares.h>
 
 #include "log.h"
 #include "syncd.h"
@@ -52,6 +69,17 @@
 #define SOURCE_TLS_NONE     0
 #define SOURCE_TLS_START    1   /* StartTLS on ldap:// */
 #define SOURCE_TLS_LDAPS    2   /* ldaps:// */
+
+/*
+ * TCP keepalive on every connection: a persistent search waits on a quiet
+ * connection for hours, and a firewall that forgot it, or a DC that
+ * vanished without a FIN, is noticed within idle + probes x interval
+ * seconds instead of never (LDAP_OPT_TIMEOUT does not bound a wait that
+ * has no timeout of its own).
+ */
+#define SOURCE_LDAP_KEEPALIVE_IDLE      60
+#define SOURCE_LDAP_KEEPALIVE_PROBES    3
+#define SOURCE_LDAP_KEEPALIVE_INTERVAL  10
 
 #define SOURCE_LDAP_TLS_HINT "if the server is up: is its certificate signed by ca_file, " \
     "and does it name the host of the URI?"
@@ -228,6 +256,8 @@ static int source_ldap_connect(SOURCE_LDAP *sl, const char *uri, char *why, size
     struct timeval ctv = source_ldap_tv(c->connect_timeout_ms);
     struct timeval tv = source_ldap_tv(c->timeout_ms);
     int v3 = LDAP_VERSION3;
+    int idle = SOURCE_LDAP_KEEPALIVE_IDLE, probes = SOURCE_LDAP_KEEPALIVE_PROBES;
+    int interval = SOURCE_LDAP_KEEPALIVE_INTERVAL;
     int tls = source_ldap_tls_mode(c, uri);
     char diag[512];
     LDAP *ld = NULL;
@@ -241,7 +271,10 @@ static int source_ldap_connect(SOURCE_LDAP *sl, const char *uri, char *why, size
         || ldap_set_option(ld, LDAP_OPT_REFERRALS, LDAP_OPT_OFF) != LDAP_OPT_SUCCESS
         || ldap_set_option(ld, LDAP_OPT_RESTART, LDAP_OPT_ON) != LDAP_OPT_SUCCESS
         || ldap_set_option(ld, LDAP_OPT_NETWORK_TIMEOUT, &ctv) != LDAP_OPT_SUCCESS
-        || ldap_set_option(ld, LDAP_OPT_TIMEOUT, &tv) != LDAP_OPT_SUCCESS) {
+        || ldap_set_option(ld, LDAP_OPT_TIMEOUT, &tv) != LDAP_OPT_SUCCESS
+        || ldap_set_option(ld, LDAP_OPT_X_KEEPALIVE_IDLE, &idle) != LDAP_OPT_SUCCESS
+        || ldap_set_option(ld, LDAP_OPT_X_KEEPALIVE_PROBES, &probes) != LDAP_OPT_SUCCESS
+        || ldap_set_option(ld, LDAP_OPT_X_KEEPALIVE_INTERVAL, &interval) != LDAP_OPT_SUCCESS) {
         snprintf(why, size, "cannot set the LDAP options");
         ldap_unbind_ext_s(ld, NULL, NULL);
         return -1;
@@ -327,8 +360,251 @@ static void source_ldap_close(SOURCE *src)
     source_ldap_ad_notify_free(sl);
     free(sl->shared_types);
     free(sl->invocation_id);
+    free(sl->naming_context);
+    free(sl->dirsync_cookie);
     free(sl->uri);
     free(sl);
+}
+
+/* ------------------------------------------------------------ DNS SRV */
+
+/* source_ldap_srv_order - RFC 2782: by priority, and by weighted chance within one */
+void source_ldap_srv_order(SOURCE_LDAP_SRV *srv, size_t n, unsigned (*rnd)(void))
+{
+    /* Priority first, and zero weights first within it (as RFC 2782 asks). */
+    for (size_t i = 1; i < n; i++) {
+        SOURCE_LDAP_SRV t = srv[i];
+        size_t j = i;
+
+        while (j > 0 && (srv[j - 1].priority > t.priority
+                         || (srv[j - 1].priority == t.priority && srv[j - 1].weight > 0 && t.weight == 0))) {
+            srv[j] = srv[j - 1];
+            j--;
+        }
+        srv[j] = t;
+    }
+    for (size_t start = 0; start < n;) {
+        size_t end = start;
+
+        while (end < n && srv[end].priority == srv[start].priority)
+            end++;
+        /* Pick each place in turn: the first whose running weight sum reaches a random number. */
+        for (size_t k = start; k + 1 < end; k++) {
+            unsigned long sum = 0, r, run = 0;
+            size_t pick = k;
+
+            for (size_t i = k; i < end; i++)
+                sum += srv[i].weight;
+            r = sum ? rnd() % (sum + 1) : 0;
+            for (size_t i = k; i < end; i++) {
+                run += srv[i].weight;
+                if (run >= r) {
+                    pick = i;
+                    break;
+                }
+            }
+            if (pick != k) {
+                SOURCE_LDAP_SRV t = srv[pick];
+
+                memmove(&srv[k + 1], &srv[k], (pick - k) * sizeof(*srv));
+                srv[k] = t;
+            }
+        }
+        start = end;
+    }
+}
+
+/* source_ldap_srv_random - the weighted choice's random numbers */
+static unsigned source_ldap_srv_random(void)
+{
+    static int seeded;
+
+    if (!seeded) {
+        srandom((unsigned) time(NULL) ^ (unsigned) getpid());
+        seeded = 1;
+    }
+    return (unsigned) random();
+}
+
+/* The answers of one synchronous c-ares query. */
+typedef struct source_ldap_srv_query {
+    int done;
+    int status;
+    SOURCE_LDAP_SRV *srv;
+    size_t n;
+    char addr[INET6_ADDRSTRLEN + 2];    /* a host lookup: the first address ([v6]) */
+} SOURCE_LDAP_SRV_QUERY;
+
+/* source_ldap_srv_cb - the SRV answer */
+static void source_ldap_srv_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+    SOURCE_LDAP_SRV_QUERY *q = arg;
+    struct ares_srv_reply *reply = NULL;
+
+    (void) timeouts;
+    q->done = 1;
+    q->status = status;
+    if (status != ARES_SUCCESS)
+        return;
+    if ((q->status = ares_parse_srv_reply(abuf, alen, &reply)) != ARES_SUCCESS)
+        return;
+    for (struct ares_srv_reply *r = reply; r; r = r->next) {
+        q->srv = xrealloc(q->srv, (q->n + 1) * sizeof(*q->srv));
+        q->srv[q->n].host = xstrdup(r->host);
+        q->srv[q->n].priority = r->priority;
+        q->srv[q->n].weight = r->weight;
+        q->srv[q->n].port = r->port;
+        q->n++;
+    }
+    ares_free_data(reply);
+}
+
+/* source_ldap_host_cb - the address of a record's target */
+static void source_ldap_host_cb(void *arg, int status, int timeouts, struct hostent *h)
+{
+    SOURCE_LDAP_SRV_QUERY *q = arg;
+    char buf[INET6_ADDRSTRLEN];
+
+    (void) timeouts;
+    q->done = 1;
+    q->status = status;
+    if (status != ARES_SUCCESS || h == NULL || h->h_addr_list[0] == NULL)
+        return;
+    if (inet_ntop(h->h_addrtype, h->h_addr_list[0], buf, sizeof(buf)) != NULL)
+        snprintf(q->addr, sizeof(q->addr), h->h_addrtype == AF_INET6 ? "[%s]" : "%s", buf);
+}
+
+/* source_ldap_ares_wait - run the channel until q is answered or the deadline passes */
+static void source_ldap_ares_wait(ares_channel ch, SOURCE_LDAP_SRV_QUERY *q, long long deadline_ms)
+{
+    while (!q->done) {
+        struct timespec now;
+        struct timeval tv, *tvp, max;
+        fd_set rd, wr;
+        long long left;
+        int nfds;
+
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        left = deadline_ms - ((long long) now.tv_sec * 1000 + now.tv_nsec / 1000000);
+        if (left <= 0) {
+            ares_cancel(ch);            /* calls back with ARES_ECANCELLED */
+            break;
+        }
+        FD_ZERO(&rd);
+        FD_ZERO(&wr);
+        nfds = ares_fds(ch, &rd, &wr);
+        if (nfds == 0)
+            break;
+        max.tv_sec = (time_t) (left / 1000);
+        max.tv_usec = (suseconds_t) (left % 1000) * 1000;
+        tvp = ares_timeout(ch, &max, &tv);
+        (void) select(nfds, &rd, &wr, NULL, tvp);
+        ares_process(ch, &rd, &wr);
+    }
+}
+
+/* source_ldap_srv_uris - domain controllers from _ldap._tcp.dc._msdcs.DOMAIN */
+char *source_ldap_srv_uris(const char *domain, const char *servers, int ldaps, int timeout_ms,
+                           char *err, size_t errlen)
+{
+    static int initialised;
+    struct ares_options opt;
+    ares_channel ch;
+    SOURCE_LDAP_SRV_QUERY q;
+    struct timespec now;
+    long long deadline;
+    char *name = xasprintf("_ldap._tcp.dc._msdcs.%s", domain);
+    char *list = NULL;
+    size_t used = 0;
+    int rc;
+
+    if (!initialised) {
+        if ((rc = ares_library_init(ARES_LIB_INIT_ALL)) != ARES_SUCCESS) {
+            snprintf(err, errlen, "DNS: %s", ares_strerror(rc));
+            free(name);
+            return NULL;
+        }
+        initialised = 1;
+    }
+    memset(&opt, 0, sizeof(opt));
+    opt.timeout = timeout_ms / 3 > 100 ? timeout_ms / 3 : 100;
+    opt.tries = 3;
+    opt.lookups = (char *) "b";         /* DNS only: the records are what is asked */
+    if ((rc = ares_init_options(&ch, &opt, ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_LOOKUPS)) != ARES_SUCCESS) {
+        snprintf(err, errlen, "DNS: %s", ares_strerror(rc));
+        free(name);
+        return NULL;
+    }
+    if (*servers) {
+        int n;
+        char **words = source_words(servers, &n);
+        char *csv = xstrdup("");
+
+        for (int i = 0; i < n; i++) {
+            char *next = xasprintf("%s%s%s", csv, i ? "," : "", words[i]);
+
+            free(csv);
+            csv = next;
+        }
+        source_words_free(words);
+        rc = ares_set_servers_ports_csv(ch, csv);
+        free(csv);
+        if (rc != ARES_SUCCESS) {
+            snprintf(err, errlen, "dns_servers \"%s\": %s", servers, ares_strerror(rc));
+            goto out;
+        }
+    }
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    deadline = (long long) now.tv_sec * 1000 + now.tv_nsec / 1000000 + timeout_ms;
+    memset(&q, 0, sizeof(q));
+    ares_query(ch, name, 1 /* C_IN */, 33 /* T_SRV */, source_ldap_srv_cb, &q);
+    source_ldap_ares_wait(ch, &q, deadline);
+    if (!q.done || q.status != ARES_SUCCESS || q.n == 0) {
+        snprintf(err, errlen, "DNS SRV %s: %s", name, !q.done || q.status == ARES_ECANCELLED ? "no answer (timeout)"
+                 : q.status != ARES_SUCCESS ? ares_strerror(q.status) : "no records");
+        goto free_srv;
+    }
+    source_ldap_srv_order(q.srv, q.n, source_ldap_srv_random);
+    for (size_t i = 0; i < q.n; i++) {
+        const char *host = q.srv[i].host;
+        char *uri;
+
+        if (strcmp(host, ".") == 0 || *host == 0)
+            continue;                   /* "no such service here" */
+        if (*servers) {
+            /* A private resolver's names mean nothing to libldap's: use the address. */
+            SOURCE_LDAP_SRV_QUERY h;
+
+            memset(&h, 0, sizeof(h));
+            ares_gethostbyname(ch, host, AF_INET, source_ldap_host_cb, &h);
+            source_ldap_ares_wait(ch, &h, deadline);
+            if (h.addr[0] == 0) {
+                log_warn("DNS: %s (a domain controller of %s): %s", host, domain,
+                         h.done && h.status != ARES_ECANCELLED ? ares_strerror(h.status) : "no answer (timeout)");
+                continue;
+            }
+            uri = ldaps && q.srv[i].port == 389 ? xasprintf("ldaps://%s", h.addr)
+                : xasprintf("%s://%s:%u", ldaps ? "ldaps" : "ldap", h.addr, q.srv[i].port);
+        } else {
+            uri = ldaps && q.srv[i].port == 389 ? xasprintf("ldaps://%s", host)
+                : xasprintf("%s://%s:%u", ldaps ? "ldaps" : "ldap", host, q.srv[i].port);
+        }
+        list = xrealloc(list, used + strlen(uri) + 2);
+        snprintf(list + used, strlen(uri) + 2, "%s%s", used ? " " : "", uri);
+        used += strlen(uri) + (used ? 1 : 0);
+        free(uri);
+    }
+    if (list == NULL)
+        snprintf(err, errlen, "DNS SRV %s: no usable domain controller", name);
+
+free_srv:
+    for (size_t i = 0; i < q.n; i++)
+        free(q.srv[i].host);
+    free(q.srv);
+out:
+    ares_destroy(ch);
+    free(name);
+    return list;
 }
 
 /* source_ldap_open - connect to the first URI that answers, and bind */
@@ -345,8 +621,29 @@ static SOURCE *source_ldap_open(const SOURCE_CONF *conf, char *err, size_t errle
     sl->filter = *conf->filter ? conf->filter : sl->flavour->filter;
     source_obj_init(&sl->obj, conf->name);
     source_ldap_attrs_build(sl);
-    uris = source_words(conf->uri, &n);
     err[0] = 0;
+    if (*conf->dns_domain) {
+        char *found = source_ldap_srv_uris(conf->dns_domain, conf->dns_servers,
+                                           strcmp(conf->tls, "ldaps") == 0, conf->connect_timeout_ms,
+                                           why, sizeof(why));
+        char *all;
+
+        if (found == NULL && *conf->uri == 0) {
+            snprintf(err, errlen, "%s", why);
+            source_ldap_close((SOURCE *) (void *) sl);
+            return NULL;
+        }
+        if (found == NULL)
+            log_warn("source %s: %s; trying uri", conf->name, why);
+        else
+            log_debug("source %s: domain controllers of %s: %s", conf->name, conf->dns_domain, found);
+        all = xasprintf("%s %s", found ? found : "", conf->uri);
+        uris = source_words(all, &n);
+        free(all);
+        free(found);
+    } else {
+        uris = source_words(conf->uri, &n);
+    }
     for (int i = 0; i < n; i++) {
         if (source_ldap_connect(sl, uris[i], why, sizeof(why)) == 0) {
             if (i > 0)
@@ -393,15 +690,27 @@ int source_ldap_search(SOURCE_LDAP *sl, const char *base, int scope, const char 
                        char **attrs, int paged, SOURCE_LDAP_ENTRY_FN fn, void *ctx,
                        char *err, size_t errlen)
 {
+    return source_ldap_search_ext(sl, base, scope, filter, attrs, paged, NULL, NULL, fn, ctx, err, errlen);
+}
+
+/* source_ldap_search_ext - the same with further request controls, and the response's */
+int source_ldap_search_ext(SOURCE_LDAP *sl, const char *base, int scope, const char *filter,
+                           char **attrs, int paged, LDAPControl *extra, LDAPControl ***rctrls,
+                           SOURCE_LDAP_ENTRY_FN fn, void *ctx, char *err, size_t errlen)
+{
     struct berval cookie = {0, NULL};
     struct timeval limit = source_ldap_tv(sl->conf->timeout_ms);
     char diag[512];
     int ret = -1;
 
     limit.tv_usec = 0;                  /* the server's limit is in seconds */
+    sl->last_code = LDAP_SUCCESS;
+    if (rctrls != NULL)
+        *rctrls = NULL;
     do {
         LDAPControl *page = NULL;
-        LDAPControl *ctrls[2] = {NULL, NULL};
+        LDAPControl *ctrls[3] = {NULL, NULL, NULL};
+        int nctrl = 0;
         int msgid;
         int rc;
         int done = 0;
@@ -413,12 +722,15 @@ int source_ldap_search(SOURCE_LDAP *sl, const char *base, int scope, const char 
                 snprintf(err, errlen, "paged results control: %s", ldap_err2string(rc));
                 goto out;
             }
-            ctrls[0] = page;
+            ctrls[nctrl++] = page;
         }
-        rc = ldap_search_ext(sl->ld, base, scope, filter, attrs, 0, paged ? ctrls : NULL, NULL,
+        if (extra != NULL)
+            ctrls[nctrl++] = extra;
+        rc = ldap_search_ext(sl->ld, base, scope, filter, attrs, 0, nctrl ? ctrls : NULL, NULL,
                              &limit, LDAP_NO_LIMIT, &msgid);
         ldap_control_free(page);
         if (rc != LDAP_SUCCESS) {
+            sl->last_code = rc;
             snprintf(err, errlen, "search of \"%s\": %s", base, source_ldap_diag(sl, rc, diag, sizeof(diag)));
             goto out;
         }
@@ -429,6 +741,7 @@ int source_ldap_search(SOURCE_LDAP *sl, const char *base, int scope, const char 
 
             rc = ldap_result(sl->ld, msgid, LDAP_MSG_ONE, &tv, &msg);
             if (rc == 0) {
+                sl->last_code = LDAP_TIMEOUT;
                 (void) ldap_abandon_ext(sl->ld, msgid, NULL, NULL);
                 snprintf(err, errlen, "search of \"%s\": no answer within %d ms (timeout)", base,
                          sl->conf->timeout_ms);
@@ -438,6 +751,7 @@ int source_ldap_search(SOURCE_LDAP *sl, const char *base, int scope, const char 
                 int code = LDAP_SERVER_DOWN;
 
                 (void) ldap_get_option(sl->ld, LDAP_OPT_RESULT_CODE, &code);
+                sl->last_code = code ? code : LDAP_SERVER_DOWN;
                 snprintf(err, errlen, "search of \"%s\": %s", base, source_ldap_diag(sl, code, diag, sizeof(diag)));
                 goto out;
             }
@@ -467,6 +781,7 @@ int source_ldap_search(SOURCE_LDAP *sl, const char *base, int scope, const char 
                         snprintf(err, errlen, "search of \"%s\": unreadable result: %s", base, ldap_err2string(rc));
                         failed = 1;
                     } else if (code != LDAP_SUCCESS) {
+                        sl->last_code = code;
                         source_ldap_result_error(sl, base, code, text, refs, err, errlen);
                         failed = 1;
                     } else if (paged) {
@@ -485,6 +800,10 @@ int source_ldap_search(SOURCE_LDAP *sl, const char *base, int scope, const char 
                     }
                     ldap_memfree(text);
                     ldap_memvfree((void **) refs);
+                    if (rctrls != NULL && !failed && !(paged && cookie.bv_len > 0)) {
+                        *rctrls = sctrls;       /* the last page's: the caller's now */
+                        sctrls = NULL;
+                    }
                     ldap_controls_free(sctrls);
                     break;
                 }

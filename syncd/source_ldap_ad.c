@@ -42,8 +42,12 @@
  * SMTP address left); and for (&(uSNChanged>=USN+1)(!FILTER)), the objects
  * that no longer match the filter (mail attributes cleared), deleted by
  * guid. Deleted objects are not visible to such a search (their tombstones
- * need DirSync or the show-deleted control): the scheduled full
- * reconciliation removes them.
+ * need DirSync or the show-deleted control): a search of the Deleted
+ * Objects container with show-deleted finds them where the account may
+ * read it (source_ldap_dirsync.c), else the scheduled full reconciliation
+ * removes them. With incremental = auto or dirsync and an account that
+ * may use it, DirSync replaces all of this (source_ldap_dirsync.c); the
+ * stored state says which: "dirsync:..." or a USN.
  */
 #include "config.h"
 
@@ -193,6 +197,7 @@ static int source_ldap_ad_is_shared(const SOURCE_LDAP *sl, long long rtd)
 /* The rootDSE values begin() reads. */
 typedef struct source_ldap_ad_root {
     char *service;                  /* dsServiceName */
+    char *context;                  /* defaultNamingContext */
     long long usn;                  /* highestCommittedUSN, -1 none */
     char invocation[33];
 } SOURCE_LDAP_AD_ROOT;
@@ -210,6 +215,8 @@ static int source_ldap_ad_root_cb(SOURCE_LDAP *sl, LDAPMessage *e, void *ctx, ch
         if (vals && vals[0].bv_val) {
             if (source_ldap_is(&name, "dsServiceName") && root->service == NULL)
                 root->service = xstrndup(vals[0].bv_val, vals[0].bv_len);
+            else if (source_ldap_is(&name, "defaultNamingContext") && root->context == NULL)
+                root->context = xstrndup(vals[0].bv_val, vals[0].bv_len);
             else if (source_ldap_is(&name, "highestCommittedUSN"))
                 (void) source_ldap_ad_number(vals[0].bv_val, vals[0].bv_len, &root->usn);
             else if (source_ldap_is(&name, "invocationId"))
@@ -228,7 +235,7 @@ static int source_ldap_ad_root_cb(SOURCE_LDAP *sl, LDAPMessage *e, void *ctx, ch
  */
 static int source_ldap_ad_begin(SOURCE_LDAP *sl, char *err, size_t errlen)
 {
-    static char *root_attrs[] = {"dsServiceName", "highestCommittedUSN", NULL};
+    static char *root_attrs[] = {"dsServiceName", "highestCommittedUSN", "defaultNamingContext", NULL};
     static char *dsa_attrs[] = {"invocationId", NULL};
     SOURCE_LDAP_AD_ROOT root;
     char why[512];
@@ -243,6 +250,8 @@ static int source_ldap_ad_begin(SOURCE_LDAP *sl, char *err, size_t errlen)
     }
     free(sl->invocation_id);
     sl->invocation_id = NULL;
+    free(sl->naming_context);
+    sl->naming_context = NULL;
     sl->usn_max = -1;
     memset(&root, 0, sizeof(root));
     root.usn = -1;
@@ -255,6 +264,7 @@ static int source_ldap_ad_begin(SOURCE_LDAP *sl, char *err, size_t errlen)
         log_debug("source %s: %s: %s", sl->conf->name, root.service, why);
     if (root.invocation[0])
         sl->invocation_id = xstrdup(root.invocation);
+    sl->naming_context = root.context;
     sl->usn_start = root.usn;
     log_debug("source %s: DC %s, highestCommittedUSN %lld, invocationId %s", sl->conf->name,
               root.service ? root.service : "(unknown)", root.usn,
@@ -263,12 +273,27 @@ static int source_ldap_ad_begin(SOURCE_LDAP *sl, char *err, size_t errlen)
     return 0;
 }
 
-/* source_ldap_ad_end - the incremental state of a complete pull */
+/* source_ldap_ad_full_begin - before a full pull: begin, and a DirSync cookie where it serves */
+static int source_ldap_ad_full_begin(SOURCE_LDAP *sl, char *err, size_t errlen)
+{
+    free(sl->dirsync_cookie);
+    sl->dirsync_cookie = NULL;
+    if (source_ldap_ad_begin(sl, err, errlen) < 0)
+        return -1;
+    return source_ldap_dirsync_start(sl, err, errlen);
+}
+
+/* source_ldap_ad_end - the incremental state of a complete pull: a DirSync cookie, or the USN */
 static void source_ldap_ad_end(SOURCE_LDAP *sl, char **cookie, char **invocation_id)
 {
     long long usn = sl->usn_start >= 0 ? sl->usn_start : sl->usn_max;
 
-    *cookie = usn >= 0 ? xasprintf("%lld", usn) : NULL;
+    if (sl->dirsync_cookie != NULL) {
+        *cookie = xasprintf("%s%s", SOURCE_LDAP_DIRSYNC_PREFIX, sl->dirsync_cookie);
+        free(sl->dirsync_cookie);       /* one pull's: a later pull on this handle starts anew */
+        sl->dirsync_cookie = NULL;
+    } else
+        *cookie = usn >= 0 ? xasprintf("%lld", usn) : NULL;
     *invocation_id = sl->invocation_id ? xstrdup(sl->invocation_id) : NULL;
 }
 
@@ -495,15 +520,6 @@ static int source_ldap_ad_entry(SOURCE_LDAP *sl, LDAPMessage *e, char *err, size
 
 /* ------------------------------------------------------------ incremental pulls */
 
-/* One incremental pull: the pull's sink, and the one the entry mapping puts into. */
-typedef struct source_ldap_ad_delta {
-    SYNC_SINK wrap;                 /* forwards to sink, noting that the entry was put */
-    SYNC_SINK *sink;
-    int put;
-    long long changed;              /* entries put */
-    long long gone;                 /* entries deleted by guid */
-} SOURCE_LDAP_AD_DELTA;
-
 /* source_ldap_ad_since - may an incremental pull start from the stored state? */
 int source_ldap_ad_since(const char *cookie, const char *stored_id, const char *current_id,
                          long long current_usn, long long *usn, char *why, size_t whylen)
@@ -546,6 +562,38 @@ static int source_ldap_ad_delta_put(SYNC_SINK *wrap, const STORE_OBJECT *obj)
 
     d->put = 1;
     return d->sink->put(d->sink, obj);
+}
+
+/* source_ldap_ad_delta_start - route the entry mapping's puts through d */
+void source_ldap_ad_delta_start(SOURCE_LDAP *sl, SOURCE_LDAP_AD_DELTA *d)
+{
+    memset(d, 0, sizeof(*d));
+    d->sink = sl->sink;
+    d->wrap.put = source_ldap_ad_delta_put;
+    d->wrap.del = sl->sink->del;
+    d->wrap.ctx = d;
+    sl->sink = &d->wrap;
+}
+
+/* source_ldap_ad_delta_finish - the pull's own sink back, with what was skipped */
+void source_ldap_ad_delta_finish(SOURCE_LDAP *sl, SOURCE_LDAP_AD_DELTA *d)
+{
+    d->sink->skipped += d->wrap.skipped;
+    d->wrap.skipped = 0;
+    sl->sink = d->sink;
+}
+
+/* source_ldap_ad_delta_gone - delete an object by its guid */
+int source_ldap_ad_delta_gone(SOURCE_LDAP *sl, SOURCE_LDAP_AD_DELTA *d, const char *guid,
+                              char *err, size_t errlen)
+{
+    if (d->sink->del(d->sink, guid) < 0) {
+        snprintf(err, errlen, "the deletion of %s: not stored", guid);
+        return -1;
+    }
+    d->gone++;
+    log_debug("source %s: object %s deleted", sl->conf->name, guid);
+    return 0;
 }
 
 /* source_ldap_ad_delta_del - delete the object of sl->obj by its guid (the DN without one) */
@@ -622,6 +670,56 @@ static int source_ldap_ad_unmatched_cb(SOURCE_LDAP *sl, LDAPMessage *e, void *ct
     return source_ldap_ad_delta_del(sl, d, err, errlen);
 }
 
+/* source_ldap_ad_delta_read - one changed object read again by its DN */
+int source_ldap_ad_delta_read(SOURCE_LDAP *sl, SOURCE_LDAP_AD_DELTA *d, const char *dn,
+                              const char *guid, char *err, size_t errlen)
+{
+    long long before = d->changed + d->gone;
+
+    if (source_ldap_search(sl, dn, LDAP_SCOPE_BASE, sl->filter, sl->attrs, 0,
+                           source_ldap_ad_changed_cb, d, err, errlen) < 0) {
+        if (sl->last_code != LDAP_NO_SUCH_OBJECT)
+            return -1;
+        err[0] = 0;                     /* deleted (or moved) since: gone */
+    }
+    if (d->changed + d->gone == before)
+        return source_ldap_ad_delta_gone(sl, d, guid, err, errlen);
+    return 0;
+}
+
+/* source_ldap_ad_in_bases - is a DN at or below one of the source's bases? */
+int source_ldap_ad_in_bases(const SOURCE_LDAP *sl, const char *dn, size_t len)
+{
+    char *copy = xstrndup(dn, len);
+    char *norm = NULL;
+    int yes = 0;
+
+    /* Compare the normal forms: AD and the postmaster may space a DN differently. */
+    if (ldap_dn_normalize(copy, LDAP_DN_FORMAT_LDAPV3, &norm, LDAP_DN_FORMAT_LDAPV3) != LDAP_SUCCESS) {
+        free(copy);
+        return 0;
+    }
+    for (const char *b = sl->conf->base; *b && !yes;) {
+        size_t blen = strcspn(b, "\n");
+        char *base = xstrndup(b, blen);
+        char *bnorm = NULL;
+
+        if (ldap_dn_normalize(base, LDAP_DN_FORMAT_LDAPV3, &bnorm, LDAP_DN_FORMAT_LDAPV3) == LDAP_SUCCESS) {
+            size_t n = strlen(norm), m = strlen(bnorm);
+
+            yes = n >= m && strcasecmp(norm + n - m, bnorm) == 0 && (n == m || norm[n - m - 1] == ',');
+            ldap_memfree(bnorm);
+        }
+        free(base);
+        b += blen;
+        if (*b)
+            b++;
+    }
+    ldap_memfree(norm);
+    free(copy);
+    return yes;
+}
+
 /* source_ldap_ad_bases - one search of every base; 0 or -1 */
 static int source_ldap_ad_bases(SOURCE_LDAP *sl, const char *filter, char **attrs,
                                 SOURCE_LDAP_ENTRY_FN fn, void *ctx, char *err, size_t errlen)
@@ -647,7 +745,6 @@ static int source_ldap_ad_incremental(SOURCE_LDAP *sl, const char *cookie, const
 {
     static char *unmatched_attrs[] = {"objectGUID", "uSNChanged", NULL};
     SOURCE_LDAP_AD_DELTA d;
-    SYNC_SINK *sink = sl->sink;
     const char *f = sl->filter;
     int paren = *f == '(';
     char *changed, *unmatched;
@@ -656,26 +753,43 @@ static int source_ldap_ad_incremental(SOURCE_LDAP *sl, const char *cookie, const
 
     if (source_ldap_ad_begin(sl, err, errlen) < 0)
         return SOURCE_ERR;
+    if (cookie != NULL && strncmp(cookie, SOURCE_LDAP_DIRSYNC_PREFIX, strlen(SOURCE_LDAP_DIRSYNC_PREFIX)) == 0) {
+        if (!source_ldap_dirsync_use(sl)) {
+            snprintf(err, errlen, "the stored state is a DirSync cookie, but DirSync is not used now "
+                     "(incremental = %s)", sl->conf->incremental);
+            return SOURCE_FULL;
+        }
+        source_ldap_ad_delta_start(sl, &d);
+        rc = source_ldap_dirsync_incremental(sl, &d, cookie + strlen(SOURCE_LDAP_DIRSYNC_PREFIX),
+                                             new_cookie, err, errlen);
+        source_ldap_ad_delta_finish(sl, &d);
+        if (rc != SOURCE_OK)
+            return rc;
+        *new_invocation_id = sl->invocation_id ? xstrdup(sl->invocation_id) : NULL;
+        log_debug("source %s: incremental by DirSync: %lld changed entries put, %lld deleted "
+                  "(%lld disabled accounts)", sl->conf->name, d.changed, d.gone, sl->disabled);
+        return SOURCE_OK;
+    }
+    if (strcmp(sl->conf->incremental, "dirsync") == 0) {
+        snprintf(err, errlen, "incremental = dirsync, and the stored state is a USN");
+        return SOURCE_FULL;
+    }
     if (!source_ldap_ad_since(cookie, invocation_id, sl->invocation_id, sl->usn_start, &usn, err, errlen))
         return SOURCE_FULL;
     /* Where the cookie is the highest uSNChanged seen, it never goes back. */
     sl->usn_max = usn;
 
-    memset(&d, 0, sizeof(d));
-    d.sink = sink;
-    d.wrap.put = source_ldap_ad_delta_put;
-    d.wrap.del = sink->del;
-    d.wrap.ctx = &d;
-    sl->sink = &d.wrap;
+    source_ldap_ad_delta_start(sl, &d);
     changed = xasprintf("(&%s%s%s(uSNChanged>=%lld))", paren ? "" : "(", f, paren ? "" : ")", usn + 1);
     unmatched = xasprintf("(&(uSNChanged>=%lld)(!%s%s%s))", usn + 1, paren ? "" : "(", f, paren ? "" : ")");
     rc = source_ldap_ad_bases(sl, changed, sl->attrs, source_ldap_ad_changed_cb, &d, err, errlen);
     if (rc == 0)
         rc = source_ldap_ad_bases(sl, unmatched, unmatched_attrs, source_ldap_ad_unmatched_cb, &d, err, errlen);
+    if (rc == 0)
+        rc = source_ldap_dirsync_deleted(sl, &d, usn, err, errlen);
     free(changed);
     free(unmatched);
-    sink->skipped += d.wrap.skipped;
-    sl->sink = sink;
+    source_ldap_ad_delta_finish(sl, &d);
     if (rc < 0)
         return SOURCE_ERR;
     source_ldap_ad_end(sl, new_cookie, new_invocation_id);
@@ -698,7 +812,7 @@ const SOURCE_LDAP_FLAVOUR source_ldap_ad = {
     "proxyAddresses mail",
     "sAMAccountName userPrincipalName",
     source_ldap_ad_attrs,
-    source_ldap_ad_begin,
+    source_ldap_ad_full_begin,
     source_ldap_ad_entry,
     source_ldap_ad_end,
     source_ldap_ad_incremental,
@@ -777,6 +891,12 @@ static int source_ldap_ad_notify_open(SOURCE_LDAP *sl, char *err, size_t errlen)
         size_t len = strcspn(b, "\n");
         int msgid;
 
+        if (nt->n == SOURCE_AD_NOTIFY_MAX) {
+            /* The configuration check refuses this; AD would end the sixth search. */
+            snprintf(err, errlen, "more than %d bases to watch on one connection", SOURCE_AD_NOTIFY_MAX);
+            ldap_control_free(ctrl);
+            return -1;
+        }
         nt->msgids = xrealloc(nt->msgids, (size_t) (nt->n + 1) * sizeof(*nt->msgids));
         nt->bases = xrealloc(nt->bases, (size_t) (nt->n + 1) * sizeof(*nt->bases));
         nt->bases[nt->n] = xstrndup(b, len);

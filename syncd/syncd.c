@@ -29,7 +29,8 @@
  *   connection is reopened after retry_interval. An ad source with
  *   mode = persistent stays open the same way, waiting on one change
  *   notification search per base (source_ldap_ad_wait): a notification
- *   runs the usual uSNChanged pull through the same path.
+ *   runs the usual incremental pull (DirSync or uSNChanged) through the
+ *   same path.
  *
  *   Signals: SIGHUP re-reads the configuration (a bad file is logged and
  *   the running one kept; a source whose settings changed is pulled at
@@ -188,6 +189,8 @@ static void syncd_notes(const SOURCE_CONF *c)
         log_info("source %s: mode = persistent is available only for type ldap, flavour "
                  "generic with one base (RFC 4533) or flavour ad (change notification); "
                  "polling every poll_interval instead", c->name);
+    if (strcmp(c->type, "ldap") == 0 && strcmp(c->flavour, "ad") != 0 && strcmp(c->incremental, "auto") != 0)
+        log_info("source %s: incremental = %s applies to flavour ad only; ignored", c->name, c->incremental);
     if (strcmp(c->type, "ldap") == 0 && strcmp(c->tls, "none") == 0) {
         int n;
         char **uris = source_words(c->uri, &n);
@@ -250,6 +253,7 @@ static void syncd_reload(void)
         }
     }
     syncd_free_sources(old, nold);
+    source_ldap_dirsync_forget();       /* DirSync rights may have been granted since */
     if (strcmp(var_syncd_user, syncd_run_user) != 0)
         log_warn("reload: user changes take effect only after a restart; ignored");
     if (strcmp(var_syncd_pidfile, syncd_run_pidfile) != 0)

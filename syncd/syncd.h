@@ -176,6 +176,9 @@ struct source_ldap {
     char *invocation_id;
     struct source_ldap_sync *sync;  /* generic: RFC 4533 state (source_ldap_sync.c) */
     struct source_ldap_ad_notify *notify;   /* ad: change notification searches (source_ldap_ad.c) */
+    int last_code;                  /* the LDAP result code of the last failed search, else 0 */
+    char *naming_context;           /* ad: the rootDSE's defaultNamingContext, NULL unknown */
+    char *dirsync_cookie;           /* ad: a full pull's DirSync cookie (base64), NULL none */
 };
 
 /* Called for each entry a search returns; 0 or -1 (err set) to stop. */
@@ -191,6 +194,35 @@ typedef int (*SOURCE_LDAP_ENTRY_FN)(SOURCE_LDAP *sl, LDAPMessage *e, void *ctx, 
 int source_ldap_search(SOURCE_LDAP *sl, const char *base, int scope, const char *filter,
                        char **attrs, int paged, SOURCE_LDAP_ENTRY_FN fn, void *ctx,
                        char *err, size_t errlen);
+
+/*
+ * source_ldap_search_ext - source_ldap_search with one more request
+ * control (extra, or NULL) and, when rctrls is not NULL, the controls of
+ * the last result handed to the caller (ldap_controls_free; NULL when
+ * none or on failure). On failure sl->last_code holds the LDAP result
+ * code (LDAP_TIMEOUT, LDAP_SERVER_DOWN, the server's), 0 when a callback
+ * failed.
+ */
+int source_ldap_search_ext(SOURCE_LDAP *sl, const char *base, int scope, const char *filter,
+                           char **attrs, int paged, LDAPControl *extra, LDAPControl ***rctrls,
+                           SOURCE_LDAP_ENTRY_FN fn, void *ctx, char *err, size_t errlen);
+
+/*
+ * source_ldap_srv_uris - the URIs of the domain controllers of a DNS
+ * domain: the _ldap._tcp.dc._msdcs.DOMAIN SRV records (RFC 2782 order:
+ * priority, then weight) as "ldap://HOST:PORT" (or ldaps:// when tls =
+ * ldaps), asked of servers ("ip[:port] ...", "" the system's) within
+ * timeout_ms. A space-separated list (malloc'd), or NULL with err.
+ */
+char *source_ldap_srv_uris(const char *domain, const char *servers, int ldaps, int timeout_ms,
+                           char *err, size_t errlen);
+
+/* source_ldap_srv_order - sort SRV answers by priority, weighted within one (RFC 2782) */
+typedef struct source_ldap_srv {
+    char *host;
+    unsigned short priority, weight, port;
+} SOURCE_LDAP_SRV;
+void source_ldap_srv_order(SOURCE_LDAP_SRV *srv, size_t n, unsigned (*rnd)(void));
 
 /*
  * source_ldap_entry_first/next - walk an entry's DN and attributes in one
@@ -245,6 +277,9 @@ int source_ldap_ad_shared_types(const char *list, long long **types);
 int source_ldap_ad_since(const char *cookie, const char *stored_id, const char *current_id,
                          long long current_usn, long long *usn, char *why, size_t whylen);
 
+/* Active Directory's limit of outstanding change notification searches per connection. */
+#define SOURCE_AD_NOTIFY_MAX 5
+
 /* source_ldap_ad_persistent - 1 when mode = persistent works for the source (ad: change notification) */
 int source_ldap_ad_persistent(const SOURCE_CONF *conf);
 
@@ -253,6 +288,77 @@ int source_ldap_ad_wait(SOURCE *src, int timeout_ms, char *err, size_t errlen);
 
 /* source_ldap_ad_notify_free - the notification state of a closing source; NULL is fine */
 void source_ldap_ad_notify_free(SOURCE_LDAP *sl);
+
+/* One incremental pull of the ad flavour: the pull's sink, and the one the entry mapping puts into. */
+typedef struct source_ldap_ad_delta {
+    SYNC_SINK wrap;                 /* forwards to sink, noting that the entry was put */
+    SYNC_SINK *sink;
+    int put;
+    long long changed;              /* entries put */
+    long long gone;                 /* entries deleted by guid */
+} SOURCE_LDAP_AD_DELTA;
+
+/* source_ldap_ad_delta_start/finish - route sl->sink through d during an incremental pull, and back */
+void source_ldap_ad_delta_start(SOURCE_LDAP *sl, SOURCE_LDAP_AD_DELTA *d);
+void source_ldap_ad_delta_finish(SOURCE_LDAP *sl, SOURCE_LDAP_AD_DELTA *d);
+
+/* source_ldap_ad_delta_gone - an object removed: deleted by its guid (hex); 0 or -1 */
+int source_ldap_ad_delta_gone(SOURCE_LDAP *sl, SOURCE_LDAP_AD_DELTA *d, const char *guid,
+                              char *err, size_t errlen);
+
+/*
+ * source_ldap_ad_delta_read - read one changed object again by its DN
+ * with the source's filter and attributes: put when it is a recipient,
+ * deleted by guid when it is not, no longer matches the filter or no
+ * longer exists. 0 or -1 (a directory or store failure).
+ */
+int source_ldap_ad_delta_read(SOURCE_LDAP *sl, SOURCE_LDAP_AD_DELTA *d, const char *dn,
+                              const char *guid, char *err, size_t errlen);
+
+/* source_ldap_ad_in_bases - is a DN at or below one of the source's bases? */
+int source_ldap_ad_in_bases(const SOURCE_LDAP *sl, const char *dn, size_t len);
+
+/* ------------------------------------------------------------ source_ldap_dirsync.c */
+
+#define SOURCE_LDAP_DIRSYNC_PREFIX "dirsync:"   /* a stored DirSync cookie: prefix + base64 */
+
+/*
+ * source_ldap_dirsync_start - at the start of a full pull of an ad
+ * source: where incremental = auto or dirsync and the bind account may
+ * use DirSync, a cookie for "now" into sl->dirsync_cookie (a search that
+ * matches nothing), so that the next incremental pull gets every change
+ * made from here on. Where it may not (insufficient rights, no such
+ * control), that is remembered for the source and 0 returned (the USN
+ * then serves), unless incremental = dirsync: -1 with err. -1 with err
+ * on any other failure.
+ */
+int source_ldap_dirsync_start(SOURCE_LDAP *sl, char *err, size_t errlen);
+
+/*
+ * source_ldap_dirsync_incremental - the changes since a stored DirSync
+ * cookie into d: tombstones deleted by objectGUID, objects moved out of
+ * the bases deleted, every other changed object read again
+ * (source_ldap_ad_delta_read). SOURCE_OK with *new_cookie, SOURCE_FULL
+ * (the cookie is refused, or DirSync is no longer allowed), SOURCE_ERR.
+ */
+int source_ldap_dirsync_incremental(SOURCE_LDAP *sl, SOURCE_LDAP_AD_DELTA *d, const char *cookie,
+                                    char **new_cookie, char *err, size_t errlen);
+
+/* source_ldap_dirsync_use - should this source use DirSync now (its setting, and what was learnt)? */
+int source_ldap_dirsync_use(const SOURCE_LDAP *sl);
+
+/* source_ldap_dirsync_forget - forget which sources DirSync refused (a reload) */
+void source_ldap_dirsync_forget(void);
+
+/*
+ * source_ldap_dirsync_deleted - the uSNChanged path's deletions: the
+ * tombstones changed above usn (the show-deleted control, in the naming
+ * context's Deleted Objects container), deleted by objectGUID. Where the
+ * control or the container may not be used, a warning once per source
+ * and 0: the full reconciliation removes them then. 0 or -1.
+ */
+int source_ldap_dirsync_deleted(SOURCE_LDAP *sl, SOURCE_LDAP_AD_DELTA *d, long long usn,
+                                char *err, size_t errlen);
 
 /* ------------------------------------------------------------ source_ldap_sync.c */
 

@@ -261,4 +261,32 @@ tl_is "$(kind sales@test.example)" "group 1" "a group made restricted gets the f
 tl_is "$(expand "cn=Board,$DLS")" "Alice Smith;" "a member removed from a group"
 tl_is "$(last_run)" "ok 2 1 5" "the run: 2 added, 1 changed (the flag), 5 removed"
 
+# --- the [source] settings of incremental and persistent pulls (-n only)
+# check_conf KEY=VALUE... - rcptgate-syncd -n on one ad source; $rc, $out
+check_conf() {
+    syncd_conf_reset
+    slapd_syncd_conf
+    slapd_source ad ad "$@"
+    out=$("$RG_SYNCD" -c "$CONF" -n 2>&1)
+    rc=$?
+}
+check_conf mode=persistent "base=ou=A,$S" "base=ou=B,$S" "base=ou=C,$S" "base=ou=D,$S" "base=ou=E,$S"
+tl_is "$rc" 0 "mode = persistent with 5 bases: accepted (AD allows 5 notification searches a connection)"
+check_conf mode=persistent "base=ou=A,$S" "base=ou=B,$S" "base=ou=C,$S" "base=ou=D,$S" "base=ou=E,$S" "base=ou=F,$S"
+tl_is "$rc" 78 "mode = persistent with 6 bases: a configuration error (78)"
+tl_like "$out" "Active Directory allows 5 per connection" "the message says why"
+check_conf mode=poll "base=ou=A,$S" "base=ou=B,$S" "base=ou=C,$S" "base=ou=D,$S" "base=ou=E,$S" "base=ou=F,$S"
+tl_is "$rc" 0 "mode = poll with 6 bases: accepted"
+for v in auto dirsync usn; do
+    check_conf "incremental=$v"
+    tl_is "$rc" 0 "incremental = $v: accepted"
+done
+check_conf incremental=sometimes
+tl_is "$rc" 78 "incremental = sometimes: a configuration error (78)"
+check_conf "uri=" dns_domain=example.com "dns_servers=127.0.0.1:5353"
+tl_is "$rc" 0 "dns_domain without uri: accepted"
+check_conf "uri="
+tl_is "$rc" 78 "neither uri nor dns_domain: a configuration error (78)"
+tl_like "$out" "uri \\(or dns_domain\\) is required" "the message names both"
+
 tl_done

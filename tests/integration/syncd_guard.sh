@@ -6,7 +6,10 @@
 # recipients, or that returns nothing at all (a filter that matches
 # nothing, a bind account that suddenly sees nothing), is refused: exit
 # 65, the store unchanged, the refusal recorded and shown by `rcptgate
-# stats`; --force applies it. Removals within the limits are applied.
+# stats`; --force applies it. Removals within the limits are applied. A
+# refusal names what it would have removed: the count and the first 20
+# addresses in the log, the first 5 in the run's message (and so in
+# `rcptgate stats`).
 
 . "${top_srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/lib/testlib.sh"
 . "$top_srcdir/tests/lib/slapd.sh"
@@ -81,6 +84,14 @@ refused "50 of 100 removed"
 tl_is "$(rg_query u000@guard.example)" 0 "a removed person still answers"
 tl_admin stats >"$T/stats.out" 2>&1
 tl_like "$(grep people "$T/stats.out")" "refused" "rcptgate stats shows the refusal"
+tl_like "$(grep people "$T/stats.out")" "e\\.g\\. u000@guard\\.example, u001@guard\\.example, u002@guard\\.example, u003@guard\\.example, u004@guard\\.example, \\.\\.\\." \
+    "and names the first 5 addresses it would remove"
+tl_like "$(cat "$T/syncd.err")" "the refused pull would remove 50 addresses, the first 20: u000@guard\\.example, .*, u019@guard\\.example, \\.\\.\\.\$" \
+    "the log gives the count and the first 20 addresses"
+tl_is "$(grep -o 'u0[0-9][0-9]@guard.example' "$T/syncd.err" | sort -u | wc -l | tr -d ' ')" 20 \
+    "exactly 20 distinct addresses are named in the log"
+ok_kept=$(grep -c 'u0[5-9][0-9]@guard.example' "$T/syncd.err")
+tl_is "$ok_kept" 0 "none of the addresses that stay is named"
 syncd_once
 tl_is "$rc" 65 "the next run is refused again (a refusal is not remembered as done)"
 syncd_once --force
@@ -122,6 +133,8 @@ guard_conf max_remove_share=100
 syncd_dump > "$T/before"
 syncd_once
 refused "a filter that matches nothing, even with max_remove_share = 100"
+tl_like "$(cat "$T/syncd.err")" "the refused pull would remove 36 addresses, the first 20: u064@guard\\.example, " \
+    "an empty pull names the first of all the source's addresses"
 GUARD_SOURCE_EXTRA=""
 
 # --- nothing at all: the bind account suddenly sees no one (an ACL change)

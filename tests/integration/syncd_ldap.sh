@@ -6,6 +6,10 @@
 # mailAlternateAddress, groupOfNames and groupOfUniqueNames) and 2,000
 # bulk-loaded people. Checked: what a generic pull stores (addresses,
 # uid logins, entryUUID as the guid, group members); URI failover;
+# domain controllers found through DNS SRV records (dns_domain, asked of
+# the test DNS server tests/tools/rg_dnsd through dns_servers) in
+# priority order with failover, and a DNS failure (exit 75, or the uri
+# list as the fallback);
 # StartTLS and ldaps with ca_file, and that a wrong or missing CA fails;
 # the bind password file (mode 0644 is a configuration error, 78; a wrong
 # password 75); and that a pull which fails half-way applies nothing and
@@ -109,6 +113,54 @@ person fail1
 syncd_once
 tl_is "$rc" 0 "a dead first URI: the second one is used"
 tl_is "$(rg_query fail1@generic.example)" 0 "and its data applied"
+
+# --- DNS SRV discovery: a dead controller at priority 0, slapd at 10
+RG_DNSD="$top_builddir/tests/tools/rg_dnsd"
+if [ -x "$RG_DNSD" ]; then
+    cat > "$T/zone" <<EOF
+_ldap._tcp.dc._msdcs.test.example SRV "10 100 $SLAPD_PORT dc1.test.example"
+_ldap._tcp.dc._msdcs.test.example SRV "0 100 1 dead.test.example"
+dc1.test.example A 127.0.0.1
+dead.test.example A 127.0.0.1
+_ldap._tcp.dc._msdcs.slow.example DROP
+EOF
+    rm -f "$T/dnsd.pid" "$T/dnsd.port"
+    "$RG_DNSD" -l 127.0.0.1:0 -z "$T/zone" -p "$T/dnsd.pid" -P "$T/dnsd.port" -q 2>"$T/dnsd.err" &
+    dnsd_pid=$!
+    tl_pids="$tl_pids $dnsd_pid"
+    _n=0
+    while [ ! -s "$T/dnsd.pid" ] && [ $_n -lt 100 ]; do sleep 0.05; _n=$((_n + 1)); done
+    DNS="127.0.0.1:$(cat "$T/dnsd.port")"
+
+    person srv1
+    ldap_source "uri=" "dns_domain=test.example" "dns_servers=$DNS"
+    syncd_once -v
+    tl_is "$rc" 0 "dns_domain: the domain controllers come from the SRV records"
+    tl_is "$(rg_query srv1@generic.example)" 0 "and the pull is applied"
+    tl_like "$(cat "$T/syncd.err")" "domain controllers of test\\.example: ldap://127\\.0\\.0\\.1:1 ldap://127\\.0\\.0\\.1:$SLAPD_PORT\$" \
+        "in priority order, the targets resolved by the same DNS server"
+    tl_like "$(cat "$T/syncd.err")" "using ldap://127\\.0\\.0\\.1:$SLAPD_PORT after: ldap://127\\.0\\.0\\.1:1: cannot connect" \
+        "the dead controller (priority 0) is tried first, then the next"
+
+    ldap_source "uri=" "dns_domain=nowhere.example" "dns_servers=$DNS"
+    syncd_once
+    tl_is "$rc" 75 "a domain without SRV records and no uri: 75"
+    tl_like "$(cat "$T/syncd.err")" "DNS SRV _ldap\\._tcp\\.dc\\._msdcs\\.nowhere\\.example: Domain name not found" \
+        "the log names the record and DNS's answer"
+
+    t0=$(date +%s)
+    ldap_source "dns_domain=slow.example" "dns_servers=$DNS" connect_timeout=1s
+    person srv2
+    syncd_once
+    tl_is "$rc" 0 "a DNS server that does not answer, with uri as the fallback: 0"
+    tl_ok "$([ $(($(date +%s) - t0)) -le 5 ]; echo $?)" "DNS gave up within connect_timeout ($(($(date +%s) - t0)) s)"
+    tl_like "$(cat "$T/syncd.err")" "slow\\.example: no answer \\(timeout\\); trying uri" "the log says DNS did not answer"
+    tl_is "$(rg_query srv2@generic.example)" 0 "and the pull through uri is applied"
+    kill "$dnsd_pid"
+    wait "$dnsd_pid" 2>/dev/null
+else
+    echo "# tests/tools/rg_dnsd not built: DNS SRV discovery not tested"
+fi
 
 # --- TLS: slapd now refuses simple binds without it
 SLAPD_SECURITY="simple_bind=128"

@@ -9,7 +9,8 @@
 # address moves (old invalid, new valid), each within 5 s (Samba polls
 # for its notifications, 0-3 s); the runs after the full one are
 # incremental (uSNChanged), never full; after Samba is restarted the
-# daemon reconnects and a later change still arrives; SIGTERM stops the daemon promptly
+# daemon reconnects and a later change still arrives; the waiting
+# connection has a TCP keepalive timer; SIGTERM stops the daemon promptly
 # with exit 0 while it waits on the notification searches. The measured
 # times are printed as TAP comments.
 
@@ -139,6 +140,14 @@ echo "# changed address valid after $t ms"
 ok_if "within_5s $t" "a new address is valid within 5 s ($t ms)"
 tl_is "$(rg_query n1@test.example.com)" 1 "and the old one is invalid"
 tl_is "$(rg_query notify.one@test.example.com)" 0 "the primary address stays valid"
+
+# --- the waiting connection has TCP keepalive (a DC gone without a FIN is noticed)
+if command -v ss >/dev/null 2>&1; then
+    ss -tnoH state established "dst $SAMBA_IP:389" >"$T/ss.out" 2>&1
+    tl_like "$(cat "$T/ss.out")" "timer:\\(keepalive," "the daemon's connection to the DC has a keepalive timer"
+else
+    echo "# ss not installed: keepalive not checked"
+fi
 
 runs=$(runs_since "$last")
 echo "# runs after the start: $runs"

@@ -10,7 +10,7 @@
 # invocationId as Samba reports them, logins; paged results (page_size
 # below the entry count), ranged member retrieval (range_step below the
 # group's size), an incremental pull by Samba's own uSNChanged and
-# highestCommittedUSN, a deletion caught by the next full pull, and LDAPS
+# highestCommittedUSN (incremental = usn; DirSync is syncd_dirsync.sh's), a deletion caught by the next full pull, and LDAPS
 # and StartTLS binds with the CA that signed Samba's certificate (exit 0)
 # and with one that did not (exit 75, nothing applied). Samba's schema has no
 # Exchange attributes, so shared mailboxes and the "internal senders
@@ -117,7 +117,7 @@ tl_admin domain add partner.example >/dev/null 2>&1
 
 syncd_conf_reset
 slapd_syncd_conf
-samba_source samba "base=$OU" "page_size=50" "range_step=50"
+samba_source samba "base=$OU" "page_size=50" "range_step=50" "incremental=usn"
 
 # --- the full pull
 syncd_once

@@ -21,6 +21,15 @@
 #   samba_search ARGS...     ldapsearch -LLL as Administrator (no wrapping)
 #   samba_hex BASE ATTR      a binary attribute of one entry as lowercase hex
 #   samba_source NAME [key=value ...]   a [source NAME] (flavour ad) in $CONF
+#   samba_user NAME PASSWORD  a plain domain user (samba-tool on the database)
+#   samba_krb5 NAME PASSWORD  a user with a keytab and a private krb5.conf for
+#                            GSSAPI binds (needs SAMBA_SERVICES with kdc; sets
+#                            and exports KRB5_CONFIG, KRB5_CLIENT_KTNAME,
+#                            KRB5CCNAME, all under $T: nothing in /etc)
+#   samba_gssapi_missing     what is missing for GSSAPI binds ("" if nothing)
+#
+# SAMBA_SERVICES (before samba_init; default "ldap"): Samba's services,
+# e.g. "ldap, kdc" for a test that binds with Kerberos.
 #
 # After samba_init: SAMBA_IP, SAMBA_URI (ldap://SAMBA_IP), SAMBA_URI_TLS
 # (ldaps://), SAMBA_SUFFIX, SAMBA_ADMIN_DN/SAMBA_ADMIN_PW, SAMBA_CA (the
@@ -39,6 +48,7 @@ SAMBA_REALM="TEST.EXAMPLE.COM"
 SAMBA_ADMIN_DN="CN=Administrator,CN=Users,$SAMBA_SUFFIX"
 SAMBA_ADMIN_PW="Rcptgate-Test-1"
 SAMBA_PID=""
+SAMBA_SERVICES=${SAMBA_SERVICES:-ldap}
 
 # As slapd.sh: no ldap.conf or ~/.ldaprc of the machine's in the tests.
 LDAPCONF=/dev/null
@@ -160,7 +170,7 @@ samba_write_conf() {
 	workgroup = TEST
 	realm = $SAMBA_REALM
 	server role = active directory domain controller
-	server services = ldap
+	server services = $SAMBA_SERVICES
 	interfaces = $SAMBA_IP/8
 	bind interfaces only = yes
 	ldap server require strong auth = no
@@ -335,4 +345,52 @@ samba_source() {
             echo "${_sb_kv%%=*} = ${_sb_kv#*=}"
         done
     } >> "$CONF"
+}
+
+# samba_user NAME PASSWORD - a domain user CN=NAME,CN=Users (no mail)
+samba_user() {
+    "$SAMBA_TOOL" user create "$1" "$2" -s "$SAMBA_DIR/etc/smb.conf" >>"$SAMBA_DIR/samba-tool.log" 2>&1
+}
+
+# samba_gssapi_missing - what a GSSAPI bind needs that is not here ("" if nothing)
+samba_gssapi_missing() {
+    ls /usr/lib/*/sasl2/libgssapiv2.so* >/dev/null 2>&1 ||
+        { echo "Cyrus SASL's GSSAPI module is not installed (Debian: libsasl2-modules-gssapi-mit)"; return; }
+    case $SAMBA_SERVICES in
+    *kdc*) ;;
+    *) echo "Samba runs without its KDC (SAMBA_SERVICES)" ;;
+    esac
+}
+
+# samba_krb5 NAME PASSWORD - a user, a keytab of its keys and a krb5.conf
+# that knows only this realm and this KDC, for GSSAPI binds to
+# ldap://$SAMBA_IP: the DC's account gets the SPN ldap/$SAMBA_IP, and
+# the client neither asks DNS for the KDC nor canonicalises the host, so
+# the service ticket is for the address the URI names
+samba_krb5() {
+    samba_user "$1" "$2" || return 1
+    "$SAMBA_TOOL" spn add "ldap/$SAMBA_IP" 'DC1$' -s "$SAMBA_DIR/etc/smb.conf" \
+        >>"$SAMBA_DIR/samba-tool.log" 2>&1 || return 1
+    rm -f "$T/$1.keytab"
+    "$SAMBA_TOOL" domain exportkeytab "$T/$1.keytab" --principal="$1@$SAMBA_REALM" \
+        -s "$SAMBA_DIR/etc/smb.conf" >>"$SAMBA_DIR/samba-tool.log" 2>&1 || return 1
+    cat > "$T/krb5.conf" <<EOF
+[libdefaults]
+	default_realm = $SAMBA_REALM
+	dns_lookup_kdc = false
+	dns_lookup_realm = false
+	rdns = false
+	dns_canonicalize_hostname = false
+	udp_preference_limit = 1
+[realms]
+	$SAMBA_REALM = {
+		kdc = $SAMBA_IP
+	}
+[domain_realm]
+	$SAMBA_IP = $SAMBA_REALM
+EOF
+    KRB5_CONFIG="$T/krb5.conf"
+    KRB5_CLIENT_KTNAME="$T/$1.keytab"
+    KRB5CCNAME="FILE:$T/$1.ccache"
+    export KRB5_CONFIG KRB5_CLIENT_KTNAME KRB5CCNAME
 }
