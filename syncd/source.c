@@ -67,6 +67,19 @@ static const CFG_PARAM source_params[] = {
     {"range_step", CFG_INT, "1500", S(range_step), 1, 100000, NULL, NULL},
     {"timeout", CFG_TIME, "30s", S(timeout_ms), 1000, 3600000, NULL, NULL},
     {"connect_timeout", CFG_TIME, "10s", S(connect_timeout_ms), 100, 600000, NULL, NULL},
+    /* ldap: incremental pulls (source_ldap_dirsync.c) and DC discovery (source_ldap.c) */
+    {"incremental", CFG_ENUM, "auto", S(incremental), 0, 0, "auto|dirsync|usn", NULL},
+    {"dns_domain", CFG_STR, "", S(dns_domain), 0, 0, NULL, NULL},
+    {"dns_servers", CFG_STR, "", S(dns_servers), 0, 0, NULL, NULL},
+    /* graph: see source_graph.c */
+    {"tenant", CFG_STR, "", S(tenant), 0, 0, NULL, NULL},
+    {"client_id", CFG_STR, "", S(client_id), 0, 0, NULL, NULL},
+    {"client_secret_file", CFG_PATH, "", S(client_secret_file), 0, 0, NULL, NULL},
+    {"client_cert_file", CFG_PATH, "", S(client_cert_file), 0, 0, NULL, NULL},
+    {"client_key_file", CFG_PATH, "", S(client_key_file), 0, 0, NULL, NULL},
+    {"login_url", CFG_STR, "https://login.microsoftonline.com", S(login_url), 0, 0, NULL, NULL},
+    {"graph_url", CFG_STR, "https://graph.microsoft.com", S(graph_url), 0, 0, NULL, NULL},
+    {"shared_unlicensed", CFG_BOOL, "yes", S(shared_unlicensed), 0, 0, NULL, NULL},
     {NULL, 0, NULL, NULL, 0, 0, NULL, NULL},
 };
 
@@ -93,7 +106,9 @@ const SOURCE_OPS *source_ops_find(const char *type)
         return &source_ldap_ops;
     if (strcmp(type, "file") == 0)
         return &source_file_ops;
-    return NULL;                        /* graph: its own issue */
+    if (strcmp(type, "graph") == 0)
+        return &source_graph_ops;
+    return NULL;
 }
 
 /* ------------------------------------------------------------ helpers */
@@ -436,8 +451,8 @@ static int source_validate_uris(const char *file, int line, const char *name, co
     int n;
     char **uris = source_words(c->uri, &n);
 
-    if (n == 0) {
-        source_verr(file, line, name, "uri is required for type = ldap");
+    if (n == 0 && *c->dns_domain == 0) {
+        source_verr(file, line, name, "uri (or dns_domain) is required for type = ldap");
         errors++;
     }
     for (int i = 0; i < n; i++) {
@@ -504,6 +519,13 @@ static int source_validate_ldap(const char *file, int line, const char *name, co
     }
     if (nbase == 0) {
         source_verr(file, line, name, "base is required for type = ldap (it may be repeated)");
+        errors++;
+    }
+    if (nbase > SOURCE_AD_NOTIFY_MAX && strcmp(c->flavour, "ad") == 0 && strcmp(c->mode, "persistent") == 0) {
+        /* AD ends a connection's sixth outstanding notification search with an error. */
+        source_verr(file, line, name, "mode = persistent watches each base with a change notification "
+                    "search, and Active Directory allows %d per connection: give at most %d bases, "
+                    "or split them over several [source] sections", SOURCE_AD_NOTIFY_MAX, SOURCE_AD_NOTIFY_MAX);
         errors++;
     }
     if (*c->filter && !source_filter_ok(c->filter)) {
@@ -584,10 +606,10 @@ static int source_validate(const char *file, int line, const char *name, void *i
                     "choose another name");
         errors++;
     }
-    if (strcmp(c->type, "graph") == 0) {
-        source_verr(file, line, name, "type = graph is not supported yet");
-        return errors + 1;
-    }
+    if (c->type == NULL)                /* a bad type: already reported */
+        return errors;
+    if (strcmp(c->type, "graph") == 0)
+        return errors + source_graph_validate(file, line, name, c);
     if (strcmp(c->type, "ldap") == 0)
         return errors + source_validate_ldap(file, line, name, c);
 
@@ -623,6 +645,12 @@ static void source_install(void **instances, int count)
         if (*c->bind_password_file
             && cfg_secret_read(c->bind_password_file, &c->bind_password, why, sizeof(why)) < 0)
             c->bind_password = NULL;
+        if (*c->client_secret_file
+            && cfg_secret_read(c->client_secret_file, &c->client_secret, why, sizeof(why)) < 0)
+            c->client_secret = NULL;
+        if (*c->client_key_file
+            && cfg_secret_read(c->client_key_file, &c->client_key, why, sizeof(why)) < 0)
+            c->client_key = NULL;
     }
 }
 
@@ -644,6 +672,10 @@ void source_conf_free(SOURCE_CONF *conf)
         return;
     xfree_secret(conf->bind_password);
     conf->bind_password = NULL;
+    xfree_secret(conf->client_secret);
+    conf->client_secret = NULL;
+    xfree_secret(conf->client_key);
+    conf->client_key = NULL;
     cfg_family_free(&source_families[0], conf);
 }
 
@@ -676,6 +708,12 @@ int source_conf_equal(const SOURCE_CONF *a, const SOURCE_CONF *b)
     /* A password file rewritten in place is a change too. */
     if ((a->bind_password == NULL) != (b->bind_password == NULL)
         || (a->bind_password && strcmp(a->bind_password, b->bind_password) != 0))
+        return 0;
+    if ((a->client_secret == NULL) != (b->client_secret == NULL)
+        || (a->client_secret && strcmp(a->client_secret, b->client_secret) != 0))
+        return 0;
+    if ((a->client_key == NULL) != (b->client_key == NULL)
+        || (a->client_key && strcmp(a->client_key, b->client_key) != 0))
         return 0;
     return 1;
 }

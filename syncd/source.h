@@ -2,7 +2,7 @@
  * source.h - the directory source interface of rcptgate-syncd
  *
  * One small table of functions per backend, one file per backend
- * (source_ldap.c, source_file.c, later source_graph.c), in the manner of
+ * (source_ldap.c, source_file.c, source_graph.c), in the manner of
  * OpenSMTPD's table backends. A source pulls objects and hands each to a
  * SYNC_SINK; it never touches the store itself, so one apply path
  * (sync_apply.c) holds the shrink guard and the transaction rules for all.
@@ -38,8 +38,22 @@ typedef struct source_conf {
     int range_step;             /* ad: member;range step */
     int timeout_ms;             /* every LDAP operation */
     int connect_timeout_ms;
+    char *incremental;          /* ad: auto | dirsync | usn */
+    char *dns_domain;           /* ldap: DCs from _ldap._tcp.dc._msdcs.DOMAIN SRV records */
+    char *dns_servers;          /* ldap: resolvers for dns_domain (ip[:port] ...), "" the system's */
+    /* graph (Microsoft Entra ID over Microsoft Graph; source_graph.c) */
+    char *tenant;               /* directory (tenant) id or domain */
+    char *client_id;            /* the application (client) id */
+    char *client_secret_file;   /* a client secret, or: */
+    char *client_cert_file;     /* a certificate (PEM) and its key: signed JWT assertion */
+    char *client_key_file;
+    char *login_url;            /* https://login.microsoftonline.com (national clouds differ) */
+    char *graph_url;            /* https://graph.microsoft.com */
+    int shared_unlicensed;      /* a disabled user without licences is a shared mailbox */
     /* Not parameters: filled when a good configuration is installed. */
     char *bind_password;        /* read from bind_password_file (xfree_secret) */
+    char *client_secret;        /* graph: read from client_secret_file (xfree_secret) */
+    char *client_key;           /* graph: the PEM of client_key_file (xfree_secret) */
 } SOURCE_CONF;
 
 /* Where a pull delivers objects. */
@@ -82,6 +96,13 @@ typedef struct source_ops {
 
 extern const SOURCE_OPS source_ldap_ops;
 extern const SOURCE_OPS source_file_ops;
+extern const SOURCE_OPS source_graph_ops;
+
+/*
+ * source_graph_validate - the settings of a type = graph source (in
+ * source_graph.c): each problem reported as file:line; the error count
+ */
+int source_graph_validate(const char *file, int line, const char *name, const SOURCE_CONF *conf);
 
 /* source_ops_find - the backend for a type, or NULL */
 const SOURCE_OPS *source_ops_find(const char *type);
