@@ -38,6 +38,7 @@ static const struct rcptgate_cmd {
     {"static", cmd_static},
     {"stats", cmd_stats},
     {"export", cmd_export},
+    {"access", cmd_access},
     {NULL, NULL},
 };
 
@@ -65,6 +66,8 @@ int rcptgate_usage(void)
           "  static add ADDRESS | static del ADDRESS | static list\n"
           "  stats                              store and lookupd figures\n"
           "  export [--source NAME]             recipients as a Postfix map file\n"
+          "  access add TYPE KEY ACTION [TEXT] | access del TYPE KEY | access list [TYPE]\n"
+          "                                     rcptgate-smtpd's access lists in the store\n"
           "  -c FILE  configuration (default " RG_SYSCONFDIR "/rcptgate/rcptgate.conf)\n"
           "  -n       check the configuration and exit\n"
           "  -v       verbose\n", stderr);

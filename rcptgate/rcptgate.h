@@ -51,5 +51,6 @@ int cmd_domain(int argc, char **argv);
 int cmd_static(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_access(int argc, char **argv);
 
 #endif
