@@ -19,7 +19,7 @@ PKGS="build-essential autoconf automake pkg-config clang \
   libldap-dev libsasl2-dev slapd ldap-utils sqlite3 openssl postfix \
   samba-ad-dc samba-ad-provision samba-dsdb-modules ldb-tools \
   libssl-dev libcurl4-openssl-dev libjansson-dev libsasl2-modules libsasl2-modules-gssapi-mit sasl2-bin \
-  libc-ares-dev swaks fail2ban pflogsumm"
+  libc-ares-dev swaks fail2ban pflogsumm postfix-lmdb"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -1,4 +1,4 @@
-# benchlib.sh - what the benchmark scripts (run.sh, sync.sh) share
+# benchlib.sh - what the benchmark scripts (run.sh, sync.sh, smtpd.sh, graph.sh) share
 #
 # Sourced after the script has set QUIET_MAX, QUIET_WAIT, NOISY and
 # missed: report lines, floating-point arithmetic, reading RESULT lines,
@@ -76,4 +76,25 @@ target() {
         missed=$((missed + 1))
     fi
     printf '  %-44s %10s   %s\n' "$1" "$2" "$_bl_verdict"
+}
+
+# stop_pid PID - SIGTERM one process we started and wait for it
+stop_pid() {
+    if [ -n "$1" ] && kill -0 "$1" 2>/dev/null; then
+        kill -TERM "$1" 2>/dev/null
+        wait "$1" 2>/dev/null
+    fi
+}
+
+# best LIST / median LIST - of numbers separated by blanks
+best() {
+    printf '%s\n' $1 | sort -g | tail -n 1
+}
+median() {
+    printf '%s\n' $1 | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+}
+
+# add VAR VALUE - append VALUE to the blank-separated list in VAR
+add() {
+    eval "$1=\"\${$1:-} $2\""
 }

@@ -80,14 +80,6 @@ die() {
     exit 1
 }
 
-# stop_pid PID - SIGTERM one server we started and wait for it
-stop_pid() {
-    if [ -n "$1" ] && kill -0 "$1" 2>/dev/null; then
-        kill -TERM "$1" 2>/dev/null
-        wait "$1" 2>/dev/null
-    fi
-}
-
 # cleanup - stop what we started; drop the directory unless asked to keep it
 cleanup() {
     stop_pid "$LPID"
@@ -100,19 +92,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
-
-# best LIST / median LIST - of numbers separated by blanks
-best() {
-    printf '%s\n' $1 | sort -g | tail -n 1
-}
-median() {
-    printf '%s\n' $1 | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
-}
-
-# add VAR VALUE - append VALUE to the blank-separated list in VAR
-add() {
-    eval "$1=\"\${$1:-} $2\""
-}
 
 # cpu_ticks PID - user + system clock ticks the process has used
 cpu_ticks() {
