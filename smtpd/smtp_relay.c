@@ -1,39 +1,1255 @@
-/* smtp_relay.c - stub until written (every next hop is "down": 451 4.4.1) */
+/*
+ * smtp_relay.c - the downstream SMTP client of the before-queue proxy
+ *
+ * NAME
+ *      smtp_relay - hand one transaction to the next hop while the client
+ *      is still connected
+ * SYNOPSIS
+ *      r = smtp_relay_open(env, cb, arg);     cb: the reply to MAIL
+ *      smtp_relay_rcpt(r, rcpt, params, cb, arg) ...
+ *      smtp_relay_data(r, cb, arg);           cb: 354
+ *      smtp_relay_write(r, bytes, len) ...
+ *      smtp_relay_dot(r, cb, arg);            cb: the final reply
+ *      smtp_relay_free(r);
+ * DESCRIPTION
+ *      The next hops (Postfix transport syntax, comma separated) are
+ *      tried in order. A hop is left for the next one when the connection
+ *      fails or times out, when it answers the banner, EHLO/HELO or MAIL
+ *      with 4xx, when TLS is mandatory (relay_tls encrypt|verify) and it
+ *      does not offer STARTTLS or the handshake or verification fails.
+ *      A 5xx to MAIL is final and given back as it is. With relay_tls =
+ *      may a failed handshake retries the same hop once in the clear (like
+ *      Postfix's opportunistic TLS); a refused XFORWARD is logged and the
+ *      transaction goes on. A next hop given by name is resolved with
+ *      evdns (/etc/hosts, then resolv.conf's servers) inside the connect
+ *      timeout; its first address is used.
+ *
+ *      One command is in flight at a time (no pipelining to the
+ *      downstream: the client-side latency is dominated by the client
+ *      anyway, and it keeps failure handling exact). Requests queue up in
+ *      order; a "kick" event starts work, so no callback ever runs inside
+ *      the call that asked for it. A callback may free the relay: the
+ *      object is only marked, and really freed when the loop handler that
+ *      made the callback unwinds.
+ *
+ *      Once the transaction is lost (connection closed, timeout, 421,
+ *      protocol error) every outstanding and later request is answered
+ *      "451 4.4.2 Lost connection with next hop ...", or "451 4.4.1 ..." if
+ *      no hop could be reached at all. Freeing the relay before the final
+ *      reply closes the connection at once, without the final dot, so the
+ *      downstream discards what it got.
+ * DIAGNOSTICS
+ *      Failed hops are logged with log_warn ("connect to host[addr]:port:
+ *      Connection refused"); replies given back carry the reason.
+ */
 #include "config.h"
 
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
 
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/util.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "log.h"
 #include "xalloc.h"
+#include "smtpd_params.h"
+#include "smtp_tls.h"
 #include "smtp_relay.h"
 
-struct smtp_relay { SMTP_RELAY_CB cb; void *arg; struct event *ev; };
+#define RELAY_LINE_MAX      2048    /* longest reply line we read */
+#define RELAY_REPLY_LINES   200     /* most lines in one reply */
+#define RELAY_XFORWARD_MAX  512     /* longest XFORWARD command (Postfix's limit) */
+#define RELAY_QUIT_WAIT     5       /* seconds to wait for the 221 after QUIT */
 
-static void smtp_relay_fire(evutil_socket_t fd, short what, void *arg)
+/* One next hop from the list. */
+typedef struct relay_hop {
+    char *host;                 /* name or address, no brackets, no "IPv6:" */
+    int port;
+} RELAY_HOP;
+
+/* One request of the session, answered in order. */
+enum relay_kind { REQ_MAIL, REQ_RCPT, REQ_DATA, REQ_DOT };
+
+typedef struct relay_req {
+    enum relay_kind kind;
+    char *arg;                  /* RCPT: "<rcpt>" */
+    char *params;               /* RCPT: the client's parameters */
+    SMTP_RELAY_CB cb;
+    void *cbarg;
+    struct relay_req *next;
+} RELAY_REQ;
+
+/* Where the downstream dialogue is. */
+enum relay_state {
+    ST_INIT,                    /* nothing started */
+    ST_CONNECT,                 /* TCP connect (and name resolution) */
+    ST_BANNER, ST_EHLO, ST_HELO, ST_STARTTLS, ST_HANDSHAKE, ST_EHLO2, ST_XFORWARD, ST_MAIL,
+    ST_READY,                   /* transaction open, nothing in flight */
+    ST_RCPT, ST_DATA,           /* command in flight */
+    ST_BODY,                    /* 354 received, message bytes flowing */
+    ST_DOT,                     /* final dot sent */
+    ST_DONE,                    /* final reply received */
+    ST_FAILED,                  /* transaction lost; answer everything with fail_text */
+};
+
+/* EHLO extensions of the current hop. */
+#define EXT_STARTTLS    (1<<0)
+#define EXT_XFORWARD    (1<<1)
+#define EXT_SIZE        (1<<2)
+#define EXT_8BITMIME    (1<<3)
+#define EXT_SMTPUTF8    (1<<4)
+#define EXT_DSN         (1<<5)
+
+/* XFORWARD attributes offered by the current hop. */
+#define XF_NAME     (1<<0)
+#define XF_ADDR     (1<<1)
+#define XF_PORT     (1<<2)
+#define XF_PROTO    (1<<3)
+#define XF_HELO     (1<<4)
+
+struct smtp_relay {
+    RELAY_HOP *hops;
+    int nhops;
+    int hop;                    /* index of the hop being tried */
+    enum relay_state state;
+    struct bufferevent *bev;    /* the top bufferevent (TLS filter after STARTTLS) */
+    struct evdns_base *dns;     /* only when a hop is a name */
+    SSL *ssl;                   /* made before STARTTLS, owned by bev after the handshake */
+    struct event *timer;        /* connect and reply deadlines */
+    struct event *kick;         /* run work from the loop, never from the caller */
+    RELAY_REQ *reqs, **reqs_tail;
+    struct evbuffer *early;     /* message bytes written before the 354 */
+    void (*drain_cb)(void *);
+    void *drain_arg;
+    /* the current reply */
+    int rcode;
+    int rlines;
+    /* the hop's extensions */
+    int ext;
+    int xf_attrs;
+    int tls_done;
+    int tls_skip;               /* relay_tls = may and this hop's handshake failed: retry in the clear */
+    int reached;                /* some hop answered its banner */
+    int connected;              /* the current hop accepted the connection */
+    /* envelope and client, copied */
+    char *sender;
+    char *mail_params;
+    char *c_name, *c_addr, *c_helo;
+    int c_port, c_esmtp;
+    char *xforward_todo;        /* remaining XFORWARD commands, '\n'-separated */
+    char peer[SMTPD_NAME_LEN + SMTPD_ADDR_LEN + 16];
+    char last_fail[SMTPD_REPLY_LEN];    /* why the last hop was given up */
+    char fail_text[SMTPD_REPLY_LEN];    /* answer to everything after a failure */
+    char data_refused[SMTPD_REPLY_LEN]; /* DATA was not answered 354: the dot gets this */
+    int busy;                   /* inside a loop handler */
+    int zombie;                 /* freed during a callback */
+};
+
+static void relay_read_cb(struct bufferevent *, void *);
+static void relay_write_cb(struct bufferevent *, void *);
+static void relay_event_cb(struct bufferevent *, short, void *);
+static void relay_try_hop(SMTP_RELAY *);
+static void relay_pump(SMTP_RELAY *);
+
+/* relay_hops_parse - the transport-syntax list into hops; the count */
+static int relay_hops_parse(const char *list, RELAY_HOP **out)
+{
+    char *copy = xstrdup(list ? list : "");
+    char *save = NULL, *tok, *host, *p;
+    RELAY_HOP *hops = NULL;
+    int n = 0, port;
+
+    for (tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+        char orig[256];
+
+        snprintf(orig, sizeof(orig), "%s", tok);
+        if (strncasecmp(tok, "smtp:", 5) == 0)
+            tok += 5;
+        else if (strncasecmp(tok, "relay:", 6) == 0)
+            tok += 6;
+        port = 25;
+        if (*tok == '[') {
+            host = tok + 1;
+            if ((p = strchr(host, ']')) == NULL)
+                goto bad;
+            *p++ = 0;
+            if (strncasecmp(host, "ipv6:", 5) == 0)
+                host += 5;
+        } else {
+            /* A bare name: no MX lookup here, it is used like a bracketed one. */
+            host = tok;
+            p = strchr(tok, ':');
+            if (p && strchr(p + 1, ':'))
+                goto bad;       /* an IPv6 address needs brackets */
+        }
+        if (p && *p == ':') {
+            char *end;
+            long v;
+
+            *p++ = 0;
+            if (strcasecmp(p, "smtp") == 0)
+                v = 25;
+            else {
+                errno = 0;
+                v = strtol(p, &end, 10);
+                if (errno || *end || end == p || v < 1 || v > 65535)
+                    goto bad;
+            }
+            port = (int) v;
+        } else if (p && *p)
+            goto bad;
+        if (*host == 0)
+            goto bad;
+        hops = xrealloc(hops, (size_t) (n + 1) * sizeof(*hops));
+        hops[n].host = xstrdup(host);
+        hops[n].port = port;
+        n++;
+        continue;
+bad:
+        log_warn("relay: ignoring malformed next hop \"%s\"", orig);
+    }
+    free(copy);
+    *out = hops;
+    return n;
+}
+
+/* relay_clean - reply text safe to repeat to the client: printable, bounded */
+static void relay_clean(char *dst, size_t size, const char *src)
+{
+    size_t i;
+
+    for (i = 0; i + 1 < size && src[i]; i++)
+        dst[i] = (src[i] >= 0x20 && src[i] < 0x7f) ? src[i] : '?';
+    dst[i] = 0;
+}
+
+/* relay_arm - (re)start the deadline timer */
+static void relay_arm(SMTP_RELAY *r, int ms)
+{
+    struct timeval tv;
+
+    tv.tv_sec = ms / 1000;
+    tv.tv_usec = (ms % 1000) * 1000;
+    evtimer_add(r->timer, &tv);
+}
+
+/* relay_write_timeout - a downstream that stops reading is given up after relay_timeout */
+static void relay_write_timeout(struct bufferevent *bev)
+{
+    struct timeval tv;
+
+    tv.tv_sec = var_smtpd_relay_timeout_ms / 1000;
+    tv.tv_usec = (var_smtpd_relay_timeout_ms % 1000) * 1000;
+    bufferevent_set_timeouts(bev, NULL, &tv);
+}
+
+/* relay_send - one command line to the downstream, reply deadline armed */
+static void relay_send(SMTP_RELAY *r, enum relay_state st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void relay_send(SMTP_RELAY *r, enum relay_state st, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    evbuffer_add_vprintf(bufferevent_get_output(r->bev), fmt, ap);
+    va_end(ap);
+    evbuffer_add(bufferevent_get_output(r->bev), "\r\n", 2);
+    r->state = st;
+    r->rcode = 0;
+    r->rlines = 0;
+    relay_arm(r, var_smtpd_relay_timeout_ms);
+}
+
+/* relay_drop_bev - close the connection at once, no QUIT, no dot */
+static void relay_drop_bev(SMTP_RELAY *r)
+{
+    if (r->bev) {
+        bufferevent_free(r->bev);
+        r->bev = NULL;
+    }
+    if (r->ssl) {
+        SSL_free(r->ssl);
+        r->ssl = NULL;
+    }
+    evtimer_del(r->timer);
+}
+
+/* relay_quit_read - the QUIT was answered: close */
+static void relay_quit_read(struct bufferevent *bev, void *arg)
+{
+    (void) arg;
+    bufferevent_free(bev);
+}
+
+/* relay_quit_event - EOF, error or timeout while waiting for the 221 */
+static void relay_quit_event(struct bufferevent *bev, short what, void *arg)
+{
+    (void) what;
+    (void) arg;
+    bufferevent_free(bev);
+}
+
+/* relay_quit_bev - say QUIT and let the connection close on its own */
+static void relay_quit_bev(SMTP_RELAY *r)
+{
+    struct timeval tv = {RELAY_QUIT_WAIT, 0};
+    struct bufferevent *bev = r->bev;
+
+    if (bev == NULL)
+        return;
+    r->bev = NULL;
+    evtimer_del(r->timer);
+    evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+    bufferevent_setcb(bev, relay_quit_read, NULL, relay_quit_event, NULL);
+    bufferevent_set_timeouts(bev, &tv, &tv);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    bufferevent_write(bev, "QUIT\r\n", 6);
+}
+
+/* relay_call - one callback; 0 if the relay was freed inside it */
+static int relay_call(SMTP_RELAY *r, RELAY_REQ *q, int code, const char *text)
+{
+    char clean[SMTPD_REPLY_LEN];
+
+    relay_clean(clean, sizeof(clean), text);
+    if (q->cb)
+        q->cb(q->cbarg, code, clean);
+    return !r->zombie;
+}
+
+/* relay_pop - take the first request off the queue */
+static RELAY_REQ *relay_pop(SMTP_RELAY *r)
+{
+    RELAY_REQ *q = r->reqs;
+
+    if (q) {
+        r->reqs = q->next;
+        if (r->reqs == NULL)
+            r->reqs_tail = &r->reqs;
+    }
+    return q;
+}
+
+/* relay_req_free - one request */
+static void relay_req_free(RELAY_REQ *q)
+{
+    free(q->arg);
+    free(q->params);
+    free(q);
+}
+
+/* relay_answer_head - answer and drop the first request; 0 if freed meanwhile */
+static int relay_answer_head(SMTP_RELAY *r, int code, const char *text)
+{
+    RELAY_REQ *q = relay_pop(r);
+    int alive;
+
+    if (q == NULL)
+        return 1;
+    alive = relay_call(r, q, code, text);
+    relay_req_free(q);
+    return alive;
+}
+
+/* relay_flush_failed - answer every queued request with fail_text */
+static void relay_flush_failed(SMTP_RELAY *r)
+{
+    while (r->reqs && !r->zombie)
+        if (!relay_answer_head(r, atoi(r->fail_text), r->fail_text))
+            return;
+    /* A session waiting for the backlog to drain must not wait forever. */
+    if (r->drain_cb && !r->zombie) {
+        void (*cb)(void *) = r->drain_cb;
+
+        r->drain_cb = NULL;
+        cb(r->drain_arg);
+    }
+}
+
+/* relay_fail - the transaction is lost: close, answer everything with text */
+static void relay_fail(SMTP_RELAY *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void relay_fail(SMTP_RELAY *r, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(r->fail_text, sizeof(r->fail_text), fmt, ap);
+    va_end(ap);
+    relay_drop_bev(r);
+    r->state = ST_FAILED;
+    evbuffer_drain(r->early, evbuffer_get_length(r->early));
+    relay_flush_failed(r);
+}
+
+/* relay_lost - lost after MAIL was accepted: 451 4.4.2 and the reason */
+static void relay_lost(SMTP_RELAY *r, const char *why)
+{
+    log_warn("relay: lost connection with %s (%s)", r->peer, why);
+    relay_fail(r, "451 4.4.2 Lost connection with next hop (%s)", why);
+}
+
+/* relay_next_hop - give up on this hop (reason in last_fail) and try the next */
+static void relay_next_hop(SMTP_RELAY *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void relay_next_hop(SMTP_RELAY *r, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(r->last_fail, sizeof(r->last_fail), fmt, ap);
+    va_end(ap);
+    /* Connection failures were logged as "connect to ..." already. */
+    if (strncmp(r->last_fail, "451 4.4.1 Next hop not reachable", 32) != 0)
+        log_warn("relay: giving up on next hop %s: %s", r->peer, r->last_fail);
+    relay_drop_bev(r);
+    r->hop++;
+    r->tls_skip = 0;
+    relay_try_hop(r);
+}
+
+/* relay_peer_set - "name[addr]:port" of the connected hop */
+static void relay_peer_set(SMTP_RELAY *r)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    char addr[SMTPD_ADDR_LEN] = "unknown";
+    evutil_socket_t fd = bufferevent_getfd(r->bev);
+    RELAY_HOP *h = &r->hops[r->hop];
+
+    if (fd >= 0 && getpeername(fd, (struct sockaddr *) &ss, &len) == 0) {
+        if (ss.ss_family == AF_INET)
+            inet_ntop(AF_INET, &((struct sockaddr_in *) &ss)->sin_addr, addr, sizeof(addr));
+        else if (ss.ss_family == AF_INET6)
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *) &ss)->sin6_addr, addr, sizeof(addr));
+    }
+    snprintf(r->peer, sizeof(r->peer), "%s[%s]:%d", h->host, addr, h->port);
+}
+
+/* relay_try_hop - connect to r->hop, or to the ones after it; all gone: 4.4.1 */
+static void relay_try_hop(SMTP_RELAY *r)
+{
+    struct sockaddr_storage ss;
+    struct sockaddr_in *sin = (struct sockaddr_in *) &ss;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *) &ss;
+    socklen_t sl;
+    RELAY_HOP *h;
+    int rc;
+
+    for (; r->hop < r->nhops; r->hop++) {
+        h = &r->hops[r->hop];
+        snprintf(r->peer, sizeof(r->peer), "%s[%s]:%d", h->host, h->host, h->port);
+        r->ext = r->xf_attrs = r->tls_done = r->connected = 0;
+        r->bev = bufferevent_socket_new(smtpd_base, -1, BEV_OPT_CLOSE_ON_FREE);
+        if (r->bev == NULL) {
+            snprintf(r->last_fail, sizeof(r->last_fail), "451 4.3.0 Out of resources");
+            r->tls_skip = 0;
+            continue;
+        }
+        bufferevent_setcb(r->bev, relay_read_cb, relay_write_cb, relay_event_cb, r);
+        relay_write_timeout(r->bev);
+        bufferevent_enable(r->bev, EV_READ | EV_WRITE);
+        r->state = ST_CONNECT;
+        memset(&ss, 0, sizeof(ss));
+        if (inet_pton(AF_INET, h->host, &sin->sin_addr) == 1) {
+            sin->sin_family = AF_INET;
+            sin->sin_port = htons((unsigned short) h->port);
+            sl = sizeof(*sin);
+            rc = bufferevent_socket_connect(r->bev, (struct sockaddr *) &ss, (int) sl);
+        } else if (inet_pton(AF_INET6, h->host, &sin6->sin6_addr) == 1) {
+            sin6->sin6_family = AF_INET6;
+            sin6->sin6_port = htons((unsigned short) h->port);
+            sl = sizeof(*sin6);
+            rc = bufferevent_socket_connect(r->bev, (struct sockaddr *) &ss, (int) sl);
+        } else {
+            if (r->dns == NULL)
+                r->dns = evdns_base_new(smtpd_base, EVDNS_BASE_INITIALIZE_NAMESERVERS
+                                        | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+            rc = r->dns ? bufferevent_socket_connect_hostname(r->bev, r->dns, AF_UNSPEC,
+                                                              h->host, h->port) : -1;
+        }
+        if (rc < 0) {
+            log_warn("connect to %s: %s", r->peer, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+            snprintf(r->last_fail, sizeof(r->last_fail), "451 4.4.1 Next hop not reachable");
+            relay_drop_bev(r);
+            r->tls_skip = 0;
+            continue;
+        }
+        relay_arm(r, var_smtpd_relay_conn_ms);
+        return;
+    }
+    /* Every hop failed: the MAIL request gets the last hop's reason. */
+    if (r->nhops == 0)
+        snprintf(r->last_fail, sizeof(r->last_fail), "451 4.3.5 Server configuration error: no next hop");
+    r->state = ST_FAILED;
+    snprintf(r->fail_text, sizeof(r->fail_text), "%s", r->last_fail);
+    if (r->reqs && r->reqs->kind == REQ_MAIL)
+        if (!relay_answer_head(r, atoi(r->last_fail), r->last_fail))
+            return;
+    if (r->reached)
+        snprintf(r->fail_text, sizeof(r->fail_text), "451 4.4.2 Lost connection with next hop");
+    else
+        snprintf(r->fail_text, sizeof(r->fail_text), "451 4.4.1 No next hop reachable");
+    relay_flush_failed(r);
+}
+
+/* relay_xtext - Postfix's xtext encoding of an XFORWARD value */
+static void relay_xtext(char *dst, size_t size, const char *src)
+{
+    size_t n = 0;
+    const unsigned char *s;
+
+    for (s = (const unsigned char *) src; *s && n + 4 < size; s++) {
+        if (*s < 33 || *s > 126 || *s == '+' || *s == '=')
+            n += (size_t) snprintf(dst + n, size - n, "+%02X", *s);
+        else
+            dst[n++] = (char) *s;
+    }
+    dst[n] = 0;
+}
+
+/* relay_xforward_build - the XFORWARD commands for the offered attributes */
+static char *relay_xforward_build(SMTP_RELAY *r)
+{
+    struct { int bit; const char *name; char value[600]; } a[5];
+    char port[16], raw[300], line[RELAY_XFORWARD_MAX + 1];
+    size_t n = 0, i, len = 0, out_len = 0;
+    char *out = xstrdup("");
+
+    if (r->xf_attrs & XF_NAME) {
+        a[n].name = "NAME";
+        relay_xtext(a[n++].value, sizeof(a[0].value),
+                    (*r->c_name && strcmp(r->c_name, "unknown") != 0) ? r->c_name : "[UNAVAILABLE]");
+    }
+    if (r->xf_attrs & XF_ADDR) {
+        a[n].name = "ADDR";
+        if (*r->c_addr == 0)
+            snprintf(raw, sizeof(raw), "[UNAVAILABLE]");
+        else
+            snprintf(raw, sizeof(raw), "%s%s", strchr(r->c_addr, ':') ? "IPV6:" : "", r->c_addr);
+        relay_xtext(a[n++].value, sizeof(a[0].value), raw);
+    }
+    if (r->xf_attrs & XF_PORT) {
+        a[n].name = "PORT";
+        snprintf(port, sizeof(port), "%d", r->c_port);
+        relay_xtext(a[n++].value, sizeof(a[0].value), r->c_port > 0 ? port : "[UNAVAILABLE]");
+    }
+    if (r->xf_attrs & XF_PROTO) {
+        a[n].name = "PROTO";
+        relay_xtext(a[n++].value, sizeof(a[0].value),
+                    r->c_helo == NULL ? "[UNAVAILABLE]" : r->c_esmtp ? "ESMTP" : "SMTP");
+    }
+    if (r->xf_attrs & XF_HELO) {
+        a[n].name = "HELO";
+        snprintf(raw, sizeof(raw), "%.255s", r->c_helo && *r->c_helo ? r->c_helo : "[UNAVAILABLE]");
+        relay_xtext(a[n++].value, sizeof(a[0].value), raw);
+    }
+    /* Several commands when one would exceed Postfix's line limit. */
+    line[0] = 0;
+    for (i = 0; i < n; i++) {
+        size_t add = strlen(a[i].name) + 2 + strlen(a[i].value);
+
+        if (len > 0 && len + add > RELAY_XFORWARD_MAX) {
+            out = xrealloc(out, out_len + len + 2);
+            memcpy(out + out_len, line, len);
+            out_len += len;
+            out[out_len++] = '\n';
+            out[out_len] = 0;
+            len = 0;
+        }
+        if (len == 0)
+            len = (size_t) snprintf(line, sizeof(line), "XFORWARD");
+        if (len + add <= RELAY_XFORWARD_MAX)
+            len += (size_t) snprintf(line + len, sizeof(line) - len, " %s=%s", a[i].name, a[i].value);
+    }
+    if (len > 0) {
+        out = xrealloc(out, out_len + len + 2);
+        memcpy(out + out_len, line, len);
+        out_len += len;
+        out[out_len++] = '\n';
+        out[out_len] = 0;
+    }
+    return out;
+}
+
+/* relay_send_next_xforward - the next XFORWARD command, or MAIL after the last */
+static void relay_send_mail(SMTP_RELAY *);
+
+static void relay_send_next_xforward(SMTP_RELAY *r)
+{
+    char *nl;
+
+    if (r->xforward_todo && (nl = strchr(r->xforward_todo, '\n')) != NULL) {
+        char *rest;
+
+        *nl = 0;
+        relay_send(r, ST_XFORWARD, "%s", r->xforward_todo);
+        rest = xstrdup(nl + 1);
+        free(r->xforward_todo);
+        r->xforward_todo = rest;
+        return;
+    }
+    free(r->xforward_todo);
+    r->xforward_todo = NULL;
+    relay_send_mail(r);
+}
+
+/* relay_send_mail - MAIL FROM with the parameters this hop understands */
+static void relay_send_mail(SMTP_RELAY *r)
+{
+    char *copy = xstrdup(r->mail_params), *save = NULL, *tok;
+    char params[1024];
+    size_t n = 0;
+
+    params[0] = 0;
+    for (tok = strtok_r(copy, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save)) {
+        int pass = 0;
+
+        if (strncasecmp(tok, "SIZE=", 5) == 0)
+            pass = r->ext & EXT_SIZE;
+        else if (strncasecmp(tok, "BODY=", 5) == 0)
+            pass = r->ext & EXT_8BITMIME;
+        else if (strcasecmp(tok, "SMTPUTF8") == 0) {
+            if (!(r->ext & EXT_SMTPUTF8)) {
+                /* Final, like a 5xx to MAIL: another hop is the same kind of server. */
+                free(copy);
+                r->state = ST_FAILED;
+                log_warn("relay: %s does not offer SMTPUTF8", r->peer);
+                snprintf(r->fail_text, sizeof(r->fail_text), "451 4.4.2 Lost connection with next hop");
+                relay_quit_bev(r);
+                if (relay_answer_head(r, 555, "555 5.6.7 SMTPUTF8 is required, but was not offered "
+                                      "by the next hop"))
+                    relay_flush_failed(r);
+                return;
+            }
+            pass = 1;
+        } else if (strncasecmp(tok, "RET=", 4) == 0 || strncasecmp(tok, "ENVID=", 6) == 0)
+            pass = r->ext & EXT_DSN;
+        if (pass && n + strlen(tok) + 2 < sizeof(params))
+            n += (size_t) snprintf(params + n, sizeof(params) - n, " %s", tok);
+    }
+    free(copy);
+    relay_send(r, ST_MAIL, "MAIL FROM:<%s>%s", r->sender, params);
+}
+
+/* relay_start_session - after EHLO/HELO: STARTTLS, XFORWARD, MAIL as offered */
+static void relay_start_session(SMTP_RELAY *r)
+{
+    const char *mode = var_smtpd_relay_tls ? var_smtpd_relay_tls : "none";
+    int must = strcmp(mode, "encrypt") == 0 || strcmp(mode, "verify") == 0;
+
+    if (!r->tls_done && !r->tls_skip && strcmp(mode, "none") != 0) {
+        if (r->ext & EXT_STARTTLS) {
+            if ((r->ssl = smtp_tls_client_new(r->hops[r->hop].host)) != NULL) {
+                relay_send(r, ST_STARTTLS, "STARTTLS");
+                return;
+            }
+            log_warn("relay: cannot make a TLS client for %s (no TLS context)", r->peer);
+        }
+        if (must) {
+            relay_next_hop(r, "451 4.7.5 TLS is required, but was not offered by the next hop");
+            return;
+        }
+    }
+    if (var_smtpd_xforward && (r->ext & EXT_XFORWARD) && r->xf_attrs) {
+        free(r->xforward_todo);
+        r->xforward_todo = relay_xforward_build(r);
+        relay_send_next_xforward(r);
+        return;
+    }
+    relay_send_mail(r);
+}
+
+/* relay_ehlo_line - note the extension named by one EHLO reply line */
+static void relay_ehlo_line(SMTP_RELAY *r, const char *kw)
+{
+    if (strcasecmp(kw, "STARTTLS") == 0)
+        r->ext |= EXT_STARTTLS;
+    else if (strcasecmp(kw, "8BITMIME") == 0)
+        r->ext |= EXT_8BITMIME;
+    else if (strcasecmp(kw, "SMTPUTF8") == 0)
+        r->ext |= EXT_SMTPUTF8;
+    else if (strcasecmp(kw, "DSN") == 0)
+        r->ext |= EXT_DSN;
+    else if (strncasecmp(kw, "SIZE", 4) == 0 && (kw[4] == 0 || kw[4] == ' '))
+        r->ext |= EXT_SIZE;
+    else if (strncasecmp(kw, "XFORWARD", 8) == 0 && (kw[8] == 0 || kw[8] == ' ')) {
+        char buf[256], *save = NULL, *t;
+
+        r->ext |= EXT_XFORWARD;
+        snprintf(buf, sizeof(buf), "%s", kw + 8);
+        for (t = strtok_r(buf, " ", &save); t; t = strtok_r(NULL, " ", &save)) {
+            if (strcasecmp(t, "NAME") == 0)
+                r->xf_attrs |= XF_NAME;
+            else if (strcasecmp(t, "ADDR") == 0)
+                r->xf_attrs |= XF_ADDR;
+            else if (strcasecmp(t, "PORT") == 0)
+                r->xf_attrs |= XF_PORT;
+            else if (strcasecmp(t, "PROTO") == 0)
+                r->xf_attrs |= XF_PROTO;
+            else if (strcasecmp(t, "HELO") == 0)
+                r->xf_attrs |= XF_HELO;
+        }
+    }
+}
+
+/* relay_starttls - the 220 to STARTTLS: wrap the connection in TLS */
+static void relay_starttls(SMTP_RELAY *r)
+{
+    struct bufferevent *tls;
+    struct evbuffer *in = bufferevent_get_input(r->bev);
+
+    /* Anything after the 220 was sent in the clear: an injection attempt. */
+    if (evbuffer_get_length(in) > 0) {
+        relay_next_hop(r, "451 4.7.5 Next hop sent plaintext after its STARTTLS reply");
+        return;
+    }
+    tls = bufferevent_openssl_filter_new(smtpd_base, r->bev, r->ssl, BUFFEREVENT_SSL_CONNECTING,
+                                         BEV_OPT_CLOSE_ON_FREE);
+    if (tls == NULL) {
+        relay_next_hop(r, "451 4.7.5 Cannot start TLS with the next hop");
+        return;
+    }
+    r->bev = tls;
+    r->ssl = NULL;              /* the filter owns it now */
+    bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
+    bufferevent_setcb(tls, relay_read_cb, relay_write_cb, relay_event_cb, r);
+    relay_write_timeout(tls);
+    bufferevent_enable(tls, EV_READ | EV_WRITE);
+    r->state = ST_HANDSHAKE;
+    relay_arm(r, var_smtpd_relay_timeout_ms);
+}
+
+/* relay_handshake_done - TLS is up: log it, EHLO again */
+static void relay_handshake_done(SMTP_RELAY *r)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(r->bev);
+    int verify = strcmp(var_smtpd_relay_tls, "verify") == 0;
+    X509 *cert = SSL_get1_peer_certificate(ssl);
+    const char *trust;
+    char desc[200];
+
+    if (verify)
+        trust = "Verified";
+    else if (cert == NULL)
+        trust = "Anonymous";
+    else if (SSL_get_verify_result(ssl) == X509_V_OK)
+        trust = "Trusted";
+    else
+        trust = "Untrusted";
+    X509_free(cert);
+    log_info("%s TLS connection established to %s: %s", trust, r->peer,
+             smtp_tls_describe(ssl, desc, sizeof(desc)));
+    r->tls_done = 1;
+    r->ext = r->xf_attrs = 0;
+    relay_send(r, ST_EHLO2, "EHLO %s", smtpd_hostname);
+}
+
+/* relay_reply - one complete reply (its last line) in the current state */
+static void relay_reply(SMTP_RELAY *r, int code, const char *line)
+{
+    char quoted[SMTPD_REPLY_LEN];
+    int cls = code / 100;
+
+    evtimer_del(r->timer);
+    relay_clean(quoted, sizeof(quoted), line);
+    switch (r->state) {
+    case ST_BANNER:
+        r->reached = 1;
+        if (cls != 2) {
+            if (cls == 5 && r->hop + 1 >= r->nhops)
+                relay_next_hop(r, "554 5.4.0 Next hop refused to talk to me: %.200s", quoted);
+            else
+                relay_next_hop(r, "451 4.4.1 Next hop refused to talk to me: %.200s", quoted);
+            return;
+        }
+        relay_send(r, ST_EHLO, "EHLO %s", smtpd_hostname);
+        return;
+    case ST_EHLO:
+    case ST_EHLO2:
+        if (cls == 2) {
+            relay_start_session(r);
+            return;
+        }
+        if (cls == 5 && r->state == ST_EHLO) {
+            r->ext = r->xf_attrs = 0;
+            relay_send(r, ST_HELO, "HELO %s", smtpd_hostname);
+            return;
+        }
+        relay_next_hop(r, "451 4.4.1 Next hop said to EHLO: %.200s", quoted);
+        return;
+    case ST_HELO:
+        if (cls == 2) {
+            relay_start_session(r);
+            return;
+        }
+        relay_next_hop(r, "451 4.4.1 Next hop said to HELO: %.200s", quoted);
+        return;
+    case ST_STARTTLS:
+        if (code == 220) {
+            relay_starttls(r);
+            return;
+        }
+        SSL_free(r->ssl);
+        r->ssl = NULL;
+        if (strcmp(var_smtpd_relay_tls, "may") == 0) {
+            /* Opportunistic: go on in the clear, as Postfix's smtp_tls_security_level=may. */
+            r->tls_done = 1;
+            relay_start_session(r);
+            return;
+        }
+        relay_next_hop(r, "451 4.7.5 Next hop refused STARTTLS: %.200s", quoted);
+        return;
+    case ST_XFORWARD:
+        if (code == 421) {
+            relay_next_hop(r, "451 4.4.1 Next hop said to XFORWARD: %.200s", quoted);
+            return;
+        }
+        /* A refused XFORWARD loses the original client's name in the hop's logs, not mail. */
+        if (cls != 2)
+            log_warn("relay: %s refused XFORWARD: %s", r->peer, quoted);
+        relay_send_next_xforward(r);
+        return;
+    case ST_MAIL:
+        if (cls == 4 && code != 421 && r->hop + 1 >= r->nhops) {
+            /* The last hop's own temporary refusal is the most useful answer. */
+            relay_next_hop(r, "%s", quoted);
+            return;
+        }
+        if (cls == 4) {
+            relay_next_hop(r, "451 4.4.1 Next hop said to MAIL: %.200s", quoted);
+            return;
+        }
+        if (cls != 2) {
+            r->state = ST_FAILED;
+            snprintf(r->fail_text, sizeof(r->fail_text), "503 5.5.1 Error: sender was refused");
+            relay_quit_bev(r);
+            if (relay_answer_head(r, code, quoted))
+                relay_flush_failed(r);
+            return;
+        }
+        r->state = ST_READY;
+        if (!relay_answer_head(r, code, quoted))
+            return;
+        relay_pump(r);
+        return;
+    case ST_RCPT:
+        if (code == 421) {
+            relay_lost(r, quoted);
+            return;
+        }
+        r->state = ST_READY;
+        if (!relay_answer_head(r, code, quoted))
+            return;
+        relay_pump(r);
+        return;
+    case ST_DATA:
+        if (code == 421) {
+            relay_lost(r, quoted);
+            return;
+        }
+        if (code != 354) {
+            snprintf(r->data_refused, sizeof(r->data_refused), "%s", quoted);
+            evbuffer_drain(r->early, evbuffer_get_length(r->early));
+            r->state = ST_READY;
+        } else {
+            r->state = ST_BODY;
+            bufferevent_write_buffer(r->bev, r->early);
+        }
+        if (!relay_answer_head(r, code, quoted))
+            return;
+        relay_pump(r);
+        return;
+    case ST_DOT:
+        if (code == 421) {
+            relay_lost(r, quoted);
+            return;
+        }
+        r->state = ST_DONE;
+        /* The session logs the delivery in Postfix's format; this is for debugging. */
+        log_debug("relay=%s, final reply: %s", r->peer, quoted);
+        if (!relay_answer_head(r, code, quoted))
+            return;
+        relay_pump(r);
+        return;
+    default:
+        relay_lost(r, "unexpected reply");
+        return;
+    }
+}
+
+/* relay_read_cb - read reply lines; act on each complete reply */
+static void relay_read_cb(struct bufferevent *bev, void *arg)
 {
     SMTP_RELAY *r = arg;
-    (void) fd; (void) what;
-    if (r->cb)
-        r->cb(r->arg, 451, "451 4.4.1 Next hop not reachable (relay not written yet)");
+    struct evbuffer *in = bufferevent_get_input(bev);
+    char *line;
+    size_t len;
+
+    r->busy++;
+    while (!r->zombie && r->bev == bev && r->state != ST_FAILED
+           && (line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF)) != NULL) {
+        int code;
+        char sep;
+
+        if (len < 3 || !isdigit((unsigned char) line[0]) || !isdigit((unsigned char) line[1])
+            || !isdigit((unsigned char) line[2]) || line[0] < '2' || line[0] > '5'
+            || (len > 3 && line[3] != ' ' && line[3] != '-') || len > RELAY_LINE_MAX) {
+            free(line);
+            if (r->state <= ST_MAIL)
+                relay_next_hop(r, "451 4.4.1 Next hop: protocol error");
+            else
+                relay_lost(r, "protocol error");
+            break;
+        }
+        code = atoi(line);
+        sep = len > 3 ? line[3] : ' ';
+        if ((r->rlines > 0 && code != r->rcode) || ++r->rlines > RELAY_REPLY_LINES) {
+            free(line);
+            if (r->state <= ST_MAIL)
+                relay_next_hop(r, "451 4.4.1 Next hop: malformed reply");
+            else
+                relay_lost(r, "malformed reply");
+            break;
+        }
+        r->rcode = code;
+        if ((r->state == ST_EHLO || r->state == ST_EHLO2) && r->rlines > 1 && len > 4)
+            relay_ehlo_line(r, line + 4);
+        if (sep == ' ') {
+            r->rlines = 0;
+            relay_reply(r, code, line);
+        }
+        free(line);
+    }
+    if (!r->zombie && r->bev == bev && evbuffer_get_length(in) > RELAY_LINE_MAX) {
+        if (r->state <= ST_MAIL)
+            relay_next_hop(r, "451 4.4.1 Next hop: reply line too long");
+        else
+            relay_lost(r, "reply line too long");
+    }
+    if (--r->busy == 0 && r->zombie)
+        smtp_relay_free(r);
 }
-static void smtp_relay_later(SMTP_RELAY *r, SMTP_RELAY_CB cb, void *arg)
+
+/* relay_write_cb - the output buffer drained: tell a waiting session */
+static void relay_write_cb(struct bufferevent *bev, void *arg)
 {
-    r->cb = cb;
-    r->arg = arg;
-    event_active(r->ev, EV_TIMEOUT, 0);
+    SMTP_RELAY *r = arg;
+    void (*cb)(void *) = r->drain_cb;
+
+    (void) bev;
+    if (cb == NULL || smtp_relay_backlog(r) > 0)
+        return;
+    r->drain_cb = NULL;
+    r->busy++;
+    cb(r->drain_arg);
+    if (--r->busy == 0 && r->zombie)
+        smtp_relay_free(r);
 }
+
+/* relay_event_cb - connected, TLS up, EOF, error or write timeout */
+static void relay_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    SMTP_RELAY *r = arg;
+    char why[300];
+
+    (void) bev;
+    r->busy++;
+    if (what & BEV_EVENT_CONNECTED) {
+        if (r->state == ST_CONNECT) {
+            int one = 1;
+
+            /* Small writes (the dot after the body) must not wait for a delayed ACK. */
+            (void) setsockopt(bufferevent_getfd(r->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+            relay_peer_set(r);
+            r->connected = 1;
+            r->state = ST_BANNER;
+            relay_arm(r, var_smtpd_relay_timeout_ms);
+        } else if (r->state == ST_HANDSHAKE) {
+            relay_handshake_done(r);
+        }
+    } else if (r->state == ST_HANDSHAKE) {
+        SSL *ssl = bufferevent_openssl_get_ssl(r->bev);
+        long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+
+        if (vr != X509_V_OK)
+            snprintf(why, sizeof(why), "certificate verification failed: %s",
+                     X509_verify_cert_error_string(vr));
+        else
+            snprintf(why, sizeof(why), "TLS handshake failed");
+        if (strcmp(var_smtpd_relay_tls, "may") == 0 && !r->tls_skip) {
+            /* Opportunistic TLS must not stop mail: the same hop again, in the clear. */
+            log_warn("relay: %s: %s; trying again without TLS", r->peer, why);
+            relay_drop_bev(r);
+            r->tls_skip = 1;
+            relay_try_hop(r);
+        } else
+            relay_next_hop(r, "451 4.7.5 Next hop: %s", why);
+    } else if (r->state == ST_CONNECT) {
+        int dnserr = bufferevent_socket_get_dns_error(bev);
+
+        snprintf(why, sizeof(why), "%s", dnserr ? evutil_gai_strerror(dnserr)
+                 : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        log_warn("connect to %s: %s", r->peer, why);
+        relay_next_hop(r, "451 4.4.1 Next hop not reachable: %s", why);
+    } else if (r->state < ST_MAIL || (r->state == ST_MAIL)) {
+        snprintf(why, sizeof(why), "%s", (what & BEV_EVENT_EOF) ? "lost connection"
+                 : (what & BEV_EVENT_TIMEOUT) ? "timeout" : "connection error");
+        relay_next_hop(r, "451 4.4.1 Next hop: %s", why);
+    } else if (r->state != ST_FAILED) {
+        snprintf(why, sizeof(why), "%s", (what & BEV_EVENT_EOF) ? "connection closed"
+                 : (what & BEV_EVENT_TIMEOUT) ? "timeout while sending" : "connection error");
+        relay_lost(r, why);
+    }
+    if (--r->busy == 0 && r->zombie)
+        smtp_relay_free(r);
+}
+
+/* relay_timer_cb - a connect or reply deadline passed */
+static void relay_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    SMTP_RELAY *r = arg;
+
+    (void) fd;
+    (void) what;
+    r->busy++;
+    if (r->state == ST_CONNECT) {
+        log_warn("connect to %s: Connection timed out", r->peer);
+        relay_next_hop(r, "451 4.4.1 Next hop not reachable: connection timed out");
+    } else if (r->state <= ST_MAIL) {
+        relay_next_hop(r, "451 4.4.1 Next hop: timeout waiting for a reply");
+    } else if (r->state != ST_FAILED) {
+        relay_lost(r, "timeout waiting for a reply");
+    }
+    if (--r->busy == 0 && r->zombie)
+        smtp_relay_free(r);
+}
+
+/* relay_rcpt_params - the RCPT parameters this hop understands (DSN's, if it has DSN) */
+static void relay_rcpt_params(SMTP_RELAY *r, const char *in, char *out, size_t size)
+{
+    char *copy = xstrdup(in ? in : ""), *save = NULL, *tok;
+    size_t n = 0;
+
+    out[0] = 0;
+    for (tok = strtok_r(copy, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save))
+        if ((r->ext & EXT_DSN) && (strncasecmp(tok, "NOTIFY=", 7) == 0 || strncasecmp(tok, "ORCPT=", 6) == 0)
+            && n + strlen(tok) + 2 < size)
+            n += (size_t) snprintf(out + n, size - n, " %s", tok);
+    free(copy);
+}
+
+/* relay_pump - with the transaction open and nothing in flight, send the next request */
+static void relay_pump(SMTP_RELAY *r)
+{
+    RELAY_REQ *q;
+
+    while (!r->zombie && (q = r->reqs) != NULL) {
+        if (r->state == ST_FAILED) {
+            relay_flush_failed(r);
+            return;
+        }
+        if (r->state != ST_READY && r->state != ST_BODY && r->state != ST_DONE)
+            return;             /* busy, or not yet open */
+        if (q->kind == REQ_RCPT && r->state == ST_READY) {
+            char params[1024];
+
+            relay_rcpt_params(r, q->params, params, sizeof(params));
+            relay_send(r, ST_RCPT, "RCPT TO:%s%s", q->arg, params);
+            return;
+        }
+        if (q->kind == REQ_DATA && r->state == ST_READY) {
+            r->data_refused[0] = 0;
+            relay_send(r, ST_DATA, "DATA");
+            return;
+        }
+        if (q->kind == REQ_DOT && r->state == ST_BODY) {
+            relay_send(r, ST_DOT, ".");
+            return;
+        }
+        if (q->kind == REQ_DOT && r->data_refused[0]) {
+            if (!relay_answer_head(r, atoi(r->data_refused), r->data_refused))
+                return;
+            continue;
+        }
+        if (!relay_answer_head(r, 503, "503 5.5.1 Error: bad sequence of commands to the relay"))
+            return;
+    }
+}
+
+/* relay_kick_cb - start or resume work from the loop */
+static void relay_kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    SMTP_RELAY *r = arg;
+
+    (void) fd;
+    (void) what;
+    r->busy++;
+    if (r->state == ST_INIT) {
+        r->hop = 0;
+        relay_try_hop(r);
+    } else if (r->state == ST_FAILED)
+        relay_flush_failed(r);
+    else {
+        relay_pump(r);
+        if (!r->zombie && r->drain_cb && smtp_relay_backlog(r) == 0)
+            relay_write_cb(r->bev, r);
+    }
+    if (--r->busy == 0 && r->zombie)
+        smtp_relay_free(r);
+}
+
+/* relay_enqueue - add a request and let the loop look at it */
+static RELAY_REQ *relay_enqueue(SMTP_RELAY *r, enum relay_kind kind, char *text, SMTP_RELAY_CB cb, void *arg)
+{
+    RELAY_REQ *q = xcalloc(1, sizeof(*q));
+
+    q->kind = kind;
+    q->arg = text;
+    q->cb = cb;
+    q->cbarg = arg;
+    *r->reqs_tail = q;
+    r->reqs_tail = &q->next;
+    event_active(r->kick, EV_TIMEOUT, 0);
+    return q;
+}
+
+/* smtp_relay_open - start the downstream session up to MAIL FROM */
 SMTP_RELAY *smtp_relay_open(const SMTP_RELAY_ENV *env, SMTP_RELAY_CB cb, void *arg)
 {
-    SMTP_RELAY *r = xmalloc(sizeof(*r));
-    (void) env;
-    r->ev = event_new(smtpd_base, -1, 0, smtp_relay_fire, r);
-    smtp_relay_later(r, cb, arg);
+    SMTP_RELAY *r = xcalloc(1, sizeof(*r));
+    const SMTPD_CLIENT *c = env->client;
+
+    r->reqs_tail = &r->reqs;
+    r->nhops = relay_hops_parse(env->nexthops, &r->hops);
+    r->timer = evtimer_new(smtpd_base, relay_timer_cb, r);
+    r->kick = event_new(smtpd_base, -1, 0, relay_kick_cb, r);
+    r->early = evbuffer_new();
+    if (r->timer == NULL || r->kick == NULL || r->early == NULL)
+        log_fatal("relay: out of memory");
+    r->sender = xstrdup(env->sender ? env->sender : "");
+    r->mail_params = xstrdup(env->mail_params ? env->mail_params : "");
+    r->c_name = xstrdup(c && *c->name ? c->name : "unknown");
+    r->c_addr = xstrdup(c ? c->addr : "");
+    r->c_helo = c && c->helo ? xstrdup(c->helo) : NULL;
+    r->c_port = c ? c->port : 0;
+    r->c_esmtp = c ? c->esmtp : 0;
+    snprintf(r->peer, sizeof(r->peer), "none");
+    r->state = ST_INIT;
+    relay_enqueue(r, REQ_MAIL, NULL, cb, arg);
     return r;
 }
-void smtp_relay_rcpt(SMTP_RELAY *r, const char *rcpt, const char *params, SMTP_RELAY_CB cb, void *arg) { (void) rcpt; (void) params; smtp_relay_later(r, cb, arg); }
-void smtp_relay_data(SMTP_RELAY *r, SMTP_RELAY_CB cb, void *arg) { smtp_relay_later(r, cb, arg); }
-int smtp_relay_write(SMTP_RELAY *r, const void *buf, size_t len) { (void) r; (void) buf; (void) len; return -1; }
-size_t smtp_relay_backlog(SMTP_RELAY *r) { (void) r; return 0; }
-void smtp_relay_on_drain(SMTP_RELAY *r, void (*cb)(void *), void *arg) { (void) r; (void) cb; (void) arg; }
-void smtp_relay_dot(SMTP_RELAY *r, SMTP_RELAY_CB cb, void *arg) { smtp_relay_later(r, cb, arg); }
-const char *smtp_relay_peer(const SMTP_RELAY *r) { (void) r; return "none"; }
-void smtp_relay_free(SMTP_RELAY *r) { if (r) { event_free(r->ev); free(r); } }
+
+/* smtp_relay_rcpt - RCPT TO:<rcpt>; parameters filtered when it is sent */
+void smtp_relay_rcpt(SMTP_RELAY *r, const char *rcpt, const char *params, SMTP_RELAY_CB cb, void *arg)
+{
+    RELAY_REQ *q = relay_enqueue(r, REQ_RCPT, xasprintf("<%s>", rcpt), cb, arg);
+
+    q->params = xstrdup(params ? params : "");
+}
+
+/* smtp_relay_data - DATA; cb gets 354 or the refusal */
+void smtp_relay_data(SMTP_RELAY *r, SMTP_RELAY_CB cb, void *arg)
+{
+    relay_enqueue(r, REQ_DATA, NULL, cb, arg);
+}
+
+/* smtp_relay_write - message bytes, as they go on the wire */
+int smtp_relay_write(SMTP_RELAY *r, const void *buf, size_t len)
+{
+    if (r->state == ST_FAILED)
+        return -1;
+    if (r->state == ST_BODY && r->bev)
+        return bufferevent_write(r->bev, buf, len) == 0 ? 0 : -1;
+    /* Before the 354 arrives: keep them until it does. */
+    return evbuffer_add(r->early, buf, len) == 0 ? 0 : -1;
+}
+
+/* smtp_relay_backlog - bytes written but not yet handed to the kernel (or to TLS) */
+size_t smtp_relay_backlog(SMTP_RELAY *r)
+{
+    size_t n = evbuffer_get_length(r->early);
+
+    if (r->bev)
+        n += evbuffer_get_length(bufferevent_get_output(r->bev));
+    return n;
+}
+
+/* smtp_relay_on_drain - one-shot: cb(arg) once the backlog is sent */
+void smtp_relay_on_drain(SMTP_RELAY *r, void (*cb)(void *), void *arg)
+{
+    r->drain_cb = cb;
+    r->drain_arg = arg;
+    if (smtp_relay_backlog(r) == 0 || r->state == ST_FAILED)
+        event_active(r->kick, EV_TIMEOUT, 0);
+}
+
+/* smtp_relay_dot - end the message; cb gets the final reply */
+void smtp_relay_dot(SMTP_RELAY *r, SMTP_RELAY_CB cb, void *arg)
+{
+    relay_enqueue(r, REQ_DOT, NULL, cb, arg);
+}
+
+/* smtp_relay_peer - "name[addr]:port" of the hop that answered, or "none" */
+const char *smtp_relay_peer(const SMTP_RELAY *r)
+{
+    return r->connected ? r->peer : "none";
+}
+
+/* smtp_relay_free - QUIT when that is safe, else close without the dot; no more callbacks */
+void smtp_relay_free(SMTP_RELAY *r)
+{
+    RELAY_REQ *q;
+    int i;
+
+    if (r == NULL)
+        return;
+    if (r->busy) {
+        /* Inside one of our callbacks: finish when the handler unwinds. */
+        r->zombie = 1;
+        for (q = r->reqs; q; q = q->next)
+            q->cb = NULL;
+        r->drain_cb = NULL;
+        return;
+    }
+    if (r->bev && (r->state == ST_DONE || r->state == ST_READY) && r->reqs == NULL)
+        relay_quit_bev(r);
+    else
+        relay_drop_bev(r);
+    if (r->ssl)
+        SSL_free(r->ssl);
+    if (r->dns)
+        evdns_base_free(r->dns, 0);
+    while ((q = relay_pop(r)) != NULL)
+        relay_req_free(q);
+    for (i = 0; i < r->nhops; i++)
+        free(r->hops[i].host);
+    free(r->hops);
+    event_free(r->timer);
+    event_free(r->kick);
+    evbuffer_free(r->early);
+    free(r->sender);
+    free(r->mail_params);
+    free(r->c_name);
+    free(r->c_addr);
+    free(r->c_helo);
+    free(r->xforward_todo);
+    free(r);
+}

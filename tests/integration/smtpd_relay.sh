@@ -1,3 +1,211 @@
 #!/bin/sh
-# smtpd_relay.sh - stub until written
-echo "1..0 # SKIP not written yet"
+# smtpd_relay.sh - rcptgate-smtpd as a before-queue proxy, end to end
+#
+# A real client (smtp-source, swaks, smtpchat) talks to rcptgate-smtpd,
+# which relays to real downstreams started here: smtp-sink processes
+# (plain, slow, soft- and hard-refusing) and a private Postfix instance
+# that logs the XFORWARDed original client and speaks STARTTLS with a
+# certificate from a test CA made here with openssl. Each case checks the
+# client's replies and what the downstream really got: the message count,
+# nothing for a downstream that is down, nothing partial when smtpd is
+# killed mid-DATA, nothing when the downstream's certificate is not
+# trusted.
+. "$top_srcdir/tests/lib/testlib.sh"
+. "$top_srcdir/tests/lib/smtpd.sh"
+. "$top_srcdir/tests/lib/postfix.sh"
+
+SMTP_SOURCE=${SMTP_SOURCE:-$(command -v smtp-source || echo /usr/sbin/smtp-source)}
+
+tl_init smtpd_relay
+[ -x "$RG_SMTPD" ] || tl_skip_all "rcptgate-smtpd not built"
+[ -x "$SMTP_SINK" ] || tl_skip_all "no smtp-sink"
+[ -x "$SMTP_SOURCE" ] || tl_skip_all "no smtp-source"
+[ -x "$POSTFIX" ] || tl_skip_all "no postfix"
+command -v openssl >/dev/null || tl_skip_all "no openssl"
+command -v python3 >/dev/null || tl_skip_all "no python3"
+[ "$(id -u)" = 0 ] || tl_skip_all "a private Postfix needs root"
+trap 'pf_stop; tl_cleanup' EXIT
+
+# extra_sink NAME ARGS... - one more smtp-sink, its port in ${NAME}_PORT, dump in $T/NAME/
+extra_sink() {
+    _n=$1
+    shift
+    _p=$(sm_port)
+    mkdir -p "$T/$_n"
+    chmod 777 "$T/$_n"
+    # shellcheck disable=SC2086
+    "$SMTP_SINK" -u nobody -d "$T/$_n/%M." "$@" "127.0.0.1:$_p" 100 2>>"$T/$_n.log" &
+    tl_pids="$tl_pids $!"
+    eval "${_n}_PORT=$_p"
+    pf_wait_port "$_p"
+}
+
+# count DIR - messages a sink stored there (smtp-sink leaves empty files for aborted sessions)
+count() {
+    find "$T/$1" -type f -size +0 | wc -l | tr -d ' '
+}
+
+# A test CA, the downstream's certificate for 127.0.0.1, and a CA that did not sign it.
+mkdir -p "$T/pki"
+(
+    cd "$T/pki" || exit 1
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -subj "/CN=rcptgate test CA" -keyout ca.key -out ca.pem &&
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -subj "/CN=another CA" -keyout other.key -out other.pem &&
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -subj "/CN=downstream.test" -keyout pf.key -out pf.csr &&
+    printf 'subjectAltName=IP:127.0.0.1,DNS:downstream.test\n' > pf.ext &&
+    openssl x509 -req -in pf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+        -extfile pf.ext -out pf.pem &&
+    chmod 600 pf.key
+) >"$T/pki.log" 2>&1 || tl_skip_all "openssl could not make the test certificates"
+
+SINK_PORT=$(( $(sm_port) + 2 ))
+sm_init "relay_timeout = 2s" "relay_connect_timeout = 2s"
+sm_lsan
+sm_sink_start || tl_skip_all "smtp-sink does not start"
+extra_sink slow -w 5
+extra_sink soft -r RCPT
+extra_sink hard -f RCPT
+extra_sink mailsoft -r MAIL
+DEAD_PORT=$(sm_port)
+
+PF_TLS_CERT="$T/pki/pf.pem"
+PF_TLS_KEY="$T/pki/pf.key"
+pf_init
+pf_start || tl_skip_all "the private Postfix does not start"
+
+{
+    tl_admin domain add example.com "smtp:[127.0.0.1]:$SINK_PORT" &&
+    tl_admin domain add example.net "smtp:[127.0.0.1]:$PF_PORT" &&
+    tl_admin domain add down.test "smtp:[127.0.0.1]:$DEAD_PORT" &&
+    tl_admin domain add failover.test "smtp:[127.0.0.1]:$DEAD_PORT,smtp:[127.0.0.1]:$SINK_PORT" &&
+    tl_admin domain add slow.test "smtp:[127.0.0.1]:$slow_PORT" &&
+    tl_admin domain add soft.test "smtp:[127.0.0.1]:$soft_PORT" &&
+    tl_admin domain add hard.test "smtp:[127.0.0.1]:$hard_PORT" &&
+    tl_admin domain add mailsoft.test "smtp:[127.0.0.1]:$mailsoft_PORT" &&
+    for d in example.com example.net down.test failover.test slow.test soft.test hard.test mailsoft.test; do
+        tl_admin static add "user@$d" || exit 1
+    done
+} >"$T/admin.out" 2>&1 || tl_skip_all "rcptgate admin could not set up the domains"
+
+sm_start || tl_skip_all "rcptgate-smtpd does not start"
+
+# Does smtpd relay at all yet? (The session core may still be a stub.)
+sm_swaks --ehlo client.example.org --from sender@client.test --to user@example.com
+if ! grep -q '^<- *250 .*[Qq]ueued\|^<- *250 2.0.0' "$T/swaks.out"; then
+    tl_skip_all "rcptgate-smtpd does not relay yet: $(grep '^<\*\*' "$T/swaks.out" | head -1)"
+fi
+tl_is "$(count sink)" 1 "a swaks message reached the sink"
+
+# ---------------------------------------------------------------- smtp-source -> smtpd -> smtp-sink
+"$SMTP_SOURCE" -s 5 -m 50 -M client.example.org -f sender@client.test -t user@example.com \
+    "127.0.0.1:$SMTPD_PORT" >"$T/source.out" 2>&1
+tl_is "$?" 0 "smtp-source: 50 messages, 5 sessions at once"
+tl_is "$(count sink)" 51 "all 50 reached the sink, none twice"
+
+# Throughput, for the report (not a pass/fail criterion).
+start=$(date +%s.%N)
+"$SMTP_SOURCE" -s 20 -m 1000 -l 5120 -M client.example.org -f sender@client.test -t user@example.com \
+    "127.0.0.1:$SMTPD_PORT" >"$T/source2.out" 2>&1
+end=$(date +%s.%N)
+tl_is "$(count sink)" 1051 "1000 messages of 5 KB, 20 sessions at once: all arrived"
+echo "# relayed $(python3 -c "print(round(1000 / ($end - $start)))") msgs/s (5 KB, 20 sessions, smtp-source -> smtpd -> smtp-sink)"
+
+# ---------------------------------------------------------------- failover
+sm_swaks --ehlo client.example.org --from sender@client.test --to user@failover.test
+tl_ok "$?" "a dead first next hop: the second takes the message"
+tl_is "$(count sink)" 1052 "... and the sink has it"
+
+# ---------------------------------------------------------------- the real Postfix, XFORWARD
+sm_swaks --ehlo helo.client.example.org --from sender@client.test --to user@example.net
+tl_ok "$?" "relayed to a real Postfix"
+sleep 1
+tl_like "$(grep 'queued as' "$T/swaks.out")" '^<- +250 2\.0\.0 Ok: queued as [0-9A-F]+$' \
+    "the client hears Postfix's own final reply"
+tl_like "$(pf_log | grep 'orig_client=')" 'client=localhost\[127\.0\.0\.1\], orig_client=unknown\[127\.0\.0\.1\]' \
+    "Postfix logs the original client from XFORWARD"
+tl_like "$(pf_log | grep 'xforward=')" 'xforward=1 ' "Postfix accepted XFORWARD"
+tl_like "$(pf_log | grep 'postfix/smtpd.*TLS connection established')" 'TLSv1\.[23] with cipher' \
+    "relay_tls = may: STARTTLS to the Postfix that offers it"
+pf_before=$(pf_accepted)
+tl_is "$pf_before" 1 "Postfix queued exactly one message"
+
+# ---------------------------------------------------------------- downstream down
+before=$(count sink)
+sm_swaks --ehlo client.example.org --from sender@client.test --to user@down.test
+tl_like "$(grep '^<\*\*' "$T/swaks.out" | head -1)" '^<\*\* +451 4\.4\.1 ' "every next hop down: 451 4.4.1 to RCPT"
+tl_is "$(count sink)" "$before" "... and nothing was accepted anywhere"
+
+# ---------------------------------------------------------------- 4xx, 5xx passed back
+sm_swaks --ehlo client.example.org --from sender@client.test --to user@soft.test
+tl_like "$(grep '^<\*\*' "$T/swaks.out" | head -1)" '^<\*\* +450 4\.3\.0 Error: command failed' \
+    "a downstream 4xx to RCPT is passed back"
+sm_swaks --ehlo client.example.org --from sender@client.test --to user@hard.test
+tl_like "$(grep '^<\*\*' "$T/swaks.out" | head -1)" '^<\*\* +500 5\.3\.0 Error: command failed' \
+    "a downstream 5xx to RCPT is passed back"
+sm_swaks --ehlo client.example.org --from sender@client.test --to user@mailsoft.test
+tl_like "$(grep '^<\*\*' "$T/swaks.out" | head -1)" '^<\*\* +450 4\.3\.0 Error: command failed' \
+    "a downstream 4xx to MAIL (the only hop) is passed back"
+tl_is "$(count soft)$(count hard)$(count mailsoft)" 000 "the refusing sinks stored nothing"
+
+# ---------------------------------------------------------------- slow downstream
+sm_swaks --ehlo client.example.org --from sender@client.test --to user@slow.test
+tl_like "$(grep '^<\*\*' "$T/swaks.out" | head -1)" '^<\*\* +451 4\.4\.2 ' \
+    "a DATA reply slower than relay_timeout: 451 4.4.2"
+sleep 4
+tl_is "$(count slow)" 0 "... and the slow sink stored nothing"
+
+# ---------------------------------------------------------------- SIGKILL mid-DATA
+before=$(count sink)
+$SMTPCHAT -t 15 "$SMTPD_PORT" '<' '>EHLO client.example.org\r\n' '<' '>MAIL FROM:<sender@client.test>\r\n' '<' \
+    '>RCPT TO:<user@example.com>\r\n' '<' '>DATA\r\n' '<' '>Subject: half\r\n\r\nthe first half\r\n' \
+    '~3' '>the second half\r\n.\r\n' '<' end > "$T/chat.out" 2>&1 &
+chat=$!
+sleep 1.5
+kill -9 "$SMTPD_PID"
+wait "$SMTPD_PID" 2>/dev/null
+tl_pids=$(echo "$tl_pids" | sed "s/ $SMTPD_PID//")
+SMTPD_PID=""
+wait "$chat"
+tl_is "$(grep -c '^354 ' "$T/chat.out")" 1 "the client got as far as 354"
+tl_ok "$(grep -c '^250 2\.0\.0' "$T/chat.out" | grep -qx 0; echo $?)" "the client never got 250 for the message"
+sleep 0.5
+tl_is "$(count sink)" "$before" "the downstream stored no message"
+tl_like "$(cat "$T/sink.log" 2>/dev/null; echo end)" 'end' "smtp-sink survived"
+
+# ---------------------------------------------------------------- STARTTLS with verification
+run_tls() {
+    sm_stop
+    sed -i '/^relay_tls = /d; /^relay_ca_file = /d' "$CONF"
+    printf 'relay_tls = verify\nrelay_ca_file = %s\n' "$1" >> "$CONF"
+    # Keep what the last smtpd said (its sanitizer report comes at exit).
+    cat "$T/smtpd.stderr" >> "$T/smtpd.stderr.all" 2>/dev/null
+    : > "$T/smtpd.stderr"
+    sm_start || return 1
+    sm_swaks --ehlo client.example.org --from sender@client.test --to user@example.net
+}
+
+run_tls "$T/pki/ca.pem"
+tl_ok "$?" "relay_tls = verify with the right CA: relayed"
+sleep 1
+tl_is "$(pf_accepted)" $((pf_before + 1)) "... Postfix queued it"
+tl_like "$(grep 'TLS connection established to' "$T/smtpd.stderr")" \
+    "Verified TLS connection established to 127\.0\.0\.1\[127\.0\.0\.1\]:$PF_PORT: TLSv1\.[23] with cipher" \
+    "smtpd logs a verified TLS connection to the next hop"
+
+run_tls "$T/pki/other.pem"
+tl_like "$(grep '^<\*\*' "$T/swaks.out" | head -1)" '^<\*\* +4[0-9][0-9] 4\.7\.5 ' \
+    "a next hop whose certificate the CA did not sign: 4xx (4.7.5)"
+sleep 1
+tl_is "$(pf_accepted)" $((pf_before + 1)) "... and Postfix got nothing"
+tl_like "$(grep 'certificate verification failed' "$T/smtpd.stderr")" 'unable to get local issuer|self.signed|verif' \
+    "smtpd says why"
+
+sm_stop
+cat "$T/smtpd.stderr" >> "$T/smtpd.stderr.all"
+tl_ok "$(grep -c 'ERROR: AddressSanitizer\|runtime error:\|ERROR: LeakSanitizer' "$T/smtpd.stderr.all" | grep -qx 0; echo $?)" \
+    "no sanitizer reports from smtpd"
+pf_stop
+tl_done
