@@ -769,6 +769,7 @@ static int check_sender(CHECK_CTX *x)
     int rc, ok, ours = 0;
     CHECK_WHY why;
     ADDR a;
+    char base_local[ADDR_KEY_SIZE], base[ADDR_KEY_SIZE + ADDR_DOMAIN_MAX + 2];
 
     if (addr_parse(s, strlen(s), x->opts.addr_flags | ADDR_ALLOW_NULL | ADDR_ALLOW_BARE
                    | ADDR_ALLOW_ROUTE | ADDR_ALLOW_PERCENT | ADDR_ALLOW_BANG, &a) != ADDR_OK)
@@ -787,6 +788,12 @@ static int check_sender(CHECK_CTX *x)
     }
     if (c->sasl_user != NULL && (mode = smtpd_mode(var_smtpd_login_mismatch)) != SMTPD_OFF) {
         rc = store_login_owns(smtpd_store, c->sasl_user, a.key);
+        /* alice+lists@example.com is alice's as much as alice@example.com is */
+        if (rc == 0 && x->opts.delimiters && *x->opts.delimiters
+            && addr_strip_extension(a.local, x->opts.delimiters, base_local)) {
+            snprintf(base, sizeof(base), "%s@%s", base_local, a.domain);
+            rc = store_login_owns(smtpd_store, c->sasl_user, base);
+        }
         if (rc < 0) {
             log_warn("sender login check for %s: %s", what, store_error(smtpd_store));
             return check_refuse(x, mode, 451, "451 4.3.0 %s: Temporary lookup failure", what);

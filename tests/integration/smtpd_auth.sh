@@ -327,6 +327,13 @@ before=$(sink_count)
 sm_swaks --port "$SMTPD_SUB_PORT" --tls --auth PLAIN --auth-user alice --auth-password alice-pw \
     --ehlo client.example.net --from A.Smith@Gateway.test --to someone@foreign.example
 tl_ok "$(sent)" "alice sending as her other address (any case): accepted"
+sm_swaks --port "$SMTPD_SUB_PORT" --tls --auth PLAIN --auth-user alice --auth-password alice-pw \
+    --ehlo client.example.net --from alice+lists@gateway.test --to someone@foreign.example
+tl_ok "$(sent)" "alice sending as alice+lists (an address extension of hers): accepted"
+sm_swaks --port "$SMTPD_SUB_PORT" --tls --auth PLAIN --auth-user alice --auth-password alice-pw \
+    --ehlo client.example.net --from bob+alice@gateway.test --to someone@foreign.example
+tl_like "$(cat "$T/swaks.out")" "<[*~]\\* +553 5\\.7\\.1 <bob\\+alice@gateway\\.test>: .*not owned by user alice" \
+    "alice sending as bob+alice: still 553 5.7.1"
 sm_swaks --port "$SMTPD_SUB_PORT" --tls --auth PLAIN --auth-user bob --auth-password bob-pw \
     --ehlo client.example.net --from bob@gateway.test --to alice@gateway.test
 tl_ok "$(sent)" "bob (login stored as BOB, lowercased) sending as himself: accepted"
