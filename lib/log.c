@@ -18,6 +18,7 @@ static const char *log_ident = "rcptgate";
 static int log_stderr = 1;
 static int log_syslog = 0;
 static int log_debug_on = 0;
+static void (*log_hook)(int, const char *);
 
 /* log_init - name the program and choose where lines go */
 void log_init(const char *ident, int to_stderr, int to_syslog)
@@ -29,6 +30,12 @@ void log_init(const char *ident, int to_stderr, int to_syslog)
     log_syslog = to_syslog;
     if (to_syslog)
         openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
+}
+
+/* log_set_hook - a second destination for every line */
+void log_set_hook(void (*fn)(int prio, const char *line))
+{
+    log_hook = fn;
 }
 
 void log_set_debug(int on)
@@ -51,6 +58,12 @@ static void __attribute__((format(printf, 3, 0))) log_vemit(int prio, const char
         syslog(prio, "%s%s", level, buf);
     if (log_stderr)
         fprintf(stderr, "%s: %s%s\n", log_ident, level, buf);
+    if (log_hook) {
+        char line[2100];
+
+        snprintf(line, sizeof(line), "%s%s", level, buf);
+        log_hook(prio, line);
+    }
 }
 
 #define LOG_FN(name, prio, level) \

@@ -24,6 +24,13 @@
 /* log_init - name the program; to_stderr also copies every line to stderr */
 void log_init(const char *ident, int to_stderr, int to_syslog);
 
+/*
+ * log_set_hook - also hand every line to fn (NULL: none): its syslog
+ * priority and the text as syslog gets it ("warning: ..."). rcptgate-smtpd
+ * uses it to copy its lines to a log file. log_init() keeps the hook.
+ */
+void log_set_hook(void (*fn)(int prio, const char *line));
+
 /* log_set_debug - enable or disable debug messages */
 void log_set_debug(int on);
 int log_debug_enabled(void);

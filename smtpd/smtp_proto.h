@@ -1,1 +1,108 @@
-/* smtp_proto.h - stub */
+/*
+ * smtp_proto.h - SMTP command lines, paths and ESMTP parameters, parsed
+ *
+ * Pure parsing: no I/O, no allocation, no global state, so the unit test
+ * and the fuzz target drive it directly. Input is one command line
+ * without its CRLF; the session has already refused NUL bytes, bare CR
+ * and bare LF in it. Replies for malformed input are Postfix's, written
+ * into a caller's buffer ("501 5.5.4 Syntax: MAIL FROM:<address>").
+ */
+#ifndef RG_SMTP_PROTO_H
+#define RG_SMTP_PROTO_H
+
+#include <stddef.h>
+
+/* The commands we know; SMTP_CMD_UNKNOWN for anything else. */
+enum smtp_cmd {
+    SMTP_CMD_UNKNOWN = 0,
+    SMTP_CMD_HELO, SMTP_CMD_EHLO, SMTP_CMD_STARTTLS, SMTP_CMD_AUTH,
+    SMTP_CMD_MAIL, SMTP_CMD_RCPT, SMTP_CMD_DATA, SMTP_CMD_RSET,
+    SMTP_CMD_NOOP, SMTP_CMD_VRFY, SMTP_CMD_HELP, SMTP_CMD_QUIT,
+    SMTP_CMD_FORBIDDEN,         /* GET, POST, CONNECT, "Header:" (a web proxy or a message body) */
+    SMTP_CMD_COUNT
+};
+
+/* smtp_proto_cmd_name - "ehlo", "mail", ... "unknown" (the disconnect line's names) */
+const char *smtp_proto_cmd_name(int cmd);
+
+/*
+ * smtp_proto_split - the verb of line (case-insensitive) and where its
+ * argument starts (after blanks; "" if none). Returns the command.
+ */
+int smtp_proto_split(const char *line, const char **arg);
+
+/*
+ * smtp_proto_group_end - 1 if RFC 2920 allows cmd only as the last
+ * command of a pipelined group (EHLO, HELO, DATA, VRFY, NOOP, QUIT,
+ * STARTTLS, AUTH): input that follows it before our reply is improper.
+ */
+int smtp_proto_group_end(int cmd);
+
+/* RFC 5321 limits, counted in octets. */
+#define SMTP_LOCAL_MAX      64
+#define SMTP_DOMAIN_MAX     255
+#define SMTP_PATH_MAX       256         /* with the angle brackets */
+
+#define SMTP_BODY_NONE      0
+#define SMTP_BODY_7BIT      1
+#define SMTP_BODY_8BITMIME  2
+
+/* A parsed MAIL FROM or RCPT TO. */
+typedef struct smtp_path {
+    char addr[SMTP_PATH_MAX + 1];       /* the mailbox without brackets or route; "" null path */
+    char raw[SMTP_PATH_MAX + 1];        /* the path as given, without brackets (route kept) */
+    const char *domain;                 /* points into addr after '@'; "" if none */
+    int is_null;                        /* <> */
+    int has_route;                      /* a source route was given (and stripped from addr) */
+    int is_utf8;                        /* non-ASCII octets in the mailbox */
+    /* ESMTP parameters (MAIL) */
+    long long size;                     /* SIZE=, -1 if not given; LLONG_MAX if absurd */
+    int body;                           /* SMTP_BODY_* */
+    int smtputf8;                       /* SMTPUTF8 given */
+    char params[96];                    /* what to pass on downstream: "SIZE=123 BODY=8BITMIME SMTPUTF8" */
+} SMTP_PATH;
+
+/*
+ * smtp_proto_mail - parse the argument of MAIL ("FROM:<a@b> SIZE=10").
+ * 0 and *out filled, or an SMTP reply code with reply set: 501 syntax,
+ * 553 non-ASCII without SMTPUTF8, 555 unknown parameter. SIZE is not
+ * compared with any limit here.
+ */
+int smtp_proto_mail(const char *arg, SMTP_PATH *out, char *reply, size_t replylen);
+
+/* smtp_proto_rcpt - parse the argument of RCPT ("TO:<a@b>"); as smtp_proto_mail */
+int smtp_proto_rcpt(const char *arg, int smtputf8, SMTP_PATH *out, char *reply, size_t replylen);
+
+/*
+ * The message scanner (DATA). Only <CR><LF>.<CR><LF> ends a message. A
+ * bare CR or LF is an error, or with normalize a line end, for finding
+ * the end and for the bytes passed on alike (so nothing downstream can
+ * see an end of data, or a line, that we did not). Output is CRLF lines
+ * with dot-stuffing as it came, without the final dot line.
+ */
+typedef struct smtp_data_scan {
+    unsigned char state;        /* 0 inside a line, 1 at a line start, 2 after CR */
+    unsigned char dot;          /* the line so far is a single "." (held back) */
+    unsigned char normalize;    /* bare CR/LF end a line instead of being errors */
+} SMTP_DATA_SCAN;
+
+enum smtp_data_status {
+    SMTP_DATA_MORE,             /* all input taken; the message goes on */
+    SMTP_DATA_END,              /* the final dot was taken; the rest of the input is commands */
+    SMTP_DATA_FULL,             /* out is full: pass it on, call again with the rest */
+    SMTP_DATA_BARE_CR,          /* a bare CR (not normalize) */
+    SMTP_DATA_BARE_LF,          /* a bare LF (not normalize) */
+};
+
+/* smtp_proto_data_init - a scanner at the start of a message */
+void smtp_proto_data_init(SMTP_DATA_SCAN *ds, int normalize);
+
+/*
+ * smtp_proto_data_scan - scan len bytes of message input; *used is what
+ * was taken, out[0..*outlen) what goes downstream (outsize >= 3).
+ * Returns an smtp_data_status. Input may be split anywhere.
+ */
+int smtp_proto_data_scan(SMTP_DATA_SCAN *ds, const char *in, size_t len, size_t *used,
+                         char *out, size_t outsize, size_t *outlen);
+
+#endif

@@ -7,7 +7,8 @@
  * transactions as a before-queue proxy (smtp_relay.c). Its rooms:
  *
  *   smtpd.c         main: config, listeners, signals, reload, privilege drop
- *   smtp_session.c  one SMTP session: the command loop, limits, DATA
+ *   smtp_session.c  one SMTP session: I/O, limits, timeouts, DATA, relaying
+ *   smtp_command.c  the SMTP commands of a session (EHLO ... AUTH, STARTTLS)
  *   smtp_proto.c    parsing command lines, paths and ESMTP parameters
  *   smtpd_check.c   the restrictions (relay, HELO, sender, recipient, access)
  *   smtpd_dns.c     asynchronous DNS: client name, DNSBL, RHSBL, sender domain

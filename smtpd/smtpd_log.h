@@ -38,4 +38,31 @@ void smtpd_log_reopen(void);
 void smtpd_log_reject(const SMTPD_CLIENT *c, const char *stage, const SMTPD_REPLY *r,
                       const char *rcpt, int warn);
 
+/*
+ * Added by the session's author (smtp_session.c, smtpd.c):
+ * smtpd_log_ident - "<syslog_name>/smtpd" as given to smtpd_log_open()
+ * (for daemon_become(), which re-runs log_init() after detaching).
+ */
+const char *smtpd_log_ident(void);
+
+/*
+ * smtpd_log_printf - one info line; control characters in it (client-
+ * supplied text) become '?', so a line stays one line.
+ */
+void smtpd_log_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * smtpd_log_as - one info line as "<syslog_name>/<prog>": the delivery
+ * lines are logged as Postfix's qmgr ("QID: from=<>, size=, nrcpt=",
+ * "QID: removed") and smtp ("QID: to=<>, relay=, ..., status=sent"),
+ * where pflogsumm looks for them.
+ */
+void smtpd_log_as(const char *prog, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* smtpd_log_stderr - copy lines to stderr or not (off after detaching) */
+void smtpd_log_stderr(int on);
+
+/* smtpd_log_close - stop copying to log_file (at exit) */
+void smtpd_log_close(void);
+
 #endif

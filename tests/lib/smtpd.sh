@@ -82,3 +82,68 @@ sm_stop() {
 sm_swaks() {
     "$SWAKS" --server 127.0.0.1 --port "$SMTPD_PORT" --timeout 20 --hide-informational "$@" > "$T/swaks.out" 2>&1
 }
+
+# sm_chat ARGS          raw-bytes SMTP conversation (tests/tools/smtpchat.py
+#                       steps, see there) with the MX listener; every reply
+#                       line in $T/chat.out ("CLOSED" when smtpd hung up).
+#                       -p PORT talks to another listener, -t SECS waits
+#                       longer for replies (default 10).
+# sm_sink_start         start smtp-sink on $SINK_PORT writing each message
+#                       to $T/sink/; SINK_PID
+# sm_sink_count         how many messages reached the sink
+# sm_line N [FILE]      line N of $T/chat.out (or FILE)
+SMTPCHAT="${PYTHON3:-python3} $top_srcdir/tests/tools/smtpchat.py"
+SMTP_SINK=${SMTP_SINK:-$(command -v smtp-sink || echo /usr/sbin/smtp-sink)}
+
+# sm_lsan - LeakSanitizer: ignore what Cyrus SASL's plugins leak (they
+# allocate in sasl_server_init and never free); everything else counts.
+sm_lsan() {
+    printf 'leak:sasl_server_add_plugin\nleak:sasl_server_init\n' > "$T/lsan.supp"
+    LSAN_OPTIONS="suppressions=$T/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+    export LSAN_OPTIONS
+}
+
+# sm_sanitizer_ok - 0 unless smtpd's stderr holds a sanitizer report
+sm_sanitizer_ok() {
+    ! grep -q 'ERROR: AddressSanitizer\|runtime error:\|ERROR: LeakSanitizer' "$T/smtpd.stderr" 2>/dev/null
+}
+
+sm_chat() {
+    _sm_p=$SMTPD_PORT
+    _sm_t=10
+    while :; do
+        case "$1" in
+        -p) _sm_p=$2; shift 2 ;;
+        -t) _sm_t=$2; shift 2 ;;
+        *) break ;;
+        esac
+    done
+    $SMTPCHAT -t "$_sm_t" "$_sm_p" "$@" > "$T/chat.out" 2>&1
+}
+
+sm_line() {
+    sed -n "${1}p" "${2:-$T/chat.out}"
+}
+
+sm_sink_start() {
+    : "${SINK_PORT:=$(( $(sm_port) + 2 ))}"
+    mkdir -p "$T/sink"
+    chmod 777 "$T/sink"
+    _sm_u=""
+    [ "$(id -u)" = 0 ] && _sm_u="-u nobody"
+    # shellcheck disable=SC2086
+    "$SMTP_SINK" $_sm_u -d "$T/sink/%M." "127.0.0.1:$SINK_PORT" 100 2>>"$T/sink.log" &
+    SINK_PID=$!
+    tl_pids="$tl_pids $SINK_PID"
+    _sm_i=0
+    while ! $SMTPCHAT -t 2 "$SINK_PORT" '<' >/dev/null 2>&1; do
+        _sm_i=$((_sm_i + 1))
+        [ $_sm_i -gt 100 ] && return 1
+        sleep 0.05
+    done
+    return 0
+}
+
+sm_sink_count() {
+    find "$T/sink" -type f | wc -l | tr -d ' '
+}

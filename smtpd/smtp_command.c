@@ -1,0 +1,748 @@
+/*
+ * smtp_command.c - the SMTP commands of rcptgate-smtpd's sessions
+ *
+ * SYNOPSIS
+ *   smtp_command_run(s, line);
+ *   smtp_command_auth_line(s, line);
+ *   smtp_command_data_end(s);
+ *
+ * DESCRIPTION
+ *   What each command does, with Postfix's replies: EHLO/HELO, MAIL
+ *   (syntax, SIZE, the submission rules), RCPT (DNS answers awaited, the
+ *   checks, harvest tarpit, then the downstream's own reply), DATA and
+ *   the final dot (the downstream's final reply, never a 250 of our
+ *   own), STARTTLS (buffered plaintext discarded, state reset after the
+ *   handshake), AUTH (SASL steps, failures delayed per client), and the
+ *   small ones. Unauthorised pipelining is detected here, before a
+ *   command runs. The connection itself (reading, replies, timers,
+ *   closing, the message byte stream) is smtp_session.c's.
+ *
+ * DIAGNOSTICS
+ *   Postfix's smtpd log lines through smtpd_log.c.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/bufferevent_ssl.h>
+
+#include "addr.h"
+#include "log.h"
+#include "xalloc.h"
+#include "smtpd_params.h"
+#include "smtpd_check.h"
+#include "smtpd_anvil.h"
+#include "smtpd_log.h"
+#include "smtp_session_int.h"
+#include "smtp_tls.h"
+
+/* smtp_command_ehlo - HELO and EHLO */
+static void smtp_command_ehlo(SMTP_SESSION *s, const char *arg, int esmtp)
+{
+    SMTPD_REPLY r;
+    char buf[256];
+    const char *lines[10];
+    int n = 0;
+
+    if (*arg == 0) {
+        smtp_session_reply(s, "501 5.5.4 Syntax: %s hostname", esmtp ? "EHLO" : "HELO");
+        return;
+    }
+    memset(&r, 0, sizeof(r));
+    if (smtpd_check_helo(&s->c, arg, &r) != 0 && r.code >= 400) {
+        smtpd_log_reject(&s->c, esmtp ? "EHLO" : "HELO", &r, NULL, 0);
+        smtp_session_reply(s, "%s", r.text);
+        return;
+    }
+    smtp_session_reset(s);
+    free(s->c.helo);
+    s->c.helo = xstrdup(arg);
+    s->c.esmtp = esmtp;
+    if (!esmtp) {
+        smtp_session_reply(s, "250 %s", smtpd_hostname);
+        return;
+    }
+    lines[n++] = "PIPELINING";
+    snprintf(buf, sizeof(buf), "SIZE %lld", var_smtpd_size_limit);
+    lines[n++] = buf;
+    if (!s->c.tls && smtp_tls_server_ok())
+        lines[n++] = "STARTTLS";
+    if (s->c.submission && s->c.tls && s->c.sasl_user == NULL && *smtp_auth_mechs()) {
+        static char auth[256];
+
+        snprintf(auth, sizeof(auth), "AUTH %s", smtp_auth_mechs());
+        lines[n++] = auth;
+    }
+    lines[n++] = "ENHANCEDSTATUSCODES";
+    lines[n++] = "8BITMIME";
+    if (var_smtpd_smtputf8)
+        lines[n++] = "SMTPUTF8";
+    {
+        struct evbuffer *out = bufferevent_get_output(s->bev);
+
+        evbuffer_add_printf(out, "250-%s\r\n", smtpd_hostname);
+        for (int i = 0; i < n; i++)
+            evbuffer_add_printf(out, "250%c%s\r\n", i + 1 < n ? '-' : ' ', lines[i]);
+        s->counts[s->cur_cmd][0]++;
+    }
+}
+
+/* smtp_command_helo_required - MAIL before HELO/EHLO; 1 if refused */
+static int smtp_command_helo_required(SMTP_SESSION *s)
+{
+    SMTPD_REPLY r;
+    int mode;
+
+    if (s->c.helo != NULL || (mode = smtpd_mode(var_smtpd_helo_required)) == SMTPD_OFF)
+        return 0;
+    memset(&r, 0, sizeof(r));
+    smtpd_reply_set(&r, 503, "503 5.5.1 Error: send HELO/EHLO first");
+    smtpd_log_reject(&s->c, "MAIL", &r, NULL, mode == SMTPD_WARN);
+    if (mode == SMTPD_WARN)
+        return 0;
+    smtp_session_reply(s, "%s", r.text);
+    return 1;
+}
+
+/* smtp_command_mail - MAIL FROM */
+static void smtp_command_mail(SMTP_SESSION *s, const char *arg)
+{
+    SMTP_PATH path;
+    SMTPD_REPLY r;
+    char reply[256];
+
+    if (smtp_command_helo_required(s))
+        return;
+    if (s->c.sender != NULL) {
+        smtp_session_reply(s, "503 5.5.1 Error: nested MAIL command");
+        return;
+    }
+    if (s->c.submission && s->c.sasl_user == NULL) {
+        if (!s->c.tls)
+            smtp_session_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
+        else
+            smtp_session_reply(s, "530 5.7.0 Authentication required");
+        return;
+    }
+    if (smtp_proto_mail(arg, &path, reply, sizeof(reply)) != 0) {
+        smtp_session_reply(s, "%s", reply);
+        return;
+    }
+    if (path.smtputf8 && !var_smtpd_smtputf8) {
+        smtp_session_reply(s, "555 5.5.4 Unsupported option: SMTPUTF8");
+        return;
+    }
+    if (path.size > var_smtpd_size_limit) {
+        smtp_session_reply(s, "552 5.3.4 Message size exceeds fixed limit");
+        return;
+    }
+    memset(&r, 0, sizeof(r));
+    if (smtpd_check_mail(&s->c, path.addr, &r) != 0 && r.code >= 400) {
+        smtpd_log_reject(&s->c, "MAIL", &r, NULL, 0);
+        if (r.disconnect) {
+            smtp_session_goodbye(s, "%s", r.text);
+            return;
+        }
+        smtp_session_reply(s, "%s", r.text);
+        return;
+    }
+    s->c.sender = xstrdup(path.addr);
+    s->mail_params = xstrdup(path.params);
+    s->smtputf8 = (unsigned char) path.smtputf8;
+    s->mail_ms = smtp_session_now();
+    if (!path.is_null && *path.domain && *path.domain != '[') {
+        char domain[ADDR_DOMAIN_MAX + 1];
+
+        if (addr_domain(path.domain, strlen(path.domain), domain) == ADDR_OK)
+            smtpd_dns_sender(smtp_session_dns, &s->c, domain);
+    }
+    smtp_session_reply(s, "250 2.1.0 Ok");
+}
+
+/* smtp_command_rcpt_done - the client hears the RCPT reply; log and count it */
+static void smtp_command_rcpt_done(SMTP_SESSION *s, int code, const char *reply)
+{
+    SMTPD_REPLY r;
+
+    if (code / 100 == 2) {
+        size_t len = strlen(s->cur_rcpt);
+        SMTP_RCPT *rc = xmalloc(sizeof(*rc) + len + 1);
+        SMTP_RCPT **tail = &s->rcpts;
+
+        memcpy(rc->addr, s->cur_rcpt, len + 1);
+        rc->next = NULL;
+        while (*tail)
+            tail = &(*tail)->next;
+        *tail = rc;
+        s->c.rcpt_count++;
+        smtp_session_stats.rcpt_ok++;
+        if (s->c.queue_id == NULL) {
+            /* Like Postfix: the queue id exists from the first accepted recipient. */
+            s->c.queue_id = smtp_session_qid();
+            if (s->c.sasl_user)
+                smtpd_log_printf("%s: client=%s[%s], sasl_method=%s, sasl_username=%s",
+                                 s->c.queue_id, s->c.name, s->c.addr,
+                                 s->c.sasl_method ? s->c.sasl_method : "", s->c.sasl_user);
+            else
+                smtpd_log_printf("%s: client=%s[%s]", s->c.queue_id, s->c.name, s->c.addr);
+        }
+    } else {
+        smtp_session_stats.rcpt_rejected++;
+        memset(&r, 0, sizeof(r));
+        smtpd_reply_set(&r, code, "%s", reply);
+        smtpd_log_reject(&s->c, "RCPT", &r, s->cur_rcpt, 0);
+    }
+    smtp_session_reply(s, "%s", reply);
+    free(s->cur_rcpt);
+    s->cur_rcpt = NULL;
+}
+
+/* smtp_command_relay_rcpt_cb - the downstream's answer to RCPT */
+static void smtp_command_relay_rcpt_cb(void *arg, int code, const char *reply)
+{
+    SMTP_SESSION *s = arg;
+
+    s->wait = W_NONE;
+    smtp_command_rcpt_done(s, code, reply);
+    smtp_session_resume(s);
+}
+
+/* smtp_command_relay_mail_cb - the downstream took (or refused) MAIL FROM */
+static void smtp_command_relay_mail_cb(void *arg, int code, const char *reply)
+{
+    SMTP_SESSION *s = arg;
+
+    if (code / 100 != 2) {
+        /* No downstream transaction: this recipient hears why; the next one tries again. */
+        s->wait = W_NONE;
+        smtp_relay_free(s->relay);
+        s->relay = NULL;
+        free(s->nexthop);
+        s->nexthop = NULL;
+        smtp_command_rcpt_done(s, code, reply);
+        smtp_session_resume(s);
+        return;
+    }
+    smtp_relay_rcpt(s->relay, s->cur_rcpt, "", smtp_command_relay_rcpt_cb, s);
+}
+
+/* smtp_command_rcpt_check - DNS answers are in: run the checks, then relay */
+static void smtp_command_rcpt_check(void *arg)
+{
+    SMTP_SESSION *s = arg;
+    SMTPD_RCPT_INFO info;
+    SMTPD_REPLY r;
+
+    if (s->phase == PH_CLOSING || s->wait != W_DNS)
+        return;
+    s->wait = W_NONE;
+    memset(&r, 0, sizeof(r));
+    memset(&info, 0, sizeof(info));
+    if (smtpd_check_rcpt(&s->c, s->cur_rcpt, &info, &r) != 0 && r.code >= 400) {
+        int delay = 0;
+
+        smtp_session_stats.rcpt_rejected++;
+        smtpd_log_reject(&s->c, "RCPT", &r, s->cur_rcpt, 0);
+        free(s->cur_rcpt);
+        s->cur_rcpt = NULL;
+        if (r.harvest && (delay = smtpd_anvil_unknown(s->c.addr)) < 0) {
+            smtp_session_goodbye(s, "421 4.7.0 %s Error: too many unknown recipients, try again later",
+                                 smtpd_hostname);
+            return;
+        }
+        if (r.disconnect) {
+            smtp_session_goodbye(s, "%s", r.text);
+            return;
+        }
+        {
+            long long ms = delay;
+
+            if (s->errors >= var_smtpd_soft_errors && var_smtpd_error_sleep_ms > ms)
+                ms = var_smtpd_error_sleep_ms;
+            smtp_session_reply_delay(s, ms, r.text);
+        }
+        smtp_session_resume(s);
+        return;
+    }
+    if (info.nexthop[0] == 0) {
+        char text[SMTPD_REPLY_LEN];
+
+        /* The checks normally defer these themselves; this is the last line of defence. */
+        log_warn("no next hop for the domain of <%s>: set the domain's next hop or [smtpd] default_nexthop",
+                 info.address[0] ? info.address : s->cur_rcpt);
+        snprintf(text, sizeof(text), "451 4.3.0 <%s>: Temporary lookup failure", s->cur_rcpt);
+        smtp_command_rcpt_done(s, 451, text);
+        smtp_session_resume(s);
+        return;
+    }
+    if (s->relay != NULL && strcmp(s->nexthop, info.nexthop) != 0) {
+        /* Another next hop: the client sends it again in a new transaction. */
+        smtp_command_rcpt_done(s, 452, "452 4.5.3 Error: too many recipients");
+        smtp_session_resume(s);
+        return;
+    }
+    s->wait = W_RELAY;
+    if (s->relay == NULL) {
+        SMTP_RELAY_ENV env;
+
+        s->nexthop = xstrdup(info.nexthop);
+        env.nexthops = s->nexthop;
+        env.client = &s->c;
+        env.sender = s->c.sender;
+        env.mail_params = s->mail_params ? s->mail_params : "";
+        s->relay = smtp_relay_open(&env, smtp_command_relay_mail_cb, s);
+        return;
+    }
+    smtp_relay_rcpt(s->relay, s->cur_rcpt, "", smtp_command_relay_rcpt_cb, s);
+}
+
+/* smtp_command_rcpt - RCPT TO */
+static void smtp_command_rcpt(SMTP_SESSION *s, const char *arg)
+{
+    SMTP_PATH path;
+    char reply[256];
+
+    if (s->c.sender == NULL) {
+        smtp_session_reply(s, "503 5.5.1 Error: need MAIL command");
+        return;
+    }
+    if (smtp_proto_rcpt(arg, s->smtputf8, &path, reply, sizeof(reply)) != 0) {
+        smtp_session_reply(s, "%s", reply);
+        return;
+    }
+    if (s->c.rcpt_count >= var_smtpd_rcpt_limit) {
+        smtp_session_reply(s, "452 4.5.3 Error: too many recipients");
+        return;
+    }
+    /* A source-routed path goes to the checks whole, so they can refuse it. */
+    free(s->cur_rcpt);
+    s->cur_rcpt = xstrdup(path.has_route ? path.raw : path.addr);
+    smtp_session_pause(s, W_DNS);
+    smtpd_dns_wait(smtp_session_dns, &s->c, smtp_command_rcpt_check, s);
+}
+
+/* smtp_command_received - our Received: header, first thing downstream */
+static void smtp_command_received(SMTP_SESSION *s)
+{
+    char buf[2048];
+    char date[64];
+    char tlsdesc[256];
+    time_t now = time(NULL);
+    struct tm tm;
+    size_t n;
+    SSL *ssl = s->c.tls ? bufferevent_openssl_get_ssl(s->bev) : NULL;
+
+    localtime_r(&now, &tm);
+    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z (%Z)", &tm);
+    n = (size_t) snprintf(buf, sizeof(buf), "Received: from %s (%s [%s])\r\n",
+                          s->c.helo ? s->c.helo : s->c.name, s->c.name, s->c.addr);
+    if (ssl != NULL && n < sizeof(buf))
+        n += (size_t) snprintf(buf + n, sizeof(buf) - n, "\t(using %s)\r\n",
+                               smtp_tls_describe(ssl, tlsdesc, sizeof(tlsdesc)));
+    if (n < sizeof(buf))
+        n += (size_t) snprintf(buf + n, sizeof(buf) - n, "\tby %s (rcptgate) with %s id %s",
+                               smtpd_hostname, smtp_session_proto(s), s->c.queue_id);
+    if (n < sizeof(buf) && s->c.rcpt_count == 1 && s->rcpts)
+        n += (size_t) snprintf(buf + n, sizeof(buf) - n, "\r\n\tfor <%s>", s->rcpts->addr);
+    if (n < sizeof(buf))
+        n += (size_t) snprintf(buf + n, sizeof(buf) - n, "; %s\r\n", date);
+    if (n >= sizeof(buf))
+        n = sizeof(buf) - 1;
+    /* Client-supplied names must not break the header. */
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char) buf[i] < 0x20 && buf[i] != '\r' && buf[i] != '\n' && buf[i] != '\t')
+            buf[i] = '?';
+    if (smtp_relay_write(s->relay, buf, n) < 0)
+        s->d_failed = 1;
+}
+
+/* smtp_command_relay_data_cb - the downstream's answer to DATA */
+static void smtp_command_relay_data_cb(void *arg, int code, const char *reply)
+{
+    SMTP_SESSION *s = arg;
+    SMTPD_REPLY r;
+
+    s->wait = W_NONE;
+    if (code != 354) {
+        memset(&r, 0, sizeof(r));
+        smtpd_reply_set(&r, code, "%s", reply);
+        smtpd_log_reject(&s->c, "DATA", &r, NULL, 0);
+        smtp_session_reply(s, "%s", reply);
+        smtp_session_reset(s);
+        smtp_session_resume(s);
+        return;
+    }
+    smtp_session_send(s, "354 End data with <CR><LF>.<CR><LF>");
+    s->phase = PH_DATA;
+    smtp_proto_data_init(&s->scan, strcmp(var_smtpd_bare_newline, "normalize") == 0);
+    s->d_over = 0;
+    s->d_failed = 0;
+    s->data_bytes = 0;
+    s->data_start_ms = smtp_session_now();
+    if (var_smtpd_received)
+        smtp_command_received(s);
+    smtp_session_resume(s);
+}
+
+/* smtp_command_data - DATA */
+static void smtp_command_data(SMTP_SESSION *s, const char *arg)
+{
+    SMTPD_REPLY r;
+
+    if (*arg) {
+        smtp_session_reply(s, "501 5.5.4 Syntax: DATA");
+        return;
+    }
+    if (s->c.rcpt_count == 0 || s->relay == NULL) {
+        if (s->c.sender == NULL)
+            smtp_session_reply(s, "503 5.5.1 Error: need RCPT command");
+        else
+            smtp_session_reply(s, "554 5.5.1 Error: no valid recipients");
+        return;
+    }
+    memset(&r, 0, sizeof(r));
+    if (smtpd_check_data(&s->c, &r) != 0 && r.code >= 400) {
+        smtpd_log_reject(&s->c, "DATA", &r, NULL, 0);
+        smtp_session_reply(s, "%s", r.text);
+        return;
+    }
+    smtp_session_pause(s, W_RELAY);
+    smtp_relay_data(s->relay, smtp_command_relay_data_cb, s);
+}
+
+/* smtp_command_relay_dot_cb - the downstream's final word on the message */
+static void smtp_command_relay_dot_cb(void *arg, int code, const char *reply)
+{
+    SMTP_SESSION *s = arg;
+    SMTPD_REPLY r;
+
+    s->wait = W_NONE;
+    if (code / 100 == 2) {
+        double delay = (double) (smtp_session_now() - s->mail_ms) / 1000.0;
+
+        s->counts[SMTP_CMD_DATA][0]++;
+        smtp_session_stats.messages++;
+        /* Logged as Postfix's qmgr and smtp would: pflogsumm counts them there. */
+        smtpd_log_as("qmgr", "%s: from=<%s>, size=%lld, nrcpt=%d (queue active)", s->c.queue_id,
+                     s->c.sender, s->data_bytes, s->c.rcpt_count);
+        for (SMTP_RCPT *rc = s->rcpts; rc; rc = rc->next)
+            smtpd_log_as("smtp", "%s: to=<%s>, relay=%s, delay=%.1f, delays=0/0/0/%.1f, dsn=%c.0.0, status=sent (%s)",
+                         s->c.queue_id, rc->addr, smtp_relay_peer(s->relay), delay, delay,
+                         reply[0], reply);
+        smtpd_log_as("qmgr", "%s: removed", s->c.queue_id);
+        smtp_session_send(s, reply);
+    } else {
+        memset(&r, 0, sizeof(r));
+        smtpd_reply_set(&r, code, "%s", reply);
+        smtpd_log_reject(&s->c, "END-OF-MESSAGE", &r, NULL, 0);
+        smtp_session_reply(s, "%s", reply);
+    }
+    smtp_session_reset(s);
+    if (smtp_session_stopping) {
+        /* SIGTERM came during this transaction: it is done, so is the session. */
+        smtp_session_goodbye(s, "421 4.3.2 %s Service shutting down, closing transmission channel",
+                             smtpd_hostname);
+        return;
+    }
+    smtp_session_resume(s);
+}
+
+/* smtp_command_data_end - the client's final dot */
+void smtp_command_data_end(SMTP_SESSION *s)
+{
+    s->phase = PH_CMD;
+    if (s->d_over) {
+        SMTPD_REPLY r;
+
+        memset(&r, 0, sizeof(r));
+        smtpd_reply_set(&r, 552, "552 5.3.4 Message size exceeds fixed limit");
+        smtpd_log_reject(&s->c, "END-OF-MESSAGE", &r, NULL, 0);
+        smtp_session_reply(s, "%s", r.text);
+        smtp_session_reset(s);
+        return;
+    }
+    smtp_session_pause(s, W_RELAY);
+    smtp_relay_dot(s->relay, smtp_command_relay_dot_cb, s);
+}
+
+/* smtp_command_starttls - STARTTLS: 220, forget buffered plaintext, wrap the socket in TLS */
+static void smtp_command_starttls(SMTP_SESSION *s, const char *arg)
+{
+    SSL *ssl;
+    struct bufferevent *tls;
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    size_t junk;
+
+    if (*arg) {
+        smtp_session_reply(s, "501 5.5.4 Syntax: STARTTLS");
+        return;
+    }
+    if (s->c.tls) {
+        smtp_session_reply(s, "554 5.5.1 Error: TLS already active");
+        return;
+    }
+    if (!smtp_tls_server_ok() || (ssl = smtp_tls_server_new()) == NULL) {
+        smtp_session_reply(s, "502 5.5.2 Error: command not recognized");
+        return;
+    }
+    if (s->c.sender != NULL) {
+        SSL_free(ssl);
+        smtp_session_reply(s, "503 5.5.1 Error: MAIL transaction in progress");
+        return;
+    }
+    /* Straight out, never delayed: the handshake follows it on the wire. */
+    s->counts[s->cur_cmd][0]++;
+    smtp_session_send(s, "220 2.0.0 Ready to start TLS");
+
+    /* Plaintext sent after STARTTLS is an injection attempt: it never counts as a command. */
+    if ((junk = evbuffer_get_length(in)) > 0) {
+        smtp_session_protocol_error();
+        smtpd_log_printf("warning: %s[%s]: %zu bytes of plaintext after STARTTLS discarded",
+                         s->c.name, s->c.addr, junk);
+        evbuffer_drain(in, junk);
+    }
+    tls = bufferevent_openssl_filter_new(smtpd_base, s->bev, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                         BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (tls == NULL) {
+        log_warn("%s[%s]: cannot start TLS", s->c.name, s->c.addr);
+        SSL_free(ssl);
+        smtp_session_close(s);
+        return;
+    }
+    s->bev = tls;
+    s->phase = PH_TLS;
+    s->wait = W_TLS;
+    bufferevent_set_timeouts(tls, smtp_session_cmd_tv, smtp_session_cmd_tv);
+    smtp_session_setcb(s);
+    bufferevent_enable(tls, EV_READ | EV_WRITE);
+}
+
+/* smtp_command_auth_result - act on what SASL said */
+static void smtp_command_auth_result(SMTP_SESSION *s, enum smtp_auth_status st, const char *reply)
+{
+    if (st == SMTP_AUTH_CONTINUE) {
+        s->phase = PH_AUTH;
+        smtp_session_send(s, reply);
+        return;
+    }
+    s->auth = NULL;
+    s->phase = PH_CMD;
+    if (st == SMTP_AUTH_FAIL) {
+        int delay = smtpd_anvil_auth_fail(s->c.addr);
+        const char *why = strstr(reply, "authentication failed");
+
+        /* Postfix's line, which fail2ban's postfix-sasl filter reads: the reason is SASL's. */
+        why = why ? why + strlen("authentication failed") : "";
+        log_warn("%s[%s]: SASL %s authentication failed%s", s->c.name, s->c.addr,
+                 s->auth_mech ? s->auth_mech : "", why);
+        if (delay < 0) {
+            smtp_session_goodbye(s, "421 4.7.0 %s Error: too many authentication failures", smtpd_hostname);
+            return;
+        }
+        if (var_smtpd_error_sleep_ms > delay && s->errors >= var_smtpd_soft_errors)
+            delay = var_smtpd_error_sleep_ms;
+        smtp_session_reply_delay(s, delay, reply);
+        return;
+    }
+    if (st == SMTP_AUTH_OK && s->auth_mech && s->c.sasl_method == NULL)
+        s->c.sasl_method = xstrdup(s->auth_mech);
+    smtp_session_reply(s, "%s", reply);
+}
+
+/* smtp_command_auth - AUTH mechanism [initial-response] */
+static void smtp_command_auth(SMTP_SESSION *s, const char *arg)
+{
+    char reply[1024];
+    char mech[64];
+    const char *initial;
+    size_t len;
+    enum smtp_auth_status st;
+
+    if (!s->c.submission || *smtp_auth_mechs() == 0) {
+        smtp_session_reply(s, "503 5.5.1 Error: authentication not enabled");
+        return;
+    }
+    if (!s->c.tls) {
+        smtp_session_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
+        return;
+    }
+    if (s->c.sasl_user != NULL) {
+        smtp_session_reply(s, "503 5.5.1 Error: already authenticated");
+        return;
+    }
+    if (s->c.sender != NULL) {
+        smtp_session_reply(s, "503 5.5.1 Error: MAIL transaction in progress");
+        return;
+    }
+    len = strcspn(arg, " \t");
+    if (len == 0 || len >= sizeof(mech)) {
+        smtp_session_reply(s, "501 5.5.4 Syntax: AUTH mechanism");
+        return;
+    }
+    memcpy(mech, arg, len);
+    mech[len] = 0;
+    initial = arg + len;
+    while (*initial == ' ' || *initial == '\t')
+        initial++;
+    free(s->auth_mech);
+    s->auth_mech = xstrdup(mech);
+    for (char *p = s->auth_mech; *p; p++)
+        if (*p >= 'a' && *p <= 'z')
+            *p = (char) (*p - 'a' + 'A');
+    st = smtp_auth_start(&s->c, mech, *initial ? initial : NULL, &s->auth, reply, sizeof(reply));
+    smtp_command_auth_result(s, st, reply);
+}
+
+/* smtp_command_auth_line - one line of an AUTH exchange */
+void smtp_command_auth_line(SMTP_SESSION *s, const char *line)
+{
+    char reply[1024];
+    enum smtp_auth_status st = smtp_auth_step(s->auth, line, reply, sizeof(reply));
+
+    smtp_command_auth_result(s, st, reply);
+}
+
+/* smtp_command_auth_abort - a malformed AUTH response line ends the exchange */
+void smtp_command_auth_abort(SMTP_SESSION *s, const char *why)
+{
+    smtp_auth_free(s->auth);
+    s->auth = NULL;
+    s->phase = PH_CMD;
+    smtp_session_reply(s, "501 5.5.2 Error: %s", why);
+}
+
+/* smtp_command_junk - NOOP, RSET, VRFY, HELP past junk_command_limit count as errors */
+static void smtp_command_junk(SMTP_SESSION *s)
+{
+    if (++s->junk > var_smtpd_junk_limit)
+        s->errors++;
+}
+
+/* smtp_command_pipelined - input follows a command where RFC 2920 forbids it; 1 if refused */
+static int smtp_command_pipelined(SMTP_SESSION *s, int cmd, const char *line)
+{
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    char text[256];
+    int mode;
+
+    if (evbuffer_get_length(in) == 0 || cmd == SMTP_CMD_QUIT || cmd == SMTP_CMD_STARTTLS
+        || (s->c.esmtp && !smtp_proto_group_end(cmd)))
+        return 0;
+    if ((mode = smtpd_mode(var_smtpd_unauth_pipelining)) == SMTPD_OFF)
+        return 0;
+    smtp_session_protocol_error();
+    smtp_session_escape(in, text, sizeof(text));
+    {
+        char verb[16];
+        size_t n = strcspn(line, " \t");
+
+        if (n >= sizeof(verb))
+            n = sizeof(verb) - 1;
+        for (size_t i = 0; i < n; i++)
+            verb[i] = (line[i] >= 'a' && line[i] <= 'z') ? (char) (line[i] - 'a' + 'A') : line[i];
+        verb[n] = 0;
+        smtpd_log_printf("improper command pipelining after %s from %s[%s]: %s", verb,
+                         s->c.name, s->c.addr, text);
+    }
+    if (mode == SMTPD_WARN)
+        return 0;
+    smtp_session_goodbye(s, "554 5.5.0 Error: SMTP protocol synchronization");
+    return 1;
+}
+
+/* smtp_command_run - one command line */
+void smtp_command_run(SMTP_SESSION *s, const char *line)
+{
+    const char *arg;
+    int cmd = smtp_proto_split(line, &arg);
+
+    s->cur_cmd = (unsigned char) (cmd == SMTP_CMD_FORBIDDEN ? SMTP_CMD_UNKNOWN : cmd);
+    s->counts[s->cur_cmd][1]++;
+    if (s->errors >= var_smtpd_hard_errors) {
+        char last[64];
+
+        smtpd_log_printf("too many errors after %s from %s[%s]",
+                         smtp_session_last(s, last, sizeof(last)), s->c.name, s->c.addr);
+        smtp_session_goodbye(s, "421 4.7.0 %s Error: too many errors", smtpd_hostname);
+        return;
+    }
+    if (smtp_command_pipelined(s, cmd, line))
+        return;
+    if (smtp_session_stopping && s->c.sender == NULL && cmd != SMTP_CMD_QUIT) {
+        smtp_session_goodbye(s, "421 4.3.2 %s Service shutting down, closing transmission channel",
+                             smtpd_hostname);
+        return;
+    }
+    if (s->connect_reject != NULL && cmd != SMTP_CMD_QUIT) {
+        SMTPD_REPLY r;
+        char stage[16];
+
+        memset(&r, 0, sizeof(r));
+        smtpd_reply_set(&r, atoi(s->connect_reject), "%s", s->connect_reject);
+        smtp_session_last(s, stage, sizeof(stage));
+        smtpd_log_reject(&s->c, stage, &r, NULL, 0);
+        smtp_session_reply(s, "%s", s->connect_reject);
+        return;
+    }
+    switch (cmd) {
+    case SMTP_CMD_HELO:
+    case SMTP_CMD_EHLO:
+        smtp_command_ehlo(s, arg, cmd == SMTP_CMD_EHLO);
+        break;
+    case SMTP_CMD_MAIL:
+        smtp_command_mail(s, arg);
+        break;
+    case SMTP_CMD_RCPT:
+        smtp_command_rcpt(s, arg);
+        break;
+    case SMTP_CMD_DATA:
+        smtp_command_data(s, arg);
+        break;
+    case SMTP_CMD_RSET:
+        smtp_command_junk(s);
+        if (*arg) {
+            smtp_session_reply(s, "501 5.5.4 Syntax: RSET");
+            break;
+        }
+        smtp_session_reset(s);
+        smtp_session_reply(s, "250 2.0.0 Ok");
+        break;
+    case SMTP_CMD_NOOP:
+        smtp_command_junk(s);
+        smtp_session_reply(s, "250 2.0.0 Ok");
+        break;
+    case SMTP_CMD_VRFY:
+        smtp_command_junk(s);
+        if (*arg == 0) {
+            smtp_session_reply(s, "501 5.5.4 Syntax: VRFY address");
+            break;
+        }
+        /* Never says whether a recipient exists: that is what harvesters want. */
+        smtp_session_reply(s, "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery");
+        break;
+    case SMTP_CMD_HELP:
+        smtp_command_junk(s);
+        smtp_session_reply(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY");
+        break;
+    case SMTP_CMD_QUIT:
+        smtp_session_goodbye(s, "221 2.0.0 Bye");
+        break;
+    case SMTP_CMD_STARTTLS:
+        smtp_command_starttls(s, arg);
+        break;
+    case SMTP_CMD_AUTH:
+        smtp_command_auth(s, arg);
+        break;
+    case SMTP_CMD_FORBIDDEN:
+        smtp_session_protocol_error();
+        log_warn("non-SMTP command from %s[%s]: %.100s", s->c.name, s->c.addr, line);
+        smtp_session_goodbye(s, "221 2.7.0 Error: I can break rules, too. Goodbye.");
+        break;
+    default:
+        smtp_session_reply(s, "502 5.5.2 Error: command not recognized");
+        break;
+    }
+}

@@ -1,0 +1,133 @@
+/*
+ * smtp_session_int.h - what smtp_session.c and smtp_command.c share
+ *
+ * A session's state and the helpers both halves use: smtp_session.c owns
+ * the connection (I/O, phases, replies, timers, the DATA byte stream),
+ * smtp_command.c the commands. Private to those two files.
+ */
+#ifndef RG_SMTP_SESSION_INT_H
+#define RG_SMTP_SESSION_INT_H
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event_struct.h>
+
+#include "smtpd.h"
+#include "smtpd_dns.h"
+#include "smtp_auth.h"
+#include "smtp_proto.h"
+#include "smtp_relay.h"
+#include "smtp_session.h"
+
+#define SMTP_AUTH_LINE_MAX  12288           /* RFC 4954 section 4 */
+#define SMTP_RELAY_HIGH     (1024 * 1024)   /* pause the client above this downstream backlog */
+#define SMTP_CLOSE_WAIT_MS  10000           /* time to flush a last reply */
+
+enum smtp_phase { PH_GREET, PH_CMD, PH_AUTH, PH_DATA, PH_TLS, PH_CLOSING };
+enum smtp_wait { W_NONE, W_DNS, W_RELAY, W_DELAY, W_GREET, W_TLS, W_DRAIN };
+
+/* One accepted recipient of the transaction (for the logs). */
+typedef struct smtp_rcpt {
+    struct smtp_rcpt *next;
+    char addr[];
+} SMTP_RCPT;
+
+struct smtp_session {
+    SMTPD_CLIENT c;
+    struct bufferevent *bev;
+    struct event timer;                 /* greet pause, delayed replies, deferred free */
+    SMTP_SESSION *prev, *next;
+    SMTP_RELAY *relay;                  /* the downstream transaction */
+    SMTP_AUTH *auth;                    /* an AUTH exchange in progress */
+    char *auth_mech;
+    char *nexthop;                      /* the transaction's next hop */
+    char *mail_params;                  /* ESMTP parameters passed on */
+    char *cur_rcpt;                     /* the RCPT being decided (as given) */
+    char *delayed;                      /* a reply waiting for the timer */
+    char *connect_reject;               /* smtpd_check_connect's reply for every command */
+    SMTP_RCPT *rcpts;
+    long long start_ms;
+    long long data_start_ms;
+    long long data_bytes;               /* message bytes seen (also when discarding) */
+    long long mail_ms;                  /* MAIL time, for delay= */
+    long long close_ms;                 /* when the last reply was queued */
+    unsigned short counts[SMTP_CMD_COUNT][2];   /* [ok, total] per command */
+    unsigned char phase, wait, cur_cmd;
+    unsigned char closing_now;          /* free once the output is flushed */
+    unsigned char skipping;             /* discarding the rest of an over-long line */
+    unsigned char smtputf8;             /* MAIL gave SMTPUTF8 */
+    SMTP_DATA_SCAN scan;                /* DATA: where the end of the message is */
+    unsigned char d_over, d_failed;     /* DATA: too big / downstream failed: discard */
+    unsigned char pregreet, connect_logged, anvil_counted;
+    int errors;
+    int junk;
+};
+
+extern SMTPD_DNS *smtp_session_dns;
+extern int smtp_session_stopping;               /* SIGTERM seen */
+extern const struct timeval *smtp_session_cmd_tv;   /* command_timeout, a common timeout */
+
+/* smtp_session_now - the loop's cached clock in milliseconds */
+long long smtp_session_now(void);
+
+/* smtp_session_send - one reply line on the wire as it is (no counting, no delay) */
+void smtp_session_send(SMTP_SESSION *s, const char *text);
+
+/* smtp_session_count_reply - per-command success and the error counter */
+void smtp_session_count_reply(SMTP_SESSION *s, const char *text);
+
+/* smtp_session_reply - one reply; 4xx/5xx past soft_error_limit are delayed */
+void smtp_session_reply(SMTP_SESSION *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* smtp_session_reply_delay - send text after ms (0: now); reading stops meanwhile */
+void smtp_session_reply_delay(SMTP_SESSION *s, long long ms, const char *text);
+
+/* smtp_session_goodbye - a last reply, then close once it is sent */
+void smtp_session_goodbye(SMTP_SESSION *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* smtp_session_timer_arm - (re)arm the session's one timer */
+void smtp_session_timer_arm(SMTP_SESSION *s, long long ms);
+
+/* smtp_session_pause - stop reading while the session waits for w (enum smtp_wait) */
+void smtp_session_pause(SMTP_SESSION *s, int w);
+
+/* smtp_session_resume - the wait is over (s->wait reset by the caller): read, take up buffered commands */
+void smtp_session_resume(SMTP_SESSION *s);
+
+/* smtp_session_reset - end the transaction (downstream dropped without a dot) */
+void smtp_session_reset(SMTP_SESSION *s);
+
+/* smtp_session_close - stop reading; free once the last reply has left */
+void smtp_session_close(SMTP_SESSION *s);
+
+/* smtp_session_last - "EHLO", "DATA (123 bytes)", "CONNECT": the last thing the client did */
+const char *smtp_session_last(const SMTP_SESSION *s, char *buf, size_t size);
+
+/* smtp_session_qid - a new queue id (hex, like Postfix's) */
+char *smtp_session_qid(void);
+
+/* smtp_session_escape - the first input line, escaped, for a log line */
+void smtp_session_escape(struct evbuffer *in, char *out, size_t size);
+
+/* smtp_session_protocol_error - count a protocol violation */
+void smtp_session_protocol_error(void);
+
+/* smtp_session_setcb - our callbacks on the current bufferevent (after STARTTLS) */
+void smtp_session_setcb(SMTP_SESSION *s);
+
+/* smtp_session_proto - "ESMTP", "ESMTPSA", "UTF8SMTPS"... for Received: */
+const char *smtp_session_proto(const SMTP_SESSION *s);
+
+/* smtp_command_run - one command line (smtp_command.c) */
+void smtp_command_run(SMTP_SESSION *s, const char *line);
+
+/* smtp_command_auth_line - one client line of an AUTH exchange */
+void smtp_command_auth_line(SMTP_SESSION *s, const char *line);
+
+/* smtp_command_auth_abort - a malformed AUTH response line ends the exchange (501) */
+void smtp_command_auth_abort(SMTP_SESSION *s, const char *why);
+
+/* smtp_command_data_end - the client's final dot: pass it on (or 552) */
+void smtp_command_data_end(SMTP_SESSION *s);
+
+#endif
