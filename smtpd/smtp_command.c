@@ -245,14 +245,15 @@ static void smtp_command_rcpt_check(void *arg)
         int delay = 0;
 
         smtp_session_stats.rcpt_rejected++;
+        /* a harvester past its limit hears 421, and the log says so too */
+        if (r.harvest && (delay = smtpd_anvil_unknown(s->c.addr)) < 0) {
+            smtpd_reply_set(&r, 421, "421 4.7.0 %s Error: too many unknown recipients, try again later",
+                            smtpd_hostname);
+            r.disconnect = 1;
+        }
         smtpd_log_reject(&s->c, "RCPT", &r, s->cur_rcpt, 0);
         free(s->cur_rcpt);
         s->cur_rcpt = NULL;
-        if (r.harvest && (delay = smtpd_anvil_unknown(s->c.addr)) < 0) {
-            smtp_session_goodbye(s, "421 4.7.0 %s Error: too many unknown recipients, try again later",
-                                 smtpd_hostname);
-            return;
-        }
         if (r.disconnect) {
             smtp_session_goodbye(s, "%s", r.text);
             return;

@@ -139,8 +139,12 @@ static SSL_CTX *smtp_tls_client_build(char *err, size_t errlen)
             SSL_CTX_free(ctx);
             return NULL;
         }
-    } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
-        /* Not fatal: only relay_tls = verify needs a store, and it will fail loudly. */
+    } else if (strcmp(var_smtpd_relay_tls, "verify") == 0 && SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        /*
+         * Only verify needs a store (reading the system's costs a few
+         * hundred ms on every reload); a failure here is not fatal: the
+         * first verified handshake fails loudly.
+         */
         log_warn("TLS: cannot load the system CA store: %s", smtp_tls_ssl_error(ebuf, sizeof(ebuf)));
     }
     /* Peer verification is decided per SSL (smtp_tls_client_new), from relay_tls. */

@@ -164,6 +164,8 @@ tl_like "$(rc_line 1)" "^220 " "the harvester may still connect before the limit
 tl_like "$(rc_line 7)" "^550 5\.1\.1 " "unknown 9: 550 5.1.1"
 ms_at_least 2300 7 "unknown 9: delayed 2.4 s (counted across connections)"
 tl_like "$(rc_line 8)" "^421 " "unknown 10 (harvest_limit): 421"
+tl_like "$(grep 'NOQUEUE: reject: RCPT' "$SMTPD_LOG" | tail -n 1)" ": 421 4\.7\.0 .*too many unknown recipients" \
+    "the log says 421 for the recipient that got 421, not 550"
 tl_like "$(rc_line 9)" "^EOF" "and the connection is closed"
 
 # Connections 3..6: unknowns 11..30 never get as far as RCPT.
