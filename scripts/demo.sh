@@ -1,12 +1,15 @@
 #!/bin/sh
 # demo.sh - a demo directory in a private slapd, synced into the store,
-# answered by rcptgate-lookupd, asked through Postfix's postmap
+# answered by rcptgate-lookupd, asked through Postfix's postmap, and
+# rcptgate-smtpd as the MX in front of an internal mail server
 #
 # Run from the build directory after `make`. Everything lives in ./demo:
 # slapd's config and database (an Active Directory look-alike from
 # etc/demo-directory.ldif, on a loopback port), the store, rcptgate.conf,
-# lookupd's socket. slapd and lookupd are left running; the last lines
-# say how to change the directory, sync again, and stop them.
+# lookupd's socket, Postfix's smtp-sink standing in for the internal mail
+# server (it keeps each message it takes in ./demo/sink), rcptgate-smtpd
+# and its log. The servers are left running; the last lines say how to
+# change the directory, sync again, and stop them.
 set -e
 top_srcdir=$(cd "$(dirname "$0")/.." && pwd)
 B=$(pwd)
@@ -14,16 +17,33 @@ D="$B/demo"
 ADMIN="$B/rcptgate/rcptgate"
 LOOKUPD="$B/lookupd/rcptgate-lookupd"
 SYNCD="$B/syncd/rcptgate-syncd"
-for p in "$ADMIN" "$LOOKUPD" "$SYNCD"; do
+SMTPD="$B/smtpd/rcptgate-smtpd"
+SMTP_SINK=/usr/sbin/smtp-sink
+for p in "$ADMIN" "$LOOKUPD" "$SYNCD" "$SMTPD"; do
     [ -x "$p" ] || { echo "demo.sh: run it from the build directory after make ($p missing)" >&2; exit 1; }
 done
 [ -x /usr/sbin/slapd ] || { echo "demo.sh: slapd is not installed (sh scripts/deps.sh)" >&2; exit 1; }
-
-# A previous demo's servers go first.
-for pidfile in "$D/lookupd.pid" "$D/slapd/slapd.pid"; do
-    [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+for p in "$SMTP_SINK" swaks; do
+    command -v "$p" >/dev/null || { echo "demo.sh: $p is not installed (sh scripts/deps.sh)" >&2; exit 1; }
 done
-sleep 0.3
+
+# A previous demo's servers go first; wait (5 s at most) until they are gone.
+pids=""
+for pidfile in "$D/smtpd.pid" "$D/sink.pid" "$D/lookupd.pid" "$D/slapd/slapd.pid"; do
+    [ -f "$pidfile" ] || continue
+    pid=$(cat "$pidfile")
+    if kill "$pid" 2>/dev/null; then pids="$pids $pid"; fi
+done
+i=0
+for pid in $pids; do
+    while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+done
+# The sink's messages may live outside ./demo (see below).
+if [ -L "$D/sink" ]; then
+    case $(readlink "$D/sink") in
+    /tmp/rcptgate-demo-sink.*) rm -rf "$(readlink "$D/sink")" ;;
+    esac
+fi
 rm -rf "$D"
 mkdir -p "$D/postfix" "$D/slapd/db"
 : > "$D/postfix/main.cf"
@@ -48,7 +68,7 @@ directory $D/slapd/db
 CONF
 /usr/sbin/slapadd -q -w -f "$D/slapd/slapd.conf" -l "$top_srcdir/etc/demo-directory.ldif"
 port=""
-for try in 1 2 3 4 5; do
+for _ in 1 2 3 4 5; do
     p=$((20000 + $(od -An -N2 -tu2 /dev/urandom) % 10000))
     /usr/sbin/slapd -h "ldap://127.0.0.1:$p/" -f "$D/slapd/slapd.conf" 2>>"$D/slapd/slapd.log" || continue
     i=0
@@ -63,6 +83,44 @@ for try in 1 2 3 4 5; do
 done
 [ -n "$port" ] || { echo "demo.sh: slapd did not start (see $D/slapd/slapd.log)" >&2; exit 1; }
 echo "slapd on ldap://127.0.0.1:$port/ with $(grep -c '^dn:' "$top_srcdir/etc/demo-directory.ldif") entries (pid $(cat "$D/slapd/slapd.pid"))"
+
+echo
+echo "== the internal mail server: Postfix's smtp-sink, keeping each message in $D/sink"
+# As root smtp-sink must drop to a user (-u nobody), who must be able to
+# write there; a build tree under /root is out of nobody's reach, so the
+# messages then go to a directory in /tmp that ./demo/sink points to.
+sink_user=""
+sink_dir="$D/sink"
+mkdir -p "$sink_dir"
+if [ "$(id -u)" = 0 ]; then
+    sink_user="-u nobody"
+    chown nobody "$sink_dir"
+    if ! runuser -u nobody -- test -w "$sink_dir" 2>/dev/null; then
+        rmdir "$sink_dir"
+        sink_dir=$(mktemp -d /tmp/rcptgate-demo-sink.XXXXXX)
+        chown nobody "$sink_dir"
+        ln -s "$sink_dir" "$D/sink"
+    fi
+fi
+sink_port=""
+for _ in 1 2 3 4 5; do
+    p=$((20000 + $(od -An -N2 -tu2 /dev/urandom) % 10000))
+    # shellcheck disable=SC2086
+    nohup "$SMTP_SINK" $sink_user -d "$sink_dir/%M." "127.0.0.1:$p" 100 </dev/null >>"$D/sink.log" 2>&1 &
+    echo $! > "$D/sink.pid"
+    i=0
+    while [ $i -lt 30 ] && kill -0 "$(cat "$D/sink.pid")" 2>/dev/null; do
+        if swaks --server "127.0.0.1:$p" --quit-after connect --hide-all >/dev/null 2>&1; then
+            sink_port=$p
+            break 2
+        fi
+        sleep 0.1
+        i=$((i + 1))
+    done
+    kill "$(cat "$D/sink.pid")" 2>/dev/null || true
+done
+[ -n "$sink_port" ] || { echo "demo.sh: smtp-sink did not start (see $D/sink.log)" >&2; exit 1; }
+echo "smtp-sink on 127.0.0.1:$sink_port (pid $(cat "$D/sink.pid"))"
 
 printf 'demo-secret\n' > "$D/bind.password"
 chmod 600 "$D/bind.password"
@@ -82,6 +140,19 @@ stats_file = $D/lookupd.stats
 user =
 pid_file = $D/syncd.pid
 
+[smtpd]
+# Port 25 in real life; the demo's client at 127.0.0.1 is an outsider
+# (only 127.0.0.2 may relay), and there is no DNS here.
+listen = 127.0.0.1:$((port + 1))
+hostname = mx.example.com
+mynetworks = 127.0.0.2/32
+user =
+pid_file = $D/smtpd.pid
+stats_file = $D/smtpd.stats
+log_file = $D/smtpd.maillog
+reverse_lookup = no
+reject_unknown_sender_domain = off
+
 [source corp]
 type = ldap
 flavour = ad
@@ -94,9 +165,9 @@ CONF
 
 run() { echo "\$ $*"; "$@"; }
 echo
-echo "== the domains we accept mail for, and a static entry"
-run "$ADMIN" -c "$D/rcptgate.conf" domain add example.com 'smtp:[10.1.0.2]:25' 2>/dev/null
-run "$ADMIN" -c "$D/rcptgate.conf" domain add example.org 'smtp:[10.1.0.3]:25'
+echo "== the domains we accept mail for, with their next hop (here: smtp-sink), and a static entry"
+run "$ADMIN" -c "$D/rcptgate.conf" domain add example.com "smtp:[127.0.0.1]:$sink_port" 2>/dev/null
+run "$ADMIN" -c "$D/rcptgate.conf" domain add example.org "smtp:[127.0.0.1]:$sink_port"
 run "$ADMIN" -c "$D/rcptgate.conf" static add postmaster@example.com
 
 echo
@@ -145,14 +216,63 @@ run "$ADMIN" -c "$D/rcptgate.conf" query A.Smith+newsletter@Example.COM || true
 echo
 run "$ADMIN" -c "$D/rcptgate.conf" query carol@example.com || true
 
+echo
+echo "== start rcptgate-smtpd, the MX, relaying to smtp-sink"
+smtpd_port=""
+for _ in 1 2 3 4 5; do
+    p=$((20000 + $(od -An -N2 -tu2 /dev/urandom) % 10000))
+    sed -i "s/^listen = 127\.0\.0\.1:.*/listen = 127.0.0.1:$p/" "$D/rcptgate.conf"
+    # It binds, then detaches; the pid file appears once it serves.
+    "$SMTPD" -c "$D/rcptgate.conf" 2>>"$D/smtpd.stderr" || continue
+    i=0
+    while [ ! -s "$D/smtpd.pid" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    [ -s "$D/smtpd.pid" ] && { smtpd_port=$p; break; }
+done
+[ -n "$smtpd_port" ] || { echo "demo.sh: rcptgate-smtpd did not start (see $D/smtpd.stderr, $D/smtpd.maillog)" >&2; exit 1; }
+echo "listening on 127.0.0.1:$smtpd_port (pid $(cat "$D/smtpd.pid")), log lines in $D/smtpd.maillog"
+
+echo
+echo "== send it mail with swaks, from 127.0.0.1 (not in mynetworks)"
+# send_to TO: one transaction; of swaks's transcript only MAIL, RCPT, DATA,
+# the final dot and their replies (swaks exits non-zero on a rejection)
+send_to() {
+    echo "\$ swaks --server 127.0.0.1:$smtpd_port --ehlo client.example.net --from sender@example.net --to $1"
+    _out=$(swaks --server "127.0.0.1:$smtpd_port" --ehlo client.example.net \
+        --from sender@example.net --to "$1" 2>&1) || true
+    printf '%s\n' "$_out" | awk '
+        /^ -> (MAIL|RCPT|DATA|\.$)/ { show = 1; print "    " $0; next }
+        /^ -> / { show = 0; next }
+        /^(<-|<\*\*) / && show { print "    " $0 }'
+}
+sinkcount() { find "$D/sink/" -type f | wc -l | tr -d ' '; }
+echo "-- alice is in the directory: accepted, relayed; the 250 after the dot is smtp-sink's"
+send_to alice@example.com
+n=$(sinkcount)
+[ "$n" -gt 0 ] || { echo "demo.sh: nothing reached smtp-sink (see $D/smtpd.maillog, $D/sink.log)" >&2; exit 1; }
+echo "smtp-sink holds $n message(s); the Received: header rcptgate-smtpd added:"
+grep -h -A2 '^Received: from client\.example\.net' "$D"/sink/* | sed 's/^/    /'
+echo "-- mallory is not: refused at RCPT, before any DATA"
+send_to mallory@example.com
+echo "-- example.net is not our domain, and 127.0.0.1 may not relay"
+send_to someone@example.net
+echo "smtp-sink still holds $(sinkcount) message(s)"
+
+echo
+echo "== what smtpd logged, in Postfix's format ($D/smtpd.maillog)"
+sleep 0.2
+grep -E 'NOQUEUE: reject|: (client|from|to)=' "$D/smtpd.maillog" | sed 's/^/    /' || true
+
 cat <<MSG
 
-slapd and lookupd keep running. Change the directory and sync again:
+slapd, lookupd, smtp-sink and smtpd keep running. Change the directory and sync again:
     ldapmodify -x -H ldap://127.0.0.1:$port/ -D cn=admin,dc=demo,dc=example -w demo-secret
     $SYNCD -c $D/rcptgate.conf --once
 In Postfix's main.cf:
     relay_domains = socketmap:unix:$D/socketmap.sock:domains
     relay_recipient_maps = socketmap:unix:$D/socketmap.sock:recipients
     transport_maps = socketmap:unix:$D/socketmap.sock:transport
-Stop both with: kill \$(cat $D/lookupd.pid) \$(cat $D/slapd/slapd.pid)
+Send mail through the MX yourself:
+    swaks --server 127.0.0.1:$smtpd_port --ehlo client.example.net --from you@example.net --to bob@example.org
+Stop everything with:
+    kill \$(cat $D/smtpd.pid) \$(cat $D/sink.pid) \$(cat $D/lookupd.pid) \$(cat $D/slapd/slapd.pid)
 MSG
