@@ -452,6 +452,23 @@ static void smtp_session_timeout(SMTP_SESSION *s)
     smtp_session_goodbye(s, "421 4.4.2 %s Error: timeout exceeded", smtpd_hostname);
 }
 
+/*
+ * smtp_session_deadline - session_timeout for a client that goes quiet:
+ * once less than command_timeout is left, the read timeout is what is
+ * left (recomputed on every input, as each read restarts that timer), so
+ * the session ends on time and not command_timeout later.
+ */
+static void smtp_session_deadline(SMTP_SESSION *s)
+{
+    long long left = s->start_ms + var_smtpd_session_timeout_ms - smtp_session_now();
+    struct timeval tv;
+
+    if (left >= var_smtpd_cmd_timeout_ms || s->phase == PH_CLOSING)
+        return;
+    tv = smtp_session_tv(left > 0 ? left : 1);
+    bufferevent_set_timeouts(s->bev, &tv, smtp_session_cmd_tv);
+}
+
 /* ------------------------------------------------------------ greeting */
 
 /* smtp_session_banner - 220, unless the client talked first */
@@ -745,6 +762,7 @@ static void smtp_session_input(SMTP_SESSION *s)
         smtp_session_timeout(s);
         return;
     }
+    smtp_session_deadline(s);
     while (s->wait == W_NONE && s->phase != PH_CLOSING && s->phase != PH_TLS) {
         if (s->phase == PH_DATA) {
             int rc;
@@ -980,6 +998,7 @@ SMTP_SESSION *smtp_session_create(evutil_socket_t fd, const struct sockaddr *sa,
     smtp_session_n++;
     smtp_session_setcb(s);
     bufferevent_set_timeouts(s->bev, smtp_session_cmd_tv, smtp_session_cmd_tv);
+    smtp_session_deadline(s);
     /* Reading from the start: a client that talks before the banner is a pregreet. */
     bufferevent_enable(s->bev, EV_READ | EV_WRITE);
     smtpd_dns_client(smtp_session_dns, &s->c);
