@@ -1,10 +1,10 @@
 /*
- * cmd_stats.c - rcptgate stats: store figures and lookupd's counters
+ * cmd_stats.c - rcptgate stats: store figures, lookupd's and smtpd's counters
  *
  * The store part: domains, recipients, static entries, and per source its
  * size and last run (when, outcome, added/changed/removed), so a refused
- * or failed sync is visible here. The lookupd part comes from the file
- * lookupd rewrites every stats_interval (lines "name value"); it is marked
+ * or failed sync is visible here. The daemons' parts come from the files
+ * lookupd and smtpd rewrite every stats_interval (lines "name value"); each is marked
  * stale when its "updated" time is older than three intervals or its pid
  * is gone. A store that cannot be read still lets lookupd's part print,
  * and the exit status is then 2.
@@ -20,6 +20,7 @@
 
 #include "params.h"
 #include "rcptgate.h"
+#include "smtpd_params.h"
 
 #define STATS_MAX   64          /* counters kept from the file */
 
@@ -77,8 +78,8 @@ static int stats_store(void)
     return 0;
 }
 
-/* stats_read - lookupd's counters; 1 read, 0 no file, -1 unreadable */
-static int stats_read(const char *path, STATS_FILE *sf)
+/* stats_read - a daemon's counters; 1 read, 0 no file, -1 unreadable */
+static int stats_read(const char *who, const char *path, STATS_FILE *sf)
 {
     FILE *fp;
     char line[256];
@@ -87,7 +88,7 @@ static int stats_read(const char *path, STATS_FILE *sf)
     if ((fp = fopen(path, "r")) == NULL) {
         if (errno == ENOENT)
             return 0;
-        rcptgate_error("lookupd statistics %s: %s", path, strerror(errno));
+        rcptgate_error("%s statistics %s: %s", who, path, strerror(errno));
         return -1;
     }
     while (fgets(line, sizeof(line), fp) != NULL && sf->n < STATS_MAX) {
@@ -117,36 +118,76 @@ static long long stats_get(const STATS_FILE *sf, const char *name)
     return -1;
 }
 
+/*
+ * stats_header - "NAME pid P, started T, updated T" and STALE when the
+ * file was not rewritten for three intervals or its process is gone
+ */
+static void stats_header(const char *who, const STATS_FILE *sf, int interval_ms)
+{
+    char when[64];
+    long long pid = stats_get(sf, "pid");
+    long long updated = stats_get(sf, "updated");
+    long long started = stats_get(sf, "started");
+    long long now = (long long) time(NULL);
+    long long stale_after = 3LL * interval_ms / 1000;
+    const char *stale = NULL;
+
+    if (updated < 0 || now - updated > (stale_after > 0 ? stale_after : 3))
+        stale = "not updated for three stats intervals";
+    else if (pid <= 0 || (kill((pid_t) pid, 0) < 0 && errno == ESRCH))
+        stale = "its process is gone";
+    printf("%-18spid %lld, started %s", who, pid, rcptgate_time(started, when, sizeof(when)));
+    printf(", updated %s%s%s%s\n", rcptgate_time(updated, when, sizeof(when)),
+           stale ? " (STALE: " : "", stale ? stale : "", stale ? ")" : "");
+}
+
+/* stats_count - a counter for printing: absent counts as 0 */
+static long long stats_count(const STATS_FILE *sf, const char *name)
+{
+    long long v = stats_get(sf, name);
+
+    return v < 0 ? 0 : v;
+}
+
+/* stats_smtpd - rcptgate-smtpd's part */
+static void stats_smtpd(void)
+{
+    STATS_FILE sf;
+    int rc = var_smtpd_statsfile && *var_smtpd_statsfile
+        ? stats_read("smtpd", var_smtpd_statsfile, &sf) : 0;
+
+    if (rc <= 0) {
+        if (rc == 0)
+            printf("smtpd:            no statistics (not running?)\n");
+        return;
+    }
+    stats_header("smtpd:", &sf, var_smtpd_stats_ms);
+    printf("  connections:    %lld total, %lld current, %lld refused\n",
+           stats_count(&sf, "connections_total"), stats_count(&sf, "connections_current"),
+           stats_count(&sf, "connections_refused"));
+    printf("  recipients:     %lld accepted, %lld rejected\n",
+           stats_count(&sf, "rcpt_ok"), stats_count(&sf, "rcpt_rejected"));
+    printf("  messages:       %lld relayed\n", stats_count(&sf, "messages"));
+    printf("  protocol errors %lld, timeouts %lld\n",
+           stats_count(&sf, "protocol_errors"), stats_count(&sf, "timeouts"));
+}
+
 /* stats_lookupd - lookupd's part */
 static void stats_lookupd(void)
 {
     static const char *const maps[] = {"recipients", "domains", "transport", "unknown", NULL};
     static const char *const outcomes[] = {"ok", "notfound", "temp", "perm", NULL};
     STATS_FILE sf;
-    char when[64];
     char name[96];
-    long long pid, updated, started;
-    long long now = (long long) time(NULL);
-    long long stale_after = 3LL * var_lookupd_stats_ms / 1000;
-    const char *stale = NULL;
     int rc = var_lookupd_statsfile && *var_lookupd_statsfile
-        ? stats_read(var_lookupd_statsfile, &sf) : 0;
+        ? stats_read("lookupd", var_lookupd_statsfile, &sf) : 0;
 
     if (rc <= 0) {
         if (rc == 0)
             printf("lookupd:          no statistics (not running?)\n");
         return;
     }
-    pid = stats_get(&sf, "pid");
-    updated = stats_get(&sf, "updated");
-    started = stats_get(&sf, "started");
-    if (updated < 0 || now - updated > (stale_after > 0 ? stale_after : 3))
-        stale = "not updated for three stats intervals";
-    else if (pid <= 0 || (kill((pid_t) pid, 0) < 0 && errno == ESRCH))
-        stale = "its process is gone";
-    printf("lookupd:          pid %lld, started %s", pid, rcptgate_time(started, when, sizeof(when)));
-    printf(", updated %s%s%s%s\n", rcptgate_time(updated, when, sizeof(when)),
-           stale ? " (STALE: " : "", stale ? stale : "", stale ? ")" : "");
+    stats_header("lookupd:", &sf, var_lookupd_stats_ms);
     printf("  connections:    %lld total, %lld current\n",
            stats_get(&sf, "connections_total"), stats_get(&sf, "connections_current"));
     printf("  protocol errors %lld, timeouts %lld\n",
@@ -176,5 +217,6 @@ int cmd_stats(int argc, char **argv)
     }
     rc = stats_store();
     stats_lookupd();
+    stats_smtpd();
     return rc < 0 ? RCPTGATE_EX_STORE : RCPTGATE_EX_OK;
 }

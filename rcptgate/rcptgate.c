@@ -24,6 +24,7 @@
 #include "cfg.h"
 #include "params.h"
 #include "rcptgate.h"
+#include "smtpd_params.h"
 
 int rcptgate_verbose;
 
@@ -128,6 +129,24 @@ const char *rcptgate_time(long long t, char *buf, size_t size)
     return buf;
 }
 
+/*
+ * rcptgate_sections - every section of rcptgate.conf: the shared ones,
+ * lookupd's, syncd's and smtpd's, so that -n checks the whole file and
+ * stats finds smtpd's counters.
+ */
+static const CFG_SECTION *rcptgate_sections(void)
+{
+    static CFG_SECTION all[16];
+    int n = 0;
+
+    if (all[0].name == NULL) {
+        for (const CFG_SECTION *s = params_sections_for("rcptgate"); s->name && n < 14; s++)
+            all[n++] = *s;
+        all[n++] = (CFG_SECTION) {"smtpd", smtpd_params_table()};
+    }
+    return all;
+}
+
 int main(int argc, char **argv)
 {
     const char *conf = cfg_default_path();
@@ -158,7 +177,7 @@ int main(int argc, char **argv)
     }
     argc -= optind;
     argv += optind;
-    if (cfg_load(conf, params_sections_for("rcptgate")) != 0) {
+    if (cfg_load(conf, rcptgate_sections()) != 0) {
         rcptgate_error("%s: configuration errors", conf);
         return RG_EX_CONFIG;
     }

@@ -30,6 +30,7 @@ char *var_smtpd_pidfile;
 char *var_smtpd_log_file;
 char *var_smtpd_syslog_name;
 char *var_smtpd_statsfile;
+int var_smtpd_stats_ms;
 
 int var_smtpd_line_limit;
 long long var_smtpd_size_limit;
@@ -114,6 +115,7 @@ static const CFG_PARAM smtpd_params[] = {
     {"log_file", CFG_PATH, "", &var_smtpd_log_file, 0, 0, NULL, NULL},
     {"syslog_name", CFG_STR, "postfix-rcptgate", &var_smtpd_syslog_name, 0, 0, NULL, NULL},
     {"stats_file", CFG_PATH, RG_LOCALSTATEDIR "/lib/rcptgate/smtpd.stats", &var_smtpd_statsfile, 0, 0, NULL, NULL},
+    {"stats_interval", CFG_TIME, "10s", &var_smtpd_stats_ms, 1000, 3600000, NULL, NULL},
 
     {"line_length_limit", CFG_INT, "2048", &var_smtpd_line_limit, 512, 1000000, NULL, NULL},
     {"message_size_limit", CFG_SIZE, "10240000", &var_smtpd_size_limit, 1000, 4000000000LL, NULL, NULL},
@@ -196,6 +198,12 @@ enum smtpd_mode smtpd_mode(const char *value)
     if (strcmp(value, "warn") == 0 || var_smtpd_warn_if_reject)
         return SMTPD_WARN;
     return SMTPD_ENFORCE;
+}
+
+/* smtpd_params_table - the [smtpd] parameters */
+const CFG_PARAM *smtpd_params_table(void)
+{
+    return smtpd_params;
 }
 
 /* smtpd_params_sections - [store], [address], [log] and [smtpd] */

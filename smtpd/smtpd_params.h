@@ -22,6 +22,7 @@ extern char *var_smtpd_pidfile;         /* pid_file */
 extern char *var_smtpd_log_file;        /* log_file: also write syslog-format lines here ("" none) */
 extern char *var_smtpd_syslog_name;     /* syslog_name: lines read "<syslog_name>/smtpd[pid]: ..." */
 extern char *var_smtpd_statsfile;       /* stats_file */
+extern int var_smtpd_stats_ms;          /* stats_interval: how often stats_file is rewritten */
 
 /* Limits (Postfix's names in comments). */
 extern int var_smtpd_line_limit;        /* line_length_limit (2048): longer command -> 500 5.5.2 */
@@ -109,6 +110,9 @@ enum smtpd_mode { SMTPD_OFF = 0, SMTPD_WARN = 1, SMTPD_ENFORCE = 2 };
  * warn_if_reject applied (an enforcing check becomes warn-only).
  */
 enum smtpd_mode smtpd_mode(const char *value);
+
+/* smtpd_params_table - the [smtpd] table alone (for the admin command's -n and stats) */
+const CFG_PARAM *smtpd_params_table(void);
 
 /* smtpd_params_sections - the sections rcptgate-smtpd reads (static array) */
 const CFG_SECTION *smtpd_params_sections(void);

@@ -18,11 +18,20 @@ for prog in "$RG_LOOKUPD" "$RG_ADMIN"; do
     check "$prog" "$CONF"
     tl_is "$rc" 0 "$name -n accepts the test config"
 
-    # Keys of other programs' sections are not this program's business.
+    # Keys of other programs' sections are not lookupd's business; the
+    # admin command checks [smtpd] too (not the [source NAME] families).
     cp "$CONF" "$T/other.conf"
-    printf '[smtpd]\nsome_future_key = 1\n[source corp]\ntype = ldap\n' >> "$T/other.conf"
+    printf '[smtpd]\nhostname = mx.example.com\n[source corp]\ntype = ldap\n' >> "$T/other.conf"
     check "$prog" "$T/other.conf"
-    tl_is "$rc" 0 "$name -n skips [smtpd] and [source NAME]"
+    tl_is "$rc" 0 "$name -n skips [source NAME] and takes a good [smtpd]"
+    cp "$CONF" "$T/other.conf"
+    printf '[smtpd]\nsome_future_key = 1\n' >> "$T/other.conf"
+    check "$prog" "$T/other.conf"
+    if [ "$name" = rcptgate ]; then
+        tl_is "$rc" 78 "$name -n checks [smtpd] keys"
+    else
+        tl_is "$rc" 0 "$name -n skips [smtpd]"
+    fi
 
     cp "$CONF" "$T/bad.conf"
     printf 'busy_timeot = 5s\n' >> "$T/bad.conf"     # line 15, in [lookupd]

@@ -169,11 +169,22 @@ tl_is "$(stats_value rcpt_rejected "$T/stats.1")" 1 "stats: rcpt_rejected"
 tl_is "$(stats_value protocol_errors "$T/stats.1")" 1 "stats: protocol_errors (the bare LF)"
 tl_is "$(stats_value store "$T/stats.1")" open "stats: the store is open"
 tl_is "$(find "$T" -maxdepth 1 -name 'smtpd.stats.tmp' | wc -l | tr -d ' ')" 0 "stats: no temporary file left"
+tl_admin stats > "$T/admin.stats" 2>&1
+tl_like "$(grep '^smtpd:' "$T/admin.stats")" "^smtpd: +pid $SMTPD_PID, started .*, updated [0-9T:Z-]+$" \
+    "rcptgate stats: names smtpd's pid, not stale"
+tl_like "$(cat "$T/admin.stats")" "recipients: +2 accepted, 1 rejected" "rcptgate stats: smtpd's recipient counters"
+tl_like "$(cat "$T/admin.stats")" "messages: +1 relayed" "rcptgate stats: smtpd's messages"
 
 # And at exit.
 sm_chat '<' '>QUIT\r\n' '<'
 sm_stop
 tl_is "$(stats_value connections_total)" 8 "stats: written again at exit"
+tl_admin stats > "$T/admin.stats" 2>&1
+tl_like "$(grep '^smtpd:' "$T/admin.stats")" "STALE: its process is gone" "rcptgate stats: a stopped smtpd is shown as stale"
+printf '[smtpd]\nstats_interval = often\n' > "$T/bad.conf"
+"$RG_ADMIN" -c "$T/bad.conf" -n 2>"$T/bad.err"
+tl_is $? 78 "rcptgate -n checks [smtpd] too"
+tl_like "$(cat "$T/bad.err")" "bad.conf:2" "rcptgate -n names the line of a bad [smtpd] key"
 if sm_sanitizer_ok; then
     tl_ok 0 "no sanitizer reports"
 else
