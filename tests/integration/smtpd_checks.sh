@@ -58,25 +58,6 @@ phase() {
     sm_start
 }
 
-# rcpt_reply - the server's reply to RCPT TO in the last transcript
-rcpt_reply() {
-    awk '/^ -> RCPT TO:/ { if ((getline line) > 0) { sub(/^<(-|\*\*) +/, "", line); print line } exit }' \
-        "$T/swaks.out"
-}
-
-# ck DESC WANT SWAKS-ARGS... - the reply to RCPT must be exactly WANT
-ck() {
-    _desc=$1
-    _want=$2
-    shift 2
-    sm_swaks --quit-after RCPT "$@"
-    _got=$(rcpt_reply)
-    tl_is "$_got" "$_want" "$_desc"
-    if [ "$_got" != "$_want" ]; then
-        sed 's/^/#   /' "$T/swaks.out" | tail -6
-    fi
-}
-
 # ck_form DESC RCPT SWAKS-ARGS... - an open-relay form: refused at RCPT as
 # relaying (554), or already by the protocol parser as bad syntax (501)
 ck_form() {

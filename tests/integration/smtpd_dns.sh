@@ -88,25 +88,6 @@ phase() {
     sm_start
 }
 
-# rcpt_reply - the server's reply to RCPT TO in the last transcript
-rcpt_reply() {
-    awk '/^ -> RCPT TO:/ { if ((getline line) > 0) { sub(/^<(-|\*\*) +/, "", line); print line } exit }' \
-        "$T/swaks.out"
-}
-
-# ck DESC WANT SWAKS-ARGS... - the reply to RCPT must be exactly WANT
-ck() {
-    _desc=$1
-    _want=$2
-    shift 2
-    sm_swaks --quit-after RCPT "$@"
-    _got=$(rcpt_reply)
-    tl_is "$_got" "$_want" "$_desc"
-    if [ "$_got" != "$_want" ]; then
-        sed 's/^/#   /' "$T/swaks.out" | tail -6
-    fi
-}
-
 # from WANT DESC SENDER [ARGS] - an outsider with a clean HELO to a valid recipient
 from() {
     _want=$1

@@ -12,6 +12,9 @@
 #   sm_stop               SIGTERM it and wait
 #   sm_swaks ARGS         swaks against it: transcript in $T/swaks.out, exit status returned
 #   sm_port               a free-looking port in 10000..31999
+#   ck DESC WANT ARGS...  swaks up to RCPT: the reply must be exactly WANT (rcpt_reply)
+#   rc SRC PORT STEP...   one session through tests/tools/smtp_timed.py
+#                         (each reply timed): rc_line N, rc_ms N, rc_all N
 #
 # After sm_init: SMTPD_PORT, SMTPD_SUB_PORT (a submission listener),
 # SMTPD_LOG, SMTPD_PID (after sm_start).
@@ -146,4 +149,42 @@ sm_sink_start() {
 
 sm_sink_count() {
     find "$T/sink" -type f | wc -l | tr -d ' '
+}
+
+# ---------------------------------------------------------------- timed raw client
+# rc SRC PORT STEPS... - run the raw client; its output in $T/rc.out
+rc() {
+    "${PYTHON:-python3}" "$top_srcdir/tests/tools/smtp_timed.py" "$@" > "$T/rc.out" 2>"$T/rc.err"
+}
+# rc_line N - the last line of the Nth reply (1 = banner)
+rc_line() {
+    sed -n "${1}p" "$T/rc.out" | cut -f1 | cut -d' ' -f2-
+}
+# rc_ms N - how long the Nth reply took, ms
+rc_ms() {
+    sed -n "${1}p" "$T/rc.out" | cut -d' ' -f1
+}
+# rc_all N - the whole Nth reply
+rc_all() {
+    sed -n "${1}p" "$T/rc.out" | cut -f2
+}
+
+# ---------------------------------------------------------------- RCPT replies through swaks
+# rcpt_reply - the server's reply to RCPT TO in the last transcript
+rcpt_reply() {
+    awk '/^ -> RCPT TO:/ { if ((getline line) > 0) { sub(/^<(-|\*\*) +/, "", line); print line } exit }' \
+        "$T/swaks.out"
+}
+
+# ck DESC WANT SWAKS-ARGS... - the reply to RCPT must be exactly WANT
+ck() {
+    _desc=$1
+    _want=$2
+    shift 2
+    sm_swaks --quit-after RCPT "$@"
+    _got=$(rcpt_reply)
+    tl_is "$_got" "$_want" "$_desc"
+    if [ "$_got" != "$_want" ]; then
+        sed 's/^/#   /' "$T/swaks.out" | tail -6
+    fi
 }
