@@ -8,7 +8,7 @@
  * transaction, and record the run. The pieces they have in common live
  * here: an arena for the strings of the set, statements prepared on first
  * use, the source row (found, type-checked, created), the write lock, the
- * run record and the refusal of a run.
+ * run record and the refusal of a run, and batched (multi-row) INSERTs.
  */
 #include "config.h"
 
@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "store_int.h"
+#include "store_sync_int.h"
 #include "xalloc.h"
 
 #define STORE_CHUNK_SIZE    (1024 * 1024)
@@ -333,4 +334,152 @@ void store_bulk_lap(STORE *st, const char *what, struct timespec *t)
     log_debug("store %s: %s: %lld ms", st->path, what,
               (long long) (now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000);
     *t = now;
+}
+
+/*
+ * --- batched inserts
+ *
+ * A million single-row INSERTs pay SQLite's per-statement cost (opening
+ * and closing a cursor per B-tree, the mutexes, the halt and reset) a
+ * million times; one INSERT of many rows (VALUES (...), (...), ...)
+ * pays it once per batch. Row values are kept here (text by pointer: it
+ * must stay valid until the batch is flushed) and bound when the batch
+ * runs; the last, shorter batch gets a statement of its own size.
+ */
+
+/* store_bulk_batch_sql - the INSERT text for rows rows */
+static char *store_bulk_batch_sql(const STORE_BATCH *b, int rows)
+{
+    size_t cap = strlen(b->head) + strlen(b->tail) + (size_t) rows * ((size_t) b->ncols * 8 + 4) + 1;
+    char *sql = xmalloc(cap);
+    size_t len = 0;
+    int param = b->nfixed + 1;
+
+    len += (size_t) snprintf(sql + len, cap - len, "%s", b->head);
+    for (int r = 0; r < rows; r++) {
+        len += (size_t) snprintf(sql + len, cap - len, "%s(", r ? ", " : "");
+        for (int c = 0; c < b->ncols; c++)
+            len += (size_t) snprintf(sql + len, cap - len, "%s?%d", c ? ", " : "",
+                                     b->cols[c] > 0 ? b->cols[c] : param++);
+        len += (size_t) snprintf(sql + len, cap - len, ")");
+    }
+    snprintf(sql + len, cap - len, "%s", b->tail);
+    return sql;
+}
+
+/* store_bulk_batch_prepare - a statement for rows rows, its fixed parameters bound */
+static sqlite3_stmt *store_bulk_batch_prepare(STORE *st, const STORE_BATCH *b, int rows)
+{
+    char *sql = store_bulk_batch_sql(b, rows);
+    sqlite3_stmt *s = NULL;
+
+    if (sqlite3_prepare_v3(st->db, sql, -1, rows == b->max ? SQLITE_PREPARE_PERSISTENT : 0,
+                           &s, NULL) != SQLITE_OK) {
+        store_fail(st, b->what);
+        free(sql);
+        return NULL;
+    }
+    free(sql);
+    for (int i = 0; i < b->nfixed; i++) {
+        if (sqlite3_bind_int64(s, i + 1, b->fixed[i]) != SQLITE_OK) {
+            store_fail(st, b->what);
+            sqlite3_finalize(s);
+            return NULL;
+        }
+    }
+    return s;
+}
+
+/*
+ * store_bulk_batch_init - an empty batch of INSERT head (...) VALUES
+ * rows tail. cols[c] > 0: column c is fixed parameter cols[c] (1 ..
+ * nfixed, values in fixed[]); 0: a value of each row.
+ */
+void store_bulk_batch_init(STORE_BATCH *b, const char *what, const char *head,
+                           const char *tail, const int *cols, int ncols, const long long *fixed,
+                           int nfixed)
+{
+    memset(b, 0, sizeof(*b));
+    b->what = what;
+    b->head = head;
+    b->tail = tail;
+    b->cols = cols;
+    b->ncols = ncols;
+    b->nfixed = nfixed < STORE_BATCH_FIXED ? nfixed : STORE_BATCH_FIXED;
+    for (int i = 0; i < b->nfixed; i++)
+        b->fixed[i] = fixed[i];
+    for (int c = 0; c < ncols; c++)
+        if (cols[c] == 0)
+            b->nrow++;
+    b->max = STORE_BATCH_VALUES / (b->nrow ? b->nrow : 1);
+    if (b->max > STORE_BATCH_ROWS)
+        b->max = STORE_BATCH_ROWS;
+}
+
+/* store_bulk_batch_run - run the batch's rows (a full statement or one of their number) */
+static int store_bulk_batch_run(STORE *st, STORE_BATCH *b)
+{
+    sqlite3_stmt *s;
+    int rows = b->nrow ? b->nval / b->nrow : 0;
+    int rc = SQLITE_OK;
+
+    if (rows == 0)
+        return 0;
+    if (rows == b->max) {
+        if (b->full == NULL && (b->full = store_bulk_batch_prepare(st, b, rows)) == NULL)
+            return -1;
+        s = b->full;
+    } else if ((s = store_bulk_batch_prepare(st, b, rows)) == NULL) {
+        return -1;
+    }
+    for (int i = 0; i < b->nval && rc == SQLITE_OK; i++) {
+        const STORE_BATCH_VAL *v = &b->val[i];
+
+        rc = v->s ? sqlite3_bind_text(s, b->nfixed + i + 1, v->s, -1, SQLITE_STATIC)
+            : sqlite3_bind_int64(s, b->nfixed + i + 1, v->i);
+    }
+    if (rc != SQLITE_OK)
+        rc = store_fail(st, b->what);
+    else if ((rc = store_step_done(st, s, b->what)) == 0)
+        b->changes += sqlite3_changes(st->db);
+    if (s != b->full)
+        sqlite3_finalize(s);
+    b->nval = 0;
+    return rc;
+}
+
+/* store_bulk_batch_text - the next value of the current row: text, kept by pointer */
+void store_bulk_batch_text(STORE_BATCH *b, const char *s)
+{
+    b->val[b->nval].s = s;
+    b->val[b->nval++].i = 0;
+}
+
+/* store_bulk_batch_int - the next value of the current row: a number */
+void store_bulk_batch_int(STORE_BATCH *b, long long i)
+{
+    b->val[b->nval].s = NULL;
+    b->val[b->nval++].i = i;
+}
+
+/* store_bulk_batch_row - the current row is complete: run the batch when full */
+int store_bulk_batch_row(STORE *st, STORE_BATCH *b)
+{
+    if (b->nval < b->max * b->nrow)
+        return 0;
+    return store_bulk_batch_run(st, b);
+}
+
+/* store_bulk_batch_flush - run the rows not run yet */
+int store_bulk_batch_flush(STORE *st, STORE_BATCH *b)
+{
+    return store_bulk_batch_run(st, b);
+}
+
+/* store_bulk_batch_free - finalize the batch's statement (rows not flushed are dropped) */
+void store_bulk_batch_free(STORE_BATCH *b)
+{
+    sqlite3_finalize(b->full);
+    b->full = NULL;
+    b->nval = 0;
 }

@@ -3,7 +3,9 @@
  *
  * A pull in progress (full or incremental) and its objects, the prepared
  * statements both use, and the helpers store_sync.c lends store_delta.c:
- * copying objects in, hash tables of guids and DNs, and the row writes.
+ * copying objects in, hash tables of guids and DNs (store_sync_map.c),
+ * and the row writes.
+ * Also the batched INSERT of store_bulk.c, which the bulk writers share.
  * Programs use store_sync.h.
  */
 #ifndef RG_STORE_SYNC_INT_H
@@ -15,6 +17,55 @@
 #include "store_sync.h"
 
 #define SYNC_KINDS  32                  /* distinct kinds in one pull */
+
+/* --- batched inserts (store_bulk.c) */
+
+#define STORE_BATCH_VALUES  512         /* row values per INSERT statement, at most */
+#define STORE_BATCH_ROWS    128         /* rows per INSERT statement, at most */
+#define STORE_BATCH_FIXED   4           /* parameters shared by every row */
+
+/* One value of a row: text (kept by pointer) or, when s is NULL, a number. */
+typedef struct store_batch_val {
+    const char *s;
+    long long i;
+} STORE_BATCH_VAL;
+
+/*
+ * A multi-row INSERT in the making: rows are collected and run
+ * STORE_BATCH_ROWS (or fewer, see store_bulk_batch_init) at a time.
+ * Text values are bound without a copy: they must live until the flush.
+ */
+typedef struct store_batch {
+    const char *what;                   /* for error messages */
+    const char *head;                   /* "INSERT INTO t (a, b) VALUES " */
+    const char *tail;                   /* "" or e.g. " ON CONFLICT DO NOTHING" */
+    const int *cols;                    /* per column: fixed parameter number, or 0 */
+    int ncols, nrow, nfixed;            /* columns, values per row, fixed parameters */
+    int max;                            /* rows per full statement */
+    long long fixed[STORE_BATCH_FIXED];
+    sqlite3_stmt *full;                 /* the statement of max rows */
+    STORE_BATCH_VAL val[STORE_BATCH_VALUES];
+    int nval;                           /* values collected */
+    long long changes;                  /* rows the statements changed */
+} STORE_BATCH;
+
+/*
+ * store_bulk_batch_init - an empty batch of INSERT head VALUES rows tail.
+ * cols[c] > 0: column c is fixed parameter cols[c] (1 .. nfixed, values
+ * fixed[]); 0: a value of each row, given in column order with
+ * store_bulk_batch_text/int, each row ended by store_bulk_batch_row.
+ */
+void store_bulk_batch_init(STORE_BATCH *b, const char *what, const char *head,
+                           const char *tail, const int *cols, int ncols, const long long *fixed,
+                           int nfixed);
+void store_bulk_batch_text(STORE_BATCH *b, const char *s);
+void store_bulk_batch_int(STORE_BATCH *b, long long i);
+/* store_bulk_batch_row - end a row; runs the batch when full (0 or -1) */
+int store_bulk_batch_row(STORE *st, STORE_BATCH *b);
+/* store_bulk_batch_flush - run the rows collected (0 or -1) */
+int store_bulk_batch_flush(STORE *st, STORE_BATCH *b);
+/* store_bulk_batch_free - finalize its statement; rows not flushed are dropped */
+void store_bulk_batch_free(STORE_BATCH *b);
 
 /* What the merge decided for an object or an address. */
 enum sync_op {
@@ -77,6 +128,7 @@ typedef struct sync_map {
 struct store_sync {
     STORE_RUN run;
     int delta;                          /* store_delta_*, not store_sync_* */
+    int fk_off;                         /* full: foreign keys off, cascades by hand */
     int merged;                         /* objects and addresses compared (under the lock) */
     STORE_ARENA arena;
     SYNC_OBJ *objs;
@@ -95,6 +147,8 @@ struct store_sync {
     long long *ids;                     /* scratch: one group's member ids */
     size_t nids, capids;
     uint32_t *byid;                     /* full: object indexes in id order */
+    size_t nbyid;                       /*   how many so far (see sync_byid) */
+    int byid_unsorted;                  /*   the scan did not come in id order */
     SYNC_MAP guids;                     /* guid -> object */
     SYNC_MAP dns;                       /* full: DN -> object; delta: DN -> need[] */
     const char **need;                  /* delta: the member DNs to resolve */
@@ -116,6 +170,7 @@ enum store_sstmt {
     SSTMT_OBJ_INSERT,
     SSTMT_OBJ_UPDATE,
     SSTMT_OBJ_DELETE,
+    SSTMT_OBJ_MAX,
     SSTMT_RCPT_GET,
     SSTMT_RCPT_OF,
     SSTMT_RCPT_INSERT,
@@ -132,6 +187,10 @@ enum store_sstmt {
     SSTMT_STATE_GET,
     SSTMT_AGE,
     SSTMT_FOREIGN_KEYS,
+    SSTMT_FK_REFS,
+    SSTMT_LOGIN_DEL_OBJ,
+    SSTMT_MEMBER_DEL_GROUP,
+    SSTMT_MEMBER_DEL_MEMBER,
     SSTMT_COUNT
 };
 
@@ -155,11 +214,16 @@ void *store_sync_grow(void *p, size_t *cap, size_t n, size_t size, size_t first)
 /* store_sync_unique_ids - sort ids and drop repeats; the new count */
 size_t store_sync_unique_ids(long long *v, size_t n);
 
+/* The guid and DN tables: store_sync_map.c. */
+
 /* store_sync_map_init - an empty table for up to n keys found through base/stride */
 void store_sync_map_init(SYNC_MAP *m, size_t n, const void *base, size_t stride, int nocase);
 
 /* store_sync_map_slot - the slot holding key, or the empty slot where it would go */
 uint32_t *store_sync_map_slot(const SYNC_MAP *m, const char *key);
+
+/* store_sync_map_free - free a table's slots */
+void store_sync_map_free(SYNC_MAP *m);
 
 /*
  * store_sync_index_guids - the guid table over the pull. Of several
