@@ -432,6 +432,29 @@ static int source_file_exists(const char *path, char *why, size_t size)
     return 1;
 }
 
+/*
+ * source_key_file_ok - a private key that others may not touch. Unlike a
+ * password file, a group may read it: Debian's keys are 0640 root:ssl-cert
+ * for the daemons in that group. Writable by the group or open to others
+ * is refused, as a leaked key is a leaked identity.
+ */
+static int source_key_file_ok(const char *path, char *why, size_t size)
+{
+    struct stat sb;
+
+    if (stat(path, &sb) < 0) {
+        snprintf(why, size, "%s: %s", path, strerror(errno));
+        return 0;
+    }
+    if (sb.st_mode & (S_IWGRP | S_IRWXO)) {
+        snprintf(why, size, "%s is accessible by %s (mode %04o): chmod 600 it (or 640 for a group of its own)",
+                 path, (sb.st_mode & S_IRWXO) ? "others" : "its group for writing",
+                 (unsigned) (sb.st_mode & 07777));
+        return 0;
+    }
+    return 1;
+}
+
 /* source_verr - one validation error as file:line: [source NAME] text */
 static void RG_PRINTF(4, 5) source_verr(const char *file, int line, const char *name, const char *fmt, ...)
 {
@@ -568,7 +591,7 @@ static int source_validate_ldap(const char *file, int line, const char *name, co
         source_verr(file, line, name, "cert_file %s", why);
         errors++;
     }
-    if (*c->key_file && !source_file_exists(c->key_file, why, sizeof(why))) {
+    if (*c->key_file && !source_key_file_ok(c->key_file, why, sizeof(why))) {
         source_verr(file, line, name, "key_file %s", why);
         errors++;
     }

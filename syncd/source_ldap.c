@@ -164,7 +164,7 @@ static int source_ldap_tls_setup(SOURCE_LDAP *sl, LDAP *ld, char *why, size_t si
     }
     if (ldap_set_option(ld, LDAP_OPT_X_TLS_NEWCTX, &client) != LDAP_OPT_SUCCESS) {
         snprintf(why, size, "TLS setup failed: is ca_file%s a readable PEM file?",
-                 *c->cert_file ? " (or cert_file, key_file)" : "");
+                 *c->cert_file ? " (or cert_file, key_file; and is key_file the key of cert_file)" : "");
         return -1;
     }
     return 0;
@@ -213,8 +213,26 @@ static int source_ldap_bind(SOURCE_LDAP *sl, int tls, char *why, size_t size)
         rc = ldap_sasl_interactive_bind_s(sl->ld, NULL, mech, NULL, NULL, LDAP_SASL_QUIET,
                                           source_ldap_interact, sl);
         if (rc != LDAP_SUCCESS) {
+            /*
+             * Hints for EXTERNAL over TLS. The mechanism is unavailable on
+             * our side when the handshake sent no certificate: the server
+             * did not ask for one, or asked for CAs that did not sign
+             * cert_file (GnuTLS then sends none). Under TLS 1.3 a server
+             * that refuses the certificate does so after the client's side
+             * of the handshake, and libldap's SASL code says "Local error".
+             */
+            const char *hint = "";
+
+            if (tls != SOURCE_TLS_NONE && strcmp(mech, "EXTERNAL") == 0) {
+                if (rc == LDAP_AUTH_UNKNOWN)
+                    hint = ": no client certificate went to the server (does it ask for one, "
+                        "e.g. TLSVerifyClient try, and trust the CA that signed cert_file?)";
+                else if (rc == LDAP_LOCAL_ERROR)
+                    hint = ": the connection failed after the TLS handshake (did the server refuse "
+                        "the client certificate? is cert_file signed by a CA it trusts?)";
+            }
             if (!source_ldap_unreachable(sl, rc, why, size))
-                snprintf(why, size, "SASL %s bind: %s", mech, source_ldap_diag(sl, rc, diag, sizeof(diag)));
+                snprintf(why, size, "SASL %s bind: %s%s", mech, source_ldap_diag(sl, rc, diag, sizeof(diag)), hint);
             return -1;
         }
         return 0;

@@ -18,6 +18,8 @@
 #   slapd_pause | slapd_resume   SIGSTOP | SIGCONT: a server that hangs
 #   slapd_restart            stop and start again on the same ports and data
 #   slapd_acl TEXT           the database's access rules (applied at the next start)
+#   slapd_client_cert NAME SUBJECT [wrong]   a client certificate (after slapd_init tls)
+#   slapd_ldapi              also listen on ldapi:// (call before slapd_start)
 #   slapd_add / slapd_modify [FILE]   ldapadd / ldapmodify as the rootdn (stdin)
 #   slapd_delete DN...       ldapdelete as the rootdn
 #   slapd_search ARGS...     ldapsearch -LLL as the rootdn
@@ -28,6 +30,8 @@
 # After slapd_init: SLAPD_URI (ldap://127.0.0.1:PORT/), SLAPD_URI_TLS
 # (ldaps://, with tls), SLAPD_CA (the test CA), SLAPD_WRONG_CA (another
 # CA that did not sign the server's certificate), SLAPD_SUFFIX,
+# SLAPD_URI_LDAPI (after slapd_ldapi, which sets it; the socket is
+# SLAPD_LDAPI),
 # SLAPD_ROOTDN/SLAPD_ROOTPW, SLAPD_SYNC_DN/SLAPD_SYNC_PW (the account
 # syncd binds as; ordinary user limits apply to it, not the rootdn's).
 #
@@ -58,6 +62,12 @@ SLAPD_PRTOTAL=unlimited
 # slapd.conf's "security" line, e.g. "simple_bind=128" to refuse simple
 # binds without TLS; applied at the next (re)start.
 SLAPD_SECURITY=""
+# TLSVerifyClient: "try" or "demand" asks clients for a certificate signed
+# by the test CA (SASL EXTERNAL); set before slapd_init or slapd_restart.
+SLAPD_VERIFY_CLIENT=never
+# Lines for slapd.conf's global part, e.g. authz-regexp rules; set before
+# slapd_init or slapd_restart.
+SLAPD_GLOBAL_CONF=""
 SLAPD_PID=""
 
 # Tests must not depend on the machine's ldap.conf or ~/.ldaprc (a
@@ -122,6 +132,31 @@ slapd_certs() {
     SLAPD_WRONG_CA="$_sl_d/wrong-ca.pem"
 }
 
+# slapd_client_cert NAME SUBJECT [wrong] - a client certificate for SASL
+# EXTERNAL, signed by the test CA (or by the wrong CA), in
+# $SLAPD_DIR/tls/NAME.pem with its key in NAME.key (mode 0600); SUBJECT as
+# openssl writes it, e.g. "/O=rcptgate test/CN=syncd client"
+slapd_client_cert() {
+    _sl_d="$SLAPD_DIR/tls"
+    _sl_ca=ca
+    [ "$3" = wrong ] && _sl_ca=wrong-ca
+    (umask 077 && openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "$2" \
+        -keyout "$_sl_d/$1.key" -out "$_sl_d/$1.csr" 2>>"$_sl_d/openssl.log") || return 1
+    printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature" \
+        "extendedKeyUsage=clientAuth" > "$_sl_d/$1.ext"
+    openssl x509 -req -in "$_sl_d/$1.csr" -CA "$_sl_d/$_sl_ca.pem" -CAkey "$_sl_d/$_sl_ca.key" \
+        -CAcreateserial -days 2 -extfile "$_sl_d/$1.ext" \
+        -out "$_sl_d/$1.pem" 2>>"$_sl_d/openssl.log"
+}
+
+# slapd_ldapi - listen on a unix socket under $SLAPD_DIR too (ldapi://,
+# with SASL EXTERNAL naming the peer's uid and gid); before slapd_start
+slapd_ldapi() {
+    SLAPD_LDAPI="$SLAPD_DIR/ldapi"
+    # The path, %-encoded as the host part of the URI
+    SLAPD_URI_LDAPI="ldapi://$(printf '%s' "$SLAPD_LDAPI" | sed 's/%/%25/g; s|/|%2F|g; s/ /%20/g; s/,/%2C/g')/"
+}
+
 # slapd_acl TEXT - the database's access rules; take effect at the next start
 slapd_acl() {
     printf '%s\n' "$1" > "$SLAPD_DIR/acl.conf"
@@ -158,8 +193,9 @@ slapd_write_conf() {
             echo "TLSCACertificateFile $SLAPD_DIR/tls/ca.pem"
             echo "TLSCertificateFile $SLAPD_DIR/tls/server.pem"
             echo "TLSCertificateKeyFile $SLAPD_DIR/tls/server.key"
-            echo "TLSVerifyClient never"
+            echo "TLSVerifyClient $SLAPD_VERIFY_CLIENT"
         fi
+        [ -n "$SLAPD_GLOBAL_CONF" ] && printf '%s\n' "$SLAPD_GLOBAL_CONF"
         # The frontend: the rootDSE and the schema for anyone.
         echo 'access to dn.base="" by * read'
         echo 'access to dn.base="cn=Subschema" by * read'
@@ -190,6 +226,8 @@ slapd_init() {
     mkdir -p "$SLAPD_DIR/db"
     SLAPD_TLS=""
     SLAPD_URI_TLS=""
+    SLAPD_LDAPI=""
+    SLAPD_URI_LDAPI=""
     SLAPD_PORT=$(slapd_port)
     SLAPD_TLS_PORT=""
     if [ "$1" = tls ]; then
@@ -245,6 +283,8 @@ slapd_uris() {
         SLAPD_URI_TLS="ldaps://127.0.0.1:$SLAPD_TLS_PORT/"
         SLAPD_LISTEN="$SLAPD_LISTEN $SLAPD_URI_TLS"
     fi
+    [ -n "$SLAPD_LDAPI" ] && SLAPD_LISTEN="$SLAPD_LISTEN $SLAPD_URI_LDAPI"
+    return 0
 }
 
 # slapd_run - start slapd on the current ports; 0 ready, 1 it exited, 2 no answer
