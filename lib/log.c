@@ -1,16 +1,27 @@
 /*
  * log.c - diagnostics to syslog and stderr
  *
- * One line per event. syslog is opened lazily with LOG_PID under facility
- * mail, where postmasters look for mail-system messages. Lines longer than
- * the internal buffer are truncated, never split.
+ * One line per event. syslog is opened with LOG_PID under facility mail,
+ * where postmasters look for mail-system messages. Lines longer than the
+ * internal buffer are truncated, never split.
+ *
+ * Where nothing listens on the syslog socket (containers, test machines)
+ * glibc's syslog() tries socket() and connect() again for every line and
+ * drops it. So we look for a listener ourselves at log_init() and then at
+ * most once a minute, and skip syslog() while there is none: the same
+ * lines are lost, without two failing system calls each.
  */
 #include "config.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include "log.h"
 
@@ -20,16 +31,80 @@ static int log_syslog = 0;
 static int log_debug_on = 0;
 static void (*log_hook)(int, const char *);
 
+#ifndef LOG_SYSLOG_PATH
+#define LOG_SYSLOG_PATH     "/dev/log"  /* glibc's _PATH_LOG */
+#endif
+#define LOG_RECHECK_SECS    60          /* how often to look for the syslog socket again */
+
+static int log_syslog_up = 0;           /* a syslog daemon listens (at the last check) */
+static time_t log_syslog_checked = 0;   /* when we last looked */
+
+/* log_syslog_probe - does something accept connections on the syslog socket? */
+static int log_syslog_probe(void)
+{
+    static const int types[] = {SOCK_DGRAM, SOCK_STREAM};
+    struct sockaddr_un sun;
+    int saved = errno;
+    int ok = 0;
+
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", LOG_SYSLOG_PATH);
+    /* As glibc does: a datagram socket, or a stream one where the daemon wants that. */
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]) && !ok; i++) {
+        int fd = socket(AF_UNIX, types[i] | SOCK_CLOEXEC, 0);
+
+        if (fd < 0)
+            break;
+        if (connect(fd, (struct sockaddr *) &sun, sizeof(sun)) == 0)
+            ok = 1;
+        else if (errno != EPROTOTYPE) {
+            close(fd);
+            break;
+        }
+        close(fd);
+    }
+    errno = saved;
+    return ok;
+}
+
+/* log_syslog_check - look for the syslog socket (again); open or close syslog to match */
+static void log_syslog_check(time_t now)
+{
+    int up = log_syslog_probe();
+
+    log_syslog_checked = now;
+    if (up && !log_syslog_up)
+        openlog(log_ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
+    else if (!up && log_syslog_up)
+        closelog();
+    log_syslog_up = up;
+}
+
 /* log_init - name the program and choose where lines go */
 void log_init(const char *ident, int to_stderr, int to_syslog)
 {
     log_ident = ident;
     log_stderr = to_stderr;
-    if (log_syslog)
-        closelog();
-    log_syslog = to_syslog;
-    if (to_syslog)
-        openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
+    if (!to_syslog) {
+        if (log_syslog && log_syslog_up)
+            closelog();
+        log_syslog = 0;
+        log_syslog_up = 0;
+        return;
+    }
+    if (log_syslog) {
+        /*
+         * Already on: only the ident changes. Connected, the socket stays
+         * (no close and reconnect); not, the next timed check looks again.
+         */
+        if (log_syslog_up)
+            openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
+        return;
+    }
+    log_syslog = 1;
+    log_syslog_up = 0;
+    log_syslog_check(time(NULL));
 }
 
 /* log_set_hook - a second destination for every line */
@@ -54,8 +129,14 @@ static void __attribute__((format(printf, 3, 0))) log_vemit(int prio, const char
     char buf[2048];
 
     vsnprintf(buf, sizeof(buf), fmt, ap);
-    if (log_syslog)
-        syslog(prio, "%s%s", level, buf);
+    if (log_syslog) {
+        time_t now = time(NULL);
+
+        if (now - log_syslog_checked >= LOG_RECHECK_SECS || now < log_syslog_checked)
+            log_syslog_check(now);
+        if (log_syslog_up)
+            syslog(prio, "%s%s", level, buf);
+    }
     if (log_stderr)
         fprintf(stderr, "%s: %s%s\n", log_ident, level, buf);
     if (log_hook) {

@@ -86,7 +86,7 @@ static void smtp_command_ehlo(SMTP_SESSION *s, const char *arg, int esmtp)
         evbuffer_add_printf(out, "250-%s\r\n", smtpd_hostname);
         for (int i = 0; i < n; i++)
             evbuffer_add_printf(out, "250%c%s\r\n", i + 1 < n ? '-' : ' ', lines[i]);
-        s->counts[s->cur_cmd][0]++;
+        SMTP_COUNT_UP(s->counts[s->cur_cmd][0]);
     }
 }
 
@@ -338,8 +338,10 @@ static void smtp_command_received(SMTP_SESSION *s)
 
     localtime_r(&now, &tm);
     strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z (%Z)", &tm);
-    n = (size_t) snprintf(buf, sizeof(buf), "Received: from %s (%s [%s])\r\n",
-                          s->c.helo ? s->c.helo : s->c.name, s->c.name, s->c.addr);
+    /* RFC 5321 TCP-info: an IPv6 address literal carries its "IPv6:" tag */
+    n = (size_t) snprintf(buf, sizeof(buf), "Received: from %s (%s [%s%s])\r\n",
+                          s->c.helo ? s->c.helo : s->c.name, s->c.name,
+                          strchr(s->c.addr, ':') ? "IPv6:" : "", s->c.addr);
     if (ssl != NULL && n < sizeof(buf))
         n += (size_t) snprintf(buf + n, sizeof(buf) - n, "\t(using %s)\r\n",
                                smtp_tls_describe(ssl, tlsdesc, sizeof(tlsdesc)));
@@ -424,7 +426,7 @@ static void smtp_command_relay_dot_cb(void *arg, int code, const char *reply)
     if (code / 100 == 2) {
         double delay = (double) (smtp_session_now() - s->mail_ms) / 1000.0;
 
-        s->counts[SMTP_CMD_DATA][0]++;
+        SMTP_COUNT_UP(s->counts[SMTP_CMD_DATA][0]);
         smtp_session_stats.messages++;
         /* Logged as Postfix's qmgr and smtp would: pflogsumm counts them there. */
         smtpd_log_as("qmgr", "%s: from=<%s>, size=%lld, nrcpt=%d (queue active)", s->c.queue_id,
@@ -495,7 +497,7 @@ static void smtp_command_starttls(SMTP_SESSION *s, const char *arg)
         return;
     }
     /* Straight out, never delayed: the handshake follows it on the wire. */
-    s->counts[s->cur_cmd][0]++;
+    SMTP_COUNT_UP(s->counts[s->cur_cmd][0]);
     smtp_session_send(s, "220 2.0.0 Ready to start TLS");
 
     /* Plaintext sent after STARTTLS is an injection attempt: it never counts as a command. */
@@ -505,6 +507,8 @@ static void smtp_command_starttls(SMTP_SESSION *s, const char *arg)
                          s->c.name, s->c.addr, junk);
         evbuffer_drain(in, junk);
     }
+    /* The socket is the filter's now: it writes as libevent pleases, as it did before. */
+    bufferevent_enable(s->bev, EV_WRITE);
     tls = bufferevent_openssl_filter_new(smtpd_base, s->bev, ssl, BUFFEREVENT_SSL_ACCEPTING,
                                          BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
     if (tls == NULL) {
@@ -661,7 +665,7 @@ void smtp_command_run(SMTP_SESSION *s, const char *line)
     int cmd = smtp_proto_split(line, &arg);
 
     s->cur_cmd = (unsigned char) (cmd == SMTP_CMD_FORBIDDEN ? SMTP_CMD_UNKNOWN : cmd);
-    s->counts[s->cur_cmd][1]++;
+    SMTP_COUNT_UP(s->counts[s->cur_cmd][1]);
     if (s->errors >= var_smtpd_hard_errors) {
         char last[64];
 

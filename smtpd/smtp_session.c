@@ -84,6 +84,7 @@ static size_t smtp_session_line_size;
 static unsigned smtp_session_qid_seq;
 
 static void smtp_session_input(SMTP_SESSION *s);
+static void smtp_session_input_run(SMTP_SESSION *s);
 
 /* ------------------------------------------------------------ helpers */
 
@@ -209,11 +210,41 @@ void smtp_session_send(SMTP_SESSION *s, const char *text)
     evbuffer_add(out, "\r\n", 2);
 }
 
+/*
+ * smtp_session_flush - replies queued so far straight onto the socket.
+ * A plain session keeps EV_WRITE off while the kernel takes each batch of
+ * replies whole, so no write event is added and deleted (two epoll_ctl
+ * calls and a loop pass) per reply. Only what the socket would not take
+ * turns EV_WRITE on: libevent then sends the rest under the write
+ * timeout, as before, and reports a write error the usual way. Called
+ * once the input at hand has been handled, so pipelined commands still
+ * get their replies in one write. Under TLS the filter does the writing.
+ */
+static void smtp_session_flush(SMTP_SESSION *s)
+{
+    struct evbuffer *out = bufferevent_get_output(s->bev);
+
+    if (evbuffer_get_length(out) == 0 || (bufferevent_get_enabled(s->bev) & EV_WRITE)
+        || bufferevent_get_underlying(s->bev) != NULL)
+        return;
+    /*
+     * libevent keeps the front of a socket bufferevent's output frozen
+     * except while it writes itself; we do the same. An error (EPIPE,
+     * ECONNRESET) leaves the data queued: libevent meets it again and
+     * reports it.
+     */
+    evbuffer_unfreeze(out, 1);
+    (void) evbuffer_write(out, bufferevent_getfd(s->bev));
+    evbuffer_freeze(out, 1);
+    if (evbuffer_get_length(out) > 0)
+        bufferevent_enable(s->bev, EV_WRITE);
+}
+
 /* smtp_session_count_reply - per-command success and the error counter */
 void smtp_session_count_reply(SMTP_SESSION *s, const char *text)
 {
     if (text[0] == '2')
-        s->counts[s->cur_cmd][0]++;
+        SMTP_COUNT_UP(s->counts[s->cur_cmd][0]);
     else if (text[0] == '4' || text[0] == '5')
         s->errors++;
 }
@@ -279,7 +310,7 @@ void smtp_session_goodbye(SMTP_SESSION *s, const char *fmt, ...)
     vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
     if (buf[0] == '2')
-        s->counts[s->cur_cmd][0]++;
+        SMTP_COUNT_UP(s->counts[s->cur_cmd][0]);
     smtp_session_send(s, buf);
     smtp_session_close(s);
 }
@@ -390,6 +421,7 @@ void smtp_session_close(SMTP_SESSION *s)
     s->closing_now = 1;
     s->close_ms = smtp_session_now();
     event_del(&s->timer);
+    smtp_session_flush(s);
     if (smtp_session_flushed(s))
         event_active(&s->timer, EV_TIMEOUT, 0);
     else
@@ -429,8 +461,11 @@ void smtp_session_reset(SMTP_SESSION *s)
 void smtp_session_resume(SMTP_SESSION *s)
 {
     /* Still waiting (a delayed reply was just queued): the wait's own end resumes. */
-    if (s->phase == PH_CLOSING || s->wait != W_NONE)
+    if (s->phase == PH_CLOSING || s->wait != W_NONE) {
+        if (s->phase != PH_CLOSING)
+            smtp_session_flush(s);
         return;
+    }
     bufferevent_enable(s->bev, EV_READ);
     smtp_session_input(s);
 }
@@ -741,13 +776,22 @@ static int smtp_session_getline(SMTP_SESSION *s)
         return -1;
     }
     s->cur_cmd = SMTP_CMD_UNKNOWN;
-    s->counts[SMTP_CMD_UNKNOWN][1]++;
+    SMTP_COUNT_UP(s->counts[SMTP_CMD_UNKNOWN][1]);
     smtp_session_reply(s, "500 5.5.2 Error: line too long");
     return -1;
 }
 
-/* smtp_session_input - handle what the client sent, as far as we may */
+/* smtp_session_input - handle what the client sent, as far as we may; send the replies */
 static void smtp_session_input(SMTP_SESSION *s)
+{
+    smtp_session_input_run(s);
+    /* Closing flushes (and may free) by itself. */
+    if (s->phase != PH_CLOSING)
+        smtp_session_flush(s);
+}
+
+/* smtp_session_input_run - the commands (or message bytes) buffered so far, while no wait stops us */
+static void smtp_session_input_run(SMTP_SESSION *s)
 {
     long long now = smtp_session_now();
 
@@ -814,8 +858,13 @@ static void smtp_session_write_cb(struct bufferevent *bev, void *arg)
 
     (void) bev;
     /* libevent also calls this for a writable socket with nothing to write. */
-    if (s->phase != PH_CLOSING || !s->closing_now)
+    if (s->phase != PH_CLOSING || !s->closing_now) {
+        /* The backlog has left: back to writing replies straight out. */
+        if (bufferevent_get_underlying(s->bev) == NULL
+            && evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+            bufferevent_disable(s->bev, EV_WRITE);
         return;
+    }
     if (smtp_session_flushed(s))
         smtp_session_free(s);
     else
@@ -999,8 +1048,13 @@ SMTP_SESSION *smtp_session_create(evutil_socket_t fd, const struct sockaddr *sa,
     smtp_session_setcb(s);
     bufferevent_set_timeouts(s->bev, smtp_session_cmd_tv, smtp_session_cmd_tv);
     smtp_session_deadline(s);
-    /* Reading from the start: a client that talks before the banner is a pregreet. */
-    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    /*
+     * Reading from the start: a client that talks before the banner is a
+     * pregreet. Writing is ours (smtp_session_flush) until the socket is
+     * full: a new bufferevent has EV_WRITE on, so turn it off.
+     */
+    bufferevent_disable(s->bev, EV_WRITE);
+    bufferevent_enable(s->bev, EV_READ);
     smtpd_dns_client(smtp_session_dns, &s->c);
     smtpd_dns_wait(smtp_session_dns, &s->c, smtp_session_greet_dns, s);
     return s;

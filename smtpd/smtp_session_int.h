@@ -8,6 +8,8 @@
 #ifndef RG_SMTP_SESSION_INT_H
 #define RG_SMTP_SESSION_INT_H
 
+#include <limits.h>
+
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event_struct.h>
@@ -27,6 +29,13 @@ enum smtp_phase { PH_GREET, PH_CMD, PH_AUTH, PH_DATA, PH_TLS, PH_CLOSING };
 enum smtp_wait { W_NONE, W_DNS, W_RELAY, W_DELAY, W_GREET, W_TLS, W_DRAIN };
 
 /* One accepted recipient of the transaction (for the logs). */
+/*
+ * SMTP_COUNT_UP - one more of a per-command counter. They are 16 bits to
+ * keep idle sessions small; they stop at 65535 rather than wrap, so the
+ * disconnect line never under-reports a flood of commands.
+ */
+#define SMTP_COUNT_UP(n) do { if ((n) < USHRT_MAX) (n)++; } while (0)
+
 typedef struct smtp_rcpt {
     struct smtp_rcpt *next;
     char addr[];
@@ -51,7 +60,7 @@ struct smtp_session {
     long long data_bytes;               /* message bytes seen (also when discarding) */
     long long mail_ms;                  /* MAIL time, for delay= */
     long long close_ms;                 /* when the last reply was queued */
-    unsigned short counts[SMTP_CMD_COUNT][2];   /* [ok, total] per command */
+    unsigned short counts[SMTP_CMD_COUNT][2];   /* [ok, total] per command, saturating */
     unsigned char phase, wait, cur_cmd;
     unsigned char closing_now;          /* free once the output is flushed */
     unsigned char skipping;             /* discarding the rest of an over-long line */

@@ -42,6 +42,10 @@ static char smtpd_log_host[64] = "localhost";
 static int smtpd_log_fd = -1;
 static int smtpd_log_to_stderr;
 
+/* The log file's time stamp changes once a second: formatted then, not for every line. */
+static time_t smtpd_log_stamp_time = -1;
+static char smtpd_log_stamp[32];
+
 /* smtpd_log_clean - replace control characters in place */
 static void smtpd_log_clean(char *s)
 {
@@ -54,17 +58,20 @@ static void smtpd_log_clean(char *s)
 static void smtpd_log_hook(int prio, const char *line)
 {
     char buf[2400];
-    char stamp[32];
-    struct tm tm;
-    time_t now = time(NULL);
+    time_t now;
     int n;
 
     (void) prio;
     if (smtpd_log_fd < 0)
         return;
-    localtime_r(&now, &tm);
-    strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", &tm);
-    n = snprintf(buf, sizeof(buf), "%s %s %s[%ld]: %s", stamp, smtpd_log_host, smtpd_log_cur,
+    if ((now = time(NULL)) != smtpd_log_stamp_time) {
+        struct tm tm;
+
+        localtime_r(&now, &tm);
+        strftime(smtpd_log_stamp, sizeof(smtpd_log_stamp), "%b %e %H:%M:%S", &tm);
+        smtpd_log_stamp_time = now;
+    }
+    n = snprintf(buf, sizeof(buf), "%s %s %s[%ld]: %s", smtpd_log_stamp, smtpd_log_host, smtpd_log_cur,
                  (long) getpid(), line);
     if (n < 0)
         return;
@@ -104,6 +111,7 @@ int smtpd_log_open(const char *syslog_name, const char *log_file, int to_stderr,
             memcpy(smtpd_log_host, host, strlen(host) + 1);
     }
     log_init(smtpd_log_name, to_stderr, 1);
+    smtpd_log_stamp_time = -1;          /* the time zone may have changed (reload) */
     if (smtpd_log_fd >= 0) {
         close(smtpd_log_fd);
         smtpd_log_fd = -1;
