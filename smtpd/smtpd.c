@@ -63,7 +63,6 @@
 #define SMTPD_BACKLOG       1024
 #define SMTPD_MAX_LISTEN    16
 #define SMTPD_TICK_MS       1000
-#define SMTPD_STATS_MS      10000
 
 typedef struct smtpd_listener {
     LISTEN_ADDR la;
@@ -236,7 +235,7 @@ static void smtpd_tick_cb(evutil_socket_t fd, short what, void *arg)
     (void) what;
     (void) arg;
     smtpd_store_try();
-    if (now - smtpd_last_stats_ms >= SMTPD_STATS_MS) {
+    if (now - smtpd_last_stats_ms >= var_smtpd_stats_ms) {
         smtpd_last_stats_ms = now;
         smtpd_stats_write();
     }

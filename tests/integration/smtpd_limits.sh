@@ -29,7 +29,7 @@ tl_is "$?" 78 "sample: and refuses it with a bad value (78)"
 
 SINK_PORT=$(( $(sm_port) + 2 ))
 # Phase 1: a session may last 2 s; an idle client would otherwise get 5 s.
-sm_init "command_timeout = 5s" "session_timeout = 2s" "min_data_rate = 0"
+sm_init "command_timeout = 5s" "session_timeout = 2s" "min_data_rate = 0" "stats_interval = 2s"
 sm_sink_start || tl_skip_all "smtp-sink does not start"
 tl_admin domain add example.com "smtp:[127.0.0.1]:$SINK_PORT" >/dev/null 2>&1
 tl_admin static add user@example.com >/dev/null 2>&1
@@ -150,9 +150,9 @@ tl_like "$(sm_line 9)" "^550 5\\.1\\.1 " "an unknown recipient: 550 5.1.1"
 sm_chat '<' '>NOOP\n' '<' end
 tl_like "$(sm_line 2)" "^521 5\\.5\\.2 " "a bare LF: 521"
 
-# The periodic rewrite (every 10 s): wait for it to show all 7 sessions.
+# The periodic rewrite (stats_interval 2s): wait for it to show all 7 sessions.
 i=0
-while [ "$(stats_value connections_total)" != 7 ] && [ $i -lt 130 ]; do
+while [ "$(stats_value connections_total)" != 7 ] && [ $i -lt 60 ]; do
     sleep 0.1
     i=$((i + 1))
 done
