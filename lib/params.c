@@ -52,6 +52,7 @@ int var_syncd_max_remove_pct;
 int var_syncd_max_remove_count;
 char *var_syncd_export_file;
 char *var_syncd_export_command;
+int var_syncd_nice;
 
 int var_store_max_age_ms;
 
@@ -124,6 +125,7 @@ static const CFG_PARAM params_syncd[] = {
     {"max_remove_count", CFG_INT, "0", &var_syncd_max_remove_count, 0, 2000000000, NULL, NULL},
     {"export_file", CFG_PATH, "", &var_syncd_export_file, 0, 0, NULL, NULL},
     {"export_command", CFG_STR, "", &var_syncd_export_command, 0, 0, NULL, NULL},
+    {"nice", CFG_INT, "10", &var_syncd_nice, 0, 19, NULL, NULL},
     {NULL, 0, NULL, NULL, 0, 0, NULL, NULL},
 };
 

@@ -47,6 +47,7 @@ extern int var_syncd_max_remove_pct;    /* max_remove_share: percent of a source
 extern int var_syncd_max_remove_count;  /* max_remove_count: 0 = no count limit */
 extern char *var_syncd_export_file;     /* export_file: Postfix map written after each applied sync */
 extern char *var_syncd_export_command;  /* export_command: run after export_file is written */
+extern int var_syncd_nice;              /* nice: CPU and I/O priority below lookupd's; 0 = unchanged */
 
 /* [store] max_age: lookupd answers TEMP when the directory data is older; 0 = never */
 extern int var_store_max_age_ms;

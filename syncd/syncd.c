@@ -46,12 +46,15 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/select.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -63,6 +66,12 @@
 #include "xalloc.h"
 
 #define SYNCD_BACKOFF_MAX_MS    (10 * 60 * 1000)
+
+/* ioprio_set(2) has no glibc wrapper: the values of <linux/ioprio.h> */
+#define SYNCD_IOPRIO_WHO_PROCESS    1
+#define SYNCD_IOPRIO_CLASS_BE       2
+#define SYNCD_IOPRIO_CLASS_SHIFT    13
+#define SYNCD_IOPRIO_BE_LOWEST      7
 
 volatile sig_atomic_t syncd_stopping;
 static volatile sig_atomic_t syncd_reloading;
@@ -84,6 +93,8 @@ static int syncd_nsources;
 static const char *syncd_only;      /* --source NAME */
 static int syncd_verbose;
 static STORE *syncd_st;             /* the daemon's store handle, opened on demand */
+
+static int syncd_nice_now = -1;     /* the [syncd] nice applied, -1 none yet */
 
 /* What was fixed at startup; a reload cannot change it. */
 static char *syncd_run_user;
@@ -204,10 +215,50 @@ static void syncd_notes(const SOURCE_CONF *c)
     }
 }
 
+/*
+ * syncd_priority - [syncd] nice: step aside for rcptgate-lookupd, whose
+ * answers Postfix waits for, while a pull is parsed and committed. Above
+ * 0: that nice value, SCHED_BATCH (our wakeups never preempt a lookup,
+ * and the scheduler treats us as the CPU-bound batch job we are) and the
+ * lowest best-effort I/O priority (the commit's writes and the
+ * checkpoint's fsync queue behind other disk work). A sync takes a little
+ * longer when the machine is busy; it holds no lock that readers wait
+ * for (WAL), so that costs nothing but time. 0 at startup leaves the
+ * priority as we were started with (e.g. by nice(1)). A reload to a
+ * lower value needs privileges an unprivileged daemon lacks: a warning.
+ */
+static void syncd_priority(void)
+{
+    struct sched_param sp;
+    int level = var_syncd_nice;
+    int ioprio;
+
+    if (level == syncd_nice_now || (level == 0 && syncd_nice_now < 0)) {
+        syncd_nice_now = level;
+        return;
+    }
+    memset(&sp, 0, sizeof(sp));
+    if (setpriority(PRIO_PROCESS, 0, level) < 0) {
+        log_warn("[syncd] nice = %d: setpriority: %s%s", level, strerror(errno),
+                 syncd_nice_now > level ? " (a lower value needs a restart)" : "");
+        return;
+    }
+    if (sched_setscheduler(0, level > 0 ? SCHED_BATCH : SCHED_OTHER, &sp) < 0)
+        log_warn("[syncd] nice = %d: sched_setscheduler: %s", level, strerror(errno));
+    /* 0: no class of our own, i.e. the kernel's default (derived from nice) */
+    ioprio = level > 0 ? SYNCD_IOPRIO_CLASS_BE << SYNCD_IOPRIO_CLASS_SHIFT | SYNCD_IOPRIO_BE_LOWEST : 0;
+    if (syscall(SYS_ioprio_set, SYNCD_IOPRIO_WHO_PROCESS, 0, ioprio) < 0)
+        log_warn("[syncd] nice = %d: ioprio_set: %s", level, strerror(errno));
+    log_debug("priority: nice %d, %s, I/O %s", level, level > 0 ? "SCHED_BATCH" : "SCHED_OTHER",
+              level > 0 ? "best-effort 7" : "default");
+    syncd_nice_now = level;
+}
+
 /* syncd_apply - settings that take effect at once */
 static void syncd_apply(void)
 {
     log_set_debug(syncd_verbose || strcmp(var_log_level, "debug") == 0);
+    syncd_priority();
     for (int i = 0; i < syncd_nsources; i++)
         syncd_notes(syncd_sources[i].conf);
 }

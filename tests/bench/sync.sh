@@ -13,11 +13,13 @@
 #   2. change propagation with mode = persistent: ldapmodify adds a mail
 #      address to an entry, then `postmap -q` against rcptgate-lookupd is
 #      polled until it answers; p50/p99/max over $BENCH_SYNC_CHANGES;
-#   3. lookup latency (bench_lookup, paced) while idle, during an
-#      ldapsearch of the directory (a control: CPU load, no store writes),
-#      then while a full re-sync that changes $BENCH_SYNC_BATCH entries
-#      commits (BENCH_SYNC_ISOLATE=1 pins slapd and the others to core 1).
-# Servers are stopped by their pid on exit. Knobs: see tests/bench/README.md.
+#   3. lookup latency (bench_lookup, paced) while idle, then in two
+#      rounds (shared: slapd and syncd not pinned; isolated: pinned to
+#      the client's core, away from lookupd's) during an ldapsearch of
+#      the directory (a control: CPU load, no store writes) and while a
+#      full re-sync that changes $BENCH_SYNC_BATCH entries commits.
+# BENCH_SYNC_PARTS picks the parts (default "1 2 3"). Servers are stopped
+# by their pid on exit. Knobs: see tests/bench/README.md.
 # Exit 0 when every target is met, 1 when something failed, 2 when the
 # runs worked but a target was missed.
 
@@ -34,6 +36,7 @@ top_builddir=$(cd "$top_builddir" && pwd)
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
 export top_srcdir top_builddir
 
+PARTS=${BENCH_SYNC_PARTS:-1 2 3}
 SIZES=${BENCH_SYNC_ENTRIES:-100000 1000000}
 LIVE=${BENCH_SYNC_LIVE_ENTRIES:-100000}
 NCHANGES=${BENCH_SYNC_CHANGES:-100}
@@ -41,6 +44,9 @@ BATCH=${BENCH_SYNC_BATCH:-10000}
 RATE=${BENCH_SYNC_RATE:-2000}
 LCONNS=${BENCH_SYNC_CONNS:-8}
 LSECS=${BENCH_SYNC_SECONDS:-4}
+ISECS=${BENCH_SYNC_ISOLATED_SECONDS:-12}
+# [syncd] nice for parts 2 and 3 (unset: syncd's default; 0 the priority before it)
+NICE_KV=${BENCH_SYNC_NICE:+nice=$BENCH_SYNC_NICE}
 QUIET_MAX=${BENCH_QUIET_MAX:-10}
 QUIET_WAIT=${BENCH_QUIET_WAIT:-5}
 NOISY=0
@@ -58,6 +64,7 @@ SLAPD_SIZELIMIT=${SLAPD_SIZELIMIT:-100000}
 
 CLIENT=$top_builddir/tests/bench/bench_lookup
 SYNCD_PID=
+LOOKUPD_PID=
 TIME=/usr/bin/time
 
 # die - give up, after showing the end of the logs
@@ -141,6 +148,21 @@ percentile() {
         r = int(NR * p / 100 + 0.999999); if (r < 1) r = 1; print v[r] }'
 }
 
+# part N - is part N selected (BENCH_SYNC_PARTS)?
+part() {
+    case " $PARTS " in *" $1 "*) return 0 ;; esac
+    return 1
+}
+
+# start_lookupd - rcptgate-lookupd -f on lookupd's core, waited for
+start_lookupd() {
+    rm -f "$SOCK" "$POLICY"
+    $SERVER_PIN "$RG_LOOKUPD" -c "$CONF" -f 2>>"$T/lookupd.log" &
+    LOOKUPD_PID=$!
+    tl_pids="$tl_pids $LOOKUPD_PID"
+    tl_wait_socket "$SOCK" || die "lookupd did not start"
+}
+
 # ------------------------------------------------------------ checks
 for p in "$RG_SYNCD" "$RG_LOOKUPD" "$RG_ADMIN" "$CLIENT"; do
     [ -x "$p" ] || die "$p is missing: run \`make bench-sync' in the build directory"
@@ -157,6 +179,15 @@ if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
     SERVER_PIN="taskset -c 0"
     CLIENT_PIN="taskset -c 1"
 fi
+# The load client is the clock of part 3: at a higher priority (where we
+# may set one) a process sharing its core delays its requests and its
+# reading of the replies less, so what it measures is more nearly lookupd.
+# It is paced and sleeps in epoll between requests. (Not a real-time
+# class: on this VM that stalls the client's core for tens of ms.)
+CLIENT_RT=
+if nice -n -10 true 2>/dev/null && [ "$(nice -n -10 nice)" -lt 0 ]; then
+    CLIENT_RT="nice -n -10"
+fi
 
 tl_init bench-sync
 trap cleanup EXIT
@@ -168,8 +199,9 @@ say "$(nproc) cores; full syncs of: $SIZES entries"
 say ""
 
 # ------------------------------------------------------------ 1. full sync
-say "1. full sync into an empty store vs ldapsearch -E pr=1000/noprompt (same account,"
-say "   base, filter and attributes; ldapsearch: best of 2 after a warm-up)"
+part 1 || SIZES=
+part 1 && say "1. full sync into an empty store vs ldapsearch -E pr=1000/noprompt (same account,"
+part 1 && say "   base, filter and attributes; ldapsearch: best of 2 after a warm-up)"
 for n in $SIZES; do
     directory "$n"
     slapd_syncd_conf
@@ -206,84 +238,84 @@ for n in $SIZES; do
     say "    ratio syncd/ldapsearch $RATIO"
     eval "S_EPS_$n=\$SY_EPS S_RATIO_$n=\$RATIO S_RSS_$n=\$RSS_KB"
 done
-say ""
+part 1 && say ""
 
 # ------------------------------------------------------------ 2. propagation
-say "2. change propagation, mode = persistent, $LIVE entries: ldapmodify returns ->"
-say "   postmap -q against rcptgate-lookupd answers (polled back to back), $NCHANGES changes"
-directory "$LIVE"
-slapd_syncd_conf "poll_interval=1h" "full_interval=24h" "retry_interval=1s"
-slapd_source ldap generic "base=ou=People,$SLAPD_SUFFIX" "mode=persistent" "timeout=600s"
-tl_admin domain add "$DOMAIN" >/dev/null 2>&1 || die "rcptgate domain add failed"
-rm -f "$SOCK" "$POLICY"
-$SERVER_PIN "$RG_LOOKUPD" -c "$CONF" -f 2>>"$T/lookupd.log" &
-LOOKUPD_PID=$!
-tl_pids="$tl_pids $LOOKUPD_PID"
-tl_wait_socket "$SOCK" || die "lookupd did not start"
-"$RG_SYNCD" -c "$CONF" -f >>"$T/daemon.out" 2>>"$T/daemon.err" &
-SYNCD_PID=$!
-tl_pids="$tl_pids $SYNCD_PID"
-i=0
-until grep -q 'persistent search (RFC 4533' "$T/daemon.err" 2>/dev/null; do
-    kill -0 "$SYNCD_PID" 2>/dev/null || die "rcptgate-syncd -f exited"
-    i=$((i + 1))
-    [ $i -gt 1200 ] && die "rcptgate-syncd did not start its persistent search within 120 s"
-    sleep 0.1
-done
-[ "$(stored)" = "$LIVE" ] || die "the store holds $(stored) recipients, not $LIVE"
-: >"$T/delays"
-FAILS=0
-k=1
-while [ $k -le "$NCHANGES" ]; do
-    u=$(printf 'u%07d' $(((k * 7919) % LIVE)))
-    addr=$(printf 'new%04d@%s' "$k" "$DOMAIN")
-    printf 'dn: uid=%s,ou=People,%s\nchangetype: modify\nadd: mail\nmail: %s\n' \
-        "$u" "$SLAPD_SUFFIX" "$addr" >"$T/change.ldif"
-    slapd_modify "$T/change.ldif" || die "ldapmodify failed (see $SLAPD_DIR/ldapmodify.log)"
-    t0=$(date +%s%N)
-    while :; do
-        if "$POSTMAP" -c "$T/postfix" -q "$addr" "socketmap:unix:$SOCK:recipients" >/dev/null 2>>"$T/postmap.err"; then
-            echo $((($(date +%s%N) - t0) / 1000000)) >>"$T/delays"
-            break
-        fi
-        if [ $((($(date +%s%N) - t0) / 1000000)) -gt 30000 ]; then
-            FAILS=$((FAILS + 1))
-            echo 30000 >>"$T/delays"
-            break
-        fi
-        sleep 0.002
+if part 2; then
+    say "2. change propagation, mode = persistent, $LIVE entries: ldapmodify returns ->"
+    say "   postmap -q against rcptgate-lookupd answers (polled back to back), $NCHANGES changes"
+    directory "$LIVE"
+    # shellcheck disable=SC2086
+    slapd_syncd_conf "poll_interval=1h" "full_interval=24h" "retry_interval=1s" $NICE_KV
+    slapd_source ldap generic "base=ou=People,$SLAPD_SUFFIX" "mode=persistent" "timeout=600s"
+    tl_admin domain add "$DOMAIN" >/dev/null 2>&1 || die "rcptgate domain add failed"
+    start_lookupd
+    "$RG_SYNCD" -c "$CONF" -f >>"$T/daemon.out" 2>>"$T/daemon.err" &
+    SYNCD_PID=$!
+    tl_pids="$tl_pids $SYNCD_PID"
+    i=0
+    until grep -q 'persistent search (RFC 4533' "$T/daemon.err" 2>/dev/null; do
+        kill -0 "$SYNCD_PID" 2>/dev/null || die "rcptgate-syncd -f exited"
+        i=$((i + 1))
+        [ $i -gt 1200 ] && die "rcptgate-syncd did not start its persistent search within 120 s"
+        sleep 0.1
     done
-    k=$((k + 1))
-done
-# What one postmap call costs, the resolution of the figures above
-t0=$(date +%s%N)
-for k in 1 2 3 4 5 6 7 8 9 10; do
-    "$POSTMAP" -c "$T/postfix" -q "u0000000@$DOMAIN" "socketmap:unix:$SOCK:recipients" >/dev/null 2>&1
-done
-PM_MS=$(fmt %.1f "($(date +%s%N) - $t0) / 10 / 1000000")
-P50=$(percentile 50 "$T/delays")
-P99=$(percentile 99 "$T/delays")
-PMAX=$(percentile 100 "$T/delays")
-say "  delay p50 $P50 ms  p99 $P99 ms  max $PMAX ms  (not seen within 30 s: $FAILS)"
-say "  (one postmap -q call takes $PM_MS ms: the resolution of these figures)"
-say ""
+    [ "$(stored)" = "$LIVE" ] || die "the store holds $(stored) recipients, not $LIVE"
+    : >"$T/delays"
+    FAILS=0
+    k=1
+    while [ $k -le "$NCHANGES" ]; do
+        u=$(printf 'u%07d' $(((k * 7919) % LIVE)))
+        addr=$(printf 'new%04d@%s' "$k" "$DOMAIN")
+        printf 'dn: uid=%s,ou=People,%s\nchangetype: modify\nadd: mail\nmail: %s\n' \
+            "$u" "$SLAPD_SUFFIX" "$addr" >"$T/change.ldif"
+        slapd_modify "$T/change.ldif" || die "ldapmodify failed (see $SLAPD_DIR/ldapmodify.log)"
+        t0=$(date +%s%N)
+        while :; do
+            if "$POSTMAP" -c "$T/postfix" -q "$addr" "socketmap:unix:$SOCK:recipients" >/dev/null 2>>"$T/postmap.err"; then
+                echo $((($(date +%s%N) - t0) / 1000000)) >>"$T/delays"
+                break
+            fi
+            if [ $((($(date +%s%N) - t0) / 1000000)) -gt 30000 ]; then
+                FAILS=$((FAILS + 1))
+                echo 30000 >>"$T/delays"
+                break
+            fi
+            sleep 0.002
+        done
+        k=$((k + 1))
+    done
+    # What one postmap call costs, the resolution of the figures above
+    t0=$(date +%s%N)
+    for k in 1 2 3 4 5 6 7 8 9 10; do
+        "$POSTMAP" -c "$T/postfix" -q "u0000000@$DOMAIN" "socketmap:unix:$SOCK:recipients" >/dev/null 2>&1
+    done
+    PM_MS=$(fmt %.1f "($(date +%s%N) - $t0) / 10 / 1000000")
+    P50=$(percentile 50 "$T/delays")
+    P99=$(percentile 99 "$T/delays")
+    PMAX=$(percentile 100 "$T/delays")
+    say "  delay p50 $P50 ms  p99 $P99 ms  max $PMAX ms  (not seen within 30 s: $FAILS)"
+    say "  (one postmap -q call takes $PM_MS ms: the resolution of these figures)"
+    say ""
+fi
 
 # ------------------------------------------------------------ 3. lookups during a commit
-say "3. lookups (bench_lookup -c $LCONNS -r $RATE/s, ${LSECS} s, 50% hits) idle, then while a"
-say "   full re-sync (rcptgate-syncd --once --force) commits $BATCH changed entries"
-stop_syncd
-# Each of $BATCH entries gets a second mail: the keys bench_lookup asks
-# for (the first mail, and misses beyond $LIVE) keep their answers.
-awk -v n="$BATCH" -v live="$LIVE" -v s="$SLAPD_SUFFIX" -v d="$DOMAIN" 'BEGIN {
-    for (i = 0; i < n; i++) {
-        u = sprintf("u%07d", (i * 7) % live)
-        printf "dn: uid=%s,ou=People,%s\nchangetype: modify\nadd: mail\nmail: batch-%s@%s\n\n", u, s, u, d
-    }
-}' </dev/null >"$T/batch.ldif"
-t0=$(now)
-slapd_modify "$T/batch.ldif" || die "the ldapmodify batch failed (see $SLAPD_DIR/ldapmodify.log)"
-MOD_S=$(calc "$(now) - $t0")
-BENCH="$CLIENT_PIN $CLIENT -s $SOCK -c $LCONNS -r $RATE -t $LSECS -p u%07d@$DOMAIN -N $LIVE"
+BENCH="$CLIENT_PIN $CLIENT_RT $CLIENT -s $SOCK -c $LCONNS -r $RATE -p u%07d@$DOMAIN -N $LIVE"
+
+# batch TAG - one ldapmodify batch giving each of $BATCH entries one more
+# mail, TAG-uNNNNNNN@: the keys bench_lookup asks for (the first mail,
+# and misses beyond $LIVE) keep their answers. $MOD_S its wall time.
+batch() {
+    awk -v n="$BATCH" -v live="$LIVE" -v s="$SLAPD_SUFFIX" -v d="$DOMAIN" -v tag="$1" 'BEGIN {
+        for (i = 0; i < n; i++) {
+            u = sprintf("u%07d", (i * 7) % live)
+            printf "dn: uid=%s,ou=People,%s\nchangetype: modify\nadd: mail\nmail: %s-%s@%s\n\n", u, s, tag, u, d
+        }
+    }' </dev/null >"$T/batch.ldif"
+    _t0=$(now)
+    slapd_modify "$T/batch.ldif" || die "the ldapmodify batch failed (see $SLAPD_DIR/ldapmodify.log)"
+    MOD_S=$(calc "$(now) - $_t0")
+}
 
 # under NAME [COMMAND...] - a paced lookup run into $T/NAME.out; COMMAND,
 # if any, starts 0.5 s into it ($CMD_S its wall time, $CMD_RC its status).
@@ -293,7 +325,7 @@ under() {
     shift
     quiet
     # shellcheck disable=SC2086
-    $BENCH >"$T/$_name.out" 2>>"$T/client.err" &
+    $BENCH -t "$_secs" >"$T/$_name.out" 2>>"$T/client.err" &
     _bpid=$!
     CMD_S=0 CMD_RC=0
     if [ $# -gt 0 ]; then
@@ -302,7 +334,7 @@ under() {
         "$@"
         CMD_RC=$?
         CMD_S=$(calc "$(now) - $_t0")
-        [ "$(calc "$CMD_S < $LSECS - 1")" = 1 ] ||
+        [ "$(calc "$CMD_S < $_secs - 1")" = 1 ] ||
             say "  WARNING: $1 ($CMD_S s) outlasted the lookup run: raise BENCH_SYNC_SECONDS"
     fi
     wait "$_bpid"
@@ -319,40 +351,92 @@ show() {
         "$(field notfound "$RES")" "$(field other "$RES")" "$(field mismatch "$RES")" "$BRC"
 }
 
-# BENCH_SYNC_ISOLATE=1: slapd, syncd and ldapsearch share the client's
-# core, so lookupd's core sees only what the store itself does to it
-SIDE_PIN=
-if [ "${BENCH_SYNC_ISOLATE:-0}" = 1 ] && [ -n "$CLIENT_PIN" ]; then
-    SIDE_PIN=$CLIENT_PIN
-    taskset -p -c 1 "$SLAPD_PID" >/dev/null || die "cannot pin slapd"
-    say "   (BENCH_SYNC_ISOLATE=1: slapd, syncd and ldapsearch pinned to the client's core 1)"
-fi
+# round MODE - the control and the commit with the side load placed as
+# MODE says (slapd's threads are moved with taskset -a):
+#   shared    slapd, syncd and ldapsearch wherever the scheduler puts
+#             them: as bench_lookup polls its core busy between paced
+#             requests, that is mostly lookupd's core;
+#   isolated  slapd, syncd and ldapsearch on core 1 with the client (the
+#             directory on another machine): lookupd's core sees only
+#             what the store itself does to it, but they now delay the
+#             client's own clock (see tests/bench/README.md).
+# Sets C99_MODE, L99_MODE, OK_MODE.
+round() {
+    _pin=
+    _secs=$LSECS
+    _conf=$CONF
+    if [ "$1" = isolated ]; then
+        _pin=$CLIENT_PIN
+        # Sharing the client's core, slapd pulls slower: the commit must
+        # still fall inside the lookup run.
+        _secs=$ISECS
+        # There syncd shares no core with lookupd, so its [syncd] nice
+        # protects nothing and only starves it behind the client: 0.
+        sed '/^nice *=/d; /^\[syncd\]$/a nice = 0' "$CONF" >"$T/isolated.conf"
+        _conf=$T/isolated.conf
+        taskset -a -p -c 1 "$SLAPD_PID" >/dev/null || die "cannot pin slapd"
+        say "  isolated: slapd, syncd and ldapsearch pinned to core 1 with the client"
+    else
+        taskset -a -p -c "0-$(($(nproc) - 1))" "$SLAPD_PID" >/dev/null || die "cannot unpin slapd"
+        say "  shared: slapd, syncd and ldapsearch not pinned (mostly on lookupd's core)"
+    fi
+    # A control: the same CPU load on slapd and a client, without store writes
+    # shellcheck disable=SC2016,SC2086
+    under "control-$1" $_pin sh -c 'exec "$@" >/dev/null 2>>"$0"' "$T/ldapsearch.err" \
+        ldapsearch -x -LLL -H "$SLAPD_URI" -D "$SLAPD_SYNC_DN" -w "$SLAPD_SYNC_PW" \
+        -E pr=1000/noprompt -b "ou=People,$SLAPD_SUFFIX" "$FILTER" $ATTRS
+    show "during ldapsearch"
+    eval "C99_$1=\$(field p99_us \"\$RES\")"
+    say "    (the control: ldapsearch of the $LIVE entries, no store writes: $(fmt %.2f "$CMD_S") s, exit $CMD_RC)"
+    batch "$1"
+    _before=$(stored)
+    # shellcheck disable=SC2086
+    under "load-$1" $_pin "$TIME" -v -o "$T/time.out" "$RG_SYNCD" -c "$_conf" --once --force 2>"$T/syncd.err"
+    [ "$CMD_RC" = 0 ] || die "rcptgate-syncd --once --force exited $CMD_RC"
+    _after=$(stored)
+    show "during re-sync commit"
+    eval "L99_$1=\$(field p99_us \"\$RES\")"
+    eval "OK_$1=$([ "$BRC" = 0 ] && echo 1 || echo 0)"
+    say "    (ldapmodify of $BATCH entries beforehand: $(fmt %.1f "$MOD_S") s; re-sync $(fmt %.2f "$CMD_S") s wall,"
+    say "     cpu user $(sed -n 's/.*User time (seconds): //p' "$T/time.out") s sys $(sed -n 's/.*System time (seconds): //p' "$T/time.out") s; store $_before -> $_after recipients)"
+    say "    syncd: $(grep 'sync applied' "$T/syncd.err" | sed 's/^[^:]*: //')"
+    [ "$_after" = $((_before + BATCH)) ] ||
+        say "  WARNING: the store should hold $((_before + BATCH)) recipients after the re-sync"
+}
 
-under idle
-[ $BRC = 0 ] || die "bench_lookup (idle) exited $BRC: $(tail -n 3 "$T/idle.out")"
-I99=$(field p99_us "$RES")
-show "idle"
-# A control: the same CPU load on slapd and a client, without store writes
-# shellcheck disable=SC2016,SC2086
-under control $SIDE_PIN sh -c 'exec "$@" >/dev/null 2>>"$0"' "$T/ldapsearch.err" \
-    ldapsearch -x -LLL -H "$SLAPD_URI" -D "$SLAPD_SYNC_DN" -w "$SLAPD_SYNC_PW" \
-    -E pr=1000/noprompt -b "ou=People,$SLAPD_SUFFIX" "$FILTER" $ATTRS
-show "during ldapsearch"
-say "    (ldapsearch of the $LIVE entries, no store writes: $(fmt %.2f "$CMD_S") s, exit $CMD_RC)"
-before=$(stored)
-# shellcheck disable=SC2086
-under load $SIDE_PIN "$TIME" -v -o "$T/time.out" "$RG_SYNCD" -c "$CONF" --once --force 2>"$T/syncd.err"
-src=$CMD_RC
-COMMIT_S=$CMD_S
-after=$(stored)
-[ $src = 0 ] || die "rcptgate-syncd --once --force exited $src"
-L99=$(field p99_us "$RES")
-show "during re-sync commit"
-say "    (ldapmodify of $BATCH entries beforehand: $(fmt %.1f "$MOD_S") s; re-sync $(fmt %.2f "$COMMIT_S") s wall,"
-say "     cpu user $(sed -n 's/.*User time (seconds): //p' "$T/time.out") s sys $(sed -n 's/.*System time (seconds): //p' "$T/time.out") s; store $before -> $after recipients)"
-say "    syncd: $(grep 'sync applied' "$T/syncd.err" | sed 's/^[^:]*: //')"
-[ "$after" = $((before + BATCH)) ] || say "  WARNING: the store should hold $((before + BATCH)) recipients after the re-sync"
-LOOK_OK=$([ $BRC = 0 ] && echo 1 || echo 0)
+# BENCH_SYNC_ISOLATE: both rounds by default; 0 shared only, 1 isolated only
+case "${BENCH_SYNC_ISOLATE:-both}" in
+0) MODES=shared ;;
+1) MODES=isolated ;;
+*) MODES="shared isolated" ;;
+esac
+[ -n "$CLIENT_PIN" ] || MODES=shared    # one core, or no taskset: nothing to isolate
+
+if part 3; then
+    say "3. lookups (bench_lookup -c $LCONNS -r $RATE/s, ${LSECS} s (isolated: ${ISECS} s), 50% hits)"
+    say "   idle, then while a full re-sync (rcptgate-syncd --once --force) commits $BATCH changed entries"
+    stop_syncd
+    if [ -z "${LOOKUPD_PID:-}" ]; then
+        # Part 2 did not run: a directory, a store synced from it, lookupd
+        directory "$LIVE"
+        # shellcheck disable=SC2086
+        slapd_syncd_conf $NICE_KV
+        slapd_source ldap generic "base=ou=People,$SLAPD_SUFFIX" "timeout=600s"
+        tl_admin domain add "$DOMAIN" >/dev/null 2>&1 || die "rcptgate domain add failed"
+        "$RG_SYNCD" -c "$CONF" --once >"$T/syncd.out" 2>"$T/syncd.err" || die "the first sync failed"
+        [ "$(stored)" = "$LIVE" ] || die "the store holds $(stored) recipients, not $LIVE"
+        start_lookupd
+    fi
+    _secs=$LSECS
+    under idle
+    [ $BRC = 0 ] || die "bench_lookup (idle) exited $BRC: $(tail -n 3 "$T/idle.out")"
+    I99=$(field p99_us "$RES")
+    I50=$(field p50_us "$RES")
+    show "idle"
+    for m in $MODES; do
+        round "$m"
+    done
+fi
 
 # ------------------------------------------------------------ targets
 missed=0
@@ -364,9 +448,34 @@ for n in $SIZES; do
     target "full sync of $n >= 100,000 entries/s" "$e" "$e >= 100000"
     target "full sync of $n >= 0.4 x ldapsearch" "$r" "$r >= 0.4"
 done
-target "propagation p99 < 1 s (ms)" "$P99" "$P99 < 1000 && $FAILS == 0"
-target "no failed lookup during the commit" "$([ "$LOOK_OK" = 1 ] && echo none || echo FAILED)" "$LOOK_OK == 1"
-target "p99 during the commit <= 2 x idle (us)" "$L99" "$L99 <= 2 * $I99"
+part 2 && target "propagation p99 < 1 s (ms)" "$P99" "$P99 < 1000 && $FAILS == 0"
+if part 3; then
+    # The target's figure: the shared round, the only one in which nothing
+    # shares the client's core, so that its clock is lookupd's latency (see
+    # tests/bench/README.md); the isolated one is shown beside it.
+    TMODE=shared
+    case " $MODES " in *" shared "*) ;; *) TMODE=isolated ;; esac
+    for m in $MODES; do
+        ok='' l99='' c99=''
+        eval "ok=\$OK_$m l99=\$L99_$m c99=\$C99_$m"
+        # A failed lookup is never acceptable, however the cores are shared.
+        target "no failed lookup during the commit ($m)" "$([ "$ok" = 1 ] && echo none || echo FAILED)" "$ok == 1"
+        if [ "$m" = "$TMODE" ]; then
+            target "p99 during the commit <= 2 x idle ($m, us)" "$l99" "$l99 <= 2 * $I99"
+        else
+            say "$(printf '  %-44s %10s   %s' "p99 during the commit, $m (us)" "$l99" \
+                "$(fmt %.1f "$l99 / $I99") x idle (shown, not the target's)")"
+        fi
+        # What the store adds to the CPU load the pull brings by itself
+        say "$(printf '  %-44s %10s   %s' "  $m: commit p99 / control p99" "$(fmt %.2f "$l99 / $c99")" \
+            "(control $c99 us, $(fmt %.1f "$c99 / $I99") x idle)")"
+    done
+    say "  (idle p99 $I99 us; the target is judged on the $TMODE figure)"
+    # On a quiet machine the idle p99 is a few times its p50; far above,
+    # other work slowed the idle run and the ratios above mean little.
+    [ "$(calc "$I99 > 20 * $I50")" = 1 ] &&
+        say "  WARNING: the idle p99 is $(fmt %.0f "$I99 / $I50") x its p50: other work slowed the idle run"
+fi
 say ""
 if [ "$NOISY" -gt 0 ]; then
     say "WARNING: $NOISY run(s) started while other work kept the machine busy."
