@@ -24,9 +24,17 @@
  *      evdns (/etc/hosts, then resolv.conf's servers) inside the connect
  *      timeout; its first address is used.
  *
- *      One command is in flight at a time (no pipelining to the
- *      downstream: the client-side latency is dominated by the client
- *      anyway, and it keeps failure handling exact). Requests queue up in
+ *      Commands are written straight into the socket at the end of each
+ *      loop handler, and EV_WRITE stays off unless the kernel does not
+ *      take everything (as smtp_session_flush does for the client): no
+ *      write event is added and deleted per command. A next hop that
+ *      offers PIPELINING (RFC 2920) gets XFORWARD and MAIL in one go,
+ *      with any RCPT already asked for right behind MAIL, and further
+ *      RCPTs while earlier ones are in flight; their replies are taken in
+ *      order, with the same meaning as one at a time (a refused XFORWARD
+ *      is logged, 4xx to MAIL moves to the next hop, where the RCPTs are
+ *      sent again). DATA and everything after it wait for every earlier
+ *      reply. Requests queue up in
  *      order; a "kick" event starts work, so no callback ever runs inside
  *      the call that asked for it. A callback may free the relay: the
  *      object is only marked, and really freed when the loop handler that
@@ -74,6 +82,7 @@
 #define RELAY_REPLY_LINES   200     /* most lines in one reply */
 #define RELAY_XFORWARD_MAX  512     /* longest XFORWARD command (Postfix's limit) */
 #define RELAY_QUIT_WAIT     5       /* seconds to wait for the 221 after QUIT */
+#define RELAY_PIPE_MAX      16      /* most commands in flight behind the oldest */
 
 /* One next hop from the list. */
 typedef struct relay_hop {
@@ -88,6 +97,7 @@ typedef struct relay_req {
     enum relay_kind kind;
     char *arg;                  /* RCPT: "<rcpt>" */
     char *params;               /* RCPT: the client's parameters */
+    int sent;                   /* sent to the current hop, reply not yet in */
     SMTP_RELAY_CB cb;
     void *cbarg;
     struct relay_req *next;
@@ -113,6 +123,7 @@ enum relay_state {
 #define EXT_8BITMIME    (1<<3)
 #define EXT_SMTPUTF8    (1<<4)
 #define EXT_DSN         (1<<5)
+#define EXT_PIPELINING  (1<<6)
 
 /* XFORWARD attributes offered by the current hop. */
 #define XF_NAME     (1<<0)
@@ -125,7 +136,11 @@ struct smtp_relay {
     RELAY_HOP *hops;
     int nhops;
     int hop;                    /* index of the hop being tried */
-    enum relay_state state;
+    enum relay_state state;     /* the oldest command in flight (or where we are) */
+    enum relay_state pipe[RELAY_PIPE_MAX];      /* commands in flight behind it, in order */
+    int npipe;
+    int inflight;               /* replies still to come (the banner counts) */
+    int mail_sent;              /* MAIL went to this hop: RCPT may follow it */
     struct bufferevent *bev;    /* the top bufferevent (TLS filter after STARTTLS) */
     struct evdns_base *dns;     /* only when a hop is a name */
     SSL *ssl;                   /* made before STARTTLS, owned by bev after the handshake */
@@ -269,10 +284,55 @@ static void relay_send(SMTP_RELAY *r, enum relay_state st, const char *fmt, ...)
     evbuffer_add_vprintf(bufferevent_get_output(r->bev), fmt, ap);
     va_end(ap);
     evbuffer_add(bufferevent_get_output(r->bev), "\r\n", 2);
-    r->state = st;
-    r->rcode = 0;
-    r->rlines = 0;
+    if (r->inflight > 0 && r->npipe < RELAY_PIPE_MAX) {
+        /* Pipelined: its reply comes after the ones already awaited. */
+        r->pipe[r->npipe++] = st;
+    } else {
+        r->state = st;
+        r->rcode = 0;
+        r->rlines = 0;
+    }
+    r->inflight++;
     relay_arm(r, var_smtpd_relay_timeout_ms);
+}
+
+/*
+ * relay_bev_flush - what is queued on bev straight into the socket. As in
+ * smtp_session_flush: EV_WRITE stays off while the kernel takes all, so
+ * a command costs no epoll_ctl; only a rest turns it on, and libevent
+ * then sends it under the write timeout and reports errors the usual
+ * way (an error here leaves the data queued for it to meet again). The
+ * TLS filter does its own writing.
+ */
+static void relay_bev_flush(struct bufferevent *bev)
+{
+    struct evbuffer *out = bufferevent_get_output(bev);
+
+    if (evbuffer_get_length(out) == 0)
+        return;
+    if (bufferevent_get_underlying(bev) != NULL) {
+        bufferevent_enable(bev, EV_WRITE);
+        return;
+    }
+    if (bufferevent_get_enabled(bev) & EV_WRITE)
+        return;
+    /* libevent keeps the front of a socket bufferevent's output frozen except while it writes. */
+    evbuffer_unfreeze(out, 1);
+    (void) evbuffer_write(out, bufferevent_getfd(bev));
+    evbuffer_freeze(out, 1);
+    if (evbuffer_get_length(out) > 0)
+        bufferevent_enable(bev, EV_WRITE);
+}
+
+/* relay_flush - send what the handler queued; a waiting session hears of an empty backlog */
+static void relay_flush(SMTP_RELAY *r)
+{
+    if (r->zombie)
+        return;
+    if (r->bev)
+        relay_bev_flush(r->bev);
+    if (r->drain_cb && smtp_relay_backlog(r) == 0)
+        event_active(r->kick, EV_TIMEOUT, 0);
 }
 
 /* relay_drop_bev - close the connection at once, no QUIT, no dot */
@@ -317,8 +377,9 @@ static void relay_quit_bev(SMTP_RELAY *r)
     evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
     bufferevent_setcb(bev, relay_quit_read, NULL, relay_quit_event, NULL);
     bufferevent_set_timeouts(bev, &tv, &tv);
-    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    bufferevent_enable(bev, EV_READ);
     bufferevent_write(bev, "QUIT\r\n", 6);
+    relay_bev_flush(bev);
 }
 
 /* relay_call - one callback; 0 if the relay was freed inside it */
@@ -443,6 +504,16 @@ static void relay_peer_set(SMTP_RELAY *r)
     snprintf(r->peer, sizeof(r->peer), "%s[%s]:%d", h->host, addr, h->port);
 }
 
+/* relay_pipe_reset - a new hop: nothing in flight, every request still to be sent */
+static void relay_pipe_reset(SMTP_RELAY *r)
+{
+    RELAY_REQ *q;
+
+    r->npipe = r->inflight = r->mail_sent = 0;
+    for (q = r->reqs; q; q = q->next)
+        q->sent = 0;
+}
+
 /* relay_try_hop - connect to r->hop, or to the ones after it; all gone: 4.4.1 */
 static void relay_try_hop(SMTP_RELAY *r)
 {
@@ -457,6 +528,7 @@ static void relay_try_hop(SMTP_RELAY *r)
         h = &r->hops[r->hop];
         snprintf(r->peer, sizeof(r->peer), "%s[%s]:%d", h->host, h->host, h->port);
         r->ext = r->xf_attrs = r->tls_done = r->connected = 0;
+        relay_pipe_reset(r);
         r->bev = bufferevent_socket_new(smtpd_base, -1, BEV_OPT_CLOSE_ON_FREE);
         if (r->bev == NULL) {
             snprintf(r->last_fail, sizeof(r->last_fail), "451 4.3.0 Out of resources");
@@ -465,7 +537,8 @@ static void relay_try_hop(SMTP_RELAY *r)
         }
         bufferevent_setcb(r->bev, relay_read_cb, relay_write_cb, relay_event_cb, r);
         relay_write_timeout(r->bev);
-        bufferevent_enable(r->bev, EV_READ | EV_WRITE);
+        /* Not EV_WRITE: the connect watches for writability on its own. */
+        bufferevent_enable(r->bev, EV_READ);
         r->state = ST_CONNECT;
         memset(&ss, 0, sizeof(ss));
         if (inet_pton(AF_INET, h->host, &sin->sin_addr) == 1) {
@@ -647,6 +720,9 @@ static void relay_send_mail(SMTP_RELAY *r)
     }
     free(copy);
     relay_send(r, ST_MAIL, "MAIL FROM:<%s>%s", r->sender, params);
+    r->mail_sent = 1;
+    /* RCPTs asked for already go right behind MAIL when the hop pipelines. */
+    relay_pump(r);
 }
 
 /* relay_start_session - after EHLO/HELO: STARTTLS, XFORWARD, MAIL as offered */
@@ -671,6 +747,20 @@ static void relay_start_session(SMTP_RELAY *r)
     if (var_smtpd_xforward && (r->ext & EXT_XFORWARD) && r->xf_attrs) {
         free(r->xforward_todo);
         r->xforward_todo = relay_xforward_build(r);
+        if (r->ext & EXT_PIPELINING) {
+            char *p = r->xforward_todo, *nl;
+
+            /* All XFORWARDs and MAIL in one write; the replies come in order. */
+            while ((nl = strchr(p, '\n')) != NULL) {
+                *nl = 0;
+                relay_send(r, ST_XFORWARD, "%s", p);
+                p = nl + 1;
+            }
+            free(r->xforward_todo);
+            r->xforward_todo = NULL;
+            relay_send_mail(r);
+            return;
+        }
         relay_send_next_xforward(r);
         return;
     }
@@ -688,6 +778,8 @@ static void relay_ehlo_line(SMTP_RELAY *r, const char *kw)
         r->ext |= EXT_SMTPUTF8;
     else if (strcasecmp(kw, "DSN") == 0)
         r->ext |= EXT_DSN;
+    else if (strcasecmp(kw, "PIPELINING") == 0)
+        r->ext |= EXT_PIPELINING;
     else if (strncasecmp(kw, "SIZE", 4) == 0 && (kw[4] == 0 || kw[4] == ' '))
         r->ext |= EXT_SIZE;
     else if (strncasecmp(kw, "XFORWARD", 8) == 0 && (kw[8] == 0 || kw[8] == ' ')) {
@@ -721,6 +813,8 @@ static void relay_starttls(SMTP_RELAY *r)
         relay_next_hop(r, "451 4.7.5 Next hop sent plaintext after its STARTTLS reply");
         return;
     }
+    /* The filter writes through the socket bufferevent: let libevent do that. */
+    bufferevent_enable(r->bev, EV_WRITE);
     tls = bufferevent_openssl_filter_new(smtpd_base, r->bev, r->ssl, BUFFEREVENT_SSL_CONNECTING,
                                          BEV_OPT_CLOSE_ON_FREE);
     if (tls == NULL) {
@@ -767,10 +861,22 @@ static void relay_reply(SMTP_RELAY *r, int code, const char *line)
 {
     char quoted[SMTPD_REPLY_LEN];
     int cls = code / 100;
+    enum relay_state st = r->state;
 
-    evtimer_del(r->timer);
+    /* This reply is the oldest command's; the next pipelined one is awaited now. */
+    if (r->inflight > 0)
+        r->inflight--;
+    if (r->npipe > 0) {
+        r->state = r->pipe[0];
+        memmove(r->pipe, r->pipe + 1, (size_t) (r->npipe - 1) * sizeof(r->pipe[0]));
+        r->npipe--;
+    }
+    if (r->inflight > 0)
+        relay_arm(r, var_smtpd_relay_timeout_ms);
+    else
+        evtimer_del(r->timer);
     relay_clean(quoted, sizeof(quoted), line);
-    switch (r->state) {
+    switch (st) {
     case ST_BANNER:
         r->reached = 1;
         if (cls != 2) {
@@ -788,7 +894,7 @@ static void relay_reply(SMTP_RELAY *r, int code, const char *line)
             relay_start_session(r);
             return;
         }
-        if (cls == 5 && r->state == ST_EHLO) {
+        if (cls == 5 && st == ST_EHLO) {
             r->ext = r->xf_attrs = 0;
             relay_send(r, ST_HELO, "HELO %s", smtpd_hostname);
             return;
@@ -825,7 +931,9 @@ static void relay_reply(SMTP_RELAY *r, int code, const char *line)
         /* A refused XFORWARD loses the original client's name in the hop's logs, not mail. */
         if (cls != 2)
             log_warn("relay: %s refused XFORWARD: %s", r->peer, quoted);
-        relay_send_next_xforward(r);
+        /* Pipelined, the rest is on its way already (xforward_todo is gone). */
+        if (r->xforward_todo)
+            relay_send_next_xforward(r);
         return;
     case ST_MAIL:
         if (cls == 4 && code != 421 && r->hop + 1 >= r->nhops) {
@@ -845,7 +953,8 @@ static void relay_reply(SMTP_RELAY *r, int code, const char *line)
                 relay_flush_failed(r);
             return;
         }
-        r->state = ST_READY;
+        if (r->inflight == 0)
+            r->state = ST_READY;
         if (!relay_answer_head(r, code, quoted))
             return;
         relay_pump(r);
@@ -855,7 +964,8 @@ static void relay_reply(SMTP_RELAY *r, int code, const char *line)
             relay_lost(r, quoted);
             return;
         }
-        r->state = ST_READY;
+        if (r->inflight == 0)
+            r->state = ST_READY;
         if (!relay_answer_head(r, code, quoted))
             return;
         relay_pump(r);
@@ -944,6 +1054,7 @@ static void relay_read_cb(struct bufferevent *bev, void *arg)
         else
             relay_lost(r, "reply line too long");
     }
+    relay_flush(r);
     if (--r->busy == 0 && r->zombie)
         smtp_relay_free(r);
 }
@@ -954,12 +1065,16 @@ static void relay_write_cb(struct bufferevent *bev, void *arg)
     SMTP_RELAY *r = arg;
     void (*cb)(void *) = r->drain_cb;
 
-    (void) bev;
+    /* All sent: back to writing straight into the socket. */
+    if (bev && bufferevent_get_underlying(bev) == NULL
+        && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        bufferevent_disable(bev, EV_WRITE);
     if (cb == NULL || smtp_relay_backlog(r) > 0)
         return;
     r->drain_cb = NULL;
     r->busy++;
     cb(r->drain_arg);
+    relay_flush(r);
     if (--r->busy == 0 && r->zombie)
         smtp_relay_free(r);
 }
@@ -981,6 +1096,7 @@ static void relay_event_cb(struct bufferevent *bev, short what, void *arg)
             relay_peer_set(r);
             r->connected = 1;
             r->state = ST_BANNER;
+            r->inflight = 1;
             relay_arm(r, var_smtpd_relay_timeout_ms);
         } else if (r->state == ST_HANDSHAKE) {
             relay_handshake_done(r);
@@ -1018,6 +1134,7 @@ static void relay_event_cb(struct bufferevent *bev, short what, void *arg)
                  : (what & BEV_EVENT_TIMEOUT) ? "timeout while sending" : "connection error");
         relay_lost(r, why);
     }
+    relay_flush(r);
     if (--r->busy == 0 && r->zombie)
         smtp_relay_free(r);
 }
@@ -1038,6 +1155,7 @@ static void relay_timer_cb(evutil_socket_t fd, short what, void *arg)
     } else if (r->state != ST_FAILED) {
         relay_lost(r, "timeout waiting for a reply");
     }
+    relay_flush(r);
     if (--r->busy == 0 && r->zombie)
         smtp_relay_free(r);
 }
@@ -1056,32 +1174,54 @@ static void relay_rcpt_params(SMTP_RELAY *r, const char *in, char *out, size_t s
     free(copy);
 }
 
-/* relay_pump - with the transaction open and nothing in flight, send the next request */
+/* relay_can_pipe - may a RCPT go now, behind the commands in flight? */
+static int relay_can_pipe(SMTP_RELAY *r)
+{
+    if (r->inflight == 0)
+        return r->state == ST_READY;
+    /* Only behind MAIL and RCPT (and XFORWARD before them), never behind DATA. */
+    return (r->ext & EXT_PIPELINING) && r->mail_sent && r->npipe < RELAY_PIPE_MAX
+        && (r->state == ST_XFORWARD || r->state == ST_MAIL || r->state == ST_RCPT);
+}
+
+/*
+ * relay_pump - send what may go now: RCPTs, also behind others in flight
+ * when the hop pipelines; DATA and the dot only with nothing in flight.
+ */
 static void relay_pump(SMTP_RELAY *r)
 {
     RELAY_REQ *q;
 
-    while (!r->zombie && (q = r->reqs) != NULL) {
+    while (!r->zombie && r->reqs != NULL) {
         if (r->state == ST_FAILED) {
             relay_flush_failed(r);
             return;
         }
-        if (r->state != ST_READY && r->state != ST_BODY && r->state != ST_DONE)
-            return;             /* busy, or not yet open */
-        if (q->kind == REQ_RCPT && r->state == ST_READY) {
+        /* The first request not yet sent (MAIL goes by the session start-up). */
+        for (q = r->reqs; q && (q->sent || q->kind == REQ_MAIL); q = q->next)
+            ;
+        if (q == NULL)
+            return;
+        if (q->kind == REQ_RCPT && relay_can_pipe(r)) {
             char params[1024];
 
             relay_rcpt_params(r, q->params, params, sizeof(params));
             relay_send(r, ST_RCPT, "RCPT TO:%s%s", q->arg, params);
-            return;
+            q->sent = 1;
+            continue;
         }
+        if (r->inflight > 0 || (r->state != ST_READY && r->state != ST_BODY && r->state != ST_DONE))
+            return;             /* busy, or not yet open */
+        /* Nothing in flight: q is the first request. */
         if (q->kind == REQ_DATA && r->state == ST_READY) {
             r->data_refused[0] = 0;
             relay_send(r, ST_DATA, "DATA");
+            q->sent = 1;
             return;
         }
         if (q->kind == REQ_DOT && r->state == ST_BODY) {
             relay_send(r, ST_DOT, ".");
+            q->sent = 1;
             return;
         }
         if (q->kind == REQ_DOT && r->data_refused[0]) {
@@ -1109,9 +1249,12 @@ static void relay_kick_cb(evutil_socket_t fd, short what, void *arg)
         relay_flush_failed(r);
     else {
         relay_pump(r);
+        if (!r->zombie && r->bev)
+            relay_bev_flush(r->bev);
         if (!r->zombie && r->drain_cb && smtp_relay_backlog(r) == 0)
             relay_write_cb(r->bev, r);
     }
+    relay_flush(r);
     if (--r->busy == 0 && r->zombie)
         smtp_relay_free(r);
 }
@@ -1176,8 +1319,11 @@ int smtp_relay_write(SMTP_RELAY *r, const void *buf, size_t len)
 {
     if (r->state == ST_FAILED)
         return -1;
-    if (r->state == ST_BODY && r->bev)
+    if (r->state == ST_BODY && r->bev) {
+        /* Sent from the loop, so one write carries what the session hands over at once. */
+        event_active(r->kick, EV_TIMEOUT, 0);
         return bufferevent_write(r->bev, buf, len) == 0 ? 0 : -1;
+    }
     /* Before the 354 arrives: keep them until it does. */
     return evbuffer_add(r->early, buf, len) == 0 ? 0 : -1;
 }

@@ -907,6 +907,201 @@ static void fake_start(SINK_T *s, const char *mode)
     assert_true(port_open(s->port));
 }
 
+/*
+ * A fake downstream that offers PIPELINING and XFORWARD and logs, for
+ * each read, the commands that arrived in it ("XFORWARD MAIL RCPT RCPT"
+ * is one read: they were pipelined). Mode "mail4xx" answers MAIL 451.
+ */
+static const char pipe_py[] =
+    "import socket, sys, time\n"
+    "mode, port, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]\n"
+    "srv = socket.socket()\n"
+    "srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "srv.bind(('127.0.0.1', port))\n"
+    "srv.listen(5)\n"
+    "def log(t):\n"
+    "    with open(out, 'a') as f:\n"
+    "        f.write(t + '\\n')\n"
+    "while True:\n"
+    "    c, _ = srv.accept()\n"
+    "    buf, body, quit = b'', False, False\n"
+    "    try:\n"
+    "        c.sendall(b'220 fake ESMTP\\r\\n')\n"
+    "        while not quit:\n"
+    "            time.sleep(0.1)\n"
+    "            d = c.recv(65536)\n"
+    "            if not d:\n"
+    "                break\n"
+    "            buf += d\n"
+    "            verbs, replies = [], b''\n"
+    "            while True:\n"
+    "                if body:\n"
+    "                    j = (b'\\r\\n' + buf).find(b'\\r\\n.\\r\\n')\n"
+    "                    if j < 0:\n"
+    "                        break\n"
+    "                    buf, body = buf[j + 3:], False\n"
+    "                    verbs.append('DOT')\n"
+    "                    replies += b'250 2.0.0 Ok: queued as PIPE\\r\\n'\n"
+    "                    continue\n"
+    "                i = buf.find(b'\\r\\n')\n"
+    "                if i < 0:\n"
+    "                    break\n"
+    "                verb = buf[:i].decode('latin-1').split(' ')[0].upper()\n"
+    "                buf = buf[i + 2:]\n"
+    "                verbs.append(verb)\n"
+    "                if verb == 'EHLO':\n"
+    "                    replies += b'250-fake\\r\\n250-PIPELINING\\r\\n250 XFORWARD NAME ADDR\\r\\n'\n"
+    "                elif verb == 'MAIL' and mode == 'mail4xx':\n"
+    "                    replies += b'451 4.3.0 Try again later\\r\\n'\n"
+    "                elif verb == 'DATA':\n"
+    "                    replies += b'354 go on\\r\\n'\n"
+    "                    body = True\n"
+    "                elif verb == 'QUIT':\n"
+    "                    replies += b'221 bye\\r\\n'\n"
+    "                    quit = True\n"
+    "                else:\n"
+    "                    replies += b'250 2.0.0 Ok\\r\\n'\n"
+    "            if verbs:\n"
+    "                log(' '.join(verbs))\n"
+    "            c.sendall(replies)\n"
+    "    except OSError:\n"
+    "        pass\n"
+    "    c.close()\n";
+
+/* pipe_start - the fake pipelining downstream in the given mode */
+static void pipe_start(SINK_T *s, const char *mode)
+{
+    char script[700], port[16];
+    FILE *fp;
+    int i;
+    static int seq;
+
+    snprintf(script, sizeof(script), "%s/pipe.py", tdir);
+    fp = fopen(script, "w");
+    assert_non_null(fp);
+    fputs(pipe_py, fp);
+    fclose(fp);
+    s->port = free_port();
+    snprintf(port, sizeof(port), "%d", s->port);
+    snprintf(s->log, sizeof(s->log), "%s/pipe%d.log", tdir, ++seq);
+    s->dump[0] = 0;
+    if ((s->pid = fork()) == 0) {
+        execlp("python3", "python3", script, mode, port, s->log, (char *) NULL);
+        _exit(127);
+    }
+    assert_true(s->pid > 0);
+    child_add(s->pid);
+    for (i = 0; i < 200 && !port_open(s->port); i++)
+        usleep(20000);
+    assert_true(port_open(s->port));
+}
+
+/*
+ * test_pipelined - a hop with PIPELINING gets XFORWARD, MAIL and the RCPTs
+ * asked for before MAIL's reply in one write; DATA waits for their
+ * replies; the message arrives whole at smtp-sink (which pipelines) and
+ * at the fake; without PIPELINING (-p) it all goes one at a time.
+ */
+static void test_pipelined(void **state)
+{
+    SINK_T s, f;
+    SMTP_RELAY *r;
+    char *msg, *log;
+    int i;
+
+    (void) state;
+    pipe_start(&f, "ok");
+    r = full_transaction(hop(f.port));
+    for (i = 0; i < 3; i++)
+        assert_int_equal(got.code[i], 250);
+    assert_int_equal(got.code[3], 354);
+    assert_string_equal(got.text[4], "250 2.0.0 Ok: queued as PIPE");
+    smtp_relay_free(r);
+    settle();
+    sink_stop(&f);
+    log = file_slurp(f.log);
+    assert_non_null(strstr(log, "EHLO\nXFORWARD MAIL RCPT RCPT\nDATA\n"));
+    free(log);
+
+    /* smtp-sink offers PIPELINING and XFORWARD: the same transaction, exactly. */
+    memset(&got, 0, sizeof(got));
+    sink_start(&s, NULL);
+    r = full_transaction(hop(s.port));
+    assert_int_equal(got.n, 5);
+    for (i = 0; i < 3; i++)
+        assert_int_equal(got.code[i], 250);
+    assert_int_equal(got.code[3], 354);
+    assert_string_equal(got.text[4], "250 2.0.0 Ok");
+    smtp_relay_free(r);
+    settle();
+    assert_int_equal(sink_count(&s), 1);
+    msg = sink_message(&s);
+    assert_non_null(strstr(msg, "X-Rcpt-Args: <a@example.com>\n"));
+    assert_non_null(strstr(msg, "X-Rcpt-Args: <b@example.com> NOTIFY=NEVER\n"));
+    free(msg);
+    sink_stop(&s);
+    log = file_slurp(s.log);
+    assert_non_null(strstr(log, "XFORWARD NAME=client.test ADDR=IPV6:2001:db8::7"));
+    free(log);
+
+    /* Without PIPELINING: one command at a time, the same result. */
+    memset(&got, 0, sizeof(got));
+    sink_start(&s, "-p", NULL);
+    r = full_transaction(hop(s.port));
+    assert_int_equal(got.n, 5);
+    assert_int_equal(got.code[2], 250);
+    assert_int_equal(got.code[4], 250);
+    smtp_relay_free(r);
+    settle();
+    assert_int_equal(sink_count(&s), 1);
+    sink_stop(&s);
+}
+
+/* test_pipelined_mail_4xx - 4xx to a pipelined MAIL: the RCPTs go again to the next hop */
+static void test_pipelined_mail_4xx(void **state)
+{
+    char list[200];
+    SINK_T f, s;
+    SMTP_RELAY *r;
+    char *log, *msg;
+
+    (void) state;
+    pipe_start(&f, "mail4xx");
+    sink_start(&s, NULL);
+    snprintf(list, sizeof(list), "%s,%s", hop(f.port), hop(s.port));
+    r = full_transaction(list);
+    assert_int_equal(got.n, 5);
+    assert_int_equal(got.code[0], 250);
+    assert_int_equal(got.code[1], 250);
+    assert_int_equal(got.code[2], 250);
+    assert_int_equal(got.code[3], 354);
+    assert_string_equal(got.text[4], "250 2.0.0 Ok");
+    smtp_relay_free(r);
+    settle();
+    assert_int_equal(sink_count(&s), 1);
+    msg = sink_message(&s);
+    assert_non_null(strstr(msg, "X-Rcpt-Args: <a@example.com>\n"));
+    assert_non_null(strstr(msg, "X-Rcpt-Args: <b@example.com> NOTIFY=NEVER\n"));
+    free(msg);
+    sink_stop(&s);
+    sink_stop(&f);
+    log = file_slurp(f.log);
+    assert_non_null(strstr(log, "XFORWARD MAIL RCPT RCPT\n"));
+    assert_null(strstr(log, "DATA"));
+    free(log);
+
+    /* The only hop: its own 4xx is the answer, and every later request gets 451. */
+    memset(&got, 0, sizeof(got));
+    pipe_start(&f, "mail4xx");
+    r = full_transaction(hop(f.port));
+    assert_int_equal(got.n, 5);
+    assert_string_equal(got.text[0], "451 4.3.0 Try again later");
+    assert_int_equal(got.code[1], 451);
+    assert_int_equal(got.code[4], 451);
+    smtp_relay_free(r);
+    sink_stop(&f);
+}
+
 /* test_tls_may_fallback - relay_tls = may and a broken handshake: the same hop in the clear */
 static void test_tls_may_fallback(void **state)
 {
@@ -1072,6 +1267,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_free_mid_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_in_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_smtputf8, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipelined, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipelined_mail_4xx, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_required, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_may_fallback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_broken_mandatory, setup, teardown),
