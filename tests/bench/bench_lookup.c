@@ -3,9 +3,9 @@
  *
  * SYNOPSIS
  *	bench_lookup -s SOCKET [-c CONNECTIONS] [-d DEPTH]
- *		[-n REQUESTS | -t SECONDS] [-w SECONDS] [-r RATE]
+ *		[-n REQUESTS | -t SECONDS] [-w SECONDS] [-r RATE [-P]]
  *		[-k KEYFILE | -p PATTERN -N KEYS] [-h HIT_PERCENT]
- *		[-m MAP | -R] [-a] [-S SEED]
+ *		[-m MAP | -R] [-a] [-S SEED] [-L LATFILE]
  *
  * DESCRIPTION
  *	Opens CONNECTIONS persistent connections to a Postfix socketmap
@@ -26,11 +26,33 @@
  *	the moment it was due, not from when a free connection took it, so a
  *	server that falls behind cannot hide its queueing delay.
  *
+ *	That paced mode polls without sleeping while requests are due
+ *	every few hundred microseconds, so it keeps its core busy; whatever
+ *	else runs there delays its clock by whole scheduler slices, and
+ *	the latency it records is then the client's. With -P (and -r) the
+ *	client sleeps instead: a timerfd armed at the next due time
+ *	(absolute, CLOCK_MONOTONIC) wakes epoll_wait, and a request's
+ *	latency counts from the moment it was written (the clock is read
+ *	just before the write) to the moment its reply was read. Time the
+ *	client spends descheduled before it sends does not count; time the
+ *	server takes does. A client that wakes more than one interval
+ *	(1/RATE) after a request was due sends it at once, counts a "late
+ *	send", and puts the next one an interval later rather than sending
+ *	the missed ones in a burst, so the rate achieved falls short instead.
+ *	A request that finds every connection busy waits for a reply and is
+ *	late likewise (the server's queueing shows in the late sends and the
+ *	rate, not in the latency).
+ *
  *	With -R the same load goes to redis-server instead, as RESP
  *	"GET KEY" (a bulk reply counts as OK, a nil one as NOTFOUND), so the
  *	ceiling can be measured by this very client as well as by
  *	redis-benchmark: same pacing, same latency clock. Use
  *	-p 'key:%012d', the keys redis-benchmark -r asks for.
+ *
+ *	With -L the client also writes LATFILE: one line per measured
+ *	reply, "SENT_US LATENCY_US", SENT_US counted from the start of the
+ *	run (after the connections opened), so that a script can take the
+ *	latencies of the requests sent while something else ran.
  *
  *	One thread, non-blocking sockets and epoll: the client must stay
  *	cheaper than the server it measures. Every latency is recorded and
@@ -40,6 +62,9 @@
  *	A human summary, then one line for scripts:
  *	RESULT conns=N depth=D requests=R seconds=S rps=X p50_us=A p99_us=B
  *	    ok=O notfound=F other=E mismatch=M client_cpu=P
+ *	and with -P two more fields at the end: late=L (late sends among the
+ *	measured requests) lag_p99_us=G (how long after its due time a
+ *	request was written, 99th percentile).
  *
  * DIAGNOSTICS
  *	Exit 0 when every reply was "OK <value>" or "NOTFOUND " (with -R:
@@ -59,6 +84,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -97,6 +123,7 @@ typedef struct bench {
     int hit_pct;
     int any_answer;             /* -a: do not check hit=OK, miss=NOTFOUND */
     int resp;                   /* -R: talk RESP to redis-server, not socketmap */
+    int sleepy;                 /* -P: paced, sleeps, latency from the write */
     /* keys: a pattern, or a list from a file */
     char *pat_pre, *pat_suf;
     int pat_width;
@@ -111,12 +138,19 @@ typedef struct bench {
     long long sent_measured;
     long long outstanding;
     int stopping;
+    int tfd;                    /* -P: timerfd that wakes us at next_due */
+    uint64_t next_due, t_armed;
     /* results */
     long long ok, notfound, other, mismatch, replies_measured;
     uint32_t *lat;              /* nanoseconds, measured replies only */
+    uint32_t *lat_at;           /* -L: microseconds from t_start to each send */
+    const char *latfile;
     size_t lat_len, lat_size;
     int failed;
     int complaints;             /* bad replies printed so far */
+    long long late;             /* -P: measured sends > 1 interval after due */
+    uint32_t *lag;              /* -P: ns from due to write, measured sends */
+    size_t lag_len, lag_size;
 } BENCH;
 
 /* bench_now - monotonic nanoseconds */
@@ -142,11 +176,12 @@ static _Noreturn void bench_usage(void)
 {
     fprintf(stderr,
             "usage: bench_lookup -s SOCKET [-c CONNECTIONS] [-d DEPTH]\n"
-            "         [-n REQUESTS | -t SECONDS] [-w WARMUP_SECONDS] [-r RATE]\n"
+            "         [-n REQUESTS | -t SECONDS] [-w WARMUP_SECONDS] [-r RATE [-P]]\n"
             "         [-k KEYFILE | -p PATTERN -N KEYS] [-h HIT_PERCENT]\n"
-            "         [-m MAP | -R] [-a] [-S SEED]\n"
+            "         [-m MAP | -R] [-a] [-S SEED] [-L LATFILE]\n"
             "defaults: -c 16 -d 1 -t 5 -p user%%06d@bench.example -N 1000000\n"
-            "          -h 50 -m recipients; -r 0 = as fast as answered\n");
+            "          -h 50 -m recipients; -r 0 = as fast as answered\n"
+            "-P: paced without spinning; latency from each request's write\n");
     exit(RG_EX_USAGE);
 }
 
@@ -415,7 +450,11 @@ static int bench_reply(BENCH *b, BENCH_CONN *c, const char *data, size_t len, ui
     if (b->lat_len == b->lat_size) {
         b->lat_size = b->lat_size ? b->lat_size * 2 : 1 << 20;
         b->lat = xrealloc(b->lat, b->lat_size * sizeof *b->lat);
+        if (b->latfile != NULL)
+            b->lat_at = xrealloc(b->lat_at, b->lat_size * sizeof *b->lat_at);
     }
+    if (b->latfile != NULL)
+        b->lat_at[b->lat_len] = (uint32_t) ((c->t_due[slot] - b->t_start) / 1000);
     uint64_t ns = now > c->t_due[slot] ? now - c->t_due[slot] : 0;
 
     b->lat[b->lat_len++] = ns > UINT32_MAX ? UINT32_MAX : (uint32_t) ns;
@@ -539,6 +578,64 @@ static void bench_pace(BENCH *b, uint64_t now, int *cursor)
     }
 }
 
+/*
+ * bench_pace_sleep - -P: send the request due by now, if a connection has
+ * room, stamped with the time of its write; then arm the timer for the next
+ */
+static void bench_pace_sleep(BENCH *b, uint64_t now, int *cursor)
+{
+    uint64_t interval = (uint64_t) (1e9 / b->rate);
+
+    while (!b->failed && bench_may_send(b, now) && b->next_due <= now) {
+        BENCH_CONN *c = NULL;
+        uint64_t t, lag;
+
+        for (int tries = 0; tries < b->nconn; tries++) {
+            BENCH_CONN *cand = &b->conns[*cursor];
+
+            *cursor = (*cursor + 1) % b->nconn;
+            if ((int) cand->count < b->depth) {
+                c = cand;
+                break;
+            }
+        }
+        if (c == NULL)
+            break;              /* all busy: a reply wakes us, and it is late */
+        t = bench_now();
+        lag = t - b->next_due;
+        bench_send(b, c, t);
+        if (bench_flush(b, c) < 0)
+            b->failed = 1;
+        if (t >= b->t_measure) {
+            if (lag > interval)
+                b->late++;
+            if (b->lag_len == b->lag_size) {
+                b->lag_size = b->lag_size ? b->lag_size * 2 : 1 << 16;
+                b->lag = xrealloc(b->lag, b->lag_size * sizeof *b->lag);
+            }
+            b->lag[b->lag_len++] = lag > UINT32_MAX ? UINT32_MAX : (uint32_t) lag;
+        }
+        /* Behind by more than an interval: late, and no burst to catch up. */
+        b->next_due += interval;
+        if (b->next_due < t)
+            b->next_due = t + interval;
+        now = t;
+    }
+    if (!b->stopping && b->next_due != b->t_armed) {
+        struct itimerspec its;
+
+        /* Due already (all connections busy): no timer, a reply wakes us. */
+        memset(&its, 0, sizeof its);
+        if (b->next_due > now) {
+            its.it_value.tv_sec = (time_t) (b->next_due / 1000000000ULL);
+            its.it_value.tv_nsec = (long) (b->next_due % 1000000000ULL);
+        }
+        if (timerfd_settime(b->tfd, TFD_TIMER_ABSTIME, &its, NULL) < 0)
+            log_fatal("timerfd_settime: %s", strerror(errno));
+        b->t_armed = b->next_due;
+    }
+}
+
 /* bench_run - the event loop; returns 0 or -1 */
 static int bench_run(BENCH *b)
 {
@@ -568,6 +665,20 @@ static int bench_run(BENCH *b)
     b->t_measure = b->t_start + (uint64_t) (b->warmup * 1e9);
     b->t_stop = b->t_measure + (uint64_t) (b->seconds * 1e9);
     last_progress = b->t_start;
+    b->tfd = -1;
+    if (b->sleepy) {
+        struct epoll_event ev;
+
+        b->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+        if (b->tfd < 0)
+            log_fatal("timerfd_create: %s", strerror(errno));
+        ev.events = EPOLLIN;
+        ev.data.ptr = NULL;     /* the timer, not a connection */
+        if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, b->tfd, &ev) < 0)
+            log_fatal("epoll_ctl: %s", strerror(errno));
+        b->next_due = b->t_start;
+        bench_pace_sleep(b, b->t_start, &cursor);
+    }
     if (b->rate <= 0) {
         for (int i = 0; i < b->nconn && !b->failed; i++) {
             BENCH_CONN *c = &b->conns[i];
@@ -587,7 +698,7 @@ static int bench_run(BENCH *b)
          * Paced runs poll without sleeping, as the next request is due in
          * microseconds; only a slow rate lets them sleep until then.
          */
-        if (b->rate > 0 && !b->stopping) {
+        if (b->rate > 0 && !b->stopping && !b->sleepy) {
             uint64_t next = b->t_start + (uint64_t) ((double) b->issued * 1e9 / b->rate);
 
             now = bench_now();
@@ -606,6 +717,14 @@ static int bench_run(BENCH *b)
             BENCH_CONN *c = evs[i].data.ptr;
             int got = 0;
 
+            if (c == NULL) {    /* -P: the timer fired; clear it */
+                uint64_t ticks;
+
+                if (read(b->tfd, &ticks, sizeof ticks) < 0 && errno != EAGAIN)
+                    log_fatal("read timerfd: %s", strerror(errno));
+                b->t_armed = 0;
+                continue;
+            }
             if ((evs[i].events & EPOLLOUT) && bench_flush(b, c) < 0) {
                 b->failed = 1;
                 break;
@@ -627,7 +746,9 @@ static int bench_run(BENCH *b)
                 last_progress = b->t_last_reply ? b->t_last_reply : bench_now();
         }
         now = bench_now();
-        if (b->rate > 0)
+        if (b->sleepy)
+            bench_pace_sleep(b, now, &cursor);
+        else if (b->rate > 0)
             bench_pace(b, now, &cursor);
         else
             (void) bench_may_send(b, now);
@@ -644,6 +765,8 @@ static int bench_run(BENCH *b)
     }
     for (int i = 0; i < b->nconn; i++)
         close(b->conns[i].fd);
+    if (b->tfd >= 0)
+        close(b->tfd);
     close(b->epfd);
     return b->failed ? -1 : 0;
 }
@@ -656,17 +779,36 @@ static int bench_cmp_u32(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* bench_pct - the q-quantile of the sorted latencies, in microseconds */
-static double bench_pct(const BENCH *b, double q)
+/* bench_quantile - the q-quantile of n sorted nanoseconds, in microseconds */
+static double bench_quantile(const uint32_t *v, size_t n, double q)
 {
     size_t i;
 
-    if (b->lat_len == 0)
+    if (n == 0)
         return 0;
-    i = (size_t) (q * (double) b->lat_len);
-    if (i >= b->lat_len)
-        i = b->lat_len - 1;
-    return b->lat[i] / 1000.0;
+    i = (size_t) (q * (double) n);
+    if (i >= n)
+        i = n - 1;
+    return v[i] / 1000.0;
+}
+
+/* bench_pct - the q-quantile of the sorted latencies, in microseconds */
+static double bench_pct(const BENCH *b, double q)
+{
+    return bench_quantile(b->lat, b->lat_len, q);
+}
+
+/* bench_latfile - -L: write each measured reply's send time and latency */
+static void bench_latfile(const BENCH *b)
+{
+    FILE *fp = fopen(b->latfile, "w");
+
+    if (fp == NULL)
+        log_fatal("open %s: %s", b->latfile, strerror(errno));
+    for (size_t i = 0; i < b->lat_len; i++)
+        fprintf(fp, "%u %.1f\n", b->lat_at[i], b->lat[i] / 1000.0);
+    if (fclose(fp) != 0)
+        log_fatal("write %s: %s", b->latfile, strerror(errno));
 }
 
 /* bench_report - print the figures, for people and for run.sh */
@@ -687,13 +829,23 @@ static void bench_report(BENCH *b)
         mean += b->lat[i];
     if (b->lat_len > 0)
         mean /= (double) b->lat_len * 1000.0;
+    if (b->latfile != NULL)
+        bench_latfile(b);       /* before the sort loses the order */
     qsort(b->lat, b->lat_len, sizeof *b->lat, bench_cmp_u32);
+    if (b->lag_len > 0)
+        qsort(b->lag, b->lag_len, sizeof *b->lag, bench_cmp_u32);
 
     printf("bench_lookup: %s, %s %s, %d connection(s), depth %d, %s\n",
            b->sock, b->resp ? "redis" : "map", b->resp ? "GET" : b->map, b->nconn, b->depth,
-           b->rate > 0 ? "paced" : "as fast as answered");
+           b->sleepy ? "paced, sleeping, latency from each write"
+           : b->rate > 0 ? "paced, latency from each due time" : "as fast as answered");
     if (b->rate > 0)
         printf("  target rate   %.0f/s\n", b->rate);
+    if (b->sleepy)
+        printf("  sends         %zu measured, late %lld (> %.0f us after due);"
+               " lag p50 %.1f  p99 %.1f  max %.1f us\n", b->lag_len, b->late, 1e6 / b->rate,
+               bench_quantile(b->lag, b->lag_len, 0.50), bench_quantile(b->lag, b->lag_len, 0.99),
+               b->lag_len ? b->lag[b->lag_len - 1] / 1000.0 : 0);
     printf("  lookups       %lld in %.3f s = %.0f lookups/s\n",
            b->replies_measured, secs, rps);
     printf("  replies       OK %lld, NOTFOUND %lld, other %lld, hit/miss mismatch %lld\n",
@@ -703,10 +855,13 @@ static void bench_report(BENCH *b)
            bench_pct(b, 0.999), b->lat_len ? b->lat[b->lat_len - 1] / 1000.0 : 0);
     printf("  client cpu    %.0f%% of one core\n", wall > 0 ? 100 * cpu / wall : 0);
     printf("RESULT conns=%d depth=%d requests=%lld seconds=%.3f rps=%.0f p50_us=%.1f p99_us=%.1f"
-           " ok=%lld notfound=%lld other=%lld mismatch=%lld client_cpu=%.0f\n",
+           " ok=%lld notfound=%lld other=%lld mismatch=%lld client_cpu=%.0f",
            b->nconn, b->depth, b->replies_measured, secs, rps, bench_pct(b, 0.50),
            bench_pct(b, 0.99), b->ok, b->notfound, b->other, b->mismatch,
            wall > 0 ? 100 * cpu / wall : 0);
+    if (b->sleepy)
+        printf(" late=%lld lag_p99_us=%.1f", b->late, bench_quantile(b->lag, b->lag_len, 0.99));
+    printf("\n");
     fflush(stdout);
 }
 
@@ -742,7 +897,7 @@ int main(int argc, char **argv)
     b.nkeys = 1000000;
     b.rng = 0x9E3779B97F4A7C15ULL;
 
-    while ((ch = getopt(argc, argv, "s:c:d:n:t:w:r:k:p:N:h:m:aRS:")) != -1) {
+    while ((ch = getopt(argc, argv, "s:c:d:n:t:w:r:k:p:N:h:m:aRPS:L:")) != -1) {
         switch (ch) {
         case 's': b.sock = optarg; break;
         case 'c': b.nconn = (int) bench_num(optarg, 1, 10000); break;
@@ -758,11 +913,13 @@ int main(int argc, char **argv)
         case 'm': b.map = optarg; break;
         case 'a': b.any_answer = 1; break;
         case 'R': b.resp = 1; break;
+        case 'P': b.sleepy = 1; break;
+        case 'L': b.latfile = optarg; break;
         case 'S': b.rng = (uint64_t) bench_num(optarg, 1, 1e18); break;
         default: bench_usage();
         }
     }
-    if (b.sock == NULL || optind != argc || (have_n && have_t))
+    if (b.sock == NULL || optind != argc || (have_n && have_t) || (b.sleepy && b.rate <= 0))
         bench_usage();
     if (strlen(b.map) > 64)
         bench_usage();
@@ -788,6 +945,8 @@ int main(int argc, char **argv)
     free(b.pat_pre);
     free(b.pat_suf);
     free(b.lat);
+    free(b.lag);
+    free(b.lat_at);
     if (b.conns != NULL) {
         for (int i = 0; i < b.nconn; i++) {
             free(b.conns[i].in);
