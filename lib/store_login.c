@@ -23,8 +23,8 @@
  * only: owning a catch-all "@domain" does not grant every address of it.
  *
  * The statement is prepared per call (the store's handle has no slot for
- * it; a sender check is once per MAIL FROM of an authenticated session),
- * read-only, with bound parameters.
+ * it; smtpd asks only for authenticated sessions, at each RCPT, as the
+ * sender checks run there), read-only, with bound parameters.
  */
 #include "config.h"
 

@@ -47,6 +47,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <ifaddrs.h>
+#include <stddef.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -115,6 +116,23 @@ typedef struct check_ctx {
     int at_connect;             /* smtpd_check_connect: only REJECT and DEFER act */
     CHECK_KEYS keys;            /* scratch for the access lookups */
 } CHECK_CTX;
+
+/*
+ * check_ctx_new - a context with everything but the key scratch zeroed:
+ * that is some 45 kB, filled (n = 0 first) before each access lookup
+ * reads it, and clearing it for every RCPT would be wasted work.
+ */
+static CHECK_CTX *check_ctx_new(SMTPD_CLIENT *c, const char *rcpt, SMTPD_REPLY *r)
+{
+    CHECK_CTX *x = xmalloc(sizeof(*x));
+
+    memset(x, 0, offsetof(CHECK_CTX, keys));
+    x->keys.n = 0;
+    x->c = c;
+    x->rcpt = rcpt;
+    x->r = r;
+    return x;
+}
 
 /* check_state_free - free a state; NULL is fine */
 static void check_state_free(CHECK_STATE *s)
@@ -766,7 +784,7 @@ static int check_sender(CHECK_CTX *x)
     const char *s = c->sender;
     char what[ADDR_KEY_SIZE + 4];
     enum smtpd_mode mode;
-    int rc, ok, ours = 0;
+    int rc, ok, ours = 0, unsure = 0;
     CHECK_WHY why;
     ADDR a;
     char base_local[ADDR_KEY_SIZE], base[ADDR_KEY_SIZE + ADDR_DOMAIN_MAX + 2];
@@ -817,6 +835,7 @@ static int check_sender(CHECK_CTX *x)
         log_warn("forged sender check for %s: %s", what, store_error(smtpd_store));
         if ((rc = check_refuse(x, mode, 451, "451 4.3.0 %s: Temporary lookup failure", what)) != 0)
             return rc;
+        unsure = 1;                     /* the domain may be ours: no "Domain not found" from DNS */
     } else if (rc > 0) {
         ours = 1;
         if ((rc = check_refuse(x, mode, 550, "550 5.7.1 %s: Sender address rejected: "
@@ -825,11 +844,14 @@ static int check_sender(CHECK_CTX *x)
     }
     /* our own domains need no DNS to exist (they may have none outside) */
     mode = smtpd_mode(var_smtpd_unknown_sender_domain);
-    if (!ours && c->dns.sender_domain == SMTPD_DNS_NO
+    if (unsure && (c->dns.sender_domain == SMTPD_DNS_NO || c->dns.sender_domain == SMTPD_DNS_TEMP)
+        && (rc = check_refuse(x, mode, 451, "451 4.3.0 %s: Temporary lookup failure", what)) != 0)
+        return rc;
+    if (!ours && !unsure && c->dns.sender_domain == SMTPD_DNS_NO
         && (rc = check_refuse(x, mode, 550, "550 5.1.8 %s: Sender address rejected: Domain not found",
                               what)) != 0)
         return rc;
-    if (!ours && c->dns.sender_domain == SMTPD_DNS_TEMP
+    if (!ours && !unsure && c->dns.sender_domain == SMTPD_DNS_TEMP
         && (rc = check_refuse(x, mode, 450, "450 4.1.8 %s: Sender address rejected: Domain not found",
                               what)) != 0)
         return rc;
@@ -962,10 +984,7 @@ int smtpd_check_rcpt(SMTPD_CLIENT *c, const char *rcpt, SMTPD_RCPT_INFO *info, S
         store_read_end(smtpd_store);
         return smtpd_reply_set(r, 451, "451 4.3.0 <%.*s>: Temporary lookup failure", ADDR_PATH_MAX, rcpt);
     }
-    x = xcalloc(1, sizeof(*x));         /* the candidate keys are large for the stack */
-    x->c = c;
-    x->rcpt = rcpt;
-    x->r = r;
+    x = check_ctx_new(c, rcpt, r);      /* the candidate keys are large for the stack */
     x->use_store = var_smtpd_store_access;
     check_store_mask(x);
     params_check_opts(&x->opts);
@@ -991,10 +1010,7 @@ int smtpd_check_connect(SMTPD_CLIENT *c, SMTPD_REPLY *r)
     /* warn-only entries (warn_if_reject) are logged at RCPT, with the envelope */
     if (smtpd_mode("enforce") != SMTPD_ENFORCE)
         return 0;
-    x = xcalloc(1, sizeof(*x));
-    x->c = c;
-    x->rcpt = "";
-    x->r = r;
+    x = check_ctx_new(c, "", r);
     x->at_connect = 1;
     x->use_store = var_smtpd_store_access && smtpd_store != NULL && store_read_begin(smtpd_store) == 0;
     check_store_mask(x);
