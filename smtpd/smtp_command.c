@@ -44,6 +44,7 @@ static void smtp_command_ehlo(SMTP_SESSION *s, const char *arg, int esmtp)
 {
     SMTPD_REPLY r;
     char buf[256];
+    char auth[256];
     const char *lines[10];
     int n = 0;
 
@@ -71,8 +72,6 @@ static void smtp_command_ehlo(SMTP_SESSION *s, const char *arg, int esmtp)
     if (!s->c.tls && smtp_tls_server_ok())
         lines[n++] = "STARTTLS";
     if (s->c.submission && s->c.tls && s->c.sasl_user == NULL && *smtp_auth_mechs()) {
-        static char auth[256];
-
         snprintf(auth, sizeof(auth), "AUTH %s", smtp_auth_mechs());
         lines[n++] = auth;
     }
@@ -380,7 +379,7 @@ static void smtp_command_relay_data_cb(void *arg, int code, const char *reply)
     }
     smtp_session_send(s, "354 End data with <CR><LF>.<CR><LF>");
     s->phase = PH_DATA;
-    smtp_proto_data_init(&s->scan, strcmp(var_smtpd_bare_newline, "normalize") == 0);
+    smtp_proto_data_init(&s->scan, smtp_session_normalize);
     s->d_over = 0;
     s->d_failed = 0;
     s->data_bytes = 0;
@@ -457,11 +456,19 @@ static void smtp_command_relay_dot_cb(void *arg, int code, const char *reply)
 void smtp_command_data_end(SMTP_SESSION *s)
 {
     s->phase = PH_CMD;
-    if (s->d_over) {
+    if (s->d_over || s->d_failed) {
         SMTPD_REPLY r;
 
         memset(&r, 0, sizeof(r));
-        smtpd_reply_set(&r, 552, "552 5.3.4 Message size exceeds fixed limit");
+        /*
+         * A write to the downstream failed: what it holds is cut short, so
+         * it must not get the dot (and perhaps say 250 to half a message).
+         * The reset closes it without one; the client hears 4xx and retries.
+         */
+        if (s->d_over)
+            smtpd_reply_set(&r, 552, "552 5.3.4 Message size exceeds fixed limit");
+        else
+            smtpd_reply_set(&r, 451, "451 4.3.0 Error: message transfer to the next hop failed");
         smtpd_log_reject(&s->c, "END-OF-MESSAGE", &r, NULL, 0);
         smtp_session_reply(s, "%s", r.text);
         smtp_session_reset(s);
@@ -562,6 +569,7 @@ static void smtp_command_auth(SMTP_SESSION *s, const char *arg)
 {
     char reply[1024];
     char mech[64];
+    char upper[sizeof(mech)];
     const char *initial;
     size_t len;
     enum smtp_auth_status st;
@@ -593,10 +601,7 @@ static void smtp_command_auth(SMTP_SESSION *s, const char *arg)
     while (*initial == ' ' || *initial == '\t')
         initial++;
     free(s->auth_mech);
-    s->auth_mech = xstrdup(mech);
-    for (char *p = s->auth_mech; *p; p++)
-        if (*p >= 'a' && *p <= 'z')
-            *p = (char) (*p - 'a' + 'A');
+    s->auth_mech = xstrdup(smtp_proto_upper(upper, sizeof(upper), mech, len));
     st = smtp_auth_start(&s->c, mech, *initial ? initial : NULL, &s->auth, reply, sizeof(reply));
     smtp_command_auth_result(s, st, reply);
 }
@@ -631,6 +636,7 @@ static int smtp_command_pipelined(SMTP_SESSION *s, int cmd, const char *line)
 {
     struct evbuffer *in = bufferevent_get_input(s->bev);
     char text[256];
+    char verb[16];
     int mode;
 
     if (evbuffer_get_length(in) == 0 || cmd == SMTP_CMD_QUIT || cmd == SMTP_CMD_STARTTLS
@@ -640,18 +646,9 @@ static int smtp_command_pipelined(SMTP_SESSION *s, int cmd, const char *line)
         return 0;
     smtp_session_protocol_error();
     smtp_session_escape(in, text, sizeof(text));
-    {
-        char verb[16];
-        size_t n = strcspn(line, " \t");
-
-        if (n >= sizeof(verb))
-            n = sizeof(verb) - 1;
-        for (size_t i = 0; i < n; i++)
-            verb[i] = (line[i] >= 'a' && line[i] <= 'z') ? (char) (line[i] - 'a' + 'A') : line[i];
-        verb[n] = 0;
-        smtpd_log_printf("improper command pipelining after %s from %s[%s]: %s", verb,
-                         s->c.name, s->c.addr, text);
-    }
+    smtpd_log_printf("improper command pipelining after %s from %s[%s]: %s",
+                     smtp_proto_upper(verb, sizeof(verb), line, strcspn(line, " \t")),
+                     s->c.name, s->c.addr, text);
     if (mode == SMTPD_WARN)
         return 0;
     smtp_session_goodbye(s, "554 5.5.0 Error: SMTP protocol synchronization");

@@ -52,6 +52,19 @@ const char *smtp_proto_cmd_name(int cmd)
     return smtp_proto_names[cmd];
 }
 
+/* smtp_proto_upper - copy and ASCII-uppercase (locale-independent) */
+char *smtp_proto_upper(char *dst, size_t size, const char *src, size_t len)
+{
+    size_t i;
+
+    if (size == 0)
+        return dst;
+    for (i = 0; i < len && i + 1 < size && src[i]; i++)
+        dst[i] = (src[i] >= 'a' && src[i] <= 'z') ? (char) (src[i] - 'a' + 'A') : src[i];
+    dst[i] = 0;
+    return dst;
+}
+
 /* smtp_proto_split - find the verb and the argument */
 int smtp_proto_split(const char *line, const char **arg)
 {

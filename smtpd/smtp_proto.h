@@ -26,6 +26,13 @@ enum smtp_cmd {
 const char *smtp_proto_cmd_name(int cmd);
 
 /*
+ * smtp_proto_upper - at most len bytes of src, ASCII-uppercased, into dst
+ * (NUL-terminated, cut to size - 1). Returns dst. For log lines and
+ * mechanism names: verbs and mechanisms are case-insensitive.
+ */
+char *smtp_proto_upper(char *dst, size_t size, const char *src, size_t len);
+
+/*
  * smtp_proto_split - the verb of line (case-insensitive) and where its
  * argument starts (after blanks; "" if none). Returns the command.
  */

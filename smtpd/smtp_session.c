@@ -79,6 +79,7 @@ static SMTP_SESSION *smtp_session_list;
 static int smtp_session_n;
 int smtp_session_stopping;
 const struct timeval *smtp_session_cmd_tv;
+int smtp_session_normalize;
 static char *smtp_session_line;         /* the current command line (one at a time) */
 static size_t smtp_session_line_size;
 static unsigned smtp_session_qid_seq;
@@ -116,6 +117,8 @@ void smtp_session_init(SMTPD_DNS *dns)
     struct timeval tv = smtp_session_tv(var_smtpd_cmd_timeout_ms);
 
     smtp_session_dns = dns;
+    /* Derived once here (start, reload), not compared at every command line. */
+    smtp_session_normalize = strcmp(var_smtpd_bare_newline, "normalize") == 0;
     /* A common timeout keeps ten thousand identical idle timers cheap. */
     smtp_session_cmd_tv = event_base_init_common_timeout(smtpd_base, &tv);
     if (smtp_session_cmd_tv == NULL)
@@ -153,10 +156,7 @@ const char *smtp_session_last(const SMTP_SESSION *s, char *buf, size_t size)
     if (s->phase == PH_GREET || s->counts[s->cur_cmd][1] == 0)
         return "CONNECT";
     name = s->phase == PH_AUTH ? "auth" : smtp_proto_cmd_name(s->cur_cmd);
-    snprintf(buf, size, "%s", name);
-    for (char *p = buf; *p; p++)
-        if (*p >= 'a' && *p <= 'z')
-            *p = (char) (*p - 'a' + 'A');
+    smtp_proto_upper(buf, size, name, strlen(name));
     if (s->phase == PH_CMD && s->cur_cmd == SMTP_CMD_UNKNOWN)
         snprintf(buf, size, "UNKNOWN");
     return buf;
@@ -687,7 +687,7 @@ static int smtp_session_getline(SMTP_SESSION *s)
     struct evbuffer *in = bufferevent_get_input(s->bev);
     size_t avail = evbuffer_get_length(in);
     size_t limit = s->phase == PH_AUTH ? SMTP_AUTH_LINE_MAX : (size_t) var_smtpd_line_limit;
-    int normalize = strcmp(var_smtpd_bare_newline, "normalize") == 0;
+    int normalize = smtp_session_normalize;
     size_t n, i, end, skip;
     unsigned char *p;
 

@@ -75,6 +75,7 @@ struct smtp_session {
 extern SMTPD_DNS *smtp_session_dns;
 extern int smtp_session_stopping;               /* SIGTERM seen */
 extern const struct timeval *smtp_session_cmd_tv;   /* command_timeout, a common timeout */
+extern int smtp_session_normalize;              /* bare_newline = normalize (set at init/reload) */
 
 /* smtp_session_now - the loop's cached clock in milliseconds */
 long long smtp_session_now(void);
