@@ -687,7 +687,11 @@ int source_ldap_ad_delta_read(SOURCE_LDAP *sl, SOURCE_LDAP_AD_DELTA *d, const ch
     return 0;
 }
 
-/* source_ldap_ad_in_bases - is a DN at or below one of the source's bases? */
+/*
+ * source_ldap_ad_in_bases - is a DN at or below one of the source's bases?
+ * 1 yes, 0 no, -1 when a DN cannot be parsed: the caller deletes on 0, so
+ * an unreadable DN must not pass for one outside the bases.
+ */
 int source_ldap_ad_in_bases(const SOURCE_LDAP *sl, const char *dn, size_t len)
 {
     char *copy = xstrndup(dn, len);
@@ -697,9 +701,9 @@ int source_ldap_ad_in_bases(const SOURCE_LDAP *sl, const char *dn, size_t len)
     /* Compare the normal forms: AD and the postmaster may space a DN differently. */
     if (ldap_dn_normalize(copy, LDAP_DN_FORMAT_LDAPV3, &norm, LDAP_DN_FORMAT_LDAPV3) != LDAP_SUCCESS) {
         free(copy);
-        return 0;
+        return -1;
     }
-    for (const char *b = sl->conf->base; *b && !yes;) {
+    for (const char *b = sl->conf->base; *b && yes == 0;) {
         size_t blen = strcspn(b, "\n");
         char *base = xstrndup(b, blen);
         char *bnorm = NULL;
@@ -709,6 +713,8 @@ int source_ldap_ad_in_bases(const SOURCE_LDAP *sl, const char *dn, size_t len)
 
             yes = n >= m && strcasecmp(norm + n - m, bnorm) == 0 && (n == m || norm[n - m - 1] == ',');
             ldap_memfree(bnorm);
+        } else {
+            yes = -1;
         }
         free(base);
         b += blen;

@@ -269,6 +269,8 @@ static int source_ldap_dirsync_entry(SOURCE_LDAP *sl, LDAPMessage *e, void *ctx,
     struct berval dn, name, *vals;
     char guid[33] = "";
     int deleted = 0;
+    int in = 1;
+    int r;
 
     if (syncd_stopping) {
         snprintf(err, errlen, "stopping on a signal");
@@ -279,7 +281,7 @@ static int source_ldap_dirsync_entry(SOURCE_LDAP *sl, LDAPMessage *e, void *ctx,
         snprintf(err, errlen, "a DirSync answer without a readable DN");
         return -1;
     }
-    while (source_ldap_entry_next(sl, e, ber, &name, &vals) > 0) {
+    while ((r = source_ldap_entry_next(sl, e, ber, &name, &vals)) > 0) {
         if (vals && vals[0].bv_val) {
             if (source_ldap_is(&name, "objectGUID"))
                 (void) source_ldap_ad_guid(&vals[0], guid);
@@ -289,11 +291,20 @@ static int source_ldap_dirsync_entry(SOURCE_LDAP *sl, LDAPMessage *e, void *ctx,
         ber_memfree(vals);
     }
     ber_free(ber, 0);
+    if (r < 0) {
+        /* Half an answer could lack isDeleted: deleting or keeping would be a guess. */
+        snprintf(err, errlen, "%.*s: a malformed DirSync answer", (int) dn.bv_len, dn.bv_val);
+        return -1;
+    }
     if (guid[0] == 0) {
         snprintf(err, errlen, "%.*s: a DirSync answer without objectGUID", (int) dn.bv_len, dn.bv_val);
         return -1;
     }
-    if (deleted || !source_ldap_ad_in_bases(sl, dn.bv_val, dn.bv_len))
+    if (!deleted && (in = source_ldap_ad_in_bases(sl, dn.bv_val, dn.bv_len)) < 0) {
+        snprintf(err, errlen, "%.*s: a DirSync answer with an unreadable DN", (int) dn.bv_len, dn.bv_val);
+        return -1;
+    }
+    if (deleted || in == 0)
         return source_ldap_ad_delta_gone(sl, p->d, guid, err, errlen);   /* unknown guids are fine */
     if (p->n == p->size) {
         p->size = p->size ? 2 * p->size : 64;

@@ -334,6 +334,8 @@ int sync_apply_full(STORE *st, const SOURCE_CONF *conf, const SOURCE_OPS *ops, S
     rc = ops->full(src, &sink, &cookie, &invocation_id, why, sizeof(why));
     res->objects = ctx.objects;
     res->skipped = sink.skipped;
+    if (rc == SOURCE_OK && (ctx.store_failed || ctx.stopped))
+        rc = SOURCE_ERR;                /* a put failed: the pull is partial, whatever the source says */
     if (rc != SOURCE_OK) {
         free(ctx.hashes);
         free(cookie);
@@ -434,6 +436,8 @@ int sync_apply_delta(STORE *st, const SOURCE_CONF *conf, const SOURCE_OPS *ops, 
     store_sync_state_free(&state);
     res->objects = ctx.objects;
     res->skipped = sink.skipped;
+    if (rc != SOURCE_ERR && (ctx.store_failed || ctx.stopped))
+        rc = SOURCE_ERR;                /* a put or del failed: the pull is partial */
     if (rc == SOURCE_FULL) {
         store_delta_abort(st);
         free(cookie);

@@ -315,7 +315,10 @@ int source_ldap_ad_delta_gone(SOURCE_LDAP *sl, SOURCE_LDAP_AD_DELTA *d, const ch
 int source_ldap_ad_delta_read(SOURCE_LDAP *sl, SOURCE_LDAP_AD_DELTA *d, const char *dn,
                               const char *guid, char *err, size_t errlen);
 
-/* source_ldap_ad_in_bases - is a DN at or below one of the source's bases? */
+/*
+ * source_ldap_ad_in_bases - is a DN at or below one of the source's bases?
+ * 1 yes, 0 no, -1 the DN or a base cannot be parsed (never "outside").
+ */
 int source_ldap_ad_in_bases(const SOURCE_LDAP *sl, const char *dn, size_t len);
 
 /* ------------------------------------------------------------ source_ldap_dirsync.c */
