@@ -41,7 +41,8 @@
  *      made the callback unwinds.
  *
  *      Once the transaction is lost (connection closed, timeout, 421,
- *      protocol error) every outstanding and later request is answered
+ *      protocol error, a reply the command cannot have such as a 250 to
+ *      DATA) every outstanding and later request is answered
  *      "451 4.4.2 Lost connection with next hop ...", or "451 4.4.1 ..." if
  *      no hop could be reached at all. Freeing the relay before the final
  *      reply closes the connection at once, without the final dot, so the
@@ -856,6 +857,30 @@ static void relay_handshake_done(SMTP_RELAY *r)
     relay_send(r, ST_EHLO2, "EHLO %s", smtpd_hostname);
 }
 
+/* relay_answer_pump - answer the head request, then send what may go next */
+static void relay_answer_pump(SMTP_RELAY *r, int code, const char *text)
+{
+    if (relay_answer_head(r, code, text))
+        relay_pump(r);
+}
+
+/*
+ * relay_lost_reply - after MAIL was accepted, a 421 or a reply the command
+ * cannot have loses the transaction (1): a stray 2xx to DATA must not
+ * become the answer to the dot, nor a 3xx the answer to RCPT or the dot.
+ */
+static int relay_lost_reply(SMTP_RELAY *r, enum relay_state st, int code, const char *quoted)
+{
+    int cls = code / 100;
+    int odd = st == ST_DATA ? (cls == 2 || (cls == 3 && code != 354)) : cls == 3;
+
+    if (code == 421)
+        relay_lost(r, quoted);
+    else if (odd)
+        relay_lost(r, "unexpected reply");
+    return code == 421 || odd;
+}
+
 /* relay_reply - one complete reply (its last line) in the current state */
 static void relay_reply(SMTP_RELAY *r, int code, const char *line)
 {
@@ -936,6 +961,11 @@ static void relay_reply(SMTP_RELAY *r, int code, const char *line)
             relay_send_next_xforward(r);
         return;
     case ST_MAIL:
+        if (cls == 3) {
+            /* No 3xx answers MAIL: never hand it to the client as the verdict. */
+            relay_next_hop(r, "451 4.4.1 Next hop: protocol error");
+            return;
+        }
         if (cls == 4 && code != 421 && r->hop + 1 >= r->nhops) {
             /* The last hop's own temporary refusal is the most useful answer. */
             relay_next_hop(r, "%s", quoted);
@@ -955,26 +985,18 @@ static void relay_reply(SMTP_RELAY *r, int code, const char *line)
         }
         if (r->inflight == 0)
             r->state = ST_READY;
-        if (!relay_answer_head(r, code, quoted))
-            return;
-        relay_pump(r);
+        relay_answer_pump(r, code, quoted);
         return;
     case ST_RCPT:
-        if (code == 421) {
-            relay_lost(r, quoted);
+        if (relay_lost_reply(r, st, code, quoted))
             return;
-        }
         if (r->inflight == 0)
             r->state = ST_READY;
-        if (!relay_answer_head(r, code, quoted))
-            return;
-        relay_pump(r);
+        relay_answer_pump(r, code, quoted);
         return;
     case ST_DATA:
-        if (code == 421) {
-            relay_lost(r, quoted);
+        if (relay_lost_reply(r, st, code, quoted))
             return;
-        }
         if (code != 354) {
             snprintf(r->data_refused, sizeof(r->data_refused), "%s", quoted);
             evbuffer_drain(r->early, evbuffer_get_length(r->early));
@@ -983,21 +1005,15 @@ static void relay_reply(SMTP_RELAY *r, int code, const char *line)
             r->state = ST_BODY;
             bufferevent_write_buffer(r->bev, r->early);
         }
-        if (!relay_answer_head(r, code, quoted))
-            return;
-        relay_pump(r);
+        relay_answer_pump(r, code, quoted);
         return;
     case ST_DOT:
-        if (code == 421) {
-            relay_lost(r, quoted);
+        if (relay_lost_reply(r, st, code, quoted))
             return;
-        }
         r->state = ST_DONE;
         /* The session logs the delivery in Postfix's format; this is for debugging. */
         log_debug("relay=%s, final reply: %s", r->peer, quoted);
-        if (!relay_answer_head(r, code, quoted))
-            return;
-        relay_pump(r);
+        relay_answer_pump(r, code, quoted);
         return;
     default:
         relay_lost(r, "unexpected reply");
@@ -1125,7 +1141,7 @@ static void relay_event_cb(struct bufferevent *bev, short what, void *arg)
                  : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         log_warn("connect to %s: %s", r->peer, why);
         relay_next_hop(r, "451 4.4.1 Next hop not reachable: %s", why);
-    } else if (r->state < ST_MAIL || (r->state == ST_MAIL)) {
+    } else if (r->state <= ST_MAIL) {
         snprintf(why, sizeof(why), "%s", (what & BEV_EVENT_EOF) ? "lost connection"
                  : (what & BEV_EVENT_TIMEOUT) ? "timeout" : "connection error");
         relay_next_hop(r, "451 4.4.1 Next hop: %s", why);

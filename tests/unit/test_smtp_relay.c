@@ -879,22 +879,22 @@ static const char fake_py[] =
     "        pass\n"
     "    c.close()\n";
 
-/* fake_start - the fake TLS-breaking downstream in the given mode */
-static void fake_start(SINK_T *s, const char *mode)
+/* py_start - run one of the python fakes (text, saved as tdir/name.py) in the given mode */
+static void py_start(SINK_T *s, const char *name, const char *text, const char *mode)
 {
     char script[700], port[16];
     FILE *fp;
     int i;
     static int seq;
 
-    snprintf(script, sizeof(script), "%s/fake.py", tdir);
+    snprintf(script, sizeof(script), "%s/%s.py", tdir, name);
     fp = fopen(script, "w");
     assert_non_null(fp);
-    fputs(fake_py, fp);
+    fputs(text, fp);
     fclose(fp);
     s->port = free_port();
     snprintf(port, sizeof(port), "%d", s->port);
-    snprintf(s->log, sizeof(s->log), "%s/fake%d.log", tdir, ++seq);
+    snprintf(s->log, sizeof(s->log), "%s/%s%d.log", tdir, name, ++seq);
     s->dump[0] = 0;
     if ((s->pid = fork()) == 0) {
         execlp("python3", "python3", script, mode, port, s->log, (char *) NULL);
@@ -907,10 +907,17 @@ static void fake_start(SINK_T *s, const char *mode)
     assert_true(port_open(s->port));
 }
 
+/* fake_start - the fake TLS-breaking downstream in the given mode */
+static void fake_start(SINK_T *s, const char *mode)
+{
+    py_start(s, "fake", fake_py, mode);
+}
+
 /*
  * A fake downstream that offers PIPELINING and XFORWARD and logs, for
  * each read, the commands that arrived in it ("XFORWARD MAIL RCPT RCPT"
- * is one read: they were pipelined). Mode "mail4xx" answers MAIL 451.
+ * is one read: they were pipelined). Mode "mail4xx" answers MAIL 451,
+ * "data250" answers DATA with a stray 250 instead of 354.
  */
 static const char pipe_py[] =
     "import socket, sys, time\n"
@@ -953,6 +960,8 @@ static const char pipe_py[] =
     "                    replies += b'250-fake\\r\\n250-PIPELINING\\r\\n250 XFORWARD NAME ADDR\\r\\n'\n"
     "                elif verb == 'MAIL' and mode == 'mail4xx':\n"
     "                    replies += b'451 4.3.0 Try again later\\r\\n'\n"
+    "                elif verb == 'DATA' and mode == 'data250':\n"
+    "                    replies += b'250 2.0.0 Ok\\r\\n'\n"
     "                elif verb == 'DATA':\n"
     "                    replies += b'354 go on\\r\\n'\n"
     "                    body = True\n"
@@ -971,29 +980,7 @@ static const char pipe_py[] =
 /* pipe_start - the fake pipelining downstream in the given mode */
 static void pipe_start(SINK_T *s, const char *mode)
 {
-    char script[700], port[16];
-    FILE *fp;
-    int i;
-    static int seq;
-
-    snprintf(script, sizeof(script), "%s/pipe.py", tdir);
-    fp = fopen(script, "w");
-    assert_non_null(fp);
-    fputs(pipe_py, fp);
-    fclose(fp);
-    s->port = free_port();
-    snprintf(port, sizeof(port), "%d", s->port);
-    snprintf(s->log, sizeof(s->log), "%s/pipe%d.log", tdir, ++seq);
-    s->dump[0] = 0;
-    if ((s->pid = fork()) == 0) {
-        execlp("python3", "python3", script, mode, port, s->log, (char *) NULL);
-        _exit(127);
-    }
-    assert_true(s->pid > 0);
-    child_add(s->pid);
-    for (i = 0; i < 200 && !port_open(s->port); i++)
-        usleep(20000);
-    assert_true(port_open(s->port));
+    py_start(s, "pipe", pipe_py, mode);
 }
 
 /*
@@ -1152,6 +1139,24 @@ static void test_tls_broken_mandatory(void **state)
     free(log);
 }
 
+/* test_data_250 - a stray 250 to DATA loses the transaction: never a 250 for the dot */
+static void test_data_250(void **state)
+{
+    SINK_T f;
+    SMTP_RELAY *r;
+
+    (void) state;
+    pipe_start(&f, "data250");
+    r = full_transaction(hop(f.port));
+    assert_int_equal(got.n, 5);
+    assert_int_equal(got.code[0], 250);
+    assert_int_equal(got.code[3], 451);
+    assert_int_equal(got.code[4], 451);
+    assert_int_equal(strncmp(got.text[4], "451 4.4.2 ", 10), 0);
+    smtp_relay_free(r);
+    sink_stop(&f);
+}
+
 /* test_tls_required - relay_tls = encrypt and the hop has no STARTTLS: 4.7.5, next hop */
 static void test_tls_required(void **state)
 {
@@ -1269,6 +1274,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_smtputf8, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipelined, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_mail_4xx, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_data_250, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_required, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_may_fallback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_broken_mandatory, setup, teardown),
