@@ -202,11 +202,12 @@ elif ! id nobody >/dev/null 2>&1; then
     tl_n=$((tl_n + 1))
     echo "ok $tl_n # SKIP privilege drop: no user nobody"
 else
-    mkdir -p "$T/db"
-    cp "$STORE" "$T/db/store.db"
-    chown -R nobody "$T/db"
-    sed -e "s|^path = .*|path = $T/db/store.db|" -e "s|^user =.*|user = nobody|" \
-        -e "s|^stats_file = .*|stats_file = $T/db/lookupd.stats|" "$CONF" > "$T/nobody.conf"
+    tl_shared_dir     # nobody may not enter a build tree under /root
+    mkdir -p "$TS/db"
+    cp "$STORE" "$TS/db/store.db"
+    chown -R nobody "$TS/db"
+    sed -e "s|^path = .*|path = $TS/db/store.db|" -e "s|^user =.*|user = nobody|" \
+        -e "s|^stats_file = .*|stats_file = $TS/db/lookupd.stats|" "$CONF" > "$T/nobody.conf"
     CONF="$T/nobody.conf"
     tl_start_lookupd 5>&- 6>&-
     CONF="$T/saved.conf"
@@ -218,13 +219,7 @@ else
     tl_is "$gid" "$ngid $ngid $ngid $ngid" "user = nobody: gids are nobody's primary group"
     tl_is "$(awk '/^Groups:/ {print $2}' /proc/"$LOOKUPD_PID"/status)" "$ngid" "user = nobody: no other groups"
     tl_like "$(stat -c %U "$SOCK")" '^root$' "socket bound before the drop"
-    if command -v setpriv >/dev/null 2>&1 &&
-       setpriv --reuid=nobody --regid="$ngid" --clear-groups test -r "$T/db/store.db"; then
-        tl_is "$(ask 'recipients alice@example.com')" "$KIND" "as nobody: answers"
-    else
-        tl_n=$((tl_n + 1))
-        echo "ok $tl_n # SKIP as nobody: the build tree is not reachable for nobody"
-    fi
+    tl_is "$(ask 'recipients alice@example.com')" "$KIND" "as nobody: answers"
     tl_stop_lookupd
     tl_is "$?" 0 "as nobody: SIGTERM exit status 0"
 fi

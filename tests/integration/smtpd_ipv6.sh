@@ -48,7 +48,7 @@ before=$(sm_sink_count)
 v6 --to user@example.com
 tl_like "$(cat "$T/swaks.out")" "<- +250 2\\.0\\.0 " "IPv6: a message to a known user is relayed"
 tl_is "$(sm_sink_count)" "$((before + 1))" "IPv6: the next hop got it"
-tl_like "$(cat "$T"/sink/* | tr -d '\r')" "from client\\.example\\.net \\(unknown \\[IPv6:::1\\]\\)" \
+tl_like "$(cat "$SINK_DIR"/* | tr -d '\r')" "from client\\.example\\.net \\(unknown \\[IPv6:::1\\]\\)" \
     "IPv6: the Received: header names the client as [IPv6:::1]"
 
 # mynetworks with an IPv6 network: ::1 becomes trusted and may relay.

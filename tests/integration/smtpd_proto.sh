@@ -110,7 +110,7 @@ tl_like "$(grep -A1 '^ -> \.$' "$T/swaks.out" | tail -1)" "^<- +250 2\.0\.0 Ok" 
     "the client hears the downstream's final reply"
 sleep 0.3
 tl_is "$(sm_sink_count)" 1 "the sink got the message"
-tl_like "$(cat "$T"/sink/* 2>/dev/null | grep -c '^Received: from client.example.net (unknown \[127.0.0.1\])')" "^1$" \
+tl_like "$(cat "$SINK_DIR"/* 2>/dev/null | grep -c '^Received: from client.example.net (unknown \[127.0.0.1\])')" "^1$" \
     "one Received: header"
 QID=$(grep -E ': [0-9A-F]+: client=unknown\[127\.0\.0\.1\]$' "$SMTPD_LOG" | tail -1 | sed -E 's/.*: ([0-9A-F]+): client=.*/\1/')
 tl_like "$QID" "^[0-9A-F]{8,}$" "log: QID: client=name[addr]"

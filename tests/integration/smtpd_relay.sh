@@ -26,15 +26,16 @@ command -v python3 >/dev/null || tl_skip_all "no python3"
 [ "$(id -u)" = 0 ] || tl_skip_all "a private Postfix needs root"
 trap 'pf_stop; tl_cleanup' EXIT
 
-# extra_sink NAME ARGS... - one more smtp-sink, its port in ${NAME}_PORT, dump in $T/NAME/
+# extra_sink NAME ARGS... - one more smtp-sink, its port in ${NAME}_PORT, dump in $TS/NAME/
 extra_sink() {
     _n=$1
     shift
     _p=$(sm_port)
-    mkdir -p "$T/$_n"
-    chmod 777 "$T/$_n"
+    tl_shared_dir
+    mkdir -p "$TS/$_n"
+    chown nobody "$TS/$_n"
     # shellcheck disable=SC2086
-    "$SMTP_SINK" -u nobody -d "$T/$_n/%M." "$@" "127.0.0.1:$_p" 100 2>>"$T/$_n.log" &
+    "$SMTP_SINK" -u nobody -d "$TS/$_n/%M." "$@" "127.0.0.1:$_p" 100 2>>"$T/$_n.log" &
     tl_pids="$tl_pids $!"
     eval "${_n}_PORT=$_p"
     pf_wait_port "$_p"
@@ -42,7 +43,7 @@ extra_sink() {
 
 # count DIR - messages a sink stored there (smtp-sink leaves empty files for aborted sessions)
 count() {
-    find "$T/$1" -type f -size +0 | wc -l | tr -d ' '
+    find "$TS/$1" -type f -size +0 | wc -l | tr -d ' '
 }
 
 # A test CA, the downstream's certificate for 127.0.0.1, and a CA that did not sign it.

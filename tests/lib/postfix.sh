@@ -1,7 +1,9 @@
 # postfix.sh - a private Postfix instance as a downstream in shell tests
 #
 # Source after testlib.sh and smtpd.sh (for sm_port), and call tl_init first. The instance lives in
-# $T/pf (its own main.cf/master.cf, queue, data directory and log file),
+# $TS/pf (its own main.cf/master.cf, queue, data directory and log file; in
+# the shared scratch of tl_shared_dir, since Postfix's processes run as
+# postfix and may not enter the build tree; pf_stop copies the log to $T),
 # listens only on 127.0.0.1:$PF_PORT, trusts loopback for XFORWARD and
 # relaying, and hands every message to a local smtp-sink (pf_start with a
 # sink port) or to the discard transport.
@@ -31,7 +33,8 @@ pf_wait_port() {
 
 # pf_init [SINKPORT] - the private instance's configuration
 pf_init() {
-    PF_DIR="$T/pf"
+    tl_shared_dir || return 1
+    PF_DIR="$TS/pf"
     PF_PORT=$(sm_port)
     PF_LOG="$PF_DIR/maillog"
     mkdir -p "$PF_DIR/queue" "$PF_DIR/data"
@@ -64,7 +67,7 @@ alias_maps =
 alias_database =
 local_recipient_maps =
 maillog_file = $PF_LOG
-maillog_file_prefixes = $T
+maillog_file_prefixes = $TS
 smtpd_banner = \$myhostname ESMTP
 smtp_connect_timeout = 5s
 master_service_disable = pickup
@@ -131,6 +134,7 @@ pf_stop() {
         sleep 0.05
     done
     PF_RUNNING=""
+    cp "$PF_LOG" "$T/postfix.maillog" 2>/dev/null
 }
 
 # pf_log - the instance's log lines

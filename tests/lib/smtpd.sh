@@ -92,7 +92,8 @@ sm_swaks() {
 #                       -p PORT talks to another listener, -t SECS waits
 #                       longer for replies (default 10).
 # sm_sink_start         start smtp-sink on $SINK_PORT writing each message
-#                       to $T/sink/; SINK_PID
+#                       to $SINK_DIR (in the shared scratch, see
+#                       tl_shared_dir); SINK_PID
 # sm_sink_count         how many messages reached the sink
 # sm_line N [FILE]      line N of $T/chat.out (or FILE)
 SMTPCHAT="${PYTHON3:-python3} $top_srcdir/tests/tools/smtpchat.py"
@@ -130,12 +131,17 @@ sm_line() {
 
 sm_sink_start() {
     : "${SINK_PORT:=$(( $(sm_port) + 2 ))}"
-    mkdir -p "$T/sink"
-    chmod 777 "$T/sink"
+    tl_shared_dir || return 1
+    SINK_DIR="$TS/sink"
+    mkdir -p "$SINK_DIR"
     _sm_u=""
-    [ "$(id -u)" = 0 ] && _sm_u="-u nobody"
+    if [ "$(id -u)" = 0 ]; then
+        # smtp-sink wants -u when run as root; as nobody it writes here.
+        _sm_u="-u nobody"
+        chown nobody "$SINK_DIR"
+    fi
     # shellcheck disable=SC2086
-    "$SMTP_SINK" $_sm_u -d "$T/sink/%M." "127.0.0.1:$SINK_PORT" 100 2>>"$T/sink.log" &
+    "$SMTP_SINK" $_sm_u -d "$SINK_DIR/%M." "127.0.0.1:$SINK_PORT" 100 2>>"$T/sink.log" &
     SINK_PID=$!
     tl_pids="$tl_pids $SINK_PID"
     _sm_i=0
@@ -148,7 +154,7 @@ sm_sink_start() {
 }
 
 sm_sink_count() {
-    find "$T/sink" -type f | wc -l | tr -d ' '
+    find "$SINK_DIR" -type f | wc -l | tr -d ' '
 }
 
 # ---------------------------------------------------------------- timed raw client

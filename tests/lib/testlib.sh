@@ -9,6 +9,7 @@
 #   tl_start_lookupd      start lookupd -f on $T/socketmap.sock (and policy.sock)
 #   tl_stop_lookupd       SIGTERM it and wait for it to go
 #   tl_postmap KEY MAP    postmap -q against lookupd: stdout to $T/out, stderr to $T/err
+#   tl_shared_dir         $TS: a scratch directory other users can reach (see there)
 #   tl_ok COND MSG / tl_is GOT WANT MSG / tl_done
 
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
@@ -50,7 +51,7 @@ CONF
     trap tl_cleanup EXIT
 }
 
-# tl_cleanup - stop whatever the test started
+# tl_cleanup - stop whatever the test started, remove the shared scratch
 tl_cleanup() {
     for p in $tl_pids; do
         kill "$p" 2>/dev/null
@@ -59,6 +60,22 @@ tl_cleanup() {
         wait "$p" 2>/dev/null
     done
     tl_pids=""
+    if [ -n "${TS:-}" ] && [ -d "$TS" ]; then
+        rm -rf "$TS"
+        TS=""
+    fi
+}
+
+# tl_shared_dir - make $TS, a scratch directory for the servers a test runs
+# as other users (smtp-sink as nobody, a private Postfix's postfix-owned
+# processes). The build tree may sit where they cannot enter (a clone under
+# /root is mode 0700), so this lives under $TMPDIR (or /tmp), mode 0711: its
+# users can reach what they are told the path of, nobody can list it. It is
+# removed with the test's servers; what a test wants to keep it copies to $T.
+tl_shared_dir() {
+    [ -n "${TS:-}" ] && [ -d "$TS" ] && return 0
+    TS=$(mktemp -d "${TMPDIR:-/tmp}/rcptgate-test.XXXXXX") || return 1
+    chmod 711 "$TS"
 }
 
 # tl_admin - run the admin command on the test's config

@@ -42,6 +42,12 @@
 #define MAXREPLY 16
 
 static char tdir[512];          /* this run's private directory */
+/*
+ * Where the sinks write: smtp-sink runs as nobody (when we are root), and
+ * nobody may not enter the build tree (a clone under /root is mode 0700),
+ * so its dumps live in a 0711 directory of their own under $TMPDIR.
+ */
+static char sdir[512];
 
 /* One running smtp-sink. */
 typedef struct sink {
@@ -109,7 +115,7 @@ static void sink_start(SINK_T *s, ...)
     static int seq;
 
     s->port = free_port();
-    snprintf(s->dump, sizeof(s->dump), "%s/dump%d", tdir, ++seq);
+    snprintf(s->dump, sizeof(s->dump), "%s/dump%d", sdir, ++seq);
     snprintf(s->log, sizeof(s->log), "%s/sink%d.log", tdir, seq);
     mkdir(s->dump, 0777);
     chmod(s->dump, 0777);       /* the sink writes as nobody */
@@ -1296,6 +1302,11 @@ int main(void)
         snprintf(cmd, sizeof(cmd), "rm -rf '%s' && mkdir -p '%s' && chmod 755 '%s'", tdir, tdir, tdir);
         if (system(cmd) != 0)
             return 1;
+        snprintf(sdir, sizeof(sdir), "%s/rcptgate-test.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+        if (mkdtemp(sdir) == NULL || chmod(sdir, 0711) < 0) {
+            perror(sdir);
+            return 1;
+        }
     }
     cfg_defaults(smtpd_params_sections());
     /* The cases point these at literals; keep cfg's own strings reachable. */
@@ -1324,5 +1335,12 @@ int main(void)
     var_smtpd_relay_ca = cfg_strings[4];
     smtp_tls_free();
     event_base_free(smtpd_base);
+    {
+        char cmd[600];
+
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", sdir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", sdir);
+    }
     return rc;
 }
