@@ -705,7 +705,8 @@ static int smtp_session_getline(SMTP_SESSION *s)
         goto too_long;
     }
     n = avail < limit + 2 ? avail : limit + 2;
-    p = evbuffer_pullup(in, (ev_ssize_t) n);
+    /* One byte more than is scanned: the LF after a CR at the last scanned byte. */
+    p = evbuffer_pullup(in, (ev_ssize_t) (n < avail ? n + 1 : n));
     for (i = 0; i < n && p[i] != '\r' && p[i] != '\n'; i++)
          /* void */ ;
     if (i == n) {

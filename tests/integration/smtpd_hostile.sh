@@ -79,6 +79,17 @@ sm_chat -t 30 '<' "$EHLO" '<' 'fill:10485760:A' '>\r\n' '<' '>NOOP\r\n' '<' '>QU
 tl_is "$(sm_line 9)" "500 5.5.2 Error: line too long" "a 10 MB line: 500"
 tl_is "$(sm_line 10)" "250 2.0.0 Ok" "after a 10 MB line the session goes on"
 
+# A CR as the last byte of a full-length line, its LF in the next write:
+# the reader must not look past what it pulled up (an ASan build aborted).
+X1996=$(printf '%1996s' '' | tr ' ' X)
+A2044=$(printf '%2044s' '' | tr ' ' A)
+sm_chat '<' "$EHLO" '<' ">$X1996\r\nNOOP $A2044\r" '~0.2' '>\nQUIT\r\n' '<3'
+tl_is "$(tail -n 3 "$T/chat.out" | head -n 2 | tr '\n' '|')" \
+    "502 5.5.2 Error: command not recognized|500 5.5.2 Error: line too long|" \
+    "a CR ending a full buffer, LF in the next packet: both lines refused"
+tl_is "$(tail -n 1 "$T/chat.out")" "221 2.0.0 Bye" "... and the session goes on to QUIT"
+tl_ok $(kill -0 "$SMTPD_PID" 2>/dev/null; echo $?) "... and smtpd is still running"
+
 sm_chat '<' "$EHLO" '<' '>MAIL FROM:<sen\x00der@sender.test>\r\n' '<' "$MAIL" '<' \
     '>RCPT TO:<us\x00er@example.com>\r\n' '<' '>QUIT\r\n' '<'
 tl_is "$(sm_line 9)" "500 5.5.2 Error: bad syntax" "NUL in a sender address: 500"
