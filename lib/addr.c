@@ -70,6 +70,7 @@
 
 #include "addr.h"
 #include "log.h"
+#include "printable.h"
 
 #define ADDR_LABEL_MAX  63              /* RFC 1035 2.3.4 */
 #define ADDR_IDN_IN_MAX 1024            /* longest non-ASCII name handed to libidn2 */
@@ -132,41 +133,6 @@ static inline int addr_ctl(unsigned char c)
 static inline int addr_punct_syntax(unsigned char c)
 {
     return c == '[' || c == ']' || c == '"' || c == '<' || c == '>' || c == '\\';
-}
-
-/*
- * addr_utf8 - length of the well-formed UTF-8 sequence at p (avail bytes),
- * 0 if there is none: no overlong forms, no surrogates, nothing past
- * U+10FFFF (RFC 3629).
- */
-static size_t addr_utf8(const unsigned char *p, size_t avail)
-{
-    unsigned char c = p[0], lo = 0x80, hi = 0xbf;
-    size_t n, i;
-
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        if (c == 0xe0)
-            lo = 0xa0;
-        else if (c == 0xed)
-            hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        if (c == 0xf0)
-            lo = 0x90;
-        else if (c == 0xf4)
-            hi = 0x8f;
-    } else {
-        return 0;
-    }
-    if (avail < n || p[1] < lo || p[1] > hi)
-        return 0;
-    for (i = 2; i < n; i++)
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-    return n;
 }
 
 /* addr_c1 - is the 2-byte sequence at p a C1 control (U+0080..U+009F)? */
@@ -310,7 +276,7 @@ static int addr_idn(const unsigned char *in, size_t len, char *out, int *utf8)
                 return ADDR_ERR_SYNTAX;
             continue;
         }
-        if ((n = addr_utf8(in + i, len - i)) == 0)
+        if ((n = printable_utf8_len(in + i, len - i)) == 0)
             return ADDR_ERR_UTF8;
         i += n - 1;
     }
@@ -521,7 +487,7 @@ static int addr_quoted(const unsigned char **pp, const unsigned char *end, int f
         } else if (*p < 0x80) {
             buf[n++] = addr_lower(*p++);
         } else {
-            if ((u = addr_utf8(p, (size_t) (end - p))) == 0)
+            if ((u = printable_utf8_len(p, (size_t) (end - p))) == 0)
                 return ADDR_ERR_UTF8;
             if (addr_c1(p))
                 return ADDR_ERR_SYNTAX;
@@ -578,7 +544,7 @@ static int addr_dot_string(const unsigned char **pp, const unsigned char *end, i
                 return ADDR_ERR_BANG;
             out[n++] = (char) addr_lower(*p);
         } else {
-            if ((u = addr_utf8(p, (size_t) (end - p))) == 0)
+            if ((u = printable_utf8_len(p, (size_t) (end - p))) == 0)
                 return ADDR_ERR_UTF8;
             if (addr_c1(p))
                 return ADDR_ERR_SYNTAX;

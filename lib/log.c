@@ -5,6 +5,10 @@
  * where postmasters look for mail-system messages. Lines longer than the
  * internal buffer are truncated, never split.
  *
+ * Every line is passed through printable() first, whatever its
+ * destination: text a client sent (a command, a HELO, an address) cannot
+ * forge a line or send escape sequences to whoever reads the log.
+ *
  * Where nothing listens on the syslog socket (containers, test machines)
  * glibc's syslog() tries socket() and connect() again for every line and
  * drops it. So we look for a listener ourselves at log_init() and then at
@@ -24,6 +28,7 @@
 #include <sys/un.h>
 
 #include "log.h"
+#include "printable.h"
 
 static const char *log_ident = "rcptgate";
 static int log_stderr = 1;
@@ -129,6 +134,7 @@ static void __attribute__((format(printf, 3, 0))) log_vemit(int prio, const char
     char buf[2048];
 
     vsnprintf(buf, sizeof(buf), fmt, ap);
+    printable(buf, '?');
     if (log_syslog) {
         time_t now = time(NULL);
 

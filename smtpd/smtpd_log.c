@@ -14,7 +14,7 @@
  *   ("Nov 22 20:27:15 host ident[pid]: "), one write() per line, so the
  *   file reads like /var/log/mail.log without a syslog daemon (tests,
  *   containers). Control characters from the client never reach a log:
- *   they become '?'.
+ *   lib/log.c turns them into '?' for every destination.
  *
  * DIAGNOSTICS
  *   A log file that cannot be opened is an error at start (err set) and a
@@ -46,14 +46,6 @@ static int smtpd_log_to_stderr;
 static time_t smtpd_log_stamp_time = -1;
 static char smtpd_log_stamp[32];
 
-/* smtpd_log_clean - replace control characters in place */
-static void smtpd_log_clean(char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char) *s < 0x20 || *s == 0x7f)
-            *s = '?';
-}
-
 /* smtpd_log_hook - lib/log.c's second destination: the log file */
 static void smtpd_log_hook(int prio, const char *line)
 {
@@ -77,7 +69,6 @@ static void smtpd_log_hook(int prio, const char *line)
         return;
     if ((size_t) n >= sizeof(buf) - 1)
         n = (int) sizeof(buf) - 2;
-    smtpd_log_clean(buf);
     buf[n++] = '\n';
     /* One write() with O_APPEND: lines of concurrent writers never interleave. */
     if (write(smtpd_log_fd, buf, (size_t) n) < 0) {
@@ -150,7 +141,6 @@ void smtpd_log_as(const char *prog, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
-    smtpd_log_clean(buf);
     snprintf(smtpd_log_other, sizeof(smtpd_log_other), "%s/%s", smtpd_log_syslog, prog);
     smtpd_log_cur = smtpd_log_other;
     log_init(smtpd_log_other, smtpd_log_to_stderr, 1);
@@ -185,7 +175,7 @@ void smtpd_log_close(void)
     smtpd_log_fd = -1;
 }
 
-/* smtpd_log_printf - one info line, control characters replaced */
+/* smtpd_log_printf - one info line */
 void smtpd_log_printf(const char *fmt, ...)
 {
     char buf[2048];
@@ -194,7 +184,6 @@ void smtpd_log_printf(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
-    smtpd_log_clean(buf);
     log_info("%s", buf);
 }
 
@@ -216,6 +205,5 @@ void smtpd_log_reject(const SMTPD_CLIENT *c, const char *stage, const SMTPD_REPL
         n += (size_t) snprintf(buf + n, sizeof(buf) - n, " proto=%s", c->esmtp ? "ESMTP" : "SMTP");
     if (n < sizeof(buf) && c->helo != NULL)
         snprintf(buf + n, sizeof(buf) - n, " helo=<%s>", c->helo);
-    smtpd_log_clean(buf);
     log_info("%s", buf);
 }

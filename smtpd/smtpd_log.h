@@ -47,7 +47,7 @@ const char *smtpd_log_ident(void);
 
 /*
  * smtpd_log_printf - one info line; control characters in it (client-
- * supplied text) become '?', so a line stays one line.
+ * supplied text) become '?' in lib/log.c, so a line stays one line.
  */
 void smtpd_log_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

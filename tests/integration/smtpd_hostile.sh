@@ -90,6 +90,16 @@ tl_is "$(tail -n 3 "$T/chat.out" | head -n 2 | tr '\n' '|')" \
 tl_is "$(tail -n 1 "$T/chat.out")" "221 2.0.0 Bye" "... and the session goes on to QUIT"
 tl_ok $(kill -0 "$SMTPD_PID" 2>/dev/null; echo $?) "... and smtpd is still running"
 
+# Control characters and broken UTF-8 from a client reach no log destination raw.
+sm_chat '<' '>GET /\x1b[2J\x07\xff\xc3\xa9 HTTP/1.0\r\n' '<' end
+tl_like "$(sm_line 2)" "^221 " "a GET line: refused (the session happened)"
+tl_like "$(grep 'non-SMTP command' "$T/smtpd.stderr" | tail -1)" 'GET /\?\[2J\?\?é HTTP' \
+    "stderr: the GET line is logged with ESC, BEL and 0xff replaced by ?, UTF-8 kept"
+tl_like "$(grep 'non-SMTP command' "$SMTPD_LOG" | tail -1)" 'GET /\?\[2J\?\?é HTTP' \
+    "log_file: the same, well-formed UTF-8 kept"
+tl_is "$(LC_ALL=C grep -c "$(printf '[\033\007\377]')" "$T/smtpd.stderr" "$SMTPD_LOG" | cut -d: -f2 | tr '\n' ' ')" "0 0 " \
+    "no ESC, BEL or 0xff byte in stderr or the log file"
+
 sm_chat '<' "$EHLO" '<' '>MAIL FROM:<sen\x00der@sender.test>\r\n' '<' "$MAIL" '<' \
     '>RCPT TO:<us\x00er@example.com>\r\n' '<' '>QUIT\r\n' '<'
 tl_is "$(sm_line 9)" "500 5.5.2 Error: bad syntax" "NUL in a sender address: 500"
