@@ -905,10 +905,14 @@ static void relay_reply(SMTP_RELAY *r, int code, const char *line)
     case ST_BANNER:
         r->reached = 1;
         if (cls != 2) {
-            if (cls == 5 && r->hop + 1 >= r->nhops)
-                relay_next_hop(r, "554 5.4.0 Next hop refused to talk to me: %.200s", quoted);
-            else
-                relay_next_hop(r, "451 4.4.1 Next hop refused to talk to me: %.200s", quoted);
+            /*
+             * Even a 5xx banner is temporary for us: the inside refusing to
+             * talk (maintenance, a full disk, a wrong ACL) says nothing
+             * about this recipient, and a 5xx here would bounce mail the
+             * inside takes once it is back. Postfix's smtp client, with its
+             * default smtp_skip_5xx_greeting = yes, defers such mail too.
+             */
+            relay_next_hop(r, "451 4.4.1 Next hop refused to talk to me: %.200s", quoted);
             return;
         }
         relay_send(r, ST_EHLO, "EHLO %s", smtpd_hostname);

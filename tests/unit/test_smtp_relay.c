@@ -499,6 +499,28 @@ static void test_banner_421(void **state)
     sink_stop(&good);
 }
 
+/*
+ * test_banner_5xx - the only hop greets with 5xx: every reply is 451 4.4.x
+ * (the inside refusing to talk says nothing about the recipient), never a
+ * 5xx that would bounce the mail
+ */
+static void test_banner_5xx(void **state)
+{
+    SINK_T bad;
+    SMTP_RELAY *r;
+    int i;
+
+    (void) state;
+    sink_start(&bad, "-f", "CONNECT", NULL);
+    r = full_transaction(hop(bad.port));
+    assert_int_equal(got.n, 5);
+    for (i = 0; i < 5; i++)
+        assert_int_equal(strncmp(got.text[i], "451 4.4.", 8), 0);
+    assert_int_equal(strncmp(got.text[0], "451 4.4.1 Next hop refused to talk to me: 5", 43), 0);
+    smtp_relay_free(r);
+    sink_stop(&bad);
+}
+
 /* test_xforward_split - a long HELO: the attributes go in two XFORWARD commands */
 static void test_xforward_split(void **state)
 {
@@ -1266,6 +1288,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_name, setup, teardown),
         cmocka_unit_test_setup_teardown(test_banner_421, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_banner_5xx, setup, teardown),
         cmocka_unit_test_setup_teardown(test_xforward_split, setup, teardown),
         cmocka_unit_test_setup_teardown(test_big, setup, teardown),
         cmocka_unit_test_setup_teardown(test_all_down, setup, teardown),
