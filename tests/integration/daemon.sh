@@ -52,7 +52,7 @@ tl_is "$?" 78 "a bad config stops a real start too (78)"
 # --- start, start line, pid file, a second instance
 tl_start_lookupd 5>&- 6>&-
 tl_ok $? "lookupd started"
-grep -q "starting: socketmap unix:$SOCK, policy unix:$POLICY, store $STORE" "$T/lookupd.log"
+tl_wait_grep "starting: socketmap unix:$SOCK, policy unix:$POLICY, store $STORE" "$T/lookupd.log"
 tl_ok $? "one start line naming listeners and store"
 tl_is "$(cat "$T/lookupd.pid" 2>/dev/null)" "$LOOKUPD_PID" "pid file holds lookupd's pid"
 "$RG_LOOKUPD" -c "$CONF" -f > "$T/second.out" 2>&1
