@@ -61,6 +61,16 @@ static void smtp_command_ehlo(SMTP_SESSION *s, const char *arg, int esmtp)
     smtp_session_reset(s);
     free(s->c.helo);
     s->c.helo = xstrdup(arg);
+    /*
+     * As Postfix does: what the checks let through (a trusted or
+     * authenticated client's HELO is not checked) must still not be able
+     * to shape our Received: header, XFORWARD or log lines, so the
+     * characters that delimit their fields become '?'. A HELO like
+     * "x (by mx.example.com with ESMTPS; date)" forged a clause.
+     */
+    for (char *p = s->c.helo; *p; p++)
+        if (strchr(" <>()\\\";@", *p) != NULL)
+            *p = '?';
     s->c.esmtp = esmtp;
     if (!esmtp) {
         smtp_session_reply(s, "250 %s", smtpd_hostname);

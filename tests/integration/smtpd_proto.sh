@@ -273,6 +273,17 @@ cp "$T/good.conf" "$CONF"
 kill -HUP "$SMTPD_PID"
 sleep 0.5
 
+# A trusted client's HELO is not checked, but it cannot shape the header.
+before=$(sm_sink_count)
+sm_swaks --local-interface 127.0.0.2 --ehlo 'x (by mx.google.com with ESMTPS; Mon, 1 Jan 2024) <a@b>' \
+    --from sender@sender.test --to user@example.com
+tl_ok $? "a trusted client whose HELO forges a clause is relayed"
+sleep 0.3
+tl_is "$(sm_sink_count)" $((before + 1)) "... the sink has it"
+tl_is "$(grep -h '^Received: from x' $(ls -t "$SINK_DIR"/* | head -1) | tr -d '\r')" \
+    'Received: from x??by?mx.google.com?with?ESMTPS??Mon,?1?Jan?2024???a?b? (unknown [127.0.0.2])' \
+    "... its Received: header has the HELO's space, ( ) ; < > @ as ?"
+
 sent_before=$(sm_sink_count)
 $SMTPCHAT "$SMTPD_PORT" '<' "$EHLO" '<' end > "$T/term.out" 2>&1 &
 HELD=$!
