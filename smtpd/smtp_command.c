@@ -390,7 +390,7 @@ static void smtp_command_relay_data_cb(void *arg, int code, const char *reply)
     smtp_session_send(s, "354 End data with <CR><LF>.<CR><LF>");
     s->phase = PH_DATA;
     smtp_proto_data_init(&s->scan, smtp_session_normalize);
-    s->d_over = 0;
+    s->d_over = s->d_rejected = 0;
     s->d_failed = 0;
     s->data_bytes = 0;
     s->data_start_ms = smtp_session_now();
@@ -466,7 +466,7 @@ static void smtp_command_relay_dot_cb(void *arg, int code, const char *reply)
 void smtp_command_data_end(SMTP_SESSION *s)
 {
     s->phase = PH_CMD;
-    if (s->d_over || s->d_failed) {
+    if (s->d_over || s->d_failed || s->d_rejected) {
         SMTPD_REPLY r;
 
         memset(&r, 0, sizeof(r));
@@ -474,9 +474,12 @@ void smtp_command_data_end(SMTP_SESSION *s)
          * A write to the downstream failed: what it holds is cut short, so
          * it must not get the dot (and perhaps say 250 to half a message).
          * The reset closes it without one; the client hears 4xx and retries.
+         * Too big or holding a forbidden byte, it was cut off the same way.
          */
         if (s->d_over)
             smtpd_reply_set(&r, 552, "552 5.3.4 Message size exceeds fixed limit");
+        else if (s->d_rejected)
+            smtpd_reply_set(&r, 550, "550 5.7.1 Message content rejected");
         else
             smtpd_reply_set(&r, 451, "451 4.3.0 Error: message transfer to the next hop failed");
         smtpd_log_reject(&s->c, "END-OF-MESSAGE", &r, NULL, 0);

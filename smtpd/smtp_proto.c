@@ -614,3 +614,40 @@ int smtp_proto_data_scan(SMTP_DATA_SCAN *ds, const char *in, size_t len, size_t 
     *outlen = o;
     return rc;
 }
+
+/* smtp_proto_charset - a message_reject_characters list into a byte table */
+int smtp_proto_charset(const char *spec, unsigned char set[256], char *err, size_t errlen)
+{
+    static const char esc_in[] = "abfnrtv\\", esc_out[] = "\a\b\f\n\r\t\v\\";
+    const char *p = spec, *e;
+    int n = 0;
+
+    memset(set, 0, 256);
+    while (*p) {
+        unsigned int c = (unsigned char) *p++;
+
+        if (c == '\\') {
+            if (*p >= '0' && *p <= '7') {
+                c = 0;
+                for (int i = 0; i < 3 && *p >= '0' && *p <= '7'; i++)
+                    c = c * 8 + (unsigned int) (*p++ - '0');
+                if (c > 255) {
+                    snprintf(err, errlen, "octal escape over \\377 in \"%s\"", spec);
+                    return -1;
+                }
+            } else if (*p != 0 && (e = strchr(esc_in, *p)) != NULL) {
+                c = (unsigned char) esc_out[e - esc_in];
+                p++;
+            } else {
+                snprintf(err, errlen, "unknown escape \\%c in \"%s\" (\\0, \\ooo, \\a \\b \\f \\n \\r \\t \\v \\\\)",
+                         *p ? *p : '?', spec);
+                return -1;
+            }
+        }
+        if (!set[c]) {
+            set[c] = 1;
+            n++;
+        }
+    }
+    return n;
+}

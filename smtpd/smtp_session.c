@@ -80,6 +80,9 @@ static int smtp_session_n;
 int smtp_session_stopping;
 const struct timeval *smtp_session_cmd_tv;
 int smtp_session_normalize;
+/* message_reject_characters as a byte table, and how many it names (set at init/reload) */
+static unsigned char smtp_session_reject[256];
+static int smtp_session_nreject;
 static char *smtp_session_line;         /* the current command line (one at a time) */
 static size_t smtp_session_line_size;
 static unsigned smtp_session_qid_seq;
@@ -119,6 +122,12 @@ void smtp_session_init(SMTPD_DNS *dns)
     smtp_session_dns = dns;
     /* Derived once here (start, reload), not compared at every command line. */
     smtp_session_normalize = strcmp(var_smtpd_bare_newline, "normalize") == 0;
+    {
+        char err[256];
+
+        /* The parameter's check already accepted it; an empty set costs no scan. */
+        smtp_session_nreject = smtp_proto_charset(var_smtpd_reject_chars, smtp_session_reject, err, sizeof(err));
+    }
     /* A common timeout keeps ten thousand identical idle timers cheap. */
     smtp_session_cmd_tv = event_base_init_common_timeout(smtpd_base, &tv);
     if (smtp_session_cmd_tv == NULL)
@@ -454,7 +463,7 @@ void smtp_session_reset(SMTP_SESSION *s)
     free(s->cur_rcpt);
     s->cur_rcpt = NULL;
     s->smtputf8 = 0;
-    s->d_over = s->d_failed = 0;
+    s->d_over = s->d_failed = s->d_rejected = 0;
 }
 
 /* smtp_session_resume - the wait is over: read again, take up buffered commands */
@@ -595,6 +604,17 @@ static void smtp_session_bare(SMTP_SESSION *s, const char *what)
     smtp_session_goodbye(s, "521 5.5.2 %s Error: bare <%s> received", smtpd_hostname, what);
 }
 
+/* smtp_session_rejected - does buf hold a byte of message_reject_characters? */
+static int smtp_session_rejected(const char *buf, size_t n)
+{
+    if (smtp_session_nreject == 1 && smtp_session_reject[0])
+        return memchr(buf, 0, n) != NULL;     /* the default, NUL alone: memchr's speed */
+    for (size_t i = 0; i < n; i++)
+        if (smtp_session_reject[(unsigned char) buf[i]])
+            return 1;
+    return 0;
+}
+
 /* smtp_session_data_out - n bytes of message for downstream, unless it is discarded */
 static void smtp_session_data_out(SMTP_SESSION *s, const char *buf, size_t n)
 {
@@ -605,7 +625,13 @@ static void smtp_session_data_out(SMTP_SESSION *s, const char *buf, size_t n)
         smtp_relay_free(s->relay);
         s->relay = NULL;
     }
-    if (n > 0 && !s->d_over && !s->d_failed && smtp_relay_write(s->relay, buf, n) < 0)
+    if (smtp_session_nreject > 0 && !s->d_rejected && !s->d_over && smtp_session_rejected(buf, n)) {
+        /* A forbidden byte (NUL by default): the same, and 550 at the dot. */
+        s->d_rejected = 1;
+        smtp_relay_free(s->relay);
+        s->relay = NULL;
+    }
+    if (n > 0 && !s->d_over && !s->d_failed && !s->d_rejected && smtp_relay_write(s->relay, buf, n) < 0)
         s->d_failed = 1;
 }
 

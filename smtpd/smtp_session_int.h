@@ -67,6 +67,7 @@ struct smtp_session {
     unsigned char smtputf8;             /* MAIL gave SMTPUTF8 */
     SMTP_DATA_SCAN scan;                /* DATA: where the end of the message is */
     unsigned char d_over, d_failed;     /* DATA: too big / downstream failed: discard */
+    unsigned char d_rejected;           /* DATA: a message_reject_characters byte: discard, 550 */
     unsigned char pregreet, connect_logged, anvil_counted;
     int errors;
     int junk;

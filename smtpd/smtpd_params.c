@@ -13,6 +13,7 @@
 #include "daemon.h"
 #include "params.h"
 #include "smtpd_params.h"
+#include "smtp_proto.h"
 
 #ifndef RG_LOCALSTATEDIR
 #define RG_LOCALSTATEDIR "/var"
@@ -48,6 +49,7 @@ int var_smtpd_greet_pause_ms;
 char *var_smtpd_pregreet;
 char *var_smtpd_unauth_pipelining;
 char *var_smtpd_bare_newline;
+char *var_smtpd_reject_chars;
 int var_smtpd_shutdown_ms;
 int var_smtpd_smtputf8;
 int var_smtpd_received;
@@ -105,6 +107,14 @@ int var_smtpd_anvil_size;
 
 #define MODES "enforce|warn|off"
 
+/* smtpd_params_check_chars - message_reject_characters must parse (C escapes) */
+static int smtpd_params_check_chars(const char *value, char *err, size_t errlen)
+{
+    unsigned char set[256];
+
+    return smtp_proto_charset(value, set, err, errlen) < 0 ? -1 : 0;
+}
+
 static const CFG_PARAM smtpd_params[] = {
     {"listen", CFG_LIST, "0.0.0.0:25", &var_smtpd_listen, 0, 0, NULL, NULL},
     {"hostname", CFG_STR, "", &var_smtpd_hostname, 0, 0, NULL, NULL},
@@ -133,6 +143,7 @@ static const CFG_PARAM smtpd_params[] = {
     {"reject_pregreet", CFG_ENUM, "enforce", &var_smtpd_pregreet, 0, 0, MODES, NULL},
     {"reject_unauth_pipelining", CFG_ENUM, "enforce", &var_smtpd_unauth_pipelining, 0, 0, MODES, NULL},
     {"bare_newline", CFG_ENUM, "reject", &var_smtpd_bare_newline, 0, 0, "reject|normalize", NULL},
+    {"message_reject_characters", CFG_STR, "\\0", &var_smtpd_reject_chars, 0, 0, NULL, smtpd_params_check_chars},
     {"shutdown_timeout", CFG_TIME, "60s", &var_smtpd_shutdown_ms, 0, 3600000, NULL, NULL},
     {"smtputf8", CFG_BOOL, "yes", &var_smtpd_smtputf8, 0, 0, NULL, NULL},
     {"received_header", CFG_BOOL, "yes", &var_smtpd_received, 0, 0, NULL, NULL},

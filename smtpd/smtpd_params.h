@@ -41,6 +41,7 @@ extern int var_smtpd_greet_pause_ms;    /* greet_pause: wait before the banner; 
 extern char *var_smtpd_pregreet;        /* reject_pregreet: enforce|warn|off */
 extern char *var_smtpd_unauth_pipelining; /* reject_unauth_pipelining: enforce|warn|off */
 extern char *var_smtpd_bare_newline;    /* bare_newline: reject|normalize */
+extern char *var_smtpd_reject_chars;    /* message_reject_characters: C escapes, default \0 */
 extern int var_smtpd_shutdown_ms;       /* shutdown_timeout: SIGTERM lets sessions finish this long */
 extern int var_smtpd_smtputf8;          /* smtputf8: offer SMTPUTF8 */
 extern int var_smtpd_received;          /* received_header: add one Received: header */

@@ -106,6 +106,22 @@ tl_is "$(sm_line 9)" "500 5.5.2 Error: bad syntax" "NUL in a sender address: 500
 tl_is "$(sm_line 11)" "500 5.5.2 Error: bad syntax" "NUL in a recipient address: 500"
 sink_same "NUL bytes"
 
+# NUL in message data (message_reject_characters, default \0): RFC 5322
+# forbids it and inside servers mis-parse it, so it never goes down.
+sm_chat '<' "$EHLO" '<' "$MAIL" '<' "$RCPT" '<' '>DATA\r\n' '<' \
+    '>Subject: nul\r\n\r\nbefore\x00after\r\n.\r\n' '<' '>QUIT\r\n' '<'
+tl_is "$(reply_of '^354')" "354 End data with <CR><LF>.<CR><LF>" "NUL in DATA: the message was sent (354)"
+tl_is "$(reply_of '^550')" "550 5.7.1 Message content rejected" "NUL in DATA: 550 5.7.1 at the dot"
+tl_is "$(tail -n 1 "$T/chat.out")" "221 2.0.0 Bye" "NUL in DATA: the session goes on"
+sink_same "NUL in DATA"
+tl_like "$(grep 'END-OF-MESSAGE' "$SMTPD_LOG" | tail -1)" 'reject: END-OF-MESSAGE from unknown\[127\.0\.0\.1\]: 550 5\.7\.1 Message content rejected;' \
+    "NUL in DATA: logged as a reject"
+sed 's/^bare_newline = .*//' "$CONF" > "$T/bad-chars.conf"
+printf 'message_reject_characters = \\0\\q\n' >> "$T/bad-chars.conf"
+"$RG_SMTPD" -c "$T/bad-chars.conf" -n > "$T/n.out" 2>&1
+tl_is "$?" 78 "message_reject_characters with an unknown escape: -n exits 78"
+tl_like "$(cat "$T/n.out")" 'message_reject_characters.*unknown escape \\q' "... and names the escape"
+
 # ---------------------------------------------------------------- STARTTLS
 if [ "$STARTTLS_OFFERED" = 1 ]; then
     sm_chat '<' "$EHLO" '<' '>STARTTLS\r\nMAIL FROM:<evil@sender.test>\r\nRCPT TO:<user@example.com>\r\n' '<' \

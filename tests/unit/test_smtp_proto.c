@@ -386,6 +386,28 @@ static void data_split(void **state)
     }
 }
 
+/* charset - message_reject_characters lists, as Postfix writes them */
+static void charset(void **state)
+{
+    unsigned char set[256];
+    char err[256];
+
+    (void) state;
+    assert_int_equal(smtp_proto_charset("\\0", set, err, sizeof(err)), 1);
+    assert_int_equal(set[0], 1);
+    assert_int_equal(set['0'], 0);
+    assert_int_equal(smtp_proto_charset("", set, err, sizeof(err)), 0);
+    assert_int_equal(smtp_proto_charset("ab\\r\\t\\\\\\177\\001", set, err, sizeof(err)), 7);
+    assert_true(set['a'] && set['b'] && set['\r'] && set['\t'] && set['\\'] && set[0x7f] && set[1]);
+    assert_int_equal(smtp_proto_charset("\\0\\0aa", set, err, sizeof(err)), 2);
+    assert_int_equal(smtp_proto_charset("\\377", set, err, sizeof(err)), 1);
+    assert_int_equal(set[255], 1);
+    assert_int_equal(smtp_proto_charset("\\400", set, err, sizeof(err)), -1);
+    assert_int_equal(smtp_proto_charset("\\q", set, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "unknown escape \\q"));
+    assert_int_equal(smtp_proto_charset("x\\", set, err, sizeof(err)), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -397,6 +419,7 @@ int main(void)
         cmocka_unit_test(params_out),
         cmocka_unit_test(data_table),
         cmocka_unit_test(data_split),
+        cmocka_unit_test(charset),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
