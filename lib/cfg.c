@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <ini.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -636,6 +637,52 @@ int cfg_load_families(const char *path, const CFG_SECTION *sections, const CFG_F
     return cp.errors;
 }
 
+static uid_t cfg_secret_uid = (uid_t) -1;     /* cfg_secret_owner()'s user, if any */
+static char cfg_secret_user[64];
+
+/* cfg_secret_owner - the daemon's user may own secret files too */
+void cfg_secret_owner(const char *user)
+{
+    struct passwd *pw = user && *user ? getpwnam(user) : NULL;
+
+    cfg_secret_uid = pw ? pw->pw_uid : (uid_t) -1;
+    snprintf(cfg_secret_user, sizeof(cfg_secret_user), "%s", pw ? user : "");
+}
+
+/* cfg_secret_ok - a regular file of root's, ours or the daemon user's, closed to others */
+int cfg_secret_ok(const char *what, const char *path, const struct stat *sb, int group_read,
+                  char *why, size_t size)
+{
+    mode_t forbidden = group_read ? (S_IWGRP | S_IRWXO) : (S_IRWXG | S_IRWXO);
+
+    if (!S_ISREG(sb->st_mode)) {
+        snprintf(why, size, "%s %s: not a regular file", what, path);
+        return 0;
+    }
+    if (sb->st_uid != 0 && sb->st_uid != geteuid() && sb->st_uid != cfg_secret_uid) {
+        struct passwd *pw = getpwuid(sb->st_uid);
+        char owner[64], fix[96];
+
+        if (pw)
+            snprintf(owner, sizeof(owner), "%s", pw->pw_name);
+        else
+            snprintf(owner, sizeof(owner), "uid %lu", (unsigned long) sb->st_uid);
+        if (*cfg_secret_user)
+            snprintf(fix, sizeof(fix), "chown root (or %s) it", cfg_secret_user);
+        else
+            snprintf(fix, sizeof(fix), "chown root it");
+        snprintf(why, size, "%s %s belongs to %s, who could change it: %s", what, path, owner, fix);
+        return 0;
+    }
+    if (sb->st_mode & forbidden) {
+        snprintf(why, size, "%s %s is accessible by %s (mode %04o): chmod %s it", what, path,
+                 (sb->st_mode & S_IRWXO) ? "others" : "its group", (unsigned) (sb->st_mode & 07777),
+                 group_read ? "600 (or 640 for a group of its own)" : "600");
+        return 0;
+    }
+    return 1;
+}
+
 /* cfg_secret_read - a secret from a file only its owner can read */
 int cfg_secret_read(const char *path, char **out, char *err, size_t errlen)
 {
@@ -649,14 +696,12 @@ int cfg_secret_read(const char *path, char **out, char *err, size_t errlen)
         snprintf(err, errlen, "secret file %s: %s", path, strerror(errno));
         return -1;
     }
-    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
-        snprintf(err, errlen, "secret file %s: not a regular file", path);
+    if (fstat(fd, &sb) < 0) {
+        snprintf(err, errlen, "secret file %s: %s", path, strerror(errno));
         close(fd);
         return -1;
     }
-    if (sb.st_mode & (S_IRWXG | S_IRWXO)) {
-        snprintf(err, errlen, "secret file %s is accessible by group or others (mode %04o): "
-                 "chmod 600 it", path, (unsigned) (sb.st_mode & 07777));
+    if (!cfg_secret_ok("secret file", path, &sb, 0, err, errlen)) {
         close(fd);
         return -1;
     }

@@ -16,6 +16,7 @@
 #define RG_CFG_H
 
 #include <stddef.h>
+#include <sys/stat.h>
 
 enum cfg_type {
     CFG_STR,        /* char **: any string, may be empty */
@@ -99,6 +100,25 @@ int cfg_parse_bool(const char *value);
  * for xfree_secret(); on failure err says why (never the secret itself).
  */
 int cfg_secret_read(const char *path, char **out, char *err, size_t errlen);
+
+/*
+ * cfg_secret_owner - the daemon's user, whose files secrets may also be
+ * (besides root's and the running user's), so that -n run as root judges
+ * a file as the daemon will. NULL, empty or unknown: no one else.
+ */
+void cfg_secret_owner(const char *user);
+
+/*
+ * cfg_secret_ok - may a secret (password, private key) be read from path,
+ * whose fstat() or stat() is sb? It must be a regular file owned by root,
+ * the running user or cfg_secret_owner()'s (a file of another user's is
+ * that user's to change), and open to no others; with group_read its
+ * group may read it (Debian keeps keys 0640 root:ssl-cert) but never
+ * write it. 1, or 0 with why set to what is wrong and the fix. what
+ * names the setting in the message ("secret file", "tls_key_file").
+ */
+int cfg_secret_ok(const char *what, const char *path, const struct stat *sb, int group_read,
+                  char *why, size_t size);
 
 /* cfg_default_path - the compiled-in configuration file path */
 const char *cfg_default_path(void);

@@ -34,6 +34,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "cfg.h"
 #include "log.h"
 #include "smtpd_params.h"
 #include "smtp_tls.h"
@@ -54,7 +55,7 @@ static const char *smtp_tls_ssl_error(char *buf, size_t size)
     return buf;
 }
 
-/* smtp_tls_key_check - refuse a key file that group or others may read */
+/* smtp_tls_key_check - refuse a key file that group or others may read, or another user owns */
 static int smtp_tls_key_check(const char *path, char *err, size_t errlen)
 {
     struct stat sb;
@@ -63,16 +64,7 @@ static int smtp_tls_key_check(const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "tls_key_file %s: %s", path, strerror(errno));
         return -1;
     }
-    if (!S_ISREG(sb.st_mode)) {
-        snprintf(err, errlen, "tls_key_file %s: not a regular file", path);
-        return -1;
-    }
-    if (sb.st_mode & (S_IRWXG | S_IRWXO)) {
-        snprintf(err, errlen, "tls_key_file %s: mode %04o, must not be readable by group or others "
-                 "(chmod 600 it)", path, (unsigned) (sb.st_mode & 07777));
-        return -1;
-    }
-    return 0;
+    return cfg_secret_ok("tls_key_file", path, &sb, 0, err, errlen) ? 0 : -1;
 }
 
 /* smtp_tls_server_build - a server context from the certificate and key files */

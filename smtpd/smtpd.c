@@ -157,6 +157,7 @@ static int smtpd_load(int full)
         log_err("%s: [smtpd] user: user \"%s\" does not exist", smtpd_conf_path, var_smtpd_user);
         errors++;
     }
+    cfg_secret_owner(var_smtpd_user);
     if (smtpd_listen_parse(var_smtpd_listen, tmp, SMTPD_MAX_LISTEN, err, sizeof(err)) < 0) {
         log_err("%s: [smtpd] %s", smtpd_conf_path, err);
         errors++;
@@ -413,6 +414,10 @@ int main(int argc, char **argv)
         log_fatal_code(RG_EX_CONFIG, "%s: configuration errors%s", smtpd_conf_path,
                        check_only ? "" : "; not starting");
     if (check_only) {
+        /* The key and certificates as a start would load them: -n must not pass what start refuses. */
+        if (smtp_tls_load(err, sizeof(err)) < 0)
+            log_fatal_code(RG_EX_CONFIG, "%s: [smtpd] %s", smtpd_conf_path, err);
+        smtp_tls_free();
         log_info("%s: configuration is valid", smtpd_conf_path);
         free(smtpd_conf_path);
         return RG_EX_OK;

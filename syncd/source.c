@@ -446,13 +446,7 @@ static int source_key_file_ok(const char *path, char *why, size_t size)
         snprintf(why, size, "%s: %s", path, strerror(errno));
         return 0;
     }
-    if (sb.st_mode & (S_IWGRP | S_IRWXO)) {
-        snprintf(why, size, "%s is accessible by %s (mode %04o): chmod 600 it (or 640 for a group of its own)",
-                 path, (sb.st_mode & S_IRWXO) ? "others" : "its group for writing",
-                 (unsigned) (sb.st_mode & 07777));
-        return 0;
-    }
-    return 1;
+    return cfg_secret_ok("key file", path, &sb, 1, why, size);
 }
 
 /* source_verr - one validation error as file:line: [source NAME] text */

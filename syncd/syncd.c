@@ -150,6 +150,7 @@ static int syncd_load(void)
 
     if (errors != 0)
         return errors;
+    cfg_secret_owner(var_syncd_user);
     if (*var_syncd_user && !daemon_user_exists(var_syncd_user)) {
         log_err("%s: [syncd] user: user \"%s\" does not exist", syncd_conf_path, var_syncd_user);
         errors++;

@@ -122,6 +122,25 @@ printf 'message_reject_characters = \\0\\q\n' >> "$T/bad-chars.conf"
 tl_is "$?" 78 "message_reject_characters with an unknown escape: -n exits 78"
 tl_like "$(cat "$T/n.out")" 'message_reject_characters.*unknown escape \\q' "... and names the escape"
 
+# -n loads the TLS key as a start would: one others may read, or owned by
+# another user, is refused there too.
+cp "$T/key.pem" "$T/key-open.pem"
+chmod 644 "$T/key-open.pem"
+sed "s|^tls_key_file = .*|tls_key_file = $T/key-open.pem|" "$CONF" > "$T/open-key.conf"
+"$RG_SMTPD" -c "$T/open-key.conf" -n > "$T/n.out" 2>&1
+tl_is "$?" 78 "-n: a tls_key_file others may read exits 78"
+tl_like "$(cat "$T/n.out")" "tls_key_file $T/key-open.pem is accessible by others \\(mode 0644\\): chmod 600 it" \
+    "... and says why and the fix"
+"$RG_SMTPD" -c "$CONF" -n > "$T/n.out" 2>&1
+tl_is "$?" 0 "-n: the running config with its 0600 key passes"
+if [ "$(id -u)" = 0 ]; then
+    chmod 600 "$T/key-open.pem"
+    chown nobody "$T/key-open.pem"
+    "$RG_SMTPD" -c "$T/open-key.conf" -n > "$T/n.out" 2>&1
+    tl_is "$?" 78 "-n: a tls_key_file owned by nobody exits 78"
+    tl_like "$(cat "$T/n.out")" "belongs to nobody, who could change it: chown root it" "... and names the owner"
+fi
+
 # ---------------------------------------------------------------- STARTTLS
 if [ "$STARTTLS_OFFERED" = 1 ]; then
     sm_chat '<' "$EHLO" '<' '>STARTTLS\r\nMAIL FROM:<evil@sender.test>\r\nRCPT TO:<user@example.com>\r\n' '<' \

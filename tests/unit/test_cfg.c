@@ -9,6 +9,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -219,6 +220,23 @@ static void test_secret(void **state)
     unlink(path);
     assert_int_equal(cfg_secret_read(path, &s, err, sizeof(err)), -1);
     assert_int_equal(cfg_secret_read("/tmp", &s, err, sizeof(err)), -1);
+    if (geteuid() == 0 && getpwnam("nobody") != NULL) {
+        /* Another user's file is that user's to change: refused unless it is the daemon's user. */
+        write_secret(path, "s3cret\n", 0600);
+        assert_int_equal(chown(path, getpwnam("nobody")->pw_uid, 0), 0);
+        cfg_secret_owner("");
+        assert_int_equal(cfg_secret_read(path, &s, err, sizeof(err)), -1);
+        assert_non_null(strstr(err, "belongs to nobody"));
+        assert_non_null(strstr(err, "chown root it"));
+        cfg_secret_owner("nobody");
+        assert_int_equal(cfg_secret_read(path, &s, err, sizeof(err)), 0);
+        xfree_secret(s);
+        cfg_secret_owner("daemon");
+        assert_int_equal(cfg_secret_read(path, &s, err, sizeof(err)), -1);
+        assert_non_null(strstr(err, "chown root (or daemon) it"));
+        cfg_secret_owner(NULL);
+        unlink(path);
+    }
 }
 
 struct t_src {
