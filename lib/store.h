@@ -185,4 +185,10 @@ typedef struct store_source_info {
 
 int store_source_walk(STORE *st, int (*fn)(const STORE_SOURCE_INFO *, void *), void *ctx);
 
+/*
+ * store_runs_walk - as store_source_walk, without counting recipients
+ * (recipients is -1): cheap enough for a daemon's periodic metrics.
+ */
+int store_runs_walk(STORE *st, int (*fn)(const STORE_SOURCE_INFO *, void *), void *ctx);
+
 #endif
