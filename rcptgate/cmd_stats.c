@@ -8,6 +8,11 @@
  * stale when its "updated" time is older than three intervals or its pid
  * is gone. A store that cannot be read still lets lookupd's part print,
  * and the exit status is then 2.
+ *
+ * With --openmetrics (OpenMetrics 1.0) or --prometheus (the 0.0.4 text
+ * format node_exporter reads) the same figures come out as metrics,
+ * through lib/metrics.c as the daemons' metrics_file does, plus the
+ * store's sizes, which the daemons leave out (a scan of the recipients).
  */
 #include "config.h"
 
