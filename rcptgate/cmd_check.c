@@ -148,14 +148,15 @@ static int check_wait(int fd, short events, long long deadline)
     }
 }
 
-/* check_loopback - a wildcard listen address probed on loopback */
-static const char *check_loopback(const char *host)
+/* check_loopback - a wildcard listen address is probed on loopback */
+static void check_loopback(LISTEN_ADDR *la)
 {
-    if (*host == 0 || strcmp(host, "*") == 0 || strcmp(host, "0.0.0.0") == 0)
-        return "127.0.0.1";
-    if (strcmp(host, "::") == 0)
-        return "::1";
-    return host;
+    if (la->is_unix)
+        return;
+    if (la->host[0] == 0 || strcmp(la->host, "*") == 0 || strcmp(la->host, "0.0.0.0") == 0)
+        snprintf(la->host, sizeof(la->host), "127.0.0.1");
+    else if (strcmp(la->host, "::") == 0)
+        snprintf(la->host, sizeof(la->host), "::1");
 }
 
 /* check_connect_sa - non-blocking connect to one address; fd or -1 with err */
@@ -212,12 +213,12 @@ static int check_connect(const LISTEN_ADDR *la, long long deadline, char *err, s
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
     /* A name rather than an address: resolved as the daemon did (the alarm bounds it). */
-    if ((rc = getaddrinfo(check_loopback(la->host), la->port, &hints, &res)) == EAI_NONAME) {
+    if ((rc = getaddrinfo(la->host, la->port, &hints, &res)) == EAI_NONAME) {
         hints.ai_flags = AI_NUMERICSERV;
         rc = getaddrinfo(la->host, la->port, &hints, &res);
     }
     if (rc != 0) {
-        snprintf(err, errlen, "%s: %s", la->host, gai_strerror(rc));
+        snprintf(err, errlen, "%s", gai_strerror(rc));
         return -1;
     }
     for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next)
@@ -312,6 +313,7 @@ static void check_lookupd(CHECK_RUN *cr, const char *domain)
         check_say(cr, 3, "lookupd: no socketmap listener to probe%s%s", n < 0 ? ": " : "", n < 0 ? err : "");
         return;
     }
+    check_loopback(&la[0]);
     listen_format(&la[0], where, sizeof(where));
     if ((fd = check_connect(&la[0], deadline, err, sizeof(err))) < 0) {
         check_say(cr, 2, "lookupd: %s: %s", where, err);
@@ -392,8 +394,9 @@ static void check_smtpd(CHECK_RUN *cr)
         return;
     }
     free(first);
-    snprintf(where, sizeof(where), "%s%s%s:%s", strchr(check_loopback(la.host), ':') ? "[" : "",
-             check_loopback(la.host), strchr(check_loopback(la.host), ':') ? "]" : "", la.port);
+    check_loopback(&la);
+    snprintf(where, sizeof(where), "%s%s%s:%s", strchr(la.host, ':') ? "[" : "", la.host,
+             strchr(la.host, ':') ? "]" : "", la.port);
     if ((fd = check_connect(&la, deadline, err, sizeof(err))) < 0) {
         check_say(cr, 2, "smtpd: %s: %s", where, err);
         return;

@@ -141,7 +141,8 @@ tl_wait_socket "$SOCK"
 syncd_sql "UPDATE source SET last_success = strftime('%s','now') - 2 * 3600 WHERE name = 'corp'"
 sleep 1.5
 tl_postmap check.example domains
-tl_like "$(cat "$T/err")" "temporary|TEMP|try again|lookup error" "postmap: lookupd answers TEMP for stale data (precondition)"
+tl_like "$(cat "$T/err")" "socketmap server temporary error: .*directory data is stale" \
+    "postmap: lookupd answers TEMP for stale data (precondition)"
 check -w 3h -c 4h
 tl_is "$rc" 2 "lookupd answering TEMP is CRITICAL, with fresh enough thresholds"
 tl_like "$out" "lookupd: unix:.*socketmap.sock answers \"TEMP [^\"]*stale" "the line quotes lookupd's TEMP"
