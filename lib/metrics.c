@@ -26,7 +26,7 @@ enum metrics_fam {
     FAM_START, FAM_UPDATED, FAM_CONN, FAM_CONN_OPEN, FAM_CONN_REFUSED,
     FAM_PROTO, FAM_TIMEOUTS, FAM_LOOKUPS, FAM_POLICY, FAM_RCPT, FAM_MESSAGES,
     FAM_STORE_DOMAINS, FAM_STORE_RCPTS, FAM_SYNC_RCPTS, FAM_SYNC_SUCCESS,
-    FAM_SYNC_RUN, FAM_SYNC_OUTCOME, FAM_SYNC_CHANGES, FAM_COUNT
+    FAM_SYNC_RUN, FAM_SYNC_OUTCOME, FAM_SYNC_CHANGES, FAM_SYNC_GUARD, FAM_COUNT
 };
 
 static const struct metrics_family {
@@ -52,6 +52,7 @@ static const struct metrics_family {
     [FAM_SYNC_RUN] = {"rcptgate_sync_last_run_timestamp_seconds", 0, "When a source's last sync was attempted, in unix time; 0 never."},
     [FAM_SYNC_OUTCOME] = {"rcptgate_sync_last_run_outcome", 0, "1 for the outcome of a source's last sync run (refused: the shrink guard)."},
     [FAM_SYNC_CHANGES] = {"rcptgate_sync_last_run_changes", 0, "Entries a source's last sync run added, changed or removed (or would have)."},
+    [FAM_SYNC_GUARD] = {"rcptgate_sync_shrink_guard_refused", 0, "1 while a source's latest full sync stands refused by the shrink guard."},
 };
 
 /* Stats file keys with a fixed meaning; socketmap.* and policy.* are built below. */
@@ -214,7 +215,18 @@ void metrics_add_stats(METRICS *m, const char *daemon, const METRICS_STATS *ms)
     }
 }
 
-/* metrics_source - one source's sync state (store walk callback) */
+/* metrics_source_size - one source's recipients (store_source_walk callback) */
+static int metrics_source_size(const STORE_SOURCE_INFO *s, void *ctx)
+{
+    char src[256], labels[320];
+
+    metrics_escape(s->name, src, sizeof(src));
+    snprintf(labels, sizeof(labels), "source=\"%s\"", src);
+    metrics_add(ctx, FAM_SYNC_RCPTS, labels, s->recipients);
+    return 0;
+}
+
+/* metrics_source - one source's sync state (store_runs_walk callback) */
 static int metrics_source(const STORE_SOURCE_INFO *s, void *ctx)
 {
     static const char *const outcomes[] = {"ok", "refused", "failed", NULL};
@@ -224,13 +236,12 @@ static int metrics_source(const STORE_SOURCE_INFO *s, void *ctx)
 
     metrics_escape(s->name, src, sizeof(src));
     snprintf(labels, sizeof(labels), "source=\"%s\"", src);
-    if (s->recipients >= 0)
-        metrics_add(m, FAM_SYNC_RCPTS, labels, s->recipients);
     /* Static entries are typed in, never synced. */
     if (strcmp(s->type, "static") == 0)
         return 0;
     metrics_add(m, FAM_SYNC_SUCCESS, labels, s->last_success);
     metrics_add(m, FAM_SYNC_RUN, labels, s->last_run);
+    metrics_add(m, FAM_SYNC_GUARD, labels, s->guard_refused);
     if (s->last_run <= 0)
         return 0;
     for (int i = 0; outcomes[i]; i++) {
@@ -252,13 +263,15 @@ int metrics_add_store(METRICS *m, STORE *st, int full)
 {
     STORE_STATS ss;
 
-    if (!full)
-        return store_runs_walk(st, metrics_source, m);
-    if (store_stats(st, &ss) < 0)
-        return -1;
-    metrics_add(m, FAM_STORE_DOMAINS, "", ss.domains);
-    metrics_add(m, FAM_STORE_RCPTS, "", ss.recipients);
-    return store_source_walk(st, metrics_source, m);
+    if (full) {
+        if (store_stats(st, &ss) < 0)
+            return -1;
+        metrics_add(m, FAM_STORE_DOMAINS, "", ss.domains);
+        metrics_add(m, FAM_STORE_RCPTS, "", ss.recipients);
+        if (store_source_walk(st, metrics_source_size, m) < 0)
+            return -1;
+    }
+    return store_runs_walk(st, metrics_source, m);
 }
 
 /* metrics_print - family by family, in the table's order */

@@ -6,7 +6,11 @@
  * daemon that exports its metrics every stats_interval from inside its
  * event loop while a few million rows sit in the store. This walk reads
  * only the source table and, through the (source_id, started) index,
- * each source's latest sync run; recipients is -1 (not counted).
+ * each source's latest sync run; recipients is -1 (not counted). It also
+ * tells whether the latest full pull stands refused by the shrink guard:
+ * a persistent or polling syncd goes on with incremental runs after a
+ * refusal, and their "ok" must not hide that the full list was never
+ * applied.
  *
  * The statement is prepared per call: it runs once per stats interval.
  */
@@ -17,7 +21,10 @@
 static const char store_runs_sql[] =
     "SELECT s.name, s.type, COALESCE(s.last_success, 0), COALESCE(s.last_run, 0), "
     "COALESCE(sr.outcome || CASE WHEN sr.message <> '' THEN ': ' || sr.message ELSE '' END, ''), "
-    "COALESCE(sr.added, 0), COALESCE(sr.changed, 0), COALESCE(sr.removed, 0) "
+    "COALESCE(sr.added, 0), COALESCE(sr.changed, 0), COALESCE(sr.removed, 0), "
+    /* The latest full pull that was applied or refused: a failure decides nothing. */
+    "COALESCE((SELECT outcome = 'refused' FROM sync_run WHERE source_id = s.id AND mode = 'full' "
+    "AND outcome IN ('ok', 'refused') ORDER BY started DESC, id DESC LIMIT 1), 0) "
     "FROM source s LEFT JOIN sync_run sr ON sr.id = "
     "(SELECT id FROM sync_run WHERE source_id = s.id ORDER BY started DESC, id DESC LIMIT 1) "
     "ORDER BY s.name";
@@ -43,6 +50,7 @@ int store_runs_walk(STORE *st, int (*fn)(const STORE_SOURCE_INFO *, void *), voi
         info.added = sqlite3_column_int64(s, 5);
         info.changed = sqlite3_column_int64(s, 6);
         info.removed = sqlite3_column_int64(s, 7);
+        info.guard_refused = sqlite3_column_int(s, 8);
         if (fn(&info, ctx) != 0)
             break;
     }

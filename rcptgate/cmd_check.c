@@ -435,7 +435,7 @@ typedef struct check_source {
     char *name;
     long long last_success;
     char *outcome;
-    int seen_in_store;
+    int guard_refused;
 } CHECK_SOURCE;
 
 typedef struct check_sources {
@@ -469,7 +469,7 @@ static int check_source_cb(const STORE_SOURCE_INFO *info, void *ctx)
     s->last_success = info->last_success;
     free(s->outcome);
     s->outcome = xstrdup(info->last_outcome);
-    s->seen_in_store = 1;
+    s->guard_refused = info->guard_refused;
     return 0;
 }
 
@@ -506,8 +506,11 @@ static void check_sync(CHECK_RUN *cr, STORE *st)
         CHECK_SOURCE *s = &cs.s[i];
         long long a = now - s->last_success;
 
-        if (strncmp(s->outcome, "refused", 7) == 0)
+        if (s->guard_refused && strncmp(s->outcome, "refused", 7) == 0)
             check_say(cr, 2, "source %s: the shrink guard refused the last sync (%s)", s->name, s->outcome);
+        else if (s->guard_refused)
+            check_say(cr, 2, "source %s: the shrink guard refused the last full sync, and none was applied since",
+                      s->name);
         if (s->last_success <= 0) {
             check_say(cr, 2, "source %s: never synced", s->name);
             continue;

@@ -191,10 +191,26 @@ tl_like "$out" "source corp: the shrink guard refused the last sync \\(refused" 
 sleep 1.2
 tl_is "$(wait_metric 'rcptgate_sync_last_run_outcome{source="corp",outcome="refused"}' "$LOOKUPD_METRICS" 1)" 1 \
     "lookupd's metrics file shows the refusal"
+tl_is "$(metric 'rcptgate_sync_shrink_guard_refused{source="corp"}' "$LOOKUPD_METRICS")" 1 \
+    "and rcptgate_sync_shrink_guard_refused{source=corp} is 1"
+# An incremental run after the refusal (as a polling syncd makes) does not hide it.
+syncd_sql "INSERT INTO sync_run (source_id, started, mode, outcome)
+    SELECT id, strftime('%s','now'), 'incremental', 'ok' FROM source WHERE name = 'corp'"
+check
+tl_is "$rc" 2 "an incremental ok after the refusal: still CRITICAL"
+tl_like "$out" "source corp: the shrink guard refused the last full sync, and none was applied since" \
+    "the line says the full sync stands refused"
+sleep 1.2
+tl_is "$(wait_metric 'rcptgate_sync_last_run_outcome{source="corp",outcome="ok"}' "$LOOKUPD_METRICS" 1)" 1 \
+    "the metrics' last run is the incremental ok (precondition)"
+tl_is "$(metric 'rcptgate_sync_shrink_guard_refused{source="corp"}' "$LOOKUPD_METRICS")" 1 \
+    "while rcptgate_sync_shrink_guard_refused stays 1"
 syncd_once --force
 tl_is "$rc" 0 "--force applies it"
 check
 tl_is "$rc" 0 "after an applied sync: OK again"
+tl_is "$(wait_metric 'rcptgate_sync_shrink_guard_refused{source="corp"}' "$LOOKUPD_METRICS" 0)" 0 \
+    "and rcptgate_sync_shrink_guard_refused is 0"
 
 # --- CRITICAL with an unreadable store
 mv "$STORE" "$STORE.away"

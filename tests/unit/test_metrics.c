@@ -50,6 +50,16 @@ static char *print(const METRICS *m, int format)
     return buf;
 }
 
+/* count - how often needle occurs in text */
+static int count(const char *text, const char *needle)
+{
+    int n = 0;
+
+    for (const char *p = text; (p = strstr(p, needle)) != NULL; p++)
+        n++;
+    return n;
+}
+
 /* Numeric "name value" lines are kept; anything else is skipped. */
 static void test_stats_read(void **state)
 {
@@ -162,6 +172,8 @@ static void test_store(void **state)
     assert_non_null(strstr(text, "rcptgate_sync_last_run_outcome{source=\"we\\\"ird\\\\\",outcome=\"refused\"} 1\n"));
     assert_non_null(strstr(text, "rcptgate_sync_last_run_changes{source=\"we\\\"ird\\\\\",change=\"removed\"} 3\n"));
     assert_non_null(strstr(text, "rcptgate_sync_last_run_changes{source=\"corp\",change=\"added\"} 10\n"));
+    assert_non_null(strstr(text, "rcptgate_sync_shrink_guard_refused{source=\"corp\"} 0\n"));
+    assert_non_null(strstr(text, "rcptgate_sync_shrink_guard_refused{source=\"we\\\"ird\\\\\"} 1\n"));
     /* The static entries never sync: no sync times for them. */
     assert_null(strstr(text, "source=\"static\""));
     assert_int_equal(sscanf(strstr(text, "rcptgate_sync_last_success_timestamp_seconds{source=\"corp\"} "),
@@ -177,6 +189,9 @@ static void test_store(void **state)
     assert_non_null(strstr(text, "rcptgate_sync_recipients{source=\"corp\"} 10\n"));
     assert_non_null(strstr(text, "rcptgate_sync_recipients{source=\"we\\\"ird\\\\\"} 4\n"));
     assert_non_null(strstr(text, "rcptgate_sync_recipients{source=\"static\"} 0\n"));
+    /* The sync state comes once, from the cheap walk. */
+    assert_non_null(strstr(text, "rcptgate_sync_shrink_guard_refused{source=\"corp\"} 0\n"));
+    assert_int_equal(count(text, "rcptgate_sync_last_run_outcome{source=\"corp\",outcome=\"ok\"} 1\n"), 1);
     free(text);
     metrics_free(m);
     store_close(st);
