@@ -8,8 +8,9 @@
 # that never synced; CRITICAL with lookupd stopped, with lookupd answering
 # TEMP, with smtpd stopped, with a listener that accepts but never
 # greets (the check must end by its timeout, not hang), with a refused
-# shrink guard and with an unreadable store; UNKNOWN for a bad
-# configuration and bad options.
+# shrink guard (also after an incremental run), with a missing, a
+# corrupt and a locked store, and by its alarm when a 60 s busy_timeout
+# would hold it; UNKNOWN for a bad configuration and bad options.
 #
 # The metrics: lookupd's and smtpd's metrics_file and `rcptgate stats
 # --prometheus` are fed to promtool check metrics; `rcptgate stats
@@ -222,6 +223,41 @@ printf 'this is not a database, just 64 bytes of text to fill a header...' > "$T
 sed "s|^path = $STORE|path = $T/junk.db|" "$CONF" > "$T/junk.conf"
 "$RG_ADMIN" -c "$T/junk.conf" check --no-lookupd >"$T/check.out" 2>&1
 tl_is "$?" 2 "a file that is not a database is CRITICAL"
+
+# A store another process holds locked: CRITICAL after busy_timeout; and
+# with a busy_timeout longer than the check may take, the alarm ends it.
+# (lookupd, stopped meanwhile, would hold a shared lock that keeps
+# sqlite3 from taking the exclusive one.)
+tl_stop_lookupd
+mkfifo "$T/lock.fifo"
+sqlite3 "$STORE" < "$T/lock.fifo" > "$T/lock.out" 2>&1 &
+LOCK_PID=$!
+tl_pids="$tl_pids $LOCK_PID"
+exec 3>"$T/lock.fifo"
+printf 'PRAGMA locking_mode=EXCLUSIVE;\nBEGIN EXCLUSIVE;\nCOMMIT;\nSELECT 42;\n' >&3
+i=0; while ! grep -q '^42$' "$T/lock.out" && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+sqlite3 "$STORE" "SELECT count(*) FROM recipient" > "$T/locked.out" 2>&1
+tl_like "$(tr '\n' ' ' < "$T/lock.out")/ $(cat "$T/locked.out")" "^exclusive 42 / .*database is locked" \
+    "sqlite3 holds the store locked: another reader is refused (precondition)"
+check --no-lookupd
+tl_is "$rc" 2 "a locked store is CRITICAL"
+tl_like "$out" "^RCPTGATE CRITICAL - store .*: database is locked" "the line says it is locked"
+sed 's/^busy_timeout = 500ms$/busy_timeout = 60s/' "$CONF" > "$T/patient.conf"
+t0=$(date +%s)
+"$RG_ADMIN" -c "$T/patient.conf" check -t 1s --no-lookupd >"$T/check.out" 2>&1
+rc=$?
+t1=$(date +%s)
+tl_is "$rc" 2 "a check stuck behind a 60 s busy_timeout is CRITICAL"
+tl_is "$(cat "$T/check.out")" "RCPTGATE CRITICAL - the check did not finish within 8 s" \
+    "the alarm (3 x -t + 5 s) ends it with a status line"
+tl_ok "$([ $((t1 - t0)) -le 10 ]; echo $?)" "within the alarm's time ($((t1 - t0)) s), not the busy timeout's"
+exec 3>&-
+wait "$LOCK_PID"
+tl_pids=$(echo "$tl_pids" | sed "s/ $LOCK_PID//")
+check --no-lookupd
+tl_is "$rc" 0 "the lock gone, the store is readable again"
+tl_start_lookupd
+tl_ok $? "lookupd started again"
 
 # --- metrics: counters move by exactly the lookups made
 sleep 1.2
