@@ -101,6 +101,12 @@ static void check_say(CHECK_RUN *cr, int state, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(cr->msg[cr->nmsg].text, sizeof(cr->msg[0].text), fmt, ap);
     va_end(ap);
+    /* A daemon's text must not start the performance data or a second line. */
+    for (char *p = cr->msg[cr->nmsg].text; *p; p++)
+        if (*p == '|')
+            *p = '/';
+        else if ((unsigned char) *p < 0x20 || *p == 0x7f)
+            *p = ' ';
     cr->nmsg++;
 }
 
@@ -278,17 +284,6 @@ static int check_recv(int fd, char *buf, size_t *len, size_t size, long long dea
     }
 }
 
-/* check_elapsed - "0.001234s" for performance data */
-static void check_elapsed(long long start_ns, char *buf, size_t size)
-{
-    struct timespec ts;
-    long long now;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    now = (long long) ts.tv_sec * 1000000000LL + ts.tv_nsec;
-    snprintf(buf, size, "%.6fs", (double) (now - start_ns) / 1e9);
-}
-
 /* check_start_ns - monotonic nanoseconds */
 static long long check_start_ns(void)
 {
@@ -296,6 +291,12 @@ static long long check_start_ns(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long) ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* check_elapsed - "0.001234s;;;0": the time since start_ns, for performance data */
+static void check_elapsed(long long start_ns, char *buf, size_t size)
+{
+    snprintf(buf, size, "%.6fs;;;0", (double) (check_start_ns() - start_ns) / 1e9);
 }
 
 /* check_lookupd - one socketmap request to lookupd's first socketmap listener */
@@ -346,7 +347,6 @@ static void check_lookupd(CHECK_RUN *cr, const char *domain)
     }
     close(fd);
     check_elapsed(t0, perf, sizeof(perf));
-    strcat(perf, ";;;0");
     check_perf(cr, "lookupd_time", perf);
     if ((dlen >= 3 && memcmp(data, "OK ", 3) == 0) || (dlen >= 8 && memcmp(data, "NOTFOUND", 8) == 0))
         check_say(cr, 0, "lookupd answers");
@@ -425,7 +425,6 @@ static void check_smtpd(CHECK_RUN *cr)
             ;
     }
     close(fd);
-    strcat(perf, ";;;0");
     check_perf(cr, "smtpd_time", perf);
     check_say(cr, 0, "smtpd answers");
 }

@@ -369,14 +369,16 @@ import socket, sys
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(5)
 open(sys.argv[2], "w").close()
-c, _ = s.accept(); c.sendall(b"554-go away\r\n554 really\r\n"); c.recv(100); c.close()
+c, _ = s.accept(); c.sendall(b"554-go away\r\n554 really | not\r\n"); c.recv(100); c.close()
 ' "$SMTPD_PORT" "$T/554.ready" &
 FAKE_PID=$!
 tl_pids="$tl_pids $FAKE_PID"
 i=0; while [ ! -e "$T/554.ready" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
 check
 tl_is "$rc" 2 "a listener greeting with 554 is CRITICAL"
-tl_like "$out" "smtpd: 127\\.0\\.0\\.1:$SMTPD_PORT greets with \"554 really\"" "the line quotes the greeting"
+tl_like "$out" "smtpd: 127\\.0\\.0\\.1:$SMTPD_PORT greets with \"554 really / not\"" \
+    "the line quotes the greeting (a | in it made a /: it would start the perfdata)"
+tl_is "$(printf '%s\n' "$out" | tr -cd '|' | wc -c | tr -d ' ')" 1 "one | in the line: before the perfdata"
 wait "$FAKE_PID" 2>/dev/null
 
 # --- logrotate: the installed file, and a real rotation of smtpd's log_file
