@@ -8,22 +8,20 @@
 # and removed again afterwards. samba-ad-provision is only a Recommends of
 # samba-ad-dc (and recommends are not installed) but provisioning needs it.
 # Without recommends, krb5-config is not installed and /etc/krb5.conf is
-# left alone. prometheus is installed for its promtool (never started
-# either), python3-prometheus-client for its OpenMetrics parser and
-# logrotate for `logrotate -d`: tests/integration/check.sh checks the
-# metrics and etc/rcptgate.logrotate with them.
+# left alone.
 set -e
 if [ "$(id -u)" != 0 ]; then
     echo "deps.sh: run as root (it uses apt-get)" >&2
     exit 1
 fi
-PKGS="build-essential autoconf automake pkg-config clang \
+# prometheus for its promtool (never started either), python3-prometheus-client
+# for its OpenMetrics parser, logrotate for `logrotate -d`: check.sh uses them.
+PKGS="build-essential autoconf automake pkg-config clang prometheus python3-prometheus-client logrotate \
   libclang-rt-14-dev libsqlite3-dev libevent-dev libinih-dev libidn2-dev libcmocka-dev \
   libldap-dev libsasl2-dev slapd ldap-utils sqlite3 openssl postfix \
   samba-ad-dc samba-ad-provision samba-dsdb-modules ldb-tools \
   libssl-dev libcurl4-openssl-dev libjansson-dev libsasl2-modules libsasl2-modules-gssapi-mit sasl2-bin \
-  libc-ares-dev swaks fail2ban pflogsumm postfix-lmdb \
-  prometheus python3-prometheus-client logrotate"
+  libc-ares-dev swaks fail2ban pflogsumm postfix-lmdb"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
