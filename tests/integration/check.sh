@@ -107,6 +107,10 @@ tl_like "$out" "'recipients'=100;;;0" "perfdata: the recipients"
 sleep 1.2
 tl_is "$(wait_metric 'rcptgate_lookups_total{map="domains",result="ok"}' "$LOOKUPD_METRICS" 1)" 1 \
     "the check's probe is one domains lookup with result ok in lookupd's counters"
+check -d nowhere.example
+tl_is "$rc" 0 "-d: a domain lookupd does not know (NOTFOUND) is alive too"
+tl_is "$(wait_metric 'rcptgate_lookups_total{map="domains",result="notfound"}' "$LOOKUPD_METRICS" 1)" 1 \
+    "and the probe for it is one domains lookup with result notfound"
 
 # --- WARNING / CRITICAL by the age of the last sync
 syncd_sql "UPDATE source SET last_success = strftime('%s','now') - 3 * 3600 WHERE name = 'corp'"
