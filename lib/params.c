@@ -36,6 +36,7 @@ char *var_lookupd_policy;
 char *var_lookupd_user;
 char *var_lookupd_pidfile;
 char *var_lookupd_statsfile;
+char *var_lookupd_metrics_file;
 int var_lookupd_stats_ms;
 int var_lookupd_idle_ms;
 int var_lookupd_request_ms;
@@ -107,6 +108,7 @@ static const CFG_PARAM params_lookupd[] = {
     {"pid_file", CFG_PATH, RG_RUNSTATEDIR "/rcptgate/lookupd.pid", &var_lookupd_pidfile, 0, 0, NULL, NULL},
     {"stats_file", CFG_PATH, RG_LOCALSTATEDIR "/lib/rcptgate/lookupd.stats", &var_lookupd_statsfile, 0, 0, NULL, NULL},
     {"stats_interval", CFG_TIME, "10s", &var_lookupd_stats_ms, 1000, 3600000, NULL, NULL},
+    {"metrics_file", CFG_PATH, "", &var_lookupd_metrics_file, 0, 0, NULL, NULL},
     {"idle_timeout", CFG_TIME, "300s", &var_lookupd_idle_ms, 1000, 86400000, NULL, NULL},
     {"request_timeout", CFG_TIME, "10s", &var_lookupd_request_ms, 100, 3600000, NULL, NULL},
     {"max_connections", CFG_INT, "1000", &var_lookupd_maxconn, 1, 100000, NULL, NULL},

@@ -31,6 +31,7 @@ extern char *var_lookupd_user;          /* user: unprivileged user after binding
 extern char *var_lookupd_pidfile;       /* pid_file */
 extern char *var_lookupd_statsfile;     /* stats_file */
 extern int var_lookupd_stats_ms;        /* stats_interval */
+extern char *var_lookupd_metrics_file;  /* metrics_file: Prometheus text for node_exporter, "" = none */
 extern int var_lookupd_idle_ms;         /* idle_timeout */
 extern int var_lookupd_request_ms;      /* request_timeout: a request must arrive whole within */
 extern int var_lookupd_maxconn;         /* max_connections */

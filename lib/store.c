@@ -764,6 +764,7 @@ int store_source_walk(STORE *st, int (*fn)(const STORE_SOURCE_INFO *, void *), v
         info.added = sqlite3_column_int64(s, 6);
         info.changed = sqlite3_column_int64(s, 7);
         info.removed = sqlite3_column_int64(s, 8);
+        info.guard_refused = 0;
         if (fn(&info, ctx) != 0)
             break;
     }

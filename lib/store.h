@@ -181,8 +181,20 @@ typedef struct store_source_info {
     long long last_run;         /* unix time, 0 never */
     const char *last_outcome;   /* "ok", "refused: ...", "failed: ..." */
     long long added, changed, removed;  /* of the last run */
+    /*
+     * store_runs_walk only (0 from store_source_walk): the latest full
+     * pull was refused by the shrink guard and none was applied since;
+     * incremental runs after it do not clear it.
+     */
+    int guard_refused;
 } STORE_SOURCE_INFO;
 
 int store_source_walk(STORE *st, int (*fn)(const STORE_SOURCE_INFO *, void *), void *ctx);
+
+/*
+ * store_runs_walk - as store_source_walk, without counting recipients
+ * (recipients is -1): cheap enough for a daemon's periodic metrics.
+ */
+int store_runs_walk(STORE *st, int (*fn)(const STORE_SOURCE_INFO *, void *), void *ctx);
 
 #endif

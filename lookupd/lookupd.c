@@ -51,6 +51,7 @@
 #include "listen.h"
 #include "log.h"
 #include "lookupd.h"
+#include "metrics.h"
 #include "params.h"
 #include "store.h"
 #include "store_sync.h"
@@ -301,6 +302,7 @@ static void lookupd_stats_write(void)
         return;
     }
     lookupd_stats_warned = 0;
+    metrics_daemon_write(var_lookupd_metrics_file, "lookupd", path, lookupd_st);
 }
 
 /* lookupd_stats_cb - periodic stats write */

@@ -8,6 +8,11 @@
  * stale when its "updated" time is older than three intervals or its pid
  * is gone. A store that cannot be read still lets lookupd's part print,
  * and the exit status is then 2.
+ *
+ * With --openmetrics (OpenMetrics 1.0) or --prometheus (the 0.0.4 text
+ * format node_exporter reads) the same figures come out as metrics,
+ * through lib/metrics.c as the daemons' metrics_file does, plus the
+ * store's sizes, which the daemons leave out (a scan of the recipients).
  */
 #include "config.h"
 
@@ -18,21 +23,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "metrics.h"
 #include "params.h"
 #include "rcptgate.h"
 #include "smtpd_params.h"
 
-#define STATS_MAX   64          /* counters kept from the file */
-
-typedef struct stats_counter {
-    char name[96];
-    long long value;
-} STATS_COUNTER;
-
-typedef struct stats_file {
-    STATS_COUNTER c[STATS_MAX];
-    int n;
-} STATS_FILE;
+typedef METRICS_STATS STATS_FILE;
 
 /* stats_source - one source's line */
 static int stats_source(const STORE_SOURCE_INFO *s, void *ctx)
@@ -81,41 +77,18 @@ static int stats_store(void)
 /* stats_read - a daemon's counters; 1 read, 0 no file, -1 unreadable */
 static int stats_read(const char *who, const char *path, STATS_FILE *sf)
 {
-    FILE *fp;
-    char line[256];
+    char err[1024];
+    int rc = metrics_stats_read(path, sf, err, sizeof(err));
 
-    sf->n = 0;
-    if ((fp = fopen(path, "r")) == NULL) {
-        if (errno == ENOENT)
-            return 0;
-        rcptgate_error("%s statistics %s: %s", who, path, strerror(errno));
-        return -1;
-    }
-    while (fgets(line, sizeof(line), fp) != NULL && sf->n < STATS_MAX) {
-        STATS_COUNTER *c = &sf->c[sf->n];
-        char *sp = strchr(line, ' ');
-        char *end;
-
-        if (sp == NULL || (size_t) (sp - line) >= sizeof(c->name))
-            continue;
-        c->value = strtoll(sp + 1, &end, 10);
-        if (end == sp + 1)
-            continue;
-        memcpy(c->name, line, (size_t) (sp - line));
-        c->name[sp - line] = 0;
-        sf->n++;
-    }
-    fclose(fp);
-    return 1;
+    if (rc < 0)
+        rcptgate_error("%s statistics %s", who, err);
+    return rc;
 }
 
 /* stats_get - a counter by name, or -1 when absent */
 static long long stats_get(const STATS_FILE *sf, const char *name)
 {
-    for (int i = 0; i < sf->n; i++)
-        if (strcmp(sf->c[i].name, name) == 0)
-            return sf->c[i].value;
-    return -1;
+    return metrics_stats_get(sf, name);
 }
 
 /*
@@ -206,13 +179,52 @@ static void stats_lookupd(void)
            stats_get(&sf, "policy.defer") < 0 ? 0 : stats_get(&sf, "policy.defer"));
 }
 
-/* cmd_stats - rcptgate stats */
+/*
+ * stats_metrics - lookupd's and smtpd's counters from their stats files
+ * and the store's sync state, as metric text; 2 when the store could not
+ * be read (the daemons' counters are printed all the same).
+ */
+static int stats_metrics(int format)
+{
+    STATS_FILE sf;
+    METRICS *m = metrics_create();
+    STORE *st;
+    int rc = RCPTGATE_EX_OK;
+
+    if (var_lookupd_statsfile && *var_lookupd_statsfile
+        && stats_read("lookupd", var_lookupd_statsfile, &sf) > 0)
+        metrics_add_stats(m, "lookupd", &sf);
+    if (var_smtpd_statsfile && *var_smtpd_statsfile
+        && stats_read("smtpd", var_smtpd_statsfile, &sf) > 0)
+        metrics_add_stats(m, "smtpd", &sf);
+    if ((st = rcptgate_store(0)) == NULL) {
+        rc = RCPTGATE_EX_STORE;
+    } else {
+        if (metrics_add_store(m, st, 1) < 0) {
+            rcptgate_error("stats: %s", store_error(st));
+            rc = RCPTGATE_EX_STORE;
+        }
+        store_close(st);
+    }
+    if (metrics_print(m, stdout, format) < 0 || fflush(stdout) != 0) {
+        rcptgate_error("stats: writing the metrics failed");
+        rc = RCPTGATE_EX_STORE;
+    }
+    metrics_free(m);
+    return rc;
+}
+
+/* cmd_stats - rcptgate stats [--openmetrics | --prometheus] */
 int cmd_stats(int argc, char **argv)
 {
     int rc;
 
+    if (argc == 2 && strcmp(argv[1], "--openmetrics") == 0)
+        return stats_metrics(METRICS_OPENMETRICS);
+    if (argc == 2 && strcmp(argv[1], "--prometheus") == 0)
+        return stats_metrics(METRICS_PROMETHEUS);
     if (argc != 1) {
-        rcptgate_error("usage: rcptgate stats");
+        rcptgate_error("usage: rcptgate stats [--openmetrics | --prometheus]");
         return RG_EX_USAGE;
     }
     rc = stats_store();

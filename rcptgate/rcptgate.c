@@ -27,6 +27,7 @@
 #include "smtpd_params.h"
 
 int rcptgate_verbose;
+const char *rcptgate_conf_path;
 
 /* The subcommands, as typed. */
 static const struct rcptgate_cmd {
@@ -40,6 +41,7 @@ static const struct rcptgate_cmd {
     {"stats", cmd_stats},
     {"export", cmd_export},
     {"access", cmd_access},
+    {"check", cmd_check},
     {NULL, NULL},
 };
 
@@ -65,10 +67,13 @@ int rcptgate_usage(void)
           "  domain add DOMAIN [NEXTHOP] [--subdomains]\n"
           "  domain del DOMAIN | domain list\n"
           "  static add ADDRESS | static del ADDRESS | static list\n"
-          "  stats                              store and lookupd figures\n"
+          "  stats [--openmetrics | --prometheus]\n"
+          "                                     store, lookupd and smtpd figures (or as metrics)\n"
           "  export [--source NAME]             recipients as a Postfix map file\n"
           "  access add TYPE KEY ACTION [TEXT] | access del TYPE KEY | access list [TYPE]\n"
           "                                     rcptgate-smtpd's access lists in the store\n"
+          "  check [-w AGE] [-c AGE] [-t TIMEOUT] [-d DOMAIN] [--no-lookupd] [--no-smtpd] [--no-sync]\n"
+          "                                     monitoring plugin: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN\n"
           "  -c FILE  configuration (default " RG_SYSCONFDIR "/rcptgate/rcptgate.conf)\n"
           "  -n       check the configuration and exit\n"
           "  -v       verbose\n", stderr);
@@ -177,8 +182,12 @@ int main(int argc, char **argv)
     }
     argc -= optind;
     argv += optind;
+    rcptgate_conf_path = conf;
     if (cfg_load(conf, rcptgate_sections()) != 0) {
         rcptgate_error("%s: configuration errors", conf);
+        /* A monitoring plugin says UNKNOWN, on stdout, with exit 3. */
+        if (!check_only && argc >= 1 && strcmp(argv[0], "check") == 0)
+            return cmd_check_config_failed(conf);
         return RG_EX_CONFIG;
     }
     if (check_only) {

@@ -22,6 +22,9 @@
 /* -v given */
 extern int rcptgate_verbose;
 
+/* the configuration file read (-c) */
+extern const char *rcptgate_conf_path;
+
 /* rcptgate_error - "rcptgate: ..." on stderr */
 void rcptgate_error(const char *fmt, ...) RG_PRINTF(1, 2);
 
@@ -52,5 +55,9 @@ int cmd_static(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_access(int argc, char **argv);
+int cmd_check(int argc, char **argv);
+
+/* cmd_check_config_failed - rcptgate check's UNKNOWN line for a configuration that does not load */
+int cmd_check_config_failed(const char *path);
 
 #endif

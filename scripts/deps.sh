@@ -16,7 +16,9 @@ if [ "$(id -u)" != 0 ]; then
     echo "deps.sh: run as root (it uses apt-get)" >&2
     exit 1
 fi
-PKGS="build-essential autoconf automake pkg-config clang \
+# prometheus for its promtool (never started either), python3-prometheus-client
+# for its OpenMetrics parser, logrotate for `logrotate -d`: check.sh uses them.
+PKGS="build-essential autoconf automake pkg-config clang prometheus python3-prometheus-client logrotate \
   libclang-rt-14-dev libsqlite3-dev libevent-dev libinih-dev libidn2-dev libcmocka-dev \
   libldap-dev libsasl2-dev slapd ldap-utils sqlite3 openssl postfix \
   samba-ad-dc samba-ad-provision samba-dsdb-modules ldb-tools \

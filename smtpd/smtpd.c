@@ -46,6 +46,7 @@
 #include "daemon.h"
 #include "listen.h"
 #include "log.h"
+#include "metrics.h"
 #include "params.h"
 #include "store.h"
 #include "xalloc.h"
@@ -225,6 +226,8 @@ static void smtpd_stats_write(void)
     bad = ferror(fp);
     if (fclose(fp) != 0 || bad || rename(tmp, var_smtpd_statsfile) < 0)
         unlink(tmp);
+    else
+        metrics_daemon_write(var_smtpd_metrics_file, "smtpd", var_smtpd_statsfile, NULL);
 }
 
 /* smtpd_tick_cb - once a second: store, stats, shutdown progress */
@@ -305,6 +308,8 @@ static void smtpd_reload(void)
     if ((errors = smtpd_load(0)) != 0) {
         log_warn("reload: %s has %d error%s; keeping the running configuration",
                  smtpd_conf_path, errors, errors == 1 ? "" : "s");
+        /* logrotate's HUP must still move us to the new log_file. */
+        smtpd_log_reopen();
         return;
     }
     if (strcmp(var_smtpd_listen, smtpd_run_listen) != 0)

@@ -31,6 +31,7 @@ char *var_smtpd_pidfile;
 char *var_smtpd_log_file;
 char *var_smtpd_syslog_name;
 char *var_smtpd_statsfile;
+char *var_smtpd_metrics_file;
 int var_smtpd_stats_ms;
 
 int var_smtpd_line_limit;
@@ -126,6 +127,7 @@ static const CFG_PARAM smtpd_params[] = {
     {"syslog_name", CFG_STR, "postfix-rcptgate", &var_smtpd_syslog_name, 0, 0, NULL, NULL},
     {"stats_file", CFG_PATH, RG_LOCALSTATEDIR "/lib/rcptgate/smtpd.stats", &var_smtpd_statsfile, 0, 0, NULL, NULL},
     {"stats_interval", CFG_TIME, "10s", &var_smtpd_stats_ms, 1000, 3600000, NULL, NULL},
+    {"metrics_file", CFG_PATH, "", &var_smtpd_metrics_file, 0, 0, NULL, NULL},
 
     {"line_length_limit", CFG_INT, "2048", &var_smtpd_line_limit, 512, 1000000, NULL, NULL},
     {"message_size_limit", CFG_SIZE, "10240000", &var_smtpd_size_limit, 1000, 4000000000LL, NULL, NULL},

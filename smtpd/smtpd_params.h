@@ -23,6 +23,7 @@ extern char *var_smtpd_log_file;        /* log_file: also write syslog-format li
 extern char *var_smtpd_syslog_name;     /* syslog_name: lines read "<syslog_name>/smtpd[pid]: ..." */
 extern char *var_smtpd_statsfile;       /* stats_file */
 extern int var_smtpd_stats_ms;          /* stats_interval: how often stats_file is rewritten */
+extern char *var_smtpd_metrics_file;    /* metrics_file: Prometheus text for node_exporter, "" = none */
 
 /* Limits (Postfix's names in comments). */
 extern int var_smtpd_line_limit;        /* line_length_limit (2048): longer command -> 500 5.5.2 */
