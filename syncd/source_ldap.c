@@ -116,6 +116,23 @@ const char *source_ldap_diag(SOURCE_LDAP *sl, int rc, char *buf, size_t size)
     return buf;
 }
 
+/*
+ * source_ldap_uri_written - is uri one of those the postmaster wrote in
+ * uri (not one DNS SRV records named)? Only those may be exempt from TLS:
+ * a DNS answer pointing at 127.0.0.1 must not receive the bind password
+ * in the clear from whatever listens there.
+ */
+static int source_ldap_uri_written(const SOURCE_CONF *c, const char *uri)
+{
+    int n, found = 0;
+    char **words = source_words(c->uri, &n);
+
+    for (int i = 0; i < n && !found; i++)
+        found = strcasecmp(words[i], uri) == 0;
+    source_words_free(words);
+    return found;
+}
+
 /* source_ldap_tls_mode - what protects this URI under the tls setting */
 static int source_ldap_tls_mode(const SOURCE_CONF *c, const char *uri)
 {
@@ -125,7 +142,7 @@ static int source_ldap_tls_mode(const SOURCE_CONF *c, const char *uri)
         return SOURCE_TLS_NONE;         /* a local socket: the kernel names the peer */
     if (strcmp(c->tls, "none") == 0)
         return SOURCE_TLS_NONE;
-    if (strcmp(c->tls, "auto") == 0 && source_uri_loopback(uri))
+    if (strcmp(c->tls, "auto") == 0 && source_uri_loopback(uri) && source_ldap_uri_written(c, uri))
         return SOURCE_TLS_NONE;
     return SOURCE_TLS_START;
 }
@@ -521,6 +538,20 @@ static void source_ldap_ares_wait(ares_channel ch, SOURCE_LDAP_SRV_QUERY *q, lon
     }
 }
 
+/* source_ldap_in_domain - is host domain itself or a name under it (case and a final dot aside)? */
+int source_ldap_in_domain(const char *host, const char *domain)
+{
+    size_t hl = strlen(host), dl = strlen(domain);
+
+    if (hl > 0 && host[hl - 1] == '.')
+        hl--;
+    if (dl > 0 && domain[dl - 1] == '.')
+        dl--;
+    if (dl == 0 || hl < dl || strncasecmp(host + hl - dl, domain, dl) != 0)
+        return 0;
+    return hl == dl || host[hl - dl - 1] == '.';
+}
+
 /* source_ldap_srv_uris - domain controllers from _ldap._tcp.dc._msdcs.DOMAIN */
 char *source_ldap_srv_uris(const char *domain, const char *servers, int ldaps, int timeout_ms,
                            char *err, size_t errlen)
@@ -589,6 +620,11 @@ char *source_ldap_srv_uris(const char *domain, const char *servers, int ldaps, i
 
         if (strcmp(host, ".") == 0 || *host == 0)
             continue;                   /* "no such service here" */
+        if (!source_ldap_in_domain(host, domain)) {
+            /* A forged or careless answer must not send the bind elsewhere. */
+            log_warn("DNS: %s names %s, outside %s: not used", name, host, domain);
+            continue;
+        }
         if (*servers) {
             /* A private resolver's names mean nothing to libldap's: use the address. */
             SOURCE_LDAP_SRV_QUERY h;

@@ -217,6 +217,12 @@ int source_ldap_search_ext(SOURCE_LDAP *sl, const char *base, int scope, const c
 char *source_ldap_srv_uris(const char *domain, const char *servers, int ldaps, int timeout_ms,
                            char *err, size_t errlen);
 
+/*
+ * source_ldap_in_domain - 1 if host is domain or a name under it (case
+ * and a final dot aside): an SRV target outside dns_domain is not used.
+ */
+int source_ldap_in_domain(const char *host, const char *domain);
+
 /* source_ldap_srv_order - sort SRV answers by priority, weighted within one (RFC 2782) */
 typedef struct source_ldap_srv {
     char *host;

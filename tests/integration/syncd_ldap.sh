@@ -123,6 +123,8 @@ _ldap._tcp.dc._msdcs.test.example SRV "0 100 1 dead.test.example"
 dc1.test.example A 127.0.0.1
 dead.test.example A 127.0.0.1
 _ldap._tcp.dc._msdcs.slow.example DROP
+_ldap._tcp.dc._msdcs.evil.example SRV "0 100 $SLAPD_PORT dc.attacker.example"
+dc.attacker.example A 127.0.0.1
 EOF
     rm -f "$T/dnsd.pid" "$T/dnsd.port"
     "$RG_DNSD" -l 127.0.0.1:0 -z "$T/zone" -p "$T/dnsd.pid" -P "$T/dnsd.port" -q 2>"$T/dnsd.err" &
@@ -133,7 +135,19 @@ EOF
     DNS="127.0.0.1:$(cat "$T/dnsd.port")"
 
     person srv1
-    ldap_source "uri=" "dns_domain=test.example" "dns_servers=$DNS"
+    # tls = auto spares only a loopback uri the postmaster wrote: a DNS
+    # answer naming 127.0.0.1 still gets StartTLS (which this slapd has).
+    ldap_source "uri=" "dns_domain=test.example" "dns_servers=$DNS" tls=auto "ca_file=$SLAPD_CA"
+    syncd_once -v
+    tl_is "$rc" 0 "dns_domain with tls = auto: the pull is applied"
+    tl_like "$(cat "$T/syncd.err")" "connected to ldap://127\\.0\\.0\\.1:$SLAPD_PORT \\(StartTLS\\)" \
+        "... over StartTLS: a loopback target from DNS is not exempt from TLS"
+    ldap_source "uri=ldap://127.0.0.1:$SLAPD_PORT" tls=auto
+    syncd_once -v
+    tl_like "$(cat "$T/syncd.err")" "connected to ldap://127\\.0\\.0\\.1:$SLAPD_PORT \\(no TLS\\)" \
+        "the same loopback uri written in uri = is (tls = auto)"
+
+    ldap_source "uri=" "dns_domain=test.example" "dns_servers=$DNS" "tls=none"
     syncd_once -v
     tl_is "$rc" 0 "dns_domain: the domain controllers come from the SRV records"
     tl_is "$(rg_query srv1@generic.example)" 0 "and the pull is applied"
@@ -141,6 +155,12 @@ EOF
         "in priority order, the targets resolved by the same DNS server"
     tl_like "$(cat "$T/syncd.err")" "using ldap://127\\.0\\.0\\.1:$SLAPD_PORT after: ldap://127\\.0\\.0\\.1:1: cannot connect" \
         "the dead controller (priority 0) is tried first, then the next"
+
+    ldap_source "uri=" "dns_domain=evil.example" "dns_servers=$DNS" "tls=none"
+    syncd_once
+    tl_is "$rc" 75 "an SRV target outside dns_domain is not used (75)"
+    tl_like "$(cat "$T/syncd.err")" "names dc\\.attacker\\.example, outside evil\\.example: not used" \
+        "... and the log says so"
 
     ldap_source "uri=" "dns_domain=nowhere.example" "dns_servers=$DNS"
     syncd_once
