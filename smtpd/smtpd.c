@@ -47,6 +47,7 @@
 #include "listen.h"
 #include "log.h"
 #include "params.h"
+#include "paths.h"
 #include "store.h"
 #include "xalloc.h"
 #include "smtpd.h"
@@ -408,10 +409,19 @@ int main(int argc, char **argv)
         smtpd_usage();
 
     log_init(SMTPD_PROG, 1, !check_only);
+    paths_umask();
     smtpd_conf_path = xstrdup(realpath(conf, real) ? real : conf);
     if (smtpd_load(1) != 0)
         log_fatal_code(RG_EX_CONFIG, "%s: configuration errors%s", smtpd_conf_path,
                        check_only ? "" : "; not starting");
+    {
+        PATHS *pl = paths_create();
+
+        /* Directories the user cannot write: say so now, not as a fatal open later. */
+        smtpd_params_paths(pl);
+        paths_require(pl, var_smtpd_user, check_only, smtpd_conf_path);
+        paths_free(pl);
+    }
     if (check_only) {
         log_info("%s: configuration is valid", smtpd_conf_path);
         free(smtpd_conf_path);

@@ -88,7 +88,8 @@ static void smtpd_log_hook(int prio, const char *line)
 /* smtpd_log_file_open - open path for appending; fd or -1 with err set */
 static int smtpd_log_file_open(const char *path, char *err, size_t errlen)
 {
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    /* Root opens it at start, in a directory others may write: follow no link. */
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC, 0640);
 
     if (fd < 0)
         snprintf(err, errlen, "log_file %s: %s", path, strerror(errno));

@@ -202,13 +202,20 @@ elif ! id nobody >/dev/null 2>&1; then
     tl_n=$((tl_n + 1))
     echo "ok $tl_n # SKIP privilege drop: no user nobody"
 else
-    mkdir -p "$T/db"
-    cp "$STORE" "$T/db/store.db"
-    chown -R nobody "$T/db"
-    sed -e "s|^path = .*|path = $T/db/store.db|" -e "s|^user =.*|user = nobody|" \
-        -e "s|^stats_file = .*|stats_file = $T/db/lookupd.stats|" "$CONF" > "$T/nobody.conf"
+    # Every place lookupd writes is nobody's, in /tmp: nobody may not enter the tree.
+    tl_user_dir nobody
+    cp "$STORE" "$UD/store.db"
+    chown nobody "$UD/store.db"
+    SAVED_SOCK=$SOCK SAVED_POLICY=$POLICY
+    SOCK="$UD/socketmap.sock" POLICY="$UD/policy.sock"
+    sed -e "s|^path = .*|path = $UD/store.db|" -e "s|^user =.*|user = nobody|" \
+        -e "s|^stats_file = .*|stats_file = $UD/lookupd.stats|" \
+        -e "s|^pid_file = .*|pid_file = $UD/lookupd.pid|" \
+        -e "s|^socketmap = .*|socketmap = unix:$SOCK|" -e "s|^policy = .*|policy = unix:$POLICY|" \
+        "$CONF" > "$T/nobody.conf"
     CONF="$T/nobody.conf"
     tl_start_lookupd 5>&- 6>&-
+    tl_ok $? "user = nobody: lookupd started with its directories in $UD"
     CONF="$T/saved.conf"
     uid=$(awk '/^Uid:/ {print $2, $3, $4, $5}' /proc/"$LOOKUPD_PID"/status)
     nuid=$(id -u nobody)
@@ -218,15 +225,12 @@ else
     tl_is "$gid" "$ngid $ngid $ngid $ngid" "user = nobody: gids are nobody's primary group"
     tl_is "$(awk '/^Groups:/ {print $2}' /proc/"$LOOKUPD_PID"/status)" "$ngid" "user = nobody: no other groups"
     tl_like "$(stat -c %U "$SOCK")" '^root$' "socket bound before the drop"
-    if command -v setpriv >/dev/null 2>&1 &&
-       setpriv --reuid=nobody --regid="$ngid" --clear-groups test -r "$T/db/store.db"; then
-        tl_is "$(ask 'recipients alice@example.com')" "$KIND" "as nobody: answers"
-    else
-        tl_n=$((tl_n + 1))
-        echo "ok $tl_n # SKIP as nobody: the build tree is not reachable for nobody"
-    fi
+    tl_is "$(ask 'recipients alice@example.com')" "$KIND" "as nobody: answers"
     tl_stop_lookupd
     tl_is "$?" 0 "as nobody: SIGTERM exit status 0"
+    tl_ok $([ ! -e "$UD/lookupd.pid" ] && [ ! -e "$SOCK" ]; echo $?) \
+        "as nobody: pid file and socket removed at stop"
+    SOCK=$SAVED_SOCK POLICY=$SAVED_POLICY
 fi
 
 tl_done

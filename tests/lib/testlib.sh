@@ -9,6 +9,7 @@
 #   tl_start_lookupd      start lookupd -f on $T/socketmap.sock (and policy.sock)
 #   tl_stop_lookupd       SIGTERM it and wait for it to go
 #   tl_postmap KEY MAP    postmap -q against lookupd: stdout to $T/out, stderr to $T/err
+#   tl_user_dir USER      $UD: a directory in /tmp owned by USER (root only), removed at exit
 #   tl_ok COND MSG / tl_is GOT WANT MSG / tl_done
 
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
@@ -23,6 +24,7 @@ POSTMAP=${POSTMAP:-$(command -v postmap || echo /usr/sbin/postmap)}
 tl_n=0
 tl_failed=0
 tl_pids=""
+tl_rmdirs=""
 
 # tl_init - private directory and config for the test called NAME
 tl_init() {
@@ -39,6 +41,11 @@ tl_init() {
 path = $STORE
 busy_timeout = 500ms
 
+[syncd]
+# The admin command run as root acts as [syncd] user: here it stays root.
+user =
+pid_file = $T/syncd.pid
+
 [lookupd]
 socketmap = unix:$SOCK
 policy = unix:$POLICY
@@ -50,7 +57,7 @@ CONF
     trap tl_cleanup EXIT
 }
 
-# tl_cleanup - stop whatever the test started
+# tl_cleanup - stop whatever the test started, remove its directories outside the tree
 tl_cleanup() {
     for p in $tl_pids; do
         kill "$p" 2>/dev/null
@@ -59,6 +66,19 @@ tl_cleanup() {
         wait "$p" 2>/dev/null
     done
     tl_pids=""
+    for d in $tl_rmdirs; do
+        case "$d" in /tmp/rcptgate-test.*) rm -rf "$d" ;; esac
+    done
+    tl_rmdirs=""
+}
+
+# tl_user_dir USER - a fresh directory under /tmp owned by USER, set in $UD.
+# USER reaches it even when it cannot enter the build tree (a clone under
+# /root); removed at exit. Needs root.
+tl_user_dir() {
+    UD=$(mktemp -d /tmp/rcptgate-test.XXXXXX) || return 1
+    tl_rmdirs="$tl_rmdirs $UD"
+    chmod 0755 "$UD" && chown "$1:$(id -gn "$1")" "$UD"
 }
 
 # tl_admin - run the admin command on the test's config
