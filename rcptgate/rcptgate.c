@@ -22,6 +22,7 @@
 
 #include "addr.h"
 #include "cfg.h"
+#include "daemon.h"
 #include "log.h"
 #include "params.h"
 #include "paths.h"
@@ -112,6 +113,28 @@ STORE *rcptgate_store(int flags)
     if ((st = store_open(var_store_path, flags, var_store_busy_ms, err, sizeof(err))) == NULL)
         rcptgate_error("%s", err);
     return st;
+}
+
+/*
+ * rcptgate_users - -n: the user of each program whose section the file
+ * has, and [syncd]'s (the admin command's own, as root), must exist, as
+ * each daemon's own -n says. The number of errors.
+ */
+static int rcptgate_users(const char *conf)
+{
+    static const char *const sections[3] = {"syncd", "lookupd", "smtpd"};
+    const char *users[3] = {var_syncd_user, var_lookupd_user, var_smtpd_user};
+    int errors = 0;
+
+    for (int i = 0; i < 3; i++) {
+        if (i > 0 && !cfg_section_seen(sections[i]))
+            continue;
+        if (*users[i] && !daemon_user_exists(users[i])) {
+            rcptgate_error("%s: [%s] user: user \"%s\" does not exist", conf, sections[i], users[i]);
+            errors++;
+        }
+    }
+    return errors;
 }
 
 /*
@@ -248,6 +271,10 @@ int main(int argc, char **argv)
         return RG_EX_CONFIG;
     }
     if (check_only) {
+        if (rcptgate_users(conf) != 0) {
+            rcptgate_error("%s: configuration errors", conf);
+            return RG_EX_CONFIG;
+        }
         if (rcptgate_paths() != 0) {
             rcptgate_error("%s: directories or files the programs write need fixing (see above)", conf);
             return RG_EX_CANTCREAT;

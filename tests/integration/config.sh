@@ -21,7 +21,7 @@ for prog in "$RG_LOOKUPD" "$RG_ADMIN"; do
     # Keys of other programs' sections are not lookupd's business; the
     # admin command checks [smtpd] too (not the [source NAME] families).
     cp "$CONF" "$T/other.conf"
-    printf '[smtpd]\nhostname = mx.example.com\npid_file = %s/smtpd.pid\nstats_file = %s/smtpd.stats\n[source corp]\ntype = ldap\n' \
+    printf '[smtpd]\nhostname = mx.example.com\nuser =\npid_file = %s/smtpd.pid\nstats_file = %s/smtpd.stats\n[source corp]\ntype = ldap\n' \
         "$T" "$T" >> "$T/other.conf"
     check "$prog" "$T/other.conf"
     tl_is "$rc" 0 "$name -n skips [source NAME] and takes a good [smtpd]"
@@ -128,6 +128,9 @@ done
 if ! id rcptgate >/dev/null 2>&1; then
     check "$RG_LOOKUPD" "$top_srcdir/etc/rcptgate.conf.sample"
     tl_like "$out" 'user "rcptgate" does not exist' "a missing user is a configuration error"
+    check "$RG_ADMIN" "$top_srcdir/etc/rcptgate.conf.sample"
+    tl_is "$rc" 78 "rcptgate -n: a missing user is a configuration error (78)"
+    tl_like "$out" '\[syncd\] user: user "rcptgate" does not exist' "rcptgate -n: ... and names it"
 fi
 
 # The admin command takes -f like the daemons (it is always in the foreground).
