@@ -30,6 +30,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -429,6 +430,13 @@ int main(int argc, char **argv)
     }
     if (smtpd_log_open(var_smtpd_syslog_name, var_smtpd_log_file, 1, err, sizeof(err)) < 0)
         log_fatal_code(RG_EX_CONFIG, "%s", err);
+    if (geteuid() == 0 && *var_smtpd_user) {
+        struct passwd *pw = getpwnam(var_smtpd_user);
+
+        /* A log file root just made must stay writable for the user, who reopens it. */
+        if (pw != NULL && smtpd_log_give((long) pw->pw_uid, (long) pw->pw_gid, err, sizeof(err)) < 0)
+            log_fatal("%s", err);
+    }
     log_set_debug(verbose || strcmp(var_log_level, "debug") == 0);
     smtpd_set_hostname();
     smtpd_run_listen = xstrdup(var_smtpd_listen);

@@ -201,6 +201,10 @@ m=$(mode_of "$B/lib/smtpd.log")
 tl_ok $? "smtpd's log_file is not readable by others (mode $m)"
 stop_pid "$SMTPD_PID"
 tl_is "$?" 0 "smtpd stopped"
+tl_is "$(owner_of "$B/lib/smtpd.log")" "$RUNAS" "smtpd's log_file, made at start, belongs to $RUNAS (who reopens it)"
+run "$RG_SMTPD" -c "$CONF" -n
+tl_is "$rc" 0 "smtpd -n after a run: the log file it made passes the check"
+[ "$rc" = 0 ] || printf '%s\n' "$out" | sed 's/^/#   /'
 
 # --- -n and start-up: a missing runtime directory, named with its fix
 rm -rf "$B/run"
