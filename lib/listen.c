@@ -261,7 +261,8 @@ static int listen_bind_as(int fd, const struct sockaddr_un *sun, int unix_mode, 
         /* Not root (or a set-group-ID directory decided): set it, not following links. */
         if (lstat(sun->sun_path, &st) < 0 || !S_ISSOCK(st.st_mode)
             || (st.st_gid != (gid_t) gid && lchown(sun->sun_path, (uid_t) -1, (gid_t) gid) < 0)) {
-            snprintf(err, errlen, "%s: set group %ld: %s", sun->sun_path, gid, strerror(errno));
+            snprintf(err, errlen, "%s: set group %ld: %s%s", sun->sun_path, gid, strerror(errno),
+                     errno == EPERM ? " (not root: the user must be a member of that group)" : "");
             (void) unlink(sun->sun_path);
             return -1;
         }

@@ -200,6 +200,22 @@ void params_check_opts(CHECK_OPTS *opts)
         | (var_allow_bang ? ADDR_ALLOW_BANG : 0);
 }
 
+/* params_in_group - may this process give a file group gid (root, or a member)? */
+static int params_in_group(gid_t gid)
+{
+    gid_t groups[256];
+    int n;
+
+    if (geteuid() == 0 || getegid() == gid)
+        return 1;
+    if ((n = getgroups((int) (sizeof(groups) / sizeof(groups[0])), groups)) < 0)
+        return 0;
+    for (int i = 0; i < n; i++)
+        if (groups[i] == gid)
+            return 1;
+    return 0;
+}
+
 /* params_socket_gid - the group of lookupd's unix sockets; -1 to leave it */
 long params_socket_gid(void)
 {
@@ -208,12 +224,16 @@ long params_socket_gid(void)
 
     if (*var_lookupd_socket_group)
         return (gr = getgrnam(var_lookupd_socket_group)) != NULL ? (long) gr->gr_gid : -2;
+
+    /*
+     * Postfix's processes run with the group postfix only: where it exists,
+     * that is who asks. Started as the user itself (a service manager's
+     * User=), that needs the user to be in the group.
+     */
+    if ((gr = getgrnam(PARAMS_POSTFIX_GROUP)) != NULL && params_in_group(gr->gr_gid))
+        return (long) gr->gr_gid;
     if (geteuid() != 0)
         return -1;
-
-    /* Postfix's processes run with the group postfix only: where it exists, that is who asks. */
-    if ((gr = getgrnam(PARAMS_POSTFIX_GROUP)) != NULL)
-        return (long) gr->gr_gid;
     if (*var_lookupd_user && (pw = getpwnam(var_lookupd_user)) != NULL)
         return (long) pw->pw_gid;
     return -1;

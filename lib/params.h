@@ -75,9 +75,9 @@ void params_check_opts(CHECK_OPTS *opts);
 
 /*
  * params_socket_gid - the group lookupd's unix sockets are created with:
- * socket_group if set (-2 if it vanished since the check), else as root
- * the group postfix where it exists, else the primary group of [lookupd]
- * user; -1: leave it (not root, nothing to choose).
+ * socket_group if set (-2 if it vanished since the check), else the group
+ * postfix where it exists and we may use it (root, or a member), else as
+ * root the primary group of [lookupd] user; -1: leave it (our own).
  */
 long params_socket_gid(void);
 

@@ -149,6 +149,8 @@ tl_is "$(owner_of "$B/lib/export.map") $(mode_of "$B/lib/export.map")" "$RUNAS 6
 # --- lookupd: socket mode and group, stats file, -wal and -shm
 if [ $ROOT = 1 ]; then
     if getent group postfix >/dev/null 2>&1; then DEFGRP=postfix; else DEFGRP=$RUNGRP; fi
+elif id -Gn | tr ' ' '\n' | grep -qx postfix; then
+    DEFGRP=postfix
 else
     DEFGRP=$(id -gn)
 fi
@@ -182,6 +184,23 @@ if [ $ROOT = 1 ] && getent group daemon >/dev/null 2>&1; then
     stop_pid "$LOOKUPD_PID"
 else
     skip "socket_group set to another group"
+fi
+# Started as the user itself with the group postfix added (a unit's User=
+# and SupplementaryGroups=): the default group is still postfix.
+if [ $ROOT = 1 ] && getent group postfix >/dev/null 2>&1 && command -v setpriv >/dev/null 2>&1; then
+    conf "$B/asuser.conf"
+    sed -i 's/^user = nobody$/user =/' "$B/asuser.conf"
+    rm -f "$SOCKMAP"
+    setpriv --reuid=nobody --regid="$RUNGRP" --groups="$(getent group postfix | cut -d: -f3)" \
+        "$RG_LOOKUPD" -c "$B/asuser.conf" -f 2>>"$T/lookupd.log" &
+    LOOKUPD_PID=$!
+    tl_pids="$tl_pids $LOOKUPD_PID"
+    tl_wait_socket "$SOCKMAP"
+    tl_is "$(stat -c '%a %G %U' "$SOCKMAP" 2>/dev/null)" "660 postfix nobody" \
+        "started as nobody in the group postfix: the socket's group is postfix"
+    stop_pid "$LOOKUPD_PID"
+else
+    skip "started as nobody in the group postfix"
 fi
 conf "$B/badgroup.conf" "socket_group = no-such-group-rcptgate"
 run "$RG_LOOKUPD" -c "$B/badgroup.conf" -n
