@@ -23,7 +23,7 @@
 #define RG_PATHS_H
 
 #define PATHS_UMASK     027     /* no write for the group, nothing for others */
-#define PATHS_MAX       48      /* places in one list */
+#define PATHS_MAX       64      /* places in one list: 2 x LISTEN_MAX sockets and the rest */
 
 /* What a place must be. */
 #define PATHS_DIR_WRITE     1   /* a directory the user creates and removes files in */
