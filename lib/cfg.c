@@ -593,6 +593,48 @@ int cfg_load(const char *path, const CFG_SECTION *sections)
     return cfg_load_families(path, sections, NULL);
 }
 
+/*
+ * The sections with a key in the file last loaded without errors, for
+ * cfg_section_seen(): "[smtpd]" absent means smtpd is not set up here.
+ */
+static char *cfg_seen;                  /* "\n"-separated, with one at each end */
+
+/* cfg_seen_record - remember the sections of a good file */
+static void cfg_seen_record(const CFG_PARSE *cp)
+{
+    size_t len = 2;
+    char *p;
+
+    for (size_t i = 0; i < cp->count; i++)
+        len += strlen(cp->entries[i].section) + 1;
+    free(cfg_seen);
+    cfg_seen = p = xmalloc(len);
+    *p++ = '\n';
+    *p = 0;
+    for (size_t i = 0; i < cp->count; i++) {
+        const char *name = cp->entries[i].section;
+
+        if (i > 0 && strcmp(cp->entries[i - 1].section, name) == 0)
+            continue;
+        p += strlen(p);
+        sprintf(p, "%s\n", name);
+    }
+}
+
+/* cfg_section_seen - did the file last loaded have a key in [name]? */
+int cfg_section_seen(const char *name)
+{
+    const char *p = cfg_seen;
+    size_t n = strlen(name);
+
+    while (p != NULL && (p = strstr(p, name)) != NULL) {
+        if (p > cfg_seen && p[-1] == '\n' && p[n] == '\n')
+            return 1;
+        p += n;
+    }
+    return 0;
+}
+
 /* cfg_load_families - cfg_load, plus [FAMILY NAME] sections */
 int cfg_load_families(const char *path, const CFG_SECTION *sections, const CFG_FAMILY *families)
 {
@@ -632,6 +674,7 @@ int cfg_load_families(const char *path, const CFG_SECTION *sections, const CFG_F
                 log_panic("value checked once failed later: %s", err);
             free(value);
         }
+        cfg_seen_record(&cp);
     }
     cfg_parse_free(&cp);
     return cp.errors;

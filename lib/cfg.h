@@ -55,6 +55,12 @@ typedef struct cfg_section {
 int cfg_load(const char *path, const CFG_SECTION *sections);
 
 /*
+ * cfg_section_seen - 1 if the file last loaded without errors had a key
+ * in [name] (a family section by its full name, "source corp").
+ */
+int cfg_section_seen(const char *name);
+
+/*
  * A family of sections, such as [source corp] and [source cloud]: one
  * instance per section. The instance is a struct of instance_size bytes
  * that must begin with "char *name" (set to the part after the family

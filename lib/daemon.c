@@ -127,6 +127,53 @@ int daemon_check_user(const char *value, char *err, size_t errlen)
     return -1;
 }
 
+/*
+ * daemon_pidfile_fopen - open an existing pid file for reading, not
+ * through a symbolic link: the directory may be the daemon user's.
+ */
+static FILE *daemon_pidfile_fopen(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    FILE *fp;
+
+    if (fd < 0)
+        return NULL;
+    if ((fp = fdopen(fd, "r")) == NULL)
+        close(fd);
+    return fp;
+}
+
+/*
+ * daemon_pidfile_create - create tmp for writing, as a new file only.
+ * The pid file's directory is usually writable by the daemon's user,
+ * and we are root here: a symbolic link or file planted at tmp would
+ * otherwise make root truncate whatever it names. A stale tmp (ours from
+ * a crash, or planted) is removed first; unlink() does not follow links,
+ * and O_EXCL|O_NOFOLLOW refuse anything planted after that.
+ */
+static int daemon_pidfile_create(const char *tmp, char *err, size_t errlen)
+{
+    int fd;
+
+    if (unlink(tmp) < 0 && errno != ENOENT) {
+        snprintf(err, errlen, "%s: remove stale temporary file: %s", tmp, strerror(errno));
+        return -1;
+    }
+    if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644)) < 0) {
+        snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+        return -1;
+    }
+
+    /* Readable by all despite the umask: the daemon, once not root, reads it to remove it. */
+    if (fchmod(fd, 0644) < 0) {
+        snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+        close(fd);
+        unlink(tmp);
+        return -1;
+    }
+    return fd;
+}
+
 /* daemon_pidfile_live - the pid in an existing pid file, if that process lives */
 static long daemon_pidfile_live(const char *path)
 {
@@ -134,7 +181,7 @@ static long daemon_pidfile_live(const char *path)
     FILE *fp;
     long pid = 0;
 
-    if ((fp = fopen(path, "r")) == NULL)
+    if ((fp = daemon_pidfile_fopen(path)) == NULL)
         return 0;
     if (fgets(buf, sizeof(buf), fp) != NULL)
         pid = strtol(buf, NULL, 10);
@@ -168,10 +215,8 @@ int daemon_pidfile(const char *path, char *err, size_t errlen)
         return -1;
     }
     n = snprintf(line, sizeof(line), "%ld\n", (long) getpid());
-    if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0) {
-        snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+    if ((fd = daemon_pidfile_create(tmp, err, errlen)) < 0)
         return -1;
-    }
     if (write(fd, line, (size_t) n) != n || close(fd) < 0) {
         snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
         unlink(tmp);
@@ -191,7 +236,7 @@ void daemon_pidfile_remove(const char *path)
     char buf[32];
     FILE *fp;
 
-    if (path == NULL || *path == 0 || (fp = fopen(path, "r")) == NULL)
+    if (path == NULL || *path == 0 || (fp = daemon_pidfile_fopen(path)) == NULL)
         return;
     if (fgets(buf, sizeof(buf), fp) != NULL && strtol(buf, NULL, 10) == (long) getpid())
         (void) unlink(path);

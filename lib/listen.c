@@ -9,6 +9,8 @@
  * daemons at startup, the test client) decide what to do with a failure.
  * A unix socket path that already exists is replaced only when it is a
  * socket nobody answers on; a regular file, or a live server, is an error.
+ * A new unix socket is created with its final mode and group (see
+ * listen_bind_as()), never changed by name after bind().
  */
 #include "config.h"
 
@@ -213,8 +215,64 @@ static int listen_unix_stale(const char *path, char *err, size_t errlen)
     return 0;
 }
 
-/* listen_open_unix - bind a unix socket with mode */
-static int listen_open_unix(const LISTEN_ADDR *la, int backlog, int unix_mode, char *err, size_t errlen)
+/*
+ * listen_bind_as - bind fd to sun so that the socket file is born with
+ * mode and group: the umask gives the mode, and (as root) the effective
+ * group the group. Nothing is changed by path afterwards, because the
+ * directory usually belongs to the daemon's user, who could swap the new
+ * file for a symbolic link before a chmod() or chown() by name. Not
+ * root, a group we belong to is set with lchown(), which follows nothing.
+ */
+static int listen_bind_as(int fd, const struct sockaddr_un *sun, int unix_mode, long gid,
+                          char *err, size_t errlen)
+{
+    gid_t egid = getegid();
+    int switched = 0;
+    mode_t old;
+    int rc;
+    int saved;
+
+    if (gid >= 0 && geteuid() == 0 && (gid_t) gid != egid) {
+        if (setegid((gid_t) gid) < 0) {
+            snprintf(err, errlen, "bind %s: setegid(%ld): %s", sun->sun_path, gid, strerror(errno));
+            return -1;
+        }
+        switched = 1;
+    }
+    old = umask((mode_t) (~unix_mode & 0777));
+    rc = bind(fd, (const struct sockaddr *) sun, sizeof(*sun));
+    saved = errno;
+    (void) umask(old);
+    if (switched && setegid(egid) < 0) {
+        /* Cannot happen as root; if it did, we must not go on half-switched. */
+        snprintf(err, errlen, "bind %s: setegid(%ld) back: %s", sun->sun_path, (long) egid,
+                 strerror(errno));
+        if (rc == 0)
+            (void) unlink(sun->sun_path);
+        return -1;
+    }
+    if (rc < 0) {
+        snprintf(err, errlen, "bind %s: %s", sun->sun_path, strerror(saved));
+        return -1;
+    }
+    if (gid >= 0 && !switched) {
+        struct stat st;
+
+        /* Not root (or a set-group-ID directory decided): set it, not following links. */
+        if (lstat(sun->sun_path, &st) < 0 || !S_ISSOCK(st.st_mode)
+            || (st.st_gid != (gid_t) gid && lchown(sun->sun_path, (uid_t) -1, (gid_t) gid) < 0)) {
+            snprintf(err, errlen, "%s: set group %ld: %s%s", sun->sun_path, gid, strerror(errno),
+                     errno == EPERM ? " (not root: the user must be a member of that group)" : "");
+            (void) unlink(sun->sun_path);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* listen_open_unix - bind a unix socket with mode and group */
+static int listen_open_unix(const LISTEN_ADDR *la, int backlog, int unix_mode, long gid,
+                            char *err, size_t errlen)
 {
     struct sockaddr_un sun;
     int fd;
@@ -228,15 +286,11 @@ static int listen_open_unix(const LISTEN_ADDR *la, int backlog, int unix_mode, c
         snprintf(err, errlen, "socket: %s", strerror(errno));
         return -1;
     }
-    if (bind(fd, (struct sockaddr *) &sun, sizeof(sun)) < 0) {
-        snprintf(err, errlen, "bind %s: %s", la->path, strerror(errno));
+    if (listen_bind_as(fd, &sun, unix_mode, gid, err, errlen) < 0) {
         close(fd);
         return -1;
     }
-
-    /* chmod after bind: the umask decided the mode bind() gave it. */
-    if (chmod(la->path, (mode_t) unix_mode) < 0
-        || listen(fd, backlog) < 0 || listen_set_flags(fd) < 0) {
+    if (listen(fd, backlog) < 0 || listen_set_flags(fd) < 0) {
         snprintf(err, errlen, "%s: %s", la->path, strerror(errno));
         close(fd);
         unlink(la->path);
@@ -286,8 +340,15 @@ static int listen_open_inet(const LISTEN_ADDR *la, int backlog, char *err, size_
 /* listen_open - bind and listen; returns the fd, or -1 with err set */
 int listen_open(const LISTEN_ADDR *la, int backlog, int unix_mode, char *err, size_t errlen)
 {
+    return listen_open_group(la, backlog, unix_mode, -1, err, errlen);
+}
+
+/* listen_open_group - listen_open, a unix socket also with group gid (-1: ours) */
+int listen_open_group(const LISTEN_ADDR *la, int backlog, int unix_mode, long gid,
+                      char *err, size_t errlen)
+{
     if (la->is_unix)
-        return listen_open_unix(la, backlog, unix_mode, err, errlen);
+        return listen_open_unix(la, backlog, unix_mode, gid, err, errlen);
     return listen_open_inet(la, backlog, err, errlen);
 }
 

@@ -4,7 +4,8 @@
  * Postfix's notation, so a postmaster writes the same string on both
  * sides: inet:127.0.0.1:10100, inet:[::1]:10100, unix:/run/rcptgate/map.
  * listen_open() makes the socket non-blocking and close-on-exec; for a
- * unix socket it replaces a stale socket file and sets its mode.
+ * unix socket it replaces a stale socket file and creates the new one
+ * with its mode (and group) already set.
  */
 #ifndef RG_LISTEN_H
 #define RG_LISTEN_H
@@ -33,8 +34,19 @@ int listen_parse_list(const char *value, LISTEN_ADDR *out, int max, char *err, s
 /* listen_check - cfg check callback for a comma-separated list of listeners */
 int listen_check_list(const char *value, char *err, size_t errlen);
 
-/* listen_open - bind and listen; returns the fd, or -1 with err set */
+/*
+ * listen_open - bind and listen; returns the fd, or -1 with err set. A
+ * unix socket gets unix_mode (octal, e.g. 0660) when it is created.
+ */
 int listen_open(const LISTEN_ADDR *la, int backlog, int unix_mode, char *err, size_t errlen);
+
+/*
+ * listen_open_group - listen_open(), and a unix socket is created with
+ * group gid (-1: the process's own). As root the file is born with that
+ * group; otherwise gid must be one of ours.
+ */
+int listen_open_group(const LISTEN_ADDR *la, int backlog, int unix_mode, long gid,
+                      char *err, size_t errlen);
 
 /* listen_format - "unix:PATH" / "inet:HOST:PORT" for logs */
 const char *listen_format(const LISTEN_ADDR *la, char *buf, size_t size);

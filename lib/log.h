@@ -18,6 +18,7 @@
 #define RG_EX_OK        0
 #define RG_EX_USAGE     64
 #define RG_EX_SOFTWARE  70
+#define RG_EX_CANTCREAT 73      /* a directory or file to write is missing or not writable */
 #define RG_EX_TEMPFAIL  75
 #define RG_EX_CONFIG    78
 

@@ -95,6 +95,22 @@ int mapfile_read(const char *path,
                  void *ctx, char *err, size_t errlen)
 {
     FILE *fp;
+    int ret;
+
+    if ((fp = fopen(path, "r")) == NULL) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    ret = mapfile_read_fp(fp, path, fn, ctx, err, errlen);
+    fclose(fp);
+    return ret;
+}
+
+/* mapfile_read_fp - mapfile_read() of an open file, which stays open */
+int mapfile_read_fp(FILE *fp, const char *path,
+                    int (*fn)(const char *key, const char *value, int line, void *ctx, char *err, size_t errlen),
+                    void *ctx, char *err, size_t errlen)
+{
     char *buf = NULL;
     size_t cap = 0;
     ssize_t n;
@@ -102,10 +118,6 @@ int mapfile_read(const char *path,
     int ret = -1;
     MAPFILE_ENTRY e = {NULL, 0, 0};
 
-    if ((fp = fopen(path, "r")) == NULL) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return -1;
-    }
     e.text = xmalloc(MAPFILE_ENTRY_MAX + 1);
     while ((n = getline(&buf, &cap, fp)) >= 0) {
         size_t len = (size_t) n;
@@ -153,6 +165,5 @@ int mapfile_read(const char *path,
 out:
     free(e.text);
     free(buf);
-    fclose(fp);
     return ret;
 }

@@ -10,6 +10,7 @@
 #define RG_MAPFILE_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 /*
  * mapfile_read - call fn(key, value, line, ctx) for each entry of path.
@@ -19,5 +20,14 @@
 int mapfile_read(const char *path,
                  int (*fn)(const char *key, const char *value, int line, void *ctx, char *err, size_t errlen),
                  void *ctx, char *err, size_t errlen);
+
+/*
+ * mapfile_read_fp - mapfile_read() of a file the caller opened (and
+ * closes); path names it in messages. For a caller that opens the file
+ * before it changes identity.
+ */
+int mapfile_read_fp(FILE *fp, const char *path,
+                    int (*fn)(const char *key, const char *value, int line, void *ctx, char *err, size_t errlen),
+                    void *ctx, char *err, size_t errlen);
 
 #endif

@@ -7,12 +7,16 @@
  */
 #include "config.h"
 
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "addr.h"
 #include "listen.h"
 #include "params.h"
+#include "paths.h"
 
 #ifndef RG_LOCALSTATEDIR
 #define RG_LOCALSTATEDIR "/var"
@@ -42,6 +46,7 @@ int var_lookupd_idle_ms;
 int var_lookupd_request_ms;
 int var_lookupd_maxconn;
 char *var_lookupd_socket_mode;
+char *var_lookupd_socket_group;
 char *var_lookupd_reject_text;
 
 char *var_syncd_user;
@@ -81,6 +86,15 @@ static int params_check_mode(const char *value, char *err, size_t errlen)
     return 0;
 }
 
+/* params_check_group - empty, or a group the system knows */
+static int params_check_group(const char *value, char *err, size_t errlen)
+{
+    if (*value == 0 || getgrnam(value) != NULL)
+        return 0;
+    snprintf(err, errlen, "group \"%s\" does not exist", value);
+    return -1;
+}
+
 static const CFG_PARAM params_store[] = {
     {"path", CFG_PATH, RG_LOCALSTATEDIR "/lib/rcptgate/rcptgate.db", &var_store_path, 0, 0, NULL, NULL},
     {"busy_timeout", CFG_TIME, "2s", &var_store_busy_ms, 1, 60000, NULL, NULL},
@@ -112,7 +126,8 @@ static const CFG_PARAM params_lookupd[] = {
     {"idle_timeout", CFG_TIME, "300s", &var_lookupd_idle_ms, 1000, 86400000, NULL, NULL},
     {"request_timeout", CFG_TIME, "10s", &var_lookupd_request_ms, 100, 3600000, NULL, NULL},
     {"max_connections", CFG_INT, "1000", &var_lookupd_maxconn, 1, 100000, NULL, NULL},
-    {"socket_mode", CFG_STR, "0666", &var_lookupd_socket_mode, 0, 0, NULL, params_check_mode},
+    {"socket_mode", CFG_STR, "0660", &var_lookupd_socket_mode, 0, 0, NULL, params_check_mode},
+    {"socket_group", CFG_STR, "", &var_lookupd_socket_group, 0, 0, NULL, params_check_group},
     {"reject_text", CFG_STR, "Recipient address rejected: User unknown", &var_lookupd_reject_text, 0, 0, NULL, NULL},
     {NULL, 0, NULL, NULL, 0, 0, NULL, NULL},
 };
@@ -185,4 +200,64 @@ void params_check_opts(CHECK_OPTS *opts)
     opts->addr_flags = (var_allow_route ? ADDR_ALLOW_ROUTE : 0)
         | (var_allow_percent ? ADDR_ALLOW_PERCENT : 0)
         | (var_allow_bang ? ADDR_ALLOW_BANG : 0);
+}
+
+/* params_in_group - may this process give a file group gid (root, or a member)? */
+static int params_in_group(gid_t gid)
+{
+    gid_t groups[256];
+    int n;
+
+    if (geteuid() == 0 || getegid() == gid)
+        return 1;
+    if ((n = getgroups((int) (sizeof(groups) / sizeof(groups[0])), groups)) < 0)
+        return 0;
+    for (int i = 0; i < n; i++)
+        if (groups[i] == gid)
+            return 1;
+    return 0;
+}
+
+/* params_socket_gid - the group of lookupd's unix sockets; -1 to leave it */
+long params_socket_gid(void)
+{
+    struct passwd *pw;
+    struct group *gr;
+
+    if (*var_lookupd_socket_group)
+        return (gr = getgrnam(var_lookupd_socket_group)) != NULL ? (long) gr->gr_gid : -2;
+
+    /*
+     * Postfix's processes run with the group postfix only: where it exists,
+     * that is who asks. Started as the user itself (a service manager's
+     * User=), that needs the user to be in the group.
+     */
+    if ((gr = getgrnam(PARAMS_POSTFIX_GROUP)) != NULL && params_in_group(gr->gr_gid))
+        return (long) gr->gr_gid;
+    if (geteuid() != 0)
+        return -1;
+    if (*var_lookupd_user && (pw = getpwnam(var_lookupd_user)) != NULL)
+        return (long) pw->pw_gid;
+    return -1;
+}
+
+/* params_paths - the places a program writes (see paths.h) */
+void params_paths(const char *program, int once, PATHS *pl)
+{
+    int lookupd = strcmp(program, "lookupd") == 0;
+    int syncd = strcmp(program, "syncd") == 0;
+
+    /* The daemons cope with a broken store (TEMP); the writers that exit do not. */
+    paths_add_store(pl, !once, var_store_path);
+    if (lookupd) {
+        paths_add_file_dir(pl, 0, "pid file directory", var_lookupd_pidfile, 0755);
+        paths_add_file_dir(pl, 1, "stats file directory", var_lookupd_statsfile, 0750);
+        paths_add_listeners(pl, var_lookupd_socketmap);
+        paths_add_listeners(pl, var_lookupd_policy);
+    }
+    if (syncd) {
+        if (!once)
+            paths_add_file_dir(pl, 0, "pid file directory", var_syncd_pidfile, 0755);
+        paths_add_file_dir(pl, 0, "export_file directory", var_syncd_export_file, 0755);
+    }
 }

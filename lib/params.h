@@ -10,6 +10,7 @@
 
 #include "cfg.h"
 #include "check.h"
+#include "paths.h"
 
 /* [store] */
 extern char *var_store_path;            /* path: the SQLite file */
@@ -36,6 +37,7 @@ extern int var_lookupd_idle_ms;         /* idle_timeout */
 extern int var_lookupd_request_ms;      /* request_timeout: a request must arrive whole within */
 extern int var_lookupd_maxconn;         /* max_connections */
 extern char *var_lookupd_socket_mode;   /* socket_mode: octal mode of unix sockets */
+extern char *var_lookupd_socket_group;  /* socket_group: their group; "" = postfix, else user's */
 extern char *var_lookupd_reject_text;   /* policy reject text */
 
 /* [syncd] */
@@ -68,5 +70,24 @@ const CFG_PARAM *params_table(const char *section);
 
 /* params_check_opts - the [address] settings as the rule engine wants them */
 void params_check_opts(CHECK_OPTS *opts);
+
+/* The group Postfix's processes run with, the default of socket_group. */
+#define PARAMS_POSTFIX_GROUP    "postfix"
+
+/*
+ * params_socket_gid - the group lookupd's unix sockets are created with:
+ * socket_group if set (-2 if it vanished since the check), else the group
+ * postfix where it exists and we may use it (root, or a member), else as
+ * root the primary group of [lookupd] user; -1: leave it (our own).
+ */
+long params_socket_gid(void);
+
+/*
+ * params_paths - add the places program ("lookupd", "syncd") writes to
+ * pl: the store, and its pid, stats, socket and export directories. once:
+ * a run that writes the store and exits (no pid file; the store is not
+ * soft).
+ */
+void params_paths(const char *program, int once, PATHS *pl);
 
 #endif

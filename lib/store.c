@@ -283,7 +283,12 @@ STORE *store_open(const char *path, int flags, int busy_ms, char *err, size_t er
 {
     STORE *st;
     struct stat sb;
-    int open_flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+    /*
+     * NOFOLLOW: the store's directory belongs to the daemons' user, and
+     * root running any subcommand must not create or migrate a database
+     * wherever a planted symbolic link points.
+     */
+    int open_flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW;
     int version;
     int rc;
 
@@ -293,9 +298,16 @@ STORE *store_open(const char *path, int flags, int busy_ms, char *err, size_t er
     }
     if (flags & STORE_CREATE)
         open_flags |= SQLITE_OPEN_CREATE;
-    else if (strcmp(path, ":memory:") != 0 && stat(path, &sb) < 0) {
-        snprintf(err, errlen, "store %s: %s", path,
-                 errno == ENOENT ? "no such file (it is created by the first write)" : strerror(errno));
+    if (strcmp(path, ":memory:") != 0 && lstat(path, &sb) < 0) {
+        if (errno != ENOENT || !(flags & STORE_CREATE)) {
+            snprintf(err, errlen, "store %s: %s", path,
+                     errno == ENOENT ? "no such file (it is created by the first write)" : strerror(errno));
+            return NULL;
+        }
+    } else if (strcmp(path, ":memory:") != 0 && S_ISLNK(sb.st_mode)) {
+        /* Said plainly here; SQLite's own refusal (below) closes the race. */
+        snprintf(err, errlen, "store %s is a symbolic link, which is not followed: "
+                 "set [store] path to the file itself", path);
         return NULL;
     }
     st = xcalloc(1, sizeof(*st));

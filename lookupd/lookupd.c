@@ -53,6 +53,7 @@
 #include "lookupd.h"
 #include "metrics.h"
 #include "params.h"
+#include "paths.h"
 #include "store.h"
 #include "store_sync.h"
 #include "xalloc.h"
@@ -627,19 +628,23 @@ static void lookupd_listen_list(const char *list, int kind, int mode)
     LISTEN_ADDR la[LISTEN_MAX];
     char err[512];
     int n = listen_parse_list(list, la, LISTEN_MAX, err, sizeof(err));
+    long gid = params_socket_gid();
 
     if (n < 0)
         log_fatal_code(RG_EX_CONFIG, "%s", err);
+    if (gid == -2)
+        log_fatal_code(RG_EX_CONFIG, "[lookupd] socket_group: group \"%s\" does not exist",
+                       var_lookupd_socket_group);
     for (int i = 0; i < n; i++) {
         LOOKUPD_LISTENER *l = &lookupd_listeners[lookupd_nlisteners];
         struct stat sb;
 
-        l->fd = listen_open(&la[i], LOOKUPD_BACKLOG, mode, err, sizeof(err));
+        l->fd = listen_open_group(&la[i], LOOKUPD_BACKLOG, mode, gid, err, sizeof(err));
         if (l->fd < 0)
             log_fatal("%s", err);
         l->kind = kind;
         l->la = la[i];
-        if (l->la.is_unix && stat(l->la.path, &sb) == 0) {
+        if (l->la.is_unix && lstat(l->la.path, &sb) == 0) {
             l->dev = sb.st_dev;
             l->ino = sb.st_ino;
         }
@@ -659,7 +664,7 @@ static void lookupd_listen_close(void)
         close(l->fd);
 
         /* Only our own socket: a successor may already have bound the path. */
-        if (l->la.is_unix && stat(l->la.path, &sb) == 0
+        if (l->la.is_unix && lstat(l->la.path, &sb) == 0
             && sb.st_dev == l->dev && sb.st_ino == l->ino)
             (void) unlink(l->la.path);
     }
@@ -699,6 +704,16 @@ static void lookupd_apply(void)
         if (lookupd_idle_tv == NULL)
             log_fatal("event_base_init_common_timeout failed");
     }
+}
+
+/* lookupd_paths - -n and start: may the user write where we will? (exits if not) */
+static void lookupd_paths(int check_only)
+{
+    PATHS *pl = paths_create();
+
+    params_paths("lookupd", 0, pl);
+    paths_require(pl, var_lookupd_user, check_only, lookupd_conf_path);
+    paths_free(pl);
 }
 
 /* lookupd_socket_mode - the octal socket_mode setting */
@@ -868,12 +883,14 @@ int main(int argc, char **argv)
 
     /* Until we detach, problems go to the terminal too. */
     log_init(LOOKUPD_NAME, 1, !check_only);
+    paths_umask();
 
     /* SIGHUP re-reads the file after a chdir("/"): remember where it is. */
     lookupd_conf_path = xstrdup(realpath(conf, real) ? real : conf);
     if (lookupd_load() != 0)
         log_fatal_code(RG_EX_CONFIG, "%s: configuration errors%s", lookupd_conf_path,
                        check_only ? "" : "; not starting");
+    lookupd_paths(check_only);
     if (check_only) {
         log_info("%s: configuration is valid", lookupd_conf_path);
         return RG_EX_OK;

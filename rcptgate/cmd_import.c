@@ -13,6 +13,7 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -64,6 +65,8 @@ int cmd_import(int argc, char **argv)
     STORE_COUNTS counts;
     char err[1024];
     struct timespec t0, t1;
+    FILE *fp;
+    int rc;
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--source") == 0 && i + 1 < argc) {
@@ -94,14 +97,26 @@ int cmd_import(int argc, char **argv)
     }
     memset(&ic, 0, sizeof(ic));
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    if ((ic.st = rcptgate_store(STORE_CREATE)) == NULL)
+
+    /* Open the file first: root may import a file the store's user cannot read. */
+    if ((fp = fopen(file, "r")) == NULL) {
+        rcptgate_error("%s: %s", file, strerror(errno));
+        rcptgate_error("nothing imported; source %s is unchanged", source);
+        return RCPTGATE_EX_NOTFOUND;
+    }
+    if ((ic.st = rcptgate_store(STORE_CREATE)) == NULL) {
+        fclose(fp);
         return RCPTGATE_EX_STORE;
+    }
     if (store_replace_begin(ic.st, source, "import") < 0) {
         rcptgate_error("import: %s", store_error(ic.st));
         store_close(ic.st);
+        fclose(fp);
         return RCPTGATE_EX_STORE;
     }
-    if (mapfile_read(file, import_entry, &ic, err, sizeof(err)) < 0) {
+    rc = mapfile_read_fp(fp, file, import_entry, &ic, err, sizeof(err));
+    fclose(fp);
+    if (rc < 0) {
         store_replace_abort(ic.st);
         rcptgate_error("%s", err);
         rcptgate_error("nothing imported; source %s is unchanged", source);

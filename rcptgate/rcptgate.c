@@ -22,7 +22,10 @@
 
 #include "addr.h"
 #include "cfg.h"
+#include "daemon.h"
+#include "log.h"
 #include "params.h"
+#include "paths.h"
 #include "rcptgate.h"
 #include "smtpd_params.h"
 
@@ -80,15 +83,100 @@ int rcptgate_usage(void)
     return RG_EX_USAGE;
 }
 
-/* rcptgate_store - open the configured store */
+/*
+ * rcptgate_act_as - run as root: become [syncd] user before the store is
+ * touched, as rcptgate-syncd --once does, so that a store, -wal or -shm
+ * file we create belongs to the user the daemons write and read it as.
+ * Once per process; -1 (problems logged) when that user cannot.
+ */
+int rcptgate_act_as(void)
+{
+    static int done;
+    PATHS *pl;
+    int rc;
+
+    if (done)
+        return 0;
+    pl = paths_create();
+    params_paths("rcptgate", 1, pl);
+    rc = paths_act_as(pl, var_syncd_user, "syncd");
+    paths_free(pl);
+    if (rc < 0)
+        return -1;
+    done = 1;
+    return 0;
+}
+
+/* rcptgate_store - open the configured store (as [syncd] user when root) */
 STORE *rcptgate_store(int flags)
 {
     char err[1024];
-    STORE *st = store_open(var_store_path, flags, var_store_busy_ms, err, sizeof(err));
+    STORE *st;
 
-    if (st == NULL)
+    if (rcptgate_act_as() < 0)
+        return NULL;
+    if ((st = store_open(var_store_path, flags, var_store_busy_ms, err, sizeof(err))) == NULL)
         rcptgate_error("%s", err);
     return st;
+}
+
+/*
+ * rcptgate_users - -n: the user of each program whose section the file
+ * has, and [syncd]'s (the admin command's own, as root), must exist, as
+ * each daemon's own -n says. The number of errors.
+ */
+static int rcptgate_users(const char *conf)
+{
+    static const char *const sections[3] = {"syncd", "lookupd", "smtpd"};
+    const char *users[3] = {var_syncd_user, var_lookupd_user, var_smtpd_user};
+    int errors = 0;
+
+    for (int i = 0; i < 3; i++) {
+        if (i > 0 && !cfg_section_seen(sections[i]))
+            continue;
+        if (*users[i] && !daemon_user_exists(users[i])) {
+            rcptgate_error("%s: [%s] user: user \"%s\" does not exist", conf, sections[i], users[i]);
+            errors++;
+        }
+    }
+    return errors;
+}
+
+/*
+ * rcptgate_paths - -n: the store, as the admin command writes it, and the
+ * places of each daemon whose section the file has, each checked for its
+ * own user (programs that share a user share one list, so that a shared
+ * directory is named once). The number of errors.
+ */
+static int rcptgate_paths(void)
+{
+    static const char *const progs[3] = {"syncd", "lookupd", "smtpd"};
+    const char *users[3] = {var_syncd_user, var_lookupd_user, var_smtpd_user};
+    PATHS *pl[3] = {NULL, NULL, NULL};
+    int errors = 0;
+
+    for (int i = 0; i < 3; i++) {
+        int j = 0;
+
+        while (j < i && strcmp(users[j], users[i]) != 0)
+            j++;
+        if (pl[j] == NULL)
+            pl[j] = paths_create();
+        if (i == 0)
+            params_paths("rcptgate", 1, pl[j]);
+        if (!cfg_section_seen(progs[i]))
+            continue;
+        if (i == 2)
+            smtpd_params_paths(pl[j]);
+        else
+            params_paths(progs[i], 0, pl[j]);
+    }
+    for (int i = 0; i < 3; i++) {
+        if (pl[i] != NULL)
+            errors += paths_check(pl[i], users[i], 1);
+        paths_free(pl[i]);
+    }
+    return errors;
 }
 
 /* rcptgate_key - normalise an address or "@domain" as the store holds it */
@@ -159,6 +247,7 @@ int main(int argc, char **argv)
     int ch;
 
     log_init("rcptgate", 1, 0);
+    paths_umask();
     /* "+": options end at the subcommand, which has options of its own. */
     while ((ch = getopt(argc, argv, "+c:fnv")) != -1) {
         switch (ch) {
@@ -191,6 +280,14 @@ int main(int argc, char **argv)
         return RG_EX_CONFIG;
     }
     if (check_only) {
+        if (rcptgate_users(conf) != 0) {
+            rcptgate_error("%s: configuration errors", conf);
+            return RG_EX_CONFIG;
+        }
+        if (rcptgate_paths() != 0) {
+            rcptgate_error("%s: directories or files the programs write need fixing (see above)", conf);
+            return RG_EX_CANTCREAT;
+        }
         if (rcptgate_verbose)
             printf("%s: configuration is good\n", conf);
         return RG_EX_OK;

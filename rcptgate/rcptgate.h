@@ -38,6 +38,13 @@ int rcptgate_usage(void);
 STORE *rcptgate_store(int flags);
 
 /*
+ * rcptgate_act_as - as root, become [syncd] user (checked first: it must
+ * be able to write the store's directory and files); done by
+ * rcptgate_store(). 0, or -1 with the problems and their fixes printed.
+ */
+int rcptgate_act_as(void);
+
+/*
  * rcptgate_key - normalise a store key as the lookups will ask for it:
  * an address (addr_parse() with the [address] flags) or a catch-all
  * "@domain". out holds ADDR_KEY_SIZE. 0, or -1 with the reason in err.

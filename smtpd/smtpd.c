@@ -30,6 +30,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "params.h"
+#include "paths.h"
 #include "store.h"
 #include "xalloc.h"
 #include "smtpd.h"
@@ -414,10 +416,19 @@ int main(int argc, char **argv)
         smtpd_usage();
 
     log_init(SMTPD_PROG, 1, !check_only);
+    paths_umask();
     smtpd_conf_path = xstrdup(realpath(conf, real) ? real : conf);
     if (smtpd_load(1) != 0)
         log_fatal_code(RG_EX_CONFIG, "%s: configuration errors%s", smtpd_conf_path,
                        check_only ? "" : "; not starting");
+    {
+        PATHS *pl = paths_create();
+
+        /* Directories the user cannot write: say so now, not as a fatal open later. */
+        smtpd_params_paths(pl);
+        paths_require(pl, var_smtpd_user, check_only, smtpd_conf_path);
+        paths_free(pl);
+    }
     if (check_only) {
         /* The key and certificates as a start would load them: -n must not pass what start refuses. */
         if (smtp_tls_load(err, sizeof(err)) < 0)
@@ -429,6 +440,13 @@ int main(int argc, char **argv)
     }
     if (smtpd_log_open(var_smtpd_syslog_name, var_smtpd_log_file, 1, err, sizeof(err)) < 0)
         log_fatal_code(RG_EX_CONFIG, "%s", err);
+    if (geteuid() == 0 && *var_smtpd_user) {
+        struct passwd *pw = getpwnam(var_smtpd_user);
+
+        /* A log file root just made must stay writable for the user, who reopens it. */
+        if (pw != NULL && smtpd_log_give((long) pw->pw_uid, (long) pw->pw_gid, err, sizeof(err)) < 0)
+            log_fatal("%s", err);
+    }
     log_set_debug(verbose || strcmp(var_log_level, "debug") == 0);
     smtpd_set_hostname();
     smtpd_run_listen = xstrdup(var_smtpd_listen);

@@ -76,14 +76,38 @@ static void smtpd_log_hook(int prio, const char *line)
     }
 }
 
-/* smtpd_log_file_open - open path for appending; fd or -1 with err set */
+static int smtpd_log_created;           /* the open log file is one we created */
+
+/*
+ * smtpd_log_file_open - open path for appending; fd or -1 with err set.
+ * Root opens it at start, in a directory others may write: no link is
+ * followed. Whether we created it is noted for smtpd_log_give().
+ */
 static int smtpd_log_file_open(const char *path, char *err, size_t errlen)
 {
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    int flags = O_WRONLY | O_APPEND | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC;
+    int fd = open(path, flags);
 
+    smtpd_log_created = 0;
+    if (fd < 0 && errno == ENOENT) {
+        fd = open(path, flags | O_CREAT | O_EXCL, 0640);
+        smtpd_log_created = fd >= 0;
+    }
     if (fd < 0)
         snprintf(err, errlen, "log_file %s: %s", path, strerror(errno));
     return fd;
+}
+
+/* smtpd_log_give - a log file we created goes to uid:gid (see smtpd_log.h) */
+int smtpd_log_give(long uid, long gid, char *err, size_t errlen)
+{
+    if (smtpd_log_fd < 0 || !smtpd_log_created)
+        return 0;
+    if (fchown(smtpd_log_fd, (uid_t) uid, (gid_t) gid) < 0) {
+        snprintf(err, errlen, "log_file: chown to %ld:%ld: %s", uid, gid, strerror(errno));
+        return -1;
+    }
+    return 0;
 }
 
 /* smtpd_log_open - start logging as "<syslog_name>/smtpd" */

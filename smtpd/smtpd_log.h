@@ -24,6 +24,13 @@
 /* smtpd_log_open - start logging as "<syslog_name>/smtpd", also to log_file ("" none) */
 int smtpd_log_open(const char *syslog_name, const char *log_file, int to_stderr, char *err, size_t errlen);
 
+/*
+ * smtpd_log_give - when smtpd_log_open() created log_file (as root, before
+ * the drop), give it to uid:gid, the user smtpd runs as, who reopens it
+ * after a SIGHUP; a file that existed keeps its owner. 0 or -1.
+ */
+int smtpd_log_give(long uid, long gid, char *err, size_t errlen);
+
 /* smtpd_log_reopen - reopen log_file (SIGHUP, logrotate) */
 void smtpd_log_reopen(void);
 

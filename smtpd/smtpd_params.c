@@ -8,12 +8,15 @@
  */
 #include "config.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "daemon.h"
 #include "params.h"
+#include "paths.h"
 #include "smtpd_params.h"
 #include "smtp_proto.h"
+#include "xalloc.h"
 
 #ifndef RG_LOCALSTATEDIR
 #define RG_LOCALSTATEDIR "/var"
@@ -231,4 +234,24 @@ const CFG_SECTION *smtpd_params_sections(void)
         sections[3] = (CFG_SECTION) {"smtpd", smtpd_params};
     }
     return sections;
+}
+
+/* smtpd_params_paths - the places rcptgate-smtpd writes (see paths.h) */
+void smtpd_params_paths(PATHS *pl)
+{
+    paths_add_store(pl, 1, var_store_path);
+    paths_add_file_dir(pl, 0, "pid file directory", var_smtpd_pidfile, 0755);
+    paths_add_file_dir(pl, 1, "stats file directory", var_smtpd_statsfile, 0750);
+    if (*var_smtpd_log_file) {
+        /* Opened as root at start, reopened as the user after a SIGHUP (log rotation). */
+        char *dir = xstrdup(var_smtpd_log_file);
+        char *slash = strrchr(dir, '/');
+
+        if (slash != NULL && slash != dir) {
+            *slash = 0;
+            paths_add(pl, PATHS_DIR_EXISTS, "log_file directory", dir, 0755);
+        }
+        free(dir);
+        paths_add(pl, PATHS_FILE_WRITE, "log_file", var_smtpd_log_file, 0);
+    }
 }

@@ -11,6 +11,7 @@
 #define RG_SMTPD_PARAMS_H
 
 #include "cfg.h"
+#include "paths.h"
 
 /* Listeners and identity. */
 extern char *var_smtpd_listen;          /* listen: repeatable "HOST:PORT [submission]" ('\n'-joined) */
@@ -118,5 +119,11 @@ const CFG_PARAM *smtpd_params_table(void);
 
 /* smtpd_params_sections - the sections rcptgate-smtpd reads (static array) */
 const CFG_SECTION *smtpd_params_sections(void);
+
+/*
+ * smtpd_params_paths - add the places rcptgate-smtpd writes to pl: the
+ * store (soft), the pid and stats directories, log_file and its directory.
+ */
+void smtpd_params_paths(PATHS *pl);
 
 #endif

@@ -566,7 +566,8 @@ int sync_apply_export(STORE *st, char *err, size_t errlen)
         return 0;
     memset(&ec, 0, sizeof(ec));
     tmp = xasprintf("%s.%ld.tmp", path, (long) getpid());
-    if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644)) < 0
+    /* Every valid address: readable by the user's group (Postfix's postmap), no one else. */
+    if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640)) < 0
         || (ec.fp = fdopen(fd, "w")) == NULL) {
         snprintf(err, errlen, "export_file %s: %s", tmp, strerror(errno));
         if (fd >= 0)

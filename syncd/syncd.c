@@ -62,6 +62,7 @@
 #include "daemon.h"
 #include "log.h"
 #include "params.h"
+#include "paths.h"
 #include "syncd.h"
 #include "xalloc.h"
 
@@ -669,6 +670,26 @@ static int syncd_daemon(int foreground)
 
 /* ------------------------------------------------------------ main */
 
+/*
+ * syncd_paths - may the user write where we will? -n and a daemon's start
+ * exit 73 if not; --once (maybe from root's cron) checks strictly, then
+ * becomes [syncd] user, the same way the admin command does.
+ */
+static void syncd_paths(int check_only, int once)
+{
+    PATHS *pl = paths_create();
+    int rc = 0;
+
+    params_paths("syncd", once, pl);
+    if (once)
+        rc = paths_act_as(pl, var_syncd_user, "syncd");
+    else
+        paths_require(pl, var_syncd_user, check_only, syncd_conf_path);
+    paths_free(pl);
+    if (rc < 0)
+        log_fatal_code(RG_EX_CANTCREAT, "%s: not syncing", syncd_conf_path);
+}
+
 /* syncd_usage - how to call us */
 static _Noreturn void syncd_usage(void)
 {
@@ -690,7 +711,6 @@ int main(int argc, char **argv)
     const char *conf = cfg_default_path();
     struct sigaction sa;
     char real[PATH_MAX];
-    char err[512];
     int foreground = 0;
     int check_only = 0;
     int once = 0;
@@ -734,12 +754,15 @@ int main(int argc, char **argv)
 
     log_init(SYNCD_NAME, 1, !check_only);
     log_set_debug(syncd_verbose);
+    paths_umask();
 
     /* SIGHUP re-reads the file after a chdir("/"): remember where it is. */
     syncd_conf_path = xstrdup(realpath(conf, real) ? real : conf);
     if (syncd_load() != 0)
         log_fatal_code(RG_EX_CONFIG, "%s: configuration errors; %s", syncd_conf_path,
                        check_only ? "see above" : "not starting");
+    if (check_only || !once)
+        syncd_paths(check_only, 0);
     if (check_only) {
         for (int i = 0; i < syncd_nsources; i++)
             syncd_notes(syncd_sources[i].conf);
@@ -766,8 +789,7 @@ int main(int argc, char **argv)
 
     if (once) {
         /* From cron as root: write the store as the user lookupd shares it with. */
-        if (daemon_drop(var_syncd_user, err, sizeof(err)) < 0)
-            log_fatal("%s", err);
+        syncd_paths(0, 1);
         rc = syncd_once(force, incremental);
     } else {
         rc = syncd_daemon(foreground);

@@ -158,6 +158,10 @@ cat >"$CONF" <<CONF
 [store]
 path = $D/store.db
 
+[syncd]
+# The admin command, run as root, stays root (as the daemons here).
+user =
+
 [lookupd]
 socketmap = unix:$SOCK
 user =

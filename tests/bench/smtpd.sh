@@ -257,6 +257,10 @@ cat >"$CONF" <<CONF
 [store]
 path = $D/store.db
 
+[syncd]
+# The admin command, run as root, stays root (as the daemons here).
+user =
+
 [smtpd]
 listen = 127.0.0.1:$RG_PORT
 hostname = mx.bench.test

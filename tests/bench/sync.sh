@@ -396,7 +396,8 @@ round() {
         _secs=$ISECS
         # There syncd shares no core with lookupd, so its [syncd] nice
         # protects nothing and only slows it behind slapd and the client: 0.
-        sed '/^nice *=/d; /^\[syncd\]$/a nice = 0' "$CONF" >"$T/isolated.conf"
+        # (A [syncd] section of its own: the config has [syncd] twice, tl_init's and ours.)
+        { sed '/^nice *=/d' "$CONF"; printf '\n[syncd]\nnice = 0\n'; } >"$T/isolated.conf"
         _conf=$T/isolated.conf
         taskset -a -p -c 1 "$SLAPD_PID" >/dev/null || die "cannot pin slapd"
         say "  isolated: slapd, syncd and ldapsearch pinned to core 1, the client on lookupd's core 0"

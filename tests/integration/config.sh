@@ -21,7 +21,8 @@ for prog in "$RG_LOOKUPD" "$RG_ADMIN"; do
     # Keys of other programs' sections are not lookupd's business; the
     # admin command checks [smtpd] too (not the [source NAME] families).
     cp "$CONF" "$T/other.conf"
-    printf '[smtpd]\nhostname = mx.example.com\n[source corp]\ntype = ldap\n' >> "$T/other.conf"
+    printf '[smtpd]\nhostname = mx.example.com\nuser =\npid_file = %s/smtpd.pid\nstats_file = %s/smtpd.stats\n[source corp]\ntype = ldap\n' \
+        "$T" "$T" >> "$T/other.conf"
     check "$prog" "$T/other.conf"
     tl_is "$rc" 0 "$name -n skips [source NAME] and takes a good [smtpd]"
     cp "$CONF" "$T/other.conf"
@@ -87,16 +88,49 @@ done
 # The installed sample, every key commented, is a good file for every
 # program, once the user it names exists (here: none) and, for syncd,
 # there is a source to sync.
-sed 's/^#user = rcptgate$/user =/' "$top_srcdir/etc/rcptgate.conf.sample" > "$T/sample.conf"
-printf '\n[source extra]\ntype = file\npath = %s/extra.map\n' "$T" >> "$T/sample.conf"
+sed 's/^#user = rcptgate$/user =/' "$top_srcdir/etc/rcptgate.conf.sample" > "$T/sample-as-is.conf"
+printf '\n[source extra]\ntype = file\npath = %s/extra.map\n' "$T" >> "$T/sample-as-is.conf"
+# -n also checks the directories the programs write: here they are under $T.
+cp "$T/sample-as-is.conf" "$T/sample.conf"
+cat >> "$T/sample.conf" <<CONF
+
+[store]
+path = $T/sample.db
+[lookupd]
+socketmap = unix:$T/sample.sock
+pid_file = $T/sample-lookupd.pid
+stats_file = $T/sample-lookupd.stats
+[smtpd]
+pid_file = $T/sample-smtpd.pid
+stats_file = $T/sample-smtpd.stats
+[syncd]
+pid_file = $T/sample-syncd.pid
+CONF
 for prog in "$RG_LOOKUPD" "$RG_ADMIN" "$top_builddir/syncd/rcptgate-syncd"; do
     check "$prog" "$T/sample.conf"
     tl_is "$rc" 0 "$(basename "$prog") -n accepts etc/rcptgate.conf.sample"
+    [ "$rc" = 0 ] || printf '%s\n' "$out" | sed 's/^/#   /'
+done
+# As it is, on a machine where it was not installed, -n names each missing
+# directory and how to make it, and exits 73.
+for prog in "$RG_LOOKUPD" "$RG_ADMIN" "$top_builddir/syncd/rcptgate-syncd" "$top_builddir/smtpd/rcptgate-smtpd"; do
+    check "$prog" "$T/sample-as-is.conf"
+    if [ "$rc" = 0 ]; then
+        tl_n=$((tl_n + 1))
+        echo "ok $tl_n # SKIP $(basename "$prog") -n on the sample as is: its directories exist here"
+        continue
+    fi
+    tl_is "$rc" 73 "$(basename "$prog") -n on the sample as is: missing directories exit 73"
+    tl_like "$out" 'store directory /[^ ]* does not exist: mkdir -p -m 0750 /' \
+        "$(basename "$prog") -n on the sample as is: the missing store directory named with its fix"
 done
 # Without that, the missing default user is named, not silently ignored.
 if ! id rcptgate >/dev/null 2>&1; then
     check "$RG_LOOKUPD" "$top_srcdir/etc/rcptgate.conf.sample"
     tl_like "$out" 'user "rcptgate" does not exist' "a missing user is a configuration error"
+    check "$RG_ADMIN" "$top_srcdir/etc/rcptgate.conf.sample"
+    tl_is "$rc" 78 "rcptgate -n: a missing user is a configuration error (78)"
+    tl_like "$out" '\[syncd\] user: user "rcptgate" does not exist' "rcptgate -n: ... and names it"
 fi
 
 # The admin command takes -f like the daemons (it is always in the foreground).

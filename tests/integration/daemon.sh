@@ -202,14 +202,20 @@ elif ! id nobody >/dev/null 2>&1; then
     tl_n=$((tl_n + 1))
     echo "ok $tl_n # SKIP privilege drop: no user nobody"
 else
-    tl_shared_dir     # nobody may not enter a build tree under /root
-    mkdir -p "$TS/db"
-    cp "$STORE" "$TS/db/store.db"
-    chown -R nobody "$TS/db"
-    sed -e "s|^path = .*|path = $TS/db/store.db|" -e "s|^user =.*|user = nobody|" \
-        -e "s|^stats_file = .*|stats_file = $TS/db/lookupd.stats|" "$CONF" > "$T/nobody.conf"
+    # Every place lookupd writes is nobody's, in /tmp: nobody may not enter the tree.
+    tl_user_dir nobody
+    cp "$STORE" "$UD/store.db"
+    chown nobody "$UD/store.db"
+    SAVED_SOCK=$SOCK SAVED_POLICY=$POLICY
+    SOCK="$UD/socketmap.sock" POLICY="$UD/policy.sock"
+    sed -e "s|^path = .*|path = $UD/store.db|" -e "s|^user =.*|user = nobody|" \
+        -e "s|^stats_file = .*|stats_file = $UD/lookupd.stats|" \
+        -e "s|^pid_file = .*|pid_file = $UD/lookupd.pid|" \
+        -e "s|^socketmap = .*|socketmap = unix:$SOCK|" -e "s|^policy = .*|policy = unix:$POLICY|" \
+        "$CONF" > "$T/nobody.conf"
     CONF="$T/nobody.conf"
     tl_start_lookupd 5>&- 6>&-
+    tl_ok $? "user = nobody: lookupd started with its directories in $UD"
     CONF="$T/saved.conf"
     uid=$(awk '/^Uid:/ {print $2, $3, $4, $5}' /proc/"$LOOKUPD_PID"/status)
     nuid=$(id -u nobody)
@@ -222,6 +228,9 @@ else
     tl_is "$(ask 'recipients alice@example.com')" "$KIND" "as nobody: answers"
     tl_stop_lookupd
     tl_is "$?" 0 "as nobody: SIGTERM exit status 0"
+    tl_ok $([ ! -e "$UD/lookupd.pid" ] && [ ! -e "$SOCK" ]; echo $?) \
+        "as nobody: pid file and socket removed at stop"
+    SOCK=$SAVED_SOCK POLICY=$SAVED_POLICY
 fi
 
 tl_done

@@ -21,6 +21,9 @@ command -v python3 >/dev/null || tl_skip_all "no python3"
 awk '/^\[/ { sec = $0 } sec == "[smtpd]" && /^#user = / { print "user ="; next } { print }' \
     "$top_srcdir/etc/rcptgate.conf.sample" > "$T/sample.conf"
 tl_is "$(grep -c '^user =$' "$T/sample.conf")" 1 "sample: [smtpd] user overridden in a copy"
+# -n also checks the directories smtpd writes: here, the test's.
+printf '[store]\npath = %s/sample.db\n[smtpd]\npid_file = %s/sample.pid\nstats_file = %s/sample.stats\n' \
+    "$T" "$T" "$T" >> "$T/sample.conf"
 "$RG_SMTPD" -c "$T/sample.conf" -n > "$T/sample.out" 2>&1
 tl_is "$?" 0 "sample: rcptgate-smtpd -n accepts etc/rcptgate.conf.sample"
 sed -i 's/^#session_timeout = 1h$/session_timeout = soon/' "$T/sample.conf"

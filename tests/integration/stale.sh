@@ -13,9 +13,6 @@ sed -i 's/^busy_timeout = 500ms$/busy_timeout = 500ms\nmax_age = 3s/' "$CONF"
 printf 'alice@example.com OK\n' > "$T/users.map"
 cat >> "$CONF" <<CONF
 
-[syncd]
-user =
-pid_file = $T/syncd.pid
 
 [source files]
 type = file

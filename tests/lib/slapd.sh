@@ -478,13 +478,11 @@ slapd_source() {
     } >> "$CONF"
 }
 
-# slapd_syncd_conf [key=value ...] - the [syncd] section: no user switch, pid under $T
+# slapd_syncd_conf [key=value ...] - more of [syncd] (user and pid_file are tl_init's)
 slapd_syncd_conf() {
     {
         echo ""
         echo "[syncd]"
-        echo "user ="
-        echo "pid_file = $T/syncd.pid"
         for _sl_kv in "$@"; do
             echo "${_sl_kv%%=*} = ${_sl_kv#*=}"
         done

@@ -10,6 +10,7 @@
 #   tl_stop_lookupd       SIGTERM it and wait for it to go
 #   tl_postmap KEY MAP    postmap -q against lookupd: stdout to $T/out, stderr to $T/err
 #   tl_shared_dir         $TS: a scratch directory other users can reach (see there)
+#   tl_user_dir USER      $UD: a directory in $TS owned by USER (root only), removed at exit
 #   tl_ok COND MSG / tl_is GOT WANT MSG / tl_done
 
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
@@ -39,6 +40,11 @@ tl_init() {
 [store]
 path = $STORE
 busy_timeout = 500ms
+
+[syncd]
+# The admin command run as root acts as [syncd] user: here it stays root.
+user =
+pid_file = $T/syncd.pid
 
 [lookupd]
 socketmap = unix:$SOCK
@@ -76,6 +82,14 @@ tl_shared_dir() {
     [ -n "${TS:-}" ] && [ -d "$TS" ] && return 0
     TS=$(mktemp -d "${TMPDIR:-/tmp}/rcptgate-test.XXXXXX") || return 1
     chmod 711 "$TS"
+}
+
+# tl_user_dir USER - a fresh directory in the shared scratch owned by USER,
+# set in $UD (USER reaches it where it cannot enter the build tree). Needs root.
+tl_user_dir() {
+    tl_shared_dir || return 1
+    UD=$(mktemp -d "$TS/user.XXXXXX") || return 1
+    chmod 0755 "$UD" && chown "$1:$(id -gn "$1")" "$UD"
 }
 
 # tl_admin - run the admin command on the test's config

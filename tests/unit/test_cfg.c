@@ -92,6 +92,25 @@ static void test_good(void **state)
     assert_string_equal(v_req, "here");
 }
 
+/* cfg_section_seen: the sections with a key in the last good file, exactly by name */
+static void test_section_seen(void **state)
+{
+    (void) state;
+    assert_int_equal(load("[lookupd]\nneeded = x\n[smtpd]\nanything = goes\n"
+                          "[source corp]\ntype = ldap\n[syncd]\n"), 0);
+    assert_true(cfg_section_seen("lookupd"));
+    assert_true(cfg_section_seen("smtpd"));
+    assert_true(cfg_section_seen("source corp"));
+    assert_false(cfg_section_seen("store"));        /* not in the file */
+    assert_false(cfg_section_seen("syncd"));        /* a header without keys */
+    assert_false(cfg_section_seen("source"));       /* not a prefix match */
+    assert_false(cfg_section_seen("corp"));
+    /* A bad file leaves the record of the last good one. */
+    assert_int_equal(load("[store]\nint = lots\n[lookupd]\nneeded = x\n"), 1);
+    assert_true(cfg_section_seen("smtpd"));
+    assert_false(cfg_section_seen("store"));
+}
+
 static void test_defaults(void **state)
 {
     (void) state;
@@ -337,6 +356,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_good),
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_section_seen),
         cmocka_unit_test(test_bad_keeps_old),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_long_line),
