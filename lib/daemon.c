@@ -7,6 +7,10 @@
  * startup) to the caller. daemon_drop() checks afterwards that the old
  * identity really cannot be regained, because a half-dropped daemon is
  * worse than one that refuses to start.
+ *
+ * Under systemd (Type=notify) the daemons run in the foreground as their
+ * own user from the start, and say READY=1 only once their listeners are
+ * bound and their store is open: daemon_notify() and daemon_ready().
  */
 #include "config.h"
 
@@ -21,6 +25,10 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
+
+#ifdef HAVE_LIBSYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
 
 #include "daemon.h"
 #include "log.h"
@@ -218,4 +226,49 @@ void daemon_become(const char *ident, int foreground, const char *pidfile,
         daemon_pidfile_remove(pidfile);
         log_fatal("%s", err);
     }
+    if (foreground && daemon_journal())
+        log_init(ident, 0, 1);
+}
+
+/* daemon_notify - one state line to systemd, if it asked for them */
+void daemon_notify(const char *state)
+{
+#ifdef HAVE_LIBSYSTEMD
+    static int warned;
+    const char *ns = getenv("NOTIFY_SOCKET");
+    int rc;
+
+    if (ns == NULL || *ns == 0)
+        return;
+    /* Keep NOTIFY_SOCKET: RELOADING and STOPPING come later. */
+    if ((rc = sd_notify(0, state)) < 0 && !warned) {
+        warned = 1;
+        log_warn("sd_notify: %s", strerror(-rc));
+    }
+#else
+    (void) state;
+#endif
+}
+
+/* daemon_ready - READY=1 the first time, STATUS= every time */
+void daemon_ready(const char *status)
+{
+    static int ready;
+    char line[600];
+
+    snprintf(line, sizeof(line), "%sSTATUS=%s", ready ? "" : "READY=1\n", status);
+    ready = 1;
+    daemon_notify(line);
+}
+
+/* daemon_journal - stderr is the journal stream systemd gave us */
+int daemon_journal(void)
+{
+    const char *js = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat sb;
+
+    if (js == NULL || sscanf(js, "%llu:%llu", &dev, &ino) != 2 || fstat(2, &sb) < 0)
+        return 0;
+    return (unsigned long long) sb.st_dev == dev && (unsigned long long) sb.st_ino == ino;
 }

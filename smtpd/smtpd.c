@@ -198,6 +198,8 @@ static void smtpd_store_try(void)
     }
     smtpd_store_reason[0] = 0;
     log_info("store %s opened", var_store_path);
+    /* The listeners were bound before the store is first tried: now we can answer. */
+    daemon_ready("accepting mail");
 }
 
 /* smtpd_stats_write - counters, atomically, to stats_file */
@@ -349,11 +351,14 @@ static void smtpd_signal_cb(evutil_socket_t sig, short what, void *arg)
     (void) what;
     (void) arg;
     if (sig == SIGHUP) {
+        daemon_notify("RELOADING=1");
         smtpd_reload();
+        daemon_notify(smtpd_store != NULL ? "READY=1" : "READY=1\nSTATUS=store unavailable, deferring recipients");
         return;
     }
     if (smtpd_stopping)
         return;
+    daemon_notify("STOPPING=1");
     log_info("stopping on signal %s: %d session%s open", sig == SIGTERM ? "TERM" : "INT",
              smtp_session_count(), smtp_session_count() == 1 ? "" : "s");
     smtpd_stopping = 1;
@@ -447,7 +452,7 @@ int main(int argc, char **argv)
 
     /* Not -f: lines go to syslog and log_file only. */
     daemon_become(smtpd_log_ident(), foreground, smtpd_run_pidfile, smtpd_run_user, "smtpd");
-    if (!foreground)
+    if (!foreground || daemon_journal())
         smtpd_log_stderr(0);
 
     {
