@@ -8,18 +8,31 @@
 # and removed again afterwards. samba-ad-provision is only a Recommends of
 # samba-ad-dc (and recommends are not installed) but provisioning needs it.
 # Without recommends, krb5-config is not installed and /etc/krb5.conf is
-# left alone.
+# left alone. libsystemd-dev gives the daemons sd_notify; systemd gives the
+# tests systemd-analyze (installing it does not make it PID 1).
+#
+# deps.sh --package installs only what building the Debian package needs
+# (debhelper, lintian, and debian/control's Build-Depends through
+# apt-get build-dep), not the servers the test suite runs.
 set -e
 if [ "$(id -u)" != 0 ]; then
     echo "deps.sh: run as root (it uses apt-get)" >&2
     exit 1
+fi
+if [ "${1:-}" = --package ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends build-essential dpkg-dev debhelper lintian >/dev/null
+    cd "$(dirname "$0")/.."
+    apt-get build-dep -y -qq --no-install-recommends ./ >/dev/null
+    exit 0
 fi
 PKGS="build-essential autoconf automake pkg-config clang \
   libclang-rt-14-dev libsqlite3-dev libevent-dev libinih-dev libidn2-dev libcmocka-dev \
   libldap-dev libsasl2-dev slapd ldap-utils sqlite3 openssl postfix \
   samba-ad-dc samba-ad-provision samba-dsdb-modules ldb-tools \
   libssl-dev libcurl4-openssl-dev libjansson-dev libsasl2-modules libsasl2-modules-gssapi-mit sasl2-bin \
-  libc-ares-dev swaks fail2ban pflogsumm postfix-lmdb"
+  libc-ares-dev swaks fail2ban pflogsumm postfix-lmdb libsystemd-dev systemd"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
