@@ -223,7 +223,8 @@ reload_unit() {
 
 # runs_as NAME - the daemon's effective user is the unit's
 runs_as() {
-    tl_is "$(ps -o user= -p "$DPID" | tr -d ' ')" "$RUNAS" "$1: runs as $RUNAS (config's user = $RUNAS)"
+    tl_is "$(awk '/^Uid:/ { print $3 }' "/proc/$DPID/status" 2>&1)" "$(id -u "$RUNAS")" \
+        "$1: runs as $RUNAS (config's user = $RUNAS)"
 }
 
 # -- lookupd: the socket answers TEMP without a store, READY=1 only once the store opens
