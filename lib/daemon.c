@@ -226,8 +226,6 @@ void daemon_become(const char *ident, int foreground, const char *pidfile,
         daemon_pidfile_remove(pidfile);
         log_fatal("%s", err);
     }
-    if (foreground && daemon_journal())
-        log_init(ident, 0, 1);
 }
 
 /* daemon_notify - one state line to systemd, if it asked for them */
@@ -259,16 +257,4 @@ void daemon_ready(const char *status)
     snprintf(line, sizeof(line), "%sSTATUS=%s", ready ? "" : "READY=1\n", status);
     ready = 1;
     daemon_notify(line);
-}
-
-/* daemon_journal - stderr is the journal stream systemd gave us */
-int daemon_journal(void)
-{
-    const char *js = getenv("JOURNAL_STREAM");
-    unsigned long long dev, ino;
-    struct stat sb;
-
-    if (js == NULL || sscanf(js, "%llu:%llu", &dev, &ino) != 2 || fstat(2, &sb) < 0)
-        return 0;
-    return (unsigned long long) sb.st_dev == dev && (unsigned long long) sb.st_ino == ino;
 }

@@ -65,11 +65,4 @@ void daemon_notify(const char *state);
  */
 void daemon_ready(const char *status);
 
-/*
- * daemon_journal - 1 if stderr is systemd's journal (JOURNAL_STREAM names
- * it): a foreground daemon then logs through syslog only, which reaches
- * the same journal, instead of every line twice.
- */
-int daemon_journal(void);
-
 #endif

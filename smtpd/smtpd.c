@@ -452,7 +452,7 @@ int main(int argc, char **argv)
 
     /* Not -f: lines go to syslog and log_file only. */
     daemon_become(smtpd_log_ident(), foreground, smtpd_run_pidfile, smtpd_run_user, "smtpd");
-    if (!foreground || daemon_journal())
+    if (!foreground)
         smtpd_log_stderr(0);
 
     {
