@@ -222,6 +222,13 @@ void daemon_become(const char *ident, int foreground, const char *pidfile,
     if (*user == 0) {
         if (geteuid() == 0)
             log_warn("running as root: set [%s] user to an unprivileged user", section);
+    } else if (geteuid() != 0) {
+        /* Started as a user already (systemd's User=): only say when it is not ours. */
+        struct passwd *pw = getpwnam(user);
+
+        if (pw == NULL || pw->pw_uid != geteuid())
+            log_warn("[%s] user = %s, but started without root as uid %ld: cannot switch, staying",
+                     section, user, (long) geteuid());
     } else if (daemon_drop(user, err, sizeof(err)) < 0) {
         daemon_pidfile_remove(pidfile);
         log_fatal("%s", err);

@@ -262,6 +262,19 @@ tl_like "$(cat "$T/j.out")" '^OK ' "lookupd: started without NOTIFY_SOCKET it st
 tl_ok $(! grep -q 'starting:' "$T/j.err"; echo $?) \
     "lookupd: with stderr as the journal (JOURNAL_STREAM), lines go to syslog only, not twice"
 
+tl_ok $(! grep -q 'cannot switch' "$T/lookupd.err"; echo $?) \
+    "lookupd: started as its own user (user = $RUNAS), no complaint about switching"
+sed 's/^user = .*/user = root/' "$W/rcptgate.conf" > "$W/other.conf"
+chmod 0644 "$W/other.conf"
+$AS_USER "$RG_LOOKUPD" -f -c "$W/other.conf" 2> "$T/other.err" &
+DPID=$!
+tl_pids="$tl_pids $DPID"
+tl_wait_socket "$W/socketmap.sock"
+kill -TERM "$DPID"
+wait "$DPID"
+tl_like "$(cat "$T/other.err")" "user = root, but started without root as uid $(id -u "$RUNAS"): cannot switch" \
+    "lookupd: started as another user than its config's, it says so"
+
 # -- smtpd: the banner at READY=1; without a store, 451 to RCPT and no READY=1
 probe_banner="import socket, sys
 s = socket.create_connection(('127.0.0.1', $SMTPD_PORT), 5)
@@ -317,7 +330,7 @@ $AS_USER "$RG_ADMIN" -c "$W/rcptgate.conf" query dave@example.com > "$T/q.out" 2
 tl_is "$?" 0 "syncd-once: the pulled address is in the store"
 tl_is "$(grep -c '^msg:' "$T/notify.once")" 0 "syncd-once: sends nothing to NOTIFY_SOCKET (a oneshot)"
 kill "$LISTEN_PID" 2>/dev/null
-owners=$(find "$W" -user root ! -name rcptgate.conf ! -name recipients.map ! -name notify | wc -l)
+owners=$(find "$W" -user root ! -name rcptgate.conf ! -name other.conf ! -name recipients.map ! -name notify | wc -l)
 tl_is "$owners" 0 "no file made by the daemons or the admin command belongs to root"
 
 tl_done
