@@ -109,6 +109,11 @@ for u in rcptgate-lookupd.service rcptgate-smtpd.service rcptgate-syncd.service 
     [ -f "$U/$u" ]
     ok $? "unit $u installed"
 done
+for u in rcptgate-lookupd rcptgate-smtpd rcptgate-syncd; do
+    prog=$(sed -n 's/^ExecReload=\([^ ]*\).*/\1/p' "$U/$u.service")
+    [ -n "$prog" ] && [ -x "$prog" ]
+    ok $? "$u's ExecReload program ($prog) is installed"
+done
 [ -L /etc/systemd/system/multi-user.target.wants/rcptgate-lookupd.service ]
 ok $? "rcptgate-lookupd.service is enabled (multi-user.target.wants)"
 for u in multi-user.target.wants/rcptgate-smtpd.service multi-user.target.wants/rcptgate-syncd.service \
