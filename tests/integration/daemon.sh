@@ -52,6 +52,12 @@ tl_is "$?" 78 "a bad config stops a real start too (78)"
 # --- start, start line, pid file, a second instance
 tl_start_lookupd 5>&- 6>&-
 tl_ok $? "lookupd started"
+# The socket is bound before the store is opened and the start line logged.
+i=0
+while ! grep -q 'starting: ' "$T/lookupd.log" && [ $i -lt 50 ]; do
+    sleep 0.1
+    i=$((i + 1))
+done
 grep -q "starting: socketmap unix:$SOCK, policy unix:$POLICY, store $STORE" "$T/lookupd.log"
 tl_ok $? "one start line naming listeners and store"
 tl_is "$(cat "$T/lookupd.pid" 2>/dev/null)" "$LOOKUPD_PID" "pid file holds lookupd's pid"
