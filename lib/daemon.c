@@ -7,6 +7,10 @@
  * startup) to the caller. daemon_drop() checks afterwards that the old
  * identity really cannot be regained, because a half-dropped daemon is
  * worse than one that refuses to start.
+ *
+ * Under systemd (Type=notify) the daemons run in the foreground as their
+ * own user from the start, and say READY=1 only once their listeners are
+ * bound and their store is open: daemon_notify() and daemon_ready().
  */
 #include "config.h"
 
@@ -21,6 +25,10 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
+
+#ifdef HAVE_LIBSYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
 
 #include "daemon.h"
 #include "log.h"
@@ -259,8 +267,46 @@ void daemon_become(const char *ident, int foreground, const char *pidfile,
     if (*user == 0) {
         if (geteuid() == 0)
             log_warn("running as root: set [%s] user to an unprivileged user", section);
+    } else if (geteuid() != 0) {
+        /* Started as a user already (systemd's User=): only say when it is not ours. */
+        struct passwd *pw = getpwnam(user);
+
+        if (pw == NULL || pw->pw_uid != geteuid())
+            log_warn("[%s] user = %s, but started without root as uid %ld: cannot switch, staying",
+                     section, user, (long) geteuid());
     } else if (daemon_drop(user, err, sizeof(err)) < 0) {
         daemon_pidfile_remove(pidfile);
         log_fatal("%s", err);
     }
+}
+
+/* daemon_notify - one state line to systemd, if it asked for them */
+void daemon_notify(const char *state)
+{
+#ifdef HAVE_LIBSYSTEMD
+    static int warned;
+    const char *ns = getenv("NOTIFY_SOCKET");
+    int rc;
+
+    if (ns == NULL || *ns == 0)
+        return;
+    /* Keep NOTIFY_SOCKET: RELOADING and STOPPING come later. */
+    if ((rc = sd_notify(0, state)) < 0 && !warned) {
+        warned = 1;
+        log_warn("sd_notify: %s", strerror(-rc));
+    }
+#else
+    (void) state;
+#endif
+}
+
+/* daemon_ready - READY=1 the first time, STATUS= every time */
+void daemon_ready(const char *status)
+{
+    static int ready;
+    char line[600];
+
+    snprintf(line, sizeof(line), "%sSTATUS=%s", ready ? "" : "READY=1\n", status);
+    ready = 1;
+    daemon_notify(line);
 }

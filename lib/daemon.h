@@ -3,7 +3,8 @@
  *
  * Detaching, pid files and dropping privileges after the listeners are
  * bound (so a daemon may bind port 25 or a socket in /run as root and
- * then run as its own unprivileged user).
+ * then run as its own unprivileged user), and telling systemd how the
+ * daemon is doing (sd_notify: ready, reloading, stopping).
  */
 #ifndef RG_DAEMON_H
 #define RG_DAEMON_H
@@ -47,5 +48,21 @@ void daemon_pidfile_remove(const char *path);
  */
 void daemon_become(const char *ident, int foreground, const char *pidfile,
                    const char *user, const char *section);
+
+/*
+ * daemon_notify - send a state line such as "RELOADING=1" or
+ * "STOPPING=1" to the service manager (systemd, Type=notify). A no-op
+ * when we were not started with NOTIFY_SOCKET, or built without
+ * libsystemd; a failure to send is logged once and otherwise ignored.
+ */
+void daemon_notify(const char *state);
+
+/*
+ * daemon_ready - READY=1 with status as STATUS=, the first time it is
+ * called in this process; later calls only update STATUS. Each daemon
+ * calls it where its store opens (the listeners are bound by then), so
+ * systemd reports the service started only once it can answer.
+ */
+void daemon_ready(const char *status);
 
 #endif

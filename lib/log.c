@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include "log.h"
@@ -86,9 +87,24 @@ static void log_syslog_check(time_t now)
     log_syslog_up = up;
 }
 
+/* log_stderr_journal - stderr is systemd's journal stream (JOURNAL_STREAM names it) */
+static int log_stderr_journal(void)
+{
+    const char *js = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat sb;
+
+    if (js == NULL || sscanf(js, "%llu:%llu", &dev, &ino) != 2 || fstat(2, &sb) < 0)
+        return 0;
+    return (unsigned long long) sb.st_dev == dev && (unsigned long long) sb.st_ino == ino;
+}
+
 /* log_init - name the program and choose where lines go */
 void log_init(const char *ident, int to_stderr, int to_syslog)
 {
+    /* Under systemd both reach the journal: every line once, through syslog. */
+    if (to_stderr && to_syslog && log_stderr_journal())
+        to_stderr = 0;
     log_ident = ident;
     log_stderr = to_stderr;
     if (!to_syslog) {

@@ -22,7 +22,11 @@
 #define RG_EX_TEMPFAIL  75
 #define RG_EX_CONFIG    78
 
-/* log_init - name the program; to_stderr also copies every line to stderr */
+/*
+ * log_init - name the program; to_stderr also copies every line to stderr,
+ * unless stderr is systemd's journal and syslog is on (it reaches the
+ * journal too: the line would be there twice).
+ */
 void log_init(const char *ident, int to_stderr, int to_syslog);
 
 /*

@@ -196,6 +196,8 @@ static void lookupd_store_try(void)
     log_info("store %s opened", var_store_path);
     snprintf(lookupd_st_reason, sizeof(lookupd_st_reason), "open");
     lookupd_stale_check();
+    /* The listeners were bound before the store is first tried: now we can answer. */
+    daemon_ready("answering");
 }
 
 /* lookupd_store - the handle inside a read transaction, or NULL and why */
@@ -802,15 +804,20 @@ static void lookupd_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     lookupd_store_check();
     lookupd_stale_check();
+    /* A store that appears is opened now, not at the next request: READY=1 waits for it. */
+    lookupd_store_try();
 }
 
 /* lookupd_signal_cb - HUP reloads; TERM and INT stop the loop */
 static void lookupd_signal_cb(evutil_socket_t sig, short what, void *arg)
 {
     if (sig == SIGHUP) {
+        daemon_notify("RELOADING=1");
         lookupd_reload();
+        daemon_notify(lookupd_st != NULL ? "READY=1" : "READY=1\nSTATUS=store unavailable, answering TEMP");
         return;
     }
+    daemon_notify("STOPPING=1");
     log_info("stopping on signal %s", sig == SIGTERM ? "TERM" : "INT");
     lookupd_stopping = 1;
     event_base_loopbreak(lookupd_base);

@@ -11,10 +11,24 @@
 # left alone; what the tests need of a Recommends is named here instead:
 # swaks speaks TLS only with Net::SSLeay and IPv6 only with
 # IO::Socket::INET6. python3 runs the tests' SMTP and HTTPS fixtures.
+# libsystemd-dev gives the daemons sd_notify; systemd gives the tests
+# systemd-analyze (installing it does not make it PID 1).
+#
+# deps.sh --package installs only what building the Debian package needs
+# (debhelper, lintian, and debian/control's Build-Depends through
+# apt-get build-dep), not the servers the test suite runs.
 set -e
 if [ "$(id -u)" != 0 ]; then
     echo "deps.sh: run as root (it uses apt-get)" >&2
     exit 1
+fi
+if [ "${1:-}" = --package ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends build-essential dpkg-dev debhelper lintian >/dev/null
+    cd "$(dirname "$0")/.."
+    apt-get build-dep -y -qq --no-install-recommends ./ >/dev/null
+    exit 0
 fi
 # prometheus for its promtool (never started either), python3-prometheus-client
 # for its OpenMetrics parser, logrotate for `logrotate -d`: check.sh uses them.
@@ -24,7 +38,7 @@ PKGS="build-essential autoconf automake pkg-config clang prometheus python3-prom
   samba-ad-dc samba-ad-provision samba-dsdb-modules ldb-tools \
   libssl-dev libcurl4-openssl-dev libjansson-dev libsasl2-modules libsasl2-modules-gssapi-mit sasl2-bin \
   libc-ares-dev swaks libnet-ssleay-perl libio-socket-inet6-perl \
-  fail2ban pflogsumm postfix-lmdb python3"
+  fail2ban pflogsumm postfix-lmdb python3 libsystemd-dev systemd"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

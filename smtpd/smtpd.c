@@ -202,6 +202,8 @@ static void smtpd_store_try(void)
     }
     smtpd_store_reason[0] = 0;
     log_info("store %s opened", var_store_path);
+    /* The listeners were bound before the store is first tried: now we can answer. */
+    daemon_ready("accepting mail");
 }
 
 /* smtpd_stats_write - counters, atomically, to stats_file */
@@ -357,11 +359,14 @@ static void smtpd_signal_cb(evutil_socket_t sig, short what, void *arg)
     (void) what;
     (void) arg;
     if (sig == SIGHUP) {
+        daemon_notify("RELOADING=1");
         smtpd_reload();
+        daemon_notify(smtpd_store != NULL ? "READY=1" : "READY=1\nSTATUS=store unavailable, deferring recipients");
         return;
     }
     if (smtpd_stopping)
         return;
+    daemon_notify("STOPPING=1");
     log_info("stopping on signal %s: %d session%s open", sig == SIGTERM ? "TERM" : "INT",
              smtp_session_count(), smtp_session_count() == 1 ? "" : "s");
     smtpd_stopping = 1;

@@ -326,6 +326,8 @@ static STORE *syncd_store(char *err, size_t errlen)
 {
     if (syncd_st == NULL)
         syncd_st = store_open(var_store_path, STORE_CREATE, var_store_busy_ms, err, errlen);
+    if (syncd_st != NULL && syncd_run_user != NULL)
+        daemon_ready("running");        /* the daemon, not --once: its store is open */
     return syncd_st;
 }
 
@@ -622,7 +624,9 @@ static void syncd_loop(void)
 
         if (syncd_reloading) {
             syncd_reloading = 0;
+            daemon_notify("RELOADING=1");
             syncd_reload();
+            daemon_notify("READY=1");
         }
         for (int i = 0; i < syncd_nsources && !syncd_stopping && !syncd_reloading; i++) {
             SYNCD_SOURCE *s = &syncd_sources[i];
@@ -660,7 +664,15 @@ static int syncd_daemon(int foreground)
     daemon_become(SYNCD_NAME, foreground, syncd_run_pidfile, syncd_run_user, "syncd");
     log_info("starting: %d source%s, store %s", syncd_nsources, syncd_nsources == 1 ? "" : "s",
              var_store_path);
+    {
+        char err[512];
+
+        /* Open (or create) the store now, not at the first pull: READY=1 says it opened. */
+        if (syncd_store(err, sizeof(err)) == NULL)
+            log_err("%s; ready once it can be opened", err);
+    }
     syncd_loop();
+    daemon_notify("STOPPING=1");
     store_close(syncd_st);
     syncd_st = NULL;
     daemon_pidfile_remove(syncd_run_pidfile);
