@@ -158,6 +158,49 @@ int check_rcpt(STORE *st, const CHECK_OPTS *opts, const char *addr, size_t len, 
     return 0;
 }
 
+/*
+ * check_transport_domain - the domain's next hop once its entry is known:
+ * a domain entry without one means Postfix's default route
+ */
+static int check_transport_domain(int rc, CHECK_WHY *why)
+{
+    if (rc <= 0)
+        return rc;
+    if (why->nexthop[0] == 0) {
+        why->rule = CHECK_MISS_NEXTHOP;
+        return 0;
+    }
+    return 1;
+}
+
+/* check_transport - the next hop for an address, a domain or ".parent" */
+int check_transport(STORE *st, const CHECK_OPTS *opts, const char *key, size_t len, CHECK_WHY *why)
+{
+    ADDR a;
+
+    if (memchr(key, '@', len) == NULL)
+        return check_transport_domain(check_domain(st, key, len, why), why);
+
+    /*
+     * A full address, as Postfix's trivial-rewrite asks: parsed exactly as
+     * for relay_recipient_maps (case, quoting, IDN; the extension changes
+     * nothing, the next hop is per domain), so one spelling routes like
+     * every other. The recipient is not looked up: see check.h.
+     */
+    why->addr_err = 0;
+    why->address[0] = why->key[0] = why->domain[0] = why->nexthop[0] = 0;
+    if ((why->addr_err = addr_parse(key, len, opts->addr_flags, &a)) != ADDR_OK) {
+        why->rule = CHECK_MISS_ADDRESS;
+        return 0;
+    }
+    check_copy(why->address, sizeof(why->address), a.key);
+    if (a.is_null || a.is_literal || a.domain[0] == 0) {
+        why->rule = CHECK_MISS_DOMAIN;
+        return 0;
+    }
+    return check_transport_domain(check_domain_norm(st, a.domain, why), why);
+}
+
 /* check_rule_text - a short phrase for logs and `rcptgate query` */
 const char *check_rule_text(enum check_rule rule)
 {

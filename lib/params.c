@@ -128,7 +128,7 @@ static const CFG_PARAM params_lookupd[] = {
     {"max_connections", CFG_INT, "1000", &var_lookupd_maxconn, 1, 100000, NULL, NULL},
     {"socket_mode", CFG_STR, "0660", &var_lookupd_socket_mode, 0, 0, NULL, params_check_mode},
     {"socket_group", CFG_STR, "", &var_lookupd_socket_group, 0, 0, NULL, params_check_group},
-    {"reject_text", CFG_STR, "Recipient address rejected: User unknown", &var_lookupd_reject_text, 0, 0, NULL, NULL},
+    {"reject_text", CFG_STR, "User unknown", &var_lookupd_reject_text, 0, 0, NULL, NULL},
     {NULL, 0, NULL, NULL, 0, 0, NULL, NULL},
 };
 
