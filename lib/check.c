@@ -12,6 +12,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "addr.h"
 #include "check.h"
@@ -28,12 +29,68 @@ static void check_copy(char *dst, size_t size, const char *src)
     dst[n] = 0;
 }
 
+/*
+ * check_nexthop_norm - the transport named once in a next-hop list.
+ * Postfix's smtp client splits the next hop at commas and white space and
+ * takes each element for a host: "smtp:[b]:25" there is a malformed host,
+ * a fatal error that throttles the whole transport.
+ */
+int check_nexthop_norm(const char *in, char *out, size_t size)
+{
+    const char *colon = strchr(in, ':');
+    const char *p = in;
+    size_t tlen;
+    size_t n = 0;
+    int first = 1;
+    int rc = 0;
+
+    if (size == 0)
+        return -1;
+    out[0] = 0;
+    if (colon == NULL || strcspn(in, ", \t") < (size_t) (colon - in)) {
+        check_copy(out, size, in);      /* no transport name: nothing to repeat */
+        return 0;
+    }
+    tlen = (size_t) (colon - in);
+    while (*p) {
+        size_t len;
+        size_t name;
+
+        p += strspn(p, ", \t");
+        if ((len = strcspn(p, ", \t")) == 0)
+            break;
+        if (!first) {
+            name = strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.");
+            if (name == tlen && name < len && p[name] == ':' && strncasecmp(p, in, tlen) == 0) {
+                p += tlen + 1;          /* the same transport again */
+                len -= tlen + 1;
+            } else if (name > 0 && name + 1 < len && p[name] == ':' && p[name + 1] == '[') {
+                rc = -1;                /* "relay:[b]" after "smtp:[a]" */
+            }
+            if (n + 1 < size)
+                out[n++] = ',';
+        }
+        {
+            size_t take = len < size - 1 - n ? len : size - 1 - n;
+
+            memcpy(out + n, p, take);
+            n += take;
+        }
+        p += len;
+        first = 0;
+    }
+    out[n] = 0;
+    return rc;
+}
+
 /* check_found - record the domain entry that decided */
 static int check_found(const STORE_DOMAIN *dom, enum check_rule rule, CHECK_WHY *why)
 {
     why->rule = rule;
     check_copy(why->domain, sizeof(why->domain), dom->name);
-    check_copy(why->nexthop, sizeof(why->nexthop), dom->nexthop ? dom->nexthop : "");
+
+    /* An entry written before the admin command normalised it, answered as Postfix needs it. */
+    check_nexthop_norm(dom->nexthop ? dom->nexthop : "", why->nexthop, sizeof(why->nexthop));
     return 1;
 }
 

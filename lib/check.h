@@ -71,6 +71,16 @@ int check_domain(STORE *st, const char *name, size_t len, CHECK_WHY *why);
  */
 int check_transport(STORE *st, const CHECK_OPTS *opts, const char *key, size_t len, CHECK_WHY *why);
 
+/*
+ * check_nexthop_norm - a next-hop list as Postfix's transport tables take
+ * it: the transport named once, before the first element
+ * ("smtp:[10.1.0.2]:25,[10.1.0.3]:25"). A later element that names the
+ * first one's transport again ("smtp:[a]:25,smtp:[b]:25") loses the name.
+ * 0, or -1 when a later element names another transport ("smtp:[a],relay:[b]":
+ * one list has one transport). out holds size bytes (truncated to fit).
+ */
+int check_nexthop_norm(const char *in, char *out, size_t size);
+
 /* check_rule_text - a short phrase for a rule, for logs and query output */
 const char *check_rule_text(enum check_rule rule);
 

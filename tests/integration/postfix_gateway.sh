@@ -55,7 +55,9 @@ tl_ok "$(grep -q "^show_user_unknown_table_name = no" "$T/readme-tables.cf"; ech
 tl_ok "$(grep -q "check_policy_service unix:$POLICY\$" "$T/readme-policy.cf"; echo $?)" \
     "README: the policy line names the policy socket"
 
-# Two domains, two next hops: a.test and b.test (with its subdomains).
+# Two domains, two next hops: a.test and b.test (with its subdomains); and
+# c.test with a failover list whose first hop is down, written with the
+# transport on every element as rcptgate's docs once had it.
 SINK_PORT=$(( $(sm_port) + 2 ))
 SINK_A_PORT=$SINK_PORT
 sm_sink_start sink-a || tl_skip_all "smtp-sink does not start"
@@ -69,13 +71,18 @@ cat > "$T/recipients" <<EOF
 alice.smith@a.test OK
 bob@b.test OK
 carol@sub.b.test OK
+dave@c.test OK
 EOF
+DEAD_PORT=$((SINK_A_PORT + 7))
+! pf_listening "$DEAD_PORT"
+tl_ok $? "nothing listens on c.test's first next hop (127.0.0.1:$DEAD_PORT)"
 {
+    tl_admin domain add c.test "smtp:[127.0.0.1]:$DEAD_PORT,smtp:[127.0.0.1]:$SINK_B_PORT" &&
     tl_admin domain add a.test "smtp:[127.0.0.1]:$SINK_A_PORT" &&
     tl_admin domain add b.test "smtp:[127.0.0.1]:$SINK_B_PORT" --subdomains &&
     tl_admin import "$T/recipients"
 } >/dev/null 2>"$T/admin.err"
-tl_ok $? "store: a.test and b.test with their next hops, three recipients"
+tl_ok $? "store: a.test, b.test and c.test with their next hops, four recipients"
 
 # -v: lookupd logs every key Postfix asks, and its answer.
 tl_start_lookupd -v
@@ -132,11 +139,16 @@ send bob@b.test
 tl_ok $? "mail to bob@b.test queued"
 send carol@sub.b.test
 tl_ok $? "mail to carol@sub.b.test queued"
+send dave@c.test
+tl_ok $? "mail to dave@c.test queued"
 wait_count "$SINK_A" 1
-wait_count "$SINK_B" 2
+wait_count "$SINK_B" 3
 tl_is "$(sink_rcpts "$SINK_A")" "<Alice.Smith+news@A.test> " "a.test's next hop got a.test's mail, and only that"
-tl_is "$(sink_rcpts "$SINK_B")" "<bob@b.test> <carol@sub.b.test> " \
-    "b.test's next hop got b.test's and its subdomain's mail, and only that"
+tl_is "$(sink_rcpts "$SINK_B")" "<bob@b.test> <carol@sub.b.test> <dave@c.test> " \
+    "b.test's next hop got b.test's and its subdomain's mail, and c.test's after its dead first hop"
+tl_like "$(grep "to=<dave@c.test>" "$PF_LOG" | grep 'status=sent')" "relay=127\.0\.0\.1\[127\.0\.0\.1\]:$SINK_B_PORT" \
+    "c.test: Postfix failed over to the second next hop"
+tl_is "$(grep -c 'fatal:\|throttling' "$PF_LOG")" 0 "no Postfix process died on a next hop"
 tl_is "$(grep -c 'status=bounced' "$PF_LOG")" 0 "no mail fell through to the default route (relay_transport bounces)"
 tl_like "$(grep 'status=sent' "$PF_LOG" | grep -c "relay=127.0.0.1\[127.0.0.1\]:$SINK_A_PORT")" '^1$' \
     "Postfix logs a.test's mail as sent to a.test's next hop"
@@ -165,7 +177,7 @@ ck "lookupd back: unknown recipient 550 5.1.1" "$UNKNOWN_A" $SWAKS_FROM --to nob
 send alice.smith@a.test
 tl_ok $? "lookupd back: mail to alice.smith@a.test queued"
 wait_count "$SINK_A" 2
-tl_is "$(sm_sink_count "$SINK_A") $(sm_sink_count "$SINK_B")" "2 2" "lookupd back: the mail reached a.test's next hop"
+tl_is "$(sm_sink_count "$SINK_A") $(sm_sink_count "$SINK_B")" "2 3" "lookupd back: the mail reached a.test's next hop"
 tl_is "$(tr -d ' ' < "$PF_DIR/queue/pid/master.pid")" "$PF_MASTER" "the same Postfix master throughout"
 pf_stop
 
@@ -184,8 +196,8 @@ ck "policy: foreign domain, relay access denied" \
     "454 4.7.1 <x@foreign.test>: Relay access denied" $SWAKS_FROM --to x@foreign.test
 send carol@sub.b.test
 tl_ok $? "policy: mail to carol@sub.b.test queued"
-wait_count "$SINK_B" 3
-tl_is "$(sm_sink_count "$SINK_A") $(sm_sink_count "$SINK_B")" "2 3" "policy: the mail reached b.test's next hop"
+wait_count "$SINK_B" 4
+tl_is "$(sm_sink_count "$SINK_A") $(sm_sink_count "$SINK_B")" "2 4" "policy: the mail reached b.test's next hop"
 pf_stop
 
 # The policy alone, with the tables out of the way (relay domains listed in

@@ -59,6 +59,12 @@ pf_dirs() {
     chmod 666 "$PF_LOG"
 }
 
+# pf_listening PORT - 0 when something listens on 127.0.0.1:PORT now
+pf_listening() {
+    python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' \
+        "$1" 2>/dev/null
+}
+
 # pf_init [SINKPORT] - the private instance's configuration
 pf_init() {
     pf_dirs || return 1

@@ -44,7 +44,8 @@ static int setup(void **state)
         || store_domain_put(t_store, "example.net", "", 1) < 0
         || store_domain_put(t_store, "xn--bcher-kva.example", "", 0) < 0
         || store_domain_put(t_store, "catchall.example", "", 0) < 0
-        || store_domain_put(t_store, "routed.example", "relay:[10.3.0.1]:25", 1) < 0)
+        || store_domain_put(t_store, "routed.example", "relay:[10.3.0.1]:25", 1) < 0
+        || store_domain_put(t_store, "failover.example", "smtp:[10.4.0.1]:25,smtp:[10.4.0.2]:25", 0) < 0)
         return -1;
     if (store_replace_begin(t_store, "test", "import") < 0
         || store_replace_add(t_store, "john@example.com", STORE_KIND_USER) < 0
@@ -204,6 +205,7 @@ static const struct transport_case transport_cases[] = {
     {"x+y@A.B.Routed.Example", 1, CHECK_MATCH_PARENT, "relay:[10.3.0.1]:25"},
     {"a.routed.example", 1, CHECK_MATCH_PARENT, "relay:[10.3.0.1]:25"},
     {".routed.example", 1, CHECK_MATCH_PARENT, "relay:[10.3.0.1]:25"},
+    {"x@failover.example", 1, CHECK_MATCH_DOMAIN, "smtp:[10.4.0.1]:25,[10.4.0.2]:25"},
     {"john@sub.example.com", 0, CHECK_MISS_DOMAIN, NULL},
     {".example.com", 0, CHECK_MISS_DOMAIN, NULL},
     {"sales@example.net", 0, CHECK_MISS_NEXTHOP, NULL},
@@ -235,6 +237,44 @@ static void test_transport(void **state)
         if (c->nexthop)
             assert_string_equal(why.nexthop, c->nexthop);
     }
+}
+
+/*
+ * Next-hop lists as Postfix's transport tables need them: the transport
+ * named once. Postfix's smtp client dies on "smtp:[a]:25,smtp:[b]:25".
+ */
+static void test_nexthop_norm(void **state)
+{
+    static const struct {
+        const char *in, *out;
+        int rc;
+    } cases[] = {
+        {"smtp:[10.1.0.2]:25", "smtp:[10.1.0.2]:25", 0},
+        {"smtp:[10.1.0.2]:25,smtp:[10.1.0.3]:25", "smtp:[10.1.0.2]:25,[10.1.0.3]:25", 0},
+        {"SMTP:[a]:25,smtp:[b]:25,Smtp:c.example:2525", "SMTP:[a]:25,[b]:25,c.example:2525", 0},
+        {"smtp:[10.1.0.2]:25,[10.1.0.3]:25", "smtp:[10.1.0.2]:25,[10.1.0.3]:25", 0},
+        {"relay:[a]:25, relay:[b]:25", "relay:[a]:25,[b]:25", 0},
+        {"smtp:mx.example:2525,mx2.example:2525", "smtp:mx.example:2525,mx2.example:2525", 0},
+        {"smtp:[a]:25,relay:[b]:25", "smtp:[a]:25,relay:[b]:25", -1},
+        {":[10.1.0.2]", ":[10.1.0.2]", 0},
+        {"", "", 0},
+    };
+    char out[512];
+    char small[12];
+
+    (void) state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int rc = check_nexthop_norm(cases[i].in, out, sizeof(out));
+
+        if (rc != cases[i].rc || strcmp(out, cases[i].out) != 0) {
+            fprintf(stderr, "# %s: got %d \"%s\", want %d \"%s\"\n", cases[i].in, rc, out,
+                    cases[i].rc, cases[i].out);
+            fail();
+        }
+    }
+    /* truncated, never overrun */
+    assert_int_equal(check_nexthop_norm("smtp:[10.1.0.2]:25,smtp:[10.1.0.3]:25", small, sizeof(small)), 0);
+    assert_int_equal(strlen(small), sizeof(small) - 1);
 }
 
 /*
@@ -333,6 +373,7 @@ int main(void)
         cmocka_unit_test(test_rcpt_why),
         cmocka_unit_test(test_domain),
         cmocka_unit_test(test_transport),
+        cmocka_unit_test(test_nexthop_norm),
         cmocka_unit_test(test_domain_cache),
         cmocka_unit_test(test_broken),
         cmocka_unit_test(test_locked),
