@@ -137,6 +137,13 @@ tl_is "$(req RCPT bob@example.com | ask)" "action=550 5.1.1 No such person here"
 tl_stop_lookupd
 tl_ok $? "lookupd stopped with status 0"
 
+# Postfix's own prefix in reject_text would be said twice: a configuration error.
+sed 's/^reject_text = .*/reject_text = Recipient address rejected: User unknown/' "$CONF" > "$T/prefix.conf"
+"$RG_LOOKUPD" -c "$T/prefix.conf" -n > "$T/n.out" 2>&1
+rc=$?
+tl_is "$rc" 78 "reject_text with Postfix's prefix: lookupd -n exits 78"
+tl_like "$(cat "$T/n.out")" 'reject_text.*Postfix writes' "and says Postfix writes the prefix itself"
+
 # A broken store: 451 4.3.0 (as Postfix's own failed table lookup), never a 5xx.
 rm -f "$STORE" "$STORE-wal" "$STORE-shm"
 printf 'garbage, not a database\n%.0s' 1 2 3 4 5 6 7 8 9 10 > "$STORE"
