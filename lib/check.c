@@ -12,6 +12,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "addr.h"
 #include "check.h"
@@ -28,12 +29,68 @@ static void check_copy(char *dst, size_t size, const char *src)
     dst[n] = 0;
 }
 
+/*
+ * check_nexthop_norm - the transport named once in a next-hop list.
+ * Postfix's smtp client splits the next hop at commas and white space and
+ * takes each element for a host: "smtp:[b]:25" there is a malformed host,
+ * a fatal error that throttles the whole transport.
+ */
+int check_nexthop_norm(const char *in, char *out, size_t size)
+{
+    const char *colon = strchr(in, ':');
+    const char *p = in;
+    size_t tlen;
+    size_t n = 0;
+    int first = 1;
+    int rc = 0;
+
+    if (size == 0)
+        return -1;
+    out[0] = 0;
+    if (colon == NULL || strcspn(in, ", \t") < (size_t) (colon - in)) {
+        check_copy(out, size, in);      /* no transport name: nothing to repeat */
+        return 0;
+    }
+    tlen = (size_t) (colon - in);
+    while (*p) {
+        size_t len;
+        size_t name;
+
+        p += strspn(p, ", \t");
+        if ((len = strcspn(p, ", \t")) == 0)
+            break;
+        if (!first) {
+            name = strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.");
+            if (name == tlen && name < len && p[name] == ':' && strncasecmp(p, in, tlen) == 0) {
+                p += tlen + 1;          /* the same transport again */
+                len -= tlen + 1;
+            } else if (name > 0 && name + 1 < len && p[name] == ':' && p[name + 1] == '[') {
+                rc = -1;                /* "relay:[b]" after "smtp:[a]" */
+            }
+            if (n + 1 < size)
+                out[n++] = ',';
+        }
+        {
+            size_t take = len < size - 1 - n ? len : size - 1 - n;
+
+            memcpy(out + n, p, take);
+            n += take;
+        }
+        p += len;
+        first = 0;
+    }
+    out[n] = 0;
+    return rc;
+}
+
 /* check_found - record the domain entry that decided */
 static int check_found(const STORE_DOMAIN *dom, enum check_rule rule, CHECK_WHY *why)
 {
     why->rule = rule;
     check_copy(why->domain, sizeof(why->domain), dom->name);
-    check_copy(why->nexthop, sizeof(why->nexthop), dom->nexthop ? dom->nexthop : "");
+
+    /* An entry written before the admin command normalised it, answered as Postfix needs it. */
+    check_nexthop_norm(dom->nexthop ? dom->nexthop : "", why->nexthop, sizeof(why->nexthop));
     return 1;
 }
 
@@ -156,6 +213,49 @@ int check_rcpt(STORE *st, const CHECK_OPTS *opts, const char *addr, size_t len, 
         return rc;
     why->rule = CHECK_MISS_USER;
     return 0;
+}
+
+/*
+ * check_transport_domain - the domain's next hop once its entry is known:
+ * a domain entry without one means Postfix's default route
+ */
+static int check_transport_domain(int rc, CHECK_WHY *why)
+{
+    if (rc <= 0)
+        return rc;
+    if (why->nexthop[0] == 0) {
+        why->rule = CHECK_MISS_NEXTHOP;
+        return 0;
+    }
+    return 1;
+}
+
+/* check_transport - the next hop for an address, a domain or ".parent" */
+int check_transport(STORE *st, const CHECK_OPTS *opts, const char *key, size_t len, CHECK_WHY *why)
+{
+    ADDR a;
+
+    if (memchr(key, '@', len) == NULL)
+        return check_transport_domain(check_domain(st, key, len, why), why);
+
+    /*
+     * A full address, as Postfix's trivial-rewrite asks: parsed exactly as
+     * for relay_recipient_maps (case, quoting, IDN; the extension changes
+     * nothing, the next hop is per domain), so one spelling routes like
+     * every other. The recipient is not looked up: see check.h.
+     */
+    why->addr_err = 0;
+    why->address[0] = why->key[0] = why->domain[0] = why->nexthop[0] = 0;
+    if ((why->addr_err = addr_parse(key, len, opts->addr_flags, &a)) != ADDR_OK) {
+        why->rule = CHECK_MISS_ADDRESS;
+        return 0;
+    }
+    check_copy(why->address, sizeof(why->address), a.key);
+    if (a.is_null || a.is_literal || a.domain[0] == 0) {
+        why->rule = CHECK_MISS_DOMAIN;
+        return 0;
+    }
+    return check_transport_domain(check_domain_norm(st, a.domain, why), why);
 }
 
 /* check_rule_text - a short phrase for logs and `rcptgate query` */

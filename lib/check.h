@@ -58,6 +58,29 @@ int check_rcpt(STORE *st, const CHECK_OPTS *opts, const char *addr, size_t len, 
  */
 int check_domain(STORE *st, const char *name, size_t len, CHECK_WHY *why);
 
+/*
+ * check_transport - the next hop for a transport_maps key. Postfix asks a
+ * socketmap table with the full recipient address only ("Alice+x@Example.COM",
+ * never the domain); postmap -q and other clients may ask with a domain or
+ * ".parent". An address is read with the recipients rules and routed by its
+ * domain, whether or not the recipient itself is valid (validity is
+ * relay_recipient_maps' job; the domain's own server bounces what it does not
+ * know). 1: ours with a next hop of its own (why->nexthop); 0: ours with the
+ * default next hop (CHECK_MISS_NEXTHOP, why->domain set), not ours, or
+ * malformed; -1 store failure.
+ */
+int check_transport(STORE *st, const CHECK_OPTS *opts, const char *key, size_t len, CHECK_WHY *why);
+
+/*
+ * check_nexthop_norm - a next-hop list as Postfix's transport tables take
+ * it: the transport named once, before the first element
+ * ("smtp:[10.1.0.2]:25,[10.1.0.3]:25"). A later element that names the
+ * first one's transport again ("smtp:[a]:25,smtp:[b]:25") loses the name.
+ * 0, or -1 when a later element names another transport ("smtp:[a],relay:[b]":
+ * one list has one transport). out holds size bytes (truncated to fit).
+ */
+int check_nexthop_norm(const char *in, char *out, size_t size);
+
 /* check_rule_text - a short phrase for a rule, for logs and query output */
 const char *check_rule_text(enum check_rule rule);
 

@@ -11,6 +11,7 @@
 #include <pwd.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "addr.h"
@@ -95,6 +96,21 @@ static int params_check_group(const char *value, char *err, size_t errlen)
     return -1;
 }
 
+/*
+ * params_check_reject_text - the policy service's text, without the prefix
+ * Postfix's smtpd writes itself (this setting's default held it once)
+ */
+static int params_check_reject_text(const char *value, char *err, size_t errlen)
+{
+    static const char prefix[] = "Recipient address rejected:";
+
+    if (strncasecmp(value, prefix, sizeof(prefix) - 1) != 0 && value[0] != '<')
+        return 0;
+    snprintf(err, errlen, "Postfix writes \"<recipient>: %s \" itself; give only the text"
+             " after it, such as \"User unknown\"", prefix);
+    return -1;
+}
+
 static const CFG_PARAM params_store[] = {
     {"path", CFG_PATH, RG_LOCALSTATEDIR "/lib/rcptgate/rcptgate.db", &var_store_path, 0, 0, NULL, NULL},
     {"busy_timeout", CFG_TIME, "2s", &var_store_busy_ms, 1, 60000, NULL, NULL},
@@ -128,7 +144,7 @@ static const CFG_PARAM params_lookupd[] = {
     {"max_connections", CFG_INT, "1000", &var_lookupd_maxconn, 1, 100000, NULL, NULL},
     {"socket_mode", CFG_STR, "0660", &var_lookupd_socket_mode, 0, 0, NULL, params_check_mode},
     {"socket_group", CFG_STR, "", &var_lookupd_socket_group, 0, 0, NULL, params_check_group},
-    {"reject_text", CFG_STR, "Recipient address rejected: User unknown", &var_lookupd_reject_text, 0, 0, NULL, NULL},
+    {"reject_text", CFG_STR, "User unknown", &var_lookupd_reject_text, 0, 0, NULL, params_check_reject_text},
     {NULL, 0, NULL, NULL, 0, 0, NULL, NULL},
 };
 

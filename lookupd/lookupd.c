@@ -14,7 +14,7 @@
  *   single write().
  *
  *   The store may be missing, locked, corrupt or too new: lookupd starts
- *   anyway and answers "try later" (socketmap TEMP, policy DEFER_IF_PERMIT)
+ *   anyway and answers "try later" (socketmap TEMP, policy 451 4.3.0)
  *   until it can open it. A lookup error closes the handle; it is reopened
  *   at most once a second, so a broken store costs one busy timeout per
  *   second rather than one per request.

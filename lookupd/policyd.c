@@ -8,11 +8,22 @@
  *   valid recipient                       action=DUNNO
  *   domain not ours, malformed address    action=DUNNO (Postfix's relay
  *                                         rules decide, not us)
- *   our domain, unknown recipient         action=REJECT 5.1.1 <rcpt>: TEXT
- *   store failure                         action=DEFER_IF_PERMIT 4.3.0 ...
+ *   our domain, unknown recipient         action=550 5.1.1 TEXT
+ *   store failure                         action=451 4.3.0 Temporary lookup failure
  *   any other protocol state              action=DUNNO
  *   a request type other than
  *   smtpd_access_policy                   action=DUNNO, logged
+ *
+ * The refusals are numeric actions because of what Postfix's smtpd makes
+ * of an action: it always writes "<rcpt>: Recipient address rejected: "
+ * before the text itself, and takes the reply code from a numeric action
+ * (REJECT would be access_map_reject_code, 554). So "550 5.1.1 User
+ * unknown" reaches the client as "550 5.1.1 <rcpt>: Recipient address
+ * rejected: User unknown", byte for byte what Postfix answers from
+ * relay_recipient_maps with show_user_unknown_table_name = no, and log
+ * summaries count one reason, not one per address. A store failure gets
+ * the code and status Postfix gives a failed table lookup (451 4.3.0);
+ * at once, not DEFER_IF_PERMIT, like a table that cannot answer.
  *
  * Input that is not the protocol (a line without "=", a request over
  * 10 KB or 100 attributes, no request= attribute) is logged and the
@@ -83,7 +94,7 @@ static int policyd_decide(LOOKUPD_CONN *conn, const POLICYD_REQ *req, char *acti
     if (st == NULL || (rc = check_rcpt(st, &lookupd_check_opts, req->rcpt, req->rcpt_len, &policyd_why)) < 0) {
         if (st != NULL)
             lookupd_store_failed(store_error(st));      /* logs it */
-        snprintf(action, size, "DEFER_IF_PERMIT 4.3.0 Recipient lookup temporarily failed");
+        snprintf(action, size, "451 4.3.0 Temporary lookup failure");
         return POLICYD_DEFER;
     }
     if (rc == 1 || policyd_why.rule != CHECK_MISS_USER) {
@@ -92,12 +103,12 @@ static int policyd_decide(LOOKUPD_CONN *conn, const POLICYD_REQ *req, char *acti
         return POLICYD_DUNNO;
     }
     {
-        char rcpt[320];
         char text[512];
 
-        lookupd_safe_text(rcpt, sizeof(rcpt), req->rcpt, req->rcpt_len);
-        lookupd_safe_text(text, sizeof(text), var_lookupd_reject_text, strlen(var_lookupd_reject_text));
-        snprintf(action, size, "REJECT 5.1.1 <%s>: %s", rcpt, text);
+        /* Postfix adds "<rcpt>: Recipient address rejected: " itself. */
+        if (lookupd_safe_text(text, sizeof(text), var_lookupd_reject_text, strlen(var_lookupd_reject_text)) == 0)
+            snprintf(text, sizeof(text), "User unknown");
+        snprintf(action, size, "550 5.1.1 %s", text);
     }
     return POLICYD_REJECT;
 }

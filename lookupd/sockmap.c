@@ -9,10 +9,11 @@
  * Maps:
  *   recipients  relay_recipient_maps: "OK <kind>" for a valid recipient
  *   domains     relay_domains: "OK <our domain entry>"
- *   transport   transport_maps: "OK <nexthop>" for one of our domains that
- *               has a next hop of its own; Postfix asks with the full
- *               address first, which is always NOTFOUND here so that it
- *               goes on to ask with the domain.
+ *   transport   transport_maps: "OK <nexthop>" for an address (or a domain)
+ *               of one of our domains that has a next hop of its own.
+ *               Postfix asks a socketmap table with the full recipient
+ *               address only, never with the domain or ".parent"; other
+ *               clients (postmap -q) may ask with a domain.
  * A store failure is "TEMP <reason>", never NOTFOUND: Postfix then defers
  * (4xx) instead of bouncing mail for a recipient we could not check.
  */
@@ -105,29 +106,21 @@ static size_t sockmap_domains(const char *key, size_t klen, char *out, size_t si
     return sockmap_put(out, size, "OK", dom, strlen(dom));
 }
 
-/* sockmap_transport - transport_maps: only domains with their own next hop */
+/* sockmap_transport - transport_maps: the next hop of the key's domain */
 static size_t sockmap_transport(const char *key, size_t klen, char *out, size_t size, int *outcome)
 {
     const char *reason;
-    STORE *st;
+    STORE *st = lookupd_store(&reason);
     int rc;
 
-    /*
-     * Postfix asks "user@domain" (and "user+ext@domain") before "domain":
-     * the next hop is per domain, so an address is never found here.
-     */
-    if (memchr(key, '@', klen) != NULL) {
-        *outcome = SOCKMAP_NOTFOUND;
-        return sockmap_put(out, size, "NOTFOUND", "", 0);
-    }
-    st = lookupd_store(&reason);
-    if (st == NULL || (rc = check_domain(st, key, klen, &sockmap_why)) < 0) {
+    /* Postfix asks with the full address; check_transport() reads it (see check.h). */
+    if (st == NULL || (rc = check_transport(st, &lookupd_check_opts, key, klen, &sockmap_why)) < 0) {
         *outcome = SOCKMAP_TEMP;
         return sockmap_temp(out, size, st, reason);
     }
 
     /* Not ours, or ours with the default next hop: Postfix's default applies. */
-    if (rc == 0 || sockmap_why.nexthop[0] == 0) {
+    if (rc == 0) {
         *outcome = SOCKMAP_NOTFOUND;
         return sockmap_put(out, size, "NOTFOUND", "", 0);
     }

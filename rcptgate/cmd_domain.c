@@ -8,15 +8,17 @@
  * DOMAIN is stored normalised (lowercase A-label, as addr_domain() gives
  * it), so "Bücher.Example" and "xn--bcher-kva.example" are one entry.
  * NEXTHOP is Postfix transport syntax ("smtp:[10.1.0.2]:25", several
- * comma-separated for failover), stored as given and handed to Postfix's
- * transport_maps by lookupd: it is checked here, because a typo would
- * otherwise surface only as deferred mail.
+ * comma-separated for failover: "smtp:[10.1.0.2]:25,[10.1.0.3]:25"), handed
+ * to Postfix's transport_maps by lookupd: it is checked here, because a
+ * typo would otherwise surface only as deferred mail, and stored with the
+ * transport named once (see check_nexthop_norm()).
  */
 #include "config.h"
 
 #include <stdio.h>
 #include <string.h>
 
+#include "check.h"
 #include "rcptgate.h"
 
 /* The next hop must fit CHECK_WHY.nexthop. */
@@ -105,6 +107,7 @@ static int domain_add(int argc, char **argv)
 {
     char name[ADDR_DOMAIN_MAX + 1];
     char why[256];
+    char hop[DOMAIN_NEXTHOP_MAX + 1];
     const char *domain = NULL;
     const char *nexthop = NULL;
     int subdomains = 0;
@@ -131,6 +134,19 @@ static int domain_add(int argc, char **argv)
     if (nexthop != NULL && domain_nexthop_ok(nexthop, why, sizeof(why)) < 0) {
         rcptgate_error("next hop \"%s\": %s", nexthop, why);
         return RCPTGATE_EX_NOTFOUND;
+    }
+
+    /*
+     * Stored as Postfix's transport tables take a list: the transport
+     * named once ("smtp:[a]:25,smtp:[b]:25" becomes "smtp:[a]:25,[b]:25").
+     */
+    if (nexthop != NULL) {
+        if (check_nexthop_norm(nexthop, hop, sizeof(hop)) < 0) {
+            rcptgate_error("next hop \"%s\": every element must use the first one's transport"
+                           " (Postfix names it once: smtp:[10.1.0.2]:25,[10.1.0.3]:25)", nexthop);
+            return RCPTGATE_EX_NOTFOUND;
+        }
+        nexthop = hop;
     }
     if ((st = rcptgate_store(STORE_CREATE)) == NULL)
         return RCPTGATE_EX_STORE;

@@ -10,7 +10,7 @@
  * hears 250 only once the downstream took the message.
  *
  * Next hops are in Postfix transport syntax, comma-separated for
- * failover: "smtp:[10.0.0.5]:25,smtp:[mx2.internal]:2525". The brackets
+ * failover: "smtp:[10.0.0.5]:25,[mx2.internal]:2525". The brackets
  * mean "this host, no MX lookup" (the only form an internal relay needs);
  * a name is resolved without blocking. A next hop that refuses the
  * connection, or answers the banner, EHLO or MAIL with 4xx, is skipped

@@ -43,6 +43,10 @@ tl_ok "$([ ! -e "$STORE" ]; echo $?)" "a reader does not create the store"
 # --- domains
 run domain add Example.COM 'smtp:[10.1.0.2]:25,smtp:[10.1.0.3]:25'
 tl_is "$rc" 0 "domain add with a failover next hop"
+tl_like "$(cat "$T/out")" 'next hop smtp:\[10\.1\.0\.2\]:25,\[10\.1\.0\.3\]:25$' \
+    "failover next hop stored with the transport named once, as Postfix needs it"
+run domain add mixed.example 'smtp:[10.1.0.2]:25,relay:[10.1.0.3]:25'
+tl_is "$rc" 1 "a failover list naming two transports is refused"
 run domain add bücher.example --subdomains
 tl_is "$rc" 0 "domain add of an IDN with --subdomains"
 run domain add gone.example
@@ -58,7 +62,7 @@ tl_is "$rc" 0 "domain del"
 run domain del gone.example
 tl_is "$rc" 1 "domain del of an absent domain exits 1"
 run domain list
-tl_is "$(cat "$T/out")" "$(printf 'example.com\tsmtp:[10.1.0.2]:25,smtp:[10.1.0.3]:25\t-\nxn--bcher-kva.example\t-\tsubdomains')" \
+tl_is "$(cat "$T/out")" "$(printf 'example.com\tsmtp:[10.1.0.2]:25,[10.1.0.3]:25\t-\nxn--bcher-kva.example\t-\tsubdomains')" \
     "domain list: normalised names, next hops, subdomain flag, in order"
 
 # --- static entries

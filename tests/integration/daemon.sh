@@ -117,7 +117,7 @@ tl_stop_lookupd
 tl_start_lookupd 5>&- 6>&-
 ask 'recipients alice@example.com' 'recipients ALICE@example.com' 'recipients bob@example.com' \
     'domains example.com' 'domains foreign.test' 'domains example.com' \
-    'transport example.com' 'transport alice@example.com' 'nosuch x' 'nospace' > /dev/null
+    'transport example.com' 'transport alice@example.com' 'transport x@foreign.test' 'nosuch x' 'nospace' > /dev/null
 ask 'recipients alice@example.com' > /dev/null
 printf 'request=smtpd_access_policy\nprotocol_state=RCPT\nrecipient=bob@example.com\n\n' |
     "$RG_CLIENT" -p "unix:$POLICY" > /dev/null
@@ -126,7 +126,7 @@ sleep 1.5                                   # stats_interval is 1s: the file is 
 stat_of() { sed -n "s/^$1 //p" "$T/lookupd.stats"; }
 tl_is "$(stat_of socketmap.recipients.ok) $(stat_of socketmap.recipients.notfound)" "3 1" "stats: recipients ok/notfound"
 tl_is "$(stat_of socketmap.domains.ok) $(stat_of socketmap.domains.notfound)" "2 1" "stats: domains ok/notfound"
-tl_is "$(stat_of socketmap.transport.ok) $(stat_of socketmap.transport.notfound)" "1 1" "stats: transport ok/notfound"
+tl_is "$(stat_of socketmap.transport.ok) $(stat_of socketmap.transport.notfound)" "2 1" "stats: transport ok/notfound"
 tl_is "$(stat_of socketmap.unknown.perm)" "2" "stats: unknown map and malformed request"
 tl_is "$(stat_of socketmap.recipients.temp)" "0" "stats: no TEMP"
 tl_is "$(stat_of policy.reject)" "1" "stats: policy reject"

@@ -68,7 +68,13 @@ check sub.example.com domains "" 1 "domains: subdomain not allowed"
 check example.com transport "smtp:[10.1.0.2]:25" 0 "transport: next hop of example.com"
 check example.org transport "" 1 "transport: our domain with the default next hop"
 check foreign.net transport "" 1 "transport: not ours"
-check alice@example.com transport "" 1 "transport: full address is never a key"
+# Postfix asks a socketmap transport table with the full address only.
+check alice@example.com transport "smtp:[10.1.0.2]:25" 0 "transport: full address, next hop of its domain"
+check Alice.Smith+news@Example.COM transport "smtp:[10.1.0.2]:25" 0 "transport: full address, mixed case and +tag"
+check carol@example.com transport "smtp:[10.1.0.2]:25" 0 "transport: unknown recipient of our domain, still its next hop"
+check anyone@example.org transport "" 1 "transport: address of our domain with the default next hop"
+check alice@foreign.net transport "" 1 "transport: address of a domain not ours"
+check 'alice@@example.com' transport "" 1 "transport: malformed address"
 
 # An unknown map is a permanent error, which postmap reports, not "not found".
 tl_postmap alice@example.com nosuchmap

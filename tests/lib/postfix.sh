@@ -15,7 +15,22 @@
 #   pf_log                the instance's log ($PF_LOG) on stdout
 #   pf_accepted           how many messages it queued
 #
-# After pf_init: PF_DIR, PF_PORT, PF_LOG.
+# The same instance as the gateway in front (the role rcptgate's README
+# gives Postfix), instead of pf_init:
+#
+#   pf_gateway_init       the directories, PF_PORT and PF_LOG
+#   pf_gateway_conf FILE...  main.cf: the instance's own settings (below),
+#                         then the main.cf lines in FILE... as they are.
+#                         Between pf_stop and pf_start to change variant.
+#
+# The gateway's own settings: no local delivery, mynetworks 127.0.0.2/32
+# (a client at 127.0.0.1 is an outsider, as on the Internet), Postfix's
+# default relay restrictions, and mail for a relay domain that no
+# transport_maps entry routes bounced at once by relay_transport (logged
+# "status=bounced (no next hop from transport_maps)") instead of going to
+# DNS; bounces themselves are discarded.
+#
+# After pf_init or pf_gateway_init: PF_DIR, PF_PORT, PF_LOG.
 
 POSTFIX=${POSTFIX:-$(command -v postfix || echo /usr/sbin/postfix)}
 
@@ -31,8 +46,8 @@ pf_wait_port() {
     return 0
 }
 
-# pf_init [SINKPORT] - the private instance's configuration
-pf_init() {
+# pf_dirs - PF_DIR, PF_PORT, PF_LOG and the instance's directories
+pf_dirs() {
     tl_shared_dir || return 1
     PF_DIR="$TS/pf"
     PF_PORT=$(sm_port)
@@ -40,6 +55,19 @@ pf_init() {
     mkdir -p "$PF_DIR/queue" "$PF_DIR/data"
     chown postfix "$PF_DIR/data" 2>/dev/null
     chmod 755 "$PF_DIR" "$PF_DIR/queue"
+    : > "$PF_LOG"
+    chmod 666 "$PF_LOG"
+}
+
+# pf_listening PORT - 0 when something listens on 127.0.0.1:PORT now
+pf_listening() {
+    python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' \
+        "$1" 2>/dev/null
+}
+
+# pf_init [SINKPORT] - the private instance's configuration
+pf_init() {
+    pf_dirs || return 1
     if [ -n "$1" ]; then
         _pf_deliver="relayhost = [127.0.0.1]:$1
 default_transport = smtp"
@@ -81,6 +109,11 @@ smtpd_tls_loglevel = 1
 smtpd_tls_received_header = yes
 CF
     fi
+    pf_master_cf
+}
+
+# pf_master_cf - master.cf: every service unchrooted, smtpd on 127.0.0.1:$PF_PORT
+pf_master_cf() {
     cat > "$PF_DIR/master.cf" <<CF
 127.0.0.1:$PF_PORT inet n - n - - smtpd
 cleanup   unix  n - n - 0 cleanup
@@ -103,8 +136,40 @@ scache    unix  - - n - 1 scache
 postlog   unix-dgram n - n - 1 postlogd
 showq     unix  n - n - - showq
 CF
-    : > "$PF_LOG"
-    chmod 666 "$PF_LOG"
+}
+
+# pf_gateway_init - a private instance to stand in front as the gateway
+pf_gateway_init() {
+    pf_dirs && pf_master_cf
+}
+
+# pf_gateway_conf FILE... - main.cf: the instance's settings, then FILE...
+pf_gateway_conf() {
+    cat > "$PF_DIR/main.cf" <<CF
+compatibility_level = 3.6
+queue_directory = $PF_DIR/queue
+data_directory = $PF_DIR/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = gateway.test
+mydomain = gateway.test
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.2/32
+smtp_tls_security_level = none
+relay_transport = error:5.3.5 no next hop from transport_maps
+default_transport = discard
+alias_maps =
+alias_database =
+local_recipient_maps =
+maillog_file = $PF_LOG
+maillog_file_prefixes = $TS
+smtpd_banner = \$myhostname ESMTP
+smtp_connect_timeout = 5s
+master_service_disable = pickup
+CF
+    cat "$@" >> "$PF_DIR/main.cf"
 }
 
 # pf_start - check the config and start the instance

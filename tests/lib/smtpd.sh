@@ -91,10 +91,11 @@ sm_swaks() {
 #                       line in $T/chat.out ("CLOSED" when smtpd hung up).
 #                       -p PORT talks to another listener, -t SECS waits
 #                       longer for replies (default 10).
-# sm_sink_start         start smtp-sink on $SINK_PORT writing each message
-#                       to $SINK_DIR (in the shared scratch, see
-#                       tl_shared_dir); SINK_PID
-# sm_sink_count         how many messages reached the sink
+# sm_sink_start [NAME]  start smtp-sink on $SINK_PORT writing each message
+#                       to $SINK_DIR, $TS/NAME (default sink; in the shared
+#                       scratch, see tl_shared_dir); SINK_PID. For a second
+#                       sink, set SINK_PORT again and give another NAME.
+# sm_sink_count [DIR]   how many messages reached the sink (or DIR)
 # sm_line N [FILE]      line N of $T/chat.out (or FILE)
 SMTPCHAT="${PYTHON3:-python3} $top_srcdir/tests/tools/smtpchat.py"
 SMTP_SINK=${SMTP_SINK:-$(command -v smtp-sink || echo /usr/sbin/smtp-sink)}
@@ -132,7 +133,7 @@ sm_line() {
 sm_sink_start() {
     : "${SINK_PORT:=$(( $(sm_port) + 2 ))}"
     tl_shared_dir || return 1
-    SINK_DIR="$TS/sink"
+    SINK_DIR="$TS/${1:-sink}"
     mkdir -p "$SINK_DIR"
     _sm_u=""
     if [ "$(id -u)" = 0 ]; then
@@ -141,7 +142,7 @@ sm_sink_start() {
         chown nobody "$SINK_DIR"
     fi
     # shellcheck disable=SC2086
-    "$SMTP_SINK" $_sm_u -d "$SINK_DIR/%M." "127.0.0.1:$SINK_PORT" 100 2>>"$T/sink.log" &
+    "$SMTP_SINK" $_sm_u -d "$SINK_DIR/%M." "127.0.0.1:$SINK_PORT" 100 2>>"$T/${1:-sink}.log" &
     SINK_PID=$!
     tl_pids="$tl_pids $SINK_PID"
     _sm_i=0
@@ -154,7 +155,7 @@ sm_sink_start() {
 }
 
 sm_sink_count() {
-    find "$SINK_DIR" -type f | wc -l | tr -d ' '
+    find "${1:-$SINK_DIR}" -type f | wc -l | tr -d ' '
 }
 
 # ---------------------------------------------------------------- timed raw client

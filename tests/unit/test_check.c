@@ -43,7 +43,9 @@ static int setup(void **state)
     if (store_domain_put(t_store, "example.com", "smtp:[10.1.0.2]:25", 0) < 0
         || store_domain_put(t_store, "example.net", "", 1) < 0
         || store_domain_put(t_store, "xn--bcher-kva.example", "", 0) < 0
-        || store_domain_put(t_store, "catchall.example", "", 0) < 0)
+        || store_domain_put(t_store, "catchall.example", "", 0) < 0
+        || store_domain_put(t_store, "routed.example", "relay:[10.3.0.1]:25", 1) < 0
+        || store_domain_put(t_store, "failover.example", "smtp:[10.4.0.1]:25,smtp:[10.4.0.2]:25", 0) < 0)
         return -1;
     if (store_replace_begin(t_store, "test", "import") < 0
         || store_replace_add(t_store, "john@example.com", STORE_KIND_USER) < 0
@@ -178,6 +180,103 @@ static void test_domain(void **state)
     }
 }
 
+struct transport_case {
+    const char *key;
+    int want;
+    enum check_rule rule;
+    const char *nexthop;        /* expected with want 1, or NULL */
+};
+
+/*
+ * transport_maps keys: Postfix's full address in any spelling, and the
+ * domain forms other clients use. An unknown recipient of our domain still
+ * gets the domain's next hop (validity is the recipients table's job).
+ */
+static const struct transport_case transport_cases[] = {
+    {"john@example.com", 1, CHECK_MATCH_DOMAIN, "smtp:[10.1.0.2]:25"},
+    {"John.Smith+news@Example.COM", 1, CHECK_MATCH_DOMAIN, "smtp:[10.1.0.2]:25"},
+    {"<john@example.com>", 1, CHECK_MATCH_DOMAIN, "smtp:[10.1.0.2]:25"},
+    {"\"john doe\"@example.com", 1, CHECK_MATCH_DOMAIN, "smtp:[10.1.0.2]:25"},
+    {"nobody@example.com", 1, CHECK_MATCH_DOMAIN, "smtp:[10.1.0.2]:25"},
+    {"john@example.com.", 1, CHECK_MATCH_DOMAIN, "smtp:[10.1.0.2]:25"},
+    {"example.com", 1, CHECK_MATCH_DOMAIN, "smtp:[10.1.0.2]:25"},
+    {"EXAMPLE.com", 1, CHECK_MATCH_DOMAIN, "smtp:[10.1.0.2]:25"},
+    {"x@routed.example", 1, CHECK_MATCH_DOMAIN, "relay:[10.3.0.1]:25"},
+    {"x+y@A.B.Routed.Example", 1, CHECK_MATCH_PARENT, "relay:[10.3.0.1]:25"},
+    {"a.routed.example", 1, CHECK_MATCH_PARENT, "relay:[10.3.0.1]:25"},
+    {".routed.example", 1, CHECK_MATCH_PARENT, "relay:[10.3.0.1]:25"},
+    {"x@failover.example", 1, CHECK_MATCH_DOMAIN, "smtp:[10.4.0.1]:25,[10.4.0.2]:25"},
+    {"john@sub.example.com", 0, CHECK_MISS_DOMAIN, NULL},
+    {".example.com", 0, CHECK_MISS_DOMAIN, NULL},
+    {"sales@example.net", 0, CHECK_MISS_NEXTHOP, NULL},
+    {"x@sub.example.net", 0, CHECK_MISS_NEXTHOP, NULL},
+    {"example.net", 0, CHECK_MISS_NEXTHOP, NULL},
+    {"john@example.org", 0, CHECK_MISS_DOMAIN, NULL},
+    {"example.org", 0, CHECK_MISS_DOMAIN, NULL},
+    {"john@[10.1.0.2]", 0, CHECK_MISS_DOMAIN, NULL},
+    {"john@@example.com", 0, CHECK_MISS_ADDRESS, NULL},
+    {"john%evil@example.com", 0, CHECK_MISS_ADDRESS, NULL},
+    {"@example.com", 0, CHECK_MISS_ADDRESS, NULL},
+    {"", 0, CHECK_MISS_ADDRESS, NULL},
+};
+
+static void test_transport(void **state)
+{
+    (void) state;
+    for (size_t i = 0; i < sizeof(transport_cases) / sizeof(transport_cases[0]); i++) {
+        const struct transport_case *c = &transport_cases[i];
+        CHECK_OPTS opts = {"+", 0};
+        CHECK_WHY why;
+        int rc = check_transport(t_store, &opts, c->key, strlen(c->key), &why);
+
+        if (rc != c->want || why.rule != c->rule) {
+            fprintf(stderr, "# %s: got %d rule %d (%s), want %d rule %d\n", c->key, rc, why.rule,
+                    check_rule_text(why.rule), c->want, c->rule);
+            fail();
+        }
+        if (c->nexthop)
+            assert_string_equal(why.nexthop, c->nexthop);
+    }
+}
+
+/*
+ * Next-hop lists as Postfix's transport tables need them: the transport
+ * named once. Postfix's smtp client dies on "smtp:[a]:25,smtp:[b]:25".
+ */
+static void test_nexthop_norm(void **state)
+{
+    static const struct {
+        const char *in, *out;
+        int rc;
+    } cases[] = {
+        {"smtp:[10.1.0.2]:25", "smtp:[10.1.0.2]:25", 0},
+        {"smtp:[10.1.0.2]:25,smtp:[10.1.0.3]:25", "smtp:[10.1.0.2]:25,[10.1.0.3]:25", 0},
+        {"SMTP:[a]:25,smtp:[b]:25,Smtp:c.example:2525", "SMTP:[a]:25,[b]:25,c.example:2525", 0},
+        {"smtp:[10.1.0.2]:25,[10.1.0.3]:25", "smtp:[10.1.0.2]:25,[10.1.0.3]:25", 0},
+        {"relay:[a]:25, relay:[b]:25", "relay:[a]:25,[b]:25", 0},
+        {"smtp:mx.example:2525,mx2.example:2525", "smtp:mx.example:2525,mx2.example:2525", 0},
+        {"smtp:[a]:25,relay:[b]:25", "smtp:[a]:25,relay:[b]:25", -1},
+        {":[10.1.0.2]", ":[10.1.0.2]", 0},
+        {"", "", 0},
+    };
+    char out[512];
+    char small[12];
+
+    (void) state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int rc = check_nexthop_norm(cases[i].in, out, sizeof(out));
+
+        if (rc != cases[i].rc || strcmp(out, cases[i].out) != 0) {
+            fprintf(stderr, "# %s: got %d \"%s\", want %d \"%s\"\n", cases[i].in, rc, out,
+                    cases[i].rc, cases[i].out);
+            fail();
+        }
+    }
+    /* truncated, never overrun */
+    assert_int_equal(check_nexthop_norm("smtp:[10.1.0.2]:25,smtp:[10.1.0.3]:25", small, sizeof(small)), 0);
+    assert_int_equal(strlen(small), sizeof(small) - 1);
+}
+
 /*
  * Readers keep the domain table in memory inside read transactions; a
  * change by another connection must show in the next transaction.
@@ -236,6 +335,10 @@ static void test_broken(void **state)
     assert_int_equal(why.rule, CHECK_FAIL_STORE);
     assert_int_equal(check_domain(t_store, "example.org", 11, &why), -1);
     assert_int_equal(why.rule, CHECK_FAIL_STORE);
+    assert_int_equal(check_transport(t_store, &opts, "john@example.com", 16, &why), -1);
+    assert_int_equal(why.rule, CHECK_FAIL_STORE);
+    assert_int_equal(check_transport(t_store, &opts, "example.com", 11, &why), -1);
+    assert_int_equal(why.rule, CHECK_FAIL_STORE);
     assert_int_equal(sqlite3_exec(db, "ALTER TABLE r2 RENAME TO recipient;"
                                   "ALTER TABLE d2 RENAME TO domain;", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
@@ -269,6 +372,8 @@ int main(void)
         cmocka_unit_test(test_rcpt),
         cmocka_unit_test(test_rcpt_why),
         cmocka_unit_test(test_domain),
+        cmocka_unit_test(test_transport),
+        cmocka_unit_test(test_nexthop_norm),
         cmocka_unit_test(test_domain_cache),
         cmocka_unit_test(test_broken),
         cmocka_unit_test(test_locked),
