@@ -63,7 +63,9 @@ expect_recover() {
 # --- missing at startup, then created
 rm -f "$STORE"
 tl_start_lookupd
-tl_ok $? "lookupd starts without a store"
+rc=$?
+tl_ok $rc "lookupd starts without a store"
+[ $rc = 0 ] || tl_bail "lookupd did not start ($RG_LOOKUPD)"
 expect_temp "missing store"
 reset_store
 expect_recover "missing store"
@@ -99,7 +101,7 @@ while [ $i -lt 200 ]; do
     echo "this is not an SQLite database, just garbage bytes"
     i=$((i + 1))
 done > "$STORE"
-tl_start_lookupd
+tl_start_lookupd || tl_bail "lookupd did not start ($RG_LOOKUPD)"
 expect_temp "garbage store"
 r=$(ask alice@example.com)
 tl_like "$r" 'not a database|file is not|malformed|corrupt' "garbage store: the reason says so"
@@ -109,7 +111,7 @@ tl_stop_lookupd
 
 # --- schema newer than this program
 sqlite3 "$STORE" 'PRAGMA user_version = 999'
-tl_start_lookupd
+tl_start_lookupd || tl_bail "lookupd did not start ($RG_LOOKUPD)"
 expect_temp "schema too new"
 r=$(ask alice@example.com)
 tl_like "$r" 'newer|999' "schema too new: the reason says so"
@@ -130,7 +132,7 @@ while [ ! -s "$T/locker.out" ] && [ $i -lt 50 ]; do
     sleep 0.1
     i=$((i + 1))
 done
-tl_start_lookupd 4>&-           # lookupd must not hold the fifo open too
+tl_start_lookupd 4>&- || tl_bail "lookupd did not start ($RG_LOOKUPD)"           # lookupd must not hold the fifo open too
 sleep 1.2                       # past the reopen interval: the next request waits
 t0=$(date +%s%N)
 r=$(ask alice@example.com)
@@ -150,7 +152,7 @@ printf 'plain file\n' > "$T/notadir"
 sed "s|^path = .*|path = $T/notadir/store.db|" "$CONF" > "$T/notadir.conf"
 SAVED_CONF=$CONF
 CONF="$T/notadir.conf"
-tl_start_lookupd
+tl_start_lookupd || tl_bail "lookupd did not start ($RG_LOOKUPD)"
 expect_temp "path through a file"
 # A reload with the right path recovers, again without a restart.
 CONF=$SAVED_CONF
@@ -164,7 +166,7 @@ tl_stop_lookupd
 reset_store
 if [ "$(id -u)" != 0 ]; then
     chmod 000 "$STORE"
-    tl_start_lookupd
+    tl_start_lookupd || tl_bail "lookupd did not start ($RG_LOOKUPD)"
     expect_temp "unreadable store"
     chmod 644 "$STORE"
     expect_recover "unreadable store"
@@ -179,7 +181,7 @@ elif id nobody >/dev/null 2>&1 && command -v setpriv >/dev/null 2>&1 &&
         "$CONF" > "$T/nobody.conf"
     SAVED_CONF=$CONF
     CONF="$T/nobody.conf"
-    tl_start_lookupd
+    tl_start_lookupd || tl_bail "lookupd did not start ($RG_LOOKUPD)"
     CONF=$SAVED_CONF
     expect_temp "unreadable store (lookupd as nobody)"
     chown nobody "$T/db/store.db"

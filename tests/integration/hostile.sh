@@ -22,8 +22,8 @@ tl_admin import "$T/recipients" >/dev/null 2>>"$T/admin.err"
 tl_ok $? "store filled with the admin command"
 [ -s "$T/admin.err" ] && sed 's/^/# /' "$T/admin.err"
 
-tl_start_lookupd
-tl_ok $? "lookupd started"
+tl_start_lookupd || tl_bail "lookupd did not start ($RG_LOOKUPD)"
+tl_ok 0 "lookupd started"
 KIND=$(echo "recipients alice@example.com" | "$RG_CLIENT" "unix:$SOCK")
 tl_like "$KIND" '^OK ' "a good client is answered"
 
@@ -40,7 +40,7 @@ good_ask() {
     asked=$((asked + 1))
     echo "recipients alice@example.com" >&5
     i=0
-    while [ "$(wc -l < "$T/good.out")" -lt $asked ] && [ $i -lt 50 ]; do
+    while [ "$(wc -l < "$T/good.out")" -lt $asked ] && [ $i -lt 50 ] && kill -0 "$GOOD" 2>/dev/null; do
         sleep 0.1
         i=$((i + 1))
     done

@@ -14,8 +14,8 @@ tl_admin import "$T/recipients" >/dev/null 2>>"$T/admin.err"
 tl_ok $? "store filled with the admin command"
 [ -s "$T/admin.err" ] && sed 's/^/# /' "$T/admin.err"
 
-tl_start_lookupd
-tl_ok $? "lookupd started"
+tl_start_lookupd || tl_bail "lookupd did not start ($RG_LOOKUPD)"
+tl_ok 0 "lookupd started"
 tl_wait_socket "$POLICY"
 tl_ok $? "policy socket is there"
 
@@ -130,7 +130,7 @@ tl_is "$counts" "policy.dunno=10 policy.reject=4 policy.defer=0 " "policy counte
 # A broken store: DEFER_IF_PERMIT 4.3.0, never REJECT.
 rm -f "$STORE" "$STORE-wal" "$STORE-shm"
 printf 'garbage, not a database\n%.0s' 1 2 3 4 5 6 7 8 9 10 > "$STORE"
-tl_start_lookupd
+tl_start_lookupd || tl_bail "lookupd did not start ($RG_LOOKUPD)"
 tl_wait_socket "$POLICY"
 out=$(req RCPT bob@example.com | ask)
 tl_like "$out" '^action=DEFER_IF_PERMIT 4\.3\.0 ' "corrupt store: DEFER_IF_PERMIT 4.3.0 for an unknown recipient"

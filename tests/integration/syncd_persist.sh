@@ -78,6 +78,10 @@ start_syncd() {
     "$RG_SYNCD" -c "$CONF" -f >>"$T/daemon.out" 2>>"$T/daemon.err" &
     syncd_pid=$!
     tl_pids="$tl_pids $syncd_pid"
+    # a daemon that exits at start ends the test (every wait below would time out)
+    sleep 0.2
+    kill -0 "$syncd_pid" 2>/dev/null ||
+        tl_bail "rcptgate-syncd -f did not start ($RG_SYNCD): $(tail -3 "$T/daemon.err" | tr '\n' ' ')"
 }
 
 # stop_syncd - SIGTERM; $stop_rc and $stop_ms

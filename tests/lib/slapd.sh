@@ -591,14 +591,14 @@ slapd_proxy_stop() {
 #   rg_query ADDRESS         exit status of `rcptgate query` (0 valid, 1 not, 2 error)
 #   syncd_conf_reset         $CONF back to what tl_init wrote (then add sections)
 
-RG_SYNCD="$top_builddir/syncd/rcptgate-syncd"
+RG_SYNCD=${RG_SYNCD:-"$top_builddir/syncd/rcptgate-syncd"}
 # A hanging syncd must fail the test, not stop make check.
 SYNCD_LIMIT=${SYNCD_LIMIT:-60}
 
 # syncd_require - skip the test without the programs it drives
 syncd_require() {
-    [ -x "$RG_SYNCD" ] || tl_skip_all "rcptgate-syncd not built"
-    [ -x "$RG_ADMIN" ] || tl_skip_all "rcptgate not built"
+    [ -x "$RG_SYNCD" ] || tl_bail "rcptgate-syncd not built ($RG_SYNCD)"
+    [ -x "$RG_ADMIN" ] || tl_bail "rcptgate not built ($RG_ADMIN)"
     command -v sqlite3 >/dev/null 2>&1 || tl_skip_all "sqlite3 (the shell) not installed"
     [ -f "$T/base.conf" ] || cp "$CONF" "$T/base.conf"
 }
