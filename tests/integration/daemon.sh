@@ -78,7 +78,7 @@ hup_ask() {
     n=$((n + 1))
     echo "$1" >&5
     i=0
-    while [ "$(wc -l < "$T/hup.out")" -lt $n ] && [ $i -lt 50 ]; do
+    while [ "$(wc -l < "$T/hup.out")" -lt $n ] && [ $i -lt 50 ] && kill -0 "$HUPC" 2>/dev/null; do
         sleep 0.1
         i=$((i + 1))
     done
@@ -158,7 +158,8 @@ echo "recipients alice@example.com" | "$RG_CLIENT" -k 3 "unix:$SOCK" > "$T/held2
 H2=$!
 tl_pids="$tl_pids $H1 $H2"
 i=0
-while { [ ! -s "$T/held1" ] || [ ! -s "$T/held2" ]; } && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+while { [ ! -s "$T/held1" ] || [ ! -s "$T/held2" ]; } && [ $i -lt 50 ] &&
+    { kill -0 "$H1" || kill -0 "$H2"; } 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
 out=$(printf '28:recipients alice@example.com,' | "$RG_CLIENT" -r -t 2000 "unix:$SOCK" 5>&- 6>&-)
 tl_is "$out" "CLOSED" "max_connections=2: a third connection is closed unanswered"
 grep -q 'max_connections (2) reached' "$T/lookupd.log"

@@ -27,7 +27,7 @@ SLAPD_SIZELIMIT=1000
 S=$SLAPD_SUFFIX
 PEOPLE="ou=People,$S"
 
-slapd_init || tl_skip_all "slapd_init failed"
+slapd_init || tl_bail "slapd_init failed"
 slapd_load "$top_srcdir/tests/fixtures/directory.ldif" &&
     slapd_start || { echo "not ok 1 - slapd with the fixture starts"; echo "1..1"; exit 1; }
 tl_admin domain add generic.example >/dev/null 2>&1

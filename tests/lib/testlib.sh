@@ -12,6 +12,7 @@
 #   tl_ok COND MSG / tl_is GOT WANT MSG / tl_done
 #   tl_bail MSG           "Bail out! MSG" and exit 1: the test cannot go on
 #                         (a daemon of ours did not start, a fixture failed)
+#   tl_missing WHY        a tool that scripts/deps.sh installs is missing
 #   tl_need_tool PATH WHAT  an outside tool that scripts/deps.sh installs:
 #                         missing is Bail out (SKIP only with
 #                         RG_TEST_SKIP_MISSING=1 and CI not true)
@@ -170,6 +171,15 @@ tl_bail() {
     exit 1
 }
 
+# tl_missing WHY - an outside tool that scripts/deps.sh installs is missing:
+# Bail out (a broken install), or SKIP with RG_TEST_SKIP_MISSING=1 outside CI
+tl_missing() {
+    if [ "${RG_TEST_SKIP_MISSING:-}" = 1 ] && [ "${CI:-}" != true ]; then
+        tl_skip_all "$1"
+    fi
+    tl_bail "$1: run scripts/deps.sh (or RG_TEST_SKIP_MISSING=1 outside CI)"
+}
+
 # tl_need_tool PATH WHAT - an outside tool that scripts/deps.sh installs.
 # Its absence means a broken install, so it fails the test; a developer
 # without it may set RG_TEST_SKIP_MISSING=1 to skip instead (never in CI).
@@ -177,10 +187,7 @@ tl_need_tool() {
     if [ -x "$1" ] || command -v "$1" >/dev/null 2>&1; then
         return 0
     fi
-    if [ "${RG_TEST_SKIP_MISSING:-}" = 1 ] && [ "${CI:-}" != true ]; then
-        tl_skip_all "$2 is not installed"
-    fi
-    tl_bail "$2 is not installed ($1): run scripts/deps.sh (or RG_TEST_SKIP_MISSING=1 outside CI)"
+    tl_missing "$2 is not installed ($1)"
 }
 
 # tl_sanitized BIN - 0 if BIN was built with AddressSanitizer
