@@ -50,10 +50,8 @@ tl_is "$?" 78 "-n: a missing config file exits 78"
 tl_is "$?" 78 "a bad config stops a real start too (78)"
 
 # --- start, start line, pid file, a second instance
-tl_start_lookupd 5>&- 6>&-
-rc=$?
-tl_ok $rc "lookupd started"
-[ $rc = 0 ] || tl_bail "lookupd did not start ($RG_LOOKUPD)"
+tl_start_lookupd 5>&- 6>&- || tl_bail "lookupd did not start ($RG_LOOKUPD)"
+tl_ok $? "lookupd started"
 grep -q "starting: socketmap unix:$SOCK, policy unix:$POLICY, store $STORE" "$T/lookupd.log"
 tl_ok $? "one start line naming listeners and store"
 tl_is "$(cat "$T/lookupd.pid" 2>/dev/null)" "$LOOKUPD_PID" "pid file holds lookupd's pid"

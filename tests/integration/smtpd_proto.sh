@@ -268,12 +268,10 @@ done
 t0=$(date +%s%N)
 sm_chat '<' "$EHLO" '<' '>BOGUS\r\n' '<' '>BOGUS\r\n' '<' '>NOOP\r\n' '<'
 t1=$(date +%s%N)
-first_noop=$(tail -1 "$T/chat.out")
 sm_chat '<' "$EHLO" '<' '>BOGUS\r\n' '<' '>BOGUS\r\n' '<' '>BOGUS\r\n' '<' '>BOGUS\r\n' '<' '>NOOP\r\n' '<'
 t2=$(date +%s%N)
 tl_is "$(sm_line 12)" "250 2.0.0 Ok" "soft_error_limit: replies go on"
-tl_ok "$([ "$first_noop" = "250 2.0.0 Ok" ] && [ $(( (t1 - t0) / 1000000 )) -lt 900 ] && echo 0 || echo 1)" \
-    "soft_error_limit: two errors are not delayed (NOOP answered '$first_noop' after $(( (t1 - t0) / 1000000 )) ms)"
+tl_ok "$([ $(( (t1 - t0) / 1000000 )) -lt 900 ] && echo 0 || echo 1)" "soft_error_limit: two errors are not delayed"
 tl_ok "$([ $(( (t2 - t1) / 1000000 )) -ge 1900 ] && echo 0 || echo 1)" "soft_error_limit: the third and fourth wait error_sleep_time"
 cp "$T/good.conf" "$CONF"
 kill -HUP "$SMTPD_PID"
@@ -286,8 +284,6 @@ $SMTPCHAT "$SMTPD_PORT" '<' "$EHLO" '<' '>MAIL FROM:<sender@sender.test>\r\n' '<
     '>DATA\r\n' '<' '~1.5' '>Subject: in flight\r\n\r\nbody\r\n.\r\n' '<' end > "$T/term2.out" 2>&1 &
 BUSY=$!
 sleep 0.8
-had_pid=no
-[ -s "$T/smtpd.pid" ] && kill -0 "$SMTPD_PID" 2>/dev/null && had_pid=yes
 sm_stop
 wait "$HELD"
 wait "$BUSY"
@@ -297,8 +293,8 @@ tl_is "$(sed -n '11,12p' "$T/term2.out" | tr '\n' '|')" \
     "250 2.0.0 Ok|421 4.3.2 $HOST Service shutting down, closing transmission channel|" \
     "SIGTERM: a transaction under way finishes, then 421"
 tl_is "$(sm_sink_count)" $((sent_before + 1)) "SIGTERM: the message in flight was delivered"
-tl_is "running with a pid file: $had_pid, pid file now: $([ -e "$T/smtpd.pid" ] && echo there || echo gone)" \
-    "running with a pid file: yes, pid file now: gone" "SIGTERM: the pid file is removed"
+tl_is "$(grep -c 'stopping on signal TERM' "$SMTPD_LOG") stop line(s), pid file $([ -e "$T/smtpd.pid" ] && echo there || echo gone)" \
+    "1 stop line(s), pid file gone" "SIGTERM: smtpd stopped, and the pid file is removed"
 sm_sanitizer_check "no sanitizer reports"
 
 tl_done
