@@ -74,8 +74,9 @@ run() {
 
 # The script list: Makefile.am's INTEGRATION_TESTS, without the Samba tests.
 if [ "$1" != --one ] && [ $# -eq 0 ]; then
+    # shellcheck disable=SC2046 # one word per script path, none has a blank
     set -- $(sed -n '/^INTEGRATION_TESTS = /,/^[^	]/p' "$top_srcdir/Makefile.am" |
-        tr ' \\\t' '\n\n\n' | grep '^tests/.*\.sh$' |
+        tr -s ' \\\t' '\n' | grep '^tests/.*\.sh$' |
         while read -r s; do
             grep -q 'samba\.sh' "$top_srcdir/$s" || echo "$s"
         done)

@@ -26,7 +26,7 @@ tl_need_tool "$SWAKS" swaks
 tl_need_tool "$SINK" "smtp-sink (package postfix)"
 tl_need_tool python3 python3
 tl_need_tool "${F2B:-fail2ban-regex}" fail2ban-regex
-[ -f "$FILTER" ] || tl_need_tool "$FILTER" "fail2ban's $FILTER"
+[ -f "$FILTER" ] || tl_missing "fail2ban's $FILTER is missing"
 tl_need_tool "$PFLOGSUMM" pflogsumm
 
 tl_init smtpd_logs

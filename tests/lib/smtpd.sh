@@ -19,7 +19,6 @@
 #   sm_start_or_bail      sm_start, or Bail out: a dead smtpd is a failure, never a skip
 #   sm_spoke [FILE]       0 if the client's transcript (swaks, smtpchat or rc)
 #                         holds the server's 220 banner: the session happened
-#   sm_saw_client ADDR    0 if smtpd's log shows a connection from ADDR
 #   sm_sink_same WANT MSG [FILE]  the session in FILE happened, the sink is
 #                         up and holds WANT messages ("nothing reached it")
 #   sm_sanitizer_check MSG  no sanitizer report in smtpd's stderr (one check)
@@ -95,11 +94,6 @@ sm_start_or_bail() {
 # smtpchat "220 ", rc "MS 220 "): the client did talk to a server
 sm_spoke() {
     grep -Eq '^(<- +|[0-9]+ )?220[ -]' "${1:-$T/chat.out}" 2>/dev/null
-}
-
-# sm_saw_client ADDR - smtpd logged a connection from ADDR
-sm_saw_client() {
-    grep -q "connect from [^ ]*\[$1\]" "$SMTPD_LOG" 2>/dev/null
 }
 
 # sm_sink_same WANT MSG [FILE] - a "nothing reached the sink" check with its
