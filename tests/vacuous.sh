@@ -24,12 +24,12 @@
 #
 # usage: tests/vacuous.sh [SCRIPT...]   (from the build tree; top_srcdir
 # and top_builddir as make check sets them). VACUOUS_LIMIT: seconds per
-# script and mode (default 120); VACUOUS_JOBS: scripts at once (default 2).
+# script and mode (default 180); VACUOUS_JOBS: scripts at once (default 3; mostly waits).
 
 : "${top_srcdir:=$(cd "$(dirname "$0")/.." && pwd)}"
 : "${top_builddir:=$(pwd)}"
 export top_srcdir top_builddir
-LIMIT=${VACUOUS_LIMIT:-120}
+LIMIT=${VACUOUS_LIMIT:-180}
 
 V="$top_builddir/tests/tmp/vacuous"
 NC="$V/bin/noclient"
@@ -107,7 +107,7 @@ if [ "$1" = --one ]; then
     exit 0
 fi
 
-JOBS=${VACUOUS_JOBS:-2}
+JOBS=${VACUOUS_JOBS:-3}
 start=$(date +%s)
 echo "# each script with clients that never connect (client), then with daemons that exit at start (daemon)"
 echo "# every script must report a failure in both modes; transcripts in $V/"
