@@ -4,6 +4,9 @@
 # -n on a good file exits 0; each kind of mistake exits 78 with a message
 # naming file and line; sections of other programs are skipped, a
 # misspelt section is not; a daemon refuses to start on a bad file.
+#
+# It runs no client: make check-vacuous stubs the admin command instead.
+# vacuous client: RG_ADMIN
 . "$top_srcdir/tests/lib/testlib.sh"
 tl_init config
 

@@ -50,20 +50,25 @@ expect_temp() {
 expect_recover() {
     i=0
     while [ $i -lt 50 ]; do
-        r=$(ask alice@example.com)
+        # no connection at all (exit 1) is no recovery to wait for
+        r=$(ask alice@example.com) || break
         case $r in OK*) break ;; esac
         sleep 0.1
         i=$((i + 1))
     done
     tl_like "$r" '^OK ' "$1: answers recover after the fix, no restart"
-    kill -0 "$LOOKUPD_PID" 2>/dev/null
-    tl_ok $? "$1: still the same lookupd process"
+    # the same process, once it answered again
+    case $r in OK*) _r=answers ;; *) _r="does not answer" ;; esac
+    kill -0 "$LOOKUPD_PID" 2>/dev/null && _r="$_r, same process"
+    tl_is "$_r" "answers, same process" "$1: still the same lookupd process"
 }
 
 # --- missing at startup, then created
 rm -f "$STORE"
 tl_start_lookupd
-tl_ok $? "lookupd starts without a store"
+rc=$?
+tl_ok $rc "lookupd starts without a store"
+[ $rc = 0 ] || tl_bail "lookupd did not start ($RG_LOOKUPD)"
 expect_temp "missing store"
 reset_store
 expect_recover "missing store"
@@ -99,7 +104,7 @@ while [ $i -lt 200 ]; do
     echo "this is not an SQLite database, just garbage bytes"
     i=$((i + 1))
 done > "$STORE"
-tl_start_lookupd
+tl_start_lookupd || tl_bail "lookupd did not start ($RG_LOOKUPD)"
 expect_temp "garbage store"
 r=$(ask alice@example.com)
 tl_like "$r" 'not a database|file is not|malformed|corrupt' "garbage store: the reason says so"
@@ -109,7 +114,7 @@ tl_stop_lookupd
 
 # --- schema newer than this program
 sqlite3 "$STORE" 'PRAGMA user_version = 999'
-tl_start_lookupd
+tl_start_lookupd || tl_bail "lookupd did not start ($RG_LOOKUPD)"
 expect_temp "schema too new"
 r=$(ask alice@example.com)
 tl_like "$r" 'newer|999' "schema too new: the reason says so"
@@ -130,7 +135,7 @@ while [ ! -s "$T/locker.out" ] && [ $i -lt 50 ]; do
     sleep 0.1
     i=$((i + 1))
 done
-tl_start_lookupd 4>&-           # lookupd must not hold the fifo open too
+tl_start_lookupd 4>&- || tl_bail "lookupd did not start ($RG_LOOKUPD)"           # lookupd must not hold the fifo open too
 sleep 1.2                       # past the reopen interval: the next request waits
 t0=$(date +%s%N)
 r=$(ask alice@example.com)
@@ -150,7 +155,7 @@ printf 'plain file\n' > "$T/notadir"
 sed "s|^path = .*|path = $T/notadir/store.db|" "$CONF" > "$T/notadir.conf"
 SAVED_CONF=$CONF
 CONF="$T/notadir.conf"
-tl_start_lookupd
+tl_start_lookupd || tl_bail "lookupd did not start ($RG_LOOKUPD)"
 expect_temp "path through a file"
 # A reload with the right path recovers, again without a restart.
 CONF=$SAVED_CONF
@@ -164,7 +169,7 @@ tl_stop_lookupd
 reset_store
 if [ "$(id -u)" != 0 ]; then
     chmod 000 "$STORE"
-    tl_start_lookupd
+    tl_start_lookupd || tl_bail "lookupd did not start ($RG_LOOKUPD)"
     expect_temp "unreadable store"
     chmod 644 "$STORE"
     expect_recover "unreadable store"

@@ -14,8 +14,8 @@ tl_admin import "$T/recipients" >/dev/null 2>>"$T/admin.err"
 tl_ok $? "store filled with the admin command"
 [ -s "$T/admin.err" ] && sed 's/^/# /' "$T/admin.err"
 
-tl_start_lookupd
-tl_ok $? "lookupd started"
+tl_start_lookupd || tl_bail "lookupd did not start ($RG_LOOKUPD)"
+tl_ok 0 "lookupd started"
 tl_wait_socket "$POLICY"
 tl_ok $? "policy socket is there"
 
@@ -147,7 +147,7 @@ tl_like "$(cat "$T/n.out")" 'reject_text.*Postfix writes' "and says Postfix writ
 # A broken store: 451 4.3.0 (as Postfix's own failed table lookup), never a 5xx.
 rm -f "$STORE" "$STORE-wal" "$STORE-shm"
 printf 'garbage, not a database\n%.0s' 1 2 3 4 5 6 7 8 9 10 > "$STORE"
-tl_start_lookupd
+tl_start_lookupd || tl_bail "lookupd did not start ($RG_LOOKUPD)"
 tl_wait_socket "$POLICY"
 out=$(req RCPT bob@example.com | ask)
 tl_is "$out" 'action=451 4.3.0 Temporary lookup failure' "corrupt store: 451 4.3.0 for an unknown recipient"

@@ -10,19 +10,20 @@
 . "$top_srcdir/tests/lib/smtpd.sh"
 
 tl_init smtpd_ipv6
-[ -x "$RG_SMTPD" ] || tl_skip_all "rcptgate-smtpd not built"
-[ -x "$SMTP_SINK" ] || tl_skip_all "no smtp-sink"
+[ -x "$RG_SMTPD" ] || tl_bail "rcptgate-smtpd not built ($RG_SMTPD)"
+tl_need_tool "$SMTP_SINK" smtp-sink
+tl_need_tool "$SWAKS" swaks
 grep -q '^00000000000000000000000000000001 ' /proc/net/if_inet6 2>/dev/null || tl_skip_all "no ::1 here"
 
 SINK_PORT=$(( $(sm_port) + 2 ))
 sm_init
 V6_PORT=$((SMTPD_PORT + 3))
 printf 'listen = [::1]:%s\n' "$V6_PORT" >> "$CONF"
-sm_sink_start || tl_skip_all "smtp-sink does not start"
-tl_admin domain add example.com "smtp:[127.0.0.1]:$SINK_PORT" >/dev/null 2>&1
-tl_admin static add user@example.com >/dev/null 2>&1
+sm_sink_start || tl_bail "smtp-sink did not start"
+{ tl_admin domain add example.com "smtp:[127.0.0.1]:$SINK_PORT" &&
+    tl_admin static add user@example.com; } >"$T/admin.out" 2>&1 || tl_bail "store setup: $(cat "$T/admin.out")"
 sm_lsan
-sm_start || tl_skip_all "rcptgate-smtpd does not start"
+sm_start_or_bail
 
 # v6 ARGS - swaks to [::1]:V6_PORT; transcript in $T/swaks.out
 v6() {
@@ -54,7 +55,7 @@ tl_like "$(cat "$SINK_DIR"/* | tr -d '\r')" "from client\\.example\\.net \\(unkn
 # mynetworks with an IPv6 network: ::1 becomes trusted and may relay.
 sm_stop
 sed -i 's|^mynetworks = .*|mynetworks = 127.0.0.2/32, [::1]/128|' "$CONF"
-sm_start || tl_skip_all "rcptgate-smtpd does not restart"
+sm_start_or_bail
 printf 'default_nexthop = smtp:[127.0.0.1]:%s\n' "$SINK_PORT" >> "$CONF"
 kill -HUP "$SMTPD_PID"
 sleep 0.5
@@ -62,10 +63,5 @@ v6 --to someone@example.net --quit-after RCPT
 tl_like "$(cat "$T/swaks.out")" "<- +250 2\\.1\\.5 " "IPv6: [::1]/128 in mynetworks: relaying allowed"
 
 sm_stop
-if sm_sanitizer_ok; then
-    tl_ok 0 "no sanitizer reports"
-else
-    tl_ok 1 "no sanitizer reports"
-    grep -A20 'ERROR: \|runtime error:' "$T/smtpd.stderr" | sed 's/^/# /' | head -40
-fi
+sm_sanitizer_check "no sanitizer reports"
 tl_done

@@ -21,12 +21,13 @@ PFLOGSUMM=$(command -v pflogsumm || echo /usr/sbin/pflogsumm)
 FILTER=/etc/fail2ban/filter.d/postfix.conf
 SINK=$(command -v smtp-sink || echo /usr/sbin/smtp-sink)
 
-[ -x "$RG_SMTPD" ] || tl_skip_all "rcptgate-smtpd not built"
-[ -x "$SWAKS" ] || tl_skip_all "swaks not installed"
-[ -x "$SINK" ] || tl_skip_all "smtp-sink (package postfix) not installed"
-command -v python3 >/dev/null 2>&1 || tl_skip_all "python3 not installed"
-[ -n "$F2B" ] && [ -f "$FILTER" ] || tl_skip_all "fail2ban-regex or $FILTER missing"
-[ -x "$PFLOGSUMM" ] || tl_skip_all "pflogsumm not installed"
+[ -x "$RG_SMTPD" ] || tl_bail "rcptgate-smtpd not built ($RG_SMTPD)"
+tl_need_tool "$SWAKS" swaks
+tl_need_tool "$SINK" "smtp-sink (package postfix)"
+tl_need_tool python3 python3
+tl_need_tool "${F2B:-fail2ban-regex}" fail2ban-regex
+[ -f "$FILTER" ] || tl_missing "fail2ban's $FILTER is missing"
+tl_need_tool "$PFLOGSUMM" pflogsumm
 
 tl_init smtpd_logs
 
@@ -54,7 +55,7 @@ tl_pids="$tl_pids $SINK_PID"
 i=0
 while ! listening "$SINK_PORT"; do
     i=$((i + 1))
-    [ $i -gt 100 ] && tl_skip_all "smtp-sink did not start: $(cat "$T/sink.err")"
+    [ $i -gt 100 ] && tl_bail "smtp-sink did not start: $(cat "$T/sink.err")"
     sleep 0.05
 done
 
@@ -63,8 +64,8 @@ tl_admin import "$T/recipients" >"$T/admin.out" 2>&1 &&
     tl_admin domain add gateway.test "smtp:[127.0.0.1]:$SINK_PORT" >>"$T/admin.out" 2>&1
 tl_ok $? "store: 3 recipients, gateway.test relayed to smtp-sink"
 
-sm_start
-tl_ok $? "rcptgate-smtpd starts"
+sm_start_or_bail
+tl_ok 0 "rcptgate-smtpd starts"
 
 FROM=sender@client.example.org
 HELO=client.example.org
@@ -73,7 +74,7 @@ HELO=client.example.org
 # RCPT in one packet after the banner; "pregreet" talks before the banner.
 # Prints everything the server sent until it closed (or 10 s passed).
 raw() {
-    python3 - "$SMTPD_PORT" "$1" <<'PY'
+    $PYCLIENT - "$SMTPD_PORT" "$1" <<'PY'
 import socket, sys
 port, what = int(sys.argv[1]), sys.argv[2]
 s = socket.create_connection(("127.0.0.1", port), timeout=10)
@@ -197,7 +198,8 @@ tl_is "$RECEIVED" 3 "pflogsumm --syslog-name=postfix-rcptgate: 3 received"
 # the message size ("QID: from=<>, size=") only from programs other than
 # smtpd, as Postfix logs them (smtp, qmgr).
 tl_is "$DELIVERED" 3 "pflogsumm --syslog-name=postfix-rcptgate: 3 delivered"
-tl_is "$REJECTED" "$REJECT_LINES" "pflogsumm: rejected = the $REJECT_LINES reject lines"
+tl_ok "$([ "$REJECT_LINES" -gt 0 ] && [ "$REJECTED" = "$REJECT_LINES" ] && echo 0 || echo 1)" \
+    "pflogsumm: rejected ($REJECTED) = the $REJECT_LINES reject lines (some)"
 tl_ok "$([ "${REJECTED:-0}" -ge $((UNKNOWN + RELAY)) ] && echo 0 || echo 1)" \
     "pflogsumm counts at least the $((UNKNOWN + RELAY)) RCPT rejects"
 if [ "$DELIVERED" != 3 ] || [ "$RECEIVED" != 3 ]; then

@@ -7,7 +7,7 @@
 # the next successful sync, all without a restart.
 . "$top_srcdir/tests/lib/testlib.sh"
 tl_init stale
-RG_SYNCD="$top_builddir/syncd/rcptgate-syncd"
+RG_SYNCD=${RG_SYNCD:-"$top_builddir/syncd/rcptgate-syncd"}
 
 sed -i 's/^busy_timeout = 500ms$/busy_timeout = 500ms\nmax_age = 3s/' "$CONF"
 printf 'alice@example.com OK\n' > "$T/users.map"

@@ -25,7 +25,7 @@
 tl_init syncd_external
 slapd_require
 syncd_require
-command -v ldapwhoami >/dev/null 2>&1 || tl_skip_all "ldapwhoami not installed"
+tl_need_tool ldapwhoami ldapwhoami
 
 S=$SLAPD_SUFFIX
 PEOPLE="ou=People,$S"
@@ -40,14 +40,14 @@ authz_peer() {
 SLAPD_VERIFY_CLIENT=try
 SLAPD_GLOBAL_CONF="$AUTHZ_CERT
 $(authz_peer "$SLAPD_SYNC_DN")"
-slapd_init tls || tl_skip_all "slapd_init tls failed (openssl?)"
+slapd_init tls || tl_bail "slapd_init tls failed (openssl?)"
 slapd_ldapi
 [ ${#SLAPD_LDAPI} -lt 100 ] || tl_skip_all "the ldapi socket path is too long for a unix socket: $SLAPD_LDAPI"
 TLSD="$SLAPD_DIR/tls"
 slapd_client_cert syncd "/O=rcptgate test/CN=syncd client" &&
     slapd_client_cert stranger "/O=rcptgate test/CN=stranger" &&
     slapd_client_cert rogue "/O=rcptgate test/CN=syncd client" wrong ||
-    tl_skip_all "openssl could not issue the client certificates"
+    tl_bail "openssl could not issue the client certificates"
 
 # Only the sync account reads the people; others see an empty ou=People
 slapd_acl "access to attrs=userPassword

@@ -98,7 +98,7 @@ if [ -n "$why" ]; then
 fi
 S=$SLAPD_SUFFIX
 PEOPLE="ou=People,$S"
-slapd_init || tl_skip_all "slapd_init failed"
+slapd_init || tl_bail "slapd_init failed"
 awk -v base="$PEOPLE" 'BEGIN {
     printf "dn: %s\nobjectClass: organizationalUnit\nou: People\n\n", base
     for (i = 0; i < 20; i++) {

@@ -20,8 +20,8 @@
 
 tl_init syncd_graph
 syncd_require
-command -v python3 >/dev/null 2>&1 || tl_skip_all "python3 not installed"
-command -v openssl >/dev/null 2>&1 || tl_skip_all "openssl not installed"
+tl_need_tool python3 python3
+tl_need_tool openssl openssl
 
 # Never through a proxy of the machine: the fixture is on loopback.
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
@@ -32,14 +32,14 @@ FIXTURE="$top_srcdir/tests/tools/graph_fixture.py"
 D="$T/graph"
 mkdir -p "$D"
 SLAPD_DIR="$T"
-slapd_certs || tl_skip_all "openssl could not make the test certificates"
+slapd_certs || tl_bail "openssl could not make the test certificates"
 CA=$SLAPD_CA
 WRONG_CA=$SLAPD_WRONG_CA
 
 # A client certificate (RSA: the assertion is RS256) for the second credential.
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=rcptgate graph client" \
     -keyout "$D/client.key" -out "$D/client.pem" 2>>"$T/tls/openssl.log" ||
-    tl_skip_all "openssl could not make the client certificate"
+    tl_bail "openssl could not make the client certificate"
 chmod 600 "$D/client.key"
 printf 'fixture-secret~&=+%%\n' > "$D/secret"
 chmod 600 "$D/secret"
@@ -361,7 +361,8 @@ tl_pids="$tl_pids $syncd_pid"
 # wait_until CMD WANT - up to 15 s for the output of CMD to be WANT
 wait_until() {
     _n=0
-    while [ "$(eval "$1")" != "$2" ] && [ $_n -lt 150 ]; do
+    # (not past the daemon's end: a daemon that died answers nothing more)
+    while [ "$(eval "$1")" != "$2" ] && [ $_n -lt 150 ] && kill -0 "$syncd_pid" 2>/dev/null; do
         sleep 0.1
         _n=$((_n + 1))
     done

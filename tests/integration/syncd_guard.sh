@@ -21,7 +21,7 @@ syncd_require
 S=$SLAPD_SUFFIX
 PEOPLE="ou=People,$S"
 
-slapd_init || tl_skip_all "slapd_init failed"
+slapd_init || tl_bail "slapd_init failed"
 awk -v base="$PEOPLE" -v suffix="$S" 'BEGIN {
     printf "dn: %s\nobjectClass: organizationalUnit\nou: People\n\n", base
     for (i = 0; i < 100; i++) {

@@ -27,7 +27,7 @@ SLAPD_SIZELIMIT=1000
 S=$SLAPD_SUFFIX
 PEOPLE="ou=People,$S"
 
-slapd_init || tl_skip_all "slapd_init failed"
+slapd_init || tl_bail "slapd_init failed"
 slapd_load "$top_srcdir/tests/fixtures/directory.ldif" &&
     slapd_start || { echo "not ok 1 - slapd with the fixture starts"; echo "1..1"; exit 1; }
 tl_admin domain add generic.example >/dev/null 2>&1
@@ -64,6 +64,8 @@ until_query() {
     while :; do
         [ "$(rg_query "$1")" = "$2" ] && { echo $(($(ms) - _t0)); return; }
         [ $(($(ms) - _t0)) -gt "$_limit" ] && { echo timeout; return; }
+        # a daemon that is gone changes nothing more
+        kill -0 "$syncd_pid" 2>/dev/null || { echo timeout; return; }
         sleep 0.05
     done
 }
@@ -95,6 +97,7 @@ wait_log() {
     while [ $_n -lt 150 ]; do
         _c=$(grep -c "$1" "$T/daemon.err" 2>/dev/null)
         [ "${_c:-0}" -ge "${2:-1}" ] && break
+        kill -0 "$syncd_pid" 2>/dev/null || break
         sleep 0.1
         _n=$((_n + 1))
     done

@@ -9,7 +9,7 @@
 # 127.0.0.1 (and, with TLS, ldaps on a second one); its pid goes into
 # $tl_pids so testlib's cleanup stops it.
 #
-#   slapd_require            skip the whole test (1..0 # SKIP) without slapd
+#   slapd_require            slapd or its tools missing: Bail out (tl_missing)
 #   slapd_missing            print what is missing ("" if nothing)
 #   slapd_init [tls]         config, database and base entries under $T/slapd
 #   slapd_load FILE...       bulk load LDIF with slapadd -w (slapd stopped)
@@ -92,10 +92,10 @@ slapd_missing() {
     done
 }
 
-# slapd_require - skip the whole test cleanly when slapd or its tools are missing
+# slapd_require - slapd or its tools missing: a broken install (tl_missing)
 slapd_require() {
     _sl_why=$(slapd_missing)
-    [ -z "$_sl_why" ] || tl_skip_all "$_sl_why"
+    [ -z "$_sl_why" ] || tl_missing "$_sl_why"
 }
 
 # slapd_port - a pseudo-random port in 10000..31999, below Linux's
@@ -589,15 +589,15 @@ slapd_proxy_stop() {
 #   rg_query ADDRESS         exit status of `rcptgate query` (0 valid, 1 not, 2 error)
 #   syncd_conf_reset         $CONF back to what tl_init wrote (then add sections)
 
-RG_SYNCD="$top_builddir/syncd/rcptgate-syncd"
+RG_SYNCD=${RG_SYNCD:-"$top_builddir/syncd/rcptgate-syncd"}
 # A hanging syncd must fail the test, not stop make check.
 SYNCD_LIMIT=${SYNCD_LIMIT:-60}
 
 # syncd_require - skip the test without the programs it drives
 syncd_require() {
-    [ -x "$RG_SYNCD" ] || tl_skip_all "rcptgate-syncd not built"
-    [ -x "$RG_ADMIN" ] || tl_skip_all "rcptgate not built"
-    command -v sqlite3 >/dev/null 2>&1 || tl_skip_all "sqlite3 (the shell) not installed"
+    [ -x "$RG_SYNCD" ] || tl_bail "rcptgate-syncd not built ($RG_SYNCD)"
+    [ -x "$RG_ADMIN" ] || tl_bail "rcptgate not built ($RG_ADMIN)"
+    tl_need_tool sqlite3 "sqlite3 (the shell)"
     [ -f "$T/base.conf" ] || cp "$CONF" "$T/base.conf"
 }
 

@@ -16,10 +16,22 @@
 #   rc SRC PORT STEP...   one session through tests/tools/smtp_timed.py
 #                         (each reply timed): rc_line N, rc_ms N, rc_all N
 #
+#   sm_start_or_bail      sm_start, or Bail out: a dead smtpd is a failure, never a skip
+#   sm_spoke [FILE]       0 if the client's transcript (swaks, smtpchat or rc)
+#                         holds the server's 220 banner: the session happened
+#   sm_sink_same WANT MSG [FILE]  the session in FILE happened, the sink is
+#                         up and holds WANT messages ("nothing reached it")
+#   sm_sanitizer_check MSG  no sanitizer report in smtpd's stderr (one check)
+#
 # After sm_init: SMTPD_PORT, SMTPD_SUB_PORT (a submission listener),
 # SMTPD_LOG, SMTPD_PID (after sm_start).
+#
+# Every program is taken from the environment when set (RG_SMTPD, SWAKS,
+# SMTPCHAT, SMTP_TIMED, SMTP_SINK, and PYCLIENT: the python3 that runs a
+# test's own inline client): `make check-vacuous` points the clients, then
+# the daemons, at stubs that exit at once.
 
-RG_SMTPD="$top_builddir/smtpd/rcptgate-smtpd"
+RG_SMTPD=${RG_SMTPD:-"$top_builddir/smtpd/rcptgate-smtpd"}
 SWAKS=${SWAKS:-$(command -v swaks || echo /usr/bin/swaks)}
 
 # sm_port - a pseudo-random port below Linux's ephemeral range
@@ -73,6 +85,33 @@ sm_start() {
     return 0
 }
 
+# sm_start_or_bail [ARGS] - sm_start; a daemon of ours that does not start ends the test
+sm_start_or_bail() {
+    sm_start "$@" || tl_bail "rcptgate-smtpd did not start ($RG_SMTPD)"
+}
+
+# sm_spoke [FILE] - the transcript shows the server's banner (swaks "<-  220 ",
+# smtpchat "220 ", rc "MS 220 "): the client did talk to a server
+sm_spoke() {
+    grep -Eq '^(<- +|[0-9]+ )?220[ -]' "${1:-$T/chat.out}" 2>/dev/null
+}
+
+# sm_sink_same WANT MSG [FILE] - a "nothing reached the sink" check with its
+# precondition: the session in FILE (default $T/chat.out) happened, the sink
+# is still up, and it holds WANT messages
+sm_sink_same() {
+    _sm_s=no
+    sm_spoke "${3:-$T/chat.out}" && _sm_s=yes
+    _sm_u=down
+    kill -0 "$SINK_PID" 2>/dev/null && _sm_u=up
+    tl_is "session $_sm_s, sink $_sm_u, sink has $(sm_sink_count)" "session yes, sink up, sink has $1" "$2"
+}
+
+# sm_sanitizer_check MSG - smtpd's stderr holds no sanitizer report
+sm_sanitizer_check() {
+    tl_no_sanitizer_reports "$T/smtpd.stderr" "$RG_SMTPD" "$1"
+}
+
 # sm_stop - SIGTERM smtpd and wait for it
 sm_stop() {
     [ -n "$SMTPD_PID" ] || return 0
@@ -97,7 +136,10 @@ sm_swaks() {
 #                       sink, set SINK_PORT again and give another NAME.
 # sm_sink_count [DIR]   how many messages reached the sink (or DIR)
 # sm_line N [FILE]      line N of $T/chat.out (or FILE)
-SMTPCHAT="${PYTHON3:-python3} $top_srcdir/tests/tools/smtpchat.py"
+PYCLIENT=${PYCLIENT:-python3}
+SMTPCHAT=${SMTPCHAT:-"${PYTHON3:-python3} $top_srcdir/tests/tools/smtpchat.py"}
+# The library's own probe (is the sink listening yet?) is never the stubbed client.
+SM_PROBE="${PYTHON3:-python3} $top_srcdir/tests/tools/smtpchat.py"
 SMTP_SINK=${SMTP_SINK:-$(command -v smtp-sink || echo /usr/sbin/smtp-sink)}
 
 # sm_lsan - LeakSanitizer: ignore what Cyrus SASL's plugins leak (they
@@ -106,11 +148,6 @@ sm_lsan() {
     printf 'leak:sasl_server_add_plugin\nleak:sasl_server_init\n' > "$T/lsan.supp"
     LSAN_OPTIONS="suppressions=$T/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
     export LSAN_OPTIONS
-}
-
-# sm_sanitizer_ok - 0 unless smtpd's stderr holds a sanitizer report
-sm_sanitizer_ok() {
-    ! grep -q 'ERROR: AddressSanitizer\|runtime error:\|ERROR: LeakSanitizer' "$T/smtpd.stderr" 2>/dev/null
 }
 
 sm_chat() {
@@ -146,7 +183,7 @@ sm_sink_start() {
     SINK_PID=$!
     tl_pids="$tl_pids $SINK_PID"
     _sm_i=0
-    while ! $SMTPCHAT -t 2 "$SINK_PORT" '<' >/dev/null 2>&1; do
+    while ! $SM_PROBE -t 2 "$SINK_PORT" '<' >/dev/null 2>&1; do
         _sm_i=$((_sm_i + 1))
         [ $_sm_i -gt 100 ] && return 1
         sleep 0.05
@@ -160,8 +197,9 @@ sm_sink_count() {
 
 # ---------------------------------------------------------------- timed raw client
 # rc SRC PORT STEPS... - run the raw client; its output in $T/rc.out
+SMTP_TIMED=${SMTP_TIMED:-"${PYTHON:-python3} $top_srcdir/tests/tools/smtp_timed.py"}
 rc() {
-    "${PYTHON:-python3}" "$top_srcdir/tests/tools/smtp_timed.py" "$@" > "$T/rc.out" 2>"$T/rc.err"
+    $SMTP_TIMED "$@" > "$T/rc.out" 2>"$T/rc.err"
 }
 # rc_line N - the last line of the Nth reply (1 = banner)
 rc_line() {

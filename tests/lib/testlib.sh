@@ -12,14 +12,28 @@
 #   tl_shared_dir         $TS: a scratch directory other users can reach (see there)
 #   tl_user_dir USER      $UD: a directory in $TS owned by USER (root only), removed at exit
 #   tl_ok COND MSG / tl_is GOT WANT MSG / tl_done
+#   tl_bail MSG           "Bail out! MSG" and exit 1: the test cannot go on
+#                         (a daemon of ours did not start, a fixture failed)
+#   tl_missing WHY        a tool that scripts/deps.sh installs is missing
+#   tl_need_tool PATH WHAT  an outside tool that scripts/deps.sh installs:
+#                         missing is Bail out (SKIP only with
+#                         RG_TEST_SKIP_MISSING=1 and CI not true)
+#   tl_sanitized BIN      0 if BIN was built with AddressSanitizer
+#   tl_no_sanitizer_reports FILE BIN MSG  one check: FILE exists (BIN
+#                         ran) and holds no sanitizer report; SKIP with
+#                         the reason when BIN has no sanitizers compiled in
+#
+# The programs are taken from the environment when set (RG_LOOKUPD,
+# RG_ADMIN, RG_CLIENT, POSTMAP): `make check-vacuous` (tests/vacuous.sh)
+# points them at stubs to prove that the checks can fail.
 
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
 : "${top_builddir:=$(pwd)}"
 export top_srcdir top_builddir
 
-RG_LOOKUPD="$top_builddir/lookupd/rcptgate-lookupd"
-RG_ADMIN="$top_builddir/rcptgate/rcptgate"
-RG_CLIENT="$top_builddir/tests/tools/rgclient"
+RG_LOOKUPD=${RG_LOOKUPD:-"$top_builddir/lookupd/rcptgate-lookupd"}
+RG_ADMIN=${RG_ADMIN:-"$top_builddir/rcptgate/rcptgate"}
+RG_CLIENT=${RG_CLIENT:-"$top_builddir/tests/tools/rgclient"}
 POSTMAP=${POSTMAP:-$(command -v postmap || echo /usr/sbin/postmap)}
 
 tl_n=0
@@ -97,12 +111,15 @@ tl_admin() {
     "$RG_ADMIN" -c "$CONF" "$@"
 }
 
-# tl_wait_socket PATH - wait up to 5 s for a socket to appear
+# tl_wait_socket PATH [PID] - wait up to 5 s for a socket to appear (and PID to live)
 tl_wait_socket() {
     i=0
     while [ ! -S "$1" ]; do
         i=$((i + 1))
         [ $i -gt 100 ] && return 1
+        if [ -n "$2" ] && ! kill -0 "$2" 2>/dev/null; then
+            return 1
+        fi
         sleep 0.05
     done
     return 0
@@ -126,7 +143,12 @@ tl_start_lookupd() {
     "$RG_LOOKUPD" -c "$CONF" -f "$@" 2>>"$T/lookupd.log" &
     LOOKUPD_PID=$!
     tl_pids="$tl_pids $LOOKUPD_PID"
-    tl_wait_socket "$SOCK"
+    if ! tl_wait_socket "$SOCK" "$LOOKUPD_PID"; then
+        echo "# lookupd did not start:"
+        tail -5 "$T/lookupd.log" 2>/dev/null | sed 's/^/#   /'
+        return 1
+    fi
+    return 0
 }
 
 # tl_stop_lookupd - SIGTERM lookupd and wait; returns its exit status
@@ -179,10 +201,62 @@ tl_like() {
     fi
 }
 
-# tl_skip_all REASON - skip the whole test (TAP plan 1..0)
+# tl_skip_all REASON - skip the whole test (TAP plan 1..0): only for
+# something outside the project that is really not there
 tl_skip_all() {
     echo "1..0 # SKIP $1"
     exit 0
+}
+
+# tl_bail MSG - the test cannot go on: Bail out (a failure, never a skip)
+tl_bail() {
+    echo "Bail out! $1"
+    exit 1
+}
+
+# tl_missing WHY - an outside tool that scripts/deps.sh installs is missing:
+# Bail out (a broken install), or SKIP with RG_TEST_SKIP_MISSING=1 outside CI
+tl_missing() {
+    if [ "${RG_TEST_SKIP_MISSING:-}" = 1 ] && [ "${CI:-}" != true ]; then
+        tl_skip_all "$1"
+    fi
+    tl_bail "$1: run scripts/deps.sh (or RG_TEST_SKIP_MISSING=1 outside CI)"
+}
+
+# tl_need_tool PATH WHAT - an outside tool that scripts/deps.sh installs.
+# Its absence means a broken install, so it fails the test; a developer
+# without it may set RG_TEST_SKIP_MISSING=1 to skip instead (never in CI).
+tl_need_tool() {
+    if [ -x "$1" ] || command -v "$1" >/dev/null 2>&1; then
+        return 0
+    fi
+    tl_missing "$2 is not installed ($1)"
+}
+
+# tl_sanitized BIN - 0 if BIN was built with AddressSanitizer
+tl_sanitized() {
+    [ -f "$1" ] && LC_ALL=C grep -aq '__asan_init' "$1"
+}
+
+# tl_no_sanitizer_reports FILE BIN MSG - the sanitizer check of one daemon:
+# FILE (its stderr) must exist, since the daemon ran, and hold no report.
+# Only a BIN built without sanitizers makes it a SKIP, with that reason.
+tl_no_sanitizer_reports() {
+    if ! tl_sanitized "$2"; then
+        tl_n=$((tl_n + 1))
+        echo "ok $tl_n - $3 # SKIP $2 was not built with --enable-sanitizers"
+        return 0
+    fi
+    if [ ! -f "$1" ]; then
+        tl_ok 1 "$3 (no stderr of the daemon: $1)"
+        return 1
+    fi
+    if grep -q 'ERROR: AddressSanitizer\|runtime error:\|ERROR: LeakSanitizer' "$1"; then
+        tl_ok 1 "$3"
+        grep -A20 'ERROR: \|runtime error:' "$1" | sed 's/^/# /' | head -40
+        return 1
+    fi
+    tl_ok 0 "$3"
 }
 
 tl_done() {
