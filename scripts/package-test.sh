@@ -151,13 +151,18 @@ done
 ok $? "lookupd started by hand as $unit_user listens on /run/rcptgate/socketmap"
 # minbase has no ps: the effective uid from /proc
 is "$(awk '/^Uid:/ { print $3 }' "/proc/$LOOKUPD_PID/status" 2>&1)" "$(id -u "$unit_user")" "lookupd runs as $unit_user"
+is "$(id -nG rcptgate | tr ' ' '\n' | grep -cx postfix)" 1 "postinst put rcptgate in group postfix"
+is "$(stat -c '%a %G' /run/rcptgate/socketmap 2>&1)" "660 postfix" \
+    "the socket is 0660, group postfix: Postfix's processes may use it, other users may not"
 mkdir -p "$W/postfix" && : > "$W/postfix/main.cf"
-got=$(postmap -c "$W/postfix" -q alice@example.com socketmap:unix:/run/rcptgate/socketmap:recipients 2> "$W/pm.err")
+# As Postfix's processes ask: user and group postfix (root would pass any mode).
+pm() { runuser -u postfix -- postmap -c "$W/postfix" "$@"; }
+got=$(pm -q alice@example.com socketmap:unix:/run/rcptgate/socketmap:recipients 2> "$W/pm.err")
 rc=$?
-ok $([ $rc = 0 ] && [ -n "$got" ]; echo $?) "postmap -q alice@example.com: found ($got)"
-got=$(postmap -c "$W/postfix" -q example.com socketmap:unix:/run/rcptgate/socketmap:domains 2>> "$W/pm.err")
+ok $([ $rc = 0 ] && [ -n "$got" ]; echo $?) "postmap -q alice@example.com as user postfix: found ($got)"
+got=$(pm -q example.com socketmap:unix:/run/rcptgate/socketmap:domains 2>> "$W/pm.err")
 ok $([ $? = 0 ] && [ -n "$got" ]; echo $?) "postmap -q example.com in domains: found ($got)"
-got=$(postmap -c "$W/postfix" -q nobody@example.com socketmap:unix:/run/rcptgate/socketmap:recipients 2> "$W/pm2.err")
+got=$(pm -q nobody@example.com socketmap:unix:/run/rcptgate/socketmap:recipients 2> "$W/pm2.err")
 rc=$?
 ok $([ $rc = 1 ] && [ -z "$got" ] && [ ! -s "$W/pm2.err" ]; echo $?) \
     "postmap -q nobody@example.com: not found, and no lookup error"
