@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "daemon.h"
@@ -116,7 +117,14 @@ static int smtpd_params_check_chars(const char *value, char *err, size_t errlen)
 {
     unsigned char set[256];
 
-    return smtp_proto_charset(value, set, err, errlen) < 0 ? -1 : 0;
+    if (smtp_proto_charset(value, set, err, errlen) < 0)
+        return -1;
+    /* The scan sees the message as sent, CRLF and all: these would refuse every message. */
+    if (set['\r'] || set['\n']) {
+        snprintf(err, errlen, "\\r and \\n end every line of every message: leave them out");
+        return -1;
+    }
+    return 0;
 }
 
 static const CFG_PARAM smtpd_params[] = {

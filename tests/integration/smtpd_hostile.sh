@@ -129,6 +129,10 @@ printf 'message_reject_characters = \\0\\q\n' >> "$T/bad-chars.conf"
 "$RG_SMTPD" -c "$T/bad-chars.conf" -n > "$T/n.out" 2>&1
 tl_is "$?" 78 "message_reject_characters with an unknown escape: -n exits 78"
 tl_like "$(cat "$T/n.out")" 'message_reject_characters.*unknown escape \\q' "... and names the escape"
+sed 's/^bare_newline = .*//' "$CONF" > "$T/bad-chars.conf"
+printf 'message_reject_characters = \\0\\r\n' >> "$T/bad-chars.conf"
+"$RG_SMTPD" -c "$T/bad-chars.conf" -n > "$T/n.out" 2>&1
+tl_is "$?" 78 "message_reject_characters with \\r (every line ends in it): -n exits 78"
 
 # -n loads the TLS key as a start would: one others may read, or owned by
 # another user, is refused there too.
