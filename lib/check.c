@@ -90,7 +90,8 @@ static int check_found(const STORE_DOMAIN *dom, enum check_rule rule, CHECK_WHY 
     check_copy(why->domain, sizeof(why->domain), dom->name);
 
     /* An entry written before the admin command normalised it, answered as Postfix needs it. */
-    check_nexthop_norm(dom->nexthop ? dom->nexthop : "", why->nexthop, sizeof(why->nexthop));
+    why->nexthop_mixed = check_nexthop_norm(dom->nexthop ? dom->nexthop : "", why->nexthop,
+                                            sizeof(why->nexthop)) < 0;
     return 1;
 }
 

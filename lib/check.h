@@ -42,6 +42,7 @@ typedef struct check_why {
     char key[ADDR_KEY_SIZE];            /* the store key that matched */
     char domain[ADDR_DOMAIN_MAX + 2];   /* our domain entry that covers it */
     char nexthop[512];                  /* that domain's next hop, "" default */
+    int nexthop_mixed;                  /* it names two transports: Postfix cannot use it */
     STORE_RCPT rcpt;                    /* the entry; pointers valid until next store call */
 } CHECK_WHY;
 

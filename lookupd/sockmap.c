@@ -124,6 +124,20 @@ static size_t sockmap_transport(const char *key, size_t klen, char *out, size_t 
         *outcome = SOCKMAP_NOTFOUND;
         return sockmap_put(out, size, "NOTFOUND", "", 0);
     }
+    /*
+     * An entry stored before domain add refused them: Postfix's smtp
+     * client dies on "smtp:[a],relay:[b]" and throttles the whole
+     * transport, so the mail for this one domain waits instead.
+     */
+    if (sockmap_why.nexthop_mixed) {
+        char why[ADDR_DOMAIN_MAX + 120];
+
+        snprintf(why, sizeof(why), "next hop of %s names two transports: rcptgate domain add it again",
+                 sockmap_why.domain);
+        log_warn("transport: %s", why);
+        *outcome = SOCKMAP_TEMP;
+        return sockmap_put(out, size, "TEMP", why, strlen(why));
+    }
     *outcome = SOCKMAP_OK;
     return sockmap_put(out, size, "OK", sockmap_why.nexthop, strlen(sockmap_why.nexthop));
 }

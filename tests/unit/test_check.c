@@ -236,6 +236,17 @@ static void test_transport(void **state)
         }
         if (c->nexthop)
             assert_string_equal(why.nexthop, c->nexthop);
+        assert_int_equal(why.nexthop_mixed, 0);
+    }
+    {
+        /* An entry stored before domain add refused two transports: flagged for lookupd's TEMP. */
+        CHECK_OPTS opts = {"+", 0};
+        CHECK_WHY why;
+
+        assert_int_equal(store_domain_put(t_store, "mixed.example", "smtp:[10.5.0.1]:25,relay:[10.5.0.2]:25", 0), 0);
+        assert_int_equal(check_transport(t_store, &opts, "a@mixed.example", 15, &why), 1);
+        assert_int_equal(why.nexthop_mixed, 1);
+        assert_int_equal(store_domain_del(t_store, "mixed.example"), 1);
     }
 }
 
