@@ -16,6 +16,7 @@
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -328,6 +329,7 @@ int paths_check(const PATHS *pl, const char *user, int strict)
     PATHS_WHO who;
     char err[512];
     pid_t pid;
+    struct sigaction old_chld;
     int status;
 
     memset(&who, 0, sizeof(who));
@@ -349,11 +351,24 @@ int paths_check(const PATHS *pl, const char *user, int strict)
         return paths_check_all(pl, &who, strict);
     }
 
-    /* Root for user: a child becomes the user and asks the kernel. */
+    /*
+     * Root for user: a child becomes the user and asks the kernel. SIGCHLD
+     * ignored (inherited from a supervisor) would make waitpid() fail with
+     * ECHILD: the default is restored for the child's life.
+     */
     paths_who_set(&who, pw, 1);
     fflush(NULL);
+    {
+        struct sigaction dfl;
+
+        memset(&dfl, 0, sizeof(dfl));
+        dfl.sa_handler = SIG_DFL;
+        sigemptyset(&dfl.sa_mask);
+        sigaction(SIGCHLD, &dfl, &old_chld);
+    }
     if ((pid = fork()) < 0) {
         log_err("checking directories as user %s: fork: %s", user, strerror(errno));
+        sigaction(SIGCHLD, &old_chld, NULL);
         return 1;
     }
     if (pid == 0) {
@@ -370,9 +385,11 @@ int paths_check(const PATHS *pl, const char *user, int strict)
     while (waitpid(pid, &status, 0) < 0) {
         if (errno != EINTR) {
             log_err("checking directories as user %s: waitpid: %s", user, strerror(errno));
+            sigaction(SIGCHLD, &old_chld, NULL);
             return 1;
         }
     }
+    sigaction(SIGCHLD, &old_chld, NULL);
     if (!WIFEXITED(status)) {
         log_err("checking directories as user %s: the check was killed by signal %d", user,
                 WIFSIGNALED(status) ? WTERMSIG(status) : 0);

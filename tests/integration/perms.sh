@@ -356,4 +356,17 @@ tl_is "$rc" 73 "smtpd refuses a log_file that is a symbolic link"
 tl_like "$out" "log_file $B/lib/smtpd.log is a symbolic link" "smtpd: ... and says why"
 tl_is "$(cat "$B/victim")" "precious" "smtpd: the file the link named is untouched"
 
+# --- started with SIGCHLD ignored (some supervisors pass that on): the
+# check as the daemons' user still sees its child's verdict.
+if [ $ROOT = 1 ]; then
+    run "$RG_LOOKUPD" -c "$CONF" -n
+    want=$rc
+    out=$(python3 -c 'import os, signal, sys
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+os.execv(sys.argv[1], sys.argv[1:])' "$RG_LOOKUPD" -c "$CONF" -n 2>&1)
+    tl_is "$?" "$want" "SIGCHLD ignored at start: lookupd -n says what it says otherwise ($want)"
+    tl_ok "$(printf '%s' "$out" | grep -c 'No child processes' | grep -qx 0; echo $?)" \
+        "SIGCHLD ignored at start: no waitpid failure"
+fi
+
 tl_done
