@@ -311,11 +311,17 @@ int metrics_write_file(const METRICS *m, const char *path, char *err, size_t err
     FILE *fp;
     int fd, bad;
 
-    if ((size_t) snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp)) {
+    /*
+     * The temporary name is this process's own (lookupd and smtpd may
+     * share a directory), made anew: a link planted there in a directory
+     * another user owns (node_exporter's) is neither followed nor reused.
+     */
+    if ((size_t) snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long) getpid()) >= sizeof(tmp)) {
         snprintf(err, errlen, "metrics_file %s: name too long", path);
         return -1;
     }
-    if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0) {
+    (void) unlink(tmp);
+    if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644)) < 0) {
         snprintf(err, errlen, "metrics_file %s: %s", tmp, strerror(errno));
         return -1;
     }

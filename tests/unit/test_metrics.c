@@ -203,7 +203,7 @@ static void test_write_file(void **state)
 {
     METRICS_STATS ms;
     METRICS *m = metrics_create();
-    char path[320], tmp[330], err[512] = "", buf[4096];
+    char path[320], tmp[400], err[512] = "", buf[4096];
     struct stat sb;
     mode_t old;
     FILE *fp;
@@ -214,7 +214,7 @@ static void test_write_file(void **state)
     assert_int_equal(metrics_stats_read(test_path, &ms, err, sizeof(err)), 1);
     metrics_add_stats(m, "lookupd", &ms);
     snprintf(path, sizeof(path), "%s/x.prom", test_dir);
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long) getpid());
     old = umask(077);
     assert_int_equal(metrics_write_file(m, path, err, sizeof(err)), 0);
     umask(old);
@@ -233,7 +233,9 @@ static void test_write_file(void **state)
 
     /* A directory that does not exist: an error that names the file. */
     assert_int_equal(metrics_write_file(m, "/nonexistent/dir/x.prom", err, sizeof(err)), -1);
-    assert_string_equal(err, "metrics_file /nonexistent/dir/x.prom.tmp: No such file or directory");
+    snprintf(tmp, sizeof(tmp), "metrics_file /nonexistent/dir/x.prom.%ld.tmp: No such file or directory",
+             (long) getpid());
+    assert_string_equal(err, tmp);
     metrics_free(m);
 }
 
