@@ -64,7 +64,8 @@ static int smtp_tls_key_check(const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "tls_key_file %s: %s", path, strerror(errno));
         return -1;
     }
-    return cfg_secret_ok("tls_key_file", path, &sb, 0, err, errlen) ? 0 : -1;
+    /* As Postfix and Debian have it: a key may be 0640 root:ssl-cert for a daemon in that group. */
+    return cfg_secret_ok("tls_key_file", path, &sb, 1, err, errlen) ? 0 : -1;
 }
 
 /* smtp_tls_server_build - a server context from the certificate and key files */
