@@ -8,7 +8,9 @@
  * so every split of a line, a command or the message data across reads is
  * tried. The byte after the plan picks the client: bit 0 a trusted
  * address (mynetworks), bit 1 the submission port, bit 2 bare_newline =
- * normalize. Recipients are checked against a real store made at start
+ * normalize, bit 3 reject_unauth_pipelining = off (so that commands in
+ * one write are not all cut short at the first: pipelining before EHLO,
+ * or after a command that must end a group, is 554 and goodbye). Recipients are checked against a real store made at start
  * (fuzz_common.c); accepted transactions are relayed to a fake next hop in
  * this process (an evconnlistener on 127.0.0.1 that answers 220/250/354
  * and takes the message). DNS is off (reverse_lookup = no, no DNSBL,
@@ -299,6 +301,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_new.sin.sin_port = htons(40000);
     inet_pton(AF_INET, mode & 1 ? "127.0.0.1" : "192.0.2.7", &fuzz_new.sin.sin_addr);
     smtp_session_normalize = (mode & 4) != 0;
+    /* Bit 3: reject_unauth_pipelining = off, so that commands in one write go deeper. */
+    {
+        static char *enforce;
+        static char off[] = "off";
+
+        if (enforce == NULL)
+            enforce = var_smtpd_unauth_pipelining;
+        var_smtpd_unauth_pipelining = mode & 8 ? off : enforce;
+    }
     fuzz_reply_len = 0;
     fuzz_lines = 0;
     fuzz_new.fd = sv[0];
