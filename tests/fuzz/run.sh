@@ -10,7 +10,8 @@
 # it finds, so the tree's seeds stay small. Prints each target's
 # executions and time; a crash stops the run with the target's log and
 # the crashing input named, and exits 1. One target at a time: the
-# machine's cores are shared.
+# machine's cores are shared. $FUZZ_FLAGS (e.g. -rss_limit_mb=1024) goes to
+# every target.
 set -u
 
 limit=$1
@@ -25,7 +26,8 @@ for t in "$@"; do
     set -- "$work/$name"
     [ -d "$seeds/$name" ] && set -- "$@" "$seeds/$name"
     log=$work/$name.log
-    "$t" "$limit" -print_final_stats=1 -artifact_prefix="$work/$name.artifacts/" "$@" >"$log" 2>&1
+    # shellcheck disable=SC2086 # FUZZ_FLAGS is a list of options
+    "$t" "$limit" ${FUZZ_FLAGS:-} -print_final_stats=1 -artifact_prefix="$work/$name.artifacts/" "$@" >"$log" 2>&1
     rc=$?
     done_line=$(grep '^Done [0-9]* runs in' "$log" | tail -1)
     if [ $rc -ne 0 ] || [ -z "$done_line" ]; then
