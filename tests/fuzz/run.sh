@@ -37,6 +37,8 @@ for t in "$@"; do
         continue
     fi
     # "Done 123456 runs in 10 second(s)"
-    echo "$done_line" | awk -v n="fuzz_$name" '{ printf "%-22s %12d executions in %6d s (%d/s)\n", n, $2, $5, $5 ? $2 / $5 : $2 }'
+    echo "$done_line" | awk -v n="fuzz_$name" '{
+        rate = $5 > 0 ? sprintf("%d/s", $2 / $5) : "under 1 s"
+        printf "%-22s %12d executions in %6d s (%s)\n", n, $2, $5, rate }'
 done
 exit $status
