@@ -81,6 +81,22 @@ int source_graph_http_get(SOURCE_GRAPH *sg, const char *url, json_t **out, char 
 typedef int (*SOURCE_GRAPH_ITEM_FN)(SOURCE_GRAPH *sg, json_t *item, void *ctx, char *err, size_t errlen);
 
 /*
+ * source_graph_http_decode - the body of a 200 answer to url as a JSON
+ * object: GRAPH_OK with *out (json_decref it), or GRAPH_ERR with err.
+ */
+int source_graph_http_decode(const char *body, size_t len, const char *url, json_t **out,
+                             char *err, size_t errlen);
+
+/*
+ * source_graph_page - one page of url: each object of its "value" to fn,
+ * and *next its @odata.nextLink (malloc'd) or NULL. GRAPH_OK, or
+ * GRAPH_ERR with err (no "value" array, an entry that is not an object,
+ * or fn's failure). The paged GET and the fuzz target share it.
+ */
+int source_graph_page(SOURCE_GRAPH *sg, json_t *page, const char *url, SOURCE_GRAPH_ITEM_FN fn, void *ctx,
+                      char **next, char *err, size_t errlen);
+
+/*
  * source_graph_http_pages - every page from url on: each object of
  * "value" to fn, then @odata.nextLink, until a page without one; only
  * one page is held at a time. *delta_link (when not NULL) gets the last

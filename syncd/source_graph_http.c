@@ -507,7 +507,6 @@ int source_graph_http_get(SOURCE_GRAPH *sg, const char *url, json_t **out, char 
         long status;
         long long ra, wait;
         int tls_failed;
-        json_error_t je;
 
         if (syncd_stopping) {
             snprintf(err, errlen, "stopping on a signal");
@@ -523,20 +522,8 @@ int source_graph_http_get(SOURCE_GRAPH *sg, const char *url, json_t **out, char 
                 return GRAPH_ERR;
             continue;
         }
-        if (status == 200) {
-            if ((*out = json_loadb(sg->body.data ? sg->body.data : "", sg->body.len, 0, &je)) == NULL) {
-                snprintf(err, errlen, "%s: malformed JSON (line %d, column %d: %s)", url, je.line,
-                         je.column, je.text);
-                return GRAPH_ERR;
-            }
-            if (!json_is_object(*out)) {
-                snprintf(err, errlen, "%s: the answer is not a JSON object", url);
-                json_decref(*out);
-                *out = NULL;
-                return GRAPH_ERR;
-            }
-            return GRAPH_OK;
-        }
+        if (status == 200)
+            return source_graph_http_decode(sg->body.data, sg->body.len, url, out, err, errlen);
         if (status == 401 && !renewed) {
             /* Expired or revoked in the middle of a pull: one new token, once. */
             log_info("source %s: Graph refused the access token (401); getting a new one", sg->conf->name);
@@ -577,6 +564,52 @@ int source_graph_http_get(SOURCE_GRAPH *sg, const char *url, json_t **out, char 
     }
 }
 
+/* source_graph_http_decode - a 200 answer's body as a JSON object */
+int source_graph_http_decode(const char *body, size_t len, const char *url, json_t **out,
+                             char *err, size_t errlen)
+{
+    json_error_t je;
+
+    if ((*out = json_loadb(body ? body : "", len, 0, &je)) == NULL) {
+        snprintf(err, errlen, "%s: malformed JSON (line %d, column %d: %s)", url, je.line,
+                 je.column, je.text);
+        return GRAPH_ERR;
+    }
+    if (!json_is_object(*out)) {
+        snprintf(err, errlen, "%s: the answer is not a JSON object", url);
+        json_decref(*out);
+        *out = NULL;
+        return GRAPH_ERR;
+    }
+    return GRAPH_OK;
+}
+
+/* source_graph_page - each object of one page's "value" to fn; its @odata.nextLink */
+int source_graph_page(SOURCE_GRAPH *sg, json_t *page, const char *url, SOURCE_GRAPH_ITEM_FN fn, void *ctx,
+                      char **next, char *err, size_t errlen)
+{
+    json_t *value, *item;
+    const char *link;
+    size_t i;
+
+    *next = NULL;
+    if ((value = json_object_get(page, "value")) == NULL || !json_is_array(value)) {
+        snprintf(err, errlen, "%s: the answer has no \"value\" array", url);
+        return GRAPH_ERR;
+    }
+    json_array_foreach(value, i, item) {
+        if (!json_is_object(item)) {
+            snprintf(err, errlen, "%s: an entry of \"value\" is not an object", url);
+            return GRAPH_ERR;
+        }
+        if (fn(sg, item, ctx, err, errlen) < 0)
+            return GRAPH_ERR;
+    }
+    if ((link = json_string_value(json_object_get(page, "@odata.nextLink"))) != NULL)
+        *next = xstrdup(link);
+    return GRAPH_OK;
+}
+
 /*
  * source_graph_http_pages - every page from url on: each object of "value" to
  * fn, then @odata.nextLink, until a page without one. *delta_link (when
@@ -592,9 +625,9 @@ int source_graph_http_pages(SOURCE_GRAPH *sg, const char *url, SOURCE_GRAPH_ITEM
     if (delta_link)
         *delta_link = NULL;
     while (next) {
-        json_t *page = NULL, *value, *item;
-        const char *link;
-        size_t i;
+        json_t *page = NULL;
+        char *link;
+        const char *dl;
         int rc = source_graph_http_get(sg, next, &page, err, errlen);
 
         if (rc != GRAPH_OK) {
@@ -607,32 +640,18 @@ int source_graph_http_pages(SOURCE_GRAPH *sg, const char *url, SOURCE_GRAPH_ITEM
             return rc;
         }
         pages++;
-        if ((value = json_object_get(page, "value")) == NULL || !json_is_array(value)) {
-            snprintf(err, errlen, "%s: the answer has no \"value\" array", next);
-            free(next);
+        rc = source_graph_page(sg, page, next, fn, ctx, &link, err, errlen);
+        free(next);
+        next = NULL;
+        if (rc != GRAPH_OK) {
             json_decref(page);
             return GRAPH_ERR;
         }
-        json_array_foreach(value, i, item) {
-            if (!json_is_object(item)) {
-                snprintf(err, errlen, "%s: an entry of \"value\" is not an object", next);
-                free(next);
-                json_decref(page);
-                return GRAPH_ERR;
-            }
-            if (fn(sg, item, ctx, err, errlen) < 0) {
-                free(next);
-                json_decref(page);
-                return GRAPH_ERR;
-            }
-        }
-        free(next);
-        next = NULL;
-        if ((link = json_string_value(json_object_get(page, "@odata.nextLink"))) != NULL) {
-            next = xstrdup(link);
+        if (link != NULL) {
+            next = link;
         } else if (delta_link
-                   && (link = json_string_value(json_object_get(page, "@odata.deltaLink"))) != NULL) {
-            *delta_link = xstrdup(link);
+                   && (dl = json_string_value(json_object_get(page, "@odata.deltaLink"))) != NULL) {
+            *delta_link = xstrdup(dl);
         }
         json_decref(page);
         if (next && strncasecmp(next, sg->origin, strlen(sg->origin)) != 0) {

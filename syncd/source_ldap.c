@@ -886,7 +886,13 @@ out:
 int source_ldap_entry_first(SOURCE_LDAP *sl, LDAPMessage *e, BerElement **ber, struct berval *dn)
 {
     *ber = NULL;
-    if (ldap_get_dn_ber(sl->ld, e, ber, dn) != LDAP_SUCCESS || dn->bv_val == NULL) {
+    /*
+     * A DN is text: one holding a NUL byte would be cut short when copied,
+     * and two different entries could then share a DN (or an empty one
+     * become an object's identity).
+     */
+    if (ldap_get_dn_ber(sl->ld, e, ber, dn) != LDAP_SUCCESS || dn->bv_val == NULL
+        || memchr(dn->bv_val, 0, dn->bv_len) != NULL) {
         if (*ber)
             ber_free(*ber, 0);
         *ber = NULL;
@@ -957,7 +963,9 @@ static int source_ldap_generic_entry(SOURCE_LDAP *sl, LDAPMessage *e, char *err,
     int r;
 
     source_obj_reset(o);
-    if (source_ldap_entry_first(sl, e, &ber, &dn) < 0) {
+    if (source_ldap_entry_first(sl, e, &ber, &dn) < 0 || dn.bv_len == 0) {
+        if (ber)
+            ber_free(ber, 0);
         snprintf(err, errlen, "an entry without a readable DN");
         return -1;
     }
@@ -975,7 +983,12 @@ static int source_ldap_generic_entry(SOURCE_LDAP *sl, LDAPMessage *e, char *err,
                 if (source_ldap_is(v, "groupOfNames") || source_ldap_is(v, "groupOfUniqueNames"))
                     group = 1;
             } else if (source_ldap_is(&name, "entryUUID")) {
-                source_obj_set_guid(o, v->bv_val, v->bv_len);
+                /* Cut short at a NUL, two objects could share an identity: the DN serves instead. */
+                if (v->bv_len > 0 && memchr(v->bv_val, 0, v->bv_len) == NULL)
+                    source_obj_set_guid(o, v->bv_val, v->bv_len);
+                else
+                    source_skip_warn(sl->sink, "source %s: %s: entryUUID is empty or holds a NUL byte: "
+                                     "using the DN as its identity", sl->conf->name, o->dn);
             } else if (source_ldap_is(&name, "member")) {
                 source_obj_member(o, v->bv_val, v->bv_len);
             } else if (source_ldap_is(&name, "uniqueMember")) {

@@ -456,7 +456,9 @@ static int source_ldap_ad_entry(SOURCE_LDAP *sl, LDAPMessage *e, char *err, size
     memset(&ae, 0, sizeof(ae));
     ae.rtd = -1;
     ae.range_next = -1;
-    if (source_ldap_entry_first(sl, e, &ber, &dn) < 0) {
+    if (source_ldap_entry_first(sl, e, &ber, &dn) < 0 || dn.bv_len == 0) {
+        if (ber)
+            ber_free(ber, 0);
         snprintf(err, errlen, "an entry without a readable DN");
         return -1;
     }
@@ -650,7 +652,9 @@ static int source_ldap_ad_unmatched_cb(SOURCE_LDAP *sl, LDAPMessage *e, void *ct
     }
     sl->entries++;
     source_obj_reset(o);
-    if (source_ldap_entry_first(sl, e, &ber, &dn) < 0) {
+    if (source_ldap_entry_first(sl, e, &ber, &dn) < 0 || dn.bv_len == 0) {
+        if (ber)
+            ber_free(ber, 0);
         snprintf(err, errlen, "an entry without a readable DN");
         return -1;
     }

@@ -6,7 +6,9 @@
  * the object builder, the [source NAME] validation through the real
  * configuration loader, and sync_apply.c against a real store with a
  * scripted source: applied, refused by the shrink guard, forced, failed,
- * and the export file. The LDAP paths run against slapd in
+ * and the export file; entries with a DN or entryUUID no directory should
+ * send (a NUL byte, empty), handed to the flavours' mapping through
+ * libldap on a socketpair. The LDAP paths run against slapd in
  * tests/integration/syncd_*.sh.
  */
 #include "config.h"
@@ -18,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -222,10 +225,12 @@ static void test_key(void **state)
 /* The sink of the object tests: counts puts, keeps the last object's first address. */
 static int obj_puts;
 static char obj_first[ADDR_KEY_SIZE];
+static char obj_last_guid[512];
 
 static int obj_put(SYNC_SINK *sink, const STORE_OBJECT *o)
 {
     obj_puts++;
+    snprintf(obj_last_guid, sizeof(obj_last_guid), "%s", o->guid);
     snprintf(obj_first, sizeof(obj_first), "%s", o->n_addresses ? o->addresses[0] : "");
     return 0;
 }
@@ -589,6 +594,124 @@ static int group_teardown(void **state)
     return system(cmd) == 0 ? 0 : -1;
 }
 
+/*
+ * ldap_init_fd(3) (see ldap_open(3)) is exported by libldap but declared
+ * only in its private header: an LDAP handle on a socket we made.
+ */
+#ifndef LDAP_PROTO_TCP
+#define LDAP_PROTO_TCP 1
+int ldap_init_fd(ber_socket_t fd, int proto, const char *url, LDAP **ldp);
+#endif
+
+/*
+ * entry_map - one search result entry (dn of dnlen bytes, then name/value
+ * pairs, NULL-terminated) through libldap on a socketpair to the
+ * flavour's mapping, as a directory's answer comes: its return code,
+ * err filled.
+ */
+static int entry_map(const SOURCE_LDAP_FLAVOUR *fl, SYNC_SINK *sink, const char *dn, size_t dnlen,
+                     const char *const *pairs, char *err, size_t errlen)
+{
+    SOURCE_CONF conf;
+    SOURCE_LDAP sl;
+    LDAP *ld;
+    LDAPMessage *res = NULL, *e;
+    BerElement *ber = ber_alloc_t(LBER_USE_DER);
+    struct berval *flat = NULL, bdn = {dnlen, (char *) dn};
+    struct timeval tv = {5, 0};
+    char junk[4096];
+    int sv[2], msgid, v3 = LDAP_VERSION3, n, rc;
+
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    assert_int_equal(ldap_init_fd(sv[0], LDAP_PROTO_TCP, "ldap://test.invalid", &ld), LDAP_SUCCESS);
+    ldap_set_option(ld, LDAP_OPT_PROTOCOL_VERSION, &v3);
+    assert_int_equal(ldap_search_ext(ld, "dc=example,dc=com", LDAP_SCOPE_SUBTREE, "(objectClass=*)", NULL, 0,
+                                     NULL, NULL, NULL, 0, &msgid), LDAP_SUCCESS);
+    assert_true(read(sv[1], junk, sizeof(junk)) > 0);      /* the request */
+    assert_true(ber_printf(ber, "{it{O{", msgid, LDAP_RES_SEARCH_ENTRY, &bdn) >= 0);
+    for (const char *const *p = pairs; *p; p += 2)
+        assert_true(ber_printf(ber, "{s[s]N}", p[0], p[1]) >= 0);
+    assert_true(ber_printf(ber, "}N}N}{it{ess}}", msgid, LDAP_RES_SEARCH_RESULT, LDAP_SUCCESS, "", "") >= 0);
+    assert_true(ber_flatten(ber, &flat) == 0);
+    assert_int_equal(write(sv[1], flat->bv_val, flat->bv_len), (ssize_t) flat->bv_len);
+    assert_int_equal(ldap_result(ld, msgid, LDAP_MSG_ONE, &tv, &res), LDAP_RES_SEARCH_ENTRY);
+    assert_non_null(e = ldap_first_entry(ld, res));
+
+    memset(&conf, 0, sizeof(conf));
+    conf.name = "t";
+    memset(&sl, 0, sizeof(sl));
+    sl.conf = &conf;
+    sl.flavour = fl;
+    sl.ld = ld;
+    sl.sink = sink;
+    sl.addr_attrs = source_words(fl->addresses, &n);
+    sl.login_attrs = source_words(fl->logins, &n);
+    source_obj_init(&sl.obj, conf.name);
+    err[0] = 0;
+    rc = fl->entry(&sl, e, err, errlen);
+    source_obj_free(&sl.obj);
+    source_words_free(sl.addr_attrs);
+    source_words_free(sl.login_attrs);
+    ldap_msgfree(res);
+    ber_bvfree(flat);
+    ber_free(ber, 1);
+    ldap_unbind_ext(ld, NULL, NULL);
+    close(sv[1]);
+    return rc;
+}
+
+/*
+ * test_entry_nul - a DN or entryUUID holding a NUL byte (found by
+ * fuzz_ldap_entry: the DN "\0cn=staff,..." became an object with an
+ * empty identity) is never cut short into an identity
+ */
+static void test_entry_nul(void **state)
+{
+    static const char *const person[] = {"objectClass", "inetOrgPerson", "mail", "carol@example.com", NULL};
+    static const char *const user[] = {"objectClass", "user", "mail", "carol@example.com", NULL};
+    static const char nul_dn[] = "\0cn=staff,dc=example,dc=com";
+    static const char good_dn[] = "cn=carol,dc=example,dc=com";
+    SYNC_SINK sink;
+    char err[256];
+    int before;
+
+    (void) state;
+    memset(&sink, 0, sizeof(sink));
+    sink.put = obj_put;
+    /* The precondition: the same entry with a clean DN is put, identity its DN. */
+    before = obj_puts;
+    assert_int_equal(entry_map(&source_ldap_generic, &sink, good_dn, sizeof(good_dn) - 1, person,
+                               err, sizeof(err)), 0);
+    assert_int_equal(obj_puts, before + 1);
+    assert_string_equal(obj_last_guid, "cn=carol,dc=example,dc=com");
+
+    /* Generic and AD flavours: a NUL in the DN, or an empty DN, fails the entry (the pull applies nothing). */
+    for (int ad = 0; ad < 2; ad++) {
+        const SOURCE_LDAP_FLAVOUR *fl = ad ? &source_ldap_ad : &source_ldap_generic;
+
+        before = obj_puts;
+        assert_int_equal(entry_map(fl, &sink, nul_dn, sizeof(nul_dn) - 1, ad ? user : person,
+                                   err, sizeof(err)), -1);
+        assert_string_equal(err, "an entry without a readable DN");
+        assert_int_equal(entry_map(fl, &sink, "", 0, ad ? user : person, err, sizeof(err)), -1);
+        assert_int_equal(obj_puts, before);
+    }
+
+    /* An empty entryUUID (or one holding a NUL): not an identity; the DN serves, the value is counted skipped. */
+    {
+        static const char *const uuid_nul[] = {"objectClass", "inetOrgPerson", "mail", "carol@example.com",
+                                               "entryUUID", "", NULL};
+
+        before = obj_puts;
+        sink.skipped = 0;
+        assert_int_equal(entry_map(&source_ldap_generic, &sink, good_dn, sizeof(good_dn) - 1, uuid_nul,
+                                   err, sizeof(err)), 0);
+        assert_int_equal(obj_puts, before + 1);
+        assert_string_equal(obj_last_guid, "cn=carol,dc=example,dc=com");
+        assert_int_equal(sink.skipped, 1);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -604,6 +727,7 @@ int main(void)
         cmocka_unit_test(test_conf_good),
         cmocka_unit_test(test_conf_bad),
         cmocka_unit_test(test_apply),
+        cmocka_unit_test(test_entry_nul),
     };
 
     return cmocka_run_group_tests_name("syncd", tests, group_setup, group_teardown);
