@@ -142,7 +142,10 @@ r=$(ask alice@example.com)
 t1=$(date +%s%N)
 ms=$(((t1 - t0) / 1000000))
 tl_like "$r" '^TEMP ' "locked store: reply is TEMP"
-tl_ok $([ $ms -ge 400 ] && [ $ms -lt 3000 ]; echo $?) "locked store: TEMP after about the busy timeout (${ms} ms)"
+# No hang: at most the busy timeout and a little. (lookupd also retries the
+# store each second on its own, so a request may arrive in the middle of
+# such a wait and be answered sooner than 500 ms.)
+tl_ok $([ $ms -lt 3000 ]; echo $?) "locked store: TEMP within the busy timeout and a little, no hang (${ms} ms)"
 expect_temp "locked store"
 exec 4>&-                       # the locker sees EOF and lets go
 wait "$LOCKER"
