@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -85,16 +86,26 @@ static int smtpd_log_created;           /* the open log file is one we created *
  */
 static int smtpd_log_file_open(const char *path, char *err, size_t errlen)
 {
-    int flags = O_WRONLY | O_APPEND | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC;
+    /* O_NONBLOCK: a FIFO planted there must not hold the start forever. */
+    int flags = O_WRONLY | O_APPEND | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC | O_NONBLOCK;
     int fd = open(path, flags);
+    struct stat sb;
 
     smtpd_log_created = 0;
     if (fd < 0 && errno == ENOENT) {
         fd = open(path, flags | O_CREAT | O_EXCL, 0640);
         smtpd_log_created = fd >= 0;
     }
-    if (fd < 0)
+    if (fd < 0) {
         snprintf(err, errlen, "log_file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    /* What was opened, not what a check saw earlier: a plain file with one name (no hard link). */
+    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || sb.st_nlink != 1) {
+        snprintf(err, errlen, "log_file %s: not a plain file with one link: remove it", path);
+        close(fd);
+        return -1;
+    }
     return fd;
 }
 
