@@ -310,3 +310,21 @@ void daemon_ready(const char *status)
     ready = 1;
     daemon_notify(line);
 }
+
+/* daemon_hold_signals - block HUP, TERM and INT until the loop watches them */
+void daemon_hold_signals(sigset_t *old)
+{
+    sigset_t hold;
+
+    sigemptyset(&hold);
+    sigaddset(&hold, SIGHUP);
+    sigaddset(&hold, SIGTERM);
+    sigaddset(&hold, SIGINT);
+    sigprocmask(SIG_BLOCK, &hold, old);
+}
+
+/* daemon_release_signals - the saved mask again; pending signals arrive now */
+void daemon_release_signals(const sigset_t *old)
+{
+    sigprocmask(SIG_SETMASK, old, NULL);
+}

@@ -9,6 +9,7 @@
 #ifndef RG_DAEMON_H
 #define RG_DAEMON_H
 
+#include <signal.h>
 #include <stddef.h>
 
 /* daemon_detach - fork into the background, new session, stdio to /dev/null */
@@ -64,5 +65,17 @@ void daemon_notify(const char *state);
  * systemd reports the service started only once it can answer.
  */
 void daemon_ready(const char *status);
+
+/*
+ * daemon_hold_signals - block SIGHUP, SIGTERM and SIGINT until the event
+ * loop watches them (daemon_release_signals): a reload or stop sent as
+ * soon as the pid file appears (logrotate, a test, systemd) would
+ * otherwise meet the default action, and end the daemon. They stay
+ * pending, and are handled once released. old keeps the mask to restore.
+ */
+void daemon_hold_signals(sigset_t *old);
+
+/* daemon_release_signals - restore the mask daemon_hold_signals() saved */
+void daemon_release_signals(const sigset_t *old);
 
 #endif

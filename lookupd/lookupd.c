@@ -859,6 +859,7 @@ int main(int argc, char **argv)
     const char *conf = cfg_default_path();
     struct event *sigs[3];
     static const int signums[3] = {SIGHUP, SIGTERM, SIGINT};
+    sigset_t held;
     struct sigaction sa;
     char real[PATH_MAX];
     char smtext[1024];
@@ -920,6 +921,7 @@ int main(int argc, char **argv)
     lookupd_listen_list(lookupd_run_socketmap, LISTENER_SOCKMAP, lookupd_socket_mode());
     lookupd_listen_list(lookupd_run_policy, LISTENER_POLICY, lookupd_socket_mode());
 
+    daemon_hold_signals(&held);
     daemon_become(LOOKUPD_NAME, foreground, lookupd_run_pidfile, lookupd_run_user, "lookupd");
 
     if ((lookupd_base = event_base_new()) == NULL)
@@ -937,6 +939,7 @@ int main(int argc, char **argv)
         if (sigs[i] == NULL || event_add(sigs[i], NULL) < 0)
             log_fatal("cannot watch signal %d", signums[i]);
     }
+    daemon_release_signals(&held);
     lookupd_resume_ev = evtimer_new(lookupd_base, lookupd_accept_resume_cb, NULL);
     lookupd_tick_ev = event_new(lookupd_base, -1, EV_PERSIST, lookupd_tick_cb, NULL);
     lookupd_stats_ev = event_new(lookupd_base, -1, EV_PERSIST, lookupd_stats_cb, NULL);

@@ -392,6 +392,7 @@ int main(int argc, char **argv)
 {
     const char *conf = cfg_default_path();
     static const int signums[3] = {SIGHUP, SIGTERM, SIGINT};
+    sigset_t held;
     struct event *sigs[3];
     struct sigaction sa;
     char real[PATH_MAX];
@@ -479,6 +480,7 @@ int main(int argc, char **argv)
         log_warn("SASL: %s; AUTH is not offered", err);
 
     /* Not -f: lines go to syslog and log_file only. */
+    daemon_hold_signals(&held);
     daemon_become(smtpd_log_ident(), foreground, smtpd_run_pidfile, smtpd_run_user, "smtpd");
     if (!foreground)
         smtpd_log_stderr(0);
@@ -530,6 +532,7 @@ int main(int argc, char **argv)
         if (sigs[i] == NULL || event_add(sigs[i], NULL) < 0)
             log_fatal("cannot watch signal %d", signums[i]);
     }
+    daemon_release_signals(&held);
     smtpd_started = time(NULL);
     smtpd_store_try();
     {

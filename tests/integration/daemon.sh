@@ -236,4 +236,24 @@ else
     SOCK=$SAVED_SOCK POLICY=$SAVED_POLICY
 fi
 
+# --- a HUP as soon as the pid file appears (logrotate, systemd, a script)
+# reloads lookupd or waits for it; it never meets the default action
+started=0 died=0
+for try in 1 2 3 4 5; do
+    rm -f "$T/lookupd.pid"
+    "$RG_LOOKUPD" -c "$CONF" -f 2>>"$T/lookupd.log" &
+    p=$!
+    j=0
+    while [ ! -s "$T/lookupd.pid" ] && kill -0 "$p" 2>/dev/null && [ $j -lt 20000 ]; do j=$((j + 1)); done
+    if [ -s "$T/lookupd.pid" ]; then
+        started=$((started + 1))
+        kill -HUP "$p"
+        sleep 0.3
+        kill -0 "$p" 2>/dev/null || died=$((died + 1))
+    fi
+    kill "$p" 2>/dev/null
+    wait "$p" 2>/dev/null
+done
+tl_is "$started/$died" "5/0" "a HUP the moment the pid file appears: 5 starts, none ended by it"
+
 tl_done
