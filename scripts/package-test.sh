@@ -70,7 +70,9 @@ echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-se
 apt-get update -qq > "$W/apt.log" 2>&1 &&
     apt-get install -y -qq --no-install-recommends postfix >> "$W/apt.log" 2>&1
 ok $? "postfix installed (for postmap)"
-apt-get install -y -qq --no-install-recommends "$DEB" >> "$W/apt.log" 2>&1
+# --reinstall: the README's command may have installed this very .deb
+# before Postfix was here; its postinst must run with Postfix present.
+apt-get install -y -qq --no-install-recommends --reinstall "$DEB" >> "$W/apt.log" 2>&1
 rc=$?
 [ -n "$made_policy" ] && rm -f /usr/sbin/policy-rc.d
 ok $rc "apt-get install $(basename "$DEB")"
