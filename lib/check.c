@@ -179,6 +179,28 @@ static int check_rcpt_key(STORE *st, const char *key, enum check_rule rule, CHEC
     return rc;
 }
 
+/*
+ * check_address - parse an address as Postfix or SMTP gave it into *a:
+ * 1 when it names a domain to look up, 0 with why->rule (and addr_err)
+ * set when it cannot be ours (bad syntax, null sender, address literal)
+ */
+static int check_address(const CHECK_OPTS *opts, const char *addr, size_t len, ADDR *a, CHECK_WHY *why)
+{
+    why->addr_err = 0;
+    why->address[0] = why->key[0] = why->domain[0] = why->nexthop[0] = 0;
+    why->nexthop_mixed = 0;
+    if ((why->addr_err = addr_parse(addr, len, opts->addr_flags, a)) != ADDR_OK) {
+        why->rule = CHECK_MISS_ADDRESS;
+        return 0;
+    }
+    check_copy(why->address, sizeof(why->address), a->key);
+    if (a->is_null || a->is_literal || a->domain[0] == 0) {
+        why->rule = CHECK_MISS_DOMAIN;
+        return 0;
+    }
+    return 1;
+}
+
 /* check_rcpt - is this a valid recipient? */
 int check_rcpt(STORE *st, const CHECK_OPTS *opts, const char *addr, size_t len, CHECK_WHY *why)
 {
@@ -187,17 +209,8 @@ int check_rcpt(STORE *st, const CHECK_OPTS *opts, const char *addr, size_t len, 
     char local[ADDR_KEY_SIZE];
     int rc;
 
-    why->addr_err = 0;
-    why->address[0] = why->key[0] = why->domain[0] = why->nexthop[0] = 0;
-    if ((why->addr_err = addr_parse(addr, len, opts->addr_flags, &a)) != ADDR_OK) {
-        why->rule = CHECK_MISS_ADDRESS;
+    if (!check_address(opts, addr, len, &a, why))
         return 0;
-    }
-    check_copy(why->address, sizeof(why->address), a.key);
-    if (a.is_null || a.is_literal || a.domain[0] == 0) {
-        why->rule = CHECK_MISS_DOMAIN;
-        return 0;
-    }
     if ((rc = check_domain_norm(st, a.domain, why)) <= 0)
         return rc;
 
@@ -245,17 +258,8 @@ int check_transport(STORE *st, const CHECK_OPTS *opts, const char *key, size_t l
      * nothing, the next hop is per domain), so one spelling routes like
      * every other. The recipient is not looked up: see check.h.
      */
-    why->addr_err = 0;
-    why->address[0] = why->key[0] = why->domain[0] = why->nexthop[0] = 0;
-    if ((why->addr_err = addr_parse(key, len, opts->addr_flags, &a)) != ADDR_OK) {
-        why->rule = CHECK_MISS_ADDRESS;
+    if (!check_address(opts, key, len, &a, why))
         return 0;
-    }
-    check_copy(why->address, sizeof(why->address), a.key);
-    if (a.is_null || a.is_literal || a.domain[0] == 0) {
-        why->rule = CHECK_MISS_DOMAIN;
-        return 0;
-    }
     return check_transport_domain(check_domain_norm(st, a.domain, why), why);
 }
 
