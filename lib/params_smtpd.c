@@ -1,5 +1,5 @@
 /*
- * smtpd_params.c - the [smtpd] parameter table (see smtpd_params.h)
+ * params_smtpd.c - the [smtpd] parameter table (see params_smtpd.h)
  *
  * Defaults follow Postfix's smtpd where it has one, and otherwise take
  * the side of never losing mail: a check that cannot decide defers, the
@@ -15,8 +15,7 @@
 #include "daemon.h"
 #include "params.h"
 #include "paths.h"
-#include "smtpd_params.h"
-#include "smtp_proto.h"
+#include "params_smtpd.h"
 #include "xalloc.h"
 
 #ifndef RG_LOCALSTATEDIR
@@ -110,14 +109,51 @@ int var_smtpd_harvest_block_ms;
 int var_smtpd_harvest_window_ms;
 int var_smtpd_anvil_size;
 
+/* params_smtpd_charset - a message_reject_characters list into a byte table */
+int params_smtpd_charset(const char *spec, unsigned char set[256], char *err, size_t errlen)
+{
+    static const char esc_in[] = "abfnrtv\\", esc_out[] = "\a\b\f\n\r\t\v\\";
+    const char *p = spec, *e;
+    int n = 0;
+
+    memset(set, 0, 256);
+    while (*p) {
+        unsigned int c = (unsigned char) *p++;
+
+        if (c == '\\') {
+            if (*p >= '0' && *p <= '7') {
+                c = 0;
+                for (int i = 0; i < 3 && *p >= '0' && *p <= '7'; i++)
+                    c = c * 8 + (unsigned int) (*p++ - '0');
+                if (c > 255) {
+                    snprintf(err, errlen, "octal escape over \\377 in \"%s\"", spec);
+                    return -1;
+                }
+            } else if (*p != 0 && (e = strchr(esc_in, *p)) != NULL) {
+                c = (unsigned char) esc_out[e - esc_in];
+                p++;
+            } else {
+                snprintf(err, errlen, "unknown escape \\%c in \"%s\" (\\0, \\ooo, \\a \\b \\f \\n \\r \\t \\v \\\\)",
+                         *p ? *p : '?', spec);
+                return -1;
+            }
+        }
+        if (!set[c]) {
+            set[c] = 1;
+            n++;
+        }
+    }
+    return n;
+}
+
 #define MODES "enforce|warn|off"
 
-/* smtpd_params_check_chars - message_reject_characters must parse (C escapes) */
-static int smtpd_params_check_chars(const char *value, char *err, size_t errlen)
+/* params_smtpd_check_chars - message_reject_characters must parse (C escapes) */
+static int params_smtpd_check_chars(const char *value, char *err, size_t errlen)
 {
     unsigned char set[256];
 
-    if (smtp_proto_charset(value, set, err, errlen) < 0)
+    if (params_smtpd_charset(value, set, err, errlen) < 0)
         return -1;
     /* The scan sees the message as sent, CRLF and all: these would refuse every message. */
     if (set['\r'] || set['\n']) {
@@ -156,7 +192,7 @@ static const CFG_PARAM smtpd_params[] = {
     {"reject_pregreet", CFG_ENUM, "enforce", &var_smtpd_pregreet, 0, 0, MODES, NULL},
     {"reject_unauth_pipelining", CFG_ENUM, "enforce", &var_smtpd_unauth_pipelining, 0, 0, MODES, NULL},
     {"bare_newline", CFG_ENUM, "reject", &var_smtpd_bare_newline, 0, 0, "reject|normalize", NULL},
-    {"message_reject_characters", CFG_STR, "\\0", &var_smtpd_reject_chars, 0, 0, NULL, smtpd_params_check_chars},
+    {"message_reject_characters", CFG_STR, "\\0", &var_smtpd_reject_chars, 0, 0, NULL, params_smtpd_check_chars},
     {"shutdown_timeout", CFG_TIME, "60s", &var_smtpd_shutdown_ms, 0, 3600000, NULL, NULL},
     {"smtputf8", CFG_BOOL, "yes", &var_smtpd_smtputf8, 0, 0, NULL, NULL},
     {"received_header", CFG_BOOL, "yes", &var_smtpd_received, 0, 0, NULL, NULL},
@@ -224,14 +260,14 @@ enum smtpd_mode smtpd_mode(const char *value)
     return SMTPD_ENFORCE;
 }
 
-/* smtpd_params_table - the [smtpd] parameters */
-const CFG_PARAM *smtpd_params_table(void)
+/* params_smtpd_table - the [smtpd] parameters */
+const CFG_PARAM *params_smtpd_table(void)
 {
     return smtpd_params;
 }
 
-/* smtpd_params_sections - [store], [address], [log] and [smtpd] */
-const CFG_SECTION *smtpd_params_sections(void)
+/* params_smtpd_sections - [store], [address], [log] and [smtpd] */
+const CFG_SECTION *params_smtpd_sections(void)
 {
     static CFG_SECTION sections[5];
 
@@ -244,8 +280,8 @@ const CFG_SECTION *smtpd_params_sections(void)
     return sections;
 }
 
-/* smtpd_params_paths - the places rcptgate-smtpd writes (see paths.h) */
-void smtpd_params_paths(PATHS *pl)
+/* params_smtpd_paths - the places rcptgate-smtpd writes (see paths.h) */
+void params_smtpd_paths(PATHS *pl)
 {
     paths_add_store(pl, 1, var_store_path);
     paths_add_file_dir(pl, 0, "pid file directory", var_smtpd_pidfile, 0755);

@@ -1,14 +1,15 @@
 /*
- * smtpd_params.h - the [smtpd] section of rcptgate.conf, as variables
+ * params_smtpd.h - the [smtpd] section of rcptgate.conf, as variables
  *
- * One table (smtpd_params.c) names each parameter, its default and its
- * bounds; the parts of rcptgate-smtpd read these variables. The defaults
+ * One table (params_smtpd.c) names each parameter, its default and its
+ * bounds; the parts of rcptgate-smtpd read these variables. It lives in lib/ so that
+ * the admin command's -n checks [smtpd] without linking smtpd. The defaults
  * are Postfix's where Postfix has one, so a postmaster who knows main.cf
  * finds no surprise. Strings belong to cfg and change on reload: do not
  * keep pointers to them across a SIGHUP.
  */
-#ifndef RG_SMTPD_PARAMS_H
-#define RG_SMTPD_PARAMS_H
+#ifndef RG_PARAMS_SMTPD_H
+#define RG_PARAMS_SMTPD_H
 
 #include "cfg.h"
 #include "paths.h"
@@ -114,16 +115,24 @@ enum smtpd_mode { SMTPD_OFF = 0, SMTPD_WARN = 1, SMTPD_ENFORCE = 2 };
  */
 enum smtpd_mode smtpd_mode(const char *value);
 
-/* smtpd_params_table - the [smtpd] table alone (for the admin command's -n and stats) */
-const CFG_PARAM *smtpd_params_table(void);
+/* params_smtpd_table - the [smtpd] table alone (for the admin command's -n and stats) */
+const CFG_PARAM *params_smtpd_table(void);
 
-/* smtpd_params_sections - the sections rcptgate-smtpd reads (static array) */
-const CFG_SECTION *smtpd_params_sections(void);
+/* params_smtpd_sections - the sections rcptgate-smtpd reads (static array) */
+const CFG_SECTION *params_smtpd_sections(void);
 
 /*
- * smtpd_params_paths - add the places rcptgate-smtpd writes to pl: the
+ * params_smtpd_paths - add the places rcptgate-smtpd writes to pl: the
  * store (soft), the pid and stats directories, log_file and its directory.
  */
-void smtpd_params_paths(PATHS *pl);
+void params_smtpd_paths(PATHS *pl);
+
+/*
+ * params_smtpd_charset - parse a character list as Postfix writes
+ * message_reject_characters: plain bytes and C escapes (\0 or \ooo octal,
+ * \a \b \f \n \r \t \v, \\); set[c] becomes 1 for each. Returns
+ * how many were named, or -1 with err set for a bad escape.
+ */
+int params_smtpd_charset(const char *spec, unsigned char set[256], char *err, size_t errlen);
 
 #endif

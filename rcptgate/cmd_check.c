@@ -49,7 +49,7 @@
 #include "netstring.h"
 #include "params.h"
 #include "rcptgate.h"
-#include "smtpd_params.h"
+#include "params_smtpd.h"
 #include "xalloc.h"
 
 #define CHECK_MSGS      64              /* findings kept */

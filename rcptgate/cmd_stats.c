@@ -26,7 +26,7 @@
 #include "metrics.h"
 #include "params.h"
 #include "rcptgate.h"
-#include "smtpd_params.h"
+#include "params_smtpd.h"
 
 typedef METRICS_STATS STATS_FILE;
 

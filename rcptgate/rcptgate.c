@@ -27,7 +27,7 @@
 #include "params.h"
 #include "paths.h"
 #include "rcptgate.h"
-#include "smtpd_params.h"
+#include "params_smtpd.h"
 
 int rcptgate_verbose;
 const char *rcptgate_conf_path;
@@ -167,7 +167,7 @@ static int rcptgate_paths(void)
         if (!cfg_section_seen(progs[i]))
             continue;
         if (i == 2)
-            smtpd_params_paths(pl[j]);
+            params_smtpd_paths(pl[j]);
         else
             params_paths(progs[i], 0, pl[j]);
     }
@@ -235,7 +235,7 @@ static const CFG_SECTION *rcptgate_sections(void)
     if (all[0].name == NULL) {
         for (const CFG_SECTION *s = params_sections_for("rcptgate"); s->name && n < 14; s++)
             all[n++] = *s;
-        all[n++] = (CFG_SECTION) {"smtpd", smtpd_params_table()};
+        all[n++] = (CFG_SECTION) {"smtpd", params_smtpd_table()};
     }
     return all;
 }

@@ -74,7 +74,7 @@
 
 #include "log.h"
 #include "smtp_auth.h"
-#include "smtpd_params.h"
+#include "params_smtpd.h"
 #include "xalloc.h"
 
 struct smtp_auth {

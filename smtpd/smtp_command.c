@@ -32,7 +32,7 @@
 #include "addr.h"
 #include "log.h"
 #include "xalloc.h"
-#include "smtpd_params.h"
+#include "params_smtpd.h"
 #include "smtpd_check.h"
 #include "smtpd_anvil.h"
 #include "smtpd_log.h"

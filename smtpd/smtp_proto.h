@@ -112,12 +112,4 @@ void smtp_proto_data_init(SMTP_DATA_SCAN *ds, int normalize);
 int smtp_proto_data_scan(SMTP_DATA_SCAN *ds, const char *in, size_t len, size_t *used,
                          char *out, size_t outsize, size_t *outlen);
 
-/*
- * smtp_proto_charset - parse a character list as Postfix writes
- * message_reject_characters: plain bytes and C escapes (\0 or \ooo octal,
- * \a \b \f \n \r \t \v, \\); set[c] becomes 1 for each. Returns
- * how many were named, or -1 with err set for a bad escape.
- */
-int smtp_proto_charset(const char *spec, unsigned char set[256], char *err, size_t errlen);
-
 #endif

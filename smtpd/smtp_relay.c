@@ -75,7 +75,7 @@
 
 #include "log.h"
 #include "xalloc.h"
-#include "smtpd_params.h"
+#include "params_smtpd.h"
 #include "smtp_tls.h"
 #include "smtp_relay.h"
 

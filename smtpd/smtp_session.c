@@ -60,7 +60,7 @@
 #include "log.h"
 #include "xalloc.h"
 #include "smtpd.h"
-#include "smtpd_params.h"
+#include "params_smtpd.h"
 #include "smtpd_check.h"
 #include "smtpd_dns.h"
 #include "smtpd_anvil.h"
@@ -126,7 +126,7 @@ void smtp_session_init(SMTPD_DNS *dns)
         char err[256];
 
         /* The parameter's check already accepted it; an empty set costs no scan. */
-        smtp_session_nreject = smtp_proto_charset(var_smtpd_reject_chars, smtp_session_reject, err, sizeof(err));
+        smtp_session_nreject = params_smtpd_charset(var_smtpd_reject_chars, smtp_session_reject, err, sizeof(err));
     }
     /* A common timeout keeps ten thousand identical idle timers cheap. */
     smtp_session_cmd_tv = event_base_init_common_timeout(smtpd_base, &tv);

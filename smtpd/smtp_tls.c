@@ -36,7 +36,7 @@
 
 #include "cfg.h"
 #include "log.h"
-#include "smtpd_params.h"
+#include "params_smtpd.h"
 #include "smtp_tls.h"
 
 static SSL_CTX *smtp_tls_server_ctx;    /* NULL: no certificate configured */

@@ -53,7 +53,7 @@
 #include "store.h"
 #include "xalloc.h"
 #include "smtpd.h"
-#include "smtpd_params.h"
+#include "params_smtpd.h"
 #include "smtpd_check.h"
 #include "smtpd_dns.h"
 #include "smtpd_anvil.h"
@@ -152,7 +152,7 @@ static int smtpd_load(int full)
 {
     SMTPD_LISTENER tmp[SMTPD_MAX_LISTEN];
     char err[512];
-    int errors = cfg_load(smtpd_conf_path, smtpd_params_sections());
+    int errors = cfg_load(smtpd_conf_path, params_smtpd_sections());
 
     if (errors != 0)
         return errors;
@@ -431,7 +431,7 @@ int main(int argc, char **argv)
         PATHS *pl = paths_create();
 
         /* Directories the user cannot write: say so now, not as a fatal open later. */
-        smtpd_params_paths(pl);
+        params_smtpd_paths(pl);
         paths_require(pl, var_smtpd_user, check_only, smtpd_conf_path);
         paths_free(pl);
     }

@@ -38,7 +38,7 @@
 #include "log.h"
 #include "smtpd.h"
 #include "smtpd_anvil.h"
-#include "smtpd_params.h"
+#include "params_smtpd.h"
 #include "xalloc.h"
 
 typedef struct anvil_entry {

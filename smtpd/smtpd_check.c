@@ -61,7 +61,7 @@
 #include "params.h"
 #include "smtpd_check.h"
 #include "smtpd_log.h"
-#include "smtpd_params.h"
+#include "params_smtpd.h"
 #include "store_access.h"
 #include "xalloc.h"
 

@@ -65,7 +65,7 @@
 #include "log.h"
 #include "xalloc.h"
 #include "smtpd_dns.h"
-#include "smtpd_params.h"
+#include "params_smtpd.h"
 
 #define SMTPD_DNS_MAXQ    32    /* lookups in flight per client */
 #define SMTPD_DNS_MAXZONE 16    /* DNSBL or RHSBL zones used */

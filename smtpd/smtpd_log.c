@@ -33,7 +33,7 @@
 
 #include "log.h"
 #include "smtpd_log.h"
-#include "smtpd_params.h"
+#include "params_smtpd.h"
 
 static char smtpd_log_name[128] = "rcptgate/smtpd";
 static char smtpd_log_other[128];       /* "<syslog_name>/qmgr" and the like, while in use */

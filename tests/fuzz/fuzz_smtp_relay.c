@@ -39,7 +39,7 @@
 
 #include "xalloc.h"
 #include "smtpd.h"
-#include "smtpd_params.h"
+#include "params_smtpd.h"
 #include "smtp_relay.h"
 #include "fuzz_common.h"
 
@@ -114,7 +114,7 @@ static void fuzz_init(void)
     smtpd_base = event_base_new();
     fuzz_check(smtpd_base != NULL);
     fuzz_config("[smtpd]\nhostname = mx.example.net\nuser =\nrelay_tls = may\nxforward = yes\n"
-                "relay_connect_timeout = 1s\nrelay_timeout = 1s\n", smtpd_params_sections());
+                "relay_connect_timeout = 1s\nrelay_timeout = 1s\n", params_smtpd_sections());
     snprintf(smtpd_hostname, sizeof(smtpd_hostname), "%s", var_smtpd_hostname);
     memset(&sin, 0, sizeof(sin));
     sin.sin_family = AF_INET;

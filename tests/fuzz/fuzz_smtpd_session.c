@@ -42,7 +42,7 @@
 #include "store.h"
 #include "xalloc.h"
 #include "smtpd.h"
-#include "smtpd_params.h"
+#include "params_smtpd.h"
 #include "smtpd_check.h"
 #include "smtpd_dns.h"
 #include "smtpd_anvil.h"
@@ -179,7 +179,7 @@ static void fuzz_init(void)
                      "dns_servers = 127.0.0.1:9\ntls = none\nrelay_tls = none\n"
                      "message_size_limit = 100000\nrecipient_limit = 100\n"
                      "relay_connect_timeout = 1s\nrelay_timeout = 1s\n", store);
-    fuzz_config(conf, smtpd_params_sections());
+    fuzz_config(conf, params_smtpd_sections());
     free(conf);
     if (smtpd_check_init(err, sizeof(err)) < 0) {
         fprintf(stderr, "fuzz: smtpd_check_init: %s\n", err);

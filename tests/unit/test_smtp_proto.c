@@ -18,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include "params_smtpd.h"
 #include "smtp_proto.h"
 
 typedef struct split_case {
@@ -393,19 +394,19 @@ static void charset(void **state)
     char err[256];
 
     (void) state;
-    assert_int_equal(smtp_proto_charset("\\0", set, err, sizeof(err)), 1);
+    assert_int_equal(params_smtpd_charset("\\0", set, err, sizeof(err)), 1);
     assert_int_equal(set[0], 1);
     assert_int_equal(set['0'], 0);
-    assert_int_equal(smtp_proto_charset("", set, err, sizeof(err)), 0);
-    assert_int_equal(smtp_proto_charset("ab\\r\\t\\\\\\177\\001", set, err, sizeof(err)), 7);
+    assert_int_equal(params_smtpd_charset("", set, err, sizeof(err)), 0);
+    assert_int_equal(params_smtpd_charset("ab\\r\\t\\\\\\177\\001", set, err, sizeof(err)), 7);
     assert_true(set['a'] && set['b'] && set['\r'] && set['\t'] && set['\\'] && set[0x7f] && set[1]);
-    assert_int_equal(smtp_proto_charset("\\0\\0aa", set, err, sizeof(err)), 2);
-    assert_int_equal(smtp_proto_charset("\\377", set, err, sizeof(err)), 1);
+    assert_int_equal(params_smtpd_charset("\\0\\0aa", set, err, sizeof(err)), 2);
+    assert_int_equal(params_smtpd_charset("\\377", set, err, sizeof(err)), 1);
     assert_int_equal(set[255], 1);
-    assert_int_equal(smtp_proto_charset("\\400", set, err, sizeof(err)), -1);
-    assert_int_equal(smtp_proto_charset("\\q", set, err, sizeof(err)), -1);
+    assert_int_equal(params_smtpd_charset("\\400", set, err, sizeof(err)), -1);
+    assert_int_equal(params_smtpd_charset("\\q", set, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "unknown escape \\q"));
-    assert_int_equal(smtp_proto_charset("x\\", set, err, sizeof(err)), -1);
+    assert_int_equal(params_smtpd_charset("x\\", set, err, sizeof(err)), -1);
 }
 
 int main(void)

@@ -34,7 +34,7 @@
 #include "log.h"
 #include "xalloc.h"
 #include "smtpd.h"
-#include "smtpd_params.h"
+#include "params_smtpd.h"
 #include "smtp_relay.h"
 #include "smtp_tls.h"
 
@@ -1331,7 +1331,7 @@ int main(void)
             return 1;
         }
     }
-    cfg_defaults(smtpd_params_sections());
+    cfg_defaults(params_smtpd_sections());
     /* The cases point these at literals; keep cfg's own strings reachable. */
     cfg_strings[0] = var_smtpd_relay_tls;
     cfg_strings[1] = var_smtpd_tls;

@@ -18,7 +18,7 @@
 #include <cmocka.h>
 
 #include "smtpd_anvil.h"
-#include "smtpd_params.h"
+#include "params_smtpd.h"
 
 #define T0 1000000000LL         /* an arbitrary start time, ms */
 

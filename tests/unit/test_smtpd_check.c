@@ -50,7 +50,7 @@
 #include "smtpd.h"
 #include "smtpd_check.h"
 #include "smtpd_log.h"
-#include "smtpd_params.h"
+#include "params_smtpd.h"
 #include "store.h"
 #include "store_access.h"
 #include "store_sync.h"
@@ -720,7 +720,7 @@ static int group_setup(void **state)
     }
     snprintf(t_path, sizeof(t_path), "%s/store.db", t_dir);
     log_init("test_smtpd_check", 0, 0);
-    cfg_defaults(smtpd_params_sections());
+    cfg_defaults(params_smtpd_sections());
     t_set("mynetworks", "127.0.0.0/8 [::1]/128 192.0.2.0/25");
     t_set("default_nexthop", "smtp:[10.0.0.9]");
     if (smtpd_check_init(err, sizeof(err)) < 0) {

@@ -33,7 +33,7 @@
 #include "log.h"
 #include "smtpd.h"
 #include "smtpd_dns.h"
-#include "smtpd_params.h"
+#include "params_smtpd.h"
 #include "xalloc.h"
 
 #define T_TIMEOUT_MS 1000       /* the resolver's dns_timeout in these tests */
