@@ -28,6 +28,7 @@
 #include "paths.h"
 #include "rcptgate.h"
 #include "params_smtpd.h"
+#include "params_source.h"
 
 int rcptgate_verbose;
 const char *rcptgate_conf_path;
@@ -224,8 +225,8 @@ const char *rcptgate_time(long long t, char *buf, size_t size)
 
 /*
  * rcptgate_sections - every section of rcptgate.conf: the shared ones,
- * lookupd's, syncd's and smtpd's, so that -n checks the whole file and
- * stats finds smtpd's counters.
+ * lookupd's, syncd's and smtpd's, so that -n checks the whole file (main
+ * adds every [source NAME]) and stats finds smtpd's counters.
  */
 static const CFG_SECTION *rcptgate_sections(void)
 {
@@ -272,7 +273,7 @@ int main(int argc, char **argv)
     argc -= optind;
     argv += optind;
     rcptgate_conf_path = conf;
-    if (cfg_load(conf, rcptgate_sections()) != 0) {
+    if (cfg_load_families(conf, rcptgate_sections(), params_source_families()) != 0) {
         rcptgate_error("%s: configuration errors", conf);
         /* A monitoring plugin says UNKNOWN, on stdout, with exit 3. */
         if (!check_only && argc >= 1 && strcmp(argv[0], "check") == 0)

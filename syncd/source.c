@@ -2,7 +2,8 @@
  * source.c - directory sources of rcptgate-syncd: configuration and objects
  *
  * The [source NAME] sections of rcptgate.conf as a cfg family: the typed
- * table, and a validation that refuses what cannot work (an LDAP source
+ * table (lib/params_source.c, which also checks what needs no backend),
+ * and a validation that refuses what cannot work (an LDAP source
  * without a URI or a base, a plain-text simple bind to a remote server
  * the postmaster did not ask for, a password file others can read) with
  * file:line, before any connection is tried. A good load installs the
@@ -34,62 +35,11 @@
 
 #define SOURCE_WARN_MAX 20      /* warnings about bad values per pull */
 
-/* source_check_sasl - sasl_mech: empty (simple bind), GSSAPI or EXTERNAL */
-static int source_check_sasl(const char *value, char *err, size_t errlen)
-{
-    if (*value == 0 || strcasecmp(value, "GSSAPI") == 0 || strcasecmp(value, "EXTERNAL") == 0)
-        return 0;
-    snprintf(err, errlen, "sasl_mech must be GSSAPI or EXTERNAL (empty for a simple bind), not \"%s\"", value);
-    return -1;
-}
-
-#define S(field) CFG_OFFSET(SOURCE_CONF, field)
-
-static const CFG_PARAM source_params[] = {
-    {"type", CFG_ENUM, NULL, S(type), 0, 0, "ldap|file|graph", NULL},
-    {"flavour", CFG_ENUM, "generic", S(flavour), 0, 0, "generic|ad", NULL},
-    {"mode", CFG_ENUM, "poll", S(mode), 0, 0, "once|poll|persistent", NULL},
-    {"uri", CFG_STR, "", S(uri), 0, 0, NULL, NULL},
-    {"base", CFG_LIST, "", S(base), 0, 0, NULL, NULL},
-    {"filter", CFG_STR, "", S(filter), 0, 0, NULL, NULL},
-    {"bind_dn", CFG_STR, "", S(bind_dn), 0, 0, NULL, NULL},
-    {"bind_password_file", CFG_PATH, "", S(bind_password_file), 0, 0, NULL, NULL},
-    {"sasl_mech", CFG_STR, "", S(sasl_mech), 0, 0, NULL, source_check_sasl},
-    {"tls", CFG_ENUM, "auto", S(tls), 0, 0, "auto|none|starttls|ldaps", NULL},
-    {"ca_file", CFG_PATH, "", S(ca_file), 0, 0, NULL, NULL},
-    {"cert_file", CFG_PATH, "", S(cert_file), 0, 0, NULL, NULL},
-    {"key_file", CFG_PATH, "", S(key_file), 0, 0, NULL, NULL},
-    {"address_attributes", CFG_STR, "", S(address_attributes), 0, 0, NULL, NULL},
-    {"login_attributes", CFG_STR, "", S(login_attributes), 0, 0, NULL, NULL},
-    {"shared_types", CFG_STR, "", S(shared_types), 0, 0, NULL, NULL},
-    {"path", CFG_PATH, "", S(path), 0, 0, NULL, NULL},
-    {"page_size", CFG_INT, "500", S(page_size), 1, 1000, NULL, NULL},
-    {"range_step", CFG_INT, "1500", S(range_step), 1, 100000, NULL, NULL},
-    {"timeout", CFG_TIME, "30s", S(timeout_ms), 1000, 3600000, NULL, NULL},
-    {"connect_timeout", CFG_TIME, "10s", S(connect_timeout_ms), 100, 600000, NULL, NULL},
-    /* ldap: incremental pulls (source_ldap_dirsync.c) and DC discovery (source_ldap.c) */
-    {"incremental", CFG_ENUM, "auto", S(incremental), 0, 0, "auto|dirsync|usn", NULL},
-    {"dns_domain", CFG_STR, "", S(dns_domain), 0, 0, NULL, NULL},
-    {"dns_servers", CFG_STR, "", S(dns_servers), 0, 0, NULL, NULL},
-    /* graph: see source_graph.c */
-    {"tenant", CFG_STR, "", S(tenant), 0, 0, NULL, NULL},
-    {"client_id", CFG_STR, "", S(client_id), 0, 0, NULL, NULL},
-    {"client_secret_file", CFG_PATH, "", S(client_secret_file), 0, 0, NULL, NULL},
-    {"client_cert_file", CFG_PATH, "", S(client_cert_file), 0, 0, NULL, NULL},
-    {"client_key_file", CFG_PATH, "", S(client_key_file), 0, 0, NULL, NULL},
-    {"login_url", CFG_STR, "https://login.microsoftonline.com", S(login_url), 0, 0, NULL, NULL},
-    {"graph_url", CFG_STR, "https://graph.microsoft.com", S(graph_url), 0, 0, NULL, NULL},
-    {"shared_unlicensed", CFG_BOOL, "yes", S(shared_unlicensed), 0, 0, NULL, NULL},
-    {NULL, 0, NULL, NULL, 0, 0, NULL, NULL},
-};
-
-#undef S
-
 static int source_validate(const char *file, int line, const char *name, void *instance);
 static void source_install(void **instances, int count);
 
 const CFG_FAMILY source_families[] = {
-    {"source", source_params, sizeof(SOURCE_CONF), source_validate, source_install},
+    {"source", params_source, sizeof(SOURCE_CONF), source_validate, source_install},
     {NULL, NULL, 0, NULL, NULL},
 };
 
@@ -390,15 +340,6 @@ int source_obj_put(SOURCE_OBJ *obj, SYNC_SINK *sink)
 
 /* ------------------------------------------------------------ configuration */
 
-/* source_name_ok - a source name: letters, digits and "._-" */
-static int source_name_ok(const char *name)
-{
-    size_t n = strlen(name);
-
-    return n > 0 && n <= 64
-        && strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
-}
-
 /* source_filter_ok - a filter in parentheses, balanced (the server checks the rest) */
 static int source_filter_ok(const char *f)
 {
@@ -613,36 +554,15 @@ static int source_validate_ldap(const char *file, int line, const char *name, co
 static int source_validate(const char *file, int line, const char *name, void *instance)
 {
     SOURCE_CONF *c = instance;
-    int errors = 0;
+    int errors = params_source_validate(file, line, name, c);
 
-    if (!source_name_ok(name)) {
-        source_verr(file, line, name, "the name may hold only letters, digits, '.', '_' and '-'");
-        errors++;
-    } else if (strcmp(name, "static") == 0) {
-        source_verr(file, line, name, "\"static\" is the source of rcptgate's static entries; "
-                    "choose another name");
-        errors++;
-    }
     if (c->type == NULL)                /* a bad type: already reported */
         return errors;
     if (strcmp(c->type, "graph") == 0)
         return errors + source_graph_validate(file, line, name, c);
     if (strcmp(c->type, "ldap") == 0)
         return errors + source_validate_ldap(file, line, name, c);
-
-    /* type = file */
-    if (*c->path == 0) {
-        source_verr(file, line, name, "path is required for type = file");
-        errors++;
-    }
-    if (*c->uri || *c->base || *c->bind_dn || *c->bind_password_file || *c->sasl_mech
-        || *c->filter || *c->ca_file || *c->cert_file || *c->key_file || *c->shared_types
-        || *c->address_attributes || *c->login_attributes) {
-        source_verr(file, line, name, "type = file reads only path (and mode); "
-                    "remove the LDAP settings");
-        errors++;
-    }
-    return errors;
+    return errors;                      /* type = file: all said in lib */
 }
 
 /* source_install - a good load: keep the instances, their passwords read */
@@ -701,7 +621,7 @@ int source_conf_equal(const SOURCE_CONF *a, const SOURCE_CONF *b)
 {
     if (strcmp(a->name, b->name) != 0)
         return 0;
-    for (const CFG_PARAM *p = source_params; p->name; p++) {
+    for (const CFG_PARAM *p = params_source; p->name; p++) {
         const char *va = (const char *) a + (uintptr_t) p->var;
         const char *vb = (const char *) b + (uintptr_t) p->var;
 

@@ -1,0 +1,145 @@
+/*
+ * params_source.c - the [source NAME] family's table (see params_source.h)
+ *
+ * Defaults are those of a plain LDAP poll: a page size every server
+ * allows, timeouts that fail a pull (and retry it later) long before
+ * Postfix would notice, and TLS whenever the server is not this machine.
+ */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log.h"
+#include "params_source.h"
+
+/* params_source_check_sasl - sasl_mech: empty (simple bind), GSSAPI or EXTERNAL */
+static int params_source_check_sasl(const char *value, char *err, size_t errlen)
+{
+    if (*value == 0 || strcasecmp(value, "GSSAPI") == 0 || strcasecmp(value, "EXTERNAL") == 0)
+        return 0;
+    snprintf(err, errlen, "sasl_mech must be GSSAPI or EXTERNAL (empty for a simple bind), not \"%s\"", value);
+    return -1;
+}
+
+#define S(field) CFG_OFFSET(SOURCE_CONF, field)
+
+const CFG_PARAM params_source[] = {
+    {"type", CFG_ENUM, NULL, S(type), 0, 0, "ldap|file|graph", NULL},
+    {"flavour", CFG_ENUM, "generic", S(flavour), 0, 0, "generic|ad", NULL},
+    {"mode", CFG_ENUM, "poll", S(mode), 0, 0, "once|poll|persistent", NULL},
+    {"uri", CFG_STR, "", S(uri), 0, 0, NULL, NULL},
+    {"base", CFG_LIST, "", S(base), 0, 0, NULL, NULL},
+    {"filter", CFG_STR, "", S(filter), 0, 0, NULL, NULL},
+    {"bind_dn", CFG_STR, "", S(bind_dn), 0, 0, NULL, NULL},
+    {"bind_password_file", CFG_PATH, "", S(bind_password_file), 0, 0, NULL, NULL},
+    {"sasl_mech", CFG_STR, "", S(sasl_mech), 0, 0, NULL, params_source_check_sasl},
+    {"tls", CFG_ENUM, "auto", S(tls), 0, 0, "auto|none|starttls|ldaps", NULL},
+    {"ca_file", CFG_PATH, "", S(ca_file), 0, 0, NULL, NULL},
+    {"cert_file", CFG_PATH, "", S(cert_file), 0, 0, NULL, NULL},
+    {"key_file", CFG_PATH, "", S(key_file), 0, 0, NULL, NULL},
+    {"address_attributes", CFG_STR, "", S(address_attributes), 0, 0, NULL, NULL},
+    {"login_attributes", CFG_STR, "", S(login_attributes), 0, 0, NULL, NULL},
+    {"shared_types", CFG_STR, "", S(shared_types), 0, 0, NULL, NULL},
+    {"path", CFG_PATH, "", S(path), 0, 0, NULL, NULL},
+    {"page_size", CFG_INT, "500", S(page_size), 1, 1000, NULL, NULL},
+    {"range_step", CFG_INT, "1500", S(range_step), 1, 100000, NULL, NULL},
+    {"timeout", CFG_TIME, "30s", S(timeout_ms), 1000, 3600000, NULL, NULL},
+    {"connect_timeout", CFG_TIME, "10s", S(connect_timeout_ms), 100, 600000, NULL, NULL},
+    /* ldap: incremental pulls (source_ldap_dirsync.c) and DC discovery (source_ldap.c) */
+    {"incremental", CFG_ENUM, "auto", S(incremental), 0, 0, "auto|dirsync|usn", NULL},
+    {"dns_domain", CFG_STR, "", S(dns_domain), 0, 0, NULL, NULL},
+    {"dns_servers", CFG_STR, "", S(dns_servers), 0, 0, NULL, NULL},
+    /* graph: see source_graph.c */
+    {"tenant", CFG_STR, "", S(tenant), 0, 0, NULL, NULL},
+    {"client_id", CFG_STR, "", S(client_id), 0, 0, NULL, NULL},
+    {"client_secret_file", CFG_PATH, "", S(client_secret_file), 0, 0, NULL, NULL},
+    {"client_cert_file", CFG_PATH, "", S(client_cert_file), 0, 0, NULL, NULL},
+    {"client_key_file", CFG_PATH, "", S(client_key_file), 0, 0, NULL, NULL},
+    {"login_url", CFG_STR, "https://login.microsoftonline.com", S(login_url), 0, 0, NULL, NULL},
+    {"graph_url", CFG_STR, "https://graph.microsoft.com", S(graph_url), 0, 0, NULL, NULL},
+    {"shared_unlicensed", CFG_BOOL, "yes", S(shared_unlicensed), 0, 0, NULL, NULL},
+    {NULL, 0, NULL, NULL, 0, 0, NULL, NULL},
+};
+
+#undef S
+
+/* params_source_err - one problem as file:line: [source NAME] text */
+static void RG_PRINTF(4, 5) params_source_err(const char *file, int line, const char *name, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    log_err("%s:%d: [source %s] %s", file, line, name, buf);
+}
+
+/* params_source_name_ok - a source name: letters, digits and "._-" */
+static int params_source_name_ok(const char *name)
+{
+    size_t n = strlen(name);
+
+    return n > 0 && n <= 64
+        && strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
+}
+
+/* params_source_validate - the name, and type = file's settings */
+int params_source_validate(const char *file, int line, const char *name, const SOURCE_CONF *c)
+{
+    int errors = 0;
+
+    if (!params_source_name_ok(name)) {
+        params_source_err(file, line, name, "the name may hold only letters, digits, '.', '_' and '-'");
+        errors++;
+    } else if (strcmp(name, "static") == 0) {
+        params_source_err(file, line, name, "\"static\" is the source of rcptgate's static entries; "
+                          "choose another name");
+        errors++;
+    }
+    if (c->type == NULL || strcmp(c->type, "file") != 0)
+        return errors;
+    if (*c->path == 0) {
+        params_source_err(file, line, name, "path is required for type = file");
+        errors++;
+    }
+    if (*c->uri || *c->base || *c->bind_dn || *c->bind_password_file || *c->sasl_mech
+        || *c->filter || *c->ca_file || *c->cert_file || *c->key_file || *c->shared_types
+        || *c->address_attributes || *c->login_attributes) {
+        params_source_err(file, line, name, "type = file reads only path (and mode); "
+                          "remove the LDAP settings");
+        errors++;
+    }
+    return errors;
+}
+
+/* params_source_check - the admin command's validate callback */
+static int params_source_check(const char *file, int line, const char *name, void *instance)
+{
+    return params_source_validate(file, line, name, instance);
+}
+
+/* params_source_drop - the admin command keeps no instance: checked, then freed */
+static void params_source_drop(void **instances, int count);
+
+static const CFG_FAMILY params_source_family[] = {
+    {"source", params_source, sizeof(SOURCE_CONF), params_source_check, params_source_drop},
+    {NULL, NULL, 0, NULL, NULL},
+};
+
+static void params_source_drop(void **instances, int count)
+{
+    for (int i = 0; i < count; i++)
+        cfg_family_free(&params_source_family[0], instances[i]);
+    free(instances);
+}
+
+/* params_source_families - the family for the admin command (static array) */
+const CFG_FAMILY *params_source_families(void)
+{
+    return params_source_family;
+}
