@@ -273,7 +273,7 @@ static int cfg_enum_ok(const char *value, const char *choices)
 /* cfg_bounds - describe [min, max] for a message */
 static const char *cfg_bounds(const CFG_PARAM *p, char *buf, size_t size)
 {
-    if (p->type == CFG_TIME)
+    if (CFG_TYPE(p) == CFG_TIME)
         snprintf(buf, size, "between %lldms and %lldms", p->min, p->max);
     else
         snprintf(buf, size, "between %lld and %lld", p->min, p->max);
@@ -291,7 +291,7 @@ static int cfg_value(const CFG_PARAM *p, const char *value, int assign, char *ba
     long long n = 0;
     char bounds[80];
 
-    switch (p->type) {
+    switch (CFG_TYPE(p)) {
     case CFG_STR:
     case CFG_LIST:
         break;
@@ -337,7 +337,7 @@ static int cfg_value(const CFG_PARAM *p, const char *value, int assign, char *ba
         }
         break;
     }
-    if ((p->type == CFG_INT || p->type == CFG_TIME || p->type == CFG_SIZE)
+    if ((CFG_TYPE(p) == CFG_INT || CFG_TYPE(p) == CFG_TIME || CFG_TYPE(p) == CFG_SIZE)
         && (p->min || p->max) && (n < p->min || n > p->max)) {
         snprintf(err, errlen, "%s must be %s, not \"%s\"", p->name, cfg_bounds(p, bounds, sizeof(bounds)), value);
         return -1;
@@ -351,7 +351,7 @@ static int cfg_value(const CFG_PARAM *p, const char *value, int assign, char *ba
     }
     if (!assign)
         return 0;
-    switch (p->type) {
+    switch (CFG_TYPE(p)) {
     case CFG_STR:
     case CFG_LIST:
     case CFG_PATH:
@@ -393,7 +393,7 @@ static char *cfg_entry_value(CFG_PARSE *cp, size_t i, const CFG_PARAM *p)
     char *joined;
     size_t len = 0;
 
-    if (p->type != CFG_LIST)
+    if (CFG_TYPE(p) != CFG_LIST)
         return xstrdup(e->value);
     for (size_t j = 0; j < i; j++)
         if (strcmp(cp->entries[j].section, e->section) == 0 && strcmp(cp->entries[j].key, e->key) == 0)
@@ -418,7 +418,7 @@ static void cfg_check_duplicate(CFG_PARSE *cp, size_t i, const CFG_PARAM *p)
 {
     CFG_ENTRY *e = &cp->entries[i];
 
-    if (p->type == CFG_LIST)
+    if (CFG_TYPE(p) == CFG_LIST)
         return;
 
     for (size_t j = 0; j < i; j++) {
@@ -465,7 +465,8 @@ void cfg_family_free(const CFG_FAMILY *f, void *instance)
     if (instance == NULL)
         return;
     for (const CFG_PARAM *p = f->params; p->name; p++)
-        if (p->type == CFG_STR || p->type == CFG_PATH || p->type == CFG_ENUM || p->type == CFG_LIST)
+        if (CFG_TYPE(p) == CFG_STR || CFG_TYPE(p) == CFG_PATH || CFG_TYPE(p) == CFG_ENUM
+            || CFG_TYPE(p) == CFG_LIST)
             free(*(char **) ((char *) instance + (uintptr_t) p->var));
     free(*(char **) instance);
     free(instance);
@@ -635,6 +636,91 @@ int cfg_section_seen(const char *name)
     return 0;
 }
 
+/*
+ * The values of CFG_RESTART parameters: "last" as the last good load had
+ * them, "pinned" as the running daemon started with them (once
+ * cfg_restart_pin() was called). Values are compared as text, the list
+ * values joined, so "10s" and "10000ms" count as a change: a reload that
+ * merely rewrites a value is told to restart too, which does no harm.
+ */
+typedef struct cfg_fixed {
+    const char *section;            /* static: the table's own strings */
+    const char *name;
+    char *value;
+} CFG_FIXED;
+
+static CFG_FIXED *cfg_fixed_last;
+static size_t cfg_fixed_nlast;
+static CFG_FIXED *cfg_fixed_pinned;
+static size_t cfg_fixed_npinned;
+
+/* cfg_fixed_free - a list of restart-only values */
+static void cfg_fixed_free(CFG_FIXED *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(list[i].value);
+    free(list);
+}
+
+/* cfg_fixed_value - the text a parameter was given by this file (its default when absent) */
+static char *cfg_fixed_value(CFG_PARSE *cp, const CFG_SECTION *s, const CFG_PARAM *p)
+{
+    for (size_t i = 0; i < cp->count; i++)
+        if (strcmp(cp->entries[i].section, s->name) == 0 && strcmp(cp->entries[i].key, p->name) == 0)
+            return cfg_entry_value(cp, i, p);
+    return xstrdup(p->defval ? p->defval : "");
+}
+
+/*
+ * cfg_fixed_apply - after a good load: record the restart-only values;
+ * where one is pinned and the file now says otherwise, log that once
+ * and put the pinned value back.
+ */
+static void cfg_fixed_apply(CFG_PARSE *cp, const CFG_SECTION *sections)
+{
+    char err[512];
+
+    cfg_fixed_free(cfg_fixed_last, cfg_fixed_nlast);
+    cfg_fixed_last = NULL;
+    cfg_fixed_nlast = 0;
+    for (const CFG_SECTION *s = sections; s->name; s++) {
+        for (const CFG_PARAM *p = s->params; p->name; p++) {
+            char *value;
+
+            if (!(p->type & CFG_RESTART))
+                continue;
+            value = cfg_fixed_value(cp, s, p);
+            for (size_t i = 0; i < cfg_fixed_npinned; i++) {
+                CFG_FIXED *f = &cfg_fixed_pinned[i];
+
+                if (strcmp(f->section, s->name) != 0 || strcmp(f->name, p->name) != 0
+                    || strcmp(f->value, value) == 0)
+                    continue;
+                log_warn("reload: [%s] %s changes take effect only after a restart; ignored",
+                         s->name, p->name);
+                if (cfg_value(p, f->value, 1, NULL, err, sizeof(err)) < 0)
+                    log_warn("reload: [%s] the running %s", s->name, err);
+                free(value);
+                value = xstrdup(f->value);
+                break;
+            }
+            cfg_fixed_last = xrealloc(cfg_fixed_last, (cfg_fixed_nlast + 1) * sizeof(*cfg_fixed_last));
+            cfg_fixed_last[cfg_fixed_nlast++] = (CFG_FIXED) {s->name, p->name, value};
+        }
+    }
+}
+
+/* cfg_restart_pin - keep the restart-only values of the last good load */
+void cfg_restart_pin(void)
+{
+    cfg_fixed_free(cfg_fixed_pinned, cfg_fixed_npinned);
+    cfg_fixed_pinned = xcalloc(cfg_fixed_nlast ? cfg_fixed_nlast : 1, sizeof(*cfg_fixed_pinned));
+    cfg_fixed_npinned = cfg_fixed_nlast;
+    for (size_t i = 0; i < cfg_fixed_nlast; i++)
+        cfg_fixed_pinned[i] = (CFG_FIXED) {cfg_fixed_last[i].section, cfg_fixed_last[i].name,
+                                           xstrdup(cfg_fixed_last[i].value)};
+}
+
 /* cfg_load_families - cfg_load, plus [FAMILY NAME] sections */
 int cfg_load_families(const char *path, const CFG_SECTION *sections, const CFG_FAMILY *families)
 {
@@ -674,6 +760,7 @@ int cfg_load_families(const char *path, const CFG_SECTION *sections, const CFG_F
                 log_panic("value checked once failed later: %s", err);
             free(value);
         }
+        cfg_fixed_apply(&cp, sections);
         cfg_seen_record(&cp);
     }
     cfg_parse_free(&cp);

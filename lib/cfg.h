@@ -29,9 +29,19 @@ enum cfg_type {
     CFG_LIST,       /* char **: the key may be repeated; values joined by '\n' */
 };
 
+/*
+ * CFG_RESTART - OR'ed into a table entry's type ("CFG_STR | CFG_RESTART"):
+ * the program uses the value only when it starts (a listener, the user,
+ * the pid file). Once cfg_restart_pin() has been called, a reload that
+ * changes such a value logs it once as ignored and keeps the old one.
+ * CFG_TYPE() is the type without the flag.
+ */
+#define CFG_RESTART     0x100
+#define CFG_TYPE(p)     ((enum cfg_type) ((p)->type & 0xff))
+
 typedef struct cfg_param {
     const char *name;
-    enum cfg_type type;
+    enum cfg_type type;         /* with CFG_RESTART, maybe */
     const char *defval;         /* NULL: the key is required */
     void *var;
     long long min, max;         /* bounds for INT, TIME (ms), SIZE; both 0: none */
@@ -86,6 +96,14 @@ int cfg_load_families(const char *path, const CFG_SECTION *sections, const CFG_F
 
 /* cfg_family_free - free one instance and the strings it holds; NULL is fine */
 void cfg_family_free(const CFG_FAMILY *family, void *instance);
+
+/*
+ * cfg_restart_pin - a daemon that has started calls this once: from now
+ * on every CFG_RESTART parameter keeps the value of the last good load.
+ * A later load that changes one logs "reload: [SECTION] NAME changes take
+ * effect only after a restart; ignored" and assigns the pinned value.
+ */
+void cfg_restart_pin(void);
 
 /* cfg_defaults - assign every default without reading a file (for tests) */
 void cfg_defaults(const CFG_SECTION *sections);

@@ -132,25 +132,25 @@ static const CFG_PARAM params_log[] = {
 };
 
 static const CFG_PARAM params_lookupd[] = {
-    {"socketmap", CFG_STR, "unix:" RG_RUNSTATEDIR "/rcptgate/socketmap", &var_lookupd_socketmap, 0, 0, NULL, listen_check_list},
-    {"policy", CFG_STR, "", &var_lookupd_policy, 0, 0, NULL, listen_check_list},
-    {"user", CFG_STR, RG_DEFAULT_USER, &var_lookupd_user, 0, 0, NULL, NULL},
-    {"pid_file", CFG_PATH, RG_RUNSTATEDIR "/rcptgate/lookupd.pid", &var_lookupd_pidfile, 0, 0, NULL, NULL},
+    {"socketmap", CFG_STR | CFG_RESTART, "unix:" RG_RUNSTATEDIR "/rcptgate/socketmap", &var_lookupd_socketmap, 0, 0, NULL, listen_check_list},
+    {"policy", CFG_STR | CFG_RESTART, "", &var_lookupd_policy, 0, 0, NULL, listen_check_list},
+    {"user", CFG_STR | CFG_RESTART, RG_DEFAULT_USER, &var_lookupd_user, 0, 0, NULL, NULL},
+    {"pid_file", CFG_PATH | CFG_RESTART, RG_RUNSTATEDIR "/rcptgate/lookupd.pid", &var_lookupd_pidfile, 0, 0, NULL, NULL},
     {"stats_file", CFG_PATH, RG_LOCALSTATEDIR "/lib/rcptgate/lookupd.stats", &var_lookupd_statsfile, 0, 0, NULL, NULL},
     {"stats_interval", CFG_TIME, "10s", &var_lookupd_stats_ms, 1000, 3600000, NULL, NULL},
     {"metrics_file", CFG_PATH, "", &var_lookupd_metrics_file, 0, 0, NULL, NULL},
     {"idle_timeout", CFG_TIME, "300s", &var_lookupd_idle_ms, 1000, 86400000, NULL, NULL},
     {"request_timeout", CFG_TIME, "10s", &var_lookupd_request_ms, 100, 3600000, NULL, NULL},
     {"max_connections", CFG_INT, "1000", &var_lookupd_maxconn, 1, 100000, NULL, NULL},
-    {"socket_mode", CFG_STR, "0660", &var_lookupd_socket_mode, 0, 0, NULL, params_check_mode},
-    {"socket_group", CFG_STR, "", &var_lookupd_socket_group, 0, 0, NULL, params_check_group},
+    {"socket_mode", CFG_STR | CFG_RESTART, "0660", &var_lookupd_socket_mode, 0, 0, NULL, params_check_mode},
+    {"socket_group", CFG_STR | CFG_RESTART, "", &var_lookupd_socket_group, 0, 0, NULL, params_check_group},
     {"reject_text", CFG_STR, "User unknown", &var_lookupd_reject_text, 0, 0, NULL, params_check_reject_text},
     {NULL, 0, NULL, NULL, 0, 0, NULL, NULL},
 };
 
 static const CFG_PARAM params_syncd[] = {
-    {"user", CFG_STR, RG_DEFAULT_USER, &var_syncd_user, 0, 0, NULL, NULL},
-    {"pid_file", CFG_PATH, RG_RUNSTATEDIR "/rcptgate/syncd.pid", &var_syncd_pidfile, 0, 0, NULL, NULL},
+    {"user", CFG_STR | CFG_RESTART, RG_DEFAULT_USER, &var_syncd_user, 0, 0, NULL, NULL},
+    {"pid_file", CFG_PATH | CFG_RESTART, RG_RUNSTATEDIR "/rcptgate/syncd.pid", &var_syncd_pidfile, 0, 0, NULL, NULL},
     {"poll_interval", CFG_TIME, "5m", &var_syncd_poll_ms, 1000, 86400000, NULL, NULL},
     {"full_interval", CFG_TIME, "1d", &var_syncd_full_ms, 60000, 2000000000, NULL, NULL},
     {"retry_interval", CFG_TIME, "30s", &var_syncd_retry_ms, 1000, 3600000, NULL, NULL},

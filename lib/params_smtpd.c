@@ -164,14 +164,14 @@ static int params_smtpd_check_chars(const char *value, char *err, size_t errlen)
 }
 
 static const CFG_PARAM smtpd_params[] = {
-    {"listen", CFG_LIST, "0.0.0.0:25", &var_smtpd_listen, 0, 0, NULL, NULL},
+    {"listen", CFG_LIST | CFG_RESTART, "0.0.0.0:25", &var_smtpd_listen, 0, 0, NULL, NULL},
     {"hostname", CFG_STR, "", &var_smtpd_hostname, 0, 0, NULL, NULL},
     {"banner", CFG_STR, "ESMTP", &var_smtpd_banner, 0, 0, NULL, NULL},
     {"mynetworks", CFG_STR, "127.0.0.0/8 [::1]/128", &var_smtpd_mynetworks, 0, 0, NULL, NULL},
-    {"user", CFG_STR, RG_DEFAULT_USER, &var_smtpd_user, 0, 0, NULL, NULL},
-    {"pid_file", CFG_PATH, RG_RUNSTATEDIR "/rcptgate/smtpd.pid", &var_smtpd_pidfile, 0, 0, NULL, NULL},
+    {"user", CFG_STR | CFG_RESTART, RG_DEFAULT_USER, &var_smtpd_user, 0, 0, NULL, NULL},
+    {"pid_file", CFG_PATH | CFG_RESTART, RG_RUNSTATEDIR "/rcptgate/smtpd.pid", &var_smtpd_pidfile, 0, 0, NULL, NULL},
     {"log_file", CFG_PATH, "", &var_smtpd_log_file, 0, 0, NULL, NULL},
-    {"syslog_name", CFG_STR, "postfix-rcptgate", &var_smtpd_syslog_name, 0, 0, NULL, NULL},
+    {"syslog_name", CFG_STR | CFG_RESTART, "postfix-rcptgate", &var_smtpd_syslog_name, 0, 0, NULL, NULL},
     {"stats_file", CFG_PATH, RG_LOCALSTATEDIR "/lib/rcptgate/smtpd.stats", &var_smtpd_statsfile, 0, 0, NULL, NULL},
     {"stats_interval", CFG_TIME, "10s", &var_smtpd_stats_ms, 1000, 3600000, NULL, NULL},
     {"metrics_file", CFG_PATH, "", &var_smtpd_metrics_file, 0, 0, NULL, NULL},
@@ -201,8 +201,8 @@ static const CFG_PARAM smtpd_params[] = {
     {"tls_cert_file", CFG_PATH, "", &var_smtpd_tls_cert, 0, 0, NULL, NULL},
     {"tls_key_file", CFG_PATH, "", &var_smtpd_tls_key, 0, 0, NULL, NULL},
 
-    {"sasl_config_dir", CFG_PATH, "", &var_smtpd_sasl_path, 0, 0, NULL, NULL},
-    {"sasl_app_name", CFG_STR, "rcptgate-smtpd", &var_smtpd_sasl_app, 0, 0, NULL, NULL},
+    {"sasl_config_dir", CFG_PATH | CFG_RESTART, "", &var_smtpd_sasl_path, 0, 0, NULL, NULL},
+    {"sasl_app_name", CFG_STR | CFG_RESTART, "rcptgate-smtpd", &var_smtpd_sasl_app, 0, 0, NULL, NULL},
     {"sasl_service", CFG_STR, "smtp", &var_smtpd_sasl_service, 0, 0, NULL, NULL},
     {"auth_failure_limit", CFG_INT, "5", &var_smtpd_auth_fail_limit, 1, 100000, NULL, NULL},
     {"auth_failure_window", CFG_TIME, "10m", &var_smtpd_auth_fail_window_ms, 1000, 86400000, NULL, NULL},
@@ -215,8 +215,8 @@ static const CFG_PARAM smtpd_params[] = {
     {"relay_timeout", CFG_TIME, "300s", &var_smtpd_relay_timeout_ms, 100, 3600000, NULL, NULL},
     {"xforward", CFG_BOOL, "yes", &var_smtpd_xforward, 0, 0, NULL, NULL},
 
-    {"dns_servers", CFG_STR, "", &var_smtpd_dns_servers, 0, 0, NULL, NULL},
-    {"dns_timeout", CFG_TIME, "5s", &var_smtpd_dns_timeout_ms, 100, 60000, NULL, NULL},
+    {"dns_servers", CFG_STR | CFG_RESTART, "", &var_smtpd_dns_servers, 0, 0, NULL, NULL},
+    {"dns_timeout", CFG_TIME | CFG_RESTART, "5s", &var_smtpd_dns_timeout_ms, 100, 60000, NULL, NULL},
     {"reverse_lookup", CFG_BOOL, "yes", &var_smtpd_reverse_lookup, 0, 0, NULL, NULL},
 
     {"warn_if_reject", CFG_BOOL, "no", &var_smtpd_warn_if_reject, 0, 0, NULL, NULL},

@@ -625,7 +625,7 @@ int source_conf_equal(const SOURCE_CONF *a, const SOURCE_CONF *b)
         const char *va = (const char *) a + (uintptr_t) p->var;
         const char *vb = (const char *) b + (uintptr_t) p->var;
 
-        switch (p->type) {
+        switch (CFG_TYPE(p)) {
         case CFG_INT:
         case CFG_TIME:
         case CFG_BOOL:

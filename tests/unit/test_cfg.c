@@ -351,6 +351,64 @@ static void test_family(void **state)
     t_free_inst();
 }
 
+/*
+ * CFG_RESTART: before cfg_restart_pin() every load assigns; after it, a
+ * changed restart-only value is ignored (the pinned one stays) while the
+ * others change; a list compares all its values; a value back to the
+ * pinned one is quiet again.
+ */
+static char *r_listen;
+static int r_port;
+static char *r_level;
+
+static const CFG_PARAM r_params[] = {
+    {"listen", CFG_LIST | CFG_RESTART, "a", &r_listen, 0, 0, NULL, NULL},
+    {"port", CFG_INT | CFG_RESTART, "25", &r_port, 1, 65535, NULL, NULL},
+    {"level", CFG_ENUM, "info", &r_level, 0, 0, "info|debug", NULL},
+    {NULL, 0, NULL, NULL, 0, 0, NULL, NULL},
+};
+
+static const CFG_SECTION r_sections[] = {
+    {"syncd", r_params},
+    {NULL, NULL},
+};
+
+/* rload - write text and load it against r_sections */
+static int rload(const char *text)
+{
+    FILE *fp = fopen(t_path, "w");
+
+    assert_non_null(fp);
+    fputs(text, fp);
+    fclose(fp);
+    return cfg_load(t_path, r_sections);
+}
+
+static void test_restart(void **state)
+{
+    (void) state;
+    assert_int_equal(rload("[syncd]\nport = 26\n"), 0);
+    assert_int_equal(r_port, 26);
+    assert_int_equal(rload("[syncd]\nport = 27\nlisten = b\nlisten = c\n"), 0);
+    assert_int_equal(r_port, 27);               /* not pinned yet: a start may load twice */
+    assert_string_equal(r_listen, "b\nc");
+    cfg_restart_pin();
+    assert_int_equal(rload("[syncd]\nport = 28\nlisten = b\nlisten = d\nlevel = debug\n"), 0);
+    assert_int_equal(r_port, 27);
+    assert_string_equal(r_listen, "b\nc");
+    assert_string_equal(r_level, "debug");      /* the rest of the reload applies */
+    assert_int_equal(rload("[syncd]\nport = 27\nlisten = b\nlisten = c\n"), 0);
+    assert_int_equal(r_port, 27);
+    assert_string_equal(r_level, "info");
+    /* Absent: the default, which differs from the pinned value, is ignored too. */
+    assert_int_equal(rload("[syncd]\n"), 0);
+    assert_int_equal(r_port, 27);
+    assert_string_equal(r_listen, "b\nc");
+    /* A bad file still changes nothing at all. */
+    assert_int_equal(rload("[syncd]\nport = 0\n"), 1);
+    assert_int_equal(r_port, 27);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -364,6 +422,7 @@ int main(void)
         cmocka_unit_test(test_parsers),
         cmocka_unit_test(test_secret),
         cmocka_unit_test(test_family),
+        cmocka_unit_test(test_restart),
     };
     int fd, rc;
 
