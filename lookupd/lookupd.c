@@ -54,6 +54,7 @@
 #include "metrics.h"
 #include "params.h"
 #include "paths.h"
+#include "skeleton.h"
 #include "store.h"
 #include "store_sync.h"
 #include "xalloc.h"
@@ -84,16 +85,10 @@ static LOOKUPD_LISTENER lookupd_listeners[2 * LISTEN_MAX];
 static int lookupd_nlisteners;
 static LOOKUPD_CONN *lookupd_conns;
 static struct event *lookupd_tick_ev;   /* once a second: store health */
-static struct event *lookupd_stats_ev;  /* stats file */
 static struct event *lookupd_resume_ev; /* resume accepting after EMFILE */
 static const struct timeval *lookupd_idle_tv;
 
-/* What was fixed at startup and survives reloads unchanged. */
-static char *lookupd_conf_path;
-static char *lookupd_run_socketmap;
-static char *lookupd_run_policy;
-static char *lookupd_run_user;
-static char *lookupd_run_pidfile;
+static SKELETON lookupd_sk;             /* options, signals, reload: lib/skeleton.c */
 
 /* The store handle and why it is not there. */
 static STORE *lookupd_st;
@@ -109,7 +104,6 @@ static char *lookupd_st_path;           /* the path the handle was opened with *
 static long long lookupd_refused;
 static long long lookupd_refused_logged_ms = LLONG_MIN / 2;
 static int lookupd_stats_warned;
-static int lookupd_verbose;             /* -v: debug logging whatever the config says */
 
 static void lookupd_conn_free(LOOKUPD_CONN *conn);
 static void lookupd_stale_check(void);
@@ -267,27 +261,14 @@ static void lookupd_store_check(void)
 
 /* ------------------------------------------------------------ statistics */
 
-/* lookupd_stats_write - the counters, atomically, to the stats file */
-static void lookupd_stats_write(void)
+/* lookupd_stats_body - lookupd's counters, after the skeleton's header lines */
+static void lookupd_stats_body(FILE *fp, void *arg)
 {
     static const char *maps[] = {"recipients", "domains", "transport", "unknown"};
     static const char *outcomes[] = {"ok", "notfound", "temp", "perm"};
     static const char *pol[] = {"dunno", "reject", "defer"};
-    const char *path = var_lookupd_statsfile;
-    char tmp[PATH_MAX + 16];
-    FILE *fp;
-    int bad;
 
-    if (path == NULL || *path == 0)
-        return;
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    if ((fp = fopen(tmp, "w")) == NULL) {
-        if (!lookupd_stats_warned++)
-            log_warn("stats file %s: %s", tmp, strerror(errno));
-        return;
-    }
-    fprintf(fp, "started %lld\nupdated %lld\npid %ld\n", (long long) lookupd_stats.started,
-            (long long) time(NULL), (long) getpid());
+    (void) arg;
     fprintf(fp, "connections_total %lld\nconnections_current %lld\n",
             lookupd_stats.connections_total, lookupd_stats.connections_current);
     fprintf(fp, "protocol_errors %lld\ntimeouts %lld\n",
@@ -297,29 +278,13 @@ static void lookupd_stats_write(void)
             fprintf(fp, "socketmap.%s.%s %lld\n", maps[m], outcomes[o], lookupd_stats.sockmap[m][o]);
     for (int p = 0; p < POLICYD_OUTCOME_COUNT; p++)
         fprintf(fp, "policy.%s %lld\n", pol[p], lookupd_stats.policy[p]);
-    bad = ferror(fp);
-    if (fclose(fp) != 0 || bad || rename(tmp, path) < 0) {
-        if (!lookupd_stats_warned++)
-            log_warn("stats file %s: %s", path, strerror(errno));
-        unlink(tmp);
-        return;
-    }
-    lookupd_stats_warned = 0;
-    metrics_daemon_write(var_lookupd_metrics_file, "lookupd", path, lookupd_st);
 }
 
-/* lookupd_stats_cb - periodic stats write */
-static void lookupd_stats_cb(evutil_socket_t fd, short what, void *arg)
+/* lookupd_stats_write - the stats file and the metrics file */
+static void lookupd_stats_write(void)
 {
-    lookupd_stats_write();
-}
-
-/* lookupd_stats_schedule - (re)arm the stats timer at the configured interval */
-static void lookupd_stats_schedule(void)
-{
-    struct timeval tv = lookupd_ms_tv(var_lookupd_stats_ms);
-
-    event_add(lookupd_stats_ev, &tv);
+    skeleton_stats_write(var_lookupd_statsfile, var_lookupd_metrics_file, "lookupd", lookupd_st,
+                         (long long) lookupd_stats.started, lookupd_stats_body, NULL, &lookupd_stats_warned);
 }
 
 /* ------------------------------------------------------------ connections */
@@ -699,7 +664,7 @@ static void lookupd_apply(void)
     struct timeval tv = lookupd_ms_tv(var_lookupd_idle_ms);
 
     params_check_opts(&lookupd_check_opts);
-    log_set_debug(lookupd_verbose || strcmp(var_log_level, "debug") == 0);
+    log_set_debug(lookupd_sk.verbose || strcmp(var_log_level, "debug") == 0);
     if (lookupd_base != NULL) {
         /* Common timeouts keep thousands of identical idle timers cheap. */
         lookupd_idle_tv = event_base_init_common_timeout(lookupd_base, &tv);
@@ -708,14 +673,10 @@ static void lookupd_apply(void)
     }
 }
 
-/* lookupd_paths - -n and start: may the user write where we will? (exits if not) */
-static void lookupd_paths(int check_only)
+/* lookupd_paths - the places lookupd writes (skeleton_paths checks them for its user) */
+static void lookupd_paths(PATHS *pl)
 {
-    PATHS *pl = paths_create();
-
     params_paths("lookupd", 0, pl);
-    paths_require(pl, var_lookupd_user, check_only, lookupd_conf_path);
-    paths_free(pl);
 }
 
 /* lookupd_socket_mode - the octal socket_mode setting */
@@ -727,41 +688,39 @@ static int lookupd_socket_mode(void)
 /* lookupd_load - read the configuration; number of errors */
 static int lookupd_load(void)
 {
-    int errors = cfg_load(lookupd_conf_path, params_sections_for("lookupd"));
+    int errors = cfg_load(lookupd_sk.conf_path, params_sections_for("lookupd"));
 
     if (errors == 0 && *var_lookupd_user && !daemon_user_exists(var_lookupd_user)) {
-        log_err("%s: [lookupd] user: user \"%s\" does not exist", lookupd_conf_path, var_lookupd_user);
+        log_err("%s: [lookupd] user: user \"%s\" does not exist", lookupd_sk.conf_path, var_lookupd_user);
         errors++;
     }
     return errors;
 }
 
-/* lookupd_reload - SIGHUP: new settings, same listeners and connections */
-static void lookupd_reload(void)
+/*
+ * lookupd_reload - SIGHUP (skeleton_reload): new settings, same listeners
+ * and connections; the store is reopened, since the path, or the file
+ * behind it, may have changed.
+ */
+static int lookupd_reload(char *note, size_t size)
 {
     int errors;
 
-    log_info("reloading %s", lookupd_conf_path);
-    if ((errors = lookupd_load()) != 0) {
-        log_warn("reload: %s has %d error%s; keeping the running configuration",
-                 lookupd_conf_path, errors, errors == 1 ? "" : "s");
-        return;
-    }
-    if (strcmp(var_lookupd_socketmap, lookupd_run_socketmap) != 0
-        || strcmp(var_lookupd_policy, lookupd_run_policy) != 0)
-        log_warn("reload: listener changes take effect only after a restart; ignored");
-    if (strcmp(var_lookupd_user, lookupd_run_user) != 0)
-        log_warn("reload: user changes take effect only after a restart; ignored");
-    if (strcmp(var_lookupd_pidfile, lookupd_run_pidfile) != 0)
-        log_warn("reload: pid_file changes take effect only after a restart; ignored");
+    (void) note;
+    (void) size;
+    if ((errors = lookupd_load()) != 0)
+        return errors;
     lookupd_apply();
-    lookupd_stats_schedule();
-
-    /* Reopen the store now: the path, or the file behind it, may have changed. */
     lookupd_store_close("reopening after reload");
     lookupd_st_last_try = LLONG_MIN / 2;
     lookupd_store_try();
-    log_info("reloaded %s", lookupd_conf_path);
+    return 0;
+}
+
+/* lookupd_ready - the state line for systemd after a reload */
+static const char *lookupd_ready(void)
+{
+    return lookupd_st != NULL ? "READY=1" : "READY=1\nSTATUS=store unavailable, answering TEMP";
 }
 
 /* ------------------------------------------------------------ signals, loop */
@@ -812,9 +771,7 @@ static void lookupd_tick_cb(evutil_socket_t fd, short what, void *arg)
 static void lookupd_signal_cb(evutil_socket_t sig, short what, void *arg)
 {
     if (sig == SIGHUP) {
-        daemon_notify("RELOADING=1");
-        lookupd_reload();
-        daemon_notify(lookupd_st != NULL ? "READY=1" : "READY=1\nSTATUS=store unavailable, answering TEMP");
+        skeleton_reload(&lookupd_sk);
         return;
     }
     daemon_notify("STOPPING=1");
@@ -838,91 +795,45 @@ static void lookupd_shutdown(void)
             requests += lookupd_stats.sockmap[m][o];
     for (int p = 0; p < POLICYD_OUTCOME_COUNT; p++)
         requests += lookupd_stats.policy[p];
-    lookupd_stats_write();
+    skeleton_end(&lookupd_sk);          /* the last stats, the pid file */
     lookupd_store_close(NULL);
-    daemon_pidfile_remove(lookupd_run_pidfile);
     log_info("stopped: %lld connections, %lld requests, %lld protocol errors, %lld timeouts",
              lookupd_stats.connections_total, requests, lookupd_stats.protocol_errors,
              lookupd_stats.timeouts);
 }
 
-/* lookupd_usage - how to call us */
-static _Noreturn void lookupd_usage(void)
-{
-    fprintf(stderr, "usage: %s [-c FILE] [-f] [-n] [-v]\n", LOOKUPD_NAME);
-    exit(RG_EX_USAGE);
-}
-
 /* main - parse arguments, bind, detach, drop privileges, run the loop */
 int main(int argc, char **argv)
 {
-    const char *conf = cfg_default_path();
-    struct event *sigs[3];
-    static const int signums[3] = {SIGHUP, SIGTERM, SIGINT};
-    sigset_t held;
-    struct sigaction sa;
-    char real[PATH_MAX];
     char smtext[1024];
     char potext[1024];
-    int foreground = 0;
-    int check_only = 0;
-    int ch;
 
-    while ((ch = getopt(argc, argv, "c:fnv")) != -1) {
-        switch (ch) {
-        case 'c':
-            conf = optarg;
-            break;
-        case 'f':
-            foreground = 1;
-            break;
-        case 'n':
-            check_only = 1;
-            break;
-        case 'v':
-            lookupd_verbose = 1;
-            break;
-        default:
-            lookupd_usage();
-        }
-    }
-    if (optind != argc)
-        lookupd_usage();
-
-    /* Until we detach, problems go to the terminal too. */
-    log_init(LOOKUPD_NAME, 1, !check_only);
-    paths_umask();
-
-    /* SIGHUP re-reads the file after a chdir("/"): remember where it is. */
-    lookupd_conf_path = xstrdup(realpath(conf, real) ? real : conf);
-    if (lookupd_load() != 0)
-        log_fatal_code(RG_EX_CONFIG, "%s: configuration errors%s", lookupd_conf_path,
-                       check_only ? "" : "; not starting");
-    lookupd_paths(check_only);
-    if (check_only) {
-        log_info("%s: configuration is valid", lookupd_conf_path);
-        return RG_EX_OK;
-    }
+    lookupd_sk.name = LOOKUPD_NAME;
+    lookupd_sk.section = "lookupd";
+    lookupd_sk.user = &var_lookupd_user;
+    lookupd_sk.pidfile = &var_lookupd_pidfile;
+    lookupd_sk.load = lookupd_load;
+    lookupd_sk.paths = lookupd_paths;
+    lookupd_sk.reload = lookupd_reload;
+    lookupd_sk.ready = lookupd_ready;
+    skeleton_options(&lookupd_sk, argc, argv);
+    skeleton_configure(&lookupd_sk);
+    skeleton_paths(&lookupd_sk);
+    if (lookupd_sk.check_only)
+        return skeleton_check_done(&lookupd_sk, NULL);
     lookupd_apply();
     if (*var_lookupd_socketmap == 0 && *var_lookupd_policy == 0)
         log_fatal_code(RG_EX_CONFIG, "%s: [lookupd] has neither socketmap nor policy listeners",
-                       lookupd_conf_path);
-    lookupd_run_socketmap = xstrdup(var_lookupd_socketmap);
-    lookupd_run_policy = xstrdup(var_lookupd_policy);
-    lookupd_run_user = xstrdup(var_lookupd_user);
-    lookupd_run_pidfile = xstrdup(var_lookupd_pidfile);
+                       lookupd_sk.conf_path);
 
     /* A client that vanishes must not kill us; send() also says MSG_NOSIGNAL. */
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = SIG_IGN;
-    sigaction(SIGPIPE, &sa, NULL);
+    skeleton_ignore_sigpipe();
 
     /* Bind while we may still be root (a socket in /run, a low port). */
-    lookupd_listen_list(lookupd_run_socketmap, LISTENER_SOCKMAP, lookupd_socket_mode());
-    lookupd_listen_list(lookupd_run_policy, LISTENER_POLICY, lookupd_socket_mode());
+    lookupd_listen_list(var_lookupd_socketmap, LISTENER_SOCKMAP, lookupd_socket_mode());
+    lookupd_listen_list(var_lookupd_policy, LISTENER_POLICY, lookupd_socket_mode());
 
-    daemon_hold_signals(&held);
-    daemon_become(LOOKUPD_NAME, foreground, lookupd_run_pidfile, lookupd_run_user, "lookupd");
+    skeleton_start(&lookupd_sk, LOOKUPD_NAME);
 
     if ((lookupd_base = event_base_new()) == NULL)
         log_fatal("event_base_new failed");
@@ -934,23 +845,16 @@ int main(int argc, char **argv)
         if (l->ev == NULL || event_add(l->ev, NULL) < 0)
             log_fatal("cannot watch listener");
     }
-    for (int i = 0; i < 3; i++) {
-        sigs[i] = evsignal_new(lookupd_base, signums[i], lookupd_signal_cb, NULL);
-        if (sigs[i] == NULL || event_add(sigs[i], NULL) < 0)
-            log_fatal("cannot watch signal %d", signums[i]);
-    }
-    daemon_release_signals(&held);
+    skeleton_watch_signals(&lookupd_sk, lookupd_base, lookupd_signal_cb, NULL);
     lookupd_resume_ev = evtimer_new(lookupd_base, lookupd_accept_resume_cb, NULL);
     lookupd_tick_ev = event_new(lookupd_base, -1, EV_PERSIST, lookupd_tick_cb, NULL);
-    lookupd_stats_ev = event_new(lookupd_base, -1, EV_PERSIST, lookupd_stats_cb, NULL);
-    if (lookupd_resume_ev == NULL || lookupd_tick_ev == NULL || lookupd_stats_ev == NULL)
+    if (lookupd_resume_ev == NULL || lookupd_tick_ev == NULL)
         log_fatal("event_new failed");
     {
         struct timeval tv = lookupd_ms_tv(LOOKUPD_RETRY_MS);
 
         event_add(lookupd_tick_ev, &tv);
     }
-    lookupd_stats_schedule();
 
     lookupd_stats.started = time(NULL);
     lookupd_store_try();
@@ -958,7 +862,7 @@ int main(int argc, char **argv)
     lookupd_listen_text(LISTENER_POLICY, potext, sizeof(potext));
     log_info("starting: socketmap %s, policy %s, store %s (%s)", smtext, potext,
              var_store_path, lookupd_st ? "open" : "unavailable");
-    lookupd_stats_write();
+    skeleton_stats_every(&lookupd_sk, lookupd_base, &var_lookupd_stats_ms, lookupd_stats_write);
 
     /*
      * One loop round answers every client that has a request ready, all
@@ -976,17 +880,9 @@ int main(int argc, char **argv)
     }
 
     lookupd_shutdown();
-    for (int i = 0; i < 3; i++)
-        event_free(sigs[i]);
     event_free(lookupd_resume_ev);
     event_free(lookupd_tick_ev);
-    event_free(lookupd_stats_ev);
     event_base_free(lookupd_base);
-    free(lookupd_conf_path);
-    free(lookupd_run_socketmap);
-    free(lookupd_run_policy);
-    free(lookupd_run_user);
-    free(lookupd_run_pidfile);
     free(lookupd_st_path);
     return RG_EX_OK;
 }

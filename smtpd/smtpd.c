@@ -50,6 +50,7 @@
 #include "metrics.h"
 #include "params.h"
 #include "paths.h"
+#include "skeleton.h"
 #include "store.h"
 #include "xalloc.h"
 #include "smtpd.h"
@@ -83,15 +84,10 @@ static struct event *smtpd_resume_ev;   /* accept again after EMFILE */
 static int smtpd_stopping;
 static long long smtpd_stop_ms;
 static time_t smtpd_started;
-static long long smtpd_last_stats_ms;
+static int smtpd_stats_warned;
 static char smtpd_store_reason[256] = "not opened yet";
 
-/* What was fixed at startup. */
-static char *smtpd_conf_path;
-static char *smtpd_run_listen;
-static char *smtpd_run_user;
-static char *smtpd_run_pidfile;
-static char *smtpd_run_dns;
+static SKELETON smtpd_sk;               /* options, signals, reload: lib/skeleton.c */
 
 /* smtpd_now_ms - wall clock in milliseconds */
 static long long smtpd_now_ms(void)
@@ -152,21 +148,21 @@ static int smtpd_load(int full)
 {
     SMTPD_LISTENER tmp[SMTPD_MAX_LISTEN];
     char err[512];
-    int errors = cfg_load(smtpd_conf_path, params_smtpd_sections());
+    int errors = cfg_load(smtpd_sk.conf_path, params_smtpd_sections());
 
     if (errors != 0)
         return errors;
     if (*var_smtpd_user && !daemon_user_exists(var_smtpd_user)) {
-        log_err("%s: [smtpd] user: user \"%s\" does not exist", smtpd_conf_path, var_smtpd_user);
+        log_err("%s: [smtpd] user: user \"%s\" does not exist", smtpd_sk.conf_path, var_smtpd_user);
         errors++;
     }
     cfg_secret_owner(var_smtpd_user);
     if (smtpd_listen_parse(var_smtpd_listen, tmp, SMTPD_MAX_LISTEN, err, sizeof(err)) < 0) {
-        log_err("%s: [smtpd] %s", smtpd_conf_path, err);
+        log_err("%s: [smtpd] %s", smtpd_sk.conf_path, err);
         errors++;
     }
     if (full && smtpd_check_init(err, sizeof(err)) < 0) {
-        log_err("%s: [smtpd] %s", smtpd_conf_path, err);
+        log_err("%s: [smtpd] %s", smtpd_sk.conf_path, err);
         errors++;
     }
     return errors;
@@ -206,20 +202,10 @@ static void smtpd_store_try(void)
     daemon_ready("accepting mail");
 }
 
-/* smtpd_stats_write - counters, atomically, to stats_file */
-static void smtpd_stats_write(void)
+/* smtpd_stats_body - smtpd's counters, after the skeleton's header lines */
+static void smtpd_stats_body(FILE *fp, void *arg)
 {
-    char tmp[PATH_MAX + 16];
-    FILE *fp;
-    int bad;
-
-    if (var_smtpd_statsfile == NULL || *var_smtpd_statsfile == 0)
-        return;
-    snprintf(tmp, sizeof(tmp), "%s.tmp", var_smtpd_statsfile);
-    if ((fp = fopen(tmp, "w")) == NULL)
-        return;
-    fprintf(fp, "started %lld\nupdated %lld\npid %ld\n", (long long) smtpd_started,
-            (long long) time(NULL), (long) getpid());
+    (void) arg;
     fprintf(fp, "connections_total %lld\nconnections_current %d\nconnections_refused %lld\n",
             smtp_session_stats.connections_total, smtp_session_count(),
             smtp_session_stats.connections_refused);
@@ -227,14 +213,16 @@ static void smtpd_stats_write(void)
             smtp_session_stats.messages, smtp_session_stats.rcpt_ok, smtp_session_stats.rcpt_rejected,
             smtp_session_stats.timeouts, smtp_session_stats.protocol_errors);
     fprintf(fp, "store %s\n", smtpd_store ? "open" : "unavailable");
-    bad = ferror(fp);
-    if (fclose(fp) != 0 || bad || rename(tmp, var_smtpd_statsfile) < 0)
-        unlink(tmp);
-    else
-        metrics_daemon_write(var_smtpd_metrics_file, "smtpd", var_smtpd_statsfile, NULL);
 }
 
-/* smtpd_tick_cb - once a second: store, stats, shutdown progress */
+/* smtpd_stats_write - the stats file and the metrics file */
+static void smtpd_stats_write(void)
+{
+    skeleton_stats_write(var_smtpd_statsfile, var_smtpd_metrics_file, "smtpd", NULL,
+                         (long long) smtpd_started, smtpd_stats_body, NULL, &smtpd_stats_warned);
+}
+
+/* smtpd_tick_cb - once a second: store, shutdown progress */
 static void smtpd_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     long long now = smtpd_now_ms();
@@ -243,10 +231,6 @@ static void smtpd_tick_cb(evutil_socket_t fd, short what, void *arg)
     (void) what;
     (void) arg;
     smtpd_store_try();
-    if (now - smtpd_last_stats_ms >= var_smtpd_stats_ms) {
-        smtpd_last_stats_ms = now;
-        smtpd_stats_write();
-    }
     if (smtpd_stopping && (smtp_session_count() == 0 || now > smtpd_stop_ms + var_smtpd_shutdown_ms + 3000))
         event_base_loopbreak(smtpd_base);
 }
@@ -302,28 +286,16 @@ static void smtpd_listen_close(void)
     smtpd_nlisteners = 0;
 }
 
-/* smtpd_reload - SIGHUP: new settings, same listeners and sessions */
-static void smtpd_reload(void)
+/* smtpd_reload - SIGHUP (skeleton_reload): new settings, same listeners and sessions */
+static int smtpd_reload(char *note, size_t size)
 {
     char err[512];
     int errors;
 
-    log_info("reloading %s", smtpd_conf_path);
-    if ((errors = smtpd_load(0)) != 0) {
-        log_warn("reload: %s has %d error%s; keeping the running configuration",
-                 smtpd_conf_path, errors, errors == 1 ? "" : "s");
-        /* logrotate's HUP must still move us to the new log_file. */
-        smtpd_log_reopen();
-        return;
-    }
-    if (strcmp(var_smtpd_listen, smtpd_run_listen) != 0)
-        log_warn("reload: listener changes take effect only after a restart; ignored");
-    if (strcmp(var_smtpd_user, smtpd_run_user) != 0)
-        log_warn("reload: user changes take effect only after a restart; ignored");
-    if (strcmp(var_smtpd_pidfile, smtpd_run_pidfile) != 0)
-        log_warn("reload: pid_file changes take effect only after a restart; ignored");
-    if (strcmp(var_smtpd_dns_servers, smtpd_run_dns) != 0)
-        log_warn("reload: dns_servers changes take effect only after a restart; ignored");
+    (void) note;
+    (void) size;
+    if ((errors = smtpd_load(0)) != 0)
+        return errors;
     if (smtpd_check_init(err, sizeof(err)) < 0)
         log_warn("reload: %s; keeping the previous check tables", err);
     if (smtp_tls_load(err, sizeof(err)) < 0)
@@ -332,14 +304,26 @@ static void smtpd_reload(void)
     smtpd_set_hostname();
     smtpd_anvil_init(var_smtpd_anvil_size);
     smtp_session_init(smtpd_dns);
-    log_set_debug(strcmp(var_log_level, "debug") == 0);
+    log_set_debug(smtpd_sk.verbose || strcmp(var_log_level, "debug") == 0);
 
     /* The path, or the file behind it, may have changed. */
     store_close(smtpd_store);
     smtpd_store = NULL;
     snprintf(smtpd_store_reason, sizeof(smtpd_store_reason), "reopening");
     smtpd_store_try();
-    log_info("reloaded %s", smtpd_conf_path);
+    return 0;
+}
+
+/* smtpd_reload_failed - logrotate's HUP must still move us to the new log_file */
+static void smtpd_reload_failed(void)
+{
+    smtpd_log_reopen();
+}
+
+/* smtpd_ready - the state line for systemd after a reload */
+static const char *smtpd_ready(void)
+{
+    return smtpd_store != NULL ? "READY=1" : "READY=1\nSTATUS=store unavailable, deferring recipients";
 }
 
 /* smtpd_stop_cb - shutdown_timeout passed: everyone goes */
@@ -359,9 +343,7 @@ static void smtpd_signal_cb(evutil_socket_t sig, short what, void *arg)
     (void) what;
     (void) arg;
     if (sig == SIGHUP) {
-        daemon_notify("RELOADING=1");
-        smtpd_reload();
-        daemon_notify(smtpd_store != NULL ? "READY=1" : "READY=1\nSTATUS=store unavailable, deferring recipients");
+        skeleton_reload(&smtpd_sk);
         return;
     }
     if (smtpd_stopping)
@@ -380,69 +362,42 @@ static void smtpd_signal_cb(evutil_socket_t sig, short what, void *arg)
         event_base_loopbreak(smtpd_base);
 }
 
-/* smtpd_usage - how to call us */
-static _Noreturn void smtpd_usage(void)
+/* smtpd_paths - the places smtpd writes (skeleton_paths checks them for its user) */
+static void smtpd_paths(PATHS *pl)
 {
-    fprintf(stderr, "usage: %s [-c FILE] [-f] [-n] [-v]\n", SMTPD_PROG);
-    exit(RG_EX_USAGE);
+    params_smtpd_paths(pl);
+}
+
+/* smtpd_load_start - the first load: the check tables too */
+static int smtpd_load_start(void)
+{
+    return smtpd_load(1);
 }
 
 /* main - configure, bind, detach, drop privileges, run the loop */
 int main(int argc, char **argv)
 {
-    const char *conf = cfg_default_path();
-    static const int signums[3] = {SIGHUP, SIGTERM, SIGINT};
-    sigset_t held;
-    struct event *sigs[3];
-    struct sigaction sa;
-    char real[PATH_MAX];
     char err[512];
-    int foreground = 0, check_only = 0, verbose = 0;
-    int ch;
 
-    while ((ch = getopt(argc, argv, "c:fnv")) != -1) {
-        switch (ch) {
-        case 'c':
-            conf = optarg;
-            break;
-        case 'f':
-            foreground = 1;
-            break;
-        case 'n':
-            check_only = 1;
-            break;
-        case 'v':
-            verbose = 1;
-            break;
-        default:
-            smtpd_usage();
-        }
-    }
-    if (optind != argc)
-        smtpd_usage();
-
-    log_init(SMTPD_PROG, 1, !check_only);
-    paths_umask();
-    smtpd_conf_path = xstrdup(realpath(conf, real) ? real : conf);
-    if (smtpd_load(1) != 0)
-        log_fatal_code(RG_EX_CONFIG, "%s: configuration errors%s", smtpd_conf_path,
-                       check_only ? "" : "; not starting");
-    {
-        PATHS *pl = paths_create();
-
-        /* Directories the user cannot write: say so now, not as a fatal open later. */
-        params_smtpd_paths(pl);
-        paths_require(pl, var_smtpd_user, check_only, smtpd_conf_path);
-        paths_free(pl);
-    }
-    if (check_only) {
+    smtpd_sk.name = SMTPD_PROG;
+    smtpd_sk.section = "smtpd";
+    smtpd_sk.user = &var_smtpd_user;
+    smtpd_sk.pidfile = &var_smtpd_pidfile;
+    smtpd_sk.load = smtpd_load_start;
+    smtpd_sk.paths = smtpd_paths;
+    smtpd_sk.reload = smtpd_reload;
+    smtpd_sk.reload_failed = smtpd_reload_failed;
+    smtpd_sk.ready = smtpd_ready;
+    skeleton_options(&smtpd_sk, argc, argv);
+    skeleton_configure(&smtpd_sk);
+    /* Directories the user cannot write: say so now, not as a fatal open later. */
+    skeleton_paths(&smtpd_sk);
+    if (smtpd_sk.check_only) {
         /* The key and certificates as a start would load them: -n must not pass what start refuses. */
         if (smtp_tls_load(err, sizeof(err)) < 0)
-            log_fatal_code(RG_EX_CONFIG, "%s: [smtpd] %s", smtpd_conf_path, err);
+            log_fatal_code(RG_EX_CONFIG, "%s: [smtpd] %s", smtpd_sk.conf_path, err);
         smtp_tls_free();
-        log_info("%s: configuration is valid", smtpd_conf_path);
-        free(smtpd_conf_path);
-        return RG_EX_OK;
+        return skeleton_check_done(&smtpd_sk, NULL);
     }
     if (smtpd_log_open(var_smtpd_syslog_name, var_smtpd_log_file, 1, err, sizeof(err)) < 0)
         log_fatal_code(RG_EX_CONFIG, "%s", err);
@@ -453,19 +408,12 @@ int main(int argc, char **argv)
         if (pw != NULL && smtpd_log_give((long) pw->pw_uid, (long) pw->pw_gid, err, sizeof(err)) < 0)
             log_fatal("%s", err);
     }
-    log_set_debug(verbose || strcmp(var_log_level, "debug") == 0);
+    log_set_debug(smtpd_sk.verbose || strcmp(var_log_level, "debug") == 0);
     smtpd_set_hostname();
-    smtpd_run_listen = xstrdup(var_smtpd_listen);
-    smtpd_run_user = xstrdup(var_smtpd_user);
-    smtpd_run_pidfile = xstrdup(var_smtpd_pidfile);
-    smtpd_run_dns = xstrdup(var_smtpd_dns_servers);
-
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = SIG_IGN;
-    sigaction(SIGPIPE, &sa, NULL);
+    skeleton_ignore_sigpipe();
 
     /* Bind, and read the key and SASL setup, while we may still be root. */
-    smtpd_nlisteners = smtpd_listen_parse(smtpd_run_listen, smtpd_listeners, SMTPD_MAX_LISTEN,
+    smtpd_nlisteners = smtpd_listen_parse(var_smtpd_listen, smtpd_listeners, SMTPD_MAX_LISTEN,
                                           err, sizeof(err));
     if (smtpd_nlisteners < 0)
         log_fatal_code(RG_EX_CONFIG, "%s", err);
@@ -480,9 +428,8 @@ int main(int argc, char **argv)
         log_warn("SASL: %s; AUTH is not offered", err);
 
     /* Not -f: lines go to syslog and log_file only. */
-    daemon_hold_signals(&held);
-    daemon_become(smtpd_log_ident(), foreground, smtpd_run_pidfile, smtpd_run_user, "smtpd");
-    if (!foreground)
+    skeleton_start(&smtpd_sk, smtpd_log_ident());
+    if (!smtpd_sk.foreground)
         smtpd_log_stderr(0);
 
     {
@@ -527,12 +474,7 @@ int main(int argc, char **argv)
             log_fatal("cannot watch listener");
         evconnlistener_set_error_cb(l->lev, smtpd_accept_error_cb);
     }
-    for (int i = 0; i < 3; i++) {
-        sigs[i] = evsignal_new(smtpd_base, signums[i], smtpd_signal_cb, NULL);
-        if (sigs[i] == NULL || event_add(sigs[i], NULL) < 0)
-            log_fatal("cannot watch signal %d", signums[i]);
-    }
-    daemon_release_signals(&held);
+    skeleton_watch_signals(&smtpd_sk, smtpd_base, smtpd_signal_cb, NULL);
     smtpd_started = time(NULL);
     smtpd_store_try();
     {
@@ -551,8 +493,7 @@ int main(int argc, char **argv)
                  var_store_path, smtpd_store ? "open" : "unavailable",
                  smtp_tls_server_ok() ? "offered" : "not offered");
     }
-    smtpd_last_stats_ms = smtpd_now_ms();
-    smtpd_stats_write();
+    skeleton_stats_every(&smtpd_sk, smtpd_base, &var_smtpd_stats_ms, smtpd_stats_write);
 
     if (event_base_dispatch(smtpd_base) < 0)
         log_fatal("event loop failed");
@@ -568,12 +509,9 @@ int main(int argc, char **argv)
         event_base_dispatch(smtpd_base);
     }
     smtpd_listen_close();
-    smtpd_stats_write();
     log_info("stopped: %lld connections, %lld messages relayed", smtp_session_stats.connections_total,
              smtp_session_stats.messages);
-    daemon_pidfile_remove(smtpd_run_pidfile);
-    for (int i = 0; i < 3; i++)
-        event_free(sigs[i]);
+    skeleton_end(&smtpd_sk);            /* the last stats, the pid file */
     event_free(smtpd_resume_ev);
     event_free(smtpd_stop_ev);
     event_free(smtpd_tick_ev);
@@ -590,10 +528,5 @@ int main(int argc, char **argv)
      * the process ends anyway.
      */
     smtpd_log_close();
-    free(smtpd_conf_path);
-    free(smtpd_run_listen);
-    free(smtpd_run_user);
-    free(smtpd_run_pidfile);
-    free(smtpd_run_dns);
     return RG_EX_OK;
 }

@@ -63,6 +63,7 @@
 #include "log.h"
 #include "params.h"
 #include "paths.h"
+#include "skeleton.h"
 #include "syncd.h"
 #include "xalloc.h"
 
@@ -92,14 +93,14 @@ typedef struct syncd_source {
 static SYNCD_SOURCE *syncd_sources;
 static int syncd_nsources;
 static const char *syncd_only;      /* --source NAME */
-static int syncd_verbose;
+static int syncd_once_opt;          /* --once */
+static int syncd_force;             /* --force */
+static int syncd_incremental;       /* --incremental */
+static SKELETON syncd_sk;           /* options, signals, reload: lib/skeleton.c */
+static int syncd_is_daemon;         /* not --once: say READY=1 when the store opens */
 static STORE *syncd_st;             /* the daemon's store handle, opened on demand */
 
 static int syncd_nice_now = -1;     /* the [syncd] nice applied, -1 none yet */
-
-/* What was fixed at startup; a reload cannot change it. */
-static char *syncd_run_user;
-static char *syncd_run_pidfile;
 
 /* syncd_now - a monotonic clock in milliseconds */
 static long long syncd_now(void)
@@ -259,32 +260,30 @@ static void syncd_priority(void)
 /* syncd_apply - settings that take effect at once */
 static void syncd_apply(void)
 {
-    log_set_debug(syncd_verbose || strcmp(var_log_level, "debug") == 0);
+    log_set_debug(syncd_sk.verbose || strcmp(var_log_level, "debug") == 0);
     syncd_priority();
     for (int i = 0; i < syncd_nsources; i++)
         syncd_notes(syncd_sources[i].conf);
 }
 
 /*
- * syncd_reload - SIGHUP: new settings. A source whose settings did not
- * change keeps its schedule; a new or changed one is pulled at once.
+ * syncd_reload - SIGHUP (skeleton_reload): new settings. A source whose
+ * settings did not change keeps its schedule; a new or changed one is
+ * pulled at once. The number of errors; note says how many sources.
  */
-static void syncd_reload(void)
+static int syncd_reload(char *note, size_t size)
 {
     SYNCD_SOURCE *old = syncd_sources;
     int nold = syncd_nsources;
     long long now = syncd_now();
     int errors;
 
-    log_info("reloading %s", syncd_conf_path);
     syncd_sources = NULL;
     syncd_nsources = 0;
     if ((errors = syncd_load()) != 0) {
         syncd_sources = old;
         syncd_nsources = nold;
-        log_warn("reload: %s has %d error%s; keeping the running configuration",
-                 syncd_conf_path, errors, errors == 1 ? "" : "s");
-        return;
+        return errors;
     }
     for (int i = 0; i < syncd_nsources; i++) {
         SYNCD_SOURCE *s = &syncd_sources[i];
@@ -307,16 +306,13 @@ static void syncd_reload(void)
     }
     syncd_free_sources(old, nold);
     source_ldap_dirsync_forget();       /* DirSync rights may have been granted since */
-    if (strcmp(var_syncd_user, syncd_run_user) != 0)
-        log_warn("reload: user changes take effect only after a restart; ignored");
-    if (strcmp(var_syncd_pidfile, syncd_run_pidfile) != 0)
-        log_warn("reload: pid_file changes take effect only after a restart; ignored");
     syncd_apply();
     if (syncd_st != NULL && strcmp(store_path(syncd_st), var_store_path) != 0) {
         store_close(syncd_st);
         syncd_st = NULL;
     }
-    log_info("reloaded %s: %d source%s", syncd_conf_path, syncd_nsources, syncd_nsources == 1 ? "" : "s");
+    snprintf(note, size, ": %d source%s", syncd_nsources, syncd_nsources == 1 ? "" : "s");
+    return 0;
 }
 
 /* ------------------------------------------------------------ one run */
@@ -326,7 +322,7 @@ static STORE *syncd_store(char *err, size_t errlen)
 {
     if (syncd_st == NULL)
         syncd_st = store_open(var_store_path, STORE_CREATE, var_store_busy_ms, err, errlen);
-    if (syncd_st != NULL && syncd_run_user != NULL)
+    if (syncd_st != NULL && syncd_is_daemon)
         daemon_ready("running");        /* the daemon, not --once: its store is open */
     return syncd_st;
 }
@@ -624,9 +620,7 @@ static void syncd_loop(void)
 
         if (syncd_reloading) {
             syncd_reloading = 0;
-            daemon_notify("RELOADING=1");
-            syncd_reload();
-            daemon_notify("READY=1");
+            skeleton_reload(&syncd_sk);
         }
         for (int i = 0; i < syncd_nsources && !syncd_stopping && !syncd_reloading; i++) {
             SYNCD_SOURCE *s = &syncd_sources[i];
@@ -657,11 +651,12 @@ static void syncd_loop(void)
 }
 
 /* syncd_daemon - detach, pid file, privileges, signals, the loop */
-static int syncd_daemon(int foreground)
+static int syncd_daemon(void)
 {
-    syncd_run_user = xstrdup(var_syncd_user);
-    syncd_run_pidfile = xstrdup(var_syncd_pidfile);
-    daemon_become(SYNCD_NAME, foreground, syncd_run_pidfile, syncd_run_user, "syncd");
+    syncd_is_daemon = 1;
+    skeleton_start(&syncd_sk, SYNCD_NAME);
+    /* syncd's handlers only set flags, which the loop reads: nothing to wait for. */
+    skeleton_release_signals(&syncd_sk);
     log_info("starting: %d source%s, store %s", syncd_nsources, syncd_nsources == 1 ? "" : "s",
              var_store_path);
     {
@@ -675,39 +670,55 @@ static int syncd_daemon(int foreground)
     daemon_notify("STOPPING=1");
     store_close(syncd_st);
     syncd_st = NULL;
-    daemon_pidfile_remove(syncd_run_pidfile);
+    skeleton_end(&syncd_sk);            /* the pid file */
     log_info("stopped");
     return RG_EX_OK;
 }
 
 /* ------------------------------------------------------------ main */
 
+/* syncd_paths - the places the daemon writes (skeleton_paths checks them for its user) */
+static void syncd_paths(PATHS *pl)
+{
+    params_paths("syncd", 0, pl);
+}
+
 /*
- * syncd_paths - may the user write where we will? -n and a daemon's start
- * exit 73 if not; --once (maybe from root's cron) checks strictly, then
- * becomes [syncd] user, the same way the admin command does.
+ * syncd_once_paths - --once (maybe from root's cron) checks strictly,
+ * then becomes [syncd] user, the same way the admin command does; exit
+ * 73 if a place is wrong.
  */
-static void syncd_paths(int check_only, int once)
+static void syncd_once_paths(void)
 {
     PATHS *pl = paths_create();
-    int rc = 0;
+    int rc;
 
-    params_paths("syncd", once, pl);
-    if (once)
-        rc = paths_act_as(pl, var_syncd_user, "syncd");
-    else
-        paths_require(pl, var_syncd_user, check_only, syncd_conf_path);
+    params_paths("syncd", 1, pl);
+    rc = paths_act_as(pl, var_syncd_user, "syncd");
     paths_free(pl);
     if (rc < 0)
         log_fatal_code(RG_EX_CANTCREAT, "%s: not syncing", syncd_conf_path);
 }
 
-/* syncd_usage - how to call us */
-static _Noreturn void syncd_usage(void)
+/* syncd_option - --once, --force, --incremental, --source NAME */
+static int syncd_option(int ch, const char *arg)
 {
-    fprintf(stderr, "usage: %s [-c FILE] [-n] [-f] [-v] [--once [--incremental] [--force]] "
-            "[--source NAME]\n", SYNCD_NAME);
-    exit(RG_EX_USAGE);
+    switch (ch) {
+    case 'O':
+        syncd_once_opt = 1;
+        return 0;
+    case 'F':
+        syncd_force = 1;
+        return 0;
+    case 'I':
+        syncd_incremental = 1;
+        return 0;
+    case 'S':
+        syncd_only = arg;
+        return 0;
+    default:
+        return -1;
+    }
 }
 
 /* main - options, configuration, then --once or the daemon */
@@ -720,68 +731,33 @@ int main(int argc, char **argv)
         {"source", required_argument, NULL, 'S'},
         {NULL, 0, NULL, 0},
     };
-    const char *conf = cfg_default_path();
     struct sigaction sa;
-    char real[PATH_MAX];
-    int foreground = 0;
-    int check_only = 0;
-    int once = 0;
-    int force = 0;
-    int incremental = 0;
-    int ch;
+    char note[64];
     int rc;
 
-    while ((ch = getopt_long(argc, argv, "c:fnv", longopts, NULL)) != -1) {
-        switch (ch) {
-        case 'c':
-            conf = optarg;
-            break;
-        case 'f':
-            foreground = 1;
-            break;
-        case 'n':
-            check_only = 1;
-            break;
-        case 'v':
-            syncd_verbose = 1;
-            break;
-        case 'O':
-            once = 1;
-            break;
-        case 'F':
-            force = 1;
-            break;
-        case 'I':
-            incremental = 1;
-            break;
-        case 'S':
-            syncd_only = optarg;
-            break;
-        default:
-            syncd_usage();
-        }
-    }
-    if (optind != argc || (force && !once) || (incremental && !once))
-        syncd_usage();
-
-    log_init(SYNCD_NAME, 1, !check_only);
-    log_set_debug(syncd_verbose);
-    paths_umask();
-
-    /* SIGHUP re-reads the file after a chdir("/"): remember where it is. */
-    syncd_conf_path = xstrdup(realpath(conf, real) ? real : conf);
-    if (syncd_load() != 0)
-        log_fatal_code(RG_EX_CONFIG, "%s: configuration errors; %s", syncd_conf_path,
-                       check_only ? "see above" : "not starting");
-    if (check_only || !once)
-        syncd_paths(check_only, 0);
-    if (check_only) {
+    syncd_sk.name = SYNCD_NAME;
+    syncd_sk.section = "syncd";
+    syncd_sk.usage = "[--once [--incremental] [--force]] [--source NAME]";
+    syncd_sk.longopts = longopts;
+    syncd_sk.option = syncd_option;
+    syncd_sk.user = &var_syncd_user;
+    syncd_sk.pidfile = &var_syncd_pidfile;
+    syncd_sk.load = syncd_load;
+    syncd_sk.paths = syncd_paths;
+    syncd_sk.reload = syncd_reload;
+    skeleton_options(&syncd_sk, argc, argv);
+    if ((syncd_force || syncd_incremental) && !syncd_once_opt)
+        skeleton_usage(&syncd_sk);
+    syncd_conf_path = syncd_sk.conf_path;
+    skeleton_configure(&syncd_sk);
+    if (syncd_sk.check_only || !syncd_once_opt)
+        skeleton_paths(&syncd_sk);
+    if (syncd_sk.check_only) {
         for (int i = 0; i < syncd_nsources; i++)
             syncd_notes(syncd_sources[i].conf);
-        log_info("%s: configuration is valid (%d source%s)", syncd_conf_path, syncd_nsources,
-                 syncd_nsources == 1 ? "" : "s");
+        snprintf(note, sizeof(note), " (%d source%s)", syncd_nsources, syncd_nsources == 1 ? "" : "s");
         syncd_free_sources(syncd_sources, syncd_nsources);
-        return RG_EX_OK;
+        return skeleton_check_done(&syncd_sk, note);
     }
     syncd_apply();
 
@@ -796,15 +772,15 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
-    sa.sa_handler = SIG_IGN;
-    sigaction(SIGPIPE, &sa, NULL);
+    skeleton_ignore_sigpipe();
 
-    if (once) {
+    if (syncd_once_opt) {
         /* From cron as root: write the store as the user lookupd shares it with. */
-        syncd_paths(0, 1);
-        rc = syncd_once(force, incremental);
+        syncd_once_paths();
+        rc = syncd_once(syncd_force, syncd_incremental);
+        free(syncd_sk.conf_path);
     } else {
-        rc = syncd_daemon(foreground);
+        rc = syncd_daemon();
     }
     syncd_free_sources(syncd_sources, syncd_nsources);
     return rc;
