@@ -37,6 +37,36 @@ tl_is "$?" 78 "a subcommand with a bad configuration exits 78"
 run frobnicate
 tl_is "$rc" 64 "an unknown subcommand is a usage error (64)"
 
+# -n checks the whole file: [smtpd] and every [source NAME] too, with the
+# tables in lib/ (the admin command links neither smtpd nor syncd).
+cp "$CONF" "$T/smtpd.conf"
+printf '\n[smtpd]\nline_length_limit = 10\n' >> "$T/smtpd.conf"
+line=$(wc -l < "$T/smtpd.conf")
+"$RG_ADMIN" -c "$T/smtpd.conf" -n >"$T/out" 2>"$T/err"
+tl_is "$?" 78 "-n with a bad [smtpd] value exits 78"
+tl_like "$(cat "$T/err")" "smtpd\.conf:$line: \[smtpd\] line_length_limit must be between 512 and 1000000, not \"10\"" \
+    "... naming file:line, section, key, the bounds and the value"
+cp "$CONF" "$T/source.conf"
+printf '\n[source corp]\ntype = ldap\nmode = sometimes\n' >> "$T/source.conf"
+line=$(wc -l < "$T/source.conf")
+"$RG_ADMIN" -c "$T/source.conf" -n >"$T/out" 2>"$T/err"
+tl_is "$?" 78 "-n with a bad [source NAME] value exits 78"
+tl_like "$(cat "$T/err")" "source\.conf:$line: \[source corp\] mode must be one of once\|poll\|persistent, not \"sometimes\"" \
+    "... naming file:line, the source, the key, the choices and the value"
+cp "$CONF" "$T/source.conf"
+printf '\n[source bad/name]\ntype = file\npath = /nonexistent/map\n[source nokey]\nmode = poll\n' >> "$T/source.conf"
+"$RG_ADMIN" -c "$T/source.conf" -n >"$T/out" 2>"$T/err"
+tl_is "$?" 78 "-n with a bad source name and a source without type exits 78"
+tl_like "$(cat "$T/err")" "\[source bad/name\] the name may hold only" "... the bad name is named"
+tl_like "$(cat "$T/err")" "\[source nokey\] type is required" "... and the missing type"
+cp "$CONF" "$T/source.conf"
+printf '\n[smtpd]\nuser =\npid_file = %s\nstats_file = %s\nline_length_limit = 4096\n' \
+    "$T/smtpd.pid" "$T/smtpd.stats" >> "$T/source.conf"
+printf '[source files]\ntype = file\npath = /nonexistent/map\n' >> "$T/source.conf"
+"$RG_ADMIN" -c "$T/source.conf" -n >"$T/out" 2>"$T/err"
+tl_is "$?" 0 "-n with good [smtpd] and [source NAME] sections exits 0"
+[ -s "$T/err" ] && sed 's/^/# /' "$T/err"
+
 # --- a reader before the store exists
 run query alice@example.com
 tl_is "$rc" 2 "query on a missing store exits 2"

@@ -110,6 +110,35 @@ tl_is "$reply" "$KIND" "bad reload: setting and connection unchanged"
 kill -0 "$LOOKUPD_PID"
 tl_ok $? "bad reload: lookupd still running"
 cp "$T/good.conf" "$CONF"
+
+# --- a restart-only parameter changed by a reload: logged once, ignored
+# (socketmap: cfg keeps the running value; the rest of the file applies)
+RESTART_MSG='reload: \[lookupd\] socketmap changes take effect only after a restart; ignored'
+# hup_wait - SIGHUP lookupd and wait for its next "reloaded" line
+hup_wait() {
+    reloads=$(grep -c 'reloaded' "$T/lookupd.log")
+    kill -HUP "$LOOKUPD_PID"
+    i=0
+    while [ "$(grep -c 'reloaded' "$T/lookupd.log")" = "$reloads" ] && [ $i -lt 100 ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+}
+sed -i "s|^socketmap = unix:$SOCK\$|socketmap = unix:$T/moved.sock|" "$CONF"
+sed -i 's/^recipient_delimiter = +-$/recipient_delimiter = +/' "$CONF"
+grep -q "^socketmap = unix:$T/moved.sock\$" "$CONF"
+tl_ok $? "the test moved socketmap in the file"
+hup_wait
+tl_is "$(grep -c "$RESTART_MSG" "$T/lookupd.log")" 1 "reload of a new socketmap: logged once as ignored"
+hup_ask 'recipients alice+tag@example.com'
+tl_is "$reply" "$KIND" "... the old socket still answers on the held connection"
+tl_is "$(ask 'recipients alice@example.com')" "$KIND" "... and to a new connection"
+tl_ok $([ ! -e "$T/moved.sock" ]; echo $?) "... no socket was made at the new path"
+hup_ask 'recipients alice-tag@example.com'
+tl_is "$reply" "NOTFOUND " "... while the rest of the file applied ('-' no delimiter again)"
+cp "$T/good.conf" "$CONF"
+hup_wait
+tl_is "$(grep -c "$RESTART_MSG" "$T/lookupd.log")" 1 "back to the running socketmap: nothing more logged"
 exec 5>&-
 wait "$HUPC"
 tl_pids=$(echo "$tl_pids" | sed "s/ $HUPC//")

@@ -88,6 +88,36 @@ cmp -s "$T/before" "$T/after"
 tl_is "$?" 0 "neither failure changed the store"
 tl_is "$(rg_query f21@file.example)" 1 "an entry of the bad file is not applied"
 
+# --- the daemon: a reload that changes a restart-only parameter (pid_file)
+# is logged once and ignored; the daemon keeps and removes its own pid file
+write_map 0 18 "shared@both.example OK" "f20@file.example OK"
+file_conf
+grep -q "^pid_file = $T/syncd.pid\$" "$CONF"
+tl_ok $? "the daemon's config names pid_file $T/syncd.pid"
+rm -f "$T/syncd.pid" "$T/moved.pid"
+: > "$T/syncd_daemon.err"
+"$RG_SYNCD" -c "$CONF" -f 2>>"$T/syncd_daemon.err" &
+spid=$!
+tl_pids="$tl_pids $spid"
+tl_wait_grep "starting: 1 source" "$T/syncd_daemon.err"
+tl_ok $? "the daemon starts"
+tl_wait_grep "^$spid\$" "$T/syncd.pid"
+tl_ok $? "... and writes its pid file"
+sed -i "s|^pid_file = $T/syncd.pid\$|pid_file = $T/moved.pid|" "$CONF"
+kill -HUP "$spid"
+tl_wait_grep "reloaded .*: 1 source" "$T/syncd_daemon.err"
+tl_ok $? "SIGHUP: reloaded"
+tl_is "$(grep -c 'reload: \[syncd\] pid_file changes take effect only after a restart; ignored' "$T/syncd_daemon.err")" 1 \
+    "a new pid_file: logged once as ignored"
+tl_ok $([ ! -e "$T/moved.pid" ] && [ "$(cat "$T/syncd.pid" 2>/dev/null)" = "$spid" ]; echo $?) \
+    "... the running pid file stays, none is made at the new path"
+kill -TERM "$spid"
+wait "$spid"
+tl_is "$?" 0 "SIGTERM: exit status 0"
+tl_pids=$(echo "$tl_pids" | sed "s/ $spid//")
+tl_ok $([ ! -e "$T/syncd.pid" ]; echo $?) "... and the pid file it started with is removed"
+[ "$tl_failed" = 0 ] || sed 's/^/# /' "$T/syncd_daemon.err"
+
 # --- a file source and an LDAP source in one store
 why=$(slapd_missing)
 if [ -n "$why" ]; then
