@@ -45,9 +45,9 @@ STORE *rcptgate_store(int flags);
 int rcptgate_act_as(void);
 
 /*
- * rcptgate_key - normalise a store key as the lookups will ask for it:
- * an address (addr_parse() with the [address] flags) or a catch-all
- * "@domain". out holds ADDR_KEY_SIZE. 0, or -1 with the reason in err.
+ * rcptgate_key - addr_key() with the [address] flags, a catch-all
+ * "@domain" allowed: a store key as the lookups will ask for it. out
+ * holds ADDR_KEY_SIZE. 0, or -1 with "\"IN\": reason" in err.
  */
 int rcptgate_key(const char *in, char *out, char *err, size_t errlen);
 

@@ -171,44 +171,6 @@ int source_uri_loopback(const char *uri)
     return yes;
 }
 
-/* source_key - an address (or, if allowed, an "@domain" catch-all) in its normal form */
-int source_key(const char *in, size_t len, int catchall, char *out, char *err, size_t errlen)
-{
-    CHECK_OPTS opts;
-    ADDR a;
-    int rc;
-
-    while (len > 0 && isspace((unsigned char) *in))
-        in++, len--;
-    while (len > 0 && isspace((unsigned char) in[len - 1]))
-        len--;
-    if (len > 0 && in[0] == '@' && !catchall) {
-        snprintf(err, errlen, "a catch-all (\"@domain\") is not taken from a directory");
-        return -1;
-    }
-    if (len > 0 && in[0] == '@') {
-        char dom[ADDR_DOMAIN_MAX + 1];
-
-        if ((rc = addr_domain(in + 1, len - 1, dom)) != ADDR_OK) {
-            snprintf(err, errlen, "catch-all: %s", addr_strerror(rc));
-            return -1;
-        }
-        snprintf(out, ADDR_KEY_SIZE, "@%s", dom);
-        return 0;
-    }
-    params_check_opts(&opts);
-    if ((rc = addr_parse(in, len, opts.addr_flags, &a)) != ADDR_OK) {
-        snprintf(err, errlen, "%s", addr_strerror(rc));
-        return -1;
-    }
-    if (a.domain[0] == 0 || a.is_null) {
-        snprintf(err, errlen, "no domain");
-        return -1;
-    }
-    snprintf(out, ADDR_KEY_SIZE, "%s", a.key);
-    return 0;
-}
-
 /* source_printable - a value for a log line: control characters as '?' */
 static const char *source_printable(const char *in, size_t len, char *buf, size_t size)
 {
@@ -328,8 +290,11 @@ int source_obj_address(SOURCE_OBJ *obj, SYNC_SINK *sink, const char *attr, const
     char key[ADDR_KEY_SIZE];
     char why[256];
     char shown[256];
+    CHECK_OPTS opts;
 
-    if (source_key(value, len, 0, key, why, sizeof(why)) < 0) {
+    /* A directory value never makes a catch-all: an "smtp:@domain" typo would accept the domain. */
+    params_check_opts(&opts);
+    if (addr_key(value, len, opts.addr_flags, key, why, sizeof(why)) < 0) {
         source_skip_warn(sink, "source %s: %s: skipping %s value \"%s\": %s", obj->source,
                          obj->dn ? obj->dn : "?", attr,
                          source_printable(value, len, shown, sizeof(shown)), why);

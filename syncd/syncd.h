@@ -65,16 +65,6 @@ void source_words_free(char **words);
 /* source_uri_loopback - 1 when an LDAP URI's host is loopback (127/8, ::1, localhost) */
 int source_uri_loopback(const char *uri);
 
-/*
- * source_key - normalise a store key as lookups will ask for it: an
- * address (addr_parse() with the [address] flags, a domain required) or,
- * when catchall is set, a catch-all "@domain". out holds ADDR_KEY_SIZE.
- * 0, or -1 with the reason. The same rules as `rcptgate import`; a
- * directory value never makes a catch-all (an "smtp:@domain" typo would
- * otherwise accept every address of the domain).
- */
-int source_key(const char *in, size_t len, int catchall, char *out, char *err, size_t errlen);
-
 /* A growing list of strings. */
 typedef struct source_list {
     char **v;

@@ -201,27 +201,6 @@ static void test_loopback(void **state)
     assert_false(source_uri_loopback("not a uri"));
 }
 
-static void test_key(void **state)
-{
-    char out[ADDR_KEY_SIZE];
-    char why[256];
-
-    assert_int_equal(source_key("Alice@Example.COM", 17, 0, out, why, sizeof(why)), 0);
-    assert_string_equal(out, "alice@example.com");
-    assert_int_equal(source_key(" bob@x.org \t", 12, 0, out, why, sizeof(why)), 0);
-    assert_string_equal(out, "bob@x.org");
-    assert_int_equal(source_key("@Example.COM", 12, 1, out, why, sizeof(why)), 0);
-    assert_string_equal(out, "@example.com");
-    assert_int_equal(source_key("@Example.COM", 12, 0, out, why, sizeof(why)), -1);
-    assert_int_equal(source_key("x@b\xc3\xbcro.example", 15, 0, out, why, sizeof(why)), 0);
-    assert_string_equal(out, "x@xn--bro-hoa.example");
-    assert_int_equal(source_key("bad@@x.org", 10, 0, out, why, sizeof(why)), -1);
-    assert_int_equal(source_key("nodomain", 8, 0, out, why, sizeof(why)), -1);
-    assert_int_equal(source_key("a%b@x.org", 9, 0, out, why, sizeof(why)), -1);
-    assert_int_equal(source_key("", 0, 0, out, why, sizeof(why)), -1);
-    assert_int_equal(source_key("@", 1, 1, out, why, sizeof(why)), -1);
-}
-
 /* The sink of the object tests: counts puts, keeps the last object's first address. */
 static int obj_puts;
 static char obj_first[ADDR_KEY_SIZE];
@@ -721,7 +700,6 @@ int main(void)
         cmocka_unit_test(test_shared_types),
         cmocka_unit_test(test_usn_since),
         cmocka_unit_test(test_loopback),
-        cmocka_unit_test(test_key),
         cmocka_unit_test(test_obj),
         cmocka_unit_test(test_guard),
         cmocka_unit_test(test_conf_good),
