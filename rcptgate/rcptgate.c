@@ -9,7 +9,7 @@
  * as lookupd does and fail if it is missing.
  *
  * Exit status: 0 success, 1 not found or bad input, 2 store failure,
- * 64 usage, 78 configuration. Messages go to stderr as "rcptgate: ...".
+ * 64 usage, 65 an import refused by the shrink guard, 78 configuration. Messages go to stderr as "rcptgate: ...".
  */
 #include "config.h"
 
@@ -65,7 +65,7 @@ int rcptgate_usage(void)
 {
     fputs("usage: rcptgate [-c FILE] [-f] [-n] [-v] SUBCOMMAND [ARGS]\n"
           "  query ADDRESS                      the verdict for ADDRESS, and why\n"
-          "  import [--source NAME] [--allow-empty] FILE\n"
+          "  import [--source NAME] [--allow-empty] [--force] FILE\n"
           "                                     replace a source's recipients with a map file\n"
           "  domain add DOMAIN [NEXTHOP] [--subdomains]\n"
           "  domain del DOMAIN | domain list\n"

@@ -18,6 +18,7 @@
 #define RCPTGATE_EX_OK          0
 #define RCPTGATE_EX_NOTFOUND    1       /* not found, or bad input */
 #define RCPTGATE_EX_STORE       2       /* the store failed */
+#define RCPTGATE_EX_REFUSED     65      /* import: the shrink guard refused (as rcptgate-syncd) */
 
 /* -v given */
 extern int rcptgate_verbose;

@@ -419,13 +419,6 @@ int sync_apply_delta(STORE *st, const SOURCE_CONF *conf, const SOURCE_OPS *ops, 
 void sync_apply_failed(STORE *st, const SOURCE_CONF *conf, int full, const char *why);
 
 /*
- * sync_apply_guard - the shrink guard's decision for a diff: 1 refuse
- * (the reason in why), 0 apply. objects: what the pull delivered.
- */
-int sync_apply_guard(const STORE_COUNTS *counts, long long objects, int max_pct,
-                     long long max_count, char *why, size_t whylen);
-
-/*
  * sync_apply_export - [syncd] export_file (all recipients as "address OK"
  * lines, written atomically) and then export_command. Nothing when
  * export_file is empty. 0, or -1 with err set.

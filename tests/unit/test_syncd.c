@@ -27,6 +27,7 @@
 #include <cmocka.h>
 
 #include "addr.h"
+#include "shrink.h"
 #include "cfg.h"
 #include "log.h"
 #include "params.h"
@@ -254,30 +255,30 @@ static void test_guard(void **state)
 
     memset(&c, 0, sizeof(c));
     c.added = 10;
-    assert_int_equal(sync_apply_guard(&c, 10, 10, 0, why, sizeof(why)), 0);    /* a new source */
-    assert_int_equal(sync_apply_guard(&c, 0, 10, 0, why, sizeof(why)), 0);     /* nothing to lose */
+    assert_int_equal(shrink_guard(&c, 10, "the pull", 10, 0, why, sizeof(why)), 0);    /* a new source */
+    assert_int_equal(shrink_guard(&c, 0, "the pull", 10, 0, why, sizeof(why)), 0);     /* nothing to lose */
     memset(&c, 0, sizeof(c));
     c.removed = 5;
-    assert_int_equal(sync_apply_guard(&c, 0, 100, 0, why, sizeof(why)), 1);    /* emptied */
+    assert_int_equal(shrink_guard(&c, 0, "the pull", 100, 0, why, sizeof(why)), 1);    /* emptied */
     assert_non_null(strstr(why, "no objects"));
     c.removed = 2;
     c.kept = 5;
-    assert_int_equal(sync_apply_guard(&c, 5, 10, 0, why, sizeof(why)), 1);     /* 2 of 7 */
+    assert_int_equal(shrink_guard(&c, 5, "the pull", 10, 0, why, sizeof(why)), 1);     /* 2 of 7 */
     assert_non_null(strstr(why, "2 of the source's 7"));
-    assert_int_equal(sync_apply_guard(&c, 5, 30, 0, why, sizeof(why)), 0);     /* 28.6% <= 30% */
+    assert_int_equal(shrink_guard(&c, 5, "the pull", 30, 0, why, sizeof(why)), 0);     /* 28.6% <= 30% */
     c.removed = 1;
     c.kept = 9;
-    assert_int_equal(sync_apply_guard(&c, 9, 10, 0, why, sizeof(why)), 0);     /* exactly 10% */
-    assert_int_equal(sync_apply_guard(&c, 9, 9, 0, why, sizeof(why)), 1);
+    assert_int_equal(shrink_guard(&c, 9, "the pull", 10, 0, why, sizeof(why)), 0);     /* exactly 10% */
+    assert_int_equal(shrink_guard(&c, 9, "the pull", 9, 0, why, sizeof(why)), 1);
     c.removed = 3;
     c.kept = 997;
-    assert_int_equal(sync_apply_guard(&c, 997, 10, 2, why, sizeof(why)), 1);   /* count limit */
+    assert_int_equal(shrink_guard(&c, 997, "the pull", 10, 2, why, sizeof(why)), 1);   /* count limit */
     assert_non_null(strstr(why, "max_remove_count"));
-    assert_int_equal(sync_apply_guard(&c, 997, 10, 3, why, sizeof(why)), 0);
+    assert_int_equal(shrink_guard(&c, 997, "the pull", 10, 3, why, sizeof(why)), 0);
     c.removed = 0;
     c.kept = 0;
     c.changed = 4;
-    assert_int_equal(sync_apply_guard(&c, 0, 10, 0, why, sizeof(why)), 1);     /* objects but none seen */
+    assert_int_equal(shrink_guard(&c, 0, "the pull", 10, 0, why, sizeof(why)), 1);     /* objects but none seen */
 }
 
 /* ------------------------------------------------------------ configuration */
