@@ -204,6 +204,12 @@ static int store_replace_merge(STORE *st)
     }
     if (store_bulk_lock(st, &r->run) < 0)
         return -1;
+    /*
+     * Both tables are walked in address order, so a small page cache does:
+     * store_bulk_lock's 64 MB would be most of an import's memory.
+     */
+    if (sqlite3_exec(st->db, "PRAGMA main.cache_size = -8192", NULL, NULL, NULL) != SQLITE_OK)
+        return store_fail(st, "sizing the page cache");
     if (store_replace_count(st, st->rstmt[RSTMT_COUNT_NEW], v, 3) < 0
         || store_replace_count(st, st->rstmt[RSTMT_COUNT_OLD], &old, 1) < 0)
         return -1;

@@ -111,6 +111,39 @@ const SOURCE_OPS *source_ops_find(const char *type)
     return NULL;
 }
 
+/* source_can_persist - can a source with these settings run persistently (its backend says)? */
+int source_can_persist(const SOURCE_CONF *conf)
+{
+    const SOURCE_OPS *ops = source_ops_find(conf->type);
+
+    return ops != NULL && ops->wait != NULL && ops->can_persist != NULL && ops->can_persist(conf);
+}
+
+/* source_ops_reload - SIGHUP: every backend forgets what it learnt */
+void source_ops_reload(void)
+{
+    static const SOURCE_OPS *const all[] = {&source_ldap_ops, &source_file_ops, &source_graph_ops};
+
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        if (all[i]->reload != NULL)
+            all[i]->reload();
+}
+
+/* The daemon's stop flag, as source_stop_flag() set it. */
+static volatile sig_atomic_t *source_stop;
+
+/* source_stop_flag - the flag source_stopping() reads */
+void source_stop_flag(volatile sig_atomic_t *flag)
+{
+    source_stop = flag;
+}
+
+/* source_stopping - has the daemon been asked to stop? */
+int source_stopping(void)
+{
+    return source_stop != NULL && *source_stop != 0;
+}
+
 /* ------------------------------------------------------------ helpers */
 
 /* source_words - split a space-separated list */
@@ -415,7 +448,7 @@ static int source_key_file_ok(const char *path, char *why, size_t size)
 }
 
 /* source_verr - one validation error as file:line: [source NAME] text */
-static void RG_PRINTF(4, 5) source_verr(const char *file, int line, const char *name, const char *fmt, ...)
+void RG_PRINTF(4, 5) source_verr(const char *file, int line, const char *name, const char *fmt, ...)
 {
     char buf[1024];
     va_list ap;
@@ -475,8 +508,8 @@ static int source_validate_uris(const char *file, int line, const char *name, co
     return errors;
 }
 
-/* source_validate_ldap - the settings of an LDAP source */
-static int source_validate_ldap(const char *file, int line, const char *name, const SOURCE_CONF *c)
+/* source_validate_ldap - the settings of an LDAP source (source_ldap_ops.validate) */
+int source_validate_ldap(const char *file, int line, const char *name, const SOURCE_CONF *c)
 {
     int errors = source_validate_uris(file, line, name, c);
     int nbase = 0;
@@ -578,6 +611,7 @@ static int source_validate_ldap(const char *file, int line, const char *name, co
 static int source_validate(const char *file, int line, const char *name, void *instance)
 {
     SOURCE_CONF *c = instance;
+    const SOURCE_OPS *ops;
     int errors = 0;
 
     if (!source_name_ok(name)) {
@@ -590,23 +624,9 @@ static int source_validate(const char *file, int line, const char *name, void *i
     }
     if (c->type == NULL)                /* a bad type: already reported */
         return errors;
-    if (strcmp(c->type, "graph") == 0)
-        return errors + source_graph_validate(file, line, name, c);
-    if (strcmp(c->type, "ldap") == 0)
-        return errors + source_validate_ldap(file, line, name, c);
-
-    /* type = file */
-    if (*c->path == 0) {
-        source_verr(file, line, name, "path is required for type = file");
-        errors++;
-    }
-    if (*c->uri || *c->base || *c->bind_dn || *c->bind_password_file || *c->sasl_mech
-        || *c->filter || *c->ca_file || *c->cert_file || *c->key_file || *c->shared_types
-        || *c->address_attributes || *c->login_attributes) {
-        source_verr(file, line, name, "type = file reads only path (and mode); "
-                    "remove the LDAP settings");
-        errors++;
-    }
+    /* What each type needs is its backend's to say. */
+    if ((ops = source_ops_find(c->type)) != NULL && ops->validate != NULL)
+        errors += ops->validate(file, line, name, c);
     return errors;
 }
 

@@ -116,7 +116,7 @@ static int source_file_entry(const char *norm, const char *value, int line, void
 
     (void) value;
     (void) line;
-    if (syncd_stopping) {
+    if (source_stopping()) {
         snprintf(err, errlen, "stopping on a signal");
         return -1;
     }
@@ -135,6 +135,25 @@ static int source_file_entry(const char *norm, const char *value, int line, void
         return -1;
     }
     return 0;
+}
+
+/* source_file_validate - the settings of a type = file source (source_file_ops.validate) */
+static int source_file_validate(const char *file, int line, const char *name, const SOURCE_CONF *c)
+{
+    int errors = 0;
+
+    if (*c->path == 0) {
+        source_verr(file, line, name, "path is required for type = file");
+        errors++;
+    }
+    if (*c->uri || *c->base || *c->bind_dn || *c->bind_password_file || *c->sasl_mech
+        || *c->filter || *c->ca_file || *c->cert_file || *c->key_file || *c->shared_types
+        || *c->address_attributes || *c->login_attributes) {
+        source_verr(file, line, name, "type = file reads only path (and mode); "
+                    "remove the LDAP settings");
+        errors++;
+    }
+    return errors;
 }
 
 /* source_file_open - remember the path; the file is read by each pull */
@@ -179,10 +198,10 @@ static void source_file_close(SOURCE *src)
 }
 
 const SOURCE_OPS source_file_ops = {
-    "file",
-    source_file_open,
-    source_file_full,
-    NULL,
-    NULL,
-    source_file_close,
+    .type = "file",
+    .open = source_file_open,
+    .full = source_file_full,
+    .close = source_file_close,
+    .validate = source_file_validate,
+    /* no incremental, no wait: every pull reads the whole file; no persistence, nothing to reload */
 };

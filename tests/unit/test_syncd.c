@@ -434,7 +434,7 @@ static void script_close(SOURCE *src)
     free(src);
 }
 
-static const SOURCE_OPS script_ops = {"ldap", script_open, script_full, NULL, NULL, script_close};
+static const SOURCE_OPS script_ops = {.type = "ldap", .open = script_open, .full = script_full, .close = script_close};
 
 /* run - one scripted full sync; its status */
 static int run(STORE *st, const char *const *addrs, int fail, int force, SYNC_RESULT *res)
