@@ -6,6 +6,9 @@
  * OpenSMTPD's table backends. A source pulls objects and hands each to a
  * SYNC_SINK; it never touches the store itself, so one apply path
  * (sync_apply.c) holds the shrink guard and the transaction rules for all.
+ * syncd.c knows a backend only through this table (its settings checked
+ * by validate, persistence by can_persist and wait, a SIGHUP passed on by
+ * reload), and a backend knows the daemon only through source_stopping().
  */
 #ifndef RG_SOURCE_H
 #define RG_SOURCE_H

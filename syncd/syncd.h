@@ -2,7 +2,9 @@
  * syncd.h - what the parts of rcptgate-syncd share
  *
  * source.c: the [source NAME] configuration family, the object being
- * built from a directory entry (SOURCE_OBJ) and address normalisation.
+ * built from a directory entry (SOURCE_OBJ; addresses normalised by
+ * lib/addr.c's addr_key(), as `rcptgate import` does), and what syncd.c
+ * asks of the backends through their SOURCE_OPS (source.h).
  * source_ldap.c and source_ldap_ad.c: the LDAP connection and search
  * helpers, and the two flavours (generic, ad) as small tables.
  * sync_apply.c: a full (or incremental) pull applied to the store, with
