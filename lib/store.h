@@ -148,6 +148,12 @@ int store_replace_add(STORE *st, const char *address, const char *kind);
  */
 int store_replace_diff(STORE *st, STORE_COUNTS *counts);
 /*
+ * store_replace_gone - after store_replace_diff: call fn with up to limit
+ * of the source's addresses that the new set lacks (what commit would
+ * remove), in address order; fn non-zero stops. 0 or -1.
+ */
+int store_replace_gone(STORE *st, int (*fn)(const char *address, void *ctx), void *ctx, int limit);
+/*
  * store_replace_commit - apply the difference, set the source's
  * last_success/last_run, record a sync run (mode "import" for sources of
  * type "import", else "full"; outcome "ok"). 0 or -1 (nothing applied).

@@ -57,6 +57,7 @@ enum store_rstmt {
     RSTMT_INSERT,
     RSTMT_LOAD_BEGIN,
     RSTMT_LOAD_END,
+    RSTMT_GONE,
     RSTMT_COUNT
 };
 
@@ -78,6 +79,8 @@ static const char *const store_rsql[RSTMT_COUNT] = {
         "(SELECT 1 FROM recipient r WHERE r.address = n.address AND r.source_id = ?1)",
     [RSTMT_LOAD_BEGIN] = "BEGIN",
     [RSTMT_LOAD_END] = "COMMIT",
+    [RSTMT_GONE] = "SELECT address FROM recipient WHERE source_id = ?1 "
+        "AND address NOT IN (SELECT address FROM temp.rg_replace) ORDER BY address LIMIT ?2",
 };
 
 _Static_assert(RSTMT_COUNT <= STORE_RSTMT_MAX, "STORE_RSTMT_MAX too small");
@@ -236,6 +239,31 @@ int store_replace_diff(STORE *st, STORE_COUNTS *counts)
         return -1;
     }
     *counts = st->repl->counts;
+    return 0;
+}
+
+/* store_replace_gone - up to limit addresses commit would remove, in address order */
+int store_replace_gone(STORE *st, int (*fn)(const char *address, void *ctx), void *ctx, int limit)
+{
+    sqlite3_stmt *s = st->rstmt[RSTMT_GONE];
+    int rc;
+
+    if (store_usable(st) < 0)
+        return -1;
+    if (st->repl == NULL || !st->repl->merged)
+        return store_errf(st, "no compared replacement in progress");
+    if (sqlite3_bind_int64(s, 1, st->repl->run.source_id) != SQLITE_OK
+        || sqlite3_bind_int(s, 2, limit) != SQLITE_OK)
+        return store_fail(st, "listing the removals");
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+        if (fn(store_text(s, 0), ctx) != 0)
+            break;
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        store_fail(st, "listing the removals");
+        sqlite3_reset(s);
+        return -1;
+    }
+    sqlite3_reset(s);
     return 0;
 }
 

@@ -66,16 +66,36 @@ static int import_source_ok(const char *name)
         && strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
 }
 
+/* Addresses a refusal names. */
+#define IMPORT_SHOW_GONE    10
+
+/* import_gone_cb - one address the refused file lacks, appended to the list */
+static int import_gone_cb(const char *address, void *ctx)
+{
+    char *list = ctx;
+    size_t len = strlen(list);
+
+    snprintf(list + len, IMPORT_SHOW_GONE * 80 - len, "%s%s", len ? ", " : "", address);
+    return 0;
+}
+
 /* import_refuse - the shrink guard said no: record the refused run, explain */
 static int import_refuse(IMPORT_CTX *ic, const char *file, const char *source,
                          const STORE_COUNTS *counts, const char *why)
 {
     char msg[1200];
+    char gone[IMPORT_SHOW_GONE * 80] = "";
 
+    /* Name some of what would go: a truncated file shows at a glance. */
+    if (store_replace_gone(ic->st, import_gone_cb, gone, IMPORT_SHOW_GONE) < 0)
+        gone[0] = 0;
     snprintf(msg, sizeof(msg), "%s: %s", file, why);
     if (store_replace_refuse(ic->st, "refused", msg, counts) < 0)
         rcptgate_error("import: could not record the refused run: %s", store_error(ic->st));
     rcptgate_error("import: shrink guard: not applying %s to source %s: %s", file, source, why);
+    if (gone[0])
+        rcptgate_error("import: %s would remove: %s%s", file, gone,
+                       counts->removed > IMPORT_SHOW_GONE ? ", ..." : "");
     rcptgate_error("nothing imported; source %s is unchanged. If the file is complete, "
                    "apply it with: rcptgate import --force --source %s %s", source, source, file);
     store_close(ic->st);

@@ -197,6 +197,8 @@ run import "$T/shrink.map"
 tl_is "$rc" 65 "a file that would remove 3 of 4 recipients is refused by the shrink guard (65)"
 tl_like "$(cat "$T/err")" "shrink guard: .*remove 3 of the source's 4 recipients .*max_remove_share = 10%" \
     "and says why"
+tl_like "$(cat "$T/err")" "shrink.map would remove: @xn--bcher-kva.example, bob@example.com, carol@example.com$" \
+    "and names what would go"
 tl_like "$(cat "$T/err")" "import --force" "and how to apply it anyway"
 tl_admin export --source import >"$T/after"
 tl_ok "$(cmp -s "$T/before" "$T/after"; echo $?)" "the refused import changed nothing"
