@@ -8,6 +8,7 @@
  *	int addr_domain(const char *in, size_t len, char *out);
  *	int addr_strip_extension(const char *local, const char *delims, char *out);
  *	const char *addr_strerror(int err);
+ *	int addr_key(const char *in, size_t len, int flags, char *out, char *err, size_t errlen);
  *
  * DESCRIPTION
  *	addr_parse() reads one path ("<local@domain>") or bare mailbox
@@ -48,6 +49,12 @@
  *	a canonical IPv6 literal can be longer than what was written; this
  *	keeps the normal form a fixed point: parsing a key gives the key back.
  *
+ *	addr_key() is the one normaliser of stored recipient keys: the admin
+ *	command, the map file reader and syncd's directory sources all call
+ *	it, so "  Bob@X " from a file and "bob@x" from a directory are one key.
+ *	It trims white space, refuses the null path and bare local parts, and
+ *	takes "@domain" as a catch-all only where the caller allows one.
+ *
  *	This runs for every lookup: nothing here allocates, and libidn2
  *	(which does) is not called for pure-ASCII domains without "xn--"
  *	labels. Its answers are kept in a small per-thread memo, so a
@@ -64,6 +71,7 @@
 #include <idn2.h>
 #include <netinet/in.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -726,4 +734,57 @@ const char *addr_strerror(int err)
     default:
         return "unknown address error";
     }
+}
+
+/* addr_key_space - the white space addr_key() trims: ASCII blanks and line ends */
+static int addr_key_space(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
+}
+
+/* addr_key - the store's key for a recipient address or a catch-all */
+int addr_key(const char *in, size_t len, int flags, char *out, char *err, size_t errlen)
+{
+    ADDR a;
+    int rc;
+
+    out[0] = 0;
+    while (len > 0 && addr_key_space((unsigned char) *in))
+        in++, len--;
+    while (len > 0 && addr_key_space((unsigned char) in[len - 1]))
+        len--;
+    if (len == 0) {
+        snprintf(err, errlen, "%s", addr_strerror(ADDR_ERR_EMPTY));
+        return -1;
+    }
+    if (len == 2 && in[0] == '<' && in[1] == '>') {
+        snprintf(err, errlen, "the null sender <> is not a recipient");
+        return -1;
+    }
+    if (in[0] == '@') {
+        char dom[ADDR_DOMAIN_MAX + 1];
+
+        if (!(flags & ADDR_KEY_CATCHALL)) {
+            snprintf(err, errlen, "a catch-all (\"@domain\") is not allowed here");
+            return -1;
+        }
+        if ((rc = addr_domain(in + 1, len - 1, dom)) != ADDR_OK) {
+            snprintf(err, errlen, "catch-all: %s", addr_strerror(rc));
+            return -1;
+        }
+        snprintf(out, ADDR_KEY_SIZE, "@%s", dom);
+        return 0;
+    }
+    /* A recipient is never the null path nor a bare local part. */
+    flags &= ADDR_ALLOW_ROUTE | ADDR_ALLOW_PERCENT | ADDR_ALLOW_BANG;
+    if ((rc = addr_parse(in, len, flags, &a)) != ADDR_OK) {
+        snprintf(err, errlen, "%s", addr_strerror(rc));
+        return -1;
+    }
+    if (a.is_null || a.domain[0] == 0) {
+        snprintf(err, errlen, "%s", addr_strerror(ADDR_ERR_NO_DOMAIN));
+        return -1;
+    }
+    snprintf(out, ADDR_KEY_SIZE, "%s", a.key);
+    return 0;
 }

@@ -102,4 +102,19 @@ int addr_domain(const char *in, size_t len, char *out);
  */
 int addr_strip_extension(const char *local, const char *delims, char *out);
 
+/* addr_key flags, besides ADDR_ALLOW_ROUTE, _PERCENT and _BANG */
+#define ADDR_KEY_CATCHALL   0x100   /* "@domain" is a catch-all key */
+
+/*
+ * addr_key - the store's key for a recipient: the one normaliser of the
+ * admin command, the map file reader and syncd's sources. White space
+ * (ASCII blanks, CR, LF) around in is ignored; the rest must be an
+ * address with a domain (addr_parse() with the ROUTE/PERCENT/BANG bits of
+ * flags; the null path "<>", an empty input and a bare local part are
+ * refused) or, with ADDR_KEY_CATCHALL, "@domain" (out "@" + addr_domain()).
+ * out holds ADDR_KEY_SIZE. Returns 0, or -1 with the reason (which does
+ * not repeat the input) in err.
+ */
+int addr_key(const char *in, size_t len, int flags, char *out, char *err, size_t errlen);
+
 #endif

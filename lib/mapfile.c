@@ -15,6 +15,17 @@
  *     MAPFILE_ENTRY_MAX, or a NUL byte anywhere is an error.
  *
  * Trailing white space (a CR of a DOS file too) is not part of a value.
+ *
+ * Memory is bounded whatever the file holds: a line is read into a buffer
+ * of MAPFILE_LINE_MAX bytes and no more; the first byte past it that is
+ * not trailing white space ends the read with "file:line: line longer
+ * than ..." (a 200 MB line costs 4 KB, not 200 MB as getline() did).
+ *
+ * mapfile_keys() is the reader of recipient lists, shared by `rcptgate
+ * import` and syncd's type = file source so that both take the same file
+ * the same way: every key goes through addr_key() (white space, case,
+ * "@domain" catch-alls, the null sender refused) and a bad key stops the
+ * read with "file:line: \"key\": reason". Values are not looked at.
  */
 #include "config.h"
 
@@ -24,6 +35,7 @@
 #include <string.h>
 #include <sys/types.h>
 
+#include "addr.h"
 #include "mapfile.h"
 #include "xalloc.h"
 
@@ -106,35 +118,68 @@ int mapfile_read(const char *path,
     return ret;
 }
 
+/* Results of mapfile_getline. */
+#define MAPFILE_LINE_OK     1
+#define MAPFILE_LINE_EOF    0
+#define MAPFILE_LINE_LONG  -1
+#define MAPFILE_LINE_NUL   -2
+#define MAPFILE_LINE_ERROR -3
+
+/*
+ * mapfile_getline - one line into buf (MAPFILE_LINE_MAX + 1 bytes), without
+ * the newline and trailing white space, NUL-terminated, its length in *len.
+ * Reads no further than the line's first byte beyond the limit that is
+ * not white space: an overlong line is never held in memory.
+ */
+static int mapfile_getline(FILE *fp, char *buf, size_t *len)
+{
+    size_t n = 0;
+    size_t keep = 0;            /* n without trailing white space */
+    int c;
+    int any = 0;
+
+    while ((c = getc_unlocked(fp)) != EOF) {
+        any = 1;
+        if (c == '\n')
+            break;
+        if (c == 0)
+            return MAPFILE_LINE_NUL;
+        if (n < MAPFILE_LINE_MAX) {
+            buf[n++] = (char) c;
+            if (strchr(MAPFILE_SPACE, c) == NULL)
+                keep = n;
+        } else if (strchr(MAPFILE_SPACE, c) == NULL) {
+            return MAPFILE_LINE_LONG;
+        }
+    }
+    if (c == EOF && ferror(fp))
+        return MAPFILE_LINE_ERROR;
+    if (!any)
+        return MAPFILE_LINE_EOF;
+    buf[keep] = 0;
+    *len = keep;
+    return MAPFILE_LINE_OK;
+}
+
 /* mapfile_read_fp - mapfile_read() of an open file, which stays open */
 int mapfile_read_fp(FILE *fp, const char *path,
                     int (*fn)(const char *key, const char *value, int line, void *ctx, char *err, size_t errlen),
                     void *ctx, char *err, size_t errlen)
 {
-    char *buf = NULL;
-    size_t cap = 0;
-    ssize_t n;
+    char *buf;
+    size_t len;
     int lineno = 0;
     int ret = -1;
+    int rc;
     MAPFILE_ENTRY e = {NULL, 0, 0};
 
+    buf = xmalloc(MAPFILE_LINE_MAX + 1);
     e.text = xmalloc(MAPFILE_ENTRY_MAX + 1);
-    while ((n = getline(&buf, &cap, fp)) >= 0) {
-        size_t len = (size_t) n;
+    flockfile(fp);
+    while ((rc = mapfile_getline(fp, buf, &len)) == MAPFILE_LINE_OK) {
         char *p;
 
         lineno++;
-        if (memchr(buf, 0, len) != NULL) {
-            snprintf(err, errlen, "%s:%d: NUL byte in line", path, lineno);
-            goto out;
-        }
-        while (len > 0 && strchr(MAPFILE_SPACE, buf[len - 1]) != NULL)
-            len--;
-        buf[len] = 0;
-        if (len > MAPFILE_LINE_MAX) {
-            snprintf(err, errlen, "%s:%d: line longer than %d bytes", path, lineno, MAPFILE_LINE_MAX);
-            goto out;
-        }
         p = buf + strspn(buf, MAPFILE_SPACE);
         if (*p == 0 || *p == '#')
             continue;
@@ -154,7 +199,14 @@ int mapfile_read_fp(FILE *fp, const char *path,
             goto out;
         }
     }
-    if (ferror(fp)) {
+    switch (rc) {
+    case MAPFILE_LINE_LONG:
+        snprintf(err, errlen, "%s:%d: line longer than %d bytes", path, lineno + 1, MAPFILE_LINE_MAX);
+        goto out;
+    case MAPFILE_LINE_NUL:
+        snprintf(err, errlen, "%s:%d: NUL byte in line", path, lineno + 1);
+        goto out;
+    case MAPFILE_LINE_ERROR:
         snprintf(err, errlen, "%s:%d: read error: %s", path, lineno + 1, strerror(errno));
         goto out;
     }
@@ -163,7 +215,50 @@ int mapfile_read_fp(FILE *fp, const char *path,
     ret = 0;
 
 out:
+    funlockfile(fp);
     free(e.text);
     free(buf);
     return ret;
+}
+
+/* What mapfile_keys hands on. */
+typedef struct mapfile_keys_ctx {
+    int flags;
+    int (*fn)(const char *, const char *, int, void *, char *, size_t);
+    void *ctx;
+} MAPFILE_KEYS_CTX;
+
+/* mapfile_keys_entry - normalise one entry's key, then the caller's fn */
+static int mapfile_keys_entry(const char *key, const char *value, int line, void *ctx,
+                              char *err, size_t errlen)
+{
+    MAPFILE_KEYS_CTX *kc = ctx;
+    char norm[ADDR_KEY_SIZE];
+    char why[256];
+
+    if (addr_key(key, strlen(key), kc->flags, norm, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "\"%.300s\": %s", key, why);
+        return -1;
+    }
+    return kc->fn(norm, value, line, kc->ctx, err, errlen);
+}
+
+/* mapfile_keys_fp - mapfile_read_fp() with each key in addr_key()'s normal form */
+int mapfile_keys_fp(FILE *fp, const char *path, int flags,
+                    int (*fn)(const char *key, const char *value, int line, void *ctx, char *err, size_t errlen),
+                    void *ctx, char *err, size_t errlen)
+{
+    MAPFILE_KEYS_CTX kc = {flags, fn, ctx};
+
+    return mapfile_read_fp(fp, path, mapfile_keys_entry, &kc, err, errlen);
+}
+
+/* mapfile_keys - mapfile_keys_fp() of a file it opens */
+int mapfile_keys(const char *path, int flags,
+                 int (*fn)(const char *key, const char *value, int line, void *ctx, char *err, size_t errlen),
+                 void *ctx, char *err, size_t errlen)
+{
+    MAPFILE_KEYS_CTX kc = {flags, fn, ctx};
+
+    return mapfile_read(path, mapfile_keys_entry, &kc, err, errlen);
 }

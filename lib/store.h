@@ -121,10 +121,12 @@ int store_rcpt_walk(STORE *st, const char *source, int (*fn)(const STORE_RCPT *,
 int store_login_owns(STORE *st, const char *login, const char *address);
 
 /*
- * Replacing one source's recipients as one transaction (import, and later
- * a full sync): begin, add each address, commit applies the difference
- * (added/removed/kept) and records a sync run. Nothing is visible to
- * readers until commit; abort (or any error) applies nothing.
+ * Replacing one source's recipients as one transaction (import): begin,
+ * add each address, commit applies the difference (added/removed/kept)
+ * and records a sync run. Nothing is visible to readers until commit;
+ * abort (or any error) applies nothing. The new set is staged in a TEMP
+ * table of the connection (a temporary file), so memory does not grow
+ * with the set; repeats are one entry.
  */
 typedef struct store_counts {
     long long added, changed, removed, kept;
@@ -133,7 +135,9 @@ typedef struct store_counts {
 /*
  * store_replace_begin - start replacing source (created with type when
  * new; an existing source of another type, or of type "static", is
- * refused). Takes the write lock (BEGIN IMMEDIATE) until commit/abort.
+ * refused). The write lock (BEGIN IMMEDIATE) is taken by the first diff
+ * or by commit, and held until commit, refuse or abort; the adds before
+ * it lock nothing of the store.
  */
 int store_replace_begin(STORE *st, const char *source, const char *type);
 /* store_replace_add - one address of the new set; a repeated address is one entry (last kind wins) */
@@ -143,6 +147,12 @@ int store_replace_add(STORE *st, const char *address, const char *kind);
  * it: for a shrink guard that may then refuse. 0 or -1.
  */
 int store_replace_diff(STORE *st, STORE_COUNTS *counts);
+/*
+ * store_replace_gone - after store_replace_diff: call fn with up to limit
+ * of the source's addresses that the new set lacks (what commit would
+ * remove), in address order; fn non-zero stops. 0 or -1.
+ */
+int store_replace_gone(STORE *st, int (*fn)(const char *address, void *ctx), void *ctx, int limit);
 /*
  * store_replace_commit - apply the difference, set the source's
  * last_success/last_run, record a sync run (mode "import" for sources of

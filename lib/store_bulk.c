@@ -1,9 +1,10 @@
 /*
  * store_bulk.c - what the store's bulk writers share
  *
- * store_replace.c (a source's recipients replaced as a whole) and
- * store_sync.c (directory objects, full and incremental) both collect a
- * large set in memory while nothing is locked, then take the write lock,
+ * store_replace.c (a source's recipients replaced as a whole; its set
+ * staged in a TEMP table) and store_sync.c (directory objects, full and
+ * incremental; its set in memory) both collect a large set while nothing
+ * is locked, then take the write lock,
  * compare with what the store holds and write the differences in one
  * transaction, and record the run. The pieces they have in common live
  * here: an arena for the strings of the set, statements prepared on first

@@ -1,20 +1,25 @@
 /*
  * store_replace.c - replace one source's recipients as one transaction
  *
- * An import or a full sync hands over the complete new set of a source.
- * The set is kept in memory (an arena of strings and an array of entries),
- * sorted once, and merged with the source's rows read in address order
- * (the primary key's order, so one scan and no sort). The merge yields
- * the differences, and only those are written, with point statements in
- * address order: a re-import of 1,000,000 unchanged addresses reads the
- * table once and writes nothing but the run record.
+ * An import hands over the complete new set of a source. The set is
+ * staged in a TEMP table of the connection (temp.rg_replace, keyed by
+ * address), not in memory: SQLite's temporary database lives in a file
+ * (temp_store = FILE) behind a page cache of a few megabytes, so a set of
+ * a million addresses, or a file repeating one address three million
+ * times, costs the same few megabytes of memory. A repeated address is
+ * one row (the last kind wins), deduplicated by the table's key as it
+ * comes in.
  *
- * Nothing is locked while the set is loaded (a directory fetch may take
- * minutes): the write transaction (BEGIN IMMEDIATE) starts at the first
- * store_replace_diff() or at store_replace_commit(), and the merge is done
- * inside it, so the counts and what is applied agree with the data that
- * was there. Until COMMIT readers see the old set; on any error nothing is
- * applied. The arena, the source row, the lock and the run record are
+ * Nothing of the store is locked while the set is loaded (the staging
+ * writes touch the temporary database only, in a transaction of their
+ * own): the write transaction (BEGIN IMMEDIATE) starts at the first
+ * store_replace_diff() or at store_replace_commit(). The comparison is
+ * done inside it by SQL over the two tables (a join on the recipient
+ * table's primary key), so the counts and what is applied agree with the
+ * data that was there, and only the differences are written: a
+ * re-import of 1,000,000 unchanged addresses writes nothing but the run
+ * record. Until COMMIT readers see the old set; on any error nothing is
+ * applied. The source row, the lock and the run record are
  * store_bulk.c's, shared with store_sync.c.
  */
 #include "config.h"
@@ -28,71 +33,73 @@
 #include "store_int.h"
 #include "xalloc.h"
 
-#define STORE_REPL_KINDS    32          /* distinct kinds in one set */
-
-/* What the merge decided for a new entry. */
-enum store_op {
-    OP_KEEP,
-    OP_INSERT,
-    OP_UPDATE,
-};
-
-/* One address of the new set. seq orders repeats: the last one wins. */
-typedef struct store_entry {
-    const char *address;
-    uint32_t seq;
-    uint16_t kind;              /* index into kinds[] */
-    uint16_t op;                /* enum store_op, after the merge */
-} STORE_ENTRY;
-
 struct store_repl {
     STORE_RUN run;              /* source, lock, clocks */
-    int merged;                 /* entries[] sorted, unique and merged */
-    STORE_ARENA arena;          /* the set's strings */
-    STORE_ENTRY *entries;
-    size_t nentries, capentries;
-    uint32_t seq;
-    char *kinds[STORE_REPL_KINDS];
-    int nkinds;
-    const char **gone;          /* rows of the source missing from the set */
-    size_t ngone, capgone;
+    int loading;                /* the staging transaction is open */
+    int merged;                 /* counts are those of the locked store */
+    long long added;            /* rows staged (with repeats), for the debug log */
     STORE_COUNTS counts;
 };
 
+/* The staging table: created once per connection, emptied after each replacement. */
+#define STORE_REPL_TABLE \
+    "CREATE TEMP TABLE IF NOT EXISTS rg_replace (address TEXT PRIMARY KEY, kind TEXT NOT NULL) " \
+    "WITHOUT ROWID"
+
 /* Statements, prepared on the first replacement and kept with the handle. */
 enum store_rstmt {
-    RSTMT_SCAN,
+    RSTMT_STAGE,
+    RSTMT_CLEAR,
+    RSTMT_COUNT_NEW,
+    RSTMT_COUNT_OLD,
     RSTMT_DELETE,
-    RSTMT_INSERT,
     RSTMT_UPDATE,
+    RSTMT_INSERT,
+    RSTMT_LOAD_BEGIN,
+    RSTMT_LOAD_END,
+    RSTMT_GONE,
     RSTMT_COUNT
 };
 
 static const char *const store_rsql[RSTMT_COUNT] = {
-    /* In primary key order: the merge needs BINARY (strcmp) order. */
-    [RSTMT_SCAN] = "SELECT address, kind FROM recipient WHERE source_id = ?1 ORDER BY address",
-    [RSTMT_DELETE] = "DELETE FROM recipient WHERE address = ?1 AND source_id = ?2",
+    [RSTMT_STAGE] = "INSERT INTO temp.rg_replace (address, kind) VALUES (?1, ?2) "
+        "ON CONFLICT (address) DO UPDATE SET kind = excluded.kind",
+    [RSTMT_CLEAR] = "DELETE FROM temp.rg_replace",
+    /* added, changed, kept: each staged address looked up by the primary key */
+    [RSTMT_COUNT_NEW] = "SELECT COALESCE(sum(r.address IS NULL), 0), COALESCE(sum(r.kind <> n.kind), 0), "
+        "COALESCE(sum(r.kind = n.kind), 0) FROM temp.rg_replace n "
+        "LEFT JOIN recipient r ON r.address = n.address AND r.source_id = ?1",
+    [RSTMT_COUNT_OLD] = "SELECT count(*) FROM recipient WHERE source_id = ?1",
+    [RSTMT_DELETE] = "DELETE FROM recipient WHERE source_id = ?1 "
+        "AND address NOT IN (SELECT address FROM temp.rg_replace)",
+    [RSTMT_UPDATE] = "UPDATE recipient SET kind = n.kind, last_seen = ?2 FROM temp.rg_replace n "
+        "WHERE recipient.address = n.address AND recipient.source_id = ?1 AND recipient.kind <> n.kind",
     [RSTMT_INSERT] = "INSERT INTO recipient (address, source_id, kind, flags, last_seen) "
-        "VALUES (?1, ?2, ?3, 0, ?4)",
-    [RSTMT_UPDATE] = "UPDATE recipient SET kind = ?3, last_seen = ?4 "
-        "WHERE address = ?1 AND source_id = ?2",
+        "SELECT n.address, ?1, n.kind, 0, ?2 FROM temp.rg_replace n WHERE NOT EXISTS "
+        "(SELECT 1 FROM recipient r WHERE r.address = n.address AND r.source_id = ?1)",
+    [RSTMT_LOAD_BEGIN] = "BEGIN",
+    [RSTMT_LOAD_END] = "COMMIT",
+    [RSTMT_GONE] = "SELECT address FROM recipient WHERE source_id = ?1 "
+        "AND address NOT IN (SELECT address FROM temp.rg_replace) ORDER BY address LIMIT ?2",
 };
 
 _Static_assert(RSTMT_COUNT <= STORE_RSTMT_MAX, "STORE_RSTMT_MAX too small");
 
-/* store_replace_forget - end the replacement: roll back what is open, free */
+/* store_replace_forget - end the replacement: roll back what is open, empty the stage, free */
 static void store_replace_forget(STORE *st)
 {
     STORE_REPL *r = st->repl;
 
     if (r == NULL)
         return;
+    if (r->loading)
+        store_rollback(st);
     store_bulk_run_free(st, &r->run);
-    store_bulk_arena_free(&r->arena);
-    for (int i = 0; i < r->nkinds; i++)
-        free(r->kinds[i]);
-    free(r->entries);
-    free(r->gone);
+    /* The staged rows go; the temporary file keeps its pages for the next one. */
+    if (st->rstmt[RSTMT_CLEAR] != NULL && sqlite3_get_autocommit(st->db)) {
+        (void) sqlite3_step(st->rstmt[RSTMT_CLEAR]);
+        sqlite3_reset(st->rstmt[RSTMT_CLEAR]);
+    }
     free(r);
     st->repl = NULL;
 }
@@ -107,14 +114,26 @@ void store_replace_close(STORE *st)
     }
 }
 
+/* store_replace_stage - the staging table and its statements, once per handle */
+static int store_replace_stage(STORE *st)
+{
+    if (st->rstmt[0] != NULL)
+        return 0;
+    /* On disk behind a small cache, whatever the build's default: the point is bounded memory. */
+    if (sqlite3_exec(st->db, "PRAGMA temp_store = FILE; PRAGMA temp.cache_size = -4096; "
+                     STORE_REPL_TABLE, NULL, NULL, NULL) != SQLITE_OK)
+        return store_fail(st, "creating the staging table");
+    return store_bulk_prepare(st, st->rstmt, store_rsql, RSTMT_COUNT);
+}
+
 /* store_replace_begin - start collecting the new set of one source */
 int store_replace_begin(STORE *st, const char *source, const char *type)
 {
     STORE_REPL *r;
 
-    if (store_bulk_may_begin(st, source, type) < 0
-        || store_bulk_prepare(st, st->rstmt, store_rsql, RSTMT_COUNT) < 0)
+    if (store_bulk_may_begin(st, source, type) < 0 || store_replace_stage(st) < 0)
         return -1;
+    store_read_end(st);
     r = xcalloc(1, sizeof(*r));
     store_bulk_run_init(&r->run, source, type, strcmp(type, "import") == 0 ? "import" : "full");
     st->repl = r;
@@ -125,8 +144,7 @@ int store_replace_begin(STORE *st, const char *source, const char *type)
 int store_replace_add(STORE *st, const char *address, const char *kind)
 {
     STORE_REPL *r;
-    STORE_ENTRY *e;
-    int k;
+    sqlite3_stmt *s = st->rstmt[RSTMT_STAGE];
 
     if (store_usable(st) < 0)
         return -1;
@@ -134,123 +152,76 @@ int store_replace_add(STORE *st, const char *address, const char *kind)
         return store_errf(st, "no replacement in progress");
     if (address == NULL || *address == 0 || kind == NULL || *kind == 0)
         return store_errf(st, "an empty address or kind");
-    for (k = 0; k < r->nkinds; k++)
-        if (strcmp(r->kinds[k], kind) == 0)
-            break;
-    if (k == r->nkinds) {
-        if (k == STORE_REPL_KINDS)
-            return store_errf(st, "more than %d kinds of recipient in one set", STORE_REPL_KINDS);
-        r->kinds[r->nkinds++] = xstrdup(kind);
+    if (r->merged)
+        return store_errf(st, "the set was compared already: no more addresses");
+    /* The staging writes touch only the temporary database: the store stays unlocked. */
+    if (!r->loading) {
+        if (store_step_done(st, st->rstmt[RSTMT_LOAD_BEGIN], "staging the new set") < 0)
+            return -1;
+        r->loading = 1;
     }
-    if (r->seq == UINT32_MAX)
-        return store_errf(st, "too many addresses in one set");
-    if (r->nentries == r->capentries) {
-        r->capentries = r->capentries ? r->capentries * 2 : 4096;
-        r->entries = xrealloc(r->entries, r->capentries * sizeof(*r->entries));
-    }
-    e = &r->entries[r->nentries++];
-    e->address = store_bulk_strdup(&r->arena, address);
-    e->seq = r->seq++;
-    e->kind = (uint16_t) k;
-    e->op = OP_KEEP;
-    r->merged = 0;
+    if (sqlite3_bind_text(s, 1, address, -1, SQLITE_STATIC) != SQLITE_OK
+        || sqlite3_bind_text(s, 2, kind, -1, SQLITE_STATIC) != SQLITE_OK)
+        return store_fail(st, "staging the new set");
+    if (store_step_done(st, s, "staging the new set") < 0)
+        return -1;
+    r->added++;
     return 0;
 }
 
-/* store_entry_cmp - address order (bytes, as SQLite's BINARY), then arrival */
-static int store_entry_cmp(const void *a, const void *b)
+/* store_replace_count - one row of integers from s (bound to the source) into v[] */
+static int store_replace_count(STORE *st, sqlite3_stmt *s, long long *v, int n)
 {
-    const STORE_ENTRY *x = a;
-    const STORE_ENTRY *y = b;
-    int d = strcmp(x->address, y->address);
+    int rc;
 
-    if (d != 0)
-        return d;
-    return x->seq < y->seq ? -1 : x->seq > y->seq;
-}
-
-/* store_repl_sort - sort the set and keep the last of each repeated address */
-static void store_repl_sort(STORE_REPL *r)
-{
-    size_t out = 0;
-
-    if (r->nentries < 2)
-        return;
-    qsort(r->entries, r->nentries, sizeof(*r->entries), store_entry_cmp);
-    for (size_t i = 0; i < r->nentries; i++) {
-        if (i + 1 < r->nentries && strcmp(r->entries[i].address, r->entries[i + 1].address) == 0)
-            continue;
-        r->entries[out++] = r->entries[i];
+    if (sqlite3_bind_int64(s, 1, st->repl->run.source_id) != SQLITE_OK)
+        return store_fail(st, "comparing with the store");
+    if ((rc = sqlite3_step(s)) != SQLITE_ROW) {
+        store_fail(st, "comparing with the store");
+        sqlite3_reset(s);
+        return -1;
     }
-    r->nentries = out;
-}
-
-/* store_repl_gone - note a row of the source that the new set lacks */
-static void store_repl_gone(STORE_REPL *r, const char *address)
-{
-    if (r->ngone == r->capgone) {
-        r->capgone = r->capgone ? r->capgone * 2 : 1024;
-        r->gone = xrealloc(r->gone, r->capgone * sizeof(*r->gone));
-    }
-    r->gone[r->ngone++] = store_bulk_strdup(&r->arena, address);
+    for (int i = 0; i < n; i++)
+        v[i] = sqlite3_column_int64(s, i);
+    sqlite3_reset(s);
+    return 0;
 }
 
 /*
- * store_replace_merge - take the write lock (once), then compare the
- * sorted set with the source's rows: mark each entry insert/update/keep,
- * collect the rows to delete, count.
+ * store_replace_merge - end the staging, take the write lock (once), then
+ * count what the new set adds, changes, keeps and removes.
  */
 static int store_replace_merge(STORE *st)
 {
     STORE_REPL *r = st->repl;
-    sqlite3_stmt *s = st->rstmt[RSTMT_SCAN];
     struct timespec t;
-    size_t i = 0;
-    int rc;
+    long long v[3], old;
 
     if (r->merged)
         return 0;
     clock_gettime(CLOCK_MONOTONIC, &t);
+    if (r->loading) {
+        if (store_step_done(st, st->rstmt[RSTMT_LOAD_END], "staging the new set") < 0)
+            return -1;
+        r->loading = 0;
+    }
     if (store_bulk_lock(st, &r->run) < 0)
         return -1;
-    store_repl_sort(r);
-    store_bulk_lap(st, "sorting the new set", &t);
-    memset(&r->counts, 0, sizeof(r->counts));
-    r->ngone = 0;
-    if (sqlite3_bind_int64(s, 1, r->run.source_id) != SQLITE_OK)
-        return store_fail(st, "reading the source");
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        const char *old = store_text(s, 0);
-        int d = 1;
-
-        while (i < r->nentries && (d = strcmp(r->entries[i].address, old)) < 0) {
-            r->entries[i++].op = OP_INSERT;
-            r->counts.added++;
-        }
-        if (i < r->nentries && d == 0) {
-            if (strcmp(r->kinds[r->entries[i].kind], store_text(s, 1)) != 0) {
-                r->entries[i].op = OP_UPDATE;
-                r->counts.changed++;
-            } else {
-                r->entries[i].op = OP_KEEP;
-                r->counts.kept++;
-            }
-            i++;
-        } else {
-            store_repl_gone(r, old);
-            r->counts.removed++;
-        }
-    }
-    if (rc != SQLITE_DONE) {
-        store_fail(st, "reading the source");
-        sqlite3_reset(s);
+    /*
+     * Both tables are walked in address order, so a small page cache does:
+     * store_bulk_lock's 64 MB would be most of an import's memory.
+     */
+    if (sqlite3_exec(st->db, "PRAGMA main.cache_size = -8192", NULL, NULL, NULL) != SQLITE_OK)
+        return store_fail(st, "sizing the page cache");
+    if (store_replace_count(st, st->rstmt[RSTMT_COUNT_NEW], v, 3) < 0
+        || store_replace_count(st, st->rstmt[RSTMT_COUNT_OLD], &old, 1) < 0)
         return -1;
-    }
-    sqlite3_reset(s);
-    for (; i < r->nentries; i++) {
-        r->entries[i].op = OP_INSERT;
-        r->counts.added++;
-    }
+    r->counts.added = v[0];
+    r->counts.changed = v[1];
+    r->counts.kept = v[2];
+    r->counts.removed = old - v[1] - v[2];
+    log_debug("store %s: %lld addresses staged, %lld distinct", st->path, r->added,
+              v[0] + v[1] + v[2]);
     store_bulk_lap(st, "comparing with the store", &t);
     r->merged = 1;
     return 0;
@@ -271,39 +242,54 @@ int store_replace_diff(STORE *st, STORE_COUNTS *counts)
     return 0;
 }
 
-/* store_replace_apply - write the merge's differences */
+/* store_replace_gone - up to limit addresses commit would remove, in address order */
+int store_replace_gone(STORE *st, int (*fn)(const char *address, void *ctx), void *ctx, int limit)
+{
+    sqlite3_stmt *s = st->rstmt[RSTMT_GONE];
+    int rc;
+
+    if (store_usable(st) < 0)
+        return -1;
+    if (st->repl == NULL || !st->repl->merged)
+        return store_errf(st, "no compared replacement in progress");
+    if (sqlite3_bind_int64(s, 1, st->repl->run.source_id) != SQLITE_OK
+        || sqlite3_bind_int(s, 2, limit) != SQLITE_OK)
+        return store_fail(st, "listing the removals");
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+        if (fn(store_text(s, 0), ctx) != 0)
+            break;
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        store_fail(st, "listing the removals");
+        sqlite3_reset(s);
+        return -1;
+    }
+    sqlite3_reset(s);
+    return 0;
+}
+
+/* store_replace_exec - run one of the apply statements, bound to the source and now */
+static int store_replace_exec(STORE *st, sqlite3_stmt *s, long long now, const char *what)
+{
+    if (sqlite3_bind_int64(s, 1, st->repl->run.source_id) != SQLITE_OK
+        || (sqlite3_bind_parameter_count(s) >= 2 && sqlite3_bind_int64(s, 2, now) != SQLITE_OK))
+        return store_fail(st, what);
+    return store_step_done(st, s, what);
+}
+
+/* store_replace_apply - write the differences: removals, changes, additions */
 static int store_replace_apply(STORE *st)
 {
-    STORE_REPL *r = st->repl;
-    sqlite3_stmt *del = st->rstmt[RSTMT_DELETE];
-    sqlite3_stmt *ins = st->rstmt[RSTMT_INSERT];
-    sqlite3_stmt *upd = st->rstmt[RSTMT_UPDATE];
     long long now = store_now();
 
-    if (sqlite3_bind_int64(del, 2, r->run.source_id) != SQLITE_OK
-        || sqlite3_bind_int64(ins, 2, r->run.source_id) != SQLITE_OK
-        || sqlite3_bind_int64(ins, 4, now) != SQLITE_OK
-        || sqlite3_bind_int64(upd, 2, r->run.source_id) != SQLITE_OK
-        || sqlite3_bind_int64(upd, 4, now) != SQLITE_OK)
-        return store_fail(st, "applying the replacement");
-    for (size_t i = 0; i < r->ngone; i++) {
-        if (sqlite3_bind_text(del, 1, r->gone[i], -1, SQLITE_STATIC) != SQLITE_OK)
-            return store_fail(st, "removing recipients");
-        if (store_step_done(st, del, "removing recipients") < 0)
-            return -1;
-    }
-    for (size_t i = 0; i < r->nentries; i++) {
-        STORE_ENTRY *e = &r->entries[i];
-        sqlite3_stmt *s = e->op == OP_INSERT ? ins : e->op == OP_UPDATE ? upd : NULL;
-
-        if (s == NULL)
-            continue;
-        if (sqlite3_bind_text(s, 1, e->address, -1, SQLITE_STATIC) != SQLITE_OK
-            || sqlite3_bind_text(s, 3, r->kinds[e->kind], -1, SQLITE_STATIC) != SQLITE_OK)
-            return store_fail(st, "storing recipients");
-        if (store_step_done(st, s, "storing recipients") < 0)
-            return -1;
-    }
+    if (st->repl->counts.removed > 0
+        && store_replace_exec(st, st->rstmt[RSTMT_DELETE], now, "removing recipients") < 0)
+        return -1;
+    if (st->repl->counts.changed > 0
+        && store_replace_exec(st, st->rstmt[RSTMT_UPDATE], now, "updating recipients") < 0)
+        return -1;
+    if (st->repl->counts.added > 0
+        && store_replace_exec(st, st->rstmt[RSTMT_INSERT], now, "storing recipients") < 0)
+        return -1;
     return 0;
 }
 
@@ -360,6 +346,10 @@ int store_replace_refuse(STORE *st, const char *outcome, const char *message,
     if ((r = st->repl) == NULL)
         return store_errf(st, "no replacement in progress");
     /* Nothing of the set is written; only the run, in its own transaction. */
+    if (r->loading) {
+        store_rollback(st);
+        r->loading = 0;
+    }
     rc = store_bulk_refuse(st, &r->run, outcome, message, counts);
     store_replace_forget(st);
     return rc;

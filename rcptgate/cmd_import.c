@@ -1,15 +1,25 @@
 /*
- * cmd_import.c - rcptgate import [--source NAME] [--allow-empty] FILE
+ * cmd_import.c - rcptgate import [--source NAME] [--allow-empty] [--force] FILE
  *
  * Replaces one source's recipients with the keys of a Postfix map file
  * (values are ignored: Postfix's own relay_recipients files say "OK" or
- * "x"). Every key must be an address addr_parse() accepts, or a catch-all
- * "@domain"; the normal form is stored. The first bad line stops the
- * import with "FILE:LINE: reason" and nothing is applied, because half a
- * list of valid recipients bounces the other half.
+ * "x"). The file is read by mapfile_keys_fp(), the reader and key
+ * normaliser (addr_key()) that syncd's type = file source uses too, so
+ * one file gives the same recipients either way. The first bad line stops
+ * the import with "FILE:LINE: reason" and nothing is applied, because
+ * half a list of valid recipients bounces the other half.
  *
- * A file without entries would empty the source: refused unless
- * --allow-empty says that is what is wanted.
+ * Memory stays bounded whatever the file holds: lines are read into a
+ * fixed buffer and the set is staged in SQLite (store_replace.c), not in
+ * memory, so repeats cost nothing and a million addresses a few MB.
+ *
+ * A truncated file must not silently drop most of a source: before
+ * applying, the difference goes through the shrink guard of syncd's full
+ * pulls (lib/shrink.c, [syncd] max_remove_share and max_remove_count). A
+ * refused import changes nothing, says why, is recorded as a refused run
+ * for `rcptgate stats`, and exits 65; --force applies it anyway. A file
+ * without entries is refused unless --allow-empty says that emptying the
+ * source is what is wanted (which then needs no --force).
  */
 #include "config.h"
 
@@ -19,7 +29,9 @@
 #include <time.h>
 
 #include "mapfile.h"
+#include "params.h"
 #include "rcptgate.h"
+#include "shrink.h"
 
 /* What the map file reader's callback needs. */
 typedef struct import_ctx {
@@ -28,15 +40,14 @@ typedef struct import_ctx {
     int store_failed;           /* the error is the store's, not the file's */
 } IMPORT_CTX;
 
-/* import_entry - validate one key and add its normal form to the new set */
-static int import_entry(const char *key, const char *value, int line, void *ctx,
+/* import_entry - one key (normalised by mapfile_keys_fp) into the staged set */
+static int import_entry(const char *norm, const char *value, int line, void *ctx,
                         char *err, size_t errlen)
 {
     IMPORT_CTX *ic = ctx;
-    char norm[ADDR_KEY_SIZE];
 
-    if (rcptgate_key(key, norm, err, errlen) < 0)
-        return -1;
+    (void) value;
+    (void) line;
     if (store_replace_add(ic->st, norm, STORE_KIND_IMPORTED) < 0) {
         snprintf(err, errlen, "%s", store_error(ic->st));
         ic->store_failed = 1;
@@ -55,14 +66,52 @@ static int import_source_ok(const char *name)
         && strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
 }
 
-/* cmd_import - rcptgate import [--source NAME] [--allow-empty] FILE */
+/* Addresses a refusal names. */
+#define IMPORT_SHOW_GONE    10
+
+/* import_gone_cb - one address the refused file lacks, appended to the list */
+static int import_gone_cb(const char *address, void *ctx)
+{
+    char *list = ctx;
+    size_t len = strlen(list);
+
+    snprintf(list + len, IMPORT_SHOW_GONE * 80 - len, "%s%s", len ? ", " : "", address);
+    return 0;
+}
+
+/* import_refuse - the shrink guard said no: record the refused run, explain */
+static int import_refuse(IMPORT_CTX *ic, const char *file, const char *source,
+                         const STORE_COUNTS *counts, const char *why)
+{
+    char msg[1200];
+    char gone[IMPORT_SHOW_GONE * 80] = "";
+
+    /* Name some of what would go: a truncated file shows at a glance. */
+    if (store_replace_gone(ic->st, import_gone_cb, gone, IMPORT_SHOW_GONE) < 0)
+        gone[0] = 0;
+    snprintf(msg, sizeof(msg), "%s: %s", file, why);
+    if (store_replace_refuse(ic->st, "refused", msg, counts) < 0)
+        rcptgate_error("import: could not record the refused run: %s", store_error(ic->st));
+    rcptgate_error("import: shrink guard: not applying %s to source %s: %s", file, source, why);
+    if (gone[0])
+        rcptgate_error("import: %s would remove: %s%s", file, gone,
+                       counts->removed > IMPORT_SHOW_GONE ? ", ..." : "");
+    rcptgate_error("nothing imported; source %s is unchanged. If the file is complete, "
+                   "apply it with: rcptgate import --force --source %s %s", source, source, file);
+    store_close(ic->st);
+    return RCPTGATE_EX_REFUSED;
+}
+
+/* cmd_import - rcptgate import [--source NAME] [--allow-empty] [--force] FILE */
 int cmd_import(int argc, char **argv)
 {
     const char *source = "import";
     const char *file = NULL;
     int allow_empty = 0;
+    int force = 0;
     IMPORT_CTX ic;
     STORE_COUNTS counts;
+    CHECK_OPTS opts;
     char err[1024];
     struct timespec t0, t1;
     FILE *fp;
@@ -75,6 +124,8 @@ int cmd_import(int argc, char **argv)
             source = argv[i] + 9;
         } else if (strcmp(argv[i], "--allow-empty") == 0) {
             allow_empty = 1;
+        } else if (strcmp(argv[i], "--force") == 0) {
+            force = 1;
         } else if (argv[i][0] == '-' && argv[i][1] != 0) {
             rcptgate_error("import: unknown option %s", argv[i]);
             return rcptgate_usage();
@@ -114,7 +165,8 @@ int cmd_import(int argc, char **argv)
         fclose(fp);
         return RCPTGATE_EX_STORE;
     }
-    rc = mapfile_read_fp(fp, file, import_entry, &ic, err, sizeof(err));
+    params_check_opts(&opts);
+    rc = mapfile_keys_fp(fp, file, opts.addr_flags | ADDR_KEY_CATCHALL, import_entry, &ic, err, sizeof(err));
     fclose(fp);
     if (rc < 0) {
         store_replace_abort(ic.st);
@@ -129,6 +181,19 @@ int cmd_import(int argc, char **argv)
                        file, source);
         store_close(ic.st);
         return RCPTGATE_EX_NOTFOUND;
+    }
+    if (store_replace_diff(ic.st, &counts) < 0) {
+        rcptgate_error("import: %s; nothing imported", store_error(ic.st));
+        store_close(ic.st);
+        return RCPTGATE_EX_STORE;
+    }
+    /* An empty file with --allow-empty is a wish to empty the source: no guard. */
+    if (!(ic.lines == 0 && allow_empty)
+        && shrink_guard(&counts, ic.lines, "the file", var_syncd_max_remove_pct,
+                        var_syncd_max_remove_count, err, sizeof(err))) {
+        if (!force)
+            return import_refuse(&ic, file, source, &counts, err);
+        rcptgate_error("import: --force: applying although %s", err);
     }
     if (store_replace_commit(ic.st, &counts) < 0) {
         rcptgate_error("import: %s; nothing imported", store_error(ic.st));

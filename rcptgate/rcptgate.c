@@ -9,7 +9,7 @@
  * as lookupd does and fail if it is missing.
  *
  * Exit status: 0 success, 1 not found or bad input, 2 store failure,
- * 64 usage, 78 configuration. Messages go to stderr as "rcptgate: ...".
+ * 64 usage, 65 an import refused by the shrink guard, 78 configuration. Messages go to stderr as "rcptgate: ...".
  */
 #include "config.h"
 
@@ -66,7 +66,7 @@ int rcptgate_usage(void)
 {
     fputs("usage: rcptgate [-c FILE] [-f] [-n] [-v] SUBCOMMAND [ARGS]\n"
           "  query ADDRESS                      the verdict for ADDRESS, and why\n"
-          "  import [--source NAME] [--allow-empty] FILE\n"
+          "  import [--source NAME] [--allow-empty] [--force] FILE\n"
           "                                     replace a source's recipients with a map file\n"
           "  domain add DOMAIN [NEXTHOP] [--subdomains]\n"
           "  domain del DOMAIN | domain list\n"
@@ -184,29 +184,13 @@ static int rcptgate_paths(void)
 int rcptgate_key(const char *in, char *out, char *err, size_t errlen)
 {
     CHECK_OPTS opts;
-    ADDR a;
-    int rc;
+    char why[256];
 
-    if (in[0] == '@') {
-        char dom[ADDR_DOMAIN_MAX + 1];
-
-        if ((rc = addr_domain(in + 1, strlen(in + 1), dom)) != ADDR_OK) {
-            snprintf(err, errlen, "catch-all \"%.300s\": %s", in, addr_strerror(rc));
-            return -1;
-        }
-        snprintf(out, ADDR_KEY_SIZE, "@%s", dom);
-        return 0;
-    }
     params_check_opts(&opts);
-    if ((rc = addr_parse(in, strlen(in), opts.addr_flags, &a)) != ADDR_OK) {
-        snprintf(err, errlen, "address \"%.300s\": %s", in, addr_strerror(rc));
+    if (addr_key(in, strlen(in), opts.addr_flags | ADDR_KEY_CATCHALL, out, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "\"%.300s\": %s", in, why);
         return -1;
     }
-    if (a.domain[0] == 0) {
-        snprintf(err, errlen, "address \"%.300s\": no domain", in);
-        return -1;
-    }
-    snprintf(out, ADDR_KEY_SIZE, "%s", a.key);
     return 0;
 }
 

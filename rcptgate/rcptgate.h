@@ -18,6 +18,7 @@
 #define RCPTGATE_EX_OK          0
 #define RCPTGATE_EX_NOTFOUND    1       /* not found, or bad input */
 #define RCPTGATE_EX_STORE       2       /* the store failed */
+#define RCPTGATE_EX_REFUSED     65      /* import: the shrink guard refused (as rcptgate-syncd) */
 
 /* -v given */
 extern int rcptgate_verbose;
@@ -45,9 +46,9 @@ STORE *rcptgate_store(int flags);
 int rcptgate_act_as(void);
 
 /*
- * rcptgate_key - normalise a store key as the lookups will ask for it:
- * an address (addr_parse() with the [address] flags) or a catch-all
- * "@domain". out holds ADDR_KEY_SIZE. 0, or -1 with the reason in err.
+ * rcptgate_key - addr_key() with the [address] flags, a catch-all
+ * "@domain" allowed: a store key as the lookups will ask for it. out
+ * holds ADDR_KEY_SIZE. 0, or -1 with "\"IN\": reason" in err.
  */
 int rcptgate_key(const char *in, char *out, char *err, size_t errlen);
 

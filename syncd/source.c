@@ -61,6 +61,39 @@ const SOURCE_OPS *source_ops_find(const char *type)
     return NULL;
 }
 
+/* source_can_persist - can a source with these settings run persistently (its backend says)? */
+int source_can_persist(const SOURCE_CONF *conf)
+{
+    const SOURCE_OPS *ops = source_ops_find(conf->type);
+
+    return ops != NULL && ops->wait != NULL && ops->can_persist != NULL && ops->can_persist(conf);
+}
+
+/* source_ops_reload - SIGHUP: every backend forgets what it learnt */
+void source_ops_reload(void)
+{
+    static const SOURCE_OPS *const all[] = {&source_ldap_ops, &source_file_ops, &source_graph_ops};
+
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        if (all[i]->reload != NULL)
+            all[i]->reload();
+}
+
+/* The daemon's stop flag, as source_stop_flag() set it. */
+static volatile sig_atomic_t *source_stop;
+
+/* source_stop_flag - the flag source_stopping() reads */
+void source_stop_flag(volatile sig_atomic_t *flag)
+{
+    source_stop = flag;
+}
+
+/* source_stopping - has the daemon been asked to stop? */
+int source_stopping(void)
+{
+    return source_stop != NULL && *source_stop != 0;
+}
+
 /* ------------------------------------------------------------ helpers */
 
 /* source_words - split a space-separated list */
@@ -119,44 +152,6 @@ int source_uri_loopback(const char *uri)
     }
     ldap_free_urldesc(lud);
     return yes;
-}
-
-/* source_key - an address (or, if allowed, an "@domain" catch-all) in its normal form */
-int source_key(const char *in, size_t len, int catchall, char *out, char *err, size_t errlen)
-{
-    CHECK_OPTS opts;
-    ADDR a;
-    int rc;
-
-    while (len > 0 && isspace((unsigned char) *in))
-        in++, len--;
-    while (len > 0 && isspace((unsigned char) in[len - 1]))
-        len--;
-    if (len > 0 && in[0] == '@' && !catchall) {
-        snprintf(err, errlen, "a catch-all (\"@domain\") is not taken from a directory");
-        return -1;
-    }
-    if (len > 0 && in[0] == '@') {
-        char dom[ADDR_DOMAIN_MAX + 1];
-
-        if ((rc = addr_domain(in + 1, len - 1, dom)) != ADDR_OK) {
-            snprintf(err, errlen, "catch-all: %s", addr_strerror(rc));
-            return -1;
-        }
-        snprintf(out, ADDR_KEY_SIZE, "@%s", dom);
-        return 0;
-    }
-    params_check_opts(&opts);
-    if ((rc = addr_parse(in, len, opts.addr_flags, &a)) != ADDR_OK) {
-        snprintf(err, errlen, "%s", addr_strerror(rc));
-        return -1;
-    }
-    if (a.domain[0] == 0 || a.is_null) {
-        snprintf(err, errlen, "no domain");
-        return -1;
-    }
-    snprintf(out, ADDR_KEY_SIZE, "%s", a.key);
-    return 0;
 }
 
 /* source_printable - a value for a log line: control characters as '?' */
@@ -278,8 +273,11 @@ int source_obj_address(SOURCE_OBJ *obj, SYNC_SINK *sink, const char *attr, const
     char key[ADDR_KEY_SIZE];
     char why[256];
     char shown[256];
+    CHECK_OPTS opts;
 
-    if (source_key(value, len, 0, key, why, sizeof(why)) < 0) {
+    /* A directory value never makes a catch-all: an "smtp:@domain" typo would accept the domain. */
+    params_check_opts(&opts);
+    if (addr_key(value, len, opts.addr_flags, key, why, sizeof(why)) < 0) {
         source_skip_warn(sink, "source %s: %s: skipping %s value \"%s\": %s", obj->source,
                          obj->dn ? obj->dn : "?", attr,
                          source_printable(value, len, shown, sizeof(shown)), why);
@@ -391,7 +389,7 @@ static int source_key_file_ok(const char *path, char *why, size_t size)
 }
 
 /* source_verr - one validation error as file:line: [source NAME] text */
-static void RG_PRINTF(4, 5) source_verr(const char *file, int line, const char *name, const char *fmt, ...)
+void RG_PRINTF(4, 5) source_verr(const char *file, int line, const char *name, const char *fmt, ...)
 {
     char buf[1024];
     va_list ap;
@@ -451,8 +449,8 @@ static int source_validate_uris(const char *file, int line, const char *name, co
     return errors;
 }
 
-/* source_validate_ldap - the settings of an LDAP source */
-static int source_validate_ldap(const char *file, int line, const char *name, const SOURCE_CONF *c)
+/* source_validate_ldap - the settings of an LDAP source (source_ldap_ops.validate) */
+int source_validate_ldap(const char *file, int line, const char *name, const SOURCE_CONF *c)
 {
     int errors = source_validate_uris(file, line, name, c);
     int nbase = 0;
@@ -554,15 +552,15 @@ static int source_validate_ldap(const char *file, int line, const char *name, co
 static int source_validate(const char *file, int line, const char *name, void *instance)
 {
     SOURCE_CONF *c = instance;
-    int errors = params_source_validate(file, line, name, c);
+    const SOURCE_OPS *ops;
+    int errors = params_source_validate(file, line, name, c);   /* the name, type = file */
 
     if (c->type == NULL)                /* a bad type: already reported */
         return errors;
-    if (strcmp(c->type, "graph") == 0)
-        return errors + source_graph_validate(file, line, name, c);
-    if (strcmp(c->type, "ldap") == 0)
-        return errors + source_validate_ldap(file, line, name, c);
-    return errors;                      /* type = file: all said in lib */
+    /* What each type needs is its backend's to say. */
+    if ((ops = source_ops_find(c->type)) != NULL && ops->validate != NULL)
+        errors += ops->validate(file, line, name, c);
+    return errors;
 }
 
 /* source_install - a good load: keep the instances, their passwords read */

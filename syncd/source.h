@@ -6,10 +6,14 @@
  * OpenSMTPD's table backends. A source pulls objects and hands each to a
  * SYNC_SINK; it never touches the store itself, so one apply path
  * (sync_apply.c) holds the shrink guard and the transaction rules for all.
+ * syncd.c knows a backend only through this table (its settings checked
+ * by validate, persistence by can_persist and wait, a SIGHUP passed on by
+ * reload), and a backend knows the daemon only through source_stopping().
  */
 #ifndef RG_SOURCE_H
 #define RG_SOURCE_H
 
+#include <signal.h>
 #include <stddef.h>
 
 #include "params_source.h"
@@ -51,6 +55,20 @@ typedef struct source_ops {
      */
     int (*wait)(SOURCE *src, int timeout_ms, char *err, size_t errlen);
     void (*close)(SOURCE *src);
+    /*
+     * validate - the settings of a [source NAME] of this type, beyond the
+     * checks every type shares; each problem logged as file:line; the
+     * error count. NULL: nothing more to check.
+     */
+    int (*validate)(const char *file, int line, const char *name, const SOURCE_CONF *conf);
+    /*
+     * can_persist - 1 when mode = persistent works with these settings
+     * (the daemon then keeps the connection and calls wait), 0 when it
+     * must poll. NULL: never (wait is then not used).
+     */
+    int (*can_persist)(const SOURCE_CONF *conf);
+    /* reload - SIGHUP: forget what was learnt about the directory (refused rights ...); NULL: nothing */
+    void (*reload)(void);
 } SOURCE_OPS;
 
 extern const SOURCE_OPS source_ldap_ops;
@@ -65,5 +83,20 @@ int source_graph_validate(const char *file, int line, const char *name, const SO
 
 /* source_ops_find - the backend for a type, or NULL */
 const SOURCE_OPS *source_ops_find(const char *type);
+
+/* source_can_persist - its backend's can_persist for conf (0 without wait or can_persist) */
+int source_can_persist(const SOURCE_CONF *conf);
+
+/* source_ops_reload - SIGHUP: call every backend's reload */
+void source_ops_reload(void);
+
+/*
+ * source_stop_flag - the daemon's stop flag (set by its signal handlers),
+ * read by source_stopping(); NULL (the default): never stop. Backends ask
+ * source_stopping() between entries and while they wait, and give up the
+ * pull as failed; they never see the daemon's globals.
+ */
+void source_stop_flag(volatile sig_atomic_t *flag);
+int source_stopping(void);
 
 #endif

@@ -7,9 +7,11 @@
  *   path = /etc/postfix/relay_recipients
  *
  * DESCRIPTION
- *   The file `rcptgate import` reads (lib/mapfile.c: "key value" lines,
- *   # comments, continuation lines), with the same rules: every key is an
- *   address or a catch-all "@domain" and is stored in its normal form;
+ *   The file `rcptgate import` reads, through the same reader
+ *   (mapfile_keys() in lib/mapfile.c: "key value" lines, # comments,
+ *   continuation lines, bounded line length) and the same normaliser
+ *   (addr_key()): every key is an address or a catch-all "@domain" and is
+ *   stored in its normal form, as `rcptgate import` stores it;
  *   values are ignored. One bad line fails the whole pull with FILE:LINE,
  *   and nothing is applied: unlike a directory value, a line in a file the
  *   postmaster keeps by hand is a mistake to fix, not noise to skip.
@@ -29,6 +31,7 @@
 
 #include "addr.h"
 #include "mapfile.h"
+#include "params.h"
 #include "syncd.h"
 #include "xalloc.h"
 
@@ -103,22 +106,18 @@ static void source_file_set_free(SOURCE_FILE_SET *set)
     memset(set, 0, sizeof(*set));
 }
 
-/* source_file_entry - one map file entry: normalise, deduplicate, hand over */
-static int source_file_entry(const char *key, const char *value, int line, void *ctx,
+/* source_file_entry - one map file key (normalised by mapfile_keys): deduplicate, hand over */
+static int source_file_entry(const char *norm, const char *value, int line, void *ctx,
                              char *err, size_t errlen)
 {
     SOURCE_FILE_CTX *fc = ctx;
-    char norm[ADDR_KEY_SIZE];
-    char why[256];
     const char *addrs[1];
     STORE_OBJECT obj;
 
-    if (syncd_stopping) {
+    (void) value;
+    (void) line;
+    if (source_stopping()) {
         snprintf(err, errlen, "stopping on a signal");
-        return -1;
-    }
-    if (source_key(key, strlen(key), 1, norm, why, sizeof(why)) < 0) {
-        snprintf(err, errlen, "\"%.300s\": %s", key, why);
         return -1;
     }
     if (source_file_set_add(&fc->seen, norm) == 0)
@@ -158,13 +157,16 @@ static int source_file_full(SOURCE *src, SYNC_SINK *sink, char **cookie, char **
 {
     SOURCE_FILE *sf = source_file_of(src);
     SOURCE_FILE_CTX fc;
+    CHECK_OPTS opts;
     int rc;
 
     *cookie = NULL;
     *invocation_id = NULL;
     memset(&fc, 0, sizeof(fc));
     fc.sink = sink;
-    rc = mapfile_read(sf->conf->path, source_file_entry, &fc, err, errlen);
+    params_check_opts(&opts);
+    rc = mapfile_keys(sf->conf->path, opts.addr_flags | ADDR_KEY_CATCHALL, source_file_entry, &fc,
+                      err, errlen);
     log_debug("source %s: %zu keys read from %s", sf->conf->name, fc.seen.used, sf->conf->path);
     source_file_set_free(&fc.seen);
     return rc < 0 ? SOURCE_ERR : SOURCE_OK;
@@ -177,10 +179,10 @@ static void source_file_close(SOURCE *src)
 }
 
 const SOURCE_OPS source_file_ops = {
-    "file",
-    source_file_open,
-    source_file_full,
-    NULL,
-    NULL,
-    source_file_close,
+    .type = "file",
+    .open = source_file_open,
+    .full = source_file_full,
+    .close = source_file_close,
+    .validate = NULL,                   /* lib/params_source.c checks type = file */
+    /* no incremental, no wait: every pull reads the whole file; no persistence, nothing to reload */
 };

@@ -453,7 +453,7 @@ static int source_graph_delta_cb(SOURCE_GRAPH *sg, json_t *item, void *ctx, char
     json_t *whole = NULL;
     int rc;
 
-    if (syncd_stopping) {
+    if (source_stopping()) {
         snprintf(err, errlen, "stopping on a signal");
         return -1;
     }
@@ -671,10 +671,13 @@ static int source_graph_incremental(SOURCE *src, const char *cookie, const char 
 }
 
 const SOURCE_OPS source_graph_ops = {
-    "graph",
-    source_graph_open,
-    source_graph_full,
-    source_graph_incremental,
-    NULL,                               /* no push from Graph: mode = poll follows the delta links */
-    source_graph_close,
+    .type = "graph",
+    .open = source_graph_open,
+    .full = source_graph_full,
+    .incremental = source_graph_incremental,
+    .wait = NULL,                       /* no push from Graph: mode = poll follows the delta links */
+    .close = source_graph_close,
+    .validate = source_graph_validate,
+    .can_persist = NULL,
+    .reload = NULL,
 };

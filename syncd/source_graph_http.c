@@ -78,7 +78,7 @@ static int source_graph_http_sleep(long long ms)
 {
     long long end = source_graph_http_now() + ms;
 
-    while (!syncd_stopping) {
+    while (!source_stopping()) {
         long long left = end - source_graph_http_now();
         struct timespec ts;
 
@@ -429,7 +429,7 @@ static const char *source_graph_http_token(SOURCE_GRAPH *sg, char *err, size_t e
         curl_free(s);
     }
     form = xasprintf("grant_type=client_credentials&client_id=%s&scope=%s&%s", id, scope, cred);
-    for (int attempt = 0; attempt <= SOURCE_GRAPH_HTTP_RETRY_MAX && !syncd_stopping; attempt++) {
+    for (int attempt = 0; attempt <= SOURCE_GRAPH_HTTP_RETRY_MAX && !source_stopping(); attempt++) {
         if (attempt > 0 && source_graph_http_sleep(1000LL << (attempt - 1)) < 0)
             break;
         if (source_graph_http_perform(sg, sg->token_url, form, NULL, &status, &ra, &tls_failed,
@@ -508,7 +508,7 @@ int source_graph_http_get(SOURCE_GRAPH *sg, const char *url, json_t **out, char 
         long long ra, wait;
         int tls_failed;
 
-        if (syncd_stopping) {
+        if (source_stopping()) {
             snprintf(err, errlen, "stopping on a signal");
             return GRAPH_ERR;
         }

@@ -1054,7 +1054,7 @@ const SOURCE_LDAP_FLAVOUR source_ldap_generic = {
 /* source_ldap_entry_cb - one entry of the full pull to the flavour */
 static int source_ldap_entry_cb(SOURCE_LDAP *sl, LDAPMessage *e, void *ctx, char *err, size_t errlen)
 {
-    if (syncd_stopping) {
+    if (source_stopping()) {
         snprintf(err, errlen, "stopping on a signal");
         return -1;
     }
@@ -1149,11 +1149,20 @@ static int source_ldap_wait(SOURCE *src, int timeout_ms, char *err, size_t errle
     return source_ldap_sync_wait(src, timeout_ms, err, errlen);
 }
 
+/* source_ldap_can_persist - mode = persistent: generic with one base (RFC 4533), or ad */
+static int source_ldap_can_persist(const SOURCE_CONF *c)
+{
+    return source_ldap_sync_persistent(c) || source_ldap_ad_persistent(c);
+}
+
 const SOURCE_OPS source_ldap_ops = {
-    "ldap",
-    source_ldap_open,
-    source_ldap_full,
-    source_ldap_incremental,    /* per flavour: ad by uSNChanged */
-    source_ldap_wait,           /* generic: RFC 4533; ad: change notification */
-    source_ldap_close,
+    .type = "ldap",
+    .open = source_ldap_open,
+    .full = source_ldap_full,
+    .incremental = source_ldap_incremental,    /* per flavour: ad by uSNChanged */
+    .wait = source_ldap_wait,           /* generic: RFC 4533; ad: change notification */
+    .close = source_ldap_close,
+    .validate = source_validate_ldap,   /* in source.c, beside the checks all types share */
+    .can_persist = source_ldap_can_persist,
+    .reload = source_ldap_dirsync_forget,       /* DirSync rights may have been granted since */
 };

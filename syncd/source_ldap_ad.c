@@ -621,7 +621,7 @@ static int source_ldap_ad_changed_cb(SOURCE_LDAP *sl, LDAPMessage *e, void *ctx,
 {
     SOURCE_LDAP_AD_DELTA *d = ctx;
 
-    if (syncd_stopping) {
+    if (source_stopping()) {
         snprintf(err, errlen, "stopping on a signal");
         return -1;
     }
@@ -646,7 +646,7 @@ static int source_ldap_ad_unmatched_cb(SOURCE_LDAP *sl, LDAPMessage *e, void *ct
     long long n;
     char hex[33];
 
-    if (syncd_stopping) {
+    if (source_stopping()) {
         snprintf(err, errlen, "stopping on a signal");
         return -1;
     }
@@ -963,7 +963,7 @@ int source_ldap_ad_wait(SOURCE *src, int timeout_ms, char *err, size_t errlen)
     }
     nt = sl->notify;
     deadline = source_ldap_ad_now() + timeout_ms;
-    while (!syncd_stopping) {
+    while (!source_stopping()) {
         long long left = deadline - source_ldap_ad_now();
         struct timeval tv;
         LDAPMessage *msg = NULL;
@@ -981,7 +981,7 @@ int source_ldap_ad_wait(SOURCE *src, int timeout_ms, char *err, size_t errlen)
         if (rc < 0) {
             int code = LDAP_SERVER_DOWN;
 
-            if (syncd_stopping)
+            if (source_stopping())
                 return 0;
             (void) ldap_get_option(sl->ld, LDAP_OPT_RESULT_CODE, &code);
             snprintf(err, errlen, "change notification: %s (%s)",

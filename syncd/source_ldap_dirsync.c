@@ -272,7 +272,7 @@ static int source_ldap_dirsync_entry(SOURCE_LDAP *sl, LDAPMessage *e, void *ctx,
     int in = 1;
     int r;
 
-    if (syncd_stopping) {
+    if (source_stopping()) {
         snprintf(err, errlen, "stopping on a signal");
         return -1;
     }

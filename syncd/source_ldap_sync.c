@@ -198,7 +198,7 @@ static int source_ldap_sync_result(SOURCE_LDAP *sl, int ms, LDAPMessage **msg, c
         struct timeval tv;
         int rc;
 
-        if (syncd_stopping) {
+        if (source_stopping()) {
             snprintf(err, errlen, "stopping on a signal");
             return -1;
         }
@@ -651,10 +651,10 @@ int source_ldap_sync_wait(SOURCE *src, int timeout_ms, char *err, size_t errlen)
     }
     if (s == NULL || s->msgid == 0 || s->pending != NULL)
         return 1;
-    if (syncd_stopping)
+    if (source_stopping())
         return 0;
     if ((rc = source_ldap_sync_result(sl, timeout_ms, &msg, err, errlen)) < 0) {
-        if (syncd_stopping)
+        if (source_stopping())
             return 0;
         snprintf(err + strlen(err), errlen - strlen(err), " (%s)", sl->uri);
         return -1;

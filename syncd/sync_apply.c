@@ -5,7 +5,7 @@
  * whose put() copies them into the store's pending sync; nothing is
  * written while the directory is read. After a full pull the store says
  * what the commit would add, change and remove, and the shrink guard
- * decides:
+ * decides (lib/shrink.c, shared with `rcptgate import`):
  *
  *   - a pull that returned nothing while the source has recipients (an
  *     emptied OU, a bind account that suddenly sees nothing) is refused;
@@ -43,6 +43,7 @@
 #include "addr.h"
 #include "log.h"
 #include "params.h"
+#include "shrink.h"
 #include "syncd.h"
 #include "xalloc.h"
 
@@ -190,34 +191,6 @@ static void sync_apply_sink(SYNC_SINK *sink, SYNC_APPLY_CTX *ctx, STORE *st, int
     sink->ctx = ctx;
 }
 
-/* sync_apply_guard - the shrink guard: 1 refuse (why), 0 apply */
-int sync_apply_guard(const STORE_COUNTS *c, long long objects, int max_pct,
-                     long long max_count, char *why, size_t whylen)
-{
-    long long current = c->changed + c->removed + c->kept;
-
-    if (current == 0)
-        return 0;                       /* nothing to lose */
-    if (objects == 0 || c->added + c->changed + c->kept == 0) {
-        snprintf(why, whylen, "the pull returned no %s, but the source has %lld recipient%s: "
-                 "applying it would remove them all", objects == 0 ? "objects" : "addresses",
-                 current, current == 1 ? "" : "s");
-        return 1;
-    }
-    if (c->removed * 100 > (long long) max_pct * current) {
-        snprintf(why, whylen, "it would remove %lld of the source's %lld recipients (%.1f%%, "
-                 "more than max_remove_share = %d%%)", c->removed, current,
-                 100.0 * (double) c->removed / (double) current, max_pct);
-        return 1;
-    }
-    if (max_count > 0 && c->removed > max_count) {
-        snprintf(why, whylen, "it would remove %lld of the source's %lld recipients (more than "
-                 "max_remove_count = %lld)", c->removed, current, max_count);
-        return 1;
-    }
-    return 0;
-}
-
 /* sync_apply_record_failure - record a failed pull (nothing applied) in the store */
 static void sync_apply_record_failure(STORE *st, const SOURCE_CONF *conf, int delta, const char *why)
 {
@@ -349,8 +322,8 @@ int sync_apply_full(STORE *st, const SOURCE_CONF *conf, const SOURCE_OPS *ops, S
         free(invocation_id);
         return sync_apply_store_failed(st, conf, "full", res);
     }
-    if (sync_apply_guard(&res->counts, res->objects, var_syncd_max_remove_pct,
-                         var_syncd_max_remove_count, res->why, sizeof(res->why))) {
+    if (shrink_guard(&res->counts, res->objects, "the pull", var_syncd_max_remove_pct,
+                     var_syncd_max_remove_count, res->why, sizeof(res->why))) {
         if (!force) {
             SYNC_APPLY_GONE *g = xcalloc(1, sizeof(*g));
             size_t len = strlen(res->why);

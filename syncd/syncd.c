@@ -198,8 +198,7 @@ static int syncd_load(void)
 /* syncd_notes - what the postmaster should know about a source's settings */
 static void syncd_notes(const SOURCE_CONF *c)
 {
-    if (strcmp(c->mode, "persistent") == 0 && !source_ldap_sync_persistent(c)
-        && !source_ldap_ad_persistent(c))
+    if (strcmp(c->mode, "persistent") == 0 && !source_can_persist(c))
         log_info("source %s: mode = persistent is available only for type ldap, flavour "
                  "generic with one base (RFC 4533) or flavour ad (change notification); "
                  "polling every poll_interval instead", c->name);
@@ -305,7 +304,7 @@ static int syncd_reload(char *note, size_t size)
         }
     }
     syncd_free_sources(old, nold);
-    source_ldap_dirsync_forget();       /* DirSync rights may have been granted since */
+    source_ops_reload();                /* e.g. DirSync rights may have been granted since */
     syncd_apply();
     if (syncd_st != NULL && strcmp(store_path(syncd_st), var_store_path) != 0) {
         store_close(syncd_st);
@@ -340,6 +339,7 @@ static int syncd_run(SYNCD_SOURCE *s, int full, int force, SYNC_RESULT *res)
 
     memset(res, 0, sizeof(*res));
     res->full = full;
+    source_stop_flag(&syncd_stopping);  /* the backends stop between entries on our signals */
     if ((st = syncd_store(err, sizeof(err))) == NULL) {
         snprintf(res->why, sizeof(res->why), "%s", err);  /* it names the store */
         log_err("source %s: sync failed, nothing applied: %s", c->name, res->why);
@@ -376,8 +376,7 @@ static void syncd_schedule(SYNCD_SOURCE *s, const SYNC_RESULT *res);
 /* syncd_persistent - does this source run persistently (RFC 4533, AD change notification)? */
 static int syncd_persistent(const SYNCD_SOURCE *s)
 {
-    return s->ops->wait != NULL
-        && (source_ldap_sync_persistent(s->conf) || source_ldap_ad_persistent(s->conf));
+    return s->ops->wait != NULL && s->ops->can_persist != NULL && s->ops->can_persist(s->conf);
 }
 
 /* syncd_persist_close - end a persistent source's connection */
@@ -404,6 +403,7 @@ static int syncd_persist_run(SYNCD_SOURCE *s, int full, SYNC_RESULT *res)
 
     memset(res, 0, sizeof(*res));
     res->full = full;
+    source_stop_flag(&syncd_stopping);
     if ((st = syncd_store(err, sizeof(err))) == NULL) {
         snprintf(res->why, sizeof(res->why), "%s", err);
         log_err("source %s: sync failed, nothing applied: %s", c->name, res->why);

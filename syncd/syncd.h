@@ -2,7 +2,9 @@
  * syncd.h - what the parts of rcptgate-syncd share
  *
  * source.c: the [source NAME] configuration family, the object being
- * built from a directory entry (SOURCE_OBJ) and address normalisation.
+ * built from a directory entry (SOURCE_OBJ; addresses normalised by
+ * lib/addr.c's addr_key(), as `rcptgate import` does), and what syncd.c
+ * asks of the backends through their SOURCE_OPS (source.h).
  * source_ldap.c and source_ldap_ad.c: the LDAP connection and search
  * helpers, and the two flavours (generic, ad) as small tables.
  * sync_apply.c: a full (or incremental) pull applied to the store, with
@@ -38,6 +40,12 @@ extern const char *syncd_conf_path;
 
 /* ------------------------------------------------------------ source.c */
 
+/* source_verr - one validation error as file:line: [source NAME] text (for the backends' validate) */
+void RG_PRINTF(4, 5) source_verr(const char *file, int line, const char *name, const char *fmt, ...);
+
+/* source_validate_ldap - source_ldap_ops.validate: the settings of a type = ldap source */
+int source_validate_ldap(const char *file, int line, const char *name, const SOURCE_CONF *c);
+
 /* The [source NAME] family for cfg_load_families(), NULL-name terminated. */
 extern const CFG_FAMILY source_families[];
 
@@ -64,16 +72,6 @@ void source_words_free(char **words);
 
 /* source_uri_loopback - 1 when an LDAP URI's host is loopback (127/8, ::1, localhost) */
 int source_uri_loopback(const char *uri);
-
-/*
- * source_key - normalise a store key as lookups will ask for it: an
- * address (addr_parse() with the [address] flags, a domain required) or,
- * when catchall is set, a catch-all "@domain". out holds ADDR_KEY_SIZE.
- * 0, or -1 with the reason. The same rules as `rcptgate import`; a
- * directory value never makes a catch-all (an "smtp:@domain" typo would
- * otherwise accept every address of the domain).
- */
-int source_key(const char *in, size_t len, int catchall, char *out, char *err, size_t errlen);
 
 /* A growing list of strings. */
 typedef struct source_list {
@@ -427,13 +425,6 @@ int sync_apply_delta(STORE *st, const SOURCE_CONF *conf, const SOURCE_OPS *ops, 
 
 /* sync_apply_failed - record a run that failed before its pull (open failed) */
 void sync_apply_failed(STORE *st, const SOURCE_CONF *conf, int full, const char *why);
-
-/*
- * sync_apply_guard - the shrink guard's decision for a diff: 1 refuse
- * (the reason in why), 0 apply. objects: what the pull delivered.
- */
-int sync_apply_guard(const STORE_COUNTS *counts, long long objects, int max_pct,
-                     long long max_count, char *why, size_t whylen);
 
 /*
  * sync_apply_export - [syncd] export_file (all recipients as "address OK"

@@ -13,7 +13,7 @@
  *
  * Checked, in a sink that stands for the store: a put object has a
  * non-empty identity, a known kind, at least one address, every address
- * already in its normal form (source_key gives it back unchanged) and
+ * already in its normal form (addr_key gives it back unchanged) and
  * unique, logins lowercase; a delete names a lowercase id; log lines are
  * printable.
  */
@@ -45,7 +45,7 @@ static int fuzz_put(SYNC_SINK *sink, const STORE_OBJECT *obj)
     for (size_t i = 0; i < obj->n_addresses; i++) {
         const char *a = obj->addresses[i];
 
-        fuzz_check(source_key(a, strlen(a), 0, norm, why, sizeof(why)) == 0 && strcmp(a, norm) == 0);
+        fuzz_check(addr_key(a, strlen(a), 0, norm, why, sizeof(why)) == 0 && strcmp(a, norm) == 0);
         for (size_t j = 0; j < i; j++)
             fuzz_check(strcmp(a, obj->addresses[j]) != 0);
     }

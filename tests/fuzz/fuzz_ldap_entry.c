@@ -77,7 +77,7 @@ static int fuzz_put(SYNC_SINK *sink, const STORE_OBJECT *obj)
     for (size_t i = 0; i < obj->n_addresses; i++) {
         const char *a = obj->addresses[i];
 
-        fuzz_check(source_key(a, strlen(a), 0, norm, why, sizeof(why)) == 0 && strcmp(a, norm) == 0);
+        fuzz_check(addr_key(a, strlen(a), 0, norm, why, sizeof(why)) == 0 && strcmp(a, norm) == 0);
         for (size_t j = 0; j < i; j++)
             fuzz_check(strcmp(a, obj->addresses[j]) != 0);
     }

@@ -4,9 +4,9 @@
  *
  * Drives lib/mapfile.c's reader through stdio, with the bytes arriving in
  * the pieces the chunk plan cuts (fuzz_common.h): a fopencookie() stream
- * whose read function hands out one piece per call, so getline() meets
+ * whose read function hands out one piece per call, so the line reader meets
  * every split of a line, a CR LF pair or a continuation. Each entry's key
- * then goes through source_key() as the file source normalises it
+ * then goes through addr_key() as the file source and import normalise it
  * (catch-all "@domain" allowed).
  *
  * Checked: the pieces make no difference (the same entries, values, line
@@ -85,14 +85,14 @@ static int fuzz_entry(const char *key, const char *value, int line, void *ctx, c
     fuzz_check(strpbrk(key, " \t") == NULL);
     fuzz_check(strchr(" \t", value[0]) == NULL && strchr(" \t\r\n\v\f", value[vl - 1]) == NULL);
     fuzz_seen_add(s, key, value, line);
-    if (source_key(key, kl, 1, norm, why, sizeof(why)) < 0) {
+    if (addr_key(key, kl, ADDR_KEY_CATCHALL, norm, why, sizeof(why)) < 0) {
         /* As the file source does: a bad key stops the read. */
         snprintf(err, errlen, "\"%.300s\": %s", key, why);
         return -1;
     }
     for (const unsigned char *p = (const unsigned char *) norm; *p; p++)
         fuzz_check(*p > 0x20 && *p != 0x7f);
-    fuzz_check(source_key(norm, strlen(norm), 1, again, why, sizeof(why)) == 0);
+    fuzz_check(addr_key(norm, strlen(norm), ADDR_KEY_CATCHALL, again, why, sizeof(why)) == 0);
     fuzz_check(strcmp(norm, again) == 0);
     fuzz_seen_add(s, "=", norm, 0);
     return 0;

@@ -3,9 +3,10 @@
 #
 # Uses the real binary on a store under the build tree: configuration
 # check, domains, static entries, import (good, then a file with a bad
-# line 3 that must change nothing), query exit codes 0/1/2, export fed
-# back to import and to postmap, and stats with and without lookupd's
-# counters.
+# line 3 that must change nothing, an overlong line read in bounded
+# memory, the null sender, and the shrink guard refusing a truncated file
+# until --force), query exit codes 0/1/2, export fed back to import and to
+# postmap, and stats with and without lookupd's counters.
 #
 # It starts no daemon: make check-vacuous stubs the admin command instead.
 # vacuous daemon: RG_ADMIN
@@ -143,6 +144,37 @@ tl_is "$rc" 1 "import into the source static is refused"
 : > "$T/empty.map"
 run import "$T/empty.map"
 tl_is "$rc" 1 "an empty file does not empty a source"
+printf 'dave@example.com OK\n<> OK\n' > "$T/null.map"
+run import "$T/null.map"
+tl_is "$rc" 1 "the null sender is not a recipient"
+tl_like "$(head -1 "$T/err")" 'null.map:2: "<>": the null sender' "and the error says so with its line"
+
+# An overlong line: an error naming its line, read without holding it (a
+# 64 MB line must not cost 64 MB: getline() did; the reader stops at 4 KB).
+{
+    echo "dave@example.com OK"
+    echo "# a comment"
+    head -c 67108864 /dev/zero | tr '\0' 'x'
+    echo " OK"
+} > "$T/long.map"
+tl_admin export >"$T/before"
+if /usr/bin/time -f '%M' true >/dev/null 2>&1; then
+    /usr/bin/time -f '%M' -o "$T/long.rss" "$RG_ADMIN" -c "$CONF" import "$T/long.map" >"$T/out" 2>"$T/err"
+    rc=$?
+    # the same import of a one-line file, into a store of its own
+    printf 'x@example.com OK\n' > "$T/tiny.map"
+    sed "s|^path = .*|path = $T/tiny.db|" "$CONF" > "$T/tiny.conf"
+    /usr/bin/time -f '%M' -o "$T/tiny.rss" "$RG_ADMIN" -c "$T/tiny.conf" import "$T/tiny.map" \
+        >/dev/null 2>&1
+    grow=$(( $(tail -1 "$T/long.rss") - $(tail -1 "$T/tiny.rss") ))
+    tl_ok "$([ "$grow" -lt 16384 ]; echo $?)" "a 64 MB line costs less than 16 MB more than a one-line file (${grow} kB)"
+else
+    run import "$T/long.map"
+fi
+tl_is "$rc" 1 "an overlong line is refused"
+tl_like "$(head -1 "$T/err")" "long.map:3: line longer than 4096 bytes" "and the error names line 3"
+tl_admin export >"$T/after"
+tl_ok "$(cmp -s "$T/before" "$T/after"; echo $?)" "after the overlong line the store is unchanged"
 
 # --- query
 run query alice+news@Example.com
@@ -190,9 +222,34 @@ if [ -x "$POSTMAP" ]; then
     tl_is "$?:$(cat "$T/out")" "0:OK" "postmap reads the export"
 fi
 printf 'alice@example.com OK\n' > "$T/shrink.map"
+tl_admin export --source import >"$T/before"
 run import "$T/shrink.map"
+tl_is "$rc" 65 "a file that would remove 3 of 4 recipients is refused by the shrink guard (65)"
+tl_like "$(cat "$T/err")" "shrink guard: .*remove 3 of the source's 4 recipients .*max_remove_share = 10%" \
+    "and says why"
+tl_like "$(cat "$T/err")" "shrink.map would remove: @xn--bcher-kva.example, bob@example.com, carol@example.com$" \
+    "and names what would go"
+tl_like "$(cat "$T/err")" "import --force" "and how to apply it anyway"
+tl_admin export --source import >"$T/after"
+tl_ok "$(cmp -s "$T/before" "$T/after"; echo $?)" "the refused import changed nothing"
+run stats
+tl_like "$(cat "$T/out")" "import +import +4 recipients, last run .* refused: .*shrink.map: it would remove 3" \
+    "stats shows the refused run"
+# the guard reads [syncd] max_remove_share and max_remove_count, as syncd's full pulls do
+sed 's/^\[syncd\]$/[syncd]\nmax_remove_share = 80/' "$CONF" > "$T/share.conf"
+sed 's/^\[syncd\]$/[syncd]\nmax_remove_share = 80\nmax_remove_count = 2/' "$CONF" > "$T/count.conf"
+run import --source guarded "$T/import.map"
+tl_is "$rc" 0 "a fresh source takes the 4 recipients"
+"$RG_ADMIN" -c "$T/count.conf" import --source guarded "$T/shrink.map" >"$T/out" 2>"$T/err"
+tl_is "$?" 65 "max_remove_count = 2 refuses removing 3"
+tl_like "$(cat "$T/err")" "max_remove_count = 2" "and names the setting"
+"$RG_ADMIN" -c "$T/share.conf" import --source guarded "$T/shrink.map" >"$T/out" 2>"$T/err"
+tl_is "$?" 0 "max_remove_share = 80 lets 3 of 4 (75%) go"
+run import --force "$T/shrink.map"
+tl_is "$rc" 0 "--force applies it"
 tl_is "$(cat "$T/out")" "imported 1 recipients into source import: 0 added, 0 changed, 3 removed" \
     "a smaller file removes what it lacks"
+tl_like "$(cat "$T/err")" "--force: applying although it would remove 3" "with a warning"
 run query bob@example.com
 tl_is "$rc" 0 "an address another source holds stays valid"
 tl_like "$(cat "$T/out")" "^source: +copy" "and now comes from that source"

@@ -3,7 +3,10 @@
 #
 # A source of type file reads a Postfix map file by the rules of
 # `rcptgate import`: synced, changed, synced again; a malformed line or a
-# missing file fails the run (75) and applies nothing. Then a file source
+# missing file fails the run (75) and applies nothing. One file synced by
+# a file source and imported by `rcptgate import` gives the same
+# recipients (the tables dumped and compared), and a bad line the same
+# error. Then a file source
 # and an LDAP source (a private slapd) feed one store, each owning its
 # own entries: an address both hold stays valid while either holds it,
 # and --source syncs one of them alone.
@@ -117,6 +120,49 @@ tl_is "$?" 0 "SIGTERM: exit status 0"
 tl_pids=$(echo "$tl_pids" | sed "s/ $spid//")
 tl_ok $([ ! -e "$T/syncd.pid" ]; echo $?) "... and the pid file it started with is removed"
 [ "$tl_failed" = 0 ] || sed 's/^/# /' "$T/syncd_daemon.err"
+# --- one reader: `rcptgate import` and type = file take a file the same way
+write_map 0 18 "shared@both.example OK" "f20@file.example OK"
+printf '# comments, blanks, continuations, case, white space, repeats, a catch-all, CR LF\n' > "$T/same.map"
+printf '   # an indented comment\n\n \t \nAlice@File.EXAMPLE\tOK\n' >> "$T/same.map"
+printf 'bob@file.example   some value   \ncarol@file.example\n    OK\n# between\n  and more\n' >> "$T/same.map"
+printf '@B\303\274cher.example OK\ndup@file.example OK\nDUP@File.Example x\n<dan@file.example> OK\n' >> "$T/same.map"
+printf 'crlf@file.example OK\r\n"Erin"@file.example OK\nlast@file.example OK' >> "$T/same.map"
+file_conf
+printf '\n[source same]\ntype = file\npath = %s\n' "$T/same.map" >> "$CONF"
+syncd_once --source same
+tl_is "$rc" 0 "a file source reads the tricky file"
+tl_admin import --source imp "$T/same.map" >"$T/imp.out" 2>"$T/imp.err"
+tl_is "$?" 0 "rcptgate import reads the same file"
+rows() {
+    syncd_sql "SELECT r.address, r.kind, r.flags FROM recipient r JOIN source s ON s.id = r.source_id
+               WHERE s.name = '$1' ORDER BY r.address"
+}
+rows same > "$T/same.rows"
+rows imp > "$T/imp.rows"
+tl_is "$(wc -l < "$T/same.rows")" 9 "9 distinct recipients from the file"
+tl_is "$(cut -f1 "$T/same.rows" | tr '\n' ' ')" \
+    "@xn--bcher-kva.example alice@file.example bob@file.example carol@file.example crlf@file.example dan@file.example dup@file.example erin@file.example last@file.example " \
+    "in their normal forms"
+cmp -s "$T/same.rows" "$T/imp.rows"
+tl_is "$?" 0 "import and type = file store the same rows (address, kind, flags)"
+tl_is "$(tl_admin export --source same | cksum)" "$(tl_admin export --source imp | cksum)" \
+    "and export the same map"
+# a bad line: the same error from both, nothing applied by either
+printf 'ok1@file.example OK\nok2@file.example OK\n<> OK\nok3@file.example OK\n' > "$T/same.map"
+rows same > "$T/same.before"
+rows imp > "$T/imp.before"
+syncd_once --source same
+tl_is "$rc" 75 "a null sender line fails the file source"
+tl_admin import --source imp "$T/same.map" >"$T/imp.out" 2>"$T/imp.err"
+tl_is "$?" 1 "and the import"
+err_of() { grep -o 'same\.map:[0-9]*: .*' "$1" | head -1 | sed 's/[;.] *nothing.*//'; }
+tl_like "$(err_of "$T/syncd.err")" 'same\.map:3: "<>": the null sender <> is not a recipient' \
+    "the file source names line 3 and why"
+tl_is "$(err_of "$T/imp.err")" "$(err_of "$T/syncd.err")" "the import says the same"
+rows same > "$T/same.after"
+rows imp > "$T/imp.after"
+cmp -s "$T/same.before" "$T/same.after" && cmp -s "$T/imp.before" "$T/imp.after"
+tl_is "$?" 0 "neither applied anything"
 
 # --- a file source and an LDAP source in one store
 why=$(slapd_missing)

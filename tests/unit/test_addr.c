@@ -600,6 +600,74 @@ static void test_strerror(void **state)
 
 #define N(a)    (sizeof(a) / sizeof((a)[0]))
 
+/* test_key_case - addr_key() of in (flags) gives want, or fails when want is NULL */
+static void test_key_case(const char *in, int flags, const char *want)
+{
+    char out[ADDR_KEY_SIZE];
+    char why[256] = "";
+    int rc = addr_key(in, strlen(in), flags, out, why, sizeof(why));
+
+    if (want == NULL) {
+        if (rc != -1)
+            fail_msg("addr_key(\"%s\") gave \"%s\", wanted an error", in, out);
+        assert_true(why[0] != 0);
+        assert_string_equal(out, "");
+        return;
+    }
+    if (rc != 0)
+        fail_msg("addr_key(\"%s\") failed: %s", in, why);
+    assert_string_equal(out, want);
+}
+
+/*
+ * addr_key - the one normaliser of stored keys (import, map files, the
+ * directory sources): white space, case, the null sender, catch-alls and
+ * bad input, with the error text free of the input.
+ */
+static void test_key(void **state)
+{
+    char out[ADDR_KEY_SIZE];
+    char why[256];
+
+    (void) state;
+    /* case */
+    test_key_case("Alice@Example.COM", 0, "alice@example.com");
+    test_key_case("<Alice@Example.COM>", 0, "alice@example.com");
+    test_key_case("x@b\xc3\xbcro.example", 0, "x@xn--bro-hoa.example");
+    /* white space around is not part of the key; inside it is an error */
+    test_key_case(" bob@x.org \t", 0, "bob@x.org");
+    test_key_case("\r\n\tbob@x.org\r\n", 0, "bob@x.org");
+    test_key_case("b ob@x.org", 0, NULL);
+    test_key_case("bob@x .org", 0, NULL);
+    test_key_case(" \t ", 0, NULL);
+    /* the null sender, empty and bare local parts are not recipients */
+    test_key_case("<>", 0, NULL);
+    test_key_case(" <> ", ADDR_KEY_CATCHALL | ADDR_ALLOW_NULL, NULL);
+    test_key_case("", ADDR_ALLOW_NULL, NULL);
+    test_key_case("postmaster", ADDR_ALLOW_BARE, NULL);
+    test_key_case("nodomain", 0, NULL);
+    /* catch-all only where allowed */
+    test_key_case("@Example.COM", ADDR_KEY_CATCHALL, "@example.com");
+    test_key_case(" @B\xc3\xbc" "cher.example ", ADDR_KEY_CATCHALL, "@xn--bcher-kva.example");
+    test_key_case("@Example.COM", 0, NULL);
+    test_key_case("@", ADDR_KEY_CATCHALL, NULL);
+    test_key_case("@bad..example", ADDR_KEY_CATCHALL, NULL);
+    /* bad input; the [address] flags pass through */
+    test_key_case("bad@@x.org", 0, NULL);
+    test_key_case("a%b@x.org", 0, NULL);
+    test_key_case("a%b@x.org", ADDR_ALLOW_PERCENT, "a%b@x.org");
+    test_key_case("<a@b", 0, NULL);
+    test_key_case("a\x01b@x.org", 0, NULL);
+    /* the reason does not repeat the input */
+    assert_int_equal(addr_key("<>", 2, 0, out, why, sizeof(why)), -1);
+    assert_string_equal(why, "the null sender <> is not a recipient");
+    assert_int_equal(addr_key("a@@x.org", 8, 0, out, why, sizeof(why)), -1);
+    assert_string_equal(why, "more than one @");
+    /* length is given: bytes past it are not read */
+    assert_int_equal(addr_key("c@x.orgGARBAGE", 7, 0, out, why, sizeof(why)), 0);
+    assert_string_equal(out, "c@x.org");
+}
+
 int main(void)
 {
     static const struct CMUnitTest fixed[] = {
@@ -612,6 +680,7 @@ int main(void)
         cmocka_unit_test(test_equal_forms),
         cmocka_unit_test(test_memo),
         cmocka_unit_test(test_strerror),
+        cmocka_unit_test(test_key),
     };
     size_t total = N(parse_cases) + N(domain_cases) + N(strip_cases) + N(fixed), i, t = 0;
     struct CMUnitTest *tests = calloc(total, sizeof(*tests));

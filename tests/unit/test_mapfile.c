@@ -18,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include "addr.h"
 #include "mapfile.h"
 
 static char test_dir[256];
@@ -151,6 +152,88 @@ static void test_long_line(void **state)
     read_fail(buf, "2: line longer than 4096 bytes");
 }
 
+/*
+ * An overlong line is not read beyond the limit (bounded memory: the
+ * reader stops at the first byte past 4096 that is not white space), and
+ * trailing white space past the limit does not count.
+ */
+static void test_long_line_bounded(void **state)
+{
+    size_t big = 1024 * 1024;
+    char *buf = malloc(big + 8192);
+    char got[1024] = "";
+    char err[512] = "";
+    char want[600];
+    FILE *fp;
+
+    assert_non_null(buf);
+    strcpy(buf, "a OK\n# c\n");
+    memset(buf + 9, 'x', big);
+    strcpy(buf + 9 + big, " OK\n");
+    write_file(buf, strlen(buf));
+    fp = fopen(test_path, "r");
+    assert_non_null(fp);
+    assert_int_equal(mapfile_read_fp(fp, test_path, collect, got, err, sizeof(err)), -1);
+    snprintf(want, sizeof(want), "%s:3: line longer than 4096 bytes", test_path);
+    assert_string_equal(err, want);
+    /* 9 bytes of lines 1-2, then 4096 + 1 of line 3: no further */
+    assert_int_equal(ftell(fp), 9 + 4096 + 1);
+    fclose(fp);
+    /* 4096 bytes, then a megabyte of blanks and a CR: fine */
+    memset(buf, 'k', 4093);
+    memcpy(buf + 4093, " OK", 3);
+    memset(buf + 4096, ' ', big);
+    strcpy(buf + 4096 + big, "\r\n");
+    write_file(buf, strlen(buf));
+    assert_int_equal(mapfile_read(test_path, refuse_bad, NULL, err, sizeof(err)), 0);
+    free(buf);
+}
+
+/* keys_ok - mapfile_keys of text (catch-alls allowed): the normalised entries */
+static void keys_ok(const char *text, const char *want)
+{
+    char got[1024] = "";
+    char err[512] = "";
+
+    write_file(text, strlen(text));
+    if (mapfile_keys(test_path, ADDR_KEY_CATCHALL, collect, got, err, sizeof(err)) != 0)
+        fail_msg("unexpected error: %s", err);
+    assert_string_equal(got, want);
+}
+
+/* keys_fail - mapfile_keys of text fails with "path:" + want */
+static void keys_fail(const char *text, int flags, const char *want)
+{
+    char got[1024] = "";
+    char err[512] = "";
+    char full[600];
+
+    write_file(text, strlen(text));
+    assert_int_equal(mapfile_keys(test_path, flags, collect, got, err, sizeof(err)), -1);
+    snprintf(full, sizeof(full), "%s:%s", test_path, want);
+    assert_string_equal(err, full);
+}
+
+/* mapfile_keys: each key through addr_key(), a bad one stops the read with its line. */
+static void test_keys(void **state)
+{
+    keys_ok("Alice@Example.COM OK\n<Bob@X.org> x\n@B\xc3\xbc" "cher.example OK\n",
+            "1:alice@example.com=OK;2:bob@x.org=x;3:@xn--bcher-kva.example=OK;");
+    keys_ok("a@x.org OK\nA@X.ORG again\n", "1:a@x.org=OK;2:a@x.org=again;");   /* repeats are the caller's */
+    keys_fail("a@x.org OK\n<> OK\n", ADDR_KEY_CATCHALL, "2: \"<>\": the null sender <> is not a recipient");
+    keys_fail("a@x.org OK\nfrank@@x.org OK\n", ADDR_KEY_CATCHALL, "2: \"frank@@x.org\": more than one @");
+    keys_fail("@x.org OK\n", 0, "1: \"@x.org\": a catch-all (\"@domain\") is not allowed here");
+    keys_fail("a@x.org OK\npostmaster OK\n", ADDR_KEY_CATCHALL, "2: \"postmaster\": no domain");
+    keys_fail("u%v@x.org OK\n", ADDR_KEY_CATCHALL, "1: \"u%v@x.org\": percent hack not allowed");
+    {
+        char got[1024] = "";
+        char err[512] = "";
+
+        assert_int_equal(mapfile_keys(test_path, ADDR_ALLOW_PERCENT, collect, got, err, sizeof(err)), 0);
+        assert_string_equal(got, "1:u%v@x.org=OK;");
+    }
+}
+
 /* A NUL byte anywhere is an error with its line. */
 static void test_nul(void **state)
 {
@@ -188,6 +271,8 @@ int main(void)
         cmocka_unit_test(test_continuation),
         cmocka_unit_test(test_missing_value),
         cmocka_unit_test(test_long_line),
+        cmocka_unit_test(test_long_line_bounded),
+        cmocka_unit_test(test_keys),
         cmocka_unit_test(test_nul),
         cmocka_unit_test(test_callback_error),
         cmocka_unit_test(test_missing_file),

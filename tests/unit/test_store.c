@@ -580,6 +580,82 @@ static void test_locked(void **state)
     store_close(st);
 }
 
+/* gone_cb - collect "address;" into the context */
+static int gone_cb(const char *address, void *ctx)
+{
+    char *out = ctx;
+
+    snprintf(out + strlen(out), 256 - strlen(out), "%s;", address);
+    return 0;
+}
+
+/*
+ * The staged set (a TEMP table, not memory): repeats are one entry and the
+ * last kind wins, the store stays unlocked while the set is staged, the
+ * removals can be listed before commit, a refusal in the middle of
+ * staging records the run and applies nothing, and the handle stages
+ * again afterwards.
+ */
+static void test_replace_staged(void **state)
+{
+    static const char *const first[] = {"a@example.com", "b@example.com", "c@example.com",
+                                        "d@example.com", NULL};
+    STORE *st = open_new();
+    STORE *other = open_new();
+    STORE_COUNTS c;
+    STORE_RCPT r;
+    char gone[256] = "";
+
+    replace(st, "import", first, STORE_KIND_IMPORTED, &c);
+    assert_int_equal(c.added, 4);
+
+    assert_int_equal(store_replace_begin(st, "import", "import"), 0);
+    for (int i = 0; i < 1000; i++)
+        assert_int_equal(store_replace_add(st, "a@example.com", STORE_KIND_IMPORTED), 0);
+    assert_int_equal(store_replace_add(st, "b@example.com", STORE_KIND_IMPORTED), 0);
+    assert_int_equal(store_replace_add(st, "b@example.com", STORE_KIND_USER), 0);  /* the last kind wins */
+    /* staging locks nothing: another handle writes meanwhile */
+    assert_int_equal(store_static_add(other, "postmaster@example.com"), 1);
+    assert_int_equal(store_replace_diff(st, &c), 0);
+    assert_int_equal(c.added, 0);
+    assert_int_equal(c.changed, 1);
+    assert_int_equal(c.kept, 1);
+    assert_int_equal(c.removed, 2);
+    assert_int_equal(store_replace_gone(st, gone_cb, gone, 10), 0);
+    assert_string_equal(gone, "c@example.com;d@example.com;");
+    gone[0] = 0;
+    assert_int_equal(store_replace_gone(st, gone_cb, gone, 1), 0);
+    assert_string_equal(gone, "c@example.com;");
+    assert_int_equal(store_replace_add(st, "e@example.com", STORE_KIND_IMPORTED), -1);   /* after the diff */
+    assert_int_equal(store_replace_commit(st, &c), 0);
+    assert_int_equal(c.removed, 2);
+    assert_int_equal(store_rcpt_get(st, "b@example.com", &r), 1);
+    assert_string_equal(r.kind, STORE_KIND_USER);
+    assert_int_equal(store_rcpt_get(st, "c@example.com", &r), 0);
+
+    /* refused while staging: nothing applied, the run recorded, the stage emptied */
+    assert_int_equal(store_replace_begin(st, "import", "import"), 0);
+    assert_int_equal(store_replace_add(st, "z@example.com", STORE_KIND_IMPORTED), 0);
+    assert_int_equal(store_replace_refuse(st, "refused", "test", NULL), 0);
+    assert_int_equal(store_rcpt_get(st, "z@example.com", &r), 0);
+    assert_int_equal(store_rcpt_get(st, "a@example.com", &r), 1);
+    /* aborted while staging: the same */
+    assert_int_equal(store_replace_begin(st, "import", "import"), 0);
+    assert_int_equal(store_replace_add(st, "y@example.com", STORE_KIND_IMPORTED), 0);
+    store_replace_abort(st);
+    /* and the next replacement starts from an empty stage */
+    assert_int_equal(store_replace_begin(st, "import", "import"), 0);
+    assert_int_equal(store_replace_add(st, "a@example.com", STORE_KIND_IMPORTED), 0);
+    assert_int_equal(store_replace_commit(st, &c), 0);
+    assert_int_equal(c.added, 0);
+    assert_int_equal(c.kept, 1);
+    assert_int_equal(c.removed, 1);
+    assert_int_equal(store_rcpt_get(st, "y@example.com", &r), 0);
+    assert_int_equal(store_rcpt_get(st, "z@example.com", &r), 0);
+    store_close(other);
+    store_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -594,6 +670,7 @@ int main(void)
         cmocka_unit_test_setup(test_replace_sources, setup),
         cmocka_unit_test_setup(test_replace_abort, setup),
         cmocka_unit_test_setup(test_replace_refuses, setup),
+        cmocka_unit_test_setup(test_replace_staged, setup),
         cmocka_unit_test_setup(test_stats, setup),
         cmocka_unit_test_setup(test_domains, setup),
         cmocka_unit_test_setup(test_static, setup),

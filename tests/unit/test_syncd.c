@@ -27,6 +27,7 @@
 #include <cmocka.h>
 
 #include "addr.h"
+#include "shrink.h"
 #include "cfg.h"
 #include "log.h"
 #include "params.h"
@@ -201,27 +202,6 @@ static void test_loopback(void **state)
     assert_false(source_uri_loopback("not a uri"));
 }
 
-static void test_key(void **state)
-{
-    char out[ADDR_KEY_SIZE];
-    char why[256];
-
-    assert_int_equal(source_key("Alice@Example.COM", 17, 0, out, why, sizeof(why)), 0);
-    assert_string_equal(out, "alice@example.com");
-    assert_int_equal(source_key(" bob@x.org \t", 12, 0, out, why, sizeof(why)), 0);
-    assert_string_equal(out, "bob@x.org");
-    assert_int_equal(source_key("@Example.COM", 12, 1, out, why, sizeof(why)), 0);
-    assert_string_equal(out, "@example.com");
-    assert_int_equal(source_key("@Example.COM", 12, 0, out, why, sizeof(why)), -1);
-    assert_int_equal(source_key("x@b\xc3\xbcro.example", 15, 0, out, why, sizeof(why)), 0);
-    assert_string_equal(out, "x@xn--bro-hoa.example");
-    assert_int_equal(source_key("bad@@x.org", 10, 0, out, why, sizeof(why)), -1);
-    assert_int_equal(source_key("nodomain", 8, 0, out, why, sizeof(why)), -1);
-    assert_int_equal(source_key("a%b@x.org", 9, 0, out, why, sizeof(why)), -1);
-    assert_int_equal(source_key("", 0, 0, out, why, sizeof(why)), -1);
-    assert_int_equal(source_key("@", 1, 1, out, why, sizeof(why)), -1);
-}
-
 /* The sink of the object tests: counts puts, keeps the last object's first address. */
 static int obj_puts;
 static char obj_first[ADDR_KEY_SIZE];
@@ -275,30 +255,30 @@ static void test_guard(void **state)
 
     memset(&c, 0, sizeof(c));
     c.added = 10;
-    assert_int_equal(sync_apply_guard(&c, 10, 10, 0, why, sizeof(why)), 0);    /* a new source */
-    assert_int_equal(sync_apply_guard(&c, 0, 10, 0, why, sizeof(why)), 0);     /* nothing to lose */
+    assert_int_equal(shrink_guard(&c, 10, "the pull", 10, 0, why, sizeof(why)), 0);    /* a new source */
+    assert_int_equal(shrink_guard(&c, 0, "the pull", 10, 0, why, sizeof(why)), 0);     /* nothing to lose */
     memset(&c, 0, sizeof(c));
     c.removed = 5;
-    assert_int_equal(sync_apply_guard(&c, 0, 100, 0, why, sizeof(why)), 1);    /* emptied */
+    assert_int_equal(shrink_guard(&c, 0, "the pull", 100, 0, why, sizeof(why)), 1);    /* emptied */
     assert_non_null(strstr(why, "no objects"));
     c.removed = 2;
     c.kept = 5;
-    assert_int_equal(sync_apply_guard(&c, 5, 10, 0, why, sizeof(why)), 1);     /* 2 of 7 */
+    assert_int_equal(shrink_guard(&c, 5, "the pull", 10, 0, why, sizeof(why)), 1);     /* 2 of 7 */
     assert_non_null(strstr(why, "2 of the source's 7"));
-    assert_int_equal(sync_apply_guard(&c, 5, 30, 0, why, sizeof(why)), 0);     /* 28.6% <= 30% */
+    assert_int_equal(shrink_guard(&c, 5, "the pull", 30, 0, why, sizeof(why)), 0);     /* 28.6% <= 30% */
     c.removed = 1;
     c.kept = 9;
-    assert_int_equal(sync_apply_guard(&c, 9, 10, 0, why, sizeof(why)), 0);     /* exactly 10% */
-    assert_int_equal(sync_apply_guard(&c, 9, 9, 0, why, sizeof(why)), 1);
+    assert_int_equal(shrink_guard(&c, 9, "the pull", 10, 0, why, sizeof(why)), 0);     /* exactly 10% */
+    assert_int_equal(shrink_guard(&c, 9, "the pull", 9, 0, why, sizeof(why)), 1);
     c.removed = 3;
     c.kept = 997;
-    assert_int_equal(sync_apply_guard(&c, 997, 10, 2, why, sizeof(why)), 1);   /* count limit */
+    assert_int_equal(shrink_guard(&c, 997, "the pull", 10, 2, why, sizeof(why)), 1);   /* count limit */
     assert_non_null(strstr(why, "max_remove_count"));
-    assert_int_equal(sync_apply_guard(&c, 997, 10, 3, why, sizeof(why)), 0);
+    assert_int_equal(shrink_guard(&c, 997, "the pull", 10, 3, why, sizeof(why)), 0);
     c.removed = 0;
     c.kept = 0;
     c.changed = 4;
-    assert_int_equal(sync_apply_guard(&c, 0, 10, 0, why, sizeof(why)), 1);     /* objects but none seen */
+    assert_int_equal(shrink_guard(&c, 0, "the pull", 10, 0, why, sizeof(why)), 1);     /* objects but none seen */
 }
 
 /* ------------------------------------------------------------ configuration */
@@ -454,7 +434,7 @@ static void script_close(SOURCE *src)
     free(src);
 }
 
-static const SOURCE_OPS script_ops = {"ldap", script_open, script_full, NULL, NULL, script_close};
+static const SOURCE_OPS script_ops = {.type = "ldap", .open = script_open, .full = script_full, .close = script_close};
 
 /* run - one scripted full sync; its status */
 static int run(STORE *st, const char *const *addrs, int fail, int force, SYNC_RESULT *res)
@@ -721,7 +701,6 @@ int main(void)
         cmocka_unit_test(test_shared_types),
         cmocka_unit_test(test_usn_since),
         cmocka_unit_test(test_loopback),
-        cmocka_unit_test(test_key),
         cmocka_unit_test(test_obj),
         cmocka_unit_test(test_guard),
         cmocka_unit_test(test_conf_good),
