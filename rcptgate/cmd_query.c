@@ -61,7 +61,7 @@ static int query_claims(STORE *st, const char *address)
 
     if (rc == 0 && q.n > 1) {
         for (size_t i = 0; i < q.n; i++)
-            printf("%s %s%s\n", q.v[i].holds ? "held by:  " : "claimed by:", q.text[i],
+            printf("%s%s%s\n", q.v[i].holds ? "holder:    " : "claimant:  ", q.text[i],
                    q.v[i].login ? "; its logins may send as it"
                    : q.v[i].holds ? "" : "; does not get it (nor its logins)");
     }
