@@ -193,6 +193,48 @@ static int delta_claims(STORE *st, SYNC_OBJ *o, long long now)
     return 0;
 }
 
+/* delta_fresh_add - address got its row from object o in this pull */
+static void delta_fresh_add(STORE_SYNC *y, const char *address, SYNC_OBJ *o)
+{
+    uint32_t *slot = store_sync_map_slot(&y->fresh_map, address);
+
+    if (*slot == 0) {
+        y->fresh[y->nfresh] = address;
+        *slot = (uint32_t) ++y->nfresh;
+    }
+    y->fresh_obj[*slot - 1] = o;
+}
+
+/*
+ * delta_fresh_take - o carries address, which holder got earlier in this
+ * same pull (nobody held it before): as a full pull would, the lower guid
+ * holds it, whatever the order the directory sent them in. 1 o took it
+ * (holder's claim recorded and told), 0 not (o claims it as usual), -1.
+ */
+static int delta_fresh_take(STORE *st, SYNC_OBJ *o, const char *address, long long holder,
+                            long long now)
+{
+    STORE_SYNC *y = st->sync;
+    uint32_t *slot = store_sync_map_slot(&y->fresh_map, address);
+    SYNC_OBJ *h;
+    char a[STORE_SYNC_OBJ_TEXT], b[STORE_SYNC_OBJ_TEXT];
+
+    if (*slot == 0 || (h = y->fresh_obj[*slot - 1])->id != holder || strcmp(o->guid, h->guid) >= 0)
+        return 0;
+    if (store_sync_write_rcpt(st, st->sstmt[SSTMT_RCPT_UPDATE], address, o, y->kinds[o->kind], now) < 0
+        || store_sync_claim(st, 0, address, o->id, now) < 0
+        || store_sync_claim(st, 1, address, h->id, now) < 0)
+        return -1;
+    y->fresh_obj[*slot - 1] = o;
+    log_warn("source %s: address collision: %s is held by %s and also claimed by %s, "
+             "which does not get it%s", y->run.source, address,
+             store_sync_obj_text(a, sizeof(a), y->run.source, o->dn, o->guid, o->id),
+             store_sync_obj_text(b, sizeof(b), y->run.source, h->dn, h->guid, h->id),
+             (h->flags & STORE_FLAG_INTERNAL_ONLY) && !(o->flags & STORE_FLAG_INTERNAL_ONLY)
+             ? "; the address stays restricted to internal senders, as the claimant is" : "");
+    return 1;
+}
+
 /*
  * delta_rcpts - make object o's recipient rows its addresses. An address
  * another object of the source holds stays with it: the first holder
@@ -255,6 +297,12 @@ static int delta_rcpts(STORE *st, SYNC_OBJ *o, long long now)
             if ((rc = delta_rcpt_holder(st, r.name, &holder)) < 0)
                 return -1;
             if (rc && holder != 0 && holder != o->id) {
+                int took = delta_fresh_take(st, o, r.name, holder, now);
+
+                if (took < 0)
+                    return -1;
+                if (took)
+                    continue;           /* from an object new to it in this pull */
                 /* Another object holds it: o only claims it (r.name lives in the arena). */
                 y->dclaims = store_sync_grow(y->dclaims, &y->capdclaims, y->ndclaims,
                                              sizeof(*y->dclaims), 16);
@@ -264,6 +312,9 @@ static int delta_rcpts(STORE *st, SYNC_OBJ *o, long long now)
                 continue;
             }
             op = rc ? SOP_UPDATE : SOP_INSERT;
+            delta_fresh_add(y, r.name, o);
+            if (op == SOP_INSERT && store_sync_cross(st, r.name, o) < 0)
+                return -1;
             if (op == SOP_INSERT)
                 y->counts.added++;
             else
@@ -529,7 +580,14 @@ static int delta_apply(STORE *st)
     STORE_SYNC *y = st->sync;
     long long now = store_now();
 
+    size_t naddr = 0;
+
     store_sync_index_guids(y, 0);
+    for (size_t i = 0; i < y->nobjs; i++)
+        naddr += y->objs[i].n_addr;
+    y->fresh = xmalloc((naddr ? naddr : 1) * sizeof(*y->fresh));
+    y->fresh_obj = xmalloc((naddr ? naddr : 1) * sizeof(*y->fresh_obj));
+    store_sync_map_init(&y->fresh_map, naddr, y->fresh, sizeof(*y->fresh), 0);
     for (size_t i = 0; i < y->nobjs; i++)
         if (y->objs[i].op != SOP_SKIP && delta_one(st, &y->objs[i], now) < 0)
             return -1;

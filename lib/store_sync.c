@@ -123,6 +123,10 @@ static const char *const store_ssql[SSTMT_COUNT] = {
         "(SELECT 1 FROM recipient r WHERE r.address = c.address AND r.object_id = ?1) "
         "ORDER BY c.address",
     [SSTMT_OBJ_BY_ID] = "SELECT guid, dn FROM object WHERE id = ?1",
+    [SSTMT_OTHER_OBJS] = "SELECT EXISTS (SELECT 1 FROM object WHERE source_id <> ?1)",
+    [SSTMT_OTHER_HOLDER] = "SELECT s.name, o.guid, o.dn, o.id, r.source_id < ?2 FROM recipient r "
+        "JOIN source s ON s.id = r.source_id JOIN object o ON o.id = r.object_id "
+        "WHERE r.address = ?1 AND r.source_id <> ?2 ORDER BY r.source_id LIMIT 1",
 };
 
 static int sync_fk_set(STORE *st, int on);
@@ -359,6 +363,9 @@ void store_sync_forget(STORE *st)
     free(y->claimants);
     free(y->dclaims);
     free(y->dholders);
+    free(y->fresh);
+    free(y->fresh_obj);
+    store_sync_map_free(&y->fresh_map);
     free(y);
     st->sync = NULL;
 }
@@ -384,6 +391,7 @@ int store_sync_start(STORE *st, const char *source, const char *type, int delta)
     y = xcalloc(1, sizeof(*y));
     store_bulk_run_init(&y->run, source, type, delta ? "incremental" : "full");
     y->delta = delta;
+    y->others = -1;
     st->sync = y;
     return 0;
 }
@@ -1210,6 +1218,55 @@ int store_sync_claim(STORE *st, int insert, const char *address, long long id, l
     return sqlite3_changes(st->db);
 }
 
+/*
+ * store_sync_cross - a new row of address for object o: an object of
+ * another source holding it too is a collision across sources. Each
+ * source keeps its row; lookups answer with the oldest source's, and only
+ * its object passes the sender-login check (store_login.c). Told once,
+ * by the pull that adds the second row. Asked only when another source
+ * has objects at all, so that a store of one directory pays nothing.
+ */
+int store_sync_cross(STORE *st, const char *address, const SYNC_OBJ *o)
+{
+    STORE_SYNC *y = st->sync;
+    sqlite3_stmt *s;
+    char a[STORE_SYNC_OBJ_TEXT], b[STORE_SYNC_OBJ_TEXT];
+    int rc;
+
+    if (y->others < 0) {
+        long long n = 0;
+
+        s = st->sstmt[SSTMT_OTHER_OBJS];
+        if (sqlite3_bind_int64(s, 1, y->run.source_id) != SQLITE_OK
+            || store_step_count(st, s, "reading objects", &n) < 0)
+            return -1;
+        y->others = n != 0;
+    }
+    if (!y->others)
+        return 0;
+    s = st->sstmt[SSTMT_OTHER_HOLDER];
+    if (sqlite3_bind_text(s, 1, address, -1, SQLITE_STATIC) != SQLITE_OK
+        || sqlite3_bind_int64(s, 2, y->run.source_id) != SQLITE_OK)
+        return store_fail(st, "reading recipients");
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        const char *other = store_text(s, 0);
+        int older = sqlite3_column_int(s, 4);
+
+        log_warn("source %s: address collision: %s is held by %s and also by %s; "
+                 "lookups and the sender-login check go to the %s, of the older source",
+                 y->run.source, address,
+                 store_sync_obj_text(a, sizeof(a), other, store_text(s, 2), store_text(s, 1),
+                                     sqlite3_column_int64(s, 3)),
+                 store_sync_obj_text(b, sizeof(b), y->run.source, o->dn, o->guid, o->id),
+                 older ? "first" : "second");
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return store_fail(st, "reading recipients");
+    return 0;
+}
+
 /* A claim a full pull wants: address, claimant (object index), holder (object index). */
 typedef struct sync_claim {
     const char *address;
@@ -1396,6 +1453,8 @@ static int sync_apply(STORE *st)
                 goto out;
             continue;
         }
+        if (store_sync_cross(st, k->s, o) < 0)
+            goto out;
         store_bulk_batch_text(b, k->s);
         store_bulk_batch_int(b, o->id);
         store_bulk_batch_text(b, y->kinds[o->kind]);

@@ -172,7 +172,12 @@ struct store_sync {
     const char **dclaims;               /* delta: one object's addresses held by another */
     long long *dholders;                /*   and who holds each */
     size_t ndclaims, capdclaims;
+    const char **fresh;                 /* delta: addresses given a row by this pull, */
+    SYNC_OBJ **fresh_obj;               /*   to which object, */
+    size_t nfresh;
+    SYNC_MAP fresh_map;                 /*   by address: the lowest guid among them holds */
     long long claims_added, claims_removed;
+    int others;                         /* other sources have objects: 1, 0, -1 not asked yet */
     STORE_COUNTS counts;                /* recipient addresses */
     long long o_added, o_changed, o_removed;
     long long l_added, l_removed, m_added, m_removed;
@@ -216,6 +221,8 @@ enum store_sstmt {
     SSTMT_CLAIM_BEST,
     SSTMT_CLAIM_HELD,
     SSTMT_OBJ_BY_ID,
+    SSTMT_OTHER_OBJS,
+    SSTMT_OTHER_HOLDER,
     SSTMT_COUNT
 };
 
@@ -279,6 +286,13 @@ const char *store_sync_obj_by_id(STORE *st, char *buf, size_t size, long long id
 
 /* store_sync_claim - add (insert 1) or drop (0) the claim of object id on address; rows changed or -1 */
 int store_sync_claim(STORE *st, int insert, const char *address, long long id, long long now);
+
+/*
+ * store_sync_cross - object o of the pull gets a new row of address: if
+ * an object of another source holds it too, log that collision (once:
+ * the row is new). 0 or -1.
+ */
+int store_sync_cross(STORE *st, const char *address, const SYNC_OBJ *o);
 
 /* store_sync_write_obj - insert (setting o->id) or update one object */
 int store_sync_write_obj(STORE *st, SYNC_OBJ *o, long long now);
