@@ -9,7 +9,9 @@
  * through the (source_id, guid), recipient_object, login_object and
  * member indexes, writing only rows that change. Group members resolve
  * after every object of the pull is written, so a group may come before
- * its new members; see delta_index_dns for how.
+ * its new members; see delta_index_dns for how. An address another object
+ * of the source holds is only claimed, and passes on when its holder lets
+ * go, by the rule a full pull applies (store_sync.h): see delta_rcpts.
  */
 #include "config.h"
 

@@ -1519,13 +1519,14 @@ int store_sync_finish(STORE *st, const char *cookie, const char *invocation_id, 
     clock_gettime(CLOCK_MONOTONIC, &t1);
     /* The caller logs one line per run; these details are for debugging. */
     snprintf(msg, sizeof(msg), "store %s: source %s: %s sync applied in %lld ms: recipients "
-             "+%lld ~%lld -%lld, objects +%lld ~%lld -%lld, logins +%lld -%lld, members +%lld -%lld",
+             "+%lld ~%lld -%lld, objects +%lld ~%lld -%lld, logins +%lld -%lld, members +%lld -%lld, "
+             "claims +%lld -%lld",
              st->path, y->run.source, y->run.mode,
              (long long) (t1.tv_sec - y->run.t0.tv_sec) * 1000
              + (t1.tv_nsec - y->run.t0.tv_nsec) / 1000000,
              y->counts.added, y->counts.changed, y->counts.removed,
              y->o_added, y->o_changed, y->o_removed,
-             y->l_added, y->l_removed, y->m_added, y->m_removed);
+             y->l_added, y->l_removed, y->m_added, y->m_removed, y->claims_added, y->claims_removed);
     log_debug("%s", msg);
     if (counts != NULL)
         *counts = y->counts;

@@ -48,8 +48,9 @@
  *    check, but its "internal senders only" flag still restricts the
  *    address (store_rcpt_get). When the holder lets go or goes, the
  *    claimant with the lowest guid (strcmp) takes it; of several objects
- *    claiming an address nobody held, the lowest guid in a full pull, the
- *    first put in an incremental one. A claim is logged once when it
+ *    of one pull claiming an address nobody held, the lowest guid, in
+ *    whatever order they were put. Across sources each keeps its row
+ *    (see store_claim_walk in store.h). A claim is logged once when it
  *    begins (a warning naming the address, both objects and the source)
  *    and once when it ends (a note), not at every pull;
  *  - counts are of recipient addresses of the source: added, changed
