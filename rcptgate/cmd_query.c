@@ -5,8 +5,9 @@
  * prints what decided: the rule, the matching entry with its kind,
  * source, directory object and when it was last seen, and the domain
  * entry with its next hop; when several directory objects carry the
- * address, which one holds it and which only claim it. Exit 0 found, 1 not found (or malformed), 2 the
- * store could not answer (its error on stderr).
+ * address, which one holds it and which only claim it. Exit 0 found, 1
+ * not found (or malformed), 2 the store could not answer (its error on
+ * stderr).
  */
 #include "config.h"
 
@@ -26,49 +27,45 @@
  * more than one row or object carries the address: a collision.
  */
 typedef struct query_claims {
-    STORE_CLAIM *v;
-    char **text;
+    char **line;
     size_t n;
 } QUERY_CLAIMS;
 
-/* query_claim_add - keep one holder or claimant for printing */
+/* query_claim_add - one holder or claimant as a line (c lives only during the call) */
 static int query_claim_add(const STORE_CLAIM *c, void *ctx)
 {
     QUERY_CLAIMS *q = ctx;
+    const char *label = c->holds ? "holder:    " : "claimant:  ";
+    const char *end = c->login ? "; its logins may send as it"
+        : c->holds ? "" : "; does not get it (nor its logins)";
     char when[64];
 
-    q->v = xrealloc(q->v, (q->n + 1) * sizeof(*q->v));
-    q->text = xrealloc(q->text, (q->n + 1) * sizeof(*q->text));
-    q->v[q->n] = *c;
+    q->line = xrealloc(q->line, (q->n + 1) * sizeof(*q->line));
     if (c->object_id == 0)
-        q->text[q->n] = xasprintf("source %s: a %s row of no directory object", c->source, c->kind);
+        q->line[q->n++] = xasprintf("%ssource %s: a %s row of no directory object%s", label,
+                                    c->source, c->kind, end);
     else
-        q->text[q->n] = xasprintf("source %s: %s%s%s(guid %s, object %lld), %s%s%s%s", c->source,
-                                  c->dn[0] ? "\"" : "", c->dn, c->dn[0] ? "\" " : "", c->guid,
-                                  c->object_id, c->kind,
-                                  c->flags & STORE_FLAG_INTERNAL_ONLY ? ", internal senders only" : "",
-                                  c->holds ? "" : ", since ",
-                                  c->holds ? "" : rcptgate_time(c->since, when, sizeof(when)));
-    q->n++;
+        q->line[q->n++] = xasprintf("%ssource %s: %s%s%s(guid %s, object %lld), %s%s%s%s%s", label,
+                                    c->source, c->dn[0] ? "\"" : "", c->dn, c->dn[0] ? "\" " : "",
+                                    c->guid, c->object_id, c->kind,
+                                    c->flags & STORE_FLAG_INTERNAL_ONLY ? ", internal senders only" : "",
+                                    c->holds ? "" : ", since ",
+                                    c->holds ? "" : rcptgate_time(c->since, when, sizeof(when)), end);
     return 0;
 }
 
 /* query_claims - print the holders and claimants of address when there is a collision; -1 store error */
 static int query_claims(STORE *st, const char *address)
 {
-    QUERY_CLAIMS q = {NULL, NULL, 0};
+    QUERY_CLAIMS q = {NULL, 0};
     int rc = store_claim_walk(st, address, query_claim_add, &q);
 
-    if (rc == 0 && q.n > 1) {
-        for (size_t i = 0; i < q.n; i++)
-            printf("%s%s%s\n", q.v[i].holds ? "holder:    " : "claimant:  ", q.text[i],
-                   q.v[i].login ? "; its logins may send as it"
-                   : q.v[i].holds ? "" : "; does not get it (nor its logins)");
+    for (size_t i = 0; i < q.n; i++) {
+        if (rc == 0 && q.n > 1)
+            printf("%s\n", q.line[i]);
+        free(q.line[i]);
     }
-    for (size_t i = 0; i < q.n; i++)
-        free(q.text[i]);
-    free(q.text);
-    free(q.v);
+    free(q.line);
     return rc;
 }
 

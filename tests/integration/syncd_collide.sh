@@ -12,7 +12,8 @@
 # pulls and once with incremental ones (uSNChanged, bumped by hand as a
 # DC would): the first holder keeps the address (`rcptgate query`), only
 # its login may send as it (store_login_owns, through tests/tools/rg_logins),
-# a restricted group keeps the address restricted whichever side it is on,
+# a restricted group keeps the address restricted whichever side it is on
+# (and an older static entry of it does not lift that),
 # syncd logs each collision once (not again at the next pull, nor when
 # the claimant changes otherwise), and when the holder lets go the
 # claimant takes it, which is logged too.
@@ -172,6 +173,14 @@ for mode in full incremental; do
     tl_like "$(cat "$T/query.out")" "flags: +internal senders only" "$mode: ... restricted"
     tl_is "$(owns "eve$p" "board$p@test.example")" 0 "$mode: Eve's login may not send as board$p@"
     tl_is "$(collisions)" 3 "$mode: three collisions, three lines"
+
+    # An older static entry of the address answers, but does not lift the restriction.
+    tl_admin static add "board$p@test.example" >/dev/null 2>&1
+    rg_query "board$p@test.example" >/dev/null
+    tl_like "$(cat "$T/query.out")" "source: +static" "$mode: a static entry of board$p@ answers the lookup"
+    tl_like "$(cat "$T/query.out")" "flags: +internal senders only" "$mode: ... and the address stays restricted"
+    tl_is "$(owns "eve$p" "board$p@test.example")" 0 "$mode: ... and Eve's login still may not send as it"
+    tl_admin static del "board$p@test.example" >/dev/null 2>&1
 
     # Once per collision: not at the next pull, nor when a claimant changes otherwise.
     USN=$((USN + 1))
