@@ -94,6 +94,18 @@ static int delta_rcpt_holder(STORE *st, const char *address, long long *holder)
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
+/* delta_fresh_add - address got a holder, o, in this pull (address must live until the commit) */
+static void delta_fresh_add(STORE_SYNC *y, const char *address, SYNC_OBJ *o)
+{
+    uint32_t *slot = store_sync_map_slot(&y->fresh_map, address);
+
+    if (*slot == 0) {
+        y->fresh[y->nfresh] = address;
+        *slot = (uint32_t) ++y->nfresh;
+    }
+    y->fresh_obj[*slot - 1] = o;
+}
+
 /*
  * delta_promote - address has just lost its holder (from, which let go
  * of it or went): the object of the source that claims it too with the
@@ -104,33 +116,38 @@ static int delta_promote(STORE *st, const char *address, const char *from, long 
 {
     STORE_SYNC *y = st->sync;
     sqlite3_stmt *s = st->sstmt[SSTMT_CLAIM_BEST];
-    SYNC_OBJ heir;
-    char kind[64], guid[256], dn[512], a[STORE_SYNC_OBJ_TEXT];
+    SYNC_OBJ *heir;
+    const char *kind = NULL;
+    char a[STORE_SYNC_OBJ_TEXT];
     int rc;
 
     if (sqlite3_bind_text(s, 1, address, -1, SQLITE_STATIC) != SQLITE_OK
         || sqlite3_bind_int64(s, 2, y->run.source_id) != SQLITE_OK)
         return store_fail(st, "reading claims");
     rc = sqlite3_step(s);
-    memset(&heir, 0, sizeof(heir));
+    /* In the arena: the fresh table (delta_fresh_take) keeps it until the commit. */
+    heir = store_bulk_alloc(&y->arena, sizeof(*heir));
+    memset(heir, 0, sizeof(*heir));
     if (rc == SQLITE_ROW) {
-        heir.id = sqlite3_column_int64(s, 0);
-        snprintf(kind, sizeof(kind), "%s", store_text(s, 1));
-        heir.flags = sqlite3_column_int(s, 2);
-        snprintf(guid, sizeof(guid), "%s", store_text(s, 3));
-        snprintf(dn, sizeof(dn), "%s", store_text(s, 4));
+        heir->id = sqlite3_column_int64(s, 0);
+        kind = store_bulk_strdup(&y->arena, store_text(s, 1));
+        heir->flags = sqlite3_column_int(s, 2);
+        heir->guid = store_bulk_strdup(&y->arena, store_text(s, 3));
+        heir->dn = store_bulk_strdup(&y->arena, store_text(s, 4));
     }
     sqlite3_reset(s);
     if (rc == SQLITE_DONE)
         return 0;
     if (rc != SQLITE_ROW)
         return store_fail(st, "reading claims");
-    if (store_sync_claim(st, 0, address, heir.id, now) < 0
-        || store_sync_write_rcpt(st, st->sstmt[SSTMT_RCPT_INSERT], address, &heir, kind, now) < 0)
+    if (store_sync_claim(st, 0, address, heir->id, now) < 0
+        || store_sync_write_rcpt(st, st->sstmt[SSTMT_RCPT_INSERT], address, heir, kind, now) < 0)
         return -1;
+    /* Its holder changed in this pull: a newcomer of a lower guid may still take it. */
+    delta_fresh_add(y, address, heir);
     log_info("source %s: address collision over: %s, claimed by %s, which holds it now: "
              "its holder %s let go of it", y->run.source, address,
-             store_sync_obj_text(a, sizeof(a), y->run.source, dn, guid, heir.id), from);
+             store_sync_obj_text(a, sizeof(a), y->run.source, heir->dn, heir->guid, heir->id), from);
     return 1;
 }
 
@@ -193,18 +210,6 @@ static int delta_claims(STORE *st, SYNC_OBJ *o, long long now)
                  ? "; the address stays restricted to internal senders, as the claimant is" : "");
     }
     return 0;
-}
-
-/* delta_fresh_add - address got its row from object o in this pull */
-static void delta_fresh_add(STORE_SYNC *y, const char *address, SYNC_OBJ *o)
-{
-    uint32_t *slot = store_sync_map_slot(&y->fresh_map, address);
-
-    if (*slot == 0) {
-        y->fresh[y->nfresh] = address;
-        *slot = (uint32_t) ++y->nfresh;
-    }
-    y->fresh_obj[*slot - 1] = o;
 }
 
 /*
@@ -581,15 +586,20 @@ static int delta_apply(STORE *st)
 {
     STORE_SYNC *y = st->sync;
     long long now = store_now();
-
-    size_t naddr = 0;
+    long long naddr = 0;
 
     store_sync_index_guids(y, 0);
+    /*
+     * Room in the fresh table: each address put gets a holder once, and
+     * each promotion uses up a claim, stored before or made by this pull.
+     */
+    if (store_step_count(st, st->sstmt[SSTMT_CLAIM_COUNT], "reading claims", &naddr) < 0)
+        return -1;
     for (size_t i = 0; i < y->nobjs; i++)
-        naddr += y->objs[i].n_addr;
-    y->fresh = xmalloc((naddr ? naddr : 1) * sizeof(*y->fresh));
-    y->fresh_obj = xmalloc((naddr ? naddr : 1) * sizeof(*y->fresh_obj));
-    store_sync_map_init(&y->fresh_map, naddr, y->fresh, sizeof(*y->fresh), 0);
+        naddr += 2 * (long long) y->objs[i].n_addr;
+    y->fresh = xmalloc((size_t) (naddr ? naddr : 1) * sizeof(*y->fresh));
+    y->fresh_obj = xmalloc((size_t) (naddr ? naddr : 1) * sizeof(*y->fresh_obj));
+    store_sync_map_init(&y->fresh_map, (size_t) naddr, y->fresh, sizeof(*y->fresh), 0);
     for (size_t i = 0; i < y->nobjs; i++)
         if (y->objs[i].op != SOP_SKIP && delta_one(st, &y->objs[i], now) < 0)
             return -1;

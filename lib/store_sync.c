@@ -123,6 +123,7 @@ static const char *const store_ssql[SSTMT_COUNT] = {
         "(SELECT 1 FROM recipient r WHERE r.address = c.address AND r.object_id = ?1) "
         "ORDER BY c.address",
     [SSTMT_OBJ_BY_ID] = "SELECT guid, dn FROM object WHERE id = ?1",
+    [SSTMT_CLAIM_COUNT] = "SELECT count(*) FROM claim",
     [SSTMT_OTHER_OBJS] = "SELECT EXISTS (SELECT 1 FROM object WHERE source_id <> ?1)",
     [SSTMT_OTHER_HOLDER] = "SELECT s.name, o.guid, o.dn, o.id, r.source_id < ?2 FROM recipient r "
         "JOIN source s ON s.id = r.source_id JOIN object o ON o.id = r.object_id "

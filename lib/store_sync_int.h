@@ -172,7 +172,7 @@ struct store_sync {
     const char **dclaims;               /* delta: one object's addresses held by another */
     long long *dholders;                /*   and who holds each */
     size_t ndclaims, capdclaims;
-    const char **fresh;                 /* delta: addresses given a row by this pull, */
+    const char **fresh;                 /* delta: addresses given a holder by this pull, */
     SYNC_OBJ **fresh_obj;               /*   to which object, */
     size_t nfresh;
     SYNC_MAP fresh_map;                 /*   by address: the lowest guid among them holds */
@@ -223,6 +223,7 @@ enum store_sstmt {
     SSTMT_OBJ_BY_ID,
     SSTMT_OTHER_OBJS,
     SSTMT_OTHER_HOLDER,
+    SSTMT_CLAIM_COUNT,
     SSTMT_COUNT
 };
 

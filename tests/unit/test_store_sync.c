@@ -1051,6 +1051,42 @@ static void test_collision_group_first(void **state)
 }
 
 /*
+ * The holder lets go of an address in the pull where a newcomer carries
+ * it: the claimants (an old one and the newcomer) are equal, the lowest
+ * guid takes it, in a full pull and in an incremental one in either order.
+ */
+static void test_collision_release(void **state)
+{
+    static const TOBJ before[] = {
+        {"g-9", "CN=Holder", STORE_KIND_USER, 0, {"x@example.com", "h@example.com"}, {"holder"}, {NULL}},
+        {"g-5", "CN=Old Claimant", STORE_KIND_USER, 0, {"x@example.com"}, {"old"}, {NULL}},
+    };
+    static const TOBJ after[] = {
+        {"g-9", "CN=Holder", STORE_KIND_USER, 0, {"h@example.com"}, {"holder"}, {NULL}},
+        before[1],
+        {"g-1", "CN=Newcomer", STORE_KIND_USER, 0, {"x@example.com"}, {"new"}, {NULL}},
+    };
+    const TOBJ reversed[] = {after[2], after[1], after[0]};
+
+    for (int i = 0; i < 3; i++) {
+        STORE *st;
+
+        snprintf(test_path, sizeof(test_path), "%s/store-%d.db", test_dir, ++test_seq);
+        st = open_new();
+        full(st, before, 1, NULL, NULL);
+        full(st, before, N(before), NULL, NULL);
+        assert_string_equal(holder(st, "x@example.com"), "g-9/0");
+        pull_state(st, i > 0, i == 2 ? reversed : after, N(after), before, N(before));
+        assert_string_equal(holder(st, "x@example.com"), "g-1/0");
+        assert_string_equal(claim_list(), "x@example.com<g-5");
+        assert_int_equal(store_login_owns(st, "new", "x@example.com"), 1);
+        assert_int_equal(store_login_owns(st, "old", "x@example.com"), 0);
+        assert_int_equal(store_login_owns(st, "holder", "x@example.com"), 0);
+        store_close(st);
+    }
+}
+
+/*
  * Two sources, one address: each keeps its row; lookups answer with the
  * older source's, whose object alone passes the sender-login check; the
  * newer source's restricted group still restricts it; told once.
@@ -1339,6 +1375,7 @@ int main(void)
         cmocka_unit_test_setup(test_delta_abort, setup),
         cmocka_unit_test_setup(test_collision_modes, setup),
         cmocka_unit_test_setup(test_collision_group_first, setup),
+        cmocka_unit_test_setup(test_collision_release, setup),
         cmocka_unit_test_setup(test_collision_sources, setup),
         cmocka_unit_test_setup(test_collision_migrate, setup),
         cmocka_unit_test_setup(test_age, setup),
