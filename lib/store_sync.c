@@ -646,6 +646,8 @@ static int sync_merge_objects(STORE *st, STORE_SYNC *y)
  * recipients, by address. A row is kept when its kind, flags and owning
  * object are what the pull says; a row of an object that is new (id 0
  * yet) or of an imported row (object_id NULL, -1 here) is never kept.
+ * An address several objects carry stays with the row's object when that
+ * object is one of them: the first holder keeps it.
  */
 static int sync_merge_addrs(STORE *st, STORE_SYNC *y)
 {
@@ -1285,6 +1287,14 @@ static int sync_claim_cmp(const void *x, const void *y)
     return d != 0 ? d : (p->id > q->id) - (p->id < q->id);
 }
 
+/* sync_claim_vs_row - a wanted claim against a stored one (SYNC_ROW: name, id), in scan order */
+static int sync_claim_vs_row(const SYNC_CLAIM *w, const SYNC_ROW *r)
+{
+    int d = strcmp(w->address, r->name);
+
+    return d != 0 ? d : (w->id > r->id) - (w->id < r->id);
+}
+
 /*
  * sync_apply_claims - make the source's claim rows the pull's losing
  * claims: every claimant of a collision but its holder. A claim new to
@@ -1337,11 +1347,9 @@ static int sync_apply_claims(STORE *st, long long now)
     }
     for (size_t i = 0; i <= y->nrows; i++) {
         const SYNC_ROW *r = i < y->nrows ? &y->rows[i] : NULL;
-        int d = 1;
 
         /* Wanted claims before this stored one are new. */
-        while (j < nwant && (r == NULL || (d = strcmp(want[j].address, r->name)) < 0
-                             || (d == 0 && want[j].id < r->id))) {
+        while (j < nwant && (r == NULL || sync_claim_vs_row(&want[j], r) < 0)) {
             const SYNC_CLAIM *w = &want[j++];
             const SYNC_OBJ *o = &y->objs[w->obj], *h = &y->objs[w->holder];
 
@@ -1353,18 +1361,17 @@ static int sync_apply_claims(STORE *st, long long now)
                      store_sync_obj_text(b, sizeof(b), y->run.source, o->dn, o->guid, o->id),
                      (o->flags & STORE_FLAG_INTERNAL_ONLY) && !(h->flags & STORE_FLAG_INTERNAL_ONLY)
                      ? "; the address stays restricted to internal senders, as the claimant is" : "");
-            d = 1;
         }
         if (r == NULL)
             break;
-        if (j < nwant && strcmp(want[j].address, r->name) == 0 && want[j].id == r->id) {
+        if (j < nwant && sync_claim_vs_row(&want[j], r) == 0) {
             j++;
             continue;                   /* told when it began */
         }
         /* A stored claim nobody wants any more: say why it ended. */
         {
             const SYNC_KEY *k = sync_addr_find(y, r->name);
-            const char *why = "no longer claims it, or went";
+            const char *why = "no longer carries it, or went";
 
             if (k != NULL && y->objs[k->a].id == r->id)
                 why = "holds it now: its holder let go of it";
