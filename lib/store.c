@@ -37,11 +37,17 @@ extern const int schema_version;
  * The recipient columns every reader of recipients selects, in the order
  * store_rcpt_fill() expects. last_seen: see store.h.
  */
-#define STORE_RCPT_COLUMNS \
+#define STORE_RCPT_COLUMNS_BUT_FLAGS \
     "r.address, r.kind, s.name, COALESCE(o.dn, ''), COALESCE(o.guid, ''), " \
-    "MAX(r.last_seen, COALESCE(s.last_success, 0)), r.flags " \
+    "MAX(r.last_seen, COALESCE(s.last_success, 0)), "
+#define STORE_RCPT_FROM \
     "FROM recipient r JOIN source s ON s.id = r.source_id " \
     "LEFT JOIN object o ON o.id = r.object_id "
+#define STORE_RCPT_COLUMNS STORE_RCPT_COLUMNS_BUT_FLAGS "r.flags " STORE_RCPT_FROM
+
+/* The flags one claimant's restriction puts on an address (STORE_FLAG_INTERNAL_ONLY), as SQL. */
+#define STORE_RESTRICTING "1"
+_Static_assert(STORE_FLAG_INTERNAL_ONLY == 1, "STORE_RESTRICTING is out of date");
 
 static void store_dom_free(STORE *st);
 
@@ -50,8 +56,17 @@ static const char *const store_sql[STMT_COUNT] = {
     [STMT_BEGIN] = "BEGIN",
     [STMT_BEGIN_IMMEDIATE] = "BEGIN IMMEDIATE",
     [STMT_COMMIT] = "COMMIT",
-    [STMT_RCPT_GET] = "SELECT " STORE_RCPT_COLUMNS
-        "WHERE r.address = ?1 ORDER BY r.source_id LIMIT 1",
+    /*
+     * The row of the oldest source answers, but a restriction of any row
+     * or claim of the address holds (see store.h): an older static or
+     * imported row, or a user holding a restricted group's address, must
+     * not lift it. Two more seeks by address, on the primary keys.
+     */
+    [STMT_RCPT_GET] = "SELECT " STORE_RCPT_COLUMNS_BUT_FLAGS
+        "r.flags | (SELECT COALESCE(MAX(x.flags & " STORE_RESTRICTING "), 0) FROM recipient x "
+        "WHERE x.address = ?1) | (SELECT COALESCE(MAX(co.flags & " STORE_RESTRICTING "), 0) "
+        "FROM claim c CROSS JOIN object co ON co.id = c.object_id WHERE c.address = ?1) "
+        STORE_RCPT_FROM "WHERE r.address = ?1 ORDER BY r.source_id LIMIT 1",
     [STMT_DOMAIN_GET] = "SELECT name, nexthop, subdomains FROM domain WHERE name = ?1",
     [STMT_DATA_VERSION] = "PRAGMA data_version",
     [STMT_DOMAIN_PUT] = "INSERT INTO domain (name, nexthop, subdomains, created) "

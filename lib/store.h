@@ -94,7 +94,10 @@ typedef struct store_rcpt {
 /*
  * store_rcpt_get - exact lookup of a normalised key. When several sources
  * hold the key, the oldest source wins (static first), so the answer is
- * stable. last_seen is the later of the row's own time (added or changed)
+ * stable; but flags carry the restriction (STORE_FLAG_INTERNAL_ONLY) of
+ * any row or claim of the key (see STORE_CLAIM), so that neither an older
+ * static or imported row nor a user holding a restricted group's address
+ * lifts it. last_seen is the later of the row's own time (added or changed)
  * and its source's last complete replace, which confirmed every row it
  * kept without rewriting them.
  */
@@ -119,6 +122,37 @@ int store_rcpt_walk(STORE *st, const char *source, int (*fn)(const STORE_RCPT *,
  * directory object, 0 no (including an unknown login), -1 store failure.
  */
 int store_login_owns(STORE *st, const char *login, const char *address);
+
+/*
+ * One object's (or row's) hold on an address, for `rcptgate query`.
+ * Within a source the first object to carry an address holds it while it
+ * carries it; another object of the source carrying it too only claims
+ * it: it gets neither the recipient row nor the sender-login check, but
+ * its restriction (STORE_FLAG_INTERNAL_ONLY) still holds the address.
+ * When the holder lets go (or goes), the claimant with the lowest guid
+ * takes the address; of several objects new to one pull, the lowest guid
+ * holds. Across sources, each has its row; lookups answer with the
+ * oldest source's (static first), and only the object of the oldest
+ * source's row with an object passes the sender-login check.
+ */
+typedef struct store_claim {
+    const char *source;
+    const char *kind;           /* the row's or the claiming object's kind */
+    const char *dn;             /* "" when none */
+    const char *guid;           /* "" for a row of no object (static, import) */
+    long long object_id;        /* 0 for a row of no object */
+    long long since;            /* holders: last_seen of the row; claims: first seen */
+    int flags;
+    int holds;                  /* 1 a recipient row (holds it in its source), 0 a claim */
+    int login;                  /* 1 this object's logins may send as the address */
+} STORE_CLAIM;
+
+/*
+ * store_claim_walk - the holders of address (source order), then the
+ * objects that only claim it; fn non-zero stops. The struct is valid
+ * during that call only. 0 or -1.
+ */
+int store_claim_walk(STORE *st, const char *address, int (*fn)(const STORE_CLAIM *, void *), void *ctx);
 
 /*
  * Replacing one source's recipients as one transaction (import): begin,

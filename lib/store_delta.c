@@ -9,11 +9,14 @@
  * through the (source_id, guid), recipient_object, login_object and
  * member indexes, writing only rows that change. Group members resolve
  * after every object of the pull is written, so a group may come before
- * its new members; see delta_index_dns for how.
+ * its new members; see delta_index_dns for how. An address another object
+ * of the source holds is only claimed, and passes on when its holder lets
+ * go, by the rule a full pull applies (store_sync.h): see delta_rcpts.
  */
 #include "config.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,38 +75,192 @@ static int delta_obj_get(STORE *st, SYNC_OBJ *o, int *differs)
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
-/* delta_rcpt_exists - whether the source has a row of address: 1, 0, -1 */
-static int delta_rcpt_exists(STORE *st, const char *address)
+/* delta_rcpt_holder - the source's row of address: 1 (*holder its object, 0 none), 0 no row, -1 */
+static int delta_rcpt_holder(STORE *st, const char *address, long long *holder)
 {
     sqlite3_stmt *s = st->sstmt[SSTMT_RCPT_GET];
     int rc;
 
+    *holder = 0;
     if (sqlite3_bind_text(s, 1, address, -1, SQLITE_STATIC) != SQLITE_OK
         || sqlite3_bind_int64(s, 2, st->sync->run.source_id) != SQLITE_OK)
         return store_fail(st, "looking up a recipient");
     rc = sqlite3_step(s);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    if (rc == SQLITE_ROW)
+        *holder = sqlite3_column_int64(s, 0);
+    else if (rc != SQLITE_DONE)
         store_fail(st, "looking up a recipient");
     sqlite3_reset(s);
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
+/* delta_fresh_add - address got a holder, o, in this pull (address must live until the commit) */
+static void delta_fresh_add(STORE_SYNC *y, const char *address, SYNC_OBJ *o)
+{
+    uint32_t *slot = store_sync_map_slot(&y->fresh_map, address);
+
+    if (*slot == 0) {
+        y->fresh[y->nfresh] = address;
+        *slot = (uint32_t) ++y->nfresh;
+    }
+    y->fresh_obj[*slot - 1] = o;
+}
+
+/*
+ * delta_promote - address has just lost its holder (from, which let go
+ * of it or went): the object of the source that claims it too with the
+ * lowest guid takes it, as a full pull would decide. 1 promoted, 0 none
+ * claims it, -1.
+ */
+static int delta_promote(STORE *st, const char *address, const char *from, long long now)
+{
+    STORE_SYNC *y = st->sync;
+    sqlite3_stmt *s = st->sstmt[SSTMT_CLAIM_BEST];
+    SYNC_OBJ *heir;
+    const char *kind = NULL;
+    char a[STORE_SYNC_OBJ_TEXT];
+    int rc;
+
+    if (sqlite3_bind_text(s, 1, address, -1, SQLITE_STATIC) != SQLITE_OK
+        || sqlite3_bind_int64(s, 2, y->run.source_id) != SQLITE_OK)
+        return store_fail(st, "reading claims");
+    rc = sqlite3_step(s);
+    /* In the arena: the fresh table (delta_fresh_take) keeps it until the commit. */
+    heir = store_bulk_alloc(&y->arena, sizeof(*heir));
+    memset(heir, 0, sizeof(*heir));
+    if (rc == SQLITE_ROW) {
+        heir->id = sqlite3_column_int64(s, 0);
+        kind = store_bulk_strdup(&y->arena, store_text(s, 1));
+        heir->flags = sqlite3_column_int(s, 2);
+        heir->guid = store_bulk_strdup(&y->arena, store_text(s, 3));
+        heir->dn = store_bulk_strdup(&y->arena, store_text(s, 4));
+    }
+    sqlite3_reset(s);
+    if (rc == SQLITE_DONE)
+        return 0;
+    if (rc != SQLITE_ROW)
+        return store_fail(st, "reading claims");
+    if (store_sync_claim(st, 0, address, heir->id, now) < 0
+        || store_sync_write_rcpt(st, st->sstmt[SSTMT_RCPT_INSERT], address, heir, kind, now) < 0)
+        return -1;
+    /* Its holder changed in this pull: a newcomer of a lower guid may still take it. */
+    delta_fresh_add(y, address, heir);
+    log_info("source %s: address collision over: %s, claimed by %s, which holds it now: "
+             "its holder %s let go of it", y->run.source, address,
+             store_sync_obj_text(a, sizeof(a), y->run.source, heir->dn, heir->guid, heir->id), from);
+    return 1;
+}
+
+/*
+ * delta_claims - make object o's claim rows y->dclaims: the addresses it
+ * carries that another object of the source holds. A new claim is told
+ * (once: while it lasts, later puts find its row); an old one that ends
+ * too, now that o holds the address or no longer carries it.
+ */
+static int delta_claims(STORE *st, SYNC_OBJ *o, long long now)
+{
+    STORE_SYNC *y = st->sync;
+    sqlite3_stmt *s = st->sstmt[SSTMT_CLAIM_OF];
+    char a[STORE_SYNC_OBJ_TEXT], b[STORE_SYNC_OBJ_TEXT];
+    size_t j = 0;
+    int rc;
+
+    y->nrows = 0;
+    if (sqlite3_bind_int64(s, 1, o->id) != SQLITE_OK)
+        return store_fail(st, "reading claims");
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *addr = store_text(s, 0);
+        int d = 1;
+
+        while (j < y->ndclaims && (d = strcmp(y->dclaims[j], addr)) < 0) {
+            store_sync_row_add(y, y->dholders[j], y->dclaims[j], SOP_INSERT);
+            j++;
+        }
+        if (j < y->ndclaims && d == 0)
+            j++;
+        else
+            store_sync_row_add(y, 0, addr, SOP_DELETE);
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return store_fail(st, "reading claims");
+    for (; j < y->ndclaims; j++)
+        store_sync_row_add(y, y->dholders[j], y->dclaims[j], SOP_INSERT);
+    for (size_t i = 0; i < y->nrows; i++) {
+        const SYNC_ROW *r = &y->rows[i];
+        long long holder = 0;
+
+        if (r->member == SOP_DELETE) {
+            if (store_sync_claim(st, 0, r->name, o->id, now) < 0
+                || delta_rcpt_holder(st, r->name, &holder) < 0)
+                return -1;
+            log_info("source %s: address collision over: %s, claimed by %s, which %s",
+                     y->run.source, r->name,
+                     store_sync_obj_text(a, sizeof(a), y->run.source, o->dn, o->guid, o->id),
+                     holder == o->id ? "holds it now" : "no longer claims it");
+            continue;
+        }
+        if (store_sync_claim(st, 1, r->name, o->id, now) < 0)
+            return -1;
+        store_sync_obj_by_id(st, b, sizeof(b), r->id);
+        log_warn("source %s: address collision: %s is held by %s and also claimed by %s, "
+                 "which does not get it%s", y->run.source, r->name, b,
+                 store_sync_obj_text(a, sizeof(a), y->run.source, o->dn, o->guid, o->id),
+                 (o->flags & STORE_FLAG_INTERNAL_ONLY)
+                 ? "; the address stays restricted to internal senders, as the claimant is" : "");
+    }
+    return 0;
+}
+
+/*
+ * delta_fresh_take - o carries address, which holder got earlier in this
+ * same pull (nobody held it before): as a full pull would, the lower guid
+ * holds it, whatever the order the directory sent them in. 1 o took it
+ * (holder's claim recorded and told), 0 not (o claims it as usual), -1.
+ */
+static int delta_fresh_take(STORE *st, SYNC_OBJ *o, const char *address, long long holder,
+                            long long now)
+{
+    STORE_SYNC *y = st->sync;
+    uint32_t *slot = store_sync_map_slot(&y->fresh_map, address);
+    SYNC_OBJ *h;
+    char a[STORE_SYNC_OBJ_TEXT], b[STORE_SYNC_OBJ_TEXT];
+
+    if (*slot == 0 || (h = y->fresh_obj[*slot - 1])->id != holder || strcmp(o->guid, h->guid) >= 0)
+        return 0;
+    if (store_sync_write_rcpt(st, st->sstmt[SSTMT_RCPT_UPDATE], address, o, y->kinds[o->kind], now) < 0
+        || store_sync_claim(st, 0, address, o->id, now) < 0
+        || store_sync_claim(st, 1, address, h->id, now) < 0)
+        return -1;
+    y->fresh_obj[*slot - 1] = o;
+    log_warn("source %s: address collision: %s is held by %s and also claimed by %s, "
+             "which does not get it%s", y->run.source, address,
+             store_sync_obj_text(a, sizeof(a), y->run.source, o->dn, o->guid, o->id),
+             store_sync_obj_text(b, sizeof(b), y->run.source, h->dn, h->guid, h->id),
+             (h->flags & STORE_FLAG_INTERNAL_ONLY) && !(o->flags & STORE_FLAG_INTERNAL_ONLY)
+             ? "; the address stays restricted to internal senders, as the claimant is" : "");
+    return 1;
+}
+
 /*
  * delta_rcpts - make object o's recipient rows its addresses. An address
- * another object of the source holds moves to o: the directory says o has
- * it now (the next full pull applies the lowest-guid rule to true
- * conflicts). Decisions are made while the object's rows are read, the
- * writes after (y->rows: name = address, member = enum sync_op).
+ * another object of the source holds stays with it: the first holder
+ * keeps an address while it carries it, and o's claim is recorded
+ * (delta_claims). An address o lets go of passes to the next claimant,
+ * if any (delta_promote). Decisions are made while the object's rows are
+ * read, the writes after (y->rows: name = address, member = enum sync_op).
  */
 static int delta_rcpts(STORE *st, SYNC_OBJ *o, long long now)
 {
     STORE_SYNC *y = st->sync;
     sqlite3_stmt *s = st->sstmt[SSTMT_RCPT_OF];
     const char *kind = y->kinds[o->kind];
+    char self[STORE_SYNC_OBJ_TEXT];
     uint32_t j = 0;
     int rc;
 
     y->nrows = 0;
+    y->ndclaims = 0;
     if (sqlite3_bind_int64(s, 1, o->id) != SQLITE_OK)
         return store_fail(st, "reading an object's recipients");
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
@@ -126,20 +283,45 @@ static int delta_rcpts(STORE *st, SYNC_OBJ *o, long long now)
     while (j < o->n_addr)
         store_sync_row_add(y, 0, o->list[j++], SOP_INSERT);
     for (size_t i = 0; i < y->nrows; i++) {
-        const SYNC_ROW *r = &y->rows[i];
-        int op = (int) r->member;
+        /* delta_promote and delta_claims reuse y->rows: copy the row first */
+        SYNC_ROW r = y->rows[i];
+        int op = (int) r.member;
+        long long holder;
 
         if (op == SOP_DELETE) {
-            if (store_sync_del_rcpt(st, r->name) < 0)
+            if (store_sync_del_rcpt(st, r.name) < 0
+                || (rc = delta_promote(st, r.name, store_sync_obj_text(self, sizeof(self), y->run.source,
+                                                                       o->dn, o->guid, o->id),
+                                       now)) < 0)
                 return -1;
-            y->counts.removed++;
+            if (rc)
+                y->counts.changed++;
+            else
+                y->counts.removed++;
             continue;
         }
         if (op == SOP_INSERT) {
-            /* Not o's: maybe another object's, which it leaves. */
-            if ((rc = delta_rcpt_exists(st, r->name)) < 0)
+            if ((rc = delta_rcpt_holder(st, r.name, &holder)) < 0)
                 return -1;
+            if (rc && holder != 0 && holder != o->id) {
+                int took = delta_fresh_take(st, o, r.name, holder, now);
+
+                if (took < 0)
+                    return -1;
+                if (took)
+                    continue;           /* from an object new to it in this pull */
+                /* Another object holds it: o only claims it (r.name lives in the arena). */
+                y->dclaims = store_sync_grow(y->dclaims, &y->capdclaims, y->ndclaims,
+                                             sizeof(*y->dclaims), 16);
+                y->dholders = xrealloc(y->dholders, y->capdclaims * sizeof(*y->dholders));
+                y->dclaims[y->ndclaims] = r.name;
+                y->dholders[y->ndclaims++] = holder;
+                continue;
+            }
             op = rc ? SOP_UPDATE : SOP_INSERT;
+            delta_fresh_add(y, r.name, o);
+            if (op == SOP_INSERT && store_sync_cross(st, r.name, o) < 0)
+                return -1;
             if (op == SOP_INSERT)
                 y->counts.added++;
             else
@@ -148,10 +330,10 @@ static int delta_rcpts(STORE *st, SYNC_OBJ *o, long long now)
             y->counts.changed++;
         }
         if (store_sync_write_rcpt(st, st->sstmt[op == SOP_INSERT ? SSTMT_RCPT_INSERT : SSTMT_RCPT_UPDATE],
-                                  r->name, o, kind, now) < 0)
+                                  r.name, o, kind, now) < 0)
             return -1;
     }
-    return 0;
+    return delta_claims(st, o, now);
 }
 
 /* delta_logins - make object o's login rows its logins */
@@ -317,26 +499,75 @@ static int delta_members(STORE *st, SYNC_OBJ *o)
     return 0;
 }
 
+/* delta_addr_list - append the addresses statement which (bound to id) returns to y->rows (member: which) */
+static int delta_addr_list(STORE *st, int which, long long id)
+{
+    STORE_SYNC *y = st->sync;
+    sqlite3_stmt *s = st->sstmt[which];
+    int rc;
+
+    if (sqlite3_bind_int64(s, 1, id) != SQLITE_OK)
+        return store_fail(st, "reading claims");
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+        store_sync_row_add(y, 0, store_text(s, 0), which);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : store_fail(st, "reading claims");
+}
+
+/*
+ * delta_del_obj - remove object o with all that is its. Its addresses
+ * that other objects claim pass to them (delta_promote); its own claims
+ * end, and are told.
+ */
+static int delta_del_obj(STORE *st, SYNC_OBJ *o, long long now)
+{
+    STORE_SYNC *y = st->sync;
+    char self[STORE_SYNC_OBJ_TEXT];
+    long long n;
+    int rc;
+
+    store_sync_obj_by_id(st, self, sizeof(self), o->id);
+    /* What it holds that others claim, and what it claims: both lists in y->rows. */
+    y->nrows = 0;
+    if (delta_addr_list(st, SSTMT_CLAIM_HELD, o->id) < 0 || delta_addr_list(st, SSTMT_CLAIM_OF, o->id) < 0)
+        return -1;
+    /* Recipients explicitly, to count them; the cascade takes the rest (claims too). */
+    if ((n = store_sync_del_id(st, SSTMT_RCPT_DEL_OBJ, o->id, "removing recipients")) < 0
+        || store_sync_del_id(st, SSTMT_OBJ_DELETE, o->id, "removing objects") < 0)
+        return -1;
+    y->counts.removed += n;
+    y->o_removed++;
+    for (size_t i = 0; i < y->nrows; i++) {
+        SYNC_ROW r = y->rows[i];
+
+        if (r.member == SSTMT_CLAIM_OF) {
+            log_info("source %s: address collision over: %s, claimed by %s, which went",
+                     y->run.source, r.name, self);
+            continue;
+        }
+        if ((rc = delta_promote(st, r.name, self, now)) < 0)
+            return -1;
+        if (rc) {
+            y->counts.removed--;
+            y->counts.changed++;
+        }
+    }
+    return 0;
+}
+
 /* delta_one - apply one operation: delete, or add/update an object with its addresses and logins */
 static int delta_one(STORE *st, SYNC_OBJ *o, long long now)
 {
     STORE_SYNC *y = st->sync;
     int differs = 0;
     int rc = delta_obj_get(st, o, &differs);
-    long long n;
 
     if (rc < 0)
         return -1;
     if (o->op == SOP_DELETE) {
         if (rc == 0)
             return 0;                   /* never had it, or already gone */
-        /* Recipients explicitly, to count them; the cascade takes the rest. */
-        if ((n = store_sync_del_id(st, SSTMT_RCPT_DEL_OBJ, o->id, "removing recipients")) < 0
-            || store_sync_del_id(st, SSTMT_OBJ_DELETE, o->id, "removing objects") < 0)
-            return -1;
-        y->counts.removed += n;
-        y->o_removed++;
-        return 0;
+        return delta_del_obj(st, o, now);
     }
     if (rc == 0 || differs) {
         o->op = rc == 0 ? SOP_INSERT : SOP_UPDATE;
@@ -355,8 +586,20 @@ static int delta_apply(STORE *st)
 {
     STORE_SYNC *y = st->sync;
     long long now = store_now();
+    long long naddr = 0;
 
     store_sync_index_guids(y, 0);
+    /*
+     * Room in the fresh table: each address put gets a holder once, and
+     * each promotion uses up a claim, stored before or made by this pull.
+     */
+    if (store_step_count(st, st->sstmt[SSTMT_CLAIM_COUNT], "reading claims", &naddr) < 0)
+        return -1;
+    for (size_t i = 0; i < y->nobjs; i++)
+        naddr += 2 * (long long) y->objs[i].n_addr;
+    y->fresh = xmalloc((size_t) (naddr ? naddr : 1) * sizeof(*y->fresh));
+    y->fresh_obj = xmalloc((size_t) (naddr ? naddr : 1) * sizeof(*y->fresh_obj));
+    store_sync_map_init(&y->fresh_map, (size_t) naddr, y->fresh, sizeof(*y->fresh), 0);
     for (size_t i = 0; i < y->nobjs; i++)
         if (y->objs[i].op != SOP_SKIP && delta_one(st, &y->objs[i], now) < 0)
             return -1;

@@ -17,6 +17,7 @@
  *      directory may hold only the userPrincipalName, whose suffix is
  *      usually the mail domain).
  *
+ * Only the address's holder passes: see store_login_sql.
  * A name the table knows decides alone: if "jdoe@a.example" is a login
  * of some object, a "jdoe" of another object is never consulted, so one
  * realm's user cannot borrow a namesake's addresses. Exact addresses
@@ -36,12 +37,18 @@
 
 /*
  * Column 0: does the login own the address; column 1: is the login
- * known at all. The recipient primary key finds the address's few rows,
- * the login primary key checks each.
+ * known at all. The address belongs to one object only, its holder: of
+ * the rows that have an object, the one of the oldest source (the order
+ * store_rcpt_get answers in). Within a source the row points at the
+ * object that held the address first; another object carrying it too
+ * only claims it (the claim table) and gets nothing here. The recipient
+ * primary key finds the address's few rows, the login primary key
+ * checks the holder.
  */
 static const char store_login_sql[] =
-    "SELECT EXISTS (SELECT 1 FROM recipient r JOIN login l ON l.object_id = r.object_id"
-    " WHERE r.address = ?2 AND l.name = ?1),"
+    "SELECT EXISTS (SELECT 1 FROM login l WHERE l.name = ?1 AND l.object_id ="
+    " (SELECT r.object_id FROM recipient r WHERE r.address = ?2 AND r.object_id IS NOT NULL"
+    " ORDER BY r.source_id LIMIT 1)),"
     " EXISTS (SELECT 1 FROM login WHERE name = ?1)";
 
 /* store_login_ask - 1 owns, 0 known but does not own, 2 unknown login, -1 error */

@@ -30,8 +30,10 @@
  * Member DNs are resolved, ASCII case-insensitively, against the DNs of
  * the objects of the same pull through a hash table; DNs that match
  * nothing (members that are not mail-enabled) are dropped. An address
- * claimed by two objects of the pull goes to the object with the lowest
- * guid, so the choice does not depend on the directory's order.
+ * carried by several objects stays with the object that holds it in the
+ * store; when none of them does, it goes to the lowest guid, so the
+ * choice does not depend on the directory's order. The others' claims
+ * are kept in the claim table (sync_apply_claims), and told once.
  *
  * An incremental pull is buffered the same way and applied at commit,
  * object by object with point statements; its member DNs are resolved
@@ -107,6 +109,25 @@ static const char *const store_ssql[SSTMT_COUNT] = {
     [SSTMT_LOGIN_DEL_OBJ] = "DELETE FROM login WHERE object_id = ?1",
     [SSTMT_MEMBER_DEL_GROUP] = "DELETE FROM member WHERE group_id = ?1",
     [SSTMT_MEMBER_DEL_MEMBER] = "DELETE FROM member WHERE member_id = ?1",
+    /* The claim table is small (collisions are rare): it drives its joins. */
+    [SSTMT_CLAIM_SCAN] = "SELECT c.address, c.object_id FROM claim c CROSS JOIN object o "
+        "ON o.id = c.object_id WHERE o.source_id = ?1 ORDER BY c.address, c.object_id",
+    [SSTMT_CLAIM_OF] = "SELECT address FROM claim WHERE object_id = ?1 ORDER BY address",
+    [SSTMT_CLAIM_INSERT] = "INSERT INTO claim (address, object_id, since) VALUES (?1, ?2, ?3) "
+        "ON CONFLICT DO NOTHING",
+    [SSTMT_CLAIM_DELETE] = "DELETE FROM claim WHERE address = ?1 AND object_id = ?2",
+    [SSTMT_CLAIM_DEL_OBJ] = "DELETE FROM claim WHERE object_id = ?1",
+    [SSTMT_CLAIM_BEST] = "SELECT o.id, o.kind, o.flags, o.guid, o.dn FROM claim c CROSS JOIN object o "
+        "ON o.id = c.object_id WHERE c.address = ?1 AND o.source_id = ?2 ORDER BY o.guid LIMIT 1",
+    [SSTMT_CLAIM_HELD] = "SELECT DISTINCT c.address FROM claim c WHERE EXISTS "
+        "(SELECT 1 FROM recipient r WHERE r.address = c.address AND r.object_id = ?1) "
+        "ORDER BY c.address",
+    [SSTMT_OBJ_BY_ID] = "SELECT guid, dn FROM object WHERE id = ?1",
+    [SSTMT_CLAIM_COUNT] = "SELECT count(*) FROM claim",
+    [SSTMT_OTHER_OBJS] = "SELECT EXISTS (SELECT 1 FROM object WHERE source_id <> ?1)",
+    [SSTMT_OTHER_HOLDER] = "SELECT s.name, o.guid, o.dn, o.id, r.source_id < ?2 FROM recipient r "
+        "JOIN source s ON s.id = r.source_id JOIN object o ON o.id = r.object_id "
+        "WHERE r.address = ?1 AND r.source_id <> ?2 ORDER BY r.source_id LIMIT 1",
 };
 
 static int sync_fk_set(STORE *st, int on);
@@ -339,6 +360,13 @@ void store_sync_forget(STORE *st)
     free(y->need);
     free(y->need_id);
     free(y->need_guid);
+    free(y->colls);
+    free(y->claimants);
+    free(y->dclaims);
+    free(y->dholders);
+    free(y->fresh);
+    free(y->fresh_obj);
+    store_sync_map_free(&y->fresh_map);
     free(y);
     st->sync = NULL;
 }
@@ -364,6 +392,7 @@ int store_sync_start(STORE *st, const char *source, const char *type, int delta)
     y = xcalloc(1, sizeof(*y));
     store_bulk_run_init(&y->run, source, type, delta ? "incremental" : "full");
     y->delta = delta;
+    y->others = -1;
     st->sync = y;
     return 0;
 }
@@ -468,13 +497,14 @@ int store_sync_put(STORE *st, const STORE_OBJECT *obj)
 
 /*
  * sync_sort_addrs - the wanted addresses in address order, one entry per
- * address; of an address claimed by several objects the one with the
- * lowest guid keeps it, whatever the order of the pull.
+ * address. An address claimed by several objects is recorded in colls,
+ * and goes for now to the claimant with the lowest guid, whatever the
+ * order of the pull; sync_merge_addrs gives it back to its holder in the
+ * store when that object still claims it.
  */
-static void sync_sort_addrs(STORE *st, STORE_SYNC *y)
+static void sync_sort_addrs(STORE_SYNC *y)
 {
     size_t n = 0, out = 0, i, j;
-    const char *example = NULL, *owner = NULL, *other = NULL;
 
     for (i = 0; i < y->nobjs; i++)
         n += y->objs[i].n_addr;
@@ -493,6 +523,7 @@ static void sync_sort_addrs(STORE *st, STORE_SYNC *y)
     }
     sync_sort_keys(y->addrs, n);
     out = 0;
+    y->ncolls = y->nclaimants = 0;
     for (i = 0; i < n; i = j) {
         size_t best = i;
 
@@ -500,19 +531,62 @@ static void sync_sort_addrs(STORE *st, STORE_SYNC *y)
         for (j = i + 1; j < n && sync_key_eq(&y->addrs[i], &y->addrs[j]); j++)
             if (strcmp(y->objs[y->addrs[j].a].guid, y->objs[y->addrs[best].a].guid) < 0)
                 best = j;
-        if (j - i > 1 && y->conflicts++ == 0) {
-            example = y->addrs[i].s;
-            owner = y->objs[y->addrs[best].a].guid;
-            other = y->objs[y->addrs[best == i ? i + 1 : i].a].guid;
+        if (j - i > 1) {
+            SYNC_COLL *c;
+
+            y->colls = store_sync_grow(y->colls, &y->capcolls, y->ncolls, sizeof(*y->colls), 16);
+            c = &y->colls[y->ncolls++];
+            c->address = y->addrs[i].s;
+            c->key = (uint32_t) out;
+            c->first = (uint32_t) y->nclaimants;
+            c->n = (uint32_t) (j - i);
+            for (size_t x = i; x < j; x++) {
+                y->claimants = store_sync_grow(y->claimants, &y->capclaimants, y->nclaimants,
+                                               sizeof(*y->claimants), 64);
+                y->claimants[y->nclaimants++] = y->addrs[x].a;
+            }
         }
         y->addrs[out++] = y->addrs[best];
     }
     y->naddrs = out;
-    if (y->conflicts > 0)
-        log_warn("store %s: source %s: %zu address%s claimed by more than one object; "
-                 "each stays with the object of the lowest guid (e.g. %s: %s, not %s)",
-                 st->path, y->run.source, y->conflicts, y->conflicts == 1 ? "" : "es",
-                 example, owner, other);
+}
+
+/* sync_addr_find - the entry of address in the pull's sorted, unique address list, or NULL */
+static const SYNC_KEY *sync_addr_find(const STORE_SYNC *y, const char *address)
+{
+    size_t lo = 0, hi = y->naddrs;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int d = strcmp(y->addrs[mid].s, address);
+
+        if (d == 0)
+            return &y->addrs[mid];
+        if (d < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+/* sync_coll_find - the collision record of address, or NULL */
+static const SYNC_COLL *sync_coll_find(const STORE_SYNC *y, const char *address)
+{
+    size_t lo = 0, hi = y->ncolls;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int d = strcmp(y->colls[mid].address, address);
+
+        if (d == 0)
+            return &y->colls[mid];
+        if (d < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
 }
 
 /*
@@ -572,6 +646,8 @@ static int sync_merge_objects(STORE *st, STORE_SYNC *y)
  * recipients, by address. A row is kept when its kind, flags and owning
  * object are what the pull says; a row of an object that is new (id 0
  * yet) or of an imported row (object_id NULL, -1 here) is never kept.
+ * An address several objects carry stays with the row's object when that
+ * object is one of them: the first holder keeps it.
  */
 static int sync_merge_addrs(STORE *st, STORE_SYNC *y)
 {
@@ -593,6 +669,16 @@ static int sync_merge_addrs(STORE *st, STORE_SYNC *y)
             SYNC_KEY *k = &y->addrs[i++];
             const SYNC_OBJ *o = &y->objs[k->a];
             long long owner = sqlite3_column_type(s, 1) == SQLITE_NULL ? -1 : sqlite3_column_int64(s, 1);
+            const SYNC_COLL *c;
+
+            /* The first holder keeps it while it claims it: another claim does not move it. */
+            if (o->id != owner && owner > 0 && (c = sync_coll_find(y, addr)) != NULL)
+                for (uint32_t x = 0; x < c->n; x++)
+                    if (y->objs[y->claimants[c->first + x]].id == owner) {
+                        k->a = y->claimants[c->first + x];
+                        o = &y->objs[k->a];
+                        break;
+                    }
 
             if (o->id != owner || strcmp(y->kinds[o->kind], store_text(s, 2)) != 0
                 || o->flags != sqlite3_column_int(s, 3)) {
@@ -636,7 +722,7 @@ static int sync_merge_addrs(STORE *st, STORE_SYNC *y)
  * the lock; otherwise the pull runs with foreign keys on, as before.
  * store_sync_forget switches them on again, after the transaction.
  */
-#define SYNC_FK_REFS "login.object_id:CASCADE member.group_id:CASCADE " \
+#define SYNC_FK_REFS "claim.object_id:CASCADE login.object_id:CASCADE member.group_id:CASCADE " \
     "member.member_id:CASCADE recipient.object_id:CASCADE"
 
 /* sync_fk_known - 1 if the references to object are SYNC_FK_REFS, 0 if not, -1 */
@@ -700,6 +786,7 @@ static int sync_del_obj(STORE *st, long long id)
 {
     static const int cascade[] = {
         SSTMT_RCPT_DEL_OBJ, SSTMT_LOGIN_DEL_OBJ, SSTMT_MEMBER_DEL_GROUP, SSTMT_MEMBER_DEL_MEMBER,
+        SSTMT_CLAIM_DEL_OBJ,
     };
 
     if (st->sync->fk_off)
@@ -722,7 +809,7 @@ static int sync_merge(STORE *st)
         return -1;
     store_bulk_lap(st, "locking", &t);
     store_sync_index_guids(y, 1);
-    sync_sort_addrs(st, y);
+    sync_sort_addrs(y);
     if (log_debug_enabled())
         log_debug("store %s: source %s: %zu objects, %zu addresses, %zu MB of strings",
                   st->path, y->run.source, y->nobjs, y->naddrs,
@@ -1091,6 +1178,217 @@ static int sync_apply_pairs(STORE *st, STORE_BATCH *b, uint8_t bit)
     return 0;
 }
 
+/* store_sync_obj_text - "dn" (guid G, object N) of source S, for the collision log lines */
+const char *store_sync_obj_text(char *buf, size_t size, const char *source, const char *dn,
+                                const char *guid, long long id)
+{
+    if (dn != NULL && *dn != 0)
+        snprintf(buf, size, "\"%.300s\" (guid %.100s, object %lld) of source %.100s", dn, guid, id,
+                 source);
+    else
+        snprintf(buf, size, "guid %.100s (object %lld) of source %.100s", guid, id, source);
+    return buf;
+}
+
+/* store_sync_obj_by_id - the object of id, as store_sync_obj_text (for a holder not in the pull) */
+const char *store_sync_obj_by_id(STORE *st, char *buf, size_t size, long long id)
+{
+    sqlite3_stmt *s = st->sstmt[SSTMT_OBJ_BY_ID];
+
+    if (sqlite3_bind_int64(s, 1, id) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+        store_sync_obj_text(buf, size, st->sync->run.source, store_text(s, 1), store_text(s, 0), id);
+    else
+        snprintf(buf, size, "object %lld of source %.100s", id, st->sync->run.source);
+    sqlite3_reset(s);
+    return buf;
+}
+
+/* store_sync_claim - add (insert 1) or drop (0) the claim of object id on address; rows changed or -1 */
+int store_sync_claim(STORE *st, int insert, const char *address, long long id, long long now)
+{
+    sqlite3_stmt *s = st->sstmt[insert ? SSTMT_CLAIM_INSERT : SSTMT_CLAIM_DELETE];
+
+    if (sqlite3_bind_text(s, 1, address, -1, SQLITE_STATIC) != SQLITE_OK
+        || sqlite3_bind_int64(s, 2, id) != SQLITE_OK
+        || (insert && sqlite3_bind_int64(s, 3, now) != SQLITE_OK))
+        return store_fail(st, "storing claims");
+    if (store_step_done(st, s, "storing claims") < 0)
+        return -1;
+    if (insert)
+        st->sync->claims_added += sqlite3_changes(st->db);
+    else
+        st->sync->claims_removed += sqlite3_changes(st->db);
+    return sqlite3_changes(st->db);
+}
+
+/*
+ * store_sync_cross - a new row of address for object o: an object of
+ * another source holding it too is a collision across sources. Each
+ * source keeps its row; lookups answer with the oldest source's, and only
+ * its object passes the sender-login check (store_login.c). Told once,
+ * by the pull that adds the second row. Asked only when another source
+ * has objects at all, so that a store of one directory pays nothing.
+ */
+int store_sync_cross(STORE *st, const char *address, const SYNC_OBJ *o)
+{
+    STORE_SYNC *y = st->sync;
+    sqlite3_stmt *s;
+    char a[STORE_SYNC_OBJ_TEXT], b[STORE_SYNC_OBJ_TEXT];
+    int rc;
+
+    if (y->others < 0) {
+        long long n = 0;
+
+        s = st->sstmt[SSTMT_OTHER_OBJS];
+        if (sqlite3_bind_int64(s, 1, y->run.source_id) != SQLITE_OK
+            || store_step_count(st, s, "reading objects", &n) < 0)
+            return -1;
+        y->others = n != 0;
+    }
+    if (!y->others)
+        return 0;
+    s = st->sstmt[SSTMT_OTHER_HOLDER];
+    if (sqlite3_bind_text(s, 1, address, -1, SQLITE_STATIC) != SQLITE_OK
+        || sqlite3_bind_int64(s, 2, y->run.source_id) != SQLITE_OK)
+        return store_fail(st, "reading recipients");
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        const char *other = store_text(s, 0);
+        int older = sqlite3_column_int(s, 4);
+
+        log_warn("source %s: address collision: %s is held by %s and also by %s; "
+                 "lookups and the sender-login check go to the %s, of the older source",
+                 y->run.source, address,
+                 store_sync_obj_text(a, sizeof(a), other, store_text(s, 2), store_text(s, 1),
+                                     sqlite3_column_int64(s, 3)),
+                 store_sync_obj_text(b, sizeof(b), y->run.source, o->dn, o->guid, o->id),
+                 older ? "first" : "second");
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return store_fail(st, "reading recipients");
+    return 0;
+}
+
+/* A claim a full pull wants: address, claimant (object index), holder (object index). */
+typedef struct sync_claim {
+    const char *address;
+    long long id;
+    uint32_t obj, holder;
+} SYNC_CLAIM;
+
+/* sync_claim_cmp - order of the claim table's scan: address, then object id */
+static int sync_claim_cmp(const void *x, const void *y)
+{
+    const SYNC_CLAIM *p = x;
+    const SYNC_CLAIM *q = y;
+    int d = strcmp(p->address, q->address);
+
+    return d != 0 ? d : (p->id > q->id) - (p->id < q->id);
+}
+
+/* sync_claim_vs_row - a wanted claim against a stored one (SYNC_ROW: name, id), in scan order */
+static int sync_claim_vs_row(const SYNC_CLAIM *w, const SYNC_ROW *r)
+{
+    int d = strcmp(w->address, r->name);
+
+    return d != 0 ? d : (w->id > r->id) - (w->id < r->id);
+}
+
+/*
+ * sync_apply_claims - make the source's claim rows the pull's losing
+ * claims: every claimant of a collision but its holder. A claim new to
+ * the store is a collision syncd has not told of yet: one warning each,
+ * naming both objects. A claim that ends is told once too: its object
+ * let go of the address, went, or now holds it (its holder let go).
+ * Runs after the objects (ids) and recipients are written, before
+ * removed objects go (their claims end here, and are told).
+ */
+static int sync_apply_claims(STORE *st, long long now)
+{
+    STORE_SYNC *y = st->sync;
+    sqlite3_stmt *s = st->sstmt[SSTMT_CLAIM_SCAN];
+    SYNC_CLAIM *want = NULL;
+    size_t nwant = 0, j = 0;
+    char a[STORE_SYNC_OBJ_TEXT], b[STORE_SYNC_OBJ_TEXT];
+    int rc;
+
+    for (size_t i = 0; i < y->ncolls; i++) {
+        const SYNC_COLL *c = &y->colls[i];
+        uint32_t holder = y->addrs[c->key].a;
+
+        for (uint32_t x = 0; x < c->n; x++) {
+            uint32_t obj = y->claimants[c->first + x];
+
+            if (obj == holder)
+                continue;
+            if (nwant == 0)
+                want = xmalloc((y->nclaimants ? y->nclaimants : 1) * sizeof(*want));
+            want[nwant].address = c->address;
+            want[nwant].id = y->objs[obj].id;
+            want[nwant].obj = obj;
+            want[nwant++].holder = holder;
+        }
+    }
+    if (nwant > 1)
+        qsort(want, nwant, sizeof(*want), sync_claim_cmp);
+    /* The stored claims are read whole first: the writes below must not disturb the scan. */
+    y->nrows = 0;
+    if (sqlite3_bind_int64(s, 1, y->run.source_id) != SQLITE_OK) {
+        free(want);
+        return store_fail(st, "reading claims");
+    }
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+        store_sync_row_add(y, sqlite3_column_int64(s, 1), store_text(s, 0), 0);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) {
+        free(want);
+        return store_fail(st, "reading claims");
+    }
+    for (size_t i = 0; i <= y->nrows; i++) {
+        const SYNC_ROW *r = i < y->nrows ? &y->rows[i] : NULL;
+
+        /* Wanted claims before this stored one are new. */
+        while (j < nwant && (r == NULL || sync_claim_vs_row(&want[j], r) < 0)) {
+            const SYNC_CLAIM *w = &want[j++];
+            const SYNC_OBJ *o = &y->objs[w->obj], *h = &y->objs[w->holder];
+
+            if (store_sync_claim(st, 1, w->address, o->id, now) < 0)
+                goto fail;
+            log_warn("source %s: address collision: %s is held by %s and also claimed by %s, "
+                     "which does not get it%s", y->run.source, w->address,
+                     store_sync_obj_text(a, sizeof(a), y->run.source, h->dn, h->guid, h->id),
+                     store_sync_obj_text(b, sizeof(b), y->run.source, o->dn, o->guid, o->id),
+                     (o->flags & STORE_FLAG_INTERNAL_ONLY) && !(h->flags & STORE_FLAG_INTERNAL_ONLY)
+                     ? "; the address stays restricted to internal senders, as the claimant is" : "");
+        }
+        if (r == NULL)
+            break;
+        if (j < nwant && sync_claim_vs_row(&want[j], r) == 0) {
+            j++;
+            continue;                   /* told when it began */
+        }
+        /* A stored claim nobody wants any more: say why it ended. */
+        {
+            const SYNC_KEY *k = sync_addr_find(y, r->name);
+            const char *why = "no longer carries it, or went";
+
+            if (k != NULL && y->objs[k->a].id == r->id)
+                why = "holds it now: its holder let go of it";
+            if (store_sync_claim(st, 0, r->name, r->id, now) < 0)
+                goto fail;
+            log_info("source %s: address collision over: %s, claimed by %s, which %s",
+                     y->run.source, r->name, store_sync_obj_by_id(st, a, sizeof(a), r->id), why);
+        }
+    }
+    y->nrows = 0;
+    free(want);
+    return 0;
+fail:
+    free(want);
+    return -1;
+}
+
 /* sync_apply - write the differences of a full pull */
 static int sync_apply(STORE *st)
 {
@@ -1163,6 +1461,8 @@ static int sync_apply(STORE *st)
                 goto out;
             continue;
         }
+        if (store_sync_cross(st, k->s, o) < 0)
+            goto out;
         store_bulk_batch_text(b, k->s);
         store_bulk_batch_int(b, o->id);
         store_bulk_batch_text(b, y->kinds[o->kind]);
@@ -1174,6 +1474,8 @@ static int sync_apply(STORE *st)
         goto out;
     store_bulk_batch_free(b);
     store_bulk_lap(st, "writing recipients", &t);
+    if (sync_apply_claims(st, now) < 0)
+        goto out;
     /* Their addresses are gone or moved; the cascade takes logins and memberships. */
     for (size_t i = 0; i < y->ngone_objs; i++)
         if (sync_del_obj(st, y->gone_objs[i]) < 0)
@@ -1225,13 +1527,14 @@ int store_sync_finish(STORE *st, const char *cookie, const char *invocation_id, 
     clock_gettime(CLOCK_MONOTONIC, &t1);
     /* The caller logs one line per run; these details are for debugging. */
     snprintf(msg, sizeof(msg), "store %s: source %s: %s sync applied in %lld ms: recipients "
-             "+%lld ~%lld -%lld, objects +%lld ~%lld -%lld, logins +%lld -%lld, members +%lld -%lld",
+             "+%lld ~%lld -%lld, objects +%lld ~%lld -%lld, logins +%lld -%lld, members +%lld -%lld, "
+             "claims +%lld -%lld",
              st->path, y->run.source, y->run.mode,
              (long long) (t1.tv_sec - y->run.t0.tv_sec) * 1000
              + (t1.tv_nsec - y->run.t0.tv_nsec) / 1000000,
              y->counts.added, y->counts.changed, y->counts.removed,
              y->o_added, y->o_changed, y->o_removed,
-             y->l_added, y->l_removed, y->m_added, y->m_removed);
+             y->l_added, y->l_removed, y->m_added, y->m_removed, y->claims_added, y->claims_removed);
     log_debug("%s", msg);
     if (counts != NULL)
         *counts = y->counts;

@@ -41,10 +41,18 @@
  *    not mail-enabled, or of another source) are dropped, not remembered:
  *    a group's nested groups are stored as direct members and readers
  *    resolve nesting;
- *  - an address claimed by two objects of one full pull goes to the
- *    object with the lowest guid (strcmp), whatever the order of the pull,
- *    with one warning per commit; in an incremental pull the object put
- *    (the latest news) takes it from another;
+ *  - one address, two objects of the source (full and incremental pulls
+ *    alike): the object that holds it in the store keeps it while it
+ *    carries it; another object carrying it only claims it (a claim row):
+ *    it gets neither the recipient row nor, through it, the sender-login
+ *    check, but its "internal senders only" flag still restricts the
+ *    address (store_rcpt_get). When the holder lets go or goes, the
+ *    claimant with the lowest guid (strcmp) takes it; of several objects
+ *    of one pull claiming an address nobody held, the lowest guid, in
+ *    whatever order they were put. Across sources each keeps its row
+ *    (see store_claim_walk in store.h). A claim is logged once when it
+ *    begins (a warning naming the address, both objects and the source)
+ *    and once when it ends (a note), not at every pull;
  *  - counts are of recipient addresses of the source: added, changed
  *    (kind, flags or owning object changed; a DN change alone is not a
  *    recipient change), removed, kept (full pulls only);

@@ -117,6 +117,16 @@ typedef struct sync_row {
  * is the string pointer at base + i * stride: the guid or DN field of
  * the object array, or an array of strings.
  */
+/*
+ * An address several objects of a full pull claim: its entry in the
+ * address list (key), and the claimants, object indexes into claimants[].
+ */
+typedef struct sync_coll {
+    const char *address;
+    uint32_t key;                       /* index into addrs: who holds it */
+    uint32_t first, n;                  /* claimants[first .. first + n) */
+} SYNC_COLL;
+
 typedef struct sync_map {
     uint32_t *slot;                     /* index + 1; 0 empty */
     size_t mask;
@@ -155,7 +165,19 @@ struct store_sync {
     long long *need_id;                 /*   their object ids (0: none) */
     const char **need_guid;             /*   and guids (the lowest wins) */
     size_t nneed, capneed;
-    size_t conflicts;                   /* addresses claimed by several objects */
+    SYNC_COLL *colls;                   /* full: addresses claimed by several objects, sorted */
+    size_t ncolls, capcolls;
+    uint32_t *claimants;                /*   their claimants (object indexes) */
+    size_t nclaimants, capclaimants;
+    const char **dclaims;               /* delta: one object's addresses held by another */
+    long long *dholders;                /*   and who holds each */
+    size_t ndclaims, capdclaims;
+    const char **fresh;                 /* delta: addresses given a holder by this pull, */
+    SYNC_OBJ **fresh_obj;               /*   to which object, */
+    size_t nfresh;
+    SYNC_MAP fresh_map;                 /*   by address: the lowest guid among them holds */
+    long long claims_added, claims_removed;
+    int others;                         /* other sources have objects: 1, 0, -1 not asked yet */
     STORE_COUNTS counts;                /* recipient addresses */
     long long o_added, o_changed, o_removed;
     long long l_added, l_removed, m_added, m_removed;
@@ -191,6 +213,17 @@ enum store_sstmt {
     SSTMT_LOGIN_DEL_OBJ,
     SSTMT_MEMBER_DEL_GROUP,
     SSTMT_MEMBER_DEL_MEMBER,
+    SSTMT_CLAIM_SCAN,
+    SSTMT_CLAIM_OF,
+    SSTMT_CLAIM_INSERT,
+    SSTMT_CLAIM_DELETE,
+    SSTMT_CLAIM_DEL_OBJ,
+    SSTMT_CLAIM_BEST,
+    SSTMT_CLAIM_HELD,
+    SSTMT_OBJ_BY_ID,
+    SSTMT_OTHER_OBJS,
+    SSTMT_OTHER_HOLDER,
+    SSTMT_CLAIM_COUNT,
     SSTMT_COUNT
 };
 
@@ -240,6 +273,27 @@ int store_sync_add(STORE *st, const STORE_OBJECT *obj, const char *guid, int op)
 
 /* store_sync_forget - forget a sync in progress: roll back what is open, free */
 void store_sync_forget(STORE *st);
+
+/*
+ * store_sync_obj_text - "dn" (guid G, object N) of source S, for the
+ * collision log lines; into buf, which is returned
+ */
+#define STORE_SYNC_OBJ_TEXT 768          /* room for store_sync_obj_text, never truncated */
+const char *store_sync_obj_text(char *buf, size_t size, const char *source, const char *dn,
+                                const char *guid, long long id);
+
+/* store_sync_obj_by_id - the guid and dn of object id into buf (as store_sync_obj_text) */
+const char *store_sync_obj_by_id(STORE *st, char *buf, size_t size, long long id);
+
+/* store_sync_claim - add (insert 1) or drop (0) the claim of object id on address; rows changed or -1 */
+int store_sync_claim(STORE *st, int insert, const char *address, long long id, long long now);
+
+/*
+ * store_sync_cross - object o of the pull gets a new row of address: if
+ * an object of another source holds it too, log that collision (once:
+ * the row is new). 0 or -1.
+ */
+int store_sync_cross(STORE *st, const char *address, const SYNC_OBJ *o);
 
 /* store_sync_write_obj - insert (setting o->id) or update one object */
 int store_sync_write_obj(STORE *st, SYNC_OBJ *o, long long now);

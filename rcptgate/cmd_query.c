@@ -4,17 +4,70 @@
  * Asks the same rule engine lookupd and smtpd ask (check_rcpt()), and
  * prints what decided: the rule, the matching entry with its kind,
  * source, directory object and when it was last seen, and the domain
- * entry with its next hop. Exit 0 found, 1 not found (or malformed), 2 the
- * store could not answer (its error on stderr).
+ * entry with its next hop; when several directory objects carry the
+ * address, which one holds it and which only claim it. Exit 0 found, 1
+ * not found (or malformed), 2 the store could not answer (its error on
+ * stderr).
  */
 #include "config.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
 #include "params.h"
 #include "rcptgate.h"
+#include "xalloc.h"
+
+/*
+ * Who holds the address, and who else claims it: one line per recipient
+ * row (each source's holder) and per claim (an object of a source whose
+ * address another object of that source held first). Printed only when
+ * more than one row or object carries the address: a collision.
+ */
+typedef struct query_claims {
+    char **line;
+    size_t n;
+} QUERY_CLAIMS;
+
+/* query_claim_add - one holder or claimant as a line (c lives only during the call) */
+static int query_claim_add(const STORE_CLAIM *c, void *ctx)
+{
+    QUERY_CLAIMS *q = ctx;
+    const char *label = c->holds ? "holder:    " : "claimant:  ";
+    const char *end = c->login ? "; its logins may send as it"
+        : c->holds ? "" : "; does not get it (nor its logins)";
+    char when[64];
+
+    q->line = xrealloc(q->line, (q->n + 1) * sizeof(*q->line));
+    if (c->object_id == 0)
+        q->line[q->n++] = xasprintf("%ssource %s: a %s row of no directory object%s", label,
+                                    c->source, c->kind, end);
+    else
+        q->line[q->n++] = xasprintf("%ssource %s: %s%s%s(guid %s, object %lld), %s%s%s%s%s", label,
+                                    c->source, c->dn[0] ? "\"" : "", c->dn, c->dn[0] ? "\" " : "",
+                                    c->guid, c->object_id, c->kind,
+                                    c->flags & STORE_FLAG_INTERNAL_ONLY ? ", internal senders only" : "",
+                                    c->holds ? "" : ", since ",
+                                    c->holds ? "" : rcptgate_time(c->since, when, sizeof(when)), end);
+    return 0;
+}
+
+/* query_claims - print the holders and claimants of address when there is a collision; -1 store error */
+static int query_claims(STORE *st, const char *address)
+{
+    QUERY_CLAIMS q = {NULL, 0};
+    int rc = store_claim_walk(st, address, query_claim_add, &q);
+
+    for (size_t i = 0; i < q.n; i++) {
+        if (rc == 0 && q.n > 1)
+            printf("%s\n", q.line[i]);
+        free(q.line[i]);
+    }
+    free(q.line);
+    return rc;
+}
 
 /* cmd_query - rcptgate query ADDRESS */
 int cmd_query(int argc, char **argv)
@@ -22,7 +75,7 @@ int cmd_query(int argc, char **argv)
     CHECK_OPTS opts;
     CHECK_WHY why;
     STORE *st;
-    char when[64];
+    char when[64], key[ADDR_KEY_SIZE + 2];
     int rc;
 
     if (argc != 2) {
@@ -54,6 +107,10 @@ int cmd_query(int argc, char **argv)
         if (why.rcpt.flags & STORE_FLAG_INTERNAL_ONLY)
             printf("flags:     internal senders only\n");
         printf("last seen: %s\n", rcptgate_time(why.rcpt.last_seen, when, sizeof(when)));
+        /* why.rcpt's strings live in the store's buffers: copy the key before asking again */
+        snprintf(key, sizeof(key), "%s", why.rcpt.address);
+        if (query_claims(st, key) < 0)
+            rc = -1;
     }
     if (why.domain[0]) {
         printf("domain:    %s\n", why.domain);
