@@ -1003,9 +1003,10 @@ int rules_check(const RULES_INPUT *in, RULES_RESULT *out)
     int rc;
 
     rules_result_clear(out, rcpt);
-    if (in->store == NULL || store_read_begin(in->store) < 0) {
+    if (in->store == NULL || (!in->in_read && store_read_begin(in->store) < 0)) {
         log_warn("RCPT check for <%s>: %s", rcpt, in->store ? store_error(in->store) : "the store is not open");
-        store_read_end(in->store);
+        if (!in->in_read)
+            store_read_end(in->store);
         out->code = 451;
         out->rule = "store_failure";
         snprintf(out->text, sizeof(out->text), "451 4.3.0 <%.*s>: Temporary lookup failure", ADDR_PATH_MAX, rcpt);
@@ -1019,7 +1020,8 @@ int rules_check(const RULES_INPUT *in, RULES_RESULT *out)
         && (in->helo == NULL || (rc = rules_helo(x)) == 0)
         && (in->sender == NULL || (rc = rules_sender(x)) == 0))
         rc = rules_recipient(x);
-    store_read_end(in->store);
+    if (!in->in_read)
+        store_read_end(in->store);
     free(x);
     if (rc == 0) {
         out->code = 0;

@@ -78,6 +78,7 @@ typedef struct rules_hooks {
 /* One transaction, as a front end saw it. Strings are not kept. */
 struct rules_input {
     STORE *store;               /* read-only; NULL: every rule that needs it defers */
+    int in_read;                /* the caller holds a read transaction: rules neither begin nor end one */
     const char *client_addr;    /* "192.0.2.1", "2001:db8::1" */
     const char *client_name;    /* verified name; NULL or "" is "unknown" */
     const char *helo;           /* HELO/EHLO argument; NULL: none (its rules are skipped) */
