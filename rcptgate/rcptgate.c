@@ -27,6 +27,7 @@
 #include "params.h"
 #include "paths.h"
 #include "rcptgate.h"
+#include "rules.h"
 #include "smtpd_params.h"
 
 int rcptgate_verbose;
@@ -65,6 +66,8 @@ int rcptgate_usage(void)
 {
     fputs("usage: rcptgate [-c FILE] [-f] [-n] [-v] SUBCOMMAND [ARGS]\n"
           "  query ADDRESS                      the verdict for ADDRESS, and why\n"
+          "  query [--client ADDR] [--helo NAME] [--sender ADDR] [--login USER] ADDRESS\n"
+          "                                     a whole transaction: the verdict and the rule\n"
           "  import [--source NAME] [--allow-empty] FILE\n"
           "                                     replace a source's recipients with a map file\n"
           "  domain add DOMAIN [NEXTHOP] [--subdomains]\n"
@@ -280,6 +283,14 @@ int main(int argc, char **argv)
         return RG_EX_CONFIG;
     }
     if (check_only) {
+        char err[512];
+
+        /* [rules]: mynetworks (and its files) and the access lists must parse */
+        if (rules_init(err, sizeof(err)) < 0) {
+            rcptgate_error("%s: %s", conf, err);
+            return RG_EX_CONFIG;
+        }
+        rules_free();
         if (rcptgate_users(conf) != 0) {
             rcptgate_error("%s: configuration errors", conf);
             return RG_EX_CONFIG;
