@@ -144,6 +144,29 @@ tl_is "$(req RCPT bob@example.com | ask)" "action=550 5.1.1 No such person here"
 tl_stop_lookupd
 tl_ok $? "lookupd stopped with status 0"
 
+# mynetworks and the rules are [rules]' keys, smtpd's and ours alike; the old
+# [smtpd] spelling is still read (with a warning), here too.
+cp "$CONF" "$T/base.conf"
+printf '\n[smtpd]\nmynetworks = 192.0.2.0/24\n' >> "$CONF"
+tl_start_lookupd
+tl_wait_socket "$POLICY"
+tl_is "$(req RCPT bob@foreign.test | ask)" "action=DUNNO" "[smtpd] mynetworks (old spelling) is read: the client may relay"
+tl_like "$(cat "$T/lookupd.log")" "mynetworks has moved from \[smtpd\] to \[rules\]" "and a warning says it moved"
+tl_stop_lookupd
+printf '\n[rules]\nmynetworks = 127.0.0.0/8\n' >> "$CONF"
+"$RG_LOOKUPD" -c "$CONF" -n > "$T/n.out" 2>&1
+tl_is "$?" 78 "mynetworks in [rules] and in [smtpd]: lookupd -n exits 78"
+tl_like "$(cat "$T/n.out")" 'is set in \[rules\] .* and in \[smtpd\]' "and says which to keep"
+cp "$T/base.conf" "$CONF"
+printf '\n[rules]\nmynetworks = 192.0.2.0/24\nreject_forged_sender = off\n' >> "$CONF"
+tl_start_lookupd
+tl_wait_socket "$POLICY"
+tl_is "$(req RCPT bob@foreign.test | ask)" "action=DUNNO" "[rules] mynetworks: the client may relay"
+tl_is "$(CLIENT=198.51.100.1 req RCPT bob@foreign.test | ask)" "action=554 5.7.1 Relay access denied" \
+    "[rules] mynetworks: another client may not"
+tl_stop_lookupd
+cp "$T/base.conf" "$CONF"
+
 # Postfix's own prefix in reject_text would be said twice: a configuration error.
 sed 's/^reject_text = .*/reject_text = Recipient address rejected: User unknown/' "$CONF" > "$T/prefix.conf"
 "$RG_LOOKUPD" -c "$T/prefix.conf" -n > "$T/n.out" 2>&1
