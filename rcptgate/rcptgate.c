@@ -77,7 +77,7 @@ int rcptgate_usage(void)
           "                                     store, lookupd and smtpd figures (or as metrics)\n"
           "  export [--source NAME]             recipients as a Postfix map file\n"
           "  access add TYPE KEY ACTION [TEXT] | access del TYPE KEY | access list [TYPE]\n"
-          "                                     rcptgate-smtpd's access lists in the store\n"
+          "                                     the access lists in the store (smtpd, policy service)\n"
           "  check [-w AGE] [-c AGE] [-t TIMEOUT] [-d DOMAIN] [--no-lookupd] [--no-smtpd] [--no-sync]\n"
           "                                     monitoring plugin: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN\n"
           "  -c FILE  configuration (default " RG_SYSCONFDIR "/rcptgate/rcptgate.conf)\n"
