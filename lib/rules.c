@@ -466,6 +466,9 @@ static void rules_warn_log(const RULES_INPUT *in, const RULES_RESULT *r)
 
 /* rules_vset - the reply: code, text and the rule that decided */
 static int rules_vset(RULES_RESULT *r, int code, const char *rule, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
+
+static int rules_vset(RULES_RESULT *r, int code, const char *rule, const char *fmt, va_list ap)
 {
     r->code = code;
     r->rule = rule;
