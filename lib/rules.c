@@ -927,7 +927,7 @@ static int rules_recipient(RULES_CTX *x)
     /* Sender-specified routing is never relayed, for anyone (and never warn-only). */
     if (rc == ADDR_ERR_ROUTE || rc == ADDR_ERR_PERCENT || rc == ADDR_ERR_BANG || rc == ADDR_ERR_MULTI_AT
         || (rc == ADDR_OK && (a.is_literal || strpbrk(a.local, "@%!") != NULL)))
-        return rules_set(x, 554, "relay_control", "554 5.7.1 %s: Relay access denied", what);
+        return rules_set(x, 554, "open_relay_form", "554 5.7.1 %s: Relay access denied", what);
     if (rc != ADDR_OK || a.is_null)
         return rules_set(x, 501, "address_syntax", "501 5.1.3 Bad recipient address syntax");
     snprintf(out->address, sizeof(out->address), "%s", a.key);
@@ -947,8 +947,12 @@ static int rules_recipient(RULES_CTX *x)
         log_warn("domain lookup for %s: %s", what, store_error(in->store));
         return rules_set(x, 451, "store_failure", "451 4.3.0 %s: Temporary lookup failure", what);
     }
-    if (!ours && !rules_privileged(in))
-        return rules_set(x, 554, "relay_control", "554 5.7.1 %s: Relay access denied", what);
+    if (!ours && !rules_privileged(in)) {
+        if (!in->relay_elsewhere)
+            return rules_set(x, 554, "relay_control", "554 5.7.1 %s: Relay access denied", what);
+        out->rule = "relay_control";    /* not ours to judge: see rules_check() */
+        return 0;
+    }
     out->ours = ours;
     snprintf(out->nexthop, sizeof(out->nexthop), "%s", ours ? why.nexthop : "");
 
@@ -1030,7 +1034,9 @@ int rules_check(const RULES_INPUT *in, RULES_RESULT *out)
         out->code = 0;
         out->text[0] = 0;
         out->harvest = 0;
-        out->rule = "accept";
+        /* "relay_control" stays: a domain not ours, left to the front end in front */
+        if (strcmp(out->rule, "relay_control") != 0)
+            out->rule = "accept";
     }
     return out->code;
 }

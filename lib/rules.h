@@ -86,6 +86,12 @@ struct rules_input {
     const char *rcpt;           /* the recipient as given, without brackets */
     const char *login;          /* SASL login; NULL: not authenticated */
     int trusted;                /* client in mynetworks (rules_trusted()) */
+    /*
+     * relaying is decided in front of us (Postfix's reject_unauth_destination,
+     * which knows its own local and virtual domains too): a domain not ours
+     * is let through (rule "relay_control", code 0) instead of refused
+     */
+    int relay_elsewhere;
     const char *myhostname;     /* our host name, for the forged HELO rule; NULL: none */
     const char *queue_id;       /* for log lines; NULL is NOQUEUE */
     const char *proto;          /* "ESMTP" or "SMTP", for log lines */
@@ -113,8 +119,9 @@ int rules_trusted_sa(const struct sockaddr *sa);
  * rules_check - every rule for one recipient, in Postfix's order: client
  * access (then hooks->client), HELO, sender (hooks->sender), relay
  * control, recipient access, recipient checks. Reads one store snapshot.
- * Returns out->code: 0 accepted (out->address, nexthop, ours filled),
- * 4xx or 5xx refused.
+ * Returns out->code: 0 accepted (out->address, nexthop, ours filled;
+ * out->rule "relay_control" when a domain not ours was left to
+ * relay_elsewhere), 4xx or 5xx refused.
  */
 int rules_check(const RULES_INPUT *in, RULES_RESULT *out);
 

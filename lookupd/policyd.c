@@ -16,15 +16,19 @@
  *   sasl_username       authenticated: the sender must be the login's own
  *                       (reject_sender_login_mismatch), and the client
  *                       may relay and skips the heuristics
- *   recipient           relay control, recipient access list, unknown
- *                       user, "internal senders only" groups
+ *   recipient           the open-relay address forms, recipient access
+ *                       list, unknown user, "internal senders only" groups
  *
  * What smtpd adds and this service does not (Postfix sends no DNS
  * answers): DNSBL, RHSBL, the unknown sender domain; Postfix's own
- * reject_rbl_client and reject_unknown_sender_domain do those. Answers:
+ * reject_rbl_client and reject_unknown_sender_domain do those. Relaying
+ * is Postfix's to decide: it knows its own local and virtual domains
+ * (postmaster@ the gateway itself), which the store does not, and its
+ * reject_unauth_destination refuses the rest with the very reply smtpd
+ * gives ("554 5.7.1 <rcpt>: Relay access denied"). Answers:
  *
- *   accepted, or not at RCPT              action=DUNNO (Postfix's other
- *                                         restrictions still apply)
+ *   accepted, not at RCPT, or a domain    action=DUNNO (Postfix's other
+ *   not ours                              restrictions still apply)
  *   refused                               action=CODE X.Y.Z TEXT
  *   store failure                         action=451 4.3.0 Temporary lookup failure
  *   a request type other than
@@ -167,6 +171,8 @@ static int policyd_decide(LOOKUPD_CONN *conn, const POLICYD_REQ *req, char *acti
     in.sender = req->sender.p ? policyd_str(&req->sender, sender, sizeof(sender), 0) : NULL;
     in.login = policyd_str(&req->login, login, sizeof(login), 1);
     in.trusted = rules_trusted(in.client_addr);
+    /* Postfix's reject_unauth_destination decides relaying: it knows its own local and virtual domains */
+    in.relay_elsewhere = 1;
     in.myhostname = policyd_str(&req->hostname, host, sizeof(host), 1);
     if (in.myhostname == NULL && gethostname(host, sizeof(host) - 1) == 0) {
         host[sizeof(host) - 1] = 0;

@@ -4,7 +4,9 @@
  * Judges one transaction (client, HELO, sender, login, recipient) with
  * the rules smtpd and lookupd's policy service apply (lib/rules.c), from
  * the same [rules] settings, and prints the verdict, the reply each front
- * end gives and the rule that decided. The rules that need DNS answers
+ * end gives and the rule that decided. The verdict is smtpd's; the policy
+ * service differs in one place only, a domain not ours, which it leaves
+ * to Postfix's own relay control (DUNNO). The rules that need DNS answers
  * (DNSBL, RHSBL, unknown sender domain) are smtpd's only and not asked
  * here. Without --client the client is an outsider with no address.
  * Exit 0 accepted, 1 refused (5xx), 2 deferred (4xx: a store failure or
@@ -124,7 +126,9 @@ int cmd_query_rules(int argc, char **argv)
             printf("next hop:  %s\n", res.nexthop[0] ? res.nexthop : "(default)");
     } else {
         /* as lookupd answers: [lookupd] reject_text is the text of its 550 5.1.1 */
-        if (strcmp(res.rule, "reject_unknown_recipient") == 0 && *var_lookupd_reject_text)
+        if (strcmp(res.rule, "relay_control") == 0)
+            snprintf(policy, sizeof(policy), "DUNNO");
+        else if (strcmp(res.rule, "reject_unknown_recipient") == 0 && *var_lookupd_reject_text)
             snprintf(policy, sizeof(policy), "%d 5.1.1 %s", res.code, var_lookupd_reject_text);
         else
             rules_policy_text(&res, rcpt, policy, sizeof(policy));
@@ -132,6 +136,9 @@ int cmd_query_rules(int argc, char **argv)
         printf("rule:      %s\n", res.rule);
         printf("smtpd:     %s\n", res.text);
         printf("policy:    action=%s\n", policy);
+        if (strcmp(res.rule, "relay_control") == 0)
+            printf("note:      the policy service leaves relaying to Postfix's reject_unauth_destination,"
+                   " which gives the same 554 5.7.1\n");
     }
     if (st != NULL && strcmp(res.rule, "store_failure") == 0 && *store_error(st))
         rcptgate_error("store %s: %s", var_store_path, store_error(st));

@@ -15,6 +15,10 @@
 #   - the policy action is query's "policy:" line, and, for a recipient
 #     refusal, reads after Postfix's own "<rcpt>: Recipient address
 #     rejected: " byte for byte as smtpd's reply.
+# The policy service differs in one verdict, by design: a domain not ours
+# (rule relay_control) is DUNNO there, left to Postfix's
+# reject_unauth_destination, which knows its own local and virtual domains
+# and refuses the rest with smtpd's very reply.
 # A front end that never answered gives "no answer": a failure.
 # RG_GOLDEN_WRITE=1 rewrites the .ref from query's answers (review it).
 . "$top_srcdir/tests/lib/testlib.sh"
@@ -179,7 +183,12 @@ while IFS= read -r line; do
     short=$(printf '%s' "$line" | sed 's/client=//; s/ helo=[^ ]*//; s/sender=//; s/rcpt=//' | cut -c1-70)
 
     tl_is "$(verdict "$s_reply") | $s_reply" "$want_verdict | $want_text" "smtpd:  $short"
-    tl_is "$(verdict "${p_action:-}")" "$want_verdict" "policy: $short"
+    # relaying is Postfix's own (reject_unauth_destination: the same 554 5.7.1 <rcpt>: Relay access denied)
+    p_want=$want_verdict
+    case $want in
+        *" relay_control | "*) p_want=accept ;;
+    esac
+    tl_is "$(verdict "${p_action:-}")" "$p_want" "policy: $short"
     if [ "$p_action" = DUNNO ]; then
         p_show=DUNNO
     else
