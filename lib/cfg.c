@@ -41,8 +41,21 @@
  * does not own; a name not listed here is a typo and an error.
  */
 static const char *const cfg_known_sections[] = {
-    "store", "address", "log", "lookupd", "syncd", "smtpd", NULL,
+    "store", "address", "log", "rules", "lookupd", "syncd", "smtpd", NULL,
 };
+
+/*
+ * Sections whose keys moved to another: [rules] holds what was [smtpd]'s
+ * (the rules every front end shares). A program that owns the new
+ * section still reads such a key in its old one, and says so once.
+ */
+static const struct {
+    const char *from, *to;
+} cfg_moved[] = {
+    {"smtpd", "rules"},
+    {NULL, NULL},
+};
+static int cfg_moved_warned;            /* the warning is given once per process */
 static const char *const cfg_known_families[] = {
     "source", NULL,             /* [source NAME] */
 };
@@ -196,6 +209,30 @@ static const CFG_PARAM *cfg_find_param(const CFG_SECTION *s, const char *name)
     for (const CFG_PARAM *p = s->params; p->name; p++)
         if (strcmp(p->name, name) == 0)
             return p;
+    return NULL;
+}
+
+/*
+ * cfg_moved_param - for a key in its old section (not one the section
+ * still has, if owned), the parameter of the owned section it moved to;
+ * *to names that section. NULL if the key did not move.
+ */
+static const CFG_PARAM *cfg_moved_param(const CFG_SECTION *sections, const char *section,
+                                        const char *key, const char **to)
+{
+    const CFG_SECTION *old = cfg_find_section(sections, section), *s;
+    const CFG_PARAM *p;
+
+    if (old != NULL && cfg_find_param(old, key) != NULL)
+        return NULL;
+    for (int i = 0; cfg_moved[i].from; i++) {
+        if (strcmp(cfg_moved[i].from, section) != 0 || (s = cfg_find_section(sections, cfg_moved[i].to)) == NULL)
+            continue;
+        if ((p = cfg_find_param(s, key)) != NULL) {
+            *to = s->name;
+            return p;
+        }
+    }
     return NULL;
 }
 
@@ -536,6 +573,8 @@ static void cfg_build_family(CFG_PARSE *cp, const CFG_FAMILY *f, int install)
 static void cfg_check(CFG_PARSE *cp, const CFG_SECTION *sections, const CFG_FAMILY *families)
 {
     char err[512];
+    const char *to;
+    int moved = 0;
 
     for (size_t i = 0; i < cp->count; i++) {
         CFG_ENTRY *e = &cp->entries[i];
@@ -556,6 +595,21 @@ static void cfg_check(CFG_PARSE *cp, const CFG_SECTION *sections, const CFG_FAMI
                 cfg_check_duplicate(cp, i, p);
             continue;
         }
+        if ((p = cfg_moved_param(sections, e->section, e->key, &to)) != NULL) {
+            /* the old spelling: read as the new one, unless the new one is there too */
+            for (size_t j = 0; j < cp->count; j++)
+                if (strcmp(cp->entries[j].section, to) == 0 && strcmp(cp->entries[j].key, e->key) == 0) {
+                    cfg_error(cp, e->line, "\"%s\" is set in [%s] (line %d) and in [%s], its old place:"
+                              " keep the one in [%s]", e->key, to, cp->entries[j].line, e->section, to);
+                    break;
+                }
+            cfg_check_duplicate(cp, i, p);
+            if (cfg_value(p, e->value, 0, NULL, err, sizeof(err)) < 0)
+                cfg_error(cp, e->line, "[%s] %s", e->section, err);
+            else if (!cfg_moved_warned)
+                moved++;
+            continue;
+        }
         if ((s = cfg_find_section(sections, e->section)) == NULL) {
             /* Report an unknown section once, at its first key. */
             if (!cfg_section_known(e->section)
@@ -570,6 +624,16 @@ static void cfg_check(CFG_PARSE *cp, const CFG_SECTION *sections, const CFG_FAMI
         cfg_check_duplicate(cp, i, p);
         if (cfg_value(p, e->value, 0, NULL, err, sizeof(err)) < 0)
             cfg_error(cp, e->line, "[%s] %s", e->section, err);
+    }
+    /* Keys in their old section: once per process, each named with its line. */
+    if (moved > 0 && cp->errors == 0) {
+        for (size_t i = 0; i < cp->count; i++)
+            if (cfg_moved_param(sections, cp->entries[i].section, cp->entries[i].key, &to) != NULL)
+                log_warn("%s:%d: %s has moved from [%s] to [%s], where every front end reads it;"
+                         " it is still read in [%s], but write it in [%s]",
+                         cp->path, cp->entries[i].line, cp->entries[i].key, cp->entries[i].section, to,
+                         cp->entries[i].section, to);
+        cfg_moved_warned = 1;
     }
     /* Required keys. */
     for (const CFG_SECTION *s = sections; s->name; s++) {
@@ -753,6 +817,10 @@ int cfg_load_families(const char *path, const CFG_SECTION *sections, const CFG_F
         for (size_t i = 0; i < cp.count; i++) {
             const CFG_SECTION *s = cfg_find_section(sections, cp.entries[i].section);
             const CFG_PARAM *p = s ? cfg_find_param(s, cp.entries[i].key) : NULL;
+            const char *to;
+
+            if (p == NULL)
+                p = cfg_moved_param(sections, cp.entries[i].section, cp.entries[i].key, &to);
 
             char *value = p ? cfg_entry_value(&cp, i, p) : NULL;
 

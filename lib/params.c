@@ -17,6 +17,7 @@
 #include "addr.h"
 #include "listen.h"
 #include "params.h"
+#include "params_rules.h"
 #include "paths.h"
 
 #ifndef RG_LOCALSTATEDIR
@@ -175,6 +176,7 @@ static const CFG_SECTION params_for_lookupd[] = {
     {"address", params_address},
     {"log", params_log},
     {"lookupd", params_lookupd},
+    {"rules", params_rules},
     {NULL, NULL},
 };
 
@@ -184,6 +186,7 @@ static const CFG_SECTION params_for_all[] = {
     {"log", params_log},
     {"lookupd", params_lookupd},
     {"syncd", params_syncd},
+    {"rules", params_rules},
     {NULL, NULL},
 };
 
@@ -206,6 +209,8 @@ const CFG_PARAM *params_table(const char *section)
         return params_address;
     if (strcmp(section, "log") == 0)
         return params_log;
+    if (strcmp(section, "rules") == 0)
+        return params_rules;
     return NULL;
 }
 

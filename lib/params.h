@@ -63,7 +63,7 @@ const CFG_SECTION *params_sections_for(const char *program);
 
 /*
  * params_table - the parameters of one shared section ("store", "address",
- * "log"), for a program that builds its own section list (smtpd).
+ * "log", "rules"), for a program that builds its own section list (smtpd).
  * NULL for an unknown name.
  */
 const CFG_PARAM *params_table(const char *section);

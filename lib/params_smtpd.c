@@ -14,8 +14,10 @@
 
 #include "daemon.h"
 #include "params.h"
+#include "params_rules.h"
 #include "paths.h"
 #include "params_smtpd.h"
+#include "rules.h"
 #include "xalloc.h"
 
 #ifndef RG_LOCALSTATEDIR
@@ -28,7 +30,6 @@
 char *var_smtpd_listen;
 char *var_smtpd_hostname;
 char *var_smtpd_banner;
-char *var_smtpd_mynetworks;
 char *var_smtpd_user;
 char *var_smtpd_pidfile;
 char *var_smtpd_log_file;
@@ -80,27 +81,12 @@ char *var_smtpd_dns_servers;
 int var_smtpd_dns_timeout_ms;
 int var_smtpd_reverse_lookup;
 
-int var_smtpd_warn_if_reject;
 char *var_smtpd_helo_required;
-char *var_smtpd_invalid_helo;
-char *var_smtpd_non_fqdn_helo;
-char *var_smtpd_forged_helo;
-char *var_smtpd_non_fqdn_sender;
 char *var_smtpd_unknown_sender_domain;
-char *var_smtpd_forged_sender;
-char *var_smtpd_login_mismatch;
-char *var_smtpd_non_fqdn_rcpt;
-char *var_smtpd_unknown_rcpt;
-char *var_smtpd_internal_only;
 char *var_smtpd_dnsbl;
 char *var_smtpd_dnsbl_mode;
 char *var_smtpd_rhsbl;
 char *var_smtpd_rhsbl_mode;
-char *var_smtpd_client_access;
-char *var_smtpd_helo_access;
-char *var_smtpd_sender_access;
-char *var_smtpd_rcpt_access;
-int var_smtpd_store_access;
 
 int var_smtpd_harvest_free;
 int var_smtpd_harvest_step_ms;
@@ -167,7 +153,6 @@ static const CFG_PARAM smtpd_params[] = {
     {"listen", CFG_LIST | CFG_RESTART, "0.0.0.0:25", &var_smtpd_listen, 0, 0, NULL, NULL},
     {"hostname", CFG_STR, "", &var_smtpd_hostname, 0, 0, NULL, NULL},
     {"banner", CFG_STR, "ESMTP", &var_smtpd_banner, 0, 0, NULL, NULL},
-    {"mynetworks", CFG_STR, "127.0.0.0/8 [::1]/128", &var_smtpd_mynetworks, 0, 0, NULL, NULL},
     {"user", CFG_STR | CFG_RESTART, RG_DEFAULT_USER, &var_smtpd_user, 0, 0, NULL, NULL},
     {"pid_file", CFG_PATH | CFG_RESTART, RG_RUNSTATEDIR "/rcptgate/smtpd.pid", &var_smtpd_pidfile, 0, 0, NULL, NULL},
     {"log_file", CFG_PATH, "", &var_smtpd_log_file, 0, 0, NULL, NULL},
@@ -219,27 +204,12 @@ static const CFG_PARAM smtpd_params[] = {
     {"dns_timeout", CFG_TIME | CFG_RESTART, "5s", &var_smtpd_dns_timeout_ms, 100, 60000, NULL, NULL},
     {"reverse_lookup", CFG_BOOL, "yes", &var_smtpd_reverse_lookup, 0, 0, NULL, NULL},
 
-    {"warn_if_reject", CFG_BOOL, "no", &var_smtpd_warn_if_reject, 0, 0, NULL, NULL},
     {"helo_required", CFG_ENUM, "enforce", &var_smtpd_helo_required, 0, 0, MODES, NULL},
-    {"reject_invalid_helo", CFG_ENUM, "enforce", &var_smtpd_invalid_helo, 0, 0, MODES, NULL},
-    {"reject_non_fqdn_helo", CFG_ENUM, "enforce", &var_smtpd_non_fqdn_helo, 0, 0, MODES, NULL},
-    {"reject_forged_helo", CFG_ENUM, "enforce", &var_smtpd_forged_helo, 0, 0, MODES, NULL},
-    {"reject_non_fqdn_sender", CFG_ENUM, "enforce", &var_smtpd_non_fqdn_sender, 0, 0, MODES, NULL},
     {"reject_unknown_sender_domain", CFG_ENUM, "enforce", &var_smtpd_unknown_sender_domain, 0, 0, MODES, NULL},
-    {"reject_forged_sender", CFG_ENUM, "enforce", &var_smtpd_forged_sender, 0, 0, MODES, NULL},
-    {"reject_sender_login_mismatch", CFG_ENUM, "enforce", &var_smtpd_login_mismatch, 0, 0, MODES, NULL},
-    {"reject_non_fqdn_recipient", CFG_ENUM, "enforce", &var_smtpd_non_fqdn_rcpt, 0, 0, MODES, NULL},
-    {"reject_unknown_recipient", CFG_ENUM, "enforce", &var_smtpd_unknown_rcpt, 0, 0, MODES, NULL},
-    {"reject_internal_only", CFG_ENUM, "enforce", &var_smtpd_internal_only, 0, 0, MODES, NULL},
     {"dnsbl", CFG_LIST, "", &var_smtpd_dnsbl, 0, 0, NULL, NULL},
     {"dnsbl_mode", CFG_ENUM, "enforce", &var_smtpd_dnsbl_mode, 0, 0, MODES, NULL},
     {"rhsbl", CFG_LIST, "", &var_smtpd_rhsbl, 0, 0, NULL, NULL},
     {"rhsbl_mode", CFG_ENUM, "enforce", &var_smtpd_rhsbl_mode, 0, 0, MODES, NULL},
-    {"client_access", CFG_LIST, "", &var_smtpd_client_access, 0, 0, NULL, NULL},
-    {"helo_access", CFG_LIST, "", &var_smtpd_helo_access, 0, 0, NULL, NULL},
-    {"sender_access", CFG_LIST, "", &var_smtpd_sender_access, 0, 0, NULL, NULL},
-    {"recipient_access", CFG_LIST, "", &var_smtpd_rcpt_access, 0, 0, NULL, NULL},
-    {"store_access", CFG_BOOL, "yes", &var_smtpd_store_access, 0, 0, NULL, NULL},
 
     {"harvest_threshold", CFG_INT, "3", &var_smtpd_harvest_free, 0, 100000, NULL, NULL},
     {"harvest_delay", CFG_TIME, "1s", &var_smtpd_harvest_step_ms, 0, 60000, NULL, NULL},
@@ -253,11 +223,7 @@ static const CFG_PARAM smtpd_params[] = {
 /* smtpd_mode - a check's mode, with warn_if_reject applied */
 enum smtpd_mode smtpd_mode(const char *value)
 {
-    if (value == NULL || strcmp(value, "off") == 0)
-        return SMTPD_OFF;
-    if (strcmp(value, "warn") == 0 || var_smtpd_warn_if_reject)
-        return SMTPD_WARN;
-    return SMTPD_ENFORCE;
+    return (enum smtpd_mode) rules_mode(value);         /* [rules] warn_if_reject */
 }
 
 /* params_smtpd_table - the [smtpd] parameters */
@@ -266,16 +232,17 @@ const CFG_PARAM *params_smtpd_table(void)
     return smtpd_params;
 }
 
-/* params_smtpd_sections - [store], [address], [log] and [smtpd] */
+/* params_smtpd_sections - [store], [address], [log], [rules] and [smtpd] */
 const CFG_SECTION *params_smtpd_sections(void)
 {
-    static CFG_SECTION sections[5];
+    static CFG_SECTION sections[6];
 
     if (sections[0].name == NULL) {
         sections[0] = (CFG_SECTION) {"store", params_table("store")};
         sections[1] = (CFG_SECTION) {"address", params_table("address")};
         sections[2] = (CFG_SECTION) {"log", params_table("log")};
-        sections[3] = (CFG_SECTION) {"smtpd", smtpd_params};
+        sections[3] = (CFG_SECTION) {"rules", params_rules_table()};
+        sections[4] = (CFG_SECTION) {"smtpd", smtpd_params};
     }
     return sections;
 }

@@ -18,7 +18,6 @@
 extern char *var_smtpd_listen;          /* listen: repeatable "HOST:PORT [submission]" ('\n'-joined) */
 extern char *var_smtpd_hostname;        /* hostname: "" = the system's name */
 extern char *var_smtpd_banner;          /* banner: text after "220 hostname " */
-extern char *var_smtpd_mynetworks;      /* mynetworks: CIDRs, blank or comma separated */
 extern char *var_smtpd_user;            /* user: unprivileged user after binding */
 extern char *var_smtpd_pidfile;         /* pid_file */
 extern char *var_smtpd_log_file;        /* log_file: also write syslog-format lines here ("" none) */
@@ -75,28 +74,17 @@ extern char *var_smtpd_dns_servers;     /* dns_servers: "127.0.0.1:5353,..." (""
 extern int var_smtpd_dns_timeout_ms;    /* dns_timeout (5s): a lookup gives up, never rejects */
 extern int var_smtpd_reverse_lookup;    /* reverse_lookup: PTR + forward confirmation of clients */
 
-/* Checks: each "enforce", "warn" (log reject_warning, accept) or "off". */
-extern int var_smtpd_warn_if_reject;    /* warn_if_reject: every check is warn-only */
+/*
+ * Checks: each "enforce", "warn" (log reject_warning, accept) or "off".
+ * The rules every front end shares are [rules] (params_rules.h); these
+ * are smtpd's own (the session, and the rules that need DNS).
+ */
 extern char *var_smtpd_helo_required;   /* helo_required */
-extern char *var_smtpd_invalid_helo;    /* reject_invalid_helo */
-extern char *var_smtpd_non_fqdn_helo;   /* reject_non_fqdn_helo */
-extern char *var_smtpd_forged_helo;     /* reject_forged_helo: our names/IPs from outside */
-extern char *var_smtpd_non_fqdn_sender; /* reject_non_fqdn_sender */
 extern char *var_smtpd_unknown_sender_domain; /* reject_unknown_sender_domain */
-extern char *var_smtpd_forged_sender;   /* reject_forged_sender: our domains from outside */
-extern char *var_smtpd_login_mismatch;  /* reject_sender_login_mismatch */
-extern char *var_smtpd_non_fqdn_rcpt;   /* reject_non_fqdn_recipient */
-extern char *var_smtpd_unknown_rcpt;    /* reject_unknown_recipient (550 5.1.1 User unknown) */
-extern char *var_smtpd_internal_only;   /* reject_internal_only: restricted groups from outside */
 extern char *var_smtpd_dnsbl;           /* dnsbl: repeatable "ZONE[=127.0.0.N] reply text" */
 extern char *var_smtpd_dnsbl_mode;      /* dnsbl_mode */
 extern char *var_smtpd_rhsbl;           /* rhsbl: repeatable "ZONE[=127.0.0.N] reply text" (sender domain) */
 extern char *var_smtpd_rhsbl_mode;      /* rhsbl_mode */
-extern char *var_smtpd_client_access;   /* client_access: repeatable "ADDR|CIDR ACTION [text]" */
-extern char *var_smtpd_helo_access;     /* helo_access: repeatable "NAME ACTION [text]" */
-extern char *var_smtpd_sender_access;   /* sender_access: repeatable "ADDR|@DOMAIN|DOMAIN ACTION [text]" */
-extern char *var_smtpd_rcpt_access;     /* recipient_access: same */
-extern int var_smtpd_store_access;      /* store_access: also consult the store's access table */
 
 /* Directory harvest protection (per client IP, across connections). */
 extern int var_smtpd_harvest_free;      /* harvest_threshold (3): unknown recipients answered at once */
@@ -111,7 +99,7 @@ enum smtpd_mode { SMTPD_OFF = 0, SMTPD_WARN = 1, SMTPD_ENFORCE = 2 };
 
 /*
  * smtpd_mode - a check's mode from its parameter string, with
- * warn_if_reject applied (an enforcing check becomes warn-only).
+ * [rules] warn_if_reject applied (an enforcing check becomes warn-only).
  */
 enum smtpd_mode smtpd_mode(const char *value);
 

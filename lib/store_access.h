@@ -1,7 +1,7 @@
 /*
  * store_access.h - access lists (client, HELO, sender, recipient) in the store
  *
- * rcptgate-smtpd's access lists can live in rcptgate.conf ([smtpd]
+ * The rules' access lists (lib/rules.c) can live in rcptgate.conf ([rules]
  * client_access ...) or in the store's access table (written by
  * `rcptgate access add|del`). Both hold entries "KEY ACTION [text]" and
  * both go through the functions here, so a key means the same wherever

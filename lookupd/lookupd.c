@@ -53,6 +53,7 @@
 #include "lookupd.h"
 #include "metrics.h"
 #include "params.h"
+#include "rules.h"
 #include "paths.h"
 #include "skeleton.h"
 #include "store.h"
@@ -688,10 +689,16 @@ static int lookupd_socket_mode(void)
 /* lookupd_load - read the configuration; number of errors */
 static int lookupd_load(void)
 {
+    char err[512];
     int errors = cfg_load(lookupd_sk.conf_path, params_sections_for("lookupd"));
 
     if (errors == 0 && *var_lookupd_user && !daemon_user_exists(var_lookupd_user)) {
         log_err("%s: [lookupd] user: user \"%s\" does not exist", lookupd_sk.conf_path, var_lookupd_user);
+        errors++;
+    }
+    /* the policy service's rules: mynetworks and the access lists (a bad reload keeps the old ones) */
+    if (errors == 0 && rules_init(err, sizeof(err)) < 0) {
+        log_err("%s: %s", lookupd_sk.conf_path, err);
         errors++;
     }
     return errors;

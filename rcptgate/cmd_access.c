@@ -1,7 +1,7 @@
 /*
- * cmd_access.c - rcptgate access add|del|list: rcptgate-smtpd's access lists in the store
+ * cmd_access.c - rcptgate access add|del|list: the rules' access lists in the store
  *
- * The entries rcptgate-smtpd consults (with [smtpd] store_access = yes)
+ * The entries the rules consult (with [rules] store_access = yes)
  * besides the lists in rcptgate.conf, so that a postmaster can block a
  * network or let a partner's server through without a reload:
  *

@@ -78,6 +78,9 @@ int cmd_query(int argc, char **argv)
     char when[64], key[ADDR_KEY_SIZE + 2];
     int rc;
 
+    /* a whole transaction (client, HELO, sender, login): cmd_query_rules.c */
+    if (argc > 2 || (argc == 2 && argv[1][0] == '-'))
+        return cmd_query_rules(argc, argv);
     if (argc != 2) {
         rcptgate_error("usage: rcptgate query ADDRESS");
         return RG_EX_USAGE;

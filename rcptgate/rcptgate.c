@@ -29,6 +29,7 @@
 #include "rcptgate.h"
 #include "params_smtpd.h"
 #include "params_source.h"
+#include "rules.h"
 
 int rcptgate_verbose;
 const char *rcptgate_conf_path;
@@ -66,6 +67,8 @@ int rcptgate_usage(void)
 {
     fputs("usage: rcptgate [-c FILE] [-f] [-n] [-v] SUBCOMMAND [ARGS]\n"
           "  query ADDRESS                      the verdict for ADDRESS, and why\n"
+          "  query [--client ADDR] [--helo NAME] [--sender ADDR] [--login USER] ADDRESS\n"
+          "                                     a whole transaction: the verdict and the rule\n"
           "  import [--source NAME] [--allow-empty] [--force] FILE\n"
           "                                     replace a source's recipients with a map file\n"
           "  domain add DOMAIN [NEXTHOP] [--subdomains]\n"
@@ -75,7 +78,7 @@ int rcptgate_usage(void)
           "                                     store, lookupd and smtpd figures (or as metrics)\n"
           "  export [--source NAME]             recipients as a Postfix map file\n"
           "  access add TYPE KEY ACTION [TEXT] | access del TYPE KEY | access list [TYPE]\n"
-          "                                     rcptgate-smtpd's access lists in the store\n"
+          "                                     the access lists in the store (smtpd, policy service)\n"
           "  check [-w AGE] [-c AGE] [-t TIMEOUT] [-d DOMAIN] [--no-lookupd] [--no-smtpd] [--no-sync]\n"
           "                                     monitoring plugin: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN\n"
           "  -c FILE  configuration (default " RG_SYSCONFDIR "/rcptgate/rcptgate.conf)\n"
@@ -265,6 +268,14 @@ int main(int argc, char **argv)
         return RG_EX_CONFIG;
     }
     if (check_only) {
+        char err[512];
+
+        /* [rules]: mynetworks (and its files) and the access lists must parse */
+        if (rules_init(err, sizeof(err)) < 0) {
+            rcptgate_error("%s: %s", conf, err);
+            return RG_EX_CONFIG;
+        }
+        rules_free();
         if (rcptgate_users(conf) != 0) {
             rcptgate_error("%s: configuration errors", conf);
             return RG_EX_CONFIG;

@@ -57,6 +57,7 @@ const char *rcptgate_time(long long t, char *buf, size_t size);
 
 /* The subcommands. */
 int cmd_query(int argc, char **argv);
+int cmd_query_rules(int argc, char **argv);    /* query with --client, --helo, --sender, --login */
 int cmd_import(int argc, char **argv);
 int cmd_domain(int argc, char **argv);
 int cmd_static(int argc, char **argv);

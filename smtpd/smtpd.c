@@ -162,7 +162,7 @@ static int smtpd_load(int full)
         errors++;
     }
     if (full && smtpd_check_init(err, sizeof(err)) < 0) {
-        log_err("%s: [smtpd] %s", smtpd_sk.conf_path, err);
+        log_err("%s: %s", smtpd_sk.conf_path, err);     /* "rules.mynetworks: ..." */
         errors++;
     }
     return errors;

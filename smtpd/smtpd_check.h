@@ -3,8 +3,10 @@
  *
  * As Postfix's smtpd_check.c: relay control, HELO, sender and recipient
  * checks and the access lists, each switchable and each with a warn-only
- * mode (smtpd_mode(): SMTPD_WARN logs "reject_warning" through
- * smtpd_log_reject() and lets the command through). Like Postfix with
+ * mode (warn logs "reject_warning" through smtpd_log_reject() and lets
+ * the command through). The rules themselves are lib/rules.c's, shared
+ * with lookupd's policy service and rcptgate query; smtpd adds the ones
+ * that need DNS answers. Like Postfix with
  * smtpd_delay_reject=yes, client, HELO and sender restrictions are
  * evaluated at RCPT time, so a rejection names the recipient and the
  * sender; MAIL and HELO themselves are refused only for syntax.
@@ -21,10 +23,10 @@
 #include "smtpd.h"
 
 /*
- * smtpd_check_init - (re)build what the checks need from the [smtpd]
- * variables: mynetworks, the access lists, our own IP addresses and
- * names. 0, or -1 with err set ("smtpd.mynetworks: bad CIDR ...") and
- * the previous state kept. Called at start and on every reload.
+ * smtpd_check_init - (re)build what the checks need from the [rules]
+ * variables: mynetworks, the access lists, our own IP addresses
+ * (rules_init()). 0, or -1 with err set ("rules.mynetworks: bad CIDR ...")
+ * and the previous state kept. Called at start and on every reload.
  */
 int smtpd_check_init(char *err, size_t errlen);
 

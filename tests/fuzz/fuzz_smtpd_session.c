@@ -173,7 +173,8 @@ static void fuzz_init(void)
 
     store = fuzz_store(nexthop);
     conf = xasprintf("[store]\npath = %s\n"
-                     "[smtpd]\nhostname = mx.example.net\nuser =\nmynetworks = 127.0.0.0/8\n"
+                     "[rules]\nmynetworks = 127.0.0.0/8\n"
+                     "[smtpd]\nhostname = mx.example.net\nuser =\n"
                      "greet_pause = 0\nerror_sleep_time = 0\nharvest_delay = 0\nauth_failure_delay = 0\n"
                      "min_data_rate = 0\nreverse_lookup = no\nreject_unknown_sender_domain = off\n"
                      "dns_servers = 127.0.0.1:9\ntls = none\nrelay_tls = none\n"

@@ -25,14 +25,14 @@ req() {
 request=smtpd_access_policy
 protocol_state=$1
 protocol_name=ESMTP
-client_address=192.0.2.10
+client_address=${CLIENT:-192.0.2.10}
 client_name=mx.sender.test
 client_port=41234
 reverse_client_name=mx.sender.test
 server_address=127.0.0.1
 server_port=25
 helo_name=mx.sender.test
-sender=someone@sender.test
+sender=${SENDER:-someone@sender.test}
 recipient=$2
 recipient_count=0
 queue_id=
@@ -70,8 +70,18 @@ REJECT="action=550 5.1.1 User unknown"
 tl_is "$(req RCPT alice@example.com | ask)" "action=DUNNO" "valid recipient: DUNNO"
 tl_is "$(req RCPT Alice+news@EXAMPLE.com | ask)" "action=DUNNO" "valid recipient, mixed case and +tag: DUNNO"
 tl_is "$(req RCPT bob@example.com | ask)" "$REJECT" "unknown recipient in our domain: 550 5.1.1"
-tl_is "$(req RCPT bob@foreign.test | ask)" "action=DUNNO" "domain not ours: DUNNO (relay rules are Postfix's)"
-tl_is "$(req RCPT 'bad address@@example.com' | ask)" "action=DUNNO" "malformed recipient: DUNNO"
+# Relaying is Postfix's (reject_unauth_destination knows its local domains too).
+tl_is "$(req RCPT bob@foreign.test | ask)" "action=DUNNO" "domain not ours: DUNNO (relay control is Postfix's)"
+# The rules smtpd applies apply here too (lib/rules.c), with [rules] mynetworks.
+tl_is "$(SENDER=bob@example.com req RCPT alice@example.com | ask)" \
+    "action=550 5.7.1 <bob@example.com>: Sender address rejected: internal sender address from an untrusted client" \
+    "our domain as sender, client outside mynetworks: 550 5.7.1 (reject_forged_sender)"
+tl_is "$(CLIENT=127.0.0.1 SENDER=bob@example.com req RCPT alice@example.com | ask)" "action=DUNNO" \
+    "our domain as sender, client in mynetworks: DUNNO"
+tl_is "$(req RCPT 'bad address@@example.com' | ask)" "action=501 5.1.3 Bad recipient address syntax" \
+    "malformed recipient: 501 5.1.3 as from smtpd"
+tl_is "$(req RCPT 'user@elsewhere.test@example.com' | ask)" "action=554 5.7.1 Relay access denied" \
+    "two @: an open-relay form, 554 5.7.1 as from smtpd"
 tl_is "$(req MAIL '' | ask)" "action=DUNNO" "MAIL state: DUNNO"
 tl_is "$(req DATA bob@example.com | ask)" "action=DUNNO" "DATA state: DUNNO even for an unknown recipient"
 tl_is "$(req END-OF-MESSAGE bob@example.com | ask)" "action=DUNNO" "END-OF-MESSAGE state: DUNNO"
@@ -127,7 +137,7 @@ tl_is "$out" "$REJECT" "100 attributes: answered"
 tl_stop_lookupd
 tl_ok $? "lookupd stopped with status 0"
 counts=$(sed -n 's/^\(policy\.[a-z]*\) /\1=/p' "$T/lookupd.stats" | tr '\n' ' ')
-tl_is "$counts" "policy.dunno=10 policy.reject=4 policy.defer=0 " "policy counters in the stats file"
+tl_is "$counts" "policy.dunno=10 policy.reject=7 policy.defer=0 " "policy counters in the stats file"
 
 # reject_text is the text after Postfix's own "<rcpt>: Recipient address rejected: ".
 printf 'reject_text = No such person here\n' >> "$CONF"
@@ -136,6 +146,31 @@ tl_wait_socket "$POLICY"
 tl_is "$(req RCPT bob@example.com | ask)" "action=550 5.1.1 No such person here" "reject_text: the text of the 550"
 tl_stop_lookupd
 tl_ok $? "lookupd stopped with status 0"
+
+# mynetworks and the rules are [rules]' keys, smtpd's and ours alike; the old
+# [smtpd] spelling is still read (with a warning), here too.
+cp "$CONF" "$T/base.conf"
+printf '\n[smtpd]\nmynetworks = 192.0.2.0/24\n' >> "$CONF"
+tl_start_lookupd
+tl_wait_socket "$POLICY"
+tl_is "$(SENDER=bob@example.com req RCPT alice@example.com | ask)" "action=DUNNO" \
+    "[smtpd] mynetworks (old spelling) is read: the client is trusted"
+tl_like "$(cat "$T/lookupd.log")" "mynetworks has moved from \[smtpd\] to \[rules\]" "and a warning says it moved"
+tl_stop_lookupd
+printf '\n[rules]\nmynetworks = 127.0.0.0/8\n' >> "$CONF"
+"$RG_LOOKUPD" -c "$CONF" -n > "$T/n.out" 2>&1
+tl_is "$?" 78 "mynetworks in [rules] and in [smtpd]: lookupd -n exits 78"
+tl_like "$(cat "$T/n.out")" 'is set in \[rules\] .* and in \[smtpd\]' "and says which to keep"
+cp "$T/base.conf" "$CONF"
+printf '\n[rules]\nmynetworks = 192.0.2.0/24\n' >> "$CONF"
+tl_start_lookupd
+tl_wait_socket "$POLICY"
+tl_is "$(SENDER=bob@example.com req RCPT alice@example.com | ask)" "action=DUNNO" \
+    "[rules] mynetworks: the client is trusted"
+tl_is "$(CLIENT=198.51.100.1 SENDER=bob@example.com req RCPT alice@example.com | ask | cut -c1-16)" "action=550 5.7.1" \
+    "[rules] mynetworks: another client is not"
+tl_stop_lookupd
+cp "$T/base.conf" "$CONF"
 
 # Postfix's own prefix in reject_text would be said twice: a configuration error.
 sed 's/^reject_text = .*/reject_text = Recipient address rejected: User unknown/' "$CONF" > "$T/prefix.conf"

@@ -11,6 +11,7 @@
  *       GUID KIND LOGIN,LOGIN,... ADDRESS,ADDRESS,...
  *   ("-" for an empty list; # comments). Logins are stored lowercased,
  *   as syncd stores them; addresses must already be in normal form.
+ *   KIND "group-internal" is a group for internal senders only.
  *
  *   owns: prints store_login_owns()'s answer (1, 0 or -1) and exits 0.
  *
@@ -72,6 +73,10 @@ static int rg_fill(STORE *st, const char *source)
         o.guid = guid;
         o.dn = "";
         o.kind = kind;
+        if (strcmp(kind, "group-internal") == 0) {
+            o.kind = STORE_KIND_GROUP;
+            o.flags = STORE_FLAG_INTERNAL_ONLY;
+        }
         o.logins = lv;
         o.n_logins = rg_split(logins, lv, 1);
         o.addresses = av;

@@ -157,6 +157,62 @@ static void test_errors(void **state)
     assert_int_equal(load("[store]\nint = 0\nbool = perhaps\nnosuch = 1\n"), 4);
 }
 
+/*
+ * Keys moved from [smtpd] to [rules]: a program that owns [rules] reads
+ * them in [smtpd] too (owning [smtpd] or not), never in both places.
+ */
+static char *v_nets;
+static int v_warn;
+static char *v_listen;
+
+static const CFG_PARAM t_rules[] = {
+    {"mynetworks", CFG_STR, "127.0.0.0/8", &v_nets, 0, 0, NULL, NULL},
+    {"warn_if_reject", CFG_BOOL, "no", &v_warn, 0, 0, NULL, NULL},
+    {NULL, 0, NULL, NULL, 0, 0, NULL, NULL},
+};
+static const CFG_PARAM t_smtpd[] = {
+    {"listen", CFG_STR, "0.0.0.0:25", &v_listen, 0, 0, NULL, NULL},
+    {NULL, 0, NULL, NULL, 0, 0, NULL, NULL},
+};
+
+static int load_with(const char *text, const CFG_SECTION *sections)
+{
+    FILE *fp = fopen(t_path, "w");
+
+    assert_non_null(fp);
+    fputs(text, fp);
+    fclose(fp);
+    return cfg_load(t_path, sections);
+}
+
+static void test_moved(void **state)
+{
+    const CFG_SECTION both[] = {{"rules", t_rules}, {"smtpd", t_smtpd}, {NULL, NULL}};
+    const CFG_SECTION rules_only[] = {{"rules", t_rules}, {NULL, NULL}};
+    const CFG_SECTION smtpd_only[] = {{"smtpd", t_smtpd}, {NULL, NULL}};
+
+    (void) state;
+    /* the new place */
+    assert_int_equal(load_with("[rules]\nmynetworks = 10.0.0.0/8\n[smtpd]\nlisten = 1.2.3.4:25\n", both), 0);
+    assert_string_equal(v_nets, "10.0.0.0/8");
+    assert_string_equal(v_listen, "1.2.3.4:25");
+    /* the old place, for a program owning both sections and for one owning [rules] only */
+    assert_int_equal(load_with("[smtpd]\nmynetworks = 10.1.0.0/16\nwarn_if_reject = yes\nlisten = 1.2.3.4:25\n",
+                               both), 0);
+    assert_string_equal(v_nets, "10.1.0.0/16");
+    assert_int_equal(v_warn, 1);
+    assert_int_equal(load_with("[smtpd]\nmynetworks = 10.2.0.0/16\nlisten = 1.2.3.4:25\n", rules_only), 0);
+    assert_string_equal(v_nets, "10.2.0.0/16");
+    assert_int_equal(v_warn, 0);
+    /* a bad value in the old place is an error there too */
+    assert_int_equal(load_with("[smtpd]\nwarn_if_reject = perhaps\n", rules_only), 1);
+    /* both places: an error, nothing changes */
+    assert_int_equal(load_with("[rules]\nmynetworks = 10.3.0.0/16\n[smtpd]\nmynetworks = 10.4.0.0/16\n", both), 1);
+    assert_string_equal(v_nets, "10.2.0.0/16");
+    /* a program without [rules] still finds the key unknown in its [smtpd] */
+    assert_int_equal(load_with("[smtpd]\nmynetworks = 10.5.0.0/16\n", smtpd_only), 1);
+}
+
 static void test_long_line(void **state)
 {
     char *text = xmalloc(10000);
@@ -423,6 +479,7 @@ int main(void)
         cmocka_unit_test(test_secret),
         cmocka_unit_test(test_family),
         cmocka_unit_test(test_restart),
+        cmocka_unit_test(test_moved),
     };
     int fd, rc;
 

@@ -17,7 +17,7 @@
  *   mail ADDR|<>              MAIL (smtpd_check_mail, then c->sender)
  *   rcpt ADDR / connect / data
  *   dns dnsbl|rhsbl|sender yes|no|temp|unasked [ZONE [TEXT]]
- *   set PARAM [VALUE]         an [smtpd] variable; "\n" in VALUE is a new line
+ *   set PARAM [VALUE]         an [rules] or [smtpd] variable; "\n" in VALUE is a new line
  *   init                      smtpd_check_init()
  *   accessdb TYPE KEY ACTION [TEXT]   an entry in the store's access table
  *   store break|mend TABLE    rename a table away (reads fail) and back
@@ -47,6 +47,7 @@
 #include "cfg.h"
 #include "log.h"
 #include "params.h"
+#include "params_rules.h"
 #include "smtpd.h"
 #include "smtpd_check.h"
 #include "smtpd_log.h"
@@ -240,27 +241,27 @@ static const struct {
     char **str;
     int *num;
 } t_vars[] = {
-    {"mynetworks", &var_smtpd_mynetworks, NULL},
+    {"mynetworks", &var_rules_mynetworks, NULL},
     {"default_nexthop", &var_smtpd_default_nexthop, NULL},
-    {"warn_if_reject", NULL, &var_smtpd_warn_if_reject},
+    {"warn_if_reject", NULL, &var_rules_warn_if_reject},
     {"helo_required", &var_smtpd_helo_required, NULL},
-    {"reject_invalid_helo", &var_smtpd_invalid_helo, NULL},
-    {"reject_non_fqdn_helo", &var_smtpd_non_fqdn_helo, NULL},
-    {"reject_forged_helo", &var_smtpd_forged_helo, NULL},
-    {"reject_non_fqdn_sender", &var_smtpd_non_fqdn_sender, NULL},
+    {"reject_invalid_helo", &var_rules_invalid_helo, NULL},
+    {"reject_non_fqdn_helo", &var_rules_non_fqdn_helo, NULL},
+    {"reject_forged_helo", &var_rules_forged_helo, NULL},
+    {"reject_non_fqdn_sender", &var_rules_non_fqdn_sender, NULL},
     {"reject_unknown_sender_domain", &var_smtpd_unknown_sender_domain, NULL},
-    {"reject_forged_sender", &var_smtpd_forged_sender, NULL},
-    {"reject_sender_login_mismatch", &var_smtpd_login_mismatch, NULL},
-    {"reject_non_fqdn_recipient", &var_smtpd_non_fqdn_rcpt, NULL},
-    {"reject_unknown_recipient", &var_smtpd_unknown_rcpt, NULL},
-    {"reject_internal_only", &var_smtpd_internal_only, NULL},
+    {"reject_forged_sender", &var_rules_forged_sender, NULL},
+    {"reject_sender_login_mismatch", &var_rules_login_mismatch, NULL},
+    {"reject_non_fqdn_recipient", &var_rules_non_fqdn_rcpt, NULL},
+    {"reject_unknown_recipient", &var_rules_unknown_rcpt, NULL},
+    {"reject_internal_only", &var_rules_internal_only, NULL},
     {"dnsbl_mode", &var_smtpd_dnsbl_mode, NULL},
     {"rhsbl_mode", &var_smtpd_rhsbl_mode, NULL},
-    {"client_access", &var_smtpd_client_access, NULL},
-    {"helo_access", &var_smtpd_helo_access, NULL},
-    {"sender_access", &var_smtpd_sender_access, NULL},
-    {"recipient_access", &var_smtpd_rcpt_access, NULL},
-    {"store_access", NULL, &var_smtpd_store_access},
+    {"client_access", &var_rules_client_access, NULL},
+    {"helo_access", &var_rules_helo_access, NULL},
+    {"sender_access", &var_rules_sender_access, NULL},
+    {"recipient_access", &var_rules_rcpt_access, NULL},
+    {"store_access", NULL, &var_rules_store_access},
     {NULL, NULL, NULL},
 };
 
@@ -453,7 +454,7 @@ static char **t_lines(const char *path, size_t *n)
 
 static void test_init_errors(void **state)
 {
-    char *saved_mynet = var_smtpd_mynetworks, *saved_client = var_smtpd_client_access;
+    char *saved_mynet = var_rules_mynetworks, *saved_client = var_rules_client_access;
     struct sockaddr_in sin;
     char err[512];
 
@@ -462,42 +463,42 @@ static void test_init_errors(void **state)
     sin.sin_family = AF_INET;
     inet_pton(AF_INET, "10.20.30.40", &sin.sin_addr);
 
-    var_smtpd_mynetworks = "10.20.0.0/16";
+    var_rules_mynetworks = "10.20.0.0/16";
     assert_int_equal(smtpd_check_init(err, sizeof(err)), 0);
     assert_true(smtpd_check_trusted((struct sockaddr *) &sin));
 
     /* a bad CIDR: error named, the old state kept */
-    var_smtpd_mynetworks = "127.0.0.0/8, 10.0.0.0/33";
+    var_rules_mynetworks = "127.0.0.0/8, 10.0.0.0/33";
     assert_int_equal(smtpd_check_init(err, sizeof(err)), -1);
-    assert_string_equal(err, "smtpd.mynetworks: bad CIDR \"10.0.0.0/33\"");
+    assert_string_equal(err, "rules.mynetworks: bad CIDR \"10.0.0.0/33\"");
     assert_true(smtpd_check_trusted((struct sockaddr *) &sin));
-    var_smtpd_mynetworks = "bogus";
+    var_rules_mynetworks = "bogus";
     assert_int_equal(smtpd_check_init(err, sizeof(err)), -1);
 
     /* a malformed access entry: parameter and entry number */
-    var_smtpd_mynetworks = "10.20.0.0/16";
-    var_smtpd_client_access = "192.0.2.1 OK\n192.0.2.300 REJECT";
+    var_rules_mynetworks = "10.20.0.0/16";
+    var_rules_client_access = "192.0.2.1 OK\n192.0.2.300 REJECT";
     assert_int_equal(smtpd_check_init(err, sizeof(err)), -1);
-    assert_non_null(strstr(err, "smtpd.client_access: entry 2 \"192.0.2.300 REJECT\""));
-    var_smtpd_client_access = "192.0.2.1 FROB";
+    assert_non_null(strstr(err, "rules.client_access: entry 2 \"192.0.2.300 REJECT\""));
+    var_rules_client_access = "192.0.2.1 FROB";
     assert_int_equal(smtpd_check_init(err, sizeof(err)), -1);
     assert_non_null(strstr(err, "unknown action"));
-    var_smtpd_client_access = "192.0.2.1";
+    var_rules_client_access = "192.0.2.1";
     assert_int_equal(smtpd_check_init(err, sizeof(err)), -1);
-    var_smtpd_client_access = "192.0.2.1 WARN";
+    var_rules_client_access = "192.0.2.1 WARN";
     assert_int_equal(smtpd_check_init(err, sizeof(err)), -1);
     assert_non_null(strstr(err, "WARN needs a text"));
-    var_smtpd_client_access = "192.0.2.1 OK but why";
+    var_rules_client_access = "192.0.2.1 OK but why";
     assert_int_equal(smtpd_check_init(err, sizeof(err)), -1);
-    var_smtpd_client_access = "";
-    var_smtpd_sender_access = "a@@b REJECT";
+    var_rules_client_access = "";
+    var_rules_sender_access = "a@@b REJECT";
     assert_int_equal(smtpd_check_init(err, sizeof(err)), -1);
-    assert_non_null(strstr(err, "smtpd.sender_access: entry 1"));
-    var_smtpd_sender_access = "";
+    assert_non_null(strstr(err, "rules.sender_access: entry 1"));
+    var_rules_sender_access = "";
     assert_true(smtpd_check_trusted((struct sockaddr *) &sin));
 
-    var_smtpd_mynetworks = saved_mynet;
-    var_smtpd_client_access = saved_client;
+    var_rules_mynetworks = saved_mynet;
+    var_rules_client_access = saved_client;
     assert_int_equal(smtpd_check_init(err, sizeof(err)), 0);
     assert_false(smtpd_check_trusted((struct sockaddr *) &sin));
 }
@@ -512,11 +513,11 @@ static void test_mynetworks(void **state)
         {"192.0.2.77", 1}, {"192.0.2.78", 0}, {"::1", 1}, {"::2", 0}, {"2001:db8:1:ffff::5", 1},
         {"2001:db8:2::1", 0}, {"::ffff:10.1.2.200", 1}, {"::ffff:11.1.2.200", 0},
     };
-    char *saved = var_smtpd_mynetworks;
+    char *saved = var_rules_mynetworks;
     char err[512];
 
     (void) state;
-    var_smtpd_mynetworks = "127.0.0.0/8 10.1.2.0/24,192.0.2.77\n[::1]/128 [2001:db8:1::]/48";
+    var_rules_mynetworks = "127.0.0.0/8 10.1.2.0/24,192.0.2.77\n[::1]/128 [2001:db8:1::]/48";
     assert_int_equal(smtpd_check_init(err, sizeof(err)), 0);
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct sockaddr_storage ss;
@@ -548,7 +549,7 @@ static void test_mynetworks(void **state)
         fputs("# trusted relays\n10.9.0.0/16   # the DCs\n\n192.0.2.5, 192.0.2.6\n", fp);
         fclose(fp);
         snprintf(value, sizeof(value), "127.0.0.0/8 %s", path);
-        var_smtpd_mynetworks = value;
+        var_rules_mynetworks = value;
         assert_int_equal(smtpd_check_init(err, sizeof(err)), 0);
         memset(&sin, 0, sizeof(sin));
         sin.sin_family = AF_INET;
@@ -567,7 +568,7 @@ static void test_mynetworks(void **state)
         assert_int_equal(smtpd_check_init(err, sizeof(err)), -1);
         assert_non_null(strstr(err, ".missing: No such file"));
     }
-    var_smtpd_mynetworks = saved;
+    var_rules_mynetworks = saved;
     assert_int_equal(smtpd_check_init(err, sizeof(err)), 0);
 }
 

@@ -31,6 +31,7 @@
 #include <event2/event.h>
 
 #include "log.h"
+#include "params_rules.h"
 #include "smtpd.h"
 #include "smtpd_dns.h"
 #include "params_smtpd.h"
@@ -153,7 +154,7 @@ static int group_setup(void **state)
     t_set(var_smtpd_rhsbl_mode, "enforce");
     t_set(var_smtpd_unknown_sender_domain, "enforce");
     var_smtpd_reverse_lookup = 1;
-    var_smtpd_warn_if_reject = 0;
+    var_rules_warn_if_reject = 0;
     snprintf(servers, sizeof(servers), "127.0.0.1:%d", t_port);
     if ((t_dns = smtpd_dns_create(smtpd_base, servers, T_TIMEOUT_MS, err, sizeof(err))) == NULL) {
         fprintf(stderr, "# smtpd_dns_create: %s\n", err);

@@ -1,0 +1,56 @@
+/*
+ * params_rules.c - the [rules] parameter table (see params_rules.h)
+ *
+ * Defaults are those rcptgate-smtpd had in [smtpd]: every rule enforcing,
+ * loopback trusted, the store's access table consulted.
+ */
+#include "config.h"
+
+#include <stddef.h>
+
+#include "params_rules.h"
+
+char *var_rules_mynetworks;
+int var_rules_warn_if_reject;
+char *var_rules_invalid_helo;
+char *var_rules_non_fqdn_helo;
+char *var_rules_forged_helo;
+char *var_rules_non_fqdn_sender;
+char *var_rules_forged_sender;
+char *var_rules_login_mismatch;
+char *var_rules_non_fqdn_rcpt;
+char *var_rules_unknown_rcpt;
+char *var_rules_internal_only;
+char *var_rules_client_access;
+char *var_rules_helo_access;
+char *var_rules_sender_access;
+char *var_rules_rcpt_access;
+int var_rules_store_access;
+
+#define MODES "enforce|warn|off"
+
+const CFG_PARAM params_rules[] = {
+    {"mynetworks", CFG_STR, "127.0.0.0/8 [::1]/128", &var_rules_mynetworks, 0, 0, NULL, NULL},
+    {"warn_if_reject", CFG_BOOL, "no", &var_rules_warn_if_reject, 0, 0, NULL, NULL},
+    {"reject_invalid_helo", CFG_ENUM, "enforce", &var_rules_invalid_helo, 0, 0, MODES, NULL},
+    {"reject_non_fqdn_helo", CFG_ENUM, "enforce", &var_rules_non_fqdn_helo, 0, 0, MODES, NULL},
+    {"reject_forged_helo", CFG_ENUM, "enforce", &var_rules_forged_helo, 0, 0, MODES, NULL},
+    {"reject_non_fqdn_sender", CFG_ENUM, "enforce", &var_rules_non_fqdn_sender, 0, 0, MODES, NULL},
+    {"reject_forged_sender", CFG_ENUM, "enforce", &var_rules_forged_sender, 0, 0, MODES, NULL},
+    {"reject_sender_login_mismatch", CFG_ENUM, "enforce", &var_rules_login_mismatch, 0, 0, MODES, NULL},
+    {"reject_non_fqdn_recipient", CFG_ENUM, "enforce", &var_rules_non_fqdn_rcpt, 0, 0, MODES, NULL},
+    {"reject_unknown_recipient", CFG_ENUM, "enforce", &var_rules_unknown_rcpt, 0, 0, MODES, NULL},
+    {"reject_internal_only", CFG_ENUM, "enforce", &var_rules_internal_only, 0, 0, MODES, NULL},
+    {"client_access", CFG_LIST, "", &var_rules_client_access, 0, 0, NULL, NULL},
+    {"helo_access", CFG_LIST, "", &var_rules_helo_access, 0, 0, NULL, NULL},
+    {"sender_access", CFG_LIST, "", &var_rules_sender_access, 0, 0, NULL, NULL},
+    {"recipient_access", CFG_LIST, "", &var_rules_rcpt_access, 0, 0, NULL, NULL},
+    {"store_access", CFG_BOOL, "yes", &var_rules_store_access, 0, 0, NULL, NULL},
+    {NULL, 0, NULL, NULL, 0, 0, NULL, NULL},
+};
+
+/* params_rules_table - the [rules] parameters */
+const CFG_PARAM *params_rules_table(void)
+{
+    return params_rules;
+}
