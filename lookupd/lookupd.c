@@ -48,6 +48,7 @@
 
 #include "cfg.h"
 #include "daemon.h"
+#include "keeper.h"
 #include "listen.h"
 #include "log.h"
 #include "lookupd.h"
@@ -62,7 +63,7 @@
 #define LOOKUPD_BACKLOG     1024
 #define LOOKUPD_OUT_HIGH    (256 * 1024)   /* stop reading while this much is unsent */
 #define LOOKUPD_ACCEPT_MAX  64             /* accepts per wakeup, to stay fair */
-#define LOOKUPD_RETRY_MS    1000           /* store reopen interval */
+#define LOOKUPD_TICK_MS     1000           /* store health check interval */
 
 LOOKUPD_STATS lookupd_stats;
 CHECK_OPTS lookupd_check_opts;
@@ -95,15 +96,8 @@ static char *lookupd_run_policy;
 static char *lookupd_run_user;
 static char *lookupd_run_pidfile;
 
-/* The store handle and why it is not there. */
-static STORE *lookupd_st;
-static int lookupd_st_in_read;
-static dev_t lookupd_st_dev;
-static ino_t lookupd_st_ino;
-static long long lookupd_st_last_try = LLONG_MIN / 2;
-static char lookupd_st_reason[256] = "not opened yet";
-static char lookupd_stale[256];         /* non-empty: data older than [store] max_age */
-static char *lookupd_st_path;           /* the path the handle was opened with */
+/* The store handle, why it is not there, and when it is stale (lib/keeper.c). */
+static KEEPER *lookupd_keeper;
 
 /* Refused connections, logged once per burst. */
 static long long lookupd_refused;
@@ -112,7 +106,6 @@ static int lookupd_stats_warned;
 static int lookupd_verbose;             /* -v: debug logging whatever the config says */
 
 static void lookupd_conn_free(LOOKUPD_CONN *conn);
-static void lookupd_stale_check(void);
 
 /* lookupd_now_ms - the loop's cached clock in milliseconds */
 static long long lookupd_now_ms(void)
@@ -154,115 +147,30 @@ size_t lookupd_safe_text(char *out, size_t size, const char *in, size_t len)
 
 /* ------------------------------------------------------------ the store */
 
-/* lookupd_store_close - give up the handle, remembering why */
-static void lookupd_store_close(const char *reason)
+/* lookupd_keeper_get - the keeper, made on first use (the fuzz target has no main) */
+static KEEPER *lookupd_keeper_get(void)
 {
-    if (lookupd_st != NULL) {
-        if (lookupd_st_in_read)
-            store_read_end(lookupd_st);
-        store_close(lookupd_st);
-        lookupd_st = NULL;
-    }
-    lookupd_st_in_read = 0;
-    if (reason != NULL)
-        lookupd_safe_text(lookupd_st_reason, sizeof(lookupd_st_reason), reason, strlen(reason));
+    if (lookupd_keeper == NULL)
+        lookupd_keeper = keeper_create("answering TEMP", "answering");
+    return lookupd_keeper;
 }
 
-/* lookupd_store_try - open the store if it is closed and a retry is due */
-static void lookupd_store_try(void)
-{
-    char err[256];
-    struct stat sb;
-    long long now = lookupd_now_ms();
-
-    if (lookupd_st != NULL || now - lookupd_st_last_try < LOOKUPD_RETRY_MS)
-        return;
-    lookupd_st_last_try = now;
-    lookupd_st = store_open(var_store_path, 0, var_store_busy_ms, err, sizeof(err));
-    if (lookupd_st == NULL) {
-        /* Log a new reason once; the same failure every second is noise. */
-        if (strcmp(err, lookupd_st_reason) != 0)
-            log_warn("store %s unavailable: %s; answering TEMP until it can be opened",
-                     var_store_path, err);
-        lookupd_safe_text(lookupd_st_reason, sizeof(lookupd_st_reason), err, strlen(err));
-        return;
-    }
-    if (stat(var_store_path, &sb) == 0) {
-        lookupd_st_dev = sb.st_dev;
-        lookupd_st_ino = sb.st_ino;
-    }
-    free(lookupd_st_path);
-    lookupd_st_path = xstrdup(var_store_path);
-    log_info("store %s opened", var_store_path);
-    snprintf(lookupd_st_reason, sizeof(lookupd_st_reason), "open");
-    lookupd_stale_check();
-    /* The listeners were bound before the store is first tried: now we can answer. */
-    daemon_ready("answering");
-}
-
-/* lookupd_store - the handle inside a read transaction, or NULL and why */
+/* lookupd_store - the handle inside the loop round's read transaction, or NULL and why */
 STORE *lookupd_store(const char **reason)
 {
-    lookupd_store_try();
-    if (lookupd_st == NULL) {
-        *reason = lookupd_st_reason;
-        return NULL;
-    }
-    if (lookupd_stale[0]) {
-        *reason = lookupd_stale;
-        return NULL;
-    }
-    if (!lookupd_st_in_read) {
-        if (store_read_begin(lookupd_st) < 0) {
-            lookupd_store_failed(store_error(lookupd_st));
-            *reason = lookupd_st_reason;
-            return NULL;
-        }
-        lookupd_st_in_read = 1;
-    }
-    return lookupd_st;
+    return keeper_read(lookupd_keeper_get(), reason);
 }
 
 /* lookupd_store_end - end the read transaction of one loop round */
 static void lookupd_store_end(void)
 {
-    if (lookupd_st != NULL && lookupd_st_in_read)
-        store_read_end(lookupd_st);
-    lookupd_st_in_read = 0;
+    keeper_read_end(lookupd_keeper_get());
 }
 
 /* lookupd_store_failed - a lookup failed: close, answer TEMP until reopened */
 void lookupd_store_failed(const char *reason)
 {
-    char copy[256];
-
-    /* reason may live inside the handle we are about to close. */
-    lookupd_safe_text(copy, sizeof(copy), reason ? reason : "unknown error",
-                      strlen(reason ? reason : "unknown error"));
-    log_warn("store %s: lookup failed: %s; closing it, answering TEMP until it reopens",
-             lookupd_st_path ? lookupd_st_path : var_store_path, copy);
-    lookupd_store_close(copy);
-    lookupd_st_last_try = lookupd_now_ms();
-}
-
-/* lookupd_store_check - the file we have open is still the one configured */
-static void lookupd_store_check(void)
-{
-    struct stat sb;
-
-    if (lookupd_st == NULL)
-        return;
-    if (stat(var_store_path, &sb) < 0) {
-        char why[300];
-
-        snprintf(why, sizeof(why), "%s: %s", var_store_path, strerror(errno));
-        log_warn("store vanished (%s); answering TEMP until it is back", why);
-        lookupd_store_close(why);
-    } else if (sb.st_dev != lookupd_st_dev || sb.st_ino != lookupd_st_ino) {
-        log_info("store %s was replaced; reopening", var_store_path);
-        lookupd_store_close("store file replaced");
-        lookupd_st_last_try = LLONG_MIN / 2;
-    }
+    keeper_failed(lookupd_keeper_get(), reason);
 }
 
 /* ------------------------------------------------------------ statistics */
@@ -305,7 +213,7 @@ static void lookupd_stats_write(void)
         return;
     }
     lookupd_stats_warned = 0;
-    metrics_daemon_write(var_lookupd_metrics_file, "lookupd", path, lookupd_st);
+    metrics_daemon_write(var_lookupd_metrics_file, "lookupd", path, keeper_handle(lookupd_keeper));
 }
 
 /* lookupd_stats_cb - periodic stats write */
@@ -758,54 +666,20 @@ static void lookupd_reload(void)
     lookupd_stats_schedule();
 
     /* Reopen the store now: the path, or the file behind it, may have changed. */
-    lookupd_store_close("reopening after reload");
-    lookupd_st_last_try = LLONG_MIN / 2;
-    lookupd_store_try();
+    keeper_reopen(lookupd_keeper_get());
     log_info("reloaded %s", lookupd_conf_path);
 }
 
 /* ------------------------------------------------------------ signals, loop */
 
 /*
- * lookupd_stale_check - with [store] max_age set, is the directory data too
- * old to trust? A syncd that has stopped syncing leaves a list that no
- * longer knows new employees; past the limit "try later" is the honest
- * answer. Checked once a second, not per lookup.
- */
-static void lookupd_stale_check(void)
-{
-    long long age;
-    char was[sizeof(lookupd_stale)];
-
-    memcpy(was, lookupd_stale, sizeof(was));
-    lookupd_stale[0] = 0;
-    if (var_store_max_age_ms <= 0 || lookupd_st == NULL)
-        return;
-    if (store_sync_age(lookupd_st, &age) < 0) {
-        lookupd_store_failed(store_error(lookupd_st));
-        return;
-    }
-    if (age >= 0 && age * 1000 > var_store_max_age_ms)
-        snprintf(lookupd_stale, sizeof(lookupd_stale),
-                 "directory data is stale: last sync %lld s ago, max_age is %d s",
-                 age, var_store_max_age_ms / 1000);
-    if (lookupd_stale[0] && strcmp(was, lookupd_stale) != 0 && was[0] == 0)
-        log_warn("store %s: %s; answering TEMP until a sync succeeds", var_store_path, lookupd_stale);
-    else if (!lookupd_stale[0] && was[0])
-        log_info("store %s: directory data fresh again", var_store_path);
-}
-
-/*
- * lookupd_tick_cb - once a second: is the store still the file we opened?
- * Reopening is left to the next request: a locked store then costs that
- * request the busy timeout, not the loop a wait nobody asked for.
+ * lookupd_tick_cb - once a second: is the store still the file we opened,
+ * is its data fresh? A store that appears is opened now, not at the next
+ * request: READY=1 waits for it.
  */
 static void lookupd_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
-    lookupd_store_check();
-    lookupd_stale_check();
-    /* A store that appears is opened now, not at the next request: READY=1 waits for it. */
-    lookupd_store_try();
+    keeper_tick(lookupd_keeper_get());
 }
 
 /* lookupd_signal_cb - HUP reloads; TERM and INT stop the loop */
@@ -814,7 +688,7 @@ static void lookupd_signal_cb(evutil_socket_t sig, short what, void *arg)
     if (sig == SIGHUP) {
         daemon_notify("RELOADING=1");
         lookupd_reload();
-        daemon_notify(lookupd_st != NULL ? "READY=1" : "READY=1\nSTATUS=store unavailable, answering TEMP");
+        daemon_notify(keeper_open(lookupd_keeper) ? "READY=1" : "READY=1\nSTATUS=store unavailable, answering TEMP");
         return;
     }
     daemon_notify("STOPPING=1");
@@ -839,7 +713,8 @@ static void lookupd_shutdown(void)
     for (int p = 0; p < POLICYD_OUTCOME_COUNT; p++)
         requests += lookupd_stats.policy[p];
     lookupd_stats_write();
-    lookupd_store_close(NULL);
+    keeper_free(lookupd_keeper);
+    lookupd_keeper = NULL;
     daemon_pidfile_remove(lookupd_run_pidfile);
     log_info("stopped: %lld connections, %lld requests, %lld protocol errors, %lld timeouts",
              lookupd_stats.connections_total, requests, lookupd_stats.protocol_errors,
@@ -946,18 +821,18 @@ int main(int argc, char **argv)
     if (lookupd_resume_ev == NULL || lookupd_tick_ev == NULL || lookupd_stats_ev == NULL)
         log_fatal("event_new failed");
     {
-        struct timeval tv = lookupd_ms_tv(LOOKUPD_RETRY_MS);
+        struct timeval tv = lookupd_ms_tv(LOOKUPD_TICK_MS);
 
         event_add(lookupd_tick_ev, &tv);
     }
     lookupd_stats_schedule();
 
     lookupd_stats.started = time(NULL);
-    lookupd_store_try();
+    keeper_tick(lookupd_keeper_get());
     lookupd_listen_text(LISTENER_SOCKMAP, smtext, sizeof(smtext));
     lookupd_listen_text(LISTENER_POLICY, potext, sizeof(potext));
     log_info("starting: socketmap %s, policy %s, store %s (%s)", smtext, potext,
-             var_store_path, lookupd_st ? "open" : "unavailable");
+             var_store_path, keeper_open(lookupd_keeper) ? "open" : "unavailable");
     lookupd_stats_write();
 
     /*
@@ -987,6 +862,5 @@ int main(int argc, char **argv)
     free(lookupd_run_policy);
     free(lookupd_run_user);
     free(lookupd_run_pidfile);
-    free(lookupd_st_path);
     return RG_EX_OK;
 }

@@ -973,14 +973,15 @@ static void check_reply_clear(SMTPD_REPLY *r)
 int smtpd_check_rcpt(SMTPD_CLIENT *c, const char *rcpt, SMTPD_RCPT_INFO *info, SMTPD_REPLY *r)
 {
     CHECK_CTX *x;
+    const char *why = NULL;
     int rc;
 
     check_reply_clear(r);
     snprintf(info->address, sizeof(info->address), "%s", rcpt);
     info->nexthop[0] = 0;
-    if (smtpd_store == NULL || store_read_begin(smtpd_store) < 0) {
-        log_warn("RCPT check for <%s>: %s", rcpt,
-                 smtpd_store ? store_error(smtpd_store) : "the store is not open");
+    /* closed, unreadable or stale past max_age: every answer defers */
+    if (smtpd_store_use(&why) == NULL || store_read_begin(smtpd_store) < 0) {
+        log_warn("RCPT check for <%s>: %s", rcpt, smtpd_store ? store_error(smtpd_store) : why);
         store_read_end(smtpd_store);
         return smtpd_reply_set(r, 451, "451 4.3.0 <%.*s>: Temporary lookup failure", ADDR_PATH_MAX, rcpt);
     }
