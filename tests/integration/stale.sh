@@ -88,7 +88,8 @@ tl_ok $? "lookupd notices the replaced store"
 tl_wait_grep "store .*store.db was replaced; reopening" "$T/smtpd.stderr"
 tl_ok $? "smtpd notices the replaced store"
 reply=$(printf 'recipients new@example.com\nrecipients alice@example.com\n' | "$RG_CLIENT" "unix:$SOCK")
-tl_is "$(printf "%s" "$reply" | tr "\n" " ")" "OK static NOTFOUND" "lookupd answers from the new store"
+tl_like "$(printf '%s\n' "$reply" | sed -n 1p) / $(printf '%s\n' "$reply" | sed -n 2p)" "^OK static / NOTFOUND ?$" \
+    "lookupd answers from the new store"
 rcpt "smtpd answers from the new store: its address is valid" "$OK" new@example.com
 rcpt "smtpd answers from the new store: alice is gone" \
     "550 5.1.1 <alice@example.com>: Recipient address rejected: User unknown" alice@example.com
