@@ -163,10 +163,13 @@ static void keeper_try(KEEPER *k)
     char safe[KEEPER_REASON_LEN];
     struct stat sb;
     int have_stat;
-    long long now = keeper_now_ms();
+    long long now;
     STORE *st;
 
-    if (k->st != NULL || now - k->last_try_ms < KEEPER_RETRY_MS)
+    if (k->st != NULL)
+        return;                 /* the common case, on every lookup: no clock read */
+    now = keeper_now_ms();
+    if (now - k->last_try_ms < KEEPER_RETRY_MS)
         return;
     k->last_try_ms = now;
     /*
