@@ -13,11 +13,13 @@
  *   one read() brought in is answered before the replies leave in a
  *   single write().
  *
- *   The store may be missing, locked, corrupt or too new: lookupd starts
- *   anyway and answers "try later" (socketmap TEMP, policy 451 4.3.0)
- *   until it can open it. A lookup error closes the handle; it is reopened
- *   at most once a second, so a broken store costs one busy timeout per
- *   second rather than one per request.
+ *   The store may be missing, locked, corrupt, of an older or newer schema
+ *   (lookupd never migrates it) or stale past [store] max_age: lookupd
+ *   starts anyway and answers "try later" (socketmap TEMP, policy 451
+ *   4.3.0) until it can use it. A lookup error closes the handle; it is
+ *   reopened at most once a second, so a broken store costs one busy
+ *   timeout per second rather than one per request. The handle and these
+ *   rules live in lib/keeper.c, shared with smtpd.
  *
  *   SIGHUP re-reads the configuration (a bad file is logged and the old
  *   one kept) and reopens the store; open connections stay. Listener, user
