@@ -250,7 +250,8 @@ const CFG_SECTION *params_smtpd_sections(void)
 /* params_smtpd_paths - the places rcptgate-smtpd writes (see paths.h) */
 void params_smtpd_paths(PATHS *pl)
 {
-    paths_add_store(pl, 1, var_store_path);
+    /* smtpd only reads the store: it may run as a user that cannot write it */
+    paths_add_store_read(pl, 1, var_store_path);
     paths_add_file_dir(pl, 0, "pid file directory", var_smtpd_pidfile, 0755);
     paths_add_file_dir(pl, 1, "stats file directory", var_smtpd_statsfile, 0750);
     if (*var_smtpd_log_file) {

@@ -135,6 +135,29 @@ void paths_add_store(PATHS *pl, int soft, const char *store_path)
     }
 }
 
+/* paths_add_store_read - the store's places for a reader: reach the directory, read the files */
+void paths_add_store_read(PATHS *pl, int soft, const char *store_path)
+{
+    static const char *const suffix[] = {"", "-wal", "-shm"};
+    int flag = soft ? PATHS_SOFT : 0;
+    const char *slash;
+
+    if (store_path == NULL || *store_path == 0 || strcmp(store_path, ":memory:") == 0)
+        return;
+    if ((slash = strrchr(store_path, '/')) != NULL && slash != store_path) {
+        char *dir = xstrndup(store_path, (size_t) (slash - store_path));
+
+        paths_add(pl, PATHS_DIR_EXISTS | flag, "store directory", dir, 0750);
+        free(dir);
+    }
+    for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
+        char *p = xasprintf("%s%s", store_path, suffix[i]);
+
+        paths_add(pl, PATHS_FILE_READ | flag, "store file", p, 0);
+        free(p);
+    }
+}
+
 /* paths_add_listeners - the directory of every unix: listener */
 void paths_add_listeners(PATHS *pl, const char *list)
 {
@@ -269,7 +292,7 @@ static int paths_check_dir(const PATHS_ITEM *it, const PATHS_WHO *who, int stric
     return 0;
 }
 
-/* paths_check_file - a file the user reads and writes, if it exists */
+/* paths_check_file - a file the user reads (and writes, unless PATHS_FILE_READ), if it exists */
 static int paths_check_file(const PATHS_ITEM *it, const PATHS_WHO *who, int strict)
 {
     struct stat st;
@@ -285,12 +308,28 @@ static int paths_check_file(const PATHS_ITEM *it, const PATHS_WHO *who, int stri
                             "put the file itself there", it->what, it->path);
     if (!S_ISREG(st.st_mode))
         return paths_report(it, strict, "%s %s is not a regular file", it->what, it->path);
-    if (access(it->path, R_OK | W_OK) < 0)
+    if ((it->kind & ~PATHS_SOFT) == PATHS_FILE_READ) {
+        char owner[64];
+
+        if (access(it->path, R_OK) < 0)
+            return paths_report(it, strict, "%s %s is not readable by user %s (owner %s, mode %04o): "
+                                "give the user the file's group, or chmod g+r %s", it->what, it->path,
+                                who->user, paths_owner(st.st_uid, owner, sizeof(owner)),
+                                (unsigned) (st.st_mode & 07777), it->path);
+    } else if (access(it->path, R_OK | W_OK) < 0) {
         return paths_not_writable(it, who, &st, strict);
+    }
     if (st.st_mode & S_IRWXO)
         log_warn("%s %s can be read by every local user (mode %04o): chmod o-rwx %s",
                  it->what, it->path, (unsigned) (st.st_mode & 07777), it->path);
     return 0;
+}
+
+/* paths_is_file - a file place (else a directory) */
+static int paths_is_file(int kind)
+{
+    kind &= ~PATHS_SOFT;
+    return kind == PATHS_FILE_WRITE || kind == PATHS_FILE_READ;
 }
 
 /* paths_check_all - every place, as whoever we are now */
@@ -300,10 +339,10 @@ static int paths_check_all(const PATHS *pl, const PATHS_WHO *who, int strict)
 
     /* Directories first: a file below a missing directory says nothing new. */
     for (int i = 0; i < pl->count; i++)
-        if ((pl->item[i].kind & ~PATHS_SOFT) != PATHS_FILE_WRITE)
+        if (!paths_is_file(pl->item[i].kind))
             errors += paths_check_dir(&pl->item[i], who, strict);
     for (int i = 0; i < pl->count; i++)
-        if ((pl->item[i].kind & ~PATHS_SOFT) == PATHS_FILE_WRITE)
+        if (paths_is_file(pl->item[i].kind))
             errors += paths_check_file(&pl->item[i], who, strict);
     return errors;
 }

@@ -29,6 +29,7 @@
 #define PATHS_DIR_WRITE     1   /* a directory the user creates and removes files in */
 #define PATHS_DIR_EXISTS    2   /* a directory that must exist and be reachable */
 #define PATHS_FILE_WRITE    3   /* a file that, if it exists, the user must read and write */
+#define PATHS_FILE_READ     4   /* a file that, if it exists, the user must read */
 
 /*
  * Soft places are checked with the others, but at a daemon's start a
@@ -62,6 +63,12 @@ void paths_add_file_dir(PATHS *pl, int soft, const char *what, const char *file,
 
 /* paths_add_store - the store's directory, the store and its -wal and -shm files */
 void paths_add_store(PATHS *pl, int soft, const char *store_path);
+
+/*
+ * paths_add_store_read - the same for a reader that never writes the
+ * store (smtpd): the directory must be reachable, the files readable
+ */
+void paths_add_store_read(PATHS *pl, int soft, const char *store_path);
 
 /* paths_add_listeners - the directory of every unix: listener in a list */
 void paths_add_listeners(PATHS *pl, const char *list);

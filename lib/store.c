@@ -107,6 +107,7 @@ int store_errf(STORE *st, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(st->err, sizeof(st->err), fmt, ap);
     va_end(ap);
+    st->errors++;
     return -1;
 }
 
@@ -293,6 +294,32 @@ static int store_prepare_all(STORE *st)
     return 0;
 }
 
+/*
+ * store_readonly_hint - a read-only open failed at its first read: if the
+ * -wal or -shm file is missing, say that this is why (SQLite's own text,
+ * "attempt to write a readonly database", points nowhere useful)
+ */
+static void store_readonly_hint(STORE *st)
+{
+    static const char *const suffix[] = {"-wal", "-shm"};
+    char msg[sizeof(st->err) + 200];
+
+    for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
+        char *p = xasprintf("%s%s", st->path, suffix[i]);
+        struct stat sb;
+        int missing = lstat(p, &sb) < 0 && errno == ENOENT;
+
+        free(p);
+        if (missing) {
+            snprintf(msg, sizeof(msg), "%s (its %s file is missing, and a read-only reader cannot "
+                     "always create it: rcptgate-syncd or the rcptgate command, run once, makes it)",
+                     st->err, suffix[i]);
+            snprintf(st->err, sizeof(st->err), "%.*s", (int) sizeof(st->err) - 1, msg);
+            return;
+        }
+    }
+}
+
 /* store_open - open the store, migrating its schema if it is older */
 STORE *store_open(const char *path, int flags, int busy_ms, char *err, size_t errlen)
 {
@@ -303,7 +330,9 @@ STORE *store_open(const char *path, int flags, int busy_ms, char *err, size_t er
      * root running any subcommand must not create or migrate a database
      * wherever a planted symbolic link points.
      */
-    int open_flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW;
+    int open_flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW;
+    int readonly = (flags & STORE_READONLY) != 0;
+    int memory = path != NULL && strcmp(path, ":memory:") == 0;
     int version;
     int rc;
 
@@ -311,15 +340,16 @@ STORE *store_open(const char *path, int flags, int busy_ms, char *err, size_t er
         snprintf(err, errlen, "no store path configured");
         return NULL;
     }
-    if (flags & STORE_CREATE)
+    open_flags |= readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
+    if ((flags & STORE_CREATE) && !readonly)
         open_flags |= SQLITE_OPEN_CREATE;
-    if (strcmp(path, ":memory:") != 0 && lstat(path, &sb) < 0) {
+    if (!memory && lstat(path, &sb) < 0) {
         if (errno != ENOENT || !(flags & STORE_CREATE)) {
             snprintf(err, errlen, "store %s: %s", path,
                      errno == ENOENT ? "no such file (it is created by the first write)" : strerror(errno));
             return NULL;
         }
-    } else if (strcmp(path, ":memory:") != 0 && S_ISLNK(sb.st_mode)) {
+    } else if (!memory && S_ISLNK(sb.st_mode)) {
         /* Said plainly here; SQLite's own refusal (below) closes the race. */
         snprintf(err, errlen, "store %s is a symbolic link, which is not followed: "
                  "set [store] path to the file itself", path);
@@ -337,14 +367,29 @@ STORE *store_open(const char *path, int flags, int busy_ms, char *err, size_t er
     }
     sqlite3_extended_result_codes(st->db, 1);
     sqlite3_busy_timeout(st->db, busy_ms > 0 ? busy_ms : 0);
+    if (!memory) {
+        int one = 1;
+
+        /*
+         * Keep the -wal and -shm files when this, the last connection,
+         * closes: a reader without write access to the directory (smtpd
+         * as its own user) cannot create them, and could not open the
+         * store after every writer's exit. The WAL is still checkpointed
+         * and truncated (journal_size_limit) on close.
+         */
+        (void) sqlite3_file_control(st->db, "main", SQLITE_FCNTL_PERSIST_WAL, &one);
+    }
     /* The first real read: a file that is not a database fails here. */
     if (sqlite3_prepare_v3(st->db, store_sql[STMT_USER_VERSION], -1, SQLITE_PREPARE_PERSISTENT,
                            &st->stmt[STMT_USER_VERSION], NULL) != SQLITE_OK) {
         store_fail(st, "reading the schema version");
         goto fail;
     }
-    if (store_user_version(st, st->stmt[STMT_USER_VERSION], &version) < 0)
+    if (store_user_version(st, st->stmt[STMT_USER_VERSION], &version) < 0) {
+        if (readonly && !memory)
+            store_readonly_hint(st);
         goto fail;
+    }
     /*
      * synchronous=NORMAL is durable enough in WAL mode (a power loss may
      * lose the last commit, never corrupt); the size limit truncates the
@@ -364,6 +409,13 @@ STORE *store_open(const char *path, int flags, int busy_ms, char *err, size_t er
     if (version > schema_version) {
         store_errf(st, "store schema version %d is newer than this program's %d",
                    version, schema_version);
+        goto fail;
+    }
+    if (readonly && version < schema_version) {
+        /* A reader never migrates: the writer's next start or run does. */
+        store_errf(st, "store schema version %d is older than this program's %d, and a reader "
+                   "does not migrate it: rcptgate-syncd or the rcptgate command does", version,
+                   schema_version);
         goto fail;
     }
     if (version < schema_version
@@ -412,6 +464,12 @@ const char *store_error(STORE *st)
     if (st == NULL)
         return "store is not open";
     return st->err[0] ? st->err : "no error";
+}
+
+/* store_errors - how many errors this handle has had */
+unsigned long store_errors(STORE *st)
+{
+    return st ? st->errors : 0;
 }
 
 /* store_path - the file this handle has open */

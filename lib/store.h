@@ -25,12 +25,23 @@ typedef struct store STORE;
 
 /* store_open flags */
 #define STORE_CREATE    0x01    /* create the file if it does not exist */
+/*
+ * A reader that never writes (lookupd, smtpd): the connection is opened
+ * read-only (SQLITE_OPEN_READONLY) and never migrates. A schema older or
+ * newer than this program's is refused: whoever writes (syncd, the
+ * rcptgate command) migrates it, and the reader tries again later.
+ * The user needs read access only, to the store and its -wal and -shm
+ * files, which must then exist: every connection keeps them on close
+ * (SQLITE_FCNTL_PERSIST_WAL), so they do once any writer has run.
+ */
+#define STORE_READONLY  0x02
 
 /*
- * store_open - open the store, migrating its schema if it is older.
- * Fails (NULL, reason in err) when the file is missing (without
- * STORE_CREATE), unreadable, not a database, or its schema is newer than
- * this program knows. busy_ms bounds every wait for a lock.
+ * store_open - open the store, migrating its schema if it is older
+ * (unless STORE_READONLY). Fails (NULL, reason in err) when the file is
+ * missing (without STORE_CREATE), unreadable, not a database, or its
+ * schema is newer than this program knows. busy_ms bounds every wait
+ * for a lock.
  */
 STORE *store_open(const char *path, int flags, int busy_ms, char *err, size_t errlen);
 
@@ -39,6 +50,12 @@ void store_close(STORE *st);
 
 /* store_error - text of the last error on this handle (for logs, TEMP) */
 const char *store_error(STORE *st);
+
+/*
+ * store_errors - how many errors this handle has had: a caller that
+ * does not see every -1 itself (the store keeper) notices new ones.
+ */
+unsigned long store_errors(STORE *st);
 
 /* store_schema_version - the schema version this program knows */
 int store_schema_version(void);

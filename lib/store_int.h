@@ -57,6 +57,7 @@ struct store {
     sqlite3_stmt *bstmt[STORE_BSTMT_MAX];
     sqlite3_stmt *sstmt[STORE_SSTMT_MAX];
     char err[512];
+    unsigned long errors;       /* store_errf() calls: see store_errors() */
     int in_read;                /* store_read_begin() opened a transaction */
     /* copies of the last lookup's strings */
     STORE_BUF b_address, b_kind, b_source, b_dn, b_guid, b_name, b_nexthop;

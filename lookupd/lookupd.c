@@ -13,11 +13,13 @@
  *   one read() brought in is answered before the replies leave in a
  *   single write().
  *
- *   The store may be missing, locked, corrupt or too new: lookupd starts
- *   anyway and answers "try later" (socketmap TEMP, policy 451 4.3.0)
- *   until it can open it. A lookup error closes the handle; it is reopened
- *   at most once a second, so a broken store costs one busy timeout per
- *   second rather than one per request.
+ *   The store may be missing, locked, corrupt, of an older or newer schema
+ *   (lookupd never migrates it) or stale past [store] max_age: lookupd
+ *   starts anyway and answers "try later" (socketmap TEMP, policy 451
+ *   4.3.0) until it can use it. A lookup error closes the handle; it is
+ *   reopened at most once a second, so a broken store costs one busy
+ *   timeout per second rather than one per request. The handle and these
+ *   rules live in lib/keeper.c, shared with smtpd.
  *
  *   SIGHUP re-reads the configuration (a bad file is logged and the old
  *   one kept) and reopens the store; open connections stay. Listener, user
@@ -48,6 +50,7 @@
 
 #include "cfg.h"
 #include "daemon.h"
+#include "keeper.h"
 #include "listen.h"
 #include "log.h"
 #include "lookupd.h"
@@ -64,7 +67,7 @@
 #define LOOKUPD_BACKLOG     1024
 #define LOOKUPD_OUT_HIGH    (256 * 1024)   /* stop reading while this much is unsent */
 #define LOOKUPD_ACCEPT_MAX  64             /* accepts per wakeup, to stay fair */
-#define LOOKUPD_RETRY_MS    1000           /* store reopen interval */
+#define LOOKUPD_TICK_MS     1000           /* store health check interval */
 
 LOOKUPD_STATS lookupd_stats;
 CHECK_OPTS lookupd_check_opts;
@@ -91,15 +94,8 @@ static const struct timeval *lookupd_idle_tv;
 
 static SKELETON lookupd_sk;             /* options, signals, reload: lib/skeleton.c */
 
-/* The store handle and why it is not there. */
-static STORE *lookupd_st;
-static int lookupd_st_in_read;
-static dev_t lookupd_st_dev;
-static ino_t lookupd_st_ino;
-static long long lookupd_st_last_try = LLONG_MIN / 2;
-static char lookupd_st_reason[256] = "not opened yet";
-static char lookupd_stale[256];         /* non-empty: data older than [store] max_age */
-static char *lookupd_st_path;           /* the path the handle was opened with */
+/* The store handle, why it is not there, and when it is stale (lib/keeper.c). */
+static KEEPER *lookupd_keeper;
 
 /* Refused connections, logged once per burst. */
 static long long lookupd_refused;
@@ -107,7 +103,6 @@ static long long lookupd_refused_logged_ms = LLONG_MIN / 2;
 static int lookupd_stats_warned;
 
 static void lookupd_conn_free(LOOKUPD_CONN *conn);
-static void lookupd_stale_check(void);
 
 /* lookupd_now_ms - the loop's cached clock in milliseconds */
 static long long lookupd_now_ms(void)
@@ -149,115 +144,30 @@ size_t lookupd_safe_text(char *out, size_t size, const char *in, size_t len)
 
 /* ------------------------------------------------------------ the store */
 
-/* lookupd_store_close - give up the handle, remembering why */
-static void lookupd_store_close(const char *reason)
+/* lookupd_keeper_get - the keeper, made on first use (the fuzz target has no main) */
+static KEEPER *lookupd_keeper_get(void)
 {
-    if (lookupd_st != NULL) {
-        if (lookupd_st_in_read)
-            store_read_end(lookupd_st);
-        store_close(lookupd_st);
-        lookupd_st = NULL;
-    }
-    lookupd_st_in_read = 0;
-    if (reason != NULL)
-        lookupd_safe_text(lookupd_st_reason, sizeof(lookupd_st_reason), reason, strlen(reason));
+    if (lookupd_keeper == NULL)
+        lookupd_keeper = keeper_create("answering TEMP", "answering");
+    return lookupd_keeper;
 }
 
-/* lookupd_store_try - open the store if it is closed and a retry is due */
-static void lookupd_store_try(void)
-{
-    char err[256];
-    struct stat sb;
-    long long now = lookupd_now_ms();
-
-    if (lookupd_st != NULL || now - lookupd_st_last_try < LOOKUPD_RETRY_MS)
-        return;
-    lookupd_st_last_try = now;
-    lookupd_st = store_open(var_store_path, 0, var_store_busy_ms, err, sizeof(err));
-    if (lookupd_st == NULL) {
-        /* Log a new reason once; the same failure every second is noise. */
-        if (strcmp(err, lookupd_st_reason) != 0)
-            log_warn("store %s unavailable: %s; answering TEMP until it can be opened",
-                     var_store_path, err);
-        lookupd_safe_text(lookupd_st_reason, sizeof(lookupd_st_reason), err, strlen(err));
-        return;
-    }
-    if (stat(var_store_path, &sb) == 0) {
-        lookupd_st_dev = sb.st_dev;
-        lookupd_st_ino = sb.st_ino;
-    }
-    free(lookupd_st_path);
-    lookupd_st_path = xstrdup(var_store_path);
-    log_info("store %s opened", var_store_path);
-    snprintf(lookupd_st_reason, sizeof(lookupd_st_reason), "open");
-    lookupd_stale_check();
-    /* The listeners were bound before the store is first tried: now we can answer. */
-    daemon_ready("answering");
-}
-
-/* lookupd_store - the handle inside a read transaction, or NULL and why */
+/* lookupd_store - the handle inside the loop round's read transaction, or NULL and why */
 STORE *lookupd_store(const char **reason)
 {
-    lookupd_store_try();
-    if (lookupd_st == NULL) {
-        *reason = lookupd_st_reason;
-        return NULL;
-    }
-    if (lookupd_stale[0]) {
-        *reason = lookupd_stale;
-        return NULL;
-    }
-    if (!lookupd_st_in_read) {
-        if (store_read_begin(lookupd_st) < 0) {
-            lookupd_store_failed(store_error(lookupd_st));
-            *reason = lookupd_st_reason;
-            return NULL;
-        }
-        lookupd_st_in_read = 1;
-    }
-    return lookupd_st;
+    return keeper_read(lookupd_keeper_get(), reason);
 }
 
 /* lookupd_store_end - end the read transaction of one loop round */
 static void lookupd_store_end(void)
 {
-    if (lookupd_st != NULL && lookupd_st_in_read)
-        store_read_end(lookupd_st);
-    lookupd_st_in_read = 0;
+    keeper_read_end(lookupd_keeper_get());
 }
 
 /* lookupd_store_failed - a lookup failed: close, answer TEMP until reopened */
 void lookupd_store_failed(const char *reason)
 {
-    char copy[256];
-
-    /* reason may live inside the handle we are about to close. */
-    lookupd_safe_text(copy, sizeof(copy), reason ? reason : "unknown error",
-                      strlen(reason ? reason : "unknown error"));
-    log_warn("store %s: lookup failed: %s; closing it, answering TEMP until it reopens",
-             lookupd_st_path ? lookupd_st_path : var_store_path, copy);
-    lookupd_store_close(copy);
-    lookupd_st_last_try = lookupd_now_ms();
-}
-
-/* lookupd_store_check - the file we have open is still the one configured */
-static void lookupd_store_check(void)
-{
-    struct stat sb;
-
-    if (lookupd_st == NULL)
-        return;
-    if (stat(var_store_path, &sb) < 0) {
-        char why[300];
-
-        snprintf(why, sizeof(why), "%s: %s", var_store_path, strerror(errno));
-        log_warn("store vanished (%s); answering TEMP until it is back", why);
-        lookupd_store_close(why);
-    } else if (sb.st_dev != lookupd_st_dev || sb.st_ino != lookupd_st_ino) {
-        log_info("store %s was replaced; reopening", var_store_path);
-        lookupd_store_close("store file replaced");
-        lookupd_st_last_try = LLONG_MIN / 2;
-    }
+    keeper_failed(lookupd_keeper_get(), reason);
 }
 
 /* ------------------------------------------------------------ statistics */
@@ -284,7 +194,7 @@ static void lookupd_stats_body(FILE *fp, void *arg)
 /* lookupd_stats_write - the stats file and the metrics file */
 static void lookupd_stats_write(void)
 {
-    skeleton_stats_write(var_lookupd_statsfile, var_lookupd_metrics_file, "lookupd", lookupd_st,
+    skeleton_stats_write(var_lookupd_statsfile, var_lookupd_metrics_file, "lookupd", keeper_handle(lookupd_keeper),
                          (long long) lookupd_stats.started, lookupd_stats_body, NULL, &lookupd_stats_warned);
 }
 
@@ -718,60 +628,27 @@ static int lookupd_reload(char *note, size_t size)
     if ((errors = lookupd_load()) != 0)
         return errors;
     lookupd_apply();
-    lookupd_store_close("reopening after reload");
-    lookupd_st_last_try = LLONG_MIN / 2;
-    lookupd_store_try();
+    /* Reopen the store now: the path, or the file behind it, may have changed. */
+    keeper_reopen(lookupd_keeper_get());
     return 0;
 }
 
 /* lookupd_ready - the state line for systemd after a reload */
 static const char *lookupd_ready(void)
 {
-    return lookupd_st != NULL ? "READY=1" : "READY=1\nSTATUS=store unavailable, answering TEMP";
+    return keeper_open(lookupd_keeper) ? "READY=1" : "READY=1\nSTATUS=store unavailable, answering TEMP";
 }
 
 /* ------------------------------------------------------------ signals, loop */
 
 /*
- * lookupd_stale_check - with [store] max_age set, is the directory data too
- * old to trust? A syncd that has stopped syncing leaves a list that no
- * longer knows new employees; past the limit "try later" is the honest
- * answer. Checked once a second, not per lookup.
- */
-static void lookupd_stale_check(void)
-{
-    long long age;
-    char was[sizeof(lookupd_stale)];
-
-    memcpy(was, lookupd_stale, sizeof(was));
-    lookupd_stale[0] = 0;
-    if (var_store_max_age_ms <= 0 || lookupd_st == NULL)
-        return;
-    if (store_sync_age(lookupd_st, &age) < 0) {
-        lookupd_store_failed(store_error(lookupd_st));
-        return;
-    }
-    if (age >= 0 && age * 1000 > var_store_max_age_ms)
-        snprintf(lookupd_stale, sizeof(lookupd_stale),
-                 "directory data is stale: last sync %lld s ago, max_age is %d s",
-                 age, var_store_max_age_ms / 1000);
-    if (lookupd_stale[0] && strcmp(was, lookupd_stale) != 0 && was[0] == 0)
-        log_warn("store %s: %s; answering TEMP until a sync succeeds", var_store_path, lookupd_stale);
-    else if (!lookupd_stale[0] && was[0])
-        log_info("store %s: directory data fresh again", var_store_path);
-}
-
-/*
- * lookupd_tick_cb - once a second: is the store still the file we opened?
- * Reopening is left to the next request: a locked store then costs that
- * request the busy timeout, not the loop a wait nobody asked for.
+ * lookupd_tick_cb - once a second: is the store still the file we opened,
+ * is its data fresh? A store that appears is opened now, not at the next
+ * request: READY=1 waits for it.
  */
 static void lookupd_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
-    lookupd_store_check();
-    lookupd_stale_check();
-    /* A store that appears is opened now, not at the next request: READY=1 waits for it. */
-    lookupd_store_try();
+    keeper_tick(lookupd_keeper_get());
 }
 
 /* lookupd_signal_cb - HUP reloads; TERM and INT stop the loop */
@@ -803,7 +680,8 @@ static void lookupd_shutdown(void)
     for (int p = 0; p < POLICYD_OUTCOME_COUNT; p++)
         requests += lookupd_stats.policy[p];
     skeleton_end(&lookupd_sk);          /* the last stats, the pid file */
-    lookupd_store_close(NULL);
+    keeper_free(lookupd_keeper);
+    lookupd_keeper = NULL;
     log_info("stopped: %lld connections, %lld requests, %lld protocol errors, %lld timeouts",
              lookupd_stats.connections_total, requests, lookupd_stats.protocol_errors,
              lookupd_stats.timeouts);
@@ -858,17 +736,17 @@ int main(int argc, char **argv)
     if (lookupd_resume_ev == NULL || lookupd_tick_ev == NULL)
         log_fatal("event_new failed");
     {
-        struct timeval tv = lookupd_ms_tv(LOOKUPD_RETRY_MS);
+        struct timeval tv = lookupd_ms_tv(LOOKUPD_TICK_MS);
 
         event_add(lookupd_tick_ev, &tv);
     }
 
     lookupd_stats.started = time(NULL);
-    lookupd_store_try();
+    keeper_tick(lookupd_keeper_get());
     lookupd_listen_text(LISTENER_SOCKMAP, smtext, sizeof(smtext));
     lookupd_listen_text(LISTENER_POLICY, potext, sizeof(potext));
     log_info("starting: socketmap %s, policy %s, store %s (%s)", smtext, potext,
-             var_store_path, lookupd_st ? "open" : "unavailable");
+             var_store_path, keeper_open(lookupd_keeper) ? "open" : "unavailable");
     skeleton_stats_every(&lookupd_sk, lookupd_base, &var_lookupd_stats_ms, lookupd_stats_write);
 
     /*
@@ -890,6 +768,5 @@ int main(int argc, char **argv)
     event_free(lookupd_resume_ev);
     event_free(lookupd_tick_ev);
     event_base_free(lookupd_base);
-    free(lookupd_st_path);
     return RG_EX_OK;
 }

@@ -11,9 +11,12 @@
  *   root, then detaches, writes the pid file and becomes [smtpd] user.
  *   Each accepted connection becomes an SMTP session (smtp_session.c).
  *
- *   The store is opened read-only; if it cannot be opened smtpd runs
- *   anyway, the checks answer 4xx, and the store is tried again every
- *   second.
+ *   The store is opened read-only and never migrated (lib/keeper.c); if
+ *   it cannot be opened, or its data is older than [store] max_age,
+ *   smtpd runs anyway and the checks answer 4xx; the store is tried
+ *   again every second, and reopened when its file is replaced. smtpd
+ *   needs read access only: it may run as a user that cannot change
+ *   the store (README, "smtpd cannot write the store").
  *
  *   SIGHUP re-reads the configuration, the TLS certificate, the checks'
  *   tables and the log file without dropping a session (a bad file is
@@ -45,6 +48,7 @@
 
 #include "cfg.h"
 #include "daemon.h"
+#include "keeper.h"
 #include "listen.h"
 #include "log.h"
 #include "metrics.h"
@@ -85,7 +89,6 @@ static int smtpd_stopping;
 static long long smtpd_stop_ms;
 static time_t smtpd_started;
 static int smtpd_stats_warned;
-static char smtpd_store_reason[256] = "not opened yet";
 
 static SKELETON smtpd_sk;               /* options, signals, reload: lib/skeleton.c */
 
@@ -181,25 +184,20 @@ static void smtpd_set_hostname(void)
     }
 }
 
-/* smtpd_store_try - open the store if it is not open */
-static void smtpd_store_try(void)
+/*
+ * smtpd_store_keeper - the keeper of smtpd_store (lib/keeper.c): opened
+ * read-only, retried once a second, closed after a failed lookup,
+ * reopened when the file is replaced, and smtpd_store is NULL (every
+ * check defers) while the data is older than [store] max_age. READY=1
+ * waits for the first open: the listeners are bound before it.
+ */
+static KEEPER *smtpd_store_keeper(void)
 {
-    char err[256];
-
-    if (smtpd_store != NULL)
-        return;
-    smtpd_store = store_open(var_store_path, 0, var_store_busy_ms, err, sizeof(err));
-    if (smtpd_store == NULL) {
-        if (strcmp(err, smtpd_store_reason) != 0)
-            log_warn("store %s unavailable: %s; deferring recipients until it can be opened",
-                     var_store_path, err);
-        snprintf(smtpd_store_reason, sizeof(smtpd_store_reason), "%s", err);
-        return;
+    if (smtpd_keeper == NULL) {
+        smtpd_keeper = keeper_create("deferring recipients", "accepting mail");
+        keeper_mirror(smtpd_keeper, &smtpd_store);
     }
-    smtpd_store_reason[0] = 0;
-    log_info("store %s opened", var_store_path);
-    /* The listeners were bound before the store is first tried: now we can answer. */
-    daemon_ready("accepting mail");
+    return smtpd_keeper;
 }
 
 /* smtpd_stats_body - smtpd's counters, after the skeleton's header lines */
@@ -212,7 +210,7 @@ static void smtpd_stats_body(FILE *fp, void *arg)
     fprintf(fp, "messages %lld\nrcpt_ok %lld\nrcpt_rejected %lld\ntimeouts %lld\nprotocol_errors %lld\n",
             smtp_session_stats.messages, smtp_session_stats.rcpt_ok, smtp_session_stats.rcpt_rejected,
             smtp_session_stats.timeouts, smtp_session_stats.protocol_errors);
-    fprintf(fp, "store %s\n", smtpd_store ? "open" : "unavailable");
+    fprintf(fp, "store %s\n", smtpd_store ? "open" : keeper_open(smtpd_keeper) ? "stale" : "unavailable");
 }
 
 /* smtpd_stats_write - the stats file and the metrics file */
@@ -230,7 +228,7 @@ static void smtpd_tick_cb(evutil_socket_t fd, short what, void *arg)
     (void) fd;
     (void) what;
     (void) arg;
-    smtpd_store_try();
+    keeper_tick(smtpd_store_keeper());
     if (smtpd_stopping && (smtp_session_count() == 0 || now > smtpd_stop_ms + var_smtpd_shutdown_ms + 3000))
         event_base_loopbreak(smtpd_base);
 }
@@ -307,10 +305,7 @@ static int smtpd_reload(char *note, size_t size)
     log_set_debug(smtpd_sk.verbose || strcmp(var_log_level, "debug") == 0);
 
     /* The path, or the file behind it, may have changed. */
-    store_close(smtpd_store);
-    smtpd_store = NULL;
-    snprintf(smtpd_store_reason, sizeof(smtpd_store_reason), "reopening");
-    smtpd_store_try();
+    keeper_reopen(smtpd_store_keeper());
     return 0;
 }
 
@@ -476,7 +471,7 @@ int main(int argc, char **argv)
     }
     skeleton_watch_signals(&smtpd_sk, smtpd_base, smtpd_signal_cb, NULL);
     smtpd_started = time(NULL);
-    smtpd_store_try();
+    keeper_tick(smtpd_store_keeper());
     {
         char text[1024];
         size_t n = 0;
@@ -519,7 +514,9 @@ int main(int argc, char **argv)
         smtpd_dns_free(smtpd_dns);
         event_base_free(smtpd_base);
     }
-    store_close(smtpd_store);
+    keeper_free(smtpd_keeper);
+    smtpd_keeper = NULL;
+    smtpd_store = NULL;
     smtp_tls_free();
     /*
      * No smtp_auth_done() (sasl_done) at exit: it dlclose()s the SASL

@@ -105,7 +105,21 @@ int smtpd_reply_set(SMTPD_REPLY *r, int code, const char *fmt, ...)
 
 /* The process-wide things every session uses (smtpd.c sets them). */
 extern struct event_base *smtpd_base;
-extern STORE *smtpd_store;      /* read-only; NULL when it could not be opened (every check defers) */
+/*
+ * smtpd_store is the read-only handle the checks use: NULL while the store
+ * is closed, unreadable or stale past [store] max_age (every check then
+ * defers, 451 4.3.0). smtpd.c's keeper (lib/keeper.c) keeps it so; the
+ * unit tests and fuzzers, which have no keeper, set it themselves.
+ */
+extern STORE *smtpd_store;
+extern struct keeper *smtpd_keeper;
+
+/*
+ * smtpd_store_use - before a check: let the keeper notice a failure of
+ * the last check, retry an open that is due, and then say whether the
+ * store may answer. smtpd_store, or NULL with *reason set.
+ */
+STORE *smtpd_store_use(const char **reason);
 extern char smtpd_hostname[SMTPD_NAME_LEN];
 
 #endif

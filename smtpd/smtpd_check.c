@@ -183,9 +183,16 @@ int smtpd_check_rcpt(SMTPD_CLIENT *c, const char *rcpt, SMTPD_RCPT_INFO *info, S
     RULES_INPUT in;
     RULES_RESULT res;
     const char *hop;
+    const char *why = NULL;
 
     smtpd_check_reply_clear(r);
+    snprintf(info->address, sizeof(info->address), "%s", rcpt);
     info->nexthop[0] = 0;
+    /* closed, unreadable or stale past max_age: every answer defers */
+    if (smtpd_store_use(&why) == NULL) {
+        log_warn("RCPT check for <%.*s>: %s", ADDR_PATH_MAX, rcpt, why);
+        return smtpd_reply_set(r, 451, "451 4.3.0 <%.*s>: Temporary lookup failure", ADDR_PATH_MAX, rcpt);
+    }
     smtpd_check_input(c, rcpt, &in);
     rules_check(&in, &res);
     snprintf(info->address, sizeof(info->address), "%s", res.address);

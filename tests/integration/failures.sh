@@ -2,7 +2,8 @@
 # failures.sh - a store lookupd cannot use means TEMP, never NOTFOUND
 #
 # For each way the store can fail (missing, not a database, unreadable,
-# locked past the busy timeout, schema too new, vanished while running,
+# locked past the busy timeout, schema too new or too old (lookupd reads
+# the store read-only and never migrates it), vanished while running,
 # a path through a non-directory) the raw socketmap reply must start with
 # "TEMP ", and Postfix's postmap must report an error rather than "not
 # found". Once the store is fixed, the same lookupd process must answer
@@ -120,6 +121,21 @@ r=$(ask alice@example.com)
 tl_like "$r" 'newer|999' "schema too new: the reason says so"
 sqlite3 "$STORE" "PRAGMA user_version = $SCHEMA"
 expect_recover "schema too new"
+tl_stop_lookupd
+
+# --- schema older than this program: a reader never migrates it
+reset_store
+sqlite3 "$STORE" "PRAGMA user_version = $((SCHEMA - 1))"
+tl_start_lookupd || tl_bail "lookupd did not start ($RG_LOOKUPD)"
+expect_temp "schema too old"
+r=$(ask alice@example.com)
+tl_like "$r" 'older.*does not migrate' "schema too old: the reason says so"
+tl_like "$(grep 'schema version' "$T/lookupd.log" | tail -1)" \
+    "store .* unavailable: .*schema version $((SCHEMA - 1)) is older than this program's $SCHEMA.*answering TEMP" \
+    "schema too old: one clear log line"
+tl_is "$(sqlite3 "$STORE" 'PRAGMA user_version')" "$((SCHEMA - 1))" "schema too old: lookupd left it alone"
+sqlite3 "$STORE" "PRAGMA user_version = $SCHEMA"
+expect_recover "schema too old (a writer migrated it)"
 tl_stop_lookupd
 
 # --- held locked by another process past the busy timeout (500ms)

@@ -225,6 +225,75 @@ run "$RG_SMTPD" -c "$CONF" -n
 tl_is "$rc" 0 "smtpd -n after a run: the log file it made passes the check"
 [ "$rc" = 0 ] || printf '%s\n' "$out" | sed 's/^/#   /'
 
+# --- smtpd as a user that may read the store and not write it (README,
+# "smtpd cannot write the store"): here the user daemon with the store's
+# group, the store 0640. It answers from the store, sees what the admin
+# command and syncd commit while it runs, and cannot write the store.
+if [ $ROOT = 1 ] && id daemon >/dev/null 2>&1 && command -v setpriv >/dev/null 2>&1 \
+    && [ "$(id -u daemon)" != "$(id -u "$RUNAS")" ]; then
+    RD="$B/smtpd-ro"
+    mkdir -m 0755 "$RD"
+    chown daemon "$RD"
+    sm_sink_start || tl_bail "smtp-sink did not start"
+    tl_admin domain add example.com "smtp:[127.0.0.1]:$SINK_PORT" >"$T/admin.out" 2>&1
+    tl_is "$?" 0 "reader: the domain's next hop set by the admin command"
+    conf "$B/ro.conf"
+    sed -i -e '/^\[smtpd\]/,/^\[/ s/^user = .*$/user =/' \
+        -e "s|^pid_file = $B/run/smtpd.pid\$|pid_file = $RD/smtpd.pid|" \
+        -e "s|^stats_file = $B/lib/smtpd.stats\$|stats_file = $RD/smtpd.stats|" \
+        -e "s|^log_file = $B/lib/smtpd.log\$|log_file = $RD/smtpd.log|" "$B/ro.conf"
+    # as_reader CMD... - run as the user daemon, in the store's group only
+    as_reader() {
+        setpriv --reuid=daemon --regid="$RUNGRP" --clear-groups "$@"
+    }
+    tl_is "$(stat -c '%U %G %a' "$DB")" "$RUNAS $RUNGRP 640" "reader: the store is $RUNAS's, group $RUNGRP, 0640"
+    run as_reader "$RG_SMTPD" -c "$B/ro.conf" -n
+    tl_is "$rc" 0 "reader: smtpd -n as a user that may only read the store"
+    [ "$rc" = 0 ] || printf '%s\n' "$out" | sed 's/^/#   /'
+    setpriv --reuid=daemon --regid="$RUNGRP" --clear-groups \
+        "$RG_SMTPD" -c "$B/ro.conf" -f 2>>"$T/smtpd-ro.log" &
+    SMTPD_PID=$!
+    tl_pids="$tl_pids $SMTPD_PID"
+    tl_wait_grep "store .* opened \(read-only\)" "$T/smtpd-ro.log"
+    tl_ok $? "reader: smtpd opened the store read-only"
+    tl_is "$(ps -o user= -p "$SMTPD_PID" 2>/dev/null | tr -d ' ')" "daemon" "reader: smtpd runs as daemon"
+    SMTPD_PORT=$PORT
+    # rd DESC WANT ADDRESS - smtpd's reply to RCPT TO:<ADDRESS>
+    rd() {
+        ck "$1" "$2" --ehlo mail.sender.example --from someone@sender.example --to "$3"
+    }
+    rd "reader: a known address is accepted" "250 2.1.5 Ok" bob@example.com
+    rd "reader: an unknown address is refused" \
+        "550 5.1.1 <carol@example.com>: Recipient address rejected: User unknown" carol@example.com
+    tl_admin static add carol@example.com >"$T/admin.out" 2>&1
+    tl_is "$?" 0 "reader: the admin command adds an address while smtpd reads"
+    rd "reader: ... smtpd sees it at once" "250 2.1.5 Ok" carol@example.com
+    printf 'bob@example.com OK\ndave@example.com OK\n' > "$B/users.map"
+    run "$RG_SYNCD" -c "$CONF" --once
+    tl_is "$rc" 0 "reader: syncd commits a new address while smtpd reads"
+    rd "reader: ... smtpd sees it at once" "250 2.1.5 Ok" dave@example.com
+    rd "reader: ... and still knows the others" "250 2.1.5 Ok" bob@example.com
+    before=$(sqlite3 "$DB" "SELECT name || ' ' || nexthop FROM domain ORDER BY name")
+    out=$(as_reader sqlite3 "$DB" "UPDATE domain SET nexthop = 'smtp:[192.0.2.66]:25'" 2>&1)
+    tl_ok $([ $? != 0 ]; echo $?) "reader: as its user, a write to the store fails"
+    tl_like "$out" "readonly|read-only|unable to open" "reader: ... because the store is read-only to it"
+    tl_is "$(sqlite3 "$DB" "SELECT name || ' ' || nexthop FROM domain ORDER BY name")" "$before" \
+        "reader: ... and the domain table is unchanged"
+    tl_is "$(stat -c '%U %a' "$DB" "$DB-wal" "$DB-shm" | tr '\n' ' ')" \
+        "$RUNAS 640 $RUNAS 640 $RUNAS 640 " "reader: the store and its -wal and -shm are still $RUNAS's, 0640"
+    kill -0 "$SMTPD_PID" 2>/dev/null
+    tl_ok $? "reader: smtpd still running"
+    stop_pid "$SMTPD_PID"
+    tl_is "$?" 0 "reader: smtpd stopped"
+    printf 'bob@example.com OK\n' > "$B/users.map"
+else
+    for c in "next hop" "store mode" "smtpd -n" "opened read-only" "runs as daemon" "known" "unknown" \
+        "admin adds" "sees it" "syncd adds" "sees it" "others" "write fails" "read-only" "unchanged" \
+        "modes" "running" "stopped"; do
+        skip "reader: $c"
+    done
+fi
+
 # --- -n and start-up: a missing runtime directory, named with its fix
 rm -rf "$B/run"
 if [ $ROOT = 1 ]; then

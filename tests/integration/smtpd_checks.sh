@@ -202,10 +202,17 @@ tl_admin access del client 127.0.0.1 >>"$T/setup.log" 2>&1
 out "$OK" "client access entry removed" alice@example.com
 
 # ---- the store fails: 4xx, never 5xx
+opened=$(grep -c 'opened (read-only)' "$T/smtpd.stderr")
 sqlite3 "$STORE" "ALTER TABLE recipient RENAME TO recipient_broken"
 out "451 4.3.0 <alice@example.com>: Temporary lookup failure" "store failure defers a valid user" alice@example.com
 out "451 4.3.0 <nobody@example.com>: Temporary lookup failure" "store failure defers an unknown user" nobody@example.com
 sqlite3 "$STORE" "ALTER TABLE recipient_broken RENAME TO recipient"
+# A failed lookup closed the store; smtpd opens it again within about a second.
+_i=0
+while [ "$(grep -c 'opened (read-only)' "$T/smtpd.stderr")" -le "$opened" ] && [ $_i -lt 100 ]; do
+    sleep 0.05
+    _i=$((_i + 1))
+done
 out "$OK" "store back" alice@example.com
 
 # ---- warn_if_reject: logged as reject_warning, accepted; relay control still refuses

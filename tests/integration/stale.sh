@@ -1,15 +1,24 @@
 #!/bin/sh
-# stale.sh - [store] max_age: past it, lookupd answers TEMP, never stale data
+# stale.sh - [store] max_age: past it, lookupd and smtpd answer "try later",
+# never from stale data; both reopen a store file moved over theirs
 #
 # A file source synced by rcptgate-syncd feeds the store. With max_age set,
-# lookupd answers normally while the last sync is recent, TEMP once it is
-# older than the limit (checked once a second), and normally again after
-# the next successful sync, all without a restart.
+# the daemons answer normally while the last sync is recent, TEMP (lookupd)
+# and 451 4.3.0 (smtpd) once it is older than the limit (checked once a
+# second), and normally again after the next successful sync, all without
+# a restart. smtpd once ignored max_age: with the source three days old it
+# said 550 "User unknown" to an address the directory had gained since (a
+# bounce of real mail) and 250 to the stale source's own.
+#
+# Then a new store is moved over the old one (its -wal and -shm removed
+# first, as rcptgate(8) says): both daemons notice within a second and
+# answer from the new file, without a restart.
 . "$top_srcdir/tests/lib/testlib.sh"
+. "$top_srcdir/tests/lib/smtpd.sh"
 tl_init stale
 RG_SYNCD=${RG_SYNCD:-"$top_builddir/syncd/rcptgate-syncd"}
 
-sed -i 's/^busy_timeout = 500ms$/busy_timeout = 500ms\nmax_age = 3s/' "$CONF"
+sed -i 's/^busy_timeout = 500ms$/busy_timeout = 500ms\nmax_age = 1h/' "$CONF"
 printf 'alice@example.com OK\n' > "$T/users.map"
 cat >> "$CONF" <<CONF
 
@@ -18,28 +27,76 @@ cat >> "$CONF" <<CONF
 type = file
 path = $T/users.map
 CONF
-tl_admin domain add example.com >/dev/null 2>&1
+# The next hop (RCPT is accepted only once smtpd has reached it).
+sm_sink_start || tl_bail "smtp-sink did not start"
+HOP="smtp:[127.0.0.1]:$SINK_PORT"
+sm_init "default_nexthop = $HOP"
+tl_admin domain add example.com "$HOP" >/dev/null 2>&1
 "$RG_SYNCD" -c "$CONF" --once >"$T/sync.out" 2>&1
 tl_is "$?" 0 "first sync applied"
 
 tl_start_lookupd || { echo "not ok 1 - lookupd started"; echo "1..1"; exit 1; }
+sm_start_or_bail
 reply=$(echo "recipients alice@example.com" | "$RG_CLIENT" "unix:$SOCK")
 tl_is "$reply" "OK imported" "fresh data: alice is valid"
+OK="250 2.1.5 Ok"
+# rcpt DESC WANT ADDRESS - smtpd's reply to RCPT TO:<ADDRESS> must be WANT
+rcpt() {
+    ck "$1" "$2" --ehlo mail.sender.example --from someone@sender.example --to "$3"
+}
+UNKNOWN="550 5.1.1 <new@example.com>: Recipient address rejected: User unknown"
+rcpt "smtpd, fresh data: alice is valid" "$OK" alice@example.com
+rcpt "smtpd, fresh data: an address not in the directory is unknown" "$UNKNOWN" new@example.com
 
-# Make the last sync 100 s old; within about a second lookupd stops trusting it.
-sqlite3 "$STORE" "UPDATE source SET last_success = strftime('%s','now') - 100 WHERE name = 'files'"
-sleep 1.5
+# The last sync three days ago; within about a second both stop trusting it.
+sqlite3 "$STORE" "UPDATE source SET last_success = strftime('%s','now') - 3 * 86400 WHERE name = 'files'"
+tl_wait_grep "directory data is stale" "$T/lookupd.log"
+tl_ok $? "lookupd logs the staleness"
+tl_wait_grep "directory data is stale" "$T/smtpd.stderr"
+tl_ok $? "smtpd logs the staleness"
 reply=$(printf 'recipients alice@example.com\nrecipients nobody@example.com\n' | "$RG_CLIENT" "unix:$SOCK")
 tl_like "$reply" "^TEMP .*stale" "stale data: TEMP, not OK"
 tl_like "$(echo "$reply" | sed -n 2p)" "^TEMP " "stale data: TEMP, not NOTFOUND"
 tl_postmap nobody@example.com recipients
 tl_like "$(cat "$T/err")" "stale|query error|lookup error" "postmap reports an error, not 'not found'"
-tl_like "$(cat "$T/lookupd.log")" "stale" "the staleness is logged"
+rcpt "smtpd, stale data: the stale source's own address defers, not 250" \
+    "451 4.3.0 <alice@example.com>: Temporary lookup failure" alice@example.com
+rcpt "smtpd, stale data: an address it does not know defers, not 550" \
+    "451 4.3.0 <new@example.com>: Temporary lookup failure" new@example.com
+tl_wait_grep "RCPT check for <new@example.com>: directory data is stale" "$T/smtpd.stderr"
+tl_ok $? "smtpd: the deferral is logged with its reason"
 
 "$RG_SYNCD" -c "$CONF" --once >>"$T/sync.out" 2>&1
 tl_is "$?" 0 "next sync applied"
-sleep 1.5
+tl_wait_grep "directory data fresh again" "$T/lookupd.log"
+tl_ok $? "lookupd logs that the data is fresh again"
+tl_wait_grep "directory data fresh again" "$T/smtpd.stderr"
+tl_ok $? "smtpd logs that the data is fresh again"
 reply=$(echo "recipients alice@example.com" | "$RG_CLIENT" "unix:$SOCK")
 tl_is "$reply" "OK imported" "fresh again after a sync"
+rcpt "smtpd, fresh again: alice is valid" "$OK" alice@example.com
+rcpt "smtpd, fresh again: the unknown address is 550 again" "$UNKNOWN" new@example.com
+
+# --- a new store moved over the open one: both daemons reopen it
+sed "s|^path = $STORE\$|path = $T/new.db|" "$CONF" > "$T/new.conf"
+"$RG_ADMIN" -c "$T/new.conf" domain add example.com "$HOP" >/dev/null 2>&1 &&
+    "$RG_ADMIN" -c "$T/new.conf" static add new@example.com >/dev/null 2>&1
+tl_is "$?" 0 "a second store made beside the first"
+rm -f "$STORE-wal" "$STORE-shm" && mv "$T/new.db" "$STORE"
+tl_wait_grep "store .*store.db was replaced; reopening" "$T/lookupd.log"
+tl_ok $? "lookupd notices the replaced store"
+tl_wait_grep "store .*store.db was replaced; reopening" "$T/smtpd.stderr"
+tl_ok $? "smtpd notices the replaced store"
+reply=$(printf 'recipients new@example.com\nrecipients alice@example.com\n' | "$RG_CLIENT" "unix:$SOCK")
+tl_like "$(printf '%s\n' "$reply" | sed -n 1p) / $(printf '%s\n' "$reply" | sed -n 2p)" "^OK static / NOTFOUND ?$" \
+    "lookupd answers from the new store"
+rcpt "smtpd answers from the new store: its address is valid" "$OK" new@example.com
+rcpt "smtpd answers from the new store: alice is gone" \
+    "550 5.1.1 <alice@example.com>: Recipient address rejected: User unknown" alice@example.com
+tl_is "$(kill -0 "$SMTPD_PID" 2>/dev/null && kill -0 "$LOOKUPD_PID" 2>/dev/null && echo alive)" "alive" \
+    "no restart: the same processes"
+
+sm_stop
+sm_sanitizer_check "smtpd: no sanitizer report"
 tl_stop_lookupd
 tl_done

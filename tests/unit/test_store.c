@@ -4,7 +4,8 @@
  * Each test gets a fresh store file in a private directory. The file is
  * also changed behind the store's back with plain SQLite (a schema from
  * the future, a dropped table, a lock held elsewhere) to check that every
- * failure is -1 with a reason, never "not found".
+ * failure is -1 with a reason, never "not found". The read-only open of
+ * the daemons and their store keeper (lib/keeper.c) are tested here too.
  */
 #include "config.h"
 
@@ -20,7 +21,9 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
+#include "keeper.h"
 #include "log.h"
+#include "params.h"
 #include "store.h"
 
 static char test_dir[256];
@@ -656,6 +659,215 @@ static void test_replace_staged(void **state)
     store_close(st);
 }
 
+/*
+ * A read-only open reads, cannot write, and never migrates; the -wal and
+ * -shm files outlive the last connection, so that a reader that may not
+ * create them can still open the store.
+ */
+static void test_readonly(void **state)
+{
+    char err[512] = "";
+    char wal[320], shm[320];
+    STORE *st = open_new();
+    STORE *ro;
+    STORE_RCPT r;
+
+    assert_int_equal(store_static_add(st, "a@example.com"), 1);
+    store_close(st);
+    snprintf(wal, sizeof(wal), "%s-wal", test_path);
+    snprintf(shm, sizeof(shm), "%s-shm", test_path);
+    assert_int_equal(access(wal, F_OK), 0);
+    assert_int_equal(access(shm, F_OK), 0);
+
+    ro = store_open(test_path, STORE_READONLY, 200, err, sizeof(err));
+    if (ro == NULL)
+        fail_msg("read-only open: %s", err);
+    assert_int_equal(store_rcpt_get(ro, "a@example.com", &r), 1);
+    assert_int_equal(store_errors(ro), 0);
+    assert_int_equal(store_static_add(ro, "b@example.com"), -1);
+    assert_non_null(strstr(store_error(ro), "readonly"));
+    assert_int_equal(store_errors(ro), 1);
+    /* a writer's commit is seen by the next read */
+    st = store_open(test_path, 0, 200, err, sizeof(err));
+    assert_non_null(st);
+    assert_int_equal(store_static_add(st, "c@example.com"), 1);
+    assert_int_equal(store_rcpt_get(ro, "c@example.com", &r), 1);
+    store_close(st);
+    store_close(ro);
+    assert_int_equal(access(wal, F_OK), 0);
+    assert_int_equal(access(shm, F_OK), 0);
+    assert_int_equal(raw_int("SELECT count(*) FROM recipient"), 2);
+}
+
+/* A schema too old for a reader is refused, not migrated; a writer migrates it. */
+static void test_readonly_older(void **state)
+{
+    char err[512] = "";
+    STORE *st;
+
+    raw_exec("PRAGMA journal_mode = WAL; CREATE TABLE unrelated (x)");
+    assert_null(store_open(test_path, STORE_READONLY, 200, err, sizeof(err)));
+    assert_non_null(strstr(err, "store schema version 0 is older than this program's"));
+    assert_non_null(strstr(err, "does not migrate"));
+    assert_int_equal(raw_int("PRAGMA user_version"), 0);
+    st = store_open(test_path, 0, 200, err, sizeof(err));
+    assert_non_null(st);
+    store_close(st);
+    st = store_open(test_path, STORE_READONLY, 200, err, sizeof(err));
+    assert_non_null(st);
+    store_close(st);
+    raw_exec("PRAGMA user_version = 999");
+    assert_null(store_open(test_path, STORE_READONLY, 200, err, sizeof(err)));
+    assert_non_null(strstr(err, "newer"));
+}
+
+/* keeper_setup - a store with one directory source synced now; the keeper's settings */
+static void keeper_setup(void)
+{
+    static char path[300];
+    STORE *st = open_new();
+    STORE_COUNTS c;
+
+    assert_int_equal(store_domain_put(st, "example.com", "", 0), 0);
+    assert_int_equal(store_replace_begin(st, "files", "file"), 0);
+    assert_int_equal(store_replace_add(st, "alice@example.com", "user"), 0);
+    assert_int_equal(store_replace_commit(st, &c), 0);
+    store_close(st);
+    snprintf(path, sizeof(path), "%s", test_path);
+    var_store_path = path;
+    var_store_busy_ms = 200;
+    var_store_max_age_ms = 3600 * 1000;
+}
+
+/*
+ * The keeper: opens read-only, answers while fresh, NULL (with the reason)
+ * past max_age and again once a sync is recorded, and its mirror follows.
+ */
+static void test_keeper_stale(void **state)
+{
+    KEEPER *k;
+    STORE *mirror = (STORE *) &mirror;  /* anything but NULL: the keeper must set it */
+    STORE_RCPT r;
+    const char *why = NULL;
+    STORE *st;
+
+    keeper_setup();
+    k = keeper_create("answering TEMP", NULL);
+    keeper_mirror(k, &mirror);
+    assert_null(mirror);
+    assert_int_equal(keeper_open(k), 0);
+    st = keeper_store(k, &why);
+    assert_non_null(st);
+    assert_ptr_equal(mirror, st);
+    assert_int_equal(store_rcpt_get(st, "alice@example.com", &r), 1);
+
+    raw_exec("UPDATE source SET last_success = strftime('%s','now') - 7200 WHERE name = 'files'");
+    keeper_tick(k);
+    assert_null(keeper_store(k, &why));
+    assert_non_null(strstr(why, "stale"));
+    assert_null(mirror);
+    assert_int_equal(keeper_open(k), 1);
+    assert_non_null(keeper_handle(k));
+
+    raw_exec("UPDATE source SET last_success = strftime('%s','now') WHERE name = 'files'");
+    keeper_tick(k);
+    assert_non_null(keeper_store(k, &why));
+    assert_non_null(mirror);
+
+    /* max_age off: never stale */
+    raw_exec("UPDATE source SET last_success = 1 WHERE name = 'files'");
+    var_store_max_age_ms = 0;
+    keeper_tick(k);
+    assert_non_null(keeper_store(k, &why));
+    keeper_free(k);
+}
+
+/*
+ * replace_file - move the store from over the store to, as a postmaster
+ * must: with the old -wal and -shm removed first, since SQLite would
+ * apply what the old write-ahead log holds to the new file
+ */
+static void replace_file(const char *from, const char *to)
+{
+    char aside[320];
+
+    snprintf(aside, sizeof(aside), "%s-wal", to);
+    (void) unlink(aside);
+    snprintf(aside, sizeof(aside), "%s-shm", to);
+    (void) unlink(aside);
+    assert_int_equal(rename(from, to), 0);
+}
+
+/*
+ * The keeper: a failure on the handle closes it (answer NULL until a
+ * reopen), a replaced file is reopened, a vanished one closed.
+ */
+static void test_keeper_file(void **state)
+{
+    char err[512] = "";
+    char other[320], path[300];
+    KEEPER *k;
+    STORE *mirror = NULL;
+    STORE_RCPT r;
+    const char *why = NULL;
+    STORE *st, *st2;
+
+    keeper_setup();
+    snprintf(path, sizeof(path), "%s", test_path);
+    k = keeper_create("answering TEMP", NULL);
+    keeper_mirror(k, &mirror);
+    st = keeper_read(k, &why);
+    assert_non_null(st);
+    assert_int_equal(store_rcpt_get(st, "alice@example.com", &r), 1);
+    keeper_read_end(k);
+
+    /* a failed lookup nobody reported: noticed at the next call */
+    raw_exec("DROP TABLE domain");
+    assert_int_equal(store_domain_get(st, "example.com", &(STORE_DOMAIN) {0}), -1);
+    assert_null(keeper_store(k, &why));
+    assert_null(mirror);
+    assert_int_equal(keeper_open(k), 0);
+    /* the file is broken now: a reopen fails, and says why */
+    keeper_reopen(k);
+    assert_null(keeper_store(k, &why));
+
+    /* a new store moved over the path is opened */
+    snprintf(test_path, sizeof(test_path), "%s/store-%d.db", test_dir, ++test_seq);
+    st2 = open_new();
+    assert_int_equal(store_static_add(st2, "new@example.com"), 1);
+    store_close(st2);
+    snprintf(other, sizeof(other), "%s", test_path);
+    snprintf(test_path, sizeof(test_path), "%s", path);
+    replace_file(other, path);
+    keeper_reopen(k);
+    st = keeper_store(k, &why);
+    if (st == NULL)
+        fail_msg("reopen: %s", why);
+    assert_int_equal(store_rcpt_get(st, "new@example.com", &r), 1);
+
+    /* replaced while open: the next tick reopens the new file */
+    snprintf(test_path, sizeof(test_path), "%s/store-%d.db", test_dir, ++test_seq);
+    st2 = open_new();
+    assert_int_equal(store_static_add(st2, "newer@example.com"), 1);
+    store_close(st2);
+    snprintf(other, sizeof(other), "%s", test_path);
+    snprintf(test_path, sizeof(test_path), "%s", path);
+    replace_file(other, path);
+    keeper_tick(k);
+    st = keeper_store(k, &why);
+    if (st == NULL)
+        fail_msg("after the replace: %s", why);
+    assert_int_equal(store_rcpt_get(st, "newer@example.com", &r), 1);
+
+    /* vanished: closed, and the reason names the file */
+    assert_int_equal(unlink(path), 0);
+    keeper_tick(k);
+    assert_null(keeper_store(k, &why));
+    assert_non_null(strstr(why, path));
+    keeper_free(k);
+    (void) err;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -678,6 +890,10 @@ int main(void)
         cmocka_unit_test_setup(test_read_snapshot, setup),
         cmocka_unit_test_setup(test_broken, setup),
         cmocka_unit_test_setup(test_locked, setup),
+        cmocka_unit_test_setup(test_readonly, setup),
+        cmocka_unit_test_setup(test_readonly_older, setup),
+        cmocka_unit_test_setup(test_keeper_stale, setup),
+        cmocka_unit_test_setup(test_keeper_file, setup),
     };
 
     return cmocka_run_group_tests_name("store", tests, group_setup, group_teardown);
