@@ -170,7 +170,10 @@ $SMTPCHAT -t 15 "$SMTPD_PORT" '<' '>EHLO client.example.org\r\n' '<' '>MAIL FROM
     '>RCPT TO:<user@example.com>\r\n' '<' '>DATA\r\n' '<' '>Subject: half\r\n\r\nthe first half\r\n' \
     '~3' '>the second half\r\n.\r\n' '<' end > "$T/chat.out" 2>&1 &
 chat=$!
-sleep 1.5
+# Kill only once the client is inside DATA (the first half sent, the dot
+# not): a loaded machine may take seconds just to start the client.
+tl_wait_grep '^354 ' "$T/chat.out" || tl_wait_grep '^354 ' "$T/chat.out"
+sleep 0.5
 kill -9 "$SMTPD_PID"
 wait "$SMTPD_PID" 2>/dev/null
 tl_pids=$(echo "$tl_pids" | sed "s/ $SMTPD_PID//")
