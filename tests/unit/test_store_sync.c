@@ -1183,7 +1183,7 @@ static void test_delta_abort(void **state)
     assert_int_equal(store_rcpt_get(st, "alice@example.com", &r), 1);
     assert_int_equal(store_delta_begin(st, "dir", "ldap"), 0);
     assert_int_equal(store_delta_put(st, &o), 0);
-    assert_int_equal(store_delta_refuse(st, "failed", "DirSync cookie rejected"), 0);
+    assert_int_equal(store_delta_refuse(st, "failed", "DirSync cookie rejected", NULL), 0);
     assert_int_equal(store_rcpt_get(st, "carol@example.com", &r), 0);
     assert_string_equal(raw_text("SELECT mode, outcome, message FROM sync_run ORDER BY id DESC LIMIT 1"),
                         "incremental|failed|DirSync cookie rejected");
