@@ -21,7 +21,7 @@ int shrink_guard(const STORE_COUNTS *c, long long objects, const char *what, int
     if (current == 0)
         return 0;                       /* nothing to lose */
     if (objects < 0 && c->added + c->changed + c->kept == 0) {
-        snprintf(why, whylen, "%s would remove all %lld of the source's recipients", what, current);
+        snprintf(why, whylen, "it would remove all %lld of the source's recipients", current);
         return 1;
     }
     if (objects == 0 || c->added + c->changed + c->kept == 0) {
