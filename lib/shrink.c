@@ -2,9 +2,9 @@
  * shrink.c - the shrink guard: refuse a full replacement that loses too much
  *
  * Shared by syncd's full and incremental pulls (syncd/sync_apply.c) and
- * `rcptgate import` (rcptgate/cmd_import.c): see shrink.h. The counts are those of the
- * store's diff, taken under the write lock, so the decision is about what
- * the commit would really do.
+ * `rcptgate import` (rcptgate/cmd_import.c): see shrink.h. The counts are
+ * those of the store's diff, taken under the write lock, so the decision
+ * is about what the commit would really do.
  */
 #include "config.h"
 

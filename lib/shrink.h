@@ -23,10 +23,10 @@
  * store_replace_diff): 1 refuse, with the reason in why, 0 apply.
  * objects: what the new set held (directory objects, map file entries),
  * or -1 for an incremental pull (counts from store_delta_diff, kept
- * included); what names it in the reason ("the pull", "the file"). A source that has
- * nothing yet always passes; an empty set (or an incremental pull that
- * would leave none) never passes a source that has
- * recipients; otherwise removing more than max_pct percent of the
+ * included); what names it in the reason ("the pull", "the file"). A
+ * source that has nothing yet always passes; an empty set, or an
+ * incremental pull that would leave nothing, never passes a source that
+ * has recipients; otherwise removing more than max_pct percent of the
  * source's recipients, or more than max_count of them (0: no count
  * limit), is refused.
  */

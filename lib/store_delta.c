@@ -201,8 +201,8 @@ static int delta_promote(STORE *st, const char *address, const char *from, long 
     /* Its holder changed in this pull: a newcomer of a lower guid may still take it. */
     delta_fresh_add(y, address, heir);
     delta_note(y, 0, "source %s: address collision over: %s, claimed by %s, which holds it now: "
-             "its holder %s let go of it", y->run.source, address,
-             store_sync_obj_text(a, sizeof(a), y->run.source, heir->dn, heir->guid, heir->id), from);
+               "its holder %s let go of it", y->run.source, address,
+               store_sync_obj_text(a, sizeof(a), y->run.source, heir->dn, heir->guid, heir->id), from);
     return 1;
 }
 
@@ -250,19 +250,19 @@ static int delta_claims(STORE *st, SYNC_OBJ *o, long long now)
                 || delta_rcpt_holder(st, r->name, &holder) < 0)
                 return -1;
             delta_note(y, 0, "source %s: address collision over: %s, claimed by %s, which %s",
-                     y->run.source, r->name,
-                     store_sync_obj_text(a, sizeof(a), y->run.source, o->dn, o->guid, o->id),
-                     holder == o->id ? "holds it now" : "no longer claims it");
+                       y->run.source, r->name,
+                       store_sync_obj_text(a, sizeof(a), y->run.source, o->dn, o->guid, o->id),
+                       holder == o->id ? "holds it now" : "no longer claims it");
             continue;
         }
         if (store_sync_claim(st, 1, r->name, o->id, now) < 0)
             return -1;
         store_sync_obj_by_id(st, b, sizeof(b), r->id);
         delta_note(y, 1, "source %s: address collision: %s is held by %s and also claimed by %s, "
-                 "which does not get it%s", y->run.source, r->name, b,
-                 store_sync_obj_text(a, sizeof(a), y->run.source, o->dn, o->guid, o->id),
-                 (o->flags & STORE_FLAG_INTERNAL_ONLY)
-                 ? "; the address stays restricted to internal senders, as the claimant is" : "");
+                   "which does not get it%s", y->run.source, r->name, b,
+                   store_sync_obj_text(a, sizeof(a), y->run.source, o->dn, o->guid, o->id),
+                   (o->flags & STORE_FLAG_INTERNAL_ONLY)
+                   ? "; the address stays restricted to internal senders, as the claimant is" : "");
     }
     return 0;
 }
@@ -289,11 +289,11 @@ static int delta_fresh_take(STORE *st, SYNC_OBJ *o, const char *address, long lo
         return -1;
     y->fresh_obj[*slot - 1] = o;
     delta_note(y, 1, "source %s: address collision: %s is held by %s and also claimed by %s, "
-             "which does not get it%s", y->run.source, address,
-             store_sync_obj_text(a, sizeof(a), y->run.source, o->dn, o->guid, o->id),
-             store_sync_obj_text(b, sizeof(b), y->run.source, h->dn, h->guid, h->id),
-             (h->flags & STORE_FLAG_INTERNAL_ONLY) && !(o->flags & STORE_FLAG_INTERNAL_ONLY)
-             ? "; the address stays restricted to internal senders, as the claimant is" : "");
+               "which does not get it%s", y->run.source, address,
+               store_sync_obj_text(a, sizeof(a), y->run.source, o->dn, o->guid, o->id),
+               store_sync_obj_text(b, sizeof(b), y->run.source, h->dn, h->guid, h->id),
+               (h->flags & STORE_FLAG_INTERNAL_ONLY) && !(o->flags & STORE_FLAG_INTERNAL_ONLY)
+               ? "; the address stays restricted to internal senders, as the claimant is" : "");
     return 1;
 }
 
@@ -597,7 +597,7 @@ static int delta_del_obj(STORE *st, SYNC_OBJ *o, long long now)
 
         if (r.member == SSTMT_CLAIM_OF) {
             delta_note(y, 0, "source %s: address collision over: %s, claimed by %s, which went",
-                     y->run.source, r.name, self);
+                       y->run.source, r.name, self);
             continue;
         }
         if ((rc = delta_promote(st, r.name, self, now)) < 0)
