@@ -52,7 +52,7 @@ static const struct metrics_family {
     [FAM_SYNC_RUN] = {"rcptgate_sync_last_run_timestamp_seconds", 0, "When a source's last sync was attempted, in unix time; 0 never."},
     [FAM_SYNC_OUTCOME] = {"rcptgate_sync_last_run_outcome", 0, "1 for the outcome of a source's last sync run (refused: the shrink guard)."},
     [FAM_SYNC_CHANGES] = {"rcptgate_sync_last_run_changes", 0, "Entries a source's last sync run added, changed or removed (or would have)."},
-    [FAM_SYNC_GUARD] = {"rcptgate_sync_shrink_guard_refused", 0, "1 while a source's latest full sync stands refused by the shrink guard."},
+    [FAM_SYNC_GUARD] = {"rcptgate_sync_shrink_guard_refused", 0, "1 while a source's latest full sync, or its latest incremental one, stands refused by the shrink guard."},
 };
 
 /* Stats file keys with a fixed meaning; socketmap.* and policy.* are built below. */
@@ -241,7 +241,7 @@ static int metrics_source(const STORE_SOURCE_INFO *s, void *ctx)
         return 0;
     metrics_add(m, FAM_SYNC_SUCCESS, labels, s->last_success);
     metrics_add(m, FAM_SYNC_RUN, labels, s->last_run);
-    metrics_add(m, FAM_SYNC_GUARD, labels, s->guard_refused);
+    metrics_add(m, FAM_SYNC_GUARD, labels, s->guard_refused != 0);
     if (s->last_run <= 0)
         return 0;
     for (int i = 0; outcomes[i]; i++) {

@@ -1,10 +1,10 @@
 /*
  * shrink.c - the shrink guard: refuse a full replacement that loses too much
  *
- * Shared by syncd's full pulls (syncd/sync_apply.c) and `rcptgate import`
- * (rcptgate/cmd_import.c): see shrink.h. The counts are those of the
- * store's diff, taken under the write lock, so the decision is about what
- * the commit would really do.
+ * Shared by syncd's full and incremental pulls (syncd/sync_apply.c) and
+ * `rcptgate import` (rcptgate/cmd_import.c): see shrink.h. The counts are
+ * those of the store's diff, taken under the write lock, so the decision
+ * is about what the commit would really do.
  */
 #include "config.h"
 
@@ -20,6 +20,10 @@ int shrink_guard(const STORE_COUNTS *c, long long objects, const char *what, int
 
     if (current == 0)
         return 0;                       /* nothing to lose */
+    if (objects < 0 && c->added + c->changed + c->kept == 0) {
+        snprintf(why, whylen, "it would remove all %lld of the source's recipients", current);
+        return 1;
+    }
     if (objects == 0 || c->added + c->changed + c->kept == 0) {
         snprintf(why, whylen, "%s returned no %s, but the source has %lld recipient%s: "
                  "applying it would remove them all", what, objects == 0 ? "objects" : "addresses",

@@ -243,9 +243,10 @@ typedef struct store_source_info {
     const char *last_outcome;   /* "ok", "refused: ...", "failed: ..." */
     long long added, changed, removed;  /* of the last run */
     /*
-     * store_runs_walk only (0 from store_source_walk): the latest full
-     * pull was refused by the shrink guard and none was applied since;
-     * incremental runs after it do not clear it.
+     * store_runs_walk only (0 from store_source_walk): 1 the latest full
+     * pull was refused by the shrink guard and none was applied since
+     * (incremental runs after it do not clear it); 2 the latest pull
+     * applied or refused was an incremental one the guard refused.
      */
     int guard_refused;
 } STORE_SOURCE_INFO;

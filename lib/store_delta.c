@@ -12,14 +12,24 @@
  * its new members; see delta_index_dns for how. An address another object
  * of the source holds is only claimed, and passes on when its holder lets
  * go, by the rule a full pull applies (store_sync.h): see delta_rcpts.
+ *
+ * The shrink guard judges incremental pulls too: store_delta_diff writes
+ * the pull under the write lock without committing, so that its counts
+ * are exactly what the commit would do (an address passing to a claimant
+ * is a change, not a removal); the caller then commits or refuses, which
+ * rolls it back. The collision lines the writes tell are held until the
+ * commit (delta_note), so that a refused pull, retried at every poll,
+ * does not tell what never happened.
  */
 #include "config.h"
 
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "store_sync_int.h"
 #include "xalloc.h"
 
@@ -49,6 +59,51 @@ int store_delta_del(STORE *st, const char *guid)
     if (st->sync == NULL || !st->sync->delta)
         return store_errf(st, "no incremental sync in progress");
     return store_sync_add(st, NULL, guid, SOP_DELETE);
+}
+
+/* delta_note - a log line of the pull, told at its commit (warn: a warning, else a note) */
+static void delta_note(STORE_SYNC *y, int warn, const char *fmt, ...) RG_PRINTF(3, 4);
+static void delta_note(STORE_SYNC *y, int warn, const char *fmt, ...)
+{
+    va_list ap;
+    char *line;
+
+    va_start(ap, fmt);
+    if (vasprintf(&line, fmt, ap) < 0)
+        line = NULL;
+    va_end(ap);
+    if (line == NULL)
+        return;                         /* out of memory: a log line is not worth dying for */
+    if (y->nnotes == y->capnotes) {
+        y->capnotes = y->capnotes ? 2 * y->capnotes : 16;
+        y->notes = xrealloc(y->notes, y->capnotes * sizeof(*y->notes));
+        y->note_warn = xrealloc(y->note_warn, y->capnotes * sizeof(*y->note_warn));
+    }
+    y->notes[y->nnotes] = line;
+    y->note_warn[y->nnotes++] = warn;
+}
+
+/* delta_notes_tell - log the held lines of a committed pull */
+static void delta_notes_tell(STORE_SYNC *y)
+{
+    for (size_t i = 0; i < y->nnotes; i++) {
+        if (y->note_warn[i])
+            log_warn("%s", y->notes[i]);
+        else
+            log_info("%s", y->notes[i]);
+    }
+}
+
+/* store_delta_notes_free - drop the held lines (told or not) */
+void store_delta_notes_free(STORE_SYNC *y)
+{
+    for (size_t i = 0; i < y->nnotes; i++)
+        free(y->notes[i]);
+    free(y->notes);
+    free(y->note_warn);
+    y->notes = NULL;
+    y->note_warn = NULL;
+    y->nnotes = y->capnotes = 0;
 }
 
 /* delta_obj_get - the stored object of guid: 1 found (id, and whether dn/kind/flags differ), 0, -1 */
@@ -145,9 +200,9 @@ static int delta_promote(STORE *st, const char *address, const char *from, long 
         return -1;
     /* Its holder changed in this pull: a newcomer of a lower guid may still take it. */
     delta_fresh_add(y, address, heir);
-    log_info("source %s: address collision over: %s, claimed by %s, which holds it now: "
-             "its holder %s let go of it", y->run.source, address,
-             store_sync_obj_text(a, sizeof(a), y->run.source, heir->dn, heir->guid, heir->id), from);
+    delta_note(y, 0, "source %s: address collision over: %s, claimed by %s, which holds it now: "
+               "its holder %s let go of it", y->run.source, address,
+               store_sync_obj_text(a, sizeof(a), y->run.source, heir->dn, heir->guid, heir->id), from);
     return 1;
 }
 
@@ -194,20 +249,20 @@ static int delta_claims(STORE *st, SYNC_OBJ *o, long long now)
             if (store_sync_claim(st, 0, r->name, o->id, now) < 0
                 || delta_rcpt_holder(st, r->name, &holder) < 0)
                 return -1;
-            log_info("source %s: address collision over: %s, claimed by %s, which %s",
-                     y->run.source, r->name,
-                     store_sync_obj_text(a, sizeof(a), y->run.source, o->dn, o->guid, o->id),
-                     holder == o->id ? "holds it now" : "no longer claims it");
+            delta_note(y, 0, "source %s: address collision over: %s, claimed by %s, which %s",
+                       y->run.source, r->name,
+                       store_sync_obj_text(a, sizeof(a), y->run.source, o->dn, o->guid, o->id),
+                       holder == o->id ? "holds it now" : "no longer claims it");
             continue;
         }
         if (store_sync_claim(st, 1, r->name, o->id, now) < 0)
             return -1;
         store_sync_obj_by_id(st, b, sizeof(b), r->id);
-        log_warn("source %s: address collision: %s is held by %s and also claimed by %s, "
-                 "which does not get it%s", y->run.source, r->name, b,
-                 store_sync_obj_text(a, sizeof(a), y->run.source, o->dn, o->guid, o->id),
-                 (o->flags & STORE_FLAG_INTERNAL_ONLY)
-                 ? "; the address stays restricted to internal senders, as the claimant is" : "");
+        delta_note(y, 1, "source %s: address collision: %s is held by %s and also claimed by %s, "
+                   "which does not get it%s", y->run.source, r->name, b,
+                   store_sync_obj_text(a, sizeof(a), y->run.source, o->dn, o->guid, o->id),
+                   (o->flags & STORE_FLAG_INTERNAL_ONLY)
+                   ? "; the address stays restricted to internal senders, as the claimant is" : "");
     }
     return 0;
 }
@@ -233,12 +288,12 @@ static int delta_fresh_take(STORE *st, SYNC_OBJ *o, const char *address, long lo
         || store_sync_claim(st, 1, address, h->id, now) < 0)
         return -1;
     y->fresh_obj[*slot - 1] = o;
-    log_warn("source %s: address collision: %s is held by %s and also claimed by %s, "
-             "which does not get it%s", y->run.source, address,
-             store_sync_obj_text(a, sizeof(a), y->run.source, o->dn, o->guid, o->id),
-             store_sync_obj_text(b, sizeof(b), y->run.source, h->dn, h->guid, h->id),
-             (h->flags & STORE_FLAG_INTERNAL_ONLY) && !(o->flags & STORE_FLAG_INTERNAL_ONLY)
-             ? "; the address stays restricted to internal senders, as the claimant is" : "");
+    delta_note(y, 1, "source %s: address collision: %s is held by %s and also claimed by %s, "
+               "which does not get it%s", y->run.source, address,
+               store_sync_obj_text(a, sizeof(a), y->run.source, o->dn, o->guid, o->id),
+               store_sync_obj_text(b, sizeof(b), y->run.source, h->dn, h->guid, h->id),
+               (h->flags & STORE_FLAG_INTERNAL_ONLY) && !(o->flags & STORE_FLAG_INTERNAL_ONLY)
+               ? "; the address stays restricted to internal senders, as the claimant is" : "");
     return 1;
 }
 
@@ -541,8 +596,8 @@ static int delta_del_obj(STORE *st, SYNC_OBJ *o, long long now)
         SYNC_ROW r = y->rows[i];
 
         if (r.member == SSTMT_CLAIM_OF) {
-            log_info("source %s: address collision over: %s, claimed by %s, which went",
-                     y->run.source, r.name, self);
+            delta_note(y, 0, "source %s: address collision over: %s, claimed by %s, which went",
+                       y->run.source, r.name, self);
             continue;
         }
         if ((rc = delta_promote(st, r.name, self, now)) < 0)
@@ -613,6 +668,61 @@ static int delta_apply(STORE *st)
     return 0;
 }
 
+/*
+ * delta_write - take the lock and write the pull (once), not committed:
+ * afterwards y->counts are the commit's
+ */
+static int delta_write(STORE *st)
+{
+    STORE_SYNC *y = st->sync;
+
+    if (y->applied)
+        return 0;
+    if (store_sync_lock(st) < 0 || delta_apply(st) < 0)
+        return -1;
+    y->applied = 1;
+    return 0;
+}
+
+/* delta_source_size - the source's recipients now (in the pull's transaction) */
+static int delta_source_size(STORE *st, long long *n)
+{
+    sqlite3_stmt *s = NULL;
+    int rc;
+
+    /* No index leads with source_id: a scan, so only when the pull removes something. */
+    if (sqlite3_prepare_v2(st->db, "SELECT count(*) FROM recipient WHERE source_id = ?1", -1, &s,
+                           NULL) != SQLITE_OK
+        || sqlite3_bind_int64(s, 1, st->sync->run.source_id) != SQLITE_OK) {
+        sqlite3_finalize(s);
+        return store_fail(st, "counting the source's recipients");
+    }
+    rc = store_step_count(st, s, "counting the source's recipients", n);
+    sqlite3_finalize(s);
+    return rc;
+}
+
+/* store_delta_diff - write the pull under the lock, uncommitted; the counts, kept included */
+int store_delta_diff(STORE *st, STORE_COUNTS *counts)
+{
+    STORE_SYNC *y;
+    long long after = 0;
+
+    if (store_usable(st) < 0)
+        return -1;
+    if ((y = st->sync) == NULL || !y->delta)
+        return store_errf(st, "no incremental sync in progress");
+    if (delta_write(st) < 0 || (y->counts.removed > 0 && delta_source_size(st, &after) < 0)) {
+        store_sync_forget(st);
+        return -1;
+    }
+    *counts = y->counts;
+    /* Rows after = before + added - removed (a promotion is a change: one row out, one in). */
+    if (y->counts.removed > 0)
+        counts->kept = after - y->counts.added - y->counts.changed;
+    return 0;
+}
+
 /* store_delta_commit - apply the incremental pull in one transaction and record the run */
 int store_delta_commit(STORE *st, const char *cookie, const char *invocation_id, STORE_COUNTS *counts)
 {
@@ -623,14 +733,15 @@ int store_delta_commit(STORE *st, const char *cookie, const char *invocation_id,
         return -1;
     if ((y = st->sync) == NULL || !y->delta)
         return store_errf(st, "no incremental sync in progress");
-    rc = store_sync_lock(st) < 0 || delta_apply(st) < 0
-        || store_sync_finish(st, cookie, invocation_id, counts) < 0 ? -1 : 0;
+    rc = delta_write(st) < 0 || store_sync_finish(st, cookie, invocation_id, counts) < 0 ? -1 : 0;
+    if (rc == 0)
+        delta_notes_tell(y);
     store_sync_forget(st);
     return rc;
 }
 
-/* store_delta_refuse - apply nothing; record the incremental run with outcome and message */
-int store_delta_refuse(STORE *st, const char *outcome, const char *message)
+/* store_delta_refuse - apply nothing (roll back a diff); record the incremental run */
+int store_delta_refuse(STORE *st, const char *outcome, const char *message, const STORE_COUNTS *counts)
 {
     int rc;
 
@@ -638,7 +749,7 @@ int store_delta_refuse(STORE *st, const char *outcome, const char *message)
         return -1;
     if (st->sync == NULL || !st->sync->delta)
         return store_errf(st, "no incremental sync in progress");
-    rc = store_bulk_refuse(st, &st->sync->run, outcome, message, NULL);
+    rc = store_bulk_refuse(st, &st->sync->run, outcome, message, counts);
     store_sync_forget(st);
     return rc;
 }

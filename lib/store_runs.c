@@ -10,7 +10,8 @@
  * tells whether the latest full pull stands refused by the shrink guard:
  * a persistent or polling syncd goes on with incremental runs after a
  * refusal, and their "ok" must not hide that the full list was never
- * applied.
+ * applied; or whether an incremental pull was refused and nothing was
+ * applied since (its retries are refused too, or fail).
  *
  * The statement is prepared per call: it runs once per stats interval.
  */
@@ -22,9 +23,15 @@ static const char store_runs_sql[] =
     "SELECT s.name, s.type, COALESCE(s.last_success, 0), COALESCE(s.last_run, 0), "
     "COALESCE(sr.outcome || CASE WHEN sr.message <> '' THEN ': ' || sr.message ELSE '' END, ''), "
     "COALESCE(sr.added, 0), COALESCE(sr.changed, 0), COALESCE(sr.removed, 0), "
-    /* The latest full pull that was applied or refused: a failure decides nothing. */
-    "COALESCE((SELECT outcome = 'refused' FROM sync_run WHERE source_id = s.id AND mode = 'full' "
-    "AND outcome IN ('ok', 'refused') ORDER BY started DESC, id DESC LIMIT 1), 0) "
+    /*
+     * The latest full pull that was applied or refused (a failure decides
+     * nothing), or the latest run of either mode that was: an incremental
+     * refusal stands until a pull is applied.
+     */
+    "CASE WHEN COALESCE((SELECT outcome = 'refused' FROM sync_run WHERE source_id = s.id "
+    "AND mode = 'full' AND outcome IN ('ok', 'refused') ORDER BY started DESC, id DESC LIMIT 1), 0) "
+    "THEN 1 WHEN COALESCE((SELECT outcome = 'refused' FROM sync_run WHERE source_id = s.id "
+    "AND outcome IN ('ok', 'refused') ORDER BY started DESC, id DESC LIMIT 1), 0) THEN 2 ELSE 0 END "
     "FROM source s LEFT JOIN sync_run sr ON sr.id = "
     "(SELECT id FROM sync_run WHERE source_id = s.id ORDER BY started DESC, id DESC LIMIT 1) "
     "ORDER BY s.name";

@@ -367,6 +367,7 @@ void store_sync_forget(STORE *st)
     free(y->fresh);
     free(y->fresh_obj);
     store_sync_map_free(&y->fresh_map);
+    store_delta_notes_free(y);
     free(y);
     st->sync = NULL;
 }

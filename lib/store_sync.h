@@ -10,8 +10,9 @@
  *    members of that source made equal to what was put) or
  *    store_sync_refuse / store_sync_abort (nothing applied);
  *  - an incremental pull: store_delta_begin, store_delta_put (insert or
- *    replace one object by guid) and store_delta_del (by guid), then
- *    store_delta_commit or store_delta_abort.
+ *    replace one object by guid) and store_delta_del (by guid), maybe
+ *    store_delta_diff (for the shrink guard), then store_delta_commit or
+ *    store_delta_refuse / store_delta_abort.
  *
  * Both commits store the source's cookie (sync state) with the data in the
  * same transaction, so a crash never leaves a cookie ahead of the data.
@@ -138,10 +139,22 @@ int store_delta_begin(STORE *st, const char *source, const char *type);
 int store_delta_put(STORE *st, const STORE_OBJECT *obj);
 /* store_delta_del - remove an object by guid, with all that is its; an unknown guid is fine */
 int store_delta_del(STORE *st, const char *guid);
+/*
+ * store_delta_diff - for the shrink guard: take the write lock and write
+ * the pull without committing; counts are what the commit would do, and
+ * kept (the source's recipients that stay) is set when something would
+ * be removed, so that current = changed + removed + kept as for a full
+ * pull. The lock is held until commit, refuse or abort. May be skipped.
+ */
+int store_delta_diff(STORE *st, STORE_COUNTS *counts);
 /* store_delta_commit - apply in one transaction, store the state, record an "incremental" run */
 int store_delta_commit(STORE *st, const char *cookie, const char *invocation_id, STORE_COUNTS *counts);
-/* store_delta_refuse - apply nothing; record an "incremental" run (outcome, message), last_run */
-int store_delta_refuse(STORE *st, const char *outcome, const char *message);
+/*
+ * store_delta_refuse - apply nothing (a diff is rolled back, the cookie
+ * stays, so the next pull asks for the same changes again); record an
+ * "incremental" run (outcome, message, counts or NULL) and last_run.
+ */
+int store_delta_refuse(STORE *st, const char *outcome, const char *message, const STORE_COUNTS *counts);
 /* store_delta_abort - apply and record nothing; safe without begin or after an error */
 void store_delta_abort(STORE *st);
 

@@ -176,6 +176,10 @@ struct store_sync {
     SYNC_OBJ **fresh_obj;               /*   to which object, */
     size_t nfresh;
     SYNC_MAP fresh_map;                 /*   by address: the lowest guid among them holds */
+    int applied;                        /* delta: written under the lock, not committed yet */
+    char **notes;                       /* delta: log lines held until the commit (a */
+    int *note_warn;                     /*   refusal rolls back what they tell); warning? */
+    size_t nnotes, capnotes;
     long long claims_added, claims_removed;
     int others;                         /* other sources have objects: 1, 0, -1 not asked yet */
     STORE_COUNTS counts;                /* recipient addresses */
@@ -273,6 +277,9 @@ int store_sync_add(STORE *st, const STORE_OBJECT *obj, const char *guid, int op)
 
 /* store_sync_forget - forget a sync in progress: roll back what is open, free */
 void store_sync_forget(STORE *st);
+
+/* store_delta_notes_free - drop an incremental pull's held log lines (store_sync_forget) */
+void store_delta_notes_free(STORE_SYNC *y);
 
 /*
  * store_sync_obj_text - "dn" (guid G, object N) of source S, for the

@@ -14,7 +14,8 @@
  *     non-import sources): the age of its last applied sync against the
  *     thresholds (-w/-c; by default half of [store] max_age and max_age,
  *     or 2h and 1d without one), CRITICAL when it never synced, and
- *     CRITICAL when its last run was refused by the shrink guard;
+ *     CRITICAL when its last run, or the last full or incremental pull
+ *     that was applied or refused, was refused by the shrink guard;
  *   lookupd, when rcptgate.conf has a [lookupd] section: a socketmap
  *     request "domains DOMAIN" to its first socketmap listener; OK or
  *     NOTFOUND is alive, TEMP (store unusable or stale) and anything else
@@ -508,8 +509,8 @@ static void check_sync(CHECK_RUN *cr, STORE *st)
         if (s->guard_refused && strncmp(s->outcome, "refused", 7) == 0)
             check_say(cr, 2, "source %s: the shrink guard refused the last sync (%s)", s->name, s->outcome);
         else if (s->guard_refused)
-            check_say(cr, 2, "source %s: the shrink guard refused the last full sync, and none was applied since",
-                      s->name);
+            check_say(cr, 2, "source %s: the shrink guard refused the last %s sync, and none was applied since",
+                      s->name, s->guard_refused == 2 ? "incremental" : "full");
         if (s->last_success <= 0) {
             check_say(cr, 2, "source %s: never synced", s->name);
             continue;

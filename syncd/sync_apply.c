@@ -14,6 +14,8 @@
  *
  * and a refused or failed pull applies nothing: the last good data keeps
  * serving, and the run is recorded with its reason for `rcptgate stats`.
+ * Incremental pulls meet the same limits, relative to the source's size
+ * (sync_apply_delta_guard); a refused one keeps the old cookie too.
  * `rcptgate-syncd --once --force` skips the guard, on purpose.
  *
  * After an applied sync, [syncd] export_file is rewritten atomically with
@@ -194,7 +196,7 @@ static void sync_apply_sink(SYNC_SINK *sink, SYNC_APPLY_CTX *ctx, STORE *st, int
 /* sync_apply_record_failure - record a failed pull (nothing applied) in the store */
 static void sync_apply_record_failure(STORE *st, const SOURCE_CONF *conf, int delta, const char *why)
 {
-    int rc = delta ? store_delta_refuse(st, "failed", why) : store_sync_refuse(st, "failed", why, NULL);
+    int rc = delta ? store_delta_refuse(st, "failed", why, NULL) : store_sync_refuse(st, "failed", why, NULL);
 
     if (rc < 0) {
         log_warn("source %s: could not record the failed run: %s", conf->name, store_error(st));
@@ -375,9 +377,44 @@ int sync_apply_full(STORE *st, const SOURCE_CONF *conf, const SOURCE_OPS *ops, S
     return res->status = SYNC_APPLIED;
 }
 
-/* sync_apply_delta - the changes since the stored cookie, as one transaction */
+/*
+ * sync_apply_delta_guard - the shrink guard on an incremental pull whose
+ * diff is written: 1 refused (recorded and logged, res set), 0 apply.
+ * The refusal keeps the stored cookie, so the next poll asks for the
+ * same changes again: a directory that recovers (access restored) then
+ * passes, and a real mass removal waits for a person.
+ */
+static int sync_apply_delta_guard(STORE *st, const SOURCE_CONF *conf, int force, SYNC_RESULT *res)
+{
+    char why[sizeof(res->why) - 32];
+
+    if (res->counts.removed == 0
+        || !shrink_guard(&res->counts, -1, "the incremental pull", var_syncd_max_remove_pct,
+                         var_syncd_max_remove_count, why, sizeof(why)))
+        return 0;
+    if (force) {
+        log_warn("source %s: --force: applying although %s", conf->name, why);
+        return 0;
+    }
+    snprintf(res->why, sizeof(res->why), "incremental pull: %s", why);
+    if (store_delta_refuse(st, "refused", res->why, &res->counts) < 0) {
+        log_warn("source %s: could not record the refused run: %s", conf->name, store_error(st));
+        store_delta_abort(st);
+    }
+    log_err("source %s: shrink guard: not applying this incremental sync: %s. Nothing was "
+            "changed and the sync state (cookie) was kept: the next poll asks for the same changes "
+            "again, and is refused again while they remove as much; the last good data keeps serving. "
+            "If this is what the directory really holds now, apply it with a full pull: "
+            "rcptgate-syncd -c %s --once --force --source %s, or raise [syncd] max_remove_share "
+            "(now %d%%) or max_remove_count (now %d)", conf->name, why, syncd_conf_path, conf->name,
+            var_syncd_max_remove_pct, var_syncd_max_remove_count);
+    res->status = SYNC_REFUSED;
+    return 1;
+}
+
+/* sync_apply_delta - the changes since the stored cookie, guarded, as one transaction */
 int sync_apply_delta(STORE *st, const SOURCE_CONF *conf, const SOURCE_OPS *ops, SOURCE *src,
-                     SYNC_RESULT *res)
+                     int force, SYNC_RESULT *res)
 {
     STORE_SYNC_STATE state;
     SYNC_APPLY_CTX ctx;
@@ -423,6 +460,17 @@ int sync_apply_delta(STORE *st, const SOURCE_CONF *conf, const SOURCE_OPS *ops, 
         free(invocation_id);
         res->ms = sync_apply_ms() - t0;
         return sync_apply_pull_failed(st, conf, &ctx, why[0] ? why : "the source failed", "incremental", res);
+    }
+    if (store_delta_diff(st, &res->counts) < 0) {
+        free(cookie);
+        free(invocation_id);
+        return sync_apply_store_failed(st, conf, "incremental", res);
+    }
+    if (sync_apply_delta_guard(st, conf, force, res)) {
+        free(cookie);
+        free(invocation_id);
+        res->ms = sync_apply_ms() - t0;
+        return res->status;
     }
     rc = store_delta_commit(st, cookie, invocation_id, &res->counts);
     free(cookie);

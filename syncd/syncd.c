@@ -354,7 +354,7 @@ static int syncd_run(SYNCD_SOURCE *s, int full, int force, SYNC_RESULT *res)
         sync_apply_failed(st, c, full, res->why);
         return res->status = SYNC_FAILED;
     }
-    if (!full && sync_apply_delta(st, c, s->ops, src, res) == SYNC_NEED_FULL)
+    if (!full && sync_apply_delta(st, c, s->ops, src, force, res) == SYNC_NEED_FULL)
         full = 1;
     if (full && !syncd_stopping)
         (void) sync_apply_full(st, c, s->ops, src, force, res);
@@ -420,11 +420,11 @@ static int syncd_persist_run(SYNCD_SOURCE *s, int full, SYNC_RESULT *res)
             return res->status = SYNC_FAILED;
         }
     }
-    if (!full && sync_apply_delta(st, c, s->ops, s->src, res) == SYNC_NEED_FULL)
+    if (!full && sync_apply_delta(st, c, s->ops, s->src, 0, res) == SYNC_NEED_FULL)
         full = 1;
     if (full && !syncd_stopping && sync_apply_full(st, c, s->ops, s->src, 0, res) == SYNC_APPLIED) {
         /* Start the persistent search from the cookie just stored. */
-        if (sync_apply_delta(st, c, s->ops, s->src, &more) != SYNC_APPLIED) {
+        if (sync_apply_delta(st, c, s->ops, s->src, 0, &more) != SYNC_APPLIED) {
             log_warn("source %s: the persistent search did not start%s%s; retrying in %lld s",
                      c->name, more.why[0] ? ": " : "", more.why, (long long) var_syncd_retry_ms / 1000);
             syncd_persist_close(s);

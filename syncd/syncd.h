@@ -418,10 +418,12 @@ int sync_apply_full(STORE *st, const SOURCE_CONF *conf, const SOURCE_OPS *ops, S
  * sync_apply_delta - an incremental pull (ops->incremental) from the
  * stored cookie, applied as one transaction. No cookie yet, or SOURCE_FULL
  * from the backend (cookie expired, another DC), is SYNC_NEED_FULL: the
- * caller then runs a full pull.
+ * caller then runs a full pull. The shrink guard judges what it would
+ * remove as for a full pull (unless force): SYNC_REFUSED keeps the data
+ * and the cookie.
  */
 int sync_apply_delta(STORE *st, const SOURCE_CONF *conf, const SOURCE_OPS *ops, SOURCE *src,
-                     SYNC_RESULT *res);
+                     int force, SYNC_RESULT *res);
 
 /* sync_apply_failed - record a run that failed before its pull (open failed) */
 void sync_apply_failed(STORE *st, const SOURCE_CONF *conf, int full, const char *why);

@@ -13,7 +13,10 @@
 # nothing and exit 75: malformed JSON, a truncated page, a server error
 # that persists, a server that does not answer (timeout), a certificate
 # that does not verify, a refused secret. Then the shrink guard, the
-# daemon polling the delta links, and configuration checks.
+# daemon polling the delta links, and configuration checks. Last, a delta
+# with @removed for every user and group: the shrink guard refuses it,
+# keeps the delta links, refuses the retry, applies the retry once the
+# tenant is back, and --force applies it.
 
 . "${top_srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/lib/testlib.sh"
 . "$top_srcdir/tests/lib/slapd.sh"
@@ -53,6 +56,7 @@ chmod 600 "$D/secret"
 #   alice-off      alice disabled (she holds a licence)
 #   first          u01 gains smtp:first@corp.example
 #   shrink         users u05..u16 deleted
+#   wipe           every user and group deleted (the delta: @removed for all)
 write_state() {
     python3 - "$D/state.json" "$@" <<'PY'
 import json, os, sys
@@ -90,6 +94,8 @@ groups = [
      "mailEnabled": True, "securityEnabled": False, "groupTypes": ["Unified"],
      "_members": [gid(100 + i) for i in range(1, 8)]},
 ]
+if "wipe" in changes:
+    users, groups = [], []
 with open(path + ".tmp", "w") as f:
     json.dump({"users": users, "groups": groups}, f)
 os.rename(path + ".tmp", path)
@@ -228,6 +234,9 @@ tl_is "$(requests 'GET /v1.0/groups/delta\?\$select=[a-zA-Z,]*,members&\$deltato
     "the groups' delta link tracks members"
 
 # --- incremental: additions, changes, @removed
+# (3 of 24 addresses go: more than the shrink guard's default share, tested at the end)
+SYNCD_KV="max_remove_share=100"
+graph_conf
 write_state dave robert drop16 alice-off
 mark
 syncd_once --incremental
@@ -262,6 +271,8 @@ tl_is "$(syncd_sql "SELECT cookie FROM source WHERE name = 'cloud'")" "$cookie" 
 rg_invalid u16@corp.example
 
 # --- an expired delta token: 410 -> a full pull
+SYNCD_KV=""
+graph_conf
 control '{"delta_gone": true}'
 write_state dave robert drop16
 mark
@@ -381,5 +392,49 @@ tl_is "$?" 0 "SIGTERM stops the daemon (0)"
 tl_ok "$([ "$(requests 'delta\?\$deltatoken=[0-9]')" -ge 4 ] && echo 0 || echo 1)" "the daemon polled several times"
 tl_is "$(requests 'token secret')" 1 "with one token, kept between its pulls"
 tl_pids=$(echo "$tl_pids" | sed "s/ $syncd_pid//")
+
+# --- the shrink guard on a delta: @removed for every user and group
+SYNCD_KV=""
+graph_conf
+syncd_once --incremental
+tl_is "$rc" 0 "guard: an incremental pull first"
+n=$(count)
+syncd_dump > "$T/before"
+cookie=$(syncd_sql "SELECT cookie FROM source WHERE name = 'cloud'")
+write_state wipe
+mark
+syncd_once --incremental
+tl_is "$rc" 65 "a delta that removes everything is refused: 65"
+tl_is "$(requests 'GET /v1.0/users\?')" 0 "it was a delta (no full listing)"
+syncd_dump > "$T/after"
+cmp -s "$T/before" "$T/after"
+tl_is "$?" 0 "the refusal changed nothing"
+tl_is "$(syncd_sql "SELECT cookie FROM source WHERE name = 'cloud'")" "$cookie" "the delta links stay where they were"
+tl_like "$(cat "$T/syncd.err")" "shrink guard: not applying this incremental sync: it would remove all $n of the source's recipients" \
+    "the log says what and how many"
+tl_like "$(cat "$T/syncd.err")" "--once --force --source cloud" "and how to apply it anyway"
+tl_is "$(syncd_sql "SELECT mode || ' ' || outcome || ' ' || removed FROM sync_run ORDER BY id DESC LIMIT 1")" \
+    "incremental refused $n" "the run is recorded as a refused incremental one"
+tl_like "$(tl_admin stats 2>&1)" "cloud .*refused: incremental pull: it would remove all $n" "rcptgate stats shows it"
+tl_admin check -t 3s --no-lookupd --no-smtpd >"$T/check.out" 2>&1
+tl_is "$?" 2 "rcptgate check is CRITICAL"
+tl_like "$(cat "$T/check.out")" "cloud: the shrink guard refused the last sync \\(refused: incremental pull" "and says why"
+syncd_once --incremental
+tl_is "$rc" 65 "the next poll asks for the same changes again, and is refused again"
+rg_valid alice@corp.example u04@corp.example
+# The tenant comes back: the retry from the kept delta links finds nothing removed.
+write_state shrink
+syncd_once --incremental
+tl_is "$rc" 0 "once the directory is back, the retry is applied"
+syncd_dump > "$T/after"
+cmp -s "$T/before" "$T/after"
+tl_is "$?" 0 "and nothing was lost"
+tl_admin check -t 3s --no-lookupd --no-smtpd >"$T/check.out" 2>&1
+tl_is "$?" 0 "rcptgate check is OK again"
+write_state wipe
+syncd_once --incremental --force
+tl_is "$rc" 0 "--once --incremental --force applies a refused delta"
+tl_is "$(count)" 0 "and the source is empty"
+tl_like "$(cat "$T/syncd.err")" "--force: applying although" "saying so"
 
 tl_done

@@ -12,7 +12,11 @@
 # when slapd lost its session log while the daemon was down, the server's
 # present phase leads to a full pull (the deletion applied). A burst of
 # 200 additions is a few transactions. Also mode = poll: RFC 4533
-# refreshOnly incremental pulls from the cookie.
+# refreshOnly incremental pulls from the cookie. Last, the shrink guard:
+# everyone deleted while the daemon was down comes as one delete list
+# when the persistent search resumes from the cookie; it is refused, the
+# data and the cookie kept, the retries refused too (and so a --once
+# --incremental, exit 65), until --once --force applies a full pull.
 
 . "${top_srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/lib/testlib.sh"
 . "$top_srcdir/tests/lib/slapd.sh"
@@ -110,7 +114,9 @@ runs_since() {
 }
 
 syncd_conf_reset
-slapd_syncd_conf "poll_interval=1h" "full_interval=1h" "retry_interval=1s"
+# A change of address is one removal of the few people here: more than
+# the shrink guard's default share, which is tested at the end.
+slapd_syncd_conf "poll_interval=1h" "full_interval=1h" "retry_interval=1s" "max_remove_share=100"
 slapd_source ldap generic "base=$PEOPLE" "mode=persistent"
 
 # --- start: a full pull, then the persistent search
@@ -229,5 +235,44 @@ ok_if "[ $(syncd_sql "SELECT count(*) FROM sync_run WHERE id > $runs0 AND mode =
     AND added + removed > 0") -ge 1 ]" "through incremental pulls"
 stop_syncd
 tl_is "$stop_rc" 0 "the daemon stops on SIGTERM"
+
+# --- the shrink guard: everyone deleted while the daemon was down
+syncd_conf_reset
+slapd_syncd_conf "poll_interval=1s" "full_interval=1h" "retry_interval=1s"
+slapd_source ldap generic "base=$PEOPLE" "mode=persistent"
+n=$(syncd_sql "SELECT count(*) FROM recipient r JOIN source s ON s.id = r.source_id WHERE s.name = 'ldap'")
+cookie1=$(syncd_sql "SELECT cookie FROM source WHERE name = 'ldap'")
+syncd_dump > "$T/before"
+slapd_search -b "$PEOPLE" -s one 1.1 | sed -n 's/^dn: //p' > "$T/people.dns"
+slapd_delete -f "$T/people.dns"
+tl_is "$?" 0 "everyone under $PEOPLE deleted ($(wc -l < "$T/people.dns") entries)"
+refused0=$(grep -c 'not applying this incremental sync' "$T/daemon.err")
+runs0=$(syncd_sql "SELECT max(id) FROM sync_run")
+start_syncd
+ok_if "[ $(wait_log 'not applying this incremental sync' $((refused0 + 2))) -ge $((refused0 + 2)) ]" \
+    "the delete list from the cookie is refused, and so is the retry a poll later"
+tl_like "$(grep 'not applying this incremental sync' "$T/daemon.err" | tail -n 1)" \
+    "it would remove all $n of the source's recipients" "the log says how many"
+syncd_dump > "$T/after"
+cmp -s "$T/before" "$T/after"
+tl_is "$?" 0 "the refusals changed nothing"
+tl_is "$(rg_query jdoe@generic.example)" 0 "the last good data keeps serving"
+tl_is "$(syncd_sql "SELECT cookie FROM source WHERE name = 'ldap'")" "$cookie1" "the cookie stays where it was"
+tl_is "$(syncd_sql "SELECT count(*) FROM sync_run WHERE id > $runs0 AND mode = 'full'")" 0 \
+    "no full pull in between: the retries resume from the old cookie"
+stop_syncd
+tl_is "$stop_rc" 0 "the daemon stops on SIGTERM"
+"$RG_ADMIN" -c "$CONF" check -t 3s --no-lookupd --no-smtpd >"$T/check.out" 2>&1
+tl_is "$?" 2 "rcptgate check is CRITICAL"
+tl_like "$(cat "$T/check.out")" "ldap: the shrink guard refused the last sync \(refused: incremental pull" "and says why"
+tl_like "$(tl_admin stats 2>&1)" "ldap .*refused: incremental pull: it would remove all $n" "rcptgate stats shows it"
+syncd_once --incremental
+tl_is "$rc" 65 "--once --incremental: refused too, 65"
+syncd_once --force
+tl_is "$rc" 0 "--once --force applies what the directory holds now"
+tl_is "$(rg_query jdoe@generic.example)" 1 "the deleted people are gone"
+"$RG_ADMIN" -c "$CONF" check -t 3s --no-lookupd --no-smtpd >"$T/check.out" 2>&1
+tl_unlike_guard=$(grep -c 'shrink guard' "$T/check.out")
+tl_is "$tl_unlike_guard" 0 "rcptgate check no longer reports the refusal"
 
 tl_done

@@ -1183,12 +1183,79 @@ static void test_delta_abort(void **state)
     assert_int_equal(store_rcpt_get(st, "alice@example.com", &r), 1);
     assert_int_equal(store_delta_begin(st, "dir", "ldap"), 0);
     assert_int_equal(store_delta_put(st, &o), 0);
-    assert_int_equal(store_delta_refuse(st, "failed", "DirSync cookie rejected"), 0);
+    assert_int_equal(store_delta_refuse(st, "failed", "DirSync cookie rejected", NULL), 0);
     assert_int_equal(store_rcpt_get(st, "carol@example.com", &r), 0);
     assert_string_equal(raw_text("SELECT mode, outcome, message FROM sync_run ORDER BY id DESC LIMIT 1"),
                         "incremental|failed|DirSync cookie rejected");
     assert_string_equal(raw_text("SELECT cookie FROM source WHERE name = 'dir'"), "c1");
     assert_int_equal(raw_int("SELECT count(*) FROM sync_run"), 2);
+    store_close(st);
+}
+
+/*
+ * store_delta_diff: the pull written under the lock, its counts exactly
+ * the commit's (a claimant taking an address is a change), kept set; a
+ * refusal rolls it back, keeps the cookie and tells no collision; a
+ * commit after a diff applies it and tells them.
+ */
+static void test_delta_diff(void **state)
+{
+    STORE *st = open_new();
+    STORE_COUNTS c;
+    STORE_RCPT r;
+    STORE_OBJECT o;
+    /* Claims bob@example.com, which g-bob holds. */
+    TOBJ bob2 = {"g-bob2", "CN=Bob Two", NULL, 0, {"bob@example.com", "bob2@example.com"}, {NULL}, {NULL}};
+    long long runs;
+
+    full(st, base_objs, N(base_objs), "c1", &c);
+    o = to_object(&bob2);
+    assert_int_equal(store_delta_begin(st, "dir", "ldap"), 0);
+    assert_int_equal(store_delta_put(st, &o), 0);
+    assert_int_equal(store_delta_commit(st, "c2", NULL, &c), 0);
+    assert_counts(&c, 1, 0, 0);
+
+    /* g-bob and g-alice go: bob@ passes to g-bob2 (a change), alice's two addresses are removed. */
+    log_lines[0] = 0;
+    log_set_hook(log_keep);
+    runs = raw_int("SELECT count(*) FROM sync_run");
+    assert_int_equal(store_delta_begin(st, "dir", "ldap"), 0);
+    assert_int_equal(store_delta_del(st, "g-bob"), 0);
+    assert_int_equal(store_delta_del(st, "g-alice"), 0);
+    assert_int_equal(store_delta_diff(st, &c), 0);
+    assert_counts(&c, 0, 1, 2);
+    assert_int_equal(c.kept, 4);        /* room1, staff, sales, bob2; bob@ is the change */
+    assert_int_equal(store_delta_diff(st, &c), 0);     /* again: the same counts */
+    assert_counts(&c, 0, 1, 2);
+    assert_int_equal(store_delta_refuse(st, "refused", "too much", &c), 0);
+    assert_int_equal(logged("collision", NULL), 0);     /* nothing happened: nothing told */
+    assert_int_equal(store_rcpt_get(st, "alice@example.com", &r), 1);
+    assert_string_equal(holder(st, "bob@example.com"), "g-bob/0");
+    assert_string_equal(raw_text("SELECT cookie FROM source WHERE name = 'dir'"), "c2");
+    assert_string_equal(raw_text("SELECT mode, outcome, message, added, changed, removed FROM sync_run "
+                                 "ORDER BY id DESC LIMIT 1"), "incremental|refused|too much|0|1|2");
+    assert_int_equal(raw_int("SELECT count(*) FROM sync_run"), runs + 1);
+
+    /* The same pull, diffed then committed. */
+    assert_int_equal(store_delta_begin(st, "dir", "ldap"), 0);
+    assert_int_equal(store_delta_del(st, "g-bob"), 0);
+    assert_int_equal(store_delta_del(st, "g-alice"), 0);
+    assert_int_equal(store_delta_diff(st, &c), 0);
+    assert_int_equal(store_delta_commit(st, "c3", NULL, &c), 0);
+    assert_counts(&c, 0, 1, 2);
+    assert_int_equal(logged("collision over", "bob@example.com", NULL), 1);
+    log_set_hook(NULL);
+    assert_int_equal(store_rcpt_get(st, "alice@example.com", &r), 0);
+    assert_string_equal(holder(st, "bob@example.com"), "g-bob2/0");
+    assert_string_equal(raw_text("SELECT cookie FROM source WHERE name = 'dir'"), "c3");
+
+    /* Nothing removed: kept is not counted (the scan costs), the commit as before. */
+    assert_int_equal(store_delta_begin(st, "dir", "ldap"), 0);
+    assert_int_equal(store_delta_diff(st, &c), 0);
+    assert_counts(&c, 0, 0, 0);
+    assert_int_equal(c.kept, 0);
+    store_delta_abort(st);
+    assert_int_equal(store_delta_diff(st, &c), -1);    /* no pull in progress */
     store_close(st);
 }
 
@@ -1373,6 +1440,7 @@ int main(void)
         cmocka_unit_test_setup(test_cookie, setup),
         cmocka_unit_test_setup(test_delta, setup),
         cmocka_unit_test_setup(test_delta_abort, setup),
+        cmocka_unit_test_setup(test_delta_diff, setup),
         cmocka_unit_test_setup(test_collision_modes, setup),
         cmocka_unit_test_setup(test_collision_group_first, setup),
         cmocka_unit_test_setup(test_collision_release, setup),

@@ -554,6 +554,205 @@ static void test_apply(void **state)
     store_close(st);
 }
 
+/*
+ * An incremental pull as a DirSync, syncrepl, uSNChanged or Graph delta
+ * hands it over: objects put (guid, one address) and guids deleted. The
+ * backends' own feeds are tested against real servers (integration);
+ * this is the apply path they all share, with a feed that deletes all.
+ */
+typedef struct delta_op {
+    const char *guid;
+    const char *addr;           /* NULL: delete guid */
+} DELTA_OP;
+
+static const DELTA_OP *delta_ops;
+static const char *delta_cookie;
+
+static int delta_incremental(SOURCE *src, const char *cookie, const char *invocation_id, SYNC_SINK *sink,
+                             char **new_cookie, char **new_invocation_id, char *err, size_t errlen)
+{
+    *new_cookie = xstrdup(delta_cookie);
+    *new_invocation_id = NULL;
+    for (size_t i = 0; delta_ops[i].guid; i++) {
+        STORE_OBJECT o;
+        const char *a[1] = {delta_ops[i].addr};
+        int rc;
+
+        memset(&o, 0, sizeof(o));
+        o.guid = delta_ops[i].guid;
+        o.dn = "";
+        o.kind = STORE_KIND_USER;
+        o.addresses = a;
+        o.n_addresses = 1;
+        rc = delta_ops[i].addr ? sink->put(sink, &o) : sink->del(sink, delta_ops[i].guid);
+        if (rc < 0) {
+            snprintf(err, errlen, "sink refused");
+            return SOURCE_ERR;
+        }
+    }
+    return SOURCE_OK;
+}
+
+static const SOURCE_OPS delta_src_ops = {.type = "ldap", .open = script_open, .full = script_full,
+                                         .incremental = delta_incremental, .close = script_close};
+
+/* run_delta - one scripted incremental pull leading to cookie; its status */
+static int run_delta(STORE *st, const DELTA_OP *ops, const char *cookie, int force, SYNC_RESULT *res)
+{
+    SOURCE_CONF conf;
+    SOURCE *src;
+    char err[256];
+    int rc;
+
+    memset(&conf, 0, sizeof(conf));
+    conf.name = "script";
+    conf.type = "ldap";
+    delta_ops = ops;
+    delta_cookie = cookie;
+    src = delta_src_ops.open(&conf, err, sizeof(err));
+    rc = sync_apply_delta(st, &conf, &delta_src_ops, src, force, res);
+    delta_src_ops.close(src);
+    return rc;
+}
+
+/* cookie_is - the stored cookie of the scripted source */
+static void cookie_is(STORE *st, const char *want)
+{
+    STORE_SYNC_STATE s;
+
+    assert_int_equal(store_sync_state_get(st, "script", &s), 1);
+    assert_string_equal(s.cookie, want);
+    store_sync_state_free(&s);
+}
+
+typedef struct guard_seen {
+    int guard_refused;
+    char outcome[1024];
+} GUARD_SEEN;
+
+static int guard_cb(const STORE_SOURCE_INFO *info, void *ctx)
+{
+    GUARD_SEEN *g = ctx;
+
+    if (strcmp(info->name, "script") == 0) {
+        g->guard_refused = info->guard_refused;
+        snprintf(g->outcome, sizeof(g->outcome), "%s", info->last_outcome);
+    }
+    return 0;
+}
+
+/* guard_seen - what rcptgate check and the metrics read of the source */
+static GUARD_SEEN guard_seen(STORE *st)
+{
+    GUARD_SEEN g;
+
+    memset(&g, 0, sizeof(g));
+    g.guard_refused = -1;
+    assert_int_equal(store_runs_walk(st, guard_cb, &g), 0);
+    return g;
+}
+
+static void test_apply_delta(void **state)
+{
+    static const char *const ten[] = {"a@x.org", "b@x.org", "c@x.org", "d@x.org", "e@x.org",
+                                      "f@x.org", "g@x.org", "h@x.org", "i@x.org", "j@x.org", NULL};
+    /* Every object tombstoned (or out of the filter, or @removed): the sync-wipe. */
+    static const DELTA_OP wipe[] = {
+        {"a@x.org", NULL}, {"b@x.org", NULL}, {"c@x.org", NULL}, {"d@x.org", NULL}, {"e@x.org", NULL},
+        {"f@x.org", NULL}, {"g@x.org", NULL}, {"h@x.org", NULL}, {"i@x.org", NULL}, {"j@x.org", NULL},
+        {NULL, NULL}};
+    static const DELTA_OP one_gone[] = {{"j@x.org", NULL}, {"k", "k@x.org"}, {NULL, NULL}};
+    static const DELTA_OP two_gone[] = {{"a@x.org", NULL}, {"b@x.org", NULL}, {NULL, NULL}};
+    /* A newcomer claims c@x.org, which c's object holds: a claim, nothing else. */
+    static const DELTA_OP claim[] = {{"claimant", "c@x.org"}, {NULL, NULL}};
+    /* c's holder goes (c passes to the claimant: a change) and d's (a removal). */
+    static const DELTA_OP pass_on[] = {{"c@x.org", NULL}, {"d@x.org", NULL}, {NULL, NULL}};
+    char path[512];
+    char err[512];
+    SYNC_RESULT res;
+    GUARD_SEEN g;
+    STORE *st;
+
+    snprintf(path, sizeof(path), "%s/delta.db", test_dir);
+    st = store_open(path, STORE_CREATE, 2000, err, sizeof(err));
+    assert_non_null(st);
+    free(var_syncd_export_file);
+    var_syncd_export_file = xstrdup("");
+    var_syncd_max_remove_pct = 10;
+    var_syncd_max_remove_count = 0;
+    assert_int_equal(run(st, ten, 0, 0, &res), SYNC_APPLIED);
+    cookie_is(st, "42");
+
+    /* Every object deleted in one poll: refused, data and cookie kept, visible. */
+    assert_int_equal(run_delta(st, wipe, "43", 0, &res), SYNC_REFUSED);
+    assert_int_equal(res.counts.removed, 10);
+    assert_int_equal(res.counts.kept, 0);
+    assert_non_null(strstr(res.why, "incremental pull"));
+    assert_non_null(strstr(res.why, "would remove all 10"));
+    assert_int_equal(count_rcpt(st), 10);
+    cookie_is(st, "42");
+    g = guard_seen(st);
+    assert_int_equal(g.guard_refused, 2);
+    assert_non_null(strstr(g.outcome, "refused: incremental pull"));
+    /* Retried from the old cookie, the same feed is refused again. */
+    assert_int_equal(run_delta(st, wipe, "43", 0, &res), SYNC_REFUSED);
+    assert_int_equal(count_rcpt(st), 10);
+    cookie_is(st, "42");
+
+    /* Even at 100%, a poll that would leave nothing is refused. */
+    var_syncd_max_remove_pct = 100;
+    assert_int_equal(run_delta(st, wipe, "43", 0, &res), SYNC_REFUSED);
+    assert_int_equal(count_rcpt(st), 10);
+    var_syncd_max_remove_pct = 10;
+
+    /* One of ten removed (one added besides): exactly the share, applied; the refusal clears. */
+    assert_int_equal(run_delta(st, one_gone, "44", 0, &res), SYNC_APPLIED);
+    assert_int_equal(res.counts.removed, 1);
+    assert_int_equal(res.counts.added, 1);
+    assert_int_equal(count_rcpt(st), 10);
+    cookie_is(st, "44");
+    g = guard_seen(st);
+    assert_int_equal(g.guard_refused, 0);
+
+    /* Two of ten: over the share, refused. */
+    assert_int_equal(run_delta(st, two_gone, "45", 0, &res), SYNC_REFUSED);
+    assert_int_equal(res.counts.removed, 2);
+    assert_int_equal(res.counts.kept, 8);
+    assert_non_null(strstr(res.why, "max_remove_share = 10%"));
+    cookie_is(st, "44");
+    /* A failed poll after the refusal does not clear it. */
+    assert_int_equal(store_delta_begin(st, "script", "ldap"), 0);
+    assert_int_equal(store_delta_refuse(st, "failed", "connection lost", NULL), 0);
+    g = guard_seen(st);
+    assert_int_equal(g.guard_refused, 2);
+
+    /* An address whose holder goes to a claimant is a change, not a removal. */
+    var_syncd_max_remove_pct = 100;
+    var_syncd_max_remove_count = 1;
+    assert_int_equal(run_delta(st, claim, "46", 0, &res), SYNC_APPLIED);
+    assert_int_equal(res.counts.added + res.counts.changed + res.counts.removed, 0);
+    assert_int_equal(run_delta(st, pass_on, "47", 0, &res), SYNC_APPLIED);
+    assert_int_equal(res.counts.removed, 1);
+    assert_int_equal(res.counts.changed, 1);
+    assert_int_equal(count_rcpt(st), 9);
+    cookie_is(st, "47");
+    /* max_remove_count: two of nine is more than 1. */
+    assert_int_equal(run_delta(st, two_gone, "48", 0, &res), SYNC_REFUSED);
+    assert_non_null(strstr(res.why, "max_remove_count = 1"));
+    assert_int_equal(count_rcpt(st), 9);
+    cookie_is(st, "47");
+    var_syncd_max_remove_pct = 10;
+    var_syncd_max_remove_count = 0;
+
+    /* --force applies a refused incremental, and stores its cookie. */
+    assert_int_equal(run_delta(st, wipe, "49", 1, &res), SYNC_APPLIED);
+    assert_int_equal(count_rcpt(st), 2);      /* k@x.org, and c@x.org with its claimant */
+    cookie_is(st, "49");
+    g = guard_seen(st);
+    assert_int_equal(g.guard_refused, 0);
+    store_close(st);
+}
+
 /* ------------------------------------------------------------ main */
 
 static int group_setup(void **state)
@@ -706,6 +905,7 @@ int main(void)
         cmocka_unit_test(test_conf_good),
         cmocka_unit_test(test_conf_bad),
         cmocka_unit_test(test_apply),
+        cmocka_unit_test(test_apply_delta),
         cmocka_unit_test(test_entry_nul),
     };
 
