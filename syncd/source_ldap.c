@@ -33,7 +33,8 @@
  *   mean nothing to the system's); without, they carry the host names.
  *
  *   Every connection has TCP keepalive, a connect timeout
- *   (LDAP_OPT_NETWORK_TIMEOUT) and an operation timeout (LDAP_OPT_TIMEOUT).
+ *   (LDAP_OPT_NETWORK_TIMEOUT) and an operation timeout (LDAP_OPT_TIMEOUT),
+ *   and a read-ahead buffer under TLS and SASL (see source_ldap_readahead).
  *
  *   The generic flavour (OpenLDAP and friends) lives here; the Active
  *   Directory flavour in source_ldap_ad.c.
@@ -80,6 +81,17 @@
 #define SOURCE_LDAP_KEEPALIVE_IDLE      60
 #define SOURCE_LDAP_KEEPALIVE_PROBES    3
 #define SOURCE_LDAP_KEEPALIVE_INTERVAL  10
+
+/*
+ * liblber reads a message as its tag, then its length, then its body: a
+ * few read(2)s for each entry of a search. A read-ahead layer between
+ * the socket and TLS turns that into one read per SOURCE_LDAP_READAHEAD
+ * bytes (a page of a million-entry pull is a few hundred kB), which cuts
+ * syncd's system time on a full pull. libldap's ldap_result asks the
+ * layers whether data is buffered before it polls the socket, so waits
+ * (persistent searches, change notification) still see a buffered message.
+ */
+#define SOURCE_LDAP_READAHEAD           65536
 
 #define SOURCE_LDAP_TLS_HINT "if the server is up: is its certificate signed by ca_file, " \
     "and does it name the host of the URI?"
@@ -284,6 +296,42 @@ static int source_ldap_bind(SOURCE_LDAP *sl, int tls, char *why, size_t size)
     return 0;
 }
 
+/*
+ * source_ldap_readahead - the read-ahead layer on the connection, once it
+ * is open (after the bind: the connection exists only from the first
+ * operation on). It goes right above the socket: below TLS and a SASL
+ * security layer, which read through it. Nothing is read ahead yet when
+ * it is added (liblber reads no more than the message it decodes), so no
+ * byte is skipped.
+ * The socket becomes non-blocking with it: the layer tops up a partial
+ * message with one more read even when the socket has nothing, which on
+ * a blocking socket would wait for the server forever (a hung server
+ * would escape the operation timeout). libldap takes EAGAIN as "wait
+ * for more" and goes back to its poll with the timeout. Best effort:
+ * without the layer only the speed differs; where the socket cannot be
+ * made non-blocking there is no layer.
+ */
+static void source_ldap_readahead(SOURCE_LDAP *sl)
+{
+    Sockbuf *sb = NULL;
+    ber_len_t size = SOURCE_LDAP_READAHEAD;
+
+    if (ldap_get_option(sl->ld, LDAP_OPT_SOCKBUF, &sb) != LDAP_OPT_SUCCESS || sb == NULL
+        || ber_sockbuf_ctrl(sb, LBER_SB_OPT_HAS_IO, &ber_sockbuf_io_readahead) == 1)
+        return;
+    if (ber_sockbuf_ctrl(sb, LBER_SB_OPT_SET_NONBLOCK, (void *) 1) != 1) {
+        log_debug("source %s: no read-ahead on the connection (cannot make it non-blocking)",
+                  sl->conf->name);
+        return;
+    }
+    if (ber_sockbuf_add_io(sb, &ber_sockbuf_io_readahead, LBER_SBIOD_LEVEL_PROVIDER, NULL) != 0) {
+        (void) ber_sockbuf_ctrl(sb, LBER_SB_OPT_SET_NONBLOCK, NULL);
+        log_debug("source %s: no read-ahead on the connection", sl->conf->name);
+        return;
+    }
+    (void) ber_sockbuf_ctrl(sb, LBER_SB_OPT_SET_READAHEAD, &size);
+}
+
 /* source_ldap_connect - one URI: handle, options, TLS, bind; 0 or -1 */
 static int source_ldap_connect(SOURCE_LDAP *sl, const char *uri, char *why, size_t size)
 {
@@ -326,6 +374,7 @@ static int source_ldap_connect(SOURCE_LDAP *sl, const char *uri, char *why, size
         else if (!source_ldap_unreachable(sl, rc, why, size))
             snprintf(why, size, "StartTLS: %s", source_ldap_diag(sl, rc, diag, sizeof(diag)));
     } else if (source_ldap_bind(sl, tls, why, size) == 0) {
+        source_ldap_readahead(sl);
         log_debug("source %s: connected to %s (%s)", c->name, uri,
                   tls == SOURCE_TLS_START ? "StartTLS" : tls == SOURCE_TLS_LDAPS ? "TLS" : "no TLS");
         return 0;

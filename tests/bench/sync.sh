@@ -48,6 +48,8 @@ RATE=${BENCH_SYNC_RATE:-2000}
 LCONNS=${BENCH_SYNC_CONNS:-8}
 LSECS=${BENCH_SYNC_SECONDS:-4}
 ISECS=${BENCH_SYNC_ISOLATED_SECONDS:-$LSECS}
+# Another rcptgate-syncd (an older build) to time in part 1 beside this one
+BASELINE=${BENCH_SYNC_BASELINE:-}
 # [syncd] nice for parts 2 and 3 (unset: syncd's default; 0 the priority before it)
 NICE_KV=${BENCH_SYNC_NICE:+nice=$BENCH_SYNC_NICE}
 QUIET_MAX=${BENCH_QUIET_MAX:-10}
@@ -243,6 +245,23 @@ for n in $SIZES; do
     say "    ldapsearch             $(fmt %7.2f "$LS_BEST") s  $(fmt %9.0f "$LS_EPS") entries/s"
     say "    ratio syncd/ldapsearch $RATIO"
     eval "S_EPS_$n=\$SY_EPS S_RATIO_$n=\$RATIO S_RSS_$n=\$RSS_KB"
+    if [ -n "$BASELINE" ]; then
+        # The same pull into an empty store by another build, in the same run.
+        rm -f "$STORE" "$STORE-wal" "$STORE-shm"
+        tl_admin domain add "$DOMAIN" >/dev/null 2>&1 || die "rcptgate domain add failed"
+        quiet
+        t0=$(now)
+        $TIME -v -o "$T/time.out" "$BASELINE" -c "$CONF" --once >"$T/syncd.out" 2>"$T/syncd.err"
+        rc=$?
+        B_S=$(calc "$(now) - $t0")
+        [ $rc = 0 ] || die "the baseline syncd exited $rc"
+        have=$(stored)
+        [ "$have" = "$n" ] || die "the store holds $have recipients after the baseline sync, not $n"
+        B_RSS_KB=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$T/time.out")
+        say "    baseline syncd         $(fmt %7.2f "$B_S") s  $(fmt %9.0f "$n / $B_S") entries/s  peak RSS $(fmt %.1f "$B_RSS_KB / 1024") MiB"
+        say "                           cpu user $(sed -n 's/.*User time (seconds): //p' "$T/time.out") s, sys $(sed -n 's/.*System time (seconds): //p' "$T/time.out") s"
+        say "    ratio baseline/ldapsearch $(fmt %.2f "$LS_BEST / $B_S")"
+    fi
 done
 part 1 && say ""
 

@@ -337,4 +337,61 @@ tl_is "$(rg_query b00001@bulk.example)" 1 "the deleted entry is gone"
 tl_is "$(syncd_sql "SELECT outcome FROM sync_run r JOIN source s ON s.id = r.source_id
                     WHERE s.name = 'ldap' ORDER BY r.id DESC LIMIT 1")" ok "the last run is recorded as ok"
 
+# --- persistent mode over TLS. The connection reads ahead (a buffer
+# below TLS): a burst of additions arrives as several messages in one
+# read, and those left in the buffer must still be handed over while
+# the daemon waits, without more bytes coming from the socket.
+# persist_tls NAME KEY=VALUE... - daemon on that URI; a burst of 40, then one
+persist_tls() {
+    _pt=$1
+    shift
+    syncd_conf_reset
+    slapd_syncd_conf "poll_interval=1h" "full_interval=1h" "retry_interval=1s"
+    slapd_source ldap generic "base=$PEOPLE" "mode=persistent" "ca_file=$SLAPD_CA" "$@"
+    : > "$T/daemon.err"
+    "$RG_SYNCD" -c "$CONF" -f >/dev/null 2>>"$T/daemon.err" &
+    _pt_pid=$!
+    tl_pids="$tl_pids $_pt_pid"
+    _n=0
+    while [ $_n -lt 300 ] && ! grep -q 'persistent search (RFC 4533' "$T/daemon.err"; do
+        kill -0 "$_pt_pid" 2>/dev/null || break
+        sleep 0.1
+        _n=$((_n + 1))
+    done
+    ok_if "grep -q 'persistent search (RFC 4533' '$T/daemon.err'" "$_pt: the daemon waits on a persistent search"
+    awk -v base="$PEOPLE" -v p="$_pt" 'BEGIN {
+        for (i = 0; i < 40; i++)
+            printf "dn: uid=%s%02d,%s\nobjectClass: inetOrgPerson\nuid: %s%02d\ncn: x\nsn: x\nmail: %s%02d@generic.example\n\n", p, i, base, p, i, p, i
+    }' | slapd_add >/dev/null
+    _pt_got=$(wait_count "$_pt" 40)
+    tl_is "$_pt_got" 40 "$_pt: a burst of 40 additions is in the store, each of them"
+    person "${_pt}last" >/dev/null
+    _pt_got=$(wait_count "${_pt}last" 1)
+    tl_is "$_pt_got" 1 "$_pt: and one addition after it"
+    kill -TERM "$_pt_pid"
+    wait "$_pt_pid"
+    tl_is "$?" 0 "$_pt: SIGTERM ends the daemon, exit 0"
+}
+
+# wait_count PREFIX N - up to 15 s for N recipients PREFIX* of generic.example; prints the count
+wait_count() {
+    _n=0
+    while :; do
+        _c=$(syncd_sql "SELECT count(*) FROM recipient WHERE address LIKE '$1%@generic.example'")
+        [ "$_c" -ge "$2" ] || [ $_n -ge 150 ] && break
+        sleep 0.1
+        _n=$((_n + 1))
+    done
+    echo "$_c"
+}
+
+# ok_if COMMAND MSG - ok when the shell command succeeds
+ok_if() {
+    eval "$1"
+    tl_ok $? "$2"
+}
+
+persist_tls ptl "uri=$SLAPD_URI_TLS" tls=ldaps
+persist_tls pst tls=starttls
+
 tl_done

@@ -1424,6 +1424,323 @@ static void test_larger(void **state)
     store_close(st);
 }
 
+/*
+ * --- random full pulls against a model
+ *
+ * A small universe (10 guids, 8 addresses, DNs that differ in case, 4
+ * logins) and 400 random full pulls into one store: objects missing,
+ * put twice (the later wins), carrying the same address (collisions),
+ * sharing a DN, naming members that match nothing. After each commit
+ * the store, dumped by guid, must equal what a plain model of the
+ * documented semantics (store_sync.h) says, and so must the counts:
+ * the first holder keeps an address while it carries it, otherwise the
+ * lowest guid among its carriers; the others are claims; members are
+ * resolved ASCII case-insensitively against the pull's DNs, the lowest
+ * guid where several objects share one. A rewrite of the full pull
+ * (streaming, say) must keep this test passing unchanged.
+ */
+#define M_GUIDS     10
+#define M_ADDRS     8
+#define M_DNS       6
+#define M_LOGINS    4
+#define M_DUMP      16384
+
+/* One object of a random pull. */
+typedef struct mobj {
+    int present;
+    char guid[8];
+    char dn[32];
+    const char *kind;
+    int flags;
+    int addr[3], naddr;                 /* indexes into the address pool (repeats allowed) */
+    int login[2], nlogin;
+    char member[3][32];
+    int nmember;
+} MOBJ;
+
+static unsigned long long m_rand_state;
+
+/* m_rand - xorshift64*: a number below n */
+static unsigned m_rand(unsigned n)
+{
+    m_rand_state ^= m_rand_state >> 12;
+    m_rand_state ^= m_rand_state << 25;
+    m_rand_state ^= m_rand_state >> 27;
+    return (unsigned) ((m_rand_state * 2685821657736338717ULL) >> 33) % n;
+}
+
+/* m_dn - DN number d, in one of two spellings that differ only in ASCII case */
+static void m_dn(char *buf, size_t size, unsigned d, unsigned upper)
+{
+    snprintf(buf, size, upper ? "CN=Obj%u,DC=Example" : "cn=obj%u,dc=example", d);
+}
+
+/* m_random_obj - a random object for guid i */
+static void m_random_obj(MOBJ *o, int i)
+{
+    memset(o, 0, sizeof(*o));
+    o->present = 1;
+    snprintf(o->guid, sizeof(o->guid), "g%d", i);
+    if (m_rand(8) == 0)
+        o->dn[0] = 0;
+    else
+        m_dn(o->dn, sizeof(o->dn), m_rand(M_DNS), m_rand(2));
+    o->kind = m_rand(3) == 0 ? STORE_KIND_GROUP : STORE_KIND_USER;
+    o->flags = m_rand(4) == 0 ? STORE_FLAG_INTERNAL_ONLY : 0;
+    o->naddr = (int) m_rand(4);
+    for (int a = 0; a < o->naddr; a++)
+        o->addr[a] = (int) m_rand(M_ADDRS);
+    o->nlogin = (int) m_rand(3);
+    for (int l = 0; l < o->nlogin; l++)
+        o->login[l] = (int) m_rand(M_LOGINS);
+    o->nmember = strcmp(o->kind, STORE_KIND_GROUP) == 0 ? (int) m_rand(4) : 0;
+    for (int m = 0; m < o->nmember; m++) {
+        if (m_rand(5) == 0)
+            snprintf(o->member[m], sizeof(o->member[m]), "cn=nobody,dc=example");
+        else
+            m_dn(o->member[m], sizeof(o->member[m]), m_rand(M_DNS), m_rand(2));
+    }
+}
+
+/* m_carries - does o carry address a? */
+static int m_carries(const MOBJ *o, int a)
+{
+    for (int i = 0; i < o->naddr; i++)
+        if (o->addr[i] == a)
+            return 1;
+    return 0;
+}
+
+/* m_nocase_eq - ASCII case-insensitive equality */
+static int m_nocase_eq(const char *a, const char *b)
+{
+    for (; *a && *b; a++, b++) {
+        int x = (*a >= 'A' && *a <= 'Z') ? *a + 32 : *a;
+        int y = (*b >= 'A' && *b <= 'Z') ? *b + 32 : *b;
+
+        if (x != y)
+            return 0;
+    }
+    return *a == *b;
+}
+
+/* m_cat - append a formatted line to a dump */
+static void m_cat(char *dump, const char *fmt, ...)
+{
+    size_t len = strlen(dump);
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(dump + len, M_DUMP - len, fmt, ap);
+    va_end(ap);
+}
+
+/* m_store_dump - the source's tables by guid, as sorted lines */
+static void m_store_dump(char *dump)
+{
+    static const char *const sql[] = {
+        "SELECT 'o ' || guid || ' ' || COALESCE(dn, '') || ' ' || kind || ' ' || flags FROM object ORDER BY 1",
+        "SELECT 'r ' || r.address || ' ' || o.guid || ' ' || r.kind || ' ' || r.flags FROM recipient r "
+            "JOIN object o ON o.id = r.object_id ORDER BY 1",
+        "SELECT 'c ' || c.address || ' ' || o.guid FROM claim c JOIN object o ON o.id = c.object_id ORDER BY 1",
+        "SELECT 'l ' || o.guid || ' ' || l.name FROM login l JOIN object o ON o.id = l.object_id ORDER BY 1",
+        "SELECT 'm ' || g.guid || ' ' || m.guid FROM member x JOIN object g ON g.id = x.group_id "
+            "JOIN object m ON m.id = x.member_id ORDER BY 1",
+        "SELECT 'n ' || count(*) FROM recipient WHERE object_id IS NULL",
+    };
+    sqlite3 *db;
+
+    dump[0] = 0;
+    assert_int_equal(sqlite3_open(test_path, &db), SQLITE_OK);
+    for (size_t q = 0; q < N(sql); q++) {
+        sqlite3_stmt *s;
+
+        if (sqlite3_prepare_v2(db, sql[q], -1, &s, NULL) != SQLITE_OK)
+            fail_msg("dump %s: %s", sql[q], sqlite3_errmsg(db));
+        while (sqlite3_step(s) == SQLITE_ROW)
+            m_cat(dump, "%s\n", (const char *) sqlite3_column_text(s, 0));
+        sqlite3_finalize(s);
+    }
+    sqlite3_close(db);
+}
+
+/* m_line_cmp - qsort order of lines */
+static int m_line_cmp(const void *x, const void *y)
+{
+    return strcmp(*(const char *const *) x, *(const char *const *) y);
+}
+
+/*
+ * m_model - what the store must hold after a pull of objs (the last put
+ * of each guid), given who held each address before (holder[a]: a guid
+ * index, -1 none); updates holder and sets the expected counts
+ */
+static void m_model(const MOBJ *objs, int *holder, STORE_COUNTS *c, char *dump)
+{
+    char *lines[512];
+    char buf[512][96];
+    int n = 0;
+
+    memset(c, 0, sizeof(*c));
+    for (int i = 0; i < M_GUIDS; i++) {
+        const MOBJ *o = &objs[i];
+
+        if (!o->present)
+            continue;
+        snprintf(buf[n], sizeof(buf[n]), "o %s %s %s %d", o->guid, o->dn, o->kind, o->flags);
+        n++;
+        for (int l = 0; l < M_LOGINS; l++)
+            for (int x = 0; x < o->nlogin; x++)
+                if (o->login[x] == l) {
+                    snprintf(buf[n++], sizeof(buf[0]), "l %s login%d", o->guid, l);
+                    break;
+                }
+        /* Members: the lowest guid among the objects with that DN (guids g0..g9 sort as their index). */
+        for (int t = 0; t < M_GUIDS; t++) {
+            int hit = 0;
+
+            if (!objs[t].present || objs[t].dn[0] == 0)
+                continue;
+            for (int m = 0; m < o->nmember && !hit; m++) {
+                int first = -1;
+
+                for (int u = 0; u < M_GUIDS && first < 0; u++)
+                    if (objs[u].present && objs[u].dn[0] && m_nocase_eq(objs[u].dn, o->member[m]))
+                        first = u;
+                hit = first == t;
+            }
+            if (hit)
+                snprintf(buf[n++], sizeof(buf[0]), "m %s %s", o->guid, objs[t].guid);
+        }
+    }
+    for (int a = 0; a < M_ADDRS; a++) {
+        int keep = -1, low = -1;
+        const MOBJ *h;
+
+        for (int i = 0; i < M_GUIDS; i++)
+            if (objs[i].present && m_carries(&objs[i], a)) {
+                if (low < 0)
+                    low = i;
+                if (i == holder[a])
+                    keep = i;
+            }
+        if (low < 0) {
+            if (holder[a] >= 0)
+                c->removed++;
+            holder[a] = -1;
+            continue;
+        }
+        if (keep < 0)
+            keep = low;
+        h = &objs[keep];
+        snprintf(buf[n++], sizeof(buf[0]), "r a%d@x.test %s %s %d", a, h->guid, h->kind, h->flags);
+        for (int i = 0; i < M_GUIDS; i++)
+            if (i != keep && objs[i].present && m_carries(&objs[i], a))
+                snprintf(buf[n++], sizeof(buf[0]), "c a%d@x.test %s", a, objs[i].guid);
+        holder[a] = keep;
+    }
+    for (int i = 0; i < n; i++)
+        lines[i] = buf[i];
+    qsort(lines, (size_t) n, sizeof(*lines), m_line_cmp);
+    dump[0] = 0;
+    /* The store's dump is per table; so is this one (o, r, c, l, m), each sorted. */
+    for (const char *t = "orclm"; *t; t++)
+        for (int i = 0; i < n; i++)
+            if (lines[i][0] == *t)
+                m_cat(dump, "%s\n", lines[i]);
+    m_cat(dump, "n 0\n");
+}
+
+/* m_put - store_sync_put one model object */
+static void m_put(STORE *st, const MOBJ *o)
+{
+    char addrs[3][32], logins[2][16];
+    const char *av[3], *lv[2], *mv[3];
+    STORE_OBJECT so;
+
+    for (int a = 0; a < o->naddr; a++) {
+        snprintf(addrs[a], sizeof(addrs[a]), "a%d@x.test", o->addr[a]);
+        av[a] = addrs[a];
+    }
+    for (int l = 0; l < o->nlogin; l++) {
+        snprintf(logins[l], sizeof(logins[l]), "login%d", o->login[l]);
+        lv[l] = logins[l];
+    }
+    for (int m = 0; m < o->nmember; m++)
+        mv[m] = o->member[m];
+    memset(&so, 0, sizeof(so));
+    so.guid = o->guid;
+    so.dn = o->dn;
+    so.kind = o->kind;
+    so.flags = o->flags;
+    so.addresses = av;
+    so.n_addresses = (size_t) o->naddr;
+    so.logins = lv;
+    so.n_logins = (size_t) o->nlogin;
+    so.members = mv;
+    so.n_members = (size_t) o->nmember;
+    if (store_sync_put(st, &so) != 0)
+        fail_msg("put %s: %s", o->guid, store_error(st));
+}
+
+static void test_random_model(void **state)
+{
+    STORE *st = open_new();
+    static char want[M_DUMP], got[M_DUMP];
+    int holder[M_ADDRS];
+    long long prev_addrs = 0;
+
+    (void) state;
+    m_rand_state = 0x9e3779b97f4a7c15ULL;
+    for (int a = 0; a < M_ADDRS; a++)
+        holder[a] = -1;
+    for (int round = 0; round < 400; round++) {
+        MOBJ objs[M_GUIDS], early;
+        int order[M_GUIDS];
+        STORE_COUNTS c, wc;
+        long long now_addrs;
+
+        for (int i = 0; i < M_GUIDS; i++) {
+            m_random_obj(&objs[i], i);
+            objs[i].present = m_rand(10) < 7;
+            order[i] = i;
+        }
+        for (int i = M_GUIDS - 1; i > 0; i--) {
+            int j = (int) m_rand((unsigned) i + 1), t = order[i];
+
+            order[i] = order[j];
+            order[j] = t;
+        }
+        assert_int_equal(store_sync_begin(st, "dir", "ldap"), 0);
+        for (int k = 0; k < M_GUIDS; k++) {
+            int i = order[k];
+
+            if (!objs[i].present)
+                continue;
+            if (m_rand(6) == 0) {       /* put twice: the later wins */
+                m_random_obj(&early, i);
+                m_put(st, &early);
+            }
+            m_put(st, &objs[i]);
+        }
+        if (store_sync_commit(st, NULL, NULL, &c) != 0)
+            fail_msg("round %d: commit: %s", round, store_error(st));
+        m_model(objs, holder, &wc, want);
+        m_store_dump(got);
+        if (strcmp(want, got) != 0)
+            fail_msg("round %d: the store differs from the model\n--- model:\n%s--- store:\n%s",
+                     round, want, got);
+        /* Counts: added and removed against the model; the store's identity holds. */
+        now_addrs = raw_int("SELECT count(*) FROM recipient");
+        if (c.removed != wc.removed || c.changed + c.removed + c.kept != prev_addrs
+            || c.added + c.changed + c.kept != now_addrs)
+            fail_msg("round %d: counts +%lld ~%lld -%lld =%lld, model -%lld, %lld -> %lld addresses",
+                     round, c.added, c.changed, c.removed, c.kept, wc.removed, prev_addrs, now_addrs);
+        prev_addrs = now_addrs;
+    }
+    store_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1450,6 +1767,7 @@ int main(void)
         cmocka_unit_test_setup(test_failures, setup),
         cmocka_unit_test_setup(test_reader, setup),
         cmocka_unit_test_setup(test_larger, setup),
+        cmocka_unit_test_setup(test_random_model, setup),
     };
 
     return cmocka_run_group_tests_name("store_sync", tests, group_setup, group_teardown);
