@@ -140,12 +140,14 @@ stats_file = $D/lookupd.stats
 user =
 pid_file = $D/syncd.pid
 
+[rules]
+# The demo's client at 127.0.0.1 is an outsider: only 127.0.0.2 may relay.
+mynetworks = 127.0.0.2/32
+
 [smtpd]
-# Port 25 in real life; the demo's client at 127.0.0.1 is an outsider
-# (only 127.0.0.2 may relay), and there is no DNS here.
+# Port 25 in real life; there is no DNS here.
 listen = 127.0.0.1:$((port + 1))
 hostname = mx.example.com
-mynetworks = 127.0.0.2/32
 user =
 pid_file = $D/smtpd.pid
 stats_file = $D/smtpd.stats
