@@ -345,6 +345,13 @@ server_cpu() {
     } | awk '{ t += $1 } END { print t + 0 }'
 }
 
+# map_cpu - clock ticks of the map servers: "LOOKUPD SLAPD"
+map_cpu() {
+    _lc=$(awk '{ print $14 + $15 }' "/proc/$LOOKUPD_PID/stat" 2>/dev/null || echo 0)
+    _sc=$(awk '{ print $14 + $15 }' "/proc/$SLAPD_PID/stat" 2>/dev/null || echo 0)
+    echo "${_lc:-0} ${_sc:-0}"
+}
+
 # source_run KIND MAP SESSIONS - one smtp-source run; sets RATE and SUS
 # (server CPU per RCPT, microseconds). KIND rej: RCPTs to unknown users,
 # each must get 550 5.1.1; acc: to distinct known users, none may be
@@ -355,12 +362,14 @@ source_run() {
     if [ "$_kind" = rej ]; then _to="x@$DOMAIN"; else _to="u@$DOMAIN"; fi
     quiet
     _c0=$(server_cpu)
+    _m0=$(map_cpu)
     _w0=$(now)
     $CLIENT_PIN "$SOURCE" -A -N -r $RCPTS -s "$CONC" -m "$_n" -M client.bench.test \
         -f sender@client.bench.test -t "$_to" "127.0.0.1:$(map_port "$_map")" \
         >"$T/source.out" 2>&1 || { cat "$T/source.out" >>"$T/client.err"; die "smtp-source ($_kind, $_map) failed"; }
     _w1=$(now)
     _c1=$(server_cpu)
+    _m1=$(map_cpu)
     _all=$((_n * RCPTS))
     _rej=$(grep -c 'recipient rejected: ' "$T/source.out")
     if [ "$_kind" = rej ]; then
@@ -378,9 +387,21 @@ source_run() {
     fi
     RATE=$(fmt %.0f "$_all / ($_w1 - $_w0)")
     SUS=$(fmt %.1f "1e6 * ($_c1 - $_c0) / $TICK / $_all")
-    printf '  %-10s %-12s %8s/s   (%d RCPTs in %.2f s; server cpu %s us per RCPT)\n' "$_map" \
-        "$( [ "$_kind" = rej ] && echo rejections || echo acceptances)" "$RATE" "$_all" \
-        "$(calc "$_w1 - $_w0")" "$SUS"
+    # The map server's share (lookupd for socketmap, slapd for ldap)
+    case $_map in
+    socketmap) _f=1 ;;
+    ldap) _f=2 ;;
+    *) _f=0 ;;
+    esac
+    MUS=0
+    if [ $_f != 0 ]; then
+        _a=$(echo "$_m0" | cut -d' ' -f$_f)
+        _b=$(echo "$_m1" | cut -d' ' -f$_f)
+        MUS=$(fmt %.1f "1e6 * ($_b - $_a) / $TICK / $_all")
+    fi
+    printf '  %-10s %-12s %8s/s   (%d RCPTs in %.2f s; server cpu %s us per RCPT, of it the map server %s)\n' \
+        "$_map" "$( [ "$_kind" = rej ] && echo rejections || echo acceptances)" "$RATE" "$_all" \
+        "$(calc "$_w1 - $_w0")" "$SUS" "$MUS"
     { say "== $_kind $_map rate=$RATE cpu_us=$SUS"; head -n 5 "$T/source.out"; } >>"$T/runs.log"
 }
 
@@ -414,7 +435,12 @@ for r in $(seq 1 "$ROUNDS"); do
             source_run "$kind" "$m" "$NSESS"
             eval "${kind}_rate_$m=\$RATE"
             add "${kind}_all_$m" "$RATE"
-            add "${kind}_us_$m" "$SUS"
+            # A Postfix child reaped between the two readings can make
+            # the difference negative: such a run has no CPU figure.
+            if [ "$(calc "$SUS >= 0")" = 1 ]; then
+                add "${kind}_us_$m" "$SUS"
+                add "${kind}_mus_$m" "$MUS"
+            fi
         done
         for m in $MAPS; do
             [ "$m" = lmdb ] && continue
@@ -471,22 +497,24 @@ missed=0
 say ""
 say "=== summary: $NREC recipients; $PINNING; $ROUNDS rounds ==="
 say "machine: $(nproc) cores, load now: $(uptime | sed 's/.*load average: //')"
-printf '  %-22s %-10s %10s %10s %22s %14s\n' "" map "best/s" "median/s" "ratio to lmdb, median" "cpu us/RCPT"
+printf '  %-18s %-10s %8s %8s %24s %9s %9s\n' "" map "best/s" "median/s" "ratio to lmdb, median" "cpu us" "map us"
 for kind in rej acc; do
     [ $kind = rej ] && label="RCPT rejections" || label="RCPT acceptances"
     for m in $MAPS; do
-        eval "_all=\$${kind}_all_$m _us=\$${kind}_us_$m"
+        eval "_all=\$${kind}_all_$m _us=\$${kind}_us_$m _mus=\$${kind}_mus_$m"
         if [ "$m" = lmdb ]; then
             _r="1 (baseline)"
         else
             eval "_rl=\$${kind}_ratio_$m"
             _r="$(median "$_rl") [$(printf '%s\n' $_rl | sort -g | sed -n '1p;$p' | tr '\n' ' ' | sed 's/ $//; s/ /-/')]"
         fi
-        printf '  %-22s %-10s %10s %10s %22s %14s\n' "$label" "$m" "$(best "$_all")" "$(median "$_all")" "$_r" "$(median "$_us")"
+        printf '  %-18s %-10s %8s %8s %24s %9s %9s\n' "$label" "$m" "$(best "$_all")" "$(median "$_all")" \
+            "$_r" "$(median "$_us")" "$(median "$_mus")"
         label=""
     done
 done
-say "  (ratio: the map's rate / lmdb's in the same round; [lowest-highest] over the rounds)"
+say "  (ratio: the map's rate / lmdb's in the same round, [lowest-highest] over the rounds;"
+say "   cpu us: server CPU per RCPT, Postfix and the map server, median; map us: of it lookupd's or slapd's)"
 say ""
 say "targets:"
 case " $MAPS " in
