@@ -271,7 +271,14 @@ STORE *keeper_read(KEEPER *k, const char **reason)
 {
     STORE *st = keeper_store(k, reason);
 
-    if (st == NULL || k->in_read)
+    if (st == NULL)
+        return st;
+    /* A read kept from an earlier round serves only while nothing was committed. */
+    if (k->in_read && !store_read_current(st)) {
+        store_read_end(st);
+        k->in_read = 0;
+    }
+    if (k->in_read)
         return st;
     if (store_read_begin(st) < 0) {
         keeper_failed(k, store_error(st));

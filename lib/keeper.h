@@ -66,8 +66,11 @@ STORE *keeper_store(KEEPER *k, const char **reason);
 
 /*
  * keeper_read - as keeper_store(), inside a read transaction that lasts
- * until keeper_read_end(): one snapshot and one WAL lock round trip for
- * every lookup of one event loop round.
+ * until keeper_read_end(), or until a commit: a transaction kept from an
+ * earlier call serves only while store_read_current() says nobody has
+ * committed since it began, else it is renewed. lookupd keeps one across
+ * loop rounds (a WAL lock round trip saved per request) and ends it in
+ * its once-a-second tick.
  */
 STORE *keeper_read(KEEPER *k, const char **reason);
 

@@ -484,6 +484,62 @@ int store_schema_version(void)
     return schema_version;
 }
 
+/*
+ * store_wal_hdr - the WAL-index headers in the -shm SQLite has mapped for
+ * this handle, or NULL. Only in WAL mode (in another journal mode mapping
+ * would create a -shm file) and after a first read transaction, which
+ * has made SQLite map it: then xShmMap only hands back its pointer.
+ */
+static const volatile unsigned char *store_wal_hdr(STORE *st)
+{
+    sqlite3_file *f = NULL;
+    void volatile *p = NULL;
+
+    if (!st->read_done)
+        return NULL;
+    if (st->wal_mode == 0) {
+        char mode[16] = "";
+
+        if (sqlite3_exec(st->db, "PRAGMA journal_mode", store_journal_cb, mode, NULL) != SQLITE_OK)
+            return NULL;
+        st->wal_mode = strcmp(mode, "wal") == 0 ? 1 : -1;
+    }
+    if (st->wal_mode < 0)
+        return NULL;
+    if (sqlite3_file_control(st->db, "main", SQLITE_FCNTL_FILE_POINTER, &f) != SQLITE_OK
+        || f == NULL || f->pMethods == NULL || f->pMethods->iVersion < 2
+        || f->pMethods->xShmMap == NULL
+        || f->pMethods->xShmMap(f, 0, 32768, 0, &p) != SQLITE_OK || p == NULL)
+        return NULL;
+    return p;
+}
+
+/* store_hdr_copy - the headers out of the shared memory (a writer may be changing them) */
+static void store_hdr_copy(unsigned char *dst, const volatile unsigned char *src)
+{
+    for (size_t i = 0; i < STORE_WAL_HDR; i++)
+        dst[i] = src[i];
+}
+
+/* store_read_current - the open read transaction has seen every commit */
+int store_read_current(STORE *st)
+{
+    const volatile unsigned char *h;
+    unsigned char now[STORE_WAL_HDR];
+
+    if (st == NULL || st->db == NULL || !st->in_read || !st->read_hdr_ok
+        || sqlite3_get_autocommit(st->db))
+        return 0;
+    if ((h = store_wal_hdr(st)) == NULL)
+        return 0;
+    /*
+     * Every commit changes the header (its change counter, frame count,
+     * checksums); a torn read differs too, which only renews the read.
+     */
+    store_hdr_copy(now, h);
+    return memcmp(now, st->read_hdr, sizeof(now)) == 0;
+}
+
 /* store_read_begin - one read transaction around several lookups */
 int store_read_begin(STORE *st)
 {
@@ -491,6 +547,18 @@ int store_read_begin(STORE *st)
         return -1;
     if (st->in_read || !sqlite3_get_autocommit(st->db))
         return 0;               /* already inside a transaction: nothing to do */
+    /*
+     * The headers as they are before the snapshot is taken (at the first
+     * read, BEGIN is deferred): a commit in between makes them differ
+     * from the next look, which renews the read; never the reverse.
+     */
+    {
+        const volatile unsigned char *h = store_wal_hdr(st);
+
+        st->read_hdr_ok = h != NULL;
+        if (h != NULL)
+            store_hdr_copy(st->read_hdr, h);
+    }
     if (store_step_done(st, st->stmt[STMT_BEGIN], "beginning a read") < 0)
         return -1;
     st->in_read = 1;
@@ -504,10 +572,13 @@ void store_read_end(STORE *st)
     if (st == NULL || st->db == NULL || !st->in_read)
         return;
     st->in_read = 0;
+    st->read_hdr_ok = 0;
     if (sqlite3_get_autocommit(st->db))
         return;
     if (store_step_done(st, st->stmt[STMT_COMMIT], "ending a read") < 0)
         store_rollback(st);
+    else
+        st->read_done = 1;
 }
 
 /* store_rcpt_fill - a recipient row into out; copy says whether to copy into the handle */

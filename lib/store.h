@@ -68,6 +68,18 @@ int store_schema_version(void);
 int store_read_begin(STORE *st);
 void store_read_end(STORE *st);
 
+/*
+ * store_read_current - 1 when the read transaction store_read_begin opened
+ * would still see every commit: nobody has committed since it began, so
+ * keeping it answers exactly as a new one would. 0 when it must be ended
+ * and begun again (something was committed), when none is open, or when
+ * it cannot tell (not in WAL mode, first read of the handle). It reads
+ * the WAL-index header in the shared memory SQLite has mapped already:
+ * no system call, where ending and beginning a read costs two fcntl()
+ * locks and an fstat().
+ */
+int store_read_current(STORE *st);
+
 /* store_path - the file this handle has open */
 const char *store_path(STORE *st);
 

@@ -49,6 +49,9 @@ enum store_stmt {
 typedef struct store_repl STORE_REPL;   /* a replacement in progress (store_replace.c) */
 typedef struct store_sync STORE_SYNC;   /* a sync in progress (store_sync.c) */
 
+/* The WAL-index header in the -shm file, both copies (SQLite's walformat). */
+#define STORE_WAL_HDR 96
+
 struct store {
     sqlite3 *db;
     char *path;
@@ -69,6 +72,11 @@ struct store {
     int dom_uncached;           /* too many domains to keep: ask SQLite */
     long long dom_version;      /* PRAGMA data_version it was loaded at */
     int dom_checked;            /* checked in this read transaction */
+    /* store_read_current(): is the open read transaction still the latest? */
+    int wal_mode;               /* 0 not asked yet, 1 WAL, -1 another journal mode */
+    int read_done;              /* a read transaction has ended: the -shm is mapped */
+    int read_hdr_ok;            /* read_hdr holds the headers from before the read */
+    unsigned char read_hdr[STORE_WAL_HDR];
 };
 
 /* store_errf - set the handle's error text; returns -1 */

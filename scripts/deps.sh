@@ -30,6 +30,8 @@ if [ "${1:-}" = --package ]; then
     apt-get build-dep -y -qq --no-install-recommends ./ >/dev/null
     exit 0
 fi
+# postfix-ldap: Postfix's ldap: table, which `make bench-maps` compares with
+# the socketmap (tests/bench/maps.sh).
 # prometheus for its promtool (never started either), python3-prometheus-client
 # for its OpenMetrics parser, logrotate for `logrotate -d`: check.sh uses them.
 PKGS="build-essential autoconf automake pkg-config clang prometheus python3-prometheus-client logrotate \
@@ -38,7 +40,7 @@ PKGS="build-essential autoconf automake pkg-config clang prometheus python3-prom
   samba-ad-dc samba-ad-provision samba-dsdb-modules ldb-tools \
   libssl-dev libcurl4-openssl-dev libjansson-dev libsasl2-modules libsasl2-modules-gssapi-mit sasl2-bin \
   libc-ares-dev swaks libnet-ssleay-perl libio-socket-inet6-perl \
-  fail2ban pflogsumm postfix-lmdb python3 libsystemd-dev systemd"
+  fail2ban pflogsumm postfix-lmdb postfix-ldap python3 libsystemd-dev systemd"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

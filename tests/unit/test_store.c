@@ -530,6 +530,53 @@ static void test_read_snapshot(void **state)
     store_close(w);
 }
 
+/*
+ * store_read_current: a read kept open is current until someone commits,
+ * then not, so a reader that keeps it between requests sees every commit
+ * as one that began a new read would. Never current outside a read or on
+ * a handle's first read (the -shm is not known to be mapped yet).
+ */
+static void test_read_current(void **state)
+{
+    char err[512];
+    STORE *w = open_new();
+    STORE *r = store_open(test_path, 0, 200, err, sizeof(err));
+    STORE_RCPT rc;
+
+    assert_non_null(r);
+    assert_int_equal(store_read_current(NULL), 0);
+    assert_int_equal(store_read_current(r), 0);         /* no read open */
+    assert_int_equal(store_read_begin(r), 0);
+    assert_int_equal(store_rcpt_get(r, "a@example.com", &rc), 0);
+    assert_int_equal(store_read_current(r), 0);         /* first read: cannot tell */
+    store_read_end(r);
+
+    assert_int_equal(store_read_begin(r), 0);
+    assert_int_equal(store_rcpt_get(r, "a@example.com", &rc), 0);
+    assert_int_equal(store_read_current(r), 1);
+    assert_int_equal(store_rcpt_get(r, "a@example.com", &rc), 0);
+    assert_int_equal(store_read_current(r), 1);         /* reading changes nothing */
+    assert_int_equal(store_static_add(w, "a@example.com"), 1);
+    assert_int_equal(store_read_current(r), 0);         /* a commit elsewhere */
+    assert_int_equal(store_rcpt_get(r, "a@example.com", &rc), 0);  /* the old snapshot */
+    store_read_end(r);
+    assert_int_equal(store_read_current(r), 0);
+
+    assert_int_equal(store_read_begin(r), 0);
+    assert_int_equal(store_rcpt_get(r, "a@example.com", &rc), 1);
+    assert_int_equal(store_read_current(r), 1);
+    store_read_end(r);
+
+    /* A commit between begin and the first read (BEGIN is deferred) is caught too. */
+    assert_int_equal(store_read_begin(r), 0);
+    assert_int_equal(store_static_del(w, "a@example.com"), 1);
+    assert_int_equal(store_rcpt_get(r, "a@example.com", &rc), 0);
+    assert_int_equal(store_read_current(r), 0);
+    store_read_end(r);
+    store_close(r);
+    store_close(w);
+}
+
 /* A broken store is -1 with a reason, never 0. */
 static void test_broken(void **state)
 {
@@ -888,6 +935,7 @@ int main(void)
         cmocka_unit_test_setup(test_static, setup),
         cmocka_unit_test_setup(test_rcpt_walk, setup),
         cmocka_unit_test_setup(test_read_snapshot, setup),
+        cmocka_unit_test_setup(test_read_current, setup),
         cmocka_unit_test_setup(test_broken, setup),
         cmocka_unit_test_setup(test_locked, setup),
         cmocka_unit_test_setup(test_readonly, setup),
