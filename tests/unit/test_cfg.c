@@ -465,6 +465,35 @@ static void test_restart(void **state)
     assert_int_equal(r_port, 27);
 }
 
+/*
+ * A restart-only key that moved to [rules], written in its old [smtpd]:
+ * the running value is the one written there, and moving the line to
+ * [rules] with the same value is no change (it once reverted the running
+ * value to the default: the pin had read only [rules]).
+ */
+static char *m_fixed;
+
+static const CFG_PARAM m_rules[] = {
+    {"fixed", CFG_STR | CFG_RESTART, "dflt", &m_fixed, 0, 0, NULL, NULL},
+    {NULL, 0, NULL, NULL, 0, 0, NULL, NULL},
+};
+
+static void test_moved_restart(void **state)
+{
+    const CFG_SECTION both[] = {{"rules", m_rules}, {"smtpd", t_smtpd}, {NULL, NULL}};
+
+    (void) state;
+    assert_int_equal(load_with("[smtpd]\nfixed = old\nlisten = 1.2.3.4:25\n", both), 0);
+    assert_string_equal(m_fixed, "old");
+    cfg_restart_pin();
+    /* the same value in its new place: nothing changes */
+    assert_int_equal(load_with("[rules]\nfixed = old\n[smtpd]\nlisten = 1.2.3.4:25\n", both), 0);
+    assert_string_equal(m_fixed, "old");
+    /* a new value in the old place is a restart-only change like any other: ignored */
+    assert_int_equal(load_with("[smtpd]\nfixed = new\nlisten = 1.2.3.4:25\n", both), 0);
+    assert_string_equal(m_fixed, "old");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -480,6 +509,7 @@ int main(void)
         cmocka_unit_test(test_family),
         cmocka_unit_test(test_restart),
         cmocka_unit_test(test_moved),
+        cmocka_unit_test(test_moved_restart),
     };
     int fd, rc;
 
