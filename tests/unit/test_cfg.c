@@ -20,6 +20,7 @@
 
 #include "cfg.h"
 #include "log.h"
+#include "params_rules.h"
 #include "xalloc.h"
 
 static char *v_str;
@@ -494,6 +495,34 @@ static void test_moved_restart(void **state)
     assert_string_equal(m_fixed, "old");
 }
 
+/*
+ * [rules] mynetworks and the access lists are checked by the load itself:
+ * a file with a bad one is refused before anything is assigned, so the
+ * daemon that refuses the reload really runs on with its old values, the
+ * other keys of that file included (a bad mynetworks used to be found
+ * only by rules_init(), after cfg had assigned the rest).
+ */
+static void test_rules_checked(void **state)
+{
+    const CFG_SECTION rs[] = {{"rules", params_rules_table()}, {NULL, NULL}};
+
+    (void) state;
+    assert_int_equal(load_with("[rules]\nmynetworks = 10.0.0.0/8\nclient_access = 192.0.2.1 OK\n"
+                               "client_access = 192.0.2.2 REJECT\n", rs), 0);
+    assert_string_equal(var_rules_unknown_rcpt, "enforce");
+    assert_string_equal(var_rules_client_access, "192.0.2.1 OK\n192.0.2.2 REJECT");
+    assert_int_equal(load_with("[rules]\nreject_unknown_recipient = off\nmynetworks = 10.0.0.0/33\n", rs), 1);
+    assert_string_equal(var_rules_unknown_rcpt, "enforce");
+    assert_string_equal(var_rules_mynetworks, "10.0.0.0/8");
+    assert_int_equal(load_with("[rules]\nreject_unknown_recipient = off\nclient_access = 192.0.2.1 OK\n"
+                               "client_access = 192.0.2.300 REJECT\n", rs), 1);
+    assert_string_equal(var_rules_unknown_rcpt, "enforce");
+    assert_int_equal(load_with("[rules]\nsender_access = a@@b REJECT\n", rs), 1);
+    assert_int_equal(load_with("[rules]\nhelo_access = x.example FROB\n", rs), 1);
+    assert_int_equal(load_with("[rules]\nrecipient_access = a@b.example WARN\n", rs), 1);
+    assert_string_equal(var_rules_client_access, "192.0.2.1 OK\n192.0.2.2 REJECT");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -510,6 +539,7 @@ int main(void)
         cmocka_unit_test(test_restart),
         cmocka_unit_test(test_moved),
         cmocka_unit_test(test_moved_restart),
+        cmocka_unit_test(test_rules_checked),
     };
     int fd, rc;
 
