@@ -59,6 +59,10 @@ reply=$(printf 'recipients alice@example.com\nrecipients nobody@example.com\n' |
 tl_like "$reply" "^TEMP .*stale" "stale data: TEMP, not OK"
 tl_like "$(echo "$reply" | sed -n 2p)" "^TEMP " "stale data: TEMP, not NOTFOUND"
 tl_postmap nobody@example.com recipients
+# the policy service defers too (Postfix then answers 451 4.3.0), never 550 or DUNNO
+pol=$(printf 'request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=192.0.2.9\nhelo_name=mail.sender.example\nsender=someone@sender.example\nrecipient=new@example.com\n\n' \
+    | "$RG_CLIENT" -p -t 3000 "unix:$POLICY")
+tl_is "$pol" "action=451 4.3.0 Temporary lookup failure" "stale data: the policy service defers"
 # rcptgate query judges a transaction as the daemons do now: defer, not 550 or accept
 out=$(tl_admin query --client 192.0.2.9 --helo mail.sender.example --sender someone@sender.example \
     new@example.com 2>&1)
