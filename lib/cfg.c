@@ -726,12 +726,25 @@ static void cfg_fixed_free(CFG_FIXED *list, size_t n)
     free(list);
 }
 
-/* cfg_fixed_value - the text a parameter was given by this file (its default when absent) */
-static char *cfg_fixed_value(CFG_PARSE *cp, const CFG_SECTION *s, const CFG_PARAM *p)
+/*
+ * cfg_fixed_value - the text a parameter was given by this file (its
+ * default when absent), in its own section or in the old one it moved
+ * from: a key written in its old place is the value the daemon runs with
+ */
+static char *cfg_fixed_value(CFG_PARSE *cp, const CFG_SECTION *sections, const CFG_SECTION *s,
+                             const CFG_PARAM *p)
 {
-    for (size_t i = 0; i < cp->count; i++)
-        if (strcmp(cp->entries[i].section, s->name) == 0 && strcmp(cp->entries[i].key, p->name) == 0)
+    const char *to;
+
+    for (size_t i = 0; i < cp->count; i++) {
+        const CFG_ENTRY *e = &cp->entries[i];
+
+        if (strcmp(e->key, p->name) != 0)
+            continue;
+        if (strcmp(e->section, s->name) == 0
+            || (cfg_moved_param(sections, e->section, e->key, &to) == p && strcmp(to, s->name) == 0))
             return cfg_entry_value(cp, i, p);
+    }
     return xstrdup(p->defval ? p->defval : "");
 }
 
@@ -753,7 +766,7 @@ static void cfg_fixed_apply(CFG_PARSE *cp, const CFG_SECTION *sections)
 
             if (!(p->type & CFG_RESTART))
                 continue;
-            value = cfg_fixed_value(cp, s, p);
+            value = cfg_fixed_value(cp, sections, s, p);
             for (size_t i = 0; i < cfg_fixed_npinned; i++) {
                 CFG_FIXED *f = &cfg_fixed_pinned[i];
 

@@ -124,6 +124,23 @@ void keeper_mirror(KEEPER *k, STORE **where)
     keeper_sync_mirror(k);
 }
 
+/* keeper_stale - is st's directory data older than [store] max_age? (keeper.h) */
+int keeper_stale(STORE *st, char *why, size_t size)
+{
+    long long age;
+
+    why[0] = 0;
+    if (var_store_max_age_ms <= 0)
+        return 0;
+    if (store_sync_age(st, &age) < 0)
+        return -1;
+    if (age < 0 || age * 1000 <= var_store_max_age_ms)
+        return 0;
+    snprintf(why, size, "directory data is stale: last sync %lld s ago, max_age is %d s",
+             age, var_store_max_age_ms / 1000);
+    return 1;
+}
+
 /*
  * keeper_stale_check - with [store] max_age set, is the directory data too
  * old to trust? A syncd that has stopped syncing leaves a list that no
@@ -133,21 +150,15 @@ void keeper_mirror(KEEPER *k, STORE **where)
 static void keeper_stale_check(KEEPER *k)
 {
     char was[sizeof(k->stale)];
-    long long age;
 
     memcpy(was, k->stale, sizeof(was));
     k->stale[0] = 0;
     if (k->st == NULL)
         return;
-    if (var_store_max_age_ms > 0) {
-        if (store_sync_age(k->st, &age) < 0) {
-            keeper_failed(k, store_error(k->st));
-            return;
-        }
-        if (age >= 0 && age * 1000 > var_store_max_age_ms)
-            snprintf(k->stale, sizeof(k->stale),
-                     "directory data is stale: last sync %lld s ago, max_age is %d s",
-                     age, var_store_max_age_ms / 1000);
+    if (keeper_stale(k->st, k->stale, sizeof(k->stale)) < 0) {
+        k->stale[0] = 0;
+        keeper_failed(k, store_error(k->st));
+        return;
     }
     if (k->stale[0] && was[0] == 0)
         log_warn("store %s: %s; %s until a sync succeeds", k->path, k->stale, k->doing);

@@ -84,6 +84,14 @@ void keeper_read_end(KEEPER *k);
  */
 void keeper_failed(KEEPER *k, const char *reason);
 
+/*
+ * keeper_stale - with [store] max_age set, is the directory data in st
+ * older than it? 1 (why says so, for replies and logs), 0 fresh or no
+ * limit, -1 a store error (store_error()). The keeper's own test, for a
+ * command that must judge as the daemons do (rcptgate query).
+ */
+int keeper_stale(STORE *st, char *why, size_t size);
+
 /* keeper_open - 1 if the store is open (fresh or stale), else 0 */
 int keeper_open(const KEEPER *k);
 

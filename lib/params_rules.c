@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include "params_rules.h"
+#include "rules.h"
 
 char *var_rules_mynetworks;
 int var_rules_warn_if_reject;
@@ -30,7 +31,8 @@ int var_rules_store_access;
 #define MODES "enforce|warn|off"
 
 const CFG_PARAM params_rules[] = {
-    {"mynetworks", CFG_STR, "127.0.0.0/8 [::1]/128", &var_rules_mynetworks, 0, 0, NULL, NULL},
+    {"mynetworks", CFG_STR, "127.0.0.0/8 [::1]/128", &var_rules_mynetworks, 0, 0, NULL,
+     rules_check_mynetworks},
     {"warn_if_reject", CFG_BOOL, "no", &var_rules_warn_if_reject, 0, 0, NULL, NULL},
     {"reject_invalid_helo", CFG_ENUM, "enforce", &var_rules_invalid_helo, 0, 0, MODES, NULL},
     {"reject_non_fqdn_helo", CFG_ENUM, "enforce", &var_rules_non_fqdn_helo, 0, 0, MODES, NULL},
@@ -41,10 +43,10 @@ const CFG_PARAM params_rules[] = {
     {"reject_non_fqdn_recipient", CFG_ENUM, "enforce", &var_rules_non_fqdn_rcpt, 0, 0, MODES, NULL},
     {"reject_unknown_recipient", CFG_ENUM, "enforce", &var_rules_unknown_rcpt, 0, 0, MODES, NULL},
     {"reject_internal_only", CFG_ENUM, "enforce", &var_rules_internal_only, 0, 0, MODES, NULL},
-    {"client_access", CFG_LIST, "", &var_rules_client_access, 0, 0, NULL, NULL},
-    {"helo_access", CFG_LIST, "", &var_rules_helo_access, 0, 0, NULL, NULL},
-    {"sender_access", CFG_LIST, "", &var_rules_sender_access, 0, 0, NULL, NULL},
-    {"recipient_access", CFG_LIST, "", &var_rules_rcpt_access, 0, 0, NULL, NULL},
+    {"client_access", CFG_LIST, "", &var_rules_client_access, 0, 0, NULL, rules_check_client_access},
+    {"helo_access", CFG_LIST, "", &var_rules_helo_access, 0, 0, NULL, rules_check_helo_access},
+    {"sender_access", CFG_LIST, "", &var_rules_sender_access, 0, 0, NULL, rules_check_sender_access},
+    {"recipient_access", CFG_LIST, "", &var_rules_rcpt_access, 0, 0, NULL, rules_check_recipient_access},
     {"store_access", CFG_BOOL, "yes", &var_rules_store_access, 0, 0, NULL, NULL},
     {NULL, 0, NULL, NULL, 0, 0, NULL, NULL},
 };

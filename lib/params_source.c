@@ -68,7 +68,7 @@ const CFG_PARAM params_source[] = {
 #undef S
 
 /* params_source_err - one problem as file:line: [source NAME] text */
-static void RG_PRINTF(4, 5) params_source_err(const char *file, int line, const char *name, const char *fmt, ...)
+void params_source_err(const char *file, int line, const char *name, const char *fmt, ...)
 {
     char buf[1024];
     va_list ap;

@@ -12,6 +12,7 @@
 #define RG_PARAMS_SOURCE_H
 
 #include "cfg.h"
+#include "log.h"
 
 /* One [source NAME] section, filled by cfg from params_source[]. */
 typedef struct source_conf {
@@ -70,5 +71,12 @@ int params_source_validate(const char *file, int line, const char *name, const S
  * params_source_validate(), and the instances freed once checked.
  */
 const CFG_FAMILY *params_source_families(void);
+
+/*
+ * params_source_err - one problem with a [source NAME] section, logged as
+ * "file:line: [source NAME] text": the family's own checks here and the
+ * backends' validate in syncd say it the same way.
+ */
+void RG_PRINTF(4, 5) params_source_err(const char *file, int line, const char *name, const char *fmt, ...);
 
 #endif

@@ -400,6 +400,61 @@ fail:
     return -1;
 }
 
+/*
+ * rules_check_value - does value parse as mynetworks (cls < 0) or as one
+ * access list? For the [rules] table's check functions: a bad value then
+ * fails the configuration load before anything is assigned, so a reload
+ * that is refused for it really keeps the running configuration (the
+ * other [rules] and [store] values of the same file included). cfg names
+ * the parameter and the file line; err says only what is wrong.
+ */
+static int rules_check_value(int cls, const char *value, char *err, size_t errlen)
+{
+    RULES_STATE *s = xcalloc(1, sizeof(*s));
+    char why[1024];
+    const char *p = why;
+    int rc;
+
+    rc = cls < 0 ? rules_parse_mynetworks(s, value, why, sizeof(why))
+        : rules_parse_list(s, cls, value, why, sizeof(why));
+    rules_state_free(s);
+    if (rc == 0)
+        return 0;
+    if (strncmp(p, "rules.", 6) == 0 && strstr(p, ": ") != NULL)
+        p = strstr(p, ": ") + 2;
+    /* cfg checks a list one line at a time: its "entry 1" would mislead */
+    if (cls >= 0 && strncmp(p, "entry ", 6) == 0 && p[6 + strspn(p + 6, "0123456789")] == ' ')
+        p += 7 + strspn(p + 6, "0123456789");
+    snprintf(err, errlen, "%s", p);
+    return -1;
+}
+
+/* rules_check_* - cfg check functions of the [rules] parameters (rules.h) */
+int rules_check_mynetworks(const char *value, char *err, size_t errlen)
+{
+    return rules_check_value(-1, value, err, errlen);
+}
+
+int rules_check_client_access(const char *value, char *err, size_t errlen)
+{
+    return rules_check_value(RULES_CLIENT, value, err, errlen);
+}
+
+int rules_check_helo_access(const char *value, char *err, size_t errlen)
+{
+    return rules_check_value(RULES_HELO, value, err, errlen);
+}
+
+int rules_check_sender_access(const char *value, char *err, size_t errlen)
+{
+    return rules_check_value(RULES_SENDER, value, err, errlen);
+}
+
+int rules_check_recipient_access(const char *value, char *err, size_t errlen)
+{
+    return rules_check_value(RULES_RCPT, value, err, errlen);
+}
+
 /* rules_free - drop the state */
 void rules_free(void)
 {

@@ -106,6 +106,18 @@ struct rules_input {
  */
 int rules_init(char *err, size_t errlen);
 
+/*
+ * rules_check_mynetworks, rules_check_*_access - the [rules] table's cfg
+ * check functions: 0 if value parses as rules_init() would read it, else
+ * -1 and err. A bad value so fails the load before any value is
+ * assigned, and a refused reload keeps all of the running configuration.
+ */
+int rules_check_mynetworks(const char *value, char *err, size_t errlen);
+int rules_check_client_access(const char *value, char *err, size_t errlen);
+int rules_check_helo_access(const char *value, char *err, size_t errlen);
+int rules_check_sender_access(const char *value, char *err, size_t errlen);
+int rules_check_recipient_access(const char *value, char *err, size_t errlen);
+
 /* rules_free - drop the state (tests, exit) */
 void rules_free(void);
 

@@ -92,7 +92,7 @@ static struct event *lookupd_tick_ev;   /* once a second: store health */
 static struct event *lookupd_resume_ev; /* resume accepting after EMFILE */
 static const struct timeval *lookupd_idle_tv;
 
-static SKELETON lookupd_sk;             /* options, signals, reload: lib/skeleton.c */
+static SKELETON lookupd_sk;             /* options, signals, reload: lib/skeleton.c; filled before main() */
 
 /* The store handle, why it is not there, and when it is stale (lib/keeper.c). */
 static KEEPER *lookupd_keeper;
@@ -689,20 +689,24 @@ static void lookupd_shutdown(void)
              lookupd_stats.timeouts);
 }
 
+/* What the skeleton needs to know of lookupd (the tentative definition above, completed). */
+static SKELETON lookupd_sk = {
+    .name = LOOKUPD_NAME,
+    .section = "lookupd",
+    .user = &var_lookupd_user,
+    .pidfile = &var_lookupd_pidfile,
+    .load = lookupd_load,
+    .paths = lookupd_paths,
+    .reload = lookupd_reload,
+    .ready = lookupd_ready,
+};
+
 /* main - parse arguments, bind, detach, drop privileges, run the loop */
 int main(int argc, char **argv)
 {
     char smtext[1024];
     char potext[1024];
 
-    lookupd_sk.name = LOOKUPD_NAME;
-    lookupd_sk.section = "lookupd";
-    lookupd_sk.user = &var_lookupd_user;
-    lookupd_sk.pidfile = &var_lookupd_pidfile;
-    lookupd_sk.load = lookupd_load;
-    lookupd_sk.paths = lookupd_paths;
-    lookupd_sk.reload = lookupd_reload;
-    lookupd_sk.ready = lookupd_ready;
     skeleton_options(&lookupd_sk, argc, argv);
     skeleton_configure(&lookupd_sk);
     skeleton_paths(&lookupd_sk);

@@ -9,8 +9,8 @@
  * to Postfix's own relay control (DUNNO). The rules that need DNS answers
  * (DNSBL, RHSBL, unknown sender domain) are smtpd's only and not asked
  * here. Without --client the client is an outsider with no address.
- * Exit 0 accepted, 1 refused (5xx), 2 deferred (4xx: a store failure or
- * a DEFER entry).
+ * Exit 0 accepted, 1 refused (5xx), 2 deferred (4xx: a store failure,
+ * data older than [store] max_age, or a DEFER entry).
  */
 #include "config.h"
 
@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "keeper.h"
 #include "params.h"
 #include "rcptgate.h"
 #include "rules.h"
@@ -54,11 +55,11 @@ int cmd_query_rules(int argc, char **argv)
 {
     const char *client = NULL, *client_name = NULL, *helo = NULL, *sender = NULL, *login = NULL,
         *hostname = NULL, *rcpt = NULL, *v;
-    char host[256], err[512], policy[RULES_REPLY_LEN];
+    char host[256], err[512], policy[RULES_REPLY_LEN], why[512];
     RULES_INPUT in;
     RULES_RESULT res;
     STORE *st;
-    int bad = 0;
+    int bad = 0, stale;
 
     for (int i = 1; i < argc && !bad; i++) {
         if ((v = cmd_query_rules_opt(argc, argv, &i, "--client-name", &bad)) != NULL)
@@ -116,6 +117,23 @@ int cmd_query_rules(int argc, char **argv)
     if (login)
         printf("login:     %s\n", login);
     printf("recipient: %s\n", rcpt);
+    /*
+     * Past [store] max_age both daemons defer every recipient before any
+     * rule runs (lib/keeper.c); judging from the stale data here would
+     * show a verdict neither gives.
+     */
+    if (st != NULL && (stale = keeper_stale(st, why, sizeof(why))) != 0) {
+        if (stale < 0)
+            snprintf(why, sizeof(why), "%s", store_error(st));
+        printf("verdict:   defer\n");
+        printf("rule:      %s\n", stale > 0 ? "store_stale" : "store_failure");
+        printf("smtpd:     451 4.3.0 <%s>: Temporary lookup failure\n", rcpt);
+        printf("policy:    action=451 4.3.0 Temporary lookup failure\n");
+        printf("note:      %s\n", why);
+        store_close(st);
+        rules_free();
+        return RCPTGATE_EX_STORE;
+    }
     rules_check(&in, &res);
     if (res.code == 0) {
         printf("verdict:   accept\n");

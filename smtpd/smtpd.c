@@ -90,7 +90,7 @@ static long long smtpd_stop_ms;
 static time_t smtpd_started;
 static int smtpd_stats_warned;
 
-static SKELETON smtpd_sk;               /* options, signals, reload: lib/skeleton.c */
+static SKELETON smtpd_sk;               /* options, signals, reload: lib/skeleton.c; filled before main() */
 
 /* smtpd_now_ms - wall clock in milliseconds */
 static long long smtpd_now_ms(void)
@@ -369,20 +369,24 @@ static int smtpd_load_start(void)
     return smtpd_load(1);
 }
 
+/* What the skeleton needs to know of smtpd (the tentative definition above, completed). */
+static SKELETON smtpd_sk = {
+    .name = SMTPD_PROG,
+    .section = "smtpd",
+    .user = &var_smtpd_user,
+    .pidfile = &var_smtpd_pidfile,
+    .load = smtpd_load_start,
+    .paths = smtpd_paths,
+    .reload = smtpd_reload,
+    .reload_failed = smtpd_reload_failed,
+    .ready = smtpd_ready,
+};
+
 /* main - configure, bind, detach, drop privileges, run the loop */
 int main(int argc, char **argv)
 {
     char err[512];
 
-    smtpd_sk.name = SMTPD_PROG;
-    smtpd_sk.section = "smtpd";
-    smtpd_sk.user = &var_smtpd_user;
-    smtpd_sk.pidfile = &var_smtpd_pidfile;
-    smtpd_sk.load = smtpd_load_start;
-    smtpd_sk.paths = smtpd_paths;
-    smtpd_sk.reload = smtpd_reload;
-    smtpd_sk.reload_failed = smtpd_reload_failed;
-    smtpd_sk.ready = smtpd_ready;
     skeleton_options(&smtpd_sk, argc, argv);
     skeleton_configure(&smtpd_sk);
     /* Directories the user cannot write: say so now, not as a fatal open later. */

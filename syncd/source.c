@@ -388,18 +388,6 @@ static int source_key_file_ok(const char *path, char *why, size_t size)
     return cfg_secret_ok("key file", path, &sb, 1, why, size);
 }
 
-/* source_verr - one validation error as file:line: [source NAME] text */
-void RG_PRINTF(4, 5) source_verr(const char *file, int line, const char *name, const char *fmt, ...)
-{
-    char buf[1024];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    log_err("%s:%d: [source %s] %s", file, line, name, buf);
-}
-
 /* source_validate_uris - each URI parses and is ldap://, ldaps:// or ldapi:// */
 static int source_validate_uris(const char *file, int line, const char *name, const SOURCE_CONF *c)
 {
@@ -408,7 +396,7 @@ static int source_validate_uris(const char *file, int line, const char *name, co
     char **uris = source_words(c->uri, &n);
 
     if (n == 0 && *c->dns_domain == 0) {
-        source_verr(file, line, name, "uri (or dns_domain) is required for type = ldap");
+        params_source_err(file, line, name, "uri (or dns_domain) is required for type = ldap");
         errors++;
     }
     for (int i = 0; i < n; i++) {
@@ -416,30 +404,30 @@ static int source_validate_uris(const char *file, int line, const char *name, co
         const char *u = uris[i];
 
         if (ldap_url_parse(u, &lud) != LDAP_URL_SUCCESS) {
-            source_verr(file, line, name, "uri \"%s\" is not an LDAP URI", u);
+            params_source_err(file, line, name, "uri \"%s\" is not an LDAP URI", u);
             errors++;
             continue;
         }
         if (strcasecmp(lud->lud_scheme, "ldap") != 0 && strcasecmp(lud->lud_scheme, "ldaps") != 0
             && strcasecmp(lud->lud_scheme, "ldapi") != 0) {
-            source_verr(file, line, name, "uri \"%s\": only ldap://, ldaps:// and ldapi:// are supported", u);
+            params_source_err(file, line, name, "uri \"%s\": only ldap://, ldaps:// and ldapi:// are supported", u);
             errors++;
         } else if ((lud->lud_dn && *lud->lud_dn) || lud->lud_attrs || lud->lud_filter) {
-            source_verr(file, line, name, "uri \"%s\" carries a DN, attributes or a filter: "
+            params_source_err(file, line, name, "uri \"%s\" carries a DN, attributes or a filter: "
                         "give only scheme, host and port (the base goes in base =)", u);
             errors++;
         } else if (strcasecmp(lud->lud_scheme, "ldaps") == 0
                    && (strcmp(c->tls, "none") == 0 || strcmp(c->tls, "starttls") == 0)) {
-            source_verr(file, line, name, "uri \"%s\" is TLS from the start, but tls = %s", u, c->tls);
+            params_source_err(file, line, name, "uri \"%s\" is TLS from the start, but tls = %s", u, c->tls);
             errors++;
         } else if (strcasecmp(lud->lud_scheme, "ldap") == 0 && strcmp(c->tls, "ldaps") == 0) {
-            source_verr(file, line, name, "tls = ldaps, but uri \"%s\" is ldap:// (write ldaps://)", u);
+            params_source_err(file, line, name, "tls = ldaps, but uri \"%s\" is ldap:// (write ldaps://)", u);
             errors++;
         } else if (strcasecmp(lud->lud_scheme, "ldapi") != 0 && strcasecmp(c->sasl_mech, "EXTERNAL") == 0
                    && (*c->cert_file == 0 || strcmp(c->tls, "none") == 0
                        || (strcmp(c->tls, "auto") == 0 && strcasecmp(lud->lud_scheme, "ldap") == 0
                            && source_uri_loopback(u)))) {
-            source_verr(file, line, name, "sasl_mech = EXTERNAL over \"%s\" needs TLS with a client "
+            params_source_err(file, line, name, "sasl_mech = EXTERNAL over \"%s\" needs TLS with a client "
                         "certificate (cert_file, key_file), or an ldapi:// URI", u);
             errors++;
         }
@@ -462,7 +450,7 @@ int source_validate_ldap(const char *file, int line, const char *name, const SOU
         LDAPDN dn = NULL;
 
         if (*one == 0 || ldap_str2dn(one, &dn, LDAP_DN_FORMAT_LDAPV3) != LDAP_SUCCESS) {
-            source_verr(file, line, name, "base \"%s\" is not a distinguished name", one);
+            params_source_err(file, line, name, "base \"%s\" is not a distinguished name", one);
             errors++;
         }
         if (dn)
@@ -474,75 +462,75 @@ int source_validate_ldap(const char *file, int line, const char *name, const SOU
             b++;
     }
     if (nbase == 0) {
-        source_verr(file, line, name, "base is required for type = ldap (it may be repeated)");
+        params_source_err(file, line, name, "base is required for type = ldap (it may be repeated)");
         errors++;
     }
     if (nbase > SOURCE_AD_NOTIFY_MAX && strcmp(c->flavour, "ad") == 0 && strcmp(c->mode, "persistent") == 0) {
         /* AD ends a connection's sixth outstanding notification search with an error. */
-        source_verr(file, line, name, "mode = persistent watches each base with a change notification "
+        params_source_err(file, line, name, "mode = persistent watches each base with a change notification "
                     "search, and Active Directory allows %d per connection: give at most %d bases, "
                     "or split them over several [source] sections", SOURCE_AD_NOTIFY_MAX, SOURCE_AD_NOTIFY_MAX);
         errors++;
     }
     if (*c->filter && !source_filter_ok(c->filter)) {
-        source_verr(file, line, name, "filter \"%s\" is not one LDAP filter in parentheses", c->filter);
+        params_source_err(file, line, name, "filter \"%s\" is not one LDAP filter in parentheses", c->filter);
         errors++;
     }
     if (*c->sasl_mech) {
         if (*c->bind_dn || *c->bind_password_file) {
-            source_verr(file, line, name, "sasl_mech = %s takes its identity from %s: "
+            params_source_err(file, line, name, "sasl_mech = %s takes its identity from %s: "
                         "remove bind_dn and bind_password_file", c->sasl_mech,
                         strcasecmp(c->sasl_mech, "GSSAPI") == 0 ? "the Kerberos ticket"
                         : "the client certificate or the ldapi:// peer");
             errors++;
         }
     } else if (*c->bind_dn && *c->bind_password_file == 0) {
-        source_verr(file, line, name, "bind_dn needs bind_password_file (or use sasl_mech)");
+        params_source_err(file, line, name, "bind_dn needs bind_password_file (or use sasl_mech)");
         errors++;
     } else if (*c->bind_dn == 0 && *c->bind_password_file) {
-        source_verr(file, line, name, "bind_password_file needs bind_dn");
+        params_source_err(file, line, name, "bind_password_file needs bind_dn");
         errors++;
     }
     if (*c->bind_password_file) {
         char *secret = NULL;
 
         if (cfg_secret_read(c->bind_password_file, &secret, why, sizeof(why)) < 0) {
-            source_verr(file, line, name, "bind_password_file: %s", why);
+            params_source_err(file, line, name, "bind_password_file: %s", why);
             errors++;
         }
         xfree_secret(secret);
     }
     if ((*c->cert_file == 0) != (*c->key_file == 0)) {
-        source_verr(file, line, name, "cert_file and key_file go together");
+        params_source_err(file, line, name, "cert_file and key_file go together");
         errors++;
     }
     if (*c->ca_file && !source_file_exists(c->ca_file, why, sizeof(why))) {
-        source_verr(file, line, name, "ca_file %s", why);
+        params_source_err(file, line, name, "ca_file %s", why);
         errors++;
     }
     if (*c->cert_file && !source_file_exists(c->cert_file, why, sizeof(why))) {
-        source_verr(file, line, name, "cert_file %s", why);
+        params_source_err(file, line, name, "cert_file %s", why);
         errors++;
     }
     if (*c->key_file && !source_key_file_ok(c->key_file, why, sizeof(why))) {
-        source_verr(file, line, name, "key_file %s", why);
+        params_source_err(file, line, name, "key_file %s", why);
         errors++;
     }
     if (strcmp(c->flavour, "ad") == 0) {
         long long *types = NULL;
 
         if (*c->shared_types && source_ldap_ad_shared_types(c->shared_types, &types) < 0) {
-            source_verr(file, line, name, "shared_types must be msExchRecipientTypeDetails numbers "
+            params_source_err(file, line, name, "shared_types must be msExchRecipientTypeDetails numbers "
                         "separated by spaces, not \"%s\"", c->shared_types);
             errors++;
         }
         free(types);
     } else if (*c->shared_types) {
-        source_verr(file, line, name, "shared_types is for flavour = ad");
+        params_source_err(file, line, name, "shared_types is for flavour = ad");
         errors++;
     }
     if (*c->path) {
-        source_verr(file, line, name, "path is for type = file");
+        params_source_err(file, line, name, "path is for type = file");
         errors++;
     }
     return errors;

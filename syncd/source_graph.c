@@ -68,7 +68,6 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,19 +112,6 @@ static int source_graph_id_ok(const char *id)
 
 /* ------------------------------------------------------------ configuration */
 
-/* source_graph_verr - one validation error as file:line: [source NAME] text */
-static void RG_PRINTF(4, 5) source_graph_verr(const char *file, int line, const char *name,
-                                              const char *fmt, ...)
-{
-    char buf[1024];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    log_err("%s:%d: [source %s] %s", file, line, name, buf);
-}
-
 /* source_graph_validate - the settings of a type = graph source */
 int source_graph_validate(const char *file, int line, const char *name, const SOURCE_CONF *c)
 {
@@ -135,31 +121,31 @@ int source_graph_validate(const char *file, int line, const char *name, const SO
 
     if (*c->tenant == 0 || strspn(c->tenant, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                                   "0123456789.-") != strlen(c->tenant)) {
-        source_graph_verr(file, line, name, "tenant (the directory id or its domain) is required "
+        params_source_err(file, line, name, "tenant (the directory id or its domain) is required "
                           "for type = graph, letters, digits, '.' and '-' only");
         errors++;
     }
     if (*c->client_id == 0) {
-        source_graph_verr(file, line, name, "client_id is required for type = graph");
+        params_source_err(file, line, name, "client_id is required for type = graph");
         errors++;
     }
     if ((*c->client_secret_file != 0) == (*c->client_cert_file != 0)) {
-        source_graph_verr(file, line, name, "give either client_secret_file or client_cert_file "
+        params_source_err(file, line, name, "give either client_secret_file or client_cert_file "
                           "(with client_key_file)");
         errors++;
     }
     if ((*c->client_cert_file == 0) != (*c->client_key_file == 0)) {
-        source_graph_verr(file, line, name, "client_cert_file and client_key_file go together");
+        params_source_err(file, line, name, "client_cert_file and client_key_file go together");
         errors++;
     }
     if (*c->client_secret_file) {
         char *secret = NULL;
 
         if (cfg_secret_read(c->client_secret_file, &secret, why, sizeof(why)) < 0) {
-            source_graph_verr(file, line, name, "client_secret_file: %s", why);
+            params_source_err(file, line, name, "client_secret_file: %s", why);
             errors++;
         } else if (*secret == 0) {
-            source_graph_verr(file, line, name, "client_secret_file %s is empty", c->client_secret_file);
+            params_source_err(file, line, name, "client_secret_file %s is empty", c->client_secret_file);
             errors++;
         }
         xfree_secret(secret);
@@ -169,14 +155,14 @@ int source_graph_validate(const char *file, int line, const char *name, const SO
 
         /* A private key is a secret: the same rules as a password file. */
         if (cfg_secret_read(c->client_key_file, &key, why, sizeof(why)) < 0) {
-            source_graph_verr(file, line, name, "client_key_file: %s", why);
+            params_source_err(file, line, name, "client_key_file: %s", why);
             errors++;
         } else {
             BIO *bio = BIO_new_mem_buf(key, -1);
             EVP_PKEY *pk = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
 
             if (pk == NULL || EVP_PKEY_get_base_id(pk) != EVP_PKEY_RSA) {
-                source_graph_verr(file, line, name, "client_key_file %s is not an unencrypted PEM "
+                params_source_err(file, line, name, "client_key_file %s is not an unencrypted PEM "
                                   "RSA key", c->client_key_file);
                 errors++;
             }
@@ -190,11 +176,11 @@ int source_graph_validate(const char *file, int line, const char *name, const SO
         X509 *x = fp ? PEM_read_X509(fp, NULL, NULL, NULL) : NULL;
 
         if (fp == NULL) {
-            source_graph_verr(file, line, name, "client_cert_file %s: %s", c->client_cert_file,
+            params_source_err(file, line, name, "client_cert_file %s: %s", c->client_cert_file,
                               strerror(errno));
             errors++;
         } else if (x == NULL) {
-            source_graph_verr(file, line, name, "client_cert_file %s is not a PEM certificate",
+            params_source_err(file, line, name, "client_cert_file %s is not a PEM certificate",
                               c->client_cert_file);
             errors++;
         }
@@ -203,23 +189,23 @@ int source_graph_validate(const char *file, int line, const char *name, const SO
             fclose(fp);
     }
     if (*c->ca_file && access(c->ca_file, R_OK) < 0) {
-        source_graph_verr(file, line, name, "ca_file %s: %s", c->ca_file, strerror(errno));
+        params_source_err(file, line, name, "ca_file %s: %s", c->ca_file, strerror(errno));
         errors++;
     }
     if ((origin = source_graph_http_origin(c->login_url)) == NULL) {
-        source_graph_verr(file, line, name, "login_url \"%s\" is not an https:// URL", c->login_url);
+        params_source_err(file, line, name, "login_url \"%s\" is not an https:// URL", c->login_url);
         errors++;
     }
     free(origin);
     if ((origin = source_graph_http_origin(c->graph_url)) == NULL) {
-        source_graph_verr(file, line, name, "graph_url \"%s\" is not an https:// URL", c->graph_url);
+        params_source_err(file, line, name, "graph_url \"%s\" is not an https:// URL", c->graph_url);
         errors++;
     }
     free(origin);
     if (*c->uri || *c->base || *c->bind_dn || *c->bind_password_file || *c->sasl_mech || *c->filter
         || *c->cert_file || *c->key_file || *c->shared_types || *c->path
         || *c->address_attributes || *c->login_attributes || *c->dns_domain || *c->dns_servers) {
-        source_graph_verr(file, line, name, "type = graph does not read the LDAP or file settings "
+        params_source_err(file, line, name, "type = graph does not read the LDAP or file settings "
                           "(uri, base, bind_dn, cert_file, path ...): remove them");
         errors++;
     }

@@ -40,9 +40,6 @@ extern const char *syncd_conf_path;
 
 /* ------------------------------------------------------------ source.c */
 
-/* source_verr - one validation error as file:line: [source NAME] text (for the backends' validate) */
-void RG_PRINTF(4, 5) source_verr(const char *file, int line, const char *name, const char *fmt, ...);
-
 /* source_validate_ldap - source_ldap_ops.validate: the settings of a type = ldap source */
 int source_validate_ldap(const char *file, int line, const char *name, const SOURCE_CONF *c);
 

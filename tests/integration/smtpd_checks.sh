@@ -251,5 +251,6 @@ cp "$T/base.conf" "$CONF"
 sm_init "client_access = 192.0.2.300 REJECT"
 "$RG_SMTPD" -c "$CONF" -n >"$T/check.out" 2>&1
 tl_is "$?" 78 "malformed client_access entry: -n exits 78"
-tl_like "$(cat "$T/check.out")" 'client_access: entry 1 "192.0.2.300 REJECT"' "the error names the entry"
+tl_like "$(cat "$T/check.out")" 'rcptgate\.conf:[0-9]+: \[smtpd\] client_access: "192\.0\.2\.300 REJECT": "192\.0\.2\.300": not an address' \
+    "the error names the file line and the entry"
 tl_done

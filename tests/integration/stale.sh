@@ -8,7 +8,8 @@
 # second), and normally again after the next successful sync, all without
 # a restart. smtpd once ignored max_age: with the source three days old it
 # said 550 "User unknown" to an address the directory had gained since (a
-# bounce of real mail) and 250 to the stale source's own.
+# bounce of real mail) and 250 to the stale source's own. rcptgate query
+# --client judges as the daemons do then: deferred (store_stale).
 #
 # Then a new store is moved over the old one (its -wal and -shm removed
 # first, as rcptgate(8) says): both daemons notice within a second and
@@ -58,6 +59,17 @@ reply=$(printf 'recipients alice@example.com\nrecipients nobody@example.com\n' |
 tl_like "$reply" "^TEMP .*stale" "stale data: TEMP, not OK"
 tl_like "$(echo "$reply" | sed -n 2p)" "^TEMP " "stale data: TEMP, not NOTFOUND"
 tl_postmap nobody@example.com recipients
+# the policy service defers too (Postfix then answers 451 4.3.0), never 550 or DUNNO
+pol=$(printf 'request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=192.0.2.9\nhelo_name=mail.sender.example\nsender=someone@sender.example\nrecipient=new@example.com\n\n' \
+    | "$RG_CLIENT" -p -t 3000 "unix:$POLICY")
+tl_is "$pol" "action=451 4.3.0 Temporary lookup failure" "stale data: the policy service defers"
+# rcptgate query judges a transaction as the daemons do now: defer, not 550 or accept
+out=$(tl_admin query --client 192.0.2.9 --helo mail.sender.example --sender someone@sender.example \
+    new@example.com 2>&1)
+tl_is "$?" 2 "stale data: rcptgate query --client exits 2 (deferred)"
+tl_like "$out" "rule: +store_stale" "stale data: rcptgate query names store_stale"
+tl_like "$out" "smtpd: +451 4\.3\.0 <new@example\.com>: Temporary lookup failure" \
+    "stale data: rcptgate query shows smtpd's 451, not 550 User unknown"
 tl_like "$(cat "$T/err")" "stale|query error|lookup error" "postmap reports an error, not 'not found'"
 rcpt "smtpd, stale data: the stale source's own address defers, not 250" \
     "451 4.3.0 <alice@example.com>: Temporary lookup failure" alice@example.com

@@ -20,6 +20,7 @@
 
 #include "cfg.h"
 #include "log.h"
+#include "params_rules.h"
 #include "xalloc.h"
 
 static char *v_str;
@@ -465,6 +466,63 @@ static void test_restart(void **state)
     assert_int_equal(r_port, 27);
 }
 
+/*
+ * A restart-only key that moved to [rules], written in its old [smtpd]:
+ * the running value is the one written there, and moving the line to
+ * [rules] with the same value is no change (it once reverted the running
+ * value to the default: the pin had read only [rules]).
+ */
+static char *m_fixed;
+
+static const CFG_PARAM m_rules[] = {
+    {"fixed", CFG_STR | CFG_RESTART, "dflt", &m_fixed, 0, 0, NULL, NULL},
+    {NULL, 0, NULL, NULL, 0, 0, NULL, NULL},
+};
+
+static void test_moved_restart(void **state)
+{
+    const CFG_SECTION both[] = {{"rules", m_rules}, {"smtpd", t_smtpd}, {NULL, NULL}};
+
+    (void) state;
+    assert_int_equal(load_with("[smtpd]\nfixed = old\nlisten = 1.2.3.4:25\n", both), 0);
+    assert_string_equal(m_fixed, "old");
+    cfg_restart_pin();
+    /* the same value in its new place: nothing changes */
+    assert_int_equal(load_with("[rules]\nfixed = old\n[smtpd]\nlisten = 1.2.3.4:25\n", both), 0);
+    assert_string_equal(m_fixed, "old");
+    /* a new value in the old place is a restart-only change like any other: ignored */
+    assert_int_equal(load_with("[smtpd]\nfixed = new\nlisten = 1.2.3.4:25\n", both), 0);
+    assert_string_equal(m_fixed, "old");
+}
+
+/*
+ * [rules] mynetworks and the access lists are checked by the load itself:
+ * a file with a bad one is refused before anything is assigned, so the
+ * daemon that refuses the reload really runs on with its old values, the
+ * other keys of that file included (a bad mynetworks used to be found
+ * only by rules_init(), after cfg had assigned the rest).
+ */
+static void test_rules_checked(void **state)
+{
+    const CFG_SECTION rs[] = {{"rules", params_rules_table()}, {NULL, NULL}};
+
+    (void) state;
+    assert_int_equal(load_with("[rules]\nmynetworks = 10.0.0.0/8\nclient_access = 192.0.2.1 OK\n"
+                               "client_access = 192.0.2.2 REJECT\n", rs), 0);
+    assert_string_equal(var_rules_unknown_rcpt, "enforce");
+    assert_string_equal(var_rules_client_access, "192.0.2.1 OK\n192.0.2.2 REJECT");
+    assert_int_equal(load_with("[rules]\nreject_unknown_recipient = off\nmynetworks = 10.0.0.0/33\n", rs), 1);
+    assert_string_equal(var_rules_unknown_rcpt, "enforce");
+    assert_string_equal(var_rules_mynetworks, "10.0.0.0/8");
+    assert_int_equal(load_with("[rules]\nreject_unknown_recipient = off\nclient_access = 192.0.2.1 OK\n"
+                               "client_access = 192.0.2.300 REJECT\n", rs), 1);
+    assert_string_equal(var_rules_unknown_rcpt, "enforce");
+    assert_int_equal(load_with("[rules]\nsender_access = a@@b REJECT\n", rs), 1);
+    assert_int_equal(load_with("[rules]\nhelo_access = x.example FROB\n", rs), 1);
+    assert_int_equal(load_with("[rules]\nrecipient_access = a@b.example WARN\n", rs), 1);
+    assert_string_equal(var_rules_client_access, "192.0.2.1 OK\n192.0.2.2 REJECT");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -480,6 +538,8 @@ int main(void)
         cmocka_unit_test(test_family),
         cmocka_unit_test(test_restart),
         cmocka_unit_test(test_moved),
+        cmocka_unit_test(test_moved_restart),
+        cmocka_unit_test(test_rules_checked),
     };
     int fd, rc;
 
