@@ -43,6 +43,7 @@ struct keeper {
     const char *ready;          /* daemon_ready() status */
     char reason[KEEPER_REASON_LEN];     /* why it is closed */
     char stale[KEEPER_REASON_LEN];      /* non-empty: data older than max_age */
+    char line[2 * KEEPER_REASON_LEN + 64];      /* the text of the ready line */
 };
 
 /* keeper_now_ms - monotonic milliseconds */
@@ -147,6 +148,8 @@ int keeper_stale(STORE *st, char *why, size_t size)
  * longer knows new employees; past the limit "try later" is the honest
  * answer. Checked once a second and at each open, not per lookup.
  */
+static void keeper_status(KEEPER *k);
+
 static void keeper_stale_check(KEEPER *k)
 {
     char was[sizeof(k->stale)];
@@ -165,6 +168,36 @@ static void keeper_stale_check(KEEPER *k)
     else if (k->stale[0] == 0 && was[0])
         log_info("store %s: directory data fresh again", k->path);
     keeper_sync_mirror(k);
+    if ((k->stale[0] != 0) != (was[0] != 0))
+        keeper_status(k);               /* systemctl status says stale, then fresh */
+}
+
+/* keeper_ready_line - "READY=1", with a STATUS= while closed or stale */
+const char *keeper_ready_line(KEEPER *k)
+{
+    if (k == NULL)
+        return "READY=1\nSTATUS=store unavailable";
+    if (k->st == NULL)
+        snprintf(k->line, sizeof(k->line), "READY=1\nSTATUS=store unavailable, %s", k->doing);
+    else if (k->stale[0])
+        snprintf(k->line, sizeof(k->line), "READY=1\nSTATUS=%s; %s", k->stale, k->doing);
+    else
+        return "READY=1";
+    return k->line;
+}
+
+/* keeper_status - the daemon's STATUS= (READY=1 the first time) once the store is open */
+static void keeper_status(KEEPER *k)
+{
+    char status[sizeof(k->line)];
+
+    if (k->st == NULL || k->ready == NULL)
+        return;
+    if (k->stale[0])
+        snprintf(status, sizeof(status), "%s; %s", k->stale, k->doing);
+    else
+        snprintf(status, sizeof(status), "%s", k->ready);
+    daemon_ready(status);
 }
 
 /* keeper_try - open the store if it is closed and a retry is due */
@@ -209,8 +242,7 @@ static void keeper_try(KEEPER *k)
     log_info("store %s opened (read-only)", k->path);
     keeper_stale_check(k);
     keeper_sync_mirror(k);
-    if (k->st != NULL && k->ready != NULL)
-        daemon_ready(k->ready);
+    keeper_status(k);
 }
 
 /* keeper_check_errors - a failure on the handle that its caller did not report */

@@ -92,6 +92,13 @@ void keeper_failed(KEEPER *k, const char *reason);
  */
 int keeper_stale(STORE *st, char *why, size_t size);
 
+/*
+ * keeper_ready_line - what a daemon tells systemd after a reload: "READY=1",
+ * with a STATUS= naming why it defers while the store is closed or stale.
+ * The text lives in the keeper until the next call.
+ */
+const char *keeper_ready_line(KEEPER *k);
+
 /* keeper_open - 1 if the store is open (fresh or stale), else 0 */
 int keeper_open(const KEEPER *k);
 

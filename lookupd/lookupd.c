@@ -636,7 +636,7 @@ static int lookupd_reload(char *note, size_t size)
 /* lookupd_ready - the state line for systemd after a reload */
 static const char *lookupd_ready(void)
 {
-    return keeper_open(lookupd_keeper) ? "READY=1" : "READY=1\nSTATUS=store unavailable, answering TEMP";
+    return keeper_ready_line(lookupd_keeper);
 }
 
 /* ------------------------------------------------------------ signals, loop */

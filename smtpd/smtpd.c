@@ -318,7 +318,7 @@ static void smtpd_reload_failed(void)
 /* smtpd_ready - the state line for systemd after a reload */
 static const char *smtpd_ready(void)
 {
-    return smtpd_store != NULL ? "READY=1" : "READY=1\nSTATUS=store unavailable, deferring recipients";
+    return keeper_ready_line(smtpd_keeper);
 }
 
 /* smtpd_stop_cb - shutdown_timeout passed: everyone goes */

@@ -36,7 +36,13 @@ tl_admin domain add example.com "$HOP" >/dev/null 2>&1
 "$RG_SYNCD" -c "$CONF" --once >"$T/sync.out" 2>&1
 tl_is "$?" 0 "first sync applied"
 
+# lookupd tells systemd (here a stand-in socket) what it is doing.
+python3 "$top_srcdir/tests/tools/notify_listen.py" "$T/notify" "$T/notify.out" &
+tl_pids="$tl_pids $!"
+tl_wait_grep '^listening' "$T/notify.out"
+export NOTIFY_SOCKET="$T/notify"
 tl_start_lookupd || { echo "not ok 1 - lookupd started"; echo "1..1"; exit 1; }
+unset NOTIFY_SOCKET
 sm_start_or_bail
 reply=$(echo "recipients alice@example.com" | "$RG_CLIENT" "unix:$SOCK")
 tl_is "$reply" "OK imported" "fresh data: alice is valid"
@@ -55,6 +61,8 @@ tl_wait_grep "directory data is stale" "$T/lookupd.log"
 tl_ok $? "lookupd logs the staleness"
 tl_wait_grep "directory data is stale" "$T/smtpd.stderr"
 tl_ok $? "smtpd logs the staleness"
+tl_wait_grep "STATUS=directory data is stale: .*; answering TEMP" "$T/notify.out"
+tl_ok $? "lookupd's systemd STATUS says the data is stale and it answers TEMP"
 reply=$(printf 'recipients alice@example.com\nrecipients nobody@example.com\n' | "$RG_CLIENT" "unix:$SOCK")
 tl_like "$reply" "^TEMP .*stale" "stale data: TEMP, not OK"
 tl_like "$(echo "$reply" | sed -n 2p)" "^TEMP " "stale data: TEMP, not NOTFOUND"
@@ -82,6 +90,8 @@ tl_ok $? "smtpd: the deferral is logged with its reason"
 tl_is "$?" 0 "next sync applied"
 tl_wait_grep "directory data fresh again" "$T/lookupd.log"
 tl_ok $? "lookupd logs that the data is fresh again"
+tl_is "$(grep 'STATUS=' "$T/notify.out" | tail -1)" "msg: STATUS=answering" \
+    "... and its systemd STATUS says it answers again"
 tl_wait_grep "directory data fresh again" "$T/smtpd.stderr"
 tl_ok $? "smtpd logs that the data is fresh again"
 reply=$(echo "recipients alice@example.com" | "$RG_CLIENT" "unix:$SOCK")
