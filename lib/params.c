@@ -268,8 +268,15 @@ void params_paths(const char *program, int once, PATHS *pl)
     int lookupd = strcmp(program, "lookupd") == 0;
     int syncd = strcmp(program, "syncd") == 0;
 
-    /* The daemons cope with a broken store (TEMP); the writers that exit do not. */
-    paths_add_store(pl, !once, var_store_path);
+    /*
+     * The daemons cope with a broken store (TEMP); the writers that exit do
+     * not. lookupd opens it read-only (lib/keeper.c): it needs to read it,
+     * as smtpd does, not to write it.
+     */
+    if (lookupd)
+        paths_add_store_read(pl, 1, var_store_path);
+    else
+        paths_add_store(pl, !once, var_store_path);
     if (lookupd) {
         paths_add_file_dir(pl, 0, "pid file directory", var_lookupd_pidfile, 0755);
         paths_add_file_dir(pl, 1, "stats file directory", var_lookupd_statsfile, 0750);

@@ -327,8 +327,11 @@ tl_is "$rc" 0 "-n is content once the directory is made"
 
 # --- a store directory the user may not write
 chmod 0550 "$B/lib"
-WANT="store directory $B/lib is not writable by user $RUNAS (owner $RUNAS, mode 0550): chmod u+rwx $B/lib"
 for prog in "$RG_LOOKUPD" "$RG_SYNCD" "$RG_ADMIN"; do
+    # lookupd only reads the store (read-only open); its stats file lives there too
+    what="store directory"
+    [ "$prog" = "$RG_LOOKUPD" ] && what="stats file directory"
+    WANT="$what $B/lib is not writable by user $RUNAS (owner $RUNAS, mode 0550): chmod u+rwx $B/lib"
     run "$prog" -c "$CONF" -n
     tl_is "$rc" 73 "$(basename "$prog") -n: an unwritable store directory exits 73"
     printf '%s\n' "$out" | grep -qF -- "$WANT"
@@ -364,9 +367,14 @@ if [ $ROOT = 1 ]; then
     tl_is "$rc" 73 "syncd --once refuses it (not 'attempt to write a readonly database')"
     printf '%s\n' "$out" | grep -qF -- "$WANT"
     tl_ok $? "syncd --once: the same message"
+    # lookupd opens the store read-only: a file it can read will do, one it cannot read will not
     run "$RG_LOOKUPD" -c "$CONF" -n
-    printf '%s\n' "$out" | grep -qF -- "$WANT"
-    tl_ok $? "lookupd -n: the same message"
+    tl_is "$rc" 0 "lookupd -n: content with a store file it may read but not write (mode $(stat -c %a "$DB"))"
+    chmod 0600 "$DB"
+    run "$RG_LOOKUPD" -c "$CONF" -n
+    tl_like "$out" "store file $DB is not readable by user nobody \\(owner root" \
+        "lookupd -n: a store file it cannot read is named"
+    chmod 0640 "$DB"
     chown nobody "$DB"
 
     conf "$B/nouser.conf"
@@ -378,7 +386,7 @@ if [ $ROOT = 1 ]; then
 else
     for c in "admin refuses a root-owned store directory" "its message" "its user" "store unchanged" \
         "syncd -n message" "store file not writable: syncd -n" "its message" "syncd --once refuses" \
-        "its message" "lookupd -n message" "missing [syncd] user" "its message"; do
+        "its message" "lookupd -n: readable store" "lookupd -n: unreadable store" "missing [syncd] user" "its message"; do
         skip "$c"
     done
 fi
