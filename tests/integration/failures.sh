@@ -209,7 +209,7 @@ elif id nobody >/dev/null 2>&1; then
     tl_start_lookupd
     tl_ok $? "unreadable store: lookupd as nobody starts anyway"
     CONF=$SAVED_CONF
-    grep -q "warning: store file $UD/store.db is not writable by user nobody (owner root): chown nobody $UD/store.db" "$T/lookupd.log"
+    grep -qF "warning: store file $UD/store.db is not readable by user nobody (owner root, mode 0600): give the user the file's group, or chmod g+r $UD/store.db" "$T/lookupd.log"
     tl_ok $? "unreadable store: the start-up check warns with the fix"
     expect_temp "unreadable store (lookupd as nobody)"
     chown nobody "$UD/store.db"
