@@ -77,6 +77,19 @@ int var_smtpd_relay_conn_ms;
 int var_smtpd_relay_timeout_ms;
 int var_smtpd_xforward;
 
+char *var_smtpd_relay_mode;
+char *var_smtpd_queue_dir;
+long long var_smtpd_queue_minfree;
+int var_smtpd_queue_max;
+int var_smtpd_queue_lifetime_ms;
+int var_smtpd_bounce_lifetime_ms;
+int var_smtpd_min_backoff_ms;
+int var_smtpd_max_backoff_ms;
+int var_smtpd_queue_run_ms;
+int var_smtpd_delay_warning_ms;
+int var_smtpd_dest_concurrency;
+int var_smtpd_active_limit;
+
 char *var_smtpd_dns_servers;
 int var_smtpd_dns_timeout_ms;
 int var_smtpd_reverse_lookup;
@@ -199,6 +212,19 @@ static const CFG_PARAM smtpd_params[] = {
     {"relay_connect_timeout", CFG_TIME, "30s", &var_smtpd_relay_conn_ms, 100, 600000, NULL, NULL},
     {"relay_timeout", CFG_TIME, "300s", &var_smtpd_relay_timeout_ms, 100, 3600000, NULL, NULL},
     {"xforward", CFG_BOOL, "yes", &var_smtpd_xforward, 0, 0, NULL, NULL},
+
+    {"relay_mode", CFG_ENUM, "proxy-then-queue", &var_smtpd_relay_mode, 0, 0, "proxy|queue|proxy-then-queue", NULL},
+    {"queue_directory", CFG_PATH | CFG_RESTART, "/var/spool/rcptgate", &var_smtpd_queue_dir, 0, 0, NULL, NULL},
+    {"queue_minfree", CFG_SIZE, "100m", &var_smtpd_queue_minfree, 0, 0, NULL, NULL},
+    {"queue_max_messages", CFG_INT, "100000", &var_smtpd_queue_max, 1, 100000000, NULL, NULL},
+    {"maximal_queue_lifetime", CFG_TIME, "5d", &var_smtpd_queue_lifetime_ms, 1000, 2000000000, NULL, NULL},
+    {"bounce_queue_lifetime", CFG_TIME, "5d", &var_smtpd_bounce_lifetime_ms, 1000, 2000000000, NULL, NULL},
+    {"minimal_backoff_time", CFG_TIME, "300s", &var_smtpd_min_backoff_ms, 100, 86400000, NULL, NULL},
+    {"maximal_backoff_time", CFG_TIME, "4000s", &var_smtpd_max_backoff_ms, 100, 86400000, NULL, NULL},
+    {"queue_run_delay", CFG_TIME, "300s", &var_smtpd_queue_run_ms, 100, 86400000, NULL, NULL},
+    {"delay_warning_time", CFG_TIME, "0", &var_smtpd_delay_warning_ms, 0, 2000000000, NULL, NULL},
+    {"destination_concurrency_limit", CFG_INT, "20", &var_smtpd_dest_concurrency, 1, 1000, NULL, NULL},
+    {"queue_active_limit", CFG_INT, "1000", &var_smtpd_active_limit, 1, 1000000, NULL, NULL},
 
     {"dns_servers", CFG_STR | CFG_RESTART, "", &var_smtpd_dns_servers, 0, 0, NULL, NULL},
     {"dns_timeout", CFG_TIME | CFG_RESTART, "5s", &var_smtpd_dns_timeout_ms, 100, 60000, NULL, NULL},

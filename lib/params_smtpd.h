@@ -69,6 +69,20 @@ extern int var_smtpd_relay_conn_ms;     /* relay_connect_timeout (30s) */
 extern int var_smtpd_relay_timeout_ms;  /* relay_timeout (300s) per downstream reply */
 extern int var_smtpd_xforward;          /* xforward: pass client name/addr/helo when offered */
 
+/* The queue (relay_mode queue and proxy-then-queue; Postfix's names where it has one). */
+extern char *var_smtpd_relay_mode;      /* relay_mode: proxy|queue|proxy-then-queue (per domain too) */
+extern char *var_smtpd_queue_dir;       /* queue_directory (/var/spool/rcptgate), smtpd's user, 0700 */
+extern long long var_smtpd_queue_minfree; /* queue_minfree (100m): free space kept, else 452 4.3.1 */
+extern int var_smtpd_queue_max;         /* queue_max_messages (100000): then new mail hears 452 4.3.1 */
+extern int var_smtpd_queue_lifetime_ms; /* maximal_queue_lifetime (5d): then returned to the sender */
+extern int var_smtpd_bounce_lifetime_ms;/* bounce_queue_lifetime (5d): for a DSN we made */
+extern int var_smtpd_min_backoff_ms;    /* minimal_backoff_time (300s) */
+extern int var_smtpd_max_backoff_ms;    /* maximal_backoff_time (4000s) */
+extern int var_smtpd_queue_run_ms;      /* queue_run_delay (300s): how often deferred/ is scanned */
+extern int var_smtpd_delay_warning_ms;  /* delay_warning_time (0 = off) */
+extern int var_smtpd_dest_concurrency;  /* destination_concurrency_limit (20): deliveries per next hop */
+extern int var_smtpd_active_limit;      /* queue_active_limit (1000): messages in memory at once */
+
 /* DNS. */
 extern char *var_smtpd_dns_servers;     /* dns_servers: "127.0.0.1:5353,..." ("" = /etc/resolv.conf) */
 extern int var_smtpd_dns_timeout_ms;    /* dns_timeout (5s): a lookup gives up, never rejects */
