@@ -57,6 +57,13 @@ SLAPD_SIZELIMIT=${SLAPD_SIZELIMIT:-100000}
 # stats + stats2: each BIND, search operation and entry sent, per connection
 SLAPD_DEBUG=768
 . "$top_srcdir/tests/lib/slapd.sh"
+. "$top_srcdir/tests/lib/samba.sh"
+# Part 4, Samba AD: on when Samba is installed (BENCH_GW_SAMBA=0: off)
+AD_ON=${BENCH_GW_SAMBA:-1}
+AD_USERS=${BENCH_GW_SAMBA_USERS:-1000}
+AD_CHANGES=${BENCH_GW_SAMBA_CHANGES:-50}
+# The gateways' directories: $T/gwG against slapd, $T/adG against Samba
+GWPFX=gw
 
 S=$SLAPD_SUFFIX
 PEOPLE="ou=People,$S"
@@ -64,7 +71,7 @@ PEOPLE="ou=People,$S"
 # die - give up, after showing the end of the logs
 die() {
     say "gateways.sh: $*" >&2
-    for f in "$T"/gw*/syncd.err "$T"/gw*/lookupd.log "${SLAPD_DIR:-/nonexistent}/slapadd.log"; do
+    for f in "$T"/*/syncd.err "$T"/*/lookupd.log "${SLAPD_DIR:-/nonexistent}/slapadd.log"; do
         if [ -s "$f" ]; then
             say "--- last lines of $f:" >&2
             tail -n 10 "$f" >&2
@@ -138,9 +145,10 @@ poll() {
     echo "$_res" > "$T/reach.$1"
 }
 
-# gw_conf G - gateway G's directory, config and store under $T/gwG
+# gw_conf G - gateway G's directory, config and store under $T/gwG (the
+# slapd parts) or $T/adG (Samba's: GWPFX=ad)
 gw_conf() {
-    _g=$T/gw$1
+    _g=$T/$GWPFX$1
     mkdir -p "$_g"
     (umask 077 && printf 'gw%d-secret' "$1" > "$_g/bind.password")
     cat > "$_g/rcptgate.conf" <<EOF
@@ -166,14 +174,18 @@ stats_interval = 1s
 EOF
     _c=$CONF
     CONF=$_g/rcptgate.conf
-    slapd_source ldap generic "base=$PEOPLE" "mode=persistent" "timeout=600s" \
-        "bind_dn=cn=gw$1,ou=Service,$S" "bind_password_file=$_g/bind.password"
+    if [ "$GWPFX" = ad ]; then
+        samba_source ldap "base=$AD_OU" "mode=persistent" "timeout=600s"
+    else
+        slapd_source ldap generic "base=$PEOPLE" "mode=persistent" "timeout=600s" \
+            "bind_dn=cn=gw$1,ou=Service,$S" "bind_password_file=$_g/bind.password"
+    fi
     CONF=$_c
 }
 
 # start_lookupd G - gateway G's lookupd, waited for until it answers
 start_lookupd() {
-    "$RG_LOOKUPD" -c "$T/gw$1/rcptgate.conf" -f 2>>"$T/gw$1/lookupd.log" &
+    "$RG_LOOKUPD" -c "$T/$GWPFX$1/rcptgate.conf" -f 2>>"$T/$GWPFX$1/lookupd.log" &
     eval "lookupd_pid_$1=$!"
     tl_pids="$tl_pids $!"
     _n=0
@@ -186,7 +198,7 @@ start_lookupd() {
 
 # start_syncd G - gateway G's rcptgate-syncd -f
 start_syncd() {
-    "$RG_SYNCD" -c "$T/gw$1/rcptgate.conf" -f >>"$T/gw$1/syncd.out" 2>>"$T/gw$1/syncd.err" &
+    "$RG_SYNCD" -c "$T/$GWPFX$1/rcptgate.conf" -f >>"$T/$GWPFX$1/syncd.out" 2>>"$T/$GWPFX$1/syncd.err" &
     eval "syncd_pid_$1=$!"
     tl_pids="$tl_pids $!"
 }
@@ -201,7 +213,7 @@ stop_syncd() {
 
 # searching G [COUNT] - has gateway G's syncd started COUNT persistent searches?
 searching() {
-    [ "$(grep -c 'persistent search (RFC 4533' "$T/gw$1/syncd.err" 2>/dev/null)" -ge "${2:-1}" ]
+    [ "$(grep -c 'persistent search (RFC 4533' "$T/$GWPFX$1/syncd.err" 2>/dev/null)" -ge "${2:-1}" ]
 }
 
 # log_lines - lines in slapd's log so far
@@ -252,6 +264,64 @@ load_report() {
     say "$(printf '    all (cn=Monitor)       %6d search operations  %8d entries  %7d PDUs  %.2f MiB sent' \
         "$4" "$1" "$2" "$(calc "$3 / 1048576")")"
     say "    (cn=Monitor's totals include its own query: 1 search operation, 4 entries)"
+}
+
+# changes COUNT - COUNT changes one at a time, each ldapmodify (slapd) or
+# Samba's ldapmodify adding an address to an entry; from its return to
+# each gateway answering OK for it: the ms into $T/delays.G and $T/delays
+# (30000 and counted in FAILS when not seen within 30 s)
+changes() {
+    : > "$T/delays"
+    for g in $GWS; do
+        : > "$T/delays.$g"
+    done
+    FAILS=0
+    k=1
+    while [ "$k" -le "$1" ]; do
+        if [ "$GWPFX" = ad ]; then
+            u=$(printf 'u%07d' $(((k * 7919) % AD_USERS)))
+            addr=$(printf 'new%04d@%s' "$k" "$DOMAIN")
+            printf 'dn: CN=%s,%s\nchangetype: modify\nadd: proxyAddresses\nproxyAddresses: smtp:%s\n' \
+                "$u" "$AD_OU" "$addr" >"$T/change.ldif"
+            samba_modify "$T/change.ldif" >/dev/null 2>&1 || die "Samba's ldapmodify failed"
+        else
+            u=$(printf 'u%07d' $(((k * 7919) % ENTRIES)))
+            addr=$(printf 'new%04d@%s' "$k" "$DOMAIN")
+            printf 'dn: uid=%s,%s\nchangetype: modify\nadd: mail\nmail: %s\n' "$u" "$PEOPLE" "$addr" >"$T/change.ldif"
+            slapd_modify "$T/change.ldif" || die "ldapmodify failed (see $SLAPD_DIR/ldapmodify.log)"
+        fi
+        T0=$(ms)
+        pp=""
+        for g in $GWS; do
+            poll "$g" "$addr" OK 3000 &
+            pp="$pp $!"
+        done
+        # shellcheck disable=SC2086
+        wait $pp
+        for g in $GWS; do
+            d=$(cat "$T/reach.$g" 2>/dev/null || echo timeout)
+            if [ "$d" = timeout ]; then
+                FAILS=$((FAILS + 1))
+                d=30000
+            fi
+            echo "$d" >> "$T/delays.$g"
+            echo "$d" >> "$T/delays"
+        done
+        k=$((k + 1))
+    done
+}
+
+# delay_report - p50/p99/max per gateway and over all; P50 P99 PMAX
+delay_report() {
+    for g in $GWS; do
+        say "$(printf '  gateway %d (%s)  p50 %4d ms  p99 %4d ms  max %4d ms' "$g" "$(gw_addr "$g")" \
+            "$(percentile 50 "$T/delays.$g")" "$(percentile 99 "$T/delays.$g")" "$(percentile 100 "$T/delays.$g")")"
+    done
+    P50=$(percentile 50 "$T/delays")
+    P99=$(percentile 99 "$T/delays")
+    PMAX=$(percentile 100 "$T/delays")
+    say "  all $(wc -l < "$T/delays") answers    p50 $P50 ms  p99 $P99 ms  max $PMAX ms  (not seen within 30 s: $FAILS)"
+    say "  (one request of a poller and its 10 ms sleep take $POLL_MS ms: the resolution of these figures)"
 }
 
 # gen_ldif FILE - ou=People, the gateways' bind accounts, $ENTRIES people
@@ -313,7 +383,7 @@ while grep -qi ":$(printf '%04X' "$PORT") " /proc/net/tcp 2>/dev/null || [ "$POR
 done
 for g in $GWS; do
     gw_conf "$g"
-    "$RG_ADMIN" -c "$T/gw$g/rcptgate.conf" domain add "$DOMAIN" >/dev/null 2>&1 ||
+    "$RG_ADMIN" -c "$T/$GWPFX$g/rcptgate.conf" domain add "$DOMAIN" >/dev/null 2>&1 ||
         die "gateway $g: rcptgate domain add failed"
     start_lookupd "$g"
 done
@@ -352,9 +422,9 @@ ALL_S=$(calc "($(ms) - $t0) / 1000")
 m1=$(monitor)
 to=$(($(log_lines) + 1))
 for g in $GWS; do
-    have=$(sqlite3 -batch -noheader "$T/gw$g/store.db" "SELECT count(*) FROM recipient")
+    have=$(sqlite3 -batch -noheader "$T/$GWPFX$g/store.db" "SELECT count(*) FROM recipient")
     [ "$have" = "$ENTRIES" ] || die "gateway $g's store holds $have recipients, not $ENTRIES"
-    applied=$(sed -n 's/.*full sync applied: .* in \([0-9]*\) ms.*/\1/p' "$T/gw$g/syncd.err" | head -n 1)
+    applied=$(sed -n 's/.*full sync applied: .* in \([0-9]*\) ms.*/\1/p' "$T/$GWPFX$g/syncd.err" | head -n 1)
     say "$(printf '  gateway %d: searching after %5.1f s (the full sync itself: %s ms)' "$g" \
         "$(calc "$(eval echo "\$ready_$g") / 1000")" "${applied:-?}")"
 done
@@ -366,51 +436,16 @@ say ""
 # ------------------------------------------------------------ 2. changes one at a time
 say "2. $NCHANGES changes, one ldapmodify at a time (add a mail to an entry): ldapmodify"
 say "   returns -> each gateway's socketmap answers OK (one poller per gateway, ~10 ms)"
-: > "$T/delays"
-for g in $GWS; do
-    : > "$T/delays.$g"
-done
-FAILS=0
 quiet
 from=$(($(log_lines) + 1))
 m0=$(monitor)
-k=1
-while [ "$k" -le "$NCHANGES" ]; do
-    u=$(printf 'u%07d' $(((k * 7919) % ENTRIES)))
-    addr=$(printf 'new%04d@%s' "$k" "$DOMAIN")
-    printf 'dn: uid=%s,%s\nchangetype: modify\nadd: mail\nmail: %s\n' "$u" "$PEOPLE" "$addr" >"$T/change.ldif"
-    slapd_modify "$T/change.ldif" || die "ldapmodify failed (see $SLAPD_DIR/ldapmodify.log)"
-    T0=$(ms)
-    pp=""
-    for g in $GWS; do
-        poll "$g" "$addr" OK 3000 &
-        pp="$pp $!"
-    done
-    # shellcheck disable=SC2086
-    wait $pp
-    for g in $GWS; do
-        d=$(cat "$T/reach.$g" 2>/dev/null || echo timeout)
-        if [ "$d" = timeout ]; then
-            FAILS=$((FAILS + 1))
-            d=30000
-        fi
-        echo "$d" >> "$T/delays.$g"
-        echo "$d" >> "$T/delays"
-    done
-    k=$((k + 1))
-done
+changes "$NCHANGES"
 m1=$(monitor)
 to=$(($(log_lines) + 1))
-for g in $GWS; do
-    say "$(printf '  gateway %d (%s)  p50 %4d ms  p99 %4d ms  max %4d ms' "$g" "$(gw_addr "$g")" \
-        "$(percentile 50 "$T/delays.$g")" "$(percentile 99 "$T/delays.$g")" "$(percentile 100 "$T/delays.$g")")"
-done
-P50=$(percentile 50 "$T/delays")
-P99=$(percentile 99 "$T/delays")
-PMAX=$(percentile 100 "$T/delays")
-say "  all $(wc -l < "$T/delays") answers    p50 $P50 ms  p99 $P99 ms  max $PMAX ms  (not seen within 30 s: $FAILS)"
-say "  (one request of a poller and its 10 ms sleep take $POLL_MS ms: the resolution of these figures)"
+delay_report
 load_report "slapd's work for the $NCHANGES changes" "$m0" "$m1" "$from" "$to"
+SLAPD_P99=$P99
+SLAPD_FAILS=$FAILS
 say ""
 
 # ------------------------------------------------------------ 3. a gateway down, then back
@@ -449,19 +484,90 @@ m1=$(monitor)
 to=$(($(log_lines) + 1))
 got=$(sqlite3 -batch -noheader "$T/gw$LAST/store.db" "SELECT count(*) FROM recipient WHERE address LIKE 'down%'")
 [ "$got" = "$DOWN" ] || die "gateway $LAST holds $got of the $DOWN changes"
-fulls=$(grep -c 'full sync applied' "$T/gw$LAST/syncd.err")
+BACK_FULLS=$(grep -c 'full sync applied' "$T/gw$LAST/syncd.err")
 say "  gateway $LAST answers for the last change $CATCH_MS ms after its syncd started; all $DOWN are in"
-say "  its store; full pulls in its log: $fulls (the first start only)"
+say "  its store; full pulls in its log: $BACK_FULLS (the first start only)"
 say "  its log: $(grep 'incremental sync applied' "$T/gw$LAST/syncd.err" | tail -n 1 | sed 's/^.*source /source /')"
 load_report "slapd's work for gateway $LAST's return" "$m0" "$m1" "$from" "$to"
 BACK_W=$(work "$LAST" "$from" "$to")
 say "  (its full pull in part 1: ${FULL_W% *} search operations, ${FULL_W#* } entries)"
 say ""
 
+# ------------------------------------------------------------ 4. Samba AD
+AD_P99=
+if [ "$AD_ON" = 1 ] && [ -n "$(samba_missing)" ]; then
+    say "4. Samba AD: skipped, $(samba_missing)"
+elif [ "$AD_ON" = 1 ]; then
+    say "4. the same against a Samba AD DC: $NGW gateways, flavour ad, mode = persistent"
+    say "   (change notification, then an incremental uSNChanged pull), $AD_USERS users,"
+    say "   $AD_CHANGES changes (a proxyAddress added to a user), bound as Administrator"
+    for g in $GWS; do
+        stop_syncd "$g"
+        _p=$(pid_of lookupd "$g")
+        kill -TERM "$_p" 2>/dev/null
+        wait "$_p" 2>/dev/null
+    done
+    slapd_stop
+    t0=$(ms)
+    samba_init || die "the Samba domain could not be provisioned (see $T/samba)"
+    samba_start || die "samba did not start"
+    say "  Samba provisioned and started in $(fmt %.1f "($(ms) - $t0) / 1000") s on $SAMBA_URI"
+    AD_OU="OU=Gateways,$SAMBA_SUFFIX"
+    DOMAIN=test.example.com
+    awk -v n="$AD_USERS" -v ou="$AD_OU" -v d="$DOMAIN" 'BEGIN {
+        printf "dn: %s\nobjectClass: organizationalUnit\n\n", ou
+        for (i = 0; i < n; i++)
+            printf "dn: CN=u%07d,%s\nobjectClass: user\nsAMAccountName: u%07d\nuserAccountControl: 544\nproxyAddresses: SMTP:u%07d@%s\n\n", i, ou, i, i, d
+    }' </dev/null > "$T/ad.ldif"
+    t0=$(ms)
+    samba_add "$T/ad.ldif" >/dev/null 2>&1 || die "ldapadd of $AD_USERS users to Samba failed"
+    say "  $AD_USERS users added in $(fmt %.1f "($(ms) - $t0) / 1000") s"
+    GWPFX=ad
+    for g in $GWS; do
+        gw_conf "$g"
+        "$RG_ADMIN" -c "$T/$GWPFX$g/rcptgate.conf" domain add "$DOMAIN" >/dev/null 2>&1 ||
+            die "gateway $g: rcptgate domain add failed"
+        start_lookupd "$g"
+    done
+    t0=$(ms)
+    for g in $GWS; do
+        start_syncd "$g"
+    done
+    # As syncd_notify.sh: a full pull, an incremental one after it, and one
+    # more once the notification searches are open.
+    for g in $GWS; do
+        n=0
+        until [ "$(sqlite3 -batch -noheader "$T/ad$g/store.db" "SELECT count(*) FROM sync_run
+                WHERE mode = 'incremental' AND outcome = 'ok'" 2>/dev/null)" -ge 2 ]; do
+            kill -0 "$(pid_of syncd "$g")" 2>/dev/null || die "gateway $g: rcptgate-syncd -f exited"
+            n=$((n + 1))
+            [ $n -gt 6000 ] && die "gateway $g: no notification searches within 10 minutes"
+            sleep 0.1
+        done
+        have=$(sqlite3 -batch -noheader "$T/ad$g/store.db" "SELECT count(*) FROM recipient")
+        [ "$have" = "$AD_USERS" ] || die "gateway $g's store holds $have recipients, not $AD_USERS"
+    done
+    say "  all $NGW gateways pulled and wait on change notification after $(fmt %.1f "($(ms) - $t0) / 1000") s"
+    quiet
+    changes "$AD_CHANGES"
+    delay_report
+    AD_P99=$P99
+    AD_FAILS=$FAILS
+    fulls=0
+    for g in $GWS; do
+        fulls=$((fulls + $(sqlite3 -batch -noheader "$T/ad$g/store.db" "SELECT count(*) FROM sync_run WHERE mode = 'full'")))
+    done
+    say "  full pulls in the gateways' run logs: $fulls (one each, at start); the changes came by"
+    say "  incremental pulls: $(sqlite3 -batch -noheader "$T/ad1/store.db" "SELECT count(*) FROM sync_run WHERE mode = 'incremental'") on gateway 1"
+    say ""
+fi
+
 # ------------------------------------------------------------ targets
 say "targets"
-target "change -> answer p99, all gateways (ms)" "$P99" "$P99 <= 1000 && $FAILS == 0"
-target "catch-up from the cookie (entries sent)" "${BACK_W#* }" "${BACK_W#* } <= $DOWN && $fulls == 1"
+target "slapd: change -> answer p99, all gateways (ms)" "$SLAPD_P99" "$SLAPD_P99 <= 1000 && $SLAPD_FAILS == 0"
+target "slapd: catch-up from the cookie (entries sent)" "${BACK_W#* }" "${BACK_W#* } <= $DOWN && $BACK_FULLS == 1"
+[ -n "$AD_P99" ] &&
+    target "Samba AD: change -> answer p99, all gateways (ms)" "$AD_P99" "$AD_P99 <= 1000 && $AD_FAILS == 0"
 [ "$NOISY" -gt 0 ] && say "($NOISY measurements started on a busy machine)"
 say "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 [ "$missed" -eq 0 ] || exit 2
