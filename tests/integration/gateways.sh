@@ -326,10 +326,10 @@ tl_like "$(grep 'persistent search (RFC 4533' "$T/gw4/syncd.err" | tail -n 1)" "
 tl_like "$(grep 'incremental sync applied' "$T/gw4/syncd.err" | tail -n 1)" \
     "2 added, 0 changed, 2 removed" "gateway 4's log: the catch-up applied the three changes (+2 -2)"
 tl_like "$(gw_admin 4 stats 2>&1)" "ldap .* ok \(\+2 ~0 -2\)" "rcptgate stats on gateway 4 shows that last run"
-# The added and the changed entry come as entries, the deletion as an
-# identifier in a syncIdSet message (not logged as an entry).
+# The added and the changed entry come as entries; slapd 2.5 sends the
+# deletion as an identifier in a syncIdSet message (not an entry).
 n=$(sent 4 "$from")
-[ "$n" -ge 1 ] && [ "$n" -le 2 ]
+[ "$n" -ge 1 ] && [ "$n" -le 3 ]
 tl_ok $? "slapd sent gateway 4 the changed entries only on its return: $n, not the $PEOPLE_N people"
 
 # --- the others were not disturbed: same search, no full pull, still live
