@@ -18,7 +18,11 @@
 #      all; slapd's work per gateway and in total;
 #   3. the last gateway's syncd stopped for $DOWN changes, then started:
 #      the time until it answers for the last of them, and what slapd sent
-#      it (the changes, from its cookie, or the whole directory).
+#      it (the changes, from its cookie, or the whole directory);
+#   4. with Samba installed (BENCH_GW_SAMBA=0 skips it): the same gateways
+#      against a Samba AD DC (flavour ad, mode = persistent: change
+#      notification), $AD_USERS users, $AD_CHANGES changes timed as in 2.
+#      Samba has no monitor backend nor stats log: latency only.
 # slapd's work: per gateway from its stats log (each bound connection's
 # search operations and the entries sent on them, stats2's ENTRY lines),
 # in total from cn=Monitor (entries, PDUs and bytes sent, searches).
