@@ -21,7 +21,8 @@
 #      it (the changes, from its cookie, or the whole directory);
 #   4. with Samba installed (BENCH_GW_SAMBA=0 skips it): the same gateways
 #      against a Samba AD DC (flavour ad, mode = persistent: change
-#      notification), $AD_USERS users, $AD_CHANGES changes timed as in 2.
+#      notification), $AD_USERS users, $AD_CHANGES changes timed as in 2,
+#      then the last gateway down for $AD_DOWN changes and back, as in 3.
 #      Samba has no monitor backend nor stats log: latency only.
 # slapd's work: per gateway from its stats log (each bound connection's
 # search operations and the entries sent on them, stats2's ENTRY lines),
@@ -66,6 +67,8 @@ SLAPD_DEBUG=768
 AD_ON=${BENCH_GW_SAMBA:-1}
 AD_USERS=${BENCH_GW_SAMBA_USERS:-1000}
 AD_CHANGES=${BENCH_GW_SAMBA_CHANGES:-50}
+AD_DOWN=${BENCH_GW_SAMBA_DOWN:-20}
+AD_BACK_RUNS=
 # The gateways' directories: $T/gwG against slapd, $T/adG against Samba
 GWPFX=gw
 
@@ -563,6 +566,29 @@ elif [ "$AD_ON" = 1 ]; then
     done
     say "  full pulls in the gateways' run logs: $fulls (one each, at start); the changes came by"
     say "  incremental pulls: $(sqlite3 -batch -noheader "$T/ad1/store.db" "SELECT count(*) FROM sync_run WHERE mode = 'incremental'") on gateway 1"
+    # Gateway $LAST down for $AD_DOWN changes, then back (uSNChanged from its stored cookie)
+    stop_syncd "$LAST"
+    runs0=$(sqlite3 -batch -noheader "$T/ad$LAST/store.db" "SELECT max(id) FROM sync_run")
+    awk -v n="$AD_DOWN" -v users="$AD_USERS" -v ou="$AD_OU" -v d="$DOMAIN" 'BEGIN {
+        for (i = 1; i <= n; i++)
+            printf "dn: CN=u%07d,%s\nchangetype: modify\nadd: proxyAddresses\nproxyAddresses: smtp:down%04d@%s\n\n", (i * 104729) % users, ou, i, d
+    }' </dev/null > "$T/ad-down.ldif"
+    samba_modify "$T/ad-down.ldif" >/dev/null 2>&1 || die "Samba's ldapmodify of $AD_DOWN changes failed"
+    last=$(printf 'down%04d@%s' "$AD_DOWN" "$DOMAIN")
+    T0=$(ms)
+    poll 1 "$last" OK 3000
+    [ "$(cat "$T/reach.1")" != timeout ] || die "gateway 1 did not get Samba's $AD_DOWN changes"
+    [ "$(ask "$LAST" "$last")" = NOTFOUND ] || die "gateway $LAST answers for $last while its syncd is stopped"
+    T0=$(ms)
+    start_syncd "$LAST"
+    poll "$LAST" "$last" OK 3000
+    AD_BACK=$(cat "$T/reach.$LAST")
+    [ "$AD_BACK" != timeout ] || die "gateway $LAST did not catch up from Samba within 30 s"
+    got=$(sqlite3 -batch -noheader "$T/ad$LAST/store.db" "SELECT count(*) FROM recipient WHERE address LIKE 'down%'")
+    AD_BACK_RUNS=$(sqlite3 -batch -noheader "$T/ad$LAST/store.db" "SELECT group_concat(mode || ':' || outcome, ' ')
+        FROM (SELECT mode, outcome FROM sync_run WHERE id > $runs0 ORDER BY id)")
+    say "  gateway $LAST stopped for $AD_DOWN changes, then started: it answers for the last after"
+    say "  $AD_BACK ms, $got of $AD_DOWN in its store; its runs since: $AD_BACK_RUNS"
     say ""
 fi
 
@@ -570,8 +596,11 @@ fi
 say "targets"
 target "slapd: change -> answer p99, all gateways (ms)" "$SLAPD_P99" "$SLAPD_P99 <= 1000 && $SLAPD_FAILS == 0"
 target "slapd: catch-up from the cookie (entries sent)" "${BACK_W#* }" "${BACK_W#* } <= $DOWN && $BACK_FULLS == 1"
-[ -n "$AD_P99" ] &&
+if [ -n "$AD_P99" ]; then
     target "Samba AD: change -> answer p99, all gateways (ms)" "$AD_P99" "$AD_P99 <= 1000 && $AD_FAILS == 0"
+    case " $AD_BACK_RUNS" in *" full:"*) _full=1 ;; *) _full=0 ;; esac
+    target "Samba AD: catch-up without a full pull" "$_full full" "$_full == 0"
+fi
 [ "$NOISY" -gt 0 ] && say "($NOISY measurements started on a busy machine)"
 say "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 [ "$missed" -eq 0 ] || exit 2
