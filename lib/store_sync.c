@@ -392,6 +392,8 @@ int store_sync_begin(STORE *st, const char *source, const char *type)
 /* store_sync_put - one object of the full pull (copied) */
 int store_sync_put(STORE *st, const STORE_OBJECT *obj)
 {
+    int kind;
+
     if (store_usable(st) < 0)
         return -1;
     if (st->sync == NULL || st->sync->delta)
@@ -402,9 +404,9 @@ int store_sync_put(STORE *st, const STORE_OBJECT *obj)
         return store_errf(st, "no object");
     if (st->sync->legacy)
         return store_sync_add(st, obj, obj->guid, SOP_KEEP);
-    if (store_sync_check(st, obj, obj->guid) < 0)
+    if ((kind = store_sync_check(st, obj, obj->guid)) < 0)
         return -1;
-    return store_sync_stage_put(st, obj);
+    return store_sync_stage_put(st, obj, kind);
 }
 
 /*

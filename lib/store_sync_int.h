@@ -288,8 +288,8 @@ int store_sync_legacy_apply(STORE *st);
 /* The staged full pull (store_sync_stage.c). */
 /* store_sync_stage_begin - the TEMP tables and statements of a full pull */
 int store_sync_stage_begin(STORE *st);
-/* store_sync_stage_put - stage one object (checked by store_sync_check) */
-int store_sync_stage_put(STORE *st, const STORE_OBJECT *obj);
+/* store_sync_stage_put - stage one object (checked by store_sync_check, which gave kind) */
+int store_sync_stage_put(STORE *st, const STORE_OBJECT *obj, int kind);
 /* store_sync_stage_merge - take the lock (once), compare with the store, count */
 int store_sync_stage_merge(STORE *st);
 /* store_sync_stage_apply - write the differences (after the merge) */

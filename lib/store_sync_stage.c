@@ -57,10 +57,6 @@
 #define STAGE_STR(x) STAGE_STR_(x)
 
 enum stage_stmt {
-    GSTMT_OBJ,
-    GSTMT_ADDR,
-    GSTMT_LOGIN,
-    GSTMT_MEMBER,
     GSTMT_BEGIN,
     GSTMT_COMMIT,
     GSTMT_DUPS,
@@ -72,81 +68,85 @@ enum stage_stmt {
     GSTMT_COUNT_OLD,
     GSTMT_COUNT_OBJ,
     GSTMT_GONE,
+    GSTMT_HAD_OBJECTS,
+    GSTMT_COUNT_ADDR,
     GSTMT_COUNT
 };
 
 static const char *const stage_stmts[GSTMT_COUNT] = {
-    [GSTMT_OBJ] = "INSERT INTO temp.rg_sync_obj (guid, dn, kind, flags) VALUES (?1, ?2, ?3, ?4)",
-    [GSTMT_ADDR] = "INSERT INTO temp.rg_sync_addr (seq, address) VALUES (?1, ?2)",
-    [GSTMT_LOGIN] = "INSERT INTO temp.rg_sync_login (seq, name) VALUES (?1, ?2)",
-    [GSTMT_MEMBER] = "INSERT INTO temp.rg_sync_member (seq, dn) VALUES (?1, ?2)",
     [GSTMT_BEGIN] = "BEGIN",
     [GSTMT_COMMIT] = "COMMIT",
     /* Earlier puts of a guid put again: the last one counts. */
-    [GSTMT_DUPS] = "INSERT INTO temp.rg_sync_dup (seq) SELECT o.seq FROM temp.rg_sync_obj o "
-        "WHERE EXISTS (SELECT 1 FROM temp.rg_sync_obj p WHERE p.guid = o.guid AND p.seq > o.seq)",
+    [GSTMT_DUPS] = "INSERT INTO rg_stage.rg_sync_dup (seq) SELECT o.seq FROM rg_stage.rg_sync_obj o "
+        "WHERE EXISTS (SELECT 1 FROM rg_stage.rg_sync_obj p WHERE p.guid = o.guid AND p.seq > o.seq)",
     /* Objects already stored: their id, and whether dn, kind or flags change (op 2) or not (0). */
-    [GSTMT_OBJ_MATCH] = "UPDATE temp.rg_sync_obj SET id = o.id, op = CASE WHEN o.dn = rg_sync_obj.dn "
-        "AND o.kind = rg_sync_obj.kind AND o.flags = rg_sync_obj.flags THEN 0 ELSE 2 END "
-        "FROM main.object o WHERE o.source_id = ?1 AND o.guid = rg_sync_obj.guid",
+    [GSTMT_OBJ_MATCH] = "UPDATE rg_stage.rg_sync_obj SET (id, op) = (SELECT o.id, CASE WHEN "
+        "o.dn = rg_sync_obj.dn AND o.kind = rg_sync_obj.kind AND o.flags = rg_sync_obj.flags "
+        "THEN 0 ELSE 2 END FROM main.object o WHERE o.source_id = ?1 AND o.guid = rg_sync_obj.guid "
+        "UNION ALL SELECT NULL, 1 LIMIT 1)",
     /* One row per address: the carrier with the lowest guid, and how many carry it. */
-    [GSTMT_WANT] = "INSERT INTO temp.rg_sync_want (address, seq, n) SELECT a.address, "
-        "CASE WHEN count(*) = 1 THEN max(a.seq) ELSE (SELECT a2.seq FROM temp.rg_sync_addr a2 "
-        "JOIN temp.rg_sync_obj o2 ON o2.seq = a2.seq WHERE a2.address = a.address "
-        "ORDER BY o2.guid LIMIT 1) END, count(*) FROM temp.rg_sync_addr a GROUP BY a.address",
+    [GSTMT_WANT] = "INSERT INTO rg_stage.rg_sync_want (address, seq, n) SELECT a.address, "
+        "CASE WHEN count(*) = 1 THEN max(a.seq) ELSE (SELECT a2.seq FROM rg_stage.rg_sync_addr a2 "
+        "JOIN rg_stage.rg_sync_obj o2 ON o2.seq = a2.seq WHERE a2.address = a.address "
+        "ORDER BY o2.guid LIMIT 1) END, count(*) FROM rg_stage.rg_sync_addr a GROUP BY a.address",
     /* An address several carry stays with the object holding it in the store, if it carries it. */
-    [GSTMT_WANT_HOLDER] = "UPDATE temp.rg_sync_want SET seq = COALESCE((SELECT a.seq "
-        "FROM temp.rg_sync_addr a JOIN temp.rg_sync_obj o ON o.seq = a.seq "
+    [GSTMT_WANT_HOLDER] = "UPDATE rg_stage.rg_sync_want SET seq = COALESCE((SELECT a.seq "
+        "FROM rg_stage.rg_sync_addr a JOIN rg_stage.rg_sync_obj o ON o.seq = a.seq "
         "WHERE a.address = rg_sync_want.address AND o.id = (SELECT r.object_id FROM main.recipient r "
         "WHERE r.address = rg_sync_want.address AND r.source_id = ?1)), seq) WHERE n > 1",
     /* Rows that exist: kept (0) when object, kind and flags are the same, else changed (2). */
-    [GSTMT_WANT_OP] = "UPDATE temp.rg_sync_want SET op = CASE WHEN r.object_id = o.id "
+    [GSTMT_WANT_OP] = "UPDATE rg_stage.rg_sync_want SET op = CASE WHEN r.object_id = o.id "
         "AND r.kind = o.kind AND r.flags = o.flags THEN 0 ELSE 2 END "
-        "FROM main.recipient r, temp.rg_sync_obj o WHERE r.address = rg_sync_want.address "
+        "FROM main.recipient r, rg_stage.rg_sync_obj o WHERE r.address = rg_sync_want.address "
         "AND r.source_id = ?1 AND o.seq = rg_sync_want.seq",
     [GSTMT_COUNT_WANT] = "SELECT COALESCE(sum(op = 1), 0), COALESCE(sum(op = 2), 0), "
-        "COALESCE(sum(op = 0), 0) FROM temp.rg_sync_want",
+        "COALESCE(sum(op = 0), 0) FROM rg_stage.rg_sync_want",
     [GSTMT_COUNT_OLD] = "SELECT count(*) FROM main.recipient WHERE source_id = ?1",
-    [GSTMT_COUNT_OBJ] = "SELECT COALESCE(sum(op = 1), 0), COALESCE(sum(op = 2), 0) FROM temp.rg_sync_obj",
+    [GSTMT_COUNT_OBJ] = "SELECT COALESCE(sum(op = 1), 0), COALESCE(sum(op = 2), 0) FROM rg_stage.rg_sync_obj",
     [GSTMT_GONE] = "SELECT address FROM main.recipient WHERE source_id = ?1 AND address NOT IN "
-        "(SELECT address FROM temp.rg_sync_want) ORDER BY address LIMIT ?2",
+        "(SELECT address FROM rg_stage.rg_sync_want) ORDER BY address LIMIT ?2",
+    [GSTMT_COUNT_ADDR] = "SELECT count(*) FROM rg_stage.rg_sync_addr",
+    [GSTMT_HAD_OBJECTS] = "SELECT EXISTS (SELECT 1 FROM main.object WHERE source_id = ?1)",
 };
 
 /* The TEMP tables, created at each full pull's begin and dropped at its end. */
 static const char stage_create[] =
-    "DROP TABLE IF EXISTS temp.rg_sync_obj; DROP TABLE IF EXISTS temp.rg_sync_addr; "
-    "DROP TABLE IF EXISTS temp.rg_sync_login; DROP TABLE IF EXISTS temp.rg_sync_member; "
-    "DROP TABLE IF EXISTS temp.rg_sync_dup; DROP TABLE IF EXISTS temp.rg_sync_want; "
-    "DROP TABLE IF EXISTS temp.rg_sync_new; DROP TABLE IF EXISTS temp.rg_sync_gone; "
-    "DROP TABLE IF EXISTS temp.rg_sync_wlogin; DROP TABLE IF EXISTS temp.rg_sync_dn; "
-    "DROP TABLE IF EXISTS temp.rg_sync_wmember; "
-    "CREATE TEMP TABLE rg_sync_obj (seq INTEGER PRIMARY KEY, guid TEXT NOT NULL, dn TEXT NOT NULL, "
+    "CREATE TABLE rg_stage.rg_sync_obj (seq INTEGER PRIMARY KEY, guid TEXT NOT NULL, dn TEXT NOT NULL, "
     "kind TEXT NOT NULL, flags INTEGER NOT NULL, id INTEGER, op INTEGER NOT NULL DEFAULT 1); "
-    "CREATE TEMP TABLE rg_sync_addr (seq INTEGER NOT NULL, address TEXT NOT NULL); "
-    "CREATE TEMP TABLE rg_sync_login (seq INTEGER NOT NULL, name TEXT NOT NULL); "
-    "CREATE TEMP TABLE rg_sync_member (seq INTEGER NOT NULL, dn TEXT NOT NULL); "
-    "CREATE TEMP TABLE rg_sync_dup (seq INTEGER PRIMARY KEY); "
-    "CREATE TEMP TABLE rg_sync_want (address TEXT PRIMARY KEY, seq INTEGER NOT NULL, "
+    "CREATE TABLE rg_stage.rg_sync_addr (seq INTEGER NOT NULL, address TEXT NOT NULL); "
+    "CREATE TABLE rg_stage.rg_sync_login (seq INTEGER NOT NULL, name TEXT NOT NULL); "
+    "CREATE TABLE rg_stage.rg_sync_member (seq INTEGER NOT NULL, dn TEXT NOT NULL); "
+    "CREATE TABLE rg_stage.rg_sync_dup (seq INTEGER PRIMARY KEY); "
+    "CREATE TABLE rg_stage.rg_sync_want (address TEXT PRIMARY KEY, seq INTEGER NOT NULL, "
     "n INTEGER NOT NULL, op INTEGER NOT NULL DEFAULT 1) WITHOUT ROWID; "
-    "CREATE TEMP TABLE rg_sync_new (n INTEGER PRIMARY KEY, seq INTEGER NOT NULL UNIQUE); "
-    "CREATE TEMP TABLE rg_sync_gone (id INTEGER PRIMARY KEY); "
-    "CREATE TEMP TABLE rg_sync_wlogin (object_id INTEGER NOT NULL, name TEXT NOT NULL, "
+    "CREATE TABLE rg_stage.rg_sync_new (n INTEGER PRIMARY KEY, seq INTEGER NOT NULL UNIQUE); "
+    "CREATE TABLE rg_stage.rg_sync_gone (id INTEGER PRIMARY KEY); "
+    "CREATE TABLE rg_stage.rg_sync_wlogin (object_id INTEGER NOT NULL, name TEXT NOT NULL, "
     "PRIMARY KEY (object_id, name)) WITHOUT ROWID; "
-    "CREATE TEMP TABLE rg_sync_dn (dn TEXT NOT NULL COLLATE NOCASE PRIMARY KEY, id INTEGER NOT NULL) "
+    "CREATE TABLE rg_stage.rg_sync_dn (dn TEXT NOT NULL COLLATE NOCASE PRIMARY KEY, id INTEGER NOT NULL) "
     "WITHOUT ROWID; "
-    "CREATE TEMP TABLE rg_sync_wmember (group_id INTEGER NOT NULL, member_id INTEGER NOT NULL, "
+    "CREATE TABLE rg_stage.rg_sync_wmember (group_id INTEGER NOT NULL, member_id INTEGER NOT NULL, "
     "PRIMARY KEY (group_id, member_id)) WITHOUT ROWID";
 
-static const char stage_drop[] =
-    "DROP TABLE IF EXISTS temp.rg_sync_obj; DROP TABLE IF EXISTS temp.rg_sync_addr; "
-    "DROP TABLE IF EXISTS temp.rg_sync_login; DROP TABLE IF EXISTS temp.rg_sync_member; "
-    "DROP TABLE IF EXISTS temp.rg_sync_dup; DROP TABLE IF EXISTS temp.rg_sync_want; "
-    "DROP TABLE IF EXISTS temp.rg_sync_new; DROP TABLE IF EXISTS temp.rg_sync_gone; "
-    "DROP TABLE IF EXISTS temp.rg_sync_wlogin; DROP TABLE IF EXISTS temp.rg_sync_dn; "
-    "DROP TABLE IF EXISTS temp.rg_sync_wmember";
+/*
+ * The staging writes are multi-row INSERTs (store_bulk.c): a put costs a
+ * few bound values, not a statement per row. Their text lives in an
+ * arena until the batches run, which they all do when it holds
+ * SYNC_STAGE_ARENA bytes, so that it stays small.
+ */
+#define SYNC_STAGE_ARENA    (2 * 1024 * 1024)
+
+static const int stage_cols5[] = {0, 0, 0, 0, 0};
+static const int stage_cols2[] = {0, 0};
 
 struct sync_stage {
     sqlite3_stmt *stmt[GSTMT_COUNT];
+    STORE_BATCH *b_obj, *b_addr, *b_login, *b_member;
+    STORE_ARENA arena;
+    size_t arena_used;                  /* bytes copied into it since the last flush */
+    long long seq;                      /* the last put's number */
+    int had_objects;                    /* the source had objects before this pull */
+    long long addr_rows;                /* staged (object, address) rows after the merge */
     int loading;                        /* the staging transaction is open */
     int failed;                         /* a staging write failed: the pull is partial */
     int created;                        /* the TEMP tables exist */
@@ -214,12 +214,21 @@ int store_sync_stage_begin(STORE *st)
     st->sync->stage = g;
     store_read_end(st);
     /* On disk behind a small cache, whatever the build's default: the point is bounded memory. */
-    if (stage_exec(st, "PRAGMA temp_store = FILE", "creating the staging tables") < 0
-        || stage_exec(st, "PRAGMA temp.cache_size = -" STAGE_STR(SYNC_STAGE_TEMP_CACHE_KB),
-                      "creating the staging tables") < 0
-        || stage_exec(st, stage_create, "creating the staging tables") < 0)
+    /*
+     * A private temporary database of its own (ATTACH ''): a file that
+     * SQLite deletes when it is detached, so that ending the pull costs no
+     * freeing of its pages. Sorts and SQLite's own temporary tables go to
+     * files too (temp_store = FILE).
+     */
+    if (stage_exec(st, "PRAGMA temp_store = FILE; ATTACH DATABASE '' AS rg_stage",
+                   "creating the staging tables") < 0)
         return -1;
     g->created = 1;
+    if (stage_exec(st, "PRAGMA rg_stage.cache_size = -" STAGE_STR(SYNC_STAGE_TEMP_CACHE_KB) "; "
+                   "PRAGMA rg_stage.journal_mode = OFF; PRAGMA rg_stage.synchronous = OFF",
+                   "creating the staging tables") < 0
+        || stage_exec(st, stage_create, "creating the staging tables") < 0)
+        return -1;
     if (sqlite3_prepare_v2(st->db, "PRAGMA main.mmap_size", -1, &s, NULL) != SQLITE_OK)
         return store_fail(st, "reading mmap_size");
     g->mmap_size = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
@@ -227,16 +236,45 @@ int store_sync_stage_begin(STORE *st)
     for (int i = 0; i < GSTMT_COUNT; i++)
         if (sqlite3_prepare_v3(st->db, stage_stmts[i], -1, 0, &g->stmt[i], NULL) != SQLITE_OK)
             return store_fail(st, "preparing the staging statements");
+    g->b_obj = xmalloc(sizeof(*g->b_obj));
+    g->b_addr = xmalloc(sizeof(*g->b_addr));
+    g->b_login = xmalloc(sizeof(*g->b_login));
+    g->b_member = xmalloc(sizeof(*g->b_member));
+    store_bulk_batch_init(g->b_obj, "staging the pull", "INSERT INTO rg_stage.rg_sync_obj "
+                          "(seq, guid, dn, kind, flags) VALUES ", "", stage_cols5, 5, NULL, 0);
+    store_bulk_batch_init(g->b_addr, "staging the pull", "INSERT INTO rg_stage.rg_sync_addr "
+                          "(seq, address) VALUES ", "", stage_cols2, 2, NULL, 0);
+    store_bulk_batch_init(g->b_login, "staging the pull", "INSERT INTO rg_stage.rg_sync_login "
+                          "(seq, name) VALUES ", "", stage_cols2, 2, NULL, 0);
+    store_bulk_batch_init(g->b_member, "staging the pull", "INSERT INTO rg_stage.rg_sync_member "
+                          "(seq, dn) VALUES ", "", stage_cols2, 2, NULL, 0);
     return 0;
 }
 
-/* stage_text - stage one (seq, text) row with s */
-static int stage_text(STORE *st, sqlite3_stmt *s, long long seq, const char *text)
+/* stage_flush - run every batch's rows, then free the text they bound */
+static int stage_flush(STORE *st, SYNC_STAGE *g)
 {
-    if (sqlite3_bind_int64(s, 1, seq) != SQLITE_OK
-        || sqlite3_bind_text(s, 2, text, -1, SQLITE_STATIC) != SQLITE_OK)
-        return store_fail(st, "staging the pull");
-    return store_step_done(st, s, "staging the pull");
+    if (store_bulk_batch_flush(st, g->b_obj) < 0 || store_bulk_batch_flush(st, g->b_addr) < 0
+        || store_bulk_batch_flush(st, g->b_login) < 0 || store_bulk_batch_flush(st, g->b_member) < 0)
+        return -1;
+    store_bulk_arena_free(&g->arena);
+    g->arena_used = 0;
+    return 0;
+}
+
+/* stage_copy - text a batch binds, copied until the flush */
+static const char *stage_copy(SYNC_STAGE *g, const char *s)
+{
+    g->arena_used += strlen(s) + 1;
+    return store_bulk_strdup(&g->arena, s);
+}
+
+/* stage_text - one (seq, text) row into batch b */
+static int stage_text(STORE *st, SYNC_STAGE *g, STORE_BATCH *b, const char *text)
+{
+    store_bulk_batch_int(b, g->seq);
+    store_bulk_batch_text(b, stage_copy(g, text));
+    return store_bulk_batch_row(st, b);
 }
 
 /* stage_unique - copy n values into the scratch list, sorted and unique; the count */
@@ -251,12 +289,10 @@ static uint32_t stage_unique(SYNC_STAGE *g, const char *const *v, size_t n)
     return store_sync_unique_strs(g->scratch, (uint32_t) n);
 }
 
-/* store_sync_stage_put - stage one object (checked by store_sync_check) */
-int store_sync_stage_put(STORE *st, const STORE_OBJECT *obj)
+/* store_sync_stage_put - stage one object (checked by store_sync_check; kind its index) */
+int store_sync_stage_put(STORE *st, const STORE_OBJECT *obj, int kind)
 {
     SYNC_STAGE *g = st->sync->stage;
-    sqlite3_stmt *s = g->stmt[GSTMT_OBJ];
-    long long seq;
     uint32_t n;
 
     if (g->failed)
@@ -268,25 +304,27 @@ int store_sync_stage_put(STORE *st, const STORE_OBJECT *obj)
         g->loading = 1;
     }
     g->failed = 1;                      /* until the whole object is in */
-    if (sqlite3_bind_text(s, 1, obj->guid, -1, SQLITE_STATIC) != SQLITE_OK
-        || sqlite3_bind_text(s, 2, obj->dn ? obj->dn : "", -1, SQLITE_STATIC) != SQLITE_OK
-        || sqlite3_bind_text(s, 3, obj->kind, -1, SQLITE_STATIC) != SQLITE_OK
-        || sqlite3_bind_int(s, 4, obj->flags) != SQLITE_OK)
-        return store_fail(st, "staging the pull");
-    if (store_step_done(st, s, "staging the pull") < 0)
+    g->seq++;
+    store_bulk_batch_int(g->b_obj, g->seq);
+    store_bulk_batch_text(g->b_obj, stage_copy(g, obj->guid));
+    store_bulk_batch_text(g->b_obj, obj->dn ? stage_copy(g, obj->dn) : "");
+    store_bulk_batch_text(g->b_obj, st->sync->kinds[kind]);
+    store_bulk_batch_int(g->b_obj, obj->flags);
+    if (store_bulk_batch_row(st, g->b_obj) < 0)
         return -1;
-    seq = sqlite3_last_insert_rowid(st->db);
     n = stage_unique(g, obj->addresses, obj->n_addresses);
     for (uint32_t i = 0; i < n; i++)
-        if (stage_text(st, g->stmt[GSTMT_ADDR], seq, g->scratch[i]) < 0)
+        if (stage_text(st, g, g->b_addr, g->scratch[i]) < 0)
             return -1;
     n = stage_unique(g, obj->logins, obj->n_logins);
     for (uint32_t i = 0; i < n; i++)
-        if (stage_text(st, g->stmt[GSTMT_LOGIN], seq, g->scratch[i]) < 0)
+        if (stage_text(st, g, g->b_login, g->scratch[i]) < 0)
             return -1;
     for (size_t i = 0; i < obj->n_members; i++)
-        if (stage_text(st, g->stmt[GSTMT_MEMBER], seq, obj->members[i]) < 0)
+        if (stage_text(st, g, g->b_member, obj->members[i]) < 0)
             return -1;
+    if (g->arena_used >= SYNC_STAGE_ARENA && stage_flush(st, g) < 0)
+        return -1;
     g->members += (long long) obj->n_members;
     g->puts++;
     g->failed = 0;
@@ -314,10 +352,16 @@ void store_sync_stage_free(STORE *st)
         return;
     for (int i = 0; i < GSTMT_COUNT; i++)
         sqlite3_finalize(g->stmt[i]);
+    for (STORE_BATCH **b = (STORE_BATCH *[]) {g->b_obj, g->b_addr, g->b_login, g->b_member, NULL};
+         *b != NULL; b++) {
+        store_bulk_batch_free(*b);
+        free(*b);
+    }
+    store_bulk_arena_free(&g->arena);
     if (sqlite3_get_autocommit(st->db)) {
-        /* The temporary file keeps its pages for the next pull; the rows go. */
-        if (g->created && sqlite3_exec(st->db, stage_drop, NULL, NULL, NULL) != SQLITE_OK)
-            log_warn("store %s: dropping the staging tables: %s", st->path, sqlite3_errmsg(st->db));
+        /* The staging file goes as a whole. */
+        if (g->created && sqlite3_exec(st->db, "DETACH DATABASE rg_stage", NULL, NULL, NULL) != SQLITE_OK)
+            log_warn("store %s: detaching the staging tables: %s", st->path, sqlite3_errmsg(st->db));
         snprintf(sql, sizeof(sql), "PRAGMA main.mmap_size = %lld", g->mmap_size);
         (void) sqlite3_exec(st->db, sql, NULL, NULL, NULL);
     }
@@ -329,8 +373,8 @@ void store_sync_stage_free(STORE *st)
 /* stage_index - the indexes the comparison needs, built by sorting once the load is over */
 static int stage_index(STORE *st)
 {
-    return stage_exec(st, "CREATE INDEX temp.rg_sync_obj_guid ON rg_sync_obj (guid, seq); "
-                      "CREATE INDEX temp.rg_sync_addr_address ON rg_sync_addr (address, seq)",
+    return stage_exec(st, "CREATE INDEX rg_stage.rg_sync_obj_guid ON rg_sync_obj (guid, seq); "
+                      "CREATE INDEX rg_stage.rg_sync_addr_address ON rg_sync_addr (address, seq)",
                       "indexing the pull");
 }
 
@@ -343,10 +387,10 @@ static int stage_dedup(STORE *st)
         return -1;
     if (sqlite3_changes(st->db) == 0)
         return 0;
-    return stage_exec(st, "DELETE FROM temp.rg_sync_addr WHERE seq IN (SELECT seq FROM temp.rg_sync_dup); "
-                      "DELETE FROM temp.rg_sync_login WHERE seq IN (SELECT seq FROM temp.rg_sync_dup); "
-                      "DELETE FROM temp.rg_sync_member WHERE seq IN (SELECT seq FROM temp.rg_sync_dup); "
-                      "DELETE FROM temp.rg_sync_obj WHERE seq IN (SELECT seq FROM temp.rg_sync_dup)",
+    return stage_exec(st, "DELETE FROM rg_stage.rg_sync_addr WHERE seq IN (SELECT seq FROM rg_stage.rg_sync_dup); "
+                      "DELETE FROM rg_stage.rg_sync_login WHERE seq IN (SELECT seq FROM rg_stage.rg_sync_dup); "
+                      "DELETE FROM rg_stage.rg_sync_member WHERE seq IN (SELECT seq FROM rg_stage.rg_sync_dup); "
+                      "DELETE FROM rg_stage.rg_sync_obj WHERE seq IN (SELECT seq FROM rg_stage.rg_sync_dup)",
                       "comparing with the store");
 }
 
@@ -364,6 +408,10 @@ int store_sync_stage_merge(STORE *st)
         return store_errf(st, "staging the pull failed: nothing applied");
     clock_gettime(CLOCK_MONOTONIC, &t);
     if (g->loading) {
+        if (stage_flush(st, g) < 0) {
+            g->failed = 1;
+            return -1;
+        }
         if (store_step_done(st, g->stmt[GSTMT_COMMIT], "staging the pull") < 0)
             return -1;
         g->loading = 0;
@@ -381,12 +429,17 @@ int store_sync_stage_merge(STORE *st)
     if (stage_index(st) < 0 || stage_dedup(st) < 0)
         return -1;
     store_bulk_lap(st, "indexing the pull", &t);
-    if (stage_run(st, g->stmt[GSTMT_OBJ_MATCH], 0, "comparing with the store") < 0
-        || stage_run(st, g->stmt[GSTMT_WANT], 0, "comparing with the store") < 0
-        || stage_run(st, g->stmt[GSTMT_WANT_HOLDER], 0, "comparing with the store") < 0
-        || stage_run(st, g->stmt[GSTMT_WANT_OP], 0, "comparing with the store") < 0
-        || stage_ints(st, g->stmt[GSTMT_COUNT_WANT], v, 3, "comparing with the store") < 0
+    /* A source with nothing stored yet (a first pull) skips what would find nothing. */
+    if (stage_ints(st, g->stmt[GSTMT_HAD_OBJECTS], v, 1, "comparing with the store") < 0
         || stage_ints(st, g->stmt[GSTMT_COUNT_OLD], &old, 1, "comparing with the store") < 0)
+        return -1;
+    g->had_objects = v[0] != 0;
+    if ((g->had_objects && stage_run(st, g->stmt[GSTMT_OBJ_MATCH], 0, "comparing with the store") < 0)
+        || stage_run(st, g->stmt[GSTMT_WANT], 0, "comparing with the store") < 0
+        || (old > 0 && stage_run(st, g->stmt[GSTMT_WANT_HOLDER], 0, "comparing with the store") < 0)
+        || (old > 0 && stage_run(st, g->stmt[GSTMT_WANT_OP], 0, "comparing with the store") < 0)
+        || stage_ints(st, g->stmt[GSTMT_COUNT_WANT], v, 3, "comparing with the store") < 0
+        || stage_ints(st, g->stmt[GSTMT_COUNT_ADDR], &g->addr_rows, 1, "comparing with the store") < 0)
         return -1;
     y->counts.added = v[0];
     y->counts.changed = v[1];
@@ -432,8 +485,8 @@ static int stage_cross(STORE *st)
     SYNC_OBJ o;
     int rc;
 
-    if (sqlite3_prepare_v2(st->db, "SELECT w.address, o.guid, o.dn, o.id FROM temp.rg_sync_want w "
-                           "JOIN temp.rg_sync_obj o ON o.seq = w.seq WHERE w.op = 1 ORDER BY w.address",
+    if (sqlite3_prepare_v2(st->db, "SELECT w.address, o.guid, o.dn, o.id FROM rg_stage.rg_sync_want w "
+                           "JOIN rg_stage.rg_sync_obj o ON o.seq = w.seq WHERE w.op = 1 ORDER BY w.address",
                            -1, &s, NULL) != SQLITE_OK)
         return store_fail(st, "reading the pull");
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
@@ -482,7 +535,7 @@ static long long stage_holder_id(STORE *st, const char *address)
     sqlite3_stmt *s;
     long long id = 0;
 
-    if (sqlite3_prepare_v2(st->db, "SELECT o.id FROM temp.rg_sync_want w JOIN temp.rg_sync_obj o "
+    if (sqlite3_prepare_v2(st->db, "SELECT o.id FROM rg_stage.rg_sync_want w JOIN rg_stage.rg_sync_obj o "
                            "ON o.seq = w.seq WHERE w.address = ?1", -1, &s, NULL) != SQLITE_OK)
         return 0;
     if (sqlite3_bind_text(s, 1, address, -1, SQLITE_STATIC) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
@@ -511,12 +564,19 @@ static int stage_claims(STORE *st, long long now)
     STAGE_ROW *rows = NULL;
     size_t nwant = 0, capwant = 0, nrows = 0, caprows = 0, j = 0;
     char a[STORE_SYNC_OBJ_TEXT], b[STORE_SYNC_OBJ_TEXT];
+    long long nclaims = 0;
     int rc, ret = -1;
 
+    /* No address carried twice and no claim stored: nothing to compare. */
+    if (y->stage->addr_rows == y->counts.added + y->counts.changed + y->counts.kept
+        && store_step_count(st, st->sstmt[SSTMT_CLAIM_COUNT], "reading claims", &nclaims) == 0
+        && nclaims == 0)
+        return 0;
+
     if (sqlite3_prepare_v2(st->db, "SELECT a.address, o.id, o.dn, o.guid, o.flags, h.id, h.dn, h.guid, "
-                           "h.flags FROM temp.rg_sync_want w JOIN temp.rg_sync_addr a "
-                           "ON a.address = w.address JOIN temp.rg_sync_obj o ON o.seq = a.seq "
-                           "JOIN temp.rg_sync_obj h ON h.seq = w.seq WHERE w.n > 1 AND a.seq <> w.seq "
+                           "h.flags FROM rg_stage.rg_sync_want w JOIN rg_stage.rg_sync_addr a "
+                           "ON a.address = w.address JOIN rg_stage.rg_sync_obj o ON o.seq = a.seq "
+                           "JOIN rg_stage.rg_sync_obj h ON h.seq = w.seq WHERE w.n > 1 AND a.seq <> w.seq "
                            "ORDER BY a.address, o.id", -1, &s, NULL) != SQLITE_OK)
         return store_fail(st, "reading claims");
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
@@ -626,21 +686,32 @@ static int stage_pairs(STORE *st, int logins)
     STORE_SYNC *y = st->sync;
     const char *what = logins ? "storing logins" : "storing members";
 
+    /* The source's objects are all new: none has a row yet. */
+    if (!y->stage->had_objects)
+        return logins ? stage_step(st, "INSERT OR FAIL INTO main.login (name, object_id) "
+                                   "SELECT name, object_id FROM rg_stage.rg_sync_wlogin", 0,
+                                   &y->l_added, what)
+            : stage_step(st, "INSERT OR FAIL INTO main.member (group_id, member_id) "
+                         "SELECT group_id, member_id FROM rg_stage.rg_sync_wmember", 0, &y->m_added, what);
+
     if (logins)
-        return stage_step(st, "DELETE FROM main.login WHERE object_id IN (SELECT id FROM main.object "
-                          "WHERE source_id = ?1) AND NOT EXISTS (SELECT 1 FROM temp.rg_sync_wlogin w "
-                          "WHERE w.object_id = login.object_id AND w.name = login.name)", 0,
+        return stage_step(st, "DELETE FROM main.login WHERE (name, object_id) IN (SELECT l.name, "
+                          "l.object_id FROM main.login l CROSS JOIN main.object o ON o.id = l.object_id "
+                          "WHERE o.source_id = ?1 AND NOT EXISTS (SELECT 1 FROM rg_stage.rg_sync_wlogin w "
+                          "WHERE w.object_id = l.object_id AND w.name = l.name))", 0,
                           &y->l_removed, what) < 0
             || stage_step(st, "INSERT OR FAIL INTO main.login (name, object_id) SELECT w.name, "
-                          "w.object_id FROM temp.rg_sync_wlogin w WHERE NOT EXISTS (SELECT 1 FROM "
+                          "w.object_id FROM rg_stage.rg_sync_wlogin w WHERE NOT EXISTS (SELECT 1 FROM "
                           "main.login l WHERE l.name = w.name AND l.object_id = w.object_id)", 0,
                           &y->l_added, what) < 0 ? -1 : 0;
-    return stage_step(st, "DELETE FROM main.member WHERE group_id IN (SELECT id FROM main.object "
-                      "WHERE source_id = ?1) AND NOT EXISTS (SELECT 1 FROM temp.rg_sync_wmember w "
-                      "WHERE w.group_id = member.group_id AND w.member_id = member.member_id)", 0,
+    /* Driven by the member and login tables, in their order, as the joins say (CROSS JOIN). */
+    return stage_step(st, "DELETE FROM main.member WHERE (group_id, member_id) IN (SELECT m.group_id, "
+                      "m.member_id FROM main.member m CROSS JOIN main.object o ON o.id = m.group_id "
+                      "WHERE o.source_id = ?1 AND NOT EXISTS (SELECT 1 FROM rg_stage.rg_sync_wmember w "
+                      "WHERE w.group_id = m.group_id AND w.member_id = m.member_id))", 0,
                       &y->m_removed, what) < 0
         || stage_step(st, "INSERT OR FAIL INTO main.member (group_id, member_id) SELECT w.group_id, "
-                      "w.member_id FROM temp.rg_sync_wmember w WHERE NOT EXISTS (SELECT 1 FROM "
+                      "w.member_id FROM rg_stage.rg_sync_wmember w WHERE NOT EXISTS (SELECT 1 FROM "
                       "main.member m WHERE m.group_id = w.group_id AND m.member_id = w.member_id)", 0,
                       &y->m_added, what) < 0 ? -1 : 0;
 }
@@ -651,26 +722,28 @@ static int stage_remove_objects(STORE *st)
     STORE_SYNC *y = st->sync;
     const char *what = "removing objects";
 
-    if (stage_step(st, "INSERT INTO temp.rg_sync_gone (id) SELECT o.id FROM main.object o "
-                   "WHERE o.source_id = ?1 AND NOT EXISTS (SELECT 1 FROM temp.rg_sync_obj s "
+    if (!y->stage->had_objects)
+        return 0;                       /* a first pull removes nothing */
+    if (stage_step(st, "INSERT INTO rg_stage.rg_sync_gone (id) SELECT o.id FROM main.object o "
+                   "WHERE o.source_id = ?1 AND NOT EXISTS (SELECT 1 FROM rg_stage.rg_sync_obj s "
                    "WHERE s.guid = o.guid)", 0, NULL, what) < 0)
         return -1;
     if (sqlite3_changes(st->db) == 0)
         return 0;
     /* With foreign keys off (store_sync_lock), what ON DELETE CASCADE would take, by hand. */
     if (y->fk_off
-        && (stage_step(st, "DELETE FROM main.recipient WHERE object_id IN (SELECT id FROM temp.rg_sync_gone)",
+        && (stage_step(st, "DELETE FROM main.recipient WHERE object_id IN (SELECT id FROM rg_stage.rg_sync_gone)",
                        0, NULL, what) < 0
-            || stage_step(st, "DELETE FROM main.login WHERE object_id IN (SELECT id FROM temp.rg_sync_gone)",
+            || stage_step(st, "DELETE FROM main.login WHERE object_id IN (SELECT id FROM rg_stage.rg_sync_gone)",
                           0, NULL, what) < 0
-            || stage_step(st, "DELETE FROM main.member WHERE group_id IN (SELECT id FROM temp.rg_sync_gone)",
+            || stage_step(st, "DELETE FROM main.member WHERE group_id IN (SELECT id FROM rg_stage.rg_sync_gone)",
                           0, NULL, what) < 0
-            || stage_step(st, "DELETE FROM main.member WHERE member_id IN (SELECT id FROM temp.rg_sync_gone)",
+            || stage_step(st, "DELETE FROM main.member WHERE member_id IN (SELECT id FROM rg_stage.rg_sync_gone)",
                           0, NULL, what) < 0
-            || stage_step(st, "DELETE FROM main.claim WHERE object_id IN (SELECT id FROM temp.rg_sync_gone)",
+            || stage_step(st, "DELETE FROM main.claim WHERE object_id IN (SELECT id FROM rg_stage.rg_sync_gone)",
                           0, NULL, what) < 0))
         return -1;
-    return stage_step(st, "DELETE FROM main.object WHERE id IN (SELECT id FROM temp.rg_sync_gone)", 0,
+    return stage_step(st, "DELETE FROM main.object WHERE id IN (SELECT id FROM rg_stage.rg_sync_gone)", 0,
                       &y->o_removed, what);
 }
 
@@ -694,32 +767,33 @@ int store_sync_stage_apply(STORE *st)
      * so that they meet their recipient_object entries in order too.
      */
     if (y->o_added > 0
-        && (stage_step(st, "INSERT INTO temp.rg_sync_new (seq) SELECT w.seq FROM temp.rg_sync_want w "
-                       "JOIN temp.rg_sync_obj o ON o.seq = w.seq WHERE o.op = 1 ORDER BY w.address "
+        && (stage_step(st, "INSERT INTO rg_stage.rg_sync_new (seq) SELECT w.seq FROM rg_stage.rg_sync_want w "
+                       "JOIN rg_stage.rg_sync_obj o ON o.seq = w.seq WHERE o.op = 1 ORDER BY w.address "
                        "ON CONFLICT DO NOTHING", 0, NULL, "storing objects") < 0
-            || stage_step(st, "INSERT INTO temp.rg_sync_new (seq) SELECT o.seq FROM temp.rg_sync_obj o "
-                          "WHERE o.op = 1 AND NOT EXISTS (SELECT 1 FROM temp.rg_sync_new n "
+            || stage_step(st, "INSERT INTO rg_stage.rg_sync_new (seq) SELECT o.seq FROM rg_stage.rg_sync_obj o "
+                          "WHERE o.op = 1 AND NOT EXISTS (SELECT 1 FROM rg_stage.rg_sync_new n "
                           "WHERE n.seq = o.seq) ORDER BY o.seq", 0, NULL, "storing objects") < 0
-            || stage_step(st, "UPDATE temp.rg_sync_obj SET id = ?2 + n.n FROM temp.rg_sync_new n "
-                          "WHERE n.seq = rg_sync_obj.seq", maxid, NULL, "storing objects") < 0
+            || stage_step(st, "UPDATE rg_stage.rg_sync_obj SET id = ?2 + (SELECT n.n FROM "
+                          "rg_stage.rg_sync_new n WHERE n.seq = rg_sync_obj.seq) WHERE op = 1", maxid,
+                          NULL, "storing objects") < 0
             || stage_step(st, "INSERT OR FAIL INTO main.object (id, source_id, guid, dn, kind, flags, "
                           "last_seen) SELECT s.id, ?1, s.guid, s.dn, s.kind, s.flags, ?2 FROM "
-                          "temp.rg_sync_new n JOIN temp.rg_sync_obj s ON s.seq = n.seq ORDER BY n.n",
+                          "rg_stage.rg_sync_new n JOIN rg_stage.rg_sync_obj s ON s.seq = n.seq ORDER BY n.n",
                           now, NULL, "storing objects") < 0))
         return -1;
     if (y->o_changed > 0
         && stage_step(st, "UPDATE main.object SET dn = s.dn, kind = s.kind, flags = s.flags, "
-                      "last_seen = ?2 FROM temp.rg_sync_obj s WHERE s.op = 2 AND main.object.id = s.id",
+                      "last_seen = ?2 FROM rg_stage.rg_sync_obj s WHERE s.op = 2 AND main.object.id = s.id",
                       now, NULL, "storing objects") < 0)
         return -1;
     store_bulk_lap(st, "writing objects", &t);
     if (y->counts.removed > 0
         && stage_step(st, "DELETE FROM main.recipient WHERE source_id = ?1 AND address NOT IN "
-                      "(SELECT address FROM temp.rg_sync_want)", 0, NULL, "removing recipients") < 0)
+                      "(SELECT address FROM rg_stage.rg_sync_want)", 0, NULL, "removing recipients") < 0)
         return -1;
     if (y->counts.changed > 0
         && stage_step(st, "UPDATE main.recipient SET object_id = o.id, kind = o.kind, flags = o.flags, "
-                      "last_seen = ?2 FROM temp.rg_sync_want w JOIN temp.rg_sync_obj o ON o.seq = w.seq "
+                      "last_seen = ?2 FROM rg_stage.rg_sync_want w JOIN rg_stage.rg_sync_obj o ON o.seq = w.seq "
                       "WHERE w.op = 2 AND main.recipient.address = w.address "
                       "AND main.recipient.source_id = ?1", now, NULL, "storing recipients") < 0)
         return -1;
@@ -727,30 +801,31 @@ int store_sync_stage_apply(STORE *st)
         && (stage_cross(st) < 0
             || stage_step(st, "INSERT OR FAIL INTO main.recipient (address, source_id, object_id, kind, "
                           "flags, last_seen) SELECT w.address, ?1, o.id, o.kind, o.flags, ?2 FROM "
-                          "temp.rg_sync_want w JOIN temp.rg_sync_obj o ON o.seq = w.seq WHERE w.op = 1 "
+                          "rg_stage.rg_sync_want w JOIN rg_stage.rg_sync_obj o ON o.seq = w.seq WHERE w.op = 1 "
                           "ORDER BY w.address", now, NULL, "storing recipients") < 0))
         return -1;
     store_bulk_lap(st, "writing recipients", &t);
     if (stage_claims(st, now) < 0)
         return -1;
+    store_bulk_lap(st, "claims", &t);
     /* Their addresses are gone or moved; what else is theirs goes with them. */
     if (stage_remove_objects(st) < 0)
         return -1;
     store_bulk_lap(st, "removing objects", &t);
-    if (stage_step(st, "INSERT INTO temp.rg_sync_wlogin (object_id, name) SELECT o.id, l.name "
-                   "FROM temp.rg_sync_login l JOIN temp.rg_sync_obj o ON o.seq = l.seq "
+    if (stage_step(st, "INSERT INTO rg_stage.rg_sync_wlogin (object_id, name) SELECT o.id, l.name "
+                   "FROM rg_stage.rg_sync_login l JOIN rg_stage.rg_sync_obj o ON o.seq = l.seq "
                    "WHERE true ORDER BY 1, 2 ON CONFLICT DO NOTHING", 0, NULL, "storing logins") < 0
         || stage_pairs(st, 1) < 0)
         return -1;
     store_bulk_lap(st, "logins", &t);
     /* Of objects sharing a DN (ASCII case aside) the lowest guid is the one members name. */
     if (g->members > 0
-        && (stage_step(st, "INSERT INTO temp.rg_sync_dn (dn, id) SELECT dn, id FROM temp.rg_sync_obj "
+        && (stage_step(st, "INSERT INTO rg_stage.rg_sync_dn (dn, id) SELECT dn, id FROM rg_stage.rg_sync_obj "
                        "WHERE dn <> '' ORDER BY guid ON CONFLICT DO NOTHING", 0, NULL,
                        "storing members") < 0
-            || stage_step(st, "INSERT INTO temp.rg_sync_wmember (group_id, member_id) SELECT o.id, d.id "
-                          "FROM temp.rg_sync_member m JOIN temp.rg_sync_obj o ON o.seq = m.seq "
-                          "JOIN temp.rg_sync_dn d ON d.dn = m.dn WHERE true ORDER BY 1, 2 "
+            || stage_step(st, "INSERT INTO rg_stage.rg_sync_wmember (group_id, member_id) SELECT o.id, d.id "
+                          "FROM rg_stage.rg_sync_member m JOIN rg_stage.rg_sync_obj o ON o.seq = m.seq "
+                          "JOIN rg_stage.rg_sync_dn d ON d.dn = m.dn WHERE true ORDER BY 1, 2 "
                           "ON CONFLICT DO NOTHING", 0, NULL, "storing members") < 0))
         return -1;
     if (stage_pairs(st, 0) < 0)
