@@ -1,45 +1,37 @@
 /*
  * store_sync.c - directory objects into the store (used by rcptgate-syncd)
  *
- * A full pull is collected in memory while nothing is locked (a directory
- * fetch may take minutes and must not block the admin command): every
- * object with copies of its strings in an arena. At store_sync_diff (or
- * store_sync_commit) the write lock is taken and the pull is compared
- * with the store, each table read once in the order it is stored in, so
- * that SQLite neither sorts nor reads at random:
+ * What full and incremental pulls share: the begin, put, diff, commit,
+ * refuse and abort of the API, the write lock (with foreign keys off for
+ * a full pull's transaction), the row writes and the collision notes the
+ * incremental pull (store_delta.c) uses, and the run's record.
  *
- *  - objects in rowid order, each found by guid in a hash table of the
- *    pull: insert, update (dn, kind, flags; the id stays, so a rename
- *    keeps its memberships), or delete (cascading to logins and
- *    memberships);
- *  - recipients in address order (the primary key) beside the pull's
- *    addresses, sorted: insert, update (kind, flags or owning object
- *    changed), delete;
- *  - logins and memberships in object id order (their indexes), after
- *    the objects are written, so that new objects have their ids.
+ * A full pull is staged while nothing is locked (a directory fetch may
+ * take minutes and must not block the admin command) in a temporary
+ * database, and compared with the store in SQL at store_sync_diff (or
+ * store_sync_commit), under the write lock: store_sync_stage.c. Its
+ * memory does not grow with the directory. The former in-memory merge
+ * is kept, for tests only, in store_sync_legacy.c.
  *
- * Only the differences are written: a re-sync of an unchanged directory
- * reads the tables once and writes the run record, which keeps the WAL
- * small for the readers sharing the disk. New rows go in with multi-row
- * INSERTs (store_bulk.c), new objects with the ids sync_apply gives them,
- * and with foreign keys off for the transaction: the rows written point
- * only at objects and the source read or written under the same lock,
- * and a removed object's rows are deleted here as ON DELETE CASCADE
- * would (see sync_fk_known). Together that halves the writing time.
- *
- * Member DNs are resolved, ASCII case-insensitively, against the DNs of
- * the objects of the same pull through a hash table; DNs that match
+ * Objects are matched by guid: a renamed object keeps its id (and so its
+ * memberships). Member DNs are resolved, ASCII case-insensitively,
+ * against the DNs of the objects of the same pull; DNs that match
  * nothing (members that are not mail-enabled) are dropped. An address
  * carried by several objects stays with the object that holds it in the
  * store; when none of them does, it goes to the lowest guid, so the
  * choice does not depend on the directory's order. The others' claims
- * are kept in the claim table (sync_apply_claims), and told once.
+ * are kept in the claim table, and told once. Only the differences are
+ * written. New rows of a full pull are written with foreign keys off for
+ * the transaction: the rows written point only at objects and the source
+ * read or written under the same lock, and a removed object's rows are
+ * deleted by hand as ON DELETE CASCADE would (see sync_fk_known).
  *
- * An incremental pull is buffered the same way and applied at commit,
- * object by object with point statements; its member DNs are resolved
- * after the pull's objects are written, by one scan of the source's
- * objects (see delta_index_dns). Both commits store the cookie in the
- * same transaction as the data; any error rolls everything back.
+ * An incremental pull is buffered in memory (it holds what changed) and
+ * applied at commit, object by object with point statements; its member
+ * DNs are resolved after the pull's objects are written, by one scan of
+ * the source's objects (see delta_index_dns). Both commits store the
+ * cookie in the same transaction as the data; any error rolls
+ * everything back.
  */
 #include "config.h"
 

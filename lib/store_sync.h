@@ -31,8 +31,8 @@
  * and abort stays safe. A refused put (a missing guid or kind, an empty
  * address) changes nothing: the caller may go on or abort.
  * One sync or replacement (store.h) at a time per handle. Memory: a full
- * pull is staged in TEMP tables (a file, SQLITE_TMPDIR or /var/tmp, of
- * about 150 bytes per address) behind a capped page cache, so it takes
+ * pull is staged in a temporary database (a file in SQLITE_TMPDIR, or
+ * TMPDIR, /var/tmp, of about 150 bytes per address) behind a capped page cache, so it takes
  * the same few tens of MB whatever its size (store_sync_stage.c); an
  * incremental pull is held in memory (about 150 bytes per object plus
  * copies of its strings).

@@ -135,7 +135,7 @@ typedef struct sync_map {
     int nocase;                         /* DNs: ASCII case-insensitive */
 } SYNC_MAP;
 
-typedef struct sync_stage SYNC_STAGE;    /* a full pull staged in TEMP tables (store_sync_stage.c) */
+typedef struct sync_stage SYNC_STAGE;    /* a full pull staged in a temporary database (store_sync_stage.c) */
 
 struct store_sync {
     STORE_RUN run;
@@ -286,7 +286,7 @@ int store_sync_legacy_merge(STORE *st);
 int store_sync_legacy_apply(STORE *st);
 
 /* The staged full pull (store_sync_stage.c). */
-/* store_sync_stage_begin - the TEMP tables and statements of a full pull */
+/* store_sync_stage_begin - the staging database, tables and statements of a full pull */
 int store_sync_stage_begin(STORE *st);
 /* store_sync_stage_put - stage one object (checked by store_sync_check, which gave kind) */
 int store_sync_stage_put(STORE *st, const STORE_OBJECT *obj, int kind);
@@ -296,7 +296,7 @@ int store_sync_stage_merge(STORE *st);
 int store_sync_stage_apply(STORE *st);
 /* store_sync_stage_end - roll back the staging transaction if it is open */
 void store_sync_stage_end(STORE *st);
-/* store_sync_stage_free - drop the TEMP tables (outside a transaction), free the statements */
+/* store_sync_stage_free - detach the staging database (outside a transaction), free the statements */
 void store_sync_stage_free(STORE *st);
 
 /* store_sync_check - refuse what put can not take; the index of the object's kind, or -1 */

@@ -6,7 +6,7 @@
  * copies of its strings, a sorted address list, guid and DN hash tables)
  * and compared with the store by merge-joins over table scans. That
  * costs memory in proportion to the directory (294 MiB at 1,000,000
- * entries), so rcptgate-syncd now stages the pull in TEMP tables and
+ * entries), so rcptgate-syncd now stages the pull in a temporary database and
  * compares it in SQL (store_sync_stage.c). This file is that old path,
  * unchanged but for its entry points, so that tests/unit/test_sync_equiv
  * can run the same random pulls through both and compare every table,

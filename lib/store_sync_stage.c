@@ -1,12 +1,14 @@
 /*
- * store_sync_stage.c - a full pull staged in TEMP tables and compared in SQL
+ * store_sync_stage.c - a full pull staged in a temporary database and compared in SQL
  *
  * A full pull used to be held in memory, every object and a copy of each
  * of its strings, until the diff: memory in proportion to the directory
  * (294 MiB at 1,000,000 entries). Here each object is written as it
- * arrives into TEMP tables of the store's connection (as store_replace.c
- * does for an import): SQLite's temporary database lives in a file
- * (temp_store = FILE, SQLITE_TMPDIR or /var/tmp), behind a page cache of
+ * arrives into tables of a private temporary database attached to the
+ * store's connection (ATTACH '' AS rg_stage; store_replace.c stages an
+ * import the same way in TEMP tables): a file in SQLITE_TMPDIR (or
+ * TMPDIR, /var/tmp, /tmp), about 150 bytes per address, which SQLite
+ * deletes when it is detached at the pull's end, behind a page cache of
  * a few megabytes, so the pull costs the same memory whatever its size.
  *
  *   rg_sync_obj    (seq, guid, dn, kind, flags, id, op)  one row per put
@@ -37,7 +39,8 @@
  * While the pull is compared and applied, the main database's page cache
  * is capped (SYNC_STAGE_CACHE_KB; SQLite's sorter takes no more than that
  * either) and its memory map switched off (mapped pages count in the
- * resident size), and set back afterwards.
+ * resident size; set back at the end). The staging database keeps no
+ * journal and never syncs: it is thrown away whatever happens.
  */
 #include "config.h"
 
@@ -109,7 +112,7 @@ static const char *const stage_stmts[GSTMT_COUNT] = {
     [GSTMT_HAD_OBJECTS] = "SELECT EXISTS (SELECT 1 FROM main.object WHERE source_id = ?1)",
 };
 
-/* The TEMP tables, created at each full pull's begin and dropped at its end. */
+/* The staging tables, created at each full pull's begin (the file goes at its end). */
 static const char stage_create[] =
     "CREATE TABLE rg_stage.rg_sync_obj (seq INTEGER PRIMARY KEY, guid TEXT NOT NULL, dn TEXT NOT NULL, "
     "kind TEXT NOT NULL, flags INTEGER NOT NULL, id INTEGER, op INTEGER NOT NULL DEFAULT 1); "
@@ -149,7 +152,7 @@ struct sync_stage {
     long long addr_rows;                /* staged (object, address) rows after the merge */
     int loading;                        /* the staging transaction is open */
     int failed;                         /* a staging write failed: the pull is partial */
-    int created;                        /* the TEMP tables exist */
+    int created;                        /* rg_stage is attached */
     long long mmap_size;                /* the connection's, set back at the end */
     long long puts, members;            /* objects and member DNs staged */
     const char **scratch;               /* one object's values, to sort */
@@ -205,7 +208,7 @@ static int stage_ints(STORE *st, sqlite3_stmt *s, long long *v, int n, const cha
     return 0;
 }
 
-/* store_sync_stage_begin - the TEMP tables and statements of a full pull */
+/* store_sync_stage_begin - the staging database, tables and statements of a full pull */
 int store_sync_stage_begin(STORE *st)
 {
     SYNC_STAGE *g = xcalloc(1, sizeof(*g));
@@ -342,7 +345,7 @@ void store_sync_stage_end(STORE *st)
     }
 }
 
-/* store_sync_stage_free - drop the TEMP tables (outside a transaction), free the statements */
+/* store_sync_stage_free - detach the staging database (outside a transaction), free the statements */
 void store_sync_stage_free(STORE *st)
 {
     SYNC_STAGE *g = st->sync ? st->sync->stage : NULL;
@@ -678,8 +681,8 @@ static int stage_step(STORE *st, const char *sql, long long two, long long *n, c
 
 /*
  * stage_pairs - make the logins (or memberships) of the source's objects
- * the wanted set in temp table want (object_id, name or group_id,
- * member_id): delete what is not wanted, insert what is missing.
+ * the wanted set, rg_sync_wlogin (object_id, name) or rg_sync_wmember
+ * (group_id, member_id): delete what is not wanted, insert what is missing.
  */
 static int stage_pairs(STORE *st, int logins)
 {
