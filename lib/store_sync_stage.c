@@ -223,6 +223,8 @@ int store_sync_stage_begin(STORE *st)
      * freeing of its pages. Sorts and SQLite's own temporary tables go to
      * files too (temp_store = FILE).
      */
+    /* One left over by a pull that could not detach it (it ended inside a transaction). */
+    (void) sqlite3_exec(st->db, "DETACH DATABASE rg_stage", NULL, NULL, NULL);
     if (stage_exec(st, "PRAGMA temp_store = FILE; ATTACH DATABASE '' AS rg_stage",
                    "creating the staging tables") < 0)
         return -1;
