@@ -381,7 +381,7 @@ int store_sync_begin(STORE *st, const char *source, const char *type)
     return 0;
 }
 
-/* store_sync_put - one object of the full pull (copied) */
+/* store_sync_put - one object of the full pull (staged, or copied on the test-only legacy path) */
 int store_sync_put(STORE *st, const STORE_OBJECT *obj)
 {
     int kind;
