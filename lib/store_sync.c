@@ -1,45 +1,37 @@
 /*
  * store_sync.c - directory objects into the store (used by rcptgate-syncd)
  *
- * A full pull is collected in memory while nothing is locked (a directory
- * fetch may take minutes and must not block the admin command): every
- * object with copies of its strings in an arena. At store_sync_diff (or
- * store_sync_commit) the write lock is taken and the pull is compared
- * with the store, each table read once in the order it is stored in, so
- * that SQLite neither sorts nor reads at random:
+ * What full and incremental pulls share: the begin, put, diff, commit,
+ * refuse and abort of the API, the write lock (with foreign keys off for
+ * a full pull's transaction), the row writes and the collision notes the
+ * incremental pull (store_delta.c) uses, and the run's record.
  *
- *  - objects in rowid order, each found by guid in a hash table of the
- *    pull: insert, update (dn, kind, flags; the id stays, so a rename
- *    keeps its memberships), or delete (cascading to logins and
- *    memberships);
- *  - recipients in address order (the primary key) beside the pull's
- *    addresses, sorted: insert, update (kind, flags or owning object
- *    changed), delete;
- *  - logins and memberships in object id order (their indexes), after
- *    the objects are written, so that new objects have their ids.
+ * A full pull is staged while nothing is locked (a directory fetch may
+ * take minutes and must not block the admin command) in a temporary
+ * database, and compared with the store in SQL at store_sync_diff (or
+ * store_sync_commit), under the write lock: store_sync_stage.c. Its
+ * memory does not grow with the directory. The former in-memory merge
+ * is kept, for tests only, in store_sync_legacy.c.
  *
- * Only the differences are written: a re-sync of an unchanged directory
- * reads the tables once and writes the run record, which keeps the WAL
- * small for the readers sharing the disk. New rows go in with multi-row
- * INSERTs (store_bulk.c), new objects with the ids sync_apply gives them,
- * and with foreign keys off for the transaction: the rows written point
- * only at objects and the source read or written under the same lock,
- * and a removed object's rows are deleted here as ON DELETE CASCADE
- * would (see sync_fk_known). Together that halves the writing time.
- *
- * Member DNs are resolved, ASCII case-insensitively, against the DNs of
- * the objects of the same pull through a hash table; DNs that match
+ * Objects are matched by guid: a renamed object keeps its id (and so its
+ * memberships). Member DNs are resolved, ASCII case-insensitively,
+ * against the DNs of the objects of the same pull; DNs that match
  * nothing (members that are not mail-enabled) are dropped. An address
  * carried by several objects stays with the object that holds it in the
  * store; when none of them does, it goes to the lowest guid, so the
  * choice does not depend on the directory's order. The others' claims
- * are kept in the claim table (sync_apply_claims), and told once.
+ * are kept in the claim table, and told once. Only the differences are
+ * written. New rows of a full pull are written with foreign keys off for
+ * the transaction: the rows written point only at objects and the source
+ * read or written under the same lock, and a removed object's rows are
+ * deleted by hand as ON DELETE CASCADE would (see sync_fk_known).
  *
- * An incremental pull is buffered the same way and applied at commit,
- * object by object with point statements; its member DNs are resolved
- * after the pull's objects are written, by one scan of the source's
- * objects (see delta_index_dns). Both commits store the cookie in the
- * same transaction as the data; any error rolls everything back.
+ * An incremental pull is buffered in memory (it holds what changed) and
+ * applied at commit, object by object with point statements; its member
+ * DNs are resolved after the pull's objects are written, by one scan of
+ * the source's objects (see delta_index_dns). Both commits store the
+ * cookie in the same transaction as the data; any error rolls
+ * everything back.
  */
 #include "config.h"
 
@@ -141,91 +133,6 @@ void *store_sync_grow(void *p, size_t *cap, size_t n, size_t size, size_t first)
     return xrealloc(p, *cap * size);
 }
 
-/* sync_prefix - the first 8 bytes of s as a big-endian number (strcmp order) */
-static uint64_t sync_prefix(const char *s)
-{
-    uint64_t v = 0;
-    int i;
-
-    for (i = 0; i < 8 && s[i] != 0; i++)
-        v = v << 8 | (unsigned char) s[i];
-    return i == 0 ? 0 : v << (8 * (8 - i));
-}
-
-/* sync_key_cmp - qsort order of SYNC_KEY: s as strcmp, then a, then b */
-static int sync_key_cmp(const void *x, const void *y)
-{
-    const SYNC_KEY *p = x;
-    const SYNC_KEY *q = y;
-    int d;
-
-    if (p->pfx != q->pfx)
-        return p->pfx < q->pfx ? -1 : 1;
-    /* Equal prefixes: both strings ended inside it (equal), or both go on. */
-    if ((p->pfx & 0xff) != 0 && (d = strcmp(p->s + 8, q->s + 8)) != 0)
-        return d;
-    if (p->a != q->a)
-        return p->a < q->a ? -1 : 1;
-    return (p->b > q->b) - (p->b < q->b);
-}
-
-/* sync_key_eq - the same string (keys from sync_prefix) */
-static int sync_key_eq(const SYNC_KEY *p, const SYNC_KEY *q)
-{
-    return p->pfx == q->pfx && ((p->pfx & 0xff) == 0 || strcmp(p->s + 8, q->s + 8) == 0);
-}
-
-/*
- * sync_sort_keys - sort keys as sync_key_cmp: a stable LSD radix sort on
- * the prefixes, 16 bits a pass (passes where every key has the same digit
- * are skipped), then qsort on each run of equal prefixes. For a million
- * keys this is several times faster than qsort alone, which pays a
- * function call and often a string comparison per step.
- */
-static void sync_sort_keys(SYNC_KEY *k, size_t n)
-{
-    SYNC_KEY *tmp, *from = k, *to;
-    size_t *count;
-    size_t i, j;
-
-    if (n < 1024) {
-        qsort(k, n, sizeof(*k), sync_key_cmp);
-        return;
-    }
-    tmp = xmalloc(n * sizeof(*tmp));
-    count = xmalloc(65536 * sizeof(*count));
-    to = tmp;
-    for (int shift = 0; shift < 64; shift += 16) {
-        size_t sum = 0;
-
-        memset(count, 0, 65536 * sizeof(*count));
-        for (i = 0; i < n; i++)
-            count[(from[i].pfx >> shift) & 0xffff]++;
-        if (count[(from[0].pfx >> shift) & 0xffff] == n)
-            continue;                   /* one digit for all: nothing to move */
-        for (i = 0; i < 65536; i++) {
-            size_t c = count[i];
-
-            count[i] = sum;
-            sum += c;
-        }
-        for (i = 0; i < n; i++)
-            to[count[(from[i].pfx >> shift) & 0xffff]++] = from[i];
-        to = from;
-        from = from == k ? tmp : k;
-    }
-    if (from != k)
-        memcpy(k, from, n * sizeof(*k));
-    free(count);
-    free(tmp);
-    for (i = 0; i < n; i = j) {
-        for (j = i + 1; j < n && k[j].pfx == k[i].pfx; j++)
-            ;
-        if (j - i > 1)
-            qsort(k + i, j - i, sizeof(*k), sync_key_cmp);
-    }
-}
-
 /* sync_str_cmp - qsort order of string pointers */
 static int sync_str_cmp(const void *x, const void *y)
 {
@@ -241,8 +148,8 @@ static int sync_id_cmp(const void *x, const void *y)
     return (p > q) - (p < q);
 }
 
-/* sync_unique_strs - sort a list of strings and drop repeats; the new count */
-static uint32_t sync_unique_strs(const char **v, uint32_t n)
+/* store_sync_unique_strs - sort a list of strings and drop repeats; the new count */
+uint32_t store_sync_unique_strs(const char **v, uint32_t n)
 {
     uint32_t out = 0;
 
@@ -300,38 +207,6 @@ void store_sync_index_guids(STORE_SYNC *y, int compact)
     store_sync_index_guids(y, 0);
 }
 
-/* sync_index_dns - the DN table of a full pull; of objects sharing a DN the lowest guid stays */
-static void sync_index_dns(STORE_SYNC *y)
-{
-    store_sync_map_init(&y->dns, y->nobjs, y->nobjs ? &y->objs[0].dn : NULL, sizeof(*y->objs), 1);
-    for (size_t i = 0; i < y->nobjs; i++) {
-        uint32_t *slot;
-
-        if (*y->objs[i].dn == 0)
-            continue;
-        slot = store_sync_map_slot(&y->dns, y->objs[i].dn);
-        if (*slot == 0 || strcmp(y->objs[i].guid, y->objs[*slot - 1].guid) < 0)
-            *slot = (uint32_t) i + 1;
-    }
-}
-
-/* sync_resolve - a group's member ids (sorted, unique) into y->ids, through the DN map */
-static void sync_resolve(STORE_SYNC *y, const SYNC_OBJ *g)
-{
-    const char **dns = store_sync_members(g);
-
-    y->nids = 0;
-    for (uint32_t i = 0; i < g->n_member; i++) {
-        uint32_t *slot = store_sync_map_slot(&y->dns, dns[i]);
-
-        if (*slot == 0)
-            continue;                   /* not in this source: not mail-enabled, say */
-        y->ids = store_sync_grow(y->ids, &y->capids, y->nids, sizeof(*y->ids), 64);
-        y->ids[y->nids++] = y->objs[*slot - 1].id;
-    }
-    y->nids = store_sync_unique_ids(y->ids, y->nids);
-}
-
 /* --- begin, put, forget */
 
 /* store_sync_forget - forget a sync in progress: roll back what is open, free */
@@ -341,7 +216,9 @@ void store_sync_forget(STORE *st)
 
     if (y == NULL)
         return;
+    store_sync_stage_end(st);
     store_bulk_run_free(st, &y->run);
+    store_sync_stage_free(st);
     /* After the transaction (a rollback above, or the commit), where the pragma works. */
     if (y->fk_off && sync_fk_set(st, 1) < 0)
         log_err("store %s: %s", st->path, store_error(st));
@@ -412,18 +289,18 @@ static int sync_kind(STORE *st, STORE_SYNC *y, const char *kind)
     return k;
 }
 
-/* store_sync_add - copy an object (op SOP_KEEP) or a deletion (SOP_DELETE) into the pull */
-int store_sync_add(STORE *st, const STORE_OBJECT *obj, const char *guid, int op)
+/*
+ * store_sync_check - refuse an object put can not take (no guid, no kind,
+ * an empty value); the index of its kind (0 for a deletion) or -1
+ */
+int store_sync_check(STORE *st, const STORE_OBJECT *obj, const char *guid)
 {
     STORE_SYNC *y = st->sync;
-    SYNC_OBJ *o;
-    size_t n = 0;
+    size_t n;
     int kind = 0;
 
     if (guid == NULL || *guid == 0)
         return store_errf(st, "an object without a guid");
-    if (y->nobjs >= UINT32_MAX)
-        return store_errf(st, "too many objects in one pull");
     if (obj != NULL) {
         if (obj->kind == NULL || *obj->kind == 0)
             return store_errf(st, "object %s has no kind", guid);
@@ -443,6 +320,23 @@ int store_sync_add(STORE *st, const STORE_OBJECT *obj, const char *guid, int op)
         if ((kind = sync_kind(st, y, obj->kind)) < 0)
             return -1;
     }
+    return kind;
+}
+
+/* store_sync_add - copy an object (op SOP_KEEP) or a deletion (SOP_DELETE) into the pull */
+int store_sync_add(STORE *st, const STORE_OBJECT *obj, const char *guid, int op)
+{
+    STORE_SYNC *y = st->sync;
+    SYNC_OBJ *o;
+    size_t n = 0;
+    int kind = 0;
+
+    if (y->nobjs >= UINT32_MAX)
+        return store_errf(st, "too many objects in one pull");
+    if ((kind = store_sync_check(st, obj, guid)) < 0)
+        return -1;
+    if (obj != NULL)
+        n = obj->n_addresses + obj->n_logins + obj->n_members;
     y->objs = store_sync_grow(y->objs, &y->capobjs, y->nobjs, sizeof(*y->objs), 4096);
     o = &y->objs[y->nobjs];
     memset(o, 0, sizeof(*o));
@@ -460,10 +354,10 @@ int store_sync_add(STORE *st, const STORE_OBJECT *obj, const char *guid, int op)
             v = store_bulk_alloc(&y->arena, n * sizeof(*v));
         for (size_t i = 0; i < obj->n_addresses; i++)
             v[i] = store_bulk_strdup(&y->arena, obj->addresses[i]);
-        o->n_addr = sync_unique_strs(v, (uint32_t) obj->n_addresses);
+        o->n_addr = store_sync_unique_strs(v, (uint32_t) obj->n_addresses);
         for (size_t i = 0; i < obj->n_logins; i++)
             v[o->n_addr + i] = store_bulk_strdup(&y->arena, obj->logins[i]);
-        o->n_login = sync_unique_strs(v + o->n_addr, (uint32_t) obj->n_logins);
+        o->n_login = store_sync_unique_strs(v + o->n_addr, (uint32_t) obj->n_logins);
         for (size_t i = 0; i < obj->n_members; i++)
             v[o->n_addr + o->n_login + i] = store_bulk_strdup(&y->arena, obj->members[i]);
         o->n_member = (uint32_t) obj->n_members;
@@ -477,12 +371,21 @@ int store_sync_add(STORE *st, const STORE_OBJECT *obj, const char *guid, int op)
 /* store_sync_begin - start collecting a full pull of source */
 int store_sync_begin(STORE *st, const char *source, const char *type)
 {
-    return store_sync_start(st, source, type, 0);
+    if (store_sync_start(st, source, type, 0) < 0)
+        return -1;
+    st->sync->legacy = store_sync_test_legacy;
+    if (!st->sync->legacy && store_sync_stage_begin(st) < 0) {
+        store_sync_forget(st);
+        return -1;
+    }
+    return 0;
 }
 
-/* store_sync_put - one object of the full pull (copied) */
+/* store_sync_put - one object of the full pull (staged, or copied on the test-only legacy path) */
 int store_sync_put(STORE *st, const STORE_OBJECT *obj)
 {
+    int kind;
+
     if (store_usable(st) < 0)
         return -1;
     if (st->sync == NULL || st->sync->delta)
@@ -491,219 +394,11 @@ int store_sync_put(STORE *st, const STORE_OBJECT *obj)
         return store_errf(st, "store_sync_put after store_sync_diff");
     if (obj == NULL)
         return store_errf(st, "no object");
-    return store_sync_add(st, obj, obj->guid, SOP_KEEP);
-}
-
-/* --- the full pull: merge */
-
-/*
- * sync_sort_addrs - the wanted addresses in address order, one entry per
- * address. An address claimed by several objects is recorded in colls,
- * and goes for now to the claimant with the lowest guid, whatever the
- * order of the pull; sync_merge_addrs gives it back to its holder in the
- * store when that object still claims it.
- */
-static void sync_sort_addrs(STORE_SYNC *y)
-{
-    size_t n = 0, out = 0, i, j;
-
-    for (i = 0; i < y->nobjs; i++)
-        n += y->objs[i].n_addr;
-    y->addrs = xmalloc((n ? n : 1) * sizeof(*y->addrs));
-    for (i = 0; i < y->nobjs; i++) {
-        const SYNC_OBJ *o = &y->objs[i];
-
-        for (uint32_t a = 0; a < o->n_addr; a++) {
-            SYNC_KEY *k = &y->addrs[out++];
-
-            k->pfx = sync_prefix(o->list[a]);
-            k->s = o->list[a];
-            k->a = (uint32_t) i;
-            k->b = SOP_KEEP;
-        }
-    }
-    sync_sort_keys(y->addrs, n);
-    out = 0;
-    y->ncolls = y->nclaimants = 0;
-    for (i = 0; i < n; i = j) {
-        size_t best = i;
-
-        /* A repeat is another object's claim: put made each object's list unique. */
-        for (j = i + 1; j < n && sync_key_eq(&y->addrs[i], &y->addrs[j]); j++)
-            if (strcmp(y->objs[y->addrs[j].a].guid, y->objs[y->addrs[best].a].guid) < 0)
-                best = j;
-        if (j - i > 1) {
-            SYNC_COLL *c;
-
-            y->colls = store_sync_grow(y->colls, &y->capcolls, y->ncolls, sizeof(*y->colls), 16);
-            c = &y->colls[y->ncolls++];
-            c->address = y->addrs[i].s;
-            c->key = (uint32_t) out;
-            c->first = (uint32_t) y->nclaimants;
-            c->n = (uint32_t) (j - i);
-            for (size_t x = i; x < j; x++) {
-                y->claimants = store_sync_grow(y->claimants, &y->capclaimants, y->nclaimants,
-                                               sizeof(*y->claimants), 64);
-                y->claimants[y->nclaimants++] = y->addrs[x].a;
-            }
-        }
-        y->addrs[out++] = y->addrs[best];
-    }
-    y->naddrs = out;
-}
-
-/* sync_addr_find - the entry of address in the pull's sorted, unique address list, or NULL */
-static const SYNC_KEY *sync_addr_find(const STORE_SYNC *y, const char *address)
-{
-    size_t lo = 0, hi = y->naddrs;
-
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int d = strcmp(y->addrs[mid].s, address);
-
-        if (d == 0)
-            return &y->addrs[mid];
-        if (d < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
-}
-
-/* sync_coll_find - the collision record of address, or NULL */
-static const SYNC_COLL *sync_coll_find(const STORE_SYNC *y, const char *address)
-{
-    size_t lo = 0, hi = y->ncolls;
-
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int d = strcmp(y->colls[mid].address, address);
-
-        if (d == 0)
-            return &y->colls[mid];
-        if (d < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
-}
-
-/*
- * sync_merge_objects - compare the pull's objects with the source's: the
- * table in rowid order (a sequential read), each row found by its guid
- * in the pull's table. Objects no row matched are new.
- */
-static int sync_merge_objects(STORE *st, STORE_SYNC *y)
-{
-    sqlite3_stmt *s = st->sstmt[SSTMT_OBJ_SCAN];
-    int rc;
-
-    if (sqlite3_bind_int64(s, 1, y->run.source_id) != SQLITE_OK)
-        return store_fail(st, "reading the source's objects");
-    free(y->byid);
-    y->byid = xmalloc((y->nobjs ? y->nobjs : 1) * sizeof(*y->byid));
-    y->nbyid = 0;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        uint32_t *slot = store_sync_map_slot(&y->guids, store_text(s, 1));
-
-        if (*slot != 0) {
-            SYNC_OBJ *o = &y->objs[*slot - 1];
-
-            o->id = sqlite3_column_int64(s, 0);
-            if (y->nbyid > 0 && y->objs[y->byid[y->nbyid - 1]].id >= o->id)
-                y->byid_unsorted = 1;
-            y->byid[y->nbyid++] = *slot - 1;
-            if (strcmp(o->dn, store_text(s, 2)) != 0
-                || strcmp(y->kinds[o->kind], store_text(s, 3)) != 0
-                || o->flags != sqlite3_column_int(s, 4)) {
-                o->op = SOP_UPDATE;
-                y->o_changed++;
-            } else {
-                o->op = SOP_KEEP;
-            }
-        } else {
-            y->gone_objs = store_sync_grow(y->gone_objs, &y->capgone_objs, y->ngone_objs,
-                                           sizeof(*y->gone_objs), 1024);
-            y->gone_objs[y->ngone_objs++] = sqlite3_column_int64(s, 0);
-            y->o_removed++;
-        }
-    }
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE)
-        return store_fail(st, "reading the source's objects");
-    for (size_t i = 0; i < y->nobjs; i++) {
-        if (y->objs[i].id == 0) {
-            y->objs[i].op = SOP_INSERT;
-            y->o_added++;
-        }
-    }
-    return 0;
-}
-
-/*
- * sync_merge_addrs - compare the wanted addresses with the source's
- * recipients, by address. A row is kept when its kind, flags and owning
- * object are what the pull says; a row of an object that is new (id 0
- * yet) or of an imported row (object_id NULL, -1 here) is never kept.
- * An address several objects carry stays with the row's object when that
- * object is one of them: the first holder keeps it.
- */
-static int sync_merge_addrs(STORE *st, STORE_SYNC *y)
-{
-    sqlite3_stmt *s = st->sstmt[SSTMT_RCPT_SCAN];
-    size_t i = 0;
-    int rc;
-
-    if (sqlite3_bind_int64(s, 1, y->run.source_id) != SQLITE_OK)
-        return store_fail(st, "reading the source's recipients");
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        const char *addr = store_text(s, 0);
-        int d = 1;
-
-        while (i < y->naddrs && (d = strcmp(y->addrs[i].s, addr)) < 0) {
-            y->addrs[i++].b = SOP_INSERT;
-            y->counts.added++;
-        }
-        if (i < y->naddrs && d == 0) {
-            SYNC_KEY *k = &y->addrs[i++];
-            const SYNC_OBJ *o = &y->objs[k->a];
-            long long owner = sqlite3_column_type(s, 1) == SQLITE_NULL ? -1 : sqlite3_column_int64(s, 1);
-            const SYNC_COLL *c;
-
-            /* The first holder keeps it while it claims it: another claim does not move it. */
-            if (o->id != owner && owner > 0 && (c = sync_coll_find(y, addr)) != NULL)
-                for (uint32_t x = 0; x < c->n; x++)
-                    if (y->objs[y->claimants[c->first + x]].id == owner) {
-                        k->a = y->claimants[c->first + x];
-                        o = &y->objs[k->a];
-                        break;
-                    }
-
-            if (o->id != owner || strcmp(y->kinds[o->kind], store_text(s, 2)) != 0
-                || o->flags != sqlite3_column_int(s, 3)) {
-                k->b = SOP_UPDATE;
-                y->counts.changed++;
-            } else {
-                k->b = SOP_KEEP;
-                y->counts.kept++;
-            }
-        } else {
-            y->gone_addrs = store_sync_grow(y->gone_addrs, &y->capgone_addrs, y->ngone_addrs,
-                                            sizeof(*y->gone_addrs), 1024);
-            y->gone_addrs[y->ngone_addrs++] = store_bulk_strdup(&y->arena, addr);
-            y->counts.removed++;
-        }
-    }
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE)
-        return store_fail(st, "reading the source's recipients");
-    for (; i < y->naddrs; i++) {
-        y->addrs[i].b = SOP_INSERT;
-        y->counts.added++;
-    }
-    return 0;
+    if (st->sync->legacy)
+        return store_sync_add(st, obj, obj->guid, SOP_KEEP);
+    if ((kind = store_sync_check(st, obj, obj->guid)) < 0)
+        return -1;
+    return store_sync_stage_put(st, obj, kind);
 }
 
 /*
@@ -782,8 +477,8 @@ int store_sync_lock(STORE *st)
     return 0;
 }
 
-/* sync_del_obj - remove a removed object and, with foreign keys off, what cascades from it */
-static int sync_del_obj(STORE *st, long long id)
+/* store_sync_del_obj - remove a removed object and, with foreign keys off, what cascades from it */
+int store_sync_del_obj(STORE *st, long long id)
 {
     static const int cascade[] = {
         SSTMT_RCPT_DEL_OBJ, SSTMT_LOGIN_DEL_OBJ, SSTMT_MEMBER_DEL_GROUP, SSTMT_MEMBER_DEL_MEMBER,
@@ -797,33 +492,6 @@ static int sync_del_obj(STORE *st, long long id)
     return store_sync_del_id(st, SSTMT_OBJ_DELETE, id, "removing objects") < 0 ? -1 : 0;
 }
 
-/* sync_merge - take the write lock, then compare objects and addresses (once) */
-static int sync_merge(STORE *st)
-{
-    STORE_SYNC *y = st->sync;
-    struct timespec t;
-
-    if (y->merged)
-        return 0;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    if (store_sync_lock(st) < 0)
-        return -1;
-    store_bulk_lap(st, "locking", &t);
-    store_sync_index_guids(y, 1);
-    sync_sort_addrs(y);
-    if (log_debug_enabled())
-        log_debug("store %s: source %s: %zu objects, %zu addresses, %zu MB of strings",
-                  st->path, y->run.source, y->nobjs, y->naddrs,
-                  store_bulk_arena_size(&y->arena) >> 20);
-    store_bulk_lap(st, "sorting the pull", &t);
-    if (sync_merge_objects(st, y) < 0 || sync_merge_addrs(st, y) < 0)
-        return -1;
-    store_sync_map_free(&y->guids);           /* done with: room for SQLite's page cache */
-    store_bulk_lap(st, "comparing with the store", &t);
-    y->merged = 1;
-    return 0;
-}
-
 /* store_sync_diff - counts of recipient addresses commit would add, change, remove */
 int store_sync_diff(STORE *st, STORE_COUNTS *counts)
 {
@@ -831,7 +499,7 @@ int store_sync_diff(STORE *st, STORE_COUNTS *counts)
         return -1;
     if (st->sync == NULL || st->sync->delta)
         return store_errf(st, "no full sync in progress");
-    if (sync_merge(st) < 0) {
+    if ((st->sync->legacy ? store_sync_legacy_merge(st) : store_sync_stage_merge(st)) < 0) {
         store_sync_forget(st);
         return -1;
     }
@@ -921,262 +589,6 @@ void store_sync_row_add(STORE_SYNC *y, long long id, const char *name, long long
     y->rows[y->nrows].name = name ? store_bulk_strdup(&y->arena, name) : NULL;
     y->rows[y->nrows].member = member;
     y->nrows++;
-}
-
-/*
- * sync_byid - object indexes in id order (once the objects are written).
- * Usually there is nothing to do: the object scan appended the objects it
- * found in id order, and sync_apply the new ones as it gave them ids
- * above every id there was. Otherwise (a scan out of order) sort.
- */
-static void sync_byid(STORE_SYNC *y)
-{
-    /* Sort (id, index) pairs: the id first, so sync_id_cmp serves. */
-    struct { long long id; long long i; } *v;
-
-    if (y->byid != NULL && !y->byid_unsorted && y->nbyid == y->nobjs)
-        return;
-    free(y->byid);
-    v = xmalloc((y->nobjs ? y->nobjs : 1) * sizeof(*v));
-    for (size_t i = 0; i < y->nobjs; i++) {
-        v[i].id = y->objs[i].id;
-        v[i].i = (long long) i;
-    }
-    qsort(v, y->nobjs, sizeof(*v), sync_id_cmp);
-    y->byid = xmalloc((y->nobjs ? y->nobjs : 1) * sizeof(*y->byid));
-    for (size_t i = 0; i < y->nobjs; i++)
-        y->byid[i] = (uint32_t) v[i].i;
-    y->nbyid = y->nobjs;
-    y->byid_unsorted = 0;
-    free(v);
-}
-
-/*
- * sync_cursor - walks the pull's objects in id order beside a scan of
- * (object id, value) rows in (id, value) order. sync_cursor_at moves to
- * the row's object: objects passed over had no rows and are marked dirty
- * when they want some; it returns the object of the row, or NULL (a row
- * of no object in the pull: delete it).
- */
-typedef struct sync_cursor {
-    STORE_SYNC *y;
-    uint8_t bit;                        /* DIRTY_LOGINS or DIRTY_MEMBERS */
-    size_t k;                           /* next index into byid */
-    SYNC_OBJ *cur;                      /* object of the last row */
-    long long cur_id;
-    size_t j;                           /* next wanted value of cur */
-    size_t nwant;                       /* wanted values of cur */
-} SYNC_CURSOR;
-
-/* sync_wants - how many values object o wants (logins, or resolved members into y->ids) */
-static size_t sync_wants(SYNC_CURSOR *c, const SYNC_OBJ *o)
-{
-    if (c->bit == DIRTY_LOGINS)
-        return o->n_login;
-    if (o->n_member == 0)
-        return 0;
-    sync_resolve(c->y, o);
-    return c->y->nids;
-}
-
-/* sync_cursor_finish - the object left behind: wanted values not seen make it dirty */
-static void sync_cursor_finish(SYNC_CURSOR *c)
-{
-    if (c->cur != NULL && c->j < c->nwant)
-        c->cur->dirty |= c->bit;
-    c->cur = NULL;
-}
-
-/* sync_cursor_at - move to the object of id; see SYNC_CURSOR */
-static SYNC_OBJ *sync_cursor_at(SYNC_CURSOR *c, long long id)
-{
-    STORE_SYNC *y = c->y;
-
-    if (c->cur != NULL && c->cur_id == id)
-        return c->cur;
-    sync_cursor_finish(c);
-    c->cur_id = id;
-    while (c->k < y->nobjs && y->objs[y->byid[c->k]].id < id) {
-        SYNC_OBJ *o = &y->objs[y->byid[c->k++]];
-
-        if (c->bit == DIRTY_LOGINS ? o->n_login > 0 : o->n_member > 0)
-            o->dirty |= c->bit;
-    }
-    if (c->k < y->nobjs && y->objs[y->byid[c->k]].id == id) {
-        c->cur = &y->objs[y->byid[c->k++]];
-        c->j = 0;
-        c->nwant = sync_wants(c, c->cur);
-        return c->cur;
-    }
-    return NULL;
-}
-
-/* sync_cursor_end - after the last row: the rest had no rows */
-static void sync_cursor_end(SYNC_CURSOR *c)
-{
-    STORE_SYNC *y = c->y;
-
-    sync_cursor_finish(c);
-    for (; c->k < y->nobjs; c->k++) {
-        SYNC_OBJ *o = &y->objs[y->byid[c->k]];
-
-        if (c->bit == DIRTY_LOGINS ? o->n_login > 0 : o->n_member > 0)
-            o->dirty |= c->bit;
-    }
-}
-
-/*
- * sync_merge_pairs - compare logins (bit DIRTY_LOGINS) or memberships
- * (DIRTY_MEMBERS) of the source's objects with the pull: rows nobody
- * wants are collected for deletion, objects missing a row are marked
- * dirty. Runs after the objects are written, in object id order.
- */
-static int sync_merge_pairs(STORE *st, uint8_t bit)
-{
-    STORE_SYNC *y = st->sync;
-    sqlite3_stmt *s = st->sstmt[bit == DIRTY_LOGINS ? SSTMT_LOGIN_SCAN : SSTMT_MEMBER_SCAN];
-    SYNC_CURSOR c = {.y = y, .bit = bit};
-    const char *what = bit == DIRTY_LOGINS ? "reading logins" : "reading members";
-    int any = 0;
-    int rc;
-
-    y->nrows = 0;
-    if (sqlite3_bind_int64(s, 1, y->run.source_id) != SQLITE_OK)
-        return store_fail(st, what);
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        long long id = sqlite3_column_int64(s, 0);
-        SYNC_OBJ *o;
-
-        if (!any) {
-            any = 1;
-            sync_byid(y);
-        }
-        if ((o = sync_cursor_at(&c, id)) == NULL) {
-            store_sync_row_add(y, id, bit == DIRTY_LOGINS ? store_text(s, 1) : NULL, sqlite3_column_int64(s, 1));
-            continue;
-        }
-        if (bit == DIRTY_LOGINS) {
-            const char **want = store_sync_logins(o);
-            const char *name = store_text(s, 1);
-            int d = 1;
-
-            while (c.j < c.nwant && (d = strcmp(want[c.j], name)) < 0) {
-                o->dirty |= bit;
-                c.j++;
-            }
-            if (c.j < c.nwant && d == 0)
-                c.j++;
-            else
-                store_sync_row_add(y, id, name, 0);
-        } else {
-            long long member = sqlite3_column_int64(s, 1);
-
-            while (c.j < c.nwant && y->ids[c.j] < member) {
-                o->dirty |= bit;
-                c.j++;
-            }
-            if (c.j < c.nwant && y->ids[c.j] == member)
-                c.j++;
-            else
-                store_sync_row_add(y, id, NULL, member);
-        }
-    }
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE)
-        return store_fail(st, what);
-    if (!any) {
-        /* Nothing stored: every object that wants a row is missing it. */
-        for (size_t i = 0; i < y->nobjs; i++)
-            if (bit == DIRTY_LOGINS ? y->objs[i].n_login > 0 : y->objs[i].n_member > 0)
-                y->objs[i].dirty |= bit;
-    } else {
-        sync_cursor_end(&c);
-    }
-    return 0;
-}
-
-/* sync_any_dirty - whether any object misses a row of its logins (or members) */
-static int sync_any_dirty(const STORE_SYNC *y, uint8_t bit)
-{
-    for (size_t i = 0; i < y->nobjs; i++)
-        if (y->objs[i].dirty & bit)
-            return 1;
-    return 0;
-}
-
-/*
- * The batched inserts of a full pull (store_bulk.c). Fixed parameters:
- * ?1 the source id, ?2 the time. New objects get their ids here (the
- * largest id so far plus one, in order: what SQLite itself would pick),
- * so that their rows can be inserted many at a time.
- */
-static const int sync_obj_cols[] = {0, 1, 0, 0, 0, 0, 2};
-static const int sync_rcpt_cols[] = {0, 1, 0, 0, 0, 2};
-static const int sync_pair_cols[] = {0, 0};
-
-/* sync_apply_pairs - delete the rows sync_merge_pairs collected, add what dirty objects miss */
-static int sync_apply_pairs(STORE *st, STORE_BATCH *b, uint8_t bit)
-{
-    STORE_SYNC *y = st->sync;
-    int del = bit == DIRTY_LOGINS ? SSTMT_LOGIN_DELETE : SSTMT_MEMBER_DELETE;
-    long long *removed = bit == DIRTY_LOGINS ? &y->l_removed : &y->m_removed;
-    long long *added = bit == DIRTY_LOGINS ? &y->l_added : &y->m_added;
-    int n;
-
-    for (size_t i = 0; i < y->nrows; i++) {
-        const SYNC_ROW *r = &y->rows[i];
-
-        n = bit == DIRTY_LOGINS ? store_sync_pair(st, del, 0, r->name, r->id)
-            : store_sync_pair(st, del, r->id, NULL, r->member);
-        if (n < 0)
-            return -1;
-        *removed += n;
-    }
-    y->nrows = 0;
-    /*
-     * Inserting what exists already is a no-op (ON CONFLICT DO NOTHING).
-     * In object id order, the order of the login_object index and of the
-     * member primary key, so that one of the two B-trees of each table is
-     * written in order.
-     */
-    if (!sync_any_dirty(y, bit))
-        return 0;
-    sync_byid(y);
-    if (bit == DIRTY_LOGINS)
-        store_bulk_batch_init(b, "storing logins",
-                              "INSERT OR FAIL INTO login (name, object_id) VALUES ",
-                              " ON CONFLICT DO NOTHING", sync_pair_cols, 2, NULL, 0);
-    else
-        store_bulk_batch_init(b, "storing members",
-                              "INSERT OR FAIL INTO member (group_id, member_id) VALUES ",
-                              " ON CONFLICT DO NOTHING", sync_pair_cols, 2, NULL, 0);
-    for (size_t i = 0; i < y->nobjs; i++) {
-        SYNC_OBJ *o = &y->objs[y->byid[i]];
-
-        if (!(o->dirty & bit))
-            continue;
-        if (bit == DIRTY_LOGINS) {
-            for (uint32_t j = 0; j < o->n_login; j++) {
-                store_bulk_batch_text(b, store_sync_logins(o)[j]);
-                store_bulk_batch_int(b, o->id);
-                if (store_bulk_batch_row(st, b) < 0)
-                    return -1;
-            }
-        } else {
-            sync_resolve(y, o);
-            for (size_t j = 0; j < y->nids; j++) {
-                store_bulk_batch_int(b, o->id);
-                store_bulk_batch_int(b, y->ids[j]);
-                if (store_bulk_batch_row(st, b) < 0)
-                    return -1;
-            }
-        }
-    }
-    if (store_bulk_batch_flush(st, b) < 0)
-        return -1;
-    *added += b->changes;
-    store_bulk_batch_free(b);
-    return 0;
 }
 
 /* store_sync_obj_text - "dn" (guid G, object N) of source S, for the collision log lines */
@@ -1271,232 +683,6 @@ int store_sync_cross(STORE *st, const char *address, const SYNC_OBJ *o)
     return 0;
 }
 
-/* A claim a full pull wants: address, claimant (object index), holder (object index). */
-typedef struct sync_claim {
-    const char *address;
-    long long id;
-    uint32_t obj, holder;
-} SYNC_CLAIM;
-
-/* sync_claim_cmp - order of the claim table's scan: address, then object id */
-static int sync_claim_cmp(const void *x, const void *y)
-{
-    const SYNC_CLAIM *p = x;
-    const SYNC_CLAIM *q = y;
-    int d = strcmp(p->address, q->address);
-
-    return d != 0 ? d : (p->id > q->id) - (p->id < q->id);
-}
-
-/* sync_claim_vs_row - a wanted claim against a stored one (SYNC_ROW: name, id), in scan order */
-static int sync_claim_vs_row(const SYNC_CLAIM *w, const SYNC_ROW *r)
-{
-    int d = strcmp(w->address, r->name);
-
-    return d != 0 ? d : (w->id > r->id) - (w->id < r->id);
-}
-
-/*
- * sync_apply_claims - make the source's claim rows the pull's losing
- * claims: every claimant of a collision but its holder. A claim new to
- * the store is a collision syncd has not told of yet: one warning each,
- * naming both objects. A claim that ends is told once too: its object
- * let go of the address, went, or now holds it (its holder let go).
- * Runs after the objects (ids) and recipients are written, before
- * removed objects go (their claims end here, and are told).
- */
-static int sync_apply_claims(STORE *st, long long now)
-{
-    STORE_SYNC *y = st->sync;
-    sqlite3_stmt *s = st->sstmt[SSTMT_CLAIM_SCAN];
-    SYNC_CLAIM *want = NULL;
-    size_t nwant = 0, j = 0;
-    char a[STORE_SYNC_OBJ_TEXT], b[STORE_SYNC_OBJ_TEXT];
-    int rc;
-
-    for (size_t i = 0; i < y->ncolls; i++) {
-        const SYNC_COLL *c = &y->colls[i];
-        uint32_t holder = y->addrs[c->key].a;
-
-        for (uint32_t x = 0; x < c->n; x++) {
-            uint32_t obj = y->claimants[c->first + x];
-
-            if (obj == holder)
-                continue;
-            if (nwant == 0)
-                want = xmalloc((y->nclaimants ? y->nclaimants : 1) * sizeof(*want));
-            want[nwant].address = c->address;
-            want[nwant].id = y->objs[obj].id;
-            want[nwant].obj = obj;
-            want[nwant++].holder = holder;
-        }
-    }
-    if (nwant > 1)
-        qsort(want, nwant, sizeof(*want), sync_claim_cmp);
-    /* The stored claims are read whole first: the writes below must not disturb the scan. */
-    y->nrows = 0;
-    if (sqlite3_bind_int64(s, 1, y->run.source_id) != SQLITE_OK) {
-        free(want);
-        return store_fail(st, "reading claims");
-    }
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
-        store_sync_row_add(y, sqlite3_column_int64(s, 1), store_text(s, 0), 0);
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE) {
-        free(want);
-        return store_fail(st, "reading claims");
-    }
-    for (size_t i = 0; i <= y->nrows; i++) {
-        const SYNC_ROW *r = i < y->nrows ? &y->rows[i] : NULL;
-
-        /* Wanted claims before this stored one are new. */
-        while (j < nwant && (r == NULL || sync_claim_vs_row(&want[j], r) < 0)) {
-            const SYNC_CLAIM *w = &want[j++];
-            const SYNC_OBJ *o = &y->objs[w->obj], *h = &y->objs[w->holder];
-
-            if (store_sync_claim(st, 1, w->address, o->id, now) < 0)
-                goto fail;
-            log_warn("source %s: address collision: %s is held by %s and also claimed by %s, "
-                     "which does not get it%s", y->run.source, w->address,
-                     store_sync_obj_text(a, sizeof(a), y->run.source, h->dn, h->guid, h->id),
-                     store_sync_obj_text(b, sizeof(b), y->run.source, o->dn, o->guid, o->id),
-                     (o->flags & STORE_FLAG_INTERNAL_ONLY) && !(h->flags & STORE_FLAG_INTERNAL_ONLY)
-                     ? "; the address stays restricted to internal senders, as the claimant is" : "");
-        }
-        if (r == NULL)
-            break;
-        if (j < nwant && sync_claim_vs_row(&want[j], r) == 0) {
-            j++;
-            continue;                   /* told when it began */
-        }
-        /* A stored claim nobody wants any more: say why it ended. */
-        {
-            const SYNC_KEY *k = sync_addr_find(y, r->name);
-            const char *why = "no longer carries it, or went";
-
-            if (k != NULL && y->objs[k->a].id == r->id)
-                why = "holds it now: its holder let go of it";
-            if (store_sync_claim(st, 0, r->name, r->id, now) < 0)
-                goto fail;
-            log_info("source %s: address collision over: %s, claimed by %s, which %s",
-                     y->run.source, r->name, store_sync_obj_by_id(st, a, sizeof(a), r->id), why);
-        }
-    }
-    y->nrows = 0;
-    free(want);
-    return 0;
-fail:
-    free(want);
-    return -1;
-}
-
-/* sync_apply - write the differences of a full pull */
-static int sync_apply(STORE *st)
-{
-    STORE_SYNC *y = st->sync;
-    long long now = store_now();
-    long long fixed[2] = {y->run.source_id, now};
-    long long maxid = 0;
-    STORE_BATCH *b = xmalloc(sizeof(*b));
-    struct timespec t;
-    int rc = -1;
-
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    if (store_step_count(st, st->sstmt[SSTMT_OBJ_MAX], "storing objects", &maxid) < 0)
-        goto out;
-    if (maxid > INT64_MAX - (long long) y->nobjs) {
-        store_errf(st, "object ids exhausted");
-        goto out;
-    }
-    /*
-     * Objects first: new ones get the ids their addresses point to. They
-     * are inserted (and numbered) in the order of their first address, so
-     * that the recipients, written in address order, meet their
-     * recipient_object entries in order too (and their objects' rows,
-     * when foreign keys are on): a million random visits to those B-trees
-     * cost more than one more to the guid index.
-     */
-    store_bulk_batch_init(b, "storing objects", "INSERT OR FAIL INTO object (id, source_id, guid, "
-                          "dn, kind, flags, last_seen) VALUES ", "", sync_obj_cols, 7, fixed, 2);
-    for (size_t i = 0; i < y->naddrs + y->nobjs; i++) {
-        SYNC_OBJ *o = &y->objs[i < y->naddrs ? y->addrs[i].a : i - y->naddrs];
-
-        if (o->op == SOP_KEEP || (o->dirty & DIRTY_WRITTEN))
-            continue;
-        o->dirty |= DIRTY_WRITTEN;
-        if (o->op != SOP_INSERT) {
-            if (store_sync_write_obj(st, o, now) < 0)
-                goto out;
-            continue;
-        }
-        o->id = ++maxid;
-        if (y->byid != NULL && y->nbyid < y->nobjs)
-            y->byid[y->nbyid++] = (uint32_t) (o - y->objs);
-        store_bulk_batch_int(b, o->id);
-        store_bulk_batch_text(b, o->guid);
-        store_bulk_batch_text(b, o->dn);
-        store_bulk_batch_text(b, y->kinds[o->kind]);
-        store_bulk_batch_int(b, o->flags);
-        if (store_bulk_batch_row(st, b) < 0)
-            goto out;
-    }
-    if (store_bulk_batch_flush(st, b) < 0)
-        goto out;
-    store_bulk_batch_free(b);
-    store_bulk_lap(st, "writing objects", &t);
-    for (size_t i = 0; i < y->ngone_addrs; i++)
-        if (store_sync_del_rcpt(st, y->gone_addrs[i]) < 0)
-            goto out;
-    store_bulk_batch_init(b, "storing recipients", "INSERT OR FAIL INTO recipient (address, source_id, "
-                          "object_id, kind, flags, last_seen) VALUES ", "", sync_rcpt_cols, 6,
-                          fixed, 2);
-    for (size_t i = 0; i < y->naddrs; i++) {
-        const SYNC_KEY *k = &y->addrs[i];
-        const SYNC_OBJ *o = &y->objs[k->a];
-
-        if (k->b == SOP_KEEP)
-            continue;
-        if (k->b == SOP_UPDATE) {
-            if (store_sync_write_rcpt(st, st->sstmt[SSTMT_RCPT_UPDATE], k->s, o,
-                                      y->kinds[o->kind], now) < 0)
-                goto out;
-            continue;
-        }
-        if (store_sync_cross(st, k->s, o) < 0)
-            goto out;
-        store_bulk_batch_text(b, k->s);
-        store_bulk_batch_int(b, o->id);
-        store_bulk_batch_text(b, y->kinds[o->kind]);
-        store_bulk_batch_int(b, o->flags);
-        if (store_bulk_batch_row(st, b) < 0)
-            goto out;
-    }
-    if (store_bulk_batch_flush(st, b) < 0)
-        goto out;
-    store_bulk_batch_free(b);
-    store_bulk_lap(st, "writing recipients", &t);
-    if (sync_apply_claims(st, now) < 0)
-        goto out;
-    /* Their addresses are gone or moved; the cascade takes logins and memberships. */
-    for (size_t i = 0; i < y->ngone_objs; i++)
-        if (sync_del_obj(st, y->gone_objs[i]) < 0)
-            goto out;
-    store_bulk_lap(st, "removing objects", &t);
-    if (sync_merge_pairs(st, DIRTY_LOGINS) < 0 || sync_apply_pairs(st, b, DIRTY_LOGINS) < 0)
-        goto out;
-    store_bulk_lap(st, "logins", &t);
-    if (y->nmembers > 0)
-        sync_index_dns(y);
-    if (sync_merge_pairs(st, DIRTY_MEMBERS) < 0 || sync_apply_pairs(st, b, DIRTY_MEMBERS) < 0)
-        goto out;
-    store_bulk_lap(st, "members", &t);
-    rc = 0;
-out:
-    store_bulk_batch_free(b);
-    free(b);
-    return rc;
-}
-
 /* sync_state_set - the source's cookie and invocation id (in the write transaction) */
 static int sync_state_set(STORE *st, const char *cookie, const char *invocation_id)
 {
@@ -1551,8 +737,11 @@ int store_sync_commit(STORE *st, const char *cookie, const char *invocation_id, 
         return -1;
     if (st->sync == NULL || st->sync->delta)
         return store_errf(st, "no full sync in progress");
-    rc = sync_merge(st) < 0 || sync_apply(st) < 0
-        || store_sync_finish(st, cookie, invocation_id, counts) < 0 ? -1 : 0;
+    if (st->sync->legacy)
+        rc = store_sync_legacy_merge(st) < 0 || store_sync_legacy_apply(st) < 0 ? -1 : 0;
+    else
+        rc = store_sync_stage_merge(st) < 0 || store_sync_stage_apply(st) < 0 ? -1 : 0;
+    rc = rc < 0 || store_sync_finish(st, cookie, invocation_id, counts) < 0 ? -1 : 0;
     store_sync_forget(st);
     return rc;
 }
@@ -1566,6 +755,7 @@ int store_sync_refuse(STORE *st, const char *outcome, const char *message, const
         return -1;
     if (st->sync == NULL || st->sync->delta)
         return store_errf(st, "no full sync in progress");
+    store_sync_stage_end(st);           /* the staging transaction, if open */
     rc = store_bulk_refuse(st, &st->sync->run, outcome, message, counts);
     store_sync_forget(st);
     return rc;

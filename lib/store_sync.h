@@ -30,9 +30,12 @@
  * applied, the lock released): later calls fail until the next begin,
  * and abort stays safe. A refused put (a missing guid or kind, an empty
  * address) changes nothing: the caller may go on or abort.
- * One sync or replacement (store.h) at a time per handle. Memory: about
- * 150 bytes per object plus copies of its strings (a million objects
- * with one address each: about 210 MB, besides SQLite's page cache).
+ * One sync or replacement (store.h) at a time per handle. Memory: a full
+ * pull is staged in a temporary database (a file in SQLITE_TMPDIR, or
+ * TMPDIR, /var/tmp, of about 150 bytes per address) behind a capped page cache, so it takes
+ * the same few tens of MB whatever its size (store_sync_stage.c); an
+ * incremental pull is held in memory (about 150 bytes per object plus
+ * copies of its strings).
  *
  * Semantics of a pull (full and incremental alike):
  *  - an object's recipient rows carry its kind and flags; its addresses
@@ -123,6 +126,12 @@ int store_sync_commit(STORE *st, const char *cookie, const char *invocation_id, 
 int store_sync_refuse(STORE *st, const char *outcome, const char *message, const STORE_COUNTS *counts);
 /* store_sync_abort - apply and record nothing; safe without begin or after an error */
 void store_sync_abort(STORE *st);
+/*
+ * store_sync_gone - after store_sync_diff: up to limit of the source's
+ * addresses commit would remove, in address order, each given to fn
+ * (which stops the walk by returning non-zero). For a refusal's message.
+ */
+int store_sync_gone(STORE *st, int (*fn)(const char *address, void *ctx), void *ctx, int limit);
 
 /*
  * Incremental pull: operations are buffered and applied at commit in

@@ -135,9 +135,13 @@ typedef struct sync_map {
     int nocase;                         /* DNs: ASCII case-insensitive */
 } SYNC_MAP;
 
+typedef struct sync_stage SYNC_STAGE;    /* a full pull staged in a temporary database (store_sync_stage.c) */
+
 struct store_sync {
     STORE_RUN run;
     int delta;                          /* store_delta_*, not store_sync_* */
+    int legacy;                         /* full: the in-memory merge (store_sync_legacy.c) */
+    SYNC_STAGE *stage;                  /* full: the staged pull, unless legacy */
     int fk_off;                         /* full: foreign keys off, cascades by hand */
     int merged;                         /* objects and addresses compared (under the lock) */
     STORE_ARENA arena;
@@ -268,6 +272,41 @@ void store_sync_map_free(SYNC_MAP *m);
  * SOP_SKIP, and with compact (a full pull) are dropped from the array.
  */
 void store_sync_index_guids(STORE_SYNC *y, int compact);
+
+/*
+ * store_sync_test_legacy - TEST ONLY: when set, store_sync_begin runs the
+ * full pull through the former in-memory merge (store_sync_legacy.c)
+ * instead of the staged one, so that tests/unit/test_sync_equiv can
+ * compare the two. Programs never set it.
+ */
+extern int store_sync_test_legacy;
+
+/* The former in-memory full pull (store_sync_legacy.c): merge (takes the lock) and apply. */
+int store_sync_legacy_merge(STORE *st);
+int store_sync_legacy_apply(STORE *st);
+
+/* The staged full pull (store_sync_stage.c). */
+/* store_sync_stage_begin - the staging database, tables and statements of a full pull */
+int store_sync_stage_begin(STORE *st);
+/* store_sync_stage_put - stage one object (checked by store_sync_check, which gave kind) */
+int store_sync_stage_put(STORE *st, const STORE_OBJECT *obj, int kind);
+/* store_sync_stage_merge - take the lock (once), compare with the store, count */
+int store_sync_stage_merge(STORE *st);
+/* store_sync_stage_apply - write the differences (after the merge) */
+int store_sync_stage_apply(STORE *st);
+/* store_sync_stage_end - roll back the staging transaction if it is open */
+void store_sync_stage_end(STORE *st);
+/* store_sync_stage_free - detach the staging database (outside a transaction), free the statements */
+void store_sync_stage_free(STORE *st);
+
+/* store_sync_check - refuse what put can not take; the index of the object's kind, or -1 */
+int store_sync_check(STORE *st, const STORE_OBJECT *obj, const char *guid);
+
+/* store_sync_unique_strs - sort a list of strings and drop repeats; the new count */
+uint32_t store_sync_unique_strs(const char **v, uint32_t n);
+
+/* store_sync_del_obj - remove an object and, with foreign keys off, what cascades from it */
+int store_sync_del_obj(STORE *st, long long id);
 
 /* store_sync_start - begin a full (delta 0) or incremental (delta 1) pull */
 int store_sync_start(STORE *st, const char *source, const char *type, int delta);

@@ -56,19 +56,16 @@ typedef struct sync_apply_ctx {
     long long objects;
     int store_failed;
     int stopped;
-    /* A full pull's addresses as 64-bit hashes: what a refusal would remove. */
-    uint64_t *hashes;
-    size_t nhashes, sizehashes;
 } SYNC_APPLY_CTX;
 
 /* Addresses a refusal names: in the log, and (fewer) in the run's message. */
 #define SYNC_APPLY_SHOW_LOG     20
 #define SYNC_APPLY_SHOW_RUN     5
 
-/* What the walk of the source's recipients finds missing from the pull. */
+/* What a refused full pull would remove: how many, and the first few. */
 typedef struct sync_apply_gone {
-    const SYNC_APPLY_CTX *ctx;
     long long n;
+    int shown;
     char list[SYNC_APPLY_SHOW_LOG * 80];    /* "a@b, c@d, ..." */
     char run[SYNC_APPLY_SHOW_RUN * 80];
 } SYNC_APPLY_GONE;
@@ -80,26 +77,6 @@ static long long sync_apply_ms(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* sync_apply_hash - FNV-1a of an address */
-static uint64_t sync_apply_hash(const char *s)
-{
-    uint64_t h = 14695981039346656037ULL;
-
-    for (; *s; s++) {
-        h ^= (unsigned char) *s;
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
-
-/* sync_apply_hash_cmp - qsort/bsearch order of hashes */
-static int sync_apply_hash_cmp(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
-
-    return x < y ? -1 : x > y;
 }
 
 /* sync_apply_put - the sink's put: one object into the pending sync */
@@ -115,51 +92,36 @@ static int sync_apply_put(SYNC_SINK *sink, const STORE_OBJECT *obj)
         ctx->store_failed = 1;
         return -1;
     }
-    /*
-     * 8 bytes an address, so that a refusal can name what it would have
-     * removed; a collision can only hide an address from that list.
-     */
-    for (size_t i = 0; !ctx->delta && i < obj->n_addresses; i++) {
-        if (ctx->nhashes == ctx->sizehashes) {
-            ctx->sizehashes = ctx->sizehashes ? 2 * ctx->sizehashes : 1024;
-            ctx->hashes = xrealloc(ctx->hashes, ctx->sizehashes * sizeof(*ctx->hashes));
-        }
-        ctx->hashes[ctx->nhashes++] = sync_apply_hash(obj->addresses[i]);
-    }
     ctx->objects++;
     return 0;
 }
 
-/* sync_apply_gone_cb - one recipient of the source: listed when the pull did not have it */
-static int sync_apply_gone_cb(const STORE_RCPT *r, void *arg)
+/* sync_apply_gone_cb - one address a refused pull would remove, into the lists */
+static int sync_apply_gone_cb(const char *address, void *arg)
 {
     SYNC_APPLY_GONE *g = arg;
-    uint64_t h = sync_apply_hash(r->address);
     size_t len;
 
-    if (g->ctx->nhashes > 0
-        && bsearch(&h, g->ctx->hashes, g->ctx->nhashes, sizeof(h), sync_apply_hash_cmp) != NULL)
-        return 0;
-    if (g->n < SYNC_APPLY_SHOW_LOG && (len = strlen(g->list)) + strlen(r->address) + 3 < sizeof(g->list))
-        snprintf(g->list + len, sizeof(g->list) - len, "%s%s", len ? ", " : "", r->address);
-    if (g->n < SYNC_APPLY_SHOW_RUN && (len = strlen(g->run)) + strlen(r->address) + 3 < sizeof(g->run))
-        snprintf(g->run + len, sizeof(g->run) - len, "%s%s", len ? ", " : "", r->address);
-    g->n++;
+    if ((len = strlen(g->list)) + strlen(address) + 3 < sizeof(g->list))
+        snprintf(g->list + len, sizeof(g->list) - len, "%s%s", len ? ", " : "", address);
+    if (g->shown < SYNC_APPLY_SHOW_RUN && (len = strlen(g->run)) + strlen(address) + 3 < sizeof(g->run))
+        snprintf(g->run + len, sizeof(g->run) - len, "%s%s", len ? ", " : "", address);
+    g->shown++;
     return 0;
 }
 
 /*
- * sync_apply_gone - what a refused full pull would have removed: the
- * source's recipients that the pull did not deliver, walked in the
- * store's order; 0, or -1 when the store could not be read.
+ * sync_apply_gone - what a refused full pull would have removed: how many
+ * (the diff's count) and the first few in address order, which the store
+ * lists from the staged pull; 0, or -1 when the store could not be read.
  */
-static int sync_apply_gone(SYNC_APPLY_CTX *ctx, const SOURCE_CONF *conf, SYNC_APPLY_GONE *g)
+static int sync_apply_gone(SYNC_APPLY_CTX *ctx, const STORE_COUNTS *counts, SYNC_APPLY_GONE *g)
 {
     memset(g, 0, sizeof(*g));
-    g->ctx = ctx;
-    if (ctx->nhashes > 0)
-        qsort(ctx->hashes, ctx->nhashes, sizeof(*ctx->hashes), sync_apply_hash_cmp);
-    return store_rcpt_walk(ctx->st, conf->name, sync_apply_gone_cb, g);
+    g->n = counts->removed;
+    if (g->n == 0)
+        return 0;
+    return store_sync_gone(ctx->st, sync_apply_gone_cb, g, SYNC_APPLY_SHOW_LOG);
 }
 
 /* sync_apply_del - the sink's del: an object gone since the cookie */
@@ -312,14 +274,12 @@ int sync_apply_full(STORE *st, const SOURCE_CONF *conf, const SOURCE_OPS *ops, S
     if (rc == SOURCE_OK && (ctx.store_failed || ctx.stopped))
         rc = SOURCE_ERR;                /* a put failed: the pull is partial, whatever the source says */
     if (rc != SOURCE_OK) {
-        free(ctx.hashes);
         free(cookie);
         free(invocation_id);
         res->ms = sync_apply_ms() - t0;
         return sync_apply_pull_failed(st, conf, &ctx, why[0] ? why : "the source failed", "full", res);
     }
     if (store_sync_diff(st, &res->counts) < 0) {
-        free(ctx.hashes);
         free(cookie);
         free(invocation_id);
         return sync_apply_store_failed(st, conf, "full", res);
@@ -334,7 +294,7 @@ int sync_apply_full(STORE *st, const SOURCE_CONF *conf, const SOURCE_OPS *ops, S
             free(invocation_id);
             res->ms = sync_apply_ms() - t0;
             /* Name some of what would go: the run's message is what rcptgate stats shows. */
-            if (sync_apply_gone(&ctx, conf, g) < 0) {
+            if (sync_apply_gone(&ctx, &res->counts, g) < 0) {
                 log_warn("source %s: cannot list what the refused pull would remove: %s", conf->name,
                          store_error(st));
                 g->n = 0;
@@ -356,13 +316,10 @@ int sync_apply_full(STORE *st, const SOURCE_CONF *conf, const SOURCE_OPS *ops, S
                         g->n, g->n == 1 ? "" : "es", g->n > SYNC_APPLY_SHOW_LOG ? ", the first 20" : "",
                         g->list, g->n > SYNC_APPLY_SHOW_LOG ? ", ..." : "");
             free(g);
-            free(ctx.hashes);
             return res->status = SYNC_REFUSED;
         }
         log_warn("source %s: --force: applying although %s", conf->name, res->why);
     }
-    free(ctx.hashes);
-    ctx.hashes = NULL;
     res->why[0] = 0;
     rc = store_sync_commit(st, cookie, invocation_id, &res->counts);
     free(cookie);
