@@ -443,6 +443,20 @@ static int syncd_persist_run(SYNCD_SOURCE *s, int full, SYNC_RESULT *res)
 }
 
 /*
+ * syncd_next_full - when the next full reconciliation is due: full_interval
+ * from now, lengthened by a random 0-10 %. Gateways started together
+ * (one reboot, one configuration push) would otherwise pull the whole
+ * directory at the same moment every day; the spread lets them drift
+ * apart by a few minutes a day, and the directory sees one pull at a time.
+ */
+static long long syncd_next_full(long long now)
+{
+    long long spread = var_syncd_full_ms / 10;
+
+    return now + var_syncd_full_ms + (spread > 0 ? random() % spread : 0);
+}
+
+/*
  * syncd_persist_schedule - after a run of a persistent source: with its
  * search running, only the full reconciliation is scheduled; without,
  * a reconnect after retry_interval (failures back off as usual).
@@ -452,7 +466,7 @@ static void syncd_persist_schedule(SYNCD_SOURCE *s, const SYNC_RESULT *res)
     if (res->status == SYNC_APPLIED && !s->synced) {
         /* Resumed from the stored cookie: as good as a full pull. */
         s->synced = 1;
-        s->next_full = syncd_now() + var_syncd_full_ms;
+        s->next_full = syncd_next_full(syncd_now());
     }
     if (res->status == SYNC_APPLIED)
         s->next_run = s->src != NULL ? s->next_full : syncd_now() + var_syncd_retry_ms;
@@ -584,7 +598,7 @@ static void syncd_schedule(SYNCD_SOURCE *s, const SYNC_RESULT *res)
         s->backoff_ms = 0;
         if (res->full) {
             s->synced = 1;
-            s->next_full = now + var_syncd_full_ms;
+            s->next_full = syncd_next_full(now);
         }
         s->next_run = strcmp(s->conf->mode, "once") == 0 ? s->next_full : now + var_syncd_poll_ms;
         break;
@@ -746,6 +760,8 @@ int main(int argc, char **argv)
     syncd_sk.paths = syncd_paths;
     syncd_sk.reload = syncd_reload;
     skeleton_options(&syncd_sk, argc, argv);
+    /* Each gateway its own sequence for syncd_next_full()'s spread. */
+    srandom((unsigned) time(NULL) ^ ((unsigned) getpid() << 16));
     if ((syncd_force || syncd_incremental) && !syncd_once_opt)
         skeleton_usage(&syncd_sk);
     syncd_conf_path = syncd_sk.conf_path;
