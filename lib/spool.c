@@ -88,6 +88,7 @@ struct spool {
     int hold_fd;                        /* hold/ */
     int reason_fd;                      /* defer/ */
     int trigger_fd;                     /* the FIFO, opened by spool_trigger_fd() */
+    int batch;                          /* spool_set_batch(): no directory fsync per move */
     SPOOL_OFFSETS cache[SPOOL_CACHE];
 };
 
@@ -1269,6 +1270,30 @@ int spool_retry_at(SPOOL *sp, const char *id, long long when)
     return errno == ENOENT ? 1 : -1;
 }
 
+/* spool_dsync - fsync a queue directory after a move, unless in a batch */
+static int spool_dsync(const SPOOL *sp, int fd)
+{
+    return sp->batch ? 0 : fsync(fd);
+}
+
+/* spool_set_batch - see spool.h */
+void spool_set_batch(SPOOL *sp, int on)
+{
+    sp->batch = on;
+}
+
+/* spool_sync - see spool.h */
+int spool_sync(SPOOL *sp)
+{
+    int rc = 0;
+
+    if (fsync(sp->def_fd) < 0)
+        rc = -1;
+    if (fsync(sp->hold_fd) < 0)
+        rc = -1;
+    return rc;
+}
+
 /* spool_remove - see spool.h */
 int spool_remove(SPOOL *sp, const char *id)
 {
@@ -1283,7 +1308,7 @@ int spool_remove(SPOOL *sp, const char *id)
     for (int i = 0; i < 2; i++) {
         if (unlinkat(qfds[i], id, 0) == 0) {
             gone = 0;
-            if (fsync(qfds[i]) < 0)
+            if (spool_dsync(sp, qfds[i]) < 0)
                 failed = 1;
         } else if (errno != ENOENT)
             failed = 1;
@@ -1291,7 +1316,7 @@ int spool_remove(SPOOL *sp, const char *id)
     /* a hold racing with this delete: it may have moved to deferred/ after the first unlink */
     if (gone && unlinkat(sp->def_fd, id, 0) == 0) {
         gone = 0;
-        fsync(sp->def_fd);
+        spool_dsync(sp, sp->def_fd);
     }
     if (unlinkat(sp->reason_fd, id, 0) < 0 && errno != ENOENT)
         failed = 1;
@@ -1309,7 +1334,7 @@ int spool_hold(SPOOL *sp, const char *id)
     }
     if (spool_move(sp->def_fd, id, sp->hold_fd, id) < 0)
         return errno == ENOENT ? 1 : -1;
-    return fsync(sp->hold_fd) < 0 ? -1 : 0;
+    return spool_dsync(sp, sp->hold_fd) < 0 ? -1 : 0;
 }
 
 /* spool_release - see spool.h */
@@ -1326,7 +1351,7 @@ int spool_release(SPOOL *sp, const char *id)
         return errno == ENOENT ? 1 : -1;
     if (spool_move(sp->hold_fd, id, sp->def_fd, id) < 0)
         return errno == ENOENT ? 1 : -1;
-    return fsync(sp->def_fd) < 0 ? -1 : 0;
+    return spool_dsync(sp, sp->def_fd) < 0 ? -1 : 0;
 }
 
 /* spool_scan - see spool.h */

@@ -218,6 +218,16 @@ long long spool_scan(SPOOL *sp, const char *queue,
 /* spool_find - which queue holds id: SPOOL_DEFERRED, SPOOL_HOLD, or NULL */
 const char *spool_find(SPOOL *sp, const char *id);
 
+/*
+ * spool_set_batch - on: spool_remove/hold/release skip their directory
+ * fsync (`rcptgate queue delete ALL` on 100,000 messages); the caller
+ * ends with spool_sync(). Off by default.
+ */
+void spool_set_batch(SPOOL *sp, int on);
+
+/* spool_sync - fsync the queue directories (after a batch); 0 or -1 */
+int spool_sync(SPOOL *sp);
+
 /* --- resources and the trigger --- */
 
 /*
