@@ -483,8 +483,14 @@ static void test_moves(void **state)
     assert_null(spool_find(sp, c));
     assert_int_equal(spool_release(sp, c), 1);
     assert_int_equal(spool_retry_at(sp, c, 5), 1);
+    /* a batch: no directory fsync per move, one spool_sync() at the end */
+    spool_set_batch(sp, 1);
+    assert_int_equal(spool_hold(sp, a), 0);
+    assert_int_equal(spool_release(sp, a), 0);
     assert_int_equal(spool_remove(sp, a), 0);
     assert_int_equal(spool_remove(sp, b), 0);
+    assert_int_equal(spool_sync(sp), 0);
+    spool_set_batch(sp, 0);
     assert_int_equal(count_entries(sp, SPOOL_DEFERRED), 0);
 
     /* invalid ids: an error, never a path outside the spool */
