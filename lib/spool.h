@@ -8,8 +8,8 @@
  * deferred/, and the directory fsynced, so a message is either not
  * there at all or there whole. The client hears 250 only after that.
  *
- * The spool directory (default <state_dir>/queue, 0700, owned by
- * smtpd's user) holds:
+ * The spool directory ([smtpd] queue_directory, default
+ * /var/spool/rcptgate, 0700, owned by smtpd's user) holds:
  *
  *   incoming/ID    a message being written (removed at start: never
  *                  acknowledged, so the client still has it)

@@ -502,6 +502,9 @@ static int queue_act(SPOOL *sp, int action, int argc, char **argv)
         spool_set_batch(sp, 1);
         while (fgets(line, sizeof(line), stdin) != NULL) {
             line[strcspn(line, " \t\r\n")] = '\0';
+            /* the first word of a list line will do: drop a held message's '!' */
+            if (line[0] != '\0' && line[strlen(line) - 1] == '!')
+                line[strlen(line) - 1] = '\0';
             if (line[0] != '\0')
                 queue_act_id(&qa, line, &notfound);
         }
