@@ -14,12 +14,15 @@
 # from the ids (WARNING past --queue-warning), nothing for a missing spool
 # with relay_mode = proxy, a WARNING when smtpd should queue.
 #
-# It starts no daemon (the trigger's reader is a small python3 process).
-# vacuous daemon: RG_ADMIN
+# It starts no daemon (the trigger's reader is a small python3 process):
+# make check-vacuous stubs the admin command as the client, and
+# rg_spoolput, which makes the spool, as the daemon.
+# vacuous client: RG_ADMIN
+# vacuous daemon: RG_SPOOLPUT
 
 . "${top_srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/lib/testlib.sh"
 
-PUT="$top_builddir/tests/tools/rg_spoolput"
+PUT=${RG_SPOOLPUT:-"$top_builddir/tests/tools/rg_spoolput"}
 [ -x "$RG_ADMIN" ] || tl_bail "rcptgate not built ($RG_ADMIN)"
 [ -x "$PUT" ] || tl_bail "rg_spoolput not built ($PUT)"
 tl_need_tool python3 "python3"

@@ -621,6 +621,67 @@ static void test_damaged(void **state)
     assert_int_equal(spool_scan(sp, SPOOL_DEFERRED, NULL, NULL), (long long) (sizeof(cases) / sizeof(cases[0])) + 1);
 }
 
+/* Random damage to a good file: every load ends in 0 or -1 (never a crash, never past the buffer). */
+static void test_mutations(void **state)
+{
+    SPOOL *sp = *state;
+    char id[SPOOL_ID_LEN], rel[64], err[256], *good;
+    SPOOL_ENV got;
+    FILE *fp;
+    long len;
+    int ok = 0, bad = 0;
+
+    queue_one(sp, id, 3, 0);
+    snprintf(rel, sizeof(rel), "deferred/%s", id);
+    fp = fopen(path_of(rel), "r");
+    assert_non_null(fp);
+    fseek(fp, 0, SEEK_END);
+    len = ftell(fp);
+    rewind(fp);
+    good = malloc((size_t) len);
+    assert_non_null(good);
+    assert_int_equal(fread(good, 1, (size_t) len, fp), (size_t) len);
+    fclose(fp);
+    srand(11);
+    for (int round = 0; round < 3000; round++) {
+        char *m = malloc((size_t) len);
+        long mlen = len;
+
+        memcpy(m, good, (size_t) len);
+        for (int k = 0; k < 1 + round % 4; k++) {
+            long at = rand() % len;
+
+            switch (rand() % 4) {
+            case 0:
+                m[at] = (char) (rand() % 256);
+                break;
+            case 1:
+                m[at] = "\n %0TDF-"[rand() % 9];
+                break;
+            case 2:
+                mlen = at;              /* truncated */
+                break;
+            default:
+                m[at] = '\n';
+                break;
+            }
+        }
+        write_file(rel, m, (size_t) mlen);
+        free(m);
+        int rc = spool_load(sp, SPOOL_DEFERRED, id, &got, NULL, err, sizeof(err));
+
+        assert_true(rc == 0 || rc == -1);
+        if (rc == 0) {
+            ok++;
+            spool_env_free(&got);
+        } else
+            bad++;
+        (void) spool_mark(sp, id, 0, SPOOL_RCPT_DONE);
+    }
+    assert_true(bad > 0);
+    free(good);
+}
+
 /* Free space through statvfs. */
 static void test_space(void **state)
 {
@@ -675,6 +736,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_moves, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mutations, setup, teardown),
         cmocka_unit_test_setup_teardown(test_space, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trigger, setup, teardown),
     };
