@@ -22,7 +22,14 @@
  *      Postfix's opportunistic TLS); a refused XFORWARD is logged and the
  *      transaction goes on. A next hop given by name is resolved with
  *      evdns (/etc/hosts, then resolv.conf's servers) inside the connect
- *      timeout; its first address is used.
+ *      timeout; its first address is used. With env->mx (the queue's
+ *      mail to outside domains, a DSN to its sender) a bare domain is
+ *      first looked up by MX with smtpd_dns_mx() (c-ares, dns_servers),
+ *      and that hop becomes the exchangers' addresses in order, each
+ *      tried like a bracketed hop and shown as "mx-name[addr]:port". A
+ *      null MX or NXDOMAIN answers MAIL and every later request with its
+ *      5xx (the caller returns or drops the mail); a DNS failure is the
+ *      hop's 451 4.4.3, so the mail stays queued.
  *
  *      Commands are written straight into the socket at the end of each
  *      loop handler, and EV_WRITE stays off unless the kernel does not
