@@ -87,6 +87,8 @@ static void smtp_command_ehlo(SMTP_SESSION *s, const char *arg, int esmtp)
     }
     lines[n++] = "ENHANCEDSTATUSCODES";
     lines[n++] = "8BITMIME";
+    /* RFC 3461: kept with the message (queued) and passed on when the next hop offers it */
+    lines[n++] = "DSN";
     if (var_smtpd_smtputf8)
         lines[n++] = "SMTPUTF8";
     {
