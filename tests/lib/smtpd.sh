@@ -60,6 +60,7 @@ reverse_lookup = no
 reject_unknown_sender_domain = off
 error_sleep_time = 0
 harvest_delay = 0
+queue_directory = $T/queue
 CONF
     [ $# -gt 0 ] && printf '%s\n' "$@" >> "$CONF"
     : > "$SMTPD_LOG"
