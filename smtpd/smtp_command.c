@@ -652,6 +652,12 @@ static void smtp_command_data(SMTP_SESSION *s, const char *arg)
             }
         }
     }
+    if (s->relay != NULL && s->spool_f != NULL && smtp_command_queued_only(s) == s->c.rcpt_count) {
+        /* The next hop took none of the recipients: it gets no DATA (it would say 503). */
+        smtp_relay_free(s->relay);
+        s->relay = NULL;
+        s->relay_down = 1;
+    }
     if (s->relay != NULL) {
         smtp_session_pause(s, W_RELAY);
         smtp_relay_data(s->relay, smtp_command_relay_data_cb, s);
