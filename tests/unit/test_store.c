@@ -618,7 +618,7 @@ static void test_locked(void **state)
     store_close(st);
     assert_int_equal(sqlite3_open(test_path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db, "PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; "
-                                  "INSERT INTO domain VALUES ('x.example', '', 0, 0)",
+                                  "INSERT INTO domain VALUES ('x.example', '', 0, 0, '')",
                                   NULL, NULL, NULL), SQLITE_OK);
     assert_null(store_open(test_path, 0, 100, err, sizeof(err)));
     assert_non_null(strstr(err, "locked"));
