@@ -76,8 +76,8 @@ t0=$(date +%s%N)
 sm_chat -t 8 '<' "$EHLO" '<' end
 t1=$(date +%s%N)
 wait "$BUSY"
-tl_is "$(sm_line 8)" "421 4.4.2 $HOST Error: timeout exceeded" "session_timeout: an idle client hears 421 4.4.2"
-tl_is "$(sm_line 9)" "CLOSED" "session_timeout: the idle client is disconnected"
+tl_is "$(sm_line 9)" "421 4.4.2 $HOST Error: timeout exceeded" "session_timeout: an idle client hears 421 4.4.2"
+tl_is "$(sm_line 10)" "CLOSED" "session_timeout: the idle client is disconnected"
 ms=$(( (t1 - t0) / 1000000 ))
 tl_ok "$([ $ms -ge 1800 ] && [ $ms -lt 4000 ] && echo 0 || echo 1)" \
     "session_timeout: the idle client goes after 2 s, not command_timeout's 5 s (${ms} ms)"
@@ -93,7 +93,7 @@ tl_like "$(grep 'timeout after EHLO' "$SMTPD_LOG" | tail -1)" "timeout after EHL
 
 # A short session is not touched by it.
 sm_chat '<' "$EHLO" '<' '>NOOP\r\n' '<' '>QUIT\r\n' '<'
-tl_is "$(sm_line 9)" "221 2.0.0 Bye" "session_timeout: a short session ends normally"
+tl_is "$(sm_line 10)" "221 2.0.0 Bye" "session_timeout: a short session ends normally"
 
 # ---------------------------------------------------------------- min_data_rate
 # Phase 2, by reload: 100 bytes/s, command_timeout 1 s; the data phase may
@@ -149,7 +149,7 @@ tl_is "$(sm_sink_count)" 1 "min_data_rate: nothing of the trickled message reach
 # One rejected recipient and one protocol error for the counters.
 sm_chat '<' "$EHLO" '<' '>MAIL FROM:<sender@sender.test>\r\n' '<' '>RCPT TO:<nobody@example.com>\r\n' '<' \
     '>QUIT\r\n' '<'
-tl_like "$(sm_line 9)" "^550 5\\.1\\.1 " "an unknown recipient: 550 5.1.1"
+tl_like "$(sm_line 10)" "^550 5\\.1\\.1 " "an unknown recipient: 550 5.1.1"
 sm_chat '<' '>NOOP\n' '<' end
 tl_like "$(sm_line 2)" "^521 5\\.5\\.2 " "a bare LF: 521"
 
