@@ -259,9 +259,12 @@ static int smtp_command_can_queue(void)
 static void smtp_command_rcpt_queue(SMTP_SESSION *s, int code, const char *reply)
 {
     if (code / 100 == 4 && smtp_command_can_queue()) {
-        smtpd_log_printf("%s: to=<%s>: next hop said \"%s\": queued, not relayed",
-                         s->c.queue_id ? s->c.queue_id : "NOQUEUE", s->cur_rcpt, reply);
+        char *rcpt = xstrdup(s->cur_rcpt);
+
+        /* logged after the recipient is taken: the transaction's queue id exists from then on */
         smtp_command_rcpt_done(s, 250, "250 2.1.5 Ok", 1);
+        smtpd_log_printf("%s: to=<%s>: next hop said \"%s\": queued, not relayed", s->c.queue_id, rcpt, reply);
+        free(rcpt);
         return;
     }
     smtp_command_rcpt_done(s, code, reply, 0);
