@@ -88,6 +88,15 @@ extra_sink hard -f RCPT || tl_bail "smtp-sink (hard RCPT) did not start"
 extra_sink datasoft -r DATA || tl_bail "smtp-sink (soft DATA) did not start"
 extra_sink dothard -f . || tl_bail "smtp-sink (hard dot) did not start"
 extra_sink dotsoft -r . || tl_bail "smtp-sink (soft dot) did not start"
+PICKY_PORT=$(sm_port)
+${PYTHON3:-python3} "$top_srcdir/tests/tools/smtp_picky.py" "$PICKY_PORT" "$T/picky.got" 2>>"$T/picky.log" &
+tl_pids="$tl_pids $!"
+i=0
+while ! $SM_PROBE -t 2 "$PICKY_PORT" '<' >/dev/null 2>&1; do
+    i=$((i + 1))
+    [ $i -gt 100 ] && tl_bail "smtp_picky.py did not start"
+    sleep 0.05
+done
 
 {
     tl_admin domain add up.test "smtp:[127.0.0.1]:$SINK_PORT" &&
@@ -101,8 +110,10 @@ extra_sink dotsoft -r . || tl_bail "smtp-sink (soft dot) did not start"
     tl_admin domain add q.test "smtp:[127.0.0.1]:$DEAD_PORT" --relay-mode=queue &&
     tl_admin domain add qup.test "smtp:[127.0.0.1]:$SINK_PORT" --relay-mode=queue &&
     tl_admin domain add proxy.test "smtp:[127.0.0.1]:$DEAD_PORT" --relay-mode=proxy &&
+    tl_admin domain add picky.test "smtp:[127.0.0.1]:$PICKY_PORT" &&
+    tl_admin static add defer1@picky.test && tl_admin static add refuse1@picky.test &&
     for d in up.test nodsn.test down.test soft.test hard.test datasoft.test dothard.test dotsoft.test \
-        q.test qup.test proxy.test; do
+        q.test qup.test proxy.test picky.test; do
         tl_admin static add "user@$d" && tl_admin static add "other@$d" || exit 1
     done
 } >"$T/admin.out" 2>&1 || tl_bail "rcptgate admin could not set up the domains: $(cat "$T/admin.out")"
@@ -156,9 +167,24 @@ tl_like "$(grep "$Q1: client=" "$SMTPD_LOG")" "$Q1: client=unknown\\[127\\.0\\.0
     "log: the session's client= line has the same id"
 
 # queue mode, next hop up: still ours, still queued (no downstream session at all)
+before=$(count sink)
 send user@qup.test
+QUP=$(qid)
 tl_like "$(final)" '^250 2\.0\.0 Ok: queued as [0-9A-F]+$' "queue mode with the next hop up: our 250 queued as ID"
-tl_like "$(grep -c "$(qid): client=" "$SMTPD_LOG")" '^1$' "... under our own queue id (not the next hop's)"
+tl_like "$(grep -c "$QUP: client=" "$SMTPD_LOG")" '^1$' "... under our own queue id (not the next hop's)"
+# the queue manager delivers it (due now); wait for that, so later spool counts are not racing it
+i=0
+while [ "$(count sink)" -le "$before" ] && [ $i -lt 200 ]; do
+    sleep 0.05
+    i=$((i + 1))
+done
+i=0
+while "$SPOOLCAT" "$T/queue" "$QUP" >/dev/null 2>&1 && [ $i -lt 200 ]; do
+    sleep 0.05
+    i=$((i + 1))
+done
+tl_is "sink +$(($(count sink) - before)), in the spool: $("$SPOOLCAT" "$T/queue" "$QUP" >/dev/null 2>&1 && echo yes || echo no)" \
+    "sink +1, in the spool: no" "... then delivered from the queue and removed"
 
 # ---------------------------------------------------------------- proxy-then-queue, next hop up
 sq=$(queued)
@@ -236,6 +262,21 @@ sq=$(queued)
 send user@dothard.test
 tl_like "$(final)" '^5[0-9][0-9] ' "next hop 5xx at the final dot: the client hears the 5xx"
 tl_is "$(($(queued) - sq)) $(ls "$T/queue/incoming" | wc -l | tr -d ' ')" "0 0" "... the spool copy is dropped (nothing in deferred/ or incoming/)"
+
+# one transaction, the next hop takes one recipient and defers the other (tests/tools/smtp_picky.py)
+sq=$(queued)
+send user@picky.test,defer1@picky.test
+Q4=$(qid)
+tl_is "$(grep -A1 '^ -> RCPT TO:' "$T/swaks.out" | grep -c '^<- *250 2\.1\.5')" 2 \
+    "next hop takes one RCPT, defers the other: the client hears 250 for both"
+tl_like "$(final)" '^250 2\.0\.0 Ok: queued as [0-9A-F]+$' "... and, after the next hop's 250 at the dot, 250 queued as ID"
+tl_is "$(cat "$T/picky.got" 2>/dev/null)" "MAIL <sender@client.test> RCPT user@picky.test BYTES $(tail -1 "$T/picky.got" 2>/dev/null | sed 's/.*BYTES //')" \
+    "... the next hop got the message for the recipient it took, once"
+tl_is "$(($(queued) - sq)) $("$SPOOLCAT" "$T/queue" "$Q4" 2>&1 | grep '^rcpt ' | cut -d' ' -f2,3 | tr '\n' '|')" \
+    "1 D user@picky.test|T defer1@picky.test|" "... the spool keeps it: the delivered recipient DONE, the deferred one TODO"
+send refuse1@picky.test
+tl_like "$(grep '^<\*\*' "$T/swaks.out" | head -1)" '^<\*\* +550 5\.1\.1 <refuse1@picky.test>: no such user here' \
+    "the next hop's own 5xx to RCPT reaches the client"
 
 # ---------------------------------------------------------------- relay_mode = proxy for one domain
 sq=$(queued)
