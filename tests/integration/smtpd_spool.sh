@@ -231,7 +231,8 @@ tl_is "$([ "${nt:-0}" -ge $(($(date +%s) + 200)) ] && echo later)" later \
 "$SPOOLCAT" -b "$T/queue" "$Q2" >"$T/body.out" 2>&1
 tl_is "$(grep -c "^body of a message to user@down.test$(printf '\r')\$" "$T/body.out")" 1 \
     "... the body is all there"
-tl_like "$(grep "$Q2: to=<user@down.test>" "$SMTPD_LOG")" 'status=deferred' "log: status=deferred, as Postfix's smtp"
+tl_like "$(grep "$Q2: to=<user@down.test>" "$SMTPD_LOG")" 'relay=none, .*dsn=4\.4\.1, status=deferred \(451 4\.4\.1 ' \
+    "log: status=deferred with the next hop's failure, as Postfix's smtp logs it"
 
 # ---------------------------------------------------------------- 4xx / 5xx at each step
 sq=$(queued)
