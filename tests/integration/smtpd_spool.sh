@@ -9,7 +9,10 @@
 # what the sink and the spool really hold, the spool read back through
 # lib/spool.h (tests/tools/rg_spoolcat): the envelope (sender, recipients
 # and their states, DSN parameters, the client) and the exact bytes.
-# Then queue_max_messages = 1, and a spool on a 1 MB tmpfs in a private
+# A small Python next hop (tests/tools/smtp_picky.py) takes one recipient
+# and defers another in one transaction.
+# Then queue_max_messages = 1 (proxy-then-queue then relays as a proxy:
+# the next hop's own 250 or 4xx), and a spool on a 1 MB tmpfs in a private
 # mount namespace (root only): 452 4.3.1 before DATA, 451 for a message
 # that does not fit, and no file left behind.
 . "$top_srcdir/tests/lib/testlib.sh"
@@ -305,6 +308,15 @@ send user@q.test
 tl_like "$(grep '^<\*\*' "$T/swaks.out" | head -1)" '^<\*\* +452 4\.3\.1 Insufficient system storage' \
     "... the second hears 452 4.3.1 Insufficient system storage"
 tl_is "$(queued "$T/queue2") $(grep -c '^<- *250 2\.0\.0' "$T/swaks.out")" "1 0" "... one in the spool, no 250 for the second"
+# proxy-then-queue with the queue full: relayed as a proxy (the inside's verdict), never a 250 on the spool
+before=$(count sink)
+send user@up.test
+tl_is "$(final | cut -c1-9) sink +$(($(count sink) - before)) spool $(queued "$T/queue2")" "250 2.0.0 sink +1 spool 1" \
+    "queue full, proxy-then-queue, next hop up: relayed, the next hop's 250"
+send user@down.test
+tl_like "$(grep '^<\*\*' "$T/swaks.out" | head -1)" '^<\*\* +451 4\.4\.1 ' \
+    "queue full, proxy-then-queue, next hop down: its 4xx, as a proxy (no 250 without a spool)"
+tl_is "$(queued "$T/queue2") $(grep -c '^<- *250 2\.0\.0' "$T/swaks.out")" "1 0" "... nothing queued"
 sm_stop
 cat "$T/smtpd.stderr" >> "$T/smtpd.stderr.all"
 : > "$T/smtpd.stderr"
