@@ -88,6 +88,7 @@ static int check_found(const STORE_DOMAIN *dom, enum check_rule rule, CHECK_WHY 
 {
     why->rule = rule;
     check_copy(why->domain, sizeof(why->domain), dom->name);
+    check_copy(why->relay_mode, sizeof(why->relay_mode), dom->relay_mode ? dom->relay_mode : "");
 
     /* An entry written before the admin command normalised it, answered as Postfix needs it. */
     why->nexthop_mixed = check_nexthop_norm(dom->nexthop ? dom->nexthop : "", why->nexthop,
@@ -143,7 +144,7 @@ int check_domain(STORE *st, const char *name, size_t len, CHECK_WHY *why)
     int parent_form = 0;
 
     why->addr_err = 0;
-    why->key[0] = why->domain[0] = why->nexthop[0] = 0;
+    why->key[0] = why->domain[0] = why->nexthop[0] = why->relay_mode[0] = 0;
     if (len > 0 && name[0] == '.') {
         parent_form = 1;
         name++;
@@ -187,7 +188,7 @@ static int check_rcpt_key(STORE *st, const char *key, enum check_rule rule, CHEC
 static int check_address(const CHECK_OPTS *opts, const char *addr, size_t len, ADDR *a, CHECK_WHY *why)
 {
     why->addr_err = 0;
-    why->address[0] = why->key[0] = why->domain[0] = why->nexthop[0] = 0;
+    why->address[0] = why->key[0] = why->domain[0] = why->nexthop[0] = why->relay_mode[0] = 0;
     why->nexthop_mixed = 0;
     if ((why->addr_err = addr_parse(addr, len, opts->addr_flags, a)) != ADDR_OK) {
         why->rule = CHECK_MISS_ADDRESS;

@@ -43,6 +43,7 @@ typedef struct check_why {
     char domain[ADDR_DOMAIN_MAX + 2];   /* our domain entry that covers it */
     char nexthop[512];                  /* that domain's next hop, "" default */
     int nexthop_mixed;                  /* it names two transports: Postfix cannot use it */
+    char relay_mode[20];                /* that domain's smtpd relay_mode, "" default */
     STORE_RCPT rcpt;                    /* the entry; pointers valid until next store call */
 } CHECK_WHY;
 

@@ -26,7 +26,8 @@ enum metrics_fam {
     FAM_START, FAM_UPDATED, FAM_CONN, FAM_CONN_OPEN, FAM_CONN_REFUSED,
     FAM_PROTO, FAM_TIMEOUTS, FAM_LOOKUPS, FAM_POLICY, FAM_RCPT, FAM_MESSAGES,
     FAM_STORE_DOMAINS, FAM_STORE_RCPTS, FAM_SYNC_RCPTS, FAM_SYNC_SUCCESS,
-    FAM_SYNC_RUN, FAM_SYNC_OUTCOME, FAM_SYNC_CHANGES, FAM_SYNC_GUARD, FAM_COUNT
+    FAM_SYNC_RUN, FAM_SYNC_OUTCOME, FAM_SYNC_CHANGES, FAM_SYNC_GUARD,
+    FAM_QUEUE, FAM_QUEUE_AGE, FAM_COUNT
 };
 
 static const struct metrics_family {
@@ -53,6 +54,8 @@ static const struct metrics_family {
     [FAM_SYNC_OUTCOME] = {"rcptgate_sync_last_run_outcome", 0, "1 for the outcome of a source's last sync run (refused: the shrink guard)."},
     [FAM_SYNC_CHANGES] = {"rcptgate_sync_last_run_changes", 0, "Entries a source's last sync run added, changed or removed (or would have)."},
     [FAM_SYNC_GUARD] = {"rcptgate_sync_shrink_guard_refused", 0, "1 while a source's latest full sync, or its latest incremental one, stands refused by the shrink guard."},
+    [FAM_QUEUE] = {"rcptgate_smtpd_queue_messages", 0, "Messages in rcptgate-smtpd's queue, by queue (deferred, hold)."},
+    [FAM_QUEUE_AGE] = {"rcptgate_smtpd_queue_oldest_age_seconds", 0, "Age of the oldest message in rcptgate-smtpd's queue; 0 when empty."},
 };
 
 /* Stats file keys with a fixed meaning; socketmap.* and policy.* are built below. */
@@ -71,6 +74,9 @@ static const struct metrics_key {
     {"messages", FAM_MESSAGES, NULL},
     {"rcpt_ok", FAM_RCPT, "result=\"accepted\""},
     {"rcpt_rejected", FAM_RCPT, "result=\"rejected\""},
+    {"queue_deferred", FAM_QUEUE, "queue=\"deferred\""},
+    {"queue_hold", FAM_QUEUE, "queue=\"hold\""},
+    {"queue_oldest_age", FAM_QUEUE_AGE, NULL},
     {NULL, 0, NULL},
 };
 

@@ -1010,6 +1010,7 @@ static int rules_recipient(RULES_CTX *x)
     }
     out->ours = ours;
     snprintf(out->nexthop, sizeof(out->nexthop), "%s", ours ? why.nexthop : "");
+    snprintf(out->relay_mode, sizeof(out->relay_mode), "%s", ours ? why.relay_mode : "");
 
     if (rules_access_wanted(x, RULES_RCPT))
         rules_keys_mail(&x->keys, &a, x->opts.delimiters);

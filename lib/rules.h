@@ -50,6 +50,7 @@ typedef struct rules_result {
     int warnings;               /* warn-only refusals logged on the way */
     char address[320];          /* the recipient's normal form (or as given) */
     char nexthop[512];          /* its domain's next hop when ours, "" for the default */
+    char relay_mode[20];        /* its domain's smtpd relay_mode when ours, "" for the default */
     int ours;                   /* the recipient domain is one of ours */
 } RULES_RESULT;
 

@@ -67,13 +67,13 @@ static const char *const store_sql[STMT_COUNT] = {
         "WHERE x.address = ?1) | (SELECT COALESCE(MAX(co.flags & " STORE_RESTRICTING "), 0) "
         "FROM claim c CROSS JOIN object co ON co.id = c.object_id WHERE c.address = ?1) "
         STORE_RCPT_FROM "WHERE r.address = ?1 ORDER BY r.source_id LIMIT 1",
-    [STMT_DOMAIN_GET] = "SELECT name, nexthop, subdomains FROM domain WHERE name = ?1",
+    [STMT_DOMAIN_GET] = "SELECT name, nexthop, subdomains, relay_mode FROM domain WHERE name = ?1",
     [STMT_DATA_VERSION] = "PRAGMA data_version",
-    [STMT_DOMAIN_PUT] = "INSERT INTO domain (name, nexthop, subdomains, created) "
-        "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (name) DO UPDATE SET "
-        "nexthop = excluded.nexthop, subdomains = excluded.subdomains",
+    [STMT_DOMAIN_PUT] = "INSERT INTO domain (name, nexthop, subdomains, created, relay_mode) "
+        "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO UPDATE SET "
+        "nexthop = excluded.nexthop, subdomains = excluded.subdomains, relay_mode = excluded.relay_mode",
     [STMT_DOMAIN_DEL] = "DELETE FROM domain WHERE name = ?1",
-    [STMT_DOMAIN_WALK] = "SELECT name, nexthop, subdomains FROM domain ORDER BY name",
+    [STMT_DOMAIN_WALK] = "SELECT name, nexthop, subdomains, relay_mode FROM domain ORDER BY name",
     [STMT_STATIC_ADD] = "INSERT INTO recipient (address, source_id, kind, flags, last_seen) "
         "VALUES (?1, (SELECT id FROM source WHERE name = 'static'), 'static', 0, ?2) "
         "ON CONFLICT (address, source_id) DO NOTHING",
@@ -459,6 +459,7 @@ void store_close(STORE *st)
     free(st->b_guid.data);
     free(st->b_name.data);
     free(st->b_nexthop.data);
+    free(st->b_relay_mode.data);
     free(st->path);
     free(st);
 }
@@ -635,6 +636,7 @@ static void store_domain_fill(STORE *st, sqlite3_stmt *s, STORE_DOMAIN *out, int
     out->name = copy ? store_col(s, 0, &st->b_name) : store_text(s, 0);
     out->nexthop = copy ? store_col(s, 1, &st->b_nexthop) : store_text(s, 1);
     out->subdomains = sqlite3_column_int(s, 2);
+    out->relay_mode = copy ? store_col(s, 3, &st->b_relay_mode) : store_text(s, 3);
 }
 
 /*
@@ -650,6 +652,7 @@ static void store_domain_fill(STORE *st, sqlite3_stmt *s, STORE_DOMAIN *out, int
 struct store_dom {
     char *name;
     char *nexthop;
+    char *relay_mode;
     int subdomains;
 };
 
@@ -659,6 +662,7 @@ static void store_dom_free(STORE *st)
     for (int i = 0; i < st->dom_count; i++) {
         free(st->dom[i].name);
         free(st->dom[i].nexthop);
+        free(st->dom[i].relay_mode);
     }
     free(st->dom);
     st->dom = NULL;
@@ -689,6 +693,7 @@ static int store_dom_load(STORE *st)
         st->dom[st->dom_count].name = xstrdup(store_text(s, 0));
         st->dom[st->dom_count].nexthop = xstrdup(store_text(s, 1));
         st->dom[st->dom_count].subdomains = sqlite3_column_int(s, 2);
+        st->dom[st->dom_count].relay_mode = xstrdup(store_text(s, 3));
         st->dom_count++;
     }
     if (rc != SQLITE_DONE) {
@@ -753,6 +758,7 @@ int store_domain_get(STORE *st, const char *name, STORE_DOMAIN *out)
             out->name = d->name;
             out->nexthop = d->nexthop;
             out->subdomains = d->subdomains;
+            out->relay_mode = d->relay_mode;
             return 1;
         }
     }
@@ -771,8 +777,15 @@ int store_domain_get(STORE *st, const char *name, STORE_DOMAIN *out)
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
-/* store_domain_put - add a domain, or update its next hop and subdomain flag */
+/* store_domain_put - add a domain, or update its next hop and subdomain flag (relay mode: the default) */
 int store_domain_put(STORE *st, const char *name, const char *nexthop, int subdomains)
+{
+    return store_domain_put_mode(st, name, nexthop, subdomains, "");
+}
+
+/* store_domain_put_mode - the same with the domain's relay mode ("" = [smtpd] relay_mode) */
+int store_domain_put_mode(STORE *st, const char *name, const char *nexthop, int subdomains,
+                          const char *relay_mode)
 {
     sqlite3_stmt *s;
 
@@ -782,7 +795,8 @@ int store_domain_put(STORE *st, const char *name, const char *nexthop, int subdo
     if (sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC) != SQLITE_OK
         || sqlite3_bind_text(s, 2, nexthop ? nexthop : "", -1, SQLITE_STATIC) != SQLITE_OK
         || sqlite3_bind_int(s, 3, subdomains ? 1 : 0) != SQLITE_OK
-        || sqlite3_bind_int64(s, 4, store_now()) != SQLITE_OK)
+        || sqlite3_bind_int64(s, 4, store_now()) != SQLITE_OK
+        || sqlite3_bind_text(s, 5, relay_mode ? relay_mode : "", -1, SQLITE_STATIC) != SQLITE_OK)
         return store_fail(st, "adding a domain");
     return store_step_done(st, s, "adding a domain");
 }

@@ -88,12 +88,16 @@ typedef struct store_domain {
     const char *name;           /* lowercase A-label */
     const char *nexthop;        /* Postfix transport syntax; "" = default */
     int subdomains;             /* subdomains match too */
+    const char *relay_mode;     /* rcptgate-smtpd's relay_mode for it; "" = [smtpd] relay_mode */
 } STORE_DOMAIN;
 
 /* store_domain_get - exact lookup of a normalised domain name */
 int store_domain_get(STORE *st, const char *name, STORE_DOMAIN *out);
 /* store_domain_put - add or update a domain; 0 done, -1 error */
 int store_domain_put(STORE *st, const char *name, const char *nexthop, int subdomains);
+/* store_domain_put_mode - the same, with the domain's relay mode ("" = the [smtpd] default) */
+int store_domain_put_mode(STORE *st, const char *name, const char *nexthop, int subdomains,
+                          const char *relay_mode);
 int store_domain_del(STORE *st, const char *name);      /* 1 deleted, 0 absent, -1 */
 /* store_domain_walk - call fn for each domain in name order; fn non-zero stops */
 int store_domain_walk(STORE *st, int (*fn)(const STORE_DOMAIN *, void *), void *ctx);

@@ -63,7 +63,7 @@ struct store {
     unsigned long errors;       /* store_errf() calls: see store_errors() */
     int in_read;                /* store_read_begin() opened a transaction */
     /* copies of the last lookup's strings */
-    STORE_BUF b_address, b_kind, b_source, b_dn, b_guid, b_name, b_nexthop;
+    STORE_BUF b_address, b_kind, b_source, b_dn, b_guid, b_name, b_nexthop, b_relay_mode;
     STORE_REPL *repl;
     STORE_SYNC *sync;
     /* The domain table in memory, for lookups inside read transactions. */

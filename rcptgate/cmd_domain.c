@@ -97,12 +97,18 @@ static int domain_name(const char *in, char *out)
 /* domain_print - one line of domain list */
 static int domain_print(const STORE_DOMAIN *d, void *ctx)
 {
-    printf("%s\t%s\t%s\n", d->name, d->nexthop[0] ? d->nexthop : "-",
-           d->subdomains ? "subdomains" : "-");
+    printf("%s\t%s\t%s\t%s\n", d->name, d->nexthop[0] ? d->nexthop : "-",
+           d->subdomains ? "subdomains" : "-", d->relay_mode && d->relay_mode[0] ? d->relay_mode : "-");
     return 0;
 }
 
-/* domain_add - domain add DOMAIN [NEXTHOP] [--subdomains] */
+/* domain_relay_mode_ok - one of rcptgate-smtpd's relay modes (params_smtpd's relay_mode) */
+static int domain_relay_mode_ok(const char *mode)
+{
+    return strcmp(mode, "proxy") == 0 || strcmp(mode, "queue") == 0 || strcmp(mode, "proxy-then-queue") == 0;
+}
+
+/* domain_add - domain add DOMAIN [NEXTHOP] [--subdomains] [--relay-mode=MODE] */
 static int domain_add(int argc, char **argv)
 {
     char name[ADDR_DOMAIN_MAX + 1];
@@ -110,6 +116,7 @@ static int domain_add(int argc, char **argv)
     char hop[DOMAIN_NEXTHOP_MAX + 1];
     const char *domain = NULL;
     const char *nexthop = NULL;
+    const char *relay_mode = "";
     int subdomains = 0;
     STORE_DOMAIN old;
     STORE *st;
@@ -118,6 +125,8 @@ static int domain_add(int argc, char **argv)
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--subdomains") == 0)
             subdomains = 1;
+        else if (strncmp(argv[i], "--relay-mode=", 13) == 0)
+            relay_mode = argv[i] + 13;
         else if (argv[i][0] == '-' && argv[i][1] == '-')
             return rcptgate_usage();
         else if (domain == NULL)
@@ -131,6 +140,11 @@ static int domain_add(int argc, char **argv)
         return rcptgate_usage();
     if (domain_name(domain, name) < 0)
         return RCPTGATE_EX_NOTFOUND;
+    /* "" (not given) is the [smtpd] relay_mode; a typo must not silently become it */
+    if (*relay_mode && !domain_relay_mode_ok(relay_mode)) {
+        rcptgate_error("relay mode \"%s\": expected proxy, queue or proxy-then-queue", relay_mode);
+        return RCPTGATE_EX_NOTFOUND;
+    }
     if (nexthop != NULL && domain_nexthop_ok(nexthop, why, sizeof(why)) < 0) {
         rcptgate_error("next hop \"%s\": %s", nexthop, why);
         return RCPTGATE_EX_NOTFOUND;
@@ -151,13 +165,14 @@ static int domain_add(int argc, char **argv)
     if ((st = rcptgate_store(STORE_CREATE)) == NULL)
         return RCPTGATE_EX_STORE;
     if ((had = store_domain_get(st, name, &old)) < 0
-        || store_domain_put(st, name, nexthop ? nexthop : "", subdomains) < 0) {
+        || store_domain_put_mode(st, name, nexthop ? nexthop : "", subdomains, relay_mode) < 0) {
         rcptgate_error("domain add: %s", store_error(st));
         store_close(st);
         return RCPTGATE_EX_STORE;
     }
-    printf("%s domain %s, next hop %s%s\n", had ? "updated" : "added", name,
-           nexthop ? nexthop : "(default transport)", subdomains ? ", subdomains too" : "");
+    printf("%s domain %s, next hop %s%s%s%s\n", had ? "updated" : "added", name,
+           nexthop ? nexthop : "(default transport)", subdomains ? ", subdomains too" : "",
+           *relay_mode ? ", relay mode " : "", relay_mode);
     store_close(st);
     return RCPTGATE_EX_OK;
 }
@@ -195,6 +210,7 @@ int cmd_domain(int argc, char **argv)
         store_close(st);
         return rc < 0 ? RCPTGATE_EX_STORE : RCPTGATE_EX_OK;
     }
-    rcptgate_error("usage: rcptgate domain add DOMAIN [NEXTHOP] [--subdomains] | del DOMAIN | list");
+    rcptgate_error("usage: rcptgate domain add DOMAIN [NEXTHOP] [--subdomains] [--relay-mode=MODE]"
+                   " | del DOMAIN | list");
     return RG_EX_USAGE;
 }

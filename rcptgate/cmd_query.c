@@ -118,6 +118,7 @@ int cmd_query(int argc, char **argv)
     if (why.domain[0]) {
         printf("domain:    %s\n", why.domain);
         printf("next hop:  %s\n", why.nexthop[0] ? why.nexthop : "(default transport)");
+        printf("relay mode: %s\n", why.relay_mode[0] ? why.relay_mode : "(smtpd relay_mode)");
     }
     if (rc < 0) {
         rcptgate_error("store %s: %s", var_store_path, store_error(st));

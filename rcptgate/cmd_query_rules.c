@@ -140,8 +140,10 @@ int cmd_query_rules(int argc, char **argv)
         printf("rule:      accept (no rule refused)\n");
         printf("smtpd:     (accepted; the next hop's own reply)\n");
         printf("policy:    action=DUNNO\n");
-        if (res.ours)
+        if (res.ours) {
             printf("next hop:  %s\n", res.nexthop[0] ? res.nexthop : "(default)");
+            printf("relay mode: %s\n", res.relay_mode[0] ? res.relay_mode : "(smtpd relay_mode)");
+        }
     } else {
         /* as lookupd answers: [lookupd] reject_text is the text of its 550 5.1.1 */
         if (strcmp(res.rule, "relay_control") == 0)

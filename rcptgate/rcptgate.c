@@ -73,7 +73,7 @@ int rcptgate_usage(void)
           "                                     a whole transaction: the verdict and the rule\n"
           "  import [--source NAME] [--allow-empty] [--force] FILE\n"
           "                                     replace a source's recipients with a map file\n"
-          "  domain add DOMAIN [NEXTHOP] [--subdomains]\n"
+          "  domain add DOMAIN [NEXTHOP] [--subdomains] [--relay-mode=MODE]\n"
           "  domain del DOMAIN | domain list\n"
           "  static add ADDRESS | static del ADDRESS | static list\n"
           "  stats [--openmetrics | --prometheus]\n"

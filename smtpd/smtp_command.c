@@ -22,6 +22,7 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,8 @@
 #include "smtpd_log.h"
 #include "smtp_session_int.h"
 #include "smtp_tls.h"
+#include "smtpd_qmgr.h"
+#include "spool.h"
 
 /* smtp_command_ehlo - HELO and EHLO */
 static void smtp_command_ehlo(SMTP_SESSION *s, const char *arg, int esmtp)
@@ -87,6 +90,8 @@ static void smtp_command_ehlo(SMTP_SESSION *s, const char *arg, int esmtp)
     }
     lines[n++] = "ENHANCEDSTATUSCODES";
     lines[n++] = "8BITMIME";
+    /* RFC 3461: kept with the message (queued) and passed on when the next hop offers it */
+    lines[n++] = "DSN";
     if (var_smtpd_smtputf8)
         lines[n++] = "SMTPUTF8";
     {
@@ -160,6 +165,9 @@ static void smtp_command_mail(SMTP_SESSION *s, const char *arg)
     }
     s->c.sender = xstrdup(path.addr);
     s->mail_params = xstrdup(path.params);
+    s->ret = path.ret;
+    s->envid = path.envid[0] ? xstrdup(path.envid) : NULL;
+    s->mail_size = path.size;
     s->smtputf8 = (unsigned char) path.smtputf8;
     s->mail_ms = smtp_session_now();
     if (!path.is_null && *path.domain && *path.domain != '[') {
@@ -171,8 +179,12 @@ static void smtp_command_mail(SMTP_SESSION *s, const char *arg)
     smtp_session_reply(s, "250 2.1.0 Ok");
 }
 
-/* smtp_command_rcpt_done - the client hears the RCPT reply; log and count it */
-static void smtp_command_rcpt_done(SMTP_SESSION *s, int code, const char *reply)
+/*
+ * smtp_command_rcpt_done - the client hears the RCPT reply; log and count
+ * it. queued_only: accepted for the spool alone (the next hop did not
+ * take it).
+ */
+static void smtp_command_rcpt_done(SMTP_SESSION *s, int code, const char *reply, int queued_only)
 {
     SMTPD_REPLY r;
 
@@ -183,6 +195,12 @@ static void smtp_command_rcpt_done(SMTP_SESSION *s, int code, const char *reply)
 
         memcpy(rc->addr, s->cur_rcpt, len + 1);
         rc->next = NULL;
+        rc->orcpt = s->cur_orcpt;
+        s->cur_orcpt = NULL;
+        rc->notify = s->cur_notify;
+        rc->queued_only = (unsigned char) (queued_only != 0);
+        rc->why = s->cur_why;
+        s->cur_why = NULL;
         while (*tail)
             tail = &(*tail)->next;
         *tail = rc;
@@ -207,6 +225,65 @@ static void smtp_command_rcpt_done(SMTP_SESSION *s, int code, const char *reply)
     smtp_session_reply(s, "%s", reply);
     free(s->cur_rcpt);
     s->cur_rcpt = NULL;
+    free(s->cur_rcpt_params);
+    s->cur_rcpt_params = NULL;
+    free(s->cur_orcpt);
+    s->cur_orcpt = NULL;
+    free(s->cur_why);
+    s->cur_why = NULL;
+}
+
+/* smtp_command_mode_of - a relay_mode value as enum smtp_mode (a bad stored value: the default's) */
+static int smtp_command_mode_of(const char *name)
+{
+    if (name != NULL && strcmp(name, "proxy") == 0)
+        return SMTP_MODE_PROXY;
+    if (name != NULL && strcmp(name, "queue") == 0)
+        return SMTP_MODE_QUEUE;
+    if (name != NULL && strcmp(name, "proxy-then-queue") == 0)
+        return SMTP_MODE_PTQ;
+    return 0;
+}
+
+/* smtp_command_relay_lost - proxy-then-queue gives the next hop up for this transaction (why: for the log) */
+static void smtp_command_relay_lost(SMTP_SESSION *s, const char *why)
+{
+    smtp_relay_free(s->relay);
+    s->relay = NULL;
+    s->relay_down = 1;
+    if (s->defer_reason == NULL)
+        s->defer_reason = xstrdup(why);
+}
+
+/* smtp_command_can_queue - may this transaction put one more recipient in the spool now? */
+static int smtp_command_can_queue(void)
+{
+    char why[128];
+
+    return smtpd_spool != NULL && smtpd_qmgr_accepting(why, sizeof(why)) == 0;
+}
+
+/*
+ * smtp_command_rcpt_queue - proxy-then-queue: the next hop deferred this
+ * recipient (or is down): the client hears 250 and the spool alone will
+ * hold it, when the spool can; otherwise the client hears the next
+ * hop's own 4xx, as in proxy mode. Invariant: 250 only on the next hop's
+ * 250 or a spool commit, so the final dot checks again.
+ */
+static void smtp_command_rcpt_queue(SMTP_SESSION *s, int code, const char *reply)
+{
+    if (code / 100 == 4 && smtp_command_can_queue()) {
+        char *rcpt = xstrdup(s->cur_rcpt);
+
+        /* logged after the recipient is taken: the transaction's queue id exists from then on */
+        free(s->cur_why);
+        s->cur_why = xstrdup(reply);
+        smtp_command_rcpt_done(s, 250, "250 2.1.5 Ok", 1);
+        smtpd_log_printf("%s: to=<%s>: next hop said \"%s\": queued, not relayed", s->c.queue_id, rcpt, reply);
+        free(rcpt);
+        return;
+    }
+    smtp_command_rcpt_done(s, code, reply, 0);
 }
 
 /* smtp_command_relay_rcpt_cb - the downstream's answer to RCPT */
@@ -215,7 +292,10 @@ static void smtp_command_relay_rcpt_cb(void *arg, int code, const char *reply)
     SMTP_SESSION *s = arg;
 
     s->wait = W_NONE;
-    smtp_command_rcpt_done(s, code, reply);
+    if (s->mode == SMTP_MODE_PTQ && code / 100 == 4)
+        smtp_command_rcpt_queue(s, code, reply);
+    else
+        smtp_command_rcpt_done(s, code, reply, 0);
     smtp_session_resume(s);
 }
 
@@ -225,17 +305,26 @@ static void smtp_command_relay_mail_cb(void *arg, int code, const char *reply)
     SMTP_SESSION *s = arg;
 
     if (code / 100 != 2) {
-        /* No downstream transaction: this recipient hears why; the next one tries again. */
         s->wait = W_NONE;
+        if (s->mode == SMTP_MODE_PTQ && code / 100 == 4 && smtp_command_can_queue()) {
+            /* Down or deferring: the rest of this transaction goes to the spool alone. */
+            smtp_command_relay_lost(s, reply);
+            smtp_command_rcpt_queue(s, code, reply);
+            smtp_session_resume(s);
+            return;
+        }
+        /* No downstream transaction: this recipient hears why; the next one tries again. */
         smtp_relay_free(s->relay);
         s->relay = NULL;
         free(s->nexthop);
         s->nexthop = NULL;
-        smtp_command_rcpt_done(s, code, reply);
+        if (s->c.rcpt_count == 0)
+            s->mode = SMTP_MODE_NONE;
+        smtp_command_rcpt_done(s, code, reply, 0);
         smtp_session_resume(s);
         return;
     }
-    smtp_relay_rcpt(s->relay, s->cur_rcpt, "", smtp_command_relay_rcpt_cb, s);
+    smtp_relay_rcpt(s->relay, s->cur_rcpt, s->cur_rcpt_params, smtp_command_relay_rcpt_cb, s);
 }
 
 /* smtp_command_rcpt_check - DNS answers are in: run the checks, then relay */
@@ -244,6 +333,7 @@ static void smtp_command_rcpt_check(void *arg)
     SMTP_SESSION *s = arg;
     SMTPD_RCPT_INFO info;
     SMTPD_REPLY r;
+    int mode;
 
     if (s->phase == PH_CLOSING || s->wait != W_DNS)
         return;
@@ -284,13 +374,49 @@ static void smtp_command_rcpt_check(void *arg)
         log_warn("no next hop for the domain of <%s>: set the domain's next hop or [smtpd] default_nexthop",
                  info.address[0] ? info.address : s->cur_rcpt);
         snprintf(text, sizeof(text), "451 4.3.0 <%s>: Temporary lookup failure", s->cur_rcpt);
-        smtp_command_rcpt_done(s, 451, text);
+        smtp_command_rcpt_done(s, 451, text, 0);
         smtp_session_resume(s);
         return;
     }
-    if (s->relay != NULL && strcmp(s->nexthop, info.nexthop) != 0) {
-        /* Another next hop: the client sends it again in a new transaction. */
-        smtp_command_rcpt_done(s, 452, "452 4.5.3 Error: too many recipients");
+    /* The domain's own relay mode, else [smtpd] relay_mode. */
+    mode = smtp_command_mode_of(info.relay_mode);
+    if (mode == 0 && (mode = smtp_command_mode_of(var_smtpd_relay_mode)) == 0)
+        mode = SMTP_MODE_PROXY;
+    /* No spool to fall back on: proxy-then-queue is a proxy (see RELAY MODES in rcptgate-smtpd(8)). */
+    if (mode == SMTP_MODE_PTQ && smtpd_spool == NULL)
+        mode = SMTP_MODE_PROXY;
+    if ((s->nexthop != NULL && strcmp(s->nexthop, info.nexthop) != 0)
+        || (s->mode != SMTP_MODE_NONE && s->mode != mode)) {
+        /* Another next hop or relay mode: the client sends it again in a new transaction. */
+        smtp_command_rcpt_done(s, 452, "452 4.5.3 Error: too many recipients", 0);
+        smtp_session_resume(s);
+        return;
+    }
+    s->mode = (unsigned char) mode;
+    if (s->nexthop == NULL)
+        s->nexthop = xstrdup(info.nexthop);
+    if (mode == SMTP_MODE_QUEUE) {
+        char why[SMTPD_REPLY_LEN];
+
+        /* Nothing downstream now: the spool takes it, or the client hears why not. */
+        if (smtpd_spool == NULL || smtpd_qmgr_accepting(why, sizeof(why)) != 0) {
+            if (smtpd_spool == NULL)
+                snprintf(why, sizeof(why), "452 4.3.1 Insufficient system storage");
+            if (s->c.rcpt_count == 0) {
+                s->mode = SMTP_MODE_NONE;
+                free(s->nexthop);
+                s->nexthop = NULL;
+            }
+            smtp_command_rcpt_done(s, atoi(why) > 0 ? atoi(why) : 452, why, 0);
+        } else {
+            smtp_command_rcpt_done(s, 250, "250 2.1.5 Ok", 1);
+        }
+        smtp_session_resume(s);
+        return;
+    }
+    if (s->relay_down) {
+        /* proxy-then-queue after the next hop failed in this transaction */
+        smtp_command_rcpt_queue(s, 451, s->defer_reason ? s->defer_reason : "451 4.4.1 next hop unavailable");
         smtp_session_resume(s);
         return;
     }
@@ -298,7 +424,6 @@ static void smtp_command_rcpt_check(void *arg)
     if (s->relay == NULL) {
         SMTP_RELAY_ENV env;
 
-        s->nexthop = xstrdup(info.nexthop);
         env.nexthops = s->nexthop;
         env.client = &s->c;
         env.sender = s->c.sender;
@@ -306,7 +431,7 @@ static void smtp_command_rcpt_check(void *arg)
         s->relay = smtp_relay_open(&env, smtp_command_relay_mail_cb, s);
         return;
     }
-    smtp_relay_rcpt(s->relay, s->cur_rcpt, "", smtp_command_relay_rcpt_cb, s);
+    smtp_relay_rcpt(s->relay, s->cur_rcpt, s->cur_rcpt_params, smtp_command_relay_rcpt_cb, s);
 }
 
 /* smtp_command_rcpt - RCPT TO */
@@ -330,11 +455,16 @@ static void smtp_command_rcpt(SMTP_SESSION *s, const char *arg)
     /* A source-routed path goes to the checks whole, so they can refuse it. */
     free(s->cur_rcpt);
     s->cur_rcpt = xstrdup(path.has_route ? path.raw : path.addr);
+    free(s->cur_rcpt_params);
+    s->cur_rcpt_params = xstrdup(path.params);
+    free(s->cur_orcpt);
+    s->cur_orcpt = path.orcpt[0] ? xstrdup(path.orcpt) : NULL;
+    s->cur_notify = path.notify;
     smtp_session_pause(s, W_DNS);
     smtpd_dns_wait(smtp_session_dns, &s->c, smtp_command_rcpt_check, s);
 }
 
-/* smtp_command_received - our Received: header, first thing downstream */
+/* smtp_command_received - our Received: header, first thing downstream (and in the spool) */
 static void smtp_command_received(SMTP_SESSION *s)
 {
     char buf[2048];
@@ -367,36 +497,135 @@ static void smtp_command_received(SMTP_SESSION *s)
     for (size_t i = 0; i < n; i++)
         if ((unsigned char) buf[i] < 0x20 && buf[i] != '\r' && buf[i] != '\n' && buf[i] != '\t')
             buf[i] = '?';
-    if (smtp_relay_write(s->relay, buf, n) < 0)
-        s->d_failed = 1;
+    smtp_session_data_put(s, buf, n);
+}
+
+/* smtp_command_data_go - 354: the message bytes follow */
+static void smtp_command_data_go(SMTP_SESSION *s)
+{
+    smtp_session_send(s, "354 End data with <CR><LF>.<CR><LF>");
+    s->phase = PH_DATA;
+    smtp_proto_data_init(&s->scan, smtp_session_normalize);
+    s->d_over = s->d_rejected = 0;
+    s->d_failed = 0;
+    s->spool_failed = 0;
+    s->data_bytes = 0;
+    s->data_start_ms = smtp_session_now();
+    if (var_smtpd_received)
+        smtp_command_received(s);
+}
+
+/* smtp_command_data_refuse - DATA refused (4xx/5xx): log it, end the transaction */
+static void smtp_command_data_refuse(SMTP_SESSION *s, int code, const char *reply)
+{
+    SMTPD_REPLY r;
+
+    memset(&r, 0, sizeof(r));
+    smtpd_reply_set(&r, code, "%s", reply);
+    smtpd_log_reject(&s->c, "DATA", &r, NULL, 0);
+    smtp_session_reply(s, "%s", reply);
+    smtp_session_reset(s);
 }
 
 /* smtp_command_relay_data_cb - the downstream's answer to DATA */
 static void smtp_command_relay_data_cb(void *arg, int code, const char *reply)
 {
     SMTP_SESSION *s = arg;
-    SMTPD_REPLY r;
 
     s->wait = W_NONE;
     if (code != 354) {
-        memset(&r, 0, sizeof(r));
-        smtpd_reply_set(&r, code, "%s", reply);
-        smtpd_log_reject(&s->c, "DATA", &r, NULL, 0);
-        smtp_session_reply(s, "%s", reply);
-        smtp_session_reset(s);
+        if (s->mode == SMTP_MODE_PTQ && code / 100 != 5 && s->spool_f != NULL) {
+            /* Deferred or down at DATA: we take the message for the spool alone. */
+            smtpd_log_printf("%s: next hop %s said \"%s\" to DATA: the message goes to the queue",
+                             s->c.queue_id, smtp_relay_peer(s->relay), reply);
+            smtp_command_relay_lost(s, reply);
+            smtp_command_data_go(s);
+        } else {
+            smtp_command_data_refuse(s, code, reply);
+        }
         smtp_session_resume(s);
         return;
     }
-    smtp_session_send(s, "354 End data with <CR><LF>.<CR><LF>");
-    s->phase = PH_DATA;
-    smtp_proto_data_init(&s->scan, smtp_session_normalize);
-    s->d_over = s->d_rejected = 0;
-    s->d_failed = 0;
-    s->data_bytes = 0;
-    s->data_start_ms = smtp_session_now();
-    if (var_smtpd_received)
-        smtp_command_received(s);
+    smtp_command_data_go(s);
     smtp_session_resume(s);
+}
+
+/* smtp_command_queued_only - how many recipients only the spool holds (the next hop did not take them) */
+static int smtp_command_queued_only(const SMTP_SESSION *s)
+{
+    int n = 0;
+
+    for (const SMTP_RCPT *rc = s->rcpts; rc; rc = rc->next)
+        n += rc->queued_only;
+    return n;
+}
+
+/*
+ * smtp_command_spool_start - the spool file of this message, recipients
+ * all TODO, before 354: queue_max_messages and free space are checked
+ * first. 0 and s->spool_f set; or -1 with the client's reply in why.
+ */
+static int smtp_command_spool_start(SMTP_SESSION *s, char *why, size_t whylen)
+{
+    SPOOL_ENV env;
+    SPOOL_RCPT *rv;
+    char err[256];
+    size_t i = 0;
+    long long size = s->mail_size > 0 ? s->mail_size : var_smtpd_size_limit;
+    int ok;
+
+    if (smtpd_spool == NULL) {
+        snprintf(why, whylen, "452 4.3.1 Insufficient system storage");
+        return -1;
+    }
+    if (smtpd_qmgr_accepting(why, whylen) != 0) {
+        smtpd_log_printf("%s: queue full (queue_max_messages %d) or unusable: %s", s->c.queue_id,
+                         var_smtpd_queue_max, why);
+        return -1;
+    }
+    /* Postfix's queue_minfree test, with the message's declared (or largest) size on top */
+    if ((ok = spool_space_ok(smtpd_spool, size, var_smtpd_queue_minfree)) <= 0) {
+        if (ok < 0)
+            log_warn("%s: cannot tell the free space of %s: %s", s->c.queue_id, spool_dir(smtpd_spool),
+                     strerror(errno));
+        else
+            log_warn("%s: not enough free space in %s for %lld bytes above queue_minfree %lld",
+                     s->c.queue_id, spool_dir(smtpd_spool), size, var_smtpd_queue_minfree);
+        snprintf(why, whylen, "452 4.3.1 Insufficient system storage");
+        return -1;
+    }
+    memset(&env, 0, sizeof(env));
+    snprintf(env.id, sizeof(env.id), "%s", s->c.queue_id);
+    env.arrival = (long long) time(NULL);
+    env.sender = s->c.sender;
+    env.mail_params = s->mail_params ? s->mail_params : "";
+    env.envid = s->envid;
+    env.ret = s->ret;
+    env.client.name = s->c.name;
+    env.client.addr = s->c.addr;
+    env.client.port = s->c.port;
+    env.client.helo = s->c.helo;
+    env.client.proto = (char *) smtp_session_proto(s);
+    env.client.login = s->c.sasl_user;
+    env.nrcpt = (size_t) s->c.rcpt_count;
+    rv = xmalloc((env.nrcpt ? env.nrcpt : 1) * sizeof(*rv));
+    for (const SMTP_RCPT *rc = s->rcpts; rc && i < env.nrcpt; rc = rc->next, i++) {
+        memset(&rv[i], 0, sizeof(rv[i]));
+        rv[i].addr = (char *) rc->addr;
+        rv[i].orcpt = rc->orcpt;
+        rv[i].notify = rc->notify;
+        rv[i].state = SPOOL_RCPT_TODO;
+    }
+    env.nrcpt = i;
+    env.rcpt = rv;
+    s->spool_f = spool_create(smtpd_spool, &env, err, sizeof(err));
+    free(rv);
+    if (s->spool_f == NULL) {
+        log_warn("%s: cannot create a queue file: %s", s->c.queue_id, err);
+        snprintf(why, whylen, "451 4.3.0 Error: queue file write error");
+        return -1;
+    }
+    return 0;
 }
 
 /* smtp_command_data - DATA */
@@ -408,7 +637,7 @@ static void smtp_command_data(SMTP_SESSION *s, const char *arg)
         smtp_session_reply(s, "501 5.5.4 Syntax: DATA");
         return;
     }
-    if (s->c.rcpt_count == 0 || s->relay == NULL) {
+    if (s->c.rcpt_count == 0 || (s->relay == NULL && s->mode != SMTP_MODE_QUEUE && !s->relay_down)) {
         if (s->c.sender == NULL)
             smtp_session_reply(s, "503 5.5.1 Error: need RCPT command");
         else
@@ -421,37 +650,120 @@ static void smtp_command_data(SMTP_SESSION *s, const char *arg)
         smtp_session_reply(s, "%s", r.text);
         return;
     }
-    smtp_session_pause(s, W_RELAY);
-    smtp_relay_data(s->relay, smtp_command_relay_data_cb, s);
+    if (s->mode == SMTP_MODE_QUEUE || s->mode == SMTP_MODE_PTQ) {
+        char why[SMTPD_REPLY_LEN];
+
+        if (smtp_command_spool_start(s, why, sizeof(why)) < 0) {
+            if (s->mode == SMTP_MODE_PTQ && s->relay != NULL && smtp_command_queued_only(s) == 0) {
+                /*
+                 * No room or no spool: the next hop alone takes it, the
+                 * client hears its verdict (a 4xx as in proxy mode). What is
+                 * relayed live loses nothing; refusing would defer mail the
+                 * inside could take now.
+                 */
+                smtpd_log_printf("%s: queue unavailable (%s): relayed as a proxy", s->c.queue_id, why);
+                s->mode = SMTP_MODE_PROXY;
+            } else {
+                smtp_command_data_refuse(s, atoi(why), why);
+                return;
+            }
+        }
+    }
+    if (s->relay != NULL && s->spool_f != NULL && smtp_command_queued_only(s) == s->c.rcpt_count) {
+        /* The next hop took none of the recipients: it gets no DATA (it would say 503). */
+        smtp_command_relay_lost(s, "the next hop deferred every recipient");
+    }
+    if (s->relay != NULL) {
+        smtp_session_pause(s, W_RELAY);
+        smtp_relay_data(s->relay, smtp_command_relay_data_cb, s);
+        return;
+    }
+    /* queue, or proxy-then-queue with the next hop down: our own 354 */
+    smtp_command_data_go(s);
 }
 
-/* smtp_command_relay_dot_cb - the downstream's final word on the message */
-static void smtp_command_relay_dot_cb(void *arg, int code, const char *reply)
+/* smtp_command_dsn - the enhanced status of a deferral reply ("451 4.4.2 ..." gives 4.4.2), else 4.0.0 */
+static const char *smtp_command_dsn(const char *reply, char *buf, size_t size)
 {
-    SMTP_SESSION *s = arg;
+    unsigned a, b, c;
+    int n = 0;
+
+    if (strlen(reply) > 4 && sscanf(reply + 4, "%1u.%3u.%3u%n", &a, &b, &c, &n) == 3 && n > 0 && a == 4
+        && (reply[4 + n] == ' ' || reply[4 + n] == 0))
+        snprintf(buf, size, "%u.%u.%u", a, b, c);
+    else
+        snprintf(buf, size, "4.0.0");
+    return buf;
+}
+
+/* smtp_command_log_done - the message's qmgr line and one line per recipient, as Postfix's qmgr and smtp */
+static void smtp_command_log_done(SMTP_SESSION *s, int sent_ok, const char *relay, const char *reply)
+{
+    double delay = (double) (smtp_session_now() - s->mail_ms) / 1000.0;
+    char dsn[32];
+
+    smtpd_log_as("qmgr", "%s: from=<%s>, size=%lld, nrcpt=%d (queue active)", s->c.queue_id,
+                 s->c.sender, s->data_bytes, s->c.rcpt_count);
+    for (SMTP_RCPT *rc = s->rcpts; rc; rc = rc->next) {
+        if (sent_ok && !rc->queued_only)
+            smtpd_log_as("smtp", "%s: to=<%s>, relay=%s, delay=%.1f, delays=0/0/0/%.1f, dsn=%c.0.0, status=sent (%s)",
+                         s->c.queue_id, rc->addr, relay, delay, delay, reply[0], reply);
+        else if (reply != NULL)
+            /* the next hop's answer, as Postfix logs a deferral (pflogsumm counts it) */
+            smtpd_log_as("smtp", "%s: to=<%s>, relay=%s, delay=%.1f, delays=0/0/0/%.1f, dsn=%s, "
+                         "status=deferred (%s)", s->c.queue_id, rc->addr, relay, delay, delay,
+                         smtp_command_dsn(rc->queued_only && rc->why ? rc->why : reply, dsn, sizeof(dsn)),
+                         rc->queued_only && rc->why ? rc->why : reply);
+    }
+}
+
+/*
+ * smtp_command_commit - make the spooled copy durable and tell the client
+ * "250 ... queued as ID"; a commit that fails is 451, never 250.
+ * next_try: 0 now (queue mode), or after minimal_backoff_time (the next
+ * hop has just failed).
+ */
+static void smtp_command_commit(SMTP_SESSION *s, long long next_try, int sent_ok, const char *relay,
+                                const char *reply)
+{
+    char err[256];
+    char ok[SPOOL_ID_LEN + 64];
+    SPOOL_FILE *f = s->spool_f;
     SMTPD_REPLY r;
 
-    s->wait = W_NONE;
-    if (code / 100 == 2) {
-        double delay = (double) (smtp_session_now() - s->mail_ms) / 1000.0;
-
-        SMTP_COUNT_UP(s->counts[SMTP_CMD_DATA][0]);
-        smtp_session_stats.messages++;
-        /* Logged as Postfix's qmgr and smtp would: pflogsumm counts them there. */
+    s->spool_f = NULL;
+    if (f == NULL || s->spool_failed || spool_commit(f, next_try, err, sizeof(err)) < 0) {
+        if (f != NULL && s->spool_failed)
+            spool_abort(f);
+        else if (f != NULL)
+            log_warn("%s: queue file commit failed: %s", s->c.queue_id, err);
+        memset(&r, 0, sizeof(r));
+        smtpd_reply_set(&r, 451, "451 4.3.0 Error: queue file write error");
+        smtpd_log_reject(&s->c, "END-OF-MESSAGE", &r, NULL, 0);
+        smtp_session_reply(s, "%s", r.text);
+        return;
+    }
+    SMTP_COUNT_UP(s->counts[SMTP_CMD_DATA][0]);
+    smtp_session_stats.messages++;
+    if (reply != NULL)
+        smtp_command_log_done(s, sent_ok, relay, reply);
+    else
         smtpd_log_as("qmgr", "%s: from=<%s>, size=%lld, nrcpt=%d (queue active)", s->c.queue_id,
                      s->c.sender, s->data_bytes, s->c.rcpt_count);
-        for (SMTP_RCPT *rc = s->rcpts; rc; rc = rc->next)
-            smtpd_log_as("smtp", "%s: to=<%s>, relay=%s, delay=%.1f, delays=0/0/0/%.1f, dsn=%c.0.0, status=sent (%s)",
-                         s->c.queue_id, rc->addr, smtp_relay_peer(s->relay), delay, delay,
-                         reply[0], reply);
-        smtpd_log_as("qmgr", "%s: removed", s->c.queue_id);
-        smtp_session_send(s, reply);
-    } else {
-        memset(&r, 0, sizeof(r));
-        smtpd_reply_set(&r, code, "%s", reply);
-        smtpd_log_reject(&s->c, "END-OF-MESSAGE", &r, NULL, 0);
-        smtp_session_reply(s, "%s", reply);
-    }
+    snprintf(ok, sizeof(ok), "250 2.0.0 Ok: queued as %s", s->c.queue_id);
+    smtp_session_send(s, ok);
+    smtpd_qmgr_queued(s->c.queue_id, next_try);
+}
+
+/* smtp_command_backoff - the next try after a next hop's failure: now + minimal_backoff_time */
+static long long smtp_command_backoff(void)
+{
+    return (long long) time(NULL) + (var_smtpd_min_backoff_ms + 999) / 1000;
+}
+
+/* smtp_command_after_dot - the transaction is over: reset, and end the session on SIGTERM */
+static void smtp_command_after_dot(SMTP_SESSION *s)
+{
     smtp_session_reset(s);
     if (smtp_session_stopping) {
         /* SIGTERM came during this transaction: it is done, so is the session. */
@@ -460,6 +772,41 @@ static void smtp_command_relay_dot_cb(void *arg, int code, const char *reply)
         return;
     }
     smtp_session_resume(s);
+}
+
+/* smtp_command_relay_dot_cb - the downstream's final word on the message */
+static void smtp_command_relay_dot_cb(void *arg, int code, const char *reply)
+{
+    SMTP_SESSION *s = arg;
+    SMTPD_REPLY r;
+    const char *peer = smtp_relay_peer(s->relay);
+
+    s->wait = W_NONE;
+    if (code / 100 == 2 && smtp_command_queued_only(s) > 0) {
+        size_t i = 0;
+
+        /* Delivered to those the next hop took; the others stay TODO in the spool. */
+        for (SMTP_RCPT *rc = s->rcpts; rc && s->spool_f; rc = rc->next, i++)
+            if (!rc->queued_only && spool_set_state(s->spool_f, i, SPOOL_RCPT_DONE) < 0)
+                s->spool_failed = 1;
+        smtp_command_commit(s, smtp_command_backoff(), 1, peer, reply);
+    } else if (code / 100 == 2) {
+        SMTP_COUNT_UP(s->counts[SMTP_CMD_DATA][0]);
+        smtp_session_stats.messages++;
+        /* Logged as Postfix's qmgr and smtp would: pflogsumm counts them there. */
+        smtp_command_log_done(s, 1, peer, reply);
+        smtpd_log_as("qmgr", "%s: removed", s->c.queue_id);
+        smtp_session_send(s, reply);
+    } else if (code / 100 == 4 && s->mode == SMTP_MODE_PTQ && s->spool_f != NULL && !s->spool_failed) {
+        /* A recipient the next hop took at RCPT is delivered only by a 2xx here: all stay TODO. */
+        smtp_command_commit(s, smtp_command_backoff(), 0, peer, reply);
+    } else {
+        memset(&r, 0, sizeof(r));
+        smtpd_reply_set(&r, code, "%s", reply);
+        smtpd_log_reject(&s->c, "END-OF-MESSAGE", &r, NULL, 0);
+        smtp_session_reply(s, "%s", reply);
+    }
+    smtp_command_after_dot(s);
 }
 
 /* smtp_command_data_end - the client's final dot */
@@ -475,11 +822,14 @@ void smtp_command_data_end(SMTP_SESSION *s)
          * it must not get the dot (and perhaps say 250 to half a message).
          * The reset closes it without one; the client hears 4xx and retries.
          * Too big or holding a forbidden byte, it was cut off the same way.
+         * The spooled copy is dropped by the reset.
          */
         if (s->d_over)
             smtpd_reply_set(&r, 552, "552 5.3.4 Message size exceeds fixed limit");
         else if (s->d_rejected)
             smtpd_reply_set(&r, 550, "550 5.7.1 Message content rejected");
+        else if (s->spool_failed && s->relay == NULL)
+            smtpd_reply_set(&r, 451, "451 4.3.0 Error: queue file write error");
         else
             smtpd_reply_set(&r, 451, "451 4.3.0 Error: message transfer to the next hop failed");
         smtpd_log_reject(&s->c, "END-OF-MESSAGE", &r, NULL, 0);
@@ -487,8 +837,17 @@ void smtp_command_data_end(SMTP_SESSION *s)
         smtp_session_reset(s);
         return;
     }
-    smtp_session_pause(s, W_RELAY);
-    smtp_relay_dot(s->relay, smtp_command_relay_dot_cb, s);
+    if (s->relay != NULL) {
+        smtp_session_pause(s, W_RELAY);
+        smtp_relay_dot(s->relay, smtp_command_relay_dot_cb, s);
+        return;
+    }
+    /* The spool alone has it: queue mode (due now), or the next hop failed earlier (back off). */
+    smtp_command_commit(s, s->mode == SMTP_MODE_QUEUE ? 0 : smtp_command_backoff(), 0,
+                        s->mode == SMTP_MODE_QUEUE ? NULL : "none",
+                        s->mode == SMTP_MODE_QUEUE ? NULL
+                        : s->defer_reason ? s->defer_reason : "next hop unavailable");
+    smtp_command_after_dot(s);
 }
 
 /* smtp_command_starttls - STARTTLS: 220, forget buffered plaintext, wrap the socket in TLS */

@@ -389,6 +389,74 @@ static int smtp_proto_param(const char **pp, char *key, size_t keysize, char *va
     return 1;
 }
 
+/*
+ * smtp_proto_xtext - is s RFC 3461 xtext ("!".."~" but "+" and "=", or
+ * "+XX" with two upper-case hex digits)? Its decoded length, or -1.
+ */
+static long smtp_proto_xtext(const char *s)
+{
+    long n = 0;
+
+    for (; *s; s++, n++) {
+        unsigned char ch = (unsigned char) *s;
+
+        if (ch == '+') {
+            if (!strchr("0123456789ABCDEF", s[1]) || s[1] == 0 || !strchr("0123456789ABCDEF", s[2]) || s[2] == 0)
+                return -1;
+            s += 2;
+        } else if (ch < 33 || ch > 126 || ch == '=') {
+            return -1;
+        }
+    }
+    return n;
+}
+
+/* smtp_proto_notify - NOTIFY=NEVER or a list of SUCCESS, FAILURE, DELAY; the bits or -1 */
+static int smtp_proto_notify(const char *val)
+{
+    int bits = 0;
+
+    while (*val) {
+        size_t len = strcspn(val, ",");
+        int bit;
+
+        if (len == 5 && strncasecmp(val, "NEVER", 5) == 0)
+            bit = SMTP_NOTIFY_NEVER;
+        else if (len == 7 && strncasecmp(val, "SUCCESS", 7) == 0)
+            bit = SMTP_NOTIFY_SUCCESS;
+        else if (len == 7 && strncasecmp(val, "FAILURE", 7) == 0)
+            bit = SMTP_NOTIFY_FAILURE;
+        else if (len == 5 && strncasecmp(val, "DELAY", 5) == 0)
+            bit = SMTP_NOTIFY_DELAY;
+        else
+            return -1;
+        if (bits & bit)
+            return -1;
+        bits |= bit;
+        val += len;
+        if (*val == ',' && *++val == 0)
+            return -1;          /* a trailing comma */
+    }
+    /* RFC 3461 section 4.1: NEVER must appear by itself */
+    if (bits == 0 || ((bits & SMTP_NOTIFY_NEVER) && bits != SMTP_NOTIFY_NEVER))
+        return -1;
+    return bits;
+}
+
+/* smtp_proto_orcpt - ORCPT=addr-type;xtext (RFC 3461 section 4.2): 0 or -1 */
+static int smtp_proto_orcpt(const char *val)
+{
+    const char *semi = strchr(val, ';');
+
+    if (semi == NULL || semi == val || strlen(val) > SMTP_ORCPT_MAX)
+        return -1;
+    /* addr-type is an atom */
+    for (const char *p = val; p < semi; p++)
+        if (!smtp_proto_atext((unsigned char) *p))
+            return -1;
+    return semi[1] != 0 && smtp_proto_xtext(semi + 1) > 0 ? 0 : -1;
+}
+
 /* smtp_proto_reset - an empty SMTP_PATH */
 static void smtp_proto_reset(SMTP_PATH *out)
 {
@@ -415,7 +483,7 @@ int smtp_proto_mail(const char *arg, SMTP_PATH *out, char *reply, size_t replyle
 {
     const char *p;
     char key[32];
-    char val[256];
+    char val[SMTP_ORCPT_MAX + 64];
     size_t plen = 0;
     int rc;
 
@@ -460,6 +528,31 @@ int smtp_proto_mail(const char *arg, SMTP_PATH *out, char *reply, size_t replyle
                 return 501;
             }
             out->smtputf8 = 1;
+        } else if (strcasecmp(key, "RET") == 0) {
+            if (out->ret != SMTP_RET_NONE) {
+                snprintf(reply, replylen, "501 5.5.4 Duplicate RET parameter");
+                return 501;
+            }
+            if (strcasecmp(val, "FULL") == 0) {
+                out->ret = SMTP_RET_FULL;
+            } else if (strcasecmp(val, "HDRS") == 0) {
+                out->ret = SMTP_RET_HDRS;
+            } else {
+                snprintf(reply, replylen, "501 5.5.4 Bad RET parameter syntax");
+                return 501;
+            }
+        } else if (strcasecmp(key, "ENVID") == 0) {
+            long dlen = smtp_proto_xtext(val);
+
+            if (out->envid[0]) {
+                snprintf(reply, replylen, "501 5.5.4 Duplicate ENVID parameter");
+                return 501;
+            }
+            if (dlen <= 0 || dlen > SMTP_ENVID_MAX || strlen(val) >= sizeof(out->envid)) {
+                snprintf(reply, replylen, "501 5.5.4 Bad ENVID parameter syntax");
+                return 501;
+            }
+            memcpy(out->envid, val, strlen(val) + 1);
         } else if (strcasecmp(key, "AUTH") == 0) {
             /* RFC 4954 AUTH=<mailbox>: accepted and not passed on. */
             if (val[0] == 0) {
@@ -486,7 +579,12 @@ int smtp_proto_mail(const char *arg, SMTP_PATH *out, char *reply, size_t replyle
         plen += (size_t) snprintf(out->params + plen, sizeof(out->params) - plen, "%sBODY=%s",
                                   plen ? " " : "", out->body == SMTP_BODY_8BITMIME ? "8BITMIME" : "7BIT");
     if (out->smtputf8)
-        snprintf(out->params + plen, sizeof(out->params) - plen, "%sSMTPUTF8", plen ? " " : "");
+        plen += (size_t) snprintf(out->params + plen, sizeof(out->params) - plen, "%sSMTPUTF8", plen ? " " : "");
+    if (out->ret)
+        plen += (size_t) snprintf(out->params + plen, sizeof(out->params) - plen, "%sRET=%s",
+                                  plen ? " " : "", out->ret == SMTP_RET_FULL ? "FULL" : "HDRS");
+    if (out->envid[0])
+        snprintf(out->params + plen, sizeof(out->params) - plen, "%sENVID=%s", plen ? " " : "", out->envid);
     return 0;
 }
 
@@ -495,7 +593,8 @@ int smtp_proto_rcpt(const char *arg, int smtputf8, SMTP_PATH *out, char *reply, 
 {
     const char *p;
     char key[32];
-    char val[256];
+    char val[SMTP_ORCPT_MAX + 64];
+    size_t plen = 0;
     int rc;
 
     smtp_proto_reset(out);
@@ -508,10 +607,26 @@ int smtp_proto_rcpt(const char *arg, int smtputf8, SMTP_PATH *out, char *reply, 
         snprintf(reply, replylen, "501 5.1.3 Bad recipient address syntax");
         return 501;
     }
-    if ((rc = smtp_proto_param(&p, key, sizeof(key), val, sizeof(val))) > 0) {
-        /* We announce no RCPT extension (no DSN): every parameter is unknown. */
-        snprintf(reply, replylen, "555 5.5.4 Unsupported option: %s", key);
-        return 555;
+    while ((rc = smtp_proto_param(&p, key, sizeof(key), val, sizeof(val))) > 0) {
+        if (strcasecmp(key, "NOTIFY") == 0) {
+            int bits = out->notify ? -1 : smtp_proto_notify(val);
+
+            if (bits < 0) {
+                snprintf(reply, replylen, "501 5.5.4 Bad NOTIFY parameter syntax");
+                return 501;
+            }
+            out->notify = bits;
+        } else if (strcasecmp(key, "ORCPT") == 0) {
+            if (out->orcpt[0] || smtp_proto_orcpt(val) < 0) {
+                snprintf(reply, replylen, "501 5.5.4 Bad ORCPT parameter syntax");
+                return 501;
+            }
+            memcpy(out->orcpt, val, strlen(val) + 1);
+        } else {
+            /* DSN's are the only RCPT extension we announce */
+            snprintf(reply, replylen, "555 5.5.4 Unsupported option: %s", key);
+            return 555;
+        }
     }
     if (rc < 0) {
         snprintf(reply, replylen, "501 5.5.4 Bad RCPT parameter syntax");
@@ -521,6 +636,19 @@ int smtp_proto_rcpt(const char *arg, int smtputf8, SMTP_PATH *out, char *reply, 
         snprintf(reply, replylen, "553 5.6.7 Must declare SMTPUTF8 to send unicode address");
         return 553;
     }
+    if (out->notify) {
+        static const char *names[] = {"NEVER", "SUCCESS", "FAILURE", "DELAY"};
+
+        plen += (size_t) snprintf(out->params + plen, sizeof(out->params) - plen, "NOTIFY=");
+        for (int b = 0, first = 1; b < 4; b++)
+            if (out->notify & (1 << b)) {
+                plen += (size_t) snprintf(out->params + plen, sizeof(out->params) - plen, "%s%s",
+                                          first ? "" : ",", names[b]);
+                first = 0;
+            }
+    }
+    if (out->orcpt[0])
+        snprintf(out->params + plen, sizeof(out->params) - plen, "%sORCPT=%s", plen ? " " : "", out->orcpt);
     return 0;
 }
 

@@ -54,6 +54,17 @@ int smtp_proto_group_end(int cmd);
 #define SMTP_BODY_7BIT      1
 #define SMTP_BODY_8BITMIME  2
 
+/* RFC 3461: the same values as spool.h's SPOOL_RET_* and SPOOL_NOTIFY_* */
+#define SMTP_RET_NONE       0
+#define SMTP_RET_FULL       1
+#define SMTP_RET_HDRS       2
+#define SMTP_NOTIFY_NEVER   1
+#define SMTP_NOTIFY_SUCCESS 2
+#define SMTP_NOTIFY_FAILURE 4
+#define SMTP_NOTIFY_DELAY   8
+#define SMTP_ENVID_MAX      100         /* RFC 3461 section 4.4: ENVID, decoded */
+#define SMTP_ORCPT_MAX      500         /* RFC 3461 section 4.2: ORCPT, as given (type and xtext) */
+
 /* A parsed MAIL FROM or RCPT TO. */
 typedef struct smtp_path {
     char addr[SMTP_PATH_MAX + 1];       /* the mailbox without brackets or route; "" null path */
@@ -66,18 +77,31 @@ typedef struct smtp_path {
     long long size;                     /* SIZE=, -1 if not given; LLONG_MAX if absurd */
     int body;                           /* SMTP_BODY_* */
     int smtputf8;                       /* SMTPUTF8 given */
-    char params[96];                    /* what to pass on downstream: "SIZE=123 BODY=8BITMIME SMTPUTF8" */
+    /* RFC 3461 DSN parameters, validated; xtext kept as given */
+    int ret;                            /* MAIL RET=: SMTP_RET_* */
+    char envid[SMTP_ENVID_MAX + 1];     /* MAIL ENVID=, "" none */
+    int notify;                         /* RCPT NOTIFY=: SMTP_NOTIFY_* bits, 0 not given */
+    char orcpt[SMTP_ORCPT_MAX + 1];     /* RCPT ORCPT= ("rfc822;a@b"), "" none */
+    /* what to pass on downstream: "SIZE=123 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=x",
+       for RCPT "NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a@b" (the relay drops DSN's
+       when the next hop does not offer DSN) */
+    char params[SMTP_ENVID_MAX + SMTP_ORCPT_MAX + 128];
 } SMTP_PATH;
 
 /*
  * smtp_proto_mail - parse the argument of MAIL ("FROM:<a@b> SIZE=10").
  * 0 and *out filled, or an SMTP reply code with reply set: 501 syntax,
  * 553 non-ASCII without SMTPUTF8, 555 unknown parameter. SIZE is not
- * compared with any limit here.
+ * compared with any limit here. RET and ENVID (RFC 3461) are checked:
+ * RET=FULL|HDRS, ENVID xtext of at most 100 octets decoded, each once.
  */
 int smtp_proto_mail(const char *arg, SMTP_PATH *out, char *reply, size_t replylen);
 
-/* smtp_proto_rcpt - parse the argument of RCPT ("TO:<a@b>"); as smtp_proto_mail */
+/*
+ * smtp_proto_rcpt - parse the argument of RCPT ("TO:<a@b>"); as
+ * smtp_proto_mail. NOTIFY (NEVER alone, or SUCCESS, FAILURE, DELAY) and
+ * ORCPT (addr-type ";" xtext) as RFC 3461 has them, each once.
+ */
 int smtp_proto_rcpt(const char *arg, int smtputf8, SMTP_PATH *out, char *reply, size_t replylen);
 
 /*

@@ -1486,6 +1486,12 @@ const char *smtp_relay_peer(const SMTP_RELAY *r)
     return r->connected ? r->peer : "none";
 }
 
+/* smtp_relay_tried - the last hop tried, answered or not */
+const char *smtp_relay_tried(const SMTP_RELAY *r)
+{
+    return r->peer;
+}
+
 /* smtp_relay_free - QUIT when that is safe, else close without the dot; no more callbacks */
 void smtp_relay_free(SMTP_RELAY *r)
 {

@@ -94,6 +94,12 @@ void smtp_relay_dot(SMTP_RELAY *r, SMTP_RELAY_CB cb, void *arg);
 const char *smtp_relay_peer(const SMTP_RELAY *r);
 
 /*
+ * smtp_relay_tried - "host[addr]:port" of the last next hop tried, even
+ * one that never answered (for "connect to ...: Connection refused")
+ */
+const char *smtp_relay_tried(const SMTP_RELAY *r);
+
+/*
  * smtp_relay_free - end it: QUIT after a final reply, otherwise close at
  * once without a final dot. No callback is made after this. NULL is fine.
  */

@@ -71,6 +71,8 @@
 #include "smtp_session.h"
 #include "smtp_session_int.h"
 #include "smtp_tls.h"
+#include "smtpd_qmgr.h"
+#include "spool.h"
 
 SMTP_SESSION_STATS smtp_session_stats;
 
@@ -174,9 +176,14 @@ const char *smtp_session_last(const SMTP_SESSION *s, char *buf, size_t size)
 /* smtp_session_qid - a queue id for a transaction's log lines (hex, like Postfix's) */
 char *smtp_session_qid(void)
 {
-    char buf[24];
+    char buf[SPOOL_ID_LEN];
     struct timeval tv;
 
+    /* With a spool, the id a message may be queued under: one id in every log line and reply. */
+    if (smtpd_spool != NULL) {
+        spool_id_new(buf);
+        return xstrdup(buf);
+    }
     gettimeofday(&tv, NULL);
     snprintf(buf, sizeof(buf), "%05X%05X%X", (unsigned) (tv.tv_sec & 0xfffff),
              (unsigned) (tv.tv_usec & 0xfffff), ++smtp_session_qid_seq & 0xf);
@@ -446,8 +453,13 @@ void smtp_session_reset(SMTP_SESSION *s)
         smtp_relay_free(s->relay);
         s->relay = NULL;
     }
+    /* Never acknowledged: the client still has the message. */
+    spool_abort(s->spool_f);
+    s->spool_f = NULL;
     for (r = s->rcpts; r; r = next) {
         next = r->next;
+        free(r->orcpt);
+        free(r->why);
         free(r);
     }
     s->rcpts = NULL;
@@ -462,8 +474,22 @@ void smtp_session_reset(SMTP_SESSION *s)
     s->mail_params = NULL;
     free(s->cur_rcpt);
     s->cur_rcpt = NULL;
+    free(s->cur_rcpt_params);
+    s->cur_rcpt_params = NULL;
+    free(s->cur_orcpt);
+    s->cur_orcpt = NULL;
+    free(s->cur_why);
+    s->cur_why = NULL;
+    free(s->envid);
+    s->envid = NULL;
+    free(s->defer_reason);
+    s->defer_reason = NULL;
+    s->ret = 0;
+    s->mail_size = -1;
     s->smtputf8 = 0;
     s->d_over = s->d_failed = s->d_rejected = 0;
+    s->mode = SMTP_MODE_NONE;
+    s->relay_down = s->spool_failed = 0;
 }
 
 /* smtp_session_resume - the wait is over: read again, take up buffered commands */
@@ -631,8 +657,37 @@ static void smtp_session_data_out(SMTP_SESSION *s, const char *buf, size_t n)
         smtp_relay_free(s->relay);
         s->relay = NULL;
     }
-    if (n > 0 && !s->d_over && !s->d_failed && !s->d_rejected && smtp_relay_write(s->relay, buf, n) < 0)
-        s->d_failed = 1;
+    if (n > 0 && !s->d_over && !s->d_rejected)
+        smtp_session_data_put(s, buf, n);
+}
+
+/*
+ * smtp_session_data_put - the same bytes, in wire format, to the next hop
+ * and to the spool file. In proxy-then-queue a next hop that fails here
+ * is dropped and the spool alone goes on (the dot then commits it); a
+ * spool that fails is remembered so that no 250 rests on it.
+ */
+void smtp_session_data_put(SMTP_SESSION *s, const void *buf, size_t n)
+{
+    if (s->relay != NULL && !s->d_failed && smtp_relay_write(s->relay, buf, n) < 0) {
+        if (s->mode == SMTP_MODE_PTQ && s->spool_f != NULL && !s->spool_failed) {
+            smtpd_log_printf("%s: next hop %s failed during DATA: the message goes to the queue",
+                             s->c.queue_id ? s->c.queue_id : "NOQUEUE", smtp_relay_peer(s->relay));
+            smtp_relay_free(s->relay);
+            s->relay = NULL;
+            s->relay_down = 1;
+            if (s->defer_reason == NULL)
+                s->defer_reason = xstrdup("lost connection with the next hop during DATA");
+        } else {
+            s->d_failed = 1;
+        }
+    }
+    if (s->spool_f != NULL && !s->spool_failed && spool_write(s->spool_f, buf, n) < 0) {
+        log_warn("%s: queue file write error: %s", s->c.queue_id ? s->c.queue_id : "NOQUEUE", strerror(errno));
+        s->spool_failed = 1;
+        if (s->relay == NULL && !s->d_failed)
+            s->d_failed = 1;            /* nothing left to take it: 451 at the dot */
+    }
 }
 
 static int smtp_session_data_chunk(SMTP_SESSION *s, struct evbuffer *in, struct evbuffer_iovec *vec,

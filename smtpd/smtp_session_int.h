@@ -20,6 +20,7 @@
 #include "smtp_proto.h"
 #include "smtp_relay.h"
 #include "smtp_session.h"
+#include "spool.h"
 
 #define SMTP_AUTH_LINE_MAX  12288           /* RFC 4954 section 4 */
 #define SMTP_RELAY_HIGH     (1024 * 1024)   /* pause the client above this downstream backlog */
@@ -27,6 +28,13 @@
 
 enum smtp_phase { PH_GREET, PH_CMD, PH_AUTH, PH_DATA, PH_TLS, PH_CLOSING };
 enum smtp_wait { W_NONE, W_DNS, W_RELAY, W_DELAY, W_GREET, W_TLS, W_DRAIN };
+
+/*
+ * A transaction's relay mode (relay_mode, or its domain's own): decided at
+ * the first accepted recipient; every recipient of a transaction has the
+ * same. SMTP_MODE_NONE before that.
+ */
+enum smtp_mode { SMTP_MODE_NONE, SMTP_MODE_PROXY, SMTP_MODE_QUEUE, SMTP_MODE_PTQ };
 
 /* One accepted recipient of the transaction (for the logs). */
 /*
@@ -38,6 +46,10 @@ enum smtp_wait { W_NONE, W_DNS, W_RELAY, W_DELAY, W_GREET, W_TLS, W_DRAIN };
 
 typedef struct smtp_rcpt {
     struct smtp_rcpt *next;
+    char *orcpt;                        /* ORCPT= as given, NULL */
+    int notify;                         /* NOTIFY= bits (SPOOL_NOTIFY_*), 0 not given */
+    unsigned char queued_only;          /* the next hop did not take it (4xx or down): the spool only */
+    char *why;                          /* then the next hop's reply, for the log; NULL */
     char addr[];
 } SMTP_RCPT;
 
@@ -52,6 +64,15 @@ struct smtp_session {
     char *nexthop;                      /* the transaction's next hop */
     char *mail_params;                  /* ESMTP parameters passed on */
     char *cur_rcpt;                     /* the RCPT being decided (as given) */
+    char *cur_rcpt_params;              /* its DSN parameters for the next hop ("NOTIFY=... ORCPT=...") */
+    char *cur_orcpt;                    /* its ORCPT=, NULL */
+    char *cur_why;                      /* the next hop's 4xx that makes it spool-only, NULL */
+    int cur_notify;                     /* its NOTIFY= bits */
+    char *envid;                        /* MAIL ENVID=, NULL */
+    int ret;                            /* MAIL RET= (SPOOL_RET_*) */
+    long long mail_size;                /* MAIL SIZE=, -1 not given */
+    SPOOL_FILE *spool_f;                /* the message being spooled (queue, proxy-then-queue) */
+    char *defer_reason;                 /* proxy-then-queue: why the next hop was given up (for the log) */
     char *delayed;                      /* a reply waiting for the timer */
     char *connect_reject;               /* smtpd_check_connect's reply for every command */
     SMTP_RCPT *rcpts;
@@ -68,6 +89,9 @@ struct smtp_session {
     SMTP_DATA_SCAN scan;                /* DATA: where the end of the message is */
     unsigned char d_over, d_failed;     /* DATA: too big / downstream failed: discard */
     unsigned char d_rejected;           /* DATA: a message_reject_characters byte: discard, 550 */
+    unsigned char mode;                 /* enum smtp_mode of the transaction */
+    unsigned char relay_down;           /* proxy-then-queue: the next hop failed; the rest goes to the spool only */
+    unsigned char spool_failed;         /* DATA: a spool write failed: never 250 on the spool's word */
     unsigned char pregreet, connect_logged, anvil_counted;
     int errors;
     int junk;
@@ -116,6 +140,9 @@ const char *smtp_session_last(const SMTP_SESSION *s, char *buf, size_t size);
 
 /* smtp_session_qid - a new queue id (hex, like Postfix's) */
 char *smtp_session_qid(void);
+
+/* smtp_session_data_put - message bytes (wire format) to the next hop and the spool file, as open */
+void smtp_session_data_put(SMTP_SESSION *s, const void *buf, size_t n);
 
 /* smtp_session_escape - the first input line, escaped, for a log line */
 void smtp_session_escape(struct evbuffer *in, char *out, size_t size);

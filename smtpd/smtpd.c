@@ -63,6 +63,7 @@
 #include "smtpd_dns.h"
 #include "smtpd_anvil.h"
 #include "smtpd_log.h"
+#include "smtpd_qmgr.h"
 #include "smtp_auth.h"
 #include "smtp_session.h"
 #include "smtp_tls.h"
@@ -211,6 +212,13 @@ static void smtpd_stats_body(FILE *fp, void *arg)
             smtp_session_stats.messages, smtp_session_stats.rcpt_ok, smtp_session_stats.rcpt_rejected,
             smtp_session_stats.timeouts, smtp_session_stats.protocol_errors);
     fprintf(fp, "store %s\n", smtpd_store ? "open" : keeper_open(smtpd_keeper) ? "stale" : "unavailable");
+    if (smtpd_spool != NULL) {
+        long long deferred, hold, oldest;
+
+        smtpd_qmgr_counts(&deferred, &hold, &oldest);
+        fprintf(fp, "queue_deferred %lld\nqueue_hold %lld\nqueue_oldest_age %lld\n", deferred, hold,
+                oldest > 0 && time(NULL) > oldest ? (long long) time(NULL) - oldest : 0);
+    }
 }
 
 /* smtpd_stats_write - the stats file and the metrics file */
@@ -302,6 +310,7 @@ static int smtpd_reload(char *note, size_t size)
     smtpd_set_hostname();
     smtpd_anvil_init(var_smtpd_anvil_size);
     smtp_session_init(smtpd_dns);
+    smtpd_qmgr_reload();
     log_set_debug(smtpd_sk.verbose || strcmp(var_log_level, "debug") == 0);
 
     /* The path, or the file behind it, may have changed. */
@@ -350,6 +359,7 @@ static void smtpd_signal_cb(evutil_socket_t sig, short what, void *arg)
     smtpd_stop_ms = smtpd_now_ms();
     smtpd_listen_close();
     smtp_session_shutdown(0);
+    smtpd_qmgr_stop();
     tv.tv_sec = var_smtpd_shutdown_ms / 1000;
     tv.tv_usec = (var_smtpd_shutdown_ms % 1000) * 1000;
     event_add(smtpd_stop_ev, &tv);
@@ -454,6 +464,9 @@ int main(int argc, char **argv)
         log_fatal("DNS: %s", err);
     smtpd_anvil_init(var_smtpd_anvil_size);
     smtp_session_init(smtpd_dns);
+    /* As the user the spool belongs to, in the loop its deliveries run in. */
+    if (smtpd_qmgr_init(err, sizeof(err)) < 0)
+        log_warn("queue: %s; relaying as a proxy only, mail is not queued", err);
     smtpd_resume_ev = evtimer_new(smtpd_base, smtpd_resume_cb, NULL);
     smtpd_stop_ev = evtimer_new(smtpd_base, smtpd_stop_cb, NULL);
     smtpd_tick_ev = event_new(smtpd_base, -1, EV_PERSIST, smtpd_tick_cb, NULL);
@@ -488,9 +501,10 @@ int main(int argc, char **argv)
                                    listen_format(&smtpd_listeners[i].la, one, sizeof(one)),
                                    smtpd_listeners[i].submission ? " (submission)" : "");
         }
-        log_info("starting: %s, hostname %s, store %s (%s), TLS %s", text, smtpd_hostname,
-                 var_store_path, smtpd_store ? "open" : "unavailable",
-                 smtp_tls_server_ok() ? "offered" : "not offered");
+        log_info("starting: %s, hostname %s, store %s (%s), TLS %s, relay_mode %s, queue %s", text,
+                 smtpd_hostname, var_store_path, smtpd_store ? "open" : "unavailable",
+                 smtp_tls_server_ok() ? "offered" : "not offered", var_smtpd_relay_mode,
+                 smtpd_spool ? spool_dir(smtpd_spool) : "none");
     }
     skeleton_stats_every(&smtpd_sk, smtpd_base, &var_smtpd_stats_ms, smtpd_stats_write);
 
@@ -508,6 +522,7 @@ int main(int argc, char **argv)
         event_base_dispatch(smtpd_base);
     }
     smtpd_listen_close();
+    smtpd_qmgr_stop();
     log_info("stopped: %lld connections, %lld messages relayed", smtp_session_stats.connections_total,
              smtp_session_stats.messages);
     skeleton_end(&smtpd_sk);            /* the last stats, the pid file */

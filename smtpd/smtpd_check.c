@@ -187,7 +187,7 @@ int smtpd_check_rcpt(SMTPD_CLIENT *c, const char *rcpt, SMTPD_RCPT_INFO *info, S
 
     smtpd_check_reply_clear(r);
     snprintf(info->address, sizeof(info->address), "%s", rcpt);
-    info->nexthop[0] = 0;
+    info->nexthop[0] = info->relay_mode[0] = 0;
     /* closed, unreadable or stale past max_age: every answer defers */
     if (smtpd_store_use(&why) == NULL) {
         log_warn("RCPT check for <%.*s>: %s", ADDR_PATH_MAX, rcpt, why);
@@ -205,6 +205,7 @@ int smtpd_check_rcpt(SMTPD_CLIENT *c, const char *rcpt, SMTPD_RCPT_INFO *info, S
         return smtpd_reply_set(r, 451, "451 4.3.0 <%.*s>: Temporary lookup failure", ADDR_PATH_MAX, rcpt);
     }
     snprintf(info->nexthop, sizeof(info->nexthop), "%s", hop);
+    snprintf(info->relay_mode, sizeof(info->relay_mode), "%s", res.relay_mode);
     return 0;
 }
 

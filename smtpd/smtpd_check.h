@@ -58,6 +58,7 @@ int smtpd_check_mail(SMTPD_CLIENT *c, const char *sender, SMTPD_REPLY *r);
 typedef struct smtpd_rcpt_info {
     char nexthop[512];          /* the recipient domain's next hop (transport syntax), or default_nexthop */
     char address[320];          /* the normal form of the recipient */
+    char relay_mode[20];        /* the domain's own relay_mode ("proxy", "queue", ...), "" = [smtpd] relay_mode */
 } SMTPD_RCPT_INFO;
 
 /*

@@ -96,7 +96,7 @@ tl_is "$rc" 0 "domain del"
 run domain del gone.example
 tl_is "$rc" 1 "domain del of an absent domain exits 1"
 run domain list
-tl_is "$(cat "$T/out")" "$(printf 'example.com\tsmtp:[10.1.0.2]:25,[10.1.0.3]:25\t-\nxn--bcher-kva.example\t-\tsubdomains')" \
+tl_is "$(cat "$T/out")" "$(printf 'example.com\tsmtp:[10.1.0.2]:25,[10.1.0.3]:25\t-\t-\nxn--bcher-kva.example\t-\tsubdomains\t-')" \
     "domain list: normalised names, next hops, subdomain flag, in order"
 
 # --- static entries

@@ -84,8 +84,8 @@ tl_is "$(sm_line 2)" "521 5.5.2 $HOST Error: bare <CR> received" "bare CR inside
 tl_is "$(sm_line 3)" "CLOSED" "bare CR: disconnected"
 
 sm_chat -t 30 '<' "$EHLO" '<' 'fill:10485760:A' '>\r\n' '<' '>NOOP\r\n' '<' '>QUIT\r\n' '<'
-tl_is "$(sm_line 9)" "500 5.5.2 Error: line too long" "a 10 MB line: 500"
-tl_is "$(sm_line 10)" "250 2.0.0 Ok" "after a 10 MB line the session goes on"
+tl_is "$(sm_line 10)" "500 5.5.2 Error: line too long" "a 10 MB line: 500"
+tl_is "$(sm_line 11)" "250 2.0.0 Ok" "after a 10 MB line the session goes on"
 
 # A CR as the last byte of a full-length line, its LF in the next write:
 # the reader must not look past what it pulled up (an ASan build aborted).
@@ -110,8 +110,8 @@ tl_is "$(LC_ALL=C grep -c "$(printf '[\033\007\377]')" "$T/smtpd.stderr" "$SMTPD
 
 sm_chat '<' "$EHLO" '<' '>MAIL FROM:<sen\x00der@sender.test>\r\n' '<' "$MAIL" '<' \
     '>RCPT TO:<us\x00er@example.com>\r\n' '<' '>QUIT\r\n' '<'
-tl_is "$(sm_line 9)" "500 5.5.2 Error: bad syntax" "NUL in a sender address: 500"
-tl_is "$(sm_line 11)" "500 5.5.2 Error: bad syntax" "NUL in a recipient address: 500"
+tl_is "$(sm_line 10)" "500 5.5.2 Error: bad syntax" "NUL in a sender address: 500"
+tl_is "$(sm_line 12)" "500 5.5.2 Error: bad syntax" "NUL in a recipient address: 500"
 sink_same "NUL bytes"
 
 # NUL in message data (message_reject_characters, default \0): RFC 5322
@@ -190,10 +190,10 @@ tl_is "$(sm_line 3)" "CLOSED" "unauthorised pipelining: disconnected"
 sm_chat '<' '>HELO client.example.net\r\n' '<' '>MAIL FROM:<sender@sender.test>\r\nRCPT TO:<user@example.com>\r\n' '<' end
 tl_is "$(sm_line 3)" "554 5.5.0 Error: SMTP protocol synchronization" "pipelining without EHLO (HELO client): 554"
 sm_chat '<' "$EHLO" '<' "$MAIL" '<' "$RCPT" '<' '>DATA\r\nSubject: early\r\n\r\nno wait\r\n.\r\n' '<' end
-tl_is "$(sm_line 11)" "554 5.5.0 Error: SMTP protocol synchronization" "message sent before 354: 554"
+tl_is "$(sm_line 12)" "554 5.5.0 Error: SMTP protocol synchronization" "message sent before 354: 554"
 sink_same "unauthorised pipelining"
 sm_chat '<' "$EHLO" '<' '>MAIL FROM:<sender@sender.test>\r\nRCPT TO:<user@example.com>\r\nRSET\r\n' '<3' '>QUIT\r\n' '<'
-tl_is "$(sed -n '9,11p' "$T/chat.out" | tr '\n' '|')" "250 2.1.0 Ok|250 2.1.5 Ok|250 2.0.0 Ok|" \
+tl_is "$(sed -n '10,12p' "$T/chat.out" | tr '\n' '|')" "250 2.1.0 Ok|250 2.1.5 Ok|250 2.0.0 Ok|" \
     "PIPELINING after EHLO is fine"
 
 # ---------------------------------------------------------------- paths and sizes
@@ -204,22 +204,22 @@ D=$(printf 'abcdefghi.%.0s' $(seq 1 26))
 sm_chat '<' "$EHLO" '<' ">MAIL FROM:<$L65@sender.test>\\r\\n" '<' ">MAIL FROM:<s@$LAB64.test>\\r\\n" '<' \
     ">MAIL FROM:<s@${D}test>\\r\\n" '<' "$MAIL" '<' ">RCPT TO:<$L65@example.com>\\r\\n" '<' \
     ">RCPT TO:<$L64@${D}test>\\r\\n" '<' '>QUIT\r\n' '<'
-tl_is "$(sm_line 9)" "501 5.1.7 Bad sender address syntax" "local part of 65 octets"
-tl_is "$(sm_line 10)" "501 5.1.7 Bad sender address syntax" "domain label of 64 octets"
-tl_is "$(sm_line 11)" "501 5.1.7 Bad sender address syntax" "domain over 255 octets"
-tl_is "$(sm_line 13)" "501 5.1.3 Bad recipient address syntax" "recipient local part of 65 octets"
-tl_is "$(sm_line 14)" "501 5.1.3 Bad recipient address syntax" "recipient path over 256 octets"
+tl_is "$(sm_line 10)" "501 5.1.7 Bad sender address syntax" "local part of 65 octets"
+tl_is "$(sm_line 11)" "501 5.1.7 Bad sender address syntax" "domain label of 64 octets"
+tl_is "$(sm_line 12)" "501 5.1.7 Bad sender address syntax" "domain over 255 octets"
+tl_is "$(sm_line 14)" "501 5.1.3 Bad recipient address syntax" "recipient local part of 65 octets"
+tl_is "$(sm_line 15)" "501 5.1.3 Bad recipient address syntax" "recipient path over 256 octets"
 
 sm_chat '<' "$EHLO" '<' '>MAIL FROM:<sender@sender.test> SIZE=999999999999999999999999999999\r\n' '<' \
     '>MAIL FROM:<sender@sender.test> SIZE=50001\r\n' '<' '>QUIT\r\n' '<'
 tl_is "$(sm_line 4)" "250-SIZE 50000" "EHLO announces SIZE message_size_limit"
-tl_is "$(sm_line 9)" "552 5.3.4 Message size exceeds fixed limit" "an absurd SIZE=: 552"
-tl_is "$(sm_line 10)" "552 5.3.4 Message size exceeds fixed limit" "SIZE= one above the limit: 552"
+tl_is "$(sm_line 10)" "552 5.3.4 Message size exceeds fixed limit" "an absurd SIZE=: 552"
+tl_is "$(sm_line 11)" "552 5.3.4 Message size exceeds fixed limit" "SIZE= one above the limit: 552"
 
 BIG=$(printf '%0100d' 0)
 sm_chat '<' "$EHLO" '<' "$MAIL" '<' "$RCPT" '<' '>DATA\r\n' '<' '>Subject: big\r\n\r\n' \
     'fill:60000:x' '>\r\n.\r\n' '<' '>QUIT\r\n' '<'
-tl_is "$(sm_line 12)" "552 5.3.4 Message size exceeds fixed limit" "a message over the limit: 552 after the dot"
+tl_is "$(sm_line 13)" "552 5.3.4 Message size exceeds fixed limit" "a message over the limit: 552 after the dot"
 sink_same "oversized message"
 
 set -- '<' "$EHLO" '<' "$MAIL" '<'
@@ -244,8 +244,8 @@ while ! grep -q 'reloaded' "$SMTPD_LOG" && [ $i -lt 100 ]; do
 done
 sm_chat '<' "$EHLO" '<' "$MAIL" '<' "$RCPT" '<' '>DATA\r\n' '<' \
     '>Subject: norm\r\n\r\nline one\nline two\rline three\r\n..stuffed\n.\nRSET\r\n' '<' '<' '>QUIT\r\n' '<'
-tl_like "$(sm_line 12)" "^250 2\\.0\\.0" "normalize: a bare-LF dot line ends the data"
-tl_is "$(sm_line 13)" "250 2.0.0 Ok" "normalize: what followed is the next command"
+tl_like "$(sm_line 13)" "^250 2\\.0\\.0" "normalize: a bare-LF dot line ends the data"
+tl_is "$(sm_line 14)" "250 2.0.0 Ok" "normalize: what followed is the next command"
 SINK_WANT=2
 sleep 0.3
 tl_is "$(sm_sink_count)" 2 "normalize: one message reached the sink"

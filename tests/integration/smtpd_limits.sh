@@ -76,8 +76,8 @@ t0=$(date +%s%N)
 sm_chat -t 8 '<' "$EHLO" '<' end
 t1=$(date +%s%N)
 wait "$BUSY"
-tl_is "$(sm_line 8)" "421 4.4.2 $HOST Error: timeout exceeded" "session_timeout: an idle client hears 421 4.4.2"
-tl_is "$(sm_line 9)" "CLOSED" "session_timeout: the idle client is disconnected"
+tl_is "$(sm_line 9)" "421 4.4.2 $HOST Error: timeout exceeded" "session_timeout: an idle client hears 421 4.4.2"
+tl_is "$(sm_line 10)" "CLOSED" "session_timeout: the idle client is disconnected"
 ms=$(( (t1 - t0) / 1000000 ))
 tl_ok "$([ $ms -ge 1800 ] && [ $ms -lt 4000 ] && echo 0 || echo 1)" \
     "session_timeout: the idle client goes after 2 s, not command_timeout's 5 s (${ms} ms)"
@@ -93,7 +93,7 @@ tl_like "$(grep 'timeout after EHLO' "$SMTPD_LOG" | tail -1)" "timeout after EHL
 
 # A short session is not touched by it.
 sm_chat '<' "$EHLO" '<' '>NOOP\r\n' '<' '>QUIT\r\n' '<'
-tl_is "$(sm_line 9)" "221 2.0.0 Bye" "session_timeout: a short session ends normally"
+tl_is "$(sm_line 10)" "221 2.0.0 Bye" "session_timeout: a short session ends normally"
 
 # ---------------------------------------------------------------- min_data_rate
 # Phase 2, by reload: 100 bytes/s, command_timeout 1 s; the data phase may
@@ -120,7 +120,7 @@ while [ $i -lt 5 ]; do
 done
 sm_chat "$@" '>.\r\n' '<' '>QUIT\r\n' '<'
 sleep 0.3
-tl_like "$(sm_line 11)" "^250 " "min_data_rate: a message above the rate, longer than command_timeout, is accepted"
+tl_like "$(sm_line 12)" "^250 " "min_data_rate: a message above the rate, longer than command_timeout, is accepted"
 tl_is "$(sm_sink_count)" 1 "min_data_rate: it reached the sink"
 
 # A trickle: 2 bytes every 0.25 s (8 bytes/s), never idle for
@@ -134,9 +134,9 @@ while [ $i -lt 12 ]; do
     i=$((i + 1))
 done
 sm_chat -t 6 "$@" '>\r\n.\r\n' end
-tl_is "$(sm_line 10)" "354 End data with <CR><LF>.<CR><LF>" "min_data_rate: DATA 354"
-tl_is "$(sm_line 11)" "421 4.4.2 $HOST Error: timeout exceeded" "min_data_rate: a trickle is cut with 421 4.4.2"
-tl_is "$(sm_line 12)" "CLOSED" "min_data_rate: and disconnected"
+tl_is "$(sm_line 11)" "354 End data with <CR><LF>.<CR><LF>" "min_data_rate: DATA 354"
+tl_is "$(sm_line 12)" "421 4.4.2 $HOST Error: timeout exceeded" "min_data_rate: a trickle is cut with 421 4.4.2"
+tl_is "$(sm_line 13)" "CLOSED" "min_data_rate: and disconnected"
 tl_like "$(grep 'timeout after DATA' "$SMTPD_LOG" | tail -1)" \
     "timeout after DATA \\([0-9]+ bytes\\) from unknown\\[127\\.0\\.0\\.1\\]$" "log: timeout after DATA (N bytes)"
 n=$(grep 'timeout after DATA' "$SMTPD_LOG" | tail -1 | sed -E 's/.*DATA \(([0-9]+) bytes\).*/\1/')
@@ -149,7 +149,7 @@ tl_is "$(sm_sink_count)" 1 "min_data_rate: nothing of the trickled message reach
 # One rejected recipient and one protocol error for the counters.
 sm_chat '<' "$EHLO" '<' '>MAIL FROM:<sender@sender.test>\r\n' '<' '>RCPT TO:<nobody@example.com>\r\n' '<' \
     '>QUIT\r\n' '<'
-tl_like "$(sm_line 9)" "^550 5\\.1\\.1 " "an unknown recipient: 550 5.1.1"
+tl_like "$(sm_line 10)" "^550 5\\.1\\.1 " "an unknown recipient: 550 5.1.1"
 sm_chat '<' '>NOOP\n' '<' end
 tl_like "$(sm_line 2)" "^521 5\\.5\\.2 " "a bare LF: 521"
 

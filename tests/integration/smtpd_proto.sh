@@ -46,11 +46,11 @@ HOST=mx.gateway.test
 # ---------------------------------------------------------------- greeting, EHLO, HELO
 sm_chat '<' "$EHLO" '<' '>QUIT\r\n' '<' end
 tl_is "$(sm_line 1)" "220 $HOST ESMTP" "banner"
-tl_is "$(sed -n '2,7p' "$T/chat.out" | tr '\n' '|')" \
-    "250-$HOST|250-PIPELINING|250-SIZE 10240000|250-ENHANCEDSTATUSCODES|250-8BITMIME|250 SMTPUTF8|" \
+tl_is "$(sed -n '2,8p' "$T/chat.out" | tr '\n' '|')" \
+    "250-$HOST|250-PIPELINING|250-SIZE 10240000|250-ENHANCEDSTATUSCODES|250-8BITMIME|250-DSN|250 SMTPUTF8|" \
     "EHLO keywords (no STARTTLS without a certificate, no AUTH on port 25)"
-tl_is "$(sm_line 8)" "221 2.0.0 Bye" "QUIT"
-tl_is "$(sm_line 9)" "CLOSED" "QUIT closes the connection"
+tl_is "$(sm_line 9)" "221 2.0.0 Bye" "QUIT"
+tl_is "$(sm_line 10)" "CLOSED" "QUIT closes the connection"
 
 sm_chat '<' '>HELO client.example.net\r\n' '<' '>HELO\r\n' '<' '>EHLO\r\n' '<' '>QUIT\r\n' '<'
 tl_is "$(sm_line 2)" "250 $HOST" "HELO"
@@ -65,46 +65,46 @@ sm_chat '<' '>MAIL FROM:<a@sender.test>\r\n' '<' '>RCPT TO:<user@example.com>\r\
 tl_is "$(sm_line 2)" "503 5.5.1 Error: send HELO/EHLO first" "MAIL before EHLO"
 tl_is "$(sm_line 3)" "503 5.5.1 Error: need MAIL command" "RCPT before MAIL"
 tl_is "$(sm_line 4)" "503 5.5.1 Error: need RCPT command" "DATA before MAIL"
-tl_is "$(sm_line 11)" "503 5.5.1 Error: need RCPT command" "DATA after EHLO, before MAIL"
-tl_is "$(sm_line 12)" "503 5.5.1 Error: need MAIL command" "RCPT after EHLO, before MAIL"
-tl_is "$(sm_line 13)" "250 2.1.0 Ok" "MAIL"
-tl_is "$(sm_line 14)" "503 5.5.1 Error: nested MAIL command" "nested MAIL"
-tl_is "$(sm_line 15)" "554 5.5.1 Error: no valid recipients" "DATA without a recipient"
+tl_is "$(sm_line 12)" "503 5.5.1 Error: need RCPT command" "DATA after EHLO, before MAIL"
+tl_is "$(sm_line 13)" "503 5.5.1 Error: need MAIL command" "RCPT after EHLO, before MAIL"
+tl_is "$(sm_line 14)" "250 2.1.0 Ok" "MAIL"
+tl_is "$(sm_line 15)" "503 5.5.1 Error: nested MAIL command" "nested MAIL"
+tl_is "$(sm_line 16)" "554 5.5.1 Error: no valid recipients" "DATA without a recipient"
 
 # ---------------------------------------------------------------- the small commands
 sm_chat '<' "$EHLO" '<' '>NOOP\r\n' '<' '>VRFY user@example.com\r\n' '<' '>VRFY nobody@example.com\r\n' '<' \
     '>VRFY\r\n' '<' '>HELP\r\n' '<' '>XYZZY\r\n' '<' '>MAIL FROM:<a@sender.test>\r\n' '<' \
     '>RSET\r\n' '<' '>RCPT TO:<user@example.com>\r\n' '<' '>RSET now\r\n' '<' '>QUIT\r\n' '<'
-tl_is "$(sm_line 8)" "250 2.0.0 Ok" "NOOP"
-tl_is "$(sm_line 9)" "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery" "VRFY of a valid user: 252"
-tl_is "$(sm_line 10)" "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery" "VRFY of an unknown user: the same 252"
-tl_is "$(sm_line 11)" "501 5.5.4 Syntax: VRFY address" "VRFY without an address"
-tl_like "$(sm_line 12)" "^214 2\.0\.0 " "HELP"
-tl_is "$(sm_line 13)" "502 5.5.2 Error: command not recognized" "unknown command"
-tl_is "$(sm_line 15)" "250 2.0.0 Ok" "RSET"
-tl_is "$(sm_line 16)" "503 5.5.1 Error: need MAIL command" "RSET ended the transaction"
-tl_is "$(sm_line 17)" "501 5.5.4 Syntax: RSET" "RSET with an argument"
+tl_is "$(sm_line 9)" "250 2.0.0 Ok" "NOOP"
+tl_is "$(sm_line 10)" "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery" "VRFY of a valid user: 252"
+tl_is "$(sm_line 11)" "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery" "VRFY of an unknown user: the same 252"
+tl_is "$(sm_line 12)" "501 5.5.4 Syntax: VRFY address" "VRFY without an address"
+tl_like "$(sm_line 13)" "^214 2\.0\.0 " "HELP"
+tl_is "$(sm_line 14)" "502 5.5.2 Error: command not recognized" "unknown command"
+tl_is "$(sm_line 16)" "250 2.0.0 Ok" "RSET"
+tl_is "$(sm_line 17)" "503 5.5.1 Error: need MAIL command" "RSET ended the transaction"
+tl_is "$(sm_line 18)" "501 5.5.4 Syntax: RSET" "RSET with an argument"
 
 # ---------------------------------------------------------------- syntax and limits
 sm_chat '<' "$EHLO" '<' '>MAIL FROM a@sender.test\r\n' '<' '>MAIL FROM:<a@sender.test> SIZE=20000000\r\n' '<' \
     '>MAIL FROM:<a@sender.test> FOO=bar\r\n' '<' '>MAIL FROM:<a@sender.test> SIZE=12x\r\n' '<' \
     '>MAIL FROM:<a@sender.test> BODY=9BIT\r\n' '<' '>MAIL FROM:<a@sender.test> SIZE=1000 BODY=8BITMIME\r\n' '<' \
-    '>RCPT user@example.com\r\n' '<' '>RCPT TO:<>\r\n' '<' '>RCPT TO:<user@example.com> NOTIFY=NEVER\r\n' '<' \
+    '>RCPT user@example.com\r\n' '<' '>RCPT TO:<>\r\n' '<' '>RCPT TO:<user@example.com> NOTIFY=NEVER,DELAY\r\n' '<' \
     '>QUIT\r\n' '<'
-tl_is "$(sm_line 8)" "501 5.5.4 Syntax: MAIL FROM:<address>" "MAIL without FROM:"
-tl_is "$(sm_line 9)" "552 5.3.4 Message size exceeds fixed limit" "SIZE above message_size_limit"
-tl_is "$(sm_line 10)" "555 5.5.4 Unsupported option: FOO" "unknown MAIL parameter"
-tl_is "$(sm_line 11)" "501 5.5.4 Bad message size syntax" "malformed SIZE"
-tl_is "$(sm_line 12)" "501 5.5.4 Unsupported BODY parameter value" "unknown BODY"
-tl_is "$(sm_line 13)" "250 2.1.0 Ok" "MAIL with SIZE and BODY"
-tl_is "$(sm_line 14)" "501 5.5.4 Syntax: RCPT TO:<address>" "RCPT without TO:"
-tl_is "$(sm_line 15)" "501 5.1.3 Bad recipient address syntax" "RCPT TO:<>"
-tl_is "$(sm_line 16)" "555 5.5.4 Unsupported option: NOTIFY" "RCPT parameters are not offered"
+tl_is "$(sm_line 9)" "501 5.5.4 Syntax: MAIL FROM:<address>" "MAIL without FROM:"
+tl_is "$(sm_line 10)" "552 5.3.4 Message size exceeds fixed limit" "SIZE above message_size_limit"
+tl_is "$(sm_line 11)" "555 5.5.4 Unsupported option: FOO" "unknown MAIL parameter"
+tl_is "$(sm_line 12)" "501 5.5.4 Bad message size syntax" "malformed SIZE"
+tl_is "$(sm_line 13)" "501 5.5.4 Unsupported BODY parameter value" "unknown BODY"
+tl_is "$(sm_line 14)" "250 2.1.0 Ok" "MAIL with SIZE and BODY"
+tl_is "$(sm_line 15)" "501 5.5.4 Syntax: RCPT TO:<address>" "RCPT without TO:"
+tl_is "$(sm_line 16)" "501 5.1.3 Bad recipient address syntax" "RCPT TO:<>"
+tl_is "$(sm_line 17)" "501 5.5.4 Bad NOTIFY parameter syntax" "RCPT NOTIFY=NEVER with another keyword: 501 (RFC 3461)"
 
 LONG=$(printf '%03000d' 0)
 sm_chat '<' "$EHLO" '<' ">NOOP $LONG\\r\\n" '<' '>NOOP\r\n' '<' '>QUIT\r\n' '<'
-tl_is "$(sm_line 8)" "500 5.5.2 Error: line too long" "a command over line_length_limit"
-tl_is "$(sm_line 9)" "250 2.0.0 Ok" "the session goes on after a long line"
+tl_is "$(sm_line 9)" "500 5.5.2 Error: line too long" "a command over line_length_limit"
+tl_is "$(sm_line 10)" "250 2.0.0 Ok" "the session goes on after a long line"
 
 # ---------------------------------------------------------------- relaying
 sm_swaks --ehlo client.example.net --from sender@sender.test --to user@example.com
@@ -144,16 +144,16 @@ while [ $i -lt 101 ]; do
 done
 set -- "$@" '<101' '>RSET\r\n' '<' '>QUIT\r\n' '<'
 sm_chat "$@"
-tl_is "$(sed -n '9,108p' "$T/chat.out" | sort -u)" "250 2.1.5 Ok" "recipient_limit = 100: 100 recipients accepted"
-tl_is "$(sm_line 109)" "452 4.5.3 Error: too many recipients" "the 101st: 452 4.5.3"
+tl_is "$(sed -n '10,109p' "$T/chat.out" | sort -u)" "250 2.1.5 Ok" "recipient_limit = 100: 100 recipients accepted"
+tl_is "$(sm_line 110)" "452 4.5.3 Error: too many recipients" "the 101st: 452 4.5.3"
 sm_sink_same 1 "no message without DATA"
 
 # ---------------------------------------------------------------- next hops
 sm_chat '<' "$EHLO" '<' '>MAIL FROM:<sender@sender.test>\r\n' '<' '>RCPT TO:<user@example.com>\r\n' '<' \
     '>RCPT TO:<user@example.org>\r\n' '<' '>RCPT TO:<user@nohop.test>\r\n' '<' '>RSET\r\n' '<' '>QUIT\r\n' '<'
-tl_is "$(sm_line 9)" "250 2.1.5 Ok" "the first recipient sets the transaction's next hop"
-tl_is "$(sm_line 10)" "452 4.5.3 Error: too many recipients" "a recipient for another next hop: 452 4.5.3"
-tl_is "$(sm_line 11)" "451 4.3.0 <user@nohop.test>: Temporary lookup failure" "a domain without a next hop: 451 4.3.0"
+tl_is "$(sm_line 10)" "250 2.1.5 Ok" "the first recipient sets the transaction's next hop"
+tl_is "$(sm_line 11)" "452 4.5.3 Error: too many recipients" "a recipient for another next hop: 452 4.5.3"
+tl_is "$(sm_line 12)" "451 4.3.0 <user@nohop.test>: Temporary lookup failure" "a domain without a next hop: 451 4.3.0"
 tl_like "$(grep 'no next hop' "$SMTPD_LOG" | tail -1)" "warning: no next hop for .*<user@nohop\.test>" \
     "log: no next hop is a warning"
 sm_sink_same 1 "nothing relayed without DATA"
@@ -163,7 +163,7 @@ sm_chat '<' '>GET / HTTP/1.0\r\n' '<' end
 tl_is "$(sm_line 2)" "221 2.7.0 Error: I can break rules, too. Goodbye." "GET: 221 and goodbye"
 tl_is "$(sm_line 3)" "CLOSED" "GET: disconnected"
 sm_chat '<' "$EHLO" '<' '>Subject: hello\r\n' '<' end
-tl_is "$(sm_line 8)" "221 2.7.0 Error: I can break rules, too. Goodbye." "a header line as a command: 221"
+tl_is "$(sm_line 9)" "221 2.7.0 Error: I can break rules, too. Goodbye." "a header line as a command: 221"
 sm_chat '<' '>CONNECT 10.0.0.1:25 HTTP/1.0\r\n' '<' end
 tl_is "$(sm_line 2)" "221 2.7.0 Error: I can break rules, too. Goodbye." "CONNECT: 221"
 
@@ -175,9 +175,9 @@ while [ $i -lt 21 ]; do
     i=$((i + 1))
 done
 sm_chat "$@" end
-tl_is "$(sed -n '8,27p' "$T/chat.out" | sort -u)" "502 5.5.2 Error: command not recognized" "20 errors answered"
-tl_is "$(sm_line 28)" "421 4.7.0 $HOST Error: too many errors" "hard_error_limit: 421"
-tl_is "$(sm_line 29)" "CLOSED" "hard_error_limit: disconnected"
+tl_is "$(sed -n '9,28p' "$T/chat.out" | sort -u)" "502 5.5.2 Error: command not recognized" "20 errors answered"
+tl_is "$(sm_line 29)" "421 4.7.0 $HOST Error: too many errors" "hard_error_limit: 421"
+tl_is "$(sm_line 30)" "CLOSED" "hard_error_limit: disconnected"
 tl_like "$(grep 'too many errors after' "$SMTPD_LOG" | tail -1)" "too many errors after UNKNOWN from unknown\\[127\\.0\\.0\\.1\\]$" \
     "log: too many errors after ..."
 
@@ -193,14 +193,14 @@ tl_is "$(grep '^421' "$T/chat.out")" "421 4.7.0 $HOST Error: too many errors" "j
 
 # ---------------------------------------------------------------- timeouts
 sm_chat '<' "$EHLO" '<' '~3' '<' end
-tl_is "$(sm_line 8)" "421 4.4.2 $HOST Error: timeout exceeded" "command_timeout: 421 4.4.2"
+tl_is "$(sm_line 9)" "421 4.4.2 $HOST Error: timeout exceeded" "command_timeout: 421 4.4.2"
 tl_like "$(grep 'timeout after' "$SMTPD_LOG" | tail -1)" "timeout after EHLO from unknown\\[127\\.0\\.0\\.1\\]$" \
     "log: timeout after EHLO"
 
 sm_chat '<' "$EHLO" '<' '>MAIL FROM:<a@sender.test>\r\n' '<' '>RCPT TO:<user@example.com>\r\n' '<' \
     '>DATA\r\n' '<' '>Subject: slow\r\n\r\nhalf a message' '~3' end
-tl_is "$(sm_line 10)" "354 End data with <CR><LF>.<CR><LF>" "DATA: 354"
-tl_is "$(sm_line 11)" "421 4.4.2 $HOST Error: timeout exceeded" "timeout in DATA: 421"
+tl_is "$(sm_line 11)" "354 End data with <CR><LF>.<CR><LF>" "DATA: 354"
+tl_is "$(sm_line 12)" "421 4.4.2 $HOST Error: timeout exceeded" "timeout in DATA: 421"
 sleep 0.3
 sm_sink_same 1 "a message cut short by a timeout is not delivered"
 
@@ -219,7 +219,7 @@ tl_is "$(grep -c '^250[ -]' "$T/chat.out" | sed 's/^[1-9][0-9]*$/EHLO answered/'
 tl_is "$(grep '^530' "$T/chat.out" | head -1)" "530 5.7.0 Must issue a STARTTLS command first" "submission: AUTH before TLS"
 tl_is "$(grep '^530' "$T/chat.out" | sed -n 2p)" "530 5.7.0 Must issue a STARTTLS command first" "submission: MAIL before TLS and AUTH"
 sm_chat '<' "$EHLO" '<' '>AUTH PLAIN AGFsaWNlAHB3\r\n' '<' '>QUIT\r\n' '<'
-tl_is "$(sm_line 8)" "503 5.5.1 Error: authentication not enabled" "AUTH on port 25"
+tl_is "$(sm_line 9)" "503 5.5.1 Error: authentication not enabled" "AUTH on port 25"
 
 # ---------------------------------------------------------------- reload, shutdown
 $SMTPCHAT "$SMTPD_PORT" '<' "$EHLO" '<' '~1.5' '>NOOP\r\n' '<' '>QUIT\r\n' '<' > "$T/held.out" 2>&1 &
@@ -233,7 +233,7 @@ tl_like "$(grep 'reload:' "$SMTPD_LOG" | tail -1)" "keeping the running configur
 cp "$T/good.conf" "$CONF"
 kill -HUP "$SMTPD_PID"
 wait "$HELD"
-tl_is "$(sm_line 8 "$T/held.out")" "250 2.0.0 Ok" "a session lives through two reloads"
+tl_is "$(sm_line 9 "$T/held.out")" "250 2.0.0 Ok" "a session lives through two reloads"
 kill -0 "$SMTPD_PID" 2>/dev/null
 tl_ok $? "smtpd still runs after the reloads"
 tl_like "$(grep 'reloaded' "$SMTPD_LOG" | tail -1)" "reloaded " "SIGHUP with a good file: reloaded"
@@ -335,9 +335,9 @@ sleep 0.6
 sm_stop
 wait "$HELD"
 wait "$BUSY"
-tl_is "$(sm_line 8 "$T/term.out")" "421 4.3.2 $HOST Service shutting down, closing transmission channel" \
+tl_is "$(sm_line 9 "$T/term.out")" "421 4.3.2 $HOST Service shutting down, closing transmission channel" \
     "SIGTERM: an idle session hears 421"
-tl_is "$(sed -n '11,12p' "$T/term2.out" | tr '\n' '|')" \
+tl_is "$(sed -n '12,13p' "$T/term2.out" | tr '\n' '|')" \
     "250 2.0.0 Ok|421 4.3.2 $HOST Service shutting down, closing transmission channel|" \
     "SIGTERM: a transaction under way finishes, then 421"
 tl_is "$(sm_sink_count)" $((sent_before + 1)) "SIGTERM: the message in flight was delivered"

@@ -117,6 +117,8 @@ static const MAIL_CASE mail_cases[] = {
     {"FROM:<@r1.example,@r2.example:a@example.com>", 0, "a@example.com", "example.com", -1, "", 2},
     {"FROM:<postmaster>", 0, "postmaster", "", -1, "", 0},
     {"FROM:<j\xc3\xb6rg@example.com> SMTPUTF8", 0, "j\xc3\xb6rg@example.com", "example.com", -1, "SMTPUTF8", 4},
+    {"FROM:<a@b.c> ret=hdrs ENVID=QQ+2B1", 0, "a@b.c", "b.c", -1, "RET=HDRS ENVID=QQ+2B1", 0},
+    {"FROM:<a@b.c> SIZE=5 RET=FULL", 0, "a@b.c", "b.c", 5, "SIZE=5 RET=FULL", 0},
     {"FROM:<a@b..c>", 501, "501 5.1.7 Bad sender address syntax", NULL, 0, NULL, 0},
     {"FROM:<a..b@example.com>", 0, "a..b@example.com", "example.com", -1, "", 0},
     {"FROM:<a@example.com.>", 0, "a@example.com.", "example.com.", -1, "", 0},
@@ -149,7 +151,15 @@ static const MAIL_CASE mail_cases[] = {
     {"FROM:<a@b> SIZE", 501, "501 5.5.4 Bad message size syntax", NULL, 0, NULL, 0},
     {"FROM:<a@b> BODY=BINARYMIME", 501, "501 5.5.4 Unsupported BODY parameter value", NULL, 0, NULL, 0},
     {"FROM:<a@b> SMTPUTF8=yes", 501, "501 5.5.4 Bad SMTPUTF8 parameter syntax", NULL, 0, NULL, 0},
-    {"FROM:<a@b> RET=HDRS", 555, "555 5.5.4 Unsupported option: RET", NULL, 0, NULL, 0},
+    {"FROM:<a@b> RET=PART", 501, "501 5.5.4 Bad RET parameter syntax", NULL, 0, NULL, 0},
+    {"FROM:<a@b> RET=FULL RET=HDRS", 501, "501 5.5.4 Duplicate RET parameter", NULL, 0, NULL, 0},
+    {"FROM:<a@b> ENVID=a+2", 501, "501 5.5.4 Bad ENVID parameter syntax", NULL, 0, NULL, 0},
+    {"FROM:<a@b> ENVID=a+2b", 501, "501 5.5.4 Bad ENVID parameter syntax", NULL, 0, NULL, 0},
+    {"FROM:<a@b> ENVID=x ENVID=y", 501, "501 5.5.4 Duplicate ENVID parameter", NULL, 0, NULL, 0},
+    {"FROM:<a@b> ENVID=12345678901234567890123456789012345678901234567890"
+     "123456789012345678901234567890123456789012345678901", 501, "501 5.5.4 Bad ENVID parameter syntax",
+     NULL, 0, NULL, 0},
+    {"FROM:<a@b> FOO=x", 555, "555 5.5.4 Unsupported option: FOO", NULL, 0, NULL, 0},
     {"FROM:<a@b> X=1=2", 501, "501 5.5.4 Bad MAIL parameter syntax", NULL, 0, NULL, 0},
     {"FROM:<a@b> =1", 501, "501 5.5.4 Bad MAIL parameter syntax", NULL, 0, NULL, 0},
 };
@@ -207,8 +217,15 @@ static void rcpt_table(void **state)
         {"TO:", 0, 501, "501 5.5.4 Syntax: RCPT TO:<address>", NULL},
         {"FROM:<a@b>", 0, 501, "501 5.5.4 Syntax: RCPT TO:<address>", NULL},
         {"TO:<a@b@c>", 0, 501, "501 5.1.3 Bad recipient address syntax", NULL},
-        {"TO:<a@b> NOTIFY=NEVER", 0, 555, "555 5.5.4 Unsupported option: NOTIFY", NULL},
-        {"TO:<a@b> ORCPT=rfc822;a@b", 0, 555, "555 5.5.4 Unsupported option: ORCPT", NULL},
+        {"TO:<a@b> NOTIFY=NEVER,SUCCESS", 0, 501, "501 5.5.4 Bad NOTIFY parameter syntax", NULL},
+        {"TO:<a@b> NOTIFY=FAILURE,", 0, 501, "501 5.5.4 Bad NOTIFY parameter syntax", NULL},
+        {"TO:<a@b> NOTIFY=SOMETIMES", 0, 501, "501 5.5.4 Bad NOTIFY parameter syntax", NULL},
+        {"TO:<a@b> NOTIFY=DELAY,DELAY", 0, 501, "501 5.5.4 Bad NOTIFY parameter syntax", NULL},
+        {"TO:<a@b> NOTIFY=NEVER NOTIFY=NEVER", 0, 501, "501 5.5.4 Bad NOTIFY parameter syntax", NULL},
+        {"TO:<a@b> ORCPT=a@b", 0, 501, "501 5.5.4 Bad ORCPT parameter syntax", NULL},
+        {"TO:<a@b> ORCPT=rfc822;", 0, 501, "501 5.5.4 Bad ORCPT parameter syntax", NULL},
+        {"TO:<a@b> ORCPT=rfc822;a+b", 0, 501, "501 5.5.4 Bad ORCPT parameter syntax", NULL},
+        {"TO:<a@b> XYZ=1", 0, 555, "555 5.5.4 Unsupported option: XYZ", NULL},
         {"TO:<a@b> !", 0, 501, "501 5.5.4 Bad RCPT parameter syntax", NULL},
     };
 
@@ -225,6 +242,30 @@ static void rcpt_table(void **state)
         if (code == 0 && cases[i].raw && strcmp(p.raw, cases[i].raw) != 0)
             fail_msg("RCPT \"%s\": raw \"%s\", want \"%s\"", cases[i].arg, p.raw, cases[i].raw);
     }
+}
+
+/* rcpt_dsn - RFC 3461 NOTIFY and ORCPT: parsed, and passed on in one form */
+static void rcpt_dsn(void **state)
+{
+    SMTP_PATH p;
+    char reply[256];
+
+    (void) state;
+    assert_int_equal(smtp_proto_rcpt("TO:<a@b> notify=delay,failure ORCPT=rfc822;a+2Bx@b", 0, &p, reply,
+                                     sizeof(reply)), 0);
+    assert_int_equal(p.notify, SMTP_NOTIFY_FAILURE | SMTP_NOTIFY_DELAY);
+    assert_string_equal(p.orcpt, "rfc822;a+2Bx@b");
+    assert_string_equal(p.params, "NOTIFY=FAILURE,DELAY ORCPT=rfc822;a+2Bx@b");
+    assert_int_equal(smtp_proto_rcpt("TO:<a@b> NOTIFY=NEVER", 0, &p, reply, sizeof(reply)), 0);
+    assert_int_equal(p.notify, SMTP_NOTIFY_NEVER);
+    assert_string_equal(p.params, "NOTIFY=NEVER");
+    assert_string_equal(p.orcpt, "");
+    assert_int_equal(smtp_proto_rcpt("TO:<a@b>", 0, &p, reply, sizeof(reply)), 0);
+    assert_int_equal(p.notify, 0);
+    assert_string_equal(p.params, "");
+    assert_int_equal(smtp_proto_mail("FROM:<a@b> RET=FULL ENVID=id1", &p, reply, sizeof(reply)), 0);
+    assert_int_equal(p.ret, SMTP_RET_FULL);
+    assert_string_equal(p.envid, "id1");
 }
 
 /* limits - RFC 5321 section 4.5.3.1 at the boundary */
@@ -416,6 +457,7 @@ int main(void)
         cmocka_unit_test(group_end),
         cmocka_unit_test(mail_table),
         cmocka_unit_test(rcpt_table),
+        cmocka_unit_test(rcpt_dsn),
         cmocka_unit_test(limits),
         cmocka_unit_test(params_out),
         cmocka_unit_test(data_table),

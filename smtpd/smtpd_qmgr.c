@@ -1,0 +1,1142 @@
+/*
+ * smtpd_qmgr.c - rcptgate-smtpd's queue manager: delivers what the spool holds
+ *
+ * SYNOPSIS
+ *   smtpd_qmgr_init(err, errlen);          after the privilege drop, base ready
+ *   smtpd_qmgr_accepting(why, whylen);     a session asks before it queues
+ *   smtpd_qmgr_queued(id, next_try);       a session committed a message
+ *   smtpd_qmgr_counts(&deferred, &hold, &oldest);
+ *   smtpd_qmgr_reload(); smtpd_qmgr_stop();
+ *
+ * DESCRIPTION
+ *   The spool (lib/spool.c) is opened when relay_mode is not "proxy", or
+ *   when queue_directory already exists (mail queued before a switch to
+ *   proxy is still delivered). Without one, a session that would queue
+ *   hears 452 4.3.1 and the next hop's own verdict stays the rule.
+ *
+ *   It runs in smtpd's event loop, as Postfix's qmgr and smtp would in
+ *   one: deferred/ is scanned one entry at a time (spool_scan) at start
+ *   (every message left there is recovered), every queue_run_delay, when
+ *   `rcptgate queue flush` writes to the trigger FIFO, and when the next
+ *   try of a message it knows of is due. A due message (its file's mtime
+ *   is its next try) is loaded, at most queue_active_limit at once; the
+ *   rest wait for the next scan, so the whole queue is never in memory.
+ *
+ *   A message's recipients that are still to do are grouped by next hop,
+ *   found as a session finds it (the domain's own next hop, else
+ *   default_nexthop). Each group is one SMTP transaction through
+ *   smtp_relay.c (failover across the hops, STARTTLS, XFORWARD of the
+ *   stored client), at most destination_concurrency_limit per next hop
+ *   at once; the others wait in that next hop's line. The body is read
+ *   from the spool file with pread() in pieces while the relay's backlog
+ *   is small, so a large message costs little memory. Every transaction
+ *   opens its own connection (no reuse yet).
+ *
+ *   Each recipient's answer: 2xx marks it done on disk at once; 4xx or a
+ *   failure to connect leaves it to do, with its reason; 5xx returns it
+ *   to the sender (dsn.c) and marks it failed, the report first so a
+ *   crash between the two gives two reports rather than none. Once every
+ *   transaction of a try has ended: nothing left to do removes the
+ *   message; otherwise it is tried again after a backoff that doubles
+ *   with the tries (minimal_backoff_time up to maximal_backoff_time), or,
+ *   past maximal_queue_lifetime (bounce_queue_lifetime for a report we
+ *   made), returned to the sender. delay_warning_time sends one delay
+ *   report. A report is never made for a report or the null sender.
+ *
+ *   SIGTERM cuts every transaction before its final dot (the downstream
+ *   discards it) and the spool keeps the message: delivery is at least
+ *   once, never zero times.
+ *
+ * DIAGNOSTICS
+ *   Postfix's log lines (qmgr, smtp, bounce), so pflogsumm counts them:
+ *     ID: from=<s>, size=N, nrcpt=N (queue active)
+ *     ID: to=<r>, relay=h[a]:p, delay=D, delays=a/b/c/d, dsn=X.Y.Z, status=sent|deferred|bounced (why)
+ *     ID: sender non-delivery notification: NEWID
+ *     ID: from=<s>, status=expired, returned to sender
+ *     ID: removed
+ *   A spool that cannot be opened or scanned is a warning.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "check.h"
+#include "dsn.h"
+#include "log.h"
+#include "params.h"
+#include "params_smtpd.h"
+#include "spool.h"
+#include "xalloc.h"
+#include "smtpd.h"
+#include "smtpd_log.h"
+#include "smtpd_qmgr.h"
+#include "smtp_relay.h"
+#include "smtp_session.h"
+
+#define QMGR_CHUNK      65536           /* body bytes read from the spool at once */
+#define QMGR_BACKLOG    (256 * 1024)    /* wait for the relay to drain above this */
+#define QMGR_HASH       4096            /* buckets of the active messages' ids */
+#define QMGR_SOON       256             /* ids just queued, activated from the loop */
+
+/* A recipient's outcome in this try. */
+enum qmgr_result { QR_NONE = 0, QR_SENT, QR_DEFER, QR_FAIL };
+
+typedef struct qmgr_msg QMGR_MSG;
+typedef struct qmgr_dest QMGR_DEST;
+typedef struct qmgr_dlv QMGR_DLV;
+
+/* One next hop: its deliveries running and waiting. */
+struct qmgr_dest {
+    char *nexthop;              /* transport syntax, as smtp_relay_open takes it */
+    int active;
+    QMGR_DLV *wait_head, **wait_tail;
+    QMGR_DEST *next;
+};
+
+/* The callback argument of one RCPT. */
+typedef struct qmgr_rarg {
+    QMGR_DLV *d;
+    size_t k;                   /* index into d->idx */
+} QMGR_RARG;
+
+/* One transaction: a message's recipients for one next hop. */
+struct qmgr_dlv {
+    QMGR_MSG *m;
+    QMGR_DEST *dest;
+    size_t *idx;                /* the message's recipient indexes */
+    size_t n;
+    int *accepted;              /* per k: RCPT got 2xx */
+    size_t nacc, nreplies;
+    QMGR_RARG *rargs;
+    SMTP_RELAY *relay;
+    long long start_ms, conn_ms;
+    long long sent;             /* body bytes handed to the relay */
+    QMGR_DLV *next;             /* in the destination's line, or the message's list */
+    QMGR_DLV *mnext;
+};
+
+/* One message being tried. */
+struct qmgr_msg {
+    char id[SPOOL_ID_LEN];
+    SPOOL_ENV env;
+    int fd;                     /* the spool file, at the message (pread) */
+    long long active_ms;
+    enum qmgr_result *result;   /* per recipient */
+    int pending;                /* transactions not yet ended */
+    QMGR_DLV *dlvs;
+    QMGR_MSG *hnext;            /* hash chain */
+    QMGR_MSG *prev, *next;      /* all active messages */
+};
+
+SPOOL *smtpd_spool;
+
+static int qmgr_stopping;               /* SIGTERM: nothing new starts */
+static int qmgr_broken;                 /* the last scan failed */
+static struct event *qmgr_scan_ev;      /* the next scan */
+static struct event *qmgr_trigger_ev;   /* the FIFO */
+static long long qmgr_scan_at_ms;       /* when qmgr_scan_ev fires, 0 not armed */
+static int qmgr_more;                   /* the last scan left due messages behind */
+static long long qmgr_deferred;         /* deferred/: the last scan's count, kept up to date since */
+static long long qmgr_hold;             /* hold/ at the last scan */
+static long long qmgr_oldest;           /* the oldest arrival seen by the last scan */
+static int qmgr_nactive;
+static QMGR_MSG *qmgr_active;
+static QMGR_MSG *qmgr_hash[QMGR_HASH];
+static QMGR_DEST *qmgr_dests;
+static char qmgr_soon[QMGR_SOON][SPOOL_ID_LEN];     /* queued and due: activated from the loop */
+static int qmgr_nsoon;
+static struct event *qmgr_soon_ev;
+
+static void qmgr_dlv_start(QMGR_DLV *d);
+static void qmgr_msg_finish(QMGR_MSG *m);
+static void qmgr_activate(const char *id);
+
+/* qmgr_now_ms - wall clock in milliseconds */
+static long long qmgr_now_ms(void)
+{
+    struct timeval tv;
+
+    gettimeofday(&tv, NULL);
+    return (long long) tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/* qmgr_wanted - is a spool needed: a queueing mode, or a queue left from before */
+static int qmgr_wanted(void)
+{
+    struct stat st;
+
+    if (var_smtpd_relay_mode != NULL && strcmp(var_smtpd_relay_mode, "proxy") != 0)
+        return 1;
+    return var_smtpd_queue_dir != NULL && *var_smtpd_queue_dir && stat(var_smtpd_queue_dir, &st) == 0;
+}
+
+/* qmgr_id_time - the arrival an id of spool_id_new() carries (8 hex digits of unix time), 0 none */
+static long long qmgr_id_time(const char *id)
+{
+    long long t = 0;
+
+    for (int i = 0; i < 8; i++) {
+        int c = (unsigned char) id[i];
+
+        if (!isxdigit(c))
+            return 0;
+        t = t * 16 + (isdigit(c) ? c - '0' : toupper(c) - 'A' + 10);
+    }
+    return t;
+}
+
+/* qmgr_hash_of - bucket of an id */
+static unsigned qmgr_hash_of(const char *id)
+{
+    unsigned h = 5381;
+
+    while (*id)
+        h = h * 33 + (unsigned char) *id++;
+    return h % QMGR_HASH;
+}
+
+/* qmgr_find - the active message id, NULL */
+static QMGR_MSG *qmgr_find(const char *id)
+{
+    for (QMGR_MSG *m = qmgr_hash[qmgr_hash_of(id)]; m; m = m->hnext)
+        if (strcmp(m->id, id) == 0)
+            return m;
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- scheduling */
+
+/* qmgr_wake_at - scan at when_ms unless one comes sooner */
+static void qmgr_wake_at(long long when_ms)
+{
+    long long now = qmgr_now_ms();
+    struct timeval tv;
+
+    if (qmgr_scan_ev == NULL || qmgr_stopping)
+        return;
+    if (qmgr_scan_at_ms != 0 && qmgr_scan_at_ms <= when_ms)
+        return;
+    if (when_ms < now)
+        when_ms = now;
+    qmgr_scan_at_ms = when_ms;
+    tv.tv_sec = (when_ms - now) / 1000;
+    tv.tv_usec = ((when_ms - now) % 1000) * 1000;
+    evtimer_add(qmgr_scan_ev, &tv);
+}
+
+/* qmgr_backoff_ms - the wait after the attempts-th try: doubling from minimal to maximal_backoff_time */
+static long long qmgr_backoff_ms(int attempts)
+{
+    long long b = var_smtpd_min_backoff_ms;
+
+    for (int i = 1; i < attempts && b < var_smtpd_max_backoff_ms; i++)
+        b *= 2;
+    if (b > var_smtpd_max_backoff_ms)
+        b = var_smtpd_max_backoff_ms;
+    return b;
+}
+
+/* ---------------------------------------------------------------- destinations */
+
+/* qmgr_dest_get - the next hop's line, made when new */
+static QMGR_DEST *qmgr_dest_get(const char *nexthop)
+{
+    QMGR_DEST *dst;
+
+    for (dst = qmgr_dests; dst; dst = dst->next)
+        if (strcmp(dst->nexthop, nexthop) == 0)
+            return dst;
+    dst = xcalloc(1, sizeof(*dst));
+    dst->nexthop = xstrdup(nexthop);
+    dst->wait_tail = &dst->wait_head;
+    dst->next = qmgr_dests;
+    qmgr_dests = dst;
+    return dst;
+}
+
+/* qmgr_dest_gc - forget next hops with nothing running or waiting */
+static void qmgr_dest_gc(void)
+{
+    QMGR_DEST **pp = &qmgr_dests, *dst;
+
+    while ((dst = *pp) != NULL) {
+        if (dst->active == 0 && dst->wait_head == NULL) {
+            *pp = dst->next;
+            free(dst->nexthop);
+            free(dst);
+        } else
+            pp = &dst->next;
+    }
+}
+
+/* qmgr_dest_run - start what the next hop's concurrency allows */
+static void qmgr_dest_run(QMGR_DEST *dst)
+{
+    while (!qmgr_stopping && dst->wait_head && dst->active < var_smtpd_dest_concurrency) {
+        QMGR_DLV *d = dst->wait_head;
+
+        if ((dst->wait_head = d->next) == NULL)
+            dst->wait_tail = &dst->wait_head;
+        d->next = NULL;
+        dst->active++;
+        qmgr_dlv_start(d);
+    }
+}
+
+/* ---------------------------------------------------------------- recipients */
+
+/* qmgr_fmt_time - seconds as Postfix writes delays: 0.21, 3.4, 3735 */
+static const char *qmgr_fmt_time(char *buf, size_t size, double s)
+{
+    if (s < 0)
+        s = 0;
+    if (s >= 10)
+        snprintf(buf, size, "%.0f", s);
+    else
+        snprintf(buf, size, "%.2g", s);
+    return buf;
+}
+
+/* qmgr_status_code - the enhanced status code of a reply ("4.4.1"), else "C.0.0" */
+static void qmgr_status_code(int code, const char *reply, char *out, size_t size)
+{
+    const char *p = reply;
+    size_t n;
+
+    if (strlen(p) > 4 && isdigit((unsigned char) p[0]))
+        p += 4;
+    n = strspn(p, "0123456789.");
+    if (n >= 5 && n < 12 && (p[0] == '2' || p[0] == '4' || p[0] == '5') && p[1] == '.'
+        && (p[n] == ' ' || p[n] == 0) && p[n - 1] != '.') {
+        snprintf(out, size, "%.*s", (int) n, p);
+        return;
+    }
+    snprintf(out, size, "%d.0.0", code / 100 >= 2 && code / 100 <= 5 ? code / 100 : 4);
+}
+
+/*
+ * qmgr_reason - Postfix's words for a reply: "host h[a] said: 550 ...
+ * (in reply to RCPT TO command)" when the next hop said it, "connect to
+ * h[a]:p: Connection refused" when none could be reached, the relay's
+ * own words otherwise
+ */
+static void qmgr_reason(QMGR_DLV *d, const char *reply, const char *stage, char *out, size_t size)
+{
+    const char *peer = d && d->relay ? smtp_relay_peer(d->relay) : "none";
+    const char *text = reply;
+    const char *p;
+
+    if (strlen(text) > 4 && isdigit((unsigned char) text[0]))
+        text += 4;
+    if ((p = strstr(reply, "Next hop not reachable")) != NULL || strstr(reply, "No next hop reachable")) {
+        const char *why = p && (p = strchr(p, ':')) != NULL ? p + 2 : "connection failed";
+
+        snprintf(out, size, "connect to %s: %s", d && d->relay ? smtp_relay_tried(d->relay) : "none", why);
+    } else if (strstr(reply, "ext hop") != NULL || strstr(reply, "the relay") != NULL
+               || strstr(reply, "Out of resources") != NULL || strcmp(peer, "none") == 0) {
+        /* The relay's own words: it lost the next hop, or had none. */
+        snprintf(out, size, "%s%s%s", text, strcmp(peer, "none") ? " with " : "",
+                 strcmp(peer, "none") ? peer : "");
+    } else {
+        char host[SMTPD_NAME_LEN + SMTPD_ADDR_LEN + 16];
+        char *colon;
+
+        snprintf(host, sizeof(host), "%s", peer);
+        if ((colon = strrchr(host, ']')) != NULL)
+            colon[1] = 0;
+        snprintf(out, size, "host %s said: %s (in reply to %s command)", host, reply, stage);
+    }
+}
+
+/* qmgr_log_rcpt - the smtp line of one recipient */
+static void qmgr_log_rcpt(QMGR_MSG *m, QMGR_DLV *d, size_t i, const char *status, const char *dsn,
+                          const char *why)
+{
+    long long now = qmgr_now_ms();
+    double arrival = (double) m->env.arrival;
+    double active = (double) m->active_ms / 1000.0;
+    double start = d ? (double) d->start_ms / 1000.0 : active;
+    double conn = d && d->conn_ms ? (double) d->conn_ms / 1000.0 : start;
+    char t0[32], t1[32], t2[32], t3[32], t4[32];
+
+    smtpd_log_as("smtp", "%s: to=<%s>, relay=%s, delay=%s, delays=%s/%s/%s/%s, dsn=%s, status=%s (%s)",
+                 m->id, m->env.rcpt[i].addr, d && d->relay ? smtp_relay_peer(d->relay) : "none",
+                 qmgr_fmt_time(t0, sizeof(t0), (double) now / 1000.0 - arrival),
+                 qmgr_fmt_time(t1, sizeof(t1), active - arrival),
+                 qmgr_fmt_time(t2, sizeof(t2), start - active),
+                 qmgr_fmt_time(t3, sizeof(t3), conn - start),
+                 qmgr_fmt_time(t4, sizeof(t4), (double) now / 1000.0 - conn), dsn, status, why);
+}
+
+/* qmgr_set_reason - keep a recipient's last status and reason (for defer/ID and a DSN) */
+static void qmgr_set_reason(QMGR_MSG *m, size_t i, const char *dsn, const char *why)
+{
+    free(m->env.rcpt[i].dsn);
+    free(m->env.rcpt[i].reason);
+    m->env.rcpt[i].dsn = xstrdup(dsn);
+    m->env.rcpt[i].reason = xstrdup(why);
+}
+
+/*
+ * qmgr_rcpt_result - one recipient's answer in this try: logged, a 2xx
+ * marked done on disk now (a 5xx is marked when its report exists)
+ */
+static void qmgr_rcpt_result(QMGR_MSG *m, QMGR_DLV *d, size_t i, int code, const char *reply,
+                             const char *stage)
+{
+    char dsn[16], why[SMTPD_REPLY_LEN + 600];
+
+    qmgr_status_code(code, reply, dsn, sizeof(dsn));
+    if (code / 100 == 2) {
+        m->result[i] = QR_SENT;
+        qmgr_log_rcpt(m, d, i, "sent", dsn, reply);
+        if (spool_mark(smtpd_spool, m->id, i, SPOOL_RCPT_DONE) < 0)
+            log_warn("%s: cannot mark <%s> delivered: %s (it may be delivered again)", m->id,
+                     m->env.rcpt[i].addr, strerror(errno));
+        m->env.rcpt[i].state = SPOOL_RCPT_DONE;
+        return;
+    }
+    qmgr_reason(d, reply, stage, why, sizeof(why));
+    qmgr_set_reason(m, i, dsn, why);
+    if (code / 100 == 5) {
+        m->result[i] = QR_FAIL;
+        qmgr_log_rcpt(m, d, i, "bounced", dsn, why);
+    } else {
+        m->result[i] = QR_DEFER;
+        qmgr_log_rcpt(m, d, i, "deferred", dsn, why);
+    }
+}
+
+/* qmgr_rcpt_defer_local - a recipient not tried at all (no route, store down): deferred */
+static void qmgr_rcpt_defer_local(QMGR_MSG *m, size_t i, const char *dsn, const char *why)
+{
+    m->result[i] = QR_DEFER;
+    qmgr_set_reason(m, i, dsn, why);
+    qmgr_log_rcpt(m, NULL, i, "deferred", dsn, why);
+}
+
+/*
+ * qmgr_route - the next hop of a recipient, as a session would relay it:
+ * its domain's own, else default_nexthop (also for a report to an outside
+ * sender). 1 found, 0 none (dsn/why set), -1 the store cannot say.
+ */
+static int qmgr_route(const char *rcpt, char *hop, size_t size, char *dsn, size_t dsnlen, char *why,
+                      size_t whylen)
+{
+    const char *reason = NULL;
+    STORE *st = smtpd_store_use(&reason);
+    CHECK_OPTS opts;
+    CHECK_WHY cw;
+    int rc;
+
+    if (st == NULL) {
+        snprintf(dsn, dsnlen, "4.3.0");
+        snprintf(why, whylen, "next hop lookup: %s", reason ? reason : "the store is not open");
+        return -1;
+    }
+    params_check_opts(&opts);
+    rc = check_transport(st, &opts, rcpt, strlen(rcpt), &cw);
+    if (rc < 0) {
+        snprintf(dsn, dsnlen, "4.3.0");
+        snprintf(why, whylen, "next hop lookup: %s", store_error(st));
+        return -1;
+    }
+    if (rc > 0) {
+        snprintf(hop, size, "%s", cw.nexthop);
+        return 1;
+    }
+    if (var_smtpd_default_nexthop && *var_smtpd_default_nexthop) {
+        snprintf(hop, size, "%s", var_smtpd_default_nexthop);
+        return 1;
+    }
+    snprintf(dsn, dsnlen, "4.4.4");
+    snprintf(why, whylen, "%s", cw.rule == CHECK_MISS_NEXTHOP
+             ? "no next hop for the domain: set the domain's next hop or [smtpd] default_nexthop"
+             : "no route to the recipient's domain: set [smtpd] default_nexthop");
+    return 0;
+}
+
+/* ---------------------------------------------------------------- one transaction */
+
+/* qmgr_dlv_free - a transaction's memory (its relay must be gone) */
+static void qmgr_dlv_free(QMGR_DLV *d)
+{
+    free(d->idx);
+    free(d->accepted);
+    free(d->rargs);
+    free(d);
+}
+
+/* qmgr_dlv_done - the transaction ended: free its slot, start the next, finish the message */
+static void qmgr_dlv_done(QMGR_DLV *d)
+{
+    QMGR_MSG *m = d->m;
+    QMGR_DEST *dst = d->dest;
+
+    if (d->relay) {
+        smtp_relay_free(d->relay);      /* QUIT after a final reply, else cut */
+        d->relay = NULL;
+    }
+    dst->active--;
+    m->pending--;
+    qmgr_dest_run(dst);
+    if (m->pending == 0)
+        qmgr_msg_finish(m);
+    qmgr_dest_gc();
+}
+
+/* qmgr_dlv_all - every recipient still open in the transaction gets this reply */
+static void qmgr_dlv_all(QMGR_DLV *d, int accepted_only, int code, const char *reply, const char *stage)
+{
+    for (size_t k = 0; k < d->n; k++)
+        if (d->m->result[d->idx[k]] == QR_NONE && (!accepted_only || d->accepted[k]))
+            qmgr_rcpt_result(d->m, d, d->idx[k], code, reply, stage);
+}
+
+/* qmgr_dot_cb - the final reply: it is every accepted recipient's */
+static void qmgr_dot_cb(void *arg, int code, const char *reply)
+{
+    QMGR_DLV *d = arg;
+
+    qmgr_dlv_all(d, 1, code, reply, "end of DATA");
+    qmgr_dlv_done(d);
+}
+
+/* qmgr_stream - hand the body to the relay while its backlog is small; then the dot */
+static void qmgr_stream(void *arg)
+{
+    static char buf[QMGR_CHUNK];
+    QMGR_DLV *d = arg;
+    QMGR_MSG *m = d->m;
+
+    while (d->sent < m->env.size) {
+        long long want = m->env.size - d->sent;
+        ssize_t got;
+
+        if (smtp_relay_backlog(d->relay) > QMGR_BACKLOG) {
+            smtp_relay_on_drain(d->relay, qmgr_stream, d);
+            return;
+        }
+        if (want > QMGR_CHUNK)
+            want = QMGR_CHUNK;
+        got = pread(m->fd, buf, (size_t) want, (off_t) (m->env.body_offset + d->sent));
+        if (got <= 0) {
+            char why[300];
+
+            /* Cut before the dot: the downstream discards it; tried again later. */
+            snprintf(why, sizeof(why), "451 4.3.0 Error reading the queue file: %s",
+                     got < 0 ? strerror(errno) : "unexpected end of file");
+            log_warn("%s: %s", m->id, why + 10);
+            smtp_relay_free(d->relay);
+            d->relay = NULL;
+            qmgr_dlv_all(d, 1, 451, why, "end of DATA");
+            qmgr_dlv_done(d);
+            return;
+        }
+        d->sent += got;
+        if (smtp_relay_write(d->relay, buf, (size_t) got) < 0)
+            break;              /* the final reply says why */
+    }
+    smtp_relay_dot(d->relay, qmgr_dot_cb, d);
+}
+
+/* qmgr_data_cb - 354: stream the body; anything else is every accepted recipient's answer */
+static void qmgr_data_cb(void *arg, int code, const char *reply)
+{
+    QMGR_DLV *d = arg;
+
+    if (code != 354) {
+        qmgr_dlv_all(d, 1, code, reply, "DATA");
+        qmgr_dlv_done(d);
+        return;
+    }
+    qmgr_stream(d);
+}
+
+/* qmgr_rcpt_cb - one RCPT's reply; after the last, DATA if any was accepted */
+static void qmgr_rcpt_cb(void *arg, int code, const char *reply)
+{
+    QMGR_RARG *ra = arg;
+    QMGR_DLV *d = ra->d;
+
+    if (code / 100 == 2) {
+        d->accepted[ra->k] = 1;
+        d->nacc++;
+    } else {
+        qmgr_rcpt_result(d->m, d, d->idx[ra->k], code, reply, "RCPT TO");
+    }
+    if (++d->nreplies < d->n)
+        return;
+    if (d->nacc == 0) {
+        qmgr_dlv_done(d);
+        return;
+    }
+    smtp_relay_data(d->relay, qmgr_data_cb, d);
+}
+
+/* qmgr_mail_cb - MAIL's reply (or no next hop reachable): a refusal is every recipient's */
+static void qmgr_mail_cb(void *arg, int code, const char *reply)
+{
+    QMGR_DLV *d = arg;
+
+    d->conn_ms = qmgr_now_ms();
+    if (code / 100 == 2)
+        return;
+    qmgr_dlv_all(d, 0, code, reply, "MAIL FROM");
+    qmgr_dlv_done(d);
+}
+
+/* qmgr_mail_params - MAIL's parameters: the stored ones, and RET/ENVID when not among them */
+static char *qmgr_mail_params(const SPOOL_ENV *env)
+{
+    const char *p = env->mail_params ? env->mail_params : "";
+    char *out = xstrdup(p), *tmp;
+
+    if (env->ret != SPOOL_RET_DEFAULT && strstr(p, "RET=") == NULL) {
+        tmp = xasprintf("%s%sRET=%s", out, *out ? " " : "", env->ret == SPOOL_RET_FULL ? "FULL" : "HDRS");
+        free(out);
+        out = tmp;
+    }
+    if (env->envid && *env->envid && strstr(p, "ENVID=") == NULL) {
+        tmp = xasprintf("%s%sENVID=%s", out, *out ? " " : "", env->envid);
+        free(out);
+        out = tmp;
+    }
+    return out;
+}
+
+/* qmgr_rcpt_params - NOTIFY and ORCPT of a recipient, as RCPT parameters */
+static void qmgr_rcpt_params(const SPOOL_RCPT *r, char *out, size_t size)
+{
+    size_t n = 0;
+
+    out[0] = 0;
+    if (r->notify) {
+        if (r->notify & SPOOL_NOTIFY_NEVER)
+            n += (size_t) snprintf(out + n, size - n, "NOTIFY=NEVER");
+        else
+            n += (size_t) snprintf(out + n, size - n, "NOTIFY=%s%s%s",
+                                   r->notify & SPOOL_NOTIFY_SUCCESS ? "SUCCESS," : "",
+                                   r->notify & SPOOL_NOTIFY_FAILURE ? "FAILURE," : "",
+                                   r->notify & SPOOL_NOTIFY_DELAY ? "DELAY," : "");
+        if (n > 0 && out[n - 1] == ',')
+            out[--n] = 0;
+    }
+    if (r->orcpt && *r->orcpt && n + 8 < size)
+        snprintf(out + n, size - n, "%sORCPT=%s", n ? " " : "", r->orcpt);
+}
+
+/* qmgr_dlv_start - open the transaction: MAIL and every RCPT (pipelined when the hop can) */
+static void qmgr_dlv_start(QMGR_DLV *d)
+{
+    QMGR_MSG *m = d->m;
+    SMTPD_CLIENT c;
+    SMTP_RELAY_ENV env;
+    char *params = qmgr_mail_params(&m->env);
+
+    memset(&c, 0, sizeof(c));
+    snprintf(c.name, sizeof(c.name), "%s", m->env.client.name ? m->env.client.name : "unknown");
+    snprintf(c.addr, sizeof(c.addr), "%s", m->env.client.addr ? m->env.client.addr : "");
+    c.port = m->env.client.port;
+    c.helo = m->env.client.helo;
+    c.esmtp = m->env.client.proto == NULL || strncasecmp(m->env.client.proto, "ESMTP", 5) == 0;
+    memset(&env, 0, sizeof(env));
+    env.nexthops = d->dest->nexthop;
+    env.client = &c;
+    env.sender = m->env.sender;
+    env.mail_params = params;
+    d->start_ms = qmgr_now_ms();
+    d->relay = smtp_relay_open(&env, qmgr_mail_cb, d);
+    free(params);
+    for (size_t k = 0; k < d->n; k++) {
+        char rp[1024];
+
+        qmgr_rcpt_params(&m->env.rcpt[d->idx[k]], rp, sizeof(rp));
+        smtp_relay_rcpt(d->relay, m->env.rcpt[d->idx[k]].addr, rp, qmgr_rcpt_cb, &d->rargs[k]);
+    }
+}
+
+/* ---------------------------------------------------------------- one message */
+
+/* qmgr_msg_free - drop a message from memory (its transactions are gone) */
+static void qmgr_msg_free(QMGR_MSG *m)
+{
+    QMGR_MSG **pp = &qmgr_hash[qmgr_hash_of(m->id)];
+
+    while (*pp && *pp != m)
+        pp = &(*pp)->hnext;
+    if (*pp)
+        *pp = m->hnext;
+    if (m->prev)
+        m->prev->next = m->next;
+    else
+        qmgr_active = m->next;
+    if (m->next)
+        m->next->prev = m->prev;
+    qmgr_nactive--;
+    while (m->dlvs) {
+        QMGR_DLV *d = m->dlvs;
+
+        m->dlvs = d->mnext;
+        qmgr_dlv_free(d);
+    }
+    if (m->fd >= 0)
+        close(m->fd);
+    spool_env_free(&m->env);
+    free(m->result);
+    free(m);
+}
+
+/* qmgr_report - a report to the sender about idx[0..n); 0 made (queued for delivery), 1 none due, -1 error */
+static int qmgr_report(QMGR_MSG *m, const size_t *idx, size_t n, int kind)
+{
+    char newid[SPOOL_ID_LEN], err[512];
+    int rc;
+
+    if (n == 0)
+        return 1;
+    if (*m->env.sender == 0 || m->env.dsn_kind) {
+        /* No bounce loops: a report or a null-sender message is never returned. */
+        smtpd_log_as("qmgr", "%s: from=<%s>, %s, not returned: %s", m->id, m->env.sender,
+                     kind == DSN_FAILED ? "undeliverable" : "delayed",
+                     m->env.dsn_kind ? "it is a delivery report" : "the sender is null");
+        return 1;
+    }
+    rc = dsn_make(smtpd_spool, &m->env, m->fd, idx, n, kind, smtpd_hostname, newid, err, sizeof(err));
+    if (rc < 0) {
+        log_warn("%s: cannot make the %s report: %s", m->id, kind == DSN_FAILED ? "non-delivery" : "delay", err);
+        return -1;
+    }
+    if (rc == 0) {
+        smtpd_log_as("bounce", "%s: sender %s notification: %s", m->id,
+                     kind == DSN_FAILED ? "non-delivery" : "delay", newid);
+        smtpd_qmgr_queued(newid, 0);
+    }
+    return rc;
+}
+
+/* qmgr_fail - return recipients to the sender, then mark them failed (report first: at least once) */
+static void qmgr_fail(QMGR_MSG *m, size_t *idx, size_t n)
+{
+    if (n == 0 || qmgr_report(m, idx, n, DSN_FAILED) < 0)
+        return;                 /* kept to do: tried, and returned, again later */
+    for (size_t k = 0; k < n; k++) {
+        if (spool_mark(smtpd_spool, m->id, idx[k], SPOOL_RCPT_FAILED) < 0)
+            log_warn("%s: cannot mark <%s> failed: %s", m->id, m->env.rcpt[idx[k]].addr, strerror(errno));
+        m->env.rcpt[idx[k]].state = SPOOL_RCPT_FAILED;
+    }
+}
+
+/* qmgr_remove - the message is done with */
+static void qmgr_remove(QMGR_MSG *m)
+{
+    int rc = spool_remove(smtpd_spool, m->id);
+
+    if (rc < 0)
+        log_warn("%s: cannot remove it from the queue: %s", m->id, strerror(errno));
+    else {
+        smtpd_log_as("qmgr", "%s: removed", m->id);
+        if (rc == 0 && qmgr_deferred > 0)
+            qmgr_deferred--;
+    }
+}
+
+/*
+ * qmgr_msg_finish - every transaction of the try ended: return what
+ * failed, then remove the message, expire it, or set its next try
+ */
+static void qmgr_msg_finish(QMGR_MSG *m)
+{
+    size_t *idx = xcalloc(m->env.nrcpt + 1, sizeof(*idx));
+    size_t n = 0, todo = 0;
+    long long now = qmgr_now_ms() / 1000;
+    long long lifetime = (long long) (m->env.dsn_kind ? var_smtpd_bounce_lifetime_ms
+                                      : var_smtpd_queue_lifetime_ms) / 1000;
+
+    for (size_t i = 0; i < m->env.nrcpt; i++)
+        if (m->result[i] == QR_FAIL && m->env.rcpt[i].state == SPOOL_RCPT_TODO)
+            idx[n++] = i;
+    qmgr_fail(m, idx, n);
+    n = 0;
+    for (size_t i = 0; i < m->env.nrcpt; i++)
+        if (m->env.rcpt[i].state == SPOOL_RCPT_TODO) {
+            idx[n++] = i;
+            todo++;
+        }
+    if (todo > 0 && now - m->env.arrival >= lifetime) {
+        /* Too old: what is left goes back with its last reason. */
+        for (size_t k = 0; k < n; k++)
+            if (m->env.rcpt[idx[k]].dsn == NULL)
+                qmgr_set_reason(m, idx[k], "4.4.7", "delivery time expired");
+        if (*m->env.sender && !m->env.dsn_kind)
+            smtpd_log_as("qmgr", "%s: from=<%s>, status=expired, returned to sender", m->id, m->env.sender);
+        else
+            smtpd_log_as("qmgr", "%s: from=<%s>, status=expired, dropped", m->id, m->env.sender);
+        if (*m->env.sender && !m->env.dsn_kind) {
+            if (qmgr_report(m, idx, n, DSN_FAILED) >= 0)
+                todo = 0;
+        } else {
+            todo = 0;
+        }
+    }
+    if (todo == 0) {
+        qmgr_remove(m);
+    } else {
+        long long next;
+
+        if (var_smtpd_delay_warning_ms > 0 && !m->env.warned && *m->env.sender && !m->env.dsn_kind
+            && (now - m->env.arrival) * 1000 >= var_smtpd_delay_warning_ms) {
+            /* One warning per message, as Postfix's delay_warning_time. */
+            if (qmgr_report(m, idx, n, DSN_DELAYED) >= 0 && spool_mark_warned(smtpd_spool, m->id) < 0)
+                log_warn("%s: cannot record the delay warning: %s", m->id, strerror(errno));
+            m->env.warned = 1;
+        }
+        m->env.attempts++;
+        if (spool_reason_save(smtpd_spool, &m->env) < 0)
+            log_warn("%s: cannot save the deferral reasons: %s", m->id, strerror(errno));
+        next = qmgr_now_ms() + qmgr_backoff_ms(m->env.attempts);
+        /* Whole seconds (an mtime), rounded up so the scan then finds it due. */
+        if (spool_retry_at(smtpd_spool, m->id, (next + 999) / 1000) < 0)
+            log_warn("%s: cannot set its next try: %s", m->id, strerror(errno));
+        qmgr_wake_at(((next + 999) / 1000) * 1000);
+    }
+    free(idx);
+    qmgr_msg_free(m);
+    if (qmgr_more && qmgr_nactive <= var_smtpd_active_limit / 2)
+        qmgr_wake_at(qmgr_now_ms());
+}
+
+/* qmgr_activate - load a due message and start its transactions */
+static void qmgr_activate(const char *id)
+{
+    QMGR_MSG *m = xcalloc(1, sizeof(*m));
+    char err[512];
+    int rc;
+    unsigned h;
+
+    snprintf(m->id, sizeof(m->id), "%s", id);
+    m->fd = -1;
+    rc = spool_load(smtpd_spool, SPOOL_DEFERRED, id, &m->env, &m->fd, err, sizeof(err));
+    if (rc != 0) {
+        if (rc < 0) {
+            /* Not every scan again: after the longest backoff. */
+            log_warn("%s: cannot read the queue file: %s", id, err);
+            (void) spool_retry_at(smtpd_spool, id, (qmgr_now_ms() + var_smtpd_max_backoff_ms) / 1000 + 1);
+        }
+        if (m->fd >= 0)
+            close(m->fd);
+        free(m);
+        return;
+    }
+    m->active_ms = qmgr_now_ms();
+    m->result = xcalloc(m->env.nrcpt + 1, sizeof(*m->result));
+    h = qmgr_hash_of(m->id);
+    m->hnext = qmgr_hash[h];
+    qmgr_hash[h] = m;
+    m->next = qmgr_active;
+    if (qmgr_active)
+        qmgr_active->prev = m;
+    qmgr_active = m;
+    qmgr_nactive++;
+    smtpd_log_as("qmgr", "%s: from=<%s>, size=%lld, nrcpt=%zu (queue active)", m->id, m->env.sender,
+                 m->env.size, m->env.nrcpt);
+
+    /* Group what is left to do by next hop; one transaction per group. */
+    m->pending = 1;             /* held until every transaction is set up */
+    for (size_t i = 0; i < m->env.nrcpt; i++) {
+        char hop[512], dsn[16], why[300];
+        QMGR_DLV *d;
+        QMGR_DEST *dst;
+
+        if (m->env.rcpt[i].state != SPOOL_RCPT_TODO || m->result[i] != QR_NONE)
+            continue;
+        if (qmgr_route(m->env.rcpt[i].addr, hop, sizeof(hop), dsn, sizeof(dsn), why, sizeof(why)) <= 0) {
+            qmgr_rcpt_defer_local(m, i, dsn, why);
+            continue;
+        }
+        dst = qmgr_dest_get(hop);
+        for (d = m->dlvs; d && d->dest != dst; d = d->mnext)
+            ;
+        if (d == NULL) {
+            d = xcalloc(1, sizeof(*d));
+            d->m = m;
+            d->dest = dst;
+            d->idx = xcalloc(m->env.nrcpt, sizeof(*d->idx));
+            d->accepted = xcalloc(m->env.nrcpt, sizeof(*d->accepted));
+            d->rargs = xcalloc(m->env.nrcpt, sizeof(*d->rargs));
+            d->mnext = m->dlvs;
+            m->dlvs = d;
+        }
+        d->rargs[d->n].d = d;
+        d->rargs[d->n].k = d->n;
+        d->idx[d->n++] = i;
+    }
+    for (QMGR_DLV *d = m->dlvs; d; d = d->mnext) {
+        m->pending++;
+        *d->dest->wait_tail = d;
+        d->dest->wait_tail = &d->next;
+    }
+    for (QMGR_DLV *d = m->dlvs; d; d = d->mnext)
+        qmgr_dest_run(d->dest);
+    /* Transactions start from the loop, so none has ended yet unless nothing was started. */
+    if (--m->pending == 0)
+        qmgr_msg_finish(m);
+}
+
+/* ---------------------------------------------------------------- scans */
+
+typedef struct qmgr_scan {
+    long long now;
+    long long earliest;         /* the soonest next try in the future, 0 none */
+    long long oldest;
+} QMGR_SCAN;
+
+/* qmgr_oldest_of - note an id's arrival */
+static void qmgr_oldest_of(QMGR_SCAN *s, const char *id)
+{
+    long long t = qmgr_id_time(id);
+
+    if (t > 0 && (s->oldest == 0 || t < s->oldest))
+        s->oldest = t;
+}
+
+/* qmgr_scan_one - one deferred/ entry: due and room: activate it */
+static int qmgr_scan_one(void *arg, const char *id, long long mtime, long long size)
+{
+    QMGR_SCAN *s = arg;
+
+    (void) size;
+    qmgr_oldest_of(s, id);
+    if (qmgr_stopping || qmgr_find(id) != NULL)
+        return 0;
+    if (mtime > s->now) {
+        if (s->earliest == 0 || mtime < s->earliest)
+            s->earliest = mtime;
+        return 0;
+    }
+    if (qmgr_nactive >= var_smtpd_active_limit) {
+        qmgr_more = 1;
+        return 0;
+    }
+    qmgr_activate(id);
+    return 0;
+}
+
+/* qmgr_hold_one - one hold/ entry: only counted */
+static int qmgr_hold_one(void *arg, const char *id, long long mtime, long long size)
+{
+    (void) mtime;
+    (void) size;
+    qmgr_oldest_of(arg, id);
+    return 0;
+}
+
+/* qmgr_scan_cb - walk deferred/ and hold/, start what is due, plan the next scan */
+static void qmgr_scan_cb(evutil_socket_t fd, short what, void *arg)
+{
+    QMGR_SCAN s;
+    long long n, h, next;
+
+    (void) fd;
+    (void) what;
+    (void) arg;
+    qmgr_scan_at_ms = 0;
+    if (smtpd_spool == NULL || qmgr_stopping)
+        return;
+    memset(&s, 0, sizeof(s));
+    s.now = qmgr_now_ms() / 1000;
+    qmgr_more = 0;
+    n = spool_scan(smtpd_spool, SPOOL_DEFERRED, qmgr_scan_one, &s);
+    h = spool_scan(smtpd_spool, SPOOL_HOLD, qmgr_hold_one, &s);
+    if (n < 0 || h < 0) {
+        if (!qmgr_broken)
+            log_warn("queue %s: cannot scan: %s; new mail is not queued", spool_dir(smtpd_spool), strerror(errno));
+        qmgr_broken = 1;
+    } else {
+        if (qmgr_broken)
+            log_info("queue %s: scanning again; new mail is queued", spool_dir(smtpd_spool));
+        qmgr_broken = 0;
+        qmgr_deferred = n;
+        qmgr_hold = h;
+        qmgr_oldest = s.oldest;
+    }
+    next = qmgr_now_ms() + var_smtpd_queue_run_ms;
+    if (s.earliest > 0 && s.earliest * 1000 < next)
+        next = s.earliest * 1000;
+    qmgr_wake_at(next);
+}
+
+/* qmgr_trigger_cb - `rcptgate queue flush` wrote to the FIFO: scan now */
+static void qmgr_trigger_cb(evutil_socket_t fd, short what, void *arg)
+{
+    char buf[256];
+    ssize_t got;
+
+    (void) what;
+    (void) arg;
+    while ((got = read(fd, buf, sizeof(buf))) > 0)
+        ;
+    if (got == 0) {
+        /* No writer left and the FIFO at EOF: stop watching rather than spin. */
+        log_warn("queue trigger: end of file; `rcptgate queue flush` now waits for queue_run_delay");
+        event_del(qmgr_trigger_ev);
+    }
+    qmgr_wake_at(qmgr_now_ms());
+}
+
+/* qmgr_soon_cb - activate the messages just queued, room permitting */
+static void qmgr_soon_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void) fd;
+    (void) what;
+    (void) arg;
+    for (int i = 0; i < qmgr_nsoon && !qmgr_stopping; i++) {
+        if (qmgr_find(qmgr_soon[i]) != NULL)
+            continue;
+        if (qmgr_nactive >= var_smtpd_active_limit) {
+            qmgr_more = 1;
+            break;
+        }
+        qmgr_activate(qmgr_soon[i]);
+    }
+    qmgr_nsoon = 0;
+}
+
+/* ---------------------------------------------------------------- the interface */
+
+/* smtpd_qmgr_init - open the spool (clearing incoming/), watch the FIFO, scan at once */
+int smtpd_qmgr_init(char *err, size_t errlen)
+{
+    int tfd;
+
+    qmgr_stopping = 0;
+    if (!qmgr_wanted())
+        return 0;
+    if ((smtpd_spool = spool_open(var_smtpd_queue_dir, 2, err, errlen)) == NULL)
+        return -1;
+    qmgr_scan_ev = evtimer_new(smtpd_base, qmgr_scan_cb, NULL);
+    qmgr_soon_ev = event_new(smtpd_base, -1, 0, qmgr_soon_cb, NULL);
+    if (qmgr_scan_ev == NULL || qmgr_soon_ev == NULL)
+        log_fatal("queue: out of memory");
+    if ((tfd = spool_trigger_fd(smtpd_spool)) < 0)
+        log_warn("queue %s: no trigger FIFO: `rcptgate queue flush` waits for queue_run_delay",
+                 spool_dir(smtpd_spool));
+    else if ((qmgr_trigger_ev = event_new(smtpd_base, tfd, EV_READ | EV_PERSIST, qmgr_trigger_cb, NULL)) == NULL
+             || event_add(qmgr_trigger_ev, NULL) < 0)
+        log_fatal("queue: cannot watch the trigger FIFO");
+    /* Recovery: everything in deferred/ that is due goes out now. */
+    qmgr_wake_at(qmgr_now_ms());
+    return 0;
+}
+
+/* smtpd_qmgr_reload - SIGHUP: a scan now plans the next with the new queue_run_delay; the rest is read where used */
+void smtpd_qmgr_reload(void)
+{
+    qmgr_wake_at(qmgr_now_ms());
+}
+
+/*
+ * smtpd_qmgr_stop - SIGTERM: start nothing more and cut what runs before
+ * its final dot (the spool keeps it); once no session is left, close it
+ */
+void smtpd_qmgr_stop(void)
+{
+    qmgr_stopping = 1;
+    if (qmgr_scan_ev) {
+        event_free(qmgr_scan_ev);
+        qmgr_scan_ev = NULL;
+    }
+    if (qmgr_trigger_ev) {
+        event_free(qmgr_trigger_ev);
+        qmgr_trigger_ev = NULL;
+    }
+    if (qmgr_soon_ev) {
+        event_free(qmgr_soon_ev);
+        qmgr_soon_ev = NULL;
+    }
+    qmgr_nsoon = 0;
+    while (qmgr_active) {
+        QMGR_MSG *m = qmgr_active;
+
+        for (QMGR_DLV *d = m->dlvs; d; d = d->mnext) {
+            smtp_relay_free(d->relay);
+            d->relay = NULL;
+        }
+        if (m->pending > 0)
+            log_info("%s: delivery cut by the stop; it stays queued", m->id);
+        qmgr_msg_free(m);
+    }
+    /* The lines of the next hops only point at what was just freed. */
+    for (QMGR_DEST *dst = qmgr_dests; dst; dst = dst->next) {
+        dst->active = 0;
+        dst->wait_head = NULL;
+        dst->wait_tail = &dst->wait_head;
+    }
+    qmgr_dest_gc();
+    if (smtpd_spool != NULL && smtp_session_count() == 0) {
+        spool_close(smtpd_spool);
+        smtpd_spool = NULL;
+    }
+}
+
+/* smtpd_qmgr_queued - a session committed id: try it now if it is due and there is room */
+void smtpd_qmgr_queued(const char *id, long long next_try)
+{
+    long long now = qmgr_now_ms();
+
+    qmgr_deferred++;
+    if (smtpd_spool == NULL || qmgr_stopping || qmgr_find(id) != NULL)
+        return;
+    if (next_try * 1000 > now) {
+        qmgr_wake_at(next_try * 1000);
+        return;
+    }
+    if (qmgr_nsoon >= QMGR_SOON) {
+        qmgr_more = 1;          /* the next scan finds it */
+        qmgr_wake_at(now);
+        return;
+    }
+    /* From the loop: a session's callback or a finishing message is not the place. */
+    snprintf(qmgr_soon[qmgr_nsoon++], SPOOL_ID_LEN, "%s", id);
+    event_active(qmgr_soon_ev, EV_TIMEOUT, 0);
+}
+
+/* smtpd_qmgr_accepting - 0, or 452 with the client's reply in why */
+int smtpd_qmgr_accepting(char *why, size_t whylen)
+{
+    if (smtpd_spool == NULL || qmgr_broken) {
+        snprintf(why, whylen, "452 4.3.1 Insufficient system storage");
+        return 452;
+    }
+    if (qmgr_deferred + qmgr_hold >= var_smtpd_queue_max) {
+        static long long warned;
+        long long now = qmgr_now_ms();
+
+        if (now - warned > 60000) {
+            log_warn("queue %s: %lld messages, queue_max_messages is %d: new mail hears 452",
+                     spool_dir(smtpd_spool), qmgr_deferred + qmgr_hold, var_smtpd_queue_max);
+            warned = now;
+        }
+        snprintf(why, whylen, "452 4.3.1 Insufficient system storage");
+        return 452;
+    }
+    return 0;
+}
+
+/* smtpd_qmgr_counts - messages in deferred/ and hold/, the oldest arrival */
+void smtpd_qmgr_counts(long long *deferred, long long *hold, long long *oldest)
+{
+    *deferred = qmgr_deferred;
+    *hold = qmgr_hold;
+    *oldest = qmgr_oldest;
+}

@@ -1,0 +1,282 @@
+#!/bin/sh
+# smtpd_queue.sh - rcptgate-smtpd's queue manager, end to end
+#
+# A private rcptgate-smtpd with relay_mode = queue (short backoff and
+# queue run delay) takes messages from swaks, answers 250 queued as ID,
+# and delivers them from its spool to smtp-sink next hops started here:
+#   - a next hop that is down, then up: deferred (logged, the file stays
+#     in deferred/), then delivered, removed, the file gone;
+#   - a next hop answering 4xx, then 2xx;
+#   - a next hop answering 5xx: bounced, and the report (a multipart/report)
+#     delivered to the sender's route (a second sink as default_nexthop);
+#   - the null sender's 5xx: no report;
+#   - maximal_queue_lifetime (made short by a SIGHUP): expired, returned;
+#   - recovery: what is queued when smtpd stops goes out after a restart;
+#   - SIGTERM in the middle of a delivery: the sink stores nothing
+#     partial, the spool keeps the message, the next start delivers it;
+#   - pflogsumm counts the deferred and bounced messages;
+#   - the stats file holds the queue's size.
+. "$top_srcdir/tests/lib/testlib.sh"
+. "$top_srcdir/tests/lib/smtpd.sh"
+
+PFLOGSUMM=${PFLOGSUMM:-$(command -v pflogsumm || echo /usr/sbin/pflogsumm)}
+
+tl_init smtpd_queue
+[ -x "$RG_SMTPD" ] || tl_bail "rcptgate-smtpd not built ($RG_SMTPD)"
+tl_need_tool "$SMTP_SINK" smtp-sink
+tl_need_tool "$SWAKS" swaks
+tl_need_tool python3 python3
+tl_need_tool "$PFLOGSUMM" pflogsumm
+tl_shared_dir || tl_bail "no shared scratch directory"
+
+# sink NAME PORT ARGS... - an smtp-sink on PORT storing into $TS/NAME/; its pid in ${NAME}_PID
+sink() {
+    _n=$1
+    _p=$2
+    shift 2
+    mkdir -p "$TS/$_n"
+    _u=""
+    if [ "$(id -u)" = 0 ]; then
+        chown nobody "$TS/$_n"
+        _u="-u nobody"
+    fi
+    # shellcheck disable=SC2086
+    "$SMTP_SINK" $_u -d "$TS/$_n/%M." "$@" "127.0.0.1:$_p" 100 2>>"$T/$_n.log" &
+    eval "${_n}_PID=$!"
+    tl_pids="$tl_pids $!"
+    _i=0
+    while ! $SM_PROBE -t 2 "$_p" '<' >/dev/null 2>&1; do
+        _i=$((_i + 1))
+        [ $_i -gt 100 ] && return 1
+        sleep 0.05
+    done
+}
+
+# unsink NAME - stop that sink and wait for it
+unsink() {
+    eval "_pid=\$${1}_PID"
+    kill "$_pid" 2>/dev/null
+    wait "$_pid" 2>/dev/null
+}
+
+# count NAME - messages the sink stored (smtp-sink leaves empty files for aborted sessions)
+count() {
+    find "$TS/$1" -type f -size +0 2>/dev/null | wc -l | tr -d ' '
+}
+
+# wait_log PATTERN [SECS] - wait for a line matching PATTERN (grep -E) in smtpd's log; 1 on timeout
+wait_log() {
+    _i=0
+    _max=$(( ${2:-20} * 20 ))
+    while ! grep -Eq -- "$1" "$SMTPD_LOG" 2>/dev/null; do
+        _i=$((_i + 1))
+        [ $_i -gt $_max ] && return 1
+        sleep 0.05
+    done
+    return 0
+}
+
+# wait_count NAME N [SECS] - wait until the sink stored N messages
+wait_count() {
+    _i=0
+    _max=$(( ${3:-20} * 20 ))
+    while [ "$(count "$1")" -lt "$2" ]; do
+        _i=$((_i + 1))
+        [ $_i -gt $_max ] && return 1
+        sleep 0.05
+    done
+    return 0
+}
+
+# queue_id - the id of "250 2.0.0 Ok: queued as ID" in the last swaks transcript ("" none)
+queue_id() {
+    sed -n 's/^<- *250 .*queued as \([0-9A-Z]*\).*/\1/p' "$T/swaks.out" | tail -1
+}
+
+# send FROM TO - one message through smtpd; its queue id in QID
+send() {
+    sm_swaks --ehlo client.example.org --from "$1" --to "$2" \
+        --header "Subject: queue test to $2" --body "queued for $2"
+    QID=$(queue_id)
+}
+
+# established PORT - a TCP connection to 127.0.0.1:PORT is open
+established() {
+    awk -v p=":$(printf '%04X' "$1")" \
+        '$4 == "01" && substr($3, length($3) - 4) == p { f = 1 } END { exit !f }' /proc/net/tcp
+}
+
+# qfile ID - the queue file of ID, in deferred/ or hold/ ("" none)
+qfile() {
+    for _q in deferred hold; do
+        [ -f "$T/queue/$_q/$1" ] && echo "$T/queue/$_q/$1"
+    done
+}
+
+UP_PORT=$(sm_port)
+SOFT_PORT=$((UP_PORT + 3))
+HARD_PORT=$((UP_PORT + 5))
+DSN_PORT=$((UP_PORT + 7))
+REC_PORT=$((UP_PORT + 9))
+SLOW_PORT=$((UP_PORT + 11))
+DEAD_PORT=$((UP_PORT + 13))
+
+{
+    tl_admin domain add up.test "smtp:[127.0.0.1]:$UP_PORT" &&
+    tl_admin domain add soft.test "smtp:[127.0.0.1]:$SOFT_PORT" &&
+    tl_admin domain add hard.test "smtp:[127.0.0.1]:$HARD_PORT" &&
+    tl_admin domain add rec.test "smtp:[127.0.0.1]:$REC_PORT" &&
+    tl_admin domain add slow.test "smtp:[127.0.0.1]:$SLOW_PORT" &&
+    tl_admin domain add dead.test "smtp:[127.0.0.1]:$DEAD_PORT" &&
+    for d in up.test soft.test hard.test rec.test slow.test dead.test; do
+        tl_admin static add "user@$d" || exit 1
+    done
+} >"$T/admin.out" 2>&1 || tl_bail "rcptgate admin could not set up the domains: $(cat "$T/admin.out")"
+
+# Reports to outside senders go to the sink on DSN_PORT (the outbound route).
+sm_init "relay_mode = queue" "minimal_backoff_time = 1s" "maximal_backoff_time = 2s" \
+    "queue_run_delay = 1s" "relay_connect_timeout = 2s" "relay_timeout = 20s" \
+    "stats_interval = 1s" "default_nexthop = smtp:[127.0.0.1]:$DSN_PORT"
+sm_lsan
+sink dsn "$DSN_PORT" || tl_bail "smtp-sink (reports) did not start"
+sm_start_or_bail
+
+# ---------------------------------------------------------------- down, then up
+send sender@outside.test user@up.test
+ID1=$QID
+tl_like "$ID1" '^[0-9A-Z]+$' "next hop down: the client hears 250 queued as ID"
+wait_log "$ID1: to=<user@up.test>, relay=none, .*dsn=4\.4\.1, status=deferred \(connect to 127\.0\.0\.1\[127\.0\.0\.1\]:$UP_PORT: " 15
+tl_ok $? "the try is logged as deferred (connect to ...)"
+tl_is "$(qfile "$ID1" | sed 's|.*/queue/||')" "deferred/$ID1" "the message waits in deferred/"
+sink up "$UP_PORT" || tl_bail "smtp-sink (up) did not start"
+wait_log "$ID1: to=<user@up.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:$UP_PORT, .*dsn=2\.0\.0, status=sent \(250 " 15
+tl_ok $? "next hop up: the message is delivered (status=sent)"
+wait_log "$ID1: removed" 5
+tl_ok $? "... and removed"
+tl_is "$(count up)/$(qfile "$ID1")" "1/" "the sink holds it, the queue file is gone"
+grep -l "queued for user@up.test" "$TS"/up/* >/dev/null 2>&1
+tl_ok $? "the sink has the body as sent"
+
+# ---------------------------------------------------------------- 4xx, then 2xx
+sink soft "$SOFT_PORT" -r RCPT || tl_bail "smtp-sink (soft) did not start"
+send sender@outside.test user@soft.test
+ID2=$QID
+wait_log "$ID2: to=<user@soft.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:$SOFT_PORT, .*dsn=4\.[0-9.]+, status=deferred \(host 127\.0\.0\.1\[127\.0\.0\.1\] said: 4[0-9][0-9] .*\(in reply to RCPT TO command\)\)" 15
+tl_ok $? "next hop 4xx: deferred, with the host's words"
+tl_is "$(count soft)" 0 "the soft-refusing sink stored nothing"
+unsink soft
+sink soft2 "$SOFT_PORT" || tl_bail "smtp-sink (soft2) did not start"
+wait_log "$ID2: to=<user@soft.test>, .*status=sent" 15
+tl_ok $? "then 2xx: delivered"
+wait_log "$ID2: removed" 5
+tl_is "$(count soft2)/$(qfile "$ID2")" "1/" "the sink holds it, the queue file is gone"
+
+# ---------------------------------------------------------------- 5xx: returned to the sender
+sink hard "$HARD_PORT" -f RCPT || tl_bail "smtp-sink (hard) did not start"
+send sender@outside.test user@hard.test
+ID3=$QID
+wait_log "$ID3: to=<user@hard.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:$HARD_PORT, .*dsn=5\.[0-9.]+, status=bounced \(host 127\.0\.0\.1\[127\.0\.0\.1\] said: 5[0-9][0-9] " 15
+tl_ok $? "next hop 5xx: bounced"
+wait_log "$ID3: sender non-delivery notification: [0-9A-Z]+" 5
+tl_ok $? "a non-delivery report is made"
+DSNID=$(sed -n "s/.*$ID3: sender non-delivery notification: \([0-9A-Z]*\).*/\1/p" "$SMTPD_LOG" | head -1)
+wait_count dsn 1 15
+tl_is "$(count dsn)" 1 "the report reaches the sender's route (default_nexthop)"
+wait_log "${DSNID:-none}: to=<sender@outside.test>, .*status=sent" 5
+tl_ok $? "... logged as sent under its own id"
+DSNFILE=$(find "$TS/dsn" -type f -size +0 | head -1)
+grep -qi '^Content-Type: multipart/report; *report-type=delivery-status' "${DSNFILE:-/nonexistent}"
+tl_ok $? "the report is a multipart/report (delivery-status)"
+grep -qi '^Final-Recipient: rfc822; *user@hard.test' "${DSNFILE:-/nonexistent}"
+tl_ok $? "it names the failed recipient"
+wait_log "$ID3: removed" 5
+tl_is "$(qfile "$ID3")/$(count hard)" "/0" "the bounced message is removed; the refusing sink stored nothing"
+
+# ---------------------------------------------------------------- the null sender
+sm_swaks --ehlo client.example.org --from '<>' --to user@hard.test --body "a bounce of ours"
+ID4=$(queue_id)
+tl_like "$ID4" '^[0-9A-Z]+$' "null sender: queued"
+wait_log "$ID4: to=<user@hard.test>, .*status=bounced" 15
+tl_ok $? "null sender: its 5xx is logged as bounced"
+wait_log "$ID4: removed" 5
+tl_ok $? "... and the message removed"
+tl_is "$(grep -c "$ID4: sender non-delivery notification" "$SMTPD_LOG")/$(count dsn)" "0/1" \
+    "no report for the null sender (the report sink still holds one)"
+
+# ---------------------------------------------------------------- stats
+sleep 1.2
+tl_like "$(grep '^queue_deferred ' "$T/smtpd.stats")" '^queue_deferred [0-9]+$' "the stats file has the queue's size"
+
+# ---------------------------------------------------------------- lifetime
+# Short lifetimes by SIGHUP: the running queue manager reads them at the next try.
+sed -i 's/^relay_mode = queue$/relay_mode = queue\nmaximal_queue_lifetime = 3s/' "$CONF"
+kill -HUP "$SMTPD_PID"
+wait_log "reload|reloaded|configuration" 5
+send sender@outside.test user@dead.test
+ID5=$QID
+wait_log "$ID5: to=<user@dead.test>, .*status=deferred" 15
+tl_ok $? "next hop never up: deferred"
+wait_log "$ID5: from=<sender@outside.test>, status=expired, returned to sender" 20
+tl_ok $? "after maximal_queue_lifetime: expired, returned to sender"
+wait_count dsn 2 15
+tl_is "$(count dsn)" 2 "the expiry report reaches the sender's route"
+wait_log "$ID5: removed" 5
+tl_is "$(qfile "$ID5")" "" "the expired message is removed"
+sed -i '/^maximal_queue_lifetime = 3s$/d' "$CONF"
+kill -HUP "$SMTPD_PID"
+
+# ---------------------------------------------------------------- recovery after a stop
+send sender@outside.test user@rec.test
+ID6=$QID
+wait_log "$ID6: to=<user@rec.test>, .*status=deferred" 15
+tl_ok $? "recovery: deferred while its next hop is down"
+sm_stop
+tl_is "$(qfile "$ID6" | sed 's|.*/queue/||')" "deferred/$ID6" "smtpd stopped: the message is in deferred/"
+sink rec "$REC_PORT" || tl_bail "smtp-sink (rec) did not start"
+sm_start_or_bail
+wait_log "$ID6: to=<user@rec.test>, .*status=sent" 15
+tl_ok $? "restarted: the queued message is delivered"
+wait_log "$ID6: removed" 5
+tl_is "$(count rec)/$(qfile "$ID6")" "1/" "the sink holds it once, the queue file is gone"
+
+# ---------------------------------------------------------------- SIGTERM mid-delivery
+# The sink waits 30 s before it answers DATA: smtpd is stopped while it waits.
+sink slow "$SLOW_PORT" -w 30 || tl_bail "smtp-sink (slow) did not start"
+send sender@outside.test user@slow.test
+ID7=$QID
+_i=0
+until established "$SLOW_PORT" && grep -q "$ID7: from=<sender@outside.test>, size=" "$SMTPD_LOG"; do
+    _i=$((_i + 1))
+    [ $_i -gt 200 ] && break
+    sleep 0.05
+done
+sleep 0.5
+established "$SLOW_PORT"
+tl_ok $? "a delivery to the slow sink is under way"
+sm_stop
+tl_is "$(grep -c "$ID7: to=<user@slow.test>" "$SMTPD_LOG")/$(count slow)" "0/0" \
+    "SIGTERM cut it: no outcome logged, nothing stored at the sink"
+tl_is "$(qfile "$ID7" | sed 's|.*/queue/||')" "deferred/$ID7" "the spool kept the message"
+unsink slow
+sink slow2 "$SLOW_PORT" || tl_bail "smtp-sink (slow2) did not start"
+sm_start_or_bail
+wait_log "$ID7: to=<user@slow.test>, .*status=sent" 15
+tl_ok $? "the next start delivers it"
+wait_log "$ID7: removed" 5
+tl_is "$(count slow2)/$(qfile "$ID7")" "1/" "delivered once, the queue file is gone"
+sm_stop
+
+# ---------------------------------------------------------------- pflogsumm
+"$PFLOGSUMM" --syslog-name=postfix-rcptgate "$SMTPD_LOG" >"$T/pflogsumm.out" 2>"$T/pflogsumm.err"
+tl_ok $? "pflogsumm read smtpd's log"
+DEFERRED=$(awk '$2 == "deferred" { print $1; exit }' "$T/pflogsumm.out")
+BOUNCED=$(awk '$2 == "bounced" { print $1; exit }' "$T/pflogsumm.out")
+DELIVERED=$(awk '$2 == "delivered" { print $1; exit }' "$T/pflogsumm.out")
+echo "# pflogsumm: deferred=$DEFERRED bounced=$BOUNCED delivered=$DELIVERED"
+# Deferred: up, soft, dead, rec; bounced: hard and the null sender's (the expiry goes out as a report).
+tl_is "$DEFERRED" 4 "pflogsumm counts the 4 deferred messages"
+tl_is "$BOUNCED" 2 "pflogsumm counts the 2 bounced messages"
+tl_is "$DELIVERED" 6 "pflogsumm counts the 6 deliveries (4 messages, 2 reports)"
+
+sm_sanitizer_check "no sanitizer report from rcptgate-smtpd"
+tl_done
