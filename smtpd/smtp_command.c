@@ -422,7 +422,7 @@ static void smtp_command_rcpt_check(void *arg)
     }
     s->wait = W_RELAY;
     if (s->relay == NULL) {
-        SMTP_RELAY_ENV env;
+        SMTP_RELAY_ENV env = {0};       /* mx and any later field: off */
 
         env.nexthops = s->nexthop;
         env.client = &s->c;
