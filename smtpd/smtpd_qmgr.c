@@ -87,6 +87,8 @@
 #define QMGR_BACKLOG    (256 * 1024)    /* wait for the relay to drain above this */
 #define QMGR_HASH       4096            /* buckets of the active messages' ids */
 #define QMGR_SOON       256             /* ids just queued, activated from the loop */
+#define QMGR_IDLE_MS    2000            /* a connection kept for the next message (Postfix's smtp_connection_cache_time_limit) */
+#define QMGR_REUSE_MAX  100             /* transactions on one connection (Postfix's smtp_connection_reuse_count_limit) */
 
 /* A recipient's outcome in this try. */
 enum qmgr_result { QR_NONE = 0, QR_SENT, QR_DEFER, QR_FAIL };
@@ -95,11 +97,21 @@ typedef struct qmgr_msg QMGR_MSG;
 typedef struct qmgr_dest QMGR_DEST;
 typedef struct qmgr_dlv QMGR_DLV;
 
-/* One next hop: its deliveries running and waiting. */
+/* A connection whose transaction ended, kept a moment for the next one to the same next hop. */
+typedef struct qmgr_idle {
+    SMTP_RELAY *relay;
+    int uses;                   /* transactions it carried */
+    struct event *timer;        /* QUIT after QMGR_IDLE_MS unused */
+    QMGR_DEST *dest;
+    struct qmgr_idle *next;
+} QMGR_IDLE;
+
+/* One next hop: its deliveries running and waiting, its idle connections. */
 struct qmgr_dest {
     char *nexthop;              /* transport syntax, as smtp_relay_open takes it */
     int active;
     QMGR_DLV *wait_head, **wait_tail;
+    QMGR_IDLE *idle;
     QMGR_DEST *next;
 };
 
@@ -119,6 +131,8 @@ struct qmgr_dlv {
     size_t nacc, nreplies;
     QMGR_RARG *rargs;
     SMTP_RELAY *relay;
+    int uses;                   /* this transaction's place on its connection (conn_use=) */
+    int failed;                 /* the relay lost the transaction: not worth keeping */
     long long start_ms, conn_ms;
     long long sent;             /* body bytes handed to the relay */
     QMGR_DLV *next;             /* in the destination's line, or the message's list */
@@ -270,7 +284,7 @@ static void qmgr_dest_gc(void)
     QMGR_DEST **pp = &qmgr_dests, *dst;
 
     while ((dst = *pp) != NULL) {
-        if (dst->active == 0 && dst->wait_head == NULL) {
+        if (dst->active == 0 && dst->wait_head == NULL && dst->idle == NULL) {
             *pp = dst->next;
             free(dst->nexthop);
             free(dst);
@@ -291,6 +305,76 @@ static void qmgr_dest_run(QMGR_DEST *dst)
         dst->active++;
         qmgr_dlv_start(d);
     }
+}
+
+/* ---------------------------------------------------------------- idle connections */
+
+/* qmgr_idle_unlink - take it off its next hop's list and free it (not its relay) */
+static void qmgr_idle_unlink(QMGR_IDLE *it)
+{
+    QMGR_IDLE **pp = &it->dest->idle;
+
+    while (*pp && *pp != it)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = it->next;
+    event_free(it->timer);
+    free(it);
+}
+
+/* qmgr_idle_cb - unused for QMGR_IDLE_MS: QUIT */
+static void qmgr_idle_cb(evutil_socket_t fd, short what, void *arg)
+{
+    QMGR_IDLE *it = arg;
+    SMTP_RELAY *r = it->relay;
+
+    (void) fd;
+    (void) what;
+    qmgr_idle_unlink(it);
+    smtp_relay_free(r);
+    qmgr_dest_gc();
+}
+
+/* qmgr_idle_put - keep a connection whose transaction ended for the next message to dst */
+static void qmgr_idle_put(QMGR_DEST *dst, SMTP_RELAY *r, int uses)
+{
+    struct timeval tv = {QMGR_IDLE_MS / 1000, (QMGR_IDLE_MS % 1000) * 1000};
+    QMGR_IDLE *it;
+
+    if (qmgr_stopping || uses >= QMGR_REUSE_MAX) {
+        smtp_relay_free(r);
+        return;
+    }
+    it = xcalloc(1, sizeof(*it));
+    it->relay = r;
+    it->uses = uses;
+    it->dest = dst;
+    if ((it->timer = evtimer_new(smtpd_base, qmgr_idle_cb, it)) == NULL)
+        log_fatal("queue: out of memory");
+    evtimer_add(it->timer, &tv);
+    it->next = dst->idle;
+    dst->idle = it;
+}
+
+/*
+ * qmgr_idle_take - a kept connection to dst that takes another
+ * transaction (RSET, MAIL for env; cb gets MAIL's reply), NULL none
+ */
+static SMTP_RELAY *qmgr_idle_take(QMGR_DEST *dst, const SMTP_RELAY_ENV *env, SMTP_RELAY_CB cb, void *arg,
+                                  int *uses)
+{
+    QMGR_IDLE *it;
+
+    while ((it = dst->idle) != NULL) {
+        SMTP_RELAY *r = it->relay;
+
+        *uses = it->uses;
+        qmgr_idle_unlink(it);
+        if (smtp_relay_reuse(r, env, cb, arg) == 0)
+            return r;
+        smtp_relay_free(r);     /* closed or failed meanwhile */
+    }
+    return NULL;
 }
 
 /* ---------------------------------------------------------------- recipients */
@@ -369,8 +453,12 @@ static void qmgr_log_rcpt(QMGR_MSG *m, QMGR_DLV *d, size_t i, const char *status
     double conn = d && d->conn_ms ? (double) d->conn_ms / 1000.0 : start;
     char t0[32], t1[32], t2[32], t3[32], t4[32];
 
-    smtpd_log_as("smtp", "%s: to=<%s>, relay=%s, delay=%s, delays=%s/%s/%s/%s, dsn=%s, status=%s (%s)",
-                 m->id, m->env.rcpt[i].addr, d && d->relay ? smtp_relay_peer(d->relay) : "none",
+    char use[32] = "";
+
+    if (d && d->uses > 1)
+        snprintf(use, sizeof(use), ", conn_use=%d", d->uses);
+    smtpd_log_as("smtp", "%s: to=<%s>, relay=%s%s, delay=%s, delays=%s/%s/%s/%s, dsn=%s, status=%s (%s)",
+                 m->id, m->env.rcpt[i].addr, d && d->relay ? smtp_relay_peer(d->relay) : "none", use,
                  qmgr_fmt_time(t0, sizeof(t0), (double) now / 1000.0 - arrival),
                  qmgr_fmt_time(t1, sizeof(t1), active - arrival),
                  qmgr_fmt_time(t2, sizeof(t2), start - active),
@@ -477,16 +565,24 @@ static void qmgr_dlv_free(QMGR_DLV *d)
     free(d);
 }
 
-/* qmgr_dlv_done - the transaction ended: free its slot, start the next, finish the message */
-static void qmgr_dlv_done(QMGR_DLV *d)
+/*
+ * qmgr_dlv_done - the transaction ended: free its slot, start the next,
+ * finish the message. keep: the connection is between transactions (a
+ * final reply, every RCPT or DATA refused) and may carry the next; else
+ * it still owes callbacks (MAIL refused) and is closed.
+ */
+static void qmgr_dlv_done(QMGR_DLV *d, int keep)
 {
     QMGR_MSG *m = d->m;
     QMGR_DEST *dst = d->dest;
 
-    if (d->relay) {
-        smtp_relay_free(d->relay);      /* QUIT after a final reply, else cut */
-        d->relay = NULL;
+    if (d->relay && keep) {
+        /* Kept a moment for the next message to this next hop; QUIT later. */
+        qmgr_idle_put(dst, d->relay, d->uses);
+    } else if (d->relay) {
+        smtp_relay_free(d->relay);
     }
+    d->relay = NULL;
     dst->active--;
     m->pending--;
     qmgr_dest_run(dst);
@@ -509,7 +605,7 @@ static void qmgr_dot_cb(void *arg, int code, const char *reply)
     QMGR_DLV *d = arg;
 
     qmgr_dlv_all(d, 1, code, reply, "end of DATA");
-    qmgr_dlv_done(d);
+    qmgr_dlv_done(d, 1);
 }
 
 /* qmgr_stream - hand the body to the relay while its backlog is small; then the dot */
@@ -540,7 +636,7 @@ static void qmgr_stream(void *arg)
             smtp_relay_free(d->relay);
             d->relay = NULL;
             qmgr_dlv_all(d, 1, 451, why, "end of DATA");
-            qmgr_dlv_done(d);
+            qmgr_dlv_done(d, 0);
             return;
         }
         d->sent += got;
@@ -557,7 +653,7 @@ static void qmgr_data_cb(void *arg, int code, const char *reply)
 
     if (code != 354) {
         qmgr_dlv_all(d, 1, code, reply, "DATA");
-        qmgr_dlv_done(d);
+        qmgr_dlv_done(d, 1);
         return;
     }
     qmgr_stream(d);
@@ -578,11 +674,13 @@ static void qmgr_rcpt_cb(void *arg, int code, const char *reply)
     if (++d->nreplies < d->n)
         return;
     if (d->nacc == 0) {
-        qmgr_dlv_done(d);
+        qmgr_dlv_done(d, 1);
         return;
     }
     smtp_relay_data(d->relay, qmgr_data_cb, d);
 }
+
+static void qmgr_dlv_open(QMGR_DLV *d, int reuse);
 
 /* qmgr_mail_cb - MAIL's reply (or no next hop reachable): a refusal is every recipient's */
 static void qmgr_mail_cb(void *arg, int code, const char *reply)
@@ -592,8 +690,15 @@ static void qmgr_mail_cb(void *arg, int code, const char *reply)
     d->conn_ms = qmgr_now_ms();
     if (code / 100 == 2)
         return;
+    if (d->uses > 1 && strstr(reply, "Lost connection") != NULL) {
+        /* A kept connection that died idle says nothing of the next hop: a new one. */
+        smtp_relay_free(d->relay);
+        d->relay = NULL;
+        qmgr_dlv_open(d, 0);
+        return;
+    }
     qmgr_dlv_all(d, 0, code, reply, "MAIL FROM");
-    qmgr_dlv_done(d);
+    qmgr_dlv_done(d, 0);
 }
 
 /* qmgr_mail_params - MAIL's parameters: the stored ones, and RET/ENVID when not among them */
@@ -636,8 +741,11 @@ static void qmgr_rcpt_params(const SPOOL_RCPT *r, char *out, size_t size)
         snprintf(out + n, size - n, "%sORCPT=%s", n ? " " : "", r->orcpt);
 }
 
-/* qmgr_dlv_start - open the transaction: MAIL and every RCPT (pipelined when the hop can) */
-static void qmgr_dlv_start(QMGR_DLV *d)
+/*
+ * qmgr_dlv_open - the transaction's MAIL and every RCPT (pipelined when
+ * the hop can), on a kept connection when reuse allows, else a new one
+ */
+static void qmgr_dlv_open(QMGR_DLV *d, int reuse)
 {
     QMGR_MSG *m = d->m;
     SMTPD_CLIENT c;
@@ -655,8 +763,13 @@ static void qmgr_dlv_start(QMGR_DLV *d)
     env.client = &c;
     env.sender = m->env.sender;
     env.mail_params = params;
-    d->start_ms = qmgr_now_ms();
-    d->relay = smtp_relay_open(&env, qmgr_mail_cb, d);
+    d->relay = reuse ? qmgr_idle_take(d->dest, &env, qmgr_mail_cb, d, &d->uses) : NULL;
+    if (d->relay != NULL) {
+        d->uses++;
+    } else {
+        d->relay = smtp_relay_open(&env, qmgr_mail_cb, d);
+        d->uses = 1;
+    }
     free(params);
     for (size_t k = 0; k < d->n; k++) {
         char rp[1024];
@@ -664,6 +777,13 @@ static void qmgr_dlv_start(QMGR_DLV *d)
         qmgr_rcpt_params(&m->env.rcpt[d->idx[k]], rp, sizeof(rp));
         smtp_relay_rcpt(d->relay, m->env.rcpt[d->idx[k]].addr, rp, qmgr_rcpt_cb, &d->rargs[k]);
     }
+}
+
+/* qmgr_dlv_start - the transaction got its slot: go */
+static void qmgr_dlv_start(QMGR_DLV *d)
+{
+    d->start_ms = qmgr_now_ms();
+    qmgr_dlv_open(d, 1);
 }
 
 /* ---------------------------------------------------------------- one message */
@@ -1076,8 +1196,14 @@ void smtpd_qmgr_stop(void)
             log_info("%s: delivery cut by the stop; it stays queued", m->id);
         qmgr_msg_free(m);
     }
-    /* The lines of the next hops only point at what was just freed. */
+    /* The lines of the next hops only point at what was just freed; idle connections QUIT. */
     for (QMGR_DEST *dst = qmgr_dests; dst; dst = dst->next) {
+        while (dst->idle) {
+            SMTP_RELAY *r = dst->idle->relay;
+
+            qmgr_idle_unlink(dst->idle);
+            smtp_relay_close(r);        /* no QUIT: the loop ends before its 221 */
+        }
         dst->active = 0;
         dst->wait_head = NULL;
         dst->wait_tail = &dst->wait_head;

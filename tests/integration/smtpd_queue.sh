@@ -11,6 +11,8 @@
 #     delivered to the sender's route (a second sink as default_nexthop);
 #   - the null sender's 5xx: no report;
 #   - maximal_queue_lifetime (made short by a SIGHUP): expired, returned;
+#   - destination_concurrency_limit = 1 (by SIGHUP): three messages to one
+#     next hop go one at a time, over one connection (conn_use=2, 3);
 #   - recovery: what is queued when smtpd stops goes out after a restart;
 #   - SIGTERM in the middle of a delivery: the sink stores nothing
 #     partial, the spool keeps the message, the next start delivers it;
@@ -102,8 +104,13 @@ send() {
 
 # established PORT - a TCP connection to 127.0.0.1:PORT is open
 established() {
+    [ "$(connections "$1")" -gt 0 ]
+}
+
+# connections PORT - how many TCP connections to 127.0.0.1:PORT are open (client ends)
+connections() {
     awk -v p=":$(printf '%04X' "$1")" \
-        '$4 == "01" && substr($3, length($3) - 4) == p { f = 1 } END { exit !f }' /proc/net/tcp
+        '$4 == "01" && substr($3, length($3) - 4) == p { n++ } END { print n + 0 }' /proc/net/tcp
 }
 
 # qfile ID - the queue file of ID, in deferred/ or hold/ ("" none)
@@ -120,6 +127,7 @@ DSN_PORT=$((UP_PORT + 7))
 REC_PORT=$((UP_PORT + 9))
 SLOW_PORT=$((UP_PORT + 11))
 DEAD_PORT=$((UP_PORT + 13))
+CONC_PORT=$((UP_PORT + 15))
 
 {
     tl_admin domain add up.test "smtp:[127.0.0.1]:$UP_PORT" &&
@@ -128,7 +136,8 @@ DEAD_PORT=$((UP_PORT + 13))
     tl_admin domain add rec.test "smtp:[127.0.0.1]:$REC_PORT" &&
     tl_admin domain add slow.test "smtp:[127.0.0.1]:$SLOW_PORT" &&
     tl_admin domain add dead.test "smtp:[127.0.0.1]:$DEAD_PORT" &&
-    for d in up.test soft.test hard.test rec.test slow.test dead.test; do
+    tl_admin domain add conc.test "smtp:[127.0.0.1]:$CONC_PORT" &&
+    for d in up.test soft.test hard.test rec.test slow.test dead.test conc.test; do
         tl_admin static add "user@$d" || exit 1
     done
 } >"$T/admin.out" 2>&1 || tl_bail "rcptgate admin could not set up the domains: $(cat "$T/admin.out")"
@@ -225,6 +234,39 @@ tl_is "$(qfile "$ID5")" "" "the expired message is removed"
 sed -i '/^maximal_queue_lifetime = 3s$/d' "$CONF"
 kill -HUP "$SMTPD_PID"
 
+# ---------------------------------------------------------------- concurrency and reuse
+# The sink waits 1 s before it answers DATA, so the three are queued before the first is done.
+sink conc "$CONC_PORT" -w 1 || tl_bail "smtp-sink (conc) did not start"
+sed -i 's/^relay_mode = queue$/relay_mode = queue\ndestination_concurrency_limit = 1/' "$CONF"
+kill -HUP "$SMTPD_PID"
+_n=$(grep -c 'reloaded ' "$SMTPD_LOG")
+_i=0
+until [ "$(grep -c 'reloaded ' "$SMTPD_LOG")" -ge 2 ] || [ $_i -gt 100 ]; do _i=$((_i + 1)); sleep 0.05; done
+send sender@outside.test user@conc.test
+C1=$QID
+send sender@outside.test user@conc.test
+C2=$QID
+send sender@outside.test user@conc.test
+C3=$QID
+MAXC=0
+_i=0
+while [ "$(count conc)" -lt 3 ] && [ $_i -lt 400 ]; do
+    _c=$(connections "$CONC_PORT")
+    [ "$_c" -gt "$MAXC" ] && MAXC=$_c
+    _i=$((_i + 1))
+    sleep 0.05
+done
+tl_is "$(count conc)" 3 "destination_concurrency_limit = 1: three messages delivered"
+_first_sent=$(grep -n "to=<user@conc.test>, .*status=sent" "$SMTPD_LOG" | head -1 | cut -d: -f1)
+_last_active=$(grep -n "$C3: from=<sender@outside.test>, size=" "$SMTPD_LOG" | tail -1 | cut -d: -f1)
+tl_ok "$([ -n "$_first_sent" ] && [ -n "$_last_active" ] && [ "$_last_active" -lt "$_first_sent" ]; echo $?)" \
+    "... all three were queued before the first was delivered"
+tl_is "$MAXC" 1 "... yet at most one connection to the next hop was open"
+tl_like "$(grep -E "($C1|$C2|$C3): to=<user@conc.test>, .*status=sent" "$SMTPD_LOG" | grep -o 'conn_use=[0-9]*' | tr '\n' ' ')" \
+    '^conn_use=2 conn_use=3 $' "... and one connection carried them (conn_use=2, 3)"
+sed -i '/^destination_concurrency_limit = 1$/d' "$CONF"
+kill -HUP "$SMTPD_PID"
+
 # ---------------------------------------------------------------- recovery after a stop
 send sender@outside.test user@rec.test
 ID6=$QID
@@ -276,7 +318,7 @@ echo "# pflogsumm: deferred=$DEFERRED bounced=$BOUNCED delivered=$DELIVERED"
 # Deferred: up, soft, dead, rec; bounced: hard and the null sender's (the expiry goes out as a report).
 tl_is "$DEFERRED" 4 "pflogsumm counts the 4 deferred messages"
 tl_is "$BOUNCED" 2 "pflogsumm counts the 2 bounced messages"
-tl_is "$DELIVERED" 6 "pflogsumm counts the 6 deliveries (4 messages, 2 reports)"
+tl_is "$DELIVERED" 9 "pflogsumm counts the 9 deliveries (7 messages, 2 reports)"
 
 sm_sanitizer_check "no sanitizer report from rcptgate-smtpd"
 tl_done
