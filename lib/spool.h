@@ -8,8 +8,8 @@
  * deferred/, and the directory fsynced, so a message is either not
  * there at all or there whole. The client hears 250 only after that.
  *
- * The spool directory (default <state_dir>/queue, 0700, owned by
- * smtpd's user) holds:
+ * The spool directory ([smtpd] queue_directory, default
+ * /var/spool/rcptgate, 0700, owned by smtpd's user) holds:
  *
  *   incoming/ID    a message being written (removed at start: never
  *                  acknowledged, so the client still has it)
@@ -78,6 +78,7 @@ typedef struct spool_rcpt {
     /* from defer/ID when loaded; what delivery sets before spool_reason_save() */
     char *dsn;                  /* last status "4.4.1", NULL */
     char *reason;               /* last reason "connect to [10.0.0.5]:25: Connection refused", NULL */
+    long long offset;           /* set by spool_load(): where the state byte is in the file (ignored by spool_create) */
 } SPOOL_RCPT;
 
 /* The client facts, for XFORWARD on delivery and for a DSN's text. */
@@ -114,8 +115,22 @@ typedef struct spool_env {
     long long body_offset;      /* where the message starts in the file (for pread) */
 } SPOOL_ENV;
 
-/* spool_id_new - a fresh queue id (hex: time, microseconds, pid, a counter), unique in practice */
+/*
+ * spool_id_new - a fresh queue id, unique in practice: uppercase hex, 8
+ * digits of unix time (so the age reads from the name), 5 of
+ * microseconds, 6 of pid, 4 of a counter (23 characters).
+ */
 void spool_id_new(char id[SPOOL_ID_LEN]);
+
+/*
+ * spool_id_valid - may id name a queue file? 1 when it is 1 to
+ * SPOOL_ID_LEN - 1 characters of [0-9A-Z] (no '/', no '.', not empty),
+ * else 0. Every function below that takes an id checks it (EINVAL).
+ */
+int spool_id_valid(const char *id);
+
+/* spool_id_time - the unix time an id of spool_id_new() was made, from its first 8 digits; -1 if it has none */
+long long spool_id_time(const char *id);
 
 /*
  * spool_open - the spool in dir: create it and its subdirectories (0700)
@@ -202,6 +217,16 @@ long long spool_scan(SPOOL *sp, const char *queue,
 
 /* spool_find - which queue holds id: SPOOL_DEFERRED, SPOOL_HOLD, or NULL */
 const char *spool_find(SPOOL *sp, const char *id);
+
+/*
+ * spool_set_batch - on: spool_remove/hold/release skip their directory
+ * fsync (`rcptgate queue delete ALL` on 100,000 messages); the caller
+ * ends with spool_sync(). Off by default.
+ */
+void spool_set_batch(SPOOL *sp, int on);
+
+/* spool_sync - fsync the queue directories (after a batch); 0 or -1 */
+int spool_sync(SPOOL *sp);
 
 /* --- resources and the trigger --- */
 

@@ -21,7 +21,15 @@
  *     NOTFOUND is alive, TEMP (store unusable or stale) and anything else
  *     are CRITICAL;
  *   smtpd, when rcptgate.conf has an [smtpd] section: its first listen
- *     address must greet with 220; the check then says QUIT.
+ *     address must greet with 220; the check then says QUIT;
+ *   smtpd's queue ([smtpd] queue_directory), with an [smtpd] section:
+ *     the messages deferred and held and the age of the oldest deferred
+ *     one, read from the queue ids (no message is opened), WARNING when
+ *     it is older than --queue-warning (default 1h: Postfix's first
+ *     retries are 5 minutes apart, so an hour means several failed tries
+ *     and an inside that is down for real); nothing when the spool does
+ *     not exist and relay_mode is proxy, WARNING when it does not exist
+ *     but smtpd should queue, UNKNOWN when this user cannot read it.
  *
  * Every probe has a deadline (-t, default 10s) and an alarm bounds the
  * whole run, so a hung daemon is CRITICAL and never a hung check. A bad
@@ -41,6 +49,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,10 +60,12 @@
 #include "params.h"
 #include "rcptgate.h"
 #include "params_smtpd.h"
+#include "spool.h"
 #include "xalloc.h"
 
 #define CHECK_MSGS      64              /* findings kept */
 #define CHECK_SOURCE_MAX 64              /* sources checked */
+#define CHECK_QUEUE_WARN 3600            /* --queue-warning default: the oldest deferred message's age */
 
 static const char *const check_state_name[] = {"OK", "WARNING", "CRITICAL", "UNKNOWN"};
 
@@ -538,6 +549,72 @@ out:
     }
 }
 
+/* What a walk of a queue directory found. */
+typedef struct check_queue_count {
+    long long n;
+    long long oldest;                   /* arrival from the id, 0 none */
+} CHECK_QUEUE_COUNT;
+
+/* check_queue_cb - count a message and keep the oldest arrival its id tells */
+static int check_queue_cb(void *arg, const char *id, long long mtime, long long size)
+{
+    CHECK_QUEUE_COUNT *qc = arg;
+    long long t = spool_id_time(id);
+
+    (void) size;
+    if (t <= 0)
+        t = mtime;                      /* an id of another shape: its file's time will do */
+    qc->n++;
+    if (qc->oldest == 0 || t < qc->oldest)
+        qc->oldest = t;
+    return 0;
+}
+
+/* check_queue - smtpd's queue: counts and the oldest deferred message's age */
+static void check_queue(CHECK_RUN *cr, long long warn_s)
+{
+    CHECK_QUEUE_COUNT def = {0, 0}, hold = {0, 0};
+    char err[1200], perf[96], age[32], w[32];
+    struct stat st;
+    long long a = 0;
+    SPOOL *sp;
+
+    if (stat(var_smtpd_queue_dir, &st) < 0 && errno == ENOENT) {
+        if (strcmp(var_smtpd_relay_mode, "proxy") != 0)
+            check_say(cr, 1, "queue: %s does not exist (relay_mode = %s): smtpd cannot queue", var_smtpd_queue_dir,
+                      var_smtpd_relay_mode);
+        return;
+    }
+    if ((sp = spool_open(var_smtpd_queue_dir, 0, err, sizeof(err))) == NULL) {
+        check_say(cr, 3, "queue: %s%s", err, strstr(err, "Permission denied") ? " (run the check as root or "
+                  "smtpd's user, or with --no-queue)" : "");
+        return;
+    }
+    if (spool_scan(sp, SPOOL_DEFERRED, check_queue_cb, &def) < 0
+        || spool_scan(sp, SPOOL_HOLD, check_queue_cb, &hold) < 0) {
+        check_say(cr, 2, "queue: cannot read %s: %s", var_smtpd_queue_dir, strerror(errno));
+        spool_close(sp);
+        return;
+    }
+    spool_close(sp);
+    if (def.oldest > 0 && (a = (long long) time(NULL) - def.oldest) < 0)
+        a = 0;
+    snprintf(perf, sizeof(perf), "%lld;;;0", def.n);
+    check_perf(cr, "queue_deferred", perf);
+    snprintf(perf, sizeof(perf), "%lld;;;0", hold.n);
+    check_perf(cr, "queue_hold", perf);
+    snprintf(perf, sizeof(perf), "%llds;%lld;;0", a, warn_s);
+    check_perf(cr, "queue_oldest_age", perf);
+    if (def.n > 0 && a > warn_s)
+        check_say(cr, 1, "queue: %lld deferred, the oldest %s old (warning %s), %lld held", def.n,
+                  check_age_text(a, age, sizeof(age)), check_age_text(warn_s, w, sizeof(w)), hold.n);
+    else if (def.n > 0)
+        check_say(cr, 0, "queue: %lld deferred, the oldest %s old, %lld held", def.n,
+                  check_age_text(a, age, sizeof(age)), hold.n);
+    else
+        check_say(cr, 0, "queue: none deferred, %lld held", hold.n);
+}
+
 /* check_domain_cb - the first domain of the store, for the socketmap probe */
 static int check_domain_cb(const STORE_DOMAIN *d, void *ctx)
 {
@@ -604,8 +681,8 @@ int cmd_check(int argc, char **argv)
     CHECK_RUN cr;
     const char *domain = NULL;
     char dombuf[256] = "", err[1024], perf[96];
-    int no_lookupd = 0, no_smtpd = 0, no_sync = 0, i;
-    long long warn = -2, crit = -2, t;
+    int no_lookupd = 0, no_smtpd = 0, no_sync = 0, no_queue = 0, i;
+    long long warn = -2, crit = -2, queue_warn = CHECK_QUEUE_WARN, t;
     STORE *st;
     STORE_STATS ss;
 
@@ -621,6 +698,12 @@ int cmd_check(int argc, char **argv)
             no_smtpd = 1;
         } else if (strcmp(o, "--no-sync") == 0) {
             no_sync = 1;
+        } else if (strcmp(o, "--no-queue") == 0) {
+            no_queue = 1;
+        } else if (v != NULL && strcmp(o, "--queue-warning") == 0) {
+            if ((queue_warn = check_time_opt(v)) < 0)
+                return check_unknown("--queue-warning: expected an age such as 1h");
+            i++;
         } else if (v != NULL && (strcmp(o, "-w") == 0 || strcmp(o, "--sync-warning") == 0)) {
             if ((warn = check_time_opt(v)) < 0)
                 return check_unknown("-w: expected an age such as 2h");
@@ -639,7 +722,8 @@ int cmd_check(int argc, char **argv)
             i++;
         } else {
             snprintf(err, sizeof(err), "usage: rcptgate check [-w AGE] [-c AGE] [-t TIMEOUT] "
-                     "[-d DOMAIN] [--no-lookupd] [--no-smtpd] [--no-sync] (at \"%.100s\")", o);
+                     "[-d DOMAIN] [--no-lookupd] [--no-smtpd] [--no-sync] [--queue-warning AGE] [--no-queue] "
+                     "(at \"%.100s\")", o);
             return check_unknown(err);
         }
     }
@@ -685,6 +769,8 @@ int cmd_check(int argc, char **argv)
         check_lookupd(&cr, domain);
     if (cr.has_smtpd && !no_smtpd)
         check_smtpd(&cr);
+    if (cr.has_smtpd && !no_queue)
+        check_queue(&cr, queue_warn);
     alarm(0);
 
     /* Worst findings first, then the rest; performance data after the bar. */

@@ -8,8 +8,9 @@
  * STORE_CREATE (and so create and migrate a new one); the others open it
  * as lookupd does and fail if it is missing.
  *
- * Exit status: 0 success, 1 not found or bad input, 2 store failure,
- * 64 usage, 65 an import refused by the shrink guard, 78 configuration. Messages go to stderr as "rcptgate: ...".
+ * Exit status: 0 success, 1 not found or bad input, 2 store (or queue)
+ * failure, 64 usage, 65 an import refused by the shrink guard, 69 a queue
+ * flush nobody listens to, 78 configuration. Messages go to stderr as "rcptgate: ...".
  */
 #include "config.h"
 
@@ -47,6 +48,7 @@ static const struct rcptgate_cmd {
     {"export", cmd_export},
     {"access", cmd_access},
     {"check", cmd_check},
+    {"queue", cmd_queue},
     {NULL, NULL},
 };
 
@@ -80,7 +82,11 @@ int rcptgate_usage(void)
           "  access add TYPE KEY ACTION [TEXT] | access del TYPE KEY | access list [TYPE]\n"
           "                                     the access lists in the store (smtpd, policy service)\n"
           "  check [-w AGE] [-c AGE] [-t TIMEOUT] [-d DOMAIN] [--no-lookupd] [--no-smtpd] [--no-sync]\n"
+          "        [--queue-warning AGE] [--no-queue]\n"
           "                                     monitoring plugin: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN\n"
+          "  queue list | queue show ID | queue flush [ID|DOMAIN]\n"
+          "  queue hold|release|delete ID...|ALL|-\n"
+          "                                     smtpd's mail queue (like mailq, postqueue, postsuper)\n"
           "  -c FILE  configuration (default " RG_SYSCONFDIR "/rcptgate/rcptgate.conf)\n"
           "  -n       check the configuration and exit\n"
           "  -v       verbose\n", stderr);

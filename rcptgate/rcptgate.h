@@ -19,6 +19,7 @@
 #define RCPTGATE_EX_NOTFOUND    1       /* not found, or bad input */
 #define RCPTGATE_EX_STORE       2       /* the store failed */
 #define RCPTGATE_EX_REFUSED     65      /* import: the shrink guard refused (as rcptgate-syncd) */
+#define RCPTGATE_EX_UNAVAILABLE 69      /* queue flush: smtpd does not listen (as postqueue -f) */
 
 /* -v given */
 extern int rcptgate_verbose;
@@ -65,6 +66,7 @@ int cmd_stats(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_access(int argc, char **argv);
 int cmd_check(int argc, char **argv);
+int cmd_queue(int argc, char **argv);
 
 /* cmd_check_config_failed - rcptgate check's UNKNOWN line for a configuration that does not load */
 int cmd_check_config_failed(const char *path);

@@ -293,7 +293,8 @@ fi
 
 # --- smtpd: the banner probe and its metrics
 cp "$T/nosmtpd.conf" "$CONF"
-sm_init "metrics_file = $SMTPD_METRICS" "stats_interval = 1s"
+# relay_mode = proxy: no queue directory here, so check reports none (queue_admin.sh tests that part)
+sm_init "metrics_file = $SMTPD_METRICS" "stats_interval = 1s" "relay_mode = proxy"
 sm_sink_start
 tl_ok $? "smtp-sink started as the next hop"
 tl_admin domain add check.example "smtp:[127.0.0.1]:$SINK_PORT" >/dev/null
