@@ -194,21 +194,6 @@ static int qmgr_wanted(void)
     return var_smtpd_queue_dir != NULL && *var_smtpd_queue_dir && stat(var_smtpd_queue_dir, &st) == 0;
 }
 
-/* qmgr_id_time - the arrival an id of spool_id_new() carries (8 hex digits of unix time), 0 none */
-static long long qmgr_id_time(const char *id)
-{
-    long long t = 0;
-
-    for (int i = 0; i < 8; i++) {
-        int c = (unsigned char) id[i];
-
-        if (!isxdigit(c))
-            return 0;
-        t = t * 16 + (isdigit(c) ? c - '0' : toupper(c) - 'A' + 10);
-    }
-    return t;
-}
-
 /* qmgr_hash_of - bucket of an id */
 static unsigned qmgr_hash_of(const char *id)
 {
@@ -1024,7 +1009,7 @@ typedef struct qmgr_scan {
 /* qmgr_oldest_of - note an id's arrival */
 static void qmgr_oldest_of(QMGR_SCAN *s, const char *id)
 {
-    long long t = qmgr_id_time(id);
+    long long t = spool_id_time(id);    /* the arrival, from the id: no file opened */
 
     if (t > 0 && (s->oldest == 0 || t < s->oldest))
         s->oldest = t;
