@@ -107,6 +107,8 @@ send() {
     sm_swaks --ehlo client.example.org --from "$1" --to "$2" \
         --header "Subject: queue test to $2" --body "queued for $2"
     QID=$(queue_id)
+    # Without a queued message every later wait would only time out.
+    [ -n "$QID" ] || tl_bail "no \"250 ... queued as ID\" for <$2>: $(tail -3 "$T/swaks.out" | tr '\n' ' ')"
 }
 
 # established PORT - a TCP connection to 127.0.0.1:PORT is open
@@ -246,6 +248,7 @@ tl_is "$(qfile "$ID3")/$(count hard)" "/0" "the bounced message is removed; the 
 # ---------------------------------------------------------------- the null sender
 sm_swaks --ehlo client.example.org --from '<>' --to user@hard.test --body "a bounce of ours"
 ID4=$(queue_id)
+[ -n "$ID4" ] || tl_bail "no \"250 ... queued as ID\" for the null sender"
 tl_like "$ID4" '^[0-9A-Z]+$' "null sender: queued"
 wait_log "$ID4: to=<user@hard.test>, .*status=bounced" 15
 tl_ok $? "null sender: its 5xx is logged as bounced"
