@@ -233,6 +233,7 @@ typedef struct dsn_copy {
     const char *marker;         /* "--boundary" sought at a line start */
     size_t marker_len, match;
     int marker_bol, found;
+    int eight;                  /* an 8-bit byte was seen (the report must say 8bit then) */
 } DSN_COPY;
 
 /* dsn_sink - one unstuffed byte of the original, to the report or to the boundary search */
@@ -240,6 +241,8 @@ static void dsn_sink(DSN_COPY *c, char ch)
 {
     c->total++;
     c->ends_nl = ch == '\n';
+    if ((unsigned char)ch >= 0x80)
+        c->eight = 1;
     if (c->out) {
         dsn_put(c->out, &ch, 1);
         return;
@@ -539,7 +542,11 @@ int dsn_make(SPOOL *sp, const SPOOL_ENV *env, int body_fd, const size_t *idx, si
     dsn_clean(sender, sizeof(sender), env->sender, utf8);
     spool_id_new(id);
 
-    /* a boundary the returned part does not hold at a line start (RFC 2046 5.1.1) */
+    /*
+     * A boundary the returned part does not hold at a line start (RFC
+     * 2046 5.1.1). The same pass finds 8-bit bytes in a message that did
+     * not declare BODY=8BITMIME: the report then says 8bit, not a 7bit lie.
+     */
     for (int attempt = 0;; attempt++) {
         dsn_boundary(boundary, sizeof(boundary), id, attempt);
         snprintf(marker, sizeof(marker), "--%s", boundary);
@@ -549,6 +556,8 @@ int dsn_make(SPOOL *sp, const SPOOL_ENV *env, int body_fd, const size_t *idx, si
             free(due);
             return -1;
         }
+        if (scan.eight)
+            eightbit = 1;
         if (!scan.found)
             break;
         if (attempt >= 10) {

@@ -29,7 +29,25 @@
  * (their dsn/reason fields say why), reading the original message from
  * body_fd at env->body_offset (pread; the fd's offset is not used).
  * hostname is the Reporting-MTA. 0 made (its queue id in id_out), 1 none
- * is due (null sender, a DSN, NOTIFY), -1 error (err set).
+ * is due (null sender, a DSN, NOTIFY), -1 error (err set; also for a
+ * sender holding a control character: no report is addressed to it).
+ *
+ * NOTIFY: NEVER, or a list without FAILURE (kind DSN_FAILED) or without
+ * DELAY (DSN_DELAYED), leaves the recipient out; without NOTIFY a
+ * recipient gets both (RFC 3461 4.1 lets the MTA choose; Postfix sends
+ * delay warnings then too). Only the recipients due are listed.
+ *
+ * Returned: the whole message for RET=FULL and DSN_FAILED when its size
+ * is within message_size_limit; otherwise its header section, at most
+ * 100 KB (cut at a line end). A reason of the form Postfix logs ("host
+ * NAME[ADDR] said: 550 ... (in reply to RCPT TO command)") gives
+ * Remote-MTA NAME and "Diagnostic-Code: smtp; 550 ..."; a reason that is
+ * not an SMTP reply is "Diagnostic-Code: X-Rcptgate; ...". Status is the
+ * recipient's dsn when well formed, its class forced to 5 for
+ * DSN_FAILED (an expired 4.4.1 is reported 5.4.1) and 4 for DSN_DELAYED;
+ * 5.0.0 / 4.0.0 when there is none. The report's envelope: null sender,
+ * dsn_kind 1, one recipient (the sender, no NOTIFY), mail_params
+ * "BODY=8BITMIME" (and "SMTPUTF8") when the original needs it.
  */
 int dsn_make(SPOOL *sp, const SPOOL_ENV *env, int body_fd, const size_t *idx, size_t n, int kind,
              const char *hostname, char id_out[SPOOL_ID_LEN], char *err, size_t errlen);

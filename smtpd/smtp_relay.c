@@ -22,7 +22,14 @@
  *      Postfix's opportunistic TLS); a refused XFORWARD is logged and the
  *      transaction goes on. A next hop given by name is resolved with
  *      evdns (/etc/hosts, then resolv.conf's servers) inside the connect
- *      timeout; its first address is used.
+ *      timeout; its first address is used. With env->mx (the queue's
+ *      mail to outside domains, a DSN to its sender) a bare domain is
+ *      first looked up by MX with smtpd_dns_mx() (c-ares, dns_servers),
+ *      and that hop becomes the exchangers' addresses in order, each
+ *      tried like a bracketed hop and shown as "mx-name[addr]:port". A
+ *      null MX or NXDOMAIN answers MAIL and every later request with its
+ *      5xx (the caller returns or drops the mail); a DNS failure is the
+ *      hop's 451 4.4.3, so the mail stays queued.
  *
  *      Commands are written straight into the socket at the end of each
  *      loop handler, and EV_WRITE stays off unless the kernel does not
@@ -78,6 +85,7 @@
 #include "params_smtpd.h"
 #include "smtp_tls.h"
 #include "smtp_relay.h"
+#include "smtpd_dns.h"
 
 #define RELAY_LINE_MAX      2048    /* longest reply line we read */
 #define RELAY_REPLY_LINES   200     /* most lines in one reply */
@@ -89,6 +97,9 @@
 typedef struct relay_hop {
     char *host;                 /* name or address, no brackets, no "IPv6:" */
     int port;
+    int bracket;                /* "[host]": this host, never an MX lookup */
+    int mx_todo;                /* env->mx and a bare domain: resolve its MX before trying it */
+    char *name;                 /* an address found by MX: its exchanger's name (for peer), else NULL */
 } RELAY_HOP;
 
 /* One request of the session, answered in order. */
@@ -145,6 +156,10 @@ struct smtp_relay {
     int mail_sent;              /* MAIL went to this hop: RCPT may follow it */
     struct bufferevent *bev;    /* the top bufferevent (TLS filter after STARTTLS) */
     struct evdns_base *dns;     /* only when a hop is a name */
+    int mx;                     /* env->mx: bare domains go by their MX (smtpd_dns.c) */
+    SMTPD_DNS *mxdns;           /* our resolver for MX lookups (made at the first one) */
+    SMTPD_DNS_MX *mxq;          /* the MX lookup in flight */
+    int mx_perm;                /* a domain's DNS said no for good (NXDOMAIN, null MX): last_fail is 5xx */
     SSL *ssl;                   /* made before STARTTLS, owned by bev after the handshake */
     struct event *timer;        /* connect and reply deadlines */
     struct event *kick;         /* run work from the loop, never from the caller */
@@ -181,6 +196,7 @@ static void relay_write_cb(struct bufferevent *, void *);
 static void relay_event_cb(struct bufferevent *, short, void *);
 static void relay_try_hop(SMTP_RELAY *);
 static void relay_pump(SMTP_RELAY *);
+static int relay_mx_start(SMTP_RELAY *);
 
 /* relay_hops_parse - the transport-syntax list into hops; the count */
 static int relay_hops_parse(const char *list, RELAY_HOP **out)
@@ -206,7 +222,11 @@ static int relay_hops_parse(const char *list, RELAY_HOP **out)
             *p++ = 0;
             if (strncasecmp(host, "ipv6:", 5) == 0)
                 host += 5;
+            hops = xrealloc(hops, (size_t) (n + 1) * sizeof(*hops));
+            hops[n].bracket = 1;
         } else {
+            hops = xrealloc(hops, (size_t) (n + 1) * sizeof(*hops));
+            hops[n].bracket = 0;
             /* A bare name: no MX lookup here, it is used like a bracketed one. */
             host = tok;
             p = strchr(tok, ':');
@@ -231,9 +251,10 @@ static int relay_hops_parse(const char *list, RELAY_HOP **out)
             goto bad;
         if (*host == 0)
             goto bad;
-        hops = xrealloc(hops, (size_t) (n + 1) * sizeof(*hops));
         hops[n].host = xstrdup(host);
         hops[n].port = port;
+        hops[n].mx_todo = 0;
+        hops[n].name = NULL;
         n++;
         continue;
 bad:
@@ -503,7 +524,7 @@ static void relay_peer_set(SMTP_RELAY *r)
         else if (ss.ss_family == AF_INET6)
             inet_ntop(AF_INET6, &((struct sockaddr_in6 *) &ss)->sin6_addr, addr, sizeof(addr));
     }
-    snprintf(r->peer, sizeof(r->peer), "%s[%s]:%d", h->host, addr, h->port);
+    snprintf(r->peer, sizeof(r->peer), "%s[%s]:%d", h->name ? h->name : h->host, addr, h->port);
 }
 
 /* relay_pipe_reset - a new hop: nothing in flight, every request still to be sent */
@@ -514,6 +535,76 @@ static void relay_pipe_reset(SMTP_RELAY *r)
     r->npipe = r->inflight = r->mail_sent = 0;
     for (q = r->reqs; q; q = q->next)
         q->sent = 0;
+}
+
+/*
+ * relay_mx_cb - the MX lookup of hops[hop] is in: that hop becomes the
+ * addresses to try in order (each "name[addr]:port"), or, when DNS says
+ * no or fails, it goes away with the reply as last_fail (5xx for
+ * NXDOMAIN and a null MX, 4xx for a failure to get an answer).
+ */
+static void relay_mx_cb(void *arg, int status, const SMTPD_DNS_MX_ADDR *addrs, int n, const char *reply)
+{
+    SMTP_RELAY *r = arg;
+    RELAY_HOP *h = &r->hops[r->hop];
+    int port = h->port;
+
+    r->mxq = NULL;
+    r->busy++;
+    if (status != SMTPD_DNS_YES) {
+        log_warn("relay: %s: %s", h->host, reply);
+        snprintf(r->last_fail, sizeof(r->last_fail), "%s", reply);
+        if (reply[0] == '5')
+            r->mx_perm = 1;
+        n = 0;
+    } else if (log_debug_enabled()) {
+        for (int i = 0; i < n; i++)
+            log_debug("relay: %s: mx %d: %s[%s]:%d", h->host, i, addrs[i].name, addrs[i].addr, port);
+    }
+    /* hops[hop] is replaced by the n addresses, in their order */
+    free(h->host);
+    free(h->name);
+    if (n != 1) {
+        r->hops = xrealloc(r->hops, (size_t) (r->nhops + n + 1) * sizeof(*r->hops));
+        memmove(&r->hops[r->hop + n], &r->hops[r->hop + 1], (size_t) (r->nhops - r->hop - 1) * sizeof(*r->hops));
+    }
+    r->nhops += n - 1;
+    for (int i = 0; i < n; i++) {
+        RELAY_HOP *a = &r->hops[r->hop + i];
+
+        a->host = xstrdup(addrs[i].addr);
+        a->name = xstrdup(addrs[i].name);
+        a->port = port;
+        a->bracket = 1;
+        a->mx_todo = 0;
+    }
+    relay_try_hop(r);
+    relay_flush(r);
+    if (--r->busy == 0 && r->zombie)
+        smtp_relay_free(r);
+}
+
+/* relay_mx_start - look up the MX of hops[hop] (a bare domain); 1 started, 0 this hop is skipped (last_fail says why) */
+static int relay_mx_start(SMTP_RELAY *r)
+{
+    RELAY_HOP *h = &r->hops[r->hop];
+
+    h->mx_todo = 0;
+    if (r->mxdns == NULL) {
+        char err[256];
+
+        if ((r->mxdns = smtpd_dns_create(smtpd_base, var_smtpd_dns_servers, var_smtpd_dns_timeout_ms,
+                                         err, sizeof(err))) == NULL) {
+            log_warn("relay: %s: no resolver for the MX lookup: %s", h->host, err);
+            snprintf(r->last_fail, sizeof(r->last_fail), "451 4.4.3 Host or domain name lookup failed: %s",
+                     h->host);
+            return 0;
+        }
+    }
+    snprintf(r->peer, sizeof(r->peer), "%s[%s]:%d", h->host, h->host, h->port);
+    r->state = ST_CONNECT;
+    r->mxq = smtpd_dns_mx(r->mxdns, h->host, relay_mx_cb, r);
+    return 1;
 }
 
 /* relay_try_hop - connect to r->hop, or to the ones after it; all gone: 4.4.1 */
@@ -528,7 +619,12 @@ static void relay_try_hop(SMTP_RELAY *r)
 
     for (; r->hop < r->nhops; r->hop++) {
         h = &r->hops[r->hop];
-        snprintf(r->peer, sizeof(r->peer), "%s[%s]:%d", h->host, h->host, h->port);
+        if (h->mx_todo) {
+            if (relay_mx_start(r))
+                return;         /* relay_mx_cb goes on */
+            continue;
+        }
+        snprintf(r->peer, sizeof(r->peer), "%s[%s]:%d", h->name ? h->name : h->host, h->host, h->port);
         r->ext = r->xf_attrs = r->tls_done = r->connected = 0;
         relay_pipe_reset(r);
         r->bev = bufferevent_socket_new(smtpd_base, -1, BEV_OPT_CLOSE_ON_FREE);
@@ -571,7 +667,7 @@ static void relay_try_hop(SMTP_RELAY *r)
         return;
     }
     /* Every hop failed: the MAIL request gets the last hop's reason. */
-    if (r->nhops == 0)
+    if (r->nhops == 0 && r->last_fail[0] == 0)
         snprintf(r->last_fail, sizeof(r->last_fail), "451 4.3.5 Server configuration error: no next hop");
     r->state = ST_FAILED;
     snprintf(r->fail_text, sizeof(r->fail_text), "%s", r->last_fail);
@@ -580,6 +676,8 @@ static void relay_try_hop(SMTP_RELAY *r)
             return;
     if (r->reached)
         snprintf(r->fail_text, sizeof(r->fail_text), "451 4.4.2 Lost connection with next hop");
+    else if (r->mx_perm && r->last_fail[0] == '5')
+        snprintf(r->fail_text, sizeof(r->fail_text), "%s", r->last_fail);     /* the RCPTs hear it too */
     else
         snprintf(r->fail_text, sizeof(r->fail_text), "451 4.4.1 No next hop reachable");
     relay_flush_failed(r);
@@ -1311,6 +1409,15 @@ SMTP_RELAY *smtp_relay_open(const SMTP_RELAY_ENV *env, SMTP_RELAY_CB cb, void *a
 
     r->reqs_tail = &r->reqs;
     r->nhops = relay_hops_parse(env->nexthops, &r->hops);
+    if (env->mx == 1) {
+        struct in6_addr bin;
+
+        /* A bare domain goes by its MX; an address or a [host] is used as it is. */
+        r->mx = 1;
+        for (int i = 0; i < r->nhops; i++)
+            r->hops[i].mx_todo = !r->hops[i].bracket && inet_pton(AF_INET, r->hops[i].host, &bin) != 1
+                && inet_pton(AF_INET6, r->hops[i].host, &bin) != 1;
+    }
     r->timer = evtimer_new(smtpd_base, relay_timer_cb, r);
     r->kick = event_new(smtpd_base, -1, 0, relay_kick_cb, r);
     r->early = evbuffer_new();
@@ -1454,10 +1561,14 @@ void smtp_relay_free(SMTP_RELAY *r)
         SSL_free(r->ssl);
     if (r->dns)
         evdns_base_free(r->dns, 0);
+    smtpd_dns_mx_cancel(r->mxq);
+    smtpd_dns_free(r->mxdns);
     while ((q = relay_pop(r)) != NULL)
         relay_req_free(q);
-    for (i = 0; i < r->nhops; i++)
+    for (i = 0; i < r->nhops; i++) {
         free(r->hops[i].host);
+        free(r->hops[i].name);
+    }
     free(r->hops);
     event_free(r->timer);
     event_free(r->kick);

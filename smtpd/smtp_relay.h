@@ -12,7 +12,8 @@
  * Next hops are in Postfix transport syntax, comma-separated for
  * failover: "smtp:[10.0.0.5]:25,[mx2.internal]:2525". The brackets
  * mean "this host, no MX lookup" (the only form an internal relay needs);
- * a name is resolved without blocking. A next hop that refuses the
+ * a name is resolved without blocking. With env->mx a bare domain is
+ * looked up by MX (the queue's mail to outside domains). A next hop that refuses the
  * connection, or answers the banner, EHLO or MAIL with 4xx, is skipped
  * for the next; a 5xx to MAIL is passed back as it is.
  *
@@ -44,6 +45,17 @@ typedef struct smtp_relay_env {
     const SMTPD_CLIENT *client; /* XFORWARD NAME/ADDR/PORT/HELO/PROTO (copied) */
     const char *sender;         /* MAIL FROM address, "" null sender */
     const char *mail_params;    /* ESMTP parameters to pass on ("SIZE=123 BODY=8BITMIME"), "" */
+    /*
+     * mx = 1: a bare domain in nexthops ("example.org", "example.org:2525")
+     * is resolved by MX with dns_servers (smtpd_dns_mx(): preference
+     * order, then each exchanger's A/AAAA; no MX: the domain's own
+     * addresses; a null MX is "556 5.1.10", NXDOMAIN "550 5.4.4", a DNS
+     * failure "451 4.4.3": the MAIL reply, and the later ones, say so).
+     * "[host]" and addresses are used as they are. 0: a bare name is one
+     * host, as always. Callers must zero the whole struct ({0}) so that
+     * fields added later start off.
+     */
+    int mx;
 } SMTP_RELAY_ENV;
 
 /*

@@ -54,6 +54,7 @@
 #include <ctype.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -882,4 +883,287 @@ void smtpd_dns_cancel(SMTPD_DNS *dns, SMTPD_CLIENT *c)
     free(c->dns.rhsbl_text);
     c->dns.dnsbl_zone = c->dns.dnsbl_text = NULL;
     c->dns.rhsbl_zone = c->dns.rhsbl_text = NULL;
+}
+
+/* ---------------------------------------------------------------- MX for delivery */
+
+#define SMTPD_DNS_MX_HOSTS   10         /* exchangers looked up (most domains have 1 to 4) */
+#define SMTPD_DNS_MX_ADDRS   12         /* addresses tried in all (Postfix tries fewer sessions) */
+#define SMTPD_DNS_HOST_ADDRS 4          /* addresses of one family kept per exchanger */
+
+/* One exchanger: its preference and what its A and AAAA lookups gave. */
+struct smtpd_dns_mx_host {
+    char name[SMTPD_NAME_LEN];
+    int pref;
+    unsigned order;             /* a random tie-break among equal preferences (RFC 5321 5.1) */
+    int temp;                   /* a lookup of it failed for now */
+    int n4, n6;
+    char a4[SMTPD_DNS_HOST_ADDRS][INET_ADDRSTRLEN];
+    char a6[SMTPD_DNS_HOST_ADDRS][INET6_ADDRSTRLEN];
+};
+
+/* One c-ares query of an MX lookup: which host, which type. */
+struct smtpd_dns_mxq {
+    SMTPD_DNS_MX *mx;
+    int host;                   /* -1: the MX query itself */
+    int type;
+};
+
+struct smtpd_dns_mx {
+    SMTPD_DNS *dns;
+    char domain[SMTPD_NAME_LEN];
+    SMTPD_DNS_MX_CB cb;
+    void *arg;
+    int pending;                /* c-ares queries not answered yet */
+    int cancelled;
+    int in_cb;
+    int implicit;               /* no MX: the domain itself (RFC 5321 5.1) */
+    int status;
+    char reply[SMTPD_REPLY_LEN];
+    struct smtpd_dns_mx_host host[SMTPD_DNS_MX_HOSTS];
+    int nhost;
+    struct smtpd_dns_mxq q[1 + 2 * SMTPD_DNS_MX_HOSTS];
+    struct event *ev;           /* the answer goes out from the loop */
+};
+
+static void smtpd_dns_mx_answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen);
+static void smtpd_dns_mx_settle(SMTPD_DNS_MX *mx);
+
+/* smtpd_dns_mx_release - free mx (no query of it may be pending) */
+static void smtpd_dns_mx_release(SMTPD_DNS_MX *mx)
+{
+    if (mx->ev)
+        event_free(mx->ev);
+    free(mx);
+}
+
+/* smtpd_dns_mx_done - the answer is known: hand it over from the loop */
+static void smtpd_dns_mx_done(SMTPD_DNS_MX *mx, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void smtpd_dns_mx_done(SMTPD_DNS_MX *mx, int status, const char *fmt, ...)
+{
+    va_list ap;
+
+    mx->status = status;
+    va_start(ap, fmt);
+    vsnprintf(mx->reply, sizeof(mx->reply), fmt, ap);
+    va_end(ap);
+    event_active(mx->ev, EV_TIMEOUT, 0);
+}
+
+/* smtpd_dns_mx_ask - one more query for mx (counted before it is sent: c-ares may answer at once) */
+static void smtpd_dns_mx_ask(SMTPD_DNS_MX *mx, int slot, int host, const char *name, int type)
+{
+    struct smtpd_dns_mxq *q = &mx->q[slot];
+
+    q->mx = mx;
+    q->host = host;
+    q->type = type;
+    mx->pending++;
+    ares_query(mx->dns->channel, name, DNS_C_IN, type, smtpd_dns_mx_answer, q);
+}
+
+/* smtpd_dns_mx_cmp - preference order, ties in random order */
+static int smtpd_dns_mx_cmp(const void *a, const void *b)
+{
+    const struct smtpd_dns_mx_host *x = a, *y = b;
+
+    if (x->pref != y->pref)
+        return x->pref < y->pref ? -1 : 1;
+    return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* smtpd_dns_mx_hosts - the MX answer: exchangers sorted, their addresses asked for; 0, or -1 null MX only */
+static int smtpd_dns_mx_hosts(SMTPD_DNS_MX *mx, const unsigned char *abuf, int alen)
+{
+    struct ares_mx_reply *list = NULL;
+    int null_mx = 0;
+
+    if (ares_parse_mx_reply(abuf, alen, &list) == ARES_SUCCESS) {
+        for (struct ares_mx_reply *m = list; m; m = m->next) {
+            if (m->host == NULL || *m->host == 0 || strcmp(m->host, ".") == 0) {
+                null_mx = 1;
+                continue;
+            }
+            if (!smtpd_dns_valid_name(m->host))
+                continue;
+            /* keep the best SMTPD_DNS_MX_HOSTS: replace the worst when full */
+            struct smtpd_dns_mx_host h = {.pref = m->priority, .order = (unsigned) random()};
+            snprintf(h.name, sizeof(h.name), "%s", m->host);
+            if (mx->nhost < SMTPD_DNS_MX_HOSTS) {
+                mx->host[mx->nhost++] = h;
+            } else {
+                qsort(mx->host, (size_t) mx->nhost, sizeof(mx->host[0]), smtpd_dns_mx_cmp);
+                if (smtpd_dns_mx_cmp(&h, &mx->host[mx->nhost - 1]) < 0)
+                    mx->host[mx->nhost - 1] = h;
+            }
+        }
+        ares_free_data(list);
+    }
+    if (mx->nhost == 0)
+        return null_mx ? -1 : 0;
+    qsort(mx->host, (size_t) mx->nhost, sizeof(mx->host[0]), smtpd_dns_mx_cmp);
+    return 0;
+}
+
+/* smtpd_dns_mx_addrs - one exchanger's A or AAAA answer into its slots */
+static void smtpd_dns_mx_addrs(struct smtpd_dns_mx_host *h, int type, const unsigned char *abuf, int alen)
+{
+    if (type == DNS_T_A) {
+        struct ares_addrttl a[SMTPD_DNS_HOST_ADDRS];
+        int n = SMTPD_DNS_HOST_ADDRS;
+
+        if (ares_parse_a_reply(abuf, alen, NULL, a, &n) != ARES_SUCCESS)
+            return;
+        for (int i = 0; i < n && h->n4 < SMTPD_DNS_HOST_ADDRS; i++)
+            inet_ntop(AF_INET, &a[i].ipaddr, h->a4[h->n4++], INET_ADDRSTRLEN);
+    } else {
+        struct ares_addr6ttl a[SMTPD_DNS_HOST_ADDRS];
+        int n = SMTPD_DNS_HOST_ADDRS;
+
+        if (ares_parse_aaaa_reply(abuf, alen, NULL, a, &n) != ARES_SUCCESS)
+            return;
+        for (int i = 0; i < n && h->n6 < SMTPD_DNS_HOST_ADDRS; i++)
+            inet_ntop(AF_INET6, &a[i].ip6addr, h->a6[h->n6++], INET6_ADDRSTRLEN);
+    }
+}
+
+/* smtpd_dns_mx_answer - a c-ares answer for one query of an MX lookup */
+static void smtpd_dns_mx_answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+    struct smtpd_dns_mxq *q = arg;
+    SMTPD_DNS_MX *mx = q->mx;
+    int temp = smtpd_dns_temp_status(status);
+
+    (void) timeouts;
+    mx->pending--;
+    if (mx->cancelled) {
+        if (mx->pending == 0)
+            smtpd_dns_mx_release(mx);
+        return;
+    }
+    if (log_debug_enabled())
+        log_debug("dns: mx %s: host %d type %d: %s", mx->domain, q->host, q->type, ares_strerror(status));
+    if (q->host < 0) {
+        /* the MX query */
+        if (temp) {
+            smtpd_dns_mx_done(mx, SMTPD_DNS_TEMP, "451 4.4.3 Host or domain name lookup failed: "
+                              "name=%s type=MX: %s", mx->domain, ares_strerror(status));
+            return;
+        }
+        if (status == ARES_ENOTFOUND) {
+            smtpd_dns_mx_done(mx, SMTPD_DNS_NO, "550 5.4.4 Host or domain name not found: "
+                              "name=%s type=MX: Host not found", mx->domain);
+            return;
+        }
+        if (status == ARES_SUCCESS && smtpd_dns_mx_hosts(mx, abuf, alen) < 0) {
+            /* RFC 7505 3 and 4.1: the domain takes no mail; 556 and 5.1.10 as Postfix says it */
+            smtpd_dns_mx_done(mx, SMTPD_DNS_NO, "556 5.1.10 Domain %s does not accept mail (nullMX)",
+                              mx->domain);
+            return;
+        }
+        if (mx->nhost == 0) {
+            /* no MX (or none we can use): the domain is its own exchanger (RFC 5321 5.1) */
+            mx->implicit = 1;
+            snprintf(mx->host[0].name, sizeof(mx->host[0].name), "%s", mx->domain);
+            mx->nhost = 1;
+        }
+        mx->pending++;          /* held while asking: an answer given at once must not settle it early */
+        for (int i = 0; i < mx->nhost; i++) {
+            smtpd_dns_mx_ask(mx, 1 + 2 * i, i, mx->host[i].name, DNS_T_A);
+            smtpd_dns_mx_ask(mx, 2 + 2 * i, i, mx->host[i].name, DNS_T_AAAA);
+        }
+        if (--mx->pending == 0)
+            smtpd_dns_mx_settle(mx);
+        return;
+    }
+    /* an exchanger's address */
+    struct smtpd_dns_mx_host *h = &mx->host[q->host];
+    if (temp)
+        h->temp = 1;
+    else if (status == ARES_SUCCESS)
+        smtpd_dns_mx_addrs(h, q->type, abuf, alen);
+    if (mx->pending == 0)
+        smtpd_dns_mx_settle(mx);
+}
+
+/* smtpd_dns_mx_settle - every address lookup is in: the answer */
+static void smtpd_dns_mx_settle(SMTPD_DNS_MX *mx)
+{
+    int n = 0, temps = 0;
+    for (int i = 0; i < mx->nhost; i++) {
+        n += mx->host[i].n4 + mx->host[i].n6;
+        temps += mx->host[i].temp;
+    }
+    if (n > 0)
+        smtpd_dns_mx_done(mx, SMTPD_DNS_YES, "250 2.0.0 Ok");
+    else if (temps > 0 || !mx->implicit)
+        /* an exchanger without an address may be a passing mistake: defer, never bounce for it */
+        smtpd_dns_mx_done(mx, SMTPD_DNS_TEMP, "451 4.4.3 Host or domain name lookup failed: "
+                          "no address for the mail exchanger%s of %s%s", mx->implicit ? "" : "s",
+                          mx->domain, temps ? " (DNS failure)" : "");
+    else
+        smtpd_dns_mx_done(mx, SMTPD_DNS_NO, "550 5.4.4 Host or domain name not found: "
+                          "name=%s has no MX, A or AAAA record", mx->domain);
+}
+
+/* smtpd_dns_mx_event - hand the answer over, from the loop, then free the lookup */
+static void smtpd_dns_mx_event(evutil_socket_t fd, short what, void *arg)
+{
+    SMTPD_DNS_MX *mx = arg;
+    SMTPD_DNS_MX_ADDR list[SMTPD_DNS_MX_ADDRS];
+    int n = 0;
+
+    (void) fd; (void) what;
+    if (mx->cancelled) {
+        smtpd_dns_mx_release(mx);
+        return;
+    }
+    /* in preference order; per exchanger IPv4 first (what the loopback tests and most MX have) */
+    for (int i = 0; i < mx->nhost && mx->status == SMTPD_DNS_YES; i++) {
+        struct smtpd_dns_mx_host *h = &mx->host[i];
+
+        for (int j = 0; j < h->n4 + h->n6 && n < SMTPD_DNS_MX_ADDRS; j++, n++) {
+            snprintf(list[n].name, sizeof(list[n].name), "%s", h->name);
+            snprintf(list[n].addr, sizeof(list[n].addr), "%s", j < h->n4 ? h->a4[j] : h->a6[j - h->n4]);
+        }
+    }
+    mx->in_cb = 1;
+    mx->cb(mx->arg, mx->status, list, n, mx->reply);
+    smtpd_dns_mx_release(mx);
+}
+
+/* smtpd_dns_mx - look up where mail for domain goes; cb from the loop, exactly once unless cancelled */
+SMTPD_DNS_MX *smtpd_dns_mx(SMTPD_DNS *dns, const char *domain, SMTPD_DNS_MX_CB cb, void *arg)
+{
+    SMTPD_DNS_MX *mx = xcalloc(1, sizeof(*mx));
+
+    mx->dns = dns;
+    mx->cb = cb;
+    mx->arg = arg;
+    snprintf(mx->domain, sizeof(mx->domain), "%s", domain);
+    for (char *p = mx->domain; *p; p++)
+        *p = (char) tolower((unsigned char) *p);
+    if ((mx->ev = event_new(dns->base, -1, 0, smtpd_dns_mx_event, mx)) == NULL)
+        log_fatal("smtpd_dns: cannot schedule an MX answer");
+    if (!dns->channel_ok)
+        smtpd_dns_mx_done(mx, SMTPD_DNS_TEMP, "451 4.4.3 Host or domain name lookup failed: no resolver");
+    else if (!smtpd_dns_valid_name(mx->domain) || strstr(mx->domain, "..") || mx->domain[strlen(mx->domain) - 1] == '-')
+        smtpd_dns_mx_done(mx, SMTPD_DNS_NO, "550 5.1.2 Bad destination domain \"%s\"", mx->domain);
+    else
+        smtpd_dns_mx_ask(mx, 0, -1, mx->domain, DNS_T_MX);
+    return mx;
+}
+
+/* smtpd_dns_mx_cancel - no callback any more; the lookup is freed once c-ares is done with it */
+void smtpd_dns_mx_cancel(SMTPD_DNS_MX *mx)
+{
+    if (mx == NULL || mx->cancelled)
+        return;
+    mx->cancelled = 1;
+    if (mx->in_cb)
+        return;                 /* smtpd_dns_mx_event frees it when the callback returns */
+    if (mx->pending == 0)
+        smtpd_dns_mx_release(mx);
 }

@@ -53,4 +53,39 @@ void smtpd_dns_wait(SMTPD_DNS *dns, SMTPD_CLIENT *c, void (*cb)(void *), void *a
  */
 void smtpd_dns_cancel(SMTPD_DNS *dns, SMTPD_CLIENT *c);
 
+/*
+ * Where mail for a domain goes (smtp_relay.c with mx set: the queue's
+ * mail to outside domains, such as a DSN to its sender): the MX hosts in
+ * preference order (equal ones in random order), each with its A then
+ * AAAA addresses; with no MX, the domain's own addresses (RFC 5321 5.1).
+ */
+typedef struct smtpd_dns_mx SMTPD_DNS_MX;
+
+typedef struct smtpd_dns_mx_addr {
+    char name[SMTPD_NAME_LEN];  /* the exchanger ("mx1.example.org"), or the domain itself */
+    char addr[SMTPD_ADDR_LEN];  /* "192.0.2.25", "2001:db8::25" */
+} SMTPD_DNS_MX_ADDR;
+
+/*
+ * The answer: status SMTPD_DNS_YES with the addresses to try (n > 0), or
+ * a reply line to give for the domain's mail:
+ *   SMTPD_DNS_NO   "550 5.4.4 ..." NXDOMAIN, or no MX and no address;
+ *                  "556 5.1.10 ..." a null MX (RFC 7505);
+ *   SMTPD_DNS_TEMP "451 4.4.3 ..." a timeout or SERVFAIL, or exchangers
+ *                  without any address (a DNS mistake is deferred, never
+ *                  bounced).
+ */
+typedef void (*SMTPD_DNS_MX_CB)(void *arg, int status, const SMTPD_DNS_MX_ADDR *addrs, int n,
+                                const char *reply);
+
+/*
+ * smtpd_dns_mx - start the lookup of domain (an A-label); cb(arg, ...)
+ * comes from the event loop exactly once, never from inside this call,
+ * unless smtpd_dns_mx_cancel() came first. The handle is gone after cb.
+ */
+SMTPD_DNS_MX *smtpd_dns_mx(SMTPD_DNS *dns, const char *domain, SMTPD_DNS_MX_CB cb, void *arg);
+
+/* smtpd_dns_mx_cancel - no callback any more (call it before smtpd_dns_free); NULL is fine */
+void smtpd_dns_mx_cancel(SMTPD_DNS_MX *mx);
+
 #endif

@@ -538,6 +538,34 @@ static void test_hostile(void **state)
     free(body);
 }
 
+/* t_status_env - an expired recipient (last try 4.4.1), one without a status */
+static void t_status_env(SPOOL_ENV *env)
+{
+    free(env->rcpt[0].dsn);
+    env->rcpt[0].dsn = xstrdup("4.4.1");
+    free(env->rcpt[1].dsn);
+    env->rcpt[1].dsn = NULL;
+}
+
+/* Status: a failure is class 5 (an expired 4.4.1 is 5.4.1), 5.0.0 when none was recorded */
+static void test_status(void **state)
+{
+    (void)state;
+    T_MSG m;
+    char *body = t_body(0);
+
+    t_tweak = t_status_env;
+    t_run(&m, "sender@example.net", "", 0, NULL, 0, 2, ADDR1, NULL, NULL, REASON1, body, DSN_FAILED);
+    t_tweak = NULL;
+    free(body);
+    assert_int_equal(m.rc, 0);
+    assert_non_null(strstr(m.text, "Final-Recipient: rfc822; rcpt@example.org\r\nAction: failed\r\n"
+                                    "Status: 5.4.1\r\n"));
+    assert_non_null(strstr(m.text, "Final-Recipient: rfc822; other@example.org\r\nAction: failed\r\n"
+                                    "Status: 5.0.0\r\n"));
+    t_free(&m);
+}
+
 /* 8-bit originals: BODY=8BITMIME makes an 8BITMIME report; SMTPUTF8 uses RFC 6533's types */
 static void test_eightbit(void **state)
 {
@@ -554,6 +582,24 @@ static void test_eightbit(void **state)
     assert_true(t_has_line(m.text, "Content-Transfer-Encoding: 8bit"));
     assert_true(t_has_line(m.text, "Content-Type: message/delivery-status"));
     assert_non_null(strstr(m.text, "na\xc3\xafve"));
+    t_free(&m);
+
+    /* 8-bit bytes without BODY=8BITMIME: the report says 8bit all the same, never a 7bit lie */
+    t_run(&m, "sender@example.net", "SIZE=100", SPOOL_RET_FULL, NULL, 0, 1, ADDR1, NULL, NULL, REASON1, body,
+          DSN_FAILED);
+    assert_int_equal(m.rc, 0);
+    assert_string_equal(m.denv.mail_params, "BODY=8BITMIME");
+    assert_true(t_has_line(m.text, "Content-Transfer-Encoding: 8bit"));
+    assert_false(t_has_line(m.text, "Content-Transfer-Encoding: 7bit"));
+    t_free(&m);
+    /* a 7-bit original makes a 7-bit report */
+    char *plain = t_body(1);
+    t_run(&m, "sender@example.net", "", SPOOL_RET_FULL, NULL, 0, 1, ADDR1, NULL, NULL, REASON1, plain, DSN_FAILED);
+    free(plain);
+    assert_int_equal(m.rc, 0);
+    assert_string_equal(m.denv.mail_params, "");
+    assert_true(t_has_line(m.text, "Content-Transfer-Encoding: 7bit"));
+    assert_false(t_has_line(m.text, "Content-Transfer-Encoding: 8bit"));
     t_free(&m);
 
     t_run(&m, "s\xc3\xa9nder@example.net", "SMTPUTF8 BODY=8BITMIME", SPOOL_RET_DEFAULT, NULL, 0, 1, utf, NULL, NULL,
@@ -610,6 +656,7 @@ int main(void)
         cmocka_unit_test(test_delayed),
         cmocka_unit_test(test_none_due),
         cmocka_unit_test(test_hostile),
+        cmocka_unit_test(test_status),
         cmocka_unit_test(test_eightbit),
     };
 

@@ -310,7 +310,7 @@ static const char *hop(int port)
 /* open_relay - a relay for the test client and sender */
 static SMTP_RELAY *open_relay(const char *nexthops, const char *params)
 {
-    SMTP_RELAY_ENV env;
+    SMTP_RELAY_ENV env = {0};
 
     env.nexthops = nexthops;
     env.client = &client;
@@ -411,7 +411,7 @@ static void step_cb(void *arg, int code, const char *reply)
 /* test_stepwise - requests made from inside callbacks; HELO when EHLO is refused */
 static void test_stepwise(void **state)
 {
-    SMTP_RELAY_ENV env = {NULL, &client, "", ""};
+    SMTP_RELAY_ENV env = {.nexthops = NULL, .client = &client, .sender = "", .mail_params = ""};
     SINK_T s;
     char *msg;
 

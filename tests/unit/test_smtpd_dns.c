@@ -24,6 +24,9 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,6 +37,7 @@
 #include "params_rules.h"
 #include "smtpd.h"
 #include "smtpd_dns.h"
+#include "smtp_relay.h"
 #include "params_smtpd.h"
 #include "xalloc.h"
 
@@ -68,7 +72,21 @@ static const char t_zone[] =
     "slow.test                 DROP\n"
     "# RHSBL\n"
     "spam.example.rhs.test     A     127.0.0.2\n"
-    "spam.example              MX    \"10 mx.spam.example\"\n";
+    "spam.example              MX    \"10 mx.spam.example\"\n"
+    "# delivery by MX (smtpd_dns_mx): order, addresses, failures\n"
+    "order.test                MX    \"20 b.order.test\"\n"
+    "order.test                MX    \"10 a.order.test\"\n"
+    "order.test                MX    \"30 c.order.test\"\n"
+    "a.order.test              A     127.0.0.21\n"
+    "a.order.test              AAAA  ::1\n"
+    "b.order.test              A     127.0.0.22\n"
+    "c.order.test              SERVFAIL\n"
+    "relay.test                MX    \"10 down.relay.test\"\n"
+    "relay.test                MX    \"20 up.relay.test\"\n"
+    "down.relay.test           A     127.0.0.2\n"
+    "up.relay.test             A     127.0.0.1\n"
+    "implicit.test             A     127.0.0.1\n"
+    "slowmx.test               MX    \"10 slow.test\"\n";
 
 /* ---------------------------------------------------------------- fixtures */
 
@@ -666,6 +684,343 @@ static void test_no_resolver(void **state)
     free(c);
 }
 
+/* ---------------------------------------------------------------- MX for delivery */
+
+static struct {
+    int calls;
+    int status;
+    int n;
+    SMTPD_DNS_MX_ADDR addrs[16];
+    char reply[SMTPD_REPLY_LEN];
+} t_mx;
+
+/* t_mx_cb - keep the answer and stop the loop */
+static void t_mx_cb(void *arg, int status, const SMTPD_DNS_MX_ADDR *addrs, int n, const char *reply)
+{
+    (void) arg;
+    t_mx.calls++;
+    t_mx.status = status;
+    t_mx.n = n;
+    for (int i = 0; i < n && i < 16; i++)
+        t_mx.addrs[i] = addrs[i];
+    snprintf(t_mx.reply, sizeof(t_mx.reply), "%s", reply);
+    event_base_loopbreak(smtpd_base);
+}
+
+static int t_deadline_hit;
+
+static void t_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void) fd; (void) what; (void) arg;
+    t_deadline_hit = 1;
+    event_base_loopbreak(smtpd_base);
+}
+
+/*
+ * t_loop - run the loop until *done is set or ms pass (done NULL: ms).
+ * A timer of our own, and the loop entered again when something else
+ * ended it (a loopexit left over by an earlier case fires in between).
+ */
+static void t_loop_until(int ms, const int *done)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    struct event *ev = evtimer_new(smtpd_base, t_deadline_cb, NULL);
+
+    assert_non_null(ev);
+    t_deadline_hit = 0;
+    evtimer_add(ev, &tv);
+    while (!t_deadline_hit && !(done && *done))
+        event_base_dispatch(smtpd_base);
+    event_free(ev);
+}
+
+static void t_loop(int ms)
+{
+    t_loop_until(ms, NULL);
+}
+
+/* t_mx_run - look domain up and wait for the one answer (5 s at most) */
+static void t_mx_run(const char *domain)
+{
+    memset(&t_mx, 0, sizeof(t_mx));
+    (void) smtpd_dns_mx(t_dns, domain, t_mx_cb, NULL);
+    assert_int_equal(t_mx.calls, 0);    /* never from inside the call */
+    t_loop_until(5000, &t_mx.calls);
+    assert_int_equal(t_mx.calls, 1);
+}
+
+/* preference order, each exchanger's A then AAAA, a SERVFAIL exchanger left out */
+static void test_mx_order(void **state)
+{
+    (void) state;
+    t_mx_run("Order.TEST");
+    assert_int_equal(t_mx.status, SMTPD_DNS_YES);
+    assert_int_equal(t_mx.n, 3);
+    assert_string_equal(t_mx.addrs[0].name, "a.order.test");
+    assert_string_equal(t_mx.addrs[0].addr, "127.0.0.21");
+    assert_string_equal(t_mx.addrs[1].name, "a.order.test");
+    assert_string_equal(t_mx.addrs[1].addr, "::1");
+    assert_string_equal(t_mx.addrs[2].name, "b.order.test");
+    assert_string_equal(t_mx.addrs[2].addr, "127.0.0.22");
+}
+
+/* no MX: the domain's own address (RFC 5321 5.1) */
+static void test_mx_implicit(void **state)
+{
+    (void) state;
+    t_mx_run("a-only.test");
+    assert_int_equal(t_mx.status, SMTPD_DNS_YES);
+    assert_int_equal(t_mx.n, 1);
+    assert_string_equal(t_mx.addrs[0].name, "a-only.test");
+    assert_string_equal(t_mx.addrs[0].addr, "192.0.2.10");
+    t_mx_run("aaaa-only.test");
+    assert_int_equal(t_mx.status, SMTPD_DNS_YES);
+    assert_int_equal(t_mx.n, 1);
+    assert_string_equal(t_mx.addrs[0].addr, "2001:db8::25");
+}
+
+/* what DNS says for good is 5xx: null MX, NXDOMAIN, a domain without MX, A or AAAA */
+static void test_mx_permanent(void **state)
+{
+    (void) state;
+    t_mx_run("nullmx.test");
+    assert_int_equal(t_mx.status, SMTPD_DNS_NO);
+    assert_int_equal(t_mx.n, 0);
+    assert_string_equal(t_mx.reply, "556 5.1.10 Domain nullmx.test does not accept mail (nullMX)");
+    t_mx_run("nosuch.test");
+    assert_int_equal(t_mx.status, SMTPD_DNS_NO);
+    assert_string_equal(t_mx.reply, "550 5.4.4 Host or domain name not found: name=nosuch.test type=MX: "
+                        "Host not found");
+    t_mx_run("txt-only.test");
+    assert_int_equal(t_mx.status, SMTPD_DNS_NO);
+    assert_string_equal(t_mx.reply, "550 5.4.4 Host or domain name not found: name=txt-only.test has no MX, "
+                        "A or AAAA record");
+    t_mx_run("bad..name");
+    assert_int_equal(t_mx.status, SMTPD_DNS_NO);
+}
+
+/* what DNS could not say is 4xx: SERVFAIL, no answer, exchangers without an address */
+static void test_mx_temporary(void **state)
+{
+    long start;
+
+    (void) state;
+    t_mx_run("broken.test");
+    assert_int_equal(t_mx.status, SMTPD_DNS_TEMP);
+    assert_int_equal(strncmp(t_mx.reply, "451 4.4.3 ", 10), 0);
+    start = t_now_ms();
+    t_mx_run("slow.test");
+    assert_int_equal(t_mx.status, SMTPD_DNS_TEMP);
+    assert_int_equal(strncmp(t_mx.reply, "451 4.4.3 ", 10), 0);
+    assert_true(t_now_ms() - start < 3 * T_TIMEOUT_MS);
+    t_mx_run("mx-only.test");  /* its exchanger has no address */
+    assert_int_equal(t_mx.status, SMTPD_DNS_TEMP);
+    assert_string_equal(t_mx.reply, "451 4.4.3 Host or domain name lookup failed: no address for the mail "
+                        "exchangers of mx-only.test");
+    t_mx_run("slowmx.test");   /* its exchanger never answers */
+    assert_int_equal(t_mx.status, SMTPD_DNS_TEMP);
+    assert_non_null(strstr(t_mx.reply, "(DNS failure)"));
+}
+
+/* cancelled in flight: no callback, and the late answers touch nothing freed (ASan) */
+static void test_mx_cancel(void **state)
+{
+    SMTPD_DNS_MX *mx;
+
+    (void) state;
+    memset(&t_mx, 0, sizeof(t_mx));
+    mx = smtpd_dns_mx(t_dns, "order.test", t_mx_cb, NULL);
+    smtpd_dns_mx_cancel(mx);
+    mx = smtpd_dns_mx(t_dns, "slow.test", t_mx_cb, NULL);
+    t_loop(10);
+    smtpd_dns_mx_cancel(mx);
+    mx = smtpd_dns_mx(t_dns, "bad..name", t_mx_cb, NULL);      /* answered, not yet called back */
+    smtpd_dns_mx_cancel(mx);
+    t_loop(3 * T_TIMEOUT_MS);
+    assert_int_equal(t_mx.calls, 0);
+}
+
+/* ---------------------------------------------------------------- smtp_relay with mx = 1 */
+
+static struct {
+    int n;
+    int done;                   /* the dot's reply is in */
+    int code[8];
+    char text[8][SMTPD_REPLY_LEN];
+} t_rl;
+
+static void t_relay_cb(void *arg, int code, const char *reply)
+{
+    (void) arg;
+    if (t_rl.n < 8) {
+        t_rl.code[t_rl.n] = code;
+        snprintf(t_rl.text[t_rl.n], sizeof(t_rl.text[0]), "%s", reply);
+    }
+    if (++t_rl.n == 4) {       /* MAIL, RCPT, DATA, the dot */
+        t_rl.done = 1;
+        event_base_loopbreak(smtpd_base);
+    }
+}
+
+/* t_sink - smtp-sink on 127.0.0.1:port (its pid); 0 when it is not installed */
+static pid_t t_sink(int *port)
+{
+    const char *sink = "/usr/sbin/smtp-sink";
+    char addr[64], logf[600];
+    struct sockaddr_in sin;
+    socklen_t len = sizeof(sin);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    pid_t pid;
+
+    if (access(sink, X_OK) != 0)
+        return 0;
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *) &sin, sizeof(sin)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *) &sin, &len), 0);
+    *port = ntohs(sin.sin_port);
+    close(fd);
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", *port);
+    snprintf(logf, sizeof(logf), "%s/sink.log", t_dir);
+    if ((pid = fork()) == 0) {
+        int lfd = open(logf, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+        dup2(lfd, 1);
+        dup2(lfd, 2);
+        if (geteuid() == 0)
+            execl(sink, sink, "-u", "nobody", addr, "10", (char *) NULL);
+        else
+            execl(sink, sink, addr, "10", (char *) NULL);
+        _exit(127);
+    }
+    assert_true(pid > 0);
+    for (int i = 0; i < 200; i++) {
+        int c = socket(AF_INET, SOCK_STREAM, 0), ok;
+
+        sin.sin_port = htons((unsigned short) *port);
+        ok = connect(c, (struct sockaddr *) &sin, sizeof(sin)) == 0;
+        close(c);
+        if (ok)
+            return pid;
+        usleep(20000);
+    }
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    fail_msg("smtp-sink did not start");
+    return 0;
+}
+
+/* t_relay - one message to nexthops with mx = 1 (dns_servers: rg_dnsd); the relay, to free */
+static SMTP_RELAY *t_relay(const char *nexthops)
+{
+    static char servers[64];
+    SMTPD_CLIENT client;
+    SMTP_RELAY_ENV env = {0};
+    SMTP_RELAY *r;
+    static const char msg[] = "Subject: mx test\r\n\r\n..a dot line\r\n";
+
+    memset(&client, 0, sizeof(client));
+    snprintf(client.addr, sizeof(client.addr), "127.0.0.1");
+    snprintf(client.name, sizeof(client.name), "localhost");
+    snprintf(servers, sizeof(servers), "127.0.0.1:%d", t_port);
+    t_set(var_smtpd_dns_servers, servers);
+    var_smtpd_dns_timeout_ms = T_TIMEOUT_MS;
+    t_set(var_smtpd_relay_tls, "none");
+    var_smtpd_relay_conn_ms = 2000;
+    var_smtpd_relay_timeout_ms = 5000;
+    var_smtpd_xforward = 0;
+    memset(&t_rl, 0, sizeof(t_rl));
+    env.nexthops = nexthops;
+    env.client = &client;
+    env.sender = "";
+    env.mail_params = "";
+    env.mx = 1;
+    r = smtp_relay_open(&env, t_relay_cb, NULL);
+    smtp_relay_rcpt(r, "sender@relay.test", "", t_relay_cb, NULL);
+    smtp_relay_data(r, t_relay_cb, NULL);
+    assert_int_equal(smtp_relay_write(r, msg, sizeof(msg) - 1), 0);
+    smtp_relay_dot(r, t_relay_cb, NULL);
+    t_loop_until(10000, &t_rl.done);
+    return r;
+}
+
+/* the relay goes by MX: the first exchanger refuses, the second (smtp-sink) takes it */
+static void test_relay_mx(void **state)
+{
+    int port;
+    pid_t sink;
+    char hop[64];
+    SMTP_RELAY *r;
+
+    (void) state;
+    if ((sink = t_sink(&port)) == 0)
+        skip();
+    snprintf(hop, sizeof(hop), "relay.test:%d", port);
+    r = t_relay(hop);
+    assert_int_equal(t_rl.n, 4);
+    assert_int_equal(t_rl.code[0], 250);
+    assert_int_equal(t_rl.code[1], 250);
+    assert_int_equal(t_rl.code[2], 354);
+    assert_int_equal(t_rl.code[3], 250);
+    snprintf(hop, sizeof(hop), "up.relay.test[127.0.0.1]:%d", port);
+    assert_string_equal(smtp_relay_peer(r), hop);
+    smtp_relay_free(r);
+    /* implicit MX, and "smtp:" in front */
+    snprintf(hop, sizeof(hop), "smtp:implicit.test:%d", port);
+    r = t_relay(hop);
+    assert_int_equal(t_rl.n, 4);
+    assert_int_equal(t_rl.code[3], 250);
+    snprintf(hop, sizeof(hop), "implicit.test[127.0.0.1]:%d", port);
+    assert_string_equal(smtp_relay_peer(r), hop);
+    smtp_relay_free(r);
+    /* a bracketed host is used as it is: no MX lookup of "relay.test" */
+    snprintf(hop, sizeof(hop), "[127.0.0.1]:%d", port);
+    r = t_relay(hop);
+    assert_int_equal(t_rl.code[3], 250);
+    smtp_relay_free(r);
+    kill(sink, SIGTERM);
+    waitpid(sink, NULL, 0);
+}
+
+/* DNS's verdicts reach the caller: null MX and NXDOMAIN for good, SERVFAIL for now */
+static void test_relay_mx_fail(void **state)
+{
+    SMTP_RELAY *r;
+
+    (void) state;
+    r = t_relay("nullmx.test");
+    assert_int_equal(t_rl.n, 4);
+    assert_string_equal(t_rl.text[0], "556 5.1.10 Domain nullmx.test does not accept mail (nullMX)");
+    assert_string_equal(t_rl.text[1], t_rl.text[0]);    /* the RCPT hears it too */
+    smtp_relay_free(r);
+    r = t_relay("nosuch.test");
+    assert_int_equal(t_rl.code[0], 550);
+    assert_int_equal(t_rl.code[1], 550);
+    assert_int_equal(strncmp(t_rl.text[0], "550 5.4.4 ", 10), 0);
+    smtp_relay_free(r);
+    r = t_relay("broken.test");
+    assert_int_equal(t_rl.code[0], 451);
+    assert_int_equal(strncmp(t_rl.text[0], "451 4.4.3 ", 10), 0);
+    assert_int_equal(t_rl.code[1], 451);
+    smtp_relay_free(r);
+    /* freed while the lookup is in flight: no callback, nothing touched later (ASan) */
+    {
+        SMTP_RELAY_ENV env = {0};
+
+        env.nexthops = "slow.test";
+        env.sender = "";
+        env.mail_params = "";
+        env.mx = 1;
+        memset(&t_rl, 0, sizeof(t_rl));
+        r = smtp_relay_open(&env, t_relay_cb, NULL);
+        t_loop(50);
+        smtp_relay_free(r);
+        t_loop(3 * T_TIMEOUT_MS);
+        assert_int_equal(t_rl.n, 0);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -701,6 +1056,13 @@ int main(void)
         cmocka_unit_test(test_cancel_after_wait_scheduled),
         cmocka_unit_test(test_free_in_flight),
         cmocka_unit_test(test_no_resolver),
+        cmocka_unit_test(test_mx_order),
+        cmocka_unit_test(test_mx_implicit),
+        cmocka_unit_test(test_mx_permanent),
+        cmocka_unit_test(test_mx_temporary),
+        cmocka_unit_test(test_mx_cancel),
+        cmocka_unit_test(test_relay_mx),
+        cmocka_unit_test(test_relay_mx_fail),
     };
 
     return cmocka_run_group_tests_name("smtpd_dns", tests, group_setup, group_teardown);
