@@ -109,6 +109,7 @@ typedef struct qmgr_idle {
 /* One next hop: its deliveries running and waiting, its idle connections. */
 struct qmgr_dest {
     char *nexthop;              /* transport syntax, as smtp_relay_open takes it */
+    int mx;                     /* a bare domain looked up by MX (outside our domains) */
     int active;
     QMGR_DLV *wait_head, **wait_tail;
     QMGR_IDLE *idle;
@@ -248,15 +249,16 @@ static long long qmgr_backoff_ms(int attempts)
 /* ---------------------------------------------------------------- destinations */
 
 /* qmgr_dest_get - the next hop's line, made when new */
-static QMGR_DEST *qmgr_dest_get(const char *nexthop)
+static QMGR_DEST *qmgr_dest_get(const char *nexthop, int mx)
 {
     QMGR_DEST *dst;
 
     for (dst = qmgr_dests; dst; dst = dst->next)
-        if (strcmp(dst->nexthop, nexthop) == 0)
+        if (strcmp(dst->nexthop, nexthop) == 0 && dst->mx == mx)
             return dst;
     dst = xcalloc(1, sizeof(*dst));
     dst->nexthop = xstrdup(nexthop);
+    dst->mx = mx;
     dst->wait_tail = &dst->wait_head;
     dst->next = qmgr_dests;
     qmgr_dests = dst;
@@ -500,18 +502,21 @@ static void qmgr_rcpt_defer_local(QMGR_MSG *m, size_t i, const char *dsn, const 
 
 /*
  * qmgr_route - the next hop of a recipient, as a session would relay it:
- * its domain's own, else default_nexthop (also for a report to an outside
- * sender). 1 found, 0 none (dsn/why set), -1 the store cannot say.
+ * its domain's own, else default_nexthop; outside our domains (a report
+ * to an outside sender) default_nexthop when set, else the domain by MX
+ * (*mx set). 1 found, 0 none (dsn/why set), -1 the store cannot say.
  */
-static int qmgr_route(const char *rcpt, char *hop, size_t size, char *dsn, size_t dsnlen, char *why,
-                      size_t whylen)
+static int qmgr_route(const char *rcpt, char *hop, size_t size, int *mx, char *dsn, size_t dsnlen,
+                      char *why, size_t whylen)
 {
     const char *reason = NULL;
     STORE *st = smtpd_store_use(&reason);
     CHECK_OPTS opts;
     CHECK_WHY cw;
+    const char *at = strrchr(rcpt, '@');
     int rc;
 
+    *mx = 0;
     if (st == NULL) {
         snprintf(dsn, dsnlen, "4.3.0");
         snprintf(why, whylen, "next hop lookup: %s", reason ? reason : "the store is not open");
@@ -530,6 +535,12 @@ static int qmgr_route(const char *rcpt, char *hop, size_t size, char *dsn, size_
     }
     if (var_smtpd_default_nexthop && *var_smtpd_default_nexthop) {
         snprintf(hop, size, "%s", var_smtpd_default_nexthop);
+        return 1;
+    }
+    if (cw.rule != CHECK_MISS_NEXTHOP && at != NULL && at[1] != 0 && at[1] != '[') {
+        /* Not ours: the Internet's route, its MX (smtp_relay's mx). */
+        snprintf(hop, size, "%s", at + 1);
+        *mx = 1;
         return 1;
     }
     snprintf(dsn, dsnlen, "4.4.4");
@@ -745,6 +756,7 @@ static void qmgr_dlv_open(QMGR_DLV *d, int reuse)
     c.esmtp = m->env.client.proto == NULL || strncasecmp(m->env.client.proto, "ESMTP", 5) == 0;
     memset(&env, 0, sizeof(env));
     env.nexthops = d->dest->nexthop;
+    env.mx = d->dest->mx;
     env.client = &c;
     env.sender = m->env.sender;
     env.mail_params = params;
@@ -962,14 +974,15 @@ static void qmgr_activate(const char *id)
         char hop[512], dsn[16], why[300];
         QMGR_DLV *d;
         QMGR_DEST *dst;
+        int mx;
 
         if (m->env.rcpt[i].state != SPOOL_RCPT_TODO || m->result[i] != QR_NONE)
             continue;
-        if (qmgr_route(m->env.rcpt[i].addr, hop, sizeof(hop), dsn, sizeof(dsn), why, sizeof(why)) <= 0) {
+        if (qmgr_route(m->env.rcpt[i].addr, hop, sizeof(hop), &mx, dsn, sizeof(dsn), why, sizeof(why)) <= 0) {
             qmgr_rcpt_defer_local(m, i, dsn, why);
             continue;
         }
-        dst = qmgr_dest_get(hop);
+        dst = qmgr_dest_get(hop, mx);
         for (d = m->dlvs; d && d->dest != dst; d = d->mnext)
             ;
         if (d == NULL) {
