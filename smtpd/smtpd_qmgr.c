@@ -861,11 +861,12 @@ static void qmgr_remove(QMGR_MSG *m)
 
     if (rc < 0)
         log_warn("%s: cannot remove it from the queue: %s", m->id, strerror(errno));
-    else {
+    else if (rc == 0) {
         smtpd_log_as("qmgr", "%s: removed", m->id);
-        if (rc == 0 && qmgr_deferred > 0)
+        if (qmgr_deferred > 0)
             qmgr_deferred--;
     }
+    /* 1: `rcptgate queue delete` was quicker; it said so itself. */
 }
 
 /*
