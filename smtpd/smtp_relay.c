@@ -372,19 +372,47 @@ static void relay_drop_bev(SMTP_RELAY *r)
     evtimer_del(r->timer);
 }
 
+/* Connections waiting for the 221 after QUIT, so that a stop can close them (smtp_relay_quit_cut). */
+typedef struct relay_quitting {
+    struct bufferevent *bev;
+    struct relay_quitting *prev, *next;
+} RELAY_QUITTING;
+
+static RELAY_QUITTING *relay_quitting;
+
+/* relay_quit_done - close a quitting connection and forget it */
+static void relay_quit_done(RELAY_QUITTING *q)
+{
+    if (q->prev)
+        q->prev->next = q->next;
+    else
+        relay_quitting = q->next;
+    if (q->next)
+        q->next->prev = q->prev;
+    bufferevent_free(q->bev);
+    free(q);
+}
+
 /* relay_quit_read - the QUIT was answered: close */
 static void relay_quit_read(struct bufferevent *bev, void *arg)
 {
-    (void) arg;
-    bufferevent_free(bev);
+    (void) bev;
+    relay_quit_done(arg);
 }
 
 /* relay_quit_event - EOF, error or timeout while waiting for the 221 */
 static void relay_quit_event(struct bufferevent *bev, short what, void *arg)
 {
+    (void) bev;
     (void) what;
-    (void) arg;
-    bufferevent_free(bev);
+    relay_quit_done(arg);
+}
+
+/* smtp_relay_quit_cut - at exit: close the connections still waiting for their 221 */
+void smtp_relay_quit_cut(void)
+{
+    while (relay_quitting)
+        relay_quit_done(relay_quitting);
 }
 
 /* relay_quit_bev - say QUIT and let the connection close on its own */
@@ -398,7 +426,16 @@ static void relay_quit_bev(SMTP_RELAY *r)
     r->bev = NULL;
     evtimer_del(r->timer);
     evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
-    bufferevent_setcb(bev, relay_quit_read, NULL, relay_quit_event, NULL);
+    {
+        RELAY_QUITTING *q = xcalloc(1, sizeof(*q));
+
+        q->bev = bev;
+        q->next = relay_quitting;
+        if (relay_quitting)
+            relay_quitting->prev = q;
+        relay_quitting = q;
+        bufferevent_setcb(bev, relay_quit_read, NULL, relay_quit_event, q);
+    }
     bufferevent_set_timeouts(bev, &tv, &tv);
     bufferevent_enable(bev, EV_READ);
     bufferevent_write(bev, "QUIT\r\n", 6);

@@ -103,6 +103,9 @@ const char *smtp_relay_peer(const SMTP_RELAY *r);
  */
 int smtp_relay_reuse(SMTP_RELAY *r, const SMTP_RELAY_ENV *env, SMTP_RELAY_CB cb, void *arg);
 
+/* smtp_relay_quit_cut - at exit: close the connections of freed relays still waiting for their 221 */
+void smtp_relay_quit_cut(void);
+
 /* smtp_relay_close - smtp_relay_free() without a QUIT: close at once (at shutdown) */
 void smtp_relay_close(SMTP_RELAY *r);
 

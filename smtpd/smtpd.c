@@ -65,6 +65,7 @@
 #include "smtpd_log.h"
 #include "smtpd_qmgr.h"
 #include "smtp_auth.h"
+#include "smtp_relay.h"
 #include "smtp_session.h"
 #include "smtp_tls.h"
 
@@ -523,6 +524,7 @@ int main(int argc, char **argv)
     }
     smtpd_listen_close();
     smtpd_qmgr_stop();
+    smtp_relay_quit_cut();              /* a QUIT's 221 is not worth waiting for now */
     log_info("stopped: %lld connections, %lld messages relayed", smtp_session_stats.connections_total,
              smtp_session_stats.messages);
     skeleton_end(&smtpd_sk);            /* the last stats, the pid file */

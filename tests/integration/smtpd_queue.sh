@@ -6,6 +6,7 @@
 # and delivers them from its spool to smtp-sink next hops started here:
 #   - a next hop that is down, then up: deferred (logged, the file stays
 #     in deferred/), then delivered, removed, the file gone;
+#   - a 4 MB message streamed from the spool;
 #   - a next hop answering 4xx, then 2xx;
 #   - a next hop answering 5xx: bounced, and the report (a multipart/report)
 #     delivered to the sender's route (a second sink as default_nexthop);
@@ -210,6 +211,20 @@ tl_is "$(count up)/$(qfile "$ID1")" "1/" "the sink holds it, the queue file is g
 grep -l "queued for user@up.test" "$TS"/up/* >/dev/null 2>&1
 tl_ok $? "the sink has the body as sent"
 
+# ---------------------------------------------------------------- a large message
+# 4 MB read from the spool in pieces while the connection keeps up (smtp_relay_on_drain).
+{
+    printf 'Subject: large\n\n'
+    awk 'BEGIN { for (i = 0; i < 50000; i++) printf "line %06d ..........................................................................\n", i; print "the last line" }'
+} > "$T/large.txt"
+BIG=$("$SPOOLPUT" "$T/queue" sender@outside.test user@up.test < "$T/large.txt")
+tl_admin queue flush >/dev/null 2>&1
+wait_log "$BIG: to=<user@up.test>, .*status=sent" 20
+tl_ok $? "a 4 MB message from the spool is delivered"
+_f=$(grep -l '^the last line' "$TS"/up/* 2>/dev/null | head -1)
+tl_ok "$([ -n "$_f" ] && [ "$(wc -c < "$_f")" -gt 4000000 ] && grep -c '^line [0-9]' "$_f" | grep -qx 50000; echo $?)" \
+    "... whole: 50,000 lines and the last one at the sink"
+
 # ---------------------------------------------------------------- 4xx, then 2xx
 sink soft "$SOFT_PORT" -r RCPT || tl_bail "smtp-sink (soft) did not start"
 send sender@outside.test user@soft.test
@@ -397,8 +412,8 @@ echo "# pflogsumm: deferred=$DEFERRED bounced=$BOUNCED delivered=$DELIVERED"
 # Deferred: up, soft, dead, warn, rec; bounced: hard and the null sender's (an expiry is a report).
 tl_is "$DEFERRED" 5 "pflogsumm counts the 5 deferred messages"
 tl_is "$BOUNCED" 2 "pflogsumm counts the 2 bounced messages"
-# Delivered: 4 recipients put before the start, up, soft, 3 conc, flush, rec, slow; 3 reports.
-tl_is "$DELIVERED" 15 "pflogsumm counts the 15 deliveries (12 recipients, 3 reports)"
+# Delivered: 4 recipients put before the start, up, large, soft, 3 conc, flush, rec, slow; 3 reports.
+tl_is "$DELIVERED" 16 "pflogsumm counts the 16 deliveries (13 recipients, 3 reports)"
 
 sm_sanitizer_check "no sanitizer report from rcptgate-smtpd"
 tl_done
