@@ -199,6 +199,8 @@ static void smtp_command_rcpt_done(SMTP_SESSION *s, int code, const char *reply,
         s->cur_orcpt = NULL;
         rc->notify = s->cur_notify;
         rc->queued_only = (unsigned char) (queued_only != 0);
+        rc->why = s->cur_why;
+        s->cur_why = NULL;
         while (*tail)
             tail = &(*tail)->next;
         *tail = rc;
@@ -227,6 +229,8 @@ static void smtp_command_rcpt_done(SMTP_SESSION *s, int code, const char *reply,
     s->cur_rcpt_params = NULL;
     free(s->cur_orcpt);
     s->cur_orcpt = NULL;
+    free(s->cur_why);
+    s->cur_why = NULL;
 }
 
 /* smtp_command_mode_of - a relay_mode value as enum smtp_mode (a bad stored value: the default's) */
@@ -239,6 +243,16 @@ static int smtp_command_mode_of(const char *name)
     if (name != NULL && strcmp(name, "proxy-then-queue") == 0)
         return SMTP_MODE_PTQ;
     return 0;
+}
+
+/* smtp_command_relay_lost - proxy-then-queue gives the next hop up for this transaction (why: for the log) */
+static void smtp_command_relay_lost(SMTP_SESSION *s, const char *why)
+{
+    smtp_relay_free(s->relay);
+    s->relay = NULL;
+    s->relay_down = 1;
+    if (s->defer_reason == NULL)
+        s->defer_reason = xstrdup(why);
 }
 
 /* smtp_command_can_queue - may this transaction put one more recipient in the spool now? */
@@ -259,9 +273,14 @@ static int smtp_command_can_queue(void)
 static void smtp_command_rcpt_queue(SMTP_SESSION *s, int code, const char *reply)
 {
     if (code / 100 == 4 && smtp_command_can_queue()) {
-        smtpd_log_printf("%s: to=<%s>: next hop said \"%s\": queued, not relayed",
-                         s->c.queue_id ? s->c.queue_id : "NOQUEUE", s->cur_rcpt, reply);
+        char *rcpt = xstrdup(s->cur_rcpt);
+
+        /* logged after the recipient is taken: the transaction's queue id exists from then on */
+        free(s->cur_why);
+        s->cur_why = xstrdup(reply);
         smtp_command_rcpt_done(s, 250, "250 2.1.5 Ok", 1);
+        smtpd_log_printf("%s: to=<%s>: next hop said \"%s\": queued, not relayed", s->c.queue_id, rcpt, reply);
+        free(rcpt);
         return;
     }
     smtp_command_rcpt_done(s, code, reply, 0);
@@ -287,16 +306,16 @@ static void smtp_command_relay_mail_cb(void *arg, int code, const char *reply)
 
     if (code / 100 != 2) {
         s->wait = W_NONE;
-        smtp_relay_free(s->relay);
-        s->relay = NULL;
         if (s->mode == SMTP_MODE_PTQ && code / 100 == 4 && smtp_command_can_queue()) {
             /* Down or deferring: the rest of this transaction goes to the spool alone. */
-            s->relay_down = 1;
+            smtp_command_relay_lost(s, reply);
             smtp_command_rcpt_queue(s, code, reply);
             smtp_session_resume(s);
             return;
         }
         /* No downstream transaction: this recipient hears why; the next one tries again. */
+        smtp_relay_free(s->relay);
+        s->relay = NULL;
         free(s->nexthop);
         s->nexthop = NULL;
         if (s->c.rcpt_count == 0)
@@ -397,7 +416,7 @@ static void smtp_command_rcpt_check(void *arg)
     }
     if (s->relay_down) {
         /* proxy-then-queue after the next hop failed in this transaction */
-        smtp_command_rcpt_queue(s, 451, "451 4.4.1 next hop unavailable earlier in this transaction");
+        smtp_command_rcpt_queue(s, 451, s->defer_reason ? s->defer_reason : "451 4.4.1 next hop unavailable");
         smtp_session_resume(s);
         return;
     }
@@ -519,9 +538,7 @@ static void smtp_command_relay_data_cb(void *arg, int code, const char *reply)
             /* Deferred or down at DATA: we take the message for the spool alone. */
             smtpd_log_printf("%s: next hop %s said \"%s\" to DATA: the message goes to the queue",
                              s->c.queue_id, smtp_relay_peer(s->relay), reply);
-            smtp_relay_free(s->relay);
-            s->relay = NULL;
-            s->relay_down = 1;
+            smtp_command_relay_lost(s, reply);
             smtp_command_data_go(s);
         } else {
             smtp_command_data_refuse(s, code, reply);
@@ -652,6 +669,10 @@ static void smtp_command_data(SMTP_SESSION *s, const char *arg)
             }
         }
     }
+    if (s->relay != NULL && s->spool_f != NULL && smtp_command_queued_only(s) == s->c.rcpt_count) {
+        /* The next hop took none of the recipients: it gets no DATA (it would say 503). */
+        smtp_command_relay_lost(s, "the next hop deferred every recipient");
+    }
     if (s->relay != NULL) {
         smtp_session_pause(s, W_RELAY);
         smtp_relay_data(s->relay, smtp_command_relay_data_cb, s);
@@ -661,10 +682,25 @@ static void smtp_command_data(SMTP_SESSION *s, const char *arg)
     smtp_command_data_go(s);
 }
 
+/* smtp_command_dsn - the enhanced status of a deferral reply ("451 4.4.2 ..." gives 4.4.2), else 4.0.0 */
+static const char *smtp_command_dsn(const char *reply, char *buf, size_t size)
+{
+    unsigned a, b, c;
+    int n = 0;
+
+    if (strlen(reply) > 4 && sscanf(reply + 4, "%1u.%3u.%3u%n", &a, &b, &c, &n) == 3 && n > 0 && a == 4
+        && (reply[4 + n] == ' ' || reply[4 + n] == 0))
+        snprintf(buf, size, "%u.%u.%u", a, b, c);
+    else
+        snprintf(buf, size, "4.0.0");
+    return buf;
+}
+
 /* smtp_command_log_done - the message's qmgr line and one line per recipient, as Postfix's qmgr and smtp */
 static void smtp_command_log_done(SMTP_SESSION *s, int sent_ok, const char *relay, const char *reply)
 {
     double delay = (double) (smtp_session_now() - s->mail_ms) / 1000.0;
+    char dsn[32];
 
     smtpd_log_as("qmgr", "%s: from=<%s>, size=%lld, nrcpt=%d (queue active)", s->c.queue_id,
                  s->c.sender, s->data_bytes, s->c.rcpt_count);
@@ -674,9 +710,10 @@ static void smtp_command_log_done(SMTP_SESSION *s, int sent_ok, const char *rela
                          s->c.queue_id, rc->addr, relay, delay, delay, reply[0], reply);
         else if (reply != NULL)
             /* the next hop's answer, as Postfix logs a deferral (pflogsumm counts it) */
-            smtpd_log_as("smtp", "%s: to=<%s>, relay=%s, delay=%.1f, delays=0/0/0/%.1f, dsn=4.0.0, "
+            smtpd_log_as("smtp", "%s: to=<%s>, relay=%s, delay=%.1f, delays=0/0/0/%.1f, dsn=%s, "
                          "status=deferred (%s)", s->c.queue_id, rc->addr, relay, delay, delay,
-                         rc->queued_only ? "deferred by the next hop at RCPT" : reply);
+                         smtp_command_dsn(rc->queued_only && rc->why ? rc->why : reply, dsn, sizeof(dsn)),
+                         rc->queued_only && rc->why ? rc->why : reply);
     }
 }
 
@@ -808,7 +845,8 @@ void smtp_command_data_end(SMTP_SESSION *s)
     /* The spool alone has it: queue mode (due now), or the next hop failed earlier (back off). */
     smtp_command_commit(s, s->mode == SMTP_MODE_QUEUE ? 0 : smtp_command_backoff(), 0,
                         s->mode == SMTP_MODE_QUEUE ? NULL : "none",
-                        s->mode == SMTP_MODE_QUEUE ? NULL : "next hop unavailable");
+                        s->mode == SMTP_MODE_QUEUE ? NULL
+                        : s->defer_reason ? s->defer_reason : "next hop unavailable");
     smtp_command_after_dot(s);
 }
 

@@ -459,6 +459,7 @@ void smtp_session_reset(SMTP_SESSION *s)
     for (r = s->rcpts; r; r = next) {
         next = r->next;
         free(r->orcpt);
+        free(r->why);
         free(r);
     }
     s->rcpts = NULL;
@@ -477,8 +478,12 @@ void smtp_session_reset(SMTP_SESSION *s)
     s->cur_rcpt_params = NULL;
     free(s->cur_orcpt);
     s->cur_orcpt = NULL;
+    free(s->cur_why);
+    s->cur_why = NULL;
     free(s->envid);
     s->envid = NULL;
+    free(s->defer_reason);
+    s->defer_reason = NULL;
     s->ret = 0;
     s->mail_size = -1;
     s->smtputf8 = 0;
@@ -671,6 +676,8 @@ void smtp_session_data_put(SMTP_SESSION *s, const void *buf, size_t n)
             smtp_relay_free(s->relay);
             s->relay = NULL;
             s->relay_down = 1;
+            if (s->defer_reason == NULL)
+                s->defer_reason = xstrdup("lost connection with the next hop during DATA");
         } else {
             s->d_failed = 1;
         }

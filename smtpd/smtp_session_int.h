@@ -49,6 +49,7 @@ typedef struct smtp_rcpt {
     char *orcpt;                        /* ORCPT= as given, NULL */
     int notify;                         /* NOTIFY= bits (SPOOL_NOTIFY_*), 0 not given */
     unsigned char queued_only;          /* the next hop did not take it (4xx or down): the spool only */
+    char *why;                          /* then the next hop's reply, for the log; NULL */
     char addr[];
 } SMTP_RCPT;
 
@@ -65,11 +66,13 @@ struct smtp_session {
     char *cur_rcpt;                     /* the RCPT being decided (as given) */
     char *cur_rcpt_params;              /* its DSN parameters for the next hop ("NOTIFY=... ORCPT=...") */
     char *cur_orcpt;                    /* its ORCPT=, NULL */
+    char *cur_why;                      /* the next hop's 4xx that makes it spool-only, NULL */
     int cur_notify;                     /* its NOTIFY= bits */
     char *envid;                        /* MAIL ENVID=, NULL */
     int ret;                            /* MAIL RET= (SPOOL_RET_*) */
     long long mail_size;                /* MAIL SIZE=, -1 not given */
     SPOOL_FILE *spool_f;                /* the message being spooled (queue, proxy-then-queue) */
+    char *defer_reason;                 /* proxy-then-queue: why the next hop was given up (for the log) */
     char *delayed;                      /* a reply waiting for the timer */
     char *connect_reject;               /* smtpd_check_connect's reply for every command */
     SMTP_RCPT *rcpts;

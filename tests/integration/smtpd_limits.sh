@@ -120,7 +120,7 @@ while [ $i -lt 5 ]; do
 done
 sm_chat "$@" '>.\r\n' '<' '>QUIT\r\n' '<'
 sleep 0.3
-tl_like "$(sm_line 11)" "^250 " "min_data_rate: a message above the rate, longer than command_timeout, is accepted"
+tl_like "$(sm_line 12)" "^250 " "min_data_rate: a message above the rate, longer than command_timeout, is accepted"
 tl_is "$(sm_sink_count)" 1 "min_data_rate: it reached the sink"
 
 # A trickle: 2 bytes every 0.25 s (8 bytes/s), never idle for
@@ -134,9 +134,9 @@ while [ $i -lt 12 ]; do
     i=$((i + 1))
 done
 sm_chat -t 6 "$@" '>\r\n.\r\n' end
-tl_is "$(sm_line 10)" "354 End data with <CR><LF>.<CR><LF>" "min_data_rate: DATA 354"
-tl_is "$(sm_line 11)" "421 4.4.2 $HOST Error: timeout exceeded" "min_data_rate: a trickle is cut with 421 4.4.2"
-tl_is "$(sm_line 12)" "CLOSED" "min_data_rate: and disconnected"
+tl_is "$(sm_line 11)" "354 End data with <CR><LF>.<CR><LF>" "min_data_rate: DATA 354"
+tl_is "$(sm_line 12)" "421 4.4.2 $HOST Error: timeout exceeded" "min_data_rate: a trickle is cut with 421 4.4.2"
+tl_is "$(sm_line 13)" "CLOSED" "min_data_rate: and disconnected"
 tl_like "$(grep 'timeout after DATA' "$SMTPD_LOG" | tail -1)" \
     "timeout after DATA \\([0-9]+ bytes\\) from unknown\\[127\\.0\\.0\\.1\\]$" "log: timeout after DATA (N bytes)"
 n=$(grep 'timeout after DATA' "$SMTPD_LOG" | tail -1 | sed -E 's/.*DATA \(([0-9]+) bytes\).*/\1/')

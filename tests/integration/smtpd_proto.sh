@@ -144,8 +144,8 @@ while [ $i -lt 101 ]; do
 done
 set -- "$@" '<101' '>RSET\r\n' '<' '>QUIT\r\n' '<'
 sm_chat "$@"
-tl_is "$(sed -n '9,108p' "$T/chat.out" | sort -u)" "250 2.1.5 Ok" "recipient_limit = 100: 100 recipients accepted"
-tl_is "$(sm_line 109)" "452 4.5.3 Error: too many recipients" "the 101st: 452 4.5.3"
+tl_is "$(sed -n '10,109p' "$T/chat.out" | sort -u)" "250 2.1.5 Ok" "recipient_limit = 100: 100 recipients accepted"
+tl_is "$(sm_line 110)" "452 4.5.3 Error: too many recipients" "the 101st: 452 4.5.3"
 sm_sink_same 1 "no message without DATA"
 
 # ---------------------------------------------------------------- next hops
@@ -175,9 +175,9 @@ while [ $i -lt 21 ]; do
     i=$((i + 1))
 done
 sm_chat "$@" end
-tl_is "$(sed -n '8,27p' "$T/chat.out" | sort -u)" "502 5.5.2 Error: command not recognized" "20 errors answered"
-tl_is "$(sm_line 28)" "421 4.7.0 $HOST Error: too many errors" "hard_error_limit: 421"
-tl_is "$(sm_line 29)" "CLOSED" "hard_error_limit: disconnected"
+tl_is "$(sed -n '9,28p' "$T/chat.out" | sort -u)" "502 5.5.2 Error: command not recognized" "20 errors answered"
+tl_is "$(sm_line 29)" "421 4.7.0 $HOST Error: too many errors" "hard_error_limit: 421"
+tl_is "$(sm_line 30)" "CLOSED" "hard_error_limit: disconnected"
 tl_like "$(grep 'too many errors after' "$SMTPD_LOG" | tail -1)" "too many errors after UNKNOWN from unknown\\[127\\.0\\.0\\.1\\]$" \
     "log: too many errors after ..."
 
@@ -335,9 +335,9 @@ sleep 0.6
 sm_stop
 wait "$HELD"
 wait "$BUSY"
-tl_is "$(sm_line 8 "$T/term.out")" "421 4.3.2 $HOST Service shutting down, closing transmission channel" \
+tl_is "$(sm_line 9 "$T/term.out")" "421 4.3.2 $HOST Service shutting down, closing transmission channel" \
     "SIGTERM: an idle session hears 421"
-tl_is "$(sed -n '11,12p' "$T/term2.out" | tr '\n' '|')" \
+tl_is "$(sed -n '12,13p' "$T/term2.out" | tr '\n' '|')" \
     "250 2.0.0 Ok|421 4.3.2 $HOST Service shutting down, closing transmission channel|" \
     "SIGTERM: a transaction under way finishes, then 421"
 tl_is "$(sm_sink_count)" $((sent_before + 1)) "SIGTERM: the message in flight was delivered"

@@ -7,7 +7,10 @@
 #                         mynetworks = 127.0.0.2/32 (so a test's client at
 #                         127.0.0.1 is an outsider and one bound to
 #                         127.0.0.2 is trusted), no reverse lookups, DNS
-#                         checks off; EXTRA lines are added to [smtpd].
+#                         checks off, its queue in $T/queue, relay_mode =
+#                         proxy (the tests written before the queue test
+#                         the proxy; an EXTRA "relay_mode = ..." replaces
+#                         it); EXTRA lines are added to [smtpd].
 #   sm_start [ARGS]       start rcptgate-smtpd -f; wait until it listens
 #   sm_stop               SIGTERM it and wait
 #   sm_swaks ARGS         swaks against it: transcript in $T/swaks.out, exit status returned
@@ -62,6 +65,10 @@ error_sleep_time = 0
 harvest_delay = 0
 queue_directory = $T/queue
 CONF
+    case " $* " in
+    *" relay_mode"*) ;;
+    *) echo "relay_mode = proxy" >> "$CONF" ;;
+    esac
     [ $# -gt 0 ] && printf '%s\n' "$@" >> "$CONF"
     : > "$SMTPD_LOG"
     return 0

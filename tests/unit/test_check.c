@@ -137,6 +137,14 @@ static void test_rcpt_why(void **state)
     assert_string_equal(why.rcpt.kind, STORE_KIND_USER);
     assert_int_equal(check_rcpt(t_store, &opts, "postmaster@example.com", 22, &why), 1);
     assert_string_equal(why.rcpt.source, "static");
+    assert_string_equal(why.relay_mode, "");
+    /* the domain's own relay mode comes with its next hop, for smtpd's session */
+    assert_int_equal(store_domain_put_mode(t_store, "example.com", "smtp:[10.1.0.2]:25", 0, "proxy"), 0);
+    assert_int_equal(check_rcpt(t_store, &opts, "postmaster@example.com", 22, &why), 1);
+    assert_string_equal(why.relay_mode, "proxy");
+    assert_int_equal(check_domain(t_store, "example.com", 11, &why), 1);
+    assert_string_equal(why.relay_mode, "proxy");
+    assert_int_equal(store_domain_put(t_store, "example.com", "smtp:[10.1.0.2]:25", 0), 0);
 }
 
 struct domain_case {

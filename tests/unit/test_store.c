@@ -452,6 +452,21 @@ static void test_domains(void **state)
     assert_int_equal(store_domain_del(st, "example.com"), 0);
     assert_int_equal(store_domain_get(st, "example.com", &d), 0);
     assert_int_equal(store_domain_get(st, "a.example", &d), 1);
+    assert_string_equal(d.relay_mode, "");
+    /* a domain's own relay mode (sql/004), asked outside and inside a read transaction (the cache) */
+    assert_int_equal(store_domain_put_mode(st, "q.example", "smtp:[10.1.0.4]", 0, "queue"), 0);
+    assert_int_equal(store_domain_get(st, "q.example", &d), 1);
+    assert_string_equal(d.relay_mode, "queue");
+    assert_int_equal(store_read_begin(st), 0);
+    assert_int_equal(store_domain_get(st, "q.example", &d), 1);
+    assert_string_equal(d.relay_mode, "queue");
+    assert_int_equal(store_domain_get(st, "a.example", &d), 1);
+    assert_string_equal(d.relay_mode, "");
+    store_read_end(st);
+    /* replaced whole: without a mode it follows the default again */
+    assert_int_equal(store_domain_put(st, "q.example", "smtp:[10.1.0.4]", 0), 0);
+    assert_int_equal(store_domain_get(st, "q.example", &d), 1);
+    assert_string_equal(d.relay_mode, "");
     store_close(st);
 }
 
@@ -618,7 +633,7 @@ static void test_locked(void **state)
     store_close(st);
     assert_int_equal(sqlite3_open(test_path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db, "PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; "
-                                  "INSERT INTO domain VALUES ('x.example', '', 0, 0)",
+                                  "INSERT INTO domain VALUES ('x.example', '', 0, 0, '')",
                                   NULL, NULL, NULL), SQLITE_OK);
     assert_null(store_open(test_path, 0, 100, err, sizeof(err)));
     assert_non_null(strstr(err, "locked"));
