@@ -213,7 +213,8 @@ static void smtpd_stats_body(FILE *fp, void *arg)
             smtp_session_stats.messages, smtp_session_stats.rcpt_ok, smtp_session_stats.rcpt_rejected,
             smtp_session_stats.timeouts, smtp_session_stats.protocol_errors);
     fprintf(fp, "store %s\n", smtpd_store ? "open" : keeper_open(smtpd_keeper) ? "stale" : "unavailable");
-    if (smtpd_spool != NULL) {
+    /* Also in the last write, after the stop closed the spool: the counts of the last scan. */
+    if (smtpd_spool != NULL || strcmp(var_smtpd_relay_mode, "proxy") != 0) {
         long long deferred, hold, oldest;
 
         smtpd_qmgr_counts(&deferred, &hold, &oldest);

@@ -1263,5 +1263,6 @@ void smtpd_qmgr_counts(long long *deferred, long long *hold, long long *oldest)
 {
     *deferred = qmgr_deferred;
     *hold = qmgr_hold;
-    *oldest = qmgr_oldest;
+    /* The oldest is the last scan's; an emptied queue has none, whatever that scan saw. */
+    *oldest = qmgr_deferred + qmgr_hold > 0 ? qmgr_oldest : 0;
 }

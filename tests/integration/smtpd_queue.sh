@@ -173,7 +173,7 @@ WARN_PORT=$((UP_PORT + 21))
 # Reports to outside senders go to the sink on DSN_PORT (the outbound route).
 sm_init "relay_mode = queue" "minimal_backoff_time = 1s" "maximal_backoff_time = 2s" \
     "queue_run_delay = 1s" "relay_connect_timeout = 2s" "relay_timeout = 20s" \
-    "stats_interval = 1s" "default_nexthop = smtp:[127.0.0.1]:$DSN_PORT"
+    "stats_interval = 1s" "metrics_file = $T/smtpd.prom" "default_nexthop = smtp:[127.0.0.1]:$DSN_PORT"
 sm_lsan
 sink dsn "$DSN_PORT" || tl_bail "smtp-sink (reports) did not start"
 
@@ -275,6 +275,8 @@ tl_is "$(grep -c "$ID4: sender non-delivery notification" "$SMTPD_LOG")/$(count 
 # ---------------------------------------------------------------- stats
 sleep 1.2
 tl_like "$(grep '^queue_deferred ' "$T/smtpd.stats")" '^queue_deferred [0-9]+$' "the stats file has the queue's size"
+tl_like "$(grep -c '^rcptgate_smtpd_queue_messages{daemon="smtpd",queue="\(deferred\|hold\)"} [0-9]*$\|^rcptgate_smtpd_queue_oldest_age_seconds{daemon="smtpd"} [0-9]*$' "$T/smtpd.prom")" '^3$' \
+    "the metrics file has the queue's size (deferred, hold) and its oldest message's age"
 
 # ---------------------------------------------------------------- lifetime
 # Short lifetimes by SIGHUP: the running queue manager reads them at the next try.
