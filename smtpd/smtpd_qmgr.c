@@ -29,8 +29,11 @@
  *   stored client), at most destination_concurrency_limit per next hop
  *   at once; the others wait in that next hop's line. The body is read
  *   from the spool file with pread() in pieces while the relay's backlog
- *   is small, so a large message costs little memory. Every transaction
- *   opens its own connection (no reuse yet).
+ *   is small, so a large message costs little memory. A connection whose
+ *   transaction ended is kept for QMGR_IDLE_MS: the next message to that
+ *   next hop goes over it after an RSET (smtp_relay_reuse), at most
+ *   QMGR_REUSE_MAX times, logged as conn_use=N. Reports to senders
+ *   outside our domains go to default_nexthop, else to their MX.
  *
  *   Each recipient's answer: 2xx marks it done on disk at once; 4xx or a
  *   failure to connect leaves it to do, with its reason; 5xx returns it
