@@ -281,16 +281,14 @@ void params_smtpd_paths(PATHS *pl)
     paths_add_store_read(pl, 1, var_store_path);
     paths_add_file_dir(pl, 0, "pid file directory", var_smtpd_pidfile, 0755);
     paths_add_file_dir(pl, 1, "stats file directory", var_smtpd_statsfile, 0750);
-    if (*var_smtpd_queue_dir && (strcmp(var_smtpd_relay_mode, "proxy") != 0 || access(var_smtpd_queue_dir, F_OK) == 0)) {
+    if (*var_smtpd_queue_dir && access(var_smtpd_queue_dir, F_OK) == 0) {
         /*
-         * The spool (smtpd_qmgr.c) wants it, or it holds mail from before a
-         * switch to proxy. Soft: without it smtpd relays as a proxy only.
-         * Missing, it is made by the user, so its parent must be writable.
+         * The spool (smtpd_qmgr.c), when it is there: smtpd's user must
+         * write it. Soft: without it smtpd relays as a proxy only. A
+         * missing one is not a problem here: smtpd makes it when its
+         * parent lets it, else says so at start (and `rcptgate check`).
          */
-        if (access(var_smtpd_queue_dir, F_OK) == 0)
-            paths_add(pl, PATHS_DIR_WRITE | PATHS_SOFT, "queue directory", var_smtpd_queue_dir, 0700);
-        else
-            paths_add_file_dir(pl, 1, "queue directory's parent", var_smtpd_queue_dir, 0755);
+        paths_add(pl, PATHS_DIR_WRITE | PATHS_SOFT, "queue directory", var_smtpd_queue_dir, 0700);
     }
     if (*var_smtpd_log_file) {
         /* Opened as root at start, reopened as the user after a SIGHUP (log rotation). */

@@ -120,6 +120,7 @@ enum relay_state {
     ST_INIT,                    /* nothing started */
     ST_CONNECT,                 /* TCP connect (and name resolution) */
     ST_BANNER, ST_EHLO, ST_HELO, ST_STARTTLS, ST_HANDSHAKE, ST_EHLO2, ST_XFORWARD, ST_MAIL,
+    ST_RSET,                    /* a reused connection's RSET: its failure loses the transaction */
     ST_READY,                   /* transaction open, nothing in flight */
     ST_RCPT, ST_DATA,           /* command in flight */
     ST_BODY,                    /* 354 received, message bytes flowing */
@@ -371,19 +372,47 @@ static void relay_drop_bev(SMTP_RELAY *r)
     evtimer_del(r->timer);
 }
 
+/* Connections waiting for the 221 after QUIT, so that a stop can close them (smtp_relay_quit_cut). */
+typedef struct relay_quitting {
+    struct bufferevent *bev;
+    struct relay_quitting *prev, *next;
+} RELAY_QUITTING;
+
+static RELAY_QUITTING *relay_quitting;
+
+/* relay_quit_done - close a quitting connection and forget it */
+static void relay_quit_done(RELAY_QUITTING *q)
+{
+    if (q->prev)
+        q->prev->next = q->next;
+    else
+        relay_quitting = q->next;
+    if (q->next)
+        q->next->prev = q->prev;
+    bufferevent_free(q->bev);
+    free(q);
+}
+
 /* relay_quit_read - the QUIT was answered: close */
 static void relay_quit_read(struct bufferevent *bev, void *arg)
 {
-    (void) arg;
-    bufferevent_free(bev);
+    (void) bev;
+    relay_quit_done(arg);
 }
 
 /* relay_quit_event - EOF, error or timeout while waiting for the 221 */
 static void relay_quit_event(struct bufferevent *bev, short what, void *arg)
 {
+    (void) bev;
     (void) what;
-    (void) arg;
-    bufferevent_free(bev);
+    relay_quit_done(arg);
+}
+
+/* smtp_relay_quit_cut - at exit: close the connections still waiting for their 221 */
+void smtp_relay_quit_cut(void)
+{
+    while (relay_quitting)
+        relay_quit_done(relay_quitting);
 }
 
 /* relay_quit_bev - say QUIT and let the connection close on its own */
@@ -397,7 +426,16 @@ static void relay_quit_bev(SMTP_RELAY *r)
     r->bev = NULL;
     evtimer_del(r->timer);
     evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
-    bufferevent_setcb(bev, relay_quit_read, NULL, relay_quit_event, NULL);
+    {
+        RELAY_QUITTING *q = xcalloc(1, sizeof(*q));
+
+        q->bev = bev;
+        q->next = relay_quitting;
+        if (relay_quitting)
+            relay_quitting->prev = q;
+        relay_quitting = q;
+        bufferevent_setcb(bev, relay_quit_read, NULL, relay_quit_event, q);
+    }
     bufferevent_set_timeouts(bev, &tv, &tv);
     bufferevent_enable(bev, EV_READ);
     bufferevent_write(bev, "QUIT\r\n", 6);
@@ -1089,6 +1127,14 @@ static void relay_reply(SMTP_RELAY *r, int code, const char *line)
             r->state = ST_READY;
         relay_answer_pump(r, code, quoted);
         return;
+    case ST_RSET:
+        if (cls != 2) {
+            relay_lost(r, "RSET refused");
+            return;
+        }
+        /* The same hop, TLS as it was: XFORWARD of the new client, then MAIL. */
+        relay_start_session(r);
+        return;
     case ST_RCPT:
         if (relay_lost_reply(r, st, code, quoted))
             return;
@@ -1484,6 +1530,42 @@ void smtp_relay_dot(SMTP_RELAY *r, SMTP_RELAY_CB cb, void *arg)
 const char *smtp_relay_peer(const SMTP_RELAY *r)
 {
     return r->connected ? r->peer : "none";
+}
+
+/* smtp_relay_reuse - RSET and a new transaction on a connection whose last one ended */
+int smtp_relay_reuse(SMTP_RELAY *r, const SMTP_RELAY_ENV *env, SMTP_RELAY_CB cb, void *arg)
+{
+    const SMTPD_CLIENT *c = env->client;
+
+    if (r->zombie || r->bev == NULL || r->reqs != NULL || r->inflight > 0
+        || (r->state != ST_DONE && r->state != ST_READY))
+        return -1;
+    free(r->sender);
+    free(r->mail_params);
+    free(r->c_name);
+    free(r->c_addr);
+    free(r->c_helo);
+    r->sender = xstrdup(env->sender ? env->sender : "");
+    r->mail_params = xstrdup(env->mail_params ? env->mail_params : "");
+    r->c_name = xstrdup(c && *c->name ? c->name : "unknown");
+    r->c_addr = xstrdup(c ? c->addr : "");
+    r->c_helo = c && c->helo ? xstrdup(c->helo) : NULL;
+    r->c_port = c ? c->port : 0;
+    r->c_esmtp = c ? c->esmtp : 0;
+    r->data_refused[0] = r->fail_text[0] = 0;
+    r->mail_sent = 0;
+    evbuffer_drain(r->early, evbuffer_get_length(r->early));
+    relay_enqueue(r, REQ_MAIL, NULL, cb, arg);
+    relay_send(r, ST_RSET, "RSET");
+    return 0;
+}
+
+/* smtp_relay_close - free without the QUIT: the connection closes at once */
+void smtp_relay_close(SMTP_RELAY *r)
+{
+    if (r != NULL && !r->busy)
+        relay_drop_bev(r);
+    smtp_relay_free(r);
 }
 
 /* smtp_relay_tried - the last hop tried, answered or not */

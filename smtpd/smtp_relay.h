@@ -94,6 +94,22 @@ void smtp_relay_dot(SMTP_RELAY *r, SMTP_RELAY_CB cb, void *arg);
 const char *smtp_relay_peer(const SMTP_RELAY *r);
 
 /*
+ * smtp_relay_reuse - another transaction on r's connection once its last
+ * one ended (its final reply, or every RCPT refused): RSET, XFORWARD of
+ * env's client, MAIL with env's sender; cb gets the reply to MAIL, and
+ * smtp_relay_rcpt() ... follow as after smtp_relay_open(). A lost
+ * connection is "451 4.4.2 Lost connection ..." (no failover: open a new
+ * one). 0, or -1 when r cannot carry another (closed, failed, busy).
+ */
+int smtp_relay_reuse(SMTP_RELAY *r, const SMTP_RELAY_ENV *env, SMTP_RELAY_CB cb, void *arg);
+
+/* smtp_relay_quit_cut - at exit: close the connections of freed relays still waiting for their 221 */
+void smtp_relay_quit_cut(void);
+
+/* smtp_relay_close - smtp_relay_free() without a QUIT: close at once (at shutdown) */
+void smtp_relay_close(SMTP_RELAY *r);
+
+/*
  * smtp_relay_tried - "host[addr]:port" of the last next hop tried, even
  * one that never answered (for "connect to ...: Connection refused")
  */

@@ -65,6 +65,7 @@
 #include "smtpd_log.h"
 #include "smtpd_qmgr.h"
 #include "smtp_auth.h"
+#include "smtp_relay.h"
 #include "smtp_session.h"
 #include "smtp_tls.h"
 
@@ -212,7 +213,8 @@ static void smtpd_stats_body(FILE *fp, void *arg)
             smtp_session_stats.messages, smtp_session_stats.rcpt_ok, smtp_session_stats.rcpt_rejected,
             smtp_session_stats.timeouts, smtp_session_stats.protocol_errors);
     fprintf(fp, "store %s\n", smtpd_store ? "open" : keeper_open(smtpd_keeper) ? "stale" : "unavailable");
-    if (smtpd_spool != NULL) {
+    /* Also in the last write, after the stop closed the spool: the counts of the last scan. */
+    if (smtpd_spool != NULL || strcmp(var_smtpd_relay_mode, "proxy") != 0) {
         long long deferred, hold, oldest;
 
         smtpd_qmgr_counts(&deferred, &hold, &oldest);
@@ -523,6 +525,7 @@ int main(int argc, char **argv)
     }
     smtpd_listen_close();
     smtpd_qmgr_stop();
+    smtp_relay_quit_cut();              /* a QUIT's 221 is not worth waiting for now */
     log_info("stopped: %lld connections, %lld messages relayed", smtp_session_stats.connections_total,
              smtp_session_stats.messages);
     skeleton_end(&smtpd_sk);            /* the last stats, the pid file */

@@ -17,6 +17,7 @@
  *   smtp_tls.c      OpenSSL contexts for both sides
  *   smtp_auth.c     SASL AUTH through Cyrus SASL
  *   smtpd_log.c     log lines in Postfix's format (pflogsumm, fail2ban)
+ *   smtpd_qmgr.c    the queue manager: delivers what the spool holds
  *
  * Everything runs in the one event loop: no call here may block for long,
  * and a callback is never invoked from inside the call that registered it.

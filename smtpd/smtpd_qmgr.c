@@ -29,8 +29,11 @@
  *   stored client), at most destination_concurrency_limit per next hop
  *   at once; the others wait in that next hop's line. The body is read
  *   from the spool file with pread() in pieces while the relay's backlog
- *   is small, so a large message costs little memory. Every transaction
- *   opens its own connection (no reuse yet).
+ *   is small, so a large message costs little memory. A connection whose
+ *   transaction ended is kept for QMGR_IDLE_MS: the next message to that
+ *   next hop goes over it after an RSET (smtp_relay_reuse), at most
+ *   QMGR_REUSE_MAX times, logged as conn_use=N. Reports to senders
+ *   outside our domains go to default_nexthop, else to their MX.
  *
  *   Each recipient's answer: 2xx marks it done on disk at once; 4xx or a
  *   failure to connect leaves it to do, with its reason; 5xx returns it
@@ -87,6 +90,8 @@
 #define QMGR_BACKLOG    (256 * 1024)    /* wait for the relay to drain above this */
 #define QMGR_HASH       4096            /* buckets of the active messages' ids */
 #define QMGR_SOON       256             /* ids just queued, activated from the loop */
+#define QMGR_IDLE_MS    2000            /* a connection kept for the next message (Postfix's smtp_connection_cache_time_limit) */
+#define QMGR_REUSE_MAX  100             /* transactions on one connection (Postfix's smtp_connection_reuse_count_limit) */
 
 /* A recipient's outcome in this try. */
 enum qmgr_result { QR_NONE = 0, QR_SENT, QR_DEFER, QR_FAIL };
@@ -95,11 +100,22 @@ typedef struct qmgr_msg QMGR_MSG;
 typedef struct qmgr_dest QMGR_DEST;
 typedef struct qmgr_dlv QMGR_DLV;
 
-/* One next hop: its deliveries running and waiting. */
+/* A connection whose transaction ended, kept a moment for the next one to the same next hop. */
+typedef struct qmgr_idle {
+    SMTP_RELAY *relay;
+    int uses;                   /* transactions it carried */
+    struct event *timer;        /* QUIT after QMGR_IDLE_MS unused */
+    QMGR_DEST *dest;
+    struct qmgr_idle *next;
+} QMGR_IDLE;
+
+/* One next hop: its deliveries running and waiting, its idle connections. */
 struct qmgr_dest {
     char *nexthop;              /* transport syntax, as smtp_relay_open takes it */
+    int mx;                     /* a bare domain looked up by MX (outside our domains) */
     int active;
     QMGR_DLV *wait_head, **wait_tail;
+    QMGR_IDLE *idle;
     QMGR_DEST *next;
 };
 
@@ -119,6 +135,8 @@ struct qmgr_dlv {
     size_t nacc, nreplies;
     QMGR_RARG *rargs;
     SMTP_RELAY *relay;
+    int uses;                   /* this transaction's place on its connection (conn_use=) */
+    int failed;                 /* the relay lost the transaction: not worth keeping */
     long long start_ms, conn_ms;
     long long sent;             /* body bytes handed to the relay */
     QMGR_DLV *next;             /* in the destination's line, or the message's list */
@@ -180,21 +198,6 @@ static int qmgr_wanted(void)
     return var_smtpd_queue_dir != NULL && *var_smtpd_queue_dir && stat(var_smtpd_queue_dir, &st) == 0;
 }
 
-/* qmgr_id_time - the arrival an id of spool_id_new() carries (8 hex digits of unix time), 0 none */
-static long long qmgr_id_time(const char *id)
-{
-    long long t = 0;
-
-    for (int i = 0; i < 8; i++) {
-        int c = (unsigned char) id[i];
-
-        if (!isxdigit(c))
-            return 0;
-        t = t * 16 + (isdigit(c) ? c - '0' : toupper(c) - 'A' + 10);
-    }
-    return t;
-}
-
 /* qmgr_hash_of - bucket of an id */
 static unsigned qmgr_hash_of(const char *id)
 {
@@ -249,15 +252,16 @@ static long long qmgr_backoff_ms(int attempts)
 /* ---------------------------------------------------------------- destinations */
 
 /* qmgr_dest_get - the next hop's line, made when new */
-static QMGR_DEST *qmgr_dest_get(const char *nexthop)
+static QMGR_DEST *qmgr_dest_get(const char *nexthop, int mx)
 {
     QMGR_DEST *dst;
 
     for (dst = qmgr_dests; dst; dst = dst->next)
-        if (strcmp(dst->nexthop, nexthop) == 0)
+        if (strcmp(dst->nexthop, nexthop) == 0 && dst->mx == mx)
             return dst;
     dst = xcalloc(1, sizeof(*dst));
     dst->nexthop = xstrdup(nexthop);
+    dst->mx = mx;
     dst->wait_tail = &dst->wait_head;
     dst->next = qmgr_dests;
     qmgr_dests = dst;
@@ -270,7 +274,7 @@ static void qmgr_dest_gc(void)
     QMGR_DEST **pp = &qmgr_dests, *dst;
 
     while ((dst = *pp) != NULL) {
-        if (dst->active == 0 && dst->wait_head == NULL) {
+        if (dst->active == 0 && dst->wait_head == NULL && dst->idle == NULL) {
             *pp = dst->next;
             free(dst->nexthop);
             free(dst);
@@ -291,6 +295,76 @@ static void qmgr_dest_run(QMGR_DEST *dst)
         dst->active++;
         qmgr_dlv_start(d);
     }
+}
+
+/* ---------------------------------------------------------------- idle connections */
+
+/* qmgr_idle_unlink - take it off its next hop's list and free it (not its relay) */
+static void qmgr_idle_unlink(QMGR_IDLE *it)
+{
+    QMGR_IDLE **pp = &it->dest->idle;
+
+    while (*pp && *pp != it)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = it->next;
+    event_free(it->timer);
+    free(it);
+}
+
+/* qmgr_idle_cb - unused for QMGR_IDLE_MS: QUIT */
+static void qmgr_idle_cb(evutil_socket_t fd, short what, void *arg)
+{
+    QMGR_IDLE *it = arg;
+    SMTP_RELAY *r = it->relay;
+
+    (void) fd;
+    (void) what;
+    qmgr_idle_unlink(it);
+    smtp_relay_free(r);
+    qmgr_dest_gc();
+}
+
+/* qmgr_idle_put - keep a connection whose transaction ended for the next message to dst */
+static void qmgr_idle_put(QMGR_DEST *dst, SMTP_RELAY *r, int uses)
+{
+    struct timeval tv = {QMGR_IDLE_MS / 1000, (QMGR_IDLE_MS % 1000) * 1000};
+    QMGR_IDLE *it;
+
+    if (qmgr_stopping || uses >= QMGR_REUSE_MAX) {
+        smtp_relay_free(r);
+        return;
+    }
+    it = xcalloc(1, sizeof(*it));
+    it->relay = r;
+    it->uses = uses;
+    it->dest = dst;
+    if ((it->timer = evtimer_new(smtpd_base, qmgr_idle_cb, it)) == NULL)
+        log_fatal("queue: out of memory");
+    evtimer_add(it->timer, &tv);
+    it->next = dst->idle;
+    dst->idle = it;
+}
+
+/*
+ * qmgr_idle_take - a kept connection to dst that takes another
+ * transaction (RSET, MAIL for env; cb gets MAIL's reply), NULL none
+ */
+static SMTP_RELAY *qmgr_idle_take(QMGR_DEST *dst, const SMTP_RELAY_ENV *env, SMTP_RELAY_CB cb, void *arg,
+                                  int *uses)
+{
+    QMGR_IDLE *it;
+
+    while ((it = dst->idle) != NULL) {
+        SMTP_RELAY *r = it->relay;
+
+        *uses = it->uses;
+        qmgr_idle_unlink(it);
+        if (smtp_relay_reuse(r, env, cb, arg) == 0)
+            return r;
+        smtp_relay_free(r);     /* closed or failed meanwhile */
+    }
+    return NULL;
 }
 
 /* ---------------------------------------------------------------- recipients */
@@ -369,8 +443,12 @@ static void qmgr_log_rcpt(QMGR_MSG *m, QMGR_DLV *d, size_t i, const char *status
     double conn = d && d->conn_ms ? (double) d->conn_ms / 1000.0 : start;
     char t0[32], t1[32], t2[32], t3[32], t4[32];
 
-    smtpd_log_as("smtp", "%s: to=<%s>, relay=%s, delay=%s, delays=%s/%s/%s/%s, dsn=%s, status=%s (%s)",
-                 m->id, m->env.rcpt[i].addr, d && d->relay ? smtp_relay_peer(d->relay) : "none",
+    char use[32] = "";
+
+    if (d && d->uses > 1)
+        snprintf(use, sizeof(use), ", conn_use=%d", d->uses);
+    smtpd_log_as("smtp", "%s: to=<%s>, relay=%s%s, delay=%s, delays=%s/%s/%s/%s, dsn=%s, status=%s (%s)",
+                 m->id, m->env.rcpt[i].addr, d && d->relay ? smtp_relay_peer(d->relay) : "none", use,
                  qmgr_fmt_time(t0, sizeof(t0), (double) now / 1000.0 - arrival),
                  qmgr_fmt_time(t1, sizeof(t1), active - arrival),
                  qmgr_fmt_time(t2, sizeof(t2), start - active),
@@ -427,18 +505,21 @@ static void qmgr_rcpt_defer_local(QMGR_MSG *m, size_t i, const char *dsn, const 
 
 /*
  * qmgr_route - the next hop of a recipient, as a session would relay it:
- * its domain's own, else default_nexthop (also for a report to an outside
- * sender). 1 found, 0 none (dsn/why set), -1 the store cannot say.
+ * its domain's own, else default_nexthop; outside our domains (a report
+ * to an outside sender) default_nexthop when set, else the domain by MX
+ * (*mx set). 1 found, 0 none (dsn/why set), -1 the store cannot say.
  */
-static int qmgr_route(const char *rcpt, char *hop, size_t size, char *dsn, size_t dsnlen, char *why,
-                      size_t whylen)
+static int qmgr_route(const char *rcpt, char *hop, size_t size, int *mx, char *dsn, size_t dsnlen,
+                      char *why, size_t whylen)
 {
     const char *reason = NULL;
     STORE *st = smtpd_store_use(&reason);
     CHECK_OPTS opts;
     CHECK_WHY cw;
+    const char *at = strrchr(rcpt, '@');
     int rc;
 
+    *mx = 0;
     if (st == NULL) {
         snprintf(dsn, dsnlen, "4.3.0");
         snprintf(why, whylen, "next hop lookup: %s", reason ? reason : "the store is not open");
@@ -459,6 +540,12 @@ static int qmgr_route(const char *rcpt, char *hop, size_t size, char *dsn, size_
         snprintf(hop, size, "%s", var_smtpd_default_nexthop);
         return 1;
     }
+    if (cw.rule != CHECK_MISS_NEXTHOP && at != NULL && at[1] != 0 && at[1] != '[') {
+        /* Not ours: the Internet's route, its MX (smtp_relay's mx). */
+        snprintf(hop, size, "%s", at + 1);
+        *mx = 1;
+        return 1;
+    }
     snprintf(dsn, dsnlen, "4.4.4");
     snprintf(why, whylen, "%s", cw.rule == CHECK_MISS_NEXTHOP
              ? "no next hop for the domain: set the domain's next hop or [smtpd] default_nexthop"
@@ -477,16 +564,24 @@ static void qmgr_dlv_free(QMGR_DLV *d)
     free(d);
 }
 
-/* qmgr_dlv_done - the transaction ended: free its slot, start the next, finish the message */
-static void qmgr_dlv_done(QMGR_DLV *d)
+/*
+ * qmgr_dlv_done - the transaction ended: free its slot, start the next,
+ * finish the message. keep: the connection is between transactions (a
+ * final reply, every RCPT or DATA refused) and may carry the next; else
+ * it still owes callbacks (MAIL refused) and is closed.
+ */
+static void qmgr_dlv_done(QMGR_DLV *d, int keep)
 {
     QMGR_MSG *m = d->m;
     QMGR_DEST *dst = d->dest;
 
-    if (d->relay) {
-        smtp_relay_free(d->relay);      /* QUIT after a final reply, else cut */
-        d->relay = NULL;
+    if (d->relay && keep) {
+        /* Kept a moment for the next message to this next hop; QUIT later. */
+        qmgr_idle_put(dst, d->relay, d->uses);
+    } else if (d->relay) {
+        smtp_relay_free(d->relay);
     }
+    d->relay = NULL;
     dst->active--;
     m->pending--;
     qmgr_dest_run(dst);
@@ -509,7 +604,7 @@ static void qmgr_dot_cb(void *arg, int code, const char *reply)
     QMGR_DLV *d = arg;
 
     qmgr_dlv_all(d, 1, code, reply, "end of DATA");
-    qmgr_dlv_done(d);
+    qmgr_dlv_done(d, 1);
 }
 
 /* qmgr_stream - hand the body to the relay while its backlog is small; then the dot */
@@ -540,7 +635,7 @@ static void qmgr_stream(void *arg)
             smtp_relay_free(d->relay);
             d->relay = NULL;
             qmgr_dlv_all(d, 1, 451, why, "end of DATA");
-            qmgr_dlv_done(d);
+            qmgr_dlv_done(d, 0);
             return;
         }
         d->sent += got;
@@ -557,7 +652,7 @@ static void qmgr_data_cb(void *arg, int code, const char *reply)
 
     if (code != 354) {
         qmgr_dlv_all(d, 1, code, reply, "DATA");
-        qmgr_dlv_done(d);
+        qmgr_dlv_done(d, 1);
         return;
     }
     qmgr_stream(d);
@@ -578,11 +673,13 @@ static void qmgr_rcpt_cb(void *arg, int code, const char *reply)
     if (++d->nreplies < d->n)
         return;
     if (d->nacc == 0) {
-        qmgr_dlv_done(d);
+        qmgr_dlv_done(d, 1);
         return;
     }
     smtp_relay_data(d->relay, qmgr_data_cb, d);
 }
+
+static void qmgr_dlv_open(QMGR_DLV *d, int reuse);
 
 /* qmgr_mail_cb - MAIL's reply (or no next hop reachable): a refusal is every recipient's */
 static void qmgr_mail_cb(void *arg, int code, const char *reply)
@@ -592,8 +689,15 @@ static void qmgr_mail_cb(void *arg, int code, const char *reply)
     d->conn_ms = qmgr_now_ms();
     if (code / 100 == 2)
         return;
+    if (d->uses > 1 && strstr(reply, "Lost connection") != NULL) {
+        /* A kept connection that died idle says nothing of the next hop: a new one. */
+        smtp_relay_free(d->relay);
+        d->relay = NULL;
+        qmgr_dlv_open(d, 0);
+        return;
+    }
     qmgr_dlv_all(d, 0, code, reply, "MAIL FROM");
-    qmgr_dlv_done(d);
+    qmgr_dlv_done(d, 0);
 }
 
 /* qmgr_mail_params - MAIL's parameters: the stored ones, and RET/ENVID when not among them */
@@ -636,8 +740,11 @@ static void qmgr_rcpt_params(const SPOOL_RCPT *r, char *out, size_t size)
         snprintf(out + n, size - n, "%sORCPT=%s", n ? " " : "", r->orcpt);
 }
 
-/* qmgr_dlv_start - open the transaction: MAIL and every RCPT (pipelined when the hop can) */
-static void qmgr_dlv_start(QMGR_DLV *d)
+/*
+ * qmgr_dlv_open - the transaction's MAIL and every RCPT (pipelined when
+ * the hop can), on a kept connection when reuse allows, else a new one
+ */
+static void qmgr_dlv_open(QMGR_DLV *d, int reuse)
 {
     QMGR_MSG *m = d->m;
     SMTPD_CLIENT c;
@@ -652,11 +759,17 @@ static void qmgr_dlv_start(QMGR_DLV *d)
     c.esmtp = m->env.client.proto == NULL || strncasecmp(m->env.client.proto, "ESMTP", 5) == 0;
     memset(&env, 0, sizeof(env));
     env.nexthops = d->dest->nexthop;
+    env.mx = d->dest->mx;
     env.client = &c;
     env.sender = m->env.sender;
     env.mail_params = params;
-    d->start_ms = qmgr_now_ms();
-    d->relay = smtp_relay_open(&env, qmgr_mail_cb, d);
+    d->relay = reuse ? qmgr_idle_take(d->dest, &env, qmgr_mail_cb, d, &d->uses) : NULL;
+    if (d->relay != NULL) {
+        d->uses++;
+    } else {
+        d->relay = smtp_relay_open(&env, qmgr_mail_cb, d);
+        d->uses = 1;
+    }
     free(params);
     for (size_t k = 0; k < d->n; k++) {
         char rp[1024];
@@ -664,6 +777,13 @@ static void qmgr_dlv_start(QMGR_DLV *d)
         qmgr_rcpt_params(&m->env.rcpt[d->idx[k]], rp, sizeof(rp));
         smtp_relay_rcpt(d->relay, m->env.rcpt[d->idx[k]].addr, rp, qmgr_rcpt_cb, &d->rargs[k]);
     }
+}
+
+/* qmgr_dlv_start - the transaction got its slot: go */
+static void qmgr_dlv_start(QMGR_DLV *d)
+{
+    d->start_ms = qmgr_now_ms();
+    qmgr_dlv_open(d, 1);
 }
 
 /* ---------------------------------------------------------------- one message */
@@ -744,11 +864,12 @@ static void qmgr_remove(QMGR_MSG *m)
 
     if (rc < 0)
         log_warn("%s: cannot remove it from the queue: %s", m->id, strerror(errno));
-    else {
+    else if (rc == 0) {
         smtpd_log_as("qmgr", "%s: removed", m->id);
-        if (rc == 0 && qmgr_deferred > 0)
+        if (qmgr_deferred > 0)
             qmgr_deferred--;
     }
+    /* 1: `rcptgate queue delete` was quicker; it said so itself. */
 }
 
 /*
@@ -857,14 +978,15 @@ static void qmgr_activate(const char *id)
         char hop[512], dsn[16], why[300];
         QMGR_DLV *d;
         QMGR_DEST *dst;
+        int mx;
 
         if (m->env.rcpt[i].state != SPOOL_RCPT_TODO || m->result[i] != QR_NONE)
             continue;
-        if (qmgr_route(m->env.rcpt[i].addr, hop, sizeof(hop), dsn, sizeof(dsn), why, sizeof(why)) <= 0) {
+        if (qmgr_route(m->env.rcpt[i].addr, hop, sizeof(hop), &mx, dsn, sizeof(dsn), why, sizeof(why)) <= 0) {
             qmgr_rcpt_defer_local(m, i, dsn, why);
             continue;
         }
-        dst = qmgr_dest_get(hop);
+        dst = qmgr_dest_get(hop, mx);
         for (d = m->dlvs; d && d->dest != dst; d = d->mnext)
             ;
         if (d == NULL) {
@@ -904,7 +1026,7 @@ typedef struct qmgr_scan {
 /* qmgr_oldest_of - note an id's arrival */
 static void qmgr_oldest_of(QMGR_SCAN *s, const char *id)
 {
-    long long t = qmgr_id_time(id);
+    long long t = spool_id_time(id);    /* the arrival, from the id: no file opened */
 
     if (t > 0 && (s->oldest == 0 || t < s->oldest))
         s->oldest = t;
@@ -1076,8 +1198,14 @@ void smtpd_qmgr_stop(void)
             log_info("%s: delivery cut by the stop; it stays queued", m->id);
         qmgr_msg_free(m);
     }
-    /* The lines of the next hops only point at what was just freed. */
+    /* The lines of the next hops only point at what was just freed; idle connections QUIT. */
     for (QMGR_DEST *dst = qmgr_dests; dst; dst = dst->next) {
+        while (dst->idle) {
+            SMTP_RELAY *r = dst->idle->relay;
+
+            qmgr_idle_unlink(dst->idle);
+            smtp_relay_close(r);        /* no QUIT: the loop ends before its 221 */
+        }
         dst->active = 0;
         dst->wait_head = NULL;
         dst->wait_tail = &dst->wait_head;
@@ -1138,5 +1266,6 @@ void smtpd_qmgr_counts(long long *deferred, long long *hold, long long *oldest)
 {
     *deferred = qmgr_deferred;
     *hold = qmgr_hold;
-    *oldest = qmgr_oldest;
+    /* The oldest is the last scan's; an emptied queue has none, whatever that scan saw. */
+    *oldest = qmgr_deferred + qmgr_hold > 0 ? qmgr_oldest : 0;
 }

@@ -6,12 +6,20 @@
 # and delivers them from its spool to smtp-sink next hops started here:
 #   - a next hop that is down, then up: deferred (logged, the file stays
 #     in deferred/), then delivered, removed, the file gone;
+#   - a 4 MB message streamed from the spool;
 #   - a next hop answering 4xx, then 2xx;
 #   - a next hop answering 5xx: bounced, and the report (a multipart/report)
 #     delivered to the sender's route (a second sink as default_nexthop);
 #   - the null sender's 5xx: no report;
 #   - maximal_queue_lifetime (made short by a SIGHUP): expired, returned;
-#   - recovery: what is queued when smtpd stops goes out after a restart;
+#   - destination_concurrency_limit = 1 (by SIGHUP): three messages to one
+#     next hop go one at a time, over one connection (conn_use=2, 3);
+#   - recovery: messages put into the spool (rg_spoolput) before smtpd
+#     starts are delivered at start; what is queued when smtpd stops goes
+#     out after a restart;
+#   - `rcptgate queue flush` (the trigger FIFO) sends a message whose next
+#     try is an hour away at once;
+#   - delay_warning_time: one delay report, the message stays queued;
 #   - SIGTERM in the middle of a delivery: the sink stores nothing
 #     partial, the spool keeps the message, the next start delivers it;
 #   - pflogsumm counts the deferred and bounced messages;
@@ -20,9 +28,11 @@
 . "$top_srcdir/tests/lib/smtpd.sh"
 
 PFLOGSUMM=${PFLOGSUMM:-$(command -v pflogsumm || echo /usr/sbin/pflogsumm)}
+SPOOLPUT=${SPOOLPUT:-"$top_builddir/tests/tools/rg_spoolput"}
 
 tl_init smtpd_queue
 [ -x "$RG_SMTPD" ] || tl_bail "rcptgate-smtpd not built ($RG_SMTPD)"
+[ -x "$SPOOLPUT" ] || tl_bail "rg_spoolput not built ($SPOOLPUT)"
 tl_need_tool "$SMTP_SINK" smtp-sink
 tl_need_tool "$SWAKS" swaks
 tl_need_tool python3 python3
@@ -98,12 +108,31 @@ send() {
     sm_swaks --ehlo client.example.org --from "$1" --to "$2" \
         --header "Subject: queue test to $2" --body "queued for $2"
     QID=$(queue_id)
+    # Without a queued message every later wait would only time out.
+    [ -n "$QID" ] || tl_bail "no \"250 ... queued as ID\" for <$2>: $(tail -3 "$T/swaks.out" | tr '\n' ' ')"
 }
 
 # established PORT - a TCP connection to 127.0.0.1:PORT is open
 established() {
+    [ "$(connections "$1")" -gt 0 ]
+}
+
+# connections PORT - how many TCP connections to 127.0.0.1:PORT are open (client ends)
+connections() {
     awk -v p=":$(printf '%04X' "$1")" \
-        '$4 == "01" && substr($3, length($3) - 4) == p { f = 1 } END { exit !f }' /proc/net/tcp
+        '$4 == "01" && substr($3, length($3) - 4) == p { n++ } END { print n + 0 }' /proc/net/tcp
+}
+
+# hup - SIGHUP smtpd and wait until it logs the reload done
+hup() {
+    _r=$(grep -c 'reloaded ' "$SMTPD_LOG")
+    kill -HUP "$SMTPD_PID"
+    _i=0
+    until [ "$(grep -c 'reloaded ' "$SMTPD_LOG")" -gt "$_r" ]; do
+        _i=$((_i + 1))
+        [ $_i -gt 200 ] && tl_bail "smtpd did not reload"
+        sleep 0.05
+    done
 }
 
 # qfile ID - the queue file of ID, in deferred/ or hold/ ("" none)
@@ -120,6 +149,10 @@ DSN_PORT=$((UP_PORT + 7))
 REC_PORT=$((UP_PORT + 9))
 SLOW_PORT=$((UP_PORT + 11))
 DEAD_PORT=$((UP_PORT + 13))
+CONC_PORT=$((UP_PORT + 15))
+PRE_PORT=$((UP_PORT + 17))
+FLUSH_PORT=$((UP_PORT + 19))
+WARN_PORT=$((UP_PORT + 21))
 
 {
     tl_admin domain add up.test "smtp:[127.0.0.1]:$UP_PORT" &&
@@ -128,7 +161,11 @@ DEAD_PORT=$((UP_PORT + 13))
     tl_admin domain add rec.test "smtp:[127.0.0.1]:$REC_PORT" &&
     tl_admin domain add slow.test "smtp:[127.0.0.1]:$SLOW_PORT" &&
     tl_admin domain add dead.test "smtp:[127.0.0.1]:$DEAD_PORT" &&
-    for d in up.test soft.test hard.test rec.test slow.test dead.test; do
+    tl_admin domain add conc.test "smtp:[127.0.0.1]:$CONC_PORT" &&
+    tl_admin domain add pre.test "smtp:[127.0.0.1]:$PRE_PORT" &&
+    tl_admin domain add flush.test "smtp:[127.0.0.1]:$FLUSH_PORT" &&
+    tl_admin domain add warn.test "smtp:[127.0.0.1]:$WARN_PORT" &&
+    for d in up.test soft.test hard.test rec.test slow.test dead.test conc.test pre.test flush.test warn.test; do
         tl_admin static add "user@$d" || exit 1
     done
 } >"$T/admin.out" 2>&1 || tl_bail "rcptgate admin could not set up the domains: $(cat "$T/admin.out")"
@@ -136,10 +173,27 @@ DEAD_PORT=$((UP_PORT + 13))
 # Reports to outside senders go to the sink on DSN_PORT (the outbound route).
 sm_init "relay_mode = queue" "minimal_backoff_time = 1s" "maximal_backoff_time = 2s" \
     "queue_run_delay = 1s" "relay_connect_timeout = 2s" "relay_timeout = 20s" \
-    "stats_interval = 1s" "default_nexthop = smtp:[127.0.0.1]:$DSN_PORT"
+    "stats_interval = 1s" "metrics_file = $T/smtpd.prom" "default_nexthop = smtp:[127.0.0.1]:$DSN_PORT"
 sm_lsan
 sink dsn "$DSN_PORT" || tl_bail "smtp-sink (reports) did not start"
+
+# ---------------------------------------------------------------- recovery at start
+# Three messages in the spool before smtpd ever ran (one to two recipients).
+sink pre "$PRE_PORT" || tl_bail "smtp-sink (pre) did not start"
+printf 'Subject: before the start\n\nput by rg_spoolput\n' |
+    "$SPOOLPUT" -n 2 "$T/queue" sender@outside.test user@pre.test > "$T/pre.ids" 2>"$T/pre.err"
+printf 'Subject: before the start, two\n\nput by rg_spoolput\n' |
+    "$SPOOLPUT" "$T/queue" sender@outside.test user@pre.test other@pre.test >> "$T/pre.ids" 2>>"$T/pre.err"
+tl_is "$(wc -l < "$T/pre.ids" | tr -d ' ')/$(ls "$T/queue/deferred" | wc -l | tr -d ' ')" "3/3" \
+    "three messages queued before smtpd starts"
 sm_start_or_bail
+wait_count pre 3 15
+tl_is "$(count pre)" 3 "smtpd recovers them at start: the sink gets three messages"
+for _id in $(cat "$T/pre.ids"); do
+    wait_log "$_id: removed" 5 || break
+done
+tl_is "$(grep -c "to=<[a-z]*@pre.test>, .*status=sent" "$SMTPD_LOG")/$(ls "$T/queue/deferred" | wc -l | tr -d ' ')" "4/0" \
+    "four recipients logged as sent, the deferred queue is empty"
 
 # ---------------------------------------------------------------- down, then up
 send sender@outside.test user@up.test
@@ -156,6 +210,20 @@ tl_ok $? "... and removed"
 tl_is "$(count up)/$(qfile "$ID1")" "1/" "the sink holds it, the queue file is gone"
 grep -l "queued for user@up.test" "$TS"/up/* >/dev/null 2>&1
 tl_ok $? "the sink has the body as sent"
+
+# ---------------------------------------------------------------- a large message
+# 4 MB read from the spool in pieces while the connection keeps up (smtp_relay_on_drain).
+{
+    printf 'Subject: large\n\n'
+    awk 'BEGIN { for (i = 0; i < 50000; i++) printf "line %06d ..........................................................................\n", i; print "the last line" }'
+} > "$T/large.txt"
+BIG=$("$SPOOLPUT" "$T/queue" sender@outside.test user@up.test < "$T/large.txt")
+tl_admin queue flush >/dev/null 2>&1
+wait_log "$BIG: to=<user@up.test>, .*status=sent" 20
+tl_ok $? "a 4 MB message from the spool is delivered"
+_f=$(grep -l '^the last line' "$TS"/up/* 2>/dev/null | head -1)
+tl_ok "$([ -n "$_f" ] && [ "$(wc -c < "$_f")" -gt 4000000 ] && grep -c '^line [0-9]' "$_f" | grep -qx 50000; echo $?)" \
+    "... whole: 50,000 lines and the last one at the sink"
 
 # ---------------------------------------------------------------- 4xx, then 2xx
 sink soft "$SOFT_PORT" -r RCPT || tl_bail "smtp-sink (soft) did not start"
@@ -195,6 +263,7 @@ tl_is "$(qfile "$ID3")/$(count hard)" "/0" "the bounced message is removed; the 
 # ---------------------------------------------------------------- the null sender
 sm_swaks --ehlo client.example.org --from '<>' --to user@hard.test --body "a bounce of ours"
 ID4=$(queue_id)
+[ -n "$ID4" ] || tl_bail "no \"250 ... queued as ID\" for the null sender"
 tl_like "$ID4" '^[0-9A-Z]+$' "null sender: queued"
 wait_log "$ID4: to=<user@hard.test>, .*status=bounced" 15
 tl_ok $? "null sender: its 5xx is logged as bounced"
@@ -206,12 +275,13 @@ tl_is "$(grep -c "$ID4: sender non-delivery notification" "$SMTPD_LOG")/$(count 
 # ---------------------------------------------------------------- stats
 sleep 1.2
 tl_like "$(grep '^queue_deferred ' "$T/smtpd.stats")" '^queue_deferred [0-9]+$' "the stats file has the queue's size"
+tl_like "$(grep -c '^rcptgate_smtpd_queue_messages{daemon="smtpd",queue="\(deferred\|hold\)"} [0-9]*$\|^rcptgate_smtpd_queue_oldest_age_seconds{daemon="smtpd"} [0-9]*$' "$T/smtpd.prom")" '^3$' \
+    "the metrics file has the queue's size (deferred, hold) and its oldest message's age"
 
 # ---------------------------------------------------------------- lifetime
 # Short lifetimes by SIGHUP: the running queue manager reads them at the next try.
 sed -i 's/^relay_mode = queue$/relay_mode = queue\nmaximal_queue_lifetime = 3s/' "$CONF"
-kill -HUP "$SMTPD_PID"
-wait_log "reload|reloaded|configuration" 5
+hup
 send sender@outside.test user@dead.test
 ID5=$QID
 wait_log "$ID5: to=<user@dead.test>, .*status=deferred" 15
@@ -223,7 +293,75 @@ tl_is "$(count dsn)" 2 "the expiry report reaches the sender's route"
 wait_log "$ID5: removed" 5
 tl_is "$(qfile "$ID5")" "" "the expired message is removed"
 sed -i '/^maximal_queue_lifetime = 3s$/d' "$CONF"
-kill -HUP "$SMTPD_PID"
+hup
+
+# ---------------------------------------------------------------- concurrency and reuse
+# The sink waits 1 s before it answers DATA, so the three are queued before the first is done.
+sink conc "$CONC_PORT" -w 1 || tl_bail "smtp-sink (conc) did not start"
+sed -i 's/^relay_mode = queue$/relay_mode = queue\ndestination_concurrency_limit = 1/' "$CONF"
+hup
+send sender@outside.test user@conc.test
+C1=$QID
+send sender@outside.test user@conc.test
+C2=$QID
+send sender@outside.test user@conc.test
+C3=$QID
+MAXC=0
+_i=0
+while [ "$(count conc)" -lt 3 ] && [ $_i -lt 400 ]; do
+    _c=$(connections "$CONC_PORT")
+    [ "$_c" -gt "$MAXC" ] && MAXC=$_c
+    _i=$((_i + 1))
+    sleep 0.05
+done
+tl_is "$(count conc)" 3 "destination_concurrency_limit = 1: three messages delivered"
+_first_sent=$(grep -n "to=<user@conc.test>, .*status=sent" "$SMTPD_LOG" | head -1 | cut -d: -f1)
+_last_active=$(grep -n "$C3: from=<sender@outside.test>, size=" "$SMTPD_LOG" | tail -1 | cut -d: -f1)
+tl_ok "$([ -n "$_first_sent" ] && [ -n "$_last_active" ] && [ "$_last_active" -lt "$_first_sent" ]; echo $?)" \
+    "... all three were queued before the first was delivered"
+tl_is "$MAXC" 1 "... yet at most one connection to the next hop was open"
+tl_like "$(grep -E "($C1|$C2|$C3): to=<user@conc.test>, .*status=sent" "$SMTPD_LOG" | grep -o 'conn_use=[0-9]*' | tr '\n' ' ')" \
+    '^conn_use=2 conn_use=3 $' "... and one connection carried them (conn_use=2, 3)"
+sed -i '/^destination_concurrency_limit = 1$/d' "$CONF"
+hup
+
+# ---------------------------------------------------------------- flush
+sink flush "$FLUSH_PORT" || tl_bail "smtp-sink (flush) did not start"
+FID=$(printf 'Subject: flush me\n\nflushed\n' | "$SPOOLPUT" -t 3600 "$T/queue" sender@outside.test user@flush.test)
+sleep 2.5
+tl_is "$(count flush)/$(grep -c "$FID: " "$SMTPD_LOG")" "0/0" "a message due in an hour is left alone by the queue runs"
+tl_admin queue flush >"$T/flush.out" 2>&1
+tl_ok $? "rcptgate queue flush"
+wait_log "$FID: to=<user@flush.test>, .*status=sent" 10
+tl_ok $? "... wakes smtpd through the trigger FIFO: delivered at once"
+tl_is "$(count flush)" 1 "the sink got it"
+
+# ---------------------------------------------------------------- delay warning
+# A message two hours old, its next hop down: one delay report, and it stays queued.
+sed -i 's/^relay_mode = queue$/relay_mode = queue\ndelay_warning_time = 1h/' "$CONF"
+hup
+_before=$(count dsn)
+WID=$(printf 'Subject: slow going\n\nwaiting\n' | "$SPOOLPUT" -a 7200 "$T/queue" sender@outside.test user@warn.test)
+tl_admin queue flush >/dev/null 2>&1
+wait_log "$WID: sender delay notification: [0-9A-Z]+" 15
+tl_ok $? "delay_warning_time: a delay report is made"
+wait_count dsn $((_before + 1)) 15
+tl_is "$(count dsn)" $((_before + 1)) "... and reaches the sender's route"
+_w=$(find "$TS/dsn" -type f -size +0 -newer "$T/pre.ids" | xargs grep -l '^Action: delayed' 2>/dev/null | wc -l | tr -d ' ')
+tl_is "$_w" 1 "... with Action: delayed"
+wait_log "$WID: to=<user@warn.test>, .*status=deferred" 10
+tl_is "$(qfile "$WID" | sed 's|.*/queue/||')" "deferred/$WID" "the message stays queued"
+tl_admin queue flush >/dev/null 2>&1
+_i=0
+until [ "$(grep -c "$WID: to=<user@warn.test>, .*status=deferred" "$SMTPD_LOG")" -ge 2 ] || [ $_i -gt 200 ]; do
+    _i=$((_i + 1))
+    sleep 0.05
+done
+tl_is "$(grep -c "$WID: to=<user@warn.test>, .*status=deferred" "$SMTPD_LOG")/$(grep -c "$WID: sender delay notification" "$SMTPD_LOG")" \
+    "2/1" "tried again: still one warning only"
+tl_admin queue delete "$WID" >/dev/null 2>&1
+sed -i '/^delay_warning_time = 1h$/d' "$CONF"
+hup
 
 # ---------------------------------------------------------------- recovery after a stop
 send sender@outside.test user@rec.test
@@ -273,10 +411,11 @@ DEFERRED=$(awk '$2 == "deferred" { print $1; exit }' "$T/pflogsumm.out")
 BOUNCED=$(awk '$2 == "bounced" { print $1; exit }' "$T/pflogsumm.out")
 DELIVERED=$(awk '$2 == "delivered" { print $1; exit }' "$T/pflogsumm.out")
 echo "# pflogsumm: deferred=$DEFERRED bounced=$BOUNCED delivered=$DELIVERED"
-# Deferred: up, soft, dead, rec; bounced: hard and the null sender's (the expiry goes out as a report).
-tl_is "$DEFERRED" 4 "pflogsumm counts the 4 deferred messages"
+# Deferred: up, soft, dead, warn, rec; bounced: hard and the null sender's (an expiry is a report).
+tl_is "$DEFERRED" 5 "pflogsumm counts the 5 deferred messages"
 tl_is "$BOUNCED" 2 "pflogsumm counts the 2 bounced messages"
-tl_is "$DELIVERED" 6 "pflogsumm counts the 6 deliveries (4 messages, 2 reports)"
+# Delivered: 4 recipients put before the start, up, large, soft, 3 conc, flush, rec, slow; 3 reports.
+tl_is "$DELIVERED" 16 "pflogsumm counts the 16 deliveries (13 recipients, 3 reports)"
 
 sm_sanitizer_check "no sanitizer report from rcptgate-smtpd"
 tl_done
