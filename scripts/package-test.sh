@@ -89,6 +89,11 @@ getent group rcptgate > /dev/null
 ok $? "group rcptgate exists"
 is "$(stat -c '%U:%G %a' /var/lib/rcptgate 2>&1)" "rcptgate:rcptgate 750" "/var/lib/rcptgate: rcptgate's, 0750"
 is "$(stat -c '%U:%G' /run/rcptgate 2>&1)" "rcptgate:rcptgate" "/run/rcptgate: rcptgate's"
+is "$(stat -c '%U:%G %a' /var/spool/rcptgate 2>&1)" "rcptgate:rcptgate 700" "/var/spool/rcptgate (smtpd's queue): rcptgate's, 0700"
+grep -q '^d /var/spool/rcptgate 0700 rcptgate rcptgate' /usr/lib/tmpfiles.d/rcptgate.conf
+ok $? "tmpfiles.d makes the queue directory too"
+grep -q '^ReadWritePaths=-/var/spool/rcptgate$' /lib/systemd/system/rcptgate-smtpd.service
+ok $? "rcptgate-smtpd.service may write its queue (ProtectSystem=strict)"
 is "$(stat -c '%U' /var/lib/rcptgate/rcptgate.db 2>&1)" "rcptgate" "an empty store made at install, rcptgate's"
 for f in /usr/lib/sysusers.d/rcptgate.conf /usr/lib/tmpfiles.d/rcptgate.conf; do
     [ -s "$f" ]
