@@ -152,6 +152,10 @@ user =
 pid_file = $D/smtpd.pid
 stats_file = $D/smtpd.stats
 log_file = $D/smtpd.maillog
+# Mail smtpd takes while the inside is down waits here (relay_mode
+# proxy-then-queue, the default); in real life /var/spool/rcptgate.
+queue_directory = $D/queue
+minimal_backoff_time = 5s
 reverse_lookup = no
 reject_unknown_sender_domain = off
 
@@ -260,9 +264,40 @@ send_to someone@example.net
 echo "smtp-sink still holds $(sinkcount) message(s)"
 
 echo
+echo "== the inside goes down: smtpd keeps the mail and delivers it later"
+kill "$(cat "$D/sink.pid")" 2>/dev/null
+i=0
+while swaks --server "127.0.0.1:$sink_port" --quit-after connect --hide-all >/dev/null 2>&1 && [ $i -lt 50 ]; do
+    sleep 0.1
+    i=$((i + 1))
+done
+before=$(sinkcount)
+echo "-- smtp-sink is stopped; alice's next mail is queued, and the 250 says so"
+send_to alice@example.com
+run "$ADMIN" -c "$D/rcptgate.conf" queue list || true
+echo "-- smtp-sink comes back; 'rcptgate queue flush' asks smtpd to try now"
+# shellcheck disable=SC2086
+nohup "$SMTP_SINK" $sink_user -d "$sink_dir/%M." "127.0.0.1:$sink_port" 100 </dev/null >>"$D/sink.log" 2>&1 &
+echo $! > "$D/sink.pid"
+i=0
+until swaks --server "127.0.0.1:$sink_port" --quit-after connect --hide-all >/dev/null 2>&1 || [ $i -ge 50 ]; do
+    sleep 0.1
+    i=$((i + 1))
+done
+run "$ADMIN" -c "$D/rcptgate.conf" queue flush || true
+i=0
+while [ "$(sinkcount)" -le "$before" ] && [ $i -lt 150 ]; do
+    sleep 0.1
+    i=$((i + 1))
+done
+[ "$(sinkcount)" -gt "$before" ] || { echo "demo.sh: the queued message did not reach smtp-sink (see $D/smtpd.maillog)" >&2; exit 1; }
+echo "smtp-sink now holds $(sinkcount) message(s)"
+run "$ADMIN" -c "$D/rcptgate.conf" queue list || true
+
+echo
 echo "== what smtpd logged, in Postfix's format ($D/smtpd.maillog)"
 sleep 0.2
-grep -E 'NOQUEUE: reject|: (client|from|to)=' "$D/smtpd.maillog" | sed 's/^/    /' || true
+grep -E 'NOQUEUE: reject|: (client|from|to)=|: removed|status=deferred' "$D/smtpd.maillog" | sed 's/^/    /' || true
 
 cat <<MSG
 
