@@ -954,8 +954,9 @@ static void test_relay_mx(void **state)
     SMTP_RELAY *r;
 
     (void) state;
-    if ((sink = t_sink(&port)) == 0)
-        skip();
+    /* main() leaves this test out when smtp-sink is not installed. */
+    sink = t_sink(&port);
+    assert_true(sink > 0);
     snprintf(hop, sizeof(hop), "relay.test:%d", port);
     r = t_relay(hop);
     assert_int_equal(t_rl.n, 4);
@@ -1061,9 +1062,20 @@ int main(void)
         cmocka_unit_test(test_mx_permanent),
         cmocka_unit_test(test_mx_temporary),
         cmocka_unit_test(test_mx_cancel),
-        cmocka_unit_test(test_relay_mx),
         cmocka_unit_test(test_relay_mx_fail),
+        cmocka_unit_test(test_relay_mx),        /* last: left out without smtp-sink */
     };
+    size_t n = sizeof(tests) / sizeof(tests[0]);
 
-    return cmocka_run_group_tests_name("smtpd_dns", tests, group_setup, group_teardown);
+    /*
+     * Without Postfix's smtp-sink (a package build installs only the
+     * Build-Depends) the relay-by-MX test is left out, not skipped: cmocka
+     * reports a skip as "not ok ... # SKIP", which automake counts as a
+     * failure.
+     */
+    if (access("/usr/sbin/smtp-sink", X_OK) != 0) {
+        printf("# /usr/sbin/smtp-sink is not installed: test_relay_mx left out\n");
+        n--;
+    }
+    return _cmocka_run_group_tests("smtpd_dns", tests, n, group_setup, group_teardown);
 }
