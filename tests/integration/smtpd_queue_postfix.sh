@@ -27,6 +27,7 @@
 PFLOGSUMM=${PFLOGSUMM:-$(command -v pflogsumm || echo /usr/sbin/pflogsumm)}
 
 tl_init smtpd_queue_postfix
+trap 'pf_stop; tl_cleanup' EXIT     # Postfix's master is not a child of this shell
 [ -x "$RG_SMTPD" ] || tl_bail "rcptgate-smtpd not built ($RG_SMTPD)"
 tl_need_tool "$SMTP_SINK" smtp-sink
 tl_need_tool "$SWAKS" swaks
