@@ -16,24 +16,23 @@
 #include "cfg.h"
 #include "log.h"
 #include "params.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz_common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static char path[64];
+    /* In the scratch directory (under $TMPDIR, removed at exit), not a fixed name in /tmp. */
+    static char *path;
     FILE *fp;
+    int fd;
 
-    if (path[0] == 0) {
-        int fd;
-
-        snprintf(path, sizeof(path), "/tmp/rg-fuzz-cfg-%ld", (long) getpid());
+    if (path == NULL) {
         log_init("fuzz_cfg", 0, 0);
-        if ((fd = open(path, O_CREAT | O_WRONLY, 0600)) >= 0)
-            close(fd);
+        path = fuzz_path("rcptgate.conf");
+        /* Mode 0600, as a file holding secrets would be. */
+        fuzz_check((fd = open(path, O_CREAT | O_WRONLY, 0600)) >= 0);
+        close(fd);
     }
-    if ((fp = fopen(path, "w")) == NULL)
-        return 0;
+    fuzz_check((fp = fopen(path, "w")) != NULL);
     fwrite(data, 1, size, fp);
     fclose(fp);
     cfg_load(path, params_sections_for("rcptgate"));

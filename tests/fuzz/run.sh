@@ -11,8 +11,15 @@
 # executions and time; a crash stops the run with the target's log and
 # the crashing input named, and exits 1. One target at a time: the
 # machine's cores are shared. $FUZZ_FLAGS (e.g. -rss_limit_mb=1024) goes to
-# every target.
+# every target. The targets' scratch files (a store, a config file written
+# at every input) go under $TMPDIR, by default /dev/shm where it is a
+# writable tmpfs: on a disk, writeback was a tenth of fuzz_cfg's time.
 set -u
+
+if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then
+    TMPDIR=/dev/shm
+    export TMPDIR
+fi
 
 limit=$1
 seeds=$2
