@@ -110,15 +110,6 @@ send() {
     sm_swaks --ehlo client.sender.test --from someone@sender.test --to "$1" --header "Subject: to $1"
 }
 
-# wait_count DIR N - wait up to 20 s for N messages in sink DIR
-wait_count() {
-    _i=0
-    while [ "$(sm_sink_count "$1")" -lt "$2" ] && [ $_i -lt 400 ]; do
-        _i=$((_i + 1))
-        sleep 0.05
-    done
-}
-
 # sink_rcpts DIR - the envelope recipients smtp-sink saw (its X-Rcpt-Args lines)
 sink_rcpts() {
     cat "$1"/* 2>/dev/null | tr -d '\r' | sed -n 's/^X-Rcpt-Args: \(<[^>]*>\).*/\1/p' | sort | tr '\n' ' '
@@ -145,8 +136,8 @@ send carol@sub.b.test
 tl_ok $? "mail to carol@sub.b.test queued"
 send dave@c.test
 tl_ok $? "mail to dave@c.test queued"
-wait_count "$SINK_A" 1
-wait_count "$SINK_B" 3
+sm_wait_sink "$SINK_A" 1
+sm_wait_sink "$SINK_B" 3
 tl_is "$(sink_rcpts "$SINK_A")" "<Alice.Smith+news@A.test> " "a.test's next hop got a.test's mail, and only that"
 tl_is "$(sink_rcpts "$SINK_B")" "<bob@b.test> <carol@sub.b.test> <dave@c.test> " \
     "b.test's next hop got b.test's and its subdomain's mail, and c.test's after its dead first hop"
@@ -180,7 +171,7 @@ at "lookupd back: known recipient 250" "250 2.1.5 Ok" bob@b.test
 at "lookupd back: unknown recipient 550 5.1.1" "$UNKNOWN_A" nobody@a.test
 send alice.smith@a.test
 tl_ok $? "lookupd back: mail to alice.smith@a.test queued"
-wait_count "$SINK_A" 2
+sm_wait_sink "$SINK_A" 2
 tl_is "$(sm_sink_count "$SINK_A") $(sm_sink_count "$SINK_B")" "2 3" "lookupd back: the mail reached a.test's next hop"
 tl_is "$(tr -d ' ' < "$PF_DIR/queue/pid/master.pid")" "$PF_MASTER" "the same Postfix master throughout"
 pf_stop
@@ -200,7 +191,7 @@ at "policy: foreign domain, relay access denied" \
     "454 4.7.1 <x@foreign.test>: Relay access denied" x@foreign.test
 send carol@sub.b.test
 tl_ok $? "policy: mail to carol@sub.b.test queued"
-wait_count "$SINK_B" 4
+sm_wait_sink "$SINK_B" 4
 tl_is "$(sm_sink_count "$SINK_A") $(sm_sink_count "$SINK_B")" "2 4" "policy: the mail reached b.test's next hop"
 pf_stop
 

@@ -74,30 +74,6 @@ count() {
     find "$TS/$1" -type f -size +0 2>/dev/null | wc -l | tr -d ' '
 }
 
-# wait_log PATTERN [SECS] - wait for a line matching PATTERN (grep -E) in smtpd's log; 1 on timeout
-wait_log() {
-    _i=0
-    _max=$(( ${2:-20} * 20 ))
-    while ! grep -Eq -- "$1" "$SMTPD_LOG" 2>/dev/null; do
-        _i=$((_i + 1))
-        [ $_i -gt $_max ] && return 1
-        sleep 0.05
-    done
-    return 0
-}
-
-# wait_count NAME N [SECS] - wait until the sink stored N messages
-wait_count() {
-    _i=0
-    _max=$(( ${3:-20} * 20 ))
-    while [ "$(count "$1")" -lt "$2" ]; do
-        _i=$((_i + 1))
-        [ $_i -gt $_max ] && return 1
-        sleep 0.05
-    done
-    return 0
-}
-
 # queue_id - the id of "250 2.0.0 Ok: queued as ID" in the last swaks transcript ("" none)
 queue_id() {
     sed -n 's/^<- *250 .*queued as \([0-9A-Z]*\).*/\1/p' "$T/swaks.out" | tail -1
@@ -187,10 +163,10 @@ printf 'Subject: before the start, two\n\nput by rg_spoolput\n' |
 tl_is "$(wc -l < "$T/pre.ids" | tr -d ' ')/$(ls "$T/queue/deferred" | wc -l | tr -d ' ')" "3/3" \
     "three messages queued before smtpd starts"
 sm_start_or_bail
-wait_count pre 3 15
+sm_wait_sink "$TS/pre" 3 15
 tl_is "$(count pre)" 3 "smtpd recovers them at start: the sink gets three messages"
 for _id in $(cat "$T/pre.ids"); do
-    wait_log "$_id: removed" 5 || break
+    sm_wait_log "$_id: removed" 5 || break
 done
 tl_is "$(grep -c "to=<[a-z]*@pre.test>, .*status=sent" "$SMTPD_LOG")/$(ls "$T/queue/deferred" | wc -l | tr -d ' ')" "4/0" \
     "four recipients logged as sent, the deferred queue is empty"
@@ -199,13 +175,13 @@ tl_is "$(grep -c "to=<[a-z]*@pre.test>, .*status=sent" "$SMTPD_LOG")/$(ls "$T/qu
 send sender@outside.test user@up.test
 ID1=$QID
 tl_like "$ID1" '^[0-9A-Z]+$' "next hop down: the client hears 250 queued as ID"
-wait_log "$ID1: to=<user@up.test>, relay=none, .*dsn=4\.4\.1, status=deferred \(connect to 127\.0\.0\.1\[127\.0\.0\.1\]:$UP_PORT: " 15
+sm_wait_log "$ID1: to=<user@up.test>, relay=none, .*dsn=4\.4\.1, status=deferred \(connect to 127\.0\.0\.1\[127\.0\.0\.1\]:$UP_PORT: " 15
 tl_ok $? "the try is logged as deferred (connect to ...)"
 tl_is "$(qfile "$ID1" | sed 's|.*/queue/||')" "deferred/$ID1" "the message waits in deferred/"
 sink up "$UP_PORT" || tl_bail "smtp-sink (up) did not start"
-wait_log "$ID1: to=<user@up.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:$UP_PORT, .*dsn=2\.0\.0, status=sent \(250 " 15
+sm_wait_log "$ID1: to=<user@up.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:$UP_PORT, .*dsn=2\.0\.0, status=sent \(250 " 15
 tl_ok $? "next hop up: the message is delivered (status=sent)"
-wait_log "$ID1: removed" 5
+sm_wait_log "$ID1: removed" 5
 tl_ok $? "... and removed"
 tl_is "$(count up)/$(qfile "$ID1")" "1/" "the sink holds it, the queue file is gone"
 grep -l "queued for user@up.test" "$TS"/up/* >/dev/null 2>&1
@@ -219,7 +195,7 @@ tl_ok $? "the sink has the body as sent"
 } > "$T/large.txt"
 BIG=$("$SPOOLPUT" "$T/queue" sender@outside.test user@up.test < "$T/large.txt")
 tl_admin queue flush >/dev/null 2>&1
-wait_log "$BIG: to=<user@up.test>, .*status=sent" 20
+sm_wait_log "$BIG: to=<user@up.test>, .*status=sent" 20
 tl_ok $? "a 4 MB message from the spool is delivered"
 _f=$(grep -l '^the last line' "$TS"/up/* 2>/dev/null | head -1)
 tl_ok "$([ -n "$_f" ] && [ "$(wc -c < "$_f")" -gt 4000000 ] && grep -c '^line [0-9]' "$_f" | grep -qx 50000; echo $?)" \
@@ -229,35 +205,35 @@ tl_ok "$([ -n "$_f" ] && [ "$(wc -c < "$_f")" -gt 4000000 ] && grep -c '^line [0
 sink soft "$SOFT_PORT" -r RCPT || tl_bail "smtp-sink (soft) did not start"
 send sender@outside.test user@soft.test
 ID2=$QID
-wait_log "$ID2: to=<user@soft.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:$SOFT_PORT, .*dsn=4\.[0-9.]+, status=deferred \(host 127\.0\.0\.1\[127\.0\.0\.1\] said: 4[0-9][0-9] .*\(in reply to RCPT TO command\)\)" 15
+sm_wait_log "$ID2: to=<user@soft.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:$SOFT_PORT, .*dsn=4\.[0-9.]+, status=deferred \(host 127\.0\.0\.1\[127\.0\.0\.1\] said: 4[0-9][0-9] .*\(in reply to RCPT TO command\)\)" 15
 tl_ok $? "next hop 4xx: deferred, with the host's words"
 tl_is "$(count soft)" 0 "the soft-refusing sink stored nothing"
 unsink soft
 sink soft2 "$SOFT_PORT" || tl_bail "smtp-sink (soft2) did not start"
-wait_log "$ID2: to=<user@soft.test>, .*status=sent" 15
+sm_wait_log "$ID2: to=<user@soft.test>, .*status=sent" 15
 tl_ok $? "then 2xx: delivered"
-wait_log "$ID2: removed" 5
+sm_wait_log "$ID2: removed" 5
 tl_is "$(count soft2)/$(qfile "$ID2")" "1/" "the sink holds it, the queue file is gone"
 
 # ---------------------------------------------------------------- 5xx: returned to the sender
 sink hard "$HARD_PORT" -f RCPT || tl_bail "smtp-sink (hard) did not start"
 send sender@outside.test user@hard.test
 ID3=$QID
-wait_log "$ID3: to=<user@hard.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:$HARD_PORT, .*dsn=5\.[0-9.]+, status=bounced \(host 127\.0\.0\.1\[127\.0\.0\.1\] said: 5[0-9][0-9] " 15
+sm_wait_log "$ID3: to=<user@hard.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:$HARD_PORT, .*dsn=5\.[0-9.]+, status=bounced \(host 127\.0\.0\.1\[127\.0\.0\.1\] said: 5[0-9][0-9] " 15
 tl_ok $? "next hop 5xx: bounced"
-wait_log "$ID3: sender non-delivery notification: [0-9A-Z]+" 5
+sm_wait_log "$ID3: sender non-delivery notification: [0-9A-Z]+" 5
 tl_ok $? "a non-delivery report is made"
 DSNID=$(sed -n "s/.*$ID3: sender non-delivery notification: \([0-9A-Z]*\).*/\1/p" "$SMTPD_LOG" | head -1)
-wait_count dsn 1 15
+sm_wait_sink "$TS/dsn" 1 15
 tl_is "$(count dsn)" 1 "the report reaches the sender's route (default_nexthop)"
-wait_log "${DSNID:-none}: to=<sender@outside.test>, .*status=sent" 5
+sm_wait_log "${DSNID:-none}: to=<sender@outside.test>, .*status=sent" 5
 tl_ok $? "... logged as sent under its own id"
 DSNFILE=$(find "$TS/dsn" -type f -size +0 | head -1)
 grep -qi '^Content-Type: multipart/report; *report-type=delivery-status' "${DSNFILE:-/nonexistent}"
 tl_ok $? "the report is a multipart/report (delivery-status)"
 grep -qi '^Final-Recipient: rfc822; *user@hard.test' "${DSNFILE:-/nonexistent}"
 tl_ok $? "it names the failed recipient"
-wait_log "$ID3: removed" 5
+sm_wait_log "$ID3: removed" 5
 tl_is "$(qfile "$ID3")/$(count hard)" "/0" "the bounced message is removed; the refusing sink stored nothing"
 
 # ---------------------------------------------------------------- the null sender
@@ -265,9 +241,9 @@ sm_swaks --ehlo client.example.org --from '<>' --to user@hard.test --body "a bou
 ID4=$(queue_id)
 [ -n "$ID4" ] || tl_bail "no \"250 ... queued as ID\" for the null sender"
 tl_like "$ID4" '^[0-9A-Z]+$' "null sender: queued"
-wait_log "$ID4: to=<user@hard.test>, .*status=bounced" 15
+sm_wait_log "$ID4: to=<user@hard.test>, .*status=bounced" 15
 tl_ok $? "null sender: its 5xx is logged as bounced"
-wait_log "$ID4: removed" 5
+sm_wait_log "$ID4: removed" 5
 tl_ok $? "... and the message removed"
 tl_is "$(grep -c "$ID4: sender non-delivery notification" "$SMTPD_LOG")/$(count dsn)" "0/1" \
     "no report for the null sender (the report sink still holds one)"
@@ -284,13 +260,13 @@ sed -i 's/^relay_mode = queue$/relay_mode = queue\nmaximal_queue_lifetime = 3s/'
 hup
 send sender@outside.test user@dead.test
 ID5=$QID
-wait_log "$ID5: to=<user@dead.test>, .*status=deferred" 15
+sm_wait_log "$ID5: to=<user@dead.test>, .*status=deferred" 15
 tl_ok $? "next hop never up: deferred"
-wait_log "$ID5: from=<sender@outside.test>, status=expired, returned to sender" 20
+sm_wait_log "$ID5: from=<sender@outside.test>, status=expired, returned to sender" 20
 tl_ok $? "after maximal_queue_lifetime: expired, returned to sender"
-wait_count dsn 2 15
+sm_wait_sink "$TS/dsn" 2 15
 tl_is "$(count dsn)" 2 "the expiry report reaches the sender's route"
-wait_log "$ID5: removed" 5
+sm_wait_log "$ID5: removed" 5
 tl_is "$(qfile "$ID5")" "" "the expired message is removed"
 sed -i '/^maximal_queue_lifetime = 3s$/d' "$CONF"
 hup
@@ -332,7 +308,7 @@ sleep 2.5
 tl_is "$(count flush)/$(grep -c "$FID: " "$SMTPD_LOG")" "0/0" "a message due in an hour is left alone by the queue runs"
 tl_admin queue flush >"$T/flush.out" 2>&1
 tl_ok $? "rcptgate queue flush"
-wait_log "$FID: to=<user@flush.test>, .*status=sent" 10
+sm_wait_log "$FID: to=<user@flush.test>, .*status=sent" 10
 tl_ok $? "... wakes smtpd through the trigger FIFO: delivered at once"
 tl_is "$(count flush)" 1 "the sink got it"
 
@@ -343,13 +319,13 @@ hup
 _before=$(count dsn)
 WID=$(printf 'Subject: slow going\n\nwaiting\n' | "$SPOOLPUT" -a 7200 "$T/queue" sender@outside.test user@warn.test)
 tl_admin queue flush >/dev/null 2>&1
-wait_log "$WID: sender delay notification: [0-9A-Z]+" 15
+sm_wait_log "$WID: sender delay notification: [0-9A-Z]+" 15
 tl_ok $? "delay_warning_time: a delay report is made"
-wait_count dsn $((_before + 1)) 15
+sm_wait_sink "$TS/dsn" $((_before + 1)) 15
 tl_is "$(count dsn)" $((_before + 1)) "... and reaches the sender's route"
 _w=$(find "$TS/dsn" -type f -size +0 -newer "$T/pre.ids" | xargs grep -l '^Action: delayed' 2>/dev/null | wc -l | tr -d ' ')
 tl_is "$_w" 1 "... with Action: delayed"
-wait_log "$WID: to=<user@warn.test>, .*status=deferred" 10
+sm_wait_log "$WID: to=<user@warn.test>, .*status=deferred" 10
 tl_is "$(qfile "$WID" | sed 's|.*/queue/||')" "deferred/$WID" "the message stays queued"
 tl_admin queue flush >/dev/null 2>&1
 _i=0
@@ -366,15 +342,15 @@ hup
 # ---------------------------------------------------------------- recovery after a stop
 send sender@outside.test user@rec.test
 ID6=$QID
-wait_log "$ID6: to=<user@rec.test>, .*status=deferred" 15
+sm_wait_log "$ID6: to=<user@rec.test>, .*status=deferred" 15
 tl_ok $? "recovery: deferred while its next hop is down"
 sm_stop
 tl_is "$(qfile "$ID6" | sed 's|.*/queue/||')" "deferred/$ID6" "smtpd stopped: the message is in deferred/"
 sink rec "$REC_PORT" || tl_bail "smtp-sink (rec) did not start"
 sm_start_or_bail
-wait_log "$ID6: to=<user@rec.test>, .*status=sent" 15
+sm_wait_log "$ID6: to=<user@rec.test>, .*status=sent" 15
 tl_ok $? "restarted: the queued message is delivered"
-wait_log "$ID6: removed" 5
+sm_wait_log "$ID6: removed" 5
 tl_is "$(count rec)/$(qfile "$ID6")" "1/" "the sink holds it once, the queue file is gone"
 
 # ---------------------------------------------------------------- SIGTERM mid-delivery
@@ -398,9 +374,9 @@ tl_is "$(qfile "$ID7" | sed 's|.*/queue/||')" "deferred/$ID7" "the spool kept th
 unsink slow
 sink slow2 "$SLOW_PORT" || tl_bail "smtp-sink (slow2) did not start"
 sm_start_or_bail
-wait_log "$ID7: to=<user@slow.test>, .*status=sent" 15
+sm_wait_log "$ID7: to=<user@slow.test>, .*status=sent" 15
 tl_ok $? "the next start delivers it"
-wait_log "$ID7: removed" 5
+sm_wait_log "$ID7: removed" 5
 tl_is "$(count slow2)/$(qfile "$ID7")" "1/" "delivered once, the queue file is gone"
 sm_stop
 

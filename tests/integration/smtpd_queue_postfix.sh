@@ -36,30 +36,6 @@ tl_need_tool "$PFLOGSUMM" pflogsumm
 tl_need_tool python3 python3
 tl_shared_dir || tl_bail "no shared scratch directory"
 
-# wait_log PATTERN [SECS] - a line matching PATTERN (grep -E) in smtpd's log; 1 on timeout
-wait_log() {
-    _i=0
-    _max=$(( ${2:-20} * 20 ))
-    while ! grep -Eq -- "$1" "$SMTPD_LOG" 2>/dev/null; do
-        _i=$((_i + 1))
-        [ $_i -gt $_max ] && return 1
-        sleep 0.05
-    done
-    return 0
-}
-
-# wait_count DIR N [SECS] - until N non-empty messages are in DIR
-wait_count() {
-    _i=0
-    _max=$(( ${3:-20} * 20 ))
-    while [ "$(find "$1" -type f -size +0 2>/dev/null | wc -l)" -lt "$2" ]; do
-        _i=$((_i + 1))
-        [ $_i -gt $_max ] && return 1
-        sleep 0.05
-    done
-    return 0
-}
-
 # queue_id - the id in "250 2.0.0 Ok: queued as ID" of the last swaks run
 queue_id() {
     sed -n 's/^<- *250 .*queued as \([0-9A-Za-z]*\).*/\1/p' "$T/swaks.out" | tail -1
@@ -121,7 +97,7 @@ tl_ok "$SENT" "Postfix up: swaks gets its message through"
 tl_like "$(grep '^<- *250 .*queued as' "$T/swaks.out" | tail -1)" '250 2\.0\.0 Ok: queued as [0-9A-Za-z]+' \
     "the client hears Postfix's own 250 after the dot"
 tl_is "$(ls "$T/queue/deferred" 2>/dev/null | wc -l | tr -d ' ')" 0 "... and nothing is queued"
-wait_count "$INSIDE" 1 10
+sm_wait_sink "$INSIDE" 1 10
 tl_is "$(find "$INSIDE" -type f -size +0 | wc -l | tr -d ' ')" 1 "Postfix handed it on"
 send bad@pf.test
 tl_like "$(grep -E '^<(-|\*\*) *5' "$T/swaks.out" | head -1)" '550 5\.1\.1 .*No such user here' \
@@ -136,17 +112,17 @@ tl_ok "$SENT" "Postfix stopped: swaks still gets its message through"
 ID=$QID
 tl_like "$ID" '^[0-9A-Z]+$' "... the client hears 250 queued as ID (smtpd's own)"
 tl_ok "$([ -f "$T/queue/deferred/$ID" ]; echo $?)" "the message waits in deferred/"
-wait_log "$ID: to=<later@pf.test>, relay=none, .*dsn=4\.[0-9.]+, status=deferred" 15
+sm_wait_log "$ID: to=<later@pf.test>, relay=none, .*dsn=4\.[0-9.]+, status=deferred" 15
 tl_ok $? "the next try is logged as deferred"
 pf_start || tl_bail "the private Postfix did not start again"
 tl_admin queue flush >"$T/flush.out" 2>&1
 tl_ok $? "rcptgate queue flush reaches smtpd's trigger"
-wait_log "$ID: to=<later@pf.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:$PF_PORT, .*dsn=2\.0\.0, status=sent \(250 2\.0\.0 Ok: queued as [0-9A-Za-z]+\)" 15
+sm_wait_log "$ID: to=<later@pf.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:$PF_PORT, .*dsn=2\.0\.0, status=sent \(250 2\.0\.0 Ok: queued as [0-9A-Za-z]+\)" 15
 tl_ok $? "Postfix takes it from the queue: status=sent with Postfix's queue id"
-wait_log "$ID: removed" 5
+sm_wait_log "$ID: removed" 5
 tl_ok $? "... the message is removed"
 tl_ok "$([ ! -e "$T/queue/deferred/$ID" ]; echo $?)" "... and its file is gone"
-wait_count "$INSIDE" 2 10
+sm_wait_sink "$INSIDE" 2 10
 _f=$(grep -l "queued for later@pf.test" "$INSIDE"/* 2>/dev/null | head -1)
 tl_ok "$([ -n "$_f" ]; echo $?)" "Postfix handed the queued message on, body intact"
 grep -q "^Received: from client\.example\.org " "$_f" 2>/dev/null
@@ -157,13 +133,13 @@ send slow@pf.test "busy mailbox"
 need_id "for Postfix's 450"
 ID=$QID
 tl_like "$ID" '^[0-9A-Z]+$' "Postfix's 450 at RCPT: the client hears 250 queued as ID"
-wait_log "$ID: to=<slow@pf.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:$PF_PORT, .*dsn=4\.2\.0, status=deferred \(host 127\.0\.0\.1\[127\.0\.0\.1\] said: 450 4\.2\.0 .*Mailbox busy" 15
+sm_wait_log "$ID: to=<slow@pf.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:$PF_PORT, .*dsn=4\.2\.0, status=deferred \(host 127\.0\.0\.1\[127\.0\.0\.1\] said: 450 4\.2\.0 .*Mailbox busy" 15
 tl_ok $? "the try from the queue is deferred with Postfix's own reply"
 pf_access "{bad@pf.test=550 5.1.1 No such user here}, {bad@pfq.test=550 5.1.1 No such user here}"
 tl_admin queue flush >/dev/null 2>&1
-wait_log "$ID: to=<slow@pf.test>, .*status=sent \(250 " 15
+sm_wait_log "$ID: to=<slow@pf.test>, .*status=sent \(250 " 15
 tl_ok $? "once Postfix takes it (table changed, reloaded): status=sent"
-wait_log "$ID: removed" 5
+sm_wait_log "$ID: removed" 5
 tl_ok $? "... and removed"
 
 # ---------------------------------------------------------------- 4. queue mode: 550 from the queue
@@ -171,18 +147,18 @@ send bad@pfq.test "to a user postfix does not know"
 need_id "in queue mode"
 ID=$QID
 tl_like "$ID" '^[0-9A-Z]+$' "queue mode (pfq.test): the client hears 250 queued as ID before Postfix is asked"
-wait_log "$ID: to=<bad@pfq.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:$PF_PORT, .*dsn=5\.1\.1, status=bounced \(host 127\.0\.0\.1\[127\.0\.0\.1\] said: 550 5\.1\.1 .*No such user here" 15
+sm_wait_log "$ID: to=<bad@pfq.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:$PF_PORT, .*dsn=5\.1\.1, status=bounced \(host 127\.0\.0\.1\[127\.0\.0\.1\] said: 550 5\.1\.1 .*No such user here" 15
 tl_ok $? "Postfix's 550 from the queue: status=bounced"
-wait_log "$ID: sender non-delivery notification: [0-9A-Z]+" 5
+sm_wait_log "$ID: sender non-delivery notification: [0-9A-Z]+" 5
 tl_ok $? "... a report is made"
-wait_count "$DSN_DIR" 1 15
+sm_wait_sink "$DSN_DIR" 1 15
 _r=$(find "$DSN_DIR" -type f -size +0 | head -1)
 grep -q "^Content-Type: multipart/report; report-type=delivery-status" "$_r" 2>/dev/null
 tl_ok $? "the report reaches the sender's route (default_nexthop): a multipart/report"
 grep -q "^Final-Recipient: rfc822; *bad@pfq.test" "$_r" 2>/dev/null &&
     grep -q "^Diagnostic-Code: smtp; *550 5.1.1 .*No such user here" "$_r" 2>/dev/null
 tl_ok $? "... naming the recipient and quoting Postfix's reply"
-wait_log "$ID: removed" 5
+sm_wait_log "$ID: removed" 5
 tl_ok $? "the bounced message is removed"
 
 "$PFLOGSUMM" --syslog-name=postfix-rcptgate "$SMTPD_LOG" >"$T/pflogsumm.out" 2>"$T/pflogsumm.err"

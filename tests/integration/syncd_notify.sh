@@ -6,8 +6,10 @@
 # hour, so that only the change notification control
 # (1.2.840.113556.1.4.528) can bring a change in time. After the initial
 # full pull: a user added with proxyAddresses is valid, and a changed
-# address moves (old invalid, new valid), each within 5 s (Samba polls
-# for its notifications, 0-3 s); the runs after the full one are
+# address moves (old invalid, new valid), each within 5 s (Samba re-runs
+# a notification search at once after a write through the process that
+# holds it, as here with -M single, and otherwise on a 5 s timer); the
+# runs after the full one are
 # incremental (uSNChanged), never full; after Samba is restarted the
 # daemon reconnects and a later change still arrives; the waiting
 # connection has a TCP keepalive timer; SIGTERM stops the daemon promptly

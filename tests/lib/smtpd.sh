@@ -203,6 +203,26 @@ sm_sink_count() {
     find "${1:-$SINK_DIR}" -type f | wc -l | tr -d ' '
 }
 
+# sm_wait_sink DIR N [SECS] - wait up to SECS (20) s until N messages are in
+# sink DIR (non-empty files: smtp-sink leaves empty ones for aborted
+# sessions); 1 on timeout
+sm_wait_sink() {
+    _sm_i=0
+    _sm_max=$(( ${3:-20} * 20 ))
+    while [ "$(find "$1" -type f -size +0 2>/dev/null | wc -l)" -lt "$2" ]; do
+        _sm_i=$((_sm_i + 1))
+        [ $_sm_i -gt $_sm_max ] && return 1
+        sleep 0.05
+    done
+    return 0
+}
+
+# sm_wait_log PATTERN [SECS] - wait up to SECS (20) s for a line matching
+# PATTERN (grep -E) in smtpd's log; 1 on timeout
+sm_wait_log() {
+    tl_wait_grep "$1" "$SMTPD_LOG" "${2:-20}"
+}
+
 # ---------------------------------------------------------------- timed raw client
 # rc SRC PORT STEPS... - run the raw client; its output in $T/rc.out
 SMTP_TIMED=${SMTP_TIMED:-"${PYTHON:-python3} $top_srcdir/tests/tools/smtp_timed.py"}

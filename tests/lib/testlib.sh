@@ -125,13 +125,15 @@ tl_wait_socket() {
     return 0
 }
 
-# tl_wait_grep PATTERN FILE - wait up to 5 s for a line matching PATTERN
-# (grep -E) in FILE: a daemon logs after its socket appears, not before
+# tl_wait_grep PATTERN FILE [SECS] - wait up to SECS (5) s for a line
+# matching PATTERN (grep -E) in FILE: a daemon logs after its socket
+# appears, not before; 1 on timeout
 tl_wait_grep() {
     _tl_i=0
+    _tl_max=$(( ${3:-5} * 20 ))
     while ! grep -Eq -- "$1" "$2" 2>/dev/null; do
         _tl_i=$((_tl_i + 1))
-        [ $_tl_i -gt 100 ] && return 1
+        [ $_tl_i -gt $_tl_max ] && return 1
         sleep 0.05
     done
     return 0
