@@ -1,8 +1,24 @@
-# benchlib.sh - what the benchmark scripts (run.sh, sync.sh, smtpd.sh, graph.sh) share
+# benchlib.sh - what the benchmark scripts under tests/bench share
 #
-# Sourced after the script has set QUIET_MAX, QUIET_WAIT, NOISY and
-# missed: report lines, floating-point arithmetic, reading RESULT lines,
-# waiting for a quiet machine, and printing whether a target is met.
+# Report lines, floating-point arithmetic, reading RESULT lines, waiting
+# for a quiet machine, and printing whether a target is met (the
+# functions read the script's QUIET_MAX, QUIET_WAIT, NOISY and missed).
+#
+# Sourced first, as . "$(cd "$(dirname "$0")" && pwd)/benchlib.sh": it
+# also finds the build. The programs are under $top_builddir, else the
+# current directory when it is a build directory (make bench-* runs
+# there), else the tree around the script (an in-tree build); the sources
+# under $top_srcdir, else that tree.
+if [ -z "${top_builddir:-}" ]; then
+    if [ -f ./config.status ]; then
+        top_builddir=$(pwd)
+    else
+        top_builddir=$(cd "$(dirname "$0")/../.." && pwd)
+    fi
+fi
+top_builddir=$(cd "$top_builddir" && pwd)
+: "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
+export top_srcdir top_builddir
 
 TICK=$(getconf CLK_TCK)
 

@@ -28,16 +28,7 @@
 
 set -u
 
-if [ -z "${top_builddir:-}" ]; then
-    if [ -x ./lookupd/rcptgate-lookupd ]; then
-        top_builddir=$(pwd)
-    else
-        top_builddir=$(cd "$(dirname "$0")/../.." && pwd)
-    fi
-fi
-top_builddir=$(cd "$top_builddir" && pwd)
-: "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
-export top_srcdir top_builddir
+. "$(cd "$(dirname "$0")" && pwd)/benchlib.sh"
 
 SMALL=${BENCH_BIG_SMALL:-1000000}
 LARGE=${BENCH_BIG_LARGE:-5000000}
@@ -54,7 +45,6 @@ TIME=/usr/bin/time
 D=$top_builddir/tests/tmp/bench-bigstore
 PIDS=
 
-. "$top_srcdir/tests/bench/benchlib.sh"
 
 die() {
     say "bigstore.sh: $*" >&2

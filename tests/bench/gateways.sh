@@ -32,16 +32,7 @@
 
 set -u
 
-if [ -z "${top_builddir:-}" ]; then
-    if [ -x ./syncd/rcptgate-syncd ]; then
-        top_builddir=$(pwd)
-    else
-        top_builddir=$(cd "$(dirname "$0")/../.." && pwd)
-    fi
-fi
-top_builddir=$(cd "$top_builddir" && pwd)
-: "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
-export top_srcdir top_builddir
+. "$(cd "$(dirname "$0")" && pwd)/benchlib.sh"
 
 NGW=${BENCH_GW_N:-4}
 ENTRIES=${BENCH_GW_ENTRIES:-20000}
@@ -55,7 +46,6 @@ NOISY=0
 missed=0
 DOMAIN=bench.example
 
-. "$top_srcdir/tests/bench/benchlib.sh"
 . "$top_srcdir/tests/lib/testlib.sh"
 # The refresh after a cookie cannot be paged: the size limit must hold it.
 SLAPD_SIZELIMIT=${SLAPD_SIZELIMIT:-100000}
@@ -507,7 +497,8 @@ if [ "$AD_ON" = 1 ] && [ -n "$(samba_missing)" ]; then
 elif [ "$AD_ON" = 1 ]; then
     say "4. the same against a Samba AD DC: $NGW gateways, flavour ad, mode = persistent"
     say "   (change notification, then an incremental uSNChanged pull), $AD_USERS users,"
-    say "   $AD_CHANGES changes (a proxyAddress added to a user), bound as Administrator"
+    say "   $AD_CHANGES changes (a proxyAddress added to a user), bound as Administrator;"
+    say "   samba -M ${SAMBA_MODEL:-single} (SAMBA_MODEL=prefork: Debian's default)"
     for g in $GWS; do
         stop_syncd "$g"
         _p=$(pid_of lookupd "$g")

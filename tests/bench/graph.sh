@@ -19,16 +19,7 @@
 
 set -u
 
-if [ -z "${top_builddir:-}" ]; then
-    if [ -x ./syncd/rcptgate-syncd ]; then
-        top_builddir=$(pwd)
-    else
-        top_builddir=$(cd "$(dirname "$0")/../.." && pwd)
-    fi
-fi
-top_builddir=$(cd "$top_builddir" && pwd)
-: "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
-export top_srcdir top_builddir
+. "$(cd "$(dirname "$0")" && pwd)/benchlib.sh"
 
 N=${BENCH_GRAPH_USERS:-100000}
 QUIET_MAX=${BENCH_QUIET_MAX:-10}
@@ -36,7 +27,6 @@ QUIET_WAIT=${BENCH_QUIET_WAIT:-5}
 NOISY=0
 missed=0
 
-. "$top_srcdir/tests/bench/benchlib.sh"
 . "$top_srcdir/tests/lib/testlib.sh"
 . "$top_srcdir/tests/lib/slapd.sh"
 

@@ -30,16 +30,7 @@
 
 set -u
 
-if [ -z "${top_builddir:-}" ]; then
-    if [ -x ./syncd/rcptgate-syncd ]; then
-        top_builddir=$(pwd)
-    else
-        top_builddir=$(cd "$(dirname "$0")/../.." && pwd)
-    fi
-fi
-top_builddir=$(cd "$top_builddir" && pwd)
-: "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
-export top_srcdir top_builddir
+. "$(cd "$(dirname "$0")" && pwd)/benchlib.sh"
 
 N=${BENCH_INCR_ENTRIES:-1000000}
 CHANGES=${BENCH_INCR_CHANGES:-1 100 10000}
@@ -51,7 +42,6 @@ DOMAIN=bench.example
 SYNCD_PID=
 MISSED=0
 
-. "$top_srcdir/tests/bench/benchlib.sh"
 . "$top_srcdir/tests/lib/testlib.sh"
 # The refresh from a cookie is not paged: the account's limit must hold it.
 SLAPD_SIZELIMIT=${SLAPD_SIZELIMIT:-100000}

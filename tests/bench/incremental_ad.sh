@@ -23,16 +23,7 @@
 
 set -u
 
-if [ -z "${top_builddir:-}" ]; then
-    if [ -x ./syncd/rcptgate-syncd ]; then
-        top_builddir=$(pwd)
-    else
-        top_builddir=$(cd "$(dirname "$0")/../.." && pwd)
-    fi
-fi
-top_builddir=$(cd "$top_builddir" && pwd)
-: "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
-export top_srcdir top_builddir
+. "$(cd "$(dirname "$0")" && pwd)/benchlib.sh"
 
 M=${BENCH_AD_ENTRIES:-10000}
 CHANGES=${BENCH_AD_CHANGES:-1 100 1000}
@@ -41,9 +32,7 @@ QUIET_WAIT=${BENCH_QUIET_WAIT:-5}
 NOISY=0
 DOMAIN=test.example.com
 MISSED=0
-TICK=$(getconf CLK_TCK)
 
-. "$top_srcdir/tests/bench/benchlib.sh"
 . "$top_srcdir/tests/lib/testlib.sh"
 . "$top_srcdir/tests/lib/slapd.sh"
 . "$top_srcdir/tests/lib/samba.sh"

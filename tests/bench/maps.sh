@@ -37,16 +37,7 @@
 
 set -u
 
-if [ -z "${top_builddir:-}" ]; then
-    if [ -x ./lookupd/rcptgate-lookupd ]; then
-        top_builddir=$(pwd)
-    else
-        top_builddir=$(cd "$(dirname "$0")/../.." && pwd)
-    fi
-fi
-top_builddir=$(cd "$top_builddir" && pwd)
-: "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
-export top_srcdir top_builddir
+. "$(cd "$(dirname "$0")" && pwd)/benchlib.sh"
 
 NREC=${BENCH_MAPS_RECIPIENTS:-100000}
 ROUNDS=${BENCH_MAPS_ROUNDS:-5}
@@ -59,7 +50,6 @@ NOISY=0
 DOMAIN=bench.example
 RCPTS=50
 
-. "$top_srcdir/tests/bench/benchlib.sh"
 . "$top_srcdir/tests/lib/testlib.sh"
 . "$top_srcdir/tests/lib/slapd.sh"
 

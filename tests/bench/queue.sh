@@ -44,16 +44,8 @@
 
 set -u
 
-if [ -z "${top_builddir:-}" ]; then
-    if [ -x ./tests/tools/rg_spoolput ]; then
-        top_builddir=$(pwd)
-    else
-        top_builddir=$(cd "$(dirname "$0")/../.." && pwd)
-    fi
-fi
-top_builddir=$(cd "$top_builddir" && pwd)
-
 . "$(cd "$(dirname "$0")" && pwd)/benchlib.sh"
+
 
 ADMIN=$top_builddir/rcptgate/rcptgate
 PUT=$top_builddir/tests/tools/rg_spoolput

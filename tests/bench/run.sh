@@ -31,18 +31,8 @@
 
 set -u
 
-# Where the programs are: $top_builddir, else the current directory when
-# it holds them, else the tree this script sits in (an in-tree build).
-if [ -z "${top_builddir:-}" ]; then
-    if [ -x ./tests/bench/bench_lookup ]; then
-        top_builddir=$(pwd)
-    else
-        top_builddir=$(cd "$(dirname "$0")/../.." && pwd)
-    fi
-fi
-top_builddir=$(cd "$top_builddir" && pwd)
-
 . "$(cd "$(dirname "$0")" && pwd)/benchlib.sh"
+
 
 LOOKUPD=$top_builddir/lookupd/rcptgate-lookupd
 ADMIN=$top_builddir/rcptgate/rcptgate

@@ -38,16 +38,8 @@
 
 set -u
 
-if [ -z "${top_builddir:-}" ]; then
-    if [ -x ./tests/bench/bench_idle ]; then
-        top_builddir=$(pwd)
-    else
-        top_builddir=$(cd "$(dirname "$0")/../.." && pwd)
-    fi
-fi
-top_builddir=$(cd "$top_builddir" && pwd)
-
 . "$(cd "$(dirname "$0")" && pwd)/benchlib.sh"
+
 
 RG_SMTPD=$top_builddir/smtpd/rcptgate-smtpd
 ADMIN=$top_builddir/rcptgate/rcptgate

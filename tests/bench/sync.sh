@@ -28,16 +28,7 @@
 
 set -u
 
-if [ -z "${top_builddir:-}" ]; then
-    if [ -x ./syncd/rcptgate-syncd ]; then
-        top_builddir=$(pwd)
-    else
-        top_builddir=$(cd "$(dirname "$0")/../.." && pwd)
-    fi
-fi
-top_builddir=$(cd "$top_builddir" && pwd)
-: "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
-export top_srcdir top_builddir
+. "$(cd "$(dirname "$0")" && pwd)/benchlib.sh"
 
 PARTS=${BENCH_SYNC_PARTS:-1 2 3}
 SIZES=${BENCH_SYNC_ENTRIES:-100000 1000000}
@@ -60,7 +51,6 @@ FILTER="(|(mail=*)(mailAlternateAddress=*))"
 # What the generic flavour asks for (syncd/source_ldap.c)
 ATTRS="objectClass entryUUID member uniqueMember mail mailAlternateAddress uid"
 
-. "$top_srcdir/tests/bench/benchlib.sh"
 . "$top_srcdir/tests/lib/testlib.sh"
 # The refresh after a cookie (persistent mode, section 2) cannot be paged:
 # the sync account's size limit must hold it. Full pulls stay paged.
