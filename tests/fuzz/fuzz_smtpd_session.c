@@ -211,15 +211,15 @@ static void fuzz_reply_line(const char *p, size_t n)
     fuzz_check(memchr(p, '\r', n - 2) == NULL);
 }
 
-/* fuzz_drain - read what the server said; check its complete lines */
-static void fuzz_drain(int fd)
+/* fuzz_drain - read what the server said and check its complete lines; 0 at its end of file */
+static int fuzz_drain(int fd)
 {
     for (;;) {
         ssize_t n = read(fd, fuzz_reply + fuzz_reply_len, sizeof(fuzz_reply) - fuzz_reply_len);
         char *nl;
 
         if (n <= 0)
-            return;
+            return n != 0;
         fuzz_activity++;
         if (fuzz_trace)
             fprintf(stderr, "S: %.*s", (int) n, fuzz_reply + fuzz_reply_len);
@@ -234,11 +234,26 @@ static void fuzz_drain(int fd)
         }
         /* No reply line is anywhere near this long. */
         fuzz_check(fuzz_reply_len < sizeof(fuzz_reply));
+        if ((size_t) n < sizeof(fuzz_reply) - fuzz_reply_len)
+            return 1;           /* a short read emptied the socket: no read just for EAGAIN */
     }
 }
 
-/* fuzz_spin - run the loop until nothing moves for a few rounds */
-static void fuzz_spin(int fd)
+/* fuzz_client_cb - the loop saw the client's end readable: what the server said */
+static void fuzz_client_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void) what;
+    /* After the server's end of file the event would fire every round for nothing. */
+    if (!fuzz_drain(fd))
+        event_del(arg);
+}
+
+/*
+ * fuzz_spin - run the loop until nothing moves for a few rounds. The
+ * client's end is an event of the same loop (fuzz_client_cb): a round
+ * is one epoll_wait, and the client reads only what is there.
+ */
+static void fuzz_spin(void)
 {
     int quiet = 0;
 
@@ -246,8 +261,6 @@ static void fuzz_spin(int fd)
         long before = fuzz_activity;
 
         event_base_loop(smtpd_base, EVLOOP_NONBLOCK);
-        if (fd >= 0)
-            fuzz_drain(fd);
         quiet = fuzz_activity == before ? quiet + 1 : 0;
         if (fuzz_trace > 1)
             fprintf(stderr, "spin %d: activity %ld, quiet %d\n", i, fuzz_activity - before, quiet);
@@ -286,6 +299,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHUNKS ck;
     const uint8_t *p;
     size_t len;
+    struct event *client;
     int sv[2], mode;
 
     fuzz_init();
@@ -296,6 +310,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fprintf(stderr, "--- input of %zu bytes, mode %d\n", size, mode);
     fuzz_check(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
     fuzz_check(fcntl(sv[1], F_SETFL, O_NONBLOCK) == 0);
+    client = event_new(smtpd_base, sv[1], EV_READ | EV_PERSIST, fuzz_client_cb, event_self_cbarg());
+    fuzz_check(client != NULL && event_add(client, NULL) == 0);
     evutil_make_socket_nonblocking(sv[0]);
     memset(&fuzz_new.sin, 0, sizeof(fuzz_new.sin));
     fuzz_new.sin.sin_family = AF_INET;
@@ -317,11 +333,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_new.submission = (mode & 2) != 0;
     /* From the loop, as smtpd.c's accept callback does: the loop's clock is the session's. */
     event_base_once(smtpd_base, -1, EV_TIMEOUT, fuzz_accept, NULL, NULL);
-    fuzz_spin(sv[1]);
+    fuzz_spin();
     /* A client waits for the banner (a timer may stand between, in principle). */
     for (int i = 0; i < 200 && fuzz_lines == 0 && smtp_session_count() > 0; i++) {
         fuzz_wait(1);
-        fuzz_spin(sv[1]);
+        fuzz_spin();
     }
     while (fuzz_chunks_next(&ck, &p, &len)) {
         size_t off = 0;
@@ -332,17 +348,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (n <= 0)
                 break;          /* the session stopped reading, or closed */
             off += (size_t) n;
-            fuzz_spin(sv[1]);
+            fuzz_spin();
         }
         if (off < len)
             break;
-        fuzz_spin(sv[1]);
+        fuzz_spin();
     }
     /* The client is done talking; then it leaves. */
     shutdown(sv[1], SHUT_WR);
-    fuzz_spin(sv[1]);
+    fuzz_spin();
+    event_free(client);
     close(sv[1]);
-    fuzz_spin(-1);
+    fuzz_spin();
     for (int i = 0; i < 20 && (smtp_session_count() > 0 || fuzz_hops > 0); i++) {
         if (fuzz_trace)
             fprintf(stderr, "wait: %d sessions, %d next hop connections\n", smtp_session_count(), fuzz_hops);
