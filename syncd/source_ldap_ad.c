@@ -926,8 +926,9 @@ static int source_ldap_ad_notify_open(SOURCE_LDAP *sl, char *err, size_t errlen)
             b++;
     }
     ldap_control_free(ctrl);
-    log_debug("source %s: change notification searches open on %d base%s", sl->conf->name, nt->n,
-              nt->n == 1 ? "" : "s");
+    /* As the RFC 4533 persistent search does: a postmaster sees that changes will come at once. */
+    log_info("source %s: change notification searches open on %d base%s on %s", sl->conf->name, nt->n,
+             nt->n == 1 ? "" : "s", sl->uri);
     return 0;
 }
 

@@ -112,6 +112,8 @@ tl_is "$(rg_query first@test.example.com)" 0 "the full pull is in the store"
 # wait has opened the notification searches (for a change in between).
 tl_is "$(wait_sql "SELECT count(*) FROM sync_run WHERE mode = 'incremental' AND outcome = 'ok'" 2)" 2 \
     "two incremental pulls follow: after the full pull and once the notification searches are open"
+tl_wait_grep "change notification searches open on 1 base on $SAMBA_URI" "$T/daemon.err"
+tl_is "$?" 0 "the daemon logs (at info, without -v) that it waits on the notification search"
 sleep 1
 last=$(syncd_sql "SELECT max(id) FROM sync_run")
 
