@@ -90,7 +90,9 @@ static const char *const store_sql[STMT_COUNT] = {
     [STMT_SOURCE_WALK] = "SELECT s.name, s.type, COALESCE(c.n, 0), "
         "COALESCE(s.last_success, 0), COALESCE(s.last_run, 0), "
         "COALESCE(sr.outcome || CASE WHEN sr.message <> '' THEN ': ' || sr.message ELSE '' END, ''), "
-        "COALESCE(sr.added, 0), COALESCE(sr.changed, 0), COALESCE(sr.removed, 0) "
+        "COALESCE(sr.added, 0), COALESCE(sr.changed, 0), COALESCE(sr.removed, 0), COALESCE(sr.mode, ''), "
+        "COALESCE((SELECT max(started) FROM sync_run WHERE source_id = s.id AND mode = 'full' "
+        "AND outcome = 'ok'), 0) "
         "FROM source s "
         "LEFT JOIN (SELECT source_id, count(*) AS n FROM recipient GROUP BY source_id) c "
         "ON c.source_id = s.id "
@@ -939,6 +941,8 @@ int store_source_walk(STORE *st, int (*fn)(const STORE_SOURCE_INFO *, void *), v
         info.added = sqlite3_column_int64(s, 6);
         info.changed = sqlite3_column_int64(s, 7);
         info.removed = sqlite3_column_int64(s, 8);
+        info.last_mode = store_text(s, 9);
+        info.last_full = sqlite3_column_int64(s, 10);
         info.guard_refused = 0;
         if (fn(&info, ctx) != 0)
             break;

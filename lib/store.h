@@ -257,6 +257,8 @@ typedef struct store_source_info {
     long long last_success;     /* unix time, 0 never */
     long long last_run;         /* unix time, 0 never */
     const char *last_outcome;   /* "ok", "refused: ...", "failed: ..." */
+    const char *last_mode;      /* of the last run: "full", "incremental", "import"; "" none */
+    long long last_full;        /* unix time of the latest full pull applied, 0 never */
     long long added, changed, removed;  /* of the last run */
     /*
      * store_runs_walk only (0 from store_source_walk): 1 the latest full

@@ -31,7 +31,9 @@ static const char store_runs_sql[] =
     "CASE WHEN COALESCE((SELECT outcome = 'refused' FROM sync_run WHERE source_id = s.id "
     "AND mode = 'full' AND outcome IN ('ok', 'refused') ORDER BY started DESC, id DESC LIMIT 1), 0) "
     "THEN 1 WHEN COALESCE((SELECT outcome = 'refused' FROM sync_run WHERE source_id = s.id "
-    "AND outcome IN ('ok', 'refused') ORDER BY started DESC, id DESC LIMIT 1), 0) THEN 2 ELSE 0 END "
+    "AND outcome IN ('ok', 'refused') ORDER BY started DESC, id DESC LIMIT 1), 0) THEN 2 ELSE 0 END, "
+    "COALESCE(sr.mode, ''), COALESCE((SELECT max(started) FROM sync_run WHERE source_id = s.id "
+    "AND mode = 'full' AND outcome = 'ok'), 0) "
     "FROM source s LEFT JOIN sync_run sr ON sr.id = "
     "(SELECT id FROM sync_run WHERE source_id = s.id ORDER BY started DESC, id DESC LIMIT 1) "
     "ORDER BY s.name";
@@ -58,6 +60,8 @@ int store_runs_walk(STORE *st, int (*fn)(const STORE_SOURCE_INFO *, void *), voi
         info.changed = sqlite3_column_int64(s, 6);
         info.removed = sqlite3_column_int64(s, 7);
         info.guard_refused = sqlite3_column_int(s, 8);
+        info.last_mode = store_text(s, 9);
+        info.last_full = sqlite3_column_int64(s, 10);
         if (fn(&info, ctx) != 0)
             break;
     }

@@ -37,11 +37,15 @@ static int stats_source(const STORE_SOURCE_INFO *s, void *ctx)
 
     printf("  %-16s %-8s %10lld recipients", s->name, s->type, s->recipients);
     if (s->last_run > 0) {
-        printf(", last run %s %s", rcptgate_time(s->last_run, when, sizeof(when)),
-               s->last_outcome[0] ? s->last_outcome : "?");
+        printf(", last run %s %s%s%s", rcptgate_time(s->last_run, when, sizeof(when)),
+               s->last_mode, s->last_mode[0] ? " " : "", s->last_outcome[0] ? s->last_outcome : "?");
         printf(" (+%lld ~%lld -%lld)", s->added, s->changed, s->removed);
         if (s->last_success != s->last_run)
             printf(", last success %s", rcptgate_time(s->last_success, when, sizeof(when)));
+        /* Incremental runs bring changes; only a full one reconciles the whole list. */
+        if (strcmp(s->last_mode, "incremental") == 0)
+            printf(", last full pull %s",
+                   s->last_full > 0 ? rcptgate_time(s->last_full, when, sizeof(when)) : "never");
     }
     putchar('\n');
     return 0;

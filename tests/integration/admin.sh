@@ -258,7 +258,8 @@ tl_like "$(cat "$T/out")" "^source: +copy" "and now comes from that source"
 run stats
 tl_is "$rc" 0 "stats exits 0"
 tl_like "$(cat "$T/out")" "domains: +2" "stats counts domains"
-tl_like "$(cat "$T/out")" "import +import +1 recipients, last run .* ok \(\+0 ~0 -3\)" "stats shows a source's last run"
+tl_like "$(cat "$T/out")" "import +import +1 recipients, last run [0-9T:-]*Z import ok \(\+0 ~0 -3\)" \
+    "stats shows a source's last run, an import"
 tl_like "$(cat "$T/out")" "no statistics \(not running\?\)" "stats without lookupd says so"
 now=$(date +%s)
 printf 'started %s\nupdated %s\npid %s\nconnections_total 7\nconnections_current 1\nsocketmap.recipients.ok 42\n' \

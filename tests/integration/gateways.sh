@@ -325,7 +325,8 @@ tl_like "$(grep 'persistent search (RFC 4533' "$T/gw4/syncd.err" | tail -n 1)" "
     "gateway 4's log: the search resumed from the stored cookie"
 tl_like "$(grep 'incremental sync applied' "$T/gw4/syncd.err" | tail -n 1)" \
     "2 added, 0 changed, 2 removed" "gateway 4's log: the catch-up applied the three changes (+2 -2)"
-tl_like "$(gw_admin 4 stats 2>&1)" "ldap .* ok \(\+2 ~0 -2\)" "rcptgate stats on gateway 4 shows that last run"
+tl_like "$(gw_admin 4 stats 2>&1)" "ldap .* incremental ok \(\+2 ~0 -2\), last full pull [0-9T:-]*Z" \
+    "rcptgate stats on gateway 4 shows that last run, incremental, and its last full pull"
 # The added and the changed entry come as entries; slapd 2.5 sends the
 # deletion as an identifier in a syncIdSet message (not an entry).
 n=$(sent 4 "$from")

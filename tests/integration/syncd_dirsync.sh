@@ -188,7 +188,8 @@ rg_valid ann.primary@test.example.com
 tl_is "$(syncd_sql "SELECT count(*) FROM sync_run r JOIN source s ON s.id = r.source_id
                     WHERE s.name = 'ds' AND r.mode = 'full'")" 1 "only the first pull of the source was full"
 tl_admin stats >"$T/stats.out" 2>&1
-tl_like "$(grep ' ds ' "$T/stats.out")" "ok \\(\\+0 ~0 -2\\)" "rcptgate stats shows the last run"
+tl_like "$(grep ' ds ' "$T/stats.out")" "incremental ok \\(\\+0 ~0 -2\\), last full pull [0-9T:-]*Z\$" \
+    "rcptgate stats shows the last run, incremental, and when the last full pull was"
 
 # --- a full pull agrees with what the DirSync pulls made
 syncd_once
