@@ -717,6 +717,11 @@ static void smtp_command_log_done(SMTP_SESSION *s, int sent_ok, const char *rela
     }
 }
 
+static int smtp_command_spool_commit(SMTP_SESSION *s, long long next_try);
+static void smtp_command_spool_lost(SMTP_SESSION *s);
+static void smtp_command_queued(SMTP_SESSION *s, long long next_try, int sent_ok, const char *relay,
+                                const char *reply);
+
 /*
  * smtp_command_commit - make the spooled copy durable and tell the client
  * "250 ... queued as ID"; a commit that fails is 451, never 250.
@@ -726,23 +731,49 @@ static void smtp_command_log_done(SMTP_SESSION *s, int sent_ok, const char *rela
 static void smtp_command_commit(SMTP_SESSION *s, long long next_try, int sent_ok, const char *relay,
                                 const char *reply)
 {
-    char err[256];
-    char ok[SPOOL_ID_LEN + 64];
-    SPOOL_FILE *f = s->spool_f;
-    SMTPD_REPLY r;
-
-    s->spool_f = NULL;
-    if (f == NULL || s->spool_failed || spool_commit(f, next_try, err, sizeof(err)) < 0) {
-        if (f != NULL && s->spool_failed)
-            spool_abort(f);
-        else if (f != NULL)
-            log_warn("%s: queue file commit failed: %s", s->c.queue_id, err);
-        memset(&r, 0, sizeof(r));
-        smtpd_reply_set(&r, 451, "451 4.3.0 Error: queue file write error");
-        smtpd_log_reject(&s->c, "END-OF-MESSAGE", &r, NULL, 0);
-        smtp_session_reply(s, "%s", r.text);
+    if (smtp_command_spool_commit(s, next_try) < 0) {
+        smtp_command_spool_lost(s);
         return;
     }
+    smtp_command_queued(s, next_try, sent_ok, relay, reply);
+}
+
+/* smtp_command_spool_commit - make the spooled copy durable (s->spool_f goes); 0, or -1 (logged) */
+static int smtp_command_spool_commit(SMTP_SESSION *s, long long next_try)
+{
+    char err[256];
+    SPOOL_FILE *f = s->spool_f;
+
+    s->spool_f = NULL;
+    if (f != NULL && s->spool_failed) {
+        spool_abort(f);
+        return -1;
+    }
+    if (f == NULL || spool_commit(f, next_try, err, sizeof(err)) < 0) {
+        if (f != NULL)
+            log_warn("%s: queue file commit failed: %s", s->c.queue_id, err);
+        return -1;
+    }
+    return 0;
+}
+
+/* smtp_command_spool_lost - the client's 451: the spool could not take the message */
+static void smtp_command_spool_lost(SMTP_SESSION *s)
+{
+    SMTPD_REPLY r;
+
+    memset(&r, 0, sizeof(r));
+    smtpd_reply_set(&r, 451, "451 4.3.0 Error: queue file write error");
+    smtpd_log_reject(&s->c, "END-OF-MESSAGE", &r, NULL, 0);
+    smtp_session_reply(s, "%s", r.text);
+}
+
+/* smtp_command_queued - the message is in deferred/: log it, "250 ... queued as ID", wake the queue manager */
+static void smtp_command_queued(SMTP_SESSION *s, long long next_try, int sent_ok, const char *relay,
+                                const char *reply)
+{
+    char ok[SPOOL_ID_LEN + 64];
+
     SMTP_COUNT_UP(s->counts[SMTP_CMD_DATA][0]);
     smtp_session_stats.messages++;
     if (reply != NULL)
@@ -774,6 +805,15 @@ static void smtp_command_after_dot(SMTP_SESSION *s)
     smtp_session_resume(s);
 }
 
+/* smtp_command_retry - a file committed before the dot gets the usual backoff now; its next try */
+static long long smtp_command_retry(SMTP_SESSION *s)
+{
+    long long next = smtp_command_backoff();
+
+    /* If that fails, the later time stands: the message is tried then, nothing is lost. */
+    return spool_retry_at(smtpd_spool, s->c.queue_id, next) == 0 ? next : s->spool_next;
+}
+
 /* smtp_command_relay_dot_cb - the downstream's final word on the message */
 static void smtp_command_relay_dot_cb(void *arg, int code, const char *reply)
 {
@@ -782,14 +822,27 @@ static void smtp_command_relay_dot_cb(void *arg, int code, const char *reply)
     const char *peer = smtp_relay_peer(s->relay);
 
     s->wait = W_NONE;
-    if (code / 100 == 2 && smtp_command_queued_only(s) > 0) {
+    if (s->spool_committed && code / 100 == 2) {
         size_t i = 0;
 
-        /* Delivered to those the next hop took; the others stay TODO in the spool. */
-        for (SMTP_RCPT *rc = s->rcpts; rc && s->spool_f; rc = rc->next, i++)
-            if (!rc->queued_only && spool_set_state(s->spool_f, i, SPOOL_RCPT_DONE) < 0)
-                s->spool_failed = 1;
-        smtp_command_commit(s, smtp_command_backoff(), 1, peer, reply);
+        /* Delivered to those the next hop took; the others stay TODO in the committed file. */
+        for (SMTP_RCPT *rc = s->rcpts; rc; rc = rc->next, i++)
+            if (!rc->queued_only && spool_mark(smtpd_spool, s->c.queue_id, i, SPOOL_RCPT_DONE) != 0)
+                log_warn("%s: to=<%s> was delivered, but its queue file could not say so: "
+                         "it may be delivered again", s->c.queue_id, rc->addr);
+        smtp_command_queued(s, smtp_command_retry(s), 1, peer, reply);
+    } else if (s->spool_committed && code / 100 == 4) {
+        /* A recipient the next hop took at RCPT is delivered only by a 2xx here: all stay TODO. */
+        smtp_command_queued(s, smtp_command_retry(s), 0, peer, reply);
+    } else if (s->spool_committed) {
+        /* The next hop refused the message itself: the client hears why, the queued copy goes. */
+        if (spool_remove(smtpd_spool, s->c.queue_id) < 0)
+            log_warn("%s: the next hop refused the message, but its queue file could not be removed: "
+                     "the recipients it holds may get it later", s->c.queue_id);
+        memset(&r, 0, sizeof(r));
+        smtpd_reply_set(&r, code, "%s", reply);
+        smtpd_log_reject(&s->c, "END-OF-MESSAGE", &r, NULL, 0);
+        smtp_session_reply(s, "%s", reply);
     } else if (code / 100 == 2) {
         SMTP_COUNT_UP(s->counts[SMTP_CMD_DATA][0]);
         smtp_session_stats.messages++;
@@ -836,6 +889,26 @@ void smtp_command_data_end(SMTP_SESSION *s)
         smtp_session_reply(s, "%s", r.text);
         smtp_session_reset(s);
         return;
+    }
+    if (s->relay != NULL && smtp_command_queued_only(s) > 0) {
+        /*
+         * Some recipients only the spool holds: it is made durable before
+         * the next hop gets the dot. Once the next hop has said 250 to the
+         * others, a commit that failed could only be answered 451, and the
+         * client would send them the message again. Without the dot, the
+         * reset drops the next hop's copy, so the 451 is true for all.
+         * Its first try is put past the longest wait for the next hop's
+         * answer, so that the queue manager cannot deliver the recipients
+         * the next hop took before the answer marks them done; the answer
+         * brings it back to the usual backoff (smtp_command_retry).
+         */
+        s->spool_next = smtp_command_backoff() + (var_smtpd_relay_timeout_ms + 999) / 1000;
+        if (smtp_command_spool_commit(s, s->spool_next) < 0) {
+            smtp_command_spool_lost(s);
+            smtp_session_reset(s);
+            return;
+        }
+        s->spool_committed = 1;
     }
     if (s->relay != NULL) {
         smtp_session_pause(s, W_RELAY);

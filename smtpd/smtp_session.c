@@ -489,7 +489,8 @@ void smtp_session_reset(SMTP_SESSION *s)
     s->smtputf8 = 0;
     s->d_over = s->d_failed = s->d_rejected = 0;
     s->mode = SMTP_MODE_NONE;
-    s->relay_down = s->spool_failed = 0;
+    s->relay_down = s->spool_failed = s->spool_committed = 0;
+    s->spool_next = 0;
 }
 
 /* smtp_session_resume - the wait is over: read again, take up buffered commands */

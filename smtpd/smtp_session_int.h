@@ -92,6 +92,8 @@ struct smtp_session {
     unsigned char mode;                 /* enum smtp_mode of the transaction */
     unsigned char relay_down;           /* proxy-then-queue: the next hop failed; the rest goes to the spool only */
     unsigned char spool_failed;         /* DATA: a spool write failed: never 250 on the spool's word */
+    unsigned char spool_committed;      /* committed before the dot (some recipients are the spool's only) */
+    long long spool_next;               /* ... and its next try (unix time) */
     unsigned char pregreet, connect_logged, anvil_counted;
     int errors;
     int junk;

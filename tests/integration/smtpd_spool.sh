@@ -330,7 +330,9 @@ elif ! unshare -m --propagation private true 2>/dev/null; then
     NS_WHY="no private mount namespace here (unshare -m --propagation private fails: / is not a mount point?)"
 fi
 if [ -n "$NS_WHY" ]; then
-    for what in "452 4.3.1 before DATA" "451 mid-DATA" "nothing left behind" "a message that fits"; do
+    for what in "the queue on a private tmpfs" "452 4.3.1 before DATA" "no 354, no 250" "451 mid-DATA" \
+        "nothing left behind" "smtpd says why" "451 mid-DATA with a recipient the spool's only" \
+        "no dot to the next hop" "a message that fits"; do
         tl_n=$((tl_n + 1))
         echo "ok $tl_n - disk full: $what # SKIP $NS_WHY"
     done
@@ -365,6 +367,17 @@ EOF
         "... nothing left in incoming/ or deferred/ (no partial file)"
     tl_like "$(grep 'queue file write error' "$T/smtpd.stderr" "$SMTPD_LOG" | head -1)" 'No space left on device|write error' \
         "... smtpd says why"
+    # proxy-then-queue, the next hop takes one recipient and defers the other (the spool's
+    # only), and the disk fills mid-DATA: 451, and the next hop must not get the dot, or the
+    # client's retry would give the recipient it took the message twice
+    picky0=$(wc -l < "$T/picky.got")
+    sm_chat -t 30 '<' '>EHLO client.example.org\r\n' '<' '>MAIL FROM:<sender@client.test> SIZE=1000\r\n' '<' \
+        '>RCPT TO:<user@picky.test>\r\n' '<' '>RCPT TO:<defer1@picky.test>\r\n' '<' '>DATA\r\n' '<' \
+        '>Subject: big\r\n\r\n' 'fill:2097152:A' '>\r\n.\r\n' '<' '>QUIT\r\n' '<'
+    tl_is "$(grep -c '^250 2\.1\.5' "$T/chat.out") $(sed -n '/^354 /,$p' "$T/chat.out" | grep -E '^[245][0-9][0-9] ' | head -1 | cut -c1-9)" \
+        "2 451 4.3.0" "disk full mid-DATA, one recipient the spool's only: 451 4.3.0 at the dot"
+    tl_is "$(($(wc -l < "$T/picky.got") - picky0)) $(find "$SMALL/incoming" "$SMALL/deferred" -type f 2>/dev/null | wc -l | tr -d ' ')" \
+        "0 0" "... the next hop did not get the message (no dot), and nothing is queued"
     sm_chat '<' '>EHLO client.example.org\r\n' '<' '>MAIL FROM:<sender@client.test> SIZE=100\r\n' '<' \
         '>RCPT TO:<user@q.test>\r\n' '<' '>DATA\r\n' '<' '>Subject: small\r\n\r\nfits\r\n.\r\n' '<' '>QUIT\r\n' '<'
     tl_is "$(grep -c '^250 2\.0\.0 Ok: queued as ' "$T/chat.out") $(find "$SMALL/deferred" -type f | wc -l | tr -d ' ')" "1 1" \
