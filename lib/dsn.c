@@ -183,7 +183,12 @@ static void dsn_date(char *dst, size_t size, long long t)
     struct tm tm;
     char zone[16];
 
-    localtime_r(&tt, &tm);
+    /* A time localtime cannot take (a damaged queue file's) is shown as the epoch. */
+    if (localtime_r(&tt, &tm) == NULL) {
+        tt = 0;
+        if (gmtime_r(&tt, &tm) == NULL)
+            memset(&tm, 0, sizeof(tm));
+    }
     if (strftime(zone, sizeof(zone), "%z", &tm) == 0)
         snprintf(zone, sizeof(zone), "+0000");
     snprintf(dst, size, "%s, %d %s %d %02d:%02d:%02d %s", day[tm.tm_wday % 7], tm.tm_mday,

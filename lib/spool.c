@@ -895,7 +895,8 @@ static int spool_parse_env(const char *id, const char *text, size_t hlen, SPOOL_
                 return -1;
             }
         } else if (KEY("arrival")) {
-            if (parse_ll(val, vlen, 0, LLONG_MAX, &env->arrival) < 0)
+            /* Unix time up to the year 9999: anything later is damage, not a date. */
+            if (parse_ll(val, vlen, 0, 253402300799LL, &env->arrival) < 0)
                 goto bad;
             have_arrival = 1;
         } else if (KEY("ret")) {
@@ -934,9 +935,11 @@ static int spool_parse_env(const char *id, const char *text, size_t hlen, SPOOL_
         }
         p = nl + 1;
     }
-    if (env->sender == NULL || !have_arrival || env->size < 0) {
+    /* Without a recipient it would be "done" at once and removed: damage must say so instead. */
+    if (env->sender == NULL || !have_arrival || env->size < 0 || env->nrcpt == 0) {
         snprintf(err, errlen, "%s: damaged: envelope without %s", id,
-                 env->sender == NULL ? "sender" : !have_arrival ? "arrival" : "size");
+                 env->sender == NULL ? "sender" : !have_arrival ? "arrival" : env->size < 0 ? "size"
+                 : "recipients");
         spool_env_free(env);
         return -1;
     }
@@ -1043,9 +1046,10 @@ int spool_load(SPOOL *sp, const char *queue, const char *id, SPOOL_ENV *env, int
     free(text);
     env->body_offset = (long long) hlen;
     env->next_try = (long long) st.st_mtim.tv_sec;
-    if ((long long) st.st_size != env->body_offset + env->size) {
-        snprintf(err, errlen, "%s: damaged: %lld bytes, the envelope says %lld", id, (long long) st.st_size,
-                 env->body_offset + env->size);
+    /* Compared by subtraction: a damaged size near LLONG_MAX must not overflow. */
+    if ((long long) st.st_size - env->body_offset != env->size) {
+        snprintf(err, errlen, "%s: damaged: %lld bytes, the envelope says %lld of it and %lld of message", id,
+                 (long long) st.st_size, env->body_offset, env->size);
         spool_env_free(env);
         close(fd);
         return -1;

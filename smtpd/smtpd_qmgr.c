@@ -46,9 +46,11 @@
  *   made), returned to the sender. delay_warning_time sends one delay
  *   report. A report is never made for a report or the null sender.
  *
- *   SIGTERM cuts every transaction before its final dot (the downstream
- *   discards it) and the spool keeps the message: delivery is at least
- *   once, never zero times.
+ *   SIGTERM cuts every transaction and the spool keeps the message: one
+ *   cut before its final dot is discarded downstream; one cut while it
+ *   waits for the answer to its dot may have been delivered, and is
+ *   delivered again after the restart. Delivery is at least once, never
+ *   zero times.
  *
  * DIAGNOSTICS
  *   Postfix's log lines (qmgr, smtp, bounce), so pflogsumm counts them:
@@ -1168,8 +1170,9 @@ void smtpd_qmgr_reload(void)
 }
 
 /*
- * smtpd_qmgr_stop - SIGTERM: start nothing more and cut what runs before
- * its final dot (the spool keeps it); once no session is left, close it
+ * smtpd_qmgr_stop - SIGTERM: start nothing more and cut what runs (the
+ * spool keeps it; one waiting on its dot's answer may come again after
+ * the restart); once no session is left, close it
  */
 void smtpd_qmgr_stop(void)
 {

@@ -575,7 +575,8 @@ static void test_damaged(void **state)
         {"D1", "garbage", "truncated envelope"},
         {"D2", "rcptgate-queue 1\nwarned 0\nsize 00000000000000000000\nid D2\narrival 1\n", "truncated"},
         {"D3", "rcptgate-queue 1\nwarned 0\nsize 00000000000000000000\nid D3\narrival 1\n\n", "sender"},
-        {"D4", "rcptgate-queue 1\nwarned 0\nsize 00000000000000000009\nid D4\narrival 1\nsender \n\nshort", "bytes"},
+        {"D4", "rcptgate-queue 1\nwarned 0\nsize 00000000000000000009\nid D4\narrival 1\nsender \nT 0 - a\n\nshort",
+         "bytes"},
         {"D5", "rcptgate-queue 1\nwarned 0\nsize 00000000000000000000\nid D5\narrival 1\nsender %0\n\n", "line 6"},
         {"D6", "rcptgate-queue 1\nwarned 0\nsize 00000000000000000000\nid D6\narrival 1\nsender a\tb\n\n", "line 6"},
         {"D7", "rcptgate-queue 1\nwarned 0\nsize 00000000000000000000\nid XX\narrival 1\nsender \n\n", "says it is XX"},
@@ -586,6 +587,14 @@ static void test_damaged(void **state)
         {"DC", "rcptgate-queue 9\n\n", "another version"},
         {"DD", "rcptgate-queue 1\nwarned 0\nsize 00000000000000000000\nid DD\narrival 1\nsender a\nsender b\n\n", "line 7"},
         {"DE", "", "truncated"},
+        /* no recipient: it would be "done" at once and removed without a word */
+        {"DF", "rcptgate-queue 1\nwarned 0\nsize 00000000000000000000\nid DF\narrival 1\nsender \n\n", "recipients"},
+        /* an arrival past the year 9999 (localtime could not show it in a report) */
+        {"DG", "rcptgate-queue 1\nwarned 0\nsize 00000000000000000000\nid DG\narrival 99999999999999999\nsender \n"
+         "T 0 - a\n\n", "line 5"},
+        /* a size near LLONG_MAX: compared without overflowing */
+        {"DH", "rcptgate-queue 1\nwarned 0\nsize 09223372036854775807\nid DH\narrival 1\nsender \nT 0 - a\n\n",
+         "bytes"},
     };
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
