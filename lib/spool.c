@@ -51,6 +51,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/time.h>
@@ -432,6 +433,18 @@ SPOOL *spool_open(const char *dir, int create, char *err, size_t errlen)
         }
     }
     if (create == 2) {
+        /*
+         * One smtpd per spool: a second one would deliver the same files
+         * and clear the first one's incoming/. The lock lives as long as
+         * dir_fd (spool_close), across the fork of a daemon too.
+         */
+        if (flock(sp->dir_fd, LOCK_EX | LOCK_NB) < 0) {
+            if (errno == EWOULDBLOCK)
+                snprintf(err, errlen, "queue directory %s is in use by another rcptgate-smtpd", dir);
+            else
+                snprintf(err, errlen, "cannot lock queue directory %s: %s", dir, strerror(errno));
+            goto fail;
+        }
         spool_clear(sp->in_fd, NULL);   /* never acknowledged: the client still has them */
         spool_clear(sp->reason_fd, SPOOL_TMP_PREFIX);
     }

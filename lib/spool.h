@@ -135,7 +135,9 @@ long long spool_id_time(const char *id);
 /*
  * spool_open - the spool in dir: create it and its subdirectories (0700)
  * when create, make the trigger FIFO, remove what incoming/ holds (never
- * acknowledged) when create is 2 (smtpd at start). NULL with err set.
+ * acknowledged) when create is 2 (smtpd at start), which also locks the
+ * spool for this process (a second smtpd on it is refused: NULL, "in use
+ * by another rcptgate-smtpd"). NULL with err set.
  */
 SPOOL *spool_open(const char *dir, int create, char *err, size_t errlen);
 void spool_close(SPOOL *sp);

@@ -171,6 +171,25 @@ done
 tl_is "$(grep -c "to=<[a-z]*@pre.test>, .*status=sent" "$SMTPD_LOG")/$(ls "$T/queue/deferred" | wc -l | tr -d ' ')" "4/0" \
     "four recipients logged as sent, the deferred queue is empty"
 
+# ---------------------------------------------------------------- one smtpd per spool
+# A second smtpd on the same queue_directory (its own port, pid and log)
+# must neither deliver the first one's queue nor clear its incoming/: it
+# relays as a proxy only, and says why.
+: > "$T/queue/incoming/SECONDTEST"
+sed -e "s|^listen = 127.0.0.1:$SMTPD_PORT\$|listen = 127.0.0.1:$(sm_port)|" -e '/ submission$/d' \
+    -e "s|^pid_file = .*|pid_file = $T/smtpd2.pid|" -e "s|^stats_file = .*|stats_file = $T/smtpd2.stats|" \
+    -e "s|^log_file = .*|log_file = $T/smtpd2.maillog|" "$CONF" > "$T/second.conf"
+"$RG_SMTPD" -c "$T/second.conf" -f 2>>"$T/smtpd2.stderr" &
+SECOND_PID=$!
+tl_pids="$tl_pids $SECOND_PID"
+tl_wait_grep "in use by another rcptgate-smtpd" "$T/smtpd2.maillog" 10
+tl_is "$?" 0 "a second smtpd on the same spool says it is in use by another and relays as a proxy only"
+tl_is "$(ls "$T/queue/incoming")" "SECONDTEST" "... and leaves the first one's incoming/ alone"
+kill -TERM "$SECOND_PID" 2>/dev/null
+wait "$SECOND_PID" 2>/dev/null
+rm -f "$T/queue/incoming/SECONDTEST"
+cat "$T/smtpd2.stderr" >> "$T/smtpd.stderr" 2>/dev/null
+
 # ---------------------------------------------------------------- down, then up
 send sender@outside.test user@up.test
 ID1=$QID
