@@ -392,6 +392,35 @@ static void spool_clear(int dir_fd, const char *prefix)
     fsync(dir_fd);
 }
 
+/* spool_queued - is id in deferred/ or hold/? */
+static int spool_queued(const SPOOL *sp, const char *id)
+{
+    struct stat st;
+
+    return fstatat(sp->def_fd, id, &st, AT_SYMLINK_NOFOLLOW) == 0
+        || fstatat(sp->hold_fd, id, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+/* spool_clear_orphans - reasons in defer/ whose message is gone (deleted during a delivery) */
+static void spool_clear_orphans(SPOOL *sp)
+{
+    int fd = dup(sp->reason_fd);
+    DIR *d;
+    struct dirent *de;
+
+    if (fd < 0)
+        return;
+    if ((d = fdopendir(fd)) == NULL) {
+        close(fd);
+        return;
+    }
+    rewinddir(d);
+    while ((de = readdir(d)) != NULL)
+        if (spool_id_valid(de->d_name) && !spool_queued(sp, de->d_name))
+            unlinkat(sp->reason_fd, de->d_name, 0);
+    closedir(d);
+}
+
 /* spool_open - see spool.h */
 SPOOL *spool_open(const char *dir, int create, char *err, size_t errlen)
 {
@@ -447,6 +476,7 @@ SPOOL *spool_open(const char *dir, int create, char *err, size_t errlen)
         }
         spool_clear(sp->in_fd, NULL);   /* never acknowledged: the client still has them */
         spool_clear(sp->reason_fd, SPOOL_TMP_PREFIX);
+        spool_clear_orphans(sp);
     }
     return sp;
 
@@ -1267,6 +1297,9 @@ int spool_reason_save(SPOOL *sp, const SPOOL_ENV *env)
 
             unlinkat(sp->reason_fd, tmp, 0);
             errno = e;
+        } else if (!spool_queued(sp, env->id)) {
+            /* Deleted (rcptgate queue delete) while it was being delivered: no reasons left behind. */
+            unlinkat(sp->reason_fd, env->id, 0);
         }
     }
     free(b.s);

@@ -362,6 +362,12 @@ static void test_reasons(void **state)
     spool_env_free(&got);
     assert_int_equal(spool_remove(sp, id), 0);
     assert_int_equal(access(path_of(rel), F_OK), -1);       /* reasons go with the message */
+    /* a delivery that ends after the message was deleted leaves no reasons behind */
+    memset(&got, 0, sizeof(got));
+    memcpy(got.id, id, sizeof(got.id));
+    got.attempts = 1;
+    assert_int_equal(spool_reason_save(sp, &got), 0);
+    assert_int_equal(access(path_of(rel), F_OK), -1);
 }
 
 /* Abort drops the file; commit's time is the mtime. */
@@ -510,15 +516,23 @@ static void test_moves(void **state)
     assert_int_equal(spool_load(sp, "incoming/..", "X", &got, NULL, err, sizeof(err)), -1);
 }
 
-/* spool_open: create=2 clears incoming/ and defer/tmp.*, create=1 does not; create=0 creates nothing. */
+/*
+ * spool_open: create=2 clears incoming/, defer/tmp.* and the reasons of
+ * messages that are gone, and locks the spool; create=1 does not;
+ * create=0 creates nothing.
+ */
 static void test_open(void **state)
 {
     SPOOL *sp = *state, *sp2;
     SPOOL_RCPT r = {.addr = "a@example.org", .state = SPOOL_RCPT_TODO};
     SPOOL_ENV env;
     SPOOL_FILE *f;
-    char err[256], missing[400];
+    char err[256], missing[400], kept[SPOOL_ID_LEN], rel[64];
     struct stat st;
+
+    queue_one(sp, kept, 1, 0);
+    snprintf(rel, sizeof(rel), "defer/%s", kept);
+    write_file(rel, "attempts 1\n", 11);
 
     memset(&env, 0, sizeof(env));
     spool_id_new(env.id);
@@ -539,8 +553,16 @@ static void test_open(void **state)
     assert_non_null(sp2);
     assert_int_equal(count_entries(sp2, SPOOL_INCOMING), 0);
     assert_int_equal(access(path_of("defer/tmp.ABC"), F_OK), -1);
-    assert_int_equal(access(path_of("defer/ABC"), F_OK), 0);
+    assert_int_equal(access(path_of("defer/ABC"), F_OK), -1);    /* no message ABC */
+    assert_int_equal(access(path_of(rel), F_OK), 0);             /* its message is queued */
+    /* a second smtpd on the same spool is refused while the first holds it */
+    assert_null(spool_open(spool_path, 2, err, sizeof(err)));
+    assert_non_null(strstr(err, "in use by another rcptgate-smtpd"));
     spool_close(sp2);
+    sp2 = spool_open(spool_path, 2, err, sizeof(err));       /* and taken again once it is gone */
+    assert_non_null(sp2);
+    spool_close(sp2);
+    assert_int_equal(spool_remove(sp, kept), 0);
     /* the writer that lost its file: commit fails, nothing queued */
     assert_int_equal(spool_commit(f, 0, err, sizeof(err)), -1);
     assert_null(spool_find(sp, env.id));
