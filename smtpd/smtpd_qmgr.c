@@ -132,7 +132,7 @@ struct qmgr_dlv {
     QMGR_MSG *m;
     QMGR_DEST *dest;
     size_t *idx;                /* the message's recipient indexes */
-    size_t n;
+    size_t n, cap;              /* used and allocated (idx, accepted, rargs) */
     int *accepted;              /* per k: RCPT got 2xx */
     size_t nacc, nreplies;
     QMGR_RARG *rargs;
@@ -995,12 +995,22 @@ static void qmgr_activate(const char *id)
             d = xcalloc(1, sizeof(*d));
             d->m = m;
             d->dest = dst;
-            d->idx = xcalloc(m->env.nrcpt, sizeof(*d->idx));
-            d->accepted = xcalloc(m->env.nrcpt, sizeof(*d->accepted));
-            d->rargs = xcalloc(m->env.nrcpt, sizeof(*d->rargs));
             d->mnext = m->dlvs;
             m->dlvs = d;
         }
+        /*
+         * Grown as it fills, not sized by the whole message: a file with
+         * many recipients, each in a group of its own, would otherwise
+         * cost recipients squared. (Nothing points into rargs yet: the
+         * RCPTs are sent once every group is set up.)
+         */
+        if (d->n == d->cap) {
+            d->cap = d->cap ? 2 * d->cap : 4;
+            d->idx = xrealloc(d->idx, d->cap * sizeof(*d->idx));
+            d->accepted = xrealloc(d->accepted, d->cap * sizeof(*d->accepted));
+            d->rargs = xrealloc(d->rargs, d->cap * sizeof(*d->rargs));
+        }
+        d->accepted[d->n] = 0;
         d->rargs[d->n].d = d;
         d->rargs[d->n].k = d->n;
         d->idx[d->n++] = i;
