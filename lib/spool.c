@@ -795,6 +795,7 @@ static int spool_read_env(int fd, const char *id, char **out, size_t *hlen, char
 {
     size_t size = 8192, len = 0, scan = 0;
     char *buf = xmalloc(size + 1);
+    int rc = -1;
 
     for (;;) {
         ssize_t n;
@@ -803,6 +804,7 @@ static int spool_read_env(int fd, const char *id, char **out, size_t *hlen, char
             /* the envelope and its blank line fit in SPOOL_ENV_MAX + 1: never read more */
             if (size >= SPOOL_ENV_MAX + 1) {
                 snprintf(err, errlen, "%s: damaged: no end of envelope in its first %d bytes", id, SPOOL_ENV_MAX);
+                rc = -2;
                 break;
             }
             size = size * 2 > SPOOL_ENV_MAX + 1 ? SPOOL_ENV_MAX + 1 : size * 2;
@@ -817,6 +819,7 @@ static int spool_read_env(int fd, const char *id, char **out, size_t *hlen, char
         }
         if (n == 0) {
             snprintf(err, errlen, "%s: damaged: truncated envelope (%zu bytes, no blank line)", id, len);
+            rc = -2;
             break;
         }
         len += (size_t) n;
@@ -826,7 +829,7 @@ static int spool_read_env(int fd, const char *id, char **out, size_t *hlen, char
                 if (scan + 2 > SPOOL_ENV_MAX) {
                     snprintf(err, errlen, "%s: damaged: envelope over %d bytes", id, SPOOL_ENV_MAX);
                     free(buf);
-                    return -1;
+                    return -2;
                 }
                 *hlen = scan + 2;
                 buf[scan + 1] = '\0';
@@ -836,7 +839,7 @@ static int spool_read_env(int fd, const char *id, char **out, size_t *hlen, char
         }
     }
     free(buf);
-    return -1;
+    return rc;
 }
 
 /* spool_parse_rcpt - one recipient line "S N ORCPT ADDR" (len bytes, no newline); 0 or -1 */
@@ -1054,7 +1057,7 @@ static void spool_read_reasons(SPOOL *sp, SPOOL_ENV *env)
 int spool_load(SPOOL *sp, const char *queue, const char *id, SPOOL_ENV *env, int *fd_out,
                char *err, size_t errlen)
 {
-    int qfd = spool_queue_fd(sp, queue), fd;
+    int qfd = spool_queue_fd(sp, queue), fd, rc;
     struct stat st;
     char *text = NULL;
     size_t hlen = 0;
@@ -1073,18 +1076,23 @@ int spool_load(SPOOL *sp, const char *queue, const char *id, SPOOL_ENV *env, int
         return 1;
     if (fd < 0) {
         snprintf(err, errlen, "cannot open %s/%s/%s: %s", sp->dir, queue, id, strerror(errno));
-        return -1;
+        return errno == ELOOP ? -2 : -1;        /* a symbolic link is not ours */
     }
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "%s/%s/%s: not a regular file", sp->dir, queue, id);
+    if (fstat(fd, &st) < 0) {
+        snprintf(err, errlen, "cannot stat %s/%s/%s: %s", sp->dir, queue, id, strerror(errno));
         close(fd);
         return -1;
     }
-    if (spool_read_env(fd, id, &text, &hlen, err, errlen) < 0
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "%s/%s/%s: damaged: not a regular file", sp->dir, queue, id);
+        close(fd);
+        return -2;
+    }
+    if ((rc = spool_read_env(fd, id, &text, &hlen, err, errlen)) < 0
         || spool_parse_env(id, text, hlen, env, err, errlen) < 0) {
         free(text);
         close(fd);
-        return -1;
+        return rc < 0 ? rc : -2;        /* what parses badly is damaged */
     }
     free(text);
     env->body_offset = (long long) hlen;
@@ -1095,7 +1103,7 @@ int spool_load(SPOOL *sp, const char *queue, const char *id, SPOOL_ENV *env, int
                  (long long) st.st_size, env->body_offset, env->size);
         spool_env_free(env);
         close(fd);
-        return -1;
+        return -2;
     }
     off = xcalloc(env->nrcpt ? env->nrcpt : 1, sizeof(*off));
     for (size_t i = 0; i < env->nrcpt; i++)
@@ -1190,7 +1198,7 @@ static int spool_find_offsets(SPOOL *sp, const char *id, size_t idx, long long *
     if ((rc = spool_load(sp, SPOOL_DEFERRED, id, &env, NULL, err, sizeof(err))) == 1)
         rc = spool_load(sp, SPOOL_HOLD, id, &env, NULL, err, sizeof(err));
     if (rc != 0)
-        return rc;
+        return rc > 0 ? rc : -1;        /* damaged or unreadable: an error here */
     if (idx >= env.nrcpt) {
         spool_env_free(&env);
         errno = EINVAL;
@@ -1342,6 +1350,53 @@ int spool_sync(SPOOL *sp)
     if (fsync(sp->hold_fd) < 0)
         rc = -1;
     return rc;
+}
+
+/* spool_corrupt - see spool.h */
+int spool_corrupt(SPOOL *sp, const char *id)
+{
+    int cfd;
+
+    if (!spool_id_valid(id)) {
+        errno = EINVAL;
+        return -1;
+    }
+    spool_cache_forget(sp, id);
+    if (mkdirat(sp->dir_fd, SPOOL_CORRUPT, 0700) < 0 && errno != EEXIST)
+        return -1;
+    if ((cfd = openat(sp->dir_fd, SPOOL_CORRUPT, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+        return -1;
+    if (spool_move(sp->def_fd, id, cfd, id) < 0) {
+        int e = errno;
+
+        close(cfd);
+        errno = e;
+        return e == ENOENT ? 1 : -1;
+    }
+    (void) unlinkat(sp->reason_fd, id, 0);
+    (void) spool_dsync(sp, cfd);
+    close(cfd);
+    return spool_dsync(sp, sp->def_fd) < 0 ? -1 : 0;
+}
+
+/* spool_corrupt_count - see spool.h */
+long long spool_corrupt_count(SPOOL *sp)
+{
+    int fd = openat(sp->dir_fd, SPOOL_CORRUPT, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    long long n = 0;
+    DIR *d;
+    struct dirent *de;
+
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -1;
+    if ((d = fdopendir(fd)) == NULL) {
+        close(fd);
+        return -1;
+    }
+    while ((de = readdir(d)) != NULL)
+        n += de->d_name[0] != '.';
+    closedir(d);
+    return n;
 }
 
 /* spool_remove - see spool.h */

@@ -51,6 +51,7 @@
 #define SPOOL_INCOMING  "incoming"
 #define SPOOL_DEFERRED  "deferred"
 #define SPOOL_HOLD      "hold"
+#define SPOOL_CORRUPT   "corrupt"       /* damaged files, set aside (made when first needed) */
 
 /* A recipient's state: the first byte of its envelope line. */
 #define SPOOL_RCPT_TODO     'T'         /* to deliver */
@@ -175,8 +176,8 @@ void spool_abort(SPOOL_FILE *f);
 
 /*
  * spool_load - read queue/id's envelope (queue: SPOOL_DEFERRED or
- * SPOOL_HOLD), its defer/ reasons and stat. 0 ok, 1 gone, -1 damaged or
- * an I/O error (err set). *fd_out, when not NULL, gets an open read fd
+ * SPOOL_HOLD), its defer/ reasons and stat. 0 ok, 1 gone, -1 an I/O
+ * error, -2 damaged: not what smtpd writes (err set, both). *fd_out, when not NULL, gets an open read fd
  * positioned at the message's first byte (the caller closes it): the
  * inode stays readable even if the file is deleted meanwhile.
  */
@@ -201,6 +202,16 @@ int spool_reason_save(SPOOL *sp, const SPOOL_ENV *env);
 
 /* spool_retry_at - the next try of deferred/id (its mtime). 0, 1 gone, -1 error. */
 int spool_retry_at(SPOOL *sp, const char *id, long long when);
+
+/*
+ * spool_corrupt - set a damaged deferred/id aside in corrupt/ (made 0700
+ * if missing), its reasons dropped, as Postfix's corrupt queue: it is no
+ * longer tried and no longer counts. 0, 1 gone, -1 error.
+ */
+int spool_corrupt(SPOOL *sp, const char *id);
+
+/* spool_corrupt_count - how many files corrupt/ holds (0 when it does not exist), -1 error */
+long long spool_corrupt_count(SPOOL *sp);
 
 /* spool_remove - delete a message (every queue) and its reasons; fsync the directory. 0, 1 gone, -1 error. */
 int spool_remove(SPOOL *sp, const char *id);

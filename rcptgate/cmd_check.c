@@ -576,7 +576,7 @@ static void check_queue(CHECK_RUN *cr, long long warn_s)
     CHECK_QUEUE_COUNT def = {0, 0}, hold = {0, 0};
     char err[1200], perf[96], age[32], w[32];
     struct stat st;
-    long long a = 0;
+    long long a = 0, corrupt;
     SPOOL *sp;
 
     if (stat(var_smtpd_queue_dir, &st) < 0 && errno == ENOENT) {
@@ -596,7 +596,12 @@ static void check_queue(CHECK_RUN *cr, long long warn_s)
         spool_close(sp);
         return;
     }
+    corrupt = spool_corrupt_count(sp);
     spool_close(sp);
+    /* smtpd set them aside: nothing delivers them, a person must look. */
+    if (corrupt > 0)
+        check_say(cr, 1, "queue: %lld damaged file%s set aside in %s/%s/ (see smtpd's log)", corrupt,
+                  corrupt == 1 ? "" : "s", var_smtpd_queue_dir, SPOOL_CORRUPT);
     if (def.oldest > 0 && (a = (long long) time(NULL) - def.oldest) < 0)
         a = 0;
     snprintf(perf, sizeof(perf), "%lld;;;0", def.n);

@@ -951,8 +951,12 @@ static void qmgr_activate(const char *id)
     m->fd = -1;
     rc = spool_load(smtpd_spool, SPOOL_DEFERRED, id, &m->env, &m->fd, err, sizeof(err));
     if (rc != 0) {
-        if (rc < 0) {
-            /* Not every scan again: after the longest backoff. */
+        if (rc == -2 && spool_corrupt(smtpd_spool, id) == 0) {
+            /* Never tried again, never counted: the postmaster looks at it there. */
+            log_warn("%s: damaged queue file moved to %s/%s/: %s", id, spool_dir(smtpd_spool), SPOOL_CORRUPT,
+                     err);
+        } else if (rc < 0) {
+            /* An I/O error may pass (or the move failed): not every scan again, after the longest backoff. */
             log_warn("%s: cannot read the queue file: %s", id, err);
             (void) spool_retry_at(smtpd_spool, id, (qmgr_now_ms() + var_smtpd_max_backoff_ms) / 1000 + 1);
         }

@@ -212,6 +212,11 @@ tl_like "$(cat "$T/out")" "^RCPTGATE WARNING - queue: 2 deferred, the oldest 2h[
     "check: ... saying how old, and the held count"
 run check $CHK --queue-warning 3h
 tl_is "$rc" 0 "check --queue-warning 3h: OK"
+mkdir -m 0700 "$Q/corrupt" && : > "$Q/corrupt/0BAD"
+run check $CHK --queue-warning 3h
+tl_is "$rc" 1 "check: a damaged file smtpd set aside in corrupt/ is a WARNING"
+tl_like "$(cat "$T/out")" "queue: 1 damaged file set aside in $Q/corrupt/ \(see smtpd's log\)" "... saying where"
+rm -r "$Q/corrupt"
 run check $CHK --no-queue
 tl_ok $(grep -q queue "$T/out"; [ $? = 1 ]; echo $?) "check --no-queue: no queue finding"
 

@@ -192,6 +192,16 @@ wait "$SECOND_PID" 2>/dev/null
 rm -f "$T/queue/incoming/SECONDTEST"
 cat "$T/smtpd2.stderr" >> "$T/smtpd.stderr" 2>/dev/null
 
+# ---------------------------------------------------------------- a damaged queue file
+# Not what smtpd writes (here: cut short): set aside in corrupt/, as
+# Postfix does, never tried again; nothing else is lost.
+printf 'rcptgate-queue 1\nwarned 0\nsize 00000000000000000100\nid 0DAMAGED\n' > "$T/queue/deferred/0DAMAGED"
+tl_admin queue flush >/dev/null 2>&1
+sm_wait_log "0DAMAGED: damaged queue file moved to $T/queue/corrupt/: .*truncated envelope" 10
+tl_ok $? "a damaged queue file is moved to corrupt/, and the log says why"
+tl_is "$(ls "$T/queue/deferred" | wc -l | tr -d ' ') $(ls "$T/queue/corrupt")" "0 0DAMAGED" \
+    "... it left deferred/ for corrupt/"
+
 # ---------------------------------------------------------------- down, then up
 send sender@outside.test user@up.test
 ID1=$QID

@@ -625,7 +625,7 @@ static void test_damaged(void **state)
         snprintf(rel, sizeof(rel), "deferred/%s", cases[i].name);
         write_file(rel, cases[i].data, strlen(cases[i].data));
         err[0] = '\0';
-        assert_int_equal(spool_load(sp, SPOOL_DEFERRED, cases[i].name, &got, NULL, err, sizeof(err)), -1);
+        assert_int_equal(spool_load(sp, SPOOL_DEFERRED, cases[i].name, &got, NULL, err, sizeof(err)), -2);
         if (strstr(err, cases[i].why) == NULL)
             fail_msg("%s: \"%s\" does not say \"%s\"", cases[i].name, err, cases[i].why);
         assert_int_equal(spool_mark(sp, cases[i].name, 0, SPOOL_RCPT_DONE), -1);
@@ -641,15 +641,30 @@ static void test_damaged(void **state)
     memcpy(huge, "rcptgate-queue 1\n", 17);
     write_file("deferred/HUGE", huge, len);
     free(huge);
-    assert_int_equal(spool_load(sp, SPOOL_DEFERRED, "HUGE", &got, NULL, err, sizeof(err)), -1);
+    assert_int_equal(spool_load(sp, SPOOL_DEFERRED, "HUGE", &got, NULL, err, sizeof(err)), -2);
     assert_non_null(strstr(err, "no end of envelope"));
 
     /* a directory or a symlink where a message should be */
     assert_int_equal(mkdir(path_of("deferred/DIR"), 0700), 0);
-    assert_int_equal(spool_load(sp, SPOOL_DEFERRED, "DIR", &got, NULL, err, sizeof(err)), -1);
+    assert_int_equal(spool_load(sp, SPOOL_DEFERRED, "DIR", &got, NULL, err, sizeof(err)), -2);
     assert_int_equal(symlink("/etc/passwd", path_of("deferred/LINK")), 0);
-    assert_int_equal(spool_load(sp, SPOOL_DEFERRED, "LINK", &got, NULL, err, sizeof(err)), -1);
+    assert_int_equal(spool_load(sp, SPOOL_DEFERRED, "LINK", &got, NULL, err, sizeof(err)), -2);
     assert_int_equal(spool_scan(sp, SPOOL_DEFERRED, NULL, NULL), (long long) (sizeof(cases) / sizeof(cases[0])) + 1);
+
+    /* set aside in corrupt/ (made 0700 when first needed), with its reasons */
+    write_file("defer/D1", "attempts 1\n", 11);
+    assert_int_equal(spool_corrupt(sp, "D1"), 0);
+    assert_int_equal(access(path_of("deferred/D1"), F_OK), -1);
+    assert_int_equal(access(path_of("corrupt/D1"), F_OK), 0);
+    assert_int_equal(access(path_of("defer/D1"), F_OK), -1);
+    {
+        struct stat st;
+
+        assert_int_equal(stat(path_of("corrupt"), &st), 0);
+        assert_int_equal(st.st_mode & 0777, 0700);
+    }
+    assert_int_equal(spool_corrupt(sp, "D1"), 1);           /* gone from deferred/ */
+    assert_int_equal(spool_corrupt(sp, "../D2"), -1);       /* never outside the spool */
 }
 
 /* Random damage to a good file: every load ends in 0 or -1 (never a crash, never past the buffer). */
@@ -701,7 +716,7 @@ static void test_mutations(void **state)
         free(m);
         int rc = spool_load(sp, SPOOL_DEFERRED, id, &got, NULL, err, sizeof(err));
 
-        assert_true(rc == 0 || rc == -1);
+        assert_true(rc == 0 || rc == -2);       /* damage, never an I/O error */
         if (rc == 0) {
             ok++;
             spool_env_free(&got);
