@@ -367,8 +367,21 @@ static int spool_subdir(int dir_fd, const char *dir, const char *name, int creat
     return fd;
 }
 
-/* spool_clear - remove what a directory holds (every entry when prefix is NULL, else those starting with it) */
-static void spool_clear(int dir_fd, const char *prefix)
+/* spool_queued - is id in deferred/ or hold/? */
+static int spool_queued(const SPOOL *sp, const char *id)
+{
+    struct stat st;
+
+    return fstatat(sp->def_fd, id, &st, AT_SYMLINK_NOFOLLOW) == 0
+        || fstatat(sp->hold_fd, id, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+/*
+ * spool_sweep - remove the entries of dir_fd that doomed() names (never
+ * "." ones), then fsync it. doomed gets sp and prefix back.
+ */
+static void spool_sweep(int dir_fd, int (*doomed)(const SPOOL *, const char *, const char *),
+                        const SPOOL *sp, const char *prefix)
 {
     int fd = dup(dir_fd);
     DIR *d;
@@ -381,44 +394,31 @@ static void spool_clear(int dir_fd, const char *prefix)
         return;
     }
     rewinddir(d);
-    while ((de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.')
-            continue;
-        if (prefix != NULL && strncmp(de->d_name, prefix, strlen(prefix)) != 0)
-            continue;
-        unlinkat(dir_fd, de->d_name, 0);
-    }
+    while ((de = readdir(d)) != NULL)
+        if (de->d_name[0] != '.' && doomed(sp, de->d_name, prefix))
+            unlinkat(dir_fd, de->d_name, 0);
     closedir(d);
     fsync(dir_fd);
 }
 
-/* spool_queued - is id in deferred/ or hold/? */
-static int spool_queued(const SPOOL *sp, const char *id)
+/* spool_prefixed - doomed() of spool_clear: every name, or those starting with prefix */
+static int spool_prefixed(const SPOOL *sp, const char *name, const char *prefix)
 {
-    struct stat st;
-
-    return fstatat(sp->def_fd, id, &st, AT_SYMLINK_NOFOLLOW) == 0
-        || fstatat(sp->hold_fd, id, &st, AT_SYMLINK_NOFOLLOW) == 0;
+    (void) sp;
+    return prefix == NULL || strncmp(name, prefix, strlen(prefix)) == 0;
 }
 
-/* spool_clear_orphans - reasons in defer/ whose message is gone (deleted during a delivery) */
-static void spool_clear_orphans(SPOOL *sp)
+/* spool_orphan - doomed() of defer/: reasons whose message is gone (deleted during a delivery) */
+static int spool_orphan(const SPOOL *sp, const char *name, const char *prefix)
 {
-    int fd = dup(sp->reason_fd);
-    DIR *d;
-    struct dirent *de;
+    (void) prefix;
+    return spool_id_valid(name) && !spool_queued(sp, name);
+}
 
-    if (fd < 0)
-        return;
-    if ((d = fdopendir(fd)) == NULL) {
-        close(fd);
-        return;
-    }
-    rewinddir(d);
-    while ((de = readdir(d)) != NULL)
-        if (spool_id_valid(de->d_name) && !spool_queued(sp, de->d_name))
-            unlinkat(sp->reason_fd, de->d_name, 0);
-    closedir(d);
+/* spool_clear - remove what a directory holds (every entry when prefix is NULL, else those starting with it) */
+static void spool_clear(int dir_fd, const char *prefix)
+{
+    spool_sweep(dir_fd, spool_prefixed, NULL, prefix);
 }
 
 /* spool_open - see spool.h */
@@ -476,7 +476,7 @@ SPOOL *spool_open(const char *dir, int create, char *err, size_t errlen)
         }
         spool_clear(sp->in_fd, NULL);   /* never acknowledged: the client still has them */
         spool_clear(sp->reason_fd, SPOOL_TMP_PREFIX);
-        spool_clear_orphans(sp);
+        spool_sweep(sp->reason_fd, spool_orphan, sp, NULL);
     }
     return sp;
 
