@@ -27,6 +27,21 @@ say() {
     printf '%s\n' "$*"
 }
 
+# bench_die N MESSAGE FILE... - give up: the message (after the script's
+# name), then the last N lines of each FILE that is not empty; exit 1
+bench_die() {
+    _bd_n=$1
+    say "$(basename "$0"): $2" >&2
+    shift 2
+    for _bd_f in "$@"; do
+        if [ -s "$_bd_f" ]; then
+            say "--- last lines of $_bd_f:" >&2
+            tail -n "$_bd_n" "$_bd_f" >&2
+        fi
+    done
+    exit 1
+}
+
 # now - seconds since the epoch, with nanoseconds
 now() {
     date +%s.%N

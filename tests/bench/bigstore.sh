@@ -47,14 +47,7 @@ PIDS=
 
 
 die() {
-    say "bigstore.sh: $*" >&2
-    for f in "$D"/*/lookupd.log "$D"/*/import.log "$D/client.err"; do
-        if [ -s "$f" ]; then
-            say "--- last lines of $f:" >&2
-            tail -n 10 "$f" >&2
-        fi
-    done
-    exit 1
+    bench_die 10 "$*" "$D"/*/lookupd.log "$D"/*/import.log "$D/client.err"
 }
 
 cleanup() {

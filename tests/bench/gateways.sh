@@ -67,14 +67,7 @@ PEOPLE="ou=People,$S"
 
 # die - give up, after showing the end of the logs
 die() {
-    say "gateways.sh: $*" >&2
-    for f in "$T"/*/syncd.err "$T"/*/lookupd.log "${SLAPD_DIR:-/nonexistent}/slapadd.log"; do
-        if [ -s "$f" ]; then
-            say "--- last lines of $f:" >&2
-            tail -n 10 "$f" >&2
-        fi
-    done
-    exit 1
+    bench_die 10 "$*" "$T"/*/syncd.err "$T"/*/lookupd.log "${SLAPD_DIR:-/nonexistent}/slapadd.log"
 }
 
 # cleanup - stop what we started (by pid); drop the directory unless kept

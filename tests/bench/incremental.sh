@@ -48,15 +48,8 @@ SLAPD_SIZELIMIT=${SLAPD_SIZELIMIT:-100000}
 . "$top_srcdir/tests/lib/slapd.sh"
 
 die() {
-    say "incremental.sh: $*" >&2
-    for f in "$T/syncd.err" "$T/daemon.err" "${SLAPD_DIR:-/nonexistent}/slapd.log" \
-        "${SLAPD_DIR:-/nonexistent}/slapadd.log" "${SLAPD_DIR:-/nonexistent}/ldapmodify.log"; do
-        if [ -s "$f" ]; then
-            say "--- last lines of $f:" >&2
-            tail -n 20 "$f" >&2
-        fi
-    done
-    exit 1
+    bench_die 20 "$*" "$T/syncd.err" "$T/daemon.err" "${SLAPD_DIR:-/nonexistent}/slapd.log" \
+        "${SLAPD_DIR:-/nonexistent}/slapadd.log" "${SLAPD_DIR:-/nonexistent}/ldapmodify.log"
 }
 
 stop_syncd() {

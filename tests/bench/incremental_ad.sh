@@ -38,14 +38,7 @@ MISSED=0
 . "$top_srcdir/tests/lib/samba.sh"
 
 die() {
-    say "incremental_ad.sh: $*" >&2
-    for f in "$T/syncd.err" "${SAMBA_DIR:-/nonexistent}/ldapmodify.log" "${SAMBA_DIR:-/nonexistent}/samba.log"; do
-        if [ -s "$f" ]; then
-            say "--- last lines of $f:" >&2
-            tail -n 20 "$f" >&2
-        fi
-    done
-    exit 1
+    bench_die 20 "$*" "$T/syncd.err" "${SAMBA_DIR:-/nonexistent}/ldapmodify.log" "${SAMBA_DIR:-/nonexistent}/samba.log"
 }
 
 cleanup() {

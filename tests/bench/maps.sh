@@ -63,16 +63,9 @@ PF_MASTER=
 
 # die - give up, after showing the end of the logs
 die() {
-    say "maps.sh: $*" >&2
-    for f in "${T:-/nonexistent}/lookupd.log" "${T:-/nonexistent}/postfix.maillog" \
+    bench_die 15 "$*" "${T:-/nonexistent}/lookupd.log" "${T:-/nonexistent}/postfix.maillog" \
         "${T:-/nonexistent}/syncd.err" "${T:-/nonexistent}/client.err" \
-        "${SLAPD_DIR:-/nonexistent}/slapd.log" "${SLAPD_DIR:-/nonexistent}/slapadd.log"; do
-        if [ -s "$f" ]; then
-            say "--- last lines of $f:" >&2
-            tail -n 15 "$f" >&2
-        fi
-    done
-    exit 1
+        "${SLAPD_DIR:-/nonexistent}/slapd.log" "${SLAPD_DIR:-/nonexistent}/slapadd.log"
 }
 
 # pf_stop - stop the private Postfix (its master stops its children)

@@ -60,14 +60,7 @@ RPID=
 
 # die - give up, after showing the end of the logs
 die() {
-    say "run.sh: $*" >&2
-    for f in "$D/client.err" "$D/lookupd.log" "$D/redis.log"; do
-        if [ -s "$f" ]; then
-            say "--- last lines of $f:" >&2
-            tail -n 20 "$f" >&2
-        fi
-    done
-    exit 1
+    bench_die 20 "$*" "$D/client.err" "$D/lookupd.log" "$D/redis.log"
 }
 
 # cleanup - stop what we started; drop the directory unless asked to keep it

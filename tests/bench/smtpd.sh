@@ -86,14 +86,7 @@ PF_UP=0
 
 # die - give up, after showing the end of the logs
 die() {
-    say "smtpd.sh: $*" >&2
-    for f in "$D/smtpd.stderr" "$D/smtpd.maillog" "$D/postfix.maillog" "$D/client.err"; do
-        if [ -s "$f" ]; then
-            say "--- last lines of $f:" >&2
-            tail -n 15 "$f" >&2
-        fi
-    done
-    exit 1
+    bench_die 15 "$*" "$D/smtpd.stderr" "$D/smtpd.maillog" "$D/postfix.maillog" "$D/client.err"
 }
 
 # pf_stop - stop the private Postfix instance (its master stops its children)

@@ -64,15 +64,8 @@ TIME=/usr/bin/time
 
 # die - give up, after showing the end of the logs
 die() {
-    say "sync.sh: $*" >&2
-    for f in "$T/syncd.err" "$T/daemon.err" "$T/lookupd.log" "$T/client.err" \
-        "${SLAPD_DIR:-/nonexistent}/slapd.log" "${SLAPD_DIR:-/nonexistent}/slapadd.log"; do
-        if [ -s "$f" ]; then
-            say "--- last lines of $f:" >&2
-            tail -n 20 "$f" >&2
-        fi
-    done
-    exit 1
+    bench_die 20 "$*" "$T/syncd.err" "$T/daemon.err" "$T/lookupd.log" "$T/client.err" \
+        "${SLAPD_DIR:-/nonexistent}/slapd.log" "${SLAPD_DIR:-/nonexistent}/slapadd.log"
 }
 
 # stop_syncd - SIGTERM the persistent syncd we started and wait
