@@ -798,12 +798,39 @@ void cfg_restart_pin(void)
                                            xstrdup(cfg_fixed_last[i].value)};
 }
 
+static uid_t cfg_secret_uid = (uid_t) -1;     /* cfg_secret_owner()'s user, if any */
+static char cfg_secret_user[64];
+
+/*
+ * cfg_family_owner - before a family's instances are validated (which
+ * reads their secret files), tell cfg_secret_ok whose files they may be:
+ * the user this file gives the family's daemon (its default if absent).
+ * Otherwise root checking a file with -n, or running --once, judges by
+ * the owner of the last load (none at first) and refuses the daemon's
+ * own 0600 file. The caller puts the old owner back if the load fails.
+ */
+static void cfg_family_owner(CFG_PARSE *cp, const CFG_SECTION *sections, const CFG_FAMILY *f)
+{
+    const CFG_SECTION *s;
+    const CFG_PARAM *p;
+    char *user;
+
+    if (f->owner_section == NULL || (s = cfg_find_section(sections, f->owner_section)) == NULL
+        || (p = cfg_find_param(s, f->owner_key)) == NULL)
+        return;
+    user = cfg_fixed_value(cp, sections, s, p);
+    cfg_secret_owner(user);
+    free(user);
+}
+
 /* cfg_load_families - cfg_load, plus [FAMILY NAME] sections */
 int cfg_load_families(const char *path, const CFG_SECTION *sections, const CFG_FAMILY *families)
 {
     CFG_PARSE cp;
     int rc;
     char err[512];
+    uid_t saved_uid;
+    char saved_user[sizeof(cfg_secret_user)];
 
     memset(&cp, 0, sizeof(cp));
     cp.path = path;
@@ -821,8 +848,16 @@ int cfg_load_families(const char *path, const CFG_SECTION *sections, const CFG_F
         cfg_error(&cp, 0, "out of memory parsing");
     cfg_check(&cp, sections, families);
     /* Build (and validate) family instances; install only if all is well. */
-    for (const CFG_FAMILY *f = families; f && f->name; f++)
+    saved_uid = cfg_secret_uid;
+    memcpy(saved_user, cfg_secret_user, sizeof(saved_user));
+    for (const CFG_FAMILY *f = families; f && f->name; f++) {
+        cfg_family_owner(&cp, sections, f);
         cfg_build_family(&cp, f, 0);
+    }
+    if (cp.errors != 0) {
+        cfg_secret_uid = saved_uid;
+        memcpy(cfg_secret_user, saved_user, sizeof(saved_user));
+    }
     if (cp.errors == 0) {
         for (const CFG_FAMILY *f = families; f && f->name; f++)
             cfg_build_family(&cp, f, 1);
@@ -847,9 +882,6 @@ int cfg_load_families(const char *path, const CFG_SECTION *sections, const CFG_F
     cfg_parse_free(&cp);
     return cp.errors;
 }
-
-static uid_t cfg_secret_uid = (uid_t) -1;     /* cfg_secret_owner()'s user, if any */
-static char cfg_secret_user[64];
 
 /* cfg_secret_owner - the daemon's user may own secret files too */
 void cfg_secret_owner(const char *user)

@@ -86,6 +86,13 @@ typedef struct cfg_family {
     int (*validate)(const char *file, int line, const char *name, void *instance);
     /* a good load hands over every instance (the array and each one) */
     void (*install)(void **instances, int count);
+    /*
+     * the parameter naming the user the family's daemon runs as ([SECTION]
+     * KEY, e.g. syncd user), or NULL: its secret files may belong to that
+     * user (cfg_secret_owner), known before validate() reads them
+     */
+    const char *owner_section;
+    const char *owner_key;
 } CFG_FAMILY;
 
 /*

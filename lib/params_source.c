@@ -127,8 +127,8 @@ static int params_source_check(const char *file, int line, const char *name, voi
 static void params_source_drop(void **instances, int count);
 
 static const CFG_FAMILY params_source_family[] = {
-    {"source", params_source, sizeof(SOURCE_CONF), params_source_check, params_source_drop},
-    {NULL, NULL, 0, NULL, NULL},
+    {"source", params_source, sizeof(SOURCE_CONF), params_source_check, params_source_drop, "syncd", "user"},
+    {NULL, NULL, 0, NULL, NULL, NULL, NULL},
 };
 
 static void params_source_drop(void **instances, int count)

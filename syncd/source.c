@@ -39,8 +39,8 @@ static int source_validate(const char *file, int line, const char *name, void *i
 static void source_install(void **instances, int count);
 
 const CFG_FAMILY source_families[] = {
-    {"source", params_source, sizeof(SOURCE_CONF), source_validate, source_install},
-    {NULL, NULL, 0, NULL, NULL},
+    {"source", params_source, sizeof(SOURCE_CONF), source_validate, source_install, "syncd", "user"},
+    {NULL, NULL, 0, NULL, NULL, NULL, NULL},
 };
 
 /* What the last good load installed, until syncd.c takes it. */

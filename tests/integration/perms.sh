@@ -383,10 +383,37 @@ if [ $ROOT = 1 ]; then
     tl_ok $([ "$rc" != 0 ]; echo $?) "as root: the admin command refuses when [syncd] user does not exist"
     tl_like "$out" '\[syncd\] user "no-such-rcptgate-user" does not exist.*useradd --system' \
         "as root: ... naming the user and how to create it"
+
+    # A bind password file of the daemon's user's (what the systemd units,
+    # which run syncd as its user, need): root's -n and --once judge it as
+    # the daemon will, from the [syncd] user this very file names.
+    printf 's3cret\n' > "$B/bind.pw"
+    chmod 0600 "$B/bind.pw"
+    chown nobody "$B/bind.pw"
+    conf "$B/secret.conf"
+    cat >> "$B/secret.conf" <<CONF
+
+[source corp]
+type = ldap
+uri = ldap://127.0.0.1:9
+base = dc=perms,dc=test
+bind_dn = cn=sync,dc=perms,dc=test
+bind_password_file = $B/bind.pw
+CONF
+    run "$RG_SYNCD" -c "$B/secret.conf" -n
+    tl_is "$rc" 0 "as root: syncd -n takes a 0600 bind_password_file that [syncd] user owns"
+    run "$RG_ADMIN" -c "$B/secret.conf" -n
+    tl_is "$rc" 0 "as root: rcptgate -n takes it too"
+    chown daemon "$B/bind.pw"
+    run "$RG_SYNCD" -c "$B/secret.conf" -n
+    tl_is "$rc" 78 "as root: syncd -n refuses one that another user owns"
+    tl_like "$out" "belongs to daemon, who could change it: chown root \\(or nobody\\) it" \
+        "as root: ... naming the owner and the fix"
 else
     for c in "admin refuses a root-owned store directory" "its message" "its user" "store unchanged" \
         "syncd -n message" "store file not writable: syncd -n" "its message" "syncd --once refuses" \
-        "its message" "lookupd -n: readable store" "lookupd -n: unreadable store" "missing [syncd] user" "its message"; do
+        "its message" "lookupd -n: readable store" "lookupd -n: unreadable store" "missing [syncd] user" "its message" \
+        "syncd -n: the daemon user's secret" "rcptgate -n: the same" "syncd -n: another user's secret" "its message"; do
         skip "$c"
     done
 fi

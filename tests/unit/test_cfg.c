@@ -350,8 +350,8 @@ static void t_src_install(void **inst, int n)
 }
 
 static const CFG_FAMILY t_families[] = {
-    {"source", t_src_params, sizeof(struct t_src), t_src_validate, t_src_install},
-    {NULL, NULL, 0, NULL, NULL},
+    {"source", t_src_params, sizeof(struct t_src), t_src_validate, t_src_install, NULL, NULL},
+    {NULL, NULL, 0, NULL, NULL, NULL, NULL},
 };
 
 static void t_free_inst(void)
