@@ -89,8 +89,8 @@ static const char *const store_ssql[SSTMT_COUNT] = {
     [SSTMT_MEMBER_INSERT] = "INSERT INTO member (group_id, member_id) VALUES (?1, ?2) "
         "ON CONFLICT DO NOTHING",
     [SSTMT_MEMBER_DELETE] = "DELETE FROM member WHERE group_id = ?1 AND member_id = ?2",
-    [SSTMT_STATE_SET] = "UPDATE source SET cookie = ?2, invocation_id = ?3 WHERE id = ?1",
-    [SSTMT_STATE_GET] = "SELECT cookie, invocation_id, COALESCE(last_success, 0) "
+    [SSTMT_STATE_SET] = "UPDATE source SET cookie = ?2, invocation_id = ?3, settings = ?4 WHERE id = ?1",
+    [SSTMT_STATE_GET] = "SELECT cookie, invocation_id, COALESCE(last_success, 0), settings "
         "FROM source WHERE name = ?1",
     [SSTMT_AGE] = "SELECT count(*), COALESCE(MIN(COALESCE(last_success, 0)), 0) FROM source "
         "WHERE type NOT IN ('import', 'static')",
@@ -245,6 +245,7 @@ void store_sync_forget(STORE *st)
     free(y->fresh_obj);
     store_sync_map_free(&y->fresh_map);
     store_delta_notes_free(y);
+    free(y->settings);
     free(y);
     st->sync = NULL;
 }
@@ -683,10 +684,21 @@ int store_sync_cross(STORE *st, const char *address, const SYNC_OBJ *o)
     return 0;
 }
 
-/* sync_state_set - the source's cookie and invocation id (in the write transaction) */
+/* store_sync_settings - see store_sync.h */
+int store_sync_settings(STORE *st, const char *settings)
+{
+    if (st->sync == NULL)
+        return store_errf(st, "no sync in progress");
+    free(st->sync->settings);
+    st->sync->settings = settings ? xstrdup(settings) : NULL;
+    return 0;
+}
+
+/* sync_state_set - the source's cookie, invocation id and settings (in the write transaction) */
 static int sync_state_set(STORE *st, const char *cookie, const char *invocation_id)
 {
     sqlite3_stmt *s = st->sstmt[SSTMT_STATE_SET];
+    const char *settings = st->sync->settings;
     int rc;
 
     rc = sqlite3_bind_int64(s, 1, st->sync->run.source_id);
@@ -695,6 +707,8 @@ static int sync_state_set(STORE *st, const char *cookie, const char *invocation_
     if (rc == SQLITE_OK)
         rc = invocation_id ? sqlite3_bind_text(s, 3, invocation_id, -1, SQLITE_STATIC)
             : sqlite3_bind_null(s, 3);
+    if (rc == SQLITE_OK)
+        rc = settings ? sqlite3_bind_text(s, 4, settings, -1, SQLITE_STATIC) : sqlite3_bind_null(s, 4);
     if (rc != SQLITE_OK)
         return store_fail(st, "storing the sync state");
     return store_step_done(st, s, "storing the sync state");
@@ -792,6 +806,8 @@ int store_sync_state_get(STORE *st, const char *source, STORE_SYNC_STATE *out)
         if (sqlite3_column_type(s, 1) != SQLITE_NULL)
             out->invocation_id = xstrdup(store_text(s, 1));
         out->last_success = sqlite3_column_int64(s, 2);
+        if (sqlite3_column_type(s, 3) != SQLITE_NULL)
+            out->settings = xstrdup(store_text(s, 3));
     } else if (rc != SQLITE_DONE) {
         store_fail(st, "reading the sync state");
     }
@@ -806,7 +822,8 @@ void store_sync_state_free(STORE_SYNC_STATE *state)
         return;
     free(state->cookie);
     free(state->invocation_id);
-    state->cookie = state->invocation_id = NULL;
+    free(state->settings);
+    state->cookie = state->invocation_id = state->settings = NULL;
 }
 
 /* store_sync_age - seconds since the oldest last_success of the directory sources */

@@ -88,7 +88,17 @@ typedef struct store_sync_state {
     char *cookie;               /* RFC 4533 cookie, highest USN, delta link; NULL none */
     char *invocation_id;        /* AD: the DC the USN belongs to; NULL none */
     long long last_success;     /* unix time of the last applied sync, 0 never */
+    char *settings;             /* store_sync_settings() of the commit that stored the cookie; NULL none */
 } STORE_SYNC_STATE;
+
+/*
+ * store_sync_settings - between a begin (full or incremental) and its
+ * commit: the text (a fingerprint of the source's settings) that the
+ * commit stores beside the cookie, so that a cookie taken under other
+ * settings is known as such (see sql/005_source_settings.sql). Without
+ * it the commit stores none. 0, or -1 when no pull is in progress.
+ */
+int store_sync_settings(STORE *st, const char *settings);
 
 /* store_sync_state_get - 1 found (caller frees with store_sync_state_free), 0 no such source, -1 */
 int store_sync_state_get(STORE *st, const char *source, STORE_SYNC_STATE *out);

@@ -140,6 +140,7 @@ typedef struct sync_stage SYNC_STAGE;    /* a full pull staged in a temporary da
 struct store_sync {
     STORE_RUN run;
     int delta;                          /* store_delta_*, not store_sync_* */
+    char *settings;                     /* store_sync_settings(): stored with the cookie */
     int legacy;                         /* full: the in-memory merge (store_sync_legacy.c) */
     SYNC_STAGE *stage;                  /* full: the staged pull, unless legacy */
     int fk_off;                         /* full: foreign keys off, cascades by hand */

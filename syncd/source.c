@@ -602,6 +602,70 @@ void source_conf_free(SOURCE_CONF *conf)
     cfg_family_free(&source_families[0], conf);
 }
 
+/*
+ * The settings a cookie depends on: which directory (and as whom), which
+ * objects, and how they map to addresses and logins. How and when a
+ * source is pulled (mode, intervals, timeouts, TLS files, page size) does
+ * not change what its cookie lists, and changing it must not cost a full
+ * pull of a large directory.
+ */
+static const char *const source_scope_params[] = {
+    "type", "flavour", "uri", "dns_domain", "base", "filter", "bind_dn", "incremental",
+    "address_attributes", "login_attributes", "shared_types", "path",
+    "tenant", "client_id", "graph_url", "shared_unlicensed", NULL,
+};
+
+/* source_fnv - FNV-1a (64 bits) of s and its terminating NUL, continuing h */
+static uint64_t source_fnv(uint64_t h, const char *s)
+{
+    do
+        h = (h ^ (unsigned char) *s) * 1099511628211ULL;
+    while (*s++ != 0);
+    return h;
+}
+
+/*
+ * source_conf_fingerprint - see syncd.h: FNV-1a over the name and value
+ * of each setting of source_scope_params, each with its NUL (no two lists
+ * of pairs hash the same text). It is only ever compared with the
+ * fingerprint of an earlier load of the same source, so any stable hash
+ * serves: a change it misses would need a collision.
+ */
+void source_conf_fingerprint(const SOURCE_CONF *c, char out[SOURCE_FINGERPRINT_LEN])
+{
+    uint64_t h = 14695981039346656037ULL;
+    char num[32];
+
+    for (const char *const *name = source_scope_params; *name; name++) {
+        const CFG_PARAM *p = params_source;
+        const char *v;
+        const char *text;
+
+        while (p->name && strcmp(p->name, *name) != 0)
+            p++;
+        if (p->name == NULL)
+            log_panic("source_scope_params: no parameter %s", *name);
+        v = (const char *) c + (uintptr_t) p->var;
+        switch (CFG_TYPE(p)) {
+        case CFG_INT:
+        case CFG_TIME:
+        case CFG_BOOL:
+            snprintf(num, sizeof(num), "%d", *(const int *) v);
+            text = num;
+            break;
+        case CFG_SIZE:
+            snprintf(num, sizeof(num), "%lld", *(const long long *) v);
+            text = num;
+            break;
+        default:
+            text = *(char *const *) v ? *(char *const *) v : "";
+            break;
+        }
+        h = source_fnv(source_fnv(h, p->name), text);
+    }
+    snprintf(out, SOURCE_FINGERPRINT_LEN, "v1:%016llx", (unsigned long long) h);
+}
+
 /* source_conf_equal - the same settings, parameter by parameter */
 int source_conf_equal(const SOURCE_CONF *a, const SOURCE_CONF *b)
 {

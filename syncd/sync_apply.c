@@ -259,12 +259,14 @@ int sync_apply_full(STORE *st, const SOURCE_CONF *conf, const SOURCE_OPS *ops, S
     char *invocation_id = NULL;
     char why[1024];
     char skipped[96];
+    char settings[SOURCE_FINGERPRINT_LEN];
     long long t0 = sync_apply_ms();
     int rc;
 
     memset(res, 0, sizeof(*res));
     res->full = 1;
-    if (store_sync_begin(st, conf->name, conf->type) < 0)
+    source_conf_fingerprint(conf, settings);
+    if (store_sync_begin(st, conf->name, conf->type) < 0 || store_sync_settings(st, settings) < 0)
         return sync_apply_store_failed(st, conf, "full", res);
     sync_apply_sink(&sink, &ctx, st, 0);
     why[0] = 0;
@@ -380,6 +382,7 @@ int sync_apply_delta(STORE *st, const SOURCE_CONF *conf, const SOURCE_OPS *ops, 
     char *invocation_id = NULL;
     char why[1024];
     char skipped[96];
+    char settings[SOURCE_FINGERPRINT_LEN];
     long long t0 = sync_apply_ms();
     int rc;
 
@@ -392,7 +395,16 @@ int sync_apply_delta(STORE *st, const SOURCE_CONF *conf, const SOURCE_OPS *ops, 
         store_sync_state_free(&state);
         return res->status = SYNC_NEED_FULL;
     }
-    if (store_delta_begin(st, conf->name, conf->type) < 0) {
+    /* A cookie lists changes within the scope it was taken in: another scope needs a full pull. */
+    source_conf_fingerprint(conf, settings);
+    if (state.settings == NULL || strcmp(state.settings, settings) != 0) {
+        log_info("source %s: a full pull is needed: %s", conf->name, state.settings == NULL
+                 ? "the stored sync state does not say which settings it was taken with"
+                 : "the source's settings changed since the stored sync state was taken");
+        store_sync_state_free(&state);
+        return res->status = SYNC_NEED_FULL;
+    }
+    if (store_delta_begin(st, conf->name, conf->type) < 0 || store_sync_settings(st, settings) < 0) {
         store_sync_state_free(&state);
         return sync_apply_store_failed(st, conf, "incremental", res);
     }

@@ -60,6 +60,15 @@ void source_conf_free(SOURCE_CONF *conf);
 int source_conf_equal(const SOURCE_CONF *a, const SOURCE_CONF *b);
 
 /*
+ * source_conf_fingerprint - a short text that changes with any of the
+ * source's settings: stored beside the cookie (store_sync_settings), so
+ * that an incremental pull from a cookie taken under other settings (a
+ * base, filter or attribute changed before a restart) pulls in full.
+ */
+#define SOURCE_FINGERPRINT_LEN 24
+void source_conf_fingerprint(const SOURCE_CONF *c, char out[SOURCE_FINGERPRINT_LEN]);
+
+/*
  * source_words - split a space-separated list into a NULL-terminated
  * array of new strings (free with source_words_free); *count gets the
  * number of words.

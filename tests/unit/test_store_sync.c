@@ -1141,7 +1141,8 @@ static void test_collision_migrate(void **state)
 
     full(st, objs, 1, NULL, NULL);
     store_close(st);
-    raw_exec("DROP TABLE claim; ALTER TABLE domain DROP COLUMN relay_mode; PRAGMA user_version = 2");
+    raw_exec("DROP TABLE claim; ALTER TABLE domain DROP COLUMN relay_mode; ALTER TABLE source DROP COLUMN settings; "
+             "PRAGMA user_version = 2");
     st = store_open(test_path, 0, 200, err, sizeof(err));
     if (st == NULL)
         fail_msg("store_open: %s", err);

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "addr.h"
 #include "shrink.h"
@@ -567,6 +568,7 @@ typedef struct delta_op {
 
 static const DELTA_OP *delta_ops;
 static const char *delta_cookie;
+static char *delta_base;        /* the scripted source's base (settings); NULL none */
 
 static int delta_incremental(SOURCE *src, const char *cookie, const char *invocation_id, SYNC_SINK *sink,
                              char **new_cookie, char **new_invocation_id, char *err, size_t errlen)
@@ -607,6 +609,7 @@ static int run_delta(STORE *st, const DELTA_OP *ops, const char *cookie, int for
     memset(&conf, 0, sizeof(conf));
     conf.name = "script";
     conf.type = "ldap";
+    conf.base = delta_base;
     delta_ops = ops;
     delta_cookie = cookie;
     src = delta_src_ops.open(&conf, err, sizeof(err));
@@ -650,6 +653,59 @@ static GUARD_SEEN guard_seen(STORE *st)
     g.guard_refused = -1;
     assert_int_equal(store_runs_walk(st, guard_cb, &g), 0);
     return g;
+}
+
+/*
+ * A cookie lists the changes within the scope it was taken in: after the
+ * source's settings changed (a base added before a restart), or from a
+ * store that does not say which settings its cookie was taken with, an
+ * incremental pull is not resumed from it. The full pull stores the new
+ * settings, and incrementals go on from its cookie.
+ */
+static void test_apply_delta_settings(void **state)
+{
+    static const char *const two[] = {"a@x.org", "b@x.org", NULL};
+    static const DELTA_OP add_c[] = {{"c", "c@x.org"}, {NULL, NULL}};
+    static const DELTA_OP add_d[] = {{"d", "d@x.org"}, {NULL, NULL}};
+    char path[512];
+    char err[512];
+    SYNC_RESULT res;
+    STORE *st;
+    sqlite3 *raw;
+
+    (void) state;
+    snprintf(path, sizeof(path), "%s/settings.db", test_dir);
+    st = store_open(path, STORE_CREATE, 2000, err, sizeof(err));
+    assert_non_null(st);
+    free(var_syncd_export_file);
+    var_syncd_export_file = xstrdup("");
+    var_syncd_max_remove_pct = 10;
+    var_syncd_max_remove_count = 0;
+    assert_int_equal(run(st, two, 0, 0, &res), SYNC_APPLIED);
+    cookie_is(st, "42");
+    assert_int_equal(run_delta(st, add_c, "43", 0, &res), SYNC_APPLIED);
+    cookie_is(st, "43");
+    assert_int_equal(count_rcpt(st), 3);
+
+    /* Another base: a full pull is needed, nothing applied, the cookie kept. */
+    delta_base = "ou=more,dc=x";
+    assert_int_equal(run_delta(st, add_d, "44", 0, &res), SYNC_NEED_FULL);
+    cookie_is(st, "43");
+    assert_int_equal(count_rcpt(st), 3);
+    delta_base = NULL;
+
+    /* The settings the cookie was taken with: resumed. */
+    assert_int_equal(run_delta(st, add_d, "44", 0, &res), SYNC_APPLIED);
+    cookie_is(st, "44");
+
+    /* A store written before the settings were stored beside the cookie: full. */
+    assert_int_equal(sqlite3_open(path, &raw), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(raw, "UPDATE source SET settings = NULL WHERE name = 'script'", NULL,
+                                  NULL, NULL), SQLITE_OK);
+    sqlite3_close(raw);
+    assert_int_equal(run_delta(st, add_d, "45", 0, &res), SYNC_NEED_FULL);
+    cookie_is(st, "44");
+    store_close(st);
 }
 
 static void test_apply_delta(void **state)
@@ -906,6 +962,7 @@ int main(void)
         cmocka_unit_test(test_conf_bad),
         cmocka_unit_test(test_apply),
         cmocka_unit_test(test_apply_delta),
+        cmocka_unit_test(test_apply_delta_settings),
         cmocka_unit_test(test_entry_nul),
     };
 
