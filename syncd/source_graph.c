@@ -401,7 +401,20 @@ typedef struct source_graph_delta {
     const char *const *needed;      /* properties the mapping cannot do without */
 } SOURCE_GRAPH_DELTA;
 
-static const char *const source_graph_user_needed[] = {"accountEnabled", "proxyAddresses", "mail", NULL};
+/*
+ * Every property source_graph_user reads: an entry without one of them is
+ * read again whole. Graph sends "at least" what changed, so a missing
+ * property says nothing of its value; taken as absent, a missing
+ * assignedLicenses would drop a shared mailbox whose account was just
+ * disabled, and a missing userPrincipalName the user's logins. The cost is
+ * one GET per changed object that lacks one (a property never set, such
+ * as onPremisesSamAccountName of a cloud-only user, may never come).
+ */
+static const char *const source_graph_user_needed[] = {
+    "accountEnabled", "proxyAddresses", "mail", "assignedLicenses", "userType", "userPrincipalName",
+    "onPremisesSamAccountName", NULL,
+};
+/* Every property source_graph_group reads (its members are always read whole). */
 static const char *const source_graph_group_needed[] = {"mailEnabled", "proxyAddresses", "mail", NULL};
 
 static const SOURCE_GRAPH_DELTA source_graph_users = {

@@ -81,6 +81,13 @@ for i in range(1, 17):
     if "shrink" in changes and i >= 5: continue
     px = ["SMTP:u%02d@corp.example" % i]
     if i == 1 and "first" in changes: px.append("smtp:first@corp.example")
+    if i == 2:
+        # unlicensed; u02-shared: turned into a shared mailbox (account disabled, new primary address)
+        sh = "u02-shared" in changes
+        users.append(user(102, "u02", "desk@corp.example" if sh else "u02@corp.example",
+                          ["SMTP:desk@corp.example", "smtp:u02@corp.example"] if sh else px,
+                          enabled=not sh, lic=False))
+        continue
     users.append(user(100 + i, "u%02d" % i, "u%02d@corp.example" % i, px))
 if "dave" in changes:
     users.append(user(7, "dave", "dave@corp.example", ["SMTP:dave@corp.example"]))
@@ -256,6 +263,17 @@ syncd_once --incremental
 tl_is "$rc" 0 "a partial delta entry: exits 0"
 tl_is "$(requests 'GET /v1.0/users/00000101-aaaa')" 1 "the partial user was read again whole"
 rg_valid first@corp.example u01@corp.example
+# An unlicensed user made a shared mailbox: the entry has accountEnabled,
+# mail and proxyAddresses but not the unchanged assignedLicenses and
+# userPrincipalName, so it is read again and stays (kind shared, login kept).
+write_state dave robert drop16 alice-off first u02-shared
+mark
+syncd_once --incremental
+tl_is "$rc" 0 "a partial entry of a user made a shared mailbox: exits 0"
+tl_is "$(requests 'GET /v1.0/users/00000102-aaaa')" 1 "... it was read again whole"
+rg_valid desk@corp.example u02@corp.example
+tl_is "$(syncd_sql "SELECT kind FROM recipient WHERE address = 'desk@corp.example'")" shared "... stored as a shared mailbox"
+tl_is "$(syncd_sql "SELECT count(*) FROM login WHERE name = 'u02@corp.example'")" 1 "... its login kept"
 
 # --- a failed delta applies nothing, not even the users' half
 control '{"delta_error": true}'
