@@ -603,7 +603,7 @@ int source_ldap_in_domain(const char *host, const char *domain)
 
 /* source_ldap_srv_uris - domain controllers from _ldap._tcp.dc._msdcs.DOMAIN */
 char *source_ldap_srv_uris(const char *domain, const char *servers, int ldaps, int timeout_ms,
-                           char *err, size_t errlen)
+                           const char *prefer, char *err, size_t errlen)
 {
     static int initialised;
     struct ares_options opt;
@@ -613,6 +613,10 @@ char *source_ldap_srv_uris(const char *domain, const char *servers, int ldaps, i
     long long deadline;
     char *name = xasprintf("_ldap._tcp.dc._msdcs.%s", domain);
     char *list = NULL;
+    char **uris = NULL;
+    size_t nuris = 0;
+    size_t first_prio = 0;              /* how many of uris are of the first priority, */
+    unsigned prio = 0;                  /*   which is this */
     size_t used = 0;
     int rc;
 
@@ -692,11 +696,35 @@ char *source_ldap_srv_uris(const char *domain, const char *servers, int ldaps, i
             uri = ldaps && q.srv[i].port == 389 ? xasprintf("ldaps://%s", host)
                 : xasprintf("%s://%s:%u", ldaps ? "ldaps" : "ldap", host, q.srv[i].port);
         }
-        list = xrealloc(list, used + strlen(uri) + 2);
-        snprintf(list + used, strlen(uri) + 2, "%s%s", used ? " " : "", uri);
-        used += strlen(uri) + (used ? 1 : 0);
-        free(uri);
+        if (nuris == 0)
+            prio = q.srv[i].priority;
+        if (q.srv[i].priority == prio)
+            first_prio = nuris + 1;
+        uris = xrealloc(uris, (nuris + 1) * sizeof(*uris));
+        uris[nuris++] = uri;
     }
+    /*
+     * The controller used last goes first again while it is of the first
+     * priority: the weighted choice is for spreading many clients, and one
+     * client hopping between controllers each poll costs an AD source on
+     * the uSNChanged path a full pull each time (USNs are per controller).
+     */
+    for (size_t i = 1; prefer != NULL && i < first_prio; i++) {
+        if (strcmp(uris[i], prefer) == 0) {
+            char *t = uris[i];
+
+            memmove(&uris[1], &uris[0], i * sizeof(*uris));
+            uris[0] = t;
+            break;
+        }
+    }
+    for (size_t i = 0; i < nuris; i++) {
+        list = xrealloc(list, used + strlen(uris[i]) + 2);
+        snprintf(list + used, strlen(uris[i]) + 2, "%s%s", used ? " " : "", uris[i]);
+        used += strlen(uris[i]) + (used ? 1 : 0);
+        free(uris[i]);
+    }
+    free(uris);
     if (list == NULL)
         snprintf(err, errlen, "DNS SRV %s: no usable domain controller", name);
 
@@ -708,6 +736,36 @@ out:
     ares_destroy(ch);
     free(name);
     return list;
+}
+
+/*
+ * The domain controller each source (by name) last reached through DNS
+ * SRV records, tried first at its next connection (source_ldap_srv_uris).
+ * Kept for the life of the process: a source is reopened for each poll.
+ */
+typedef struct source_ldap_last_dc {
+    char *source;
+    char *uri;
+    struct source_ldap_last_dc *next;
+} SOURCE_LDAP_LAST_DC;
+
+static SOURCE_LDAP_LAST_DC *source_ldap_last_dcs;
+
+/* source_ldap_last_dc - the entry of a source, made when make is set; NULL none */
+static SOURCE_LDAP_LAST_DC *source_ldap_last_dc(const char *source, int make)
+{
+    SOURCE_LDAP_LAST_DC *d;
+
+    for (d = source_ldap_last_dcs; d != NULL; d = d->next)
+        if (strcmp(d->source, source) == 0)
+            return d;
+    if (!make)
+        return NULL;
+    d = xcalloc(1, sizeof(*d));
+    d->source = xstrdup(source);
+    d->next = source_ldap_last_dcs;
+    source_ldap_last_dcs = d;
+    return d;
 }
 
 /* source_ldap_open - connect to the first URI that answers, and bind */
@@ -726,9 +784,10 @@ static SOURCE *source_ldap_open(const SOURCE_CONF *conf, char *err, size_t errle
     source_ldap_attrs_build(sl);
     err[0] = 0;
     if (*conf->dns_domain) {
+        SOURCE_LDAP_LAST_DC *last = source_ldap_last_dc(conf->name, 0);
         char *found = source_ldap_srv_uris(conf->dns_domain, conf->dns_servers,
                                            strcmp(conf->tls, "ldaps") == 0, conf->connect_timeout_ms,
-                                           why, sizeof(why));
+                                           last ? last->uri : NULL, why, sizeof(why));
         char *all;
 
         if (found == NULL && *conf->uri == 0) {
@@ -752,6 +811,12 @@ static SOURCE *source_ldap_open(const SOURCE_CONF *conf, char *err, size_t errle
             if (i > 0)
                 log_warn("source %s: using %s after: %s", conf->name, uris[i], err);
             sl->uri = xstrdup(uris[i]);
+            if (*conf->dns_domain) {
+                SOURCE_LDAP_LAST_DC *last = source_ldap_last_dc(conf->name, 1);
+
+                free(last->uri);
+                last->uri = xstrdup(uris[i]);
+            }
             source_words_free(uris);
             return (SOURCE *) (void *) sl;
         }

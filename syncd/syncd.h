@@ -216,10 +216,11 @@ int source_ldap_search_ext(SOURCE_LDAP *sl, const char *base, int scope, const c
  * domain: the _ldap._tcp.dc._msdcs.DOMAIN SRV records (RFC 2782 order:
  * priority, then weight) as "ldap://HOST:PORT" (or ldaps:// when tls =
  * ldaps), asked of servers ("ip[:port] ...", "" the system's) within
- * timeout_ms. A space-separated list (malloc'd), or NULL with err.
+ * timeout_ms. prefer (or NULL), when it is one of the URIs of the first
+ * priority, goes first. A space-separated list (malloc'd), or NULL with err.
  */
 char *source_ldap_srv_uris(const char *domain, const char *servers, int ldaps, int timeout_ms,
-                           char *err, size_t errlen);
+                           const char *prefer, char *err, size_t errlen);
 
 /*
  * source_ldap_in_domain - 1 if host is domain or a name under it (case

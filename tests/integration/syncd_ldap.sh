@@ -123,6 +123,10 @@ _ldap._tcp.dc._msdcs.test.example SRV "0 100 1 dead.test.example"
 dc1.test.example A 127.0.0.1
 dead.test.example A 127.0.0.1
 _ldap._tcp.dc._msdcs.slow.example DROP
+_ldap._tcp.dc._msdcs.pair.example SRV "0 100 $SLAPD_PORT dc1.pair.example"
+_ldap._tcp.dc._msdcs.pair.example SRV "0 100 1 dead.pair.example"
+dc1.pair.example A 127.0.0.1
+dead.pair.example A 127.0.0.1
 _ldap._tcp.dc._msdcs.evil.example SRV "0 100 $SLAPD_PORT dc.attacker.example"
 dc.attacker.example A 127.0.0.1
 EOF
@@ -176,6 +180,34 @@ EOF
     tl_ok "$([ $(($(date +%s) - t0)) -le 5 ]; echo $?)" "DNS gave up within connect_timeout ($(($(date +%s) - t0)) s)"
     tl_like "$(cat "$T/syncd.err")" "slow\\.example: no answer \\(timeout\\); trying uri" "the log says DNS did not answer"
     tl_is "$(rg_query srv2@generic.example)" 0 "and the pull through uri is applied"
+
+    # Two controllers of one priority, one of them dead, polled by a daemon:
+    # the one that answered is tried first at every later poll. (Picking
+    # anew each time, an AD source on the uSNChanged path would make a
+    # full pull at most polls: its USNs belong to one controller.)
+    syncd_conf_reset
+    slapd_syncd_conf poll_interval=1s full_interval=1h
+    slapd_source ldap generic "base=$PEOPLE" "base=$GRPS" "uri=" "dns_domain=pair.example" \
+        "dns_servers=$DNS" "tls=none"
+    runs0=$(syncd_sql "SELECT count(*) FROM sync_run")
+    : > "$T/pair.err"
+    "$RG_SYNCD" -c "$CONF" -f >/dev/null 2>>"$T/pair.err" &
+    pair_pid=$!
+    tl_pids="$tl_pids $pair_pid"
+    _n=0
+    while [ "$(syncd_sql "SELECT count(*) FROM sync_run")" -lt $((runs0 + 6)) ] && [ $_n -lt 300 ]; do
+        sleep 0.1
+        _n=$((_n + 1))
+    done
+    kill "$pair_pid"
+    wait "$pair_pid"
+    tl_pids=$(echo "$tl_pids" | sed "s/ $pair_pid//")
+    runs=$(($(syncd_sql "SELECT count(*) FROM sync_run") - runs0))
+    tl_ok "$([ "$runs" -ge 6 ]; echo $?)" "two controllers of one priority: the daemon polled $runs times"
+    hops=$(grep -c "using ldap://127\\.0\\.0\\.1:$SLAPD_PORT after" "$T/pair.err")
+    tl_ok "$([ "$hops" -le 1 ]; echo $?)" \
+        "... the controller that answered was tried first again (the dead one first $hops time(s), at most the first)"
+
     kill "$dnsd_pid"
     wait "$dnsd_pid" 2>/dev/null
 else
