@@ -689,6 +689,14 @@ int addr_strip_extension(const char *local, const char *delims, char *out)
     /* A quoted local part is one opaque string: its "+" is not a delimiter. */
     if (delims == NULL || *delims == 0 || n == 0 || local[0] == '"')
         return 0;
+    /*
+     * With '-' a delimiter, Postfix never splits owner-LIST or LIST-request
+     * (mailing list conventions older than extensions): owner-staff is not
+     * staff's owner extension, and must not be taken because owner exists.
+     */
+    if (strchr(delims, '-') != NULL
+        && (strncasecmp(local, "owner-", 6) == 0 || (n > 8 && strcasecmp(local + n - 8, "-request") == 0)))
+        return 0;
     for (i = 1; i < n; i++) {
         /* Only ASCII delimiters: never cut a UTF-8 sequence in two. */
         if ((unsigned char) local[i] < 0x80 && strchr(delims, local[i]) != NULL) {

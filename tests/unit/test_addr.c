@@ -248,6 +248,15 @@ static const struct strip_case strip_cases[] = {
     {"\"a b\"+x", "+", 0, "\"a b\"+x"},
     {"j\xc3\xb6hn+tag", "+", 1, "j\xc3\xb6hn"},
     {"", "+", 0, ""},
+    /* with '-' a delimiter, owner-LIST and LIST-request are never split (as Postfix) */
+    {"owner-staff", "-", 0, "owner-staff"},
+    {"owner-staff", "+-", 0, "owner-staff"},
+    {"staff-request", "-", 0, "staff-request"},
+    {"staff-request+x", "+-", 1, "staff"},
+    {"owner-staff+x", "+", 1, "owner-staff"},
+    {"-request", "-", 0, "-request"},
+    {"owner", "-", 0, "owner"},
+    {"user-request-x", "-", 1, "user"},
 };
 
 /* case_name - a printable TAP test name: no NUL, control, non-ASCII or '#' */
