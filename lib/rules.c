@@ -864,7 +864,14 @@ static int rules_helo(RULES_CTX *x)
     if ((kind = rules_helo_name(helo, &family, bin)) == 0)
         return rules_refuse(x, rules_mode(var_rules_invalid_helo), 501, "reject_invalid_helo",
                             "501 5.5.2 %s: Helo command rejected: Invalid name", what);
-    if (kind == 2 || strchr(helo, '.') == NULL || strchr(helo, '.')[1] == 0) {
+    /*
+     * A valid address literal is what RFC 5321 (4.1.4) tells a client
+     * without a name to send; Postfix's reject_non_fqdn_helo_hostname lets
+     * it through too (it only checks the address). A bare address is not a
+     * hostname at all.
+     */
+    if ((kind == 2 && helo[0] != '[')
+        || (kind == 1 && (strchr(helo, '.') == NULL || strchr(helo, '.')[1] == 0))) {
         rc = rules_refuse(x, rules_mode(var_rules_non_fqdn_helo), 504, "reject_non_fqdn_helo",
                           "504 5.5.2 %s: Helo command rejected: need fully-qualified hostname", what);
         if (rc != 0)
