@@ -899,24 +899,65 @@ static int rules_helo(RULES_CTX *x)
     return 0;
 }
 
-/* rules_sender - sender access list and checks; the null sender passes */
+/*
+ * rules_sender_domain - the domain of a sender addr_parse() refuses, into
+ * a->domain (a->is_literal set): the text after its last "@", as Postfix's
+ * own sender checks take it; "" if there is none or it is not a valid
+ * domain. Postfix takes more than RFC 5321 does ("a..b@example.com"), and
+ * the policy service must still judge such a sender by its domain.
+ */
+static void rules_sender_domain(const char *s, ADDR *a)
+{
+    const char *at = strrchr(s, '@');
+    size_t len;
+
+    a->domain[0] = 0;
+    if (at == NULL)
+        return;
+    at++;
+    len = strlen(at);
+    if (s[0] == '<' && len > 0 && at[len - 1] == '>')
+        len--;
+    if (addr_domain(at, len, a->domain) == ADDR_OK)
+        a->is_literal = a->domain[0] == '[';
+}
+
+/*
+ * rules_sender - sender access list and checks; the null sender passes.
+ * A sender smtpd takes at MAIL always parses (a local part over 64 octets
+ * included); one that does not (Postfix takes it, and the policy service
+ * sees it) is still judged by the text after its last "@" (access list by
+ * domain, non-FQDN, forged), and no login owns it.
+ */
 static int rules_sender(RULES_CTX *x)
 {
     const RULES_INPUT *in = x->in;
     const char *s = in->sender;
+    int flags = x->opts.addr_flags | ADDR_ALLOW_NULL | ADDR_ALLOW_BARE | ADDR_ALLOW_ROUTE | ADDR_ALLOW_PERCENT
+        | ADDR_ALLOW_BANG | ADDR_ALLOW_LONG_LOCAL;
     char what[ADDR_KEY_SIZE + 4];
     enum rules_mode mode;
-    int rc, ok, ours = 0, unsure = 0;
+    int rc, ok, ours = 0, unsure = 0, parsed;
     CHECK_WHY why;
     ADDR a;
+    const ADDR *owned;                  /* the address a login must own; NULL: none can */
     char base_local[ADDR_KEY_SIZE], base[ADDR_KEY_SIZE + ADDR_DOMAIN_MAX + 2];
 
-    if (addr_parse(s, strlen(s), x->opts.addr_flags | ADDR_ALLOW_NULL | ADDR_ALLOW_BARE
-                   | ADDR_ALLOW_ROUTE | ADDR_ALLOW_PERCENT | ADDR_ALLOW_BANG, &a) != ADDR_OK)
-        return 0;                       /* smtpd refused it at MAIL; Postfix did as well */
     snprintf(what, sizeof(what), "<%.*s>", ADDR_PATH_MAX, s);
-    if (rules_access_wanted(x, RULES_SENDER))
-        rules_keys_mail(&x->keys, &a, x->opts.delimiters);
+    parsed = addr_parse(s, strlen(s), flags, &a) == ADDR_OK;
+    if (!parsed)
+        rules_sender_domain(s, &a);
+    if (rules_access_wanted(x, RULES_SENDER)) {
+        if (parsed) {
+            rules_keys_mail(&x->keys, &a, x->opts.delimiters);
+        } else {
+            x->keys.n = 0;
+            if (a.domain[0]) {
+                rules_keys_add(&x->keys, "@", a.domain, "");
+                rules_keys_domain(&x->keys, a.domain);
+            }
+        }
+    }
     if ((rc = rules_access(x, RULES_SENDER, what, &ok)) != 0 || ok || a.is_null)
         return rc;
 
@@ -926,12 +967,15 @@ static int rules_sender(RULES_CTX *x)
         if (rc != 0 || a.domain[0] == 0)
             return rc;
     }
+    owned = parsed ? &a : NULL;
+
     if (in->login != NULL && (mode = rules_mode(var_rules_login_mismatch)) != RULES_OFF) {
-        rc = store_login_owns(in->store, in->login, a.key);
+        /* the store gives logins only whole addresses: one it cannot hold is no login's */
+        rc = owned ? store_login_owns(in->store, in->login, owned->key) : 0;
         /* alice+lists@example.com is alice's as much as alice@example.com is */
-        if (rc == 0 && x->opts.delimiters && *x->opts.delimiters
-            && addr_strip_extension(a.local, x->opts.delimiters, base_local)) {
-            snprintf(base, sizeof(base), "%s@%s", base_local, a.domain);
+        if (rc == 0 && owned && x->opts.delimiters && *x->opts.delimiters
+            && addr_strip_extension(owned->local, x->opts.delimiters, base_local)) {
+            snprintf(base, sizeof(base), "%s@%s", base_local, owned->domain);
             rc = store_login_owns(in->store, in->login, base);
         }
         if (rc < 0) {
