@@ -923,6 +923,24 @@ static void rules_sender_domain(const char *s, ADDR *a)
 }
 
 /*
+ * rules_sender_bang - a domain-less "host!user" as Postfix stores it
+ * (swap_bangpath, on by default: user@host) into *out; 0 if local is not
+ * such a path or that does not parse. Only the login and forged sender
+ * rules look at it; the access list and the non-FQDN rule judge the
+ * sender as given, as Postfix's do.
+ */
+static int rules_sender_bang(const char *local, int flags, ADDR *out)
+{
+    const char *bang = strchr(local, '!');
+    char buf[ADDR_KEY_SIZE + 1];
+
+    if (local[0] == '"' || bang == NULL || bang == local || bang[1] == 0)
+        return 0;
+    snprintf(buf, sizeof(buf), "%s@%.*s", bang + 1, (int) (bang - local), local);
+    return addr_parse(buf, strlen(buf), flags & ~(ADDR_ALLOW_BARE | ADDR_ALLOW_NULL), out) == ADDR_OK;
+}
+
+/*
  * rules_sender - sender access list and checks; the null sender passes.
  * A sender smtpd takes at MAIL always parses (a local part over 64 octets
  * included); one that does not (Postfix takes it, and the policy service
@@ -939,7 +957,7 @@ static int rules_sender(RULES_CTX *x)
     enum rules_mode mode;
     int rc, ok, ours = 0, unsure = 0, parsed;
     CHECK_WHY why;
-    ADDR a;
+    ADDR a, swapped;
     const ADDR *owned;                  /* the address a login must own; NULL: none can */
     char base_local[ADDR_KEY_SIZE], base[ADDR_KEY_SIZE + ADDR_DOMAIN_MAX + 2];
 
@@ -964,10 +982,20 @@ static int rules_sender(RULES_CTX *x)
     if (a.domain[0] == 0 || (!a.is_literal && strchr(a.domain, '.') == NULL)) {
         rc = rules_refuse(x, rules_mode(var_rules_non_fqdn_sender), 504, "reject_non_fqdn_sender",
                           "504 5.5.2 %s: Sender address rejected: need fully-qualified address", what);
-        if (rc != 0 || a.domain[0] == 0)
+        if (rc != 0)
             return rc;
     }
-    owned = parsed ? &a : NULL;
+    /*
+     * Warn or off, a sender without a domain goes on to the rules below, as
+     * Postfix stores it: host!user as user@host; a bare user, which Postfix
+     * completes with its $myorigin (unknown here), as no one's.
+     */
+    if (parsed && a.domain[0])
+        owned = &a;
+    else if (parsed && rules_sender_bang(a.local, flags, &swapped))
+        owned = &swapped;
+    else
+        owned = NULL;
 
     if (in->login != NULL && (mode = rules_mode(var_rules_login_mismatch)) != RULES_OFF) {
         /* the store gives logins only whole addresses: one it cannot hold is no login's */
@@ -987,7 +1015,9 @@ static int rules_sender(RULES_CTX *x)
                                           "not owned by user %.64s", what, in->login)) != 0)
             return rc;
     }
-    if (rules_privileged(in) || a.is_literal)
+    if (owned != NULL)
+        a = *owned;
+    if (rules_privileged(in) || a.is_literal || a.domain[0] == 0)
         return 0;
 
     mode = rules_mode(var_rules_forged_sender);

@@ -174,7 +174,7 @@ cp "$T/base.conf" "$CONF"
 
 # Senders Postfix takes (it has no 64-octet limit on a local part, and
 # takes "a..b@x") are judged by their domain all the same, and owned by no
-# login but as the store says.
+# login but as the store says; one without a domain as Postfix stores it.
 cp "$T/base.conf" "$CONF"
 printf '\n[rules]\nsender_access = spam.example REJECT\n' >> "$CONF"
 tl_start_lookupd
@@ -203,6 +203,20 @@ tl_is "$(CLIENT=127.0.0.1 LOGIN=alice SENDER=a..b@sender.test req RCPT alice@exa
     "a sender addr_parse refuses is no login's"
 tl_is "$(CLIENT=127.0.0.1 SENDER=a..b@example.com req RCPT alice@example.com | ask)" "action=DUNNO" \
     "a sender addr_parse refuses, from mynetworks: DUNNO"
+tl_stop_lookupd
+printf 'reject_non_fqdn_sender = warn\n' >> "$CONF"
+tl_start_lookupd
+tl_wait_socket "$POLICY"
+tl_is "$(CLIENT=127.0.0.1 LOGIN=alice SENDER='example.com!ceo' req RCPT bob@example.com | ask)" \
+    "action=553 5.7.1 <example.com!ceo>: Sender address rejected: not owned by user alice" \
+    "non-FQDN warn: host!user from a login is judged as user@host"
+tl_is "$(CLIENT=127.0.0.1 LOGIN=alice SENDER=ceo req RCPT bob@example.com | ask)" \
+    "action=553 5.7.1 <ceo>: Sender address rejected: not owned by user alice" \
+    "non-FQDN warn: a bare user is no login's"
+tl_is "$(SENDER='example.com!ceo' req RCPT alice@example.com | ask)" \
+    "action=550 5.7.1 <example.com!ceo>: $FORGED" "non-FQDN warn: host!user in our domain from outside is forged"
+tl_is "$(SENDER='sender.test!ceo' req RCPT alice@example.com | ask)" "action=DUNNO" \
+    "non-FQDN warn: host!user elsewhere from outside: DUNNO"
 tl_stop_lookupd
 tl_ok $? "lookupd stopped with status 0"
 cp "$T/base.conf" "$CONF"
