@@ -506,7 +506,7 @@ static int addr_quoted(const unsigned char **pp, const unsigned char *end, int f
         }
     }
     p++;
-    if ((size_t) (p - start) > ADDR_LOCAL_MAX)
+    if ((size_t) (p - start) > ADDR_LOCAL_MAX && !(flags & ADDR_ALLOW_LONG_LOCAL))
         return ADDR_ERR_LOCAL_LONG;
     *pp = p;
     if (addr_dot_atom(buf, n, flags)) {
@@ -565,7 +565,7 @@ static int addr_dot_string(const unsigned char **pp, const unsigned char *end, i
     }
     if (n == 0 || atom_start)
         return ADDR_ERR_SYNTAX;                 /* empty, or a trailing dot */
-    if (n > ADDR_LOCAL_MAX)
+    if (n > ADDR_LOCAL_MAX && !(flags & ADDR_ALLOW_LONG_LOCAL))
         return ADDR_ERR_LOCAL_LONG;
     *pp = p;
     *outlen = n;

@@ -41,6 +41,12 @@
 #define ADDR_ALLOW_BANG     0x04    /* "!" in a local part is an ordinary character */
 #define ADDR_ALLOW_NULL     0x08    /* accept the null path <> (a sender) */
 #define ADDR_ALLOW_BARE     0x10    /* accept a local part without domain (RCPT TO:<postmaster>) */
+/*
+ * accept a local part over ADDR_LOCAL_MAX (the path limit still holds): for
+ * senders, whose SRS, BATV and VERP local parts can be longer and which
+ * Postfix and the other common MTAs take; never for the store's keys
+ */
+#define ADDR_ALLOW_LONG_LOCAL 0x20
 
 /* addr_parse results */
 enum addr_error {
@@ -48,7 +54,7 @@ enum addr_error {
     ADDR_ERR_EMPTY,             /* nothing, or <> without ADDR_ALLOW_NULL */
     ADDR_ERR_SYNTAX,            /* not an RFC 5321 mailbox */
     ADDR_ERR_PATH_LONG,         /* more than ADDR_PATH_MAX */
-    ADDR_ERR_LOCAL_LONG,        /* local part over ADDR_LOCAL_MAX octets */
+    ADDR_ERR_LOCAL_LONG,        /* local part over ADDR_LOCAL_MAX octets (without ADDR_ALLOW_LONG_LOCAL) */
     ADDR_ERR_DOMAIN_LONG,       /* domain over ADDR_DOMAIN_MAX or a label over 63 */
     ADDR_ERR_NO_DOMAIN,         /* no "@domain" */
     ADDR_ERR_DOMAIN,            /* domain syntax */

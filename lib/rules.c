@@ -864,7 +864,14 @@ static int rules_helo(RULES_CTX *x)
     if ((kind = rules_helo_name(helo, &family, bin)) == 0)
         return rules_refuse(x, rules_mode(var_rules_invalid_helo), 501, "reject_invalid_helo",
                             "501 5.5.2 %s: Helo command rejected: Invalid name", what);
-    if (kind == 2 || strchr(helo, '.') == NULL || strchr(helo, '.')[1] == 0) {
+    /*
+     * A valid address literal is what RFC 5321 (4.1.4) tells a client
+     * without a name to send; Postfix's reject_non_fqdn_helo_hostname lets
+     * it through too (it only checks the address). A bare address is not a
+     * hostname at all.
+     */
+    if ((kind == 2 && helo[0] != '[')
+        || (kind == 1 && (strchr(helo, '.') == NULL || strchr(helo, '.')[1] == 0))) {
         rc = rules_refuse(x, rules_mode(var_rules_non_fqdn_helo), 504, "reject_non_fqdn_helo",
                           "504 5.5.2 %s: Helo command rejected: need fully-qualified hostname", what);
         if (rc != 0)
@@ -892,39 +899,111 @@ static int rules_helo(RULES_CTX *x)
     return 0;
 }
 
-/* rules_sender - sender access list and checks; the null sender passes */
+/*
+ * rules_sender_domain - the domain of a sender addr_parse() refuses, into
+ * a->domain (a->is_literal set): the text after its last "@", as Postfix's
+ * own sender checks take it; "" if there is none or it is not a valid
+ * domain. Postfix takes more than RFC 5321 does ("a..b@example.com"), and
+ * the policy service must still judge such a sender by its domain.
+ */
+static void rules_sender_domain(const char *s, ADDR *a)
+{
+    const char *at = strrchr(s, '@');
+    size_t len;
+
+    a->domain[0] = 0;
+    if (at == NULL)
+        return;
+    at++;
+    len = strlen(at);
+    if (s[0] == '<' && len > 0 && at[len - 1] == '>')
+        len--;
+    if (addr_domain(at, len, a->domain) == ADDR_OK)
+        a->is_literal = a->domain[0] == '[';
+}
+
+/*
+ * rules_sender_bang - a domain-less "host!user" as Postfix stores it
+ * (swap_bangpath, on by default: user@host) into *out; 0 if local is not
+ * such a path or that does not parse. Only the login and forged sender
+ * rules look at it; the access list and the non-FQDN rule judge the
+ * sender as given, as Postfix's do.
+ */
+static int rules_sender_bang(const char *local, int flags, ADDR *out)
+{
+    const char *bang = strchr(local, '!');
+    char buf[ADDR_KEY_SIZE + 1];
+
+    if (local[0] == '"' || bang == NULL || bang == local || bang[1] == 0)
+        return 0;
+    snprintf(buf, sizeof(buf), "%s@%.*s", bang + 1, (int) (bang - local), local);
+    return addr_parse(buf, strlen(buf), flags & ~(ADDR_ALLOW_BARE | ADDR_ALLOW_NULL), out) == ADDR_OK;
+}
+
+/*
+ * rules_sender - sender access list and checks; the null sender passes.
+ * A sender smtpd takes at MAIL always parses (a local part over 64 octets
+ * included); one that does not (Postfix takes it, and the policy service
+ * sees it) is still judged by the text after its last "@" (access list by
+ * domain, non-FQDN, forged), and no login owns it.
+ */
 static int rules_sender(RULES_CTX *x)
 {
     const RULES_INPUT *in = x->in;
     const char *s = in->sender;
+    int flags = x->opts.addr_flags | ADDR_ALLOW_NULL | ADDR_ALLOW_BARE | ADDR_ALLOW_ROUTE | ADDR_ALLOW_PERCENT
+        | ADDR_ALLOW_BANG | ADDR_ALLOW_LONG_LOCAL;
     char what[ADDR_KEY_SIZE + 4];
     enum rules_mode mode;
-    int rc, ok, ours = 0, unsure = 0;
+    int rc, ok, ours = 0, unsure = 0, parsed;
     CHECK_WHY why;
-    ADDR a;
+    ADDR a, swapped;
+    const ADDR *owned;                  /* the address a login must own; NULL: none can */
     char base_local[ADDR_KEY_SIZE], base[ADDR_KEY_SIZE + ADDR_DOMAIN_MAX + 2];
 
-    if (addr_parse(s, strlen(s), x->opts.addr_flags | ADDR_ALLOW_NULL | ADDR_ALLOW_BARE
-                   | ADDR_ALLOW_ROUTE | ADDR_ALLOW_PERCENT | ADDR_ALLOW_BANG, &a) != ADDR_OK)
-        return 0;                       /* smtpd refused it at MAIL; Postfix did as well */
     snprintf(what, sizeof(what), "<%.*s>", ADDR_PATH_MAX, s);
-    if (rules_access_wanted(x, RULES_SENDER))
-        rules_keys_mail(&x->keys, &a, x->opts.delimiters);
+    parsed = addr_parse(s, strlen(s), flags, &a) == ADDR_OK;
+    if (!parsed)
+        rules_sender_domain(s, &a);
+    if (rules_access_wanted(x, RULES_SENDER)) {
+        if (parsed) {
+            rules_keys_mail(&x->keys, &a, x->opts.delimiters);
+        } else {
+            x->keys.n = 0;
+            if (a.domain[0]) {
+                rules_keys_add(&x->keys, "@", a.domain, "");
+                rules_keys_domain(&x->keys, a.domain);
+            }
+        }
+    }
     if ((rc = rules_access(x, RULES_SENDER, what, &ok)) != 0 || ok || a.is_null)
         return rc;
 
     if (a.domain[0] == 0 || (!a.is_literal && strchr(a.domain, '.') == NULL)) {
         rc = rules_refuse(x, rules_mode(var_rules_non_fqdn_sender), 504, "reject_non_fqdn_sender",
                           "504 5.5.2 %s: Sender address rejected: need fully-qualified address", what);
-        if (rc != 0 || a.domain[0] == 0)
+        if (rc != 0)
             return rc;
     }
+    /*
+     * Warn or off, a sender without a domain goes on to the rules below, as
+     * Postfix stores it: host!user as user@host; a bare user, which Postfix
+     * completes with its $myorigin (unknown here), as no one's.
+     */
+    if (parsed && a.domain[0])
+        owned = &a;
+    else if (parsed && rules_sender_bang(a.local, flags, &swapped))
+        owned = &swapped;
+    else
+        owned = NULL;
+
     if (in->login != NULL && (mode = rules_mode(var_rules_login_mismatch)) != RULES_OFF) {
-        rc = store_login_owns(in->store, in->login, a.key);
+        /* the store gives logins only whole addresses: one it cannot hold is no login's */
+        rc = owned ? store_login_owns(in->store, in->login, owned->key) : 0;
         /* alice+lists@example.com is alice's as much as alice@example.com is */
-        if (rc == 0 && x->opts.delimiters && *x->opts.delimiters
-            && addr_strip_extension(a.local, x->opts.delimiters, base_local)) {
-            snprintf(base, sizeof(base), "%s@%s", base_local, a.domain);
+        if (rc == 0 && owned && x->opts.delimiters && *x->opts.delimiters
+            && addr_strip_extension(owned->local, x->opts.delimiters, base_local)) {
+            snprintf(base, sizeof(base), "%s@%s", base_local, owned->domain);
             rc = store_login_owns(in->store, in->login, base);
         }
         if (rc < 0) {
@@ -936,7 +1015,9 @@ static int rules_sender(RULES_CTX *x)
                                           "not owned by user %.64s", what, in->login)) != 0)
             return rc;
     }
-    if (rules_privileged(in) || a.is_literal)
+    if (owned != NULL)
+        a = *owned;
+    if (rules_privileged(in) || a.is_literal || a.domain[0] == 0)
         return 0;
 
     mode = rules_mode(var_rules_forged_sender);

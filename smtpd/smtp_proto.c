@@ -204,9 +204,12 @@ static int smtp_proto_domain(const unsigned char *p, size_t len, int *utf8)
 
 /*
  * smtp_proto_mailbox - check "local@domain" (or a bare local part) of len
- * octets; 0 good, -1 bad. Sets out->domain and out->is_utf8.
+ * octets; 0 good, -1 bad. Sets out->domain and out->is_utf8. A sender's
+ * local part may pass SMTP_LOCAL_MAX (SRS, BATV and VERP senders can, and
+ * Postfix takes them; RFC 5321 4.5.3.1 asks for tolerance); the path limit
+ * bounds it. A recipient's may not: no store key is longer.
  */
-static int smtp_proto_mailbox(const char *s, size_t len, SMTP_PATH *out)
+static int smtp_proto_mailbox(const char *s, size_t len, int sender, SMTP_PATH *out)
 {
     const unsigned char *p = (const unsigned char *) s;
     const unsigned char *end = p + len;
@@ -255,7 +258,8 @@ static int smtp_proto_mailbox(const char *s, size_t len, SMTP_PATH *out)
         }
     }
     local_end = p;
-    if (local_end == (const unsigned char *) s || (size_t) (local_end - (const unsigned char *) s) > SMTP_LOCAL_MAX)
+    if (local_end == (const unsigned char *) s
+        || (!sender && (size_t) (local_end - (const unsigned char *) s) > SMTP_LOCAL_MAX))
         return -1;
     if (p == end) {
         out->domain = out->addr + len;
@@ -272,9 +276,9 @@ static int smtp_proto_mailbox(const char *s, size_t len, SMTP_PATH *out)
 
 /*
  * smtp_proto_path - parse "<path>" or a bare path at *pp into out; on
- * success *pp is just past it. 0 good, -1 malformed.
+ * success *pp is just past it. 0 good, -1 malformed. sender: MAIL's.
  */
-static int smtp_proto_path(const char **pp, SMTP_PATH *out)
+static int smtp_proto_path(const char **pp, int sender, SMTP_PATH *out)
 {
     const char *p = *pp;
     const char *start;
@@ -345,7 +349,7 @@ static int smtp_proto_path(const char **pp, SMTP_PATH *out)
         if (out->has_route)
             return -1;
         out->is_null = 1;
-    } else if (smtp_proto_mailbox(out->addr, len, out) < 0) {
+    } else if (smtp_proto_mailbox(out->addr, len, sender, out) < 0) {
         return -1;
     }
     *pp = p;
@@ -492,7 +496,7 @@ int smtp_proto_mail(const char *arg, SMTP_PATH *out, char *reply, size_t replyle
         snprintf(reply, replylen, "501 5.5.4 Syntax: MAIL FROM:<address>");
         return 501;
     }
-    if (smtp_proto_path(&p, out) < 0) {
+    if (smtp_proto_path(&p, 1, out) < 0) {
         smtp_proto_reset(out);
         snprintf(reply, replylen, "501 5.1.7 Bad sender address syntax");
         return 501;
@@ -602,7 +606,7 @@ int smtp_proto_rcpt(const char *arg, int smtputf8, SMTP_PATH *out, char *reply, 
         snprintf(reply, replylen, "501 5.5.4 Syntax: RCPT TO:<address>");
         return 501;
     }
-    if (smtp_proto_path(&p, out) < 0 || out->is_null) {
+    if (smtp_proto_path(&p, 0, out) < 0 || out->is_null) {
         smtp_proto_reset(out);
         snprintf(reply, replylen, "501 5.1.3 Bad recipient address syntax");
         return 501;

@@ -46,7 +46,7 @@ int smtp_proto_split(const char *line, const char **arg);
 int smtp_proto_group_end(int cmd);
 
 /* RFC 5321 limits, counted in octets. */
-#define SMTP_LOCAL_MAX      64
+#define SMTP_LOCAL_MAX      64          /* a recipient's; a sender's is bounded by the path */
 #define SMTP_DOMAIN_MAX     255
 #define SMTP_PATH_MAX       256         /* with the angle brackets */
 
@@ -90,6 +90,8 @@ typedef struct smtp_path {
 
 /*
  * smtp_proto_mail - parse the argument of MAIL ("FROM:<a@b> SIZE=10").
+ * The sender's local part may be longer than SMTP_LOCAL_MAX (the path
+ * limit holds); a recipient's may not.
  * 0 and *out filled, or an SMTP reply code with reply set: 501 syntax,
  * 553 non-ASCII without SMTPUTF8, 555 unknown parameter. SIZE is not
  * compared with any limit here. RET and ENVID (RFC 3461) are checked:

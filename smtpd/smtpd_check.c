@@ -242,9 +242,10 @@ int smtpd_check_mail(SMTPD_CLIENT *c, const char *sender, SMTPD_REPLY *r)
     (void) c;
     smtpd_check_reply_clear(r);
     params_check_opts(&opts);
+    /* the rules parse a sender so too (rules_sender()): a long local part is taken, as by Postfix */
     if (sender == NULL || addr_parse(sender, strlen(sender), opts.addr_flags | ADDR_ALLOW_NULL
                                      | ADDR_ALLOW_BARE | ADDR_ALLOW_ROUTE | ADDR_ALLOW_PERCENT
-                                     | ADDR_ALLOW_BANG, &a) != ADDR_OK)
+                                     | ADDR_ALLOW_BANG | ADDR_ALLOW_LONG_LOCAL, &a) != ADDR_OK)
         return smtpd_reply_set(r, 501, "501 5.1.7 Bad sender address syntax");
     return 0;
 }

@@ -20,6 +20,8 @@
 # reject_unauth_destination, which knows its own local and virtual domains
 # and refuses the rest with smtpd's very reply.
 # A front end that never answered gives "no answer": a failure.
+# The directive "rules KEY = VALUE" sets a [rules] key for the transactions
+# after it: smtpd and lookupd are restarted on the new file.
 # RG_GOLDEN_WRITE=1 rewrites the .ref from query's answers (review it).
 . "$top_srcdir/tests/lib/testlib.sh"
 . "$top_srcdir/tests/lib/smtpd.sh"
@@ -135,6 +137,17 @@ qline() {
     sed -n "s/^$1: *//p" "$T/query.out" | head -n 1
 }
 
+# rules_set KEY VALUE - one [rules] key (the file's last section), and both daemons started again on it
+rules_set() {
+    sed -i "/^$1 = /d" "$CONF"
+    printf '%s = %s\n' "$1" "$2" >> "$CONF"
+    sm_stop
+    tl_stop_lookupd
+    sm_start_or_bail
+    tl_start_lookupd || tl_bail "lookupd did not start again ($RG_LOOKUPD)"
+    tl_wait_socket "$POLICY" || tl_bail "no policy socket"
+}
+
 # ---------------------------------------------------------------- the transactions
 cp "$G/transactions.ref" "$T/ref.before" 2>/dev/null || : > "$T/ref.before"
 : > "$T/ref.new"
@@ -146,6 +159,11 @@ while IFS= read -r line; do
             tbl=${line#store break }
             sqlite3 "$STORE" "ALTER TABLE $tbl RENAME TO ${tbl}_broken" 2>"$T/sqlite.err"
             tl_ok $? "$line"
+            continue ;;
+        "rules "*" = "*)
+            kv=${line#rules }
+            rules_set "${kv%% = *}" "${kv#* = }"
+            tl_is "$(sed -n "s/^${kv%% = *} = //p" "$CONF")" "${kv#* = }" "$line"
             continue ;;
     esac
     client="" helo="" sender="" rcpt="" login=""
@@ -209,7 +227,7 @@ done < "$T/in"
 if [ -n "$RG_GOLDEN_WRITE" ]; then
     cp "$T/ref.new" "$G/transactions.ref"
 fi
-n_in=$(grep -vc '^store ' "$T/in")
+n_in=$(grep -Evc '^(store|rules) ' "$T/in")
 tl_is "$(wc -l < "$T/ref.before" | tr -d ' ')" "$n_in" "one .ref line per transaction"
 sm_stop
 tl_stop_lookupd

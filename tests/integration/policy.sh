@@ -41,7 +41,7 @@ size=0
 etrn_domain=
 stress=
 sasl_method=
-sasl_username=
+sasl_username=${LOGIN:-}
 sasl_sender=
 ccert_subject=
 ccert_issuer=
@@ -170,6 +170,55 @@ tl_is "$(SENDER=bob@example.com req RCPT alice@example.com | ask)" "action=DUNNO
 tl_is "$(CLIENT=198.51.100.1 SENDER=bob@example.com req RCPT alice@example.com | ask | cut -c1-16)" "action=550 5.7.1" \
     "[rules] mynetworks: another client is not"
 tl_stop_lookupd
+cp "$T/base.conf" "$CONF"
+
+# Senders Postfix takes (it has no 64-octet limit on a local part, and
+# takes "a..b@x") are judged by their domain all the same, and owned by no
+# login but as the store says; one without a domain as Postfix stores it.
+cp "$T/base.conf" "$CONF"
+printf '\n[rules]\nsender_access = spam.example REJECT\n' >> "$CONF"
+tl_start_lookupd
+tl_wait_socket "$POLICY"
+x65=$(head -c 65 /dev/zero | tr '\0' x)
+DENIED="Sender address rejected: Access denied"
+FORGED="Sender address rejected: internal sender address from an untrusted client"
+tl_is "$(SENDER=$x65@spam.example req RCPT alice@example.com | ask)" \
+    "action=554 5.7.1 <$x65@spam.example>: $DENIED" "65-octet local part: the sender access list sees its domain"
+tl_is "$(SENDER=$x65@example.com req RCPT alice@example.com | ask)" \
+    "action=550 5.7.1 <$x65@example.com>: $FORGED" "65-octet local part in our domain from outside: forged"
+tl_is "$(SENDER=$x65@sender.test req RCPT alice@example.com | ask)" "action=DUNNO" \
+    "65-octet local part elsewhere: DUNNO, as smtpd takes it"
+tl_is "$(SENDER=a..b@spam.example req RCPT alice@example.com | ask)" \
+    "action=554 5.7.1 <a..b@spam.example>: $DENIED" "a sender addr_parse refuses: the access list sees the text after its last @"
+tl_is "$(SENDER=a..b@Example.COM req RCPT alice@example.com | ask)" \
+    "action=550 5.7.1 <a..b@Example.COM>: $FORGED" "a sender addr_parse refuses, in our domain from outside: forged"
+tl_is "$(SENDER=a..b@localhost req RCPT alice@example.com | ask)" \
+    "action=504 5.5.2 <a..b@localhost>: Sender address rejected: need fully-qualified address" \
+    "a sender addr_parse refuses, domain not qualified: non-FQDN"
+tl_is "$(SENDER='a..b@-bad-.example' req RCPT alice@example.com | ask)" \
+    "action=504 5.5.2 <a..b@-bad-.example>: Sender address rejected: need fully-qualified address" \
+    "a sender whose domain is not valid: non-FQDN, as Postfix's reject_non_fqdn_sender"
+tl_is "$(CLIENT=127.0.0.1 LOGIN=alice SENDER=a..b@sender.test req RCPT alice@example.com | ask)" \
+    "action=553 5.7.1 <a..b@sender.test>: Sender address rejected: not owned by user alice" \
+    "a sender addr_parse refuses is no login's"
+tl_is "$(CLIENT=127.0.0.1 SENDER=a..b@example.com req RCPT alice@example.com | ask)" "action=DUNNO" \
+    "a sender addr_parse refuses, from mynetworks: DUNNO"
+tl_stop_lookupd
+printf 'reject_non_fqdn_sender = warn\n' >> "$CONF"
+tl_start_lookupd
+tl_wait_socket "$POLICY"
+tl_is "$(CLIENT=127.0.0.1 LOGIN=alice SENDER='example.com!ceo' req RCPT bob@example.com | ask)" \
+    "action=553 5.7.1 <example.com!ceo>: Sender address rejected: not owned by user alice" \
+    "non-FQDN warn: host!user from a login is judged as user@host"
+tl_is "$(CLIENT=127.0.0.1 LOGIN=alice SENDER=ceo req RCPT bob@example.com | ask)" \
+    "action=553 5.7.1 <ceo>: Sender address rejected: not owned by user alice" \
+    "non-FQDN warn: a bare user is no login's"
+tl_is "$(SENDER='example.com!ceo' req RCPT alice@example.com | ask)" \
+    "action=550 5.7.1 <example.com!ceo>: $FORGED" "non-FQDN warn: host!user in our domain from outside is forged"
+tl_is "$(SENDER='sender.test!ceo' req RCPT alice@example.com | ask)" "action=DUNNO" \
+    "non-FQDN warn: host!user elsewhere from outside: DUNNO"
+tl_stop_lookupd
+tl_ok $? "lookupd stopped with status 0"
 cp "$T/base.conf" "$CONF"
 
 # Postfix's own prefix in reject_text would be said twice: a configuration error.

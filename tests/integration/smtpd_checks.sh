@@ -157,7 +157,12 @@ ck "invalid HELO" "501 5.5.2 <bad_host!name>: Helo command rejected: Invalid nam
     --ehlo 'bad_host!name' --from someone@sender.example --to alice@example.com
 ck "non-FQDN HELO" "504 5.5.2 <localhost>: Helo command rejected: need fully-qualified hostname" \
     --ehlo localhost --from someone@sender.example --to alice@example.com
-ck "address literal HELO is not an FQDN" "504 5.5.2 <[127.0.0.1]>: Helo command rejected: need fully-qualified hostname" \
+ck "a bare address HELO is not an FQDN" "504 5.5.2 <192.0.2.1>: Helo command rejected: need fully-qualified hostname" \
+    --ehlo 192.0.2.1 --from someone@sender.example --to alice@example.com
+ck "an address literal HELO passes, as in Postfix" "$OK" \
+    --ehlo '[192.0.2.1]' --from someone@sender.example --to alice@example.com
+ck "an address literal HELO naming our own address is forged" \
+    "550 5.7.1 <[127.0.0.1]>: Helo command rejected: forged: that is our own address" \
     --ehlo '[127.0.0.1]' --from someone@sender.example --to alice@example.com
 ck "HELO with our host name" "550 5.7.1 <mx.gateway.test>: Helo command rejected: forged: that is our own host name" \
     --ehlo mx.gateway.test --from someone@sender.example --to alice@example.com

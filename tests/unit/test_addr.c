@@ -381,6 +381,42 @@ static void test_local_limit(void **state)
     expect_parse(in, 0, ADDR_ERR_LOCAL_LONG, NULL);
 }
 
+/*
+ * test_long_local - ADDR_ALLOW_LONG_LOCAL (senders) lifts the 64-octet
+ * limit of the local part, not the path's: 250 octets of local part fit in
+ * <...@x.y>, 251 do not; the key still parses back to itself.
+ */
+static void test_long_local(void **state)
+{
+    char local[300], in[400], key[400];
+    ADDR a;
+
+    (void) state;
+    snprintf(in, sizeof(in), "SRS0=AbCd=2Q=%s@Forwarder.example", repeat(local, 'x', 60));
+    snprintf(key, sizeof(key), "srs0=abcd=2q=%s@forwarder.example", local);
+    expect_parse(in, 0, ADDR_ERR_LOCAL_LONG, NULL);
+    expect_parse(in, ADDR_ALLOW_LONG_LOCAL, ADDR_OK, key);
+    assert_int_equal(addr_parse(key, strlen(key), ADDR_ALLOW_LONG_LOCAL, &a), ADDR_OK);
+    assert_string_equal(a.key, key);
+    assert_string_equal(a.domain, "forwarder.example");
+    /* quoted, and with the other sender flags */
+    snprintf(in, sizeof(in), "\"%s\"@example.com", repeat(local, 'q', 70));
+    snprintf(key, sizeof(key), "%s@example.com", local);
+    expect_parse(in, ADDR_ALLOW_LONG_LOCAL | NUL | BARE | ROUTE | PCT | BANG, ADDR_OK, key);
+    snprintf(in, sizeof(in), "host!%s", repeat(local, 'b', 70));
+    expect_parse(in, ADDR_ALLOW_LONG_LOCAL | BARE | BANG, ADDR_OK, in);
+    /* the path limit holds: <250 octets@x.y> is 256 octets, and a bare local part 254 */
+    snprintf(in, sizeof(in), "%s@x.y", repeat(local, 'l', 250));
+    assert_int_equal(strlen(in), 254);
+    expect_parse(in, ADDR_ALLOW_LONG_LOCAL, ADDR_OK, in);
+    snprintf(in, sizeof(in), "%s@x.y", repeat(local, 'l', 251));
+    expect_parse(in, ADDR_ALLOW_LONG_LOCAL, ADDR_ERR_PATH_LONG, NULL);
+    snprintf(in, sizeof(in), "<%s>", repeat(local, 'l', 254));
+    expect_parse(in, ADDR_ALLOW_LONG_LOCAL | BARE, ADDR_OK, NULL);
+    snprintf(in, sizeof(in), "<%s>", repeat(local, 'l', 255));
+    expect_parse(in, ADDR_ALLOW_LONG_LOCAL | BARE, ADDR_ERR_PATH_LONG, NULL);
+}
+
 /* test_label_limit - a 63-octet label, and a 64-octet one */
 static void test_label_limit(void **state)
 {
@@ -681,6 +717,7 @@ int main(void)
 {
     static const struct CMUnitTest fixed[] = {
         cmocka_unit_test(test_local_limit),
+        cmocka_unit_test(test_long_local),
         cmocka_unit_test(test_label_limit),
         cmocka_unit_test(test_domain_limit),
         cmocka_unit_test(test_path_limit),

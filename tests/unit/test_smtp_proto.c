@@ -271,18 +271,32 @@ static void rcpt_dsn(void **state)
 /* limits - RFC 5321 section 4.5.3.1 at the boundary */
 static void limits(void **state)
 {
-    char local[100], label[100], domain[400], arg[1200];
+    char local[100], label[100], domain[400], arg[1200], big[300];
     SMTP_PATH p;
     char reply[256];
 
     (void) state;
-    /* Local part: 64 is fine, 65 is not. */
+    /* A recipient's local part: 64 is fine, 65 is not. */
     memset(local, 'a', 64);
     local[64] = 0;
     snprintf(arg, sizeof(arg), "TO:<%s@example.com>", local);
     assert_int_equal(smtp_proto_rcpt(arg, 0, &p, reply, sizeof(reply)), 0);
     snprintf(arg, sizeof(arg), "TO:<%sa@example.com>", local);
     assert_int_equal(smtp_proto_rcpt(arg, 0, &p, reply, sizeof(reply)), 501);
+    /* A sender's may be longer (SRS, BATV, VERP; Postfix takes them): the path bounds it. */
+    snprintf(arg, sizeof(arg), "FROM:<%sa@example.com>", local);
+    assert_int_equal(smtp_proto_mail(arg, &p, reply, sizeof(reply)), 0);
+    assert_string_equal(p.domain, "example.com");
+    snprintf(arg, sizeof(arg), "FROM:<\"%s a\"@example.com>", local);
+    assert_int_equal(smtp_proto_mail(arg, &p, reply, sizeof(reply)), 0);
+    memset(big, 'l', 250);
+    big[250] = 0;
+    snprintf(arg, sizeof(arg), "FROM:<%s@x.y>", big);
+    assert_int_equal(smtp_proto_mail(arg, &p, reply, sizeof(reply)), 0);
+    assert_string_equal(p.domain, "x.y");
+    snprintf(arg, sizeof(arg), "FROM:<%sl@x.y>", big);
+    assert_int_equal(smtp_proto_mail(arg, &p, reply, sizeof(reply)), 501);
+    assert_string_equal(reply, "501 5.1.7 Bad sender address syntax");
 
     /* A quoted local part counts its quotes too. */
     memset(local, 'a', 62);
