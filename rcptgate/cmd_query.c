@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "keeper.h"
 #include "params.h"
 #include "rcptgate.h"
 #include "xalloc.h"
@@ -75,7 +76,7 @@ int cmd_query(int argc, char **argv)
     CHECK_OPTS opts;
     CHECK_WHY why;
     STORE *st;
-    char when[64], key[ADDR_KEY_SIZE + 2];
+    char when[64], key[ADDR_KEY_SIZE + 2], note[512];
     int rc;
 
     /* a whole transaction (client, HELO, sender, login): cmd_query_rules.c */
@@ -87,10 +88,18 @@ int cmd_query(int argc, char **argv)
     }
     if ((st = rcptgate_store(0)) == NULL)
         return RCPTGATE_EX_STORE;
+    printf("address:   %s\n", argv[1]);
+    /* Past [store] max_age both daemons defer every recipient: so does the answer here. */
+    if ((rc = keeper_stale(st, note, sizeof(note))) != 0) {
+        printf("verdict:   defer (%s)\n", rc > 0 ? "the directory data is stale" : "the store could not answer");
+        printf("rule:      %s\n", rc > 0 ? "store_stale" : "store_failure");
+        printf("note:      %s\n", rc > 0 ? note : store_error(st));
+        store_close(st);
+        return RCPTGATE_EX_STORE;
+    }
     params_check_opts(&opts);
     memset(&why, 0, sizeof(why));
     rc = check_rcpt(st, &opts, argv[1], strlen(argv[1]), &why);
-    printf("address:   %s\n", argv[1]);
     if (why.address[0] && strcmp(why.address, argv[1]) != 0)
         printf("normal:    %s\n", why.address);
     printf("verdict:   %s\n", rc > 0 ? "accept (valid recipient)"

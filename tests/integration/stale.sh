@@ -78,6 +78,10 @@ tl_is "$?" 2 "stale data: rcptgate query --client exits 2 (deferred)"
 tl_like "$out" "rule: +store_stale" "stale data: rcptgate query names store_stale"
 tl_like "$out" "smtpd: +451 4\.3\.0 <new@example\.com>: Temporary lookup failure" \
     "stale data: rcptgate query shows smtpd's 451, not 550 User unknown"
+out=$(tl_admin query alice@example.com 2>&1)
+tl_is "$?" 2 "stale data: rcptgate query ADDRESS exits 2 (deferred), not 0"
+tl_like "$out" "verdict: +defer \\(the directory data is stale\\)" "... says the answer is defer"
+tl_like "$out" "rule: +store_stale" "... and names store_stale"
 tl_like "$(cat "$T/err")" "stale|query error|lookup error" "postmap reports an error, not 'not found'"
 rcpt "smtpd, stale data: the stale source's own address defers, not 250" \
     "451 4.3.0 <alice@example.com>: Temporary lookup failure" alice@example.com
