@@ -862,15 +862,32 @@ static void relay_send_mail(SMTP_RELAY *r)
     relay_pump(r);
 }
 
+/*
+ * relay_tls_mode - the TLS level for this relay: relay_tls for our next
+ * hops; mail sent to the Internet by MX (a report to an outside sender)
+ * gets opportunistic TLS, as Postfix's default: relay_tls = verify with an
+ * internal relay_ca_file would otherwise defer every such report until it
+ * expired, and encrypt would refuse every exchanger without STARTTLS.
+ */
+static const char *relay_tls_mode(const SMTP_RELAY *r)
+{
+    const char *mode = var_smtpd_relay_tls ? var_smtpd_relay_tls : "none";
+
+    return r->mx && strcmp(mode, "none") != 0 ? "may" : mode;
+}
+
 /* relay_start_session - after EHLO/HELO: STARTTLS, XFORWARD, MAIL as offered */
 static void relay_start_session(SMTP_RELAY *r)
 {
-    const char *mode = var_smtpd_relay_tls ? var_smtpd_relay_tls : "none";
+    const char *mode = relay_tls_mode(r);
     int must = strcmp(mode, "encrypt") == 0 || strcmp(mode, "verify") == 0;
 
     if (!r->tls_done && !r->tls_skip && strcmp(mode, "none") != 0) {
         if (r->ext & EXT_STARTTLS) {
-            if ((r->ssl = smtp_tls_client_new(r->hops[r->hop].host)) != NULL) {
+            const RELAY_HOP *h = &r->hops[r->hop];
+
+            /* an exchanger found by MX is checked (and named in SNI) by its name, not its address */
+            if ((r->ssl = smtp_tls_client_new(h->name ? h->name : h->host, strcmp(mode, "verify") == 0)) != NULL) {
                 relay_send(r, ST_STARTTLS, "STARTTLS");
                 return;
             }
@@ -972,7 +989,7 @@ static void relay_starttls(SMTP_RELAY *r)
 static void relay_handshake_done(SMTP_RELAY *r)
 {
     SSL *ssl = bufferevent_openssl_get_ssl(r->bev);
-    int verify = strcmp(var_smtpd_relay_tls, "verify") == 0;
+    int verify = strcmp(relay_tls_mode(r), "verify") == 0;
     X509 *cert = SSL_get1_peer_certificate(ssl);
     const char *trust;
     char desc[200];
@@ -1080,7 +1097,7 @@ static void relay_reply(SMTP_RELAY *r, int code, const char *line)
         }
         SSL_free(r->ssl);
         r->ssl = NULL;
-        if (strcmp(var_smtpd_relay_tls, "may") == 0) {
+        if (strcmp(relay_tls_mode(r), "may") == 0) {
             /* Opportunistic: go on in the clear, as Postfix's smtp_tls_security_level=may. */
             r->tls_done = 1;
             relay_start_session(r);
@@ -1274,7 +1291,7 @@ static void relay_event_cb(struct bufferevent *bev, short what, void *arg)
                      X509_verify_cert_error_string(vr));
         else
             snprintf(why, sizeof(why), "TLS handshake failed");
-        if (strcmp(var_smtpd_relay_tls, "may") == 0 && !r->tls_skip) {
+        if (strcmp(relay_tls_mode(r), "may") == 0 && !r->tls_skip) {
             /* Opportunistic TLS must not stop mail: the same hop again, in the clear. */
             log_warn("relay: %s: %s; trying again without TLS", r->peer, why);
             relay_drop_bev(r);

@@ -6,7 +6,7 @@
  *      next hop) TLS contexts
  * SYNOPSIS
  *      smtp_tls_load(err, errlen) at start and on SIGHUP, then
- *      smtp_tls_server_new() per client STARTTLS and smtp_tls_client_new(host)
+ *      smtp_tls_server_new() per client STARTTLS and smtp_tls_client_new(host, verify)
  *      per downstream STARTTLS.
  * DESCRIPTION
  *      The server context takes [smtpd] tls_cert_file (PEM, may hold the
@@ -183,10 +183,9 @@ SSL *smtp_tls_server_new(void)
 }
 
 /* smtp_tls_client_new - a client-side SSL for the next hop "host" */
-SSL *smtp_tls_client_new(const char *host)
+SSL *smtp_tls_client_new(const char *host, int verify)
 {
     unsigned char ip[sizeof(struct in6_addr)];
-    int verify = var_smtpd_relay_tls && strcmp(var_smtpd_relay_tls, "verify") == 0;
     int is_ip;
     SSL *ssl;
 

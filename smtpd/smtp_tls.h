@@ -30,9 +30,9 @@ SSL *smtp_tls_server_new(void);
 
 /*
  * smtp_tls_client_new - a new client-side SSL for the next hop named
- * host (SNI, and the name checked when relay_tls = verify).
+ * host (SNI when a name, and the name or address checked with verify).
  */
-SSL *smtp_tls_client_new(const char *host);
+SSL *smtp_tls_client_new(const char *host, int verify);
 
 /*
  * smtp_tls_describe - "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384

@@ -1261,11 +1261,15 @@ static void test_tls_load(void **state)
     SSL_free(ssl);
 
     var_smtpd_relay_tls = "verify";
-    ssl = smtp_tls_client_new("mx.internal.test");
+    ssl = smtp_tls_client_new("mx.internal.test", 1);
     assert_non_null(ssl);
     assert_int_equal(SSL_get_verify_mode(ssl), SSL_VERIFY_PEER);
     SSL_free(ssl);
-    ssl = smtp_tls_client_new("127.0.0.1");
+    ssl = smtp_tls_client_new("mx.internal.test", 0);
+    assert_non_null(ssl);
+    assert_int_equal(SSL_get_verify_mode(ssl), SSL_VERIFY_NONE);
+    SSL_free(ssl);
+    ssl = smtp_tls_client_new("127.0.0.1", 1);
     assert_non_null(ssl);
     SSL_free(ssl);
 

@@ -911,6 +911,8 @@ static pid_t t_sink(int *port)
     return 0;
 }
 
+static const char *t_relay_tls = "none";      /* relay_tls for t_relay */
+
 /* t_relay - one message to nexthops with mx = 1 (dns_servers: rg_dnsd); the relay, to free */
 static SMTP_RELAY *t_relay(const char *nexthops)
 {
@@ -926,7 +928,7 @@ static SMTP_RELAY *t_relay(const char *nexthops)
     snprintf(servers, sizeof(servers), "127.0.0.1:%d", t_port);
     t_set(var_smtpd_dns_servers, servers);
     var_smtpd_dns_timeout_ms = T_TIMEOUT_MS;
-    t_set(var_smtpd_relay_tls, "none");
+    t_set(var_smtpd_relay_tls, t_relay_tls);
     var_smtpd_relay_conn_ms = 2000;
     var_smtpd_relay_timeout_ms = 5000;
     var_smtpd_xforward = 0;
@@ -978,6 +980,18 @@ static void test_relay_mx(void **state)
     /* a bracketed host is used as it is: no MX lookup of "relay.test" */
     snprintf(hop, sizeof(hop), "[127.0.0.1]:%d", port);
     r = t_relay(hop);
+    assert_int_equal(t_rl.code[3], 250);
+    smtp_relay_free(r);
+    /*
+     * relay_tls = verify (or encrypt) is for our next hops: mail to the
+     * Internet by MX goes with opportunistic TLS, so an exchanger without
+     * STARTTLS (smtp-sink) still takes the report.
+     */
+    t_relay_tls = "verify";
+    snprintf(hop, sizeof(hop), "relay.test:%d", port);
+    r = t_relay(hop);
+    t_relay_tls = "none";
+    assert_int_equal(t_rl.n, 4);
     assert_int_equal(t_rl.code[3], 250);
     smtp_relay_free(r);
     kill(sink, SIGTERM);
