@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "nexthop.h"
 #include "rcptgate.h"
 
 /* The next hop must fit CHECK_WHY.nexthop. */
@@ -161,6 +162,15 @@ static int domain_add(int argc, char **argv)
             return RCPTGATE_EX_NOTFOUND;
         }
         nexthop = hop;
+        /*
+         * Postfix's transport_maps take any transport; rcptgate-smtpd only
+         * SMTP. Stored all the same (a Postfix gateway may want it), but a
+         * next hop smtpd cannot use would show only as 451 4.3.5 on every
+         * recipient of the domain: say so now.
+         */
+        if (nexthop_check(nexthop, why, sizeof(why)) < 0)
+            fprintf(stderr, "rcptgate: warning: next hop %s: rcptgate-smtpd cannot relay to %s "
+                    "(Postfix's transport_maps can)\n", nexthop, why);
     }
     if ((st = rcptgate_store(STORE_CREATE)) == NULL)
         return RCPTGATE_EX_STORE;

@@ -81,6 +81,7 @@
 #include <openssl/x509.h>
 
 #include "log.h"
+#include "nexthop.h"
 #include "xalloc.h"
 #include "params_smtpd.h"
 #include "smtp_tls.h"
@@ -198,67 +199,30 @@ static void relay_try_hop(SMTP_RELAY *);
 static void relay_pump(SMTP_RELAY *);
 static int relay_mx_start(SMTP_RELAY *);
 
-/* relay_hops_parse - the transport-syntax list into hops; the count */
+/* relay_hops_parse - the transport-syntax list into hops (lib/nexthop.c); the count */
 static int relay_hops_parse(const char *list, RELAY_HOP **out)
 {
     char *copy = xstrdup(list ? list : "");
-    char *save = NULL, *tok, *host, *p;
+    char *save = NULL, *tok;
     RELAY_HOP *hops = NULL;
-    int n = 0, port;
+    NEXTHOP_HOP h;
+    int n = 0;
 
     for (tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
-        char orig[256];
+        char orig[256], why[256];
 
         snprintf(orig, sizeof(orig), "%s", tok);
-        if (strncasecmp(tok, "smtp:", 5) == 0)
-            tok += 5;
-        else if (strncasecmp(tok, "relay:", 6) == 0)
-            tok += 6;
-        port = 25;
-        if (*tok == '[') {
-            host = tok + 1;
-            if ((p = strchr(host, ']')) == NULL)
-                goto bad;
-            *p++ = 0;
-            if (strncasecmp(host, "ipv6:", 5) == 0)
-                host += 5;
-            hops = xrealloc(hops, (size_t) (n + 1) * sizeof(*hops));
-            hops[n].bracket = 1;
-        } else {
-            hops = xrealloc(hops, (size_t) (n + 1) * sizeof(*hops));
-            hops[n].bracket = 0;
-            /* A bare name: no MX lookup here, it is used like a bracketed one. */
-            host = tok;
-            p = strchr(tok, ':');
-            if (p && strchr(p + 1, ':'))
-                goto bad;       /* an IPv6 address needs brackets */
+        if (nexthop_element(tok, &h, why, sizeof(why)) < 0) {
+            log_warn("relay: ignoring malformed next hop \"%s\": %s", orig, why);
+            continue;
         }
-        if (p && *p == ':') {
-            char *end;
-            long v;
-
-            *p++ = 0;
-            if (strcasecmp(p, "smtp") == 0)
-                v = 25;
-            else {
-                errno = 0;
-                v = strtol(p, &end, 10);
-                if (errno || *end || end == p || v < 1 || v > 65535)
-                    goto bad;
-            }
-            port = (int) v;
-        } else if (p && *p)
-            goto bad;
-        if (*host == 0)
-            goto bad;
-        hops[n].host = xstrdup(host);
-        hops[n].port = port;
+        hops = xrealloc(hops, (size_t) (n + 1) * sizeof(*hops));
+        hops[n].host = xstrdup(h.host);
+        hops[n].port = h.port;
+        hops[n].bracket = h.bracket;
         hops[n].mx_todo = 0;
         hops[n].name = NULL;
         n++;
-        continue;
-bad:
-        log_warn("relay: ignoring malformed next hop \"%s\"", orig);
     }
     free(copy);
     *out = hops;

@@ -85,6 +85,19 @@ run domain add bücher.example --subdomains
 tl_is "$rc" 0 "domain add of an IDN with --subdomains"
 run domain add gone.example
 tl_is "$rc" 0 "domain add without next hop"
+tl_is "$(cat "$T/err")" "" "... and no warning"
+# Postfix's transport_maps take any transport; smtpd does not: stored, with a warning
+run domain add lmtp.example 'lmtp:[10.1.0.4]:24'
+tl_is "$rc" 0 "domain add with an LMTP next hop (Postfix's transport_maps take it)"
+tl_like "$(cat "$T/err")" 'warning: next hop lmtp:\[10\.1\.0\.4\]:24: rcptgate-smtpd cannot relay to "lmtp:\[10\.1\.0\.4\]:24": transport "lmtp": rcptgate-smtpd relays by SMTP only' \
+    "... with a warning that rcptgate-smtpd cannot relay to it"
+run domain add port.example 'smtp:[10.1.0.4]:0'
+tl_like "$(cat "$T/err")" 'cannot relay to "smtp:\[10\.1\.0\.4\]:0": port "0"' "a port out of range: the same warning"
+run domain add dflt.example ':[10.1.0.4]:2525'
+tl_is "$rc:$(cat "$T/err")" "0:" "the default transport (\":[host]\") is SMTP to smtpd: no warning"
+run domain del lmtp.example
+run domain del port.example
+run domain del dflt.example
 run domain add bad.example 'smtp [10.1.0.2]'
 tl_is "$rc" 1 "a next hop with white space is refused"
 run domain add bad.example 'smtp:[10.1.0.2'

@@ -655,7 +655,7 @@ static void test_bad_hops(void **state)
     SMTP_RELAY *r;
 
     (void) state;
-    r = open_relay("lmtp:unix:/x, smtp:[127.0.0.1]:99999, smtp:[::1", "");
+    r = open_relay("lmtp:unix:/x, smtp:[127.0.0.1]:99999, smtp:[::1, lmtp:[127.0.0.1]:24, [127.0.0.1]:0", "");
     run(1);
     assert_int_equal(got.code[0], 451);
     assert_int_equal(strncmp(got.text[0], "451 4.3.5 ", 10), 0);

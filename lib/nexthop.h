@@ -1,0 +1,28 @@
+/*
+ * nexthop.h - the elements of a next-hop list, as rcptgate-smtpd relays to them
+ */
+#ifndef RCPTGATE_NEXTHOP_H
+#define RCPTGATE_NEXTHOP_H
+
+/* One element: where to connect. */
+typedef struct nexthop_hop {
+    char host[256];             /* a name or an address, without brackets */
+    int port;                   /* 25 unless given */
+    int bracket;                /* [host]: used as it is (no MX lookup) */
+} NEXTHOP_HOP;
+
+/*
+ * nexthop_element - one element of a list ("smtp:[10.1.0.2]:25",
+ * "[b]:2525", ":[c]", "relay:d", "e:2525"; tok is modified) into hop: 0,
+ * or -1 with why (another transport, a bad port, an unclosed "[" ...).
+ */
+int nexthop_element(char *tok, NEXTHOP_HOP *hop, char *why, size_t whylen);
+
+/*
+ * nexthop_check - can rcptgate-smtpd relay to every element of list
+ * (split at commas and white space)? The count, or -1 with why naming
+ * the first element it could not use.
+ */
+int nexthop_check(const char *list, char *why, size_t whylen);
+
+#endif
