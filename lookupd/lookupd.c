@@ -617,7 +617,10 @@ static int lookupd_load(void)
 /*
  * lookupd_reload - SIGHUP (skeleton_reload): new settings, same listeners
  * and connections; the store is reopened, since the path, or the file
- * behind it, may have changed.
+ * behind it, may have changed. A load that fails after cfg assigned the
+ * file (the user, rules_init) is rolled back by skeleton_reload before
+ * anything reads a value: lookupd_check_opts keeps pointing at the
+ * running delimiters, which cfg has not freed.
  */
 static int lookupd_reload(char *note, size_t size)
 {

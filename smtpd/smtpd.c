@@ -148,8 +148,13 @@ static int smtpd_listen_parse(const char *value, SMTPD_LISTENER *out, int max, c
     return n;
 }
 
-/* smtpd_load - read the configuration; the number of errors */
-static int smtpd_load(int full)
+/*
+ * smtpd_load - read the configuration; the number of errors. The rules'
+ * state is built here, at reload too: a mynetworks file that fails it
+ * refuses the whole reload (skeleton_reload rolls the file back), as in
+ * lookupd, instead of running the new settings with the old rules.
+ */
+static int smtpd_load(void)
 {
     SMTPD_LISTENER tmp[SMTPD_MAX_LISTEN];
     char err[512];
@@ -166,7 +171,7 @@ static int smtpd_load(int full)
         log_err("%s: [smtpd] %s", smtpd_sk.conf_path, err);
         errors++;
     }
-    if (full && smtpd_check_init(err, sizeof(err)) < 0) {
+    if (errors == 0 && smtpd_check_init(err, sizeof(err)) < 0) {
         log_err("%s: %s", smtpd_sk.conf_path, err);     /* "rules.mynetworks: ..." */
         errors++;
     }
@@ -302,10 +307,8 @@ static int smtpd_reload(char *note, size_t size)
 
     (void) note;
     (void) size;
-    if ((errors = smtpd_load(0)) != 0)
+    if ((errors = smtpd_load()) != 0)
         return errors;
-    if (smtpd_check_init(err, sizeof(err)) < 0)
-        log_warn("reload: %s; keeping the previous check tables", err);
     if (smtp_tls_load(err, sizeof(err)) < 0)
         log_warn("reload: %s; keeping the previous certificate", err);
     smtpd_log_reopen();
@@ -375,19 +378,13 @@ static void smtpd_paths(PATHS *pl)
     params_smtpd_paths(pl);
 }
 
-/* smtpd_load_start - the first load: the check tables too */
-static int smtpd_load_start(void)
-{
-    return smtpd_load(1);
-}
-
 /* What the skeleton needs to know of smtpd (the tentative definition above, completed). */
 static SKELETON smtpd_sk = {
     .name = SMTPD_PROG,
     .section = "smtpd",
     .user = &var_smtpd_user,
     .pidfile = &var_smtpd_pidfile,
-    .load = smtpd_load_start,
+    .load = smtpd_load,
     .paths = smtpd_paths,
     .reload = smtpd_reload,
     .reload_failed = smtpd_reload_failed,
