@@ -58,6 +58,7 @@
 #include "store.h"
 #include "xalloc.h"
 #include "smtpd.h"
+#include "params_rules.h"
 #include "params_smtpd.h"
 #include "smtpd_check.h"
 #include "smtpd_dns.h"
@@ -178,17 +179,10 @@ static int smtpd_load(void)
     return errors;
 }
 
-/* smtpd_set_hostname - [smtpd] hostname, else the system's */
+/* smtpd_set_hostname - [rules] hostname, else the system's FQDN (the policy service's too) */
 static void smtpd_set_hostname(void)
 {
-    char host[SMTPD_NAME_LEN];
-
-    if (*var_smtpd_hostname) {
-        snprintf(smtpd_hostname, sizeof(smtpd_hostname), "%s", var_smtpd_hostname);
-    } else if (gethostname(host, sizeof(host)) == 0) {
-        host[sizeof(host) - 1] = 0;
-        memcpy(smtpd_hostname, host, sizeof(host));
-    }
+    params_rules_hostname(smtpd_hostname, sizeof(smtpd_hostname));
 }
 
 /*
