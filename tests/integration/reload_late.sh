@@ -9,11 +9,57 @@
 # reject_text), not with the new file's values, and nothing may point at
 # a value the refused load freed (the sanitizer build reports that).
 # A FIFO stands in for the changing file: its first reader (cfg's check)
-# gets a good network, every later reader a bad one.
+# gets a good network, every later reader a bad one. Then the same for
+# rcptgate-smtpd, whose reload now refuses such a file whole too (it used
+# to apply the rest and keep only the old rules).
 
 . "$top_srcdir/tests/lib/testlib.sh"
+. "$top_srcdir/tests/lib/smtpd.sh"
 tl_init reload_late
 trap '' PIPE
+[ -x "$RG_SMTPD" ] || tl_bail "rcptgate-smtpd not built ($RG_SMTPD)"
+
+# feed_start PID - serve $T/mynetworks (a FIFO) to daemon PID: the first
+# reader gets 127.0.0.0/8, and is gone from PID's descriptors before
+# anyone else is served (or the next line would reach it too); every
+# later reader gets a bad CIDR. FEEDER is its pid; $T/feeder.log says
+# "opened by reader N" as each one opens it.
+feed_start() {
+    rm -f "$T/mynetworks"
+    mkfifo "$T/mynetworks"
+    python3 - "$T/mynetworks" "$1" > "$T/feeder.log" 2>&1 <<'PY' &
+import os, sys, time
+path, fds = sys.argv[1], "/proc/%s/fd" % sys.argv[2]
+def reading():
+    for fd in os.listdir(fds):
+        try:
+            if os.readlink(os.path.join(fds, fd)) == path:
+                return True
+        except OSError:
+            pass
+    return False
+n = 0
+while True:
+    with open(path, "w") as f:
+        n += 1
+        print("opened by reader", n, flush=True)
+        f.write("127.0.0.0/8\n" if n == 1 else "192.0.2.0/33\n")
+        f.flush()
+        # held open: the first reader cannot see the end before we see it
+        while n == 1 and not reading():
+            time.sleep(0.005)
+    while n == 1 and reading():
+        time.sleep(0.005)
+PY
+    FEEDER=$!
+    tl_pids="$tl_pids $FEEDER"
+}
+# feed_stop - end the feeder
+feed_stop() {
+    kill "$FEEDER" 2>/dev/null
+    wait "$FEEDER" 2>/dev/null
+    tl_pids=$(echo "$tl_pids" | sed "s/ $FEEDER//")
+}
 
 printf 'alice@example.com OK\n' > "$T/recipients"
 tl_admin domain add example.com >/dev/null 2>"$T/admin.err" &&
@@ -48,36 +94,7 @@ tl_like "$(ask 'recipients alice+x@example.com')" '^OK ' "before: '+' is the del
 tl_is "$(policy nobody@example.com)" "550 5.1.1 User unknown" "before: the policy's reject_text"
 
 # --- the late refusal
-mkfifo "$T/mynetworks"
-# The feeder: the first reader gets 127.0.0.0/8, and is gone from
-# lookupd's descriptors before anyone else is served (or the next line
-# would reach it too); every later reader gets a bad CIDR.
-python3 - "$T/mynetworks" "$LOOKUPD_PID" > "$T/feeder.log" 2>&1 <<'PY' &
-import os, sys, time
-path, fds = sys.argv[1], "/proc/%s/fd" % sys.argv[2]
-def reading():
-    for fd in os.listdir(fds):
-        try:
-            if os.readlink(os.path.join(fds, fd)) == path:
-                return True
-        except OSError:
-            pass
-    return False
-n = 0
-while True:
-    with open(path, "w") as f:
-        n += 1
-        print("opened by reader", n, flush=True)
-        f.write("127.0.0.0/8\n" if n == 1 else "192.0.2.0/33\n")
-        f.flush()
-        # held open: the first reader cannot see the end before we see it
-        while n == 1 and not reading():
-            time.sleep(0.005)
-    while n == 1 and reading():
-        time.sleep(0.005)
-PY
-FEEDER=$!
-tl_pids="$tl_pids $FEEDER"
+feed_start "$LOOKUPD_PID"
 
 sed -e 's/^recipient_delimiter = +$/recipient_delimiter = -/' "$T/base.conf" > "$CONF"
 cat >> "$CONF" <<EOF
@@ -94,9 +111,7 @@ tl_ok $? "the reload is refused (mynetworks changed under it)"
 tl_like "$(grep 'rules.mynetworks' "$T/lookupd.log")" "192.0.2.0/33" "... for the bad network rules_init read"
 tl_wait_grep 'opened by reader 2' "$T/feeder.log"
 tl_ok $? "... on its second reading, after cfg's check passed the first"
-kill "$FEEDER" 2>/dev/null
-wait "$FEEDER" 2>/dev/null
-tl_pids=$(echo "$tl_pids" | sed "s/ $FEEDER//")
+feed_stop
 
 tl_like "$(ask 'recipients alice+x@example.com')" '^OK ' "refused reload: '+' still is the delimiter"
 tl_is "$(ask 'recipients alice-x@example.com')" "NOTFOUND " "refused reload: '-' is not (the new file's)"
@@ -122,4 +137,34 @@ tl_is "$(policy nobody@example.com)" "550 5.1.1 No such person here" "good reloa
 tl_stop_lookupd
 tl_is "$?" 0 "lookupd stops cleanly"
 tl_no_sanitizer_reports "$T/lookupd.log" "$RG_LOOKUPD" "no sanitizer report from lookupd"
+
+# ---------------------------------------------------------------- smtpd
+cp "$T/base.conf" "$CONF"
+sm_init "banner = ESMTP first"
+sm_start_or_bail
+sm_chat '<' '>QUIT\r\n' '<'
+tl_is "$(sm_line 1)" "220 mx.gateway.test ESMTP first" "smtpd: the banner"
+feed_start "$SMTPD_PID"
+sed -i -e 's/^banner = ESMTP first$/banner = ESMTP second/' \
+    -e "s|^mynetworks = 127.0.0.2/32\$|mynetworks = $T/mynetworks|" "$CONF"
+kill -HUP "$SMTPD_PID"
+tl_wait_grep 'keeping the running configuration' "$SMTPD_LOG" 10
+tl_ok $? "smtpd: the reload is refused (mynetworks changed under it)"
+tl_wait_grep 'opened by reader 2' "$T/feeder.log"
+tl_ok $? "smtpd: ... on its second reading, after cfg's check passed the first"
+feed_stop
+sm_chat '<' '>QUIT\r\n' '<'
+tl_is "$(sm_line 1)" "220 mx.gateway.test ESMTP first" "smtpd: refused reload: the running banner"
+sed -i "s|^mynetworks = $T/mynetworks\$|mynetworks = 127.0.0.2/32|" "$CONF"
+reloads=$(grep -c 'reloaded ' "$SMTPD_LOG")
+kill -HUP "$SMTPD_PID"
+i=0
+while [ "$(grep -c 'reloaded ' "$SMTPD_LOG")" = "$reloads" ] && [ $i -lt 100 ]; do
+    sleep 0.1
+    i=$((i + 1))
+done
+sm_chat '<' '>QUIT\r\n' '<'
+tl_is "$(sm_line 1)" "220 mx.gateway.test ESMTP second" "smtpd: a good reload is taken"
+sm_stop
+sm_sanitizer_check "no sanitizer report from smtpd"
 tl_done
