@@ -842,7 +842,6 @@ static void cfg_prev_save(const CFG_SECTION *sections)
 {
     size_t n = 0;
 
-    cfg_commit();                       /* a load nobody decided on: its values stay */
     for (const CFG_SECTION *s = sections; s->name; s++)
         for (const CFG_PARAM *p = s->params; p->name; p++)
             n++;
@@ -927,6 +926,8 @@ int cfg_load_families(const char *path, const CFG_SECTION *sections, const CFG_F
     int rc;
     char err[512];
 
+    /* A load nobody decided on keeps its values; a failed one then sets nothing aside. */
+    cfg_commit();
     memset(&cp, 0, sizeof(cp));
     cp.path = path;
     if ((cp.fp = fopen(path, "r")) == NULL) {

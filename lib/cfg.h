@@ -70,8 +70,9 @@ int cfg_load(const char *path, const CFG_SECTION *sections);
  * cfg_rollback() puts them back and frees the new ones, so that a daemon
  * whose own checks refuse the new file after it loaded (a user that no
  * longer exists, rules_init() failing) runs on exactly as before, and
- * nothing it still points at has been freed. The next load commits one
- * nobody decided on. Both do nothing when there is nothing aside.
+ * nothing it still points at has been freed. Every load first commits
+ * one nobody decided on, so after a load that failed (and assigned
+ * nothing) both do nothing.
  */
 void cfg_commit(void);
 void cfg_rollback(void);

@@ -170,7 +170,11 @@ static void test_rollback(void **state)
     assert_int_equal(load("[store]\nstr = four\n[lookupd]\nneeded = z\n"), 0);
     cfg_rollback();
     assert_string_equal(v_str, "three");
-    cfg_commit();
+    /* a failed load sets nothing aside: a rollback after it keeps the running values */
+    assert_int_equal(load("[store]\nstr = five\n[lookupd]\nneeded = z\n"), 0);
+    assert_int_equal(load("[store]\nint = lots\n[lookupd]\nneeded = z\n"), 1);
+    cfg_rollback();
+    assert_string_equal(v_str, "five");
 }
 
 static void test_errors(void **state)
