@@ -319,14 +319,11 @@ static const char *cfg_bounds(const CFG_PARAM *p, char *buf, size_t size)
 
 /*
  * cfg_value - check one value and, when assign is set, store it.
- * Returns 0, or -1 with the reason in err.
- */
-/*
- * cfg_value - check a value, and with assign set store it. CFG_ASSIGN_CHECKED
- * stores a value cfg_check() has already judged without calling p->check
- * again: a check may read a file (a mynetworks file) that has changed
- * since, and what the value means is for the program's own later steps
- * (rules_init()) to find out, not for an assignment half done.
+ * Returns 0, or -1 with the reason in err. CFG_ASSIGN_CHECKED stores a
+ * value cfg_check() has already judged without calling p->check again:
+ * a check may read a file (a mynetworks file) that has changed since,
+ * and that is for the program's own later steps (rules_init()) to find,
+ * not a reason to stop an assignment half done.
  */
 #define CFG_ASSIGN_CHECKED 2
 static int cfg_value(const CFG_PARAM *p, const char *value, int assign, char *base, char *err, size_t errlen)
