@@ -319,8 +319,13 @@ static const char *cfg_bounds(const CFG_PARAM *p, char *buf, size_t size)
 
 /*
  * cfg_value - check one value and, when assign is set, store it.
- * Returns 0, or -1 with the reason in err.
+ * Returns 0, or -1 with the reason in err. CFG_ASSIGN_CHECKED stores a
+ * value cfg_check() has already judged without calling p->check again:
+ * a check may read a file (a mynetworks file) that has changed since,
+ * and that is for the program's own later steps (rules_init()) to find,
+ * not a reason to stop an assignment half done.
  */
+#define CFG_ASSIGN_CHECKED 2
 static int cfg_value(const CFG_PARAM *p, const char *value, int assign, char *base, char *err, size_t errlen)
 {
     void *var = base ? base + (uintptr_t) p->var : p->var;
@@ -379,7 +384,7 @@ static int cfg_value(const CFG_PARAM *p, const char *value, int assign, char *ba
         snprintf(err, errlen, "%s must be %s, not \"%s\"", p->name, cfg_bounds(p, bounds, sizeof(bounds)), value);
         return -1;
     }
-    if (p->check && p->check(value, err, errlen) < 0) {
+    if (p->check && assign != CFG_ASSIGN_CHECKED && p->check(value, err, errlen) < 0) {
         char *why = xstrdup(err);
 
         snprintf(err, errlen, "%s: %s", p->name, why);
@@ -823,6 +828,119 @@ static void cfg_family_owner(CFG_PARSE *cp, const CFG_SECTION *sections, const C
     free(user);
 }
 
+/*
+ * The values a load replaced, until the program says whether it keeps
+ * them (see cfg.h): a daemon's reload may still fail after the file was
+ * found good (a user gone, a mynetworks file changed since it was
+ * checked), and must then go on exactly as before. The replaced strings
+ * are kept, not freed, so that whatever still points at them stays valid
+ * until cfg_commit().
+ */
+typedef union cfg_saved {
+    char *str;
+    int num;
+    long long size;
+} CFG_SAVED;
+
+static struct {
+    int active;
+    const CFG_PARAM **params;           /* every parameter of the load's sections */
+    CFG_SAVED *values;                  /* each one's value before it */
+    size_t count;
+    CFG_FIXED *fixed_last;              /* cfg_fixed_last before the load */
+    size_t nfixed_last;
+    char *seen;                         /* cfg_seen before the load */
+} cfg_prev;
+
+/* cfg_is_string - does the parameter's variable hold a string cfg owns? */
+static int cfg_is_string(const CFG_PARAM *p)
+{
+    return CFG_TYPE(p) == CFG_STR || CFG_TYPE(p) == CFG_LIST || CFG_TYPE(p) == CFG_PATH
+        || CFG_TYPE(p) == CFG_ENUM;
+}
+
+/* cfg_prev_save - set the current values aside before a load assigns new ones */
+static void cfg_prev_save(const CFG_SECTION *sections)
+{
+    size_t n = 0;
+
+    for (const CFG_SECTION *s = sections; s->name; s++)
+        for (const CFG_PARAM *p = s->params; p->name; p++)
+            n++;
+    cfg_prev.params = xcalloc(n ? n : 1, sizeof(*cfg_prev.params));
+    cfg_prev.values = xcalloc(n ? n : 1, sizeof(*cfg_prev.values));
+    cfg_prev.count = n;
+    n = 0;
+    for (const CFG_SECTION *s = sections; s->name; s++) {
+        for (const CFG_PARAM *p = s->params; p->name; p++, n++) {
+            cfg_prev.params[n] = p;
+            if (cfg_is_string(p)) {
+                /* taken, not freed: the assignment's free() then finds NULL */
+                cfg_prev.values[n].str = *(char **) p->var;
+                *(char **) p->var = NULL;
+            } else if (CFG_TYPE(p) == CFG_SIZE) {
+                cfg_prev.values[n].size = *(long long *) p->var;
+            } else {
+                cfg_prev.values[n].num = *(int *) p->var;
+            }
+        }
+    }
+    cfg_prev.fixed_last = cfg_fixed_last;
+    cfg_prev.nfixed_last = cfg_fixed_nlast;
+    cfg_fixed_last = NULL;
+    cfg_fixed_nlast = 0;
+    cfg_prev.seen = cfg_seen;
+    cfg_seen = NULL;
+    cfg_prev.active = 1;
+}
+
+/* cfg_prev_end - forget what was set aside */
+static void cfg_prev_end(void)
+{
+    free(cfg_prev.params);
+    free(cfg_prev.values);
+    memset(&cfg_prev, 0, sizeof(cfg_prev));
+}
+
+/* cfg_commit - keep the values of the last load (see cfg.h) */
+void cfg_commit(void)
+{
+    if (!cfg_prev.active)
+        return;
+    for (size_t i = 0; i < cfg_prev.count; i++)
+        if (cfg_is_string(cfg_prev.params[i]))
+            free(cfg_prev.values[i].str);
+    cfg_fixed_free(cfg_prev.fixed_last, cfg_prev.nfixed_last);
+    free(cfg_prev.seen);
+    cfg_prev_end();
+}
+
+/* cfg_rollback - back to the values before the last load (see cfg.h) */
+void cfg_rollback(void)
+{
+    if (!cfg_prev.active)
+        return;
+    /* Backwards: should two entries share a variable, the first one's old value is what is left. */
+    for (size_t i = cfg_prev.count; i-- > 0;) {
+        const CFG_PARAM *p = cfg_prev.params[i];
+
+        if (cfg_is_string(p)) {
+            free(*(char **) p->var);
+            *(char **) p->var = cfg_prev.values[i].str;
+        } else if (CFG_TYPE(p) == CFG_SIZE) {
+            *(long long *) p->var = cfg_prev.values[i].size;
+        } else {
+            *(int *) p->var = cfg_prev.values[i].num;
+        }
+    }
+    cfg_fixed_free(cfg_fixed_last, cfg_fixed_nlast);
+    cfg_fixed_last = cfg_prev.fixed_last;
+    cfg_fixed_nlast = cfg_prev.nfixed_last;
+    free(cfg_seen);
+    cfg_seen = cfg_prev.seen;
+    cfg_prev_end();
+}
+
 /* cfg_load_families - cfg_load, plus [FAMILY NAME] sections */
 int cfg_load_families(const char *path, const CFG_SECTION *sections, const CFG_FAMILY *families)
 {
@@ -832,6 +950,8 @@ int cfg_load_families(const char *path, const CFG_SECTION *sections, const CFG_F
     uid_t saved_uid;
     char saved_user[sizeof(cfg_secret_user)];
 
+    /* A load nobody decided on keeps its values; a failed one then sets nothing aside. */
+    cfg_commit();
     memset(&cp, 0, sizeof(cp));
     cp.path = path;
     if ((cp.fp = fopen(path, "r")) == NULL) {
@@ -861,6 +981,7 @@ int cfg_load_families(const char *path, const CFG_SECTION *sections, const CFG_F
     if (cp.errors == 0) {
         for (const CFG_FAMILY *f = families; f && f->name; f++)
             cfg_build_family(&cp, f, 1);
+        cfg_prev_save(sections);
         cfg_defaults(sections);
         for (size_t i = 0; i < cp.count; i++) {
             const CFG_SECTION *s = cfg_find_section(sections, cp.entries[i].section);
@@ -872,7 +993,7 @@ int cfg_load_families(const char *path, const CFG_SECTION *sections, const CFG_F
 
             char *value = p ? cfg_entry_value(&cp, i, p) : NULL;
 
-            if (value && cfg_value(p, value, 1, NULL, err, sizeof(err)) < 0)
+            if (value && cfg_value(p, value, CFG_ASSIGN_CHECKED, NULL, err, sizeof(err)) < 0)
                 log_panic("value checked once failed later: %s", err);
             free(value);
         }

@@ -65,6 +65,19 @@ typedef struct cfg_section {
 int cfg_load(const char *path, const CFG_SECTION *sections);
 
 /*
+ * After a load that returned 0, the replaced values are kept aside until
+ * the program decides: cfg_commit() frees them (the new values stay),
+ * cfg_rollback() puts them back and frees the new ones, so that a daemon
+ * whose own checks refuse the new file after it loaded (a user that no
+ * longer exists, rules_init() failing) runs on exactly as before, and
+ * nothing it still points at has been freed. Every load first commits
+ * one nobody decided on, so after a load that failed (and assigned
+ * nothing) both do nothing.
+ */
+void cfg_commit(void);
+void cfg_rollback(void);
+
+/*
  * cfg_section_seen - 1 if the file last loaded without errors had a key
  * in [name] (a family section by its full name, "source corp").
  */

@@ -6,11 +6,17 @@
  */
 #include "config.h"
 
+#include <netdb.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "params_rules.h"
 #include "rules.h"
 
+char *var_rules_hostname;
 char *var_rules_mynetworks;
 int var_rules_warn_if_reject;
 char *var_rules_invalid_helo;
@@ -31,6 +37,8 @@ int var_rules_store_access;
 #define MODES "enforce|warn|off"
 
 const CFG_PARAM params_rules[] = {
+    /* not a rule, but every rule front end needs it: smtpd's banner, the forged HELO rule */
+    {"hostname", CFG_STR, "", &var_rules_hostname, 0, 0, NULL, NULL},
     {"mynetworks", CFG_STR, "127.0.0.0/8 [::1]/128", &var_rules_mynetworks, 0, 0, NULL,
      rules_check_mynetworks},
     {"warn_if_reject", CFG_BOOL, "no", &var_rules_warn_if_reject, 0, 0, NULL, NULL},
@@ -55,4 +63,31 @@ const CFG_PARAM params_rules[] = {
 const CFG_PARAM *params_rules_table(void)
 {
     return params_rules;
+}
+
+/* params_rules_hostname - our own name (see params_rules.h) */
+void params_rules_hostname(char *buf, size_t size)
+{
+    char host[256];
+    struct addrinfo hints, *res = NULL;
+
+    if (var_rules_hostname != NULL && *var_rules_hostname) {
+        snprintf(buf, size, "%s", var_rules_hostname);
+        return;
+    }
+    if (gethostname(host, sizeof(host)) != 0) {
+        snprintf(buf, size, "localhost");
+        return;
+    }
+    host[sizeof(host) - 1] = 0;
+    /* A short name is what many systems keep; the FQDN is what clients and Postfix's myhostname use. */
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_flags = AI_CANONNAME;
+    if (strchr(host, '.') == NULL && getaddrinfo(host, NULL, &hints, &res) == 0) {
+        if (res->ai_canonname != NULL && strchr(res->ai_canonname, '.') != NULL)
+            snprintf(host, sizeof(host), "%s", res->ai_canonname);
+        freeaddrinfo(res);
+    }
+    snprintf(buf, size, "%s", host);
 }

@@ -13,6 +13,7 @@
 
 #include "cfg.h"
 
+extern char *var_rules_hostname;        /* hostname: our own name; "" = the system's FQDN */
 extern char *var_rules_mynetworks;      /* mynetworks: CIDRs, blank or comma separated, /file */
 extern int var_rules_warn_if_reject;    /* warn_if_reject: every rule is warn-only */
 extern char *var_rules_invalid_helo;    /* reject_invalid_helo */
@@ -35,5 +36,15 @@ extern const CFG_PARAM params_rules[];
 
 /* params_rules_table - the same, for a program that builds its own section list */
 const CFG_PARAM *params_rules_table(void);
+
+/*
+ * params_rules_hostname - our own name into buf: [rules] hostname, else
+ * the system's fully qualified name (gethostname(), and when that has no
+ * dot the canonical name the resolver gives it, as `hostname -f`), else
+ * its bare name. What smtpd greets with and what the forged HELO rule
+ * calls ours, in smtpd, the policy service and `rcptgate query` alike.
+ * May ask the resolver: call it at load, not per request.
+ */
+void params_rules_hostname(char *buf, size_t size);
 
 #endif

@@ -29,7 +29,6 @@
 #endif
 
 char *var_smtpd_listen;
-char *var_smtpd_hostname;
 char *var_smtpd_banner;
 char *var_smtpd_user;
 char *var_smtpd_pidfile;
@@ -165,7 +164,6 @@ static int params_smtpd_check_chars(const char *value, char *err, size_t errlen)
 
 static const CFG_PARAM smtpd_params[] = {
     {"listen", CFG_LIST | CFG_RESTART, "0.0.0.0:25", &var_smtpd_listen, 0, 0, NULL, NULL},
-    {"hostname", CFG_STR, "", &var_smtpd_hostname, 0, 0, NULL, NULL},
     {"banner", CFG_STR, "ESMTP", &var_smtpd_banner, 0, 0, NULL, NULL},
     {"user", CFG_STR | CFG_RESTART, RG_DEFAULT_USER, &var_smtpd_user, 0, 0, NULL, NULL},
     {"pid_file", CFG_PATH | CFG_RESTART, RG_RUNSTATEDIR "/rcptgate/smtpd.pid", &var_smtpd_pidfile, 0, 0, NULL, NULL},

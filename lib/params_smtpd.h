@@ -16,7 +16,6 @@
 
 /* Listeners and identity. */
 extern char *var_smtpd_listen;          /* listen: repeatable "HOST:PORT [submission]" ('\n'-joined) */
-extern char *var_smtpd_hostname;        /* hostname: "" = the system's name */
 extern char *var_smtpd_banner;          /* banner: text after "220 hostname " */
 extern char *var_smtpd_user;            /* user: unprivileged user after binding */
 extern char *var_smtpd_pidfile;         /* pid_file */

@@ -80,6 +80,7 @@ void skeleton_configure(SKELETON *sk)
     if (sk->load() != 0)
         log_fatal_code(RG_EX_CONFIG, "%s: configuration errors; %s", sk->conf_path,
                        sk->check_only ? "see above" : "not starting");
+    cfg_commit();
 }
 
 /* skeleton_paths - the daemon's places, checked for its user (exits 73 if wrong) */
@@ -212,11 +213,14 @@ void skeleton_reload(SKELETON *sk)
     log_info("reloading %s", sk->conf_path);
     note[0] = 0;
     if ((errors = sk->reload(note, sizeof(note))) != 0) {
+        /* The file may have passed and been assigned before a later step refused it. */
+        cfg_rollback();
         log_warn("reload: %s has %d error%s; keeping the running configuration",
                  sk->conf_path, errors, errors == 1 ? "" : "s");
         if (sk->reload_failed)
             sk->reload_failed();
     } else {
+        cfg_commit();                   /* applied: the values it replaced may go */
         skeleton_stats_arm(sk);
         log_info("reloaded %s%s", sk->conf_path, note);
     }

@@ -47,7 +47,11 @@ struct skeleton {
     char **pidfile;                     /* &var_*_pidfile */
     int (*load)(void);                  /* read the configuration: the number of errors */
     void (*paths)(PATHS *pl);           /* add the places it writes (skeleton_paths) */
-    /* reload - after SIGHUP: load, and on success apply; the number of errors (note: ": 2 sources") */
+    /*
+     * reload - after SIGHUP: load, and on success apply; the number of
+     * errors (note: ": 2 sources"). Errors only before anything is applied:
+     * the skeleton then rolls the loaded values back (cfg_rollback()).
+     */
     int (*reload)(char *note, size_t size);
     void (*reload_failed)(void);        /* after a refused reload (log file reopening), or NULL */
     const char *(*ready)(void);         /* the state line after a reload, NULL "READY=1" */
@@ -127,8 +131,9 @@ void skeleton_stats_write(const char *path, const char *metrics_file, const char
 
 /*
  * skeleton_reload - SIGHUP: RELOADING=1 to systemd, "reloading FILE",
- * sk->reload(); a file with errors is refused ("keeping the running
- * configuration", then sk->reload_failed), a good one logged "reloaded
+ * sk->reload(); a file with errors is refused (every value it assigned
+ * rolled back, "keeping the running configuration", then
+ * sk->reload_failed), a good one committed, logged "reloaded
  * FILE" with the daemon's note and the stats timer re-armed; then
  * sk->ready() (or READY=1) to systemd.
  */

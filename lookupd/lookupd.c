@@ -56,6 +56,7 @@
 #include "lookupd.h"
 #include "metrics.h"
 #include "params.h"
+#include "params_rules.h"
 #include "rules.h"
 #include "paths.h"
 #include "skeleton.h"
@@ -71,6 +72,7 @@
 
 LOOKUPD_STATS lookupd_stats;
 CHECK_OPTS lookupd_check_opts;
+char lookupd_hostname[LOOKUPD_HOSTNAME_LEN];
 
 enum { LISTENER_SOCKMAP, LISTENER_POLICY };
 
@@ -575,6 +577,7 @@ static void lookupd_apply(void)
     struct timeval tv = lookupd_ms_tv(var_lookupd_idle_ms);
 
     params_check_opts(&lookupd_check_opts);
+    params_rules_hostname(lookupd_hostname, sizeof(lookupd_hostname));
     log_set_debug(lookupd_sk.verbose || strcmp(var_log_level, "debug") == 0);
     if (lookupd_base != NULL) {
         /* Common timeouts keep thousands of identical idle timers cheap. */
@@ -617,7 +620,10 @@ static int lookupd_load(void)
 /*
  * lookupd_reload - SIGHUP (skeleton_reload): new settings, same listeners
  * and connections; the store is reopened, since the path, or the file
- * behind it, may have changed.
+ * behind it, may have changed. A load that fails after cfg assigned the
+ * file (the user, rules_init) is rolled back by skeleton_reload before
+ * anything reads a value: lookupd_check_opts keeps pointing at the
+ * running delimiters, which cfg has not freed.
  */
 static int lookupd_reload(char *note, size_t size)
 {
@@ -751,8 +757,8 @@ int main(int argc, char **argv)
     keeper_tick(lookupd_keeper_get());
     lookupd_listen_text(LISTENER_SOCKMAP, smtext, sizeof(smtext));
     lookupd_listen_text(LISTENER_POLICY, potext, sizeof(potext));
-    log_info("starting: socketmap %s, policy %s, store %s (%s)", smtext, potext,
-             var_store_path, keeper_open(lookupd_keeper) ? "open" : "unavailable");
+    log_info("starting: socketmap %s, policy %s, store %s (%s), hostname %s", smtext, potext,
+             var_store_path, keeper_open(lookupd_keeper) ? "open" : "unavailable", lookupd_hostname);
     skeleton_stats_every(&lookupd_sk, lookupd_base, &var_lookupd_stats_ms, lookupd_stats_write);
 
     /*

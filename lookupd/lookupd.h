@@ -70,6 +70,14 @@ extern LOOKUPD_STATS lookupd_stats;
 extern CHECK_OPTS lookupd_check_opts;
 
 /*
+ * Our own name for the policy service's forged HELO rule: [rules]
+ * hostname, else the system's FQDN, as smtpd's (refreshed on reload).
+ * Postfix sends no such attribute (server_address and server_port only).
+ */
+#define LOOKUPD_HOSTNAME_LEN 256
+extern char lookupd_hostname[LOOKUPD_HOSTNAME_LEN];
+
+/*
  * lookupd_store - the store handle, inside a read transaction that lasts
  * until the loop has answered everything buffered on this connection.
  * NULL when the store cannot be used now; *reason says why (static text,

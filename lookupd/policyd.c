@@ -10,7 +10,9 @@
  *   client_address      client access list; trusted when in mynetworks
  *   client_name         named in client access replies
  *   helo_name           HELO access list, invalid, non-FQDN, forged HELO
- *                       (server_hostname is our own name)
+ *                       (our own name is [rules] hostname, as smtpd's:
+ *                       Postfix sends its server_address, not its
+ *                       myhostname)
  *   sender              sender access list, non-FQDN, forged own-domain
  *                       sender from an untrusted unauthenticated client
  *   sasl_username       authenticated: the sender must be the login's own
@@ -72,8 +74,7 @@ typedef struct policyd_val {
 } POLICYD_VAL;
 
 typedef struct policyd_req {
-    POLICYD_VAL request, state, rcpt, client_addr, client_name, helo, sender, login, hostname,
-        queue_id, proto;
+    POLICYD_VAL request, state, rcpt, client_addr, client_name, helo, sender, login, queue_id, proto;
     int have_request;
 } POLICYD_REQ;
 
@@ -92,7 +93,6 @@ static void policyd_attr(POLICYD_REQ *req, const char *name, size_t nlen, const 
         {"helo_name", offsetof(POLICYD_REQ, helo)},
         {"sender", offsetof(POLICYD_REQ, sender)},
         {"sasl_username", offsetof(POLICYD_REQ, login)},
-        {"server_hostname", offsetof(POLICYD_REQ, hostname)},
         {"queue_id", offsetof(POLICYD_REQ, queue_id)},
         {"protocol_name", offsetof(POLICYD_REQ, proto)},
     };
@@ -137,8 +137,8 @@ static const char *policyd_str(const POLICYD_VAL *v, char *buf, size_t size, int
 /* policyd_decide - the action for one well-formed request */
 static int policyd_decide(LOOKUPD_CONN *conn, const POLICYD_REQ *req, char *action, size_t size)
 {
-    char rcpt[1024], sender[1024], addr[128], name[600], helo[600], login[600], host[300], qid[64],
-        proto[16], text[RULES_REPLY_LEN], safe[RULES_REPLY_LEN];
+    char rcpt[1024], sender[1024], addr[128], name[600], helo[600], login[600], qid[64], proto[16],
+        text[RULES_REPLY_LEN], safe[RULES_REPLY_LEN];
     const char *reason;
     RULES_INPUT in;
     RULES_RESULT res;
@@ -173,11 +173,7 @@ static int policyd_decide(LOOKUPD_CONN *conn, const POLICYD_REQ *req, char *acti
     in.trusted = rules_trusted(in.client_addr);
     /* Postfix's reject_unauth_destination decides relaying: it knows its own local and virtual domains */
     in.relay_elsewhere = 1;
-    in.myhostname = policyd_str(&req->hostname, host, sizeof(host), 1);
-    if (in.myhostname == NULL && gethostname(host, sizeof(host) - 1) == 0) {
-        host[sizeof(host) - 1] = 0;
-        in.myhostname = host;
-    }
+    in.myhostname = lookupd_hostname;
     in.queue_id = policyd_str(&req->queue_id, qid, sizeof(qid), 1);
     in.proto = policyd_str(&req->proto, proto, sizeof(proto), 1);
     if (rules_check(&in, &res) == 0) {

@@ -20,6 +20,7 @@
 
 #include "keeper.h"
 #include "params.h"
+#include "params_rules.h"
 #include "rcptgate.h"
 #include "rules.h"
 
@@ -88,8 +89,9 @@ int cmd_query_rules(int argc, char **argv)
         rcptgate_error("%s: %s", rcptgate_conf_path, err);
         return RG_EX_CONFIG;
     }
-    if (hostname == NULL && gethostname(host, sizeof(host) - 1) == 0) {
-        host[sizeof(host) - 1] = 0;
+    /* the name smtpd and the policy service call ours */
+    if (hostname == NULL) {
+        params_rules_hostname(host, sizeof(host));
         hostname = host;
     }
     /* a store that cannot be opened is what the daemons see too: every rule that needs it defers */

@@ -143,11 +143,11 @@ pid_file = $D/syncd.pid
 [rules]
 # The demo's client at 127.0.0.1 is an outsider: only 127.0.0.2 may relay.
 mynetworks = 127.0.0.2/32
+hostname = mx.example.com
 
 [smtpd]
 # Port 25 in real life; there is no DNS here.
 listen = 127.0.0.1:$((port + 1))
-hostname = mx.example.com
 user =
 pid_file = $D/smtpd.pid
 stats_file = $D/smtpd.stats

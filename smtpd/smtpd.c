@@ -58,6 +58,7 @@
 #include "store.h"
 #include "xalloc.h"
 #include "smtpd.h"
+#include "params_rules.h"
 #include "params_smtpd.h"
 #include "smtpd_check.h"
 #include "smtpd_dns.h"
@@ -148,8 +149,13 @@ static int smtpd_listen_parse(const char *value, SMTPD_LISTENER *out, int max, c
     return n;
 }
 
-/* smtpd_load - read the configuration; the number of errors */
-static int smtpd_load(int full)
+/*
+ * smtpd_load - read the configuration; the number of errors. The rules'
+ * state is built here, at reload too: a mynetworks file that fails it
+ * refuses the whole reload (skeleton_reload rolls the file back), as in
+ * lookupd, instead of running the new settings with the old rules.
+ */
+static int smtpd_load(void)
 {
     SMTPD_LISTENER tmp[SMTPD_MAX_LISTEN];
     char err[512];
@@ -166,24 +172,17 @@ static int smtpd_load(int full)
         log_err("%s: [smtpd] %s", smtpd_sk.conf_path, err);
         errors++;
     }
-    if (full && smtpd_check_init(err, sizeof(err)) < 0) {
+    if (errors == 0 && smtpd_check_init(err, sizeof(err)) < 0) {
         log_err("%s: %s", smtpd_sk.conf_path, err);     /* "rules.mynetworks: ..." */
         errors++;
     }
     return errors;
 }
 
-/* smtpd_set_hostname - [smtpd] hostname, else the system's */
+/* smtpd_set_hostname - [rules] hostname, else the system's FQDN (the policy service's too) */
 static void smtpd_set_hostname(void)
 {
-    char host[SMTPD_NAME_LEN];
-
-    if (*var_smtpd_hostname) {
-        snprintf(smtpd_hostname, sizeof(smtpd_hostname), "%s", var_smtpd_hostname);
-    } else if (gethostname(host, sizeof(host)) == 0) {
-        host[sizeof(host) - 1] = 0;
-        memcpy(smtpd_hostname, host, sizeof(host));
-    }
+    params_rules_hostname(smtpd_hostname, sizeof(smtpd_hostname));
 }
 
 /*
@@ -302,10 +301,8 @@ static int smtpd_reload(char *note, size_t size)
 
     (void) note;
     (void) size;
-    if ((errors = smtpd_load(0)) != 0)
+    if ((errors = smtpd_load()) != 0)
         return errors;
-    if (smtpd_check_init(err, sizeof(err)) < 0)
-        log_warn("reload: %s; keeping the previous check tables", err);
     if (smtp_tls_load(err, sizeof(err)) < 0)
         log_warn("reload: %s; keeping the previous certificate", err);
     smtpd_log_reopen();
@@ -375,19 +372,13 @@ static void smtpd_paths(PATHS *pl)
     params_smtpd_paths(pl);
 }
 
-/* smtpd_load_start - the first load: the check tables too */
-static int smtpd_load_start(void)
-{
-    return smtpd_load(1);
-}
-
 /* What the skeleton needs to know of smtpd (the tentative definition above, completed). */
 static SKELETON smtpd_sk = {
     .name = SMTPD_PROG,
     .section = "smtpd",
     .user = &var_smtpd_user,
     .pidfile = &var_smtpd_pidfile,
-    .load = smtpd_load_start,
+    .load = smtpd_load,
     .paths = smtpd_paths,
     .reload = smtpd_reload,
     .reload_failed = smtpd_reload_failed,

@@ -39,6 +39,7 @@
 
 #include "xalloc.h"
 #include "smtpd.h"
+#include "params_rules.h"
 #include "params_smtpd.h"
 #include "smtp_relay.h"
 #include "fuzz_common.h"
@@ -113,9 +114,9 @@ static void fuzz_init(void)
     fuzz_trace = getenv("FUZZ_TRACE") != NULL;
     smtpd_base = event_base_new();
     fuzz_check(smtpd_base != NULL);
-    fuzz_config("[smtpd]\nhostname = mx.example.net\nuser =\nrelay_tls = may\nxforward = yes\n"
+    fuzz_config("[rules]\nhostname = mx.example.net\n[smtpd]\nuser =\nrelay_tls = may\nxforward = yes\n"
                 "relay_connect_timeout = 1s\nrelay_timeout = 1s\n", params_smtpd_sections());
-    snprintf(smtpd_hostname, sizeof(smtpd_hostname), "%s", var_smtpd_hostname);
+    snprintf(smtpd_hostname, sizeof(smtpd_hostname), "%s", var_rules_hostname);
     memset(&sin, 0, sizeof(sin));
     sin.sin_family = AF_INET;
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);

@@ -42,6 +42,7 @@
 #include "store.h"
 #include "xalloc.h"
 #include "smtpd.h"
+#include "params_rules.h"
 #include "params_smtpd.h"
 #include "smtpd_check.h"
 #include "smtpd_dns.h"
@@ -173,8 +174,8 @@ static void fuzz_init(void)
 
     store = fuzz_store(nexthop);
     conf = xasprintf("[store]\npath = %s\n"
-                     "[rules]\nmynetworks = 127.0.0.0/8\n"
-                     "[smtpd]\nhostname = mx.example.net\nuser =\n"
+                     "[rules]\nmynetworks = 127.0.0.0/8\nhostname = mx.example.net\n"
+                     "[smtpd]\nuser =\n"
                      "greet_pause = 0\nerror_sleep_time = 0\nharvest_delay = 0\nauth_failure_delay = 0\n"
                      "min_data_rate = 0\nreverse_lookup = no\nreject_unknown_sender_domain = off\n"
                      "dns_servers = 127.0.0.1:9\ntls = none\nrelay_tls = none\n"
@@ -186,7 +187,7 @@ static void fuzz_init(void)
         fprintf(stderr, "fuzz: smtpd_check_init: %s\n", err);
         abort();
     }
-    snprintf(smtpd_hostname, sizeof(smtpd_hostname), "%s", var_smtpd_hostname);
+    snprintf(smtpd_hostname, sizeof(smtpd_hostname), "%s", var_rules_hostname);
     smtpd_store = store_open(store, 0, 2000, err, sizeof(err));
     fuzz_check(smtpd_store != NULL);
     free(store);

@@ -5,8 +5,8 @@
 #   smtpd    a real rcptgate-smtpd, with swaks from the client's own
 #            loopback address (login: the submission port, STARTTLS, AUTH)
 #   policy   a real lookupd's policy socket, the request as Postfix 3.7
-#            writes it
-#   query    rcptgate query --client --helo --sender --login
+#            writes it (no server_hostname: lookupd knows its own name)
+#   query    rcptgate query --client --helo --sender --login (no --hostname)
 # all reading the same rcptgate.conf ([rules]) and store. Each front end's
 # answer is reduced to its verdict ("accept", or the code and enhanced
 # status) and compared with transactions.ref, which also holds the rule
@@ -73,11 +73,13 @@ sm_init \
     "default_nexthop = smtp:[127.0.0.1]:$SINK_PORT" \
     "relay_tls = none" \
     "harvest_threshold = 100"
-# One place for the rules: [rules], read by smtpd, lookupd and query alike.
-sed -i '/^mynetworks = /d' "$CONF"
+# One place for the rules: [rules], read by smtpd, lookupd and query alike;
+# our own name too (the policy request carries none, query takes it from here).
+sed -i -e '/^mynetworks = /d' -e '/^hostname = /d' "$CONF"
 cat >> "$CONF" <<EOF
 
 [rules]
+hostname = mx.gateway.test
 mynetworks = 127.0.0.2/32
 client_access = 127.0.0.66 REJECT
 sender_access = bad.test REJECT
@@ -122,14 +124,14 @@ ask_smtpd() {
 ask_policy() {
     _s=$sender
     [ "$_s" = "<>" ] && _s=""
-    printf 'request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\nclient_address=%s\nclient_name=unknown\nreverse_client_name=unknown\nserver_address=127.0.0.1\nserver_port=25\nhelo_name=%s\nsender=%s\nrecipient=%s\nrecipient_count=0\nqueue_id=\nsasl_method=%s\nsasl_username=%s\nencryption_protocol=\npolicy_context=\nserver_hostname=mx.gateway.test\n\n' \
+    printf 'request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\nclient_address=%s\nclient_name=unknown\nreverse_client_name=unknown\nserver_address=127.0.0.1\nserver_port=25\nhelo_name=%s\nsender=%s\nrecipient=%s\nrecipient_count=0\nqueue_id=\nsasl_method=%s\nsasl_username=%s\nencryption_protocol=\npolicy_context=\n\n' \
         "$client" "$helo" "$_s" "$rcpt" "${login:+PLAIN}" "$login" \
         | "$RG_CLIENT" -p -t 5000 "unix:$POLICY" 2>"$T/client.err" | sed -n 's/^action=//p' | head -n 1
 }
 
 # ask_query - rcptgate query's answer lines in $T/query.out
 ask_query() {
-    set -- --client "$client" --helo "$helo" --sender "$sender" --hostname mx.gateway.test
+    set -- --client "$client" --helo "$helo" --sender "$sender"
     [ -n "$login" ] && set -- "$@" --login "$login"
     tl_admin query "$@" "$rcpt" > "$T/query.out" 2>"$T/query.err" < /dev/null
 }

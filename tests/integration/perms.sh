@@ -67,9 +67,11 @@ export_file = $B/lib/export.map
 type = file
 path = $B/users.map
 
+[rules]
+hostname = mx.perms.test
+
 [smtpd]
 listen = 127.0.0.1:$PORT
-hostname = mx.perms.test
 $USERLINE
 pid_file = $B/run/smtpd.pid
 stats_file = $B/lib/smtpd.stats

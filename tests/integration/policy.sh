@@ -19,7 +19,8 @@ tl_ok 0 "lookupd started"
 tl_wait_socket "$POLICY"
 tl_ok $? "policy socket is there"
 
-# req STATE RECIPIENT - a request as Postfix 3.7 writes it (most attributes)
+# req STATE RECIPIENT - a request as Postfix 3.7 writes it: every attribute
+# it sends, and only those (no server_hostname: our own name is ours to know)
 req() {
     cat <<EOF
 request=smtpd_access_policy
@@ -31,7 +32,7 @@ client_port=41234
 reverse_client_name=mx.sender.test
 server_address=127.0.0.1
 server_port=25
-helo_name=mx.sender.test
+helo_name=${HELO:-mx.sender.test}
 sender=${SENDER:-someone@sender.test}
 recipient=$2
 recipient_count=0
@@ -51,9 +52,6 @@ encryption_protocol=TLSv1.3
 encryption_cipher=TLS_AES_256_GCM_SHA384
 encryption_keysize=256
 policy_context=
-server_hostname=gateway.example.com
-compatibility_level=3.6
-mail_version=3.7.11
 
 EOF
 }
@@ -219,6 +217,48 @@ tl_is "$(SENDER='sender.test!ceo' req RCPT alice@example.com | ask)" "action=DUN
     "non-FQDN warn: host!user elsewhere from outside: DUNNO"
 tl_stop_lookupd
 tl_ok $? "lookupd stopped with status 0"
+cp "$T/base.conf" "$CONF"
+
+# Our own host name for the forged HELO rule: Postfix does not send it, so
+# it is [rules] hostname, as smtpd's, else the system's fully qualified
+# name, the one the start line shows (a test machine may have a bare one:
+# the non-FQDN rule is off here to reach this one).
+printf '\n[rules]\nreject_non_fqdn_helo = off\n' >> "$CONF"
+tl_start_lookupd
+tl_wait_socket "$POLICY"
+own=$(sed -n 's/.*starting: .*, hostname \([^ ]*\)$/\1/p' "$T/lookupd.log" | tail -n 1)
+tl_like "$own" '^[A-Za-z0-9]' "no hostname set: the start line names the system's"
+FORGED="action=550 5.7.1 <%s>: Helo command rejected: forged: that is our own host name"
+# shellcheck disable=SC2059
+tl_is "$(HELO=$own req RCPT alice@example.com | ask)" "$(printf "$FORGED" "$own")" \
+    "no hostname set: the system's name as HELO from outside is forged"
+tl_stop_lookupd
+cp "$T/base.conf" "$CONF"
+printf '\n[rules]\nhostname = gateway.example.com\n' >> "$CONF"
+tl_start_lookupd
+tl_wait_socket "$POLICY"
+tl_wait_grep 'starting: .*, hostname gateway\.example\.com$' "$T/lookupd.log"
+tl_ok $? "[rules] hostname: on the start line"
+# shellcheck disable=SC2059
+tl_is "$(HELO=gateway.example.com req RCPT alice@example.com | ask)" \
+    "$(printf "$FORGED" gateway.example.com)" \
+    "[rules] hostname as HELO from outside, as Postfix asks (no server_hostname): 550 5.7.1 forged"
+tl_is "$(CLIENT=127.0.0.1 HELO=gateway.example.com req RCPT alice@example.com | ask)" "action=DUNNO" \
+    "[rules] hostname as HELO from mynetworks: DUNNO"
+{ req RCPT alice@example.com | sed '/^$/d'; printf 'server_hostname=other.example.com\n\n'; } > "$T/extra.req"
+sed -i 's/^helo_name=.*/helo_name=gateway.example.com/' "$T/extra.req"
+tl_is "$(ask < "$T/extra.req")" "$(printf "$FORGED" gateway.example.com)" \
+    "a server_hostname attribute (Postfix sends none) changes nothing"
+tl_stop_lookupd
+cp "$T/base.conf" "$CONF"
+# The old spelling in [smtpd] names smtpd's and ours alike.
+printf '\n[smtpd]\nhostname = gateway.example.com\n' >> "$CONF"
+tl_start_lookupd
+tl_wait_socket "$POLICY"
+# shellcheck disable=SC2059
+tl_is "$(HELO=gateway.example.com req RCPT alice@example.com | ask)" \
+    "$(printf "$FORGED" gateway.example.com)" "[smtpd] hostname (old spelling) is ours too"
+tl_stop_lookupd
 cp "$T/base.conf" "$CONF"
 
 # Postfix's own prefix in reject_text would be said twice: a configuration error.

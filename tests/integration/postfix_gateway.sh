@@ -208,6 +208,21 @@ pf_start
 tl_ok $? "Postfix started with the policy line only"
 at "policy only: unknown recipient, the same reply" "$UNKNOWN_A" nobody@a.test
 at "policy only: valid recipient 250" "250 2.1.5 Ok" Alice.Smith@a.test
+# Postfix sends the policy server no name of its own (server_address and
+# server_port only): [rules] hostname set to its myhostname is how the
+# forged HELO rule knows it, as in smtpd (and mynetworks set to Postfix's,
+# as the README says, so that 127.0.0.1 is an outsider here too).
+printf '\n[rules]\nhostname = gateway.test\nmynetworks = 127.0.0.2/32\n' >> "$CONF"
+reloads=$(grep -c 'reloaded ' "$T/lookupd.log")
+kill -HUP "$LOOKUPD_PID"
+i=0
+while [ "$(grep -c 'reloaded ' "$T/lookupd.log")" = "$reloads" ] && [ $i -lt 100 ]; do
+    sleep 0.1
+    i=$((i + 1))
+done
+ck "policy only: Postfix's own name as HELO from outside: forged" \
+    "550 5.7.1 <alice.smith@a.test>: Recipient address rejected: <gateway.test>: Helo command rejected: forged: that is our own host name" \
+    --ehlo gateway.test --from someone@sender.test --to alice.smith@a.test
 
 mv "$STORE" "$STORE.away"
 printf 'not a database\n%.0s' 1 2 3 4 5 6 7 8 9 10 > "$STORE"
@@ -233,7 +248,10 @@ pf_stop
 # Table and policy rejects read the same, so the log summary has one reason.
 table=$(grep -c 'reject: RCPT from .*: 550 5.1.1 <[^>]*>: Recipient address rejected: User unknown;' "$PF_LOG")
 tl_is "$table" 6 "Postfix logged six 550 5.1.1 User unknown rejects (three from the tables, three from the policy)"
-tl_is "$(grep -c 'Recipient address rejected: <' "$PF_LOG")" 0 "no reject repeats Postfix's prefix"
+# (a HELO, sender or client refusal names what it refuses after it: not a repeat)
+tl_is "$(grep 'Recipient address rejected: <' "$PF_LOG" \
+    | grep -vc '>: \(Helo command\|Sender address\|Client host\) rejected: ')" 0 \
+    "no reject repeats Postfix's prefix"
 if [ -x "$PFLOGSUMM" ]; then
     "$PFLOGSUMM" --detail 10 "$PF_LOG" > "$T/pflogsumm.out" 2>"$T/pflogsumm.err"
     tl_ok $? "pflogsumm read the maillog"

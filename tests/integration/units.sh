@@ -142,9 +142,11 @@ user = $RUNAS
 pid_file = $W/lookupd.pid
 stats_file = $W/lookupd.stats
 
+[rules]
+hostname = mx.gateway.test
+
 [smtpd]
 listen = 127.0.0.1:$SMTPD_PORT
-hostname = mx.gateway.test
 user = $RUNAS
 pid_file = $W/smtpd.pid
 stats_file = $W/smtpd.stats

@@ -132,6 +132,51 @@ static void test_bad_keeps_old(void **state)
     assert_int_equal(v_int, 7);
 }
 
+/*
+ * A load the program then refuses (a daemon's own later checks) is rolled
+ * back whole, and the values it replaced were never freed in between:
+ * what the daemon still points at stays valid.
+ */
+static void test_rollback(void **state)
+{
+    const char *running;
+
+    (void) state;
+    assert_int_equal(load("[store]\nstr = one\nint = 7\n[lookupd]\nneeded = y\n"), 0);
+    cfg_commit();
+    running = v_str;
+    assert_int_equal(load("[store]\nstr = two\nint = 8\nsize = 2k\n[lookupd]\nneeded = z\n[smtpd]\nk = v\n"), 0);
+    assert_string_equal(v_str, "two");
+    assert_string_equal(running, "one");        /* still there (the sanitizer build would say) */
+    assert_true(cfg_section_seen("smtpd"));
+    cfg_rollback();
+    assert_ptr_equal(v_str, running);
+    assert_string_equal(v_str, "one");
+    assert_int_equal(v_int, 7);
+    assert_int_equal(v_size, 1024);
+    assert_string_equal(v_req, "y");
+    assert_false(cfg_section_seen("smtpd"));
+    cfg_rollback();                             /* nothing aside: nothing changes */
+    assert_string_equal(v_str, "one");
+
+    /* committed: the new values stay, and a rollback after it changes nothing */
+    assert_int_equal(load("[store]\nstr = two\nint = 8\n[lookupd]\nneeded = z\n"), 0);
+    cfg_commit();
+    cfg_rollback();
+    assert_string_equal(v_str, "two");
+    assert_int_equal(v_int, 8);
+    /* a load nobody decided on is kept by the next one */
+    assert_int_equal(load("[store]\nstr = three\n[lookupd]\nneeded = z\n"), 0);
+    assert_int_equal(load("[store]\nstr = four\n[lookupd]\nneeded = z\n"), 0);
+    cfg_rollback();
+    assert_string_equal(v_str, "three");
+    /* a failed load sets nothing aside: a rollback after it keeps the running values */
+    assert_int_equal(load("[store]\nstr = five\n[lookupd]\nneeded = z\n"), 0);
+    assert_int_equal(load("[store]\nint = lots\n[lookupd]\nneeded = z\n"), 1);
+    cfg_rollback();
+    assert_string_equal(v_str, "five");
+}
+
 static void test_errors(void **state)
 {
     (void) state;
@@ -530,6 +575,7 @@ int main(void)
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_section_seen),
         cmocka_unit_test(test_bad_keeps_old),
+        cmocka_unit_test(test_rollback),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_long_line),
         cmocka_unit_test(test_missing_file),
