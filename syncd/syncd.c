@@ -87,6 +87,7 @@ typedef struct syncd_source {
     long long next_full;            /* monotonic ms */
     long long backoff_ms;           /* the last wait after a failure, 0 none */
     int synced;                     /* a full sync was applied since start */
+    int polling;                    /* persistent mode without sync state to resume from: polling */
     SOURCE *src;                    /* persistent mode: kept open between pulls */
 } SYNCD_SOURCE;
 
@@ -296,6 +297,7 @@ static int syncd_reload(char *note, size_t size)
             s->next_full = old[j].next_full;
             s->backoff_ms = old[j].backoff_ms;
             s->synced = old[j].synced;
+            s->polling = old[j].polling;
             if (old[j].src != NULL)
                 s->next_run = now;      /* its persistent search ends with the old settings */
         } else {
@@ -388,6 +390,47 @@ static void syncd_persist_close(SYNCD_SOURCE *s)
 }
 
 /*
+ * syncd_persist_start - after a full pull was applied: start the
+ * persistent search from the cookie just stored. 1 when it runs; else
+ * the connection is closed and 0. Without a cookie to start from (an LDAP server without
+ * the syncprov overlay, or one the account may not use it on) another
+ * full pull would leave none either: retrying after retry_interval would
+ * pull the whole directory every half minute, forever. The source polls
+ * instead (syncd_persist_schedule), each poll a full pull that tries the
+ * persistent search again, and says so once. res is the full pull's.
+ */
+static int syncd_persist_start(SYNCD_SOURCE *s, STORE *st, SYNC_RESULT *res)
+{
+    const SOURCE_CONF *c = s->conf;
+    SYNC_RESULT more;
+    char when[32];
+
+    switch (sync_apply_delta(st, c, s->ops, s->src, 0, &more)) {
+    case SYNC_APPLIED:
+        return 1;
+    case SYNC_NEED_FULL:
+        if (!s->polling)
+            log_warn("source %s: mode = persistent, but the persistent search cannot start: the "
+                     "full pull left no sync state (RFC 4533 cookie) to resume from; the server "
+                     "may lack the syncprov overlay, or the sync account the right to use it. "
+                     "Polling every %s instead (poll_interval; each pull a full one while there "
+                     "is no cookie), trying the persistent search again after each pull",
+                     c->name, syncd_duration(var_syncd_poll_ms, when, sizeof(when)));
+        s->polling = 1;
+        break;
+    case SYNC_REFUSED:
+        break;                          /* logged; retried a poll_interval later */
+    default:
+        log_warn("source %s: the persistent search did not start%s%s; retrying in %lld s",
+                 c->name, more.why[0] ? ": " : "", more.why, (long long) var_syncd_retry_ms / 1000);
+        res->store_failed |= more.store_failed;
+        break;
+    }
+    syncd_persist_close(s);
+    return 0;
+}
+
+/*
  * syncd_persist_run - a pull of a persistent source on its kept
  * connection (opened on demand): a full one when due, and then the
  * incremental pull that (re)starts the persistent search from the stored
@@ -398,7 +441,6 @@ static int syncd_persist_run(SYNCD_SOURCE *s, int full, SYNC_RESULT *res)
 {
     const SOURCE_CONF *c = s->conf;
     char err[sizeof(res->why)];
-    SYNC_RESULT more;
     STORE *st;
 
     memset(res, 0, sizeof(*res));
@@ -422,19 +464,18 @@ static int syncd_persist_run(SYNCD_SOURCE *s, int full, SYNC_RESULT *res)
     }
     if (!full && sync_apply_delta(st, c, s->ops, s->src, 0, res) == SYNC_NEED_FULL)
         full = 1;
-    if (full && !syncd_stopping && sync_apply_full(st, c, s->ops, s->src, 0, res) == SYNC_APPLIED) {
-        /* Start the persistent search from the cookie just stored. */
-        if (sync_apply_delta(st, c, s->ops, s->src, 0, &more) != SYNC_APPLIED) {
-            log_warn("source %s: the persistent search did not start%s%s; retrying in %lld s",
-                     c->name, more.why[0] ? ": " : "", more.why, (long long) var_syncd_retry_ms / 1000);
-            syncd_persist_close(s);
-            res->store_failed |= more.store_failed;
-        }
-    } else if (full && syncd_stopping) {
+    if (full && !syncd_stopping) {
+        if (sync_apply_full(st, c, s->ops, s->src, 0, res) == SYNC_APPLIED)
+            (void) syncd_persist_start(s, st, res);
+    } else if (full) {
         res->status = SYNC_STOPPED;
     }
     if (res->status != SYNC_APPLIED)
         syncd_persist_close(s);
+    if (s->src != NULL && s->polling) {
+        log_info("source %s: the persistent search runs now", c->name);
+        s->polling = 0;
+    }
     if (res->store_failed) {
         store_close(syncd_st);
         syncd_st = NULL;
@@ -459,7 +500,9 @@ static long long syncd_next_full(long long now)
 /*
  * syncd_persist_schedule - after a run of a persistent source: with its
  * search running, only the full reconciliation is scheduled; without,
- * a reconnect after retry_interval (failures back off as usual).
+ * a reconnect after retry_interval (failures back off as usual, a
+ * refusal waits poll_interval), or the next poll when the source has no
+ * sync state to start the search from (syncd_persist_start).
  */
 static void syncd_persist_schedule(SYNCD_SOURCE *s, const SYNC_RESULT *res)
 {
@@ -468,8 +511,10 @@ static void syncd_persist_schedule(SYNCD_SOURCE *s, const SYNC_RESULT *res)
         s->synced = 1;
         s->next_full = syncd_next_full(syncd_now());
     }
-    if (res->status == SYNC_APPLIED)
-        s->next_run = s->src != NULL ? s->next_full : syncd_now() + var_syncd_retry_ms;
+    if (s->src != NULL)
+        s->next_run = s->next_full;
+    else if (res->status == SYNC_APPLIED)
+        s->next_run = syncd_now() + (s->polling ? var_syncd_poll_ms : var_syncd_retry_ms);
 }
 
 /*

@@ -1,0 +1,134 @@
+#!/bin/sh
+# syncd_schedule.sh - when rcptgate-syncd's daemon pulls after the cases
+# that used to make it pull the whole directory over and over
+#
+# 1. mode = persistent against a slapd without the syncprov overlay: the
+#    full pull stores no RFC 4533 cookie, so the persistent search cannot
+#    start. The source polls (every poll_interval, not every
+#    retry_interval), says so once, and once slapd has syncprov the next
+#    poll starts the persistent search.
+
+. "${top_srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/lib/testlib.sh"
+. "$top_srcdir/tests/lib/slapd.sh"
+
+tl_init syncd_schedule
+slapd_require
+syncd_require
+
+S=$SLAPD_SUFFIX
+PEOPLE="ou=People,$S"
+
+SLAPD_SYNCPROV=no
+slapd_init || tl_bail "slapd_init failed"
+slapd_load "$top_srcdir/tests/fixtures/directory.ldif" &&
+    slapd_start || { echo "not ok 1 - slapd with the fixture starts"; echo "1..1"; exit 1; }
+tl_admin domain add generic.example >/dev/null 2>&1
+
+# ms - a clock in milliseconds
+ms() {
+    echo $(($(date +%s%N) / 1000000))
+}
+
+# start_syncd - the daemon in the foreground, in the background
+start_syncd() {
+    "$RG_SYNCD" -c "$CONF" -f >>"$T/daemon.out" 2>>"$T/daemon.err" &
+    syncd_pid=$!
+    tl_pids="$tl_pids $syncd_pid"
+}
+
+# stop_syncd - SIGTERM and wait; $stop_rc
+stop_syncd() {
+    kill -TERM "$syncd_pid"
+    wait "$syncd_pid"
+    stop_rc=$?
+    tl_pids=$(echo "$tl_pids" | sed "s/ $syncd_pid\$//; s/ $syncd_pid / /")
+}
+
+# wait_for SQL WANT [LIMIT_S] - up to LIMIT_S (15) seconds for a query to
+# give WANT; prints its last answer
+wait_for() {
+    _n=0
+    _limit=$((${3:-15} * 20))
+    while [ $_n -lt $_limit ]; do
+        _got=$(syncd_sql "$1")
+        [ "$_got" = "$2" ] && break
+        kill -0 "$syncd_pid" 2>/dev/null || break    # the daemon is gone: nothing will change
+        sleep 0.05
+        _n=$((_n + 1))
+    done
+    echo "$_got"
+}
+
+# wait_log TEXT [COUNT] - up to 15 s for the daemon's log to say TEXT
+# COUNT times (default 1); prints how often it does
+wait_log() {
+    _n=0
+    while [ $_n -lt 300 ]; do
+        _c=$(grep -c "$1" "$T/daemon.err" 2>/dev/null)
+        [ "${_c:-0}" -ge "${2:-1}" ] && break
+        kill -0 "$syncd_pid" 2>/dev/null || break
+        sleep 0.05
+        _n=$((_n + 1))
+    done
+    echo "${_c:-0}"
+}
+
+# runs SOURCE MODE - how many runs of that mode the source has recorded
+runs() {
+    syncd_sql "SELECT count(*) FROM sync_run r JOIN source s ON s.id = r.source_id
+               WHERE s.name = '$1' AND r.mode = '$2'"
+}
+
+# ------------------------------------------------------------ 1. no syncprov
+
+syncd_conf_reset
+# A retry_interval far below poll_interval: a full pull at each retry
+# would show as runs a second apart.
+slapd_syncd_conf "poll_interval=4s" "retry_interval=1s" "full_interval=1h"
+slapd_source people generic "base=$PEOPLE" "mode=persistent"
+start_syncd
+tl_is "$(wait_for "SELECT count(*) FROM sync_run r JOIN source s ON s.id = r.source_id
+    WHERE s.name = 'people' AND r.mode = 'full' AND r.outcome = 'ok'" 1)" 1 \
+    "no syncprov: the daemon's first full pull is applied"
+t0=$(ms)
+tl_is "$(rg_query jdoe@generic.example)" 0 "the directory's people are in the store"
+tl_is "$(wait_log 'the persistent search cannot start')" 1 \
+    "the log says the persistent search cannot start"
+tl_like "$(grep 'the persistent search cannot start' "$T/daemon.err")" \
+    "no sync state \\(RFC 4533 cookie\\) to resume from; the server may lack the syncprov overlay.*Polling every 4s instead" \
+    "why, and that the source polls every poll_interval instead"
+tl_is "$(wait_for "SELECT count(*) FROM sync_run r JOIN source s ON s.id = r.source_id
+    WHERE s.name = 'people' AND r.mode = 'full'" 2)" 2 "a second full pull comes"
+gap=$(($(ms) - t0))
+ok=0
+[ "$gap" -ge 3000 ] && ok=1
+tl_is "$ok" 1 "a poll_interval later, not a retry_interval later ($gap ms; poll 4 s, retry 1 s)"
+tl_is "$(wait_for "SELECT count(*) FROM sync_run r JOIN source s ON s.id = r.source_id
+    WHERE s.name = 'people' AND r.mode = 'full'" 3)" 3 "and a third"
+tl_is "$(grep -c 'the persistent search cannot start' "$T/daemon.err")" 1 \
+    "the reason is logged once, not at every poll"
+tl_is "$(grep -c 'did not start' "$T/daemon.err")" 0 "no \"retrying in\" a retry_interval"
+
+# --- slapd gains syncprov: the next poll starts the persistent search
+SLAPD_SYNCPROV=yes
+slapd_restart || tl_bail "slapd restarts with syncprov"
+tl_is "$(wait_log 'persistent search (RFC 4533')" 1 "with syncprov, a later poll starts the persistent search"
+tl_is "$(wait_log 'the persistent search runs now')" 1 "and says so"
+tl_is "$(syncd_sql "SELECT cookie LIKE '%csn=%' FROM source WHERE name = 'people'")" 1 \
+    "the full pull stored an RFC 4533 cookie"
+full0=$(runs people full)
+slapd_add <<EOF
+dn: uid=sched1,$PEOPLE
+objectClass: inetOrgPerson
+uid: sched1
+cn: sched1
+sn: sched1
+mail: sched1@generic.example
+EOF
+tl_is "$(wait_for "SELECT count(*) FROM recipient WHERE address = 'sched1@generic.example'" 1 3)" 1 \
+    "a person added now arrives within 3 s (less than a poll_interval)"
+tl_is "$(runs people full)" "$full0" "through the persistent search, no full pull"
+stop_syncd
+tl_is "$stop_rc" 0 "the daemon stops on SIGTERM"
+
+tl_done
