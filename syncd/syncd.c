@@ -68,6 +68,7 @@
 #include "xalloc.h"
 
 #define SYNCD_BACKOFF_MAX_MS    (10 * 60 * 1000)
+#define SYNCD_REFUSED_FULL_MS   (60 * 60 * 1000)     /* syncd_refused_full_ms() */
 
 /* ioprio_set(2) has no glibc wrapper: the values of <linux/ioprio.h> */
 #define SYNCD_IOPRIO_WHO_PROCESS    1
@@ -86,7 +87,7 @@ typedef struct syncd_source {
     long long next_run;             /* monotonic ms */
     long long next_full;            /* monotonic ms */
     long long backoff_ms;           /* the last wait after a failure, 0 none */
-    int synced;                     /* a full sync was applied since start */
+    int synced;                     /* a full sync was applied (or refused: syncd_schedule) since start */
     int polling;                    /* persistent mode without sync state to resume from: polling */
     SOURCE *src;                    /* persistent mode: kept open between pulls */
 } SYNCD_SOURCE;
@@ -390,9 +391,10 @@ static void syncd_persist_close(SYNCD_SOURCE *s)
 }
 
 /*
- * syncd_persist_start - after a full pull was applied: start the
- * persistent search from the cookie just stored. 1 when it runs; else
- * the connection is closed and 0. Without a cookie to start from (an LDAP server without
+ * syncd_persist_start - after a full pull was applied, or refused (the
+ * refusal kept the last good data and its cookie): start the persistent
+ * search from the stored cookie. 1 when it runs; else the connection is
+ * closed and 0. Without a cookie to start from (an LDAP server without
  * the syncprov overlay, or one the account may not use it on) another
  * full pull would leave none either: retrying after retry_interval would
  * pull the whole directory every half minute, forever. The source polls
@@ -409,6 +411,8 @@ static int syncd_persist_start(SYNCD_SOURCE *s, STORE *st, SYNC_RESULT *res)
     case SYNC_APPLIED:
         return 1;
     case SYNC_NEED_FULL:
+        if (res->status == SYNC_REFUSED)
+            break;                      /* no state kept to resume from: the refusal's schedule */
         if (!s->polling)
             log_warn("source %s: mode = persistent, but the persistent search cannot start: the "
                      "full pull left no sync state (RFC 4533 cookie) to resume from; the server "
@@ -419,7 +423,7 @@ static int syncd_persist_start(SYNCD_SOURCE *s, STORE *st, SYNC_RESULT *res)
         s->polling = 1;
         break;
     case SYNC_REFUSED:
-        break;                          /* logged; retried a poll_interval later */
+        break;                          /* logged; retried with the refused pull's schedule */
     default:
         log_warn("source %s: the persistent search did not start%s%s; retrying in %lld s",
                  c->name, more.why[0] ? ": " : "", more.why, (long long) var_syncd_retry_ms / 1000);
@@ -435,12 +439,15 @@ static int syncd_persist_start(SYNCD_SOURCE *s, STORE *st, SYNC_RESULT *res)
  * connection (opened on demand): a full one when due, and then the
  * incremental pull that (re)starts the persistent search from the stored
  * cookie and applies what it brings. A failure closes the connection;
- * the next run reconnects. res->status, as syncd_run.
+ * the next run reconnects. res->status, as syncd_run. After a refused
+ * full pull the search is restarted from the cookie the refusal kept, so
+ * that changes keep arriving while the refusal stands.
  */
 static int syncd_persist_run(SYNCD_SOURCE *s, int full, SYNC_RESULT *res)
 {
     const SOURCE_CONF *c = s->conf;
     char err[sizeof(res->why)];
+    int running = 0;                    /* the search runs although the full pull was refused */
     STORE *st;
 
     memset(res, 0, sizeof(*res));
@@ -465,12 +472,21 @@ static int syncd_persist_run(SYNCD_SOURCE *s, int full, SYNC_RESULT *res)
     if (!full && sync_apply_delta(st, c, s->ops, s->src, 0, res) == SYNC_NEED_FULL)
         full = 1;
     if (full && !syncd_stopping) {
-        if (sync_apply_full(st, c, s->ops, s->src, 0, res) == SYNC_APPLIED)
+        switch (sync_apply_full(st, c, s->ops, s->src, 0, res)) {
+        case SYNC_APPLIED:
             (void) syncd_persist_start(s, st, res);
+            break;
+        case SYNC_REFUSED:
+            if (!syncd_stopping && syncd_persist_start(s, st, res))
+                running = 1;
+            break;
+        default:
+            break;
+        }
     } else if (full) {
         res->status = SYNC_STOPPED;
     }
-    if (res->status != SYNC_APPLIED)
+    if (res->status != SYNC_APPLIED && !running)
         syncd_persist_close(s);
     if (s->src != NULL && s->polling) {
         log_info("source %s: the persistent search runs now", c->name);
@@ -632,11 +648,29 @@ static void syncd_sleep(long long ms)
     sigprocmask(SIG_SETMASK, &old, NULL);
 }
 
+/*
+ * syncd_refused_full_ms - how long after a refused full pull the next one
+ * comes: an hour, but no sooner than the next poll and no later than
+ * full_interval. Each full pull reads the whole directory; one an hour
+ * still notices soon enough a directory that recovered by itself.
+ */
+static long long syncd_refused_full_ms(void)
+{
+    long long ms = SYNCD_REFUSED_FULL_MS;
+
+    if (ms < var_syncd_poll_ms)
+        ms = var_syncd_poll_ms;
+    if (ms > var_syncd_full_ms)
+        ms = var_syncd_full_ms;
+    return ms;
+}
+
 /* syncd_schedule - when a source runs next, after a run with this result */
 static void syncd_schedule(SYNCD_SOURCE *s, const SYNC_RESULT *res)
 {
     long long now = syncd_now();
     char when[32];
+    char when2[32];
 
     switch (res->status) {
     case SYNC_APPLIED:
@@ -651,6 +685,26 @@ static void syncd_schedule(SYNCD_SOURCE *s, const SYNC_RESULT *res)
         /* Not a failure to retry fast: the directory has to change, or a person. */
         s->backoff_ms = 0;
         s->next_run = now + var_syncd_poll_ms;
+        if (res->full) {
+            /*
+             * The refusal kept the last good data and its cookie: incremental
+             * pulls go on from there, so that new people keep arriving (and
+             * a persistent search keeps running), while the full pull, which
+             * stays refused until the directory or a person changes, is not
+             * repeated at every poll but after syncd_refused_full_ms().
+             */
+            s->synced = 1;
+            s->next_full = now + syncd_refused_full_ms();
+            if (strcmp(s->conf->mode, "once") == 0)
+                s->next_run = s->next_full;
+            log_info("source %s: the full pull is tried again in %s%s%s", s->conf->name,
+                     syncd_duration(s->next_full - now, when, sizeof(when)),
+                     s->ops->incremental != NULL && strcmp(s->conf->mode, "once") != 0
+                     ? "; incremental pulls go on meanwhile, every " : "",
+                     s->ops->incremental != NULL && strcmp(s->conf->mode, "once") != 0
+                     ? syncd_duration(var_syncd_poll_ms, when2, sizeof(when2)) : "");
+            break;
+        }
         log_info("source %s: next attempt in %s", s->conf->name,
                  syncd_duration(var_syncd_poll_ms, when, sizeof(when)));
         break;

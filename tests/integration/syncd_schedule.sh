@@ -7,6 +7,11 @@
 #    start. The source polls (every poll_interval, not every
 #    retry_interval), says so once, and once slapd has syncprov the next
 #    poll starts the persistent search.
+# 2. A full pull refused by the shrink guard (flavour ad, whose uSNChanged
+#    incremental pulls do not see deletions): incremental pulls go on from
+#    the stored state, so that a new user arrives while the refusal
+#    stands (rcptgate check and stats keep showing it); the full pull is
+#    not repeated at every poll.
 
 . "${top_srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/lib/testlib.sh"
 . "$top_srcdir/tests/lib/slapd.sh"
@@ -17,12 +22,14 @@ syncd_require
 
 S=$SLAPD_SUFFIX
 PEOPLE="ou=People,$S"
+USERS="ou=Users,$S"
 
 SLAPD_SYNCPROV=no
 slapd_init || tl_bail "slapd_init failed"
 slapd_load "$top_srcdir/tests/fixtures/directory.ldif" &&
     slapd_start || { echo "not ok 1 - slapd with the fixture starts"; echo "1..1"; exit 1; }
 tl_admin domain add generic.example >/dev/null 2>&1
+tl_admin domain add test.example >/dev/null 2>&1
 
 # ms - a clock in milliseconds
 ms() {
@@ -128,6 +135,64 @@ EOF
 tl_is "$(wait_for "SELECT count(*) FROM recipient WHERE address = 'sched1@generic.example'" 1 3)" 1 \
     "a person added now arrives within 3 s (less than a poll_interval)"
 tl_is "$(runs people full)" "$full0" "through the persistent search, no full pull"
+stop_syncd
+tl_is "$stop_rc" 0 "the daemon stops on SIGTERM"
+
+# ------------------------------------------------------------ 2. refused full pull
+
+syncd_conf_reset
+slapd_syncd_conf "poll_interval=1s" "retry_interval=1s"
+slapd_source ad ad "base=$USERS"
+syncd_once
+tl_is "$rc" 0 "flavour ad: a first full pull"
+n=$(syncd_sql "SELECT count(*) FROM recipient r JOIN source s ON s.id = r.source_id WHERE s.name = 'ad'")
+tl_is "$(rg_query dave@test.example)" 0 "dave is a recipient"
+# uSNChanged pulls do not see deletions: only the full reconciliation does.
+slapd_delete "cn=Alice Smith,$USERS" "cn=Bob Jones,$USERS" "cn=Dave Brown,$USERS" "cn=Grace Hopper,$USERS"
+tl_is "$?" 0 "four users deleted (more than max_remove_share of $n addresses)"
+syncd_dump > "$T/before"
+start_syncd
+tl_is "$(wait_for "SELECT count(*) FROM sync_run r JOIN source s ON s.id = r.source_id
+    WHERE s.name = 'ad' AND r.mode = 'full' AND r.outcome = 'refused'" 1)" 1 \
+    "the daemon's first full pull is refused by the shrink guard"
+tl_like "$(wait_log 'the full pull is tried again'; grep 'the full pull is tried again' "$T/daemon.err")" \
+    "source ad: the full pull is tried again in 1h; incremental pulls go on meanwhile, every 1s" \
+    "the log says when the full pull comes again, and that incremental pulls go on"
+tl_is "$(wait_for "SELECT count(*) FROM sync_run r JOIN source s ON s.id = r.source_id
+    WHERE s.name = 'ad' AND r.mode = 'incremental' AND r.outcome = 'ok'" 2)" 2 \
+    "incremental pulls follow, from the state the refusal kept"
+syncd_dump > "$T/after"
+cmp -s "$T/before" "$T/after"
+tl_is "$?" 0 "nothing was removed"
+guid=$(openssl rand -base64 16)
+slapd_add <<EOF
+dn: cn=Newton Late,$USERS
+objectClass: top
+objectClass: person
+objectClass: organizationalPerson
+objectClass: user
+cn: Newton Late
+sn: Late
+sAMAccountName: newton
+userAccountControl: 512
+mail: newton@test.example
+objectGUID:: $guid
+uSNCreated: 20001
+uSNChanged: 20001
+EOF
+tl_is "$?" 0 "a new user added while the refusal stands"
+tl_is "$(wait_for "SELECT count(*) FROM recipient WHERE address = 'newton@test.example'" 1)" 1 \
+    "the new user arrives"
+tl_is "$(syncd_sql "SELECT mode FROM sync_run WHERE added > 0 ORDER BY id DESC LIMIT 1")" incremental \
+    "through an incremental pull"
+tl_is "$(rg_query dave@test.example)" 0 "a deleted user still answers (the refusal stands)"
+tl_is "$(runs ad full)" 2 "one full pull by the daemon (and the first --once): not one at every poll"
+"$RG_ADMIN" -c "$CONF" check -t 3s --no-lookupd --no-smtpd >"$T/check.out" 2>&1
+tl_is "$?" 2 "rcptgate check is CRITICAL"
+tl_like "$(cat "$T/check.out")" "ad: the shrink guard refused the last full sync, and none was applied since" \
+    "and says the full sync stands refused"
+tl_like "$(tl_admin stats 2>&1 | grep "^  ad ")" "incremental ok .*, the shrink guard refused the latest full pull: it would remove" \
+    "rcptgate stats shows the standing refusal after the incremental runs"
 stop_syncd
 tl_is "$stop_rc" 0 "the daemon stops on SIGTERM"
 
