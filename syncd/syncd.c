@@ -20,17 +20,21 @@
  *   the source can do one and a full one where it cannot (mode = once:
  *   only the full reconciliations), a full reconciliation every
  *   full_interval, and after a failure a retry after retry_interval,
- *   doubling up to ten minutes. A connection is opened for each pull and
- *   closed after it, so no idle connection goes stale between polls.
+ *   doubling up to ten minutes. A full pull the shrink guard refused is
+ *   tried again after an hour (syncd_refused_full_ms), incremental pulls
+ *   going on meanwhile from the state the refusal kept. A connection is
+ *   opened for each pull and closed after it, so no idle connection goes
+ *   stale between polls.
  *   mode = persistent (a generic LDAP source with one base): the source
  *   stays open with an RFC 4533 refreshAndPersist search, waited on
  *   between runs (syncd_persist_wait); each burst of changes is applied
  *   as it comes, a restart resumes from the stored cookie, and a lost
- *   connection is reopened after retry_interval. An ad source with
- *   mode = persistent stays open the same way, waiting on one change
- *   notification search per base (source_ldap_ad_wait): a notification
- *   runs the usual incremental pull (DirSync or uSNChanged) through the
- *   same path.
+ *   connection is reopened after retry_interval. A server that gives no
+ *   cookie (no syncprov) makes the source poll (syncd_persist_start).
+ *   An ad source with mode = persistent stays open the same way,
+ *   waiting on one change notification search per base
+ *   (source_ldap_ad_wait): a notification runs the usual incremental
+ *   pull (DirSync or uSNChanged) through the same path.
  *
  *   Signals: SIGHUP re-reads the configuration (a bad file is logged and
  *   the running one kept; a source whose settings changed is pulled at
