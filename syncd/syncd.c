@@ -93,6 +93,7 @@ typedef struct syncd_source {
     long long backoff_ms;           /* the last wait after a failure, 0 none */
     int synced;                     /* a full sync was applied (or refused: syncd_schedule) since start */
     int polling;                    /* persistent mode without sync state to resume from: polling */
+    int refused;                    /* the last full pull was refused by the shrink guard */
     SOURCE *src;                    /* persistent mode: kept open between pulls */
 } SYNCD_SOURCE;
 
@@ -303,6 +304,7 @@ static int syncd_reload(char *note, size_t size)
             s->backoff_ms = old[j].backoff_ms;
             s->synced = old[j].synced;
             s->polling = old[j].polling;
+            s->refused = old[j].refused;
             if (old[j].src != NULL)
                 s->next_run = now;      /* its persistent search ends with the old settings */
         } else {
@@ -334,6 +336,32 @@ static STORE *syncd_store(char *err, size_t errlen)
 }
 
 /*
+ * syncd_full_waits - an incremental pull said it needs a full one (no
+ * cookie, or one the server no longer resumes from), but the last full
+ * pull was refused and its retry is not due: 1, with res saying so
+ * (SYNC_NEED_FULL; syncd_schedule waits for the retry), instead of
+ * pulling the whole directory at every poll only to be refused again.
+ */
+static int syncd_full_waits(SYNCD_SOURCE *s, SYNC_RESULT *res)
+{
+    long long now = syncd_now();
+    long long left;
+    char when[32];
+
+    if (!s->refused || now >= s->next_full)
+        return 0;
+    /* In whole seconds, or minutes from one up: "1h", not "3598991ms". */
+    left = (s->next_full - now + 999) / 1000 * 1000;
+    if (left >= 60000)
+        left = (left + 59999) / 60000 * 60000;
+    log_info("source %s: an incremental pull needs a full pull, and the last one was refused: "
+             "nothing to pull until the full pull is tried again in %s", s->conf->name,
+             syncd_duration(left, when, sizeof(when)));
+    res->status = SYNC_NEED_FULL;
+    return 1;
+}
+
+/*
  * syncd_run - one pull of one source: open, incremental or full, close.
  * Returns res->status; every outcome is logged by now.
  */
@@ -362,7 +390,7 @@ static int syncd_run(SYNCD_SOURCE *s, int full, int force, SYNC_RESULT *res)
         return res->status = SYNC_FAILED;
     }
     if (!full && sync_apply_delta(st, c, s->ops, src, force, res) == SYNC_NEED_FULL)
-        full = 1;
+        full = !syncd_full_waits(s, res);
     if (full && !syncd_stopping)
         (void) sync_apply_full(st, c, s->ops, src, force, res);
     else if (full)
@@ -474,7 +502,7 @@ static int syncd_persist_run(SYNCD_SOURCE *s, int full, SYNC_RESULT *res)
         }
     }
     if (!full && sync_apply_delta(st, c, s->ops, s->src, 0, res) == SYNC_NEED_FULL)
-        full = 1;
+        full = !syncd_full_waits(s, res);
     if (full && !syncd_stopping) {
         switch (sync_apply_full(st, c, s->ops, s->src, 0, res)) {
         case SYNC_APPLIED:
@@ -681,6 +709,7 @@ static void syncd_schedule(SYNCD_SOURCE *s, const SYNC_RESULT *res)
         s->backoff_ms = 0;
         if (res->full) {
             s->synced = 1;
+            s->refused = 0;
             s->next_full = syncd_next_full(now);
         }
         s->next_run = strcmp(s->conf->mode, "once") == 0 ? s->next_full : now + var_syncd_poll_ms;
@@ -698,6 +727,7 @@ static void syncd_schedule(SYNCD_SOURCE *s, const SYNC_RESULT *res)
              * repeated at every poll but after syncd_refused_full_ms().
              */
             s->synced = 1;
+            s->refused = 1;
             s->next_full = now + syncd_refused_full_ms();
             if (strcmp(s->conf->mode, "once") == 0)
                 s->next_run = s->next_full;
@@ -711,6 +741,10 @@ static void syncd_schedule(SYNCD_SOURCE *s, const SYNC_RESULT *res)
         }
         log_info("source %s: next attempt in %s", s->conf->name,
                  syncd_duration(var_syncd_poll_ms, when, sizeof(when)));
+        break;
+    case SYNC_NEED_FULL:
+        s->backoff_ms = 0;
+        s->next_run = s->next_full;     /* syncd_full_waits: nothing to pull before */
         break;
     case SYNC_FAILED:
         s->backoff_ms = s->backoff_ms ? 2 * s->backoff_ms : var_syncd_retry_ms;

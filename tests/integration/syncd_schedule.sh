@@ -12,6 +12,9 @@
 #    the stored state, so that a new user arrives while the refusal
 #    stands (rcptgate check and stats keep showing it); the full pull is
 #    not repeated at every poll.
+# 3. mode = persistent, a cookie that needs a full pull and a full pull
+#    that is refused: the source waits for the full pull's retry instead
+#    of pulling in full at every poll.
 
 . "${top_srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/lib/testlib.sh"
 . "$top_srcdir/tests/lib/slapd.sh"
@@ -193,6 +196,45 @@ tl_like "$(cat "$T/check.out")" "ad: the shrink guard refused the last full sync
     "and says the full sync stands refused"
 tl_like "$(tl_admin stats 2>&1 | grep "^  ad ")" "incremental ok .*, the shrink guard refused the latest full pull: it would remove" \
     "rcptgate stats shows the standing refusal after the incremental runs"
+stop_syncd
+tl_is "$stop_rc" 0 "the daemon stops on SIGTERM"
+
+# ------------------------------------------------------------ 3. refused full pull, persistent
+
+# The sync account stops seeing jdoe (an ACL change, so slapd restarts
+# and loses its session log): the stored cookie can only be resumed from
+# with a present phase, which needs a full pull, and the full pull would
+# remove jdoe's three addresses: refused. The incremental pulls that
+# follow need a full pull too: they must wait for its retry, not pull the
+# whole directory again at every poll.
+slapd_acl "access to attrs=userPassword
+	by anonymous auth
+	by self read
+	by * none
+access to dn.exact=\"uid=jdoe,$PEOPLE\"
+	by dn.exact=\"$SLAPD_SYNC_DN\" none
+	by users read
+	by * none
+access to *
+	by users read
+	by * none"
+slapd_restart || tl_bail "slapd restarts with the new access rules"
+syncd_conf_reset
+slapd_syncd_conf "poll_interval=1s" "retry_interval=1s"
+slapd_source people generic "base=$PEOPLE" "mode=persistent"
+runs0=$(syncd_sql "SELECT max(id) FROM sync_run")
+start_syncd
+tl_is "$(wait_for "SELECT count(*) FROM sync_run WHERE id > $runs0 AND mode = 'full' AND outcome = 'refused'" 1)" 1 \
+    "persistent: the full pull the cookie needs is refused (jdoe's addresses would go)"
+tl_like "$(wait_log 'source people: an incremental pull needs a full pull'
+    grep 'source people: an incremental pull needs a full pull' "$T/daemon.err")" \
+    "and the last one was refused: nothing to pull until the full pull is tried again in 1h" \
+    "the next incremental pull, needing a full one, waits for the full pull's retry"
+tl_is "$(wait_for "SELECT count(*) FROM sync_run WHERE id > $runs0 AND mode = 'full'" 2 4)" 1 \
+    "no second full pull within 4 s (poll_interval 1 s)"
+tl_is "$(grep -c 'source people: an incremental pull needs a full pull' "$T/daemon.err")" 1 \
+    "nor a second attempt"
+tl_is "$(rg_query jdoe@generic.example)" 0 "jdoe still answers (the refusal stands)"
 stop_syncd
 tl_is "$stop_rc" 0 "the daemon stops on SIGTERM"
 
