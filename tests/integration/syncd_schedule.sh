@@ -7,6 +7,9 @@
 #    start. The source polls (every poll_interval, not every
 #    retry_interval), says so once, and once slapd has syncprov the next
 #    poll starts the persistent search.
+#    1b. Then, the sync account no longer seeing one person, the full
+#    reconciliation of a persistent source is refused: the persistent
+#    search runs again after it, and a new person arrives through it.
 # 2. A full pull refused by the shrink guard (flavour ad, whose uSNChanged
 #    incremental pulls do not see deletions): incremental pulls go on from
 #    the stored state, so that a new user arrives while the refusal
@@ -141,6 +144,54 @@ tl_is "$(runs people full)" "$full0" "through the persistent search, no full pul
 stop_syncd
 tl_is "$stop_rc" 0 "the daemon stops on SIGTERM"
 
+# ------------------------------------------------------------ 1b. refused full pull, persistent
+
+# The sync account stops seeing jdoe (an ACL change; the stored cookie is
+# current, so the persistent search resumes without a full pull). The
+# full reconciliation, a minute later, would remove his three addresses
+# and is refused; the persistent search must run again after it, from
+# the cookie the refusal kept.
+slapd_acl "access to attrs=userPassword
+	by anonymous auth
+	by self read
+	by * none
+access to dn.exact=\"uid=jdoe,$PEOPLE\"
+	by dn.exact=\"$SLAPD_SYNC_DN\" none
+	by users read
+	by * none
+access to *
+	by users read
+	by * none"
+slapd_restart || tl_bail "slapd restarts with the new access rules"
+syncd_conf_reset
+# full_interval at its minimum: the reconciliation comes after 60-66 s.
+slapd_syncd_conf "poll_interval=1s" "retry_interval=1s" "full_interval=1m"
+slapd_source people generic "base=$PEOPLE" "mode=persistent"
+runs0=$(syncd_sql "SELECT max(id) FROM sync_run")
+n=$(grep -c 'persistent search (RFC 4533' "$T/daemon.err")
+start_syncd
+tl_is "$(wait_log 'persistent search (RFC 4533' $((n + 1)))" $((n + 1)) \
+    "persistent: the daemon resumes from the cookie"
+tl_is "$(wait_for "SELECT count(*) FROM sync_run WHERE id > $runs0 AND mode = 'full' AND outcome = 'refused'" 1 90)" 1 \
+    "its full reconciliation a minute later is refused (jdoe's addresses would go)"
+tl_is "$(wait_log 'persistent search (RFC 4533' $((n + 2)))" $((n + 2)) \
+    "the persistent search starts again from the cookie the refusal kept"
+slapd_add <<EOF
+dn: uid=sched2,$PEOPLE
+objectClass: inetOrgPerson
+uid: sched2
+cn: sched2
+sn: sched2
+mail: sched2@generic.example
+EOF
+tl_is "$(wait_for "SELECT count(*) FROM recipient WHERE address = 'sched2@generic.example'" 1 3)" 1 \
+    "a person added after the refusal arrives within 3 s (poll_interval 1 s, but no poll: the search)"
+tl_is "$(syncd_sql "SELECT group_concat(mode || ':' || outcome, ' ') FROM sync_run WHERE id > $runs0 AND mode = 'full'")" \
+    "full:refused" "one full pull in all, the refused one"
+tl_is "$(rg_query jdoe@generic.example)" 0 "jdoe still answers (the refusal stands)"
+stop_syncd
+tl_is "$stop_rc" 0 "the daemon stops on SIGTERM"
+
 # ------------------------------------------------------------ 2. refused full pull
 
 syncd_conf_reset
@@ -201,24 +252,13 @@ tl_is "$stop_rc" 0 "the daemon stops on SIGTERM"
 
 # ------------------------------------------------------------ 3. refused full pull, persistent
 
-# The sync account stops seeing jdoe (an ACL change, so slapd restarts
-# and loses its session log): the stored cookie can only be resumed from
+# slapd restarts and loses its session log, while the stored cookie is
+# behind (part 2 changed ou=Users): the cookie can only be resumed from
 # with a present phase, which needs a full pull, and the full pull would
-# remove jdoe's three addresses: refused. The incremental pulls that
-# follow need a full pull too: they must wait for its retry, not pull the
-# whole directory again at every poll.
-slapd_acl "access to attrs=userPassword
-	by anonymous auth
-	by self read
-	by * none
-access to dn.exact=\"uid=jdoe,$PEOPLE\"
-	by dn.exact=\"$SLAPD_SYNC_DN\" none
-	by users read
-	by * none
-access to *
-	by users read
-	by * none"
-slapd_restart || tl_bail "slapd restarts with the new access rules"
+# remove jdoe's three addresses (hidden since 1b): refused. The
+# incremental pulls that follow need a full pull too: they must wait for
+# its retry, not pull the whole directory again at every poll.
+slapd_restart || tl_bail "slapd restarts"
 syncd_conf_reset
 slapd_syncd_conf "poll_interval=1s" "retry_interval=1s"
 slapd_source people generic "base=$PEOPLE" "mode=persistent"
