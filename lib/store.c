@@ -92,7 +92,11 @@ static const char *const store_sql[STMT_COUNT] = {
         "COALESCE(sr.outcome || CASE WHEN sr.message <> '' THEN ': ' || sr.message ELSE '' END, ''), "
         "COALESCE(sr.added, 0), COALESCE(sr.changed, 0), COALESCE(sr.removed, 0), COALESCE(sr.mode, ''), "
         "COALESCE((SELECT max(started) FROM sync_run WHERE source_id = s.id AND mode = 'full' "
-        "AND outcome = 'ok'), 0) "
+        "AND outcome = 'ok'), 0), "
+        /* The latest full pull applied or refused, when refused: it stands (store_runs.c). */
+        "COALESCE((SELECT CASE WHEN outcome = 'refused' THEN message END FROM sync_run "
+        "WHERE source_id = s.id AND mode = 'full' AND outcome IN ('ok', 'refused') "
+        "ORDER BY started DESC, id DESC LIMIT 1), NULL) "
         "FROM source s "
         "LEFT JOIN (SELECT source_id, count(*) AS n FROM recipient GROUP BY source_id) c "
         "ON c.source_id = s.id "
@@ -943,7 +947,8 @@ int store_source_walk(STORE *st, int (*fn)(const STORE_SOURCE_INFO *, void *), v
         info.removed = sqlite3_column_int64(s, 8);
         info.last_mode = store_text(s, 9);
         info.last_full = sqlite3_column_int64(s, 10);
-        info.guard_refused = 0;
+        info.guard_refused = sqlite3_column_type(s, 11) != SQLITE_NULL;
+        info.refused_full = info.guard_refused ? store_text(s, 11) : "";
         if (fn(&info, ctx) != 0)
             break;
     }

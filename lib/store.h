@@ -261,12 +261,13 @@ typedef struct store_source_info {
     long long last_full;        /* unix time of the latest full pull applied, 0 never */
     long long added, changed, removed;  /* of the last run */
     /*
-     * store_runs_walk only (0 from store_source_walk): 1 the latest full
-     * pull was refused by the shrink guard and none was applied since
-     * (incremental runs after it do not clear it); 2 the latest pull
-     * applied or refused was an incremental one the guard refused.
+     * 1 the latest full pull was refused by the shrink guard and none was
+     * applied since (incremental runs after it do not clear it); from
+     * store_runs_walk also 2: the latest pull applied or refused was an
+     * incremental one the guard refused.
      */
     int guard_refused;
+    const char *refused_full;   /* store_source_walk: that refused full pull's message, else "" */
 } STORE_SOURCE_INFO;
 
 int store_source_walk(STORE *st, int (*fn)(const STORE_SOURCE_INFO *, void *), void *ctx);

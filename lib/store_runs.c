@@ -60,6 +60,7 @@ int store_runs_walk(STORE *st, int (*fn)(const STORE_SOURCE_INFO *, void *), voi
         info.changed = sqlite3_column_int64(s, 6);
         info.removed = sqlite3_column_int64(s, 7);
         info.guard_refused = sqlite3_column_int(s, 8);
+        info.refused_full = "";
         info.last_mode = store_text(s, 9);
         info.last_full = sqlite3_column_int64(s, 10);
         if (fn(&info, ctx) != 0)

@@ -46,6 +46,10 @@ static int stats_source(const STORE_SOURCE_INFO *s, void *ctx)
         if (strcmp(s->last_mode, "incremental") == 0)
             printf(", last full pull %s",
                    s->last_full > 0 ? rcptgate_time(s->last_full, when, sizeof(when)) : "never");
+        /* syncd goes on with incremental pulls after a refused full one: the refusal stands. */
+        if (s->guard_refused
+            && !(strcmp(s->last_mode, "full") == 0 && strncmp(s->last_outcome, "refused", 7) == 0))
+            printf(", the shrink guard refused the latest full pull: %s", s->refused_full);
     }
     putchar('\n');
     return 0;

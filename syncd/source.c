@@ -94,6 +94,31 @@ int source_stopping(void)
     return source_stop != NULL && *source_stop != 0;
 }
 
+/* source_pages_check - may a paged listing go on to the next page? (source.h) */
+int source_pages_check(long long *pages, const void *asked, size_t asked_len, const void *next,
+                       size_t next_len, long long entries, const char *what, char *err, size_t errlen)
+{
+    ++*pages;
+    if (next_len == 0)
+        return 0;                       /* the last page: nothing more to ask */
+    if (source_stopping()) {
+        snprintf(err, errlen, "%s: stopped by a signal between pages", what);
+        return -1;
+    }
+    if (entries == 0 && asked_len == next_len && memcmp(asked, next, next_len) == 0) {
+        snprintf(err, errlen, "%s: page %lld returned no entries and the same continuation "
+                 "it was asked with; the server makes no progress, the listing would never end",
+                 what, *pages);
+        return -1;
+    }
+    if (*pages >= SOURCE_PAGES_MAX) {
+        snprintf(err, errlen, "%s: still not at the end after %d pages; the server makes no "
+                 "progress, or the listing would never end", what, SOURCE_PAGES_MAX);
+        return -1;
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------ helpers */
 
 /* source_words - split a space-separated list */

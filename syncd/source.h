@@ -99,4 +99,21 @@ void source_ops_reload(void);
 void source_stop_flag(volatile sig_atomic_t *flag);
 int source_stopping(void);
 
+/* The most pages one paged listing may take (source_pages_check). */
+#define SOURCE_PAGES_MAX    1000000
+
+/*
+ * source_pages_check - after one page of a paged listing (LDAP paged
+ * results, Graph @odata.nextLink): may the pull ask for the next one?
+ * asked is the continuation this page was asked with (empty for the
+ * first), next the one it returned (empty: the last page), entries how
+ * many it held, *pages the pages so far (counted here). -1 with err
+ * (naming what) when a page handed back the continuation it was asked
+ * with and nothing else (a server that would be asked the same forever),
+ * after SOURCE_PAGES_MAX pages, or when the daemon was told to stop
+ * (entry callbacks see the flag only while entries come); else 0.
+ */
+int source_pages_check(long long *pages, const void *asked, size_t asked_len, const void *next,
+                       size_t next_len, long long entries, const char *what, char *err, size_t errlen);
+
 #endif

@@ -23,7 +23,10 @@
  *     times after 1, 2 s; a certificate that does not verify is not;
  *   - pages: "value" of each page to a callback, then @odata.nextLink,
  *     one page in memory at a time. A next or delta link must lead to
- *     graph_url's own origin: the token is never sent anywhere else.
+ *     graph_url's own origin: the token is never sent anywhere else. An
+ *     empty page whose nextLink is the link it was fetched with, more
+ *     than SOURCE_PAGES_MAX pages, or SIGTERM between pages fail the pull
+ *     (source_pages_check): a server must not keep a pull going forever.
  *
  * Secrets (the client secret, the form, the token) are zeroed after use.
  */
@@ -620,7 +623,7 @@ int source_graph_http_pages(SOURCE_GRAPH *sg, const char *url, SOURCE_GRAPH_ITEM
                             char **delta_link, char *err, size_t errlen)
 {
     char *next = xstrdup(url);
-    int pages = 0;
+    long long pages = 0;
 
     if (delta_link)
         *delta_link = NULL;
@@ -628,19 +631,27 @@ int source_graph_http_pages(SOURCE_GRAPH *sg, const char *url, SOURCE_GRAPH_ITEM
         json_t *page = NULL;
         char *link;
         const char *dl;
+        size_t entries;
         int rc = source_graph_http_get(sg, next, &page, err, errlen);
 
         if (rc != GRAPH_OK) {
             free(next);
             if (rc == GRAPH_NOTFOUND && pages > 0) {
                 /* Only the first page may say "no such object"; a lost next page is a failure. */
-                snprintf(err, errlen, "page %d of %s is gone (404)", pages + 1, url);
+                snprintf(err, errlen, "page %lld of %s is gone (404)", pages + 1, url);
                 return GRAPH_ERR;
             }
             return rc;
         }
-        pages++;
         rc = source_graph_page(sg, page, next, fn, ctx, &link, err, errlen);
+        entries = json_array_size(json_object_get(page, "value"));
+        /* The same nextLink again on an empty page, no end, or SIGTERM: fail, nothing applied. */
+        if (rc == GRAPH_OK
+            && source_pages_check(&pages, next, strlen(next), link, link ? strlen(link) : 0,
+                                  (long long) entries, url, err, errlen) < 0) {
+            free(link);
+            rc = GRAPH_ERR;
+        }
         free(next);
         next = NULL;
         if (rc != GRAPH_OK) {

@@ -869,6 +869,7 @@ int source_ldap_search_ext(SOURCE_LDAP *sl, const char *base, int scope, const c
     struct berval cookie = {0, NULL};
     struct timeval limit = source_ldap_tv(sl->conf->timeout_ms);
     char diag[512];
+    long long pages = 0;
     int ret = -1;
 
     limit.tv_usec = 0;                  /* the server's limit is in seconds */
@@ -879,6 +880,7 @@ int source_ldap_search_ext(SOURCE_LDAP *sl, const char *base, int scope, const c
         LDAPControl *page = NULL;
         LDAPControl *ctrls[3] = {NULL, NULL, NULL};
         int nctrl = 0;
+        long long entries = 0;          /* on this page */
         int msgid;
         int rc;
         int done = 0;
@@ -925,6 +927,7 @@ int source_ldap_search_ext(SOURCE_LDAP *sl, const char *base, int scope, const c
             }
             switch (ldap_msgtype(msg)) {
             case LDAP_RES_SEARCH_ENTRY:
+                entries++;
                 failed = fn(sl, msg, ctx, err, errlen) < 0;
                 break;
             case LDAP_RES_SEARCH_REFERENCE:
@@ -957,9 +960,18 @@ int source_ldap_search_ext(SOURCE_LDAP *sl, const char *base, int scope, const c
                         struct berval next = {0, NULL};
                         ber_int_t estimate;
 
+                        char what[256];
+
+                        snprintf(what, sizeof(what), "paged search of \"%.200s\"", base);
                         if (c == NULL || ldap_parse_pageresponse_control(sl->ld, c, &estimate, &next) != LDAP_SUCCESS) {
                             snprintf(err, errlen, "search of \"%s\": the server's answer has no paged "
                                      "results control", base);
+                            failed = 1;
+                        } else if (source_pages_check(&pages, cookie.bv_val, cookie.bv_len, next.bv_val,
+                                                      next.bv_len, entries, what, err, errlen) < 0) {
+                            /* A hostile or broken server, or SIGTERM: the pull fails, nothing applied. */
+                            sl->last_code = LDAP_OTHER;
+                            ber_memfree(next.bv_val);
                             failed = 1;
                         } else {
                             ber_memfree(cookie.bv_val);

@@ -20,17 +20,21 @@
  *   the source can do one and a full one where it cannot (mode = once:
  *   only the full reconciliations), a full reconciliation every
  *   full_interval, and after a failure a retry after retry_interval,
- *   doubling up to ten minutes. A connection is opened for each pull and
- *   closed after it, so no idle connection goes stale between polls.
+ *   doubling up to ten minutes. A full pull the shrink guard refused is
+ *   tried again after an hour (syncd_refused_full_ms), incremental pulls
+ *   going on meanwhile from the state the refusal kept. A connection is
+ *   opened for each pull and closed after it, so no idle connection goes
+ *   stale between polls.
  *   mode = persistent (a generic LDAP source with one base): the source
  *   stays open with an RFC 4533 refreshAndPersist search, waited on
  *   between runs (syncd_persist_wait); each burst of changes is applied
  *   as it comes, a restart resumes from the stored cookie, and a lost
- *   connection is reopened after retry_interval. An ad source with
- *   mode = persistent stays open the same way, waiting on one change
- *   notification search per base (source_ldap_ad_wait): a notification
- *   runs the usual incremental pull (DirSync or uSNChanged) through the
- *   same path.
+ *   connection is reopened after retry_interval. A server that gives no
+ *   cookie (no syncprov) makes the source poll (syncd_persist_start).
+ *   An ad source with mode = persistent stays open the same way,
+ *   waiting on one change notification search per base
+ *   (source_ldap_ad_wait): a notification runs the usual incremental
+ *   pull (DirSync or uSNChanged) through the same path.
  *
  *   Signals: SIGHUP re-reads the configuration (a bad file is logged and
  *   the running one kept; a source whose settings changed is pulled at
@@ -68,6 +72,7 @@
 #include "xalloc.h"
 
 #define SYNCD_BACKOFF_MAX_MS    (10 * 60 * 1000)
+#define SYNCD_REFUSED_FULL_MS   (60 * 60 * 1000)     /* syncd_refused_full_ms() */
 
 /* ioprio_set(2) has no glibc wrapper: the values of <linux/ioprio.h> */
 #define SYNCD_IOPRIO_WHO_PROCESS    1
@@ -86,7 +91,9 @@ typedef struct syncd_source {
     long long next_run;             /* monotonic ms */
     long long next_full;            /* monotonic ms */
     long long backoff_ms;           /* the last wait after a failure, 0 none */
-    int synced;                     /* a full sync was applied since start */
+    int synced;                     /* a full sync was applied (or refused: syncd_schedule) since start */
+    int polling;                    /* persistent mode without sync state to resume from: polling */
+    int refused;                    /* the last full pull was refused by the shrink guard */
     SOURCE *src;                    /* persistent mode: kept open between pulls */
 } SYNCD_SOURCE;
 
@@ -296,6 +303,8 @@ static int syncd_reload(char *note, size_t size)
             s->next_full = old[j].next_full;
             s->backoff_ms = old[j].backoff_ms;
             s->synced = old[j].synced;
+            s->polling = old[j].polling;
+            s->refused = old[j].refused;
             if (old[j].src != NULL)
                 s->next_run = now;      /* its persistent search ends with the old settings */
         } else {
@@ -327,6 +336,32 @@ static STORE *syncd_store(char *err, size_t errlen)
 }
 
 /*
+ * syncd_full_waits - an incremental pull said it needs a full one (no
+ * cookie, or one the server no longer resumes from), but the last full
+ * pull was refused and its retry is not due: 1, with res saying so
+ * (SYNC_NEED_FULL; syncd_schedule waits for the retry), instead of
+ * pulling the whole directory at every poll only to be refused again.
+ */
+static int syncd_full_waits(SYNCD_SOURCE *s, SYNC_RESULT *res)
+{
+    long long now = syncd_now();
+    long long left;
+    char when[32];
+
+    if (!s->refused || now >= s->next_full)
+        return 0;
+    /* In whole seconds, or minutes from one up: "1h", not "3598991ms". */
+    left = (s->next_full - now + 999) / 1000 * 1000;
+    if (left >= 60000)
+        left = (left + 59999) / 60000 * 60000;
+    log_info("source %s: an incremental pull needs a full pull, and the last one was refused: "
+             "nothing to pull until the full pull is tried again in %s", s->conf->name,
+             syncd_duration(left, when, sizeof(when)));
+    res->status = SYNC_NEED_FULL;
+    return 1;
+}
+
+/*
  * syncd_run - one pull of one source: open, incremental or full, close.
  * Returns res->status; every outcome is logged by now.
  */
@@ -355,7 +390,7 @@ static int syncd_run(SYNCD_SOURCE *s, int full, int force, SYNC_RESULT *res)
         return res->status = SYNC_FAILED;
     }
     if (!full && sync_apply_delta(st, c, s->ops, src, force, res) == SYNC_NEED_FULL)
-        full = 1;
+        full = !syncd_full_waits(s, res);
     if (full && !syncd_stopping)
         (void) sync_apply_full(st, c, s->ops, src, force, res);
     else if (full)
@@ -388,17 +423,63 @@ static void syncd_persist_close(SYNCD_SOURCE *s)
 }
 
 /*
+ * syncd_persist_start - after a full pull was applied, or refused (the
+ * refusal kept the last good data and its cookie): start the persistent
+ * search from the stored cookie. 1 when it runs; else the connection is
+ * closed and 0. Without a cookie to start from (an LDAP server without
+ * the syncprov overlay, or one the account may not use it on) another
+ * full pull would leave none either: retrying after retry_interval would
+ * pull the whole directory every half minute, forever. The source polls
+ * instead (syncd_persist_schedule), each poll a full pull that tries the
+ * persistent search again, and says so once. res is the full pull's.
+ */
+static int syncd_persist_start(SYNCD_SOURCE *s, STORE *st, SYNC_RESULT *res)
+{
+    const SOURCE_CONF *c = s->conf;
+    SYNC_RESULT more;
+    char when[32];
+
+    switch (sync_apply_delta(st, c, s->ops, s->src, 0, &more)) {
+    case SYNC_APPLIED:
+        return 1;
+    case SYNC_NEED_FULL:
+        if (res->status == SYNC_REFUSED)
+            break;                      /* no state kept to resume from: the refusal's schedule */
+        if (!s->polling)
+            log_warn("source %s: mode = persistent, but the persistent search cannot start: the "
+                     "full pull left no sync state (RFC 4533 cookie) to resume from; the server "
+                     "may lack the syncprov overlay, or the sync account the right to use it. "
+                     "Polling every %s instead (poll_interval; each pull a full one while there "
+                     "is no cookie), trying the persistent search again after each pull",
+                     c->name, syncd_duration(var_syncd_poll_ms, when, sizeof(when)));
+        s->polling = 1;
+        break;
+    case SYNC_REFUSED:
+        break;                          /* logged; retried with the refused pull's schedule */
+    default:
+        log_warn("source %s: the persistent search did not start%s%s; retrying in %lld s",
+                 c->name, more.why[0] ? ": " : "", more.why, (long long) var_syncd_retry_ms / 1000);
+        res->store_failed |= more.store_failed;
+        break;
+    }
+    syncd_persist_close(s);
+    return 0;
+}
+
+/*
  * syncd_persist_run - a pull of a persistent source on its kept
  * connection (opened on demand): a full one when due, and then the
  * incremental pull that (re)starts the persistent search from the stored
  * cookie and applies what it brings. A failure closes the connection;
- * the next run reconnects. res->status, as syncd_run.
+ * the next run reconnects. res->status, as syncd_run. After a refused
+ * full pull the search is restarted from the cookie the refusal kept, so
+ * that changes keep arriving while the refusal stands.
  */
 static int syncd_persist_run(SYNCD_SOURCE *s, int full, SYNC_RESULT *res)
 {
     const SOURCE_CONF *c = s->conf;
     char err[sizeof(res->why)];
-    SYNC_RESULT more;
+    int running = 0;                    /* the search runs although the full pull was refused */
     STORE *st;
 
     memset(res, 0, sizeof(*res));
@@ -421,20 +502,28 @@ static int syncd_persist_run(SYNCD_SOURCE *s, int full, SYNC_RESULT *res)
         }
     }
     if (!full && sync_apply_delta(st, c, s->ops, s->src, 0, res) == SYNC_NEED_FULL)
-        full = 1;
-    if (full && !syncd_stopping && sync_apply_full(st, c, s->ops, s->src, 0, res) == SYNC_APPLIED) {
-        /* Start the persistent search from the cookie just stored. */
-        if (sync_apply_delta(st, c, s->ops, s->src, 0, &more) != SYNC_APPLIED) {
-            log_warn("source %s: the persistent search did not start%s%s; retrying in %lld s",
-                     c->name, more.why[0] ? ": " : "", more.why, (long long) var_syncd_retry_ms / 1000);
-            syncd_persist_close(s);
-            res->store_failed |= more.store_failed;
+        full = !syncd_full_waits(s, res);
+    if (full && !syncd_stopping) {
+        switch (sync_apply_full(st, c, s->ops, s->src, 0, res)) {
+        case SYNC_APPLIED:
+            (void) syncd_persist_start(s, st, res);
+            break;
+        case SYNC_REFUSED:
+            if (!syncd_stopping && syncd_persist_start(s, st, res))
+                running = 1;
+            break;
+        default:
+            break;
         }
-    } else if (full && syncd_stopping) {
+    } else if (full) {
         res->status = SYNC_STOPPED;
     }
-    if (res->status != SYNC_APPLIED)
+    if (res->status != SYNC_APPLIED && !running)
         syncd_persist_close(s);
+    if (s->src != NULL && s->polling) {
+        log_info("source %s: the persistent search runs now", c->name);
+        s->polling = 0;
+    }
     if (res->store_failed) {
         store_close(syncd_st);
         syncd_st = NULL;
@@ -459,7 +548,9 @@ static long long syncd_next_full(long long now)
 /*
  * syncd_persist_schedule - after a run of a persistent source: with its
  * search running, only the full reconciliation is scheduled; without,
- * a reconnect after retry_interval (failures back off as usual).
+ * a reconnect after retry_interval (failures back off as usual, a
+ * refusal waits poll_interval), or the next poll when the source has no
+ * sync state to start the search from (syncd_persist_start).
  */
 static void syncd_persist_schedule(SYNCD_SOURCE *s, const SYNC_RESULT *res)
 {
@@ -468,8 +559,10 @@ static void syncd_persist_schedule(SYNCD_SOURCE *s, const SYNC_RESULT *res)
         s->synced = 1;
         s->next_full = syncd_next_full(syncd_now());
     }
-    if (res->status == SYNC_APPLIED)
-        s->next_run = s->src != NULL ? s->next_full : syncd_now() + var_syncd_retry_ms;
+    if (s->src != NULL)
+        s->next_run = s->next_full;
+    else if (res->status == SYNC_APPLIED)
+        s->next_run = syncd_now() + (s->polling ? var_syncd_poll_ms : var_syncd_retry_ms);
 }
 
 /*
@@ -587,17 +680,36 @@ static void syncd_sleep(long long ms)
     sigprocmask(SIG_SETMASK, &old, NULL);
 }
 
+/*
+ * syncd_refused_full_ms - how long after a refused full pull the next one
+ * comes: an hour, but no sooner than the next poll and no later than
+ * full_interval. Each full pull reads the whole directory; one an hour
+ * still notices soon enough a directory that recovered by itself.
+ */
+static long long syncd_refused_full_ms(void)
+{
+    long long ms = SYNCD_REFUSED_FULL_MS;
+
+    if (ms < var_syncd_poll_ms)
+        ms = var_syncd_poll_ms;
+    if (ms > var_syncd_full_ms)
+        ms = var_syncd_full_ms;
+    return ms;
+}
+
 /* syncd_schedule - when a source runs next, after a run with this result */
 static void syncd_schedule(SYNCD_SOURCE *s, const SYNC_RESULT *res)
 {
     long long now = syncd_now();
     char when[32];
+    char when2[32];
 
     switch (res->status) {
     case SYNC_APPLIED:
         s->backoff_ms = 0;
         if (res->full) {
             s->synced = 1;
+            s->refused = 0;
             s->next_full = syncd_next_full(now);
         }
         s->next_run = strcmp(s->conf->mode, "once") == 0 ? s->next_full : now + var_syncd_poll_ms;
@@ -606,8 +718,33 @@ static void syncd_schedule(SYNCD_SOURCE *s, const SYNC_RESULT *res)
         /* Not a failure to retry fast: the directory has to change, or a person. */
         s->backoff_ms = 0;
         s->next_run = now + var_syncd_poll_ms;
+        if (res->full) {
+            /*
+             * The refusal kept the last good data and its cookie: incremental
+             * pulls go on from there, so that new people keep arriving (and
+             * a persistent search keeps running), while the full pull, which
+             * stays refused until the directory or a person changes, is not
+             * repeated at every poll but after syncd_refused_full_ms().
+             */
+            s->synced = 1;
+            s->refused = 1;
+            s->next_full = now + syncd_refused_full_ms();
+            if (strcmp(s->conf->mode, "once") == 0)
+                s->next_run = s->next_full;
+            log_info("source %s: the full pull is tried again in %s%s%s", s->conf->name,
+                     syncd_duration(s->next_full - now, when, sizeof(when)),
+                     s->ops->incremental != NULL && strcmp(s->conf->mode, "once") != 0
+                     ? "; incremental pulls go on meanwhile, every " : "",
+                     s->ops->incremental != NULL && strcmp(s->conf->mode, "once") != 0
+                     ? syncd_duration(var_syncd_poll_ms, when2, sizeof(when2)) : "");
+            break;
+        }
         log_info("source %s: next attempt in %s", s->conf->name,
                  syncd_duration(var_syncd_poll_ms, when, sizeof(when)));
+        break;
+    case SYNC_NEED_FULL:
+        s->backoff_ms = 0;
+        s->next_run = s->next_full;     /* syncd_full_waits: nothing to pull before */
         break;
     case SYNC_FAILED:
         s->backoff_ms = s->backoff_ms ? 2 * s->backoff_ms : var_syncd_retry_ms;

@@ -10,7 +10,8 @@
 # what changed), an expired delta token (410 -> full pull), throttling
 # (429 with Retry-After), a token refused mid-pull (401 -> a new token),
 # a client certificate instead of a secret; and failures that must apply
-# nothing and exit 75: malformed JSON, a truncated page, a server error
+# nothing and exit 75: malformed JSON, a truncated page, a page that hands
+# back its own nextLink with no entries (no end), a server error
 # that persists, a server that does not answer (timeout), a certificate
 # that does not verify, a refused secret. Then the shrink guard, the
 # daemon polling the delta links, and configuration checks. Last, a delta
@@ -344,6 +345,16 @@ tl_is "$rc" 75 "a truncated page: 75"
 control '{"error_page": 2}'
 syncd_once
 tl_is "$rc" 75 "a page that keeps failing with 500: 75"
+control '{"loop_page": 1}'
+mark
+limit0=$SYNCD_LIMIT
+SYNCD_LIMIT=30      # the pull that never ends, as it did, must fail the test (124), not hang it
+syncd_once
+SYNCD_LIMIT=$limit0
+tl_is "$rc" 75 "a page without entries whose nextLink is its own link: 75, not a pull without end"
+tl_like "$(cat "$T/syncd.err")" "page 2 returned no entries and the same continuation it was asked with" \
+    "the message says the server makes no progress"
+tl_is "$(requests ' loop')" 1 "the looping page was asked for once"
 control '{"hang_page": 1}'
 graph_conf timeout=1s
 t0=$(date +%s)

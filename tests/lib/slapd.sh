@@ -3,11 +3,12 @@
 # Source it after testlib.sh and tl_init. It runs Debian's slapd as the
 # test's own child: a slapd.conf under $T/slapd, an mdb database there
 # (suffix dc=test,dc=example), our test schema with Active Directory's
-# attribute names, the syncprov overlay, and a size limit far below the
-# test's entry counts, so that only paged searches (RFC 2696) see a whole
-# directory, as with AD's MaxPageSize. slapd listens on a free port of
-# 127.0.0.1 (and, with TLS, ldaps on a second one); its pid goes into
-# $tl_pids so testlib's cleanup stops it.
+# attribute names, the syncprov overlay (SLAPD_SYNCPROV=no leaves it
+# out), and a size limit far below the test's entry counts, so that only
+# paged searches (RFC 2696) see a whole directory, as with AD's
+# MaxPageSize. slapd listens on a free port of 127.0.0.1 (and, with TLS,
+# ldaps on a second one); its pid goes into $tl_pids so testlib's cleanup
+# stops it.
 #
 #   slapd_require            slapd or its tools missing: Bail out (tl_missing)
 #   slapd_missing            print what is missing ("" if nothing)
@@ -65,6 +66,9 @@ SLAPD_SECURITY=""
 # TLSVerifyClient: "try" or "demand" asks clients for a certificate signed
 # by the test CA (SASL EXTERNAL); set before slapd_init or slapd_restart.
 SLAPD_VERIFY_CLIENT=never
+# no: leave the syncprov overlay out (a server without RFC 4533: no
+# cookie for syncd); set before slapd_init or slapd_restart.
+SLAPD_SYNCPROV=yes
 # Lines for slapd.conf's global part, e.g. authz-regexp rules; set before
 # slapd_init or slapd_restart.
 SLAPD_GLOBAL_CONF=""
@@ -213,9 +217,11 @@ slapd_write_conf() {
         # exceeded"; a paged one gets everything, 1,000 a page at most.
         echo "limits users size.soft=$SLAPD_SIZELIMIT size.hard=$SLAPD_SIZELIMIT size.pr=1000 size.prtotal=$SLAPD_PRTOTAL"
         echo "include $SLAPD_DIR/acl.conf"
-        echo "overlay syncprov"
-        echo "syncprov-checkpoint 100 1"
-        echo "syncprov-sessionlog 10000"
+        if [ "$SLAPD_SYNCPROV" != no ]; then
+            echo "overlay syncprov"
+            echo "syncprov-checkpoint 100 1"
+            echo "syncprov-sessionlog 10000"
+        fi
     } > "$SLAPD_DIR/slapd.conf"
 }
 

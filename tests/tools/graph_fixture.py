@@ -29,6 +29,8 @@ the counters start over):
   truncate_page K      page K of /users is cut short (Content-Length too big)
   error_page K         page K of /users answers 500, always
   hang_page K          page K of /users answers only after 30 s
+  loop_page K          page K of /users has no entries and, as its
+                       @odata.nextLink, the link it was fetched with
   delta_gone           delta tokens answer 410 Gone
   delta_error          delta tokens of /groups answer 500, always
   delta_partial        delta entries carry only their id and what changed
@@ -326,6 +328,10 @@ class Fixture(BaseHTTPRequestHandler):
                 time.sleep(30)
             if ctl.get("error_page") == pageno:
                 return self.error(500, "generalException", "An error occurred")
+            if ctl.get("loop_page") == pageno:
+                out = {"@odata.context": out["@odata.context"], "value": [],
+                       "@odata.nextLink": base + self.path}
+                return self.send_json(200, out, note="loop")
             if ctl.get("malformed_page") == pageno:
                 body = json.dumps(out).encode()
                 return self.send_bytes(200, body[: len(body) // 2] + b"}]]", note="malformed")

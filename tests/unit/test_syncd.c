@@ -249,6 +249,50 @@ static void test_obj(void **state)
     source_obj_free(&o);
 }
 
+/*
+ * test_pages - the progress guard of paged listings (LDAP paged results,
+ * Graph nextLink): no mock LDAP server can be made to hand back its
+ * cookie, so the rule both backends call is checked here.
+ */
+static void test_pages(void **state)
+{
+    char err[256];
+    long long pages = 0;
+
+    (void) state;
+    /* The first page (no cookie asked), then a page with a new cookie, then the last. */
+    assert_int_equal(source_pages_check(&pages, NULL, 0, "c1", 2, 500, "search", err, sizeof(err)), 0);
+    assert_int_equal(source_pages_check(&pages, "c1", 2, "c2", 2, 500, "search", err, sizeof(err)), 0);
+    assert_int_equal(source_pages_check(&pages, "c2", 2, "", 0, 7, "search", err, sizeof(err)), 0);
+    assert_int_equal(pages, 3);
+    /* A new cookie on an empty page is progress (a server may skip what the filter drops). */
+    assert_int_equal(source_pages_check(&pages, "c2", 2, "c3", 2, 0, "search", err, sizeof(err)), 0);
+    /* The same cookie with entries: allowed (cookies may be opaque handles); the cap ends it. */
+    assert_int_equal(source_pages_check(&pages, "c3", 2, "c3", 2, 1, "search", err, sizeof(err)), 0);
+    /* The same cookie back, and nothing else: a loop. */
+    err[0] = 0;
+    assert_int_equal(source_pages_check(&pages, "c3", 2, "c3", 2, 0, "search of x", err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "search of x: page 6 returned no entries and the same continuation"));
+    /* A prefix is not the same cookie. */
+    assert_int_equal(source_pages_check(&pages, "c3", 2, "c3x", 3, 0, "search", err, sizeof(err)), 0);
+    /* The cap. */
+    pages = SOURCE_PAGES_MAX - 2;
+    assert_int_equal(source_pages_check(&pages, "a", 1, "b", 1, 1, "search", err, sizeof(err)), 0);
+    err[0] = 0;
+    assert_int_equal(source_pages_check(&pages, "b", 1, "c", 1, 1, "search", err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "still not at the end after 1000000 pages"));
+    /* SIGTERM between pages stops the listing; after the last page there is nothing to stop. */
+    pages = 0;
+    source_stop_flag(&syncd_stopping);
+    syncd_stopping = 1;
+    err[0] = 0;
+    assert_int_equal(source_pages_check(&pages, NULL, 0, "c1", 2, 500, "search", err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "search: stopped by a signal between pages"));
+    assert_int_equal(source_pages_check(&pages, "c1", 2, "", 0, 500, "search", err, sizeof(err)), 0);
+    syncd_stopping = 0;
+    source_stop_flag(NULL);
+}
+
 static void test_guard(void **state)
 {
     STORE_COUNTS c;
@@ -958,6 +1002,7 @@ int main(void)
         cmocka_unit_test(test_loopback),
         cmocka_unit_test(test_obj),
         cmocka_unit_test(test_guard),
+        cmocka_unit_test(test_pages),
         cmocka_unit_test(test_conf_good),
         cmocka_unit_test(test_conf_bad),
         cmocka_unit_test(test_apply),
