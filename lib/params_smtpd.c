@@ -75,6 +75,7 @@ char *var_smtpd_relay_tls;
 char *var_smtpd_relay_ca;
 int var_smtpd_relay_conn_ms;
 int var_smtpd_relay_timeout_ms;
+int var_smtpd_relay_proxy_ms;
 int var_smtpd_xforward;
 
 char *var_smtpd_relay_mode;
@@ -210,6 +211,7 @@ static const CFG_PARAM smtpd_params[] = {
     {"relay_ca_file", CFG_PATH, "", &var_smtpd_relay_ca, 0, 0, NULL, NULL},
     {"relay_connect_timeout", CFG_TIME, "30s", &var_smtpd_relay_conn_ms, 100, 600000, NULL, NULL},
     {"relay_timeout", CFG_TIME, "300s", &var_smtpd_relay_timeout_ms, 100, 3600000, NULL, NULL},
+    {"relay_proxy_timeout", CFG_TIME, "100s", &var_smtpd_relay_proxy_ms, 1000, 3600000, NULL, NULL},
     {"xforward", CFG_BOOL, "yes", &var_smtpd_xforward, 0, 0, NULL, NULL},
 
     {"relay_mode", CFG_ENUM, "proxy-then-queue", &var_smtpd_relay_mode, 0, 0, "proxy|queue|proxy-then-queue", NULL},

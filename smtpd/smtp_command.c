@@ -428,6 +428,7 @@ static void smtp_command_rcpt_check(void *arg)
         env.client = &s->c;
         env.sender = s->c.sender;
         env.mail_params = s->mail_params ? s->mail_params : "";
+        env.setup_ms = var_smtpd_relay_proxy_ms;       /* the client waits on its RCPT */
         s->relay = smtp_relay_open(&env, smtp_command_relay_mail_cb, s);
         return;
     }

@@ -163,6 +163,8 @@ struct smtp_relay {
     int mx_perm;                /* a domain's DNS said no for good (NXDOMAIN, null MX): last_fail is 5xx */
     SSL *ssl;                   /* made before STARTTLS, owned by bev after the handshake */
     struct event *timer;        /* connect and reply deadlines */
+    struct event *setup_timer;  /* env->setup_ms: the deadline for MAIL's reply, over all hops */
+    int setup_ms;
     struct event *kick;         /* run work from the loop, never from the caller */
     RELAY_REQ *reqs, **reqs_tail;
     struct evbuffer *early;     /* message bytes written before the 354 */
@@ -197,6 +199,7 @@ static void relay_write_cb(struct bufferevent *, void *);
 static void relay_event_cb(struct bufferevent *, short, void *);
 static void relay_try_hop(SMTP_RELAY *);
 static void relay_pump(SMTP_RELAY *);
+static void relay_setup_cb(evutil_socket_t, short, void *);
 static int relay_mx_start(SMTP_RELAY *);
 
 /* relay_hops_parse - the transport-syntax list into hops (lib/nexthop.c); the count */
@@ -239,14 +242,20 @@ static void relay_clean(char *dst, size_t size, const char *src)
     dst[i] = 0;
 }
 
-/* relay_arm - (re)start the deadline timer */
-static void relay_arm(SMTP_RELAY *r, int ms)
+/* relay_arm_event - (re)start a timer event */
+static void relay_arm_event(struct event *ev, int ms)
 {
     struct timeval tv;
 
     tv.tv_sec = ms / 1000;
     tv.tv_usec = (ms % 1000) * 1000;
-    evtimer_add(r->timer, &tv);
+    evtimer_add(ev, &tv);
+}
+
+/* relay_arm - (re)start the deadline timer */
+static void relay_arm(SMTP_RELAY *r, int ms)
+{
+    relay_arm_event(r->timer, ms);
 }
 
 /* relay_write_timeout - a downstream that stops reading is given up after relay_timeout */
@@ -1305,6 +1314,31 @@ static void relay_timer_cb(evutil_socket_t fd, short what, void *arg)
         smtp_relay_free(r);
 }
 
+/*
+ * relay_setup_cb - env->setup_ms passed: if MAIL's reply has not come, no
+ * hop is tried any more and the MAIL request (and all after it) gets 451
+ */
+static void relay_setup_cb(evutil_socket_t fd, short what, void *arg)
+{
+    SMTP_RELAY *r = arg;
+
+    (void) fd;
+    (void) what;
+    if (r->state > ST_MAIL || r->state == ST_INIT)
+        return;                         /* the transaction is open (or ended) already */
+    r->busy++;
+    log_warn("relay: no MAIL reply from the next hop%s%s within %d s (relay_proxy_timeout)",
+             strcmp(r->peer, "none") != 0 ? " " : "", strcmp(r->peer, "none") != 0 ? r->peer : "",
+             r->setup_ms / 1000);
+    smtpd_dns_mx_cancel(r->mxq);
+    r->mxq = NULL;
+    r->hop = r->nhops > 0 ? r->nhops - 1 : 0;   /* relay_next_hop goes past the last one */
+    relay_next_hop(r, "451 4.4.1 Next hop: no answer in time");
+    relay_flush(r);
+    if (--r->busy == 0 && r->zombie)
+        smtp_relay_free(r);
+}
+
 /* relay_rcpt_params - the RCPT parameters this hop understands (DSN's, if it has DSN) */
 static void relay_rcpt_params(SMTP_RELAY *r, const char *in, char *out, size_t size)
 {
@@ -1437,6 +1471,13 @@ SMTP_RELAY *smtp_relay_open(const SMTP_RELAY_ENV *env, SMTP_RELAY_CB cb, void *a
                 && inet_pton(AF_INET6, r->hops[i].host, &bin) != 1;
     }
     r->timer = evtimer_new(smtpd_base, relay_timer_cb, r);
+    if (env->setup_ms > 0) {
+        r->setup_timer = evtimer_new(smtpd_base, relay_setup_cb, r);
+        if (r->setup_timer == NULL)
+            log_fatal("relay: out of memory");
+        r->setup_ms = env->setup_ms;
+        relay_arm_event(r->setup_timer, env->setup_ms);
+    }
     r->kick = event_new(smtpd_base, -1, 0, relay_kick_cb, r);
     r->early = evbuffer_new();
     if (r->timer == NULL || r->kick == NULL || r->early == NULL)
@@ -1589,6 +1630,8 @@ void smtp_relay_free(SMTP_RELAY *r)
     }
     free(r->hops);
     event_free(r->timer);
+    if (r->setup_timer)
+        event_free(r->setup_timer);
     event_free(r->kick);
     evbuffer_free(r->early);
     free(r->sender);

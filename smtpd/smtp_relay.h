@@ -56,6 +56,13 @@ typedef struct smtp_relay_env {
      * fields added later start off.
      */
     int mx;
+    /*
+     * setup_ms > 0: a client is waiting (the live proxy), so the whole way
+     * to MAIL's reply, over every hop, ends after this long with "451
+     * 4.4.1" (Postfix's smtpd_proxy_timeout): each hop's own relay_timeout
+     * would keep a sender's RCPT waiting past its own 5 minutes. 0: none.
+     */
+    int setup_ms;
 } SMTP_RELAY_ENV;
 
 /*

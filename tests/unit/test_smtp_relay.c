@@ -26,6 +26,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <cmocka.h>
 #include <event2/event.h>
@@ -787,6 +788,54 @@ static void test_slow(void **state)
     assert_int_equal(sink_count(&s), 0);
 }
 
+/*
+ * test_setup_deadline - a client waits (env.setup_ms): two hops that take
+ * the connection and never greet end in 451 4.4.1 after setup_ms, not
+ * after relay_timeout for each hop
+ */
+static void test_setup_deadline(void **state)
+{
+    struct sockaddr_in sin;
+    socklen_t len = sizeof(sin);
+    SMTP_RELAY_ENV env = {0};
+    struct timespec t0, t1;
+    char hops[128];
+    SMTP_RELAY *r;
+    long ms;
+    int l;
+
+    (void) state;
+    /* listening, never accepting: the kernel completes the connect, nobody greets */
+    l = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(l >= 0);
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(l, (struct sockaddr *) &sin, sizeof(sin)), 0);
+    assert_int_equal(listen(l, 8), 0);
+    assert_int_equal(getsockname(l, (struct sockaddr *) &sin, &len), 0);
+    snprintf(hops, sizeof(hops), "smtp:[127.0.0.1]:%d,[127.0.0.1]:%d", ntohs(sin.sin_port), ntohs(sin.sin_port));
+    var_smtpd_relay_timeout_ms = 30000;
+    env.nexthops = hops;
+    env.client = &client;
+    env.sender = "sender@client.test";
+    env.mail_params = "";
+    env.setup_ms = 1000;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    r = smtp_relay_open(&env, record, NULL);
+    smtp_relay_rcpt(r, "a@example.com", "", record, NULL);
+    run(2);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    assert_int_equal(got.n, 2);
+    assert_int_equal(got.code[0], 451);
+    assert_int_equal(strncmp(got.text[0], "451 4.4.1 ", 10), 0);
+    assert_int_equal(got.code[1], 451);
+    assert_true(ms >= 900 && ms < 8000);
+    smtp_relay_free(r);
+    close(l);
+}
+
 /* test_free_mid_data - freed after part of the body: no final dot, no message */
 static void test_free_mid_data(void **state)
 {
@@ -1302,6 +1351,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rcpt_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rcpt_421, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_setup_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_mid_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_in_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_smtputf8, setup, teardown),
