@@ -119,6 +119,15 @@ struct qmgr_dest {
     QMGR_DLV *wait_head, **wait_tail;
     QMGR_IDLE *idle;
     QMGR_DEST *next;
+    /*
+     * Dead until then (wall clock ms): no hop could be reached, so what
+     * waits for it is deferred at once with dead_why, not each after its
+     * own connect timeouts, which held the active slots of every other
+     * next hop (Postfix's dead destination, for minimal_backoff_time).
+     */
+    long long dead_until;
+    char dead_why[400];
+    int running;                /* qmgr_dest_run's loop is on (no re-entry, no gc) */
 };
 
 /* The callback argument of one RCPT. */
@@ -178,6 +187,7 @@ static int qmgr_nsoon;
 static struct event *qmgr_soon_ev;
 
 static void qmgr_dlv_start(QMGR_DLV *d);
+static void qmgr_dlv_dead(QMGR_DLV *d);
 static void qmgr_msg_finish(QMGR_MSG *m);
 static void qmgr_activate(const char *id);
 
@@ -270,13 +280,15 @@ static QMGR_DEST *qmgr_dest_get(const char *nexthop, int mx)
     return dst;
 }
 
-/* qmgr_dest_gc - forget next hops with nothing running or waiting */
+/* qmgr_dest_gc - forget next hops with nothing running or waiting (a dead one is remembered) */
 static void qmgr_dest_gc(void)
 {
     QMGR_DEST **pp = &qmgr_dests, *dst;
+    long long now = qmgr_now_ms();
 
     while ((dst = *pp) != NULL) {
-        if (dst->active == 0 && dst->wait_head == NULL && dst->idle == NULL) {
+        if (dst->active == 0 && dst->wait_head == NULL && dst->idle == NULL && !dst->running
+            && dst->dead_until <= now) {
             *pp = dst->next;
             free(dst->nexthop);
             free(dst);
@@ -285,18 +297,32 @@ static void qmgr_dest_gc(void)
     }
 }
 
-/* qmgr_dest_run - start what the next hop's concurrency allows */
+/*
+ * qmgr_dest_run - start what the next hop's concurrency allows; while it
+ * is dead, defer all that waits. A transaction ending inside the loop
+ * (qmgr_dlv_done) calls in again: that call returns, the loop goes on.
+ */
 static void qmgr_dest_run(QMGR_DEST *dst)
 {
-    while (!qmgr_stopping && dst->wait_head && dst->active < var_smtpd_dest_concurrency) {
+    if (dst->running)
+        return;
+    dst->running = 1;
+    while (!qmgr_stopping && dst->wait_head) {
+        int dead = dst->dead_until > qmgr_now_ms();
         QMGR_DLV *d = dst->wait_head;
 
+        if (!dead && dst->active >= var_smtpd_dest_concurrency)
+            break;
         if ((dst->wait_head = d->next) == NULL)
             dst->wait_tail = &dst->wait_head;
         d->next = NULL;
         dst->active++;
-        qmgr_dlv_start(d);
+        if (dead)
+            qmgr_dlv_dead(d);
+        else
+            qmgr_dlv_start(d);
     }
+    dst->running = 0;
 }
 
 /* ---------------------------------------------------------------- idle connections */
@@ -698,7 +724,27 @@ static void qmgr_mail_cb(void *arg, int code, const char *reply)
         qmgr_dlv_open(d, 0);
         return;
     }
+    if (d->uses <= 1 && code / 100 == 4 && strstr(reply, " 4.4.1 ") != NULL) {
+        /* No hop of a fresh connection answered: the next hop is dead for a while. */
+        d->dest->dead_until = qmgr_now_ms() + var_smtpd_min_backoff_ms;
+        qmgr_reason(d, reply, "MAIL FROM", d->dest->dead_why, sizeof(d->dest->dead_why));
+        log_info("%s: next hop %s marked dead for %d s: %s", d->m->id, d->dest->nexthop,
+                 var_smtpd_min_backoff_ms / 1000, d->dest->dead_why);
+    }
     qmgr_dlv_all(d, 0, code, reply, "MAIL FROM");
+    qmgr_dlv_done(d, 0);
+}
+
+/* qmgr_dlv_dead - a transaction for a dead next hop: deferred without trying, as Postfix says it */
+static void qmgr_dlv_dead(QMGR_DLV *d)
+{
+    char why[sizeof(d->dest->dead_why) + 40];
+
+    snprintf(why, sizeof(why), "delivery temporarily suspended: %s", d->dest->dead_why);
+    d->start_ms = d->conn_ms = qmgr_now_ms();
+    for (size_t k = 0; k < d->n; k++)
+        if (d->m->result[d->idx[k]] == QR_NONE)
+            qmgr_rcpt_defer_local(d->m, d->idx[k], "4.4.1", why);
     qmgr_dlv_done(d, 0);
 }
 

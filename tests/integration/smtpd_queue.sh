@@ -129,6 +129,7 @@ CONC_PORT=$((UP_PORT + 15))
 PRE_PORT=$((UP_PORT + 17))
 FLUSH_PORT=$((UP_PORT + 19))
 WARN_PORT=$((UP_PORT + 21))
+GONE_PORT=$((UP_PORT + 23))
 
 {
     tl_admin domain add up.test "smtp:[127.0.0.1]:$UP_PORT" &&
@@ -141,7 +142,9 @@ WARN_PORT=$((UP_PORT + 21))
     tl_admin domain add pre.test "smtp:[127.0.0.1]:$PRE_PORT" &&
     tl_admin domain add flush.test "smtp:[127.0.0.1]:$FLUSH_PORT" &&
     tl_admin domain add warn.test "smtp:[127.0.0.1]:$WARN_PORT" &&
-    for d in up.test soft.test hard.test rec.test slow.test dead.test conc.test pre.test flush.test warn.test; do
+    tl_admin domain add gone.test "smtp:[127.0.0.1]:$GONE_PORT" &&
+    for d in up.test soft.test hard.test rec.test slow.test dead.test conc.test pre.test flush.test warn.test \
+        gone.test; do
         tl_admin static add "user@$d" || exit 1
     done
 } >"$T/admin.out" 2>&1 || tl_bail "rcptgate admin could not set up the domains: $(cat "$T/admin.out")"
@@ -343,6 +346,32 @@ sm_wait_log "$FID: to=<user@flush.test>, .*status=sent" 10
 tl_ok $? "... wakes smtpd through the trigger FIFO: delivered at once"
 tl_is "$(count flush)" 1 "the sink got it"
 
+# ---------------------------------------------------------------- a dead next hop
+# Three messages for a next hop that refuses connections, one at a time:
+# the first try marks it dead for minimal_backoff_time, and the other two
+# are deferred at once without a connection of their own.
+sed -i -e 's/^relay_mode = queue$/relay_mode = queue\ndestination_concurrency_limit = 1/' \
+    -e 's/^minimal_backoff_time = 1s$/minimal_backoff_time = 20s/' "$CONF"
+hup
+printf 'Subject: to a dead next hop\n\nput by rg_spoolput\n' |
+    "$SPOOLPUT" -n 3 "$T/queue" sender@outside.test user@gone.test > "$T/gone.ids" 2>"$T/gone.err"
+tl_admin queue flush >/dev/null 2>&1
+for _id in $(cat "$T/gone.ids"); do
+    sm_wait_log "$_id: to=<user@gone.test>, .*status=deferred" 15 || break
+done
+tl_is "$(grep -c "to=<user@gone.test>, .*status=deferred" "$SMTPD_LOG")" 3 "a dead next hop: the three messages are deferred"
+tl_is "$(grep -c "warning: connect to 127\.0\.0\.1\[127\.0\.0\.1\]:$GONE_PORT: Connection refused" "$SMTPD_LOG")" 1 \
+    "... after one connection attempt"
+tl_is "$(grep -c "next hop smtp:\[127\.0\.0\.1\]:$GONE_PORT marked dead for 20 s" "$SMTPD_LOG")" 1 \
+    "... which marked the next hop dead for minimal_backoff_time"
+tl_is "$(grep -c "to=<user@gone.test>, relay=none, .*dsn=4\.4\.1, status=deferred (delivery temporarily suspended: connect to 127\.0\.0\.1\[127\.0\.0\.1\]:$GONE_PORT: Connection refused)" "$SMTPD_LOG")" 2 \
+    "... the other two deferred at once, saying why (as Postfix: delivery temporarily suspended)"
+for _id in $(cat "$T/gone.ids"); do
+    tl_admin queue delete "$_id" >/dev/null 2>&1
+done
+sed -i -e '/^destination_concurrency_limit = 1$/d' -e 's/^minimal_backoff_time = 20s$/minimal_backoff_time = 1s/' "$CONF"
+hup
+
 # ---------------------------------------------------------------- delay warning
 # A message two hours old, its next hop down: one delay report, and it stays queued.
 sed -i 's/^relay_mode = queue$/relay_mode = queue\ndelay_warning_time = 1h/' "$CONF"
@@ -418,8 +447,8 @@ DEFERRED=$(awk '$2 == "deferred" { print $1; exit }' "$T/pflogsumm.out")
 BOUNCED=$(awk '$2 == "bounced" { print $1; exit }' "$T/pflogsumm.out")
 DELIVERED=$(awk '$2 == "delivered" { print $1; exit }' "$T/pflogsumm.out")
 echo "# pflogsumm: deferred=$DEFERRED bounced=$BOUNCED delivered=$DELIVERED"
-# Deferred: up, soft, dead, warn, rec; bounced: hard and the null sender's (an expiry is a report).
-tl_is "$DEFERRED" 5 "pflogsumm counts the 5 deferred messages"
+# Deferred: up, soft, dead, the three gone, warn, rec; bounced: hard and the null sender's (an expiry is a report).
+tl_is "$DEFERRED" 8 "pflogsumm counts the 8 deferred messages"
 tl_is "$BOUNCED" 2 "pflogsumm counts the 2 bounced messages"
 # Delivered: 8 recipients put before the start, up, large, soft, 3 conc, flush, rec, slow; 3 reports.
 tl_is "$DELIVERED" 20 "pflogsumm counts the 20 deliveries (17 recipients, 3 reports)"
