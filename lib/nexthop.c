@@ -36,9 +36,10 @@ static int nexthop_transport(char **tok, char *why, size_t whylen)
         *tok = t + 6;
     else if (t[0] == ':')
         *tok = t + 1;                   /* the default transport: SMTP */
-    else if (name > 0 && t[name] == ':' && (t[name + 1] == '[' || strchr(t + name + 1, ':') != NULL
-                                            || strspn(t + name + 1, "0123456789") != strlen(t + name + 1))) {
-        /* "lmtp:[h]:24", "lmtp:unix:/x", "local:x": a transport, not host:port */
+    else if (name > 0 && t[name] == ':' && strcasecmp(t + name + 1, "smtp") != 0
+             && (t[name + 1] == '[' || strchr(t + name + 1, ':') != NULL
+                 || strspn(t + name + 1, "0123456789") != strlen(t + name + 1))) {
+        /* "lmtp:[h]:24", "lmtp:unix:/x", "local:x": a transport, not host:port (or host:smtp) */
         snprintf(why, whylen, "transport \"%.*s\": rcptgate-smtpd relays by SMTP only", (int) name, t);
         return -1;
     }

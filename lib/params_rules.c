@@ -65,6 +65,10 @@ const CFG_PARAM *params_rules_table(void)
     return params_rules;
 }
 
+/* The system's name as gethostname() gave it, and what it resolved to (params_rules_hostname). */
+static char params_rules_short[256];
+static char params_rules_fqdn[256];
+
 /* params_rules_hostname - our own name (see params_rules.h) */
 void params_rules_hostname(char *buf, size_t size)
 {
@@ -80,6 +84,16 @@ void params_rules_hostname(char *buf, size_t size)
         return;
     }
     host[sizeof(host) - 1] = 0;
+    /*
+     * The resolver may block for its whole timeout when DNS is down, and a
+     * daemon asks again at each reload, inside its event loop: the answer
+     * for the same short name is kept for the life of the process.
+     */
+    if (*params_rules_short && strcmp(host, params_rules_short) == 0) {
+        snprintf(buf, size, "%s", params_rules_fqdn);
+        return;
+    }
+    snprintf(params_rules_short, sizeof(params_rules_short), "%s", host);
     /* A short name is what many systems keep; the FQDN is what clients and Postfix's myhostname use. */
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
@@ -89,5 +103,6 @@ void params_rules_hostname(char *buf, size_t size)
             snprintf(host, sizeof(host), "%s", res->ai_canonname);
         freeaddrinfo(res);
     }
+    snprintf(params_rules_fqdn, sizeof(params_rules_fqdn), "%s", host);
     snprintf(buf, size, "%s", host);
 }

@@ -65,8 +65,8 @@ extern char *var_smtpd_default_nexthop; /* default_nexthop: for domains without 
 extern char *var_smtpd_relay_tls;       /* relay_tls: none|may|encrypt|verify */
 extern char *var_smtpd_relay_ca;        /* relay_ca_file ("" = system store) */
 extern int var_smtpd_relay_conn_ms;     /* relay_connect_timeout (30s) */
-extern int var_smtpd_relay_timeout_ms;
-extern int var_smtpd_relay_proxy_ms;      /* a waiting client: MAIL's reply over all hops */  /* relay_timeout (300s) per downstream reply */
+extern int var_smtpd_relay_timeout_ms;  /* relay_timeout (300s) per downstream reply */
+extern int var_smtpd_relay_proxy_ms;    /* relay_proxy_timeout (100s): a waiting client, to the first RCPT's reply */
 extern int var_smtpd_xforward;          /* xforward: pass client name/addr/helo when offered */
 
 /* The queue (relay_mode queue and proxy-then-queue; Postfix's names where it has one). */

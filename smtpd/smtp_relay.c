@@ -163,8 +163,9 @@ struct smtp_relay {
     int mx_perm;                /* a domain's DNS said no for good (NXDOMAIN, null MX): last_fail is 5xx */
     SSL *ssl;                   /* made before STARTTLS, owned by bev after the handshake */
     struct event *timer;        /* connect and reply deadlines */
-    struct event *setup_timer;  /* env->setup_ms: the deadline for MAIL's reply, over all hops */
+    struct event *setup_timer;  /* env->setup_ms: the deadline for the first RCPT's reply, over all hops */
     int setup_ms;
+    int rcpt_answered;          /* a RCPT reply came (the setup deadline is over) */
     struct event *kick;         /* run work from the loop, never from the caller */
     RELAY_REQ *reqs, **reqs_tail;
     struct evbuffer *early;     /* message bytes written before the 354 */
@@ -1128,6 +1129,7 @@ static void relay_reply(SMTP_RELAY *r, int code, const char *line)
     case ST_RCPT:
         if (relay_lost_reply(r, st, code, quoted))
             return;
+        r->rcpt_answered = 1;
         if (r->inflight == 0)
             r->state = ST_READY;
         relay_answer_pump(r, code, quoted);
@@ -1315,8 +1317,9 @@ static void relay_timer_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
- * relay_setup_cb - env->setup_ms passed: if MAIL's reply has not come, no
- * hop is tried any more and the MAIL request (and all after it) gets 451
+ * relay_setup_cb - env->setup_ms passed before the first RCPT's reply:
+ * before MAIL's, no hop is tried any more and the MAIL request (and all
+ * after it) gets 451 4.4.1; after it, the transaction is lost (4.4.2)
  */
 static void relay_setup_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -1324,16 +1327,22 @@ static void relay_setup_cb(evutil_socket_t fd, short what, void *arg)
 
     (void) fd;
     (void) what;
-    if (r->state > ST_MAIL || r->state == ST_INIT)
-        return;                         /* the transaction is open (or ended) already */
+    if (r->rcpt_answered || r->state == ST_INIT || r->state > ST_RCPT)
+        return;                         /* answered already (or ended) */
+    if (r->state > ST_MAIL && r->state != ST_RCPT)
+        return;                         /* MAIL answered, no RCPT asked yet: nobody waits on us */
     r->busy++;
-    log_warn("relay: no MAIL reply from the next hop%s%s within %d s (relay_proxy_timeout)",
-             strcmp(r->peer, "none") != 0 ? " " : "", strcmp(r->peer, "none") != 0 ? r->peer : "",
-             r->setup_ms / 1000);
-    smtpd_dns_mx_cancel(r->mxq);
-    r->mxq = NULL;
-    r->hop = r->nhops > 0 ? r->nhops - 1 : 0;   /* relay_next_hop goes past the last one */
-    relay_next_hop(r, "451 4.4.1 Next hop: no answer in time");
+    log_warn("relay: no %s reply from the next hop%s%s within %d s (relay_proxy_timeout)",
+             r->state == ST_RCPT ? "RCPT" : "MAIL", strcmp(r->peer, "none") != 0 ? " " : "",
+             strcmp(r->peer, "none") != 0 ? r->peer : "", r->setup_ms / 1000);
+    if (r->state == ST_RCPT) {
+        relay_lost(r, "timeout waiting for a reply");
+    } else {
+        smtpd_dns_mx_cancel(r->mxq);
+        r->mxq = NULL;
+        r->hop = r->nhops > 0 ? r->nhops - 1 : 0;   /* relay_next_hop goes past the last one */
+        relay_next_hop(r, "451 4.4.1 Next hop: no answer in time");
+    }
     relay_flush(r);
     if (--r->busy == 0 && r->zombie)
         smtp_relay_free(r);

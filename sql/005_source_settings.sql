@@ -5,6 +5,7 @@
 -- filter and attributes it was taken with: after a change of those, the
 -- objects newly in scope would be missing until the next full pull. So
 -- every commit stores a fingerprint of the [source NAME] settings beside
--- the cookie, and an incremental pull whose fingerprint differs (or is
--- NULL: written before this column) pulls in full instead.
+-- the cookie, and an incremental pull whose fingerprint differs pulls in
+-- full instead (NULL, written before this column, is taken as the
+-- settings of the first pull after the upgrade, which records them).
 ALTER TABLE source ADD COLUMN settings TEXT;

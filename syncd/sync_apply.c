@@ -395,12 +395,17 @@ int sync_apply_delta(STORE *st, const SOURCE_CONF *conf, const SOURCE_OPS *ops, 
         store_sync_state_free(&state);
         return res->status = SYNC_NEED_FULL;
     }
-    /* A cookie lists changes within the scope it was taken in: another scope needs a full pull. */
+    /*
+     * A cookie lists changes within the scope it was taken in: another
+     * scope needs a full pull. A state stored before the settings were
+     * (an upgraded store) is trusted as the settings are now, and this
+     * pull's commit records them: forcing a full pull there would stop a
+     * source whose full pull the shrink guard refuses at the upgrade.
+     */
     source_conf_fingerprint(conf, settings);
-    if (state.settings == NULL || strcmp(state.settings, settings) != 0) {
-        log_info("source %s: a full pull is needed: %s", conf->name, state.settings == NULL
-                 ? "the stored sync state does not say which settings it was taken with"
-                 : "the source's settings changed since the stored sync state was taken");
+    if (state.settings != NULL && strcmp(state.settings, settings) != 0) {
+        log_info("source %s: a full pull is needed: the source's settings changed since the stored "
+                 "sync state was taken", conf->name);
         store_sync_state_free(&state);
         return res->status = SYNC_NEED_FULL;
     }

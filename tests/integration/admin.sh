@@ -95,6 +95,9 @@ run domain add port.example 'smtp:[10.1.0.4]:0'
 tl_like "$(cat "$T/err")" 'cannot relay to "smtp:\[10\.1\.0\.4\]:0": port "0"' "a port out of range: the same warning"
 run domain add dflt.example ':[10.1.0.4]:2525'
 tl_is "$rc:$(cat "$T/err")" "0:" "the default transport (\":[host]\") is SMTP to smtpd: no warning"
+run domain add named.example 'smtp:mx1.internal:smtp,smtp:mx2.internal:2525'
+tl_is "$rc:$(cat "$T/err")" "0:" "host names with :smtp and :PORT, no brackets: no warning"
+run domain del named.example
 run domain del lmtp.example
 run domain del port.example
 run domain del dflt.example

@@ -701,10 +701,11 @@ static GUARD_SEEN guard_seen(STORE *st)
 
 /*
  * A cookie lists the changes within the scope it was taken in: after the
- * source's settings changed (a base added before a restart), or from a
- * store that does not say which settings its cookie was taken with, an
+ * source's settings changed (a base added before a restart), an
  * incremental pull is not resumed from it. The full pull stores the new
- * settings, and incrementals go on from its cookie.
+ * settings, and incrementals go on from its cookie. A store that does not
+ * say which settings its cookie was taken with (written before they were
+ * stored) is taken as the settings are now, and then records them.
  */
 static void test_apply_delta_settings(void **state)
 {
@@ -742,13 +743,20 @@ static void test_apply_delta_settings(void **state)
     assert_int_equal(run_delta(st, add_d, "44", 0, &res), SYNC_APPLIED);
     cookie_is(st, "44");
 
-    /* A store written before the settings were stored beside the cookie: full. */
+    /*
+     * A store written before the settings were stored beside the cookie:
+     * trusted as the settings are now (resumed), and they are stored.
+     */
     assert_int_equal(sqlite3_open(path, &raw), SQLITE_OK);
     assert_int_equal(sqlite3_exec(raw, "UPDATE source SET settings = NULL WHERE name = 'script'", NULL,
                                   NULL, NULL), SQLITE_OK);
     sqlite3_close(raw);
-    assert_int_equal(run_delta(st, add_d, "45", 0, &res), SYNC_NEED_FULL);
-    cookie_is(st, "44");
+    assert_int_equal(run_delta(st, add_d, "45", 0, &res), SYNC_APPLIED);
+    cookie_is(st, "45");
+    delta_base = "ou=more,dc=x";
+    assert_int_equal(run_delta(st, add_d, "46", 0, &res), SYNC_NEED_FULL);
+    cookie_is(st, "45");
+    delta_base = NULL;
     store_close(st);
 }
 
