@@ -41,7 +41,7 @@ static int nexthop_transport(char **tok, char *why, size_t whylen)
                  || strspn(t + name + 1, "0123456789") != strlen(t + name + 1))) {
         /* "lmtp:[h]:24", "lmtp:unix:/x", "local:x": a transport, not host:port (or host:smtp) */
         snprintf(why, whylen, "transport \"%.*s\": rcptgate-smtpd relays by SMTP only", (int) name, t);
-        return -1;
+        return -2;
     }
     return 0;
 }
@@ -53,7 +53,7 @@ int nexthop_element(char *tok, NEXTHOP_HOP *hop, char *why, size_t whylen)
     long port = 25;
 
     if (nexthop_transport(&tok, why, whylen) < 0)
-        return -1;
+        return -2;
     hop->bracket = *tok == '[';
     if (hop->bracket) {
         host = tok + 1;

@@ -14,7 +14,8 @@ typedef struct nexthop_hop {
 /*
  * nexthop_element - one element of a list ("smtp:[10.1.0.2]:25",
  * "[b]:2525", ":[c]", "relay:d", "e:2525"; tok is modified) into hop: 0,
- * or -1 with why (another transport, a bad port, an unclosed "[" ...).
+ * -2 with why for another transport (which, named on the first element,
+ * is every element's), -1 with why for a bad port, an unclosed "[" ...
  */
 int nexthop_element(char *tok, NEXTHOP_HOP *hop, char *why, size_t whylen);
 

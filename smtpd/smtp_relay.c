@@ -210,14 +210,20 @@ static int relay_hops_parse(const char *list, RELAY_HOP **out)
     char *save = NULL, *tok;
     RELAY_HOP *hops = NULL;
     NEXTHOP_HOP h;
-    int n = 0;
+    int n = 0, rc, skipped = 0;
 
     for (tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
         char orig[256], why[256];
 
         snprintf(orig, sizeof(orig), "%s", tok);
-        if (nexthop_element(tok, &h, why, sizeof(why)) < 0) {
+        if ((rc = nexthop_element(tok, &h, why, sizeof(why))) < 0) {
+            if (rc == -2 && n == 0 && !skipped) {
+                /* lmtp:[a]:24,[b]:24: the transport is named once, for all: none is SMTP */
+                log_warn("relay: ignoring next hop \"%s\": %s", list, why);
+                break;
+            }
             log_warn("relay: ignoring malformed next hop \"%s\": %s", orig, why);
+            skipped = 1;
             continue;
         }
         hops = xrealloc(hops, (size_t) (n + 1) * sizeof(*hops));

@@ -635,7 +635,7 @@ void source_conf_free(SOURCE_CONF *conf)
  * pull of a large directory.
  */
 static const char *const source_scope_params[] = {
-    "type", "flavour", "uri", "dns_domain", "base", "filter", "bind_dn", "incremental",
+    "type", "flavour", "uri", "dns_domain", "base", "filter", "bind_dn", "sasl_mech", "cert_file", "incremental",
     "address_attributes", "login_attributes", "shared_types", "path",
     "tenant", "client_id", "graph_url", "shared_unlicensed", NULL,
 };

@@ -664,6 +664,26 @@ static void test_bad_hops(void **state)
     smtp_relay_free(r);
 }
 
+/* test_other_transport - "lmtp:[a]:24,[b]:24": the transport is every element's, so no hop at all */
+static void test_other_transport(void **state)
+{
+    SINK_T s;
+    SMTP_RELAY *r;
+    char hops[128];
+
+    (void) state;
+    sink_start(&s, NULL);
+    snprintf(hops, sizeof(hops), "lmtp:[127.0.0.1]:%d,[127.0.0.1]:%d", s.port, s.port);
+    r = open_relay(hops, "");
+    run(1);
+    assert_int_equal(got.code[0], 451);
+    assert_int_equal(strncmp(got.text[0], "451 4.3.5 ", 10), 0);
+    smtp_relay_free(r);
+    settle();
+    sink_stop(&s);
+    assert_int_equal(sink_count(&s), 0);
+}
+
 /* test_mail_4xx - a soft MAIL refusal fails over; on the last hop it is given back */
 static void test_mail_4xx(void **state)
 {
@@ -1352,6 +1372,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rcpt_421, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_setup_deadline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_other_transport, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_mid_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_in_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_smtputf8, setup, teardown),
