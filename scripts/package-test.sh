@@ -68,8 +68,16 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
 fi
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 apt-get update -qq > "$W/apt.log" 2>&1 &&
-    apt-get install -y -qq --no-install-recommends postfix >> "$W/apt.log" 2>&1
-ok $? "postfix installed (for postmap)"
+    apt-get install -y -qq --no-install-recommends postfix sqlite3 >> "$W/apt.log" 2>&1
+ok $? "postfix installed (for postmap), and sqlite3"
+# An older store, as an upgrade finds it: the schema one version back.
+DB=/var/lib/rcptgate/rcptgate.db
+schema=""
+if [ -e "$DB" ]; then
+    # as the store's owner, as everything that writes it
+    schema=$(runuser -u rcptgate -- sqlite3 "$DB" 'PRAGMA user_version')
+    runuser -u rcptgate -- sqlite3 "$DB" "ALTER TABLE source DROP COLUMN settings; PRAGMA user_version = $((schema - 1))"
+fi
 # --reinstall: the README's command may have installed this very .deb
 # before Postfix was here; its postinst must run with Postfix present.
 apt-get install -y -qq --no-install-recommends --reinstall "$DEB" >> "$W/apt.log" 2>&1
@@ -78,6 +86,13 @@ rc=$?
 ok $rc "apt-get install $(basename "$DEB")"
 [ $rc = 0 ] || { sed 's/^/# /' "$W/apt.log" | tail -30; bail "the package did not install"; }
 is "$(dpkg-query -W -f='${Status}' rcptgate 2>/dev/null)" "install ok installed" "dpkg: rcptgate is installed"
+if [ -n "$schema" ]; then
+    is "$(sqlite3 "$DB" 'PRAGMA user_version')" "$schema" "the upgrade migrated the store (schema $((schema - 1)) to $schema)"
+    is "$(stat -c '%U' "$DB" "$DB-wal" "$DB-shm" 2>/dev/null | sort -u | tr '\n' ' ')" "rcptgate " \
+        "... as rcptgate: the store and its WAL files stay its own"
+else
+    echo "# no store from an earlier install: the migration at upgrade is not tested"
+fi
 
 # --- the user and the directories
 pw=$(getent passwd rcptgate)
