@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -662,6 +663,89 @@ static void test_bad_hops(void **state)
     assert_int_equal(strncmp(got.text[0], "451 4.3.5 ", 10), 0);
     assert_string_equal(smtp_relay_peer(r), "none");
     smtp_relay_free(r);
+}
+
+/*
+ * stall_server - a child that greets, answers EHLO and MAIL, and then
+ * never answers RCPT (a next hop stuck in a callout or a milter); its pid
+ */
+static pid_t stall_server(int *port)
+{
+    struct sockaddr_in sin;
+    socklen_t len = sizeof(sin);
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    pid_t pid;
+
+    assert_true(l >= 0);
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(l, (struct sockaddr *) &sin, sizeof(sin)), 0);
+    assert_int_equal(listen(l, 8), 0);
+    assert_int_equal(getsockname(l, (struct sockaddr *) &sin, &len), 0);
+    *port = ntohs(sin.sin_port);
+    if ((pid = fork()) == 0) {
+        char line[512];
+        FILE *in;
+        int c = accept(l, NULL, NULL);
+
+        if (c < 0 || (in = fdopen(dup(c), "r")) == NULL)
+            _exit(1);
+        if (write(c, "220 stall.test ESMTP\r\n", 22) != 22)
+            _exit(1);
+        while (fgets(line, sizeof(line), in) != NULL) {
+            if (strncasecmp(line, "RCPT", 4) == 0) {
+                sleep(30);
+                _exit(0);
+            }
+            if (write(c, "250 ok\r\n", 8) != 8)
+                _exit(1);
+        }
+        _exit(0);
+    }
+    assert_true(pid > 0);
+    close(l);
+    return pid;
+}
+
+/*
+ * test_setup_deadline_rcpt - a client waits (env.setup_ms): a next hop
+ * that answers MAIL and never the first RCPT ends in 451 4.4.2 after
+ * setup_ms, not after relay_timeout
+ */
+static void test_setup_deadline_rcpt(void **state)
+{
+    SMTP_RELAY_ENV env = {0};
+    struct timespec t0, t1;
+    char hops[64];
+    SMTP_RELAY *r;
+    pid_t pid;
+    long ms;
+    int port;
+
+    (void) state;
+    pid = stall_server(&port);
+    snprintf(hops, sizeof(hops), "smtp:[127.0.0.1]:%d", port);
+    var_smtpd_relay_timeout_ms = 30000;
+    env.nexthops = hops;
+    env.client = &client;
+    env.sender = "sender@client.test";
+    env.mail_params = "";
+    env.setup_ms = 1000;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    r = smtp_relay_open(&env, record, NULL);
+    smtp_relay_rcpt(r, "a@example.com", "", record, NULL);
+    run(2);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    assert_int_equal(got.n, 2);
+    assert_int_equal(got.code[0], 250);
+    assert_int_equal(got.code[1], 451);
+    assert_int_equal(strncmp(got.text[1], "451 4.4.2 ", 10), 0);
+    assert_true(ms >= 900 && ms < 8000);
+    smtp_relay_free(r);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
 }
 
 /* test_other_transport - "lmtp:[a]:24,[b]:24": the transport is every element's, so no hop at all */
@@ -1373,6 +1457,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_slow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_setup_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_transport, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_setup_deadline_rcpt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_mid_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_in_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_smtputf8, setup, teardown),
