@@ -665,16 +665,12 @@ static void test_bad_hops(void **state)
     smtp_relay_free(r);
 }
 
-/*
- * stall_server - a child that greets, answers EHLO and MAIL, and then
- * never answers RCPT (a next hop stuck in a callout or a milter); its pid
- */
-static pid_t stall_server(int *port)
+/* listen_loopback - a listening socket on 127.0.0.1 (never accepting); its fd, port set */
+static int listen_loopback(int *port)
 {
     struct sockaddr_in sin;
     socklen_t len = sizeof(sin);
     int l = socket(AF_INET, SOCK_STREAM, 0);
-    pid_t pid;
 
     assert_true(l >= 0);
     memset(&sin, 0, sizeof(sin));
@@ -684,6 +680,44 @@ static pid_t stall_server(int *port)
     assert_int_equal(listen(l, 8), 0);
     assert_int_equal(getsockname(l, (struct sockaddr *) &sin, &len), 0);
     *port = ntohs(sin.sin_port);
+    return l;
+}
+
+/*
+ * setup_try - MAIL and one RCPT to hops as the live proxy asks them
+ * (setup_ms 1 s, relay_timeout 30 s), until both are answered; the relay,
+ * and the milliseconds it took in *ms
+ */
+static SMTP_RELAY *setup_try(const char *hops, long *ms)
+{
+    SMTP_RELAY_ENV env = {0};
+    struct timespec t0, t1;
+    SMTP_RELAY *r;
+
+    var_smtpd_relay_timeout_ms = 30000;
+    env.nexthops = hops;
+    env.client = &client;
+    env.sender = "sender@client.test";
+    env.mail_params = "";
+    env.setup_ms = 1000;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    r = smtp_relay_open(&env, record, NULL);
+    smtp_relay_rcpt(r, "a@example.com", "", record, NULL);
+    run(2);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    *ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    return r;
+}
+
+/*
+ * stall_server - a child that greets, answers EHLO and MAIL, and then
+ * never answers RCPT (a next hop stuck in a callout or a milter); its pid
+ */
+static pid_t stall_server(int *port)
+{
+    int l = listen_loopback(port);
+    pid_t pid;
+
     if ((pid = fork()) == 0) {
         char line[512];
         FILE *in;
@@ -715,8 +749,6 @@ static pid_t stall_server(int *port)
  */
 static void test_setup_deadline_rcpt(void **state)
 {
-    SMTP_RELAY_ENV env = {0};
-    struct timespec t0, t1;
     char hops[64];
     SMTP_RELAY *r;
     pid_t pid;
@@ -726,18 +758,7 @@ static void test_setup_deadline_rcpt(void **state)
     (void) state;
     pid = stall_server(&port);
     snprintf(hops, sizeof(hops), "smtp:[127.0.0.1]:%d", port);
-    var_smtpd_relay_timeout_ms = 30000;
-    env.nexthops = hops;
-    env.client = &client;
-    env.sender = "sender@client.test";
-    env.mail_params = "";
-    env.setup_ms = 1000;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    r = smtp_relay_open(&env, record, NULL);
-    smtp_relay_rcpt(r, "a@example.com", "", record, NULL);
-    run(2);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    r = setup_try(hops, &ms);
     assert_int_equal(got.n, 2);
     assert_int_equal(got.code[0], 250);
     assert_int_equal(got.code[1], 451);
@@ -899,38 +920,16 @@ static void test_slow(void **state)
  */
 static void test_setup_deadline(void **state)
 {
-    struct sockaddr_in sin;
-    socklen_t len = sizeof(sin);
-    SMTP_RELAY_ENV env = {0};
-    struct timespec t0, t1;
     char hops[128];
     SMTP_RELAY *r;
     long ms;
-    int l;
+    int l, port;
 
     (void) state;
     /* listening, never accepting: the kernel completes the connect, nobody greets */
-    l = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(l >= 0);
-    memset(&sin, 0, sizeof(sin));
-    sin.sin_family = AF_INET;
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(l, (struct sockaddr *) &sin, sizeof(sin)), 0);
-    assert_int_equal(listen(l, 8), 0);
-    assert_int_equal(getsockname(l, (struct sockaddr *) &sin, &len), 0);
-    snprintf(hops, sizeof(hops), "smtp:[127.0.0.1]:%d,[127.0.0.1]:%d", ntohs(sin.sin_port), ntohs(sin.sin_port));
-    var_smtpd_relay_timeout_ms = 30000;
-    env.nexthops = hops;
-    env.client = &client;
-    env.sender = "sender@client.test";
-    env.mail_params = "";
-    env.setup_ms = 1000;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    r = smtp_relay_open(&env, record, NULL);
-    smtp_relay_rcpt(r, "a@example.com", "", record, NULL);
-    run(2);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    l = listen_loopback(&port);
+    snprintf(hops, sizeof(hops), "smtp:[127.0.0.1]:%d,[127.0.0.1]:%d", port, port);
+    r = setup_try(hops, &ms);
     assert_int_equal(got.n, 2);
     assert_int_equal(got.code[0], 451);
     assert_int_equal(strncmp(got.text[0], "451 4.4.1 ", 10), 0);
