@@ -93,10 +93,15 @@ established() {
     [ "$(connections "$1")" -gt 0 ]
 }
 
-# connections PORT - how many TCP connections to 127.0.0.1:PORT are open (client ends)
+# connections PORT - how many TCP connections smtpd has open to 127.0.0.1:PORT.
+# Only smtpd's own sockets (by inode, from /proc/PID/fd) count: under a
+# parallel make check another test's client may talk to the same port
+# number on another loopback address.
 connections() {
-    awk -v p=":$(printf '%04X' "$1")" \
-        '$4 == "01" && substr($3, length($3) - 4) == p { n++ } END { print n + 0 }' /proc/net/tcp
+    ls -l "/proc/$SMTPD_PID/fd" 2>/dev/null | sed -n 's/.*socket:\[\([0-9]*\)\]$/\1/p' >"$T/inodes"
+    awk -v p="0100007F:$(printf '%04X' "$1")" \
+        'FNR == NR { mine[$1] = 1; next } $4 == "01" && $3 == p && ($10 in mine) { n++ } END { print n + 0 }' \
+        "$T/inodes" /proc/net/tcp
 }
 
 # hup - SIGHUP smtpd and wait until it logs the reload done
