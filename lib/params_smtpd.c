@@ -40,6 +40,7 @@ int var_smtpd_stats_ms;
 
 int var_smtpd_line_limit;
 long long var_smtpd_size_limit;
+int var_smtpd_hopcount_limit;
 int var_smtpd_rcpt_limit;
 int var_smtpd_cmd_timeout_ms;
 int var_smtpd_session_timeout_ms;
@@ -190,6 +191,7 @@ static const CFG_PARAM smtpd_params[] = {
     {"reject_pregreet", CFG_ENUM, "enforce", &var_smtpd_pregreet, 0, 0, MODES, NULL},
     {"reject_unauth_pipelining", CFG_ENUM, "enforce", &var_smtpd_unauth_pipelining, 0, 0, MODES, NULL},
     {"bare_newline", CFG_ENUM, "reject", &var_smtpd_bare_newline, 0, 0, "reject|normalize", NULL},
+    {"hopcount_limit", CFG_INT, "50", &var_smtpd_hopcount_limit, 0, 1000, NULL, NULL},
     {"message_reject_characters", CFG_STR, "\\0", &var_smtpd_reject_chars, 0, 0, NULL, params_smtpd_check_chars},
     {"shutdown_timeout", CFG_TIME, "60s", &var_smtpd_shutdown_ms, 0, 3600000, NULL, NULL},
     {"smtputf8", CFG_BOOL, "yes", &var_smtpd_smtputf8, 0, 0, NULL, NULL},

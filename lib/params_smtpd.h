@@ -28,6 +28,7 @@ extern char *var_smtpd_metrics_file;    /* metrics_file: Prometheus text for nod
 /* Limits (Postfix's names in comments). */
 extern int var_smtpd_line_limit;        /* line_length_limit (2048): longer command -> 500 5.5.2 */
 extern long long var_smtpd_size_limit;  /* message_size_limit (10240000) -> 552 5.3.4 */
+extern int var_smtpd_hopcount_limit;    /* hopcount_limit (50; 0 none): Received: fields -> 554 5.4.0 */
 extern int var_smtpd_rcpt_limit;        /* recipient_limit (smtpd_recipient_limit 1000) -> 452 4.5.3 */
 extern int var_smtpd_cmd_timeout_ms;    /* command_timeout (smtpd_timeout 300s) */
 extern int var_smtpd_session_timeout_ms;/* session_timeout: a whole session at most */

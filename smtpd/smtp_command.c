@@ -507,7 +507,8 @@ static void smtp_command_data_go(SMTP_SESSION *s)
     smtp_session_send(s, "354 End data with <CR><LF>.<CR><LF>");
     s->phase = PH_DATA;
     smtp_proto_data_init(&s->scan, smtp_session_normalize);
-    s->d_over = s->d_rejected = 0;
+    smtp_proto_hops_init(&s->hops);
+    s->d_over = s->d_rejected = s->d_hops = 0;
     s->d_failed = 0;
     s->spool_failed = 0;
     s->data_bytes = 0;
@@ -867,7 +868,7 @@ static void smtp_command_relay_dot_cb(void *arg, int code, const char *reply)
 void smtp_command_data_end(SMTP_SESSION *s)
 {
     s->phase = PH_CMD;
-    if (s->d_over || s->d_failed || s->d_rejected) {
+    if (s->d_over || s->d_failed || s->d_rejected || s->d_hops) {
         SMTPD_REPLY r;
 
         memset(&r, 0, sizeof(r));
@@ -875,13 +876,16 @@ void smtp_command_data_end(SMTP_SESSION *s)
          * A write to the downstream failed: what it holds is cut short, so
          * it must not get the dot (and perhaps say 250 to half a message).
          * The reset closes it without one; the client hears 4xx and retries.
-         * Too big or holding a forbidden byte, it was cut off the same way.
+         * Too big, holding a forbidden byte or looping (hopcount_limit),
+         * it was cut off the same way.
          * The spooled copy is dropped by the reset.
          */
         if (s->d_over)
             smtpd_reply_set(&r, 552, "552 5.3.4 Message size exceeds fixed limit");
         else if (s->d_rejected)
             smtpd_reply_set(&r, 550, "550 5.7.1 Message content rejected");
+        else if (s->d_hops)
+            smtpd_reply_set(&r, 554, "554 5.4.0 Error: too many hops");
         else if (s->spool_failed && s->relay == NULL)
             smtpd_reply_set(&r, 451, "451 4.3.0 Error: queue file write error");
         else

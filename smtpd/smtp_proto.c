@@ -746,3 +746,68 @@ int smtp_proto_data_scan(SMTP_DATA_SCAN *ds, const char *in, size_t len, size_t 
     *outlen = o;
     return rc;
 }
+
+/* The hop counter's states: where in the header the next byte falls. */
+enum { HOPS_LINE, HOPS_NAME, HOPS_SPACE, HOPS_VALUE, HOPS_BODY };
+
+/* smtp_proto_hops_init - a counter at the start of a message */
+void smtp_proto_hops_init(SMTP_HOPS *h)
+{
+    memset(h, 0, sizeof(*h));
+    h->state = HOPS_LINE;
+}
+
+/* smtp_proto_hops_field - a field name ended in its colon: count it if it is Received */
+static void smtp_proto_hops_field(SMTP_HOPS *h)
+{
+    if (h->len == 8 && memcmp(h->name, "received", 8) == 0)
+        h->count++;
+    h->state = HOPS_VALUE;
+}
+
+/* smtp_proto_hops_scan - count Received: fields (see smtp_proto.h) */
+int smtp_proto_hops_scan(SMTP_HOPS *h, const char *buf, size_t n)
+{
+    for (size_t i = 0; i < n && h->state != HOPS_BODY; i++) {
+        unsigned char ch = (unsigned char) buf[i];
+
+        switch (h->state) {
+        case HOPS_LINE:
+            if (ch == ' ' || ch == '\t') {
+                h->state = HOPS_VALUE;          /* a folded line goes on the field before */
+            } else if (ch > ' ' && ch < 0x7f && ch != ':') {
+                h->name[0] = (char) (ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
+                h->len = 1;
+                h->state = HOPS_NAME;
+            } else {
+                h->state = HOPS_BODY;           /* the empty line, or no field at all */
+            }
+            break;
+        case HOPS_NAME:
+            if (ch == ':') {
+                smtp_proto_hops_field(h);
+            } else if (ch == ' ' || ch == '\t') {
+                h->state = HOPS_SPACE;
+            } else if (ch > ' ' && ch < 0x7f) {
+                if (h->len < sizeof(h->name))
+                    h->name[h->len] = (char) (ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
+                if (h->len < 255)
+                    h->len++;
+            } else {
+                h->state = HOPS_BODY;
+            }
+            break;
+        case HOPS_SPACE:
+            if (ch == ':')
+                smtp_proto_hops_field(h);
+            else if (ch != ' ' && ch != '\t')
+                h->state = HOPS_BODY;
+            break;
+        case HOPS_VALUE:
+            if (ch == '\n')
+                h->state = HOPS_LINE;
+            break;
+        }
+    }
+    return h->count;
+}

@@ -138,4 +138,24 @@ void smtp_proto_data_init(SMTP_DATA_SCAN *ds, int normalize);
 int smtp_proto_data_scan(SMTP_DATA_SCAN *ds, const char *in, size_t len, size_t *used,
                          char *out, size_t outsize, size_t *outlen);
 
+/*
+ * The hop counter (DATA): how many Received: fields the message's header
+ * holds, as the scanner passes its output on, so that a mail loop stops
+ * (hopcount_limit). The header ends at the first empty line or at the
+ * first line that is neither a field ("name:", white space allowed
+ * before the colon) nor the continuation of one; the body is not read.
+ */
+typedef struct smtp_hops {
+    unsigned char state;        /* enum in smtp_proto.c: where in a header line */
+    unsigned char len;          /* bytes of the field name so far (saturates) */
+    char name[8];               /* its first bytes, lowercase: is it "received"? */
+    int count;                  /* Received: fields so far */
+} SMTP_HOPS;
+
+/* smtp_proto_hops_init - a counter at the start of a message */
+void smtp_proto_hops_init(SMTP_HOPS *h);
+
+/* smtp_proto_hops_scan - count the Received: fields in n more bytes of the message; the count so far */
+int smtp_proto_hops_scan(SMTP_HOPS *h, const char *buf, size_t n);
+
 #endif

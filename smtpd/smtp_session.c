@@ -487,7 +487,7 @@ void smtp_session_reset(SMTP_SESSION *s)
     s->ret = 0;
     s->mail_size = -1;
     s->smtputf8 = 0;
-    s->d_over = s->d_failed = s->d_rejected = 0;
+    s->d_over = s->d_failed = s->d_rejected = s->d_hops = 0;
     s->mode = SMTP_MODE_NONE;
     s->relay_down = s->spool_failed = s->spool_committed = 0;
     s->spool_next = 0;
@@ -658,7 +658,18 @@ static void smtp_session_data_out(SMTP_SESSION *s, const char *buf, size_t n)
         smtp_relay_free(s->relay);
         s->relay = NULL;
     }
-    if (n > 0 && !s->d_over && !s->d_rejected)
+    /*
+     * A mail loop: as Postfix, our own Received: field counts (it went
+     * down first), and hopcount_limit of them stop the message, before
+     * the next hop gets one more copy to send round again.
+     */
+    if (var_smtpd_hopcount_limit > 0 && !s->d_hops && !s->d_over && !s->d_rejected
+        && smtp_proto_hops_scan(&s->hops, buf, n) + (var_smtpd_received != 0) >= var_smtpd_hopcount_limit) {
+        s->d_hops = 1;
+        smtp_relay_free(s->relay);
+        s->relay = NULL;
+    }
+    if (n > 0 && !s->d_over && !s->d_rejected && !s->d_hops)
         smtp_session_data_put(s, buf, n);
 }
 

@@ -89,6 +89,8 @@ struct smtp_session {
     SMTP_DATA_SCAN scan;                /* DATA: where the end of the message is */
     unsigned char d_over, d_failed;     /* DATA: too big / downstream failed: discard */
     unsigned char d_rejected;           /* DATA: a message_reject_characters byte: discard, 550 */
+    unsigned char d_hops;               /* DATA: hopcount_limit reached (a mail loop): discard, 554 */
+    SMTP_HOPS hops;                     /* DATA: the Received: fields counted so far */
     unsigned char mode;                 /* enum smtp_mode of the transaction */
     unsigned char relay_down;           /* proxy-then-queue: the next hop failed; the rest goes to the spool only */
     unsigned char spool_failed;         /* DATA: a spool write failed: never 250 on the spool's word */

@@ -124,6 +124,34 @@ tl_is "$(tail -n 1 "$T/chat.out")" "221 2.0.0 Bye" "NUL in DATA: the session goe
 sink_same "NUL in DATA"
 tl_like "$(grep 'END-OF-MESSAGE' "$SMTPD_LOG" | tail -1)" 'reject: END-OF-MESSAGE from unknown\[127\.0\.0\.1\]: 550 5\.7\.1 Message content rejected;' \
     "NUL in DATA: logged as a reject"
+# A mail loop (hopcount_limit, default 50): 48 Received: fields from the
+# client, one more written "received :" and folded, and smtpd's own make
+# 50: refused at the dot, nothing downstream. 48 of them and Received
+# lines that are not header fields (X-Received:, one in the body) pass.
+HOPS=
+i=0
+while [ $i -lt 48 ]; do
+    HOPS="${HOPS}Received: from hop$i.example.net by hop$((i + 1)).example.net; Sun, 6 Dec 2026 00:00:00 +0000\r\n"
+    i=$((i + 1))
+done
+sm_chat '<' "$EHLO" '<' "$MAIL" '<' "$RCPT" '<' '>DATA\r\n' '<' \
+    ">${HOPS}received : from loop.example.net\r\n\tby loop.example.net; Sun, 6 Dec 2026 00:00:00 +0000\r\nSubject: loop\r\n\r\nround again\r\n.\r\n" \
+    '<' '>QUIT\r\n' '<'
+tl_is "$(reply_of '^554')" "554 5.4.0 Error: too many hops" "hopcount_limit: 49 Received: fields and ours: 554 5.4.0 at the dot"
+tl_is "$(tail -n 1 "$T/chat.out")" "221 2.0.0 Bye" "hopcount_limit: the session goes on"
+sink_same "a mail loop"
+tl_like "$(grep 'END-OF-MESSAGE' "$SMTPD_LOG" | tail -1)" 'reject: END-OF-MESSAGE from .*: 554 5\.4\.0 Error: too many hops;' \
+    "hopcount_limit: logged as a reject"
+sm_chat '<' "$EHLO" '<' "$MAIL" '<' "$RCPT" '<' '>DATA\r\n' '<' \
+    ">${HOPS}X-Received: by filter.example.net\r\nSubject: far\r\n\r\nReceived: in the body\r\n.\r\n" \
+    '<' '>QUIT\r\n' '<'
+tl_like "$(reply_of '^250 2\.0\.0')" "^250 2\\.0\\.0 Ok" "hopcount_limit: 48 Received: fields and ours pass"
+SINK_WANT=$((SINK_WANT + 1))
+sleep 0.2
+tl_is "$(sm_sink_count)" "$SINK_WANT" "hopcount_limit: ... and reach the sink"
+MSG=$(ls -t "$SINK_DIR"/* | head -1)
+tl_is "$(grep -c '^Received: from hop' "$MSG") $(grep -c 'by mx.gateway.test (rcptgate)' "$MSG")" "48 1" \
+    "hopcount_limit: ... with the 48 and ours"
 sed 's/^bare_newline = .*//' "$CONF" > "$T/bad-chars.conf"
 printf 'message_reject_characters = \\0\\q\n' >> "$T/bad-chars.conf"
 "$RG_SMTPD" -c "$T/bad-chars.conf" -n > "$T/n.out" 2>&1
@@ -250,9 +278,9 @@ sm_chat '<' "$EHLO" '<' "$MAIL" '<' "$RCPT" '<' '>DATA\r\n' '<' \
     '>Subject: norm\r\n\r\nline one\nline two\rline three\r\n..stuffed\n.\nRSET\r\n' '<' '<' '>QUIT\r\n' '<'
 tl_like "$(sm_line 13)" "^250 2\\.0\\.0" "normalize: a bare-LF dot line ends the data"
 tl_is "$(sm_line 14)" "250 2.0.0 Ok" "normalize: what followed is the next command"
-SINK_WANT=2
+SINK_WANT=3
 sleep 0.3
-tl_is "$(sm_sink_count)" 2 "normalize: one message reached the sink"
+tl_is "$(sm_sink_count)" 3 "normalize: one message reached the sink"
 MSG=$(ls -t "$SINK_DIR"/* | head -1)
 # smtp-sink stores LF lines: three "line" lines mean the bare CR and LF ended lines;
 # a CR that went down raw would still be in the file.

@@ -464,6 +464,46 @@ static void charset(void **state)
     assert_int_equal(params_smtpd_charset("x\\", set, err, sizeof(err)), -1);
 }
 
+/* The hop counter: messages (wire format, CRLF) and their Received: fields. */
+static const struct {
+    const char *msg;
+    int hops;
+} hops_cases[] = {
+    {"Received: a\r\nReceived: b\r\nSubject: x\r\n\r\nbody\r\n", 2},
+    {"RECEIVED: a\r\nreceived :b\r\nReceived\t: c\r\n\r\n", 3},
+    {"Received: a\r\n\tfolded\r\n Received: still folded\r\n\r\n", 1},
+    {"X-Received: a\r\nReceived-SPF: pass\r\nReceive: x\r\nReceivedX: y\r\n\r\n", 0},
+    {"Subject: x\r\n\r\nReceived: in the body\r\n", 0},
+    {"Received: a\r\nnot a field\r\nReceived: after it\r\n", 1},
+    {"Received a\r\nReceived: b\r\n", 0},
+    {":Received: a\r\nReceived: b\r\n", 0},
+    {"Received: a\r\n\r\n", 1},
+    {"Received: a", 1},
+    {"Received", 0},
+    {"", 0},
+    {"Re\200ceived: a\r\nReceived: b\r\n", 0},
+};
+
+/* hops - Received: fields in the header only, however the message is cut */
+static void hops(void **state)
+{
+    (void) state;
+    for (size_t i = 0; i < sizeof(hops_cases) / sizeof(hops_cases[0]); i++) {
+        size_t len = strlen(hops_cases[i].msg);
+
+        for (size_t piece = 1; piece <= len + 1; piece++) {
+            SMTP_HOPS h;
+            int n = 0;
+
+            smtp_proto_hops_init(&h);
+            for (size_t pos = 0; pos < len; pos += piece)
+                n = smtp_proto_hops_scan(&h, hops_cases[i].msg + pos, len - pos < piece ? len - pos : piece);
+            if (n != hops_cases[i].hops)
+                fail_msg("hops case %zu in pieces of %zu: %d, want %d", i, piece, n, hops_cases[i].hops);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -477,6 +517,7 @@ int main(void)
         cmocka_unit_test(data_table),
         cmocka_unit_test(data_split),
         cmocka_unit_test(charset),
+        cmocka_unit_test(hops),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
