@@ -20,13 +20,16 @@
  *      A 5xx to MAIL is final and given back as it is. With relay_tls =
  *      may a failed handshake retries the same hop once in the clear (like
  *      Postfix's opportunistic TLS); a refused XFORWARD is logged and the
- *      transaction goes on. A next hop given by name is resolved with
- *      evdns (/etc/hosts, then resolv.conf's servers) inside the connect
- *      timeout; its first address is used. With env->mx (the queue's
+ *      transaction goes on. A next hop given by name ("[mail.corp]") is
+ *      looked up with smtpd_dns_name() (the hosts file, then DNS's A and
+ *      AAAA records with dns_servers; c-ares), and that hop becomes all
+ *      its addresses, tried in turn like bracketed hops and shown as
+ *      "name[addr]:port": one server of a name that is down does not stop
+ *      the mail, as in Postfix. A name without addresses is that hop's
+ *      451 4.4.3. With env->mx (the queue's
  *      mail to outside domains, a DSN to its sender) a bare domain is
- *      first looked up by MX with smtpd_dns_mx() (c-ares, dns_servers),
- *      and that hop becomes the exchangers' addresses in order, each
- *      tried like a bracketed hop and shown as "mx-name[addr]:port". A
+ *      first looked up by MX with smtpd_dns_mx(), and that hop becomes
+ *      the exchangers' addresses in order, the same way. A
  *      null MX or NXDOMAIN answers MAIL and every later request with its
  *      5xx (the caller returns or drops the mail); a DNS failure is the
  *      hop's 451 4.4.3, so the mail stays queued.
@@ -74,7 +77,6 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
-#include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/util.h>
 #include <openssl/ssl.h>
@@ -100,7 +102,8 @@ typedef struct relay_hop {
     int port;
     int bracket;                /* "[host]": this host, never an MX lookup */
     int mx_todo;                /* env->mx and a bare domain: resolve its MX before trying it */
-    char *name;                 /* an address found by MX: its exchanger's name (for peer), else NULL */
+    int addr_todo;              /* a host name: resolve its addresses before trying it */
+    char *name;                 /* an address found by DNS: its host's name (peer, TLS), else NULL */
 } RELAY_HOP;
 
 /* One request of the session, answered in order. */
@@ -156,10 +159,9 @@ struct smtp_relay {
     int inflight;               /* replies still to come (the banner counts) */
     int mail_sent;              /* MAIL went to this hop: RCPT may follow it */
     struct bufferevent *bev;    /* the top bufferevent (TLS filter after STARTTLS) */
-    struct evdns_base *dns;     /* only when a hop is a name */
     int mx;                     /* env->mx: bare domains go by their MX (smtpd_dns.c) */
-    SMTPD_DNS *mxdns;           /* our resolver for MX lookups (made at the first one) */
-    SMTPD_DNS_MX *mxq;          /* the MX lookup in flight */
+    SMTPD_DNS *mxdns;           /* our resolver for MX and name lookups (made at the first one) */
+    SMTPD_DNS_MX *mxq;          /* the MX or name lookup in flight */
     int mx_perm;                /* a domain's DNS said no for good (NXDOMAIN, null MX): last_fail is 5xx */
     SSL *ssl;                   /* made before STARTTLS, owned by bev after the handshake */
     struct event *timer;        /* connect and reply deadlines */
@@ -203,6 +205,14 @@ static void relay_pump(SMTP_RELAY *);
 static void relay_setup_cb(evutil_socket_t, short, void *);
 static int relay_mx_start(SMTP_RELAY *);
 
+/* relay_is_addr - is host an IPv4 or IPv6 address (not a name)? */
+static int relay_is_addr(const char *host)
+{
+    struct in6_addr bin;
+
+    return inet_pton(AF_INET, host, &bin) == 1 || inet_pton(AF_INET6, host, &bin) == 1;
+}
+
 /* relay_hops_parse - the transport-syntax list into hops (lib/nexthop.c); the count */
 static int relay_hops_parse(const char *list, RELAY_HOP **out)
 {
@@ -231,6 +241,7 @@ static int relay_hops_parse(const char *list, RELAY_HOP **out)
         hops[n].port = h.port;
         hops[n].bracket = h.bracket;
         hops[n].mx_todo = 0;
+        hops[n].addr_todo = !relay_is_addr(h.host);
         hops[n].name = NULL;
         n++;
     }
@@ -593,7 +604,7 @@ static void relay_mx_cb(void *arg, int status, const SMTPD_DNS_MX_ADDR *addrs, i
         a->name = xstrdup(addrs[i].name);
         a->port = port;
         a->bracket = 1;
-        a->mx_todo = 0;
+        a->mx_todo = a->addr_todo = 0;
     }
     relay_try_hop(r);
     relay_flush(r);
@@ -601,18 +612,22 @@ static void relay_mx_cb(void *arg, int status, const SMTPD_DNS_MX_ADDR *addrs, i
         smtp_relay_free(r);
 }
 
-/* relay_mx_start - look up the MX of hops[hop] (a bare domain); 1 started, 0 this hop is skipped (last_fail says why) */
+/*
+ * relay_mx_start - look up the MX of hops[hop] (a bare domain) or the
+ * addresses of its name; 1 started, 0 this hop is skipped (last_fail says why)
+ */
 static int relay_mx_start(SMTP_RELAY *r)
 {
     RELAY_HOP *h = &r->hops[r->hop];
+    int mx = h->mx_todo;
 
-    h->mx_todo = 0;
+    h->mx_todo = h->addr_todo = 0;
     if (r->mxdns == NULL) {
         char err[256];
 
         if ((r->mxdns = smtpd_dns_create(smtpd_base, var_smtpd_dns_servers, var_smtpd_dns_timeout_ms,
                                          err, sizeof(err))) == NULL) {
-            log_warn("relay: %s: no resolver for the MX lookup: %s", h->host, err);
+            log_warn("relay: %s: no resolver for the %s lookup: %s", h->host, mx ? "MX" : "address", err);
             snprintf(r->last_fail, sizeof(r->last_fail), "451 4.4.3 Host or domain name lookup failed: %s",
                      h->host);
             return 0;
@@ -620,7 +635,8 @@ static int relay_mx_start(SMTP_RELAY *r)
     }
     snprintf(r->peer, sizeof(r->peer), "%s[%s]:%d", h->host, h->host, h->port);
     r->state = ST_CONNECT;
-    r->mxq = smtpd_dns_mx(r->mxdns, h->host, relay_mx_cb, r);
+    r->mxq = mx ? smtpd_dns_mx(r->mxdns, h->host, relay_mx_cb, r)
+        : smtpd_dns_name(r->mxdns, h->host, relay_mx_cb, r);
     return 1;
 }
 
@@ -636,7 +652,7 @@ static void relay_try_hop(SMTP_RELAY *r)
 
     for (; r->hop < r->nhops; r->hop++) {
         h = &r->hops[r->hop];
-        if (h->mx_todo) {
+        if (h->mx_todo || h->addr_todo) {
             if (relay_mx_start(r))
                 return;         /* relay_mx_cb goes on */
             continue;
@@ -667,11 +683,7 @@ static void relay_try_hop(SMTP_RELAY *r)
             sl = sizeof(*sin6);
             rc = bufferevent_socket_connect(r->bev, (struct sockaddr *) &ss, (int) sl);
         } else {
-            if (r->dns == NULL)
-                r->dns = evdns_base_new(smtpd_base, EVDNS_BASE_INITIALIZE_NAMESERVERS
-                                        | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-            rc = r->dns ? bufferevent_socket_connect_hostname(r->bev, r->dns, AF_UNSPEC,
-                                                              h->host, h->port) : -1;
+            rc = -1;            /* not reached: a name went through relay_mx_start first */
         }
         if (rc < 0) {
             log_warn("connect to %s: %s", r->peer, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
@@ -1477,13 +1489,13 @@ SMTP_RELAY *smtp_relay_open(const SMTP_RELAY_ENV *env, SMTP_RELAY_CB cb, void *a
     r->reqs_tail = &r->reqs;
     r->nhops = relay_hops_parse(env->nexthops, &r->hops);
     if (env->mx == 1) {
-        struct in6_addr bin;
-
         /* A bare domain goes by its MX; an address or a [host] is used as it is. */
         r->mx = 1;
         for (int i = 0; i < r->nhops; i++)
-            r->hops[i].mx_todo = !r->hops[i].bracket && inet_pton(AF_INET, r->hops[i].host, &bin) != 1
-                && inet_pton(AF_INET6, r->hops[i].host, &bin) != 1;
+            if (!r->hops[i].bracket && r->hops[i].addr_todo) {
+                r->hops[i].mx_todo = 1;
+                r->hops[i].addr_todo = 0;
+            }
     }
     r->timer = evtimer_new(smtpd_base, relay_timer_cb, r);
     if (env->setup_ms > 0) {
@@ -1633,8 +1645,6 @@ void smtp_relay_free(SMTP_RELAY *r)
         relay_drop_bev(r);
     if (r->ssl)
         SSL_free(r->ssl);
-    if (r->dns)
-        evdns_base_free(r->dns, 0);
     smtpd_dns_mx_cancel(r->mxq);
     smtpd_dns_free(r->mxdns);
     while ((q = relay_pop(r)) != NULL)

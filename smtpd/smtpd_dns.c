@@ -918,6 +918,7 @@ struct smtpd_dns_mx {
     int cancelled;
     int in_cb;
     int implicit;               /* no MX: the domain itself (RFC 5321 5.1) */
+    int host_only;              /* smtpd_dns_name: a next hop's name, never its MX */
     int status;
     char reply[SMTPD_REPLY_LEN];
     struct smtpd_dns_mx_host host[SMTPD_DNS_MX_HOSTS];
@@ -1098,6 +1099,10 @@ static void smtpd_dns_mx_settle(SMTPD_DNS_MX *mx)
     }
     if (n > 0)
         smtpd_dns_mx_done(mx, SMTPD_DNS_YES, "250 2.0.0 Ok");
+    else if (mx->host_only)
+        /* our own next hop's name: a configuration or DNS mistake defers, never bounces */
+        smtpd_dns_mx_done(mx, SMTPD_DNS_TEMP, "451 4.4.3 Host or domain name lookup failed: "
+                          "name=%s: %s", mx->domain, temps ? "DNS failure" : "no A or AAAA record");
     else if (temps > 0 || !mx->implicit)
         /* an exchanger without an address may be a passing mistake: defer, never bounce for it */
         smtpd_dns_mx_done(mx, SMTPD_DNS_TEMP, "451 4.4.3 Host or domain name lookup failed: "
@@ -1134,8 +1139,8 @@ static void smtpd_dns_mx_event(evutil_socket_t fd, short what, void *arg)
     smtpd_dns_mx_release(mx);
 }
 
-/* smtpd_dns_mx - look up where mail for domain goes; cb from the loop, exactly once unless cancelled */
-SMTPD_DNS_MX *smtpd_dns_mx(SMTPD_DNS *dns, const char *domain, SMTPD_DNS_MX_CB cb, void *arg)
+/* smtpd_dns_mx_new - a lookup of domain (lowercased) answering cb; nothing asked yet */
+static SMTPD_DNS_MX *smtpd_dns_mx_new(SMTPD_DNS *dns, const char *domain, SMTPD_DNS_MX_CB cb, void *arg)
 {
     SMTPD_DNS_MX *mx = xcalloc(1, sizeof(*mx));
 
@@ -1147,6 +1152,63 @@ SMTPD_DNS_MX *smtpd_dns_mx(SMTPD_DNS *dns, const char *domain, SMTPD_DNS_MX_CB c
         *p = (char) tolower((unsigned char) *p);
     if ((mx->ev = event_new(dns->base, -1, 0, smtpd_dns_mx_event, mx)) == NULL)
         log_fatal("smtpd_dns: cannot schedule an MX answer");
+    return mx;
+}
+
+/* smtpd_dns_name_file - the name's addresses of family af in the hosts file, into h */
+static void smtpd_dns_name_file(SMTPD_DNS *dns, struct smtpd_dns_mx_host *h, int af)
+{
+    struct hostent *he = NULL;
+
+    if (ares_gethostbyname_file(dns->channel, h->name, af, &he) != ARES_SUCCESS || he == NULL)
+        return;
+    for (char **a = he->h_addr_list; a && *a; a++) {
+        if (af == AF_INET && h->n4 < SMTPD_DNS_HOST_ADDRS)
+            inet_ntop(AF_INET, *a, h->a4[h->n4++], INET_ADDRSTRLEN);
+        else if (af == AF_INET6 && h->n6 < SMTPD_DNS_HOST_ADDRS)
+            inet_ntop(AF_INET6, *a, h->a6[h->n6++], INET6_ADDRSTRLEN);
+    }
+    ares_free_hostent(he);
+}
+
+/* smtpd_dns_name - the addresses of a next hop's name; cb from the loop, exactly once unless cancelled */
+SMTPD_DNS_MX *smtpd_dns_name(SMTPD_DNS *dns, const char *name, SMTPD_DNS_MX_CB cb, void *arg)
+{
+    SMTPD_DNS_MX *mx = smtpd_dns_mx_new(dns, name, cb, arg);
+    struct smtpd_dns_mx_host *h = &mx->host[0];
+
+    mx->implicit = mx->host_only = 1;
+    mx->nhost = 1;
+    snprintf(h->name, sizeof(h->name), "%s", mx->domain);
+    if (!dns->channel_ok) {
+        smtpd_dns_mx_done(mx, SMTPD_DNS_TEMP, "451 4.4.3 Host or domain name lookup failed: no resolver");
+        return mx;
+    }
+    /* The hosts file first, as for a client's name: internal servers are often only there. */
+    smtpd_dns_name_file(dns, h, AF_INET);
+    smtpd_dns_name_file(dns, h, AF_INET6);
+    if (h->n4 + h->n6 > 0) {
+        smtpd_dns_mx_done(mx, SMTPD_DNS_YES, "250 2.0.0 Ok");
+        return mx;
+    }
+    if (!smtpd_dns_valid_name(mx->domain)) {
+        smtpd_dns_mx_done(mx, SMTPD_DNS_TEMP, "451 4.4.3 Host or domain name lookup failed: "
+                          "name=%s: not a host name", mx->domain);
+        return mx;
+    }
+    mx->pending++;              /* held while asking, as in smtpd_dns_mx_answer */
+    smtpd_dns_mx_ask(mx, 1, 0, h->name, DNS_T_A);
+    smtpd_dns_mx_ask(mx, 2, 0, h->name, DNS_T_AAAA);
+    if (--mx->pending == 0)
+        smtpd_dns_mx_settle(mx);
+    return mx;
+}
+
+/* smtpd_dns_mx - look up where mail for domain goes; cb from the loop, exactly once unless cancelled */
+SMTPD_DNS_MX *smtpd_dns_mx(SMTPD_DNS *dns, const char *domain, SMTPD_DNS_MX_CB cb, void *arg)
+{
+    SMTPD_DNS_MX *mx = smtpd_dns_mx_new(dns, domain, cb, arg);
+
     if (!dns->channel_ok)
         smtpd_dns_mx_done(mx, SMTPD_DNS_TEMP, "451 4.4.3 Host or domain name lookup failed: no resolver");
     else if (!smtpd_dns_valid_name(mx->domain) || strstr(mx->domain, "..") || mx->domain[strlen(mx->domain) - 1] == '-')

@@ -85,6 +85,18 @@ typedef void (*SMTPD_DNS_MX_CB)(void *arg, int status, const SMTPD_DNS_MX_ADDR *
  */
 SMTPD_DNS_MX *smtpd_dns_mx(SMTPD_DNS *dns, const char *domain, SMTPD_DNS_MX_CB cb, void *arg);
 
+/*
+ * smtpd_dns_name - the addresses of one host name (a next hop written
+ * "[name]", or a name where no MX lookup is wanted): the hosts file
+ * first, then DNS's A and AAAA records, each family in the order given,
+ * IPv4 first, never the MX. The answer comes as smtpd_dns_mx's, with
+ * name as each address's name, except that a name without addresses is
+ * SMTPD_DNS_TEMP (451 4.4.3): it is the postmaster's next hop, so mail
+ * waits for the fix instead of bouncing. Cancelled with
+ * smtpd_dns_mx_cancel().
+ */
+SMTPD_DNS_MX *smtpd_dns_name(SMTPD_DNS *dns, const char *name, SMTPD_DNS_MX_CB cb, void *arg);
+
 /* smtpd_dns_mx_cancel - no callback any more (call it before smtpd_dns_free); NULL is fine */
 void smtpd_dns_mx_cancel(SMTPD_DNS_MX *mx);
 

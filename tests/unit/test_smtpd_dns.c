@@ -86,6 +86,10 @@ static const char t_zone[] =
     "down.relay.test           A     127.0.0.2\n"
     "up.relay.test             A     127.0.0.1\n"
     "implicit.test             A     127.0.0.1\n"
+    "# a next hop's name (smtpd_dns_name): two servers, the first one down\n"
+    "multi.relay.test          A     127.0.0.2\n"
+    "multi.relay.test          A     127.0.0.1\n"
+    "multi.relay.test          MX    \"10 down.relay.test\"\n"
     "slowmx.test               MX    \"10 slow.test\"\n";
 
 /* ---------------------------------------------------------------- fixtures */
@@ -822,6 +826,46 @@ static void test_mx_temporary(void **state)
     assert_non_null(strstr(t_mx.reply, "(DNS failure)"));
 }
 
+/* t_name_run - look a next hop's name up and wait for the one answer */
+static void t_name_run(const char *name)
+{
+    memset(&t_mx, 0, sizeof(t_mx));
+    (void) smtpd_dns_name(t_dns, name, t_mx_cb, NULL);
+    assert_int_equal(t_mx.calls, 0);    /* never from inside the call, not even from the hosts file */
+    t_loop_until(5000, &t_mx.calls);
+    assert_int_equal(t_mx.calls, 1);
+}
+
+/* a next hop's name: every address, never its MX; the hosts file first; no address is 4xx */
+static void test_name(void **state)
+{
+    (void) state;
+    t_name_run("Multi.Relay.TEST");
+    assert_int_equal(t_mx.status, SMTPD_DNS_YES);
+    assert_int_equal(t_mx.n, 2);
+    assert_string_equal(t_mx.addrs[0].name, "multi.relay.test");
+    assert_string_equal(t_mx.addrs[0].addr, "127.0.0.2");
+    assert_string_equal(t_mx.addrs[1].name, "multi.relay.test");
+    assert_string_equal(t_mx.addrs[1].addr, "127.0.0.1");
+    /* rg_dnsd knows no "localhost": the answer is the hosts file's */
+    t_name_run("localhost");
+    assert_int_equal(t_mx.status, SMTPD_DNS_YES);
+    assert_true(t_mx.n >= 1);
+    assert_string_equal(t_mx.addrs[0].name, "localhost");
+    assert_string_equal(t_mx.addrs[0].addr, "127.0.0.1");
+    t_name_run("nosuch.test");
+    assert_int_equal(t_mx.status, SMTPD_DNS_TEMP);
+    assert_string_equal(t_mx.reply, "451 4.4.3 Host or domain name lookup failed: name=nosuch.test: "
+                        "no A or AAAA record");
+    t_name_run("mx-only.test");     /* an MX is not an address */
+    assert_int_equal(t_mx.status, SMTPD_DNS_TEMP);
+    t_name_run("broken.test");
+    assert_int_equal(t_mx.status, SMTPD_DNS_TEMP);
+    assert_string_equal(t_mx.reply, "451 4.4.3 Host or domain name lookup failed: name=broken.test: DNS failure");
+    t_name_run("bad..name");
+    assert_int_equal(t_mx.status, SMTPD_DNS_TEMP);
+}
+
 /* cancelled in flight: no callback, and the late answers touch nothing freed (ASan) */
 static void test_mx_cancel(void **state)
 {
@@ -912,6 +956,7 @@ static pid_t t_sink(int *port)
 }
 
 static const char *t_relay_tls = "none";      /* relay_tls for t_relay */
+static int t_relay_mx = 1;                      /* env.mx for t_relay */
 
 /* t_relay - one message to nexthops with mx = 1 (dns_servers: rg_dnsd); the relay, to free */
 static SMTP_RELAY *t_relay(const char *nexthops)
@@ -937,7 +982,7 @@ static SMTP_RELAY *t_relay(const char *nexthops)
     env.client = &client;
     env.sender = "";
     env.mail_params = "";
-    env.mx = 1;
+    env.mx = t_relay_mx;
     r = smtp_relay_open(&env, t_relay_cb, NULL);
     smtp_relay_rcpt(r, "sender@relay.test", "", t_relay_cb, NULL);
     smtp_relay_data(r, t_relay_cb, NULL);
@@ -983,6 +1028,32 @@ static void test_relay_mx(void **state)
     assert_int_equal(t_rl.code[3], 250);
     smtp_relay_free(r);
     /*
+     * A bracketed name is each of its addresses in turn: the first one
+     * refuses the connection, the second (smtp-sink) takes the mail. So
+     * is a bare name when no MX lookup is wanted (our own next hops).
+     */
+    snprintf(hop, sizeof(hop), "[multi.relay.test]:%d", port);
+    r = t_relay(hop);
+    assert_int_equal(t_rl.n, 4);
+    assert_int_equal(t_rl.code[3], 250);
+    snprintf(hop, sizeof(hop), "multi.relay.test[127.0.0.1]:%d", port);
+    assert_string_equal(smtp_relay_peer(r), hop);
+    smtp_relay_free(r);
+    t_relay_mx = 0;
+    snprintf(hop, sizeof(hop), "smtp:multi.relay.test:%d", port);
+    r = t_relay(hop);
+    t_relay_mx = 1;
+    assert_int_equal(t_rl.code[3], 250);
+    snprintf(hop, sizeof(hop), "multi.relay.test[127.0.0.1]:%d", port);
+    assert_string_equal(smtp_relay_peer(r), hop);
+    smtp_relay_free(r);
+    snprintf(hop, sizeof(hop), "[localhost]:%d", port);
+    r = t_relay(hop);
+    assert_int_equal(t_rl.code[3], 250);
+    snprintf(hop, sizeof(hop), "localhost[127.0.0.1]:%d", port);
+    assert_string_equal(smtp_relay_peer(r), hop);
+    smtp_relay_free(r);
+    /*
      * relay_tls = verify (or encrypt) is for our next hops: mail to the
      * Internet by MX goes with opportunistic TLS, so an exchanger without
      * STARTTLS (smtp-sink) still takes the report.
@@ -1017,6 +1088,12 @@ static void test_relay_mx_fail(void **state)
     r = t_relay("broken.test");
     assert_int_equal(t_rl.code[0], 451);
     assert_int_equal(strncmp(t_rl.text[0], "451 4.4.3 ", 10), 0);
+    assert_int_equal(t_rl.code[1], 451);
+    smtp_relay_free(r);
+    /* a next hop's name that does not exist is our mistake: 4xx, never a bounce */
+    r = t_relay("[nosuch.test]");
+    assert_int_equal(t_rl.code[0], 451);
+    assert_int_equal(strncmp(t_rl.text[0], "451 4.4.", 8), 0);
     assert_int_equal(t_rl.code[1], 451);
     smtp_relay_free(r);
     /* freed while the lookup is in flight: no callback, nothing touched later (ASan) */
@@ -1076,6 +1153,7 @@ int main(void)
         cmocka_unit_test(test_mx_permanent),
         cmocka_unit_test(test_mx_temporary),
         cmocka_unit_test(test_mx_cancel),
+        cmocka_unit_test(test_name),
         cmocka_unit_test(test_relay_mx_fail),
         cmocka_unit_test(test_relay_mx),        /* last: left out without smtp-sink */
     };
