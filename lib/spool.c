@@ -1340,6 +1340,26 @@ void spool_set_batch(SPOOL *sp, int on)
     sp->batch = on;
 }
 
+/* spool_writable - see spool.h */
+int spool_writable(SPOOL *sp)
+{
+    /* A dot name: never a queue id, so nothing lists or loads it. */
+    int fd = openat(sp->in_fd, ".probe", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    int err;
+
+    if (fd < 0)
+        return -1;
+    err = write(fd, "x", 1) == 1 ? 0 : (errno ? errno : EIO);
+    close(fd);
+    if (unlinkat(sp->in_fd, ".probe", 0) < 0 && err == 0)
+        err = errno;
+    if (err != 0) {
+        errno = err;
+        return -1;
+    }
+    return 0;
+}
+
 /* spool_sync - see spool.h */
 int spool_sync(SPOOL *sp)
 {

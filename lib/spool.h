@@ -249,6 +249,13 @@ int spool_sync(SPOOL *sp);
  */
 int spool_space_ok(SPOOL *sp, long long size, long long minfree);
 
+/*
+ * spool_writable - does the queue directory take writes? A probe file
+ * made and removed in incoming/ (a read-only remount, a disk error or
+ * lost permissions fail it). 0 yes, -1 no (errno).
+ */
+int spool_writable(SPOOL *sp);
+
 /* spool_trigger_fd - the FIFO's read end (nonblocking) for the event loop, opened once; -1 on error */
 int spool_trigger_fd(SPOOL *sp);
 

@@ -824,6 +824,9 @@ static void smtp_command_relay_dot_cb(void *arg, int code, const char *reply)
     const char *peer = smtp_relay_peer(s->relay);
 
     s->wait = W_NONE;
+    /* The marks below are this session's last word on its file: the queue manager's after them. */
+    if (s->spool_committed)
+        smtpd_qmgr_session_release(s->c.queue_id);
     if (s->spool_committed && code / 100 == 2) {
         size_t i = 0;
 
@@ -914,6 +917,7 @@ void smtp_command_data_end(SMTP_SESSION *s)
             return;
         }
         s->spool_committed = 1;
+        smtpd_qmgr_session_hold(s->c.queue_id);
     }
     if (s->relay != NULL) {
         smtp_session_pause(s, W_RELAY);

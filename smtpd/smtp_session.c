@@ -453,6 +453,9 @@ void smtp_session_reset(SMTP_SESSION *s)
         smtp_relay_free(s->relay);
         s->relay = NULL;
     }
+    /* Committed before a dot whose reply never came: the queue manager has it now. */
+    if (s->spool_committed && s->c.queue_id)
+        smtpd_qmgr_session_release(s->c.queue_id);
     /* Never acknowledged: the client still has the message. */
     spool_abort(s->spool_f);
     s->spool_f = NULL;

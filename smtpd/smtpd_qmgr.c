@@ -171,6 +171,7 @@ SPOOL *smtpd_spool;
 
 static int qmgr_stopping;               /* SIGTERM: nothing new starts */
 static int qmgr_broken;                 /* the last scan failed */
+static int qmgr_unwritable;             /* a record of a delivery failed: no delivery until writes work */
 static struct event *qmgr_scan_ev;      /* the next scan */
 static struct event *qmgr_trigger_ev;   /* the FIFO */
 static long long qmgr_scan_at_ms;       /* when qmgr_scan_ev fires, 0 not armed */
@@ -227,6 +228,107 @@ static QMGR_MSG *qmgr_find(const char *id)
         if (strcmp(m->id, id) == 0)
             return m;
     return NULL;
+}
+
+/*
+ * Messages a session has committed and still holds. In proxy-then-queue
+ * a message with recipients that only the spool has is committed before
+ * the next hop gets the dot, and the session marks the next hop's
+ * recipients done when its reply comes. Until then the file's time keeps
+ * it from the queue runs, but `rcptgate queue flush` or `release` set
+ * that time to now: the queue manager must still leave it alone, or it
+ * delivers again what the next hop is taking. Few at a time (one per
+ * session waiting on a dot), so a list is enough.
+ */
+static char (*qmgr_held)[SPOOL_ID_LEN];
+static size_t qmgr_nheld, qmgr_held_size;
+
+/* qmgr_is_held - does a session hold id? */
+static int qmgr_is_held(const char *id)
+{
+    for (size_t i = 0; i < qmgr_nheld; i++)
+        if (strcmp(qmgr_held[i], id) == 0)
+            return 1;
+    return 0;
+}
+
+/* smtpd_qmgr_session_hold - a session committed id and still holds it: no delivery of it */
+void smtpd_qmgr_session_hold(const char *id)
+{
+    if (qmgr_is_held(id))
+        return;
+    if (qmgr_nheld == qmgr_held_size) {
+        qmgr_held_size = qmgr_held_size ? 2 * qmgr_held_size : 16;
+        qmgr_held = xrealloc(qmgr_held, qmgr_held_size * sizeof(*qmgr_held));
+    }
+    snprintf(qmgr_held[qmgr_nheld++], SPOOL_ID_LEN, "%s", id);
+}
+
+/* smtpd_qmgr_session_release - the session is done with id: the queue manager's again */
+void smtpd_qmgr_session_release(const char *id)
+{
+    for (size_t i = 0; i < qmgr_nheld; i++)
+        if (strcmp(qmgr_held[i], id) == 0) {
+            qmgr_nheld--;
+            if (i < qmgr_nheld)
+                memcpy(qmgr_held[i], qmgr_held[qmgr_nheld], SPOOL_ID_LEN);
+            return;
+        }
+}
+
+/*
+ * When what a delivery did cannot be written (a read-only remount, a disk
+ * error, lost permissions), the file stays as it was: due, its
+ * recipients to do. Left alone, the queue runs would send it again and
+ * again. So the message is kept out for maximal_backoff_time in memory
+ * (qmgr_nb: it goes out again at most once for what was not recorded),
+ * and while the queue directory refuses a probe write no delivery starts
+ * and new mail hears 452 (qmgr_unwritable, probed at each scan).
+ */
+#define QMGR_NB_MAX 1024
+static struct {
+    char id[SPOOL_ID_LEN];
+    long long until_ms;
+} qmgr_nb[QMGR_NB_MAX];
+static size_t qmgr_nnb, qmgr_nb_next;
+
+/* qmgr_nb_until - until when id is kept out; 0 if it is not */
+static long long qmgr_nb_until(const char *id)
+{
+    long long now = qmgr_now_ms();
+
+    for (size_t i = 0; i < qmgr_nnb; i++)
+        if (qmgr_nb[i].until_ms > now && strcmp(qmgr_nb[i].id, id) == 0)
+            return qmgr_nb[i].until_ms;
+    return 0;
+}
+
+/* qmgr_unrecorded - writing what happened to id failed (errno): keep it out, and stop if the spool is at fault */
+static void qmgr_unrecorded(const char *id)
+{
+    int err = errno;
+    size_t slot = qmgr_nnb < QMGR_NB_MAX ? qmgr_nnb++ : qmgr_nb_next++ % QMGR_NB_MAX;
+
+    snprintf(qmgr_nb[slot].id, SPOOL_ID_LEN, "%s", id);
+    qmgr_nb[slot].until_ms = qmgr_now_ms() + var_smtpd_max_backoff_ms;
+    if (!qmgr_unwritable && spool_writable(smtpd_spool) < 0) {
+        log_err("queue %s: cannot be written (%s): no delivery starts and new mail hears 452 "
+                "until it can", spool_dir(smtpd_spool), strerror(errno));
+        qmgr_unwritable = 1;
+    }
+    errno = err;
+}
+
+/* qmgr_writable_again - at each scan: does the spool take writes again? */
+static int qmgr_writable_again(void)
+{
+    if (!qmgr_unwritable)
+        return 1;
+    if (spool_writable(smtpd_spool) < 0)
+        return 0;
+    log_info("queue %s: takes writes again; deliveries go on", spool_dir(smtpd_spool));
+    qmgr_unwritable = 0;
+    return 1;
 }
 
 /* ---------------------------------------------------------------- scheduling */
@@ -506,9 +608,11 @@ static void qmgr_rcpt_result(QMGR_MSG *m, QMGR_DLV *d, size_t i, int code, const
     if (code / 100 == 2) {
         m->result[i] = QR_SENT;
         qmgr_log_rcpt(m, d, i, "sent", dsn, reply);
-        if (spool_mark(smtpd_spool, m->id, i, SPOOL_RCPT_DONE) < 0)
+        if (spool_mark(smtpd_spool, m->id, i, SPOOL_RCPT_DONE) < 0) {
             log_warn("%s: cannot mark <%s> delivered: %s (it may be delivered again)", m->id,
                      m->env.rcpt[i].addr, strerror(errno));
+            qmgr_unrecorded(m->id);
+        }
         m->env.rcpt[i].state = SPOOL_RCPT_DONE;
         return;
     }
@@ -899,8 +1003,10 @@ static void qmgr_fail(QMGR_MSG *m, size_t *idx, size_t n)
     if (n == 0 || qmgr_report(m, idx, n, DSN_FAILED) < 0)
         return;                 /* kept to do: tried, and returned, again later */
     for (size_t k = 0; k < n; k++) {
-        if (spool_mark(smtpd_spool, m->id, idx[k], SPOOL_RCPT_FAILED) < 0)
+        if (spool_mark(smtpd_spool, m->id, idx[k], SPOOL_RCPT_FAILED) < 0) {
             log_warn("%s: cannot mark <%s> failed: %s", m->id, m->env.rcpt[idx[k]].addr, strerror(errno));
+            qmgr_unrecorded(m->id);
+        }
         m->env.rcpt[idx[k]].state = SPOOL_RCPT_FAILED;
     }
 }
@@ -910,9 +1016,10 @@ static void qmgr_remove(QMGR_MSG *m)
 {
     int rc = spool_remove(smtpd_spool, m->id);
 
-    if (rc < 0)
+    if (rc < 0) {
         log_warn("%s: cannot remove it from the queue: %s", m->id, strerror(errno));
-    else if (rc == 0) {
+        qmgr_unrecorded(m->id);
+    } else if (rc == 0) {
         smtpd_log_as("qmgr", "%s: removed", m->id);
         if (qmgr_deferred > 0)
             qmgr_deferred--;
@@ -975,8 +1082,10 @@ static void qmgr_msg_finish(QMGR_MSG *m)
             log_warn("%s: cannot save the deferral reasons: %s", m->id, strerror(errno));
         next = qmgr_now_ms() + qmgr_backoff_ms(m->env.attempts);
         /* Whole seconds (an mtime), rounded up so the scan then finds it due. */
-        if (spool_retry_at(smtpd_spool, m->id, (next + 999) / 1000) < 0)
+        if (spool_retry_at(smtpd_spool, m->id, (next + 999) / 1000) < 0) {
             log_warn("%s: cannot set its next try: %s", m->id, strerror(errno));
+            qmgr_unrecorded(m->id);
+        }
         qmgr_wake_at(((next + 999) / 1000) * 1000);
     }
     free(idx);
@@ -993,6 +1102,10 @@ static void qmgr_activate(const char *id)
     int rc;
     unsigned h;
 
+    if (qmgr_is_held(id) || qmgr_unwritable || qmgr_nb_until(id) > 0) {
+        free(m);
+        return;                 /* a session holds it, or its record failed: a later scan */
+    }
     snprintf(m->id, sizeof(m->id), "%s", id);
     m->fd = -1;
     rc = spool_load(smtpd_spool, SPOOL_DEFERRED, id, &m->env, &m->fd, err, sizeof(err));
@@ -1098,11 +1211,17 @@ static void qmgr_oldest_of(QMGR_SCAN *s, const char *id)
 static int qmgr_scan_one(void *arg, const char *id, long long mtime, long long size)
 {
     QMGR_SCAN *s = arg;
+    long long until;
 
     (void) size;
     qmgr_oldest_of(s, id);
-    if (qmgr_stopping || qmgr_find(id) != NULL)
+    if (qmgr_stopping || qmgr_unwritable || qmgr_find(id) != NULL || qmgr_is_held(id))
         return 0;
+    if ((until = qmgr_nb_until(id)) > 0) {
+        if (s->earliest == 0 || until / 1000 + 1 < s->earliest)
+            s->earliest = until / 1000 + 1;
+        return 0;
+    }
     if (mtime > s->now) {
         if (s->earliest == 0 || mtime < s->earliest)
             s->earliest = mtime;
@@ -1140,6 +1259,7 @@ static void qmgr_scan_cb(evutil_socket_t fd, short what, void *arg)
     memset(&s, 0, sizeof(s));
     s.now = qmgr_now_ms() / 1000;
     qmgr_more = 0;
+    (void) qmgr_writable_again();       /* while it is not, the scan only counts */
     n = spool_scan(smtpd_spool, SPOOL_DEFERRED, qmgr_scan_one, &s);
     h = spool_scan(smtpd_spool, SPOOL_HOLD, qmgr_hold_one, &s);
     if (n < 0 || h < 0) {
@@ -1305,7 +1425,7 @@ void smtpd_qmgr_queued(const char *id, long long next_try)
 /* smtpd_qmgr_accepting - 0, or 452 with the client's reply in why */
 int smtpd_qmgr_accepting(char *why, size_t whylen)
 {
-    if (smtpd_spool == NULL || qmgr_broken) {
+    if (smtpd_spool == NULL || qmgr_broken || qmgr_unwritable) {
         snprintf(why, whylen, "452 4.3.1 Insufficient system storage");
         return 452;
     }

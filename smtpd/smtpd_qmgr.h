@@ -33,6 +33,16 @@ void smtpd_qmgr_reload(void);
 /* smtpd_qmgr_stop - SIGTERM: no new deliveries; running ones end or are cut (the spool keeps them) */
 void smtpd_qmgr_stop(void);
 
+/*
+ * smtpd_qmgr_session_hold - a session committed id before its next hop's
+ * final reply (proxy-then-queue) and still holds it: no delivery of it,
+ * whatever its file's time, until smtpd_qmgr_session_release(id).
+ */
+void smtpd_qmgr_session_hold(const char *id);
+
+/* smtpd_qmgr_session_release - the session is done with id (no-op if it held none) */
+void smtpd_qmgr_session_release(const char *id);
+
 /* smtpd_qmgr_queued - a session has just committed id (due at next_try): try it when due */
 void smtpd_qmgr_queued(const char *id, long long next_try);
 

@@ -19,10 +19,12 @@
 . "$top_srcdir/tests/lib/smtpd.sh"
 
 SPOOLCAT=${SPOOLCAT:-"$top_builddir/tests/tools/rg_spoolcat"}
+SPOOLPUT=${SPOOLPUT:-"$top_builddir/tests/tools/rg_spoolput"}
 
 tl_init smtpd_spool
 [ -x "$RG_SMTPD" ] || tl_bail "rcptgate-smtpd not built ($RG_SMTPD)"
 [ -x "$SPOOLCAT" ] || tl_bail "rg_spoolcat not built ($SPOOLCAT)"
+[ -x "$SPOOLPUT" ] || tl_bail "rg_spoolput not built ($SPOOLPUT)"
 tl_need_tool "$SMTP_SINK" smtp-sink
 tl_need_tool "$SWAKS" swaks
 tl_need_tool python3 python3
@@ -115,6 +117,7 @@ done
     tl_admin domain add proxy.test "smtp:[127.0.0.1]:$DEAD_PORT" --relay-mode=proxy &&
     tl_admin domain add picky.test "smtp:[127.0.0.1]:$PICKY_PORT" &&
     tl_admin static add defer1@picky.test && tl_admin static add refuse1@picky.test &&
+    tl_admin static add slowdot@picky.test &&
     for d in up.test nodsn.test down.test soft.test hard.test datasoft.test dothard.test dotsoft.test \
         q.test qup.test proxy.test picky.test; do
         tl_admin static add "user@$d" && tl_admin static add "other@$d" || exit 1
@@ -282,6 +285,25 @@ send refuse1@picky.test
 tl_like "$(grep '^<\*\*' "$T/swaks.out" | head -1)" '^<\*\* +550 5\.1\.1 <refuse1@picky.test>: no such user here' \
     "the next hop's own 5xx to RCPT reaches the client"
 
+# The same, with `rcptgate queue flush` while the next hop sits 2 s on the
+# dot: the file is committed (defer1 is the spool's alone) and the flush
+# makes it due, yet the session still holds it. The queue manager leaves
+# it alone, or it would give slowdot@ the message a second time.
+send slowdot@picky.test,defer1@picky.test --timeout 30 > /dev/null 2>&1 &
+SLOW_SWAKS=$!
+tl_wait_grep 'RCPT slowdot@picky.test' "$T/picky.got.hold" 10 || tl_bail "the next hop never got the slow dot"
+tl_admin queue flush > "$T/flush.out" 2>&1
+tl_is "$?" 0 "flush while the next hop holds the dot: rcptgate queue flush ran"
+wait "$SLOW_SWAKS"
+tl_like "$(final)" '^250 2\.0\.0 Ok: queued as [0-9A-F]+$' "... the client hears 250 queued"
+Q5=$(qid)
+# A second delivery would come right after the session's: give it 3 s.
+sleep 3
+tl_is "$(grep -c 'RCPT slowdot@picky.test' "$T/picky.got") $(grep -c "$Q5: to=<slowdot@picky.test>" "$SMTPD_LOG")" "1 1" \
+    "... and the next hop got it once: the queue manager left the session's file alone"
+tl_is "$("$SPOOLCAT" "$T/queue" "$Q5" 2>&1 | grep '^rcpt ' | cut -d' ' -f2,3 | tr '\n' '|')" \
+    "D slowdot@picky.test|T defer1@picky.test|" "... the file keeps defer1 to do"
+
 # ---------------------------------------------------------------- relay_mode = proxy for one domain
 sq=$(queued)
 send user@proxy.test
@@ -332,7 +354,8 @@ fi
 if [ -n "$NS_WHY" ]; then
     for what in "the queue on a private tmpfs" "452 4.3.1 before DATA" "no 354, no 250" "451 mid-DATA" \
         "nothing left behind" "smtpd says why" "451 mid-DATA with a recipient the spool's only" \
-        "no dot to the next hop" "a message that fits"; do
+        "no dot to the next hop" "a message that fits" "read-only: delivered once" "read-only: said why" \
+        "read-only: new mail hears 452"; do
         tl_n=$((tl_n + 1))
         echo "ok $tl_n - disk full: $what # SKIP $NS_WHY"
     done
@@ -382,6 +405,41 @@ EOF
         '>RCPT TO:<user@q.test>\r\n' '<' '>DATA\r\n' '<' '>Subject: small\r\n\r\nfits\r\n.\r\n' '<' '>QUIT\r\n' '<'
     tl_is "$(grep -c '^250 2\.0\.0 Ok: queued as ' "$T/chat.out") $(find "$SMALL/deferred" -type f | wc -l | tr -d ' ')" "1 1" \
         "a message that fits is queued afterwards (the space was given back)"
+    sm_stop
+    cat "$T/smtpd.stderr" >> "$T/smtpd.stderr.all"
+    : > "$T/smtpd.stderr"
+
+    # A spool remounted read-only (as after a disk error), a message due in
+    # it: delivered, but its record fails, and a file left due would go out
+    # again at every queue run (here each second). Once, then no delivery
+    # starts and new mail hears 452 until the spool takes writes.
+    mkdir -p "$T/queue3"
+    printf 'Subject: read-only\n\nonce\n' | "$SPOOLPUT" "$T/queue3" sender@client.test user@qup.test \
+        > "$T/ro.id" 2>&1 || tl_bail "rg_spoolput: $(cat "$T/ro.id")"
+    mkfifo "$T/queue3/trigger"
+    sed -i -e "s|^queue_directory = .*|queue_directory = $T/queue3|" -e '/^queue_max_messages = 1$/d' "$CONF"
+    echo "queue_run_delay = 1s" >> "$CONF"
+    # smtpd in a mount namespace of its own, where queue3 is a read-only bind mount of itself
+    cat > "$T/smtpd-ro" <<EOF
+#!/bin/sh
+exec unshare -m --propagation private sh -c 'mount --bind "$T/queue3" "$T/queue3" && mount -o remount,bind,ro "$T/queue3" && exec "\$0" "\$@"' "$RG_SMTPD" "\$@"
+EOF
+    chmod +x "$T/smtpd-ro"
+    before=$(count sink)
+    RG_SMTPD_REAL=$RG_SMTPD
+    RG_SMTPD="$T/smtpd-ro"
+    sm_start_or_bail
+    RG_SMTPD=$RG_SMTPD_REAL
+    tl_wait_grep 'cannot be written' "$SMTPD_LOG" 10
+    sleep 4
+    tl_is "sink +$(($(count sink) - before))" "sink +1" \
+        "read-only spool: the message is delivered once, not again at each queue run"
+    tl_like "$(grep 'cannot be written' "$SMTPD_LOG" | head -1)" \
+        "queue $T/queue3: cannot be written \\(Read-only file system\\): no delivery starts and new mail hears 452" \
+        "... and smtpd says why"
+    send user@q.test
+    tl_like "$(grep '^<\*\*' "$T/swaks.out" | head -1)" '^<\*\* +452 4\.3\.1 Insufficient system storage' \
+        "... new mail for the queue hears 452 4.3.1"
     sm_stop
     cat "$T/smtpd.stderr" >> "$T/smtpd.stderr.all"
 fi

@@ -8,10 +8,16 @@
 # otherwise; everything else as a plain sink (DSN and PIPELINING are not
 # offered). Each message it takes (the final dot) is appended to FILE as
 # one line "MAIL <sender> RCPT <a>,<b> BYTES n"; it answers 250 to the
-# dot. Serves until killed, one connection at a time.
+# dot. When a recipient it took starts with "slowdot", it first writes
+# that line to FILE.hold and waits 2 s before the 250 (a next hop slow at
+# the dot, for smtpd_spool.sh's flush race). Serves until killed, each
+# connection in a thread of its own (a second client is not kept waiting
+# behind a slow dot).
 # usage: smtp_picky.py PORT FILE
 import socket
 import sys
+import threading
+import time
 
 
 def serve(conn, out):
@@ -55,8 +61,13 @@ def serve(conn, out):
                 if data == b".\r\n":
                     break
                 size += len(data)
+            line = "MAIL %s RCPT %s BYTES %d\n" % (sender, ",".join(rcpts), size)
+            if any(r.startswith("slowdot") for r in rcpts):
+                with open(out + ".hold", "a") as o:
+                    o.write(line)
+                time.sleep(2)
             with open(out, "a") as o:
-                o.write("MAIL %s RCPT %s BYTES %d\n" % (sender, ",".join(rcpts), size))
+                o.write(line)
             say("250 2.0.0 Ok: queued as PICKY")
             sender, rcpts = None, []
         elif verb == "QUIT":
@@ -77,12 +88,16 @@ def main():
     s.listen(16)
     while True:
         conn, _ = s.accept()
-        try:
-            serve(conn, out)
-        except OSError:
-            pass
-        finally:
-            conn.close()
+        threading.Thread(target=serve_one, args=(conn, out), daemon=True).start()
+
+
+def serve_one(conn, out):
+    try:
+        serve(conn, out)
+    except OSError:
+        pass
+    finally:
+        conn.close()
 
 
 if __name__ == "__main__":
