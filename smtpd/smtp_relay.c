@@ -686,8 +686,14 @@ static void relay_try_hop(SMTP_RELAY *r)
             rc = -1;            /* not reached: a name went through relay_mx_start first */
         }
         if (rc < 0) {
-            log_warn("connect to %s: %s", r->peer, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-            snprintf(r->last_fail, sizeof(r->last_fail), "451 4.4.1 Next hop not reachable");
+            int err = EVUTIL_SOCKET_ERROR();
+
+            log_warn("connect to %s: %s", r->peer, evutil_socket_error_to_string(err));
+            /* Out of descriptors or memory is ours, not the next hop's: not 4.4.1 (a dead hop). */
+            if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM)
+                snprintf(r->last_fail, sizeof(r->last_fail), "451 4.3.0 Insufficient system resources");
+            else
+                snprintf(r->last_fail, sizeof(r->last_fail), "451 4.4.1 Next hop not reachable");
             relay_drop_bev(r);
             r->tls_skip = 0;
             continue;

@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -183,6 +184,36 @@ static int smtpd_load(void)
 static void smtpd_set_hostname(void)
 {
     params_rules_hostname(smtpd_hostname, sizeof(smtpd_hostname));
+}
+
+/*
+ * smtpd_fd_limit - room for the descriptors the limits allow: a session
+ * holds its client and its next hop, a queued message its file and its
+ * next hop. The usual soft limit (1024) is below what the defaults
+ * allow, and past it connects fail with EMFILE, which looked like a next
+ * hop that does not answer. The soft limit is raised as far as the hard
+ * one lets it (the unit sets LimitNOFILE), and a limit still too low is
+ * said once at start, with what to change.
+ */
+static void smtpd_fd_limit(void)
+{
+    struct rlimit rl;
+    rlim_t need = (rlim_t) var_smtpd_maxconn * 2 + (rlim_t) var_smtpd_active_limit * 2 + 64;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
+        return;
+    if (rl.rlim_max == RLIM_INFINITY || rl.rlim_max > rl.rlim_cur) {
+        rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > need ? need : rl.rlim_max;
+        struct rlimit up = {want, rl.rlim_max};
+
+        if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+            rl.rlim_cur = want;
+    }
+    if (rl.rlim_cur < need)
+        log_warn("open files are limited to %llu, below the %llu that max_connections = %d and "
+                 "queue_active_limit = %d may need: raise the limit (systemd LimitNOFILE, ulimit -n) "
+                 "or lower those", (unsigned long long) rl.rlim_cur, (unsigned long long) need,
+                 var_smtpd_maxconn, var_smtpd_active_limit);
 }
 
 /*
@@ -412,6 +443,7 @@ int main(int argc, char **argv)
     }
     log_set_debug(smtpd_sk.verbose || strcmp(var_log_level, "debug") == 0);
     smtpd_set_hostname();
+    smtpd_fd_limit();
     skeleton_ignore_sigpipe();
 
     /* Bind, and read the key and SASL setup, while we may still be root. */

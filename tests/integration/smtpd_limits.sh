@@ -32,13 +32,22 @@ tl_is "$?" 78 "sample: and refuses it with a bad value (78)"
 
 SINK_PORT=$(( $(sm_port) + 2 ))
 # Phase 1: a session may last 2 s; an idle client would otherwise get 5 s.
-sm_init "command_timeout = 5s" "session_timeout = 2s" "min_data_rate = 0" "stats_interval = 2s"
+sm_init "command_timeout = 5s" "session_timeout = 2s" "min_data_rate = 0" "stats_interval = 2s" \
+    "max_connections = 500" "queue_active_limit = 100"
 sm_sink_start || tl_bail "smtp-sink did not start"
 { tl_admin domain add example.com "smtp:[127.0.0.1]:$SINK_PORT" &&
     tl_admin static add user@example.com; } >"$T/admin.out" 2>&1 || tl_bail "store setup: $(cat "$T/admin.out")"
 
 sm_lsan
+# Open files: 500 sessions and 100 queued messages need 2 * 600 + 64. smtpd
+# started under a soft limit of 256 raises it that far (the hard limit allowing).
+FD_NEED=1264
+FD_HARD=$(ulimit -Hn)
+[ "$FD_HARD" != unlimited ] && [ "$FD_HARD" -lt "$FD_NEED" ] && FD_NEED=$FD_HARD
+ulimit -Sn 256
 sm_start_or_bail
+tl_is "$(awk '/^Max open files/ { print $4 }' "/proc/$SMTPD_PID/limits")" "$FD_NEED" \
+    "a soft open-files limit of 256 is raised to what max_connections and queue_active_limit need"
 HOST=mx.gateway.test
 EHLO='>EHLO client.example.net\r\n'
 
