@@ -277,8 +277,10 @@ done
 $SMTPCHAT "$SMTPD_PORT" '<' '~1.5' '>NOOP\r\n' '<' '~1.5' '>NOOP\r\n' '<' '~1.5' '>QUIT\r\n' '<' \
     > "$T/held.out" 2>&1 &
 HELD=$!
-# It is in (it has its greeting) before the second comes.
-tl_wait_grep '^220 ' "$T/held.out"
+# It is in (it has its greeting) before the second comes: a loaded machine
+# may take seconds to start python, and without the wait the second client
+# would be the one in.
+tl_wait_grep '^220 ' "$T/held.out" 30 || tl_bail "the held client never got its greeting"
 sm_chat '<' end
 tl_is "$(sm_line 1)" "421 4.7.0 $HOST Error: too many connections" "max_connections: 421 4.7.0"
 wait "$HELD"
