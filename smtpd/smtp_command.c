@@ -832,7 +832,7 @@ static void smtp_command_relay_dot_cb(void *arg, int code, const char *reply)
 
         /* Delivered to those the next hop took; the others stay TODO in the committed file. */
         for (SMTP_RCPT *rc = s->rcpts; rc; rc = rc->next, i++)
-            if (!rc->queued_only && spool_mark(smtpd_spool, s->c.queue_id, i, SPOOL_RCPT_DONE) != 0)
+            if (!rc->queued_only && spool_mark(smtpd_spool, s->c.queue_id, i, SPOOL_RCPT_DONE) < 0)
                 log_warn("%s: to=<%s> was delivered, but its queue file could not say so: "
                          "it may be delivered again", s->c.queue_id, rc->addr);
         smtp_command_queued(s, smtp_command_retry(s), 1, peer, reply);
