@@ -1295,6 +1295,13 @@ static void qmgr_trigger_cb(evutil_socket_t fd, short what, void *arg)
         log_warn("queue trigger: end of file; `rcptgate queue flush` now waits for queue_run_delay");
         event_del(qmgr_trigger_ev);
     }
+    /*
+     * As Postfix's flush, forget which next hops are dead: the postmaster
+     * who flushes has usually just brought the inside back, and a dead
+     * mark would defer everything again without trying.
+     */
+    for (QMGR_DEST *dst = qmgr_dests; dst; dst = dst->next)
+        dst->dead_until = 0;
     qmgr_wake_at(qmgr_now_ms());
 }
 
