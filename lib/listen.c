@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -324,6 +325,13 @@ static int listen_open_inet(const LISTEN_ADDR *la, int backlog, char *err, size_
             continue;
         }
         (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+        /*
+         * An IPv6 listener takes IPv6 only, as Postfix's: otherwise "[::]:25"
+         * also holds IPv4's port 25 (Linux's bindv6only = 0), and the
+         * "0.0.0.0:25, [::]:25" pair the documentation shows fails to bind.
+         */
+        if (ai->ai_family == AF_INET6)
+            (void) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
         if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0
             && listen(fd, backlog) == 0 && listen_set_flags(fd) == 0)
             break;
@@ -332,8 +340,11 @@ static int listen_open_inet(const LISTEN_ADDR *la, int backlog, char *err, size_
         fd = -1;
     }
     freeaddrinfo(res);
-    if (fd < 0)
-        snprintf(err, errlen, "bind inet:%s:%s: %s", la->host, la->port, strerror(saved));
+    if (fd < 0) {
+        char name[300];
+
+        snprintf(err, errlen, "bind %s: %s", listen_format(la, name, sizeof(name)), strerror(saved));
+    }
     return fd;
 }
 

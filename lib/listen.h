@@ -36,7 +36,9 @@ int listen_check_list(const char *value, char *err, size_t errlen);
 
 /*
  * listen_open - bind and listen; returns the fd, or -1 with err set. A
- * unix socket gets unix_mode (octal, e.g. 0660) when it is created.
+ * unix socket gets unix_mode (octal, e.g. 0660) when it is created; an
+ * IPv6 one takes IPv6 only (IPV6_V6ONLY, as Postfix), so "0.0.0.0:25"
+ * and "[::]:25" are two listeners side by side.
  */
 int listen_open(const LISTEN_ADDR *la, int backlog, int unix_mode, char *err, size_t errlen);
 
