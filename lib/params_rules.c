@@ -36,9 +36,29 @@ int var_rules_store_access;
 
 #define MODES "enforce|warn|off"
 
+/*
+ * params_rules_check_hostname - a host name (letters, digits, '-', '.'),
+ * or empty for the system's FQDN. The banner and EHLO carry it as it is:
+ * "mx1.example.com   # banner" would go out whole.
+ */
+static int params_rules_check_hostname(const char *value, char *err, size_t errlen)
+{
+    size_t n = strlen(value);
+
+    if (n == 0)
+        return 0;
+    if (n > 253 || value[0] == '.' || value[0] == '-' || strstr(value, "..") != NULL
+        || strspn(value, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") != n) {
+        snprintf(err, errlen, "not a host name: \"%s\"%s", value,
+                 strpbrk(value, "#;") ? " (a comment after a value is part of it: write it on a line of its own)" : "");
+        return -1;
+    }
+    return 0;
+}
+
 const CFG_PARAM params_rules[] = {
     /* not a rule, but every rule front end needs it: smtpd's banner, the forged HELO rule */
-    {"hostname", CFG_STR, "", &var_rules_hostname, 0, 0, NULL, NULL},
+    {"hostname", CFG_STR, "", &var_rules_hostname, 0, 0, NULL, params_rules_check_hostname},
     {"mynetworks", CFG_STR, "127.0.0.0/8 [::1]/128", &var_rules_mynetworks, 0, 0, NULL,
      rules_check_mynetworks},
     {"warn_if_reject", CFG_BOOL, "no", &var_rules_warn_if_reject, 0, 0, NULL, NULL},
