@@ -188,22 +188,23 @@ static void smtpd_set_hostname(void)
 
 /*
  * smtpd_fd_limit - room for the descriptors the limits allow: a session
- * holds its client and its next hop, a queued message its file and its
- * next hop. The usual soft limit (1024) is below what the defaults
- * allow, and past it connects fail with EMFILE, which looked like a next
- * hop that does not answer. The soft limit is raised as far as the hard
- * one lets it (the unit sets LimitNOFILE), and a limit still too low is
- * said once at start, with what to change.
+ * holds its client, its next hop and (queueing) its spool file, a queued
+ * message its file and a next hop or two. The usual soft limit (1024) is
+ * below what the defaults allow, and past it connects fail with EMFILE.
+ * The soft limit is raised to 65536 or what the limits need if more, as
+ * far as the hard one lets it (the unit sets LimitNOFILE), and a hard
+ * limit below the need is said once at start, with what to change.
  */
 static void smtpd_fd_limit(void)
 {
     struct rlimit rl;
-    rlim_t need = (rlim_t) var_smtpd_maxconn * 2 + (rlim_t) var_smtpd_active_limit * 2 + 64;
+    rlim_t need = (rlim_t) var_smtpd_maxconn * 3 + (rlim_t) var_smtpd_active_limit * 3 + 64;
+    rlim_t goal = need > 65536 ? need : 65536;
 
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= goal)
         return;
     if (rl.rlim_max == RLIM_INFINITY || rl.rlim_max > rl.rlim_cur) {
-        rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > need ? need : rl.rlim_max;
+        rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > goal ? goal : rl.rlim_max;
         struct rlimit up = {want, rl.rlim_max};
 
         if (setrlimit(RLIMIT_NOFILE, &up) == 0)

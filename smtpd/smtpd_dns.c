@@ -891,6 +891,9 @@ void smtpd_dns_cancel(SMTPD_DNS *dns, SMTPD_CLIENT *c)
 #define SMTPD_DNS_MX_ADDRS   12         /* addresses tried in all (Postfix tries fewer sessions) */
 #define SMTPD_DNS_HOST_ADDRS 4          /* addresses of one family kept per exchanger */
 
+/* The hosts file smtpd_dns_name reads first (a test points it elsewhere). */
+const char *smtpd_dns_hosts_file = "/etc/hosts";
+
 /* One exchanger: its preference and what its A and AAAA lookups gave. */
 struct smtpd_dns_mx_host {
     char name[SMTPD_NAME_LEN];
@@ -1155,20 +1158,35 @@ static SMTPD_DNS_MX *smtpd_dns_mx_new(SMTPD_DNS *dns, const char *domain, SMTPD_
     return mx;
 }
 
-/* smtpd_dns_name_file - the name's addresses of family af in the hosts file, into h */
-static void smtpd_dns_name_file(SMTPD_DNS *dns, struct smtpd_dns_mx_host *h, int af)
+/*
+ * smtpd_dns_name_file - the name's addresses in the hosts file, into h:
+ * every line that names it, in file order (c-ares's own lookup stops at
+ * the first line, and two servers under one name are often two lines).
+ */
+static void smtpd_dns_name_file(struct smtpd_dns_mx_host *h)
 {
-    struct hostent *he = NULL;
+    FILE *fp = fopen(smtpd_dns_hosts_file, "r");
+    char line[1024];
 
-    if (ares_gethostbyname_file(dns->channel, h->name, af, &he) != ARES_SUCCESS || he == NULL)
+    if (fp == NULL)
         return;
-    for (char **a = he->h_addr_list; a && *a; a++) {
-        if (af == AF_INET && h->n4 < SMTPD_DNS_HOST_ADDRS)
-            inet_ntop(AF_INET, *a, h->a4[h->n4++], INET_ADDRSTRLEN);
-        else if (af == AF_INET6 && h->n6 < SMTPD_DNS_HOST_ADDRS)
-            inet_ntop(AF_INET6, *a, h->a6[h->n6++], INET6_ADDRSTRLEN);
+    while (fgets(line, sizeof(line), fp) != NULL) {
+        char *save = NULL, *addr, *name;
+        struct in6_addr bin;
+
+        line[strcspn(line, "#\n")] = 0;
+        if ((addr = strtok_r(line, " \t\r", &save)) == NULL)
+            continue;
+        while ((name = strtok_r(NULL, " \t\r", &save)) != NULL && strcasecmp(name, h->name) != 0)
+            ;
+        if (name == NULL)
+            continue;
+        if (inet_pton(AF_INET, addr, &bin) == 1 && h->n4 < SMTPD_DNS_HOST_ADDRS)
+            snprintf(h->a4[h->n4++], INET_ADDRSTRLEN, "%s", addr);
+        else if (inet_pton(AF_INET6, addr, &bin) == 1 && h->n6 < SMTPD_DNS_HOST_ADDRS)
+            inet_ntop(AF_INET6, &bin, h->a6[h->n6++], INET6_ADDRSTRLEN);
     }
-    ares_free_hostent(he);
+    fclose(fp);
 }
 
 /* smtpd_dns_name - the addresses of a next hop's name; cb from the loop, exactly once unless cancelled */
@@ -1185,8 +1203,7 @@ SMTPD_DNS_MX *smtpd_dns_name(SMTPD_DNS *dns, const char *name, SMTPD_DNS_MX_CB c
         return mx;
     }
     /* The hosts file first, as for a client's name: internal servers are often only there. */
-    smtpd_dns_name_file(dns, h, AF_INET);
-    smtpd_dns_name_file(dns, h, AF_INET6);
+    smtpd_dns_name_file(h);
     if (h->n4 + h->n6 > 0) {
         smtpd_dns_mx_done(mx, SMTPD_DNS_YES, "250 2.0.0 Ok");
         return mx;

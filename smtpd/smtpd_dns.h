@@ -88,7 +88,8 @@ SMTPD_DNS_MX *smtpd_dns_mx(SMTPD_DNS *dns, const char *domain, SMTPD_DNS_MX_CB c
 /*
  * smtpd_dns_name - the addresses of one host name (a next hop written
  * "[name]", or a name where no MX lookup is wanted): the hosts file
- * first, then DNS's A and AAAA records, each family in the order given,
+ * first (every line naming it), then DNS's A and AAAA records, each
+ * family in the order given,
  * IPv4 first, never the MX. The answer comes as smtpd_dns_mx's, with
  * name as each address's name, except that a name without addresses is
  * SMTPD_DNS_TEMP (451 4.4.3): it is the postmaster's next hop, so mail
@@ -96,6 +97,9 @@ SMTPD_DNS_MX *smtpd_dns_mx(SMTPD_DNS *dns, const char *domain, SMTPD_DNS_MX_CB c
  * smtpd_dns_mx_cancel().
  */
 SMTPD_DNS_MX *smtpd_dns_name(SMTPD_DNS *dns, const char *name, SMTPD_DNS_MX_CB cb, void *arg);
+
+/* smtpd_dns_hosts_file - the hosts file smtpd_dns_name reads ("/etc/hosts"; tests change it) */
+extern const char *smtpd_dns_hosts_file;
 
 /* smtpd_dns_mx_cancel - no callback any more (call it before smtpd_dns_free); NULL is fine */
 void smtpd_dns_mx_cancel(SMTPD_DNS_MX *mx);

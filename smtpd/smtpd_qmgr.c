@@ -303,15 +303,40 @@ static long long qmgr_nb_until(const char *id)
     return 0;
 }
 
-/* qmgr_unrecorded - writing what happened to id failed (errno): keep it out, and stop if the spool is at fault */
-static void qmgr_unrecorded(const char *id)
+/* qmgr_keep_out - id stays out of deliveries for maximal_backoff_time (one slot per id) */
+static void qmgr_keep_out(const char *id)
+{
+    long long now = qmgr_now_ms();
+    size_t slot = QMGR_NB_MAX;
+
+    for (size_t i = 0; i < qmgr_nnb; i++) {
+        if (strcmp(qmgr_nb[i].id, id) == 0) {
+            slot = i;
+            break;
+        }
+        if (slot == QMGR_NB_MAX && qmgr_nb[i].until_ms <= now)
+            slot = i;           /* an expired one, unless id has its own further on */
+    }
+    if (slot == QMGR_NB_MAX)
+        slot = qmgr_nnb < QMGR_NB_MAX ? qmgr_nnb++ : qmgr_nb_next++ % QMGR_NB_MAX;
+    snprintf(qmgr_nb[slot].id, SPOOL_ID_LEN, "%s", id);
+    qmgr_nb[slot].until_ms = now + var_smtpd_max_backoff_ms;
+}
+
+/*
+ * qmgr_unrecorded - writing what happened to id failed (errno): with
+ * keep_out (a delivery it would repeat) keep it out; and stop delivering
+ * if the spool refuses writes. Out of descriptors or memory is a passing
+ * shortage of ours, not the spool's: it does not stop the queue.
+ */
+static void qmgr_unrecorded(const char *id, int keep_out)
 {
     int err = errno;
-    size_t slot = qmgr_nnb < QMGR_NB_MAX ? qmgr_nnb++ : qmgr_nb_next++ % QMGR_NB_MAX;
 
-    snprintf(qmgr_nb[slot].id, SPOOL_ID_LEN, "%s", id);
-    qmgr_nb[slot].until_ms = qmgr_now_ms() + var_smtpd_max_backoff_ms;
-    if (!qmgr_unwritable && spool_writable(smtpd_spool) < 0) {
+    if (keep_out)
+        qmgr_keep_out(id);
+    if (!qmgr_unwritable && spool_writable(smtpd_spool) < 0 && errno != EMFILE && errno != ENFILE
+        && errno != ENOMEM) {
         log_err("queue %s: cannot be written (%s): no delivery starts and new mail hears 452 "
                 "until it can", spool_dir(smtpd_spool), strerror(errno));
         qmgr_unwritable = 1;
@@ -611,7 +636,7 @@ static void qmgr_rcpt_result(QMGR_MSG *m, QMGR_DLV *d, size_t i, int code, const
         if (spool_mark(smtpd_spool, m->id, i, SPOOL_RCPT_DONE) < 0) {
             log_warn("%s: cannot mark <%s> delivered: %s (it may be delivered again)", m->id,
                      m->env.rcpt[i].addr, strerror(errno));
-            qmgr_unrecorded(m->id);
+            qmgr_unrecorded(m->id, 1);
         }
         m->env.rcpt[i].state = SPOOL_RCPT_DONE;
         return;
@@ -1005,7 +1030,7 @@ static void qmgr_fail(QMGR_MSG *m, size_t *idx, size_t n)
     for (size_t k = 0; k < n; k++) {
         if (spool_mark(smtpd_spool, m->id, idx[k], SPOOL_RCPT_FAILED) < 0) {
             log_warn("%s: cannot mark <%s> failed: %s", m->id, m->env.rcpt[idx[k]].addr, strerror(errno));
-            qmgr_unrecorded(m->id);
+            qmgr_unrecorded(m->id, 1);
         }
         m->env.rcpt[idx[k]].state = SPOOL_RCPT_FAILED;
     }
@@ -1018,7 +1043,7 @@ static void qmgr_remove(QMGR_MSG *m)
 
     if (rc < 0) {
         log_warn("%s: cannot remove it from the queue: %s", m->id, strerror(errno));
-        qmgr_unrecorded(m->id);
+        qmgr_unrecorded(m->id, 1);
     } else if (rc == 0) {
         smtpd_log_as("qmgr", "%s: removed", m->id);
         if (qmgr_deferred > 0)
@@ -1084,7 +1109,7 @@ static void qmgr_msg_finish(QMGR_MSG *m)
         /* Whole seconds (an mtime), rounded up so the scan then finds it due. */
         if (spool_retry_at(smtpd_spool, m->id, (next + 999) / 1000) < 0) {
             log_warn("%s: cannot set its next try: %s", m->id, strerror(errno));
-            qmgr_unrecorded(m->id);
+            qmgr_unrecorded(m->id, 0);          /* nothing was delivered: no repeat to keep out */
         }
         qmgr_wake_at(((next + 999) / 1000) * 1000);
     }

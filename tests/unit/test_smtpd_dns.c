@@ -853,6 +853,25 @@ static void test_name(void **state)
     assert_true(t_mx.n >= 1);
     assert_string_equal(t_mx.addrs[0].name, "localhost");
     assert_string_equal(t_mx.addrs[0].addr, "127.0.0.1");
+    /* two lines of the hosts file for one name: both addresses, in file order */
+    {
+        char path[600];
+        FILE *fp;
+
+        snprintf(path, sizeof(path), "%s/hosts", t_dir);
+        fp = fopen(path, "w");
+        assert_non_null(fp);
+        fprintf(fp, "# test hosts\n10.9.9.1\tother.test two.hosts.test\n::1 localhost\n"
+                "10.9.9.2 Two.Hosts.Test # the second server\n10.9.9.3 twohosts.test\n");
+        fclose(fp);
+        smtpd_dns_hosts_file = path;
+        t_name_run("two.hosts.test");
+        smtpd_dns_hosts_file = "/etc/hosts";
+        assert_int_equal(t_mx.status, SMTPD_DNS_YES);
+        assert_int_equal(t_mx.n, 2);
+        assert_string_equal(t_mx.addrs[0].addr, "10.9.9.1");
+        assert_string_equal(t_mx.addrs[1].addr, "10.9.9.2");
+    }
     t_name_run("nosuch.test");
     assert_int_equal(t_mx.status, SMTPD_DNS_TEMP);
     assert_string_equal(t_mx.reply, "451 4.4.3 Host or domain name lookup failed: name=nosuch.test: "
