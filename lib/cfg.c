@@ -691,6 +691,26 @@ static void cfg_seen_record(const CFG_PARSE *cp)
     }
 }
 
+/* cfg_family_seen - the [family NAME] sections of the file last loaded (cfg.h) */
+int cfg_family_seen(const char *family, char (*names)[CFG_NAME_LEN], int max)
+{
+    size_t n = strlen(family);
+    int count = 0;
+
+    for (const char *p = cfg_seen; p != NULL && *p; ) {
+        const char *end = strchr(p, '\n');
+        size_t len = end ? (size_t) (end - p) : strlen(p);
+
+        if (len > n + 1 && strncmp(p, family, n) == 0 && p[n] == ' ') {
+            if (count < max)
+                snprintf(names[count], CFG_NAME_LEN, "%.*s", (int) (len - n - 1), p + n + 1);
+            count++;
+        }
+        p = end ? end + 1 : p + len;
+    }
+    return count;
+}
+
 /* cfg_section_seen - did the file last loaded have a key in [name]? */
 int cfg_section_seen(const char *name)
 {

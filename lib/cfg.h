@@ -84,6 +84,15 @@ void cfg_rollback(void);
 int cfg_section_seen(const char *name);
 
 /*
+ * cfg_family_seen - the names of the [family NAME] sections in the file
+ * last loaded without errors ("corp" for "[source corp]"), whether or not
+ * this program loads that family: into names[max], the count found (more
+ * than max are counted, not kept).
+ */
+#define CFG_NAME_LEN 64
+int cfg_family_seen(const char *family, char (*names)[CFG_NAME_LEN], int max);
+
+/*
  * A family of sections, such as [source corp] and [source cloud]: one
  * instance per section. The instance is a struct of instance_size bytes
  * that must begin with "char *name" (set to the part after the family

@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "cfg.h"
 #include "daemon.h"
 #include "keeper.h"
 #include "log.h"
@@ -125,12 +126,30 @@ void keeper_mirror(KEEPER *k, STORE **where)
     keeper_sync_mirror(k);
 }
 
-/* keeper_stale - is st's directory data older than [store] max_age? (keeper.h) */
+/* keeper_stale - is st's directory data older than [store] max_age, or not there yet? (keeper.h) */
 int keeper_stale(STORE *st, char *why, size_t size)
 {
+    char names[32][CFG_NAME_LEN];
     long long age;
+    int n, rc;
 
     why[0] = 0;
+    /*
+     * A [source NAME] of the configuration that has never had a sync
+     * applied: its recipients are not in the store yet, and "user
+     * unknown" for them would bounce real mail (a new gateway started
+     * before its first pull, a source just added). Checked whatever
+     * max_age says.
+     */
+    n = cfg_family_seen("source", names, (int) (sizeof(names) / sizeof(names[0])));
+    for (int i = 0; i < n && i < (int) (sizeof(names) / sizeof(names[0])); i++) {
+        if ((rc = store_source_synced(st, names[i])) < 0)
+            return -1;
+        if (rc == 0) {
+            snprintf(why, size, "source %s has never synced: its recipients are not in the store yet", names[i]);
+            return 1;
+        }
+    }
     if (var_store_max_age_ms <= 0)
         return 0;
     if (store_sync_age(st, &age) < 0)

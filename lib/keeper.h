@@ -85,10 +85,12 @@ void keeper_read_end(KEEPER *k);
 void keeper_failed(KEEPER *k, const char *reason);
 
 /*
- * keeper_stale - with [store] max_age set, is the directory data in st
- * older than it? 1 (why says so, for replies and logs), 0 fresh or no
- * limit, -1 a store error (store_error()). The keeper's own test, for a
- * command that must judge as the daemons do (rcptgate query).
+ * keeper_stale - is the directory data in st not to be trusted: a
+ * [source NAME] of the configuration has never had a sync applied, or
+ * (with [store] max_age set) the data is older than that? 1 (why says
+ * so, for replies and logs), 0 fresh or no limit, -1 a store error
+ * (store_error()). The keeper's own test, for a command that must judge
+ * as the daemons do (rcptgate query).
  */
 int keeper_stale(STORE *st, char *why, size_t size);
 

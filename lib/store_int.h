@@ -44,7 +44,7 @@ enum store_stmt {
 /* Room for the bulk writers' statements, prepared on first use. */
 #define STORE_RSTMT_MAX 12      /* store_replace.c */
 #define STORE_BSTMT_MAX 5       /* store_bulk.c */
-#define STORE_SSTMT_MAX 40      /* store_sync.c, store_delta.c */
+#define STORE_SSTMT_MAX 44      /* store_sync.c, store_delta.c */
 
 typedef struct store_repl STORE_REPL;   /* a replacement in progress (store_replace.c) */
 typedef struct store_sync STORE_SYNC;   /* a sync in progress (store_sync.c) */

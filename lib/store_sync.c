@@ -92,6 +92,7 @@ static const char *const store_ssql[SSTMT_COUNT] = {
     [SSTMT_STATE_SET] = "UPDATE source SET cookie = ?2, invocation_id = ?3, settings = ?4 WHERE id = ?1",
     [SSTMT_STATE_GET] = "SELECT cookie, invocation_id, COALESCE(last_success, 0), settings "
         "FROM source WHERE name = ?1",
+    [SSTMT_SYNCED] = "SELECT count(*) FROM source WHERE name = ?1 AND COALESCE(last_success, 0) > 0",
     [SSTMT_AGE] = "SELECT count(*), COALESCE(MIN(COALESCE(last_success, 0)), 0) FROM source "
         "WHERE type NOT IN ('import', 'static')",
     [SSTMT_FOREIGN_KEYS] = "PRAGMA foreign_keys",
@@ -824,6 +825,26 @@ void store_sync_state_free(STORE_SYNC_STATE *state)
     free(state->invocation_id);
     free(state->settings);
     state->cookie = state->invocation_id = state->settings = NULL;
+}
+
+/* store_source_synced - has the source name ever had a sync applied? 1 yes, 0 no, -1 error */
+int store_source_synced(STORE *st, const char *name)
+{
+    sqlite3_stmt *s;
+    long long n = 0;
+
+    if (store_usable(st) < 0)
+        return -1;
+    if (store_bulk_prepare(st, st->sstmt, store_ssql, SSTMT_COUNT) < 0)
+        return -1;
+    s = st->sstmt[SSTMT_SYNCED];
+    if (sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC) != SQLITE_OK) {
+        sqlite3_reset(s);
+        return store_fail(st, "source state");
+    }
+    if (store_step_count(st, s, "source state", &n) < 0)
+        return -1;
+    return n > 0;
 }
 
 /* store_sync_age - seconds since the oldest last_success of the directory sources */

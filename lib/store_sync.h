@@ -185,4 +185,7 @@ void store_delta_abort(STORE *st);
  */
 int store_sync_age(STORE *st, long long *age);
 
+/* store_source_synced - has the source name ever had a sync applied? 1 yes, 0 no (or no such source), -1 error */
+int store_source_synced(STORE *st, const char *name);
+
 #endif

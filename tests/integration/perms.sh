@@ -133,8 +133,9 @@ if [ $ROOT = 1 ]; then
     chmod 0600 "$T/private.map"
     tl_admin import "$T/private.map" >"$T/admin.out" 2>&1
     tl_is "$?" 0 "as root: import of a root-only file"
-    tl_admin query alice@example.com >"$T/admin.out" 2>&1
-    tl_is "$?" 0 "as root: ... its address is in the store"
+    # (rcptgate query would say defer: [source f] has not synced yet)
+    tl_is "$(sqlite3 "$DB" "SELECT count(*) FROM recipient WHERE address = 'alice@example.com'")" 1 \
+        "as root: ... its address is in the store"
 else
     skip "import of a root-only file"
     skip "its address is in the store"

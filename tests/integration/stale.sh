@@ -103,10 +103,39 @@ tl_is "$reply" "OK imported" "fresh again after a sync"
 rcpt "smtpd, fresh again: alice is valid" "$OK" alice@example.com
 rcpt "smtpd, fresh again: the unknown address is 550 again" "$UNKNOWN" new@example.com
 
-# --- a new store moved over the open one: both daemons reopen it
-sed "s|^path = $STORE\$|path = $T/new.db|" "$CONF" > "$T/new.conf"
+# --- a source added to the configuration, not synced yet: its recipients
+# are not in the store, so "unknown" is not known. Both daemons defer,
+# whatever max_age says, until its first sync is applied.
+sed -i 's/^max_age = 1h$/max_age = 0/' "$CONF"
+printf 'carol@example.com OK\n' > "$T/extra.map"
+printf '\n[source extra]\ntype = file\npath = %s\n' "$T/extra.map" >> "$CONF"
+kill -HUP "$LOOKUPD_PID" "$SMTPD_PID"
+tl_wait_grep "source extra has never synced" "$T/lookupd.log"
+tl_ok $? "lookupd logs that source extra has never synced"
+tl_wait_grep "source extra has never synced" "$T/smtpd.stderr"
+tl_ok $? "smtpd logs it too"
+reply=$(printf 'recipients carol@example.com\nrecipients alice@example.com\n' | "$RG_CLIENT" "unix:$SOCK")
+tl_like "$(printf '%s\n' "$reply" | sed -n 1p) / $(printf '%s\n' "$reply" | sed -n 2p)" \
+    "^TEMP .*never synced.* / TEMP " "a source never synced: lookupd says TEMP, not NOTFOUND (max_age off)"
+rcpt "smtpd, a source never synced: its address defers, not 550" \
+    "451 4.3.0 <carol@example.com>: Temporary lookup failure" carol@example.com
+out=$(tl_admin query carol@example.com 2>&1)
+tl_is "$?" 2 "... rcptgate query says defer (exit 2)"
+"$RG_SYNCD" -c "$CONF" --once >>"$T/sync.out" 2>&1
+tl_is "$?" 0 "the new source's first sync applied"
+tl_wait_grep "directory data fresh again" "$T/smtpd.stderr" 5
+reply=$(printf 'recipients carol@example.com\nrecipients nobody@example.com\n' | "$RG_CLIENT" "unix:$SOCK")
+tl_like "$(printf '%s\n' "$reply" | sed -n 1p) / $(printf '%s\n' "$reply" | sed -n 2p)" "^OK imported / NOTFOUND ?$" \
+    "after its first sync: its address is valid, an unknown one NOTFOUND"
+rcpt "smtpd, after its first sync: carol is valid" "$OK" carol@example.com
+
+# --- a new store moved over the open one: both daemons reopen it. It is
+# synced from maps of its own (without alice), as a store is made for good.
+printf 'bob@example.com OK\n' > "$T/users2.map"
+sed -e "s|^path = $STORE\$|path = $T/new.db|" -e "s|^path = $T/users.map\$|path = $T/users2.map|" "$CONF" > "$T/new.conf"
 "$RG_ADMIN" -c "$T/new.conf" domain add example.com "$HOP" >/dev/null 2>&1 &&
-    "$RG_ADMIN" -c "$T/new.conf" static add new@example.com >/dev/null 2>&1
+    "$RG_ADMIN" -c "$T/new.conf" static add new@example.com >/dev/null 2>&1 &&
+    "$RG_SYNCD" -c "$T/new.conf" --once >>"$T/sync.out" 2>&1
 tl_is "$?" 0 "a second store made beside the first"
 rm -f "$STORE-wal" "$STORE-shm" && mv "$T/new.db" "$STORE"
 tl_wait_grep "store .*store.db was replaced; reopening" "$T/lookupd.log"

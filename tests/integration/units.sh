@@ -252,9 +252,9 @@ tl_is "$(grep -c 'READY=1' "$T/notify.lookupd")" 0 "lookupd: without a store, no
 # opens it within a second, and must not see it between two commands.
 sed "s|^path = $W/store.db\$|path = $W/new.db|" "$W/rcptgate.conf" > "$W/new.conf"
 $AS_USER "$RG_ADMIN" -c "$W/new.conf" domain add example.com 'smtp:[192.0.2.25]' >/dev/null 2>"$T/admin.err" &&
-    $AS_USER "$RG_ADMIN" -c "$W/new.conf" import "$W/recipients.map" >/dev/null 2>>"$T/admin.err" &&
+    $AS_USER "$RG_SYNCD" -c "$W/new.conf" --once >/dev/null 2>>"$T/admin.err" &&
     mv "$W/new.db" "$W/store.db"
-tl_ok $? "the store made by the admin command as $RUNAS"
+tl_ok $? "the store made by the admin command and syncd --once as $RUNAS"
 wait_line "$T/notify.lookupd" '^msg: READY=1' 50
 tl_ok $? "lookupd: READY=1 once the store appears"
 wait_line "$T/notify.lookupd" '^probe ' 50
