@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "check.h"
 #include "rcptgate.h"
 
 /* static_print - one line of static list */
@@ -41,11 +42,20 @@ static int static_change(const char *what, const char *address)
         store_close(st);
         return RCPTGATE_EX_STORE;
     }
-    store_close(st);
     if (add) {
+        const char *domain = strrchr(key, '@');
+        CHECK_WHY why;
+
         printf(rc ? "added static entry %s\n" : "static entry %s exists already\n", key);
+        /* Kept all the same (the domain may come next), but mail for it would be relaying: 554. */
+        memset(&why, 0, sizeof(why));
+        if (domain != NULL && domain[1] != 0 && check_domain(st, domain + 1, strlen(domain + 1), &why) == 0)
+            fprintf(stderr, "rcptgate: warning: %s is not a domain we accept mail for: its mail is "
+                    "refused as relaying until `rcptgate domain add %s`\n", domain + 1, domain + 1);
+        store_close(st);
         return RCPTGATE_EX_OK;
     }
+    store_close(st);
     if (rc == 0) {
         rcptgate_error("static del: no static entry %s", key);
         return RCPTGATE_EX_NOTFOUND;

@@ -118,8 +118,14 @@ tl_is "$(cat "$T/out")" "$(printf 'example.com\tsmtp:[10.1.0.2]:25,[10.1.0.3]:25
 # --- static entries
 run static add Postmaster@EXAMPLE.com
 tl_is "$rc" 0 "static add"
+tl_is "$(grep -c 'not a domain we accept' "$T/err")" 0 "static add in an accepted domain: no warning"
 run static add postmaster@example.com
 tl_like "$(cat "$T/out")" "exists already" "static add twice says it exists"
+run static add abuse@example.info
+tl_is "$rc" 0 "static add in a domain not accepted: stored all the same (exit 0)"
+tl_like "$(cat "$T/err")" "warning: example\.info is not a domain we accept mail for: its mail is refused as relaying until .rcptgate domain add example\.info." \
+    "... with a warning that names the fix"
+run static del abuse@example.info
 run static list
 tl_is "$(cat "$T/out")" "postmaster@example.com" "static list shows the normal form"
 
