@@ -841,7 +841,6 @@ static void test_mx_temporary(void **state)
     assert_non_null(strstr(t_mx.reply, "(DNS failure)"));
 }
 
-
 /* a next hop's name: every address, never its MX; the hosts file first; no address is 4xx */
 static void test_name(void **state)
 {
