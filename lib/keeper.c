@@ -317,6 +317,19 @@ STORE *keeper_store(KEEPER *k, const char **reason)
 {
     keeper_check_errors(k);
     keeper_try(k);
+    if (k->st != NULL && k->stale[0]) {
+        /*
+         * While the data is not to be trusted, look again at each request
+         * (a few reads, and only then): the sync that ends it, such as a
+         * source's first, is seen at once, not at the next tick a second
+         * later. A read kept from an earlier round would see the old data.
+         */
+        if (k->in_read) {
+            store_read_end(k->st);
+            k->in_read = 0;
+        }
+        keeper_stale_check(k);
+    }
     if (k->st == NULL) {
         *reason = k->reason;
         return NULL;
