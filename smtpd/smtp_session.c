@@ -645,33 +645,32 @@ static int smtp_session_rejected(const char *buf, size_t n)
     return 0;
 }
 
+/* smtp_session_discard - the rest of the message goes nowhere: flag why, drop the downstream (no dot) */
+static void smtp_session_discard(SMTP_SESSION *s, unsigned char *why)
+{
+    *why = 1;
+    smtp_relay_free(s->relay);
+    s->relay = NULL;
+}
+
 /* smtp_session_data_out - n bytes of message for downstream, unless it is discarded */
 static void smtp_session_data_out(SMTP_SESSION *s, const char *buf, size_t n)
 {
     s->data_bytes += (long long) n;
-    if (s->data_bytes > var_smtpd_size_limit && !s->d_over) {
-        /* Too big: the downstream gets nothing more, and no final dot. */
-        s->d_over = 1;
-        smtp_relay_free(s->relay);
-        s->relay = NULL;
-    }
-    if (smtp_session_nreject > 0 && !s->d_rejected && !s->d_over && smtp_session_rejected(buf, n)) {
-        /* A forbidden byte (NUL by default): the same, and 550 at the dot. */
-        s->d_rejected = 1;
-        smtp_relay_free(s->relay);
-        s->relay = NULL;
-    }
+    /* Too big: the downstream gets nothing more, and no final dot. */
+    if (s->data_bytes > var_smtpd_size_limit && !s->d_over)
+        smtp_session_discard(s, &s->d_over);
+    /* A forbidden byte (NUL by default): the same, and 550 at the dot. */
+    if (smtp_session_nreject > 0 && !s->d_rejected && !s->d_over && smtp_session_rejected(buf, n))
+        smtp_session_discard(s, &s->d_rejected);
     /*
      * A mail loop: as Postfix, our own Received: field counts (it went
      * down first), and hopcount_limit of them stop the message, before
      * the next hop gets one more copy to send round again.
      */
     if (var_smtpd_hopcount_limit > 0 && !s->d_hops && !s->d_over && !s->d_rejected
-        && smtp_proto_hops_scan(&s->hops, buf, n) + (var_smtpd_received != 0) >= var_smtpd_hopcount_limit) {
-        s->d_hops = 1;
-        smtp_relay_free(s->relay);
-        s->relay = NULL;
-    }
+        && smtp_proto_hops_scan(&s->hops, buf, n) + (var_smtpd_received != 0) >= var_smtpd_hopcount_limit)
+        smtp_session_discard(s, &s->d_hops);
     if (n > 0 && !s->d_over && !s->d_rejected && !s->d_hops)
         smtp_session_data_put(s, buf, n);
 }

@@ -345,15 +345,12 @@ static void qmgr_unrecorded(const char *id, int keep_out)
 }
 
 /* qmgr_writable_again - at each scan: does the spool take writes again? */
-static int qmgr_writable_again(void)
+static void qmgr_writable_again(void)
 {
-    if (!qmgr_unwritable)
-        return 1;
-    if (spool_writable(smtpd_spool) < 0)
-        return 0;
+    if (!qmgr_unwritable || spool_writable(smtpd_spool) < 0)
+        return;
     log_info("queue %s: takes writes again; deliveries go on", spool_dir(smtpd_spool));
     qmgr_unwritable = 0;
-    return 1;
 }
 
 /* ---------------------------------------------------------------- scheduling */
@@ -1122,15 +1119,14 @@ static void qmgr_msg_finish(QMGR_MSG *m)
 /* qmgr_activate - load a due message and start its transactions */
 static void qmgr_activate(const char *id)
 {
-    QMGR_MSG *m = xcalloc(1, sizeof(*m));
+    QMGR_MSG *m;
     char err[512];
     int rc;
     unsigned h;
 
-    if (qmgr_is_held(id) || qmgr_unwritable || qmgr_nb_until(id) > 0) {
-        free(m);
+    if (qmgr_is_held(id) || qmgr_unwritable || qmgr_nb_until(id) > 0)
         return;                 /* a session holds it, or its record failed: a later scan */
-    }
+    m = xcalloc(1, sizeof(*m));
     snprintf(m->id, sizeof(m->id), "%s", id);
     m->fd = -1;
     rc = spool_load(smtpd_spool, SPOOL_DEFERRED, id, &m->env, &m->fd, err, sizeof(err));
@@ -1284,7 +1280,7 @@ static void qmgr_scan_cb(evutil_socket_t fd, short what, void *arg)
     memset(&s, 0, sizeof(s));
     s.now = qmgr_now_ms() / 1000;
     qmgr_more = 0;
-    (void) qmgr_writable_again();       /* while it is not, the scan only counts */
+    qmgr_writable_again();              /* while it is not, the scan only counts */
     n = spool_scan(smtpd_spool, SPOOL_DEFERRED, qmgr_scan_one, &s);
     h = spool_scan(smtpd_spool, SPOOL_HOLD, qmgr_hold_one, &s);
     if (n < 0 || h < 0) {
