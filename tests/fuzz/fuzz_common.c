@@ -126,6 +126,7 @@ int fuzz_chunks_init(FUZZ_CHUNKS *ck, const uint8_t *data, size_t size)
     ck->size = size - FUZZ_PLAN_LEN;
     ck->pos = 0;
     ck->turn = 0;
+    ck->max_pieces = 0;
     return 0;
 }
 
@@ -139,6 +140,8 @@ int fuzz_chunks_next(FUZZ_CHUNKS *ck, const uint8_t **p, size_t *len)
     if (left == 0)
         return 0;
     b = ck->plan[ck->turn++ % FUZZ_PLAN_LEN];
+    if (ck->max_pieces && ck->turn >= ck->max_pieces)
+        b = 255;
     if (b == 0) {
         const uint8_t *nl = memchr(ck->data + ck->pos, '\n', left);
 

@@ -48,6 +48,11 @@ void fuzz_quiet(const char *ident);
  * sizes of the writes, used in turn: 0 is "up to and including the next
  * line feed" (a client that writes line by line), 255 "all that is left",
  * 1..127 are themselves, 128..254 are (n - 127) * 64 bytes (64 to 8128).
+ * max_pieces, when a target sets it, makes the piece of that number all
+ * that is left: a plan of 1s over a 4 KiB input is otherwise 4,000 writes
+ * and as many turns of the loop, and one such input costs what hundreds of
+ * short ones do. A split anywhere stays reachable: a plan may start with
+ * a long piece and go on in single bytes.
  */
 #define FUZZ_PLAN_LEN 4
 
@@ -56,6 +61,7 @@ typedef struct fuzz_chunks {
     size_t size, pos;
     uint8_t plan[FUZZ_PLAN_LEN];
     unsigned turn;
+    unsigned max_pieces;        /* 0: no limit */
 } FUZZ_CHUNKS;
 
 /* fuzz_chunks_init - take the plan off the front of data; 0, or -1 if data is too short */
