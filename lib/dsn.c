@@ -531,9 +531,9 @@ int dsn_make(SPOOL *sp, const SPOOL_ENV *env, int body_fd, const size_t *idx, si
 
     for (const unsigned char *p = (const unsigned char *)env->sender; *p; p++)
         if (*p < 0x20 || *p == 0x7f) {     /* smtpd never takes such a sender: do not write it as an address */
-            snprintf(err, errlen, "%s: sender address holds a control character: no report", env->id);
+            snprintf(err, errlen, "the sender address holds a control character");
             free(due);
-            return -1;
+            return 2;
         }
 
     int utf8 = dsn_param(env->mail_params, "SMTPUTF8");

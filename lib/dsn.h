@@ -29,8 +29,10 @@
  * (their dsn/reason fields say why), reading the original message from
  * body_fd at env->body_offset (pread; the fd's offset is not used).
  * hostname is the Reporting-MTA. 0 made (its queue id in id_out), 1 none
- * is due (null sender, a DSN, NOTIFY), -1 error (err set; also for a
- * sender holding a control character: no report is addressed to it).
+ * is due (null sender, a DSN, NOTIFY), 2 none can ever be made (err set:
+ * a sender holding a control character, which only a hand-made queue
+ * file has; no report is addressed to it), -1 error, worth another try
+ * (err set).
  *
  * NOTIFY: NEVER, or a list without FAILURE (kind DSN_FAILED) or without
  * DELAY (DSN_DELAYED), leaves the recipient out; without NOTIFY a

@@ -58,6 +58,8 @@
  *     ID: to=<r>, relay=h[a]:p, delay=D, delays=a/b/c/d, dsn=X.Y.Z, status=sent|deferred|bounced (why)
  *     ID: sender non-delivery notification: NEWID
  *     ID: from=<s>, status=expired, returned to sender
+ *     ID: from=<s>, status=expired, dropped   (no report: NOTIFY, a report, the null sender)
+ *     ID: deleted while being delivered: no report to the sender
  *     ID: removed
  *   A spool that cannot be opened or scanned is a warning.
  */
@@ -991,7 +993,10 @@ static void qmgr_msg_free(QMGR_MSG *m)
     free(m);
 }
 
-/* qmgr_report - a report to the sender about idx[0..n); 0 made (queued for delivery), 1 none due, -1 error */
+/*
+ * qmgr_report - a report to the sender about idx[0..n); 0 made (queued for
+ * delivery), 1 none due or none possible, -1 error (tried again later)
+ */
 static int qmgr_report(QMGR_MSG *m, const size_t *idx, size_t n, int kind)
 {
     char newid[SPOOL_ID_LEN], err[512];
@@ -1010,6 +1015,11 @@ static int qmgr_report(QMGR_MSG *m, const size_t *idx, size_t n, int kind)
     if (rc < 0) {
         log_warn("%s: cannot make the %s report: %s", m->id, kind == DSN_FAILED ? "non-delivery" : "delay", err);
         return -1;
+    }
+    if (rc == 2) {
+        /* Never possible (a hand-made file's sender): keeping the recipients to do would retry it forever. */
+        log_warn("%s: %s, not returned: %s", m->id, kind == DSN_FAILED ? "undeliverable" : "delayed", err);
+        return 1;
     }
     if (rc == 0) {
         smtpd_log_as("bounce", "%s: sender %s notification: %s", m->id,
@@ -1050,6 +1060,17 @@ static void qmgr_remove(QMGR_MSG *m)
 }
 
 /*
+ * qmgr_deleted - `rcptgate queue delete` unlinked the message while it was
+ * being delivered (the file stays readable through m->fd)
+ */
+static int qmgr_deleted(const QMGR_MSG *m)
+{
+    struct stat st;
+
+    return m->fd >= 0 && fstat(m->fd, &st) == 0 && st.st_nlink == 0;
+}
+
+/*
  * qmgr_msg_finish - every transaction of the try ended: return what
  * failed, then remove the message, expire it, or set its next try
  */
@@ -1061,6 +1082,11 @@ static void qmgr_msg_finish(QMGR_MSG *m)
     long long lifetime = (long long) (m->env.dsn_kind ? var_smtpd_bounce_lifetime_ms
                                       : var_smtpd_queue_lifetime_ms) / 1000;
 
+    if (qmgr_deleted(m)) {
+        /* The postmaster threw it away: a report now would be backscatter of mail nobody wants. */
+        smtpd_log_as("qmgr", "%s: deleted while being delivered: no report to the sender", m->id);
+        goto done;
+    }
     for (size_t i = 0; i < m->env.nrcpt; i++)
         if (m->result[i] == QR_FAIL && m->env.rcpt[i].state == SPOOL_RCPT_TODO)
             idx[n++] = i;
@@ -1073,17 +1099,17 @@ static void qmgr_msg_finish(QMGR_MSG *m)
         }
     if (todo > 0 && now - m->env.arrival >= lifetime) {
         /* Too old: what is left goes back with its last reason. */
+        int rc = 1;
+
         for (size_t k = 0; k < n; k++)
             if (m->env.rcpt[idx[k]].dsn == NULL)
                 qmgr_set_reason(m, idx[k], "4.4.7", "delivery time expired");
         if (*m->env.sender && !m->env.dsn_kind)
-            smtpd_log_as("qmgr", "%s: from=<%s>, status=expired, returned to sender", m->id, m->env.sender);
-        else
-            smtpd_log_as("qmgr", "%s: from=<%s>, status=expired, dropped", m->id, m->env.sender);
-        if (*m->env.sender && !m->env.dsn_kind) {
-            if (qmgr_report(m, idx, n, DSN_FAILED) >= 0)
-                todo = 0;
-        } else {
+            rc = qmgr_report(m, idx, n, DSN_FAILED);
+        /* "returned" only when a report was made: NOTIFY=NEVER, say, wanted none. */
+        if (rc >= 0) {
+            smtpd_log_as("qmgr", "%s: from=<%s>, status=expired, %s", m->id, m->env.sender,
+                         rc == 0 ? "returned to sender" : "dropped");
             todo = 0;
         }
     }
@@ -1110,6 +1136,7 @@ static void qmgr_msg_finish(QMGR_MSG *m)
         }
         qmgr_wake_at(((next + 999) / 1000) * 1000);
     }
+done:
     free(idx);
     qmgr_msg_free(m);
     if (qmgr_more && qmgr_nactive <= var_smtpd_active_limit / 2)

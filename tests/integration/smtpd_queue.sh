@@ -39,36 +39,6 @@ tl_need_tool python3 python3
 tl_need_tool "$PFLOGSUMM" pflogsumm
 tl_shared_dir || tl_bail "no shared scratch directory"
 
-# sink NAME PORT ARGS... - an smtp-sink on PORT storing into $TS/NAME/; its pid in ${NAME}_PID
-sink() {
-    _n=$1
-    _p=$2
-    shift 2
-    mkdir -p "$TS/$_n"
-    _u=""
-    if [ "$(id -u)" = 0 ]; then
-        chown nobody "$TS/$_n"
-        _u="-u nobody"
-    fi
-    # shellcheck disable=SC2086
-    "$SMTP_SINK" $_u -d "$TS/$_n/%M." "$@" "127.0.0.1:$_p" 100 2>>"$T/$_n.log" &
-    eval "${_n}_PID=$!"
-    tl_pids="$tl_pids $!"
-    _i=0
-    while ! $SM_PROBE -t 2 "$_p" '<' >/dev/null 2>&1; do
-        _i=$((_i + 1))
-        [ $_i -gt 100 ] && return 1
-        sleep 0.05
-    done
-}
-
-# unsink NAME - stop that sink and wait for it
-unsink() {
-    eval "_pid=\$${1}_PID"
-    kill "$_pid" 2>/dev/null
-    wait "$_pid" 2>/dev/null
-}
-
 # count NAME - messages the sink stored (smtp-sink leaves empty files for aborted sessions)
 count() {
     find "$TS/$1" -type f -size +0 2>/dev/null | wc -l | tr -d ' '
@@ -159,12 +129,12 @@ sm_init "relay_mode = queue" "minimal_backoff_time = 1s" "maximal_backoff_time =
     "queue_run_delay = 1s" "relay_connect_timeout = 2s" "relay_timeout = 20s" \
     "stats_interval = 1s" "metrics_file = $T/smtpd.prom" "default_nexthop = smtp:[127.0.0.1]:$DSN_PORT"
 sm_lsan
-sink dsn "$DSN_PORT" || tl_bail "smtp-sink (reports) did not start"
+sm_sink dsn "$DSN_PORT" || tl_bail "smtp-sink (reports) did not start"
 
 # ---------------------------------------------------------------- recovery at start
 # Three messages in the spool before smtpd ever ran (one to six recipients:
 # more than a transaction's first allocation).
-sink pre "$PRE_PORT" || tl_bail "smtp-sink (pre) did not start"
+sm_sink pre "$PRE_PORT" || tl_bail "smtp-sink (pre) did not start"
 printf 'Subject: before the start\n\nput by rg_spoolput\n' |
     "$SPOOLPUT" -n 2 "$T/queue" sender@outside.test user@pre.test > "$T/pre.ids" 2>"$T/pre.err"
 printf 'Subject: before the start, two\n\nput by rg_spoolput\n' |
@@ -217,7 +187,7 @@ tl_like "$ID1" '^[0-9A-Z]+$' "next hop down: the client hears 250 queued as ID"
 sm_wait_log "$ID1: to=<user@up.test>, relay=none, .*dsn=4\.4\.1, status=deferred \(connect to 127\.0\.0\.1\[127\.0\.0\.1\]:$UP_PORT: " 15
 tl_ok $? "the try is logged as deferred (connect to ...)"
 tl_is "$(qfile "$ID1" | sed 's|.*/queue/||')" "deferred/$ID1" "the message waits in deferred/"
-sink up "$UP_PORT" || tl_bail "smtp-sink (up) did not start"
+sm_sink up "$UP_PORT" || tl_bail "smtp-sink (up) did not start"
 sm_wait_log "$ID1: to=<user@up.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:$UP_PORT, .*dsn=2\.0\.0, status=sent \(250 " 15
 tl_ok $? "next hop up: the message is delivered (status=sent)"
 sm_wait_log "$ID1: removed" 5
@@ -241,21 +211,21 @@ tl_ok "$([ -n "$_f" ] && [ "$(wc -c < "$_f")" -gt 4000000 ] && grep -c '^line [0
     "... whole: 50,000 lines and the last one at the sink"
 
 # ---------------------------------------------------------------- 4xx, then 2xx
-sink soft "$SOFT_PORT" -r RCPT || tl_bail "smtp-sink (soft) did not start"
+sm_sink soft "$SOFT_PORT" -r RCPT || tl_bail "smtp-sink (soft) did not start"
 send sender@outside.test user@soft.test
 ID2=$QID
 sm_wait_log "$ID2: to=<user@soft.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:$SOFT_PORT, .*dsn=4\.[0-9.]+, status=deferred \(host 127\.0\.0\.1\[127\.0\.0\.1\] said: 4[0-9][0-9] .*\(in reply to RCPT TO command\)\)" 15
 tl_ok $? "next hop 4xx: deferred, with the host's words"
 tl_is "$(count soft)" 0 "the soft-refusing sink stored nothing"
-unsink soft
-sink soft2 "$SOFT_PORT" || tl_bail "smtp-sink (soft2) did not start"
+sm_unsink soft
+sm_sink soft2 "$SOFT_PORT" || tl_bail "smtp-sink (soft2) did not start"
 sm_wait_log "$ID2: to=<user@soft.test>, .*status=sent" 15
 tl_ok $? "then 2xx: delivered"
 sm_wait_log "$ID2: removed" 5
 tl_is "$(count soft2)/$(qfile "$ID2")" "1/" "the sink holds it, the queue file is gone"
 
 # ---------------------------------------------------------------- 5xx: returned to the sender
-sink hard "$HARD_PORT" -f RCPT || tl_bail "smtp-sink (hard) did not start"
+sm_sink hard "$HARD_PORT" -f RCPT || tl_bail "smtp-sink (hard) did not start"
 send sender@outside.test user@hard.test
 ID3=$QID
 sm_wait_log "$ID3: to=<user@hard.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:$HARD_PORT, .*dsn=5\.[0-9.]+, status=bounced \(host 127\.0\.0\.1\[127\.0\.0\.1\] said: 5[0-9][0-9] " 15
@@ -312,7 +282,7 @@ hup
 
 # ---------------------------------------------------------------- concurrency and reuse
 # The sink waits 1 s before it answers DATA, so the three are queued before the first is done.
-sink conc "$CONC_PORT" -w 1 || tl_bail "smtp-sink (conc) did not start"
+sm_sink conc "$CONC_PORT" -w 1 || tl_bail "smtp-sink (conc) did not start"
 sed -i 's/^relay_mode = queue$/relay_mode = queue\ndestination_concurrency_limit = 1/' "$CONF"
 hup
 send sender@outside.test user@conc.test
@@ -341,7 +311,7 @@ sed -i '/^destination_concurrency_limit = 1$/d' "$CONF"
 hup
 
 # ---------------------------------------------------------------- flush
-sink flush "$FLUSH_PORT" || tl_bail "smtp-sink (flush) did not start"
+sm_sink flush "$FLUSH_PORT" || tl_bail "smtp-sink (flush) did not start"
 FID=$(printf 'Subject: flush me\n\nflushed\n' | "$SPOOLPUT" -t 3600 "$T/queue" sender@outside.test user@flush.test)
 sleep 2.5
 tl_is "$(count flush)/$(grep -c "$FID: " "$SMTPD_LOG")" "0/0" "a message due in an hour is left alone by the queue runs"
@@ -373,13 +343,13 @@ tl_is "$(grep -c "to=<user@gone.test>, relay=none, .*dsn=4\.4\.1, status=deferre
     "... the other two deferred at once, saying why (as Postfix: delivery temporarily suspended)"
 # The inside is back, and the postmaster flushes: as Postfix's flush, that
 # forgets the dead mark (still 20 s to run), so all three go now.
-sink gone "$GONE_PORT" || tl_bail "smtp-sink (gone) did not start"
+sm_sink gone "$GONE_PORT" || tl_bail "smtp-sink (gone) did not start"
 tl_admin queue flush >/dev/null 2>&1
 for _id in $(cat "$T/gone.ids"); do
     sm_wait_log "$_id: to=<user@gone.test>, .*status=sent" 10 || break
 done
 tl_is "$(count gone)" 3 "flush after the next hop came back: the dead mark is forgotten, all three delivered at once"
-unsink gone
+sm_unsink gone
 for _id in $(cat "$T/gone.ids"); do
     tl_admin queue delete "$_id" >/dev/null 2>&1
 done
@@ -420,7 +390,7 @@ sm_wait_log "$ID6: to=<user@rec.test>, .*status=deferred" 15
 tl_ok $? "recovery: deferred while its next hop is down"
 sm_stop
 tl_is "$(qfile "$ID6" | sed 's|.*/queue/||')" "deferred/$ID6" "smtpd stopped: the message is in deferred/"
-sink rec "$REC_PORT" || tl_bail "smtp-sink (rec) did not start"
+sm_sink rec "$REC_PORT" || tl_bail "smtp-sink (rec) did not start"
 sm_start_or_bail
 sm_wait_log "$ID6: to=<user@rec.test>, .*status=sent" 15
 tl_ok $? "restarted: the queued message is delivered"
@@ -429,7 +399,7 @@ tl_is "$(count rec)/$(qfile "$ID6")" "1/" "the sink holds it once, the queue fil
 
 # ---------------------------------------------------------------- SIGTERM mid-delivery
 # The sink waits 30 s before it answers DATA: smtpd is stopped while it waits.
-sink slow "$SLOW_PORT" -w 30 || tl_bail "smtp-sink (slow) did not start"
+sm_sink slow "$SLOW_PORT" -w 30 || tl_bail "smtp-sink (slow) did not start"
 send sender@outside.test user@slow.test
 ID7=$QID
 _i=0
@@ -445,8 +415,8 @@ sm_stop
 tl_is "$(grep -c "$ID7: to=<user@slow.test>" "$SMTPD_LOG")/$(count slow)" "0/0" \
     "SIGTERM cut it: no outcome logged, nothing stored at the sink"
 tl_is "$(qfile "$ID7" | sed 's|.*/queue/||')" "deferred/$ID7" "the spool kept the message"
-unsink slow
-sink slow2 "$SLOW_PORT" || tl_bail "smtp-sink (slow2) did not start"
+sm_unsink slow
+sm_sink slow2 "$SLOW_PORT" || tl_bail "smtp-sink (slow2) did not start"
 sm_start_or_bail
 sm_wait_log "$ID7: to=<user@slow.test>, .*status=sent" 15
 tl_ok $? "the next start delivers it"

@@ -27,21 +27,6 @@ tl_need_tool python3 python3
 [ "$(id -u)" = 0 ] || tl_skip_all "a private Postfix needs root"
 trap 'pf_stop; tl_cleanup' EXIT
 
-# extra_sink NAME ARGS... - one more smtp-sink, its port in ${NAME}_PORT, dump in $TS/NAME/
-extra_sink() {
-    _n=$1
-    shift
-    _p=$(sm_port)
-    tl_shared_dir
-    mkdir -p "$TS/$_n"
-    chown nobody "$TS/$_n"
-    # shellcheck disable=SC2086
-    "$SMTP_SINK" -u nobody -d "$TS/$_n/%M." "$@" "127.0.0.1:$_p" 100 2>>"$T/$_n.log" &
-    tl_pids="$tl_pids $!"
-    eval "${_n}_PORT=$_p ${_n}_PID=$!"
-    pf_wait_port "$_p"
-}
-
 # count DIR - messages a sink stored there (smtp-sink leaves empty files for aborted sessions)
 count() {
     find "$TS/$1" -type f -size +0 | wc -l | tr -d ' '
@@ -67,10 +52,10 @@ SINK_PORT=$(( $(sm_port) + 2 ))
 sm_init "relay_timeout = 2s" "relay_connect_timeout = 2s"
 sm_lsan
 sm_sink_start || tl_bail "smtp-sink did not start"
-extra_sink slow -w 5 || tl_bail "smtp-sink (slow) did not start"
-extra_sink soft -r RCPT || tl_bail "smtp-sink (soft) did not start"
-extra_sink hard -f RCPT || tl_bail "smtp-sink (hard) did not start"
-extra_sink mailsoft -r MAIL || tl_bail "smtp-sink (mailsoft) did not start"
+sm_sink slow "" -w 5 || tl_bail "smtp-sink (slow) did not start"
+sm_sink soft "" -r RCPT || tl_bail "smtp-sink (soft) did not start"
+sm_sink hard "" -f RCPT || tl_bail "smtp-sink (hard) did not start"
+sm_sink mailsoft "" -r MAIL || tl_bail "smtp-sink (mailsoft) did not start"
 DEAD_PORT=$(sm_port)
 
 PF_TLS_CERT="$T/pki/pf.pem"

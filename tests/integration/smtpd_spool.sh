@@ -29,30 +29,6 @@ tl_need_tool "$SMTP_SINK" smtp-sink
 tl_need_tool "$SWAKS" swaks
 tl_need_tool python3 python3
 
-# extra_sink NAME ARGS... - one more smtp-sink, its port in ${NAME}_PORT, dump in $TS/NAME/
-extra_sink() {
-    _n=$1
-    shift
-    _p=$(sm_port)
-    tl_shared_dir
-    mkdir -p "$TS/$_n"
-    _u=""
-    if [ "$(id -u)" = 0 ]; then
-        _u="-u nobody"
-        chown nobody "$TS/$_n"
-    fi
-    # shellcheck disable=SC2086
-    "$SMTP_SINK" $_u -d "$TS/$_n/%M." "$@" "127.0.0.1:$_p" 100 2>>"$T/$_n.log" &
-    tl_pids="$tl_pids $!"
-    eval "${_n}_PORT=$_p"
-    _i=0
-    while ! $SM_PROBE -t 2 "$_p" '<' >/dev/null 2>&1; do
-        _i=$((_i + 1))
-        [ $_i -gt 100 ] && return 1
-        sleep 0.05
-    done
-}
-
 # count NAME - messages a sink stored (smtp-sink leaves empty files for aborted sessions)
 count() {
     find "$TS/$1" -type f -size +0 | wc -l | tr -d ' '
@@ -87,12 +63,12 @@ sm_init "relay_mode = proxy-then-queue" "relay_timeout = 3s" "relay_connect_time
     "minimal_backoff_time = 300s"
 sm_lsan
 sm_sink_start || tl_bail "smtp-sink did not start"
-extra_sink nodsn -N || tl_bail "smtp-sink (no DSN) did not start"
-extra_sink soft -r RCPT || tl_bail "smtp-sink (soft RCPT) did not start"
-extra_sink hard -f RCPT || tl_bail "smtp-sink (hard RCPT) did not start"
-extra_sink datasoft -r DATA || tl_bail "smtp-sink (soft DATA) did not start"
-extra_sink dothard -f . || tl_bail "smtp-sink (hard dot) did not start"
-extra_sink dotsoft -r . || tl_bail "smtp-sink (soft dot) did not start"
+sm_sink nodsn "" -N || tl_bail "smtp-sink (no DSN) did not start"
+sm_sink soft "" -r RCPT || tl_bail "smtp-sink (soft RCPT) did not start"
+sm_sink hard "" -f RCPT || tl_bail "smtp-sink (hard RCPT) did not start"
+sm_sink datasoft "" -r DATA || tl_bail "smtp-sink (soft DATA) did not start"
+sm_sink dothard "" -f . || tl_bail "smtp-sink (hard dot) did not start"
+sm_sink dotsoft "" -r . || tl_bail "smtp-sink (soft dot) did not start"
 PICKY_PORT=$(sm_port)
 ${PYTHON3:-python3} "$top_srcdir/tests/tools/smtp_picky.py" "$PICKY_PORT" "$T/picky.got" 2>>"$T/picky.log" &
 tl_pids="$tl_pids $!"

@@ -142,6 +142,9 @@ sm_swaks() {
 #                       to $SINK_DIR, $TS/NAME (default sink; in the shared
 #                       scratch, see tl_shared_dir); SINK_PID. For a second
 #                       sink, set SINK_PORT again and give another NAME.
+# sm_sink NAME PORT [ARGS]  a sink of its own (smtp-sink options ARGS) on
+#                       PORT ("": a new one) into $TS/NAME; ${NAME}_PORT,
+#                       ${NAME}_PID; sm_unsink NAME stops it
 # sm_sink_count [DIR]   how many messages reached the sink (or DIR)
 # sm_line N [FILE]      line N of $T/chat.out (or FILE)
 PYCLIENT=${PYCLIENT:-python3}
@@ -177,26 +180,45 @@ sm_line() {
 
 sm_sink_start() {
     : "${SINK_PORT:=$(( $(sm_port) + 2 ))}"
-    tl_shared_dir || return 1
+    sm_sink "${1:-sink}" "$SINK_PORT" || return 1
     SINK_DIR="$TS/${1:-sink}"
-    mkdir -p "$SINK_DIR"
+    eval "SINK_PID=\$${1:-sink}_PID"
+}
+
+# sm_sink NAME PORT [ARGS...] - one more smtp-sink (ARGS are its options:
+# -f RCPT, -w 5, ...) on 127.0.0.1:PORT (a new sm_port when PORT is ""),
+# storing each message in $TS/NAME/, its log $T/NAME.log; its port in
+# ${NAME}_PORT, its pid in ${NAME}_PID. 1 if it does not answer in 5 s.
+sm_sink() {
+    _sm_n=$1
+    _sm_p=${2:-$(sm_port)}
+    shift 2
+    tl_shared_dir || return 1
+    mkdir -p "$TS/$_sm_n"
     _sm_u=""
     if [ "$(id -u)" = 0 ]; then
         # smtp-sink wants -u when run as root; as nobody it writes here.
         _sm_u="-u nobody"
-        chown nobody "$SINK_DIR"
+        chown nobody "$TS/$_sm_n"
     fi
     # shellcheck disable=SC2086
-    "$SMTP_SINK" $_sm_u -d "$SINK_DIR/%M." "127.0.0.1:$SINK_PORT" 100 2>>"$T/${1:-sink}.log" &
-    SINK_PID=$!
-    tl_pids="$tl_pids $SINK_PID"
+    "$SMTP_SINK" $_sm_u -d "$TS/$_sm_n/%M." "$@" "127.0.0.1:$_sm_p" 100 2>>"$T/$_sm_n.log" &
+    eval "${_sm_n}_PID=$! ${_sm_n}_PORT=$_sm_p"
+    tl_pids="$tl_pids $!"
     _sm_i=0
-    while ! $SM_PROBE -t 2 "$SINK_PORT" '<' >/dev/null 2>&1; do
+    while ! $SM_PROBE -t 2 "$_sm_p" '<' >/dev/null 2>&1; do
         _sm_i=$((_sm_i + 1))
         [ $_sm_i -gt 100 ] && return 1
         sleep 0.05
     done
     return 0
+}
+
+# sm_unsink NAME - stop that sink and wait for it
+sm_unsink() {
+    eval "_sm_pid=\$${1}_PID"
+    kill "$_sm_pid" 2>/dev/null
+    wait "$_sm_pid" 2>/dev/null
 }
 
 sm_sink_count() {

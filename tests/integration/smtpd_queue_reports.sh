@@ -1,0 +1,142 @@
+#!/bin/sh
+# smtpd_queue_reports.sh - when the queue manager must not write to the sender
+#
+# A report to the sender is right for mail that failed; it is backscatter
+# or an endless retry in three cases, each checked beside one that does
+# get its report (so a test here cannot pass because reports never work):
+#   - NOTIFY=NEVER: an expired message is logged "status=expired,
+#     dropped", not "returned to sender", and no report goes out;
+#   - a sender no report can be addressed to (a control character, which
+#     only a hand-made queue file holds): a 5xx or an expiry is logged
+#     with the reason, the message removed, never retried;
+#   - `rcptgate queue delete` of a message while it is being delivered:
+#     the 5xx of one of its recipients does not come back as a report.
+# Messages are put into the spool with rg_spoolput (as old as needed)
+# before smtpd starts; the one deleted mid-delivery comes through swaks.
+. "$top_srcdir/tests/lib/testlib.sh"
+. "$top_srcdir/tests/lib/smtpd.sh"
+
+SPOOLPUT=${SPOOLPUT:-"$top_builddir/tests/tools/rg_spoolput"}
+
+tl_init smtpd_queue_reports
+[ -x "$RG_SMTPD" ] || tl_bail "rcptgate-smtpd not built ($RG_SMTPD)"
+[ -x "$SPOOLPUT" ] || tl_bail "rg_spoolput not built ($SPOOLPUT)"
+tl_need_tool "$SMTP_SINK" smtp-sink
+tl_need_tool "$SWAKS" swaks
+tl_need_tool python3 python3
+tl_shared_dir || tl_bail "no shared scratch directory"
+
+# stored NAME - messages the sink NAME stored (smtp-sink leaves empty files for aborted sessions)
+stored() {
+    find "$TS/$1" -type f -size +0 2>/dev/null | wc -l | tr -d ' '
+}
+
+# put SENDER RCPT [rg_spoolput options] - a message two hours old, its id in PUT_ID
+put() {
+    _s=$1
+    _r=$2
+    shift 2
+    PUT_ID=$(printf 'Subject: put for %s\n\nbody\n' "$_r" | "$SPOOLPUT" -a 7200 "$@" "$T/queue" "$_s" "$_r" 2>>"$T/put.err")
+    [ -n "$PUT_ID" ] || tl_bail "rg_spoolput failed: $(cat "$T/put.err")"
+}
+
+# qfile ID - the queue file of ID, in deferred/ or hold/ ("" none)
+qfile() {
+    for _q in deferred hold; do
+        [ -f "$T/queue/$_q/$1" ] && echo "$T/queue/$_q/$1"
+    done
+}
+
+DEAD_PORT=$(sm_port)
+dsn_PORT=$(sm_port)
+# Reports to outside senders go to the dsn sink (the outbound route).
+sm_init "relay_mode = queue" "minimal_backoff_time = 1s" "maximal_backoff_time = 2s" \
+    "queue_run_delay = 1s" "relay_connect_timeout = 2s" "relay_timeout = 20s" \
+    "maximal_queue_lifetime = 1h" "default_nexthop = smtp:[127.0.0.1]:$dsn_PORT"
+sm_lsan
+sm_sink dsn "$dsn_PORT" || tl_bail "smtp-sink (reports) did not start"
+sm_sink hard "" -f RCPT || tl_bail "smtp-sink (hard) did not start"
+# Refuses refuse*@, sits 2 s on the dot for slowdot*@ (tests/tools/smtp_picky.py).
+PICKY_PORT=$(sm_port)
+${PYTHON3:-python3} "$top_srcdir/tests/tools/smtp_picky.py" "$PICKY_PORT" "$T/picky.got" 2>>"$T/picky.log" &
+tl_pids="$tl_pids $!"
+_i=0
+while ! $SM_PROBE -t 2 "$PICKY_PORT" '<' >/dev/null 2>&1; do
+    _i=$((_i + 1))
+    [ $_i -gt 100 ] && tl_bail "smtp_picky.py did not start"
+    sleep 0.05
+done
+{
+    tl_admin domain add dead.test "smtp:[127.0.0.1]:$DEAD_PORT" &&
+    tl_admin domain add hard.test "smtp:[127.0.0.1]:$hard_PORT" &&
+    tl_admin domain add picky.test "smtp:[127.0.0.1]:$PICKY_PORT" &&
+    tl_admin static add user@dead.test && tl_admin static add user@hard.test &&
+    tl_admin static add refuse1@picky.test && tl_admin static add slowdot@picky.test
+} >"$T/admin.out" 2>&1 || tl_bail "rcptgate admin could not set up the domains: $(cat "$T/admin.out")"
+
+# An hour past its lifetime, next hop down: three to expire, one to bounce at RCPT.
+put sender@outside.test user@dead.test
+EXPIRED=$PUT_ID
+put sender@outside.test user@dead.test -N 1
+NEVER=$PUT_ID
+put "$(printf 's\001er@outside.test')" user@dead.test
+CTL_EXPIRED=$PUT_ID
+put "$(printf 's\001er@outside.test')" user@hard.test -a 0
+CTL_BOUNCED=$PUT_ID
+tl_is "$(ls "$T/queue/deferred" | wc -l | tr -d ' ')" 4 "four messages put into the spool before the start"
+
+sm_start_or_bail
+
+# ---------------------------------------------------------------- the control: a report
+sm_wait_log "$EXPIRED: from=<sender@outside.test>, status=expired, returned to sender" 20
+tl_ok $? "expired, no NOTIFY: returned to sender"
+sm_wait_sink "$TS/dsn" 1 15
+tl_is "$(stored dsn)" 1 "... its report reaches the sender's route"
+
+# ---------------------------------------------------------------- NOTIFY=NEVER
+sm_wait_log "$NEVER: from=<sender@outside.test>, status=expired, dropped" 20
+tl_ok $? "expired with NOTIFY=NEVER: logged as dropped"
+tl_is "$(grep -c "$NEVER: .*returned to sender\|$NEVER: sender non-delivery notification" "$SMTPD_LOG")" 0 \
+    "... not as returned to sender, and no report made"
+sm_wait_log "$NEVER: removed" 5
+tl_is "$(qfile "$NEVER")" "" "... and the message is removed"
+
+# ---------------------------------------------------------------- a sender no report can go to
+sm_wait_log "$CTL_EXPIRED: undeliverable, not returned: the sender address holds a control character" 20
+tl_ok $? "expired, a sender with a control character: the log says why there is no report"
+sm_wait_log "$CTL_EXPIRED: from=<.*>, status=expired, dropped" 5
+tl_ok $? "... logged as dropped"
+sm_wait_log "$CTL_EXPIRED: removed" 5
+tl_is "$(qfile "$CTL_EXPIRED")" "" "... and removed, not kept to try the report again"
+sm_wait_log "$CTL_BOUNCED: to=<user@hard.test>, .*status=bounced" 15
+tl_ok $? "a 5xx for a sender with a control character: bounced"
+sm_wait_log "$CTL_BOUNCED: removed" 5
+tl_is "$(qfile "$CTL_BOUNCED")" "" "... the message is removed, not retried"
+tl_is "$(grep -c "$CTL_BOUNCED: undeliverable, not returned: the sender address holds a control character" "$SMTPD_LOG")" 1 \
+    "... the reason logged once"
+
+# ---------------------------------------------------------------- deleted while being delivered
+# One message, one transaction: refuse1@ hears 5xx at RCPT, slowdot@ is taken
+# and the next hop sits 2 s on the dot; the message is deleted meanwhile.
+# When the try ends the 5xx would be returned to the sender: but the
+# postmaster threw the mail away.
+before=$(stored dsn)
+sm_swaks --ehlo client.example.org --from sender@outside.test --to refuse1@picky.test,slowdot@picky.test \
+    --header "Subject: to be deleted" --body "deleted while being delivered"
+DEL=$(sed -n 's/^<- *250 .*queued as \([0-9A-Z]*\).*/\1/p' "$T/swaks.out" | tail -1)
+[ -n "$DEL" ] || tl_bail "no \"250 ... queued as ID\": $(tail -3 "$T/swaks.out" | tr '\n' ' ')"
+tl_wait_grep 'RCPT slowdot@picky.test' "$T/picky.got.hold" 15 || tl_bail "the next hop never got the slow dot"
+tl_admin queue delete "$DEL" >"$T/delete.out" 2>&1
+tl_is "$?" 0 "rcptgate queue delete while the next hop sits on the message's dot"
+tl_is "$(grep -c "$DEL: to=<slowdot@picky.test>" "$SMTPD_LOG")" 0 "... before the try ended"
+sm_wait_log "$DEL: deleted while being delivered: no report to the sender" 20
+tl_ok $? "when the try ends: deleted, no report to the sender (logged)"
+tl_like "$(grep "$DEL: to=<refuse1@picky.test>" "$SMTPD_LOG")" 'status=bounced' "... its refused recipient was logged as bounced"
+sleep 1.5
+tl_is "$(grep -c "$DEL: sender non-delivery notification" "$SMTPD_LOG")/$(($(stored dsn) - before))" "0/0" \
+    "... yet no report made, none at the sender's route"
+tl_is "$(qfile "$DEL")" "" "... and no file left"
+
+sm_stop
+sm_sanitizer_check "no sanitizer report from rcptgate-smtpd"
+tl_done
