@@ -216,6 +216,8 @@ static int dsn_due(const SPOOL_RCPT *r, int kind)
 {
     if (r->notify & SPOOL_NOTIFY_NEVER)
         return 0;
+    if (kind == DSN_RELAYED)    /* only when asked for: RFC 3461 5.2.2 */
+        return (r->notify & SPOOL_NOTIFY_SUCCESS) != 0;
     if (r->notify == 0)         /* not given: failures, and delay warnings when they are on (Postfix) */
         return 1;
     return (r->notify & (kind == DSN_DELAYED ? SPOOL_NOTIFY_DELAY : SPOOL_NOTIFY_FAILURE)) != 0;
@@ -379,7 +381,7 @@ static void dsn_diag(DSN_DIAG *d, const char *reason, int utf8)
     }
 }
 
-/* dsn_status - a recipient's status "5.1.1": as recorded when it is well formed, else the kind's default */
+/* dsn_status - a recipient's status "5.1.1": as recorded when it is well formed (its class the kind's), else the kind's default */
 static const char *dsn_status(const SPOOL_RCPT *r, int kind, char *buf, size_t size)
 {
     const char *s = r->dsn;
@@ -392,11 +394,13 @@ static const char *dsn_status(const SPOOL_RCPT *r, int kind, char *buf, size_t s
         snprintf(buf, size, "%s", s);
         if (kind == DSN_DELAYED)
             buf[0] = '4';       /* a delay is transient, whatever the last try said */
+        else if (kind == DSN_RELAYED)
+            buf[0] = '2';
         else if (buf[0] != '5')
             buf[0] = '5';       /* failed for good: an expired 4.x.y is reported as 5.x.y (RFC 3463) */
         return buf;
     }
-    return kind == DSN_DELAYED ? "4.0.0" : "5.0.0";
+    return kind == DSN_DELAYED ? "4.0.0" : kind == DSN_RELAYED ? "2.0.0" : "5.0.0";
 }
 
 /* dsn_addr_field - "rfc822; a@b", or "utf-8; ..." for a non-ASCII address under SMTPUTF8 (RFC 6533) */
@@ -450,6 +454,12 @@ static void dsn_human(DSN_OUT *o, const SPOOL_ENV *env, const size_t *due, size_
                       "Your message has not reached the recipients listed below yet.\r\n"
                       "Delivery will be tried again until %s.\r\n"
                       "If it still fails by then, another report will tell you.\r\n\r\n", until);
+    } else if (kind == DSN_RELAYED) {
+        dsn_puts(o, "This is a notice only: nothing needs to be sent again.\r\n\r\n"
+                    "You asked to be told when your message was delivered. It has\r\n"
+                    "been passed on for the recipients listed below to a mail\r\n"
+                    "server that does not send such notices, so this is the last\r\n"
+                    "you will hear of it unless delivery fails further on.\r\n\r\n");
     } else {
         dsn_puts(o, "Your message could not be delivered to the recipients listed\r\n"
                     "below, and the mail system has given up trying. The reason\r\n"
@@ -464,7 +474,9 @@ static void dsn_human(DSN_OUT *o, const SPOOL_ENV *env, const size_t *due, size_
         dsn_puts(o, "The header section of your message is attached after the\r\n"
                     "delivery report.\r\n");
     dsn_puts(o, "\r\nIf you need help, ask your own postmaster and include this report.\r\n\r\n");
-    dsn_puts(o, kind == DSN_DELAYED ? "Recipients still waiting:\r\n\r\n" : "Recipients that failed:\r\n\r\n");
+    dsn_puts(o, kind == DSN_DELAYED   ? "Recipients still waiting:\r\n\r\n"
+                : kind == DSN_RELAYED ? "Recipients passed on:\r\n\r\n"
+                                      : "Recipients that failed:\r\n\r\n");
     for (size_t i = 0; i < ndue; i++) {
         const SPOOL_RCPT *r = &env->rcpt[due[i]];
         char addr[DSN_TEXT_MAX + 1], why[DSN_TEXT_MAX + 1];
@@ -499,7 +511,7 @@ static void dsn_status_part(DSN_OUT *o, const SPOOL_ENV *env, const size_t *due,
         dsn_addr_field(o, "Final-Recipient", r->addr, utf8);
         if (r->orcpt && *r->orcpt)
             dsn_orcpt_field(o, r->orcpt, utf8);
-        dsn_printf(o, "Action: %s\r\n", kind == DSN_DELAYED ? "delayed" : "failed");
+        dsn_printf(o, "Action: %s\r\n", kind == DSN_DELAYED ? "delayed" : kind == DSN_RELAYED ? "relayed" : "failed");
         dsn_printf(o, "Status: %s\r\n", dsn_status(r, kind, st, sizeof(st)));
         dsn_diag(&d, r->reason, utf8);
         if (d.mta[0])
@@ -599,7 +611,9 @@ int dsn_make(SPOOL *sp, const SPOOL_ENV *env, int body_fd, const size_t *idx, si
     dsn_printf(o, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n", host);
     dsn_printf(o, "To: <%s>\r\n", sender);
     dsn_printf(o, "Subject: %s\r\n",
-               kind == DSN_DELAYED ? "Delayed Mail (still being retried)" : "Undelivered Mail Returned to Sender");
+               kind == DSN_DELAYED   ? "Delayed Mail (still being retried)"
+               : kind == DSN_RELAYED ? "Successful Mail Delivery Report"
+                                     : "Undelivered Mail Returned to Sender");
     dsn_printf(o, "Message-ID: <%s.dsn@%s>\r\n", id, host);
     dsn_puts(o, "Auto-Submitted: auto-replied\r\n");
     dsn_puts(o, "MIME-Version: 1.0\r\n");
@@ -617,7 +631,7 @@ int dsn_make(SPOOL *sp, const SPOOL_ENV *env, int body_fd, const size_t *idx, si
     dsn_status_part(o, env, due, ndue, kind, host, utf8);
 
     dsn_printf(o, "\r\n--%s\r\nContent-Description: %s\r\nContent-Type: %s\r\n", boundary,
-               full ? "Undelivered Message" : "Undelivered Message Headers",
+               full ? "Undelivered Message" : kind == DSN_RELAYED ? "Message Headers" : "Undelivered Message Headers",
                full ? (utf8 ? "message/global" : "message/rfc822")
                     : (utf8 ? "message/global-headers" : "text/rfc822-headers"));
     if (eightbit)

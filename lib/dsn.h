@@ -7,7 +7,10 @@
  * per-recipient block (Final-Recipient, Original-Recipient from ORCPT,
  * Action, Status, Remote-MTA, Diagnostic-Code, Last-Attempt-Date), and
  * the returned headers or whole message (RET=HDRS/FULL). A delay warning
- * is the same report with Action: delayed and headers only.
+ * is the same report with Action: delayed and headers only; a "relayed"
+ * notice (RFC 3461 5.2.2: NOTIFY=SUCCESS, and the next hop that took the
+ * message does not offer DSN, so it cannot be asked to tell) the same
+ * with Action: relayed.
  *
  * The report is itself a queued message (dsn_kind 1) from the null
  * sender, so no bounce of it is ever made: a DSN that fails is logged
@@ -23,6 +26,7 @@
 
 #define DSN_FAILED  1           /* Action: failed */
 #define DSN_DELAYED 2           /* Action: delayed (delay_warning_time) */
+#define DSN_RELAYED 3           /* Action: relayed (NOTIFY=SUCCESS, a next hop without DSN) */
 
 /*
  * dsn_make - queue a report to env->sender about the recipients idx[0..n)
@@ -37,7 +41,8 @@
  * NOTIFY: NEVER, or a list without FAILURE (kind DSN_FAILED) or without
  * DELAY (DSN_DELAYED), leaves the recipient out; without NOTIFY a
  * recipient gets both (RFC 3461 4.1 lets the MTA choose; Postfix sends
- * delay warnings then too). Only the recipients due are listed.
+ * delay warnings then too). DSN_RELAYED is only for a NOTIFY holding
+ * SUCCESS. Only the recipients due are listed.
  *
  * Returned: the whole message for RET=FULL and DSN_FAILED when its size
  * is within message_size_limit; otherwise its header section, at most
@@ -46,8 +51,8 @@
  * Remote-MTA NAME and "Diagnostic-Code: smtp; 550 ..."; a reason that is
  * not an SMTP reply is "Diagnostic-Code: X-Rcptgate; ...". Status is the
  * recipient's dsn when well formed, its class forced to 5 for
- * DSN_FAILED (an expired 4.4.1 is reported 5.4.1) and 4 for DSN_DELAYED;
- * 5.0.0 / 4.0.0 when there is none. The report's envelope: null sender,
+ * DSN_FAILED (an expired 4.4.1 is reported 5.4.1), 4 for DSN_DELAYED and
+ * 2 for DSN_RELAYED; 5.0.0 / 4.0.0 / 2.0.0 when there is none. The report's envelope: null sender,
  * dsn_kind 1, one recipient (the sender, no NOTIFY), mail_params
  * "BODY=8BITMIME" (and "SMTPUTF8") when the original needs it.
  */

@@ -1587,6 +1587,12 @@ const char *smtp_relay_peer(const SMTP_RELAY *r)
     return r->connected ? r->peer : "none";
 }
 
+/* smtp_relay_dsn - see smtp_relay.h */
+int smtp_relay_dsn(const SMTP_RELAY *r)
+{
+    return r->connected && (r->ext & EXT_DSN) != 0;
+}
+
 /* smtp_relay_reuse - RSET and a new transaction on a connection whose last one ended */
 int smtp_relay_reuse(SMTP_RELAY *r, const SMTP_RELAY_ENV *env, SMTP_RELAY_CB cb, void *arg)
 {

@@ -101,6 +101,12 @@ void smtp_relay_dot(SMTP_RELAY *r, SMTP_RELAY_CB cb, void *arg);
 const char *smtp_relay_peer(const SMTP_RELAY *r);
 
 /*
+ * smtp_relay_dsn - 1 when the next hop that answered offers DSN, so the
+ * RCPTs' NOTIFY and ORCPT went on to it and it reports from now on
+ */
+int smtp_relay_dsn(const SMTP_RELAY *r);
+
+/*
  * smtp_relay_reuse - another transaction on r's connection once its last
  * one ended (its final reply, or every RCPT refused): RSET, XFORWARD of
  * env's client, MAIL with env's sender; cb gets the reply to MAIL, and

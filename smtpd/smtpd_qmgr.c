@@ -98,7 +98,7 @@
 #define QMGR_REUSE_MAX  100             /* transactions on one connection (Postfix's smtp_connection_reuse_count_limit) */
 
 /* A recipient's outcome in this try. */
-enum qmgr_result { QR_NONE = 0, QR_SENT, QR_DEFER, QR_FAIL };
+enum qmgr_result { QR_NONE = 0, QR_SENT, QR_DEFER, QR_FAIL, QR_RELAYED /* sent, a "relayed" notice due */ };
 
 typedef struct qmgr_msg QMGR_MSG;
 typedef struct qmgr_dest QMGR_DEST;
@@ -631,6 +631,12 @@ static void qmgr_rcpt_result(QMGR_MSG *m, QMGR_DLV *d, size_t i, int code, const
     qmgr_status_code(code, reply, dsn, sizeof(dsn));
     if (code / 100 == 2) {
         m->result[i] = QR_SENT;
+        if ((m->env.rcpt[i].notify & SPOOL_NOTIFY_SUCCESS) && d && d->relay && !smtp_relay_dsn(d->relay)) {
+            /* NOTIFY=SUCCESS could not go on to this next hop: the notice is ours to send (RFC 3461 5.2.2). */
+            m->result[i] = QR_RELAYED;
+            qmgr_reason(d, reply, stage, why, sizeof(why));
+            qmgr_set_reason(m, i, dsn, why);
+        }
         qmgr_log_rcpt(m, d, i, "sent", dsn, reply);
         if (spool_mark(smtpd_spool, m->id, i, SPOOL_RCPT_DONE) < 0) {
             log_warn("%s: cannot mark <%s> delivered: %s (it may be delivered again)", m->id,
@@ -993,6 +999,18 @@ static void qmgr_msg_free(QMGR_MSG *m)
     free(m);
 }
 
+/* qmgr_report_name - a report of kind, as Postfix's bounce log names it ("sender ... notification") */
+static const char *qmgr_report_name(int kind)
+{
+    return kind == DSN_FAILED ? "non-delivery" : kind == DSN_DELAYED ? "delay" : "delivery status";
+}
+
+/* qmgr_report_state - the recipients' state a report of kind is about */
+static const char *qmgr_report_state(int kind)
+{
+    return kind == DSN_FAILED ? "undeliverable" : kind == DSN_DELAYED ? "delayed" : "relayed";
+}
+
 /*
  * qmgr_report - a report to the sender about idx[0..n); 0 made (queued for
  * delivery), 1 none due or none possible, -1 error (tried again later)
@@ -1006,24 +1024,22 @@ static int qmgr_report(QMGR_MSG *m, const size_t *idx, size_t n, int kind)
         return 1;
     if (*m->env.sender == 0 || m->env.dsn_kind) {
         /* No bounce loops: a report or a null-sender message is never returned. */
-        smtpd_log_as("qmgr", "%s: from=<%s>, %s, not returned: %s", m->id, m->env.sender,
-                     kind == DSN_FAILED ? "undeliverable" : "delayed",
+        smtpd_log_as("qmgr", "%s: from=<%s>, %s, not returned: %s", m->id, m->env.sender, qmgr_report_state(kind),
                      m->env.dsn_kind ? "it is a delivery report" : "the sender is null");
         return 1;
     }
     rc = dsn_make(smtpd_spool, &m->env, m->fd, idx, n, kind, smtpd_hostname, newid, err, sizeof(err));
     if (rc < 0) {
-        log_warn("%s: cannot make the %s report: %s", m->id, kind == DSN_FAILED ? "non-delivery" : "delay", err);
+        log_warn("%s: cannot make the %s report: %s", m->id, qmgr_report_name(kind), err);
         return -1;
     }
     if (rc == 2) {
         /* Never possible (a hand-made file's sender): keeping the recipients to do would retry it forever. */
-        log_warn("%s: %s, not returned: %s", m->id, kind == DSN_FAILED ? "undeliverable" : "delayed", err);
+        log_warn("%s: %s, not returned: %s", m->id, qmgr_report_state(kind), err);
         return 1;
     }
     if (rc == 0) {
-        smtpd_log_as("bounce", "%s: sender %s notification: %s", m->id,
-                     kind == DSN_FAILED ? "non-delivery" : "delay", newid);
+        smtpd_log_as("bounce", "%s: sender %s notification: %s", m->id, qmgr_report_name(kind), newid);
         smtpd_qmgr_queued(newid, 0);
     }
     return rc;
@@ -1087,6 +1103,12 @@ static void qmgr_msg_finish(QMGR_MSG *m)
         smtpd_log_as("qmgr", "%s: deleted while being delivered: no report to the sender", m->id);
         goto done;
     }
+    for (size_t i = 0; i < m->env.nrcpt; i++)
+        if (m->result[i] == QR_RELAYED)
+            idx[n++] = i;
+    /* Sent already: a notice that cannot be made now is not worth sending the message again (logged). */
+    (void) qmgr_report(m, idx, n, DSN_RELAYED);
+    n = 0;
     for (size_t i = 0; i < m->env.nrcpt; i++)
         if (m->result[i] == QR_FAIL && m->env.rcpt[i].state == SPOOL_RCPT_TODO)
             idx[n++] = i;

@@ -11,6 +11,9 @@
 #     with the reason, the message removed, never retried;
 #   - `rcptgate queue delete` of a message while it is being delivered:
 #     the 5xx of one of its recipients does not come back as a report.
+# And one report that a success must bring: NOTIFY=SUCCESS to a next hop
+# without DSN gets a "relayed" notice from us (RFC 3461 5.2.2); to one
+# with DSN the NOTIFY goes on, and the notice is that hop's to send.
 # Messages are put into the spool with rg_spoolput (as old as needed)
 # before smtpd starts; the one deleted mid-delivery comes through swaks.
 . "$top_srcdir/tests/lib/testlib.sh"
@@ -56,6 +59,7 @@ sm_init "relay_mode = queue" "minimal_backoff_time = 1s" "maximal_backoff_time =
 sm_lsan
 sm_sink dsn "$dsn_PORT" || tl_bail "smtp-sink (reports) did not start"
 sm_sink hard "" -f RCPT || tl_bail "smtp-sink (hard) did not start"
+sm_sink up "" || tl_bail "smtp-sink (up) did not start"
 # Refuses refuse*@, sits 2 s on the dot for slowdot*@ (tests/tools/smtp_picky.py).
 PICKY_PORT=$(sm_port)
 ${PYTHON3:-python3} "$top_srcdir/tests/tools/smtp_picky.py" "$PICKY_PORT" "$T/picky.got" 2>>"$T/picky.log" &
@@ -70,6 +74,8 @@ done
     tl_admin domain add dead.test "smtp:[127.0.0.1]:$DEAD_PORT" &&
     tl_admin domain add hard.test "smtp:[127.0.0.1]:$hard_PORT" &&
     tl_admin domain add picky.test "smtp:[127.0.0.1]:$PICKY_PORT" &&
+    tl_admin domain add up.test "smtp:[127.0.0.1]:$up_PORT" &&
+    tl_admin static add user@picky.test && tl_admin static add user@up.test &&
     tl_admin static add user@dead.test && tl_admin static add user@hard.test &&
     tl_admin static add refuse1@picky.test && tl_admin static add slowdot@picky.test
 } >"$T/admin.out" 2>&1 || tl_bail "rcptgate admin could not set up the domains: $(cat "$T/admin.out")"
@@ -136,6 +142,36 @@ sleep 1.5
 tl_is "$(grep -c "$DEL: sender non-delivery notification" "$SMTPD_LOG")/$(($(stored dsn) - before))" "0/0" \
     "... yet no report made, none at the sender's route"
 tl_is "$(qfile "$DEL")" "" "... and no file left"
+
+# ---------------------------------------------------------------- NOTIFY=SUCCESS
+# notify RCPT - one message from sender@outside.test, RCPT with NOTIFY=SUCCESS; its id in NID
+notify() {
+    sm_chat '<' '>EHLO client.example.org\r\n' '<' '>MAIL FROM:<sender@outside.test> ENVID=nid1\r\n' '<' \
+        ">RCPT TO:<$1> NOTIFY=SUCCESS ORCPT=rfc822;$1\\r\\n" '<' '>DATA\r\n' '<' \
+        '>Subject: tell me\r\n\r\nbody\r\n.\r\n' '<' '>QUIT\r\n' '<'
+    NID=$(sed -n 's/^250 2\.0\.0 Ok: queued as \([0-9A-Z]*\)$/\1/p' "$T/chat.out")
+    [ -n "$NID" ] || tl_bail "no \"250 ... queued as ID\" for <$1>: $(tr '\n' ' ' < "$T/chat.out")"
+}
+before=$(stored dsn)
+notify user@picky.test
+sm_wait_log "$NID: to=<user@picky.test>, .*status=sent" 15
+tl_ok $? "NOTIFY=SUCCESS to a next hop without DSN: sent"
+sm_wait_log "$NID: sender delivery status notification: [0-9A-Z]+" 5
+tl_ok $? "... and a delivery status notification is made"
+sm_wait_sink "$TS/dsn" $((before + 1)) 15
+NOTICE=$(grep -l "^Final-Recipient: rfc822; *user@picky.test" $(find "$TS/dsn" -type f -size +0) /dev/null 2>/dev/null | head -1)
+tl_is "$(grep -ci '^Action: relayed\|^Status: 2\.0\.0\|^Original-Envelope-Id: nid1\|^Subject: Successful Mail Delivery Report' "${NOTICE:-/dev/null}")" 4 \
+    "... it reaches the sender: Action: relayed, Status: 2.0.0, the ENVID, a success subject"
+tl_like "$(grep -i '^Diagnostic-Code:' "${NOTICE:-/dev/null}")" '^Diagnostic-Code: smtp; 250 ' "... with the next hop's 250"
+before=$(stored dsn)
+notify user@up.test
+sm_wait_log "$NID: to=<user@up.test>, .*status=sent" 15
+tl_ok $? "NOTIFY=SUCCESS to a next hop with DSN: sent"
+sm_wait_log "$NID: removed" 5
+sleep 1
+tl_is "$(grep -c "$NID: sender delivery status notification" "$SMTPD_LOG")/$(($(stored dsn) - before))" "0/0" \
+    "... no notice of ours: the NOTIFY went on to that hop"
+tl_like "$(cat "$TS/up/"* 2>/dev/null | grep -c 'tell me')" '^1$' "... which got the message"
 
 sm_stop
 sm_sanitizer_check "no sanitizer report from rcptgate-smtpd"

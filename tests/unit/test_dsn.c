@@ -426,6 +426,40 @@ static void test_delayed(void **state)
     t_free(&m);
 }
 
+/*
+ * relayed (RFC 3461 5.2.2): only the recipients whose NOTIFY holds
+ * SUCCESS, Status 2.x.y, the headers only even for RET=FULL
+ */
+static void test_relayed(void **state)
+{
+    (void)state;
+    T_MSG m;
+    char *body = t_body(1);
+    const int notify[] = {SPOOL_NOTIFY_SUCCESS | SPOOL_NOTIFY_FAILURE, 0};
+    const char *const said[] = {"host mx.example.org[192.0.2.1] said: 250 2.0.0 Ok: queued as X "
+                                "(in reply to end of DATA command)",
+                                "host mx.example.org[192.0.2.1] said: 250 2.0.0 Ok (in reply to end of DATA command)"};
+
+    t_run(&m, "sender@example.net", "", SPOOL_RET_FULL, NULL, 0, 2, ADDR1, NULL, notify, said, body, DSN_RELAYED);
+    assert_int_equal(m.rc, 0);
+    assert_true(t_has_line(m.text, "Subject: Successful Mail Delivery Report"));
+    assert_true(t_has_line(m.text, "Final-Recipient: rfc822; rcpt@example.org"));
+    assert_null(strstr(m.text, "other@example.org"));      /* no NOTIFY: no success notice */
+    assert_true(t_has_line(m.text, "Action: relayed"));
+    assert_true(t_has_line(m.text, "Status: 2.1.1"));       /* the recorded 5.1.1's detail, class 2 */
+    assert_true(t_has_line(m.text, "Remote-MTA: dns; mx.example.org"));
+    assert_true(t_line_starts(m.text, "Diagnostic-Code: smtp; 250 2.0.0 Ok"));
+    assert_null(strstr(m.text, "Will-Retry-Until"));
+    assert_true(t_has_line(m.text, "Content-Type: text/rfc822-headers"));
+    assert_null(strstr(m.text, "first body line"));
+    t_free(&m);
+    /* nobody asked */
+    t_run(&m, "sender@example.net", "", SPOOL_RET_FULL, NULL, 0, 2, ADDR1, NULL, NULL, said, body, DSN_RELAYED);
+    assert_int_equal(m.rc, 1);
+    t_free(&m);
+    free(body);
+}
+
 /* none due: the null sender, a report itself, NOTIFY=NEVER, NOTIFY without the event */
 static void test_none_due(void **state)
 {
@@ -658,6 +692,7 @@ int main(void)
         cmocka_unit_test(test_failed_too_big),
         cmocka_unit_test(test_headers_capped),
         cmocka_unit_test(test_delayed),
+        cmocka_unit_test(test_relayed),
         cmocka_unit_test(test_none_due),
         cmocka_unit_test(test_hostile),
         cmocka_unit_test(test_status),
