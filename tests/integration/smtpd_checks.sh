@@ -182,6 +182,16 @@ ck "forged internal sender, subdomain" "550 5.7.1 <x@sales.corp.example>: Sender
     --ehlo mail.sender.example --from x@sales.corp.example --to alice@example.com
 ck "internal sender from a trusted client" "$OK" --local-interface 127.0.0.2 \
     --ehlo mail.internal.example --from alice@example.com --to postmaster@example.com
+# the README's way to let a real one in (a service sending as helpdesk@): the sender access list
+tl_admin access add sender helpdesk@example.com OK >"$T/access.out" 2>&1 || tl_bail "access add: $(cat "$T/access.out")"
+ck "forged internal sender let in by a sender access OK (store)" "$OK" \
+    --ehlo mail.saas.example --from helpdesk@example.com --to alice@example.com
+ck "... only that address" "550 5.7.1 <alice@example.com>: Sender address rejected: internal sender address from an untrusted client" \
+    --ehlo mail.saas.example --from alice@example.com --to postmaster@example.com
+tl_admin access del sender helpdesk@example.com >"$T/access.out" 2>&1 || tl_bail "access del: $(cat "$T/access.out")"
+ck "... and refused again once the entry is gone" \
+    "550 5.7.1 <helpdesk@example.com>: Sender address rejected: internal sender address from an untrusted client" \
+    --ehlo mail.saas.example --from helpdesk@example.com --to alice@example.com
 ck "null sender" "$OK" --ehlo mail.sender.example --from '<>' --to alice@example.com
 
 # ---- access lists: the configuration's and the store's
