@@ -258,6 +258,11 @@ void daemon_become(const char *ident, int foreground, const char *pidfile,
     char err[512];
 
     if (!foreground) {
+        long other = pidfile && *pidfile ? daemon_pidfile_live(pidfile) : 0;
+
+        /* Said here, to the terminal and with exit 1: once detached it would only reach syslog, after exit 0. */
+        if (other != 0)
+            log_fatal("%s: already running as pid %ld", pidfile, other);
         if (daemon_detach(err, sizeof(err)) < 0)
             log_fatal("%s", err);
         log_init(ident, 0, 1);

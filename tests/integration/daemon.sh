@@ -221,6 +221,13 @@ DPID=$(cat "$T/lookupd.pid" 2>/dev/null)
 tl_ok $([ -n "$DPID" ] && kill -0 "$DPID"; echo $?) "without -f: the daemon runs with the pid in its pid file"
 tl_is "$(ask 'recipients alice@example.com')" "$KIND" "without -f: it answers"
 tl_is "$(awk '/^PPid/ {print $2}' /proc/"$DPID"/status 2>/dev/null)" "1" "without -f: detached (parent is init)"
+# A second one with its own sockets but the same pid file: refused before it
+# detaches, so the terminal (or the init script) hears it, and the exit status.
+sed -e "s|unix:$SOCK|unix:$T/other.sock|" -e "s|unix:$POLICY|unix:$T/other.policy|" "$CONF" > "$T/other.conf"
+"$RG_LOOKUPD" -c "$T/other.conf" > "$T/other.out" 2>&1
+tl_is "$?" 70 "without -f, a second instance with the same pid file: exit 70, as any fatal error"
+tl_like "$(cat "$T/other.out")" "lookupd.pid: already running as pid $DPID" "... said on its stderr, before detaching"
+tl_is "$(cat "$T/lookupd.pid" 2>/dev/null)" "$DPID" "... and the pid file still names the first"
 kill -TERM "$DPID"
 i=0
 while kill -0 "$DPID" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
