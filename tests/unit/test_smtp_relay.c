@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -648,6 +649,39 @@ static void test_all_down(void **state)
     }
     assert_int_equal(smtp_relay_write(r, "x\r\n", 3), -1);
     assert_string_equal(smtp_relay_peer(r), "none");
+    smtp_relay_free(r);
+}
+
+/*
+ * test_no_descriptors - a connect that fails for want of descriptors is
+ * ours (451 4.3.0), not the next hop's 4.4.1, which the queue manager
+ * takes for a dead next hop
+ */
+static void test_no_descriptors(void **state)
+{
+    struct rlimit old, low;
+    SMTP_RELAY *r;
+    char hops[64];
+    int lowest;
+
+    (void) state;
+    snprintf(hops, sizeof(hops), "%s", hop(free_port()));
+    lowest = dup(0);
+    assert_true(lowest >= 0);
+    close(lowest);
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    /* Every number below the lowest free one is in use: the connect's socket() gets EMFILE. */
+    low = old;
+    low.rlim_cur = (rlim_t) lowest;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    /* The connect is made from the loop. No assertion (which would skip the restore) until the limit is back. */
+    r = open_relay(hops, "");
+    smtp_relay_rcpt(r, "a@example.com", "", record, NULL);
+    run(2);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    assert_int_equal(got.n, 2);
+    assert_int_equal(got.code[0], 451);
+    assert_string_equal(got.text[0], "451 4.3.0 Insufficient system resources");
     smtp_relay_free(r);
 }
 
@@ -1448,6 +1482,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_xforward_split, setup, teardown),
         cmocka_unit_test_setup_teardown(test_big, setup, teardown),
         cmocka_unit_test_setup_teardown(test_all_down, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_descriptors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_hops, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mail_4xx, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mail_5xx, setup, teardown),
