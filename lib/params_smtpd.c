@@ -292,6 +292,18 @@ void params_smtpd_paths(PATHS *pl)
          */
         paths_add(pl, PATHS_DIR_WRITE | PATHS_SOFT, "queue directory", var_smtpd_queue_dir, 0700);
     }
+    /*
+     * Loaded as root at start, but read again as the user by each reload
+     * (SIGHUP, as after a certificate renewal): a key only root can read
+     * starts fine, then every reload keeps the old certificate. A warning,
+     * -n included: smtpd works, a renewal will not take.
+     */
+    paths_add(pl, PATHS_FILE_READ | PATHS_ADVISE, "tls_key_file (read again as the user at each reload)",
+              var_smtpd_tls_key, 0);
+    paths_add(pl, PATHS_FILE_READ | PATHS_ADVISE, "tls_cert_file (read again as the user at each reload)",
+              var_smtpd_tls_cert, 0);
+    paths_add(pl, PATHS_FILE_READ | PATHS_ADVISE, "relay_ca_file (read again as the user at each reload)",
+              var_smtpd_relay_ca, 0);
     if (*var_smtpd_log_file) {
         /* Opened as root at start, reopened as the user after a SIGHUP (log rotation). */
         char *dir = xstrdup(var_smtpd_log_file);

@@ -34,7 +34,7 @@
 #endif
 
 typedef struct paths_item {
-    int kind;                   /* PATHS_DIR_WRITE ... | PATHS_SOFT */
+    int kind;                   /* PATHS_DIR_WRITE ... | PATHS_SOFT, PATHS_ADVISE */
     const char *what;           /* "store directory" */
     char *path;
     int mode;                   /* for a directory: the mode the fix gives it */
@@ -83,10 +83,9 @@ void paths_add(PATHS *pl, int kind, const char *what, const char *path, int mode
     for (int i = 0; i < pl->count; i++) {
         PATHS_ITEM *it = &pl->item[i];
 
-        if ((it->kind & ~PATHS_SOFT) == (kind & ~PATHS_SOFT) && strcmp(it->path, path) == 0) {
-            /* Listed for two reasons: hard if either is. */
-            if (!(kind & PATHS_SOFT))
-                it->kind &= ~PATHS_SOFT;
+        if ((it->kind & ~PATHS_FLAGS) == (kind & ~PATHS_FLAGS) && strcmp(it->path, path) == 0) {
+            /* Listed for two reasons: hard if either is (a flag stays when both have it). */
+            it->kind &= kind | ~PATHS_FLAGS;
             return;
         }
     }
@@ -194,7 +193,7 @@ static int paths_report(const PATHS_ITEM *it, int strict, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
-    if ((it->kind & PATHS_SOFT) && !strict) {
+    if ((it->kind & PATHS_ADVISE) || ((it->kind & PATHS_SOFT) && !strict)) {
         log_warn("%s", line);
         return 0;
     }
@@ -287,7 +286,7 @@ static int paths_check_dir(const PATHS_ITEM *it, const PATHS_WHO *who, int stric
         return paths_report(it, strict, "%s %s is not a directory", it->what, it->path);
     if (access(it->path, X_OK) < 0)
         return paths_unreachable(it, who, strict);
-    if ((it->kind & ~PATHS_SOFT) == PATHS_DIR_WRITE && access(it->path, W_OK | X_OK) < 0)
+    if ((it->kind & ~PATHS_FLAGS) == PATHS_DIR_WRITE && access(it->path, W_OK | X_OK) < 0)
         return paths_not_writable(it, who, &st, strict);
     return 0;
 }
@@ -308,7 +307,7 @@ static int paths_check_file(const PATHS_ITEM *it, const PATHS_WHO *who, int stri
                             "put the file itself there", it->what, it->path);
     if (!S_ISREG(st.st_mode))
         return paths_report(it, strict, "%s %s is not a regular file", it->what, it->path);
-    if ((it->kind & ~PATHS_SOFT) == PATHS_FILE_READ) {
+    if ((it->kind & ~PATHS_FLAGS) == PATHS_FILE_READ) {
         char owner[64];
 
         if (access(it->path, R_OK) < 0)
@@ -328,7 +327,7 @@ static int paths_check_file(const PATHS_ITEM *it, const PATHS_WHO *who, int stri
 /* paths_is_file - a file place (else a directory) */
 static int paths_is_file(int kind)
 {
-    kind &= ~PATHS_SOFT;
+    kind &= ~PATHS_FLAGS;
     return kind == PATHS_FILE_WRITE || kind == PATHS_FILE_READ;
 }
 

@@ -37,6 +37,13 @@
  * later" for a broken store and recovers when it is fixed.
  */
 #define PATHS_SOFT          0x100
+/*
+ * Advisory places: a problem is a warning everywhere, -n included. The
+ * program works as it is; something later will not (a file read again by
+ * a reload, after the privileges are dropped).
+ */
+#define PATHS_ADVISE        0x200
+#define PATHS_FLAGS         (PATHS_SOFT | PATHS_ADVISE)
 
 typedef struct paths PATHS;
 
@@ -48,7 +55,7 @@ PATHS *paths_create(void);
 void paths_free(PATHS *pl);
 
 /*
- * paths_add - one place: kind (PATHS_* | PATHS_SOFT), what it is for
+ * paths_add - one place: kind (PATHS_* | PATHS_SOFT or PATHS_ADVISE), what it is for
  * messages ("pid file directory"; a string that outlives the list), the
  * path (copied), and for a directory the mode the fix creates it with.
  * An empty path is ignored; a place already listed is not added again.

@@ -228,6 +228,28 @@ run "$RG_SMTPD" -c "$CONF" -n
 tl_is "$rc" 0 "smtpd -n after a run: the log file it made passes the check"
 [ "$rc" = 0 ] || printf '%s\n' "$out" | sed 's/^/#   /'
 
+# --- a TLS key only root can read: smtpd starts (it loads the key as root),
+# but each reload reads it again as the user, and would keep the old
+# certificate after a renewal. -n passes, with a warning and the fix.
+if [ "$ROOT" = 1 ] && command -v openssl >/dev/null 2>&1; then
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout "$B/key.pem" -out "$B/cert.pem" -days 2 \
+        -subj /CN=mx.perms.test >/dev/null 2>&1 || tl_bail "openssl cannot make a certificate"
+    chmod 600 "$B/key.pem"
+    chmod 644 "$B/cert.pem"
+    sed "s|^\[smtpd\]\$|[smtpd]\ntls_cert_file = $B/cert.pem\ntls_key_file = $B/key.pem|" "$CONF" > "$T/tls.conf"
+    run "$RG_SMTPD" -c "$T/tls.conf" -n
+    tl_is "$rc" 0 "smtpd -n, a TLS key only root can read: passes (a start loads it as root)"
+    tl_like "$out" "warning: tls_key_file \\(read again as the user at each reload\\) $B/key.pem is not readable by user nobody \\(owner root, mode 0600\\): give the user the file's group" \
+        "... but warns that a reload, as nobody, could not read it, and says how to fix it"
+    chgrp "$RUNGRP" "$B/key.pem" && chmod 640 "$B/key.pem"
+    run "$RG_SMTPD" -c "$T/tls.conf" -n
+    tl_is "$rc/$(printf '%s\n' "$out" | grep -c 'tls_key_file')" "0/0" "... the key readable by nobody's group (0640): no warning"
+else
+    skip "a TLS key only root can read: -n warns (needs openssl too)"
+    skip "... with the fix"
+    skip "... the fix silences it"
+fi
+
 # --- smtpd as a user that may read the store and not write it (README,
 # "smtpd cannot write the store"): here the user daemon with the store's
 # group, the store 0640. It answers from the store, sees what the admin
