@@ -260,7 +260,7 @@ void daemon_become(const char *ident, int foreground, const char *pidfile,
     if (!foreground) {
         long other = pidfile && *pidfile ? daemon_pidfile_live(pidfile) : 0;
 
-        /* Said here, to the terminal and with exit 1: once detached it would only reach syslog, after exit 0. */
+        /* Said here, on stderr and with exit 70: once detached it reached only syslog, and the start exited 0. */
         if (other != 0)
             log_fatal("%s: already running as pid %ld", pidfile, other);
         if (daemon_detach(err, sizeof(err)) < 0)

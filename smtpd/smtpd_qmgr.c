@@ -193,6 +193,8 @@ static void qmgr_dlv_start(QMGR_DLV *d);
 static void qmgr_dlv_dead(QMGR_DLV *d);
 static void qmgr_msg_finish(QMGR_MSG *m);
 static void qmgr_activate(const char *id);
+static int qmgr_report(QMGR_MSG *m, const size_t *idx, size_t n, int kind);
+static int qmgr_deleted(const QMGR_MSG *m);
 
 /* qmgr_now_ms - wall clock in milliseconds */
 static long long qmgr_now_ms(void)
@@ -619,9 +621,45 @@ static void qmgr_set_reason(QMGR_MSG *m, size_t i, const char *dsn, const char *
     m->env.rcpt[i].reason = xstrdup(why);
 }
 
+/* qmgr_mark_done - recipient i is delivered: so says the file */
+static void qmgr_mark_done(QMGR_MSG *m, size_t i)
+{
+    if (spool_mark(smtpd_spool, m->id, i, SPOOL_RCPT_DONE) < 0) {
+        log_warn("%s: cannot mark <%s> delivered: %s (it may be delivered again)", m->id,
+                 m->env.rcpt[i].addr, strerror(errno));
+        qmgr_unrecorded(m->id, 1);
+    }
+}
+
+/*
+ * qmgr_relayed - the notice for the recipients transaction d relayed to a
+ * next hop without DSN (NOTIFY=SUCCESS), made when the transaction ends
+ * and before they are marked done on disk: a stop or a crash in between
+ * delivers again and tells again, never neither (as for failures). None
+ * for a message deleted meanwhile.
+ */
+static void qmgr_relayed(QMGR_DLV *d)
+{
+    QMGR_MSG *m = d->m;
+    size_t *idx = xcalloc(d->n + 1, sizeof(*idx)), n = 0;
+
+    for (size_t k = 0; k < d->n; k++)
+        if (m->result[d->idx[k]] == QR_RELAYED)
+            idx[n++] = d->idx[k];
+    /* Sent already: a notice that cannot be made is logged, not worth sending the message again for. */
+    if (n > 0 && !qmgr_deleted(m))
+        (void) qmgr_report(m, idx, n, DSN_RELAYED);
+    for (size_t k = 0; k < n; k++) {
+        qmgr_mark_done(m, idx[k]);
+        m->result[idx[k]] = QR_SENT;
+    }
+    free(idx);
+}
+
 /*
  * qmgr_rcpt_result - one recipient's answer in this try: logged, a 2xx
- * marked done on disk now (a 5xx is marked when its report exists)
+ * marked done on disk now (one that wants a relayed notice once it is
+ * made, a 5xx once its report is)
  */
 static void qmgr_rcpt_result(QMGR_MSG *m, QMGR_DLV *d, size_t i, int code, const char *reply,
                              const char *stage)
@@ -638,11 +676,8 @@ static void qmgr_rcpt_result(QMGR_MSG *m, QMGR_DLV *d, size_t i, int code, const
             qmgr_set_reason(m, i, dsn, why);
         }
         qmgr_log_rcpt(m, d, i, "sent", dsn, reply);
-        if (spool_mark(smtpd_spool, m->id, i, SPOOL_RCPT_DONE) < 0) {
-            log_warn("%s: cannot mark <%s> delivered: %s (it may be delivered again)", m->id,
-                     m->env.rcpt[i].addr, strerror(errno));
-            qmgr_unrecorded(m->id, 1);
-        }
+        if (m->result[i] != QR_RELAYED)
+            qmgr_mark_done(m, i);
         m->env.rcpt[i].state = SPOOL_RCPT_DONE;
         return;
     }
@@ -737,6 +772,7 @@ static void qmgr_dlv_done(QMGR_DLV *d, int keep)
     QMGR_MSG *m = d->m;
     QMGR_DEST *dst = d->dest;
 
+    qmgr_relayed(d);
     if (d->relay && keep) {
         /* Kept a moment for the next message to this next hop; QUIT later. */
         qmgr_idle_put(dst, d->relay, d->uses);
@@ -1103,12 +1139,6 @@ static void qmgr_msg_finish(QMGR_MSG *m)
         smtpd_log_as("qmgr", "%s: deleted while being delivered: no report to the sender", m->id);
         goto done;
     }
-    for (size_t i = 0; i < m->env.nrcpt; i++)
-        if (m->result[i] == QR_RELAYED)
-            idx[n++] = i;
-    /* Sent already: a notice that cannot be made now is not worth sending the message again (logged). */
-    (void) qmgr_report(m, idx, n, DSN_RELAYED);
-    n = 0;
     for (size_t i = 0; i < m->env.nrcpt; i++)
         if (m->result[i] == QR_FAIL && m->env.rcpt[i].state == SPOOL_RCPT_TODO)
             idx[n++] = i;

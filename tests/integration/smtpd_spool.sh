@@ -69,15 +69,7 @@ sm_sink hard "" -f RCPT || tl_bail "smtp-sink (hard RCPT) did not start"
 sm_sink datasoft "" -r DATA || tl_bail "smtp-sink (soft DATA) did not start"
 sm_sink dothard "" -f . || tl_bail "smtp-sink (hard dot) did not start"
 sm_sink dotsoft "" -r . || tl_bail "smtp-sink (soft dot) did not start"
-PICKY_PORT=$(sm_port)
-${PYTHON3:-python3} "$top_srcdir/tests/tools/smtp_picky.py" "$PICKY_PORT" "$T/picky.got" 2>>"$T/picky.log" &
-tl_pids="$tl_pids $!"
-i=0
-while ! $SM_PROBE -t 2 "$PICKY_PORT" '<' >/dev/null 2>&1; do
-    i=$((i + 1))
-    [ $i -gt 100 ] && tl_bail "smtp_picky.py did not start"
-    sleep 0.05
-done
+sm_picky || tl_bail "smtp_picky.py did not start"
 
 {
     tl_admin domain add up.test "smtp:[127.0.0.1]:$SINK_PORT" &&
@@ -261,8 +253,8 @@ send refuse1@picky.test
 tl_like "$(grep '^<\*\*' "$T/swaks.out" | head -1)" '^<\*\* +550 5\.1\.1 <refuse1@picky.test>: no such user here' \
     "the next hop's own 5xx to RCPT reaches the client"
 
-# The same, with `rcptgate queue flush` while the next hop sits 2 s on the
-# dot: the file is committed (defer1 is the spool's alone) and the flush
+# The same, with `rcptgate queue flush` while the next hop sits on the
+# dot (until picky.got.go): the file is committed (defer1 is the spool's alone) and the flush
 # makes it due, yet the session still holds it. The queue manager leaves
 # it alone, or it would give slowdot@ the message a second time.
 send slowdot@picky.test,defer1@picky.test --timeout 30 > /dev/null 2>&1 &
@@ -270,6 +262,7 @@ SLOW_SWAKS=$!
 tl_wait_grep 'RCPT slowdot@picky.test' "$T/picky.got.hold" 10 || tl_bail "the next hop never got the slow dot"
 tl_admin queue flush > "$T/flush.out" 2>&1
 tl_is "$?" 0 "flush while the next hop holds the dot: rcptgate queue flush ran"
+: > "$T/picky.got.go"   # now the next hop may answer the dot
 wait "$SLOW_SWAKS"
 tl_like "$(final)" '^250 2\.0\.0 Ok: queued as [0-9A-F]+$' "... the client hears 250 queued"
 Q5=$(qid)

@@ -145,6 +145,7 @@ sm_swaks() {
 # sm_sink NAME PORT [ARGS]  a sink of its own (smtp-sink options ARGS) on
 #                       PORT ("": a new one) into $TS/NAME; ${NAME}_PORT,
 #                       ${NAME}_PID; sm_unsink NAME stops it
+# sm_picky              tests/tools/smtp_picky.py on $PICKY_PORT ($T/picky.got)
 # sm_sink_count [DIR]   how many messages reached the sink (or DIR)
 # sm_line N [FILE]      line N of $T/chat.out (or FILE)
 PYCLIENT=${PYCLIENT:-python3}
@@ -205,8 +206,23 @@ sm_sink() {
     "$SMTP_SINK" $_sm_u -d "$TS/$_sm_n/%M." "$@" "127.0.0.1:$_sm_p" 100 2>>"$T/$_sm_n.log" &
     eval "${_sm_n}_PID=$! ${_sm_n}_PORT=$_sm_p"
     tl_pids="$tl_pids $!"
+    sm_wait_greeting "$_sm_p"
+}
+
+# sm_picky - tests/tools/smtp_picky.py (a next hop that answers each
+# recipient as its local part says) on a new $PICKY_PORT, appending what it
+# takes to $T/picky.got; 1 if it does not answer in 5 s
+sm_picky() {
+    PICKY_PORT=$(sm_port)
+    ${PYTHON3:-python3} "$top_srcdir/tests/tools/smtp_picky.py" "$PICKY_PORT" "$T/picky.got" 2>>"$T/picky.log" &
+    tl_pids="$tl_pids $!"
+    sm_wait_greeting "$PICKY_PORT"
+}
+
+# sm_wait_greeting PORT - wait up to 5 s for a server's greeting on 127.0.0.1:PORT; 1 if none came
+sm_wait_greeting() {
     _sm_i=0
-    while ! $SM_PROBE -t 2 "$_sm_p" '<' >/dev/null 2>&1; do
+    while ! $SM_PROBE -t 2 "$1" '<' >/dev/null 2>&1; do
         _sm_i=$((_sm_i + 1))
         [ $_sm_i -gt 100 ] && return 1
         sleep 0.05

@@ -9,11 +9,13 @@
 # offered). Each message it takes (the final dot) is appended to FILE as
 # one line "MAIL <sender> RCPT <a>,<b> BYTES n"; it answers 250 to the
 # dot. When a recipient it took starts with "slowdot", it first writes
-# that line to FILE.hold and waits 2 s before the 250 (a next hop slow at
+# that line to FILE.hold and answers the dot only once the test has made
+# FILE.go (which it then removes), or after 30 s (a next hop slow at
 # the dot, for smtpd_spool.sh's flush race). Serves until killed, each
 # connection in a thread of its own (a second client is not kept waiting
 # behind a slow dot).
 # usage: smtp_picky.py PORT FILE
+import os
 import socket
 import sys
 import threading
@@ -65,7 +67,12 @@ def serve(conn, out):
             if any(r.startswith("slowdot") for r in rcpts):
                 with open(out + ".hold", "a") as o:
                     o.write(line)
-                time.sleep(2)
+                go = out + ".go"
+                for _ in range(600):
+                    if os.path.exists(go):
+                        os.unlink(go)
+                        break
+                    time.sleep(0.05)
             with open(out, "a") as o:
                 o.write(line)
             say("250 2.0.0 Ok: queued as PICKY")
