@@ -740,6 +740,35 @@ static void smtp_command_commit(SMTP_SESSION *s, long long next_try, int sent_ok
     smtp_command_queued(s, next_try, sent_ok, relay, reply);
 }
 
+/*
+ * smtp_command_spool_reasons - why the spool alone holds some recipients
+ * (the next hop's 4xx, or its failure), saved as the queue manager saves
+ * a try's: `rcptgate queue list` shows them before the first retry
+ */
+static void smtp_command_spool_reasons(SMTP_SESSION *s)
+{
+    size_t cap = s->c.rcpt_count > 0 ? (size_t) s->c.rcpt_count : 1, i = 0, n = 0;
+    SPOOL_RCPT *rv = xcalloc(cap, sizeof(*rv));
+    char (*dsn)[16] = xcalloc(cap, sizeof(*dsn));
+    SPOOL_ENV env;
+
+    memset(&env, 0, sizeof(env));
+    snprintf(env.id, sizeof(env.id), "%s", s->c.queue_id);
+    for (const SMTP_RCPT *rc = s->rcpts; rc && i < cap; rc = rc->next, i++)
+        if (rc->queued_only && rc->why) {
+            (void) smtp_command_dsn(rc->why, dsn[i], sizeof(dsn[i]));       /* writes it there */
+            rv[i].dsn = dsn[i];
+            rv[i].reason = rc->why;
+            n++;
+        }
+    env.nrcpt = i;
+    env.rcpt = rv;
+    if (n > 0 && spool_reason_save(smtpd_spool, &env) < 0)
+        log_warn("%s: cannot save the deferral reasons: %s", s->c.queue_id, strerror(errno));
+    free(dsn);
+    free(rv);
+}
+
 /* smtp_command_spool_commit - make the spooled copy durable (s->spool_f goes); 0, or -1 (logged) */
 static int smtp_command_spool_commit(SMTP_SESSION *s, long long next_try)
 {
@@ -756,6 +785,7 @@ static int smtp_command_spool_commit(SMTP_SESSION *s, long long next_try)
             log_warn("%s: queue file commit failed: %s", s->c.queue_id, err);
         return -1;
     }
+    smtp_command_spool_reasons(s);
     return 0;
 }
 

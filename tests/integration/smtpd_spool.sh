@@ -249,6 +249,10 @@ tl_is "$(cat "$T/picky.got" 2>/dev/null)" "MAIL <sender@client.test> RCPT user@p
     "... the next hop got the message for the recipient it took, once"
 tl_is "$(($(queued) - sq)) $("$SPOOLCAT" "$T/queue" "$Q4" 2>&1 | grep '^rcpt ' | cut -d' ' -f2,3 | tr '\n' '|')" \
     "1 D user@picky.test|T defer1@picky.test|" "... the spool keeps it: the delivered recipient DONE, the deferred one TODO"
+tl_admin queue show "$Q4" > "$T/show.out" 2>&1
+tl_is "$(grep -A1 '^recipient: defer1@picky.test' "$T/show.out" | sed -n 2p)" \
+    "  last: dsn=4.2.0 (450 4.2.0 <defer1@picky.test>: try later)" \
+    "... and why, before any retry: rcptgate queue show gives the next hop's 4xx"
 send refuse1@picky.test
 tl_like "$(grep '^<\*\*' "$T/swaks.out" | head -1)" '^<\*\* +550 5\.1\.1 <refuse1@picky.test>: no such user here' \
     "the next hop's own 5xx to RCPT reaches the client"
