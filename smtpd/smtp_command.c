@@ -499,6 +499,7 @@ static void smtp_command_received(SMTP_SESSION *s)
         if ((unsigned char) buf[i] < 0x20 && buf[i] != '\r' && buf[i] != '\n' && buf[i] != '\t')
             buf[i] = '?';
     smtp_session_data_put(s, buf, n);
+    s->our_bytes = (long long) n;
 }
 
 /* smtp_command_data_go - 354: the message bytes follow */
@@ -511,7 +512,7 @@ static void smtp_command_data_go(SMTP_SESSION *s)
     s->d_over = s->d_rejected = s->d_hops = 0;
     s->d_failed = 0;
     s->spool_failed = 0;
-    s->data_bytes = 0;
+    s->data_bytes = s->our_bytes = 0;
     s->data_start_ms = smtp_session_now();
     if (var_smtpd_received)
         smtp_command_received(s);
@@ -704,8 +705,9 @@ static void smtp_command_log_done(SMTP_SESSION *s, int sent_ok, const char *rela
     double delay = (double) (smtp_session_now() - s->mail_ms) / 1000.0;
     char dsn[32];
 
+    /* size as Postfix's: the message as it went on, our Received: field included (the queue's figure too) */
     smtpd_log_as("qmgr", "%s: from=<%s>, size=%lld, nrcpt=%d (queue active)", s->c.queue_id,
-                 s->c.sender, s->data_bytes, s->c.rcpt_count);
+                 s->c.sender, s->data_bytes + s->our_bytes, s->c.rcpt_count);
     for (SMTP_RCPT *rc = s->rcpts; rc; rc = rc->next) {
         if (sent_ok && !rc->queued_only)
             smtpd_log_as("smtp", "%s: to=<%s>, relay=%s, delay=%.1f, delays=0/0/0/%.1f, dsn=%c.0.0, status=sent (%s)",
@@ -812,7 +814,7 @@ static void smtp_command_queued(SMTP_SESSION *s, long long next_try, int sent_ok
         smtp_command_log_done(s, sent_ok, relay, reply);
     else
         smtpd_log_as("qmgr", "%s: from=<%s>, size=%lld, nrcpt=%d (queue active)", s->c.queue_id,
-                     s->c.sender, s->data_bytes, s->c.rcpt_count);
+                     s->c.sender, s->data_bytes + s->our_bytes, s->c.rcpt_count);
     snprintf(ok, sizeof(ok), "250 2.0.0 Ok: queued as %s", s->c.queue_id);
     smtp_session_send(s, ok);
     smtpd_qmgr_queued(s->c.queue_id, next_try);

@@ -79,6 +79,7 @@ struct smtp_session {
     long long start_ms;
     long long data_start_ms;
     long long data_bytes;               /* message bytes seen (also when discarding) */
+    long long our_bytes;                /* and the Received: field we put before them */
     long long mail_ms;                  /* MAIL time, for delay= */
     long long close_ms;                 /* when the last reply was queued */
     unsigned short counts[SMTP_CMD_COUNT][2];   /* [ok, total] per command, saturating */

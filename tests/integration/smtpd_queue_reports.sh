@@ -149,6 +149,10 @@ before=$(stored dsn)
 notify user@picky.test
 sm_wait_log "$NID: to=<user@picky.test>, .*status=sent" 15
 tl_ok $? "NOTIFY=SUCCESS to a next hop without DSN: sent"
+# (the session's "queue active" line and the queue manager's give one size, as pflogsumm takes the first)
+sed -n "s/.*$NID: from=<sender@outside.test>, size=\([0-9]*\), .*(queue active)/\1/p" "$SMTPD_LOG" > "$T/sizes"
+tl_is "$(wc -l < "$T/sizes" | tr -d ' ') $(sort -u "$T/sizes" | wc -l | tr -d ' ')" "2 1" \
+    "... its two 'queue active' lines (the session's, the queue manager's) give the same size"
 sm_wait_log "$NID: sender delivery status notification: [0-9A-Z]+" 5
 tl_ok $? "... and a delivery status notification is made"
 sm_wait_sink "$TS/dsn" $((before + 1)) 15
