@@ -180,6 +180,27 @@ static int smtpd_load(void)
     return errors;
 }
 
+/*
+ * smtpd_submission_advice - warn of a submission listener without
+ * STARTTLS (after smtp_tls_load): it requires TLS before AUTH and AUTH
+ * before MAIL, so with no certificate (or tls = none) every client gets
+ * 530 there. A warning, as Postfix gives, not a refusal: port 25 works.
+ */
+static void smtpd_submission_advice(const SMTPD_LISTENER *l, int n)
+{
+    char one[300];
+
+    if (smtp_tls_server_ok())
+        return;
+    for (int i = 0; i < n; i++)
+        if (l[i].submission)
+            log_warn("%s: [smtpd] listen %s submission: STARTTLS is not offered (%s), so no client "
+                     "can authenticate there and every MAIL gets 530 5.7.0",
+                     smtpd_sk.conf_path, listen_format(&l[i].la, one, sizeof(one)),
+                     strcmp(var_smtpd_tls, "may") != 0 ? "tls = none"
+                     : "no tls_cert_file and tls_key_file");
+}
+
 /* smtpd_set_hostname - [rules] hostname, else the system's FQDN (the policy service's too) */
 static void smtpd_set_hostname(void)
 {
@@ -428,8 +449,12 @@ int main(int argc, char **argv)
     skeleton_paths(&smtpd_sk);
     if (smtpd_sk.check_only) {
         /* The key and certificates as a start would load them: -n must not pass what start refuses. */
+        SMTPD_LISTENER tmp[SMTPD_MAX_LISTEN];
+        int n = smtpd_listen_parse(var_smtpd_listen, tmp, SMTPD_MAX_LISTEN, err, sizeof(err));
+
         if (smtp_tls_load(err, sizeof(err)) < 0)
             log_fatal_code(RG_EX_CONFIG, "%s: [smtpd] %s", smtpd_sk.conf_path, err);
+        smtpd_submission_advice(tmp, n);
         smtp_tls_free();
         return skeleton_check_done(&smtpd_sk, NULL);
     }
@@ -459,6 +484,7 @@ int main(int argc, char **argv)
     }
     if (smtp_tls_load(err, sizeof(err)) < 0)
         log_fatal_code(RG_EX_CONFIG, "%s", err);
+    smtpd_submission_advice(smtpd_listeners, smtpd_nlisteners);
     if (smtp_auth_init(err, sizeof(err)) < 0)
         log_warn("SASL: %s; AUTH is not offered", err);
 

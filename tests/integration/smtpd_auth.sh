@@ -290,4 +290,24 @@ rc 127.0.0.6 "$SMTPD_SUB_PORT" "C:QUIT"
 tl_like "$(rc_line 1)" "^220 " "another address is not"
 
 sm_stop
+
+# ---------------------------------------------------------------- a submission port nobody can use
+# Without STARTTLS (no certificate, or tls = none) a submission listener
+# refuses every MAIL with 530: -n (and the start) say so; with the
+# certificate above, nothing is said.
+check_n() {
+    "$RG_SMTPD" -c "$1" -n >"$T/check.out" 2>&1
+    echo "exit=$?"
+}
+tl_is "$(check_n "$CONF")" "exit=0" "-n: the certificate's configuration passes"
+tl_is "$(grep -c 'STARTTLS is not offered' "$T/check.out")" 0 "-n: no warning with a certificate"
+grep -v '^tls_cert_file\|^tls_key_file' "$CONF" > "$T/nocert.conf"
+tl_is "$(check_n "$T/nocert.conf")" "exit=0" "-n without a certificate: a warning, not an error"
+tl_like "$(cat "$T/check.out")" \
+    "listen inet:127\.0\.0\.1:$SMTPD_SUB_PORT submission: STARTTLS is not offered \(no tls_cert_file and tls_key_file\), so no client can authenticate there and every MAIL gets 530 5\.7\.0" \
+    "-n without a certificate names the submission listener and why"
+sed 's/^\[smtpd\]$/[smtpd]\ntls = none/' "$CONF" > "$T/notls.conf"
+check_n "$T/notls.conf" >/dev/null
+tl_like "$(cat "$T/check.out")" "submission: STARTTLS is not offered \(tls = none\)" "-n with tls = none: the same warning"
+
 tl_done
