@@ -45,6 +45,31 @@
 #define DSN_TEXT_MAX        900             /* a reason or address written into the report */
 #define DSN_BLOCK           65536           /* pread block */
 
+/* What differs between the three kinds of report (dsn.h's DSN_FAILED ...), in one place. */
+typedef struct dsn_kind_text {
+    const char *action;         /* Action: */
+    const char *status;         /* Status: when none was recorded; its class is forced on one that was */
+    const char *subject;
+    const char *listed;         /* part 1's heading of the recipients */
+    const char *returned;       /* part 3's Content-Description, headers only */
+} DSN_KIND_TEXT;
+
+static const DSN_KIND_TEXT dsn_kinds[] = {
+    [DSN_FAILED] = {"failed", "5.0.0", "Undelivered Mail Returned to Sender",
+                    "Recipients that failed:", "Undelivered Message Headers"},
+    /* a delay is transient, whatever the last try said */
+    [DSN_DELAYED] = {"delayed", "4.0.0", "Delayed Mail (still being retried)",
+                     "Recipients still waiting:", "Undelivered Message Headers"},
+    [DSN_RELAYED] = {"relayed", "2.0.0", "Successful Mail Delivery Report",
+                     "Recipients passed on:", "Message Headers"},
+};
+
+/* dsn_kind - the texts of a kind (an unknown one is a failure report) */
+static const DSN_KIND_TEXT *dsn_kind(int kind)
+{
+    return kind == DSN_DELAYED || kind == DSN_RELAYED ? &dsn_kinds[kind] : &dsn_kinds[DSN_FAILED];
+}
+
 /* DSN_OUT - the report on its way into the spool: dot-stuffing, buffered */
 typedef struct dsn_out {
     SPOOL_FILE *f;
@@ -391,16 +416,12 @@ static const char *dsn_status(const SPOOL_RCPT *r, int kind, char *buf, size_t s
         if (!((*p >= '0' && *p <= '9') || *p == '.'))
             ok = 0;
     if (ok && strlen(s) < 16 && strlen(s) >= 5) {
+        /* The kind's class: an expired 4.x.y fails as 5.x.y (RFC 3463), a delay is 4.x.y. */
         snprintf(buf, size, "%s", s);
-        if (kind == DSN_DELAYED)
-            buf[0] = '4';       /* a delay is transient, whatever the last try said */
-        else if (kind == DSN_RELAYED)
-            buf[0] = '2';
-        else if (buf[0] != '5')
-            buf[0] = '5';       /* failed for good: an expired 4.x.y is reported as 5.x.y (RFC 3463) */
+        buf[0] = dsn_kind(kind)->status[0];
         return buf;
     }
-    return kind == DSN_DELAYED ? "4.0.0" : kind == DSN_RELAYED ? "2.0.0" : "5.0.0";
+    return dsn_kind(kind)->status;
 }
 
 /* dsn_addr_field - "rfc822; a@b", or "utf-8; ..." for a non-ASCII address under SMTPUTF8 (RFC 6533) */
@@ -474,9 +495,7 @@ static void dsn_human(DSN_OUT *o, const SPOOL_ENV *env, const size_t *due, size_
         dsn_puts(o, "The header section of your message is attached after the\r\n"
                     "delivery report.\r\n");
     dsn_puts(o, "\r\nIf you need help, ask your own postmaster and include this report.\r\n\r\n");
-    dsn_puts(o, kind == DSN_DELAYED   ? "Recipients still waiting:\r\n\r\n"
-                : kind == DSN_RELAYED ? "Recipients passed on:\r\n\r\n"
-                                      : "Recipients that failed:\r\n\r\n");
+    dsn_printf(o, "%s\r\n\r\n", dsn_kind(kind)->listed);
     for (size_t i = 0; i < ndue; i++) {
         const SPOOL_RCPT *r = &env->rcpt[due[i]];
         char addr[DSN_TEXT_MAX + 1], why[DSN_TEXT_MAX + 1];
@@ -511,7 +530,7 @@ static void dsn_status_part(DSN_OUT *o, const SPOOL_ENV *env, const size_t *due,
         dsn_addr_field(o, "Final-Recipient", r->addr, utf8);
         if (r->orcpt && *r->orcpt)
             dsn_orcpt_field(o, r->orcpt, utf8);
-        dsn_printf(o, "Action: %s\r\n", kind == DSN_DELAYED ? "delayed" : kind == DSN_RELAYED ? "relayed" : "failed");
+        dsn_printf(o, "Action: %s\r\n", dsn_kind(kind)->action);
         dsn_printf(o, "Status: %s\r\n", dsn_status(r, kind, st, sizeof(st)));
         dsn_diag(&d, r->reason, utf8);
         if (d.mta[0])
@@ -610,10 +629,7 @@ int dsn_make(SPOOL *sp, const SPOOL_ENV *env, int body_fd, const size_t *idx, si
     dsn_printf(o, "Date: %s\r\n", date);
     dsn_printf(o, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n", host);
     dsn_printf(o, "To: <%s>\r\n", sender);
-    dsn_printf(o, "Subject: %s\r\n",
-               kind == DSN_DELAYED   ? "Delayed Mail (still being retried)"
-               : kind == DSN_RELAYED ? "Successful Mail Delivery Report"
-                                     : "Undelivered Mail Returned to Sender");
+    dsn_printf(o, "Subject: %s\r\n", dsn_kind(kind)->subject);
     dsn_printf(o, "Message-ID: <%s.dsn@%s>\r\n", id, host);
     dsn_puts(o, "Auto-Submitted: auto-replied\r\n");
     dsn_puts(o, "MIME-Version: 1.0\r\n");
@@ -631,7 +647,7 @@ int dsn_make(SPOOL *sp, const SPOOL_ENV *env, int body_fd, const size_t *idx, si
     dsn_status_part(o, env, due, ndue, kind, host, utf8);
 
     dsn_printf(o, "\r\n--%s\r\nContent-Description: %s\r\nContent-Type: %s\r\n", boundary,
-               full ? "Undelivered Message" : kind == DSN_RELAYED ? "Message Headers" : "Undelivered Message Headers",
+               full ? "Undelivered Message" : dsn_kind(kind)->returned,
                full ? (utf8 ? "message/global" : "message/rfc822")
                     : (utf8 ? "message/global-headers" : "text/rfc822-headers"));
     if (eightbit)
