@@ -750,13 +750,20 @@ static void smtp_command_commit(SMTP_SESSION *s, long long next_try, int sent_ok
 static void smtp_command_spool_reasons(SMTP_SESSION *s)
 {
     size_t cap = s->c.rcpt_count > 0 ? (size_t) s->c.rcpt_count : 1, i = 0, n = 0;
-    SPOOL_RCPT *rv = xcalloc(cap, sizeof(*rv));
-    char (*dsn)[16] = xcalloc(cap, sizeof(*dsn));
+    const SMTP_RCPT *rc = s->rcpts;
+    SPOOL_RCPT *rv;
+    char (*dsn)[16];
     SPOOL_ENV env;
 
+    while (rc != NULL && !(rc->queued_only && rc->why))
+        rc = rc->next;
+    if (rc == NULL)
+        return;                         /* the usual case: the next hop took them all */
+    rv = xcalloc(cap, sizeof(*rv));
+    dsn = xcalloc(cap, sizeof(*dsn));
     memset(&env, 0, sizeof(env));
     snprintf(env.id, sizeof(env.id), "%s", s->c.queue_id);
-    for (const SMTP_RCPT *rc = s->rcpts; rc && i < cap; rc = rc->next, i++)
+    for (rc = s->rcpts; rc && i < cap; rc = rc->next, i++)
         if (rc->queued_only && rc->why) {
             (void) smtp_command_dsn(rc->why, dsn[i], sizeof(dsn[i]));       /* writes it there */
             rv[i].dsn = dsn[i];

@@ -641,17 +641,22 @@ static void qmgr_mark_done(QMGR_MSG *m, size_t i)
 static void qmgr_relayed(QMGR_DLV *d)
 {
     QMGR_MSG *m = d->m;
-    size_t *idx = xcalloc(d->n + 1, sizeof(*idx)), n = 0;
+    size_t *idx, n = 0, k = 0;
 
-    for (size_t k = 0; k < d->n; k++)
+    while (k < d->n && m->result[d->idx[k]] != QR_RELAYED)
+        k++;
+    if (k == d->n)
+        return;                         /* the usual case: nobody asked for a notice */
+    idx = xcalloc(d->n, sizeof(*idx));
+    for (; k < d->n; k++)
         if (m->result[d->idx[k]] == QR_RELAYED)
             idx[n++] = d->idx[k];
     /* Sent already: a notice that cannot be made is logged, not worth sending the message again for. */
     if (n > 0 && !qmgr_deleted(m))
         (void) qmgr_report(m, idx, n, DSN_RELAYED);
-    for (size_t k = 0; k < n; k++) {
-        qmgr_mark_done(m, idx[k]);
-        m->result[idx[k]] = QR_SENT;
+    for (size_t j = 0; j < n; j++) {
+        qmgr_mark_done(m, idx[j]);
+        m->result[idx[j]] = QR_SENT;
     }
     free(idx);
 }
