@@ -406,16 +406,34 @@ static void dsn_diag(DSN_DIAG *d, const char *reason, int utf8)
     }
 }
 
+size_t dsn_status_len(const char *p)
+{
+    size_t n = 0;
+
+    if (p[0] != '2' && p[0] != '4' && p[0] != '5')
+        return 0;
+    n = 1;
+    for (int part = 0; part < 2; part++) {
+        size_t digits = 0;
+
+        if (p[n++] != '.')
+            return 0;
+        while (p[n] >= '0' && p[n] <= '9' && digits < 4) {
+            n++;
+            digits++;
+        }
+        if (digits == 0 || digits > 3)
+            return 0;
+    }
+    return p[n] == ' ' || p[n] == '\0' ? n : 0;
+}
+
 /* dsn_status - a recipient's status "5.1.1": as recorded when it is well formed (its class the kind's), else the kind's default */
 static const char *dsn_status(const SPOOL_RCPT *r, int kind, char *buf, size_t size)
 {
     const char *s = r->dsn;
-    int ok = s && (s[0] == '2' || s[0] == '4' || s[0] == '5') && s[1] == '.';
 
-    for (const char *p = s ? s + 2 : ""; ok && *p; p++)
-        if (!((*p >= '0' && *p <= '9') || *p == '.'))
-            ok = 0;
-    if (ok && strlen(s) < 16 && strlen(s) >= 5) {
+    if (s && dsn_status_len(s) == strlen(s)) {
         /* The kind's class: an expired 4.x.y fails as 5.x.y (RFC 3463), a delay is 4.x.y. */
         snprintf(buf, size, "%s", s);
         buf[0] = dsn_kind(kind)->status[0];

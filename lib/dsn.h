@@ -59,4 +59,12 @@
 int dsn_make(SPOOL *sp, const SPOOL_ENV *env, int body_fd, const size_t *idx, size_t n, int kind,
              const char *hostname, char id_out[SPOOL_ID_LEN], char *err, size_t errlen);
 
+/*
+ * dsn_status_len - the length of the enhanced status code p starts with
+ * (RFC 3463: class 2, 4 or 5, then two numbers of 1 to 3 digits, each
+ * after a dot; "5.1.1"), ended by a space or the end of the string; 0
+ * when p does not start with one ("5.1234.5", "5..1", "2.0.0.0").
+ */
+size_t dsn_status_len(const char *p);
+
 #endif

@@ -545,9 +545,7 @@ static void qmgr_status_code(int code, const char *reply, char *out, size_t size
 
     if (strlen(p) > 4 && isdigit((unsigned char) p[0]))
         p += 4;
-    n = strspn(p, "0123456789.");
-    if (n >= 5 && n < 12 && (p[0] == '2' || p[0] == '4' || p[0] == '5') && p[1] == '.'
-        && (p[n] == ' ' || p[n] == 0) && p[n - 1] != '.') {
+    if ((n = dsn_status_len(p)) > 0) {
         snprintf(out, size, "%.*s", (int) n, p);
         return;
     }
@@ -636,7 +634,9 @@ static void qmgr_mark_done(QMGR_MSG *m, size_t i)
  * next hop without DSN (NOTIFY=SUCCESS), made when the transaction ends
  * and before they are marked done on disk: a stop or a crash in between
  * delivers again and tells again, never neither (as for failures). None
- * for a message deleted meanwhile.
+ * for a message deleted meanwhile. A notice that cannot be made (a full
+ * spool, no descriptor) leaves them to do, as Postfix does: delivered
+ * again at the next try, and told then.
  */
 static void qmgr_relayed(QMGR_DLV *d)
 {
@@ -651,9 +651,18 @@ static void qmgr_relayed(QMGR_DLV *d)
     for (; k < d->n; k++)
         if (m->result[d->idx[k]] == QR_RELAYED)
             idx[n++] = d->idx[k];
-    /* Sent already: a notice that cannot be made is logged, not worth sending the message again for. */
-    if (n > 0 && !qmgr_deleted(m))
-        (void) qmgr_report(m, idx, n, DSN_RELAYED);
+    if (!qmgr_deleted(m) && qmgr_report(m, idx, n, DSN_RELAYED) < 0) {
+        for (size_t j = 0; j < n; j++) {
+            log_warn("%s: <%s>: delivered, but the sender's notice cannot be made: it stays to do "
+                     "and is delivered again, and told, at the next try", m->id, m->env.rcpt[idx[j]].addr);
+            qmgr_set_reason(m, idx[j], "4.3.0", "delivered, but the notice to the sender could not be made");
+            m->env.rcpt[idx[j]].state = SPOOL_RCPT_TODO;
+            m->result[idx[j]] = QR_DEFER;
+        }
+        qmgr_unrecorded(m->id, 0);      /* a spool that takes no writes stops the queue: no repeats meanwhile */
+        free(idx);
+        return;
+    }
     for (size_t j = 0; j < n; j++) {
         qmgr_mark_done(m, idx[j]);
         m->result[idx[j]] = QR_SENT;
@@ -1002,9 +1011,16 @@ static void qmgr_dlv_open(QMGR_DLV *d, int reuse)
     }
 }
 
-/* qmgr_dlv_start - the transaction got its slot: go */
+/* qmgr_dlv_start - the transaction got its slot: go (not for a message deleted while it waited) */
 static void qmgr_dlv_start(QMGR_DLV *d)
 {
+    if (qmgr_deleted(d->m)) {
+        for (size_t k = 0; k < d->n; k++)
+            if (d->m->result[d->idx[k]] == QR_NONE)
+                d->m->result[d->idx[k]] = QR_DEFER;
+        qmgr_dlv_done(d, 0);
+        return;
+    }
     d->start_ms = qmgr_now_ms();
     qmgr_dlv_open(d, 1);
 }
@@ -1178,8 +1194,10 @@ static void qmgr_msg_finish(QMGR_MSG *m)
         if (var_smtpd_delay_warning_ms > 0 && !m->env.warned && *m->env.sender && !m->env.dsn_kind
             && (now - m->env.arrival) * 1000 >= var_smtpd_delay_warning_ms) {
             /* One warning per message, as Postfix's delay_warning_time. */
-            if (qmgr_report(m, idx, n, DSN_DELAYED) >= 0 && spool_mark_warned(smtpd_spool, m->id) < 0)
+            if (qmgr_report(m, idx, n, DSN_DELAYED) >= 0 && spool_mark_warned(smtpd_spool, m->id) < 0) {
                 log_warn("%s: cannot record the delay warning: %s", m->id, strerror(errno));
+                qmgr_unrecorded(m->id, 0);      /* unwritable: the queue stops, the warning is not repeated */
+            }
             m->env.warned = 1;
         }
         m->env.attempts++;

@@ -13,7 +13,11 @@
 #     the 5xx of one of its recipients does not come back as a report.
 # And one report that a success must bring: NOTIFY=SUCCESS to a next hop
 # without DSN gets a "relayed" notice from us (RFC 3461 5.2.2); to one
-# with DSN the NOTIFY goes on, and the notice is that hop's to send.
+# with DSN the NOTIFY goes on, and the notice is that hop's to send. When
+# the notice cannot be made (smtpd out of descriptors: prlimit), the
+# recipient stays to do and is delivered again and told, never neither.
+# A message deleted while its transaction waits for a slot to its next
+# hop (destination_concurrency_limit 1, the slot held) is not delivered.
 # Messages are put into the spool with rg_spoolput (as old as needed)
 # before smtpd starts; the one deleted mid-delivery comes through swaks.
 . "$top_srcdir/tests/lib/testlib.sh"
@@ -54,6 +58,7 @@ DEAD_PORT=$(sm_port)
 dsn_PORT=$(sm_port)
 # Reports to outside senders go to the dsn sink (the outbound route).
 sm_init "relay_mode = queue" "minimal_backoff_time = 1s" "maximal_backoff_time = 2s" \
+    "destination_concurrency_limit = 1" \
     "queue_run_delay = 1s" "relay_connect_timeout = 2s" "relay_timeout = 20s" \
     "maximal_queue_lifetime = 1h" "default_nexthop = smtp:[127.0.0.1]:$dsn_PORT"
 sm_lsan
@@ -169,6 +174,80 @@ sleep 1
 tl_is "$(grep -c "$NID: sender delivery status notification" "$SMTPD_LOG")/$(($(stored dsn) - before))" "0/0" \
     "... no notice of ours: the NOTIFY went on to that hop"
 tl_like "$(cat "$TS/up/"* 2>/dev/null | grep -c 'tell me')" '^1$' "... which got the message"
+
+# held N - wait up to 20 s until the next hop has sat on N dots in all
+held() {
+    _i=0
+    while [ "$(cat "$T/picky.got.hold" 2>/dev/null | wc -l)" -lt "$1" ] && [ $_i -lt 200 ]; do
+        sleep 0.1
+        _i=$((_i + 1))
+    done
+    [ "$(cat "$T/picky.got.hold" 2>/dev/null | wc -l)" -ge "$1" ]
+}
+# lowest_free_fd PID - the descriptor a process's next open would get
+lowest_free_fd() {
+    python3 -c 'import os, sys
+fds = {int(x) for x in os.listdir("/proc/%s/fd" % sys.argv[1])}
+i = 0
+while i in fds:
+    i += 1
+print(i)' "$1"
+}
+
+# ---------------------------------------------------------------- a notice that cannot be made
+# The next hop sits on the dot of a NOTIFY=SUCCESS message; meanwhile
+# smtpd may open no more descriptors, so when the 250 comes the notice's
+# queue file cannot be created.
+holds=$(cat "$T/picky.got.hold" | wc -l)
+before=$(stored dsn)
+notify slowdot@picky.test
+SID=$NID
+held $((holds + 1)) || tl_bail "the next hop never got the NOTIFY=SUCCESS message's dot"
+soft=$(prlimit --pid "$SMTPD_PID" --nofile --noheadings --output SOFT | tr -d ' ')
+prlimit --pid "$SMTPD_PID" --nofile="$(lowest_free_fd "$SMTPD_PID"):" || tl_bail "prlimit failed"
+: > "$T/picky.got.go"
+sm_wait_log "$SID: <slowdot@picky.test>: delivered, but the sender's notice cannot be made: it stays to do" 20
+tl_ok $? "NOTIFY=SUCCESS, the notice cannot be made: the recipient stays to do (logged)"
+prlimit --pid "$SMTPD_PID" --nofile="$soft:" || tl_bail "prlimit could not give the descriptors back"
+tl_is "$(grep -c "$SID: sender delivery status notification" "$SMTPD_LOG") $(qfile "$SID" | wc -l | tr -d ' ')" "0 1" \
+    "... no notice made yet, and the message is still queued"
+held $((holds + 2))
+tl_ok $? "... once descriptors are back, it is delivered again"
+: > "$T/picky.got.go"
+sm_wait_log "$SID: sender delivery status notification: [0-9A-Z]+" 20
+tl_ok $? "... and this time the notice is made"
+sm_wait_log "$SID: removed" 10
+tl_ok $? "... and the message removed"
+sm_wait_sink "$TS/dsn" $((before + 1)) 15
+tl_is "$(($(stored dsn) - before))" 1 "... one notice reaches the sender"
+
+# ---------------------------------------------------------------- deleted while it waits for a slot
+# The one slot to picky.test is held by a message whose dot the next hop
+# sits on; a second message to picky.test waits for it and is deleted.
+rm -f "$T/picky.got.go"         # a go the part above left unused would release the dot at once
+holds=$(cat "$T/picky.got.hold" | wc -l)
+sm_swaks --ehlo client.example.org --from holder@outside.test --to slowdot@picky.test --body "holds the slot"
+HOLDER=$(sed -n 's/^<- *250 .*queued as \([0-9A-Z]*\).*/\1/p' "$T/swaks.out" | tail -1)
+[ -n "$HOLDER" ] || tl_bail "no \"250 ... queued as ID\" for the slot's holder"
+held $((holds + 1)) || tl_bail "the next hop never got the holder's dot"
+sm_swaks --ehlo client.example.org --from waiter@outside.test --to user@picky.test --body "waits for the slot"
+WAITER=$(sed -n 's/^<- *250 .*queued as \([0-9A-Z]*\).*/\1/p' "$T/swaks.out" | tail -1)
+[ -n "$WAITER" ] || tl_bail "no \"250 ... queued as ID\" for the waiting message"
+# its second "queue active" line is the queue manager's: it is in the next hop's line
+_i=0
+while [ "$(grep -c "$WAITER: from=<waiter@outside.test>, .*(queue active)" "$SMTPD_LOG")" -lt 2 ] && [ $_i -lt 100 ]; do
+    sleep 0.1
+    _i=$((_i + 1))
+done
+tl_admin queue delete "$WAITER" >"$T/delete.out" 2>&1
+tl_is "$?" 0 "rcptgate queue delete of a message waiting for its next hop's only slot"
+: > "$T/picky.got.go"
+sm_wait_log "$HOLDER: removed" 20
+tl_ok $? "... the slot's holder is delivered"
+sm_wait_log "$WAITER: deleted while being delivered: no report to the sender" 20
+tl_ok $? "... the deleted one then ends without a report (logged)"
+tl_is "$(grep -c '^MAIL <waiter@outside.test> ' "$T/picky.got")/$(grep -c '^MAIL <holder@outside.test> ' "$T/picky.got")" "0/1" \
+    "... and it never reaches the next hop (the holder did)"
 
 sm_stop
 sm_sanitizer_check "no sanitizer report from rcptgate-smtpd"

@@ -604,6 +604,54 @@ static void test_status(void **state)
     t_free(&m);
 }
 
+/* t_malformed_status_env - a next hop's malformed status codes, as recorded */
+static void t_malformed_status_env(SPOOL_ENV *env)
+{
+    free(env->rcpt[0].dsn);
+    env->rcpt[0].dsn = xstrdup("5.1234.5");
+    free(env->rcpt[1].dsn);
+    env->rcpt[1].dsn = xstrdup("5..1");
+}
+
+/* A malformed status recorded is not copied into Status (RFC 3463's x.y.z): the kind's default */
+static void test_status_malformed(void **state)
+{
+    (void)state;
+    T_MSG m;
+    char *body = t_body(0);
+
+    t_tweak = t_malformed_status_env;
+    t_run(&m, "sender@example.net", "", 0, NULL, 0, 2, ADDR1, NULL, NULL, REASON1, body, DSN_FAILED);
+    t_tweak = NULL;
+    free(body);
+    assert_int_equal(m.rc, 0);
+    assert_non_null(strstr(m.text, "Final-Recipient: rfc822; rcpt@example.org\r\nAction: failed\r\n"
+                                    "Status: 5.0.0\r\n"));
+    assert_non_null(strstr(m.text, "Final-Recipient: rfc822; other@example.org\r\nAction: failed\r\n"
+                                    "Status: 5.0.0\r\n"));
+    assert_null(strstr(m.text, "5.1234.5"));
+    t_free(&m);
+}
+
+/* dsn_status_len: RFC 3463's class.subject.detail, 1 to 3 digits each, then a space or the end */
+static void test_status_len(void **state)
+{
+    (void)state;
+    assert_int_equal(dsn_status_len("5.1.1"), 5);
+    assert_int_equal(dsn_status_len("4.4.1 Next hop not reachable"), 5);
+    assert_int_equal(dsn_status_len("2.123.999"), 9);
+    assert_int_equal(dsn_status_len("5.1234.5"), 0);
+    assert_int_equal(dsn_status_len("5.1.1234"), 0);
+    assert_int_equal(dsn_status_len("5..1"), 0);
+    assert_int_equal(dsn_status_len("5...1"), 0);
+    assert_int_equal(dsn_status_len("2.0.0.0"), 0);
+    assert_int_equal(dsn_status_len("3.1.1"), 0);
+    assert_int_equal(dsn_status_len("5.1.1x"), 0);
+    assert_int_equal(dsn_status_len("5.1."), 0);
+    assert_int_equal(dsn_status_len("5"), 0);
+    assert_int_equal(dsn_status_len(""), 0);
+}
+
 /* 8-bit originals: BODY=8BITMIME makes an 8BITMIME report; SMTPUTF8 uses RFC 6533's types */
 static void test_eightbit(void **state)
 {
@@ -696,6 +744,8 @@ int main(void)
         cmocka_unit_test(test_none_due),
         cmocka_unit_test(test_hostile),
         cmocka_unit_test(test_status),
+        cmocka_unit_test(test_status_malformed),
+        cmocka_unit_test(test_status_len),
         cmocka_unit_test(test_eightbit),
     };
 
