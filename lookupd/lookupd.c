@@ -106,14 +106,13 @@ static int lookupd_stats_warned;
 
 static void lookupd_conn_free(LOOKUPD_CONN *conn);
 
-/* lookupd_now_ms - the loop's cached clock in milliseconds */
+/* lookupd_now_ms - a monotonic clock in milliseconds: a step of the wall clock moves no deadline */
 static long long lookupd_now_ms(void)
 {
-    struct timeval tv;
+    struct timespec ts;
 
-    if (lookupd_base == NULL || event_base_gettimeofday_cached(lookupd_base, &tv) < 0)
-        gettimeofday(&tv, NULL);
-    return (long long) tv.tv_sec * 1000 + tv.tv_usec / 1000;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* lookupd_ms_tv - milliseconds as a struct timeval */
@@ -205,8 +204,16 @@ static void lookupd_stats_write(void)
 /* lookupd_out_space - room for need more reply bytes */
 char *lookupd_out_space(LOOKUPD_CONN *conn, size_t need)
 {
-    if (conn->out_off > 0 && conn->out_off == conn->out_len)
-        conn->out_off = conn->out_len = 0;
+    /*
+     * What was sent goes from the front: a client that pipelines and
+     * reads a little slower than it writes never lets the buffer drain
+     * whole, and appending behind the sent bytes would grow it for ever.
+     */
+    if (conn->out_off > 0) {
+        memmove(conn->out, conn->out + conn->out_off, conn->out_len - conn->out_off);
+        conn->out_len -= conn->out_off;
+        conn->out_off = 0;
+    }
     if (conn->out_cap - conn->out_len < need) {
         size_t cap = conn->out_cap ? conn->out_cap : 4096;
 
@@ -296,7 +303,8 @@ static void lookupd_conn_after_output(LOOKUPD_CONN *conn, int progress)
             conn->reading = 0;
         }
     } else {
-        lookupd_conn_arm(conn, progress);
+        /* Reading again after back-pressure: the stall was ours, the request's clock starts again. */
+        lookupd_conn_arm(conn, progress || !conn->reading);
     }
 }
 

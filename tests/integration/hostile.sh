@@ -122,6 +122,54 @@ good_ask "after vanished readers"
 out=$("$RG_CLIENT" "unix:$SOCK" < "$T/many" 5>&- | sort | uniq -c | sed 's/^ *//')
 tl_is "$out" "1000 NOTFOUND " "1000 pipelined requests all answered in one go"
 
+# A client that pipelines without pause and reads its replies a little
+# slower than lookupd makes them: the unsent replies stay near the
+# back-pressure mark and never drain whole. lookupd's memory must not grow
+# with all it ever sent (it grew by every byte), and when it reads again
+# after a pause the stall was its own: every request is answered, none
+# cut as "not complete within request_timeout" (1 s here).
+NH="smtp:[10.0.0.1]:25$(for i in $(seq 2 24); do printf ',[10.0.0.%d]:25' "$i"; done)"
+tl_admin domain add long.example "$NH" >/dev/null 2>"$T/admin.err" || tl_bail "domain add: $(cat "$T/admin.err")"
+hwm() {
+    sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$LOOKUPD_PID/status"
+}
+hwm0=$(hwm)
+python3 - "$SOCK" 8 > "$T/slow.out" 2>"$T/slow.err" <<'PY' 5>&-
+import socket, sys, threading, time
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+req = b"transport user@long.example"
+one = b"%d:%s," % (len(req), req)
+got = bytearray()
+def reader():
+    while True:
+        d = s.recv(4096)
+        if not d:
+            break
+        got.extend(d)
+        time.sleep(0.001)          # about 4 MB/s: slower than lookupd answers
+t = threading.Thread(target=reader)
+t.start()
+sent = 0
+stop = time.time() + float(sys.argv[2])
+try:
+    while time.time() < stop:
+        s.sendall(one * 200)
+        sent += 200
+    s.shutdown(socket.SHUT_WR)
+except OSError as e:
+    print("write failed: %s" % e, file=sys.stderr)
+t.join()
+print("sent %d answered %d" % (sent, bytes(got).count(b"OK smtp:[10.0.0.1]:25")))
+PY
+hwm1=$(hwm)
+read -r _ sent _ answered < "$T/slow.out"
+tl_ok "$([ "${sent:-0}" -gt 20000 ] && [ "$sent" = "$answered" ]; echo $?)" \
+    "a pipelining client that reads slowly gets every answer ($(cat "$T/slow.out"))"
+tl_ok "$([ -n "$hwm0" ] && [ -n "$hwm1" ] && [ $((hwm1 - hwm0)) -lt 16384 ]; echo $?)" \
+    "... and lookupd's peak memory grows by less than 16 MiB ($hwm0 kB to $hwm1 kB)"
+good_ask "after the slow reader"
+
 exec 5>&-
 wait "$GOOD"
 tl_pids=$(echo "$tl_pids" | sed "s/ $GOOD//")
