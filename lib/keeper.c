@@ -129,9 +129,9 @@ void keeper_mirror(KEEPER *k, STORE **where)
 /* keeper_stale - is st's directory data older than [store] max_age, or not there yet? (keeper.h) */
 int keeper_stale(STORE *st, char *why, size_t size)
 {
-    char names[32][CFG_NAME_LEN];
+    char local[32][CFG_NAME_LEN], (*names)[CFG_NAME_LEN] = local;
     long long age;
-    int n, rc;
+    int n, rc = 0;
 
     why[0] = 0;
     /*
@@ -141,15 +141,22 @@ int keeper_stale(STORE *st, char *why, size_t size)
      * before its first pull, a source just added). Checked whatever
      * max_age says.
      */
-    n = cfg_family_seen("source", names, (int) (sizeof(names) / sizeof(names[0])));
-    for (int i = 0; i < n && i < (int) (sizeof(names) / sizeof(names[0])); i++) {
-        if ((rc = store_source_synced(st, names[i])) < 0)
-            return -1;
-        if (rc == 0) {
+    n = cfg_family_seen("source", NULL, 0);
+    if (n > (int) (sizeof(local) / sizeof(local[0])))
+        names = xcalloc((size_t) n, sizeof(*names));    /* every one is checked, however many */
+    n = cfg_family_seen("source", names, n);
+    for (int i = 0; i < n && rc >= 0; i++) {
+        if ((rc = store_source_synced(st, names[i])) == 0) {
             snprintf(why, size, "source %s has never synced: its recipients are not in the store yet", names[i]);
-            return 1;
+            rc = 1;
+            break;
         }
+        rc = rc < 0 ? -1 : 0;
     }
+    if (names != local)
+        free(names);
+    if (rc != 0)
+        return rc;
     if (var_store_max_age_ms <= 0)
         return 0;
     if (store_sync_age(st, &age) < 0)

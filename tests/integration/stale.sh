@@ -129,6 +129,27 @@ tl_like "$(printf '%s\n' "$reply" | sed -n 1p) / $(printf '%s\n' "$reply" | sed 
     "after its first sync: its address is valid, an unknown one NOTFOUND"
 rcpt "smtpd, after its first sync: carol is valid" "$OK" carol@example.com
 
+# --- the same for a source past the 32nd of the file (every one is checked)
+i=1
+while [ $i -le 32 ]; do
+    printf 'm%02d@example.com OK\n' $i > "$T/m$i.map"
+    printf '\n[source m%02d]\ntype = file\npath = %s\n' $i "$T/m$i.map" >> "$CONF"
+    i=$((i + 1))
+done
+"$RG_SYNCD" -c "$CONF" --once >>"$T/sync.out" 2>&1
+tl_is "$?" 0 "32 more sources synced (34 in all)"
+printf 'dave@example.com OK\n' > "$T/late.map"
+printf '\n[source late]\ntype = file\npath = %s\n' "$T/late.map" >> "$CONF"
+kill -HUP "$LOOKUPD_PID"
+tl_wait_grep "source late has never synced" "$T/lookupd.log"
+tl_ok $? "the 35th source, never synced: lookupd logs it"
+reply=$(printf 'recipients dave@example.com\n' | "$RG_CLIENT" "unix:$SOCK")
+tl_like "$reply" "^TEMP .*never synced" "... and says TEMP for its address, not NOTFOUND"
+"$RG_SYNCD" -c "$CONF" --once >>"$T/sync.out" 2>&1
+tl_is "$?" 0 "the 35th source's first sync applied"
+reply=$(printf 'recipients dave@example.com\n' | "$RG_CLIENT" "unix:$SOCK")
+tl_is "$reply" "OK imported" "... then its address is valid"
+
 # --- a new store moved over the open one: both daemons reopen it. It is
 # synced from maps of its own (without alice), as a store is made for good.
 printf 'bob@example.com OK\n' > "$T/users2.map"
