@@ -16,6 +16,7 @@
 
 #include "addr.h"
 #include "check.h"
+#include "nexthop.h"
 #include "store.h"
 
 /* check_copy - bounded copy into a why buffer */
@@ -60,12 +61,12 @@ int check_nexthop_norm(const char *in, char *out, size_t size)
         if ((len = strcspn(p, ", \t")) == 0)
             break;
         if (!first) {
-            name = strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.");
-            if (name == tlen && name < len && p[name] == ':' && strncasecmp(p, in, tlen) == 0) {
+            name = nexthop_transport_len(p, len);
+            if (name == tlen && strncasecmp(p, in, tlen) == 0) {
                 p += tlen + 1;          /* the same transport again */
                 len -= tlen + 1;
-            } else if (name > 0 && name + 1 < len && p[name] == ':' && p[name + 1] == '[') {
-                rc = -1;                /* "relay:[b]" after "smtp:[a]" */
+            } else if (name > 0) {
+                rc = -1;                /* "relay:[b]" or "relay:b" after "smtp:[a]" */
             }
             if (n + 1 < size)
                 out[n++] = ',';

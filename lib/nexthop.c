@@ -24,11 +24,27 @@
 #include "nexthop.h"
 #include "xalloc.h"
 
+size_t nexthop_transport_len(const char *t, size_t len)
+{
+    size_t name = strspn(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.");
+    size_t rest;
+
+    if (name == 0 || name >= len || t[name] != ':')
+        return 0;
+    rest = len - name - 1;
+    if (rest == 4 && strncasecmp(t + name + 1, "smtp", 4) == 0)
+        return 0;                       /* host:smtp */
+    if (rest > 0 && t[name + 1] != '[' && memchr(t + name + 1, ':', rest) == NULL
+        && strspn(t + name + 1, "0123456789") >= rest)
+        return 0;                       /* host:port */
+    return name;
+}
+
 /* nexthop_transport - strip a transport smtpd speaks; -1 with why for another */
 static int nexthop_transport(char **tok, char *why, size_t whylen)
 {
     char *t = *tok;
-    size_t name = strspn(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.");
+    size_t name;
 
     if (strncasecmp(t, "smtp:", 5) == 0)
         *tok = t + 5;
@@ -36,9 +52,7 @@ static int nexthop_transport(char **tok, char *why, size_t whylen)
         *tok = t + 6;
     else if (t[0] == ':')
         *tok = t + 1;                   /* the default transport: SMTP */
-    else if (name > 0 && t[name] == ':' && strcasecmp(t + name + 1, "smtp") != 0
-             && (t[name + 1] == '[' || strchr(t + name + 1, ':') != NULL
-                 || strspn(t + name + 1, "0123456789") != strlen(t + name + 1))) {
+    else if ((name = nexthop_transport_len(t, strlen(t))) > 0) {
         /* "lmtp:[h]:24", "lmtp:unix:/x", "local:x": a transport, not host:port (or host:smtp) */
         snprintf(why, whylen, "transport \"%.*s\": rcptgate-smtpd relays by SMTP only", (int) name, t);
         return -2;

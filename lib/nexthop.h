@@ -4,6 +4,8 @@
 #ifndef RCPTGATE_NEXTHOP_H
 #define RCPTGATE_NEXTHOP_H
 
+#include <stddef.h>
+
 /* One element: where to connect. */
 typedef struct nexthop_hop {
     char host[256];             /* a name or an address, without brackets */
@@ -18,6 +20,15 @@ typedef struct nexthop_hop {
  * is every element's), -1 with why for a bad port, an unclosed "[" ...
  */
 int nexthop_element(char *tok, NEXTHOP_HOP *hop, char *why, size_t whylen);
+
+/*
+ * nexthop_transport_len - does the element t[0..len) start with a
+ * transport ("relay:", "lmtp:[h]:24", "local:x"), not a host and its port
+ * ("mx:2525", "mx:smtp")? The transport name's length, else 0. As
+ * Postfix reads a next hop: "NAME:" followed by a port or "smtp" is a
+ * host; followed by anything else, a transport.
+ */
+size_t nexthop_transport_len(const char *t, size_t len);
 
 /*
  * nexthop_check - can rcptgate-smtpd relay to every element of list

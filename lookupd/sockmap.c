@@ -106,7 +106,17 @@ static size_t sockmap_domains(const char *key, size_t klen, char *out, size_t si
     return sockmap_put(out, size, "OK", dom, strlen(dom));
 }
 
+/* sockmap_printable - is s printable ASCII without spaces, as a next hop must be? */
+static int sockmap_printable(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char) *s <= ' ' || (unsigned char) *s >= 0x7f)
+            return 0;
+    return 1;
+}
+
 /* sockmap_transport - transport_maps: the next hop of the key's domain */
+
 static size_t sockmap_transport(const char *key, size_t klen, char *out, size_t size, int *outcome)
 {
     const char *reason;
@@ -129,11 +139,12 @@ static size_t sockmap_transport(const char *key, size_t klen, char *out, size_t 
      * client dies on "smtp:[a],relay:[b]" and throttles the whole
      * transport, so the mail for this one domain waits instead.
      */
-    if (sockmap_why.nexthop_mixed) {
+    if (sockmap_why.nexthop_mixed || !sockmap_printable(sockmap_why.nexthop)) {
         char why[ADDR_DOMAIN_MAX + 120];
 
-        snprintf(why, sizeof(why), "next hop of %s names two transports: rcptgate domain add it again",
-                 sockmap_why.domain);
+        /* Not ASCII: sent as it is Postfix would take it for a malformed host, sent cleaned a wrong one. */
+        snprintf(why, sizeof(why), "next hop of %s %s: rcptgate domain add it again", sockmap_why.domain,
+                 sockmap_why.nexthop_mixed ? "names two transports" : "is not printable ASCII");
         log_warn("transport: %s", why);
         *outcome = SOCKMAP_TEMP;
         return sockmap_put(out, size, "TEMP", why, strlen(why));

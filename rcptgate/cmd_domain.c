@@ -41,6 +41,11 @@ static int domain_nexthop_ok(const char *nh, char *why, size_t whylen)
             snprintf(why, whylen, "white space or control characters are not allowed");
             return -1;
         }
+        if ((unsigned char) *p >= 0x80) {
+            /* Postfix's smtp client takes an internationalised host only as its A-label. */
+            snprintf(why, whylen, "not ASCII: give a host's A-label (xn--...)");
+            return -1;
+        }
     }
     /* The first element names the transport: "smtp:..." or ":..." (default transport). */
     if ((p = strchr(nh, ':')) == NULL) {

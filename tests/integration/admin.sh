@@ -105,6 +105,9 @@ run domain add bad.example 'smtp [10.1.0.2]'
 tl_is "$rc" 1 "a next hop with white space is refused"
 run domain add bad.example 'smtp:[10.1.0.2'
 tl_is "$rc" 1 "a next hop with an unclosed [ is refused"
+run domain add bad.example 'smtp:[mx.bücher.example]'
+tl_is "$rc" 1 "a next hop that is not ASCII is refused"
+tl_like "$(cat "$T/err")" 'not ASCII: give a host.s A-label' "... with what to give instead"
 run domain add 'not a domain'
 tl_is "$rc" 1 "a malformed domain is refused"
 run domain del gone.example

@@ -275,6 +275,11 @@ static void test_nexthop_norm(void **state)
         {"relay:[a]:25, relay:[b]:25", "relay:[a]:25,[b]:25", 0},
         {"smtp:mx.example:2525,mx2.example:2525", "smtp:mx.example:2525,mx2.example:2525", 0},
         {"smtp:[a]:25,relay:[b]:25", "smtp:[a]:25,relay:[b]:25", -1},
+        {"smtp:[a]:25,relay:mx2.example", "smtp:[a]:25,relay:mx2.example", -1},
+        {"smtp:[a]:25,relay:mx2.example:25", "smtp:[a]:25,relay:mx2.example:25", -1},
+        {"smtp:[a],lmtp:inet:h:24", "smtp:[a],lmtp:inet:h:24", -1},
+        {"smtp:[a]:25,mx2.example:smtp", "smtp:[a]:25,mx2.example:smtp", 0},
+        {"smtp:[a]:25,smtp:mx2.example", "smtp:[a]:25,mx2.example", 0},
         {":[10.1.0.2]", ":[10.1.0.2]", 0},
         {"", "", 0},
     };
