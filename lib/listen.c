@@ -183,6 +183,7 @@ static int listen_unix_stale(const char *path, char *err, size_t errlen)
     struct sockaddr_un sun;
     int fd;
     int rc;
+    int saved;
 
     if (lstat(path, &st) < 0) {
         if (errno == ENOENT)
@@ -204,9 +205,20 @@ static int listen_unix_stale(const char *path, char *err, size_t errlen)
         return -1;
     }
     rc = connect(fd, (struct sockaddr *) &sun, sizeof(sun));
+    saved = errno;
     close(fd);
     if (rc == 0) {
         snprintf(err, errlen, "%s: another process is listening there", path);
+        return -1;
+    }
+    /*
+     * Only a refusal says nobody listens. EACCES (a socket we may not
+     * use) or EAGAIN (a full backlog) may be a running daemon's, and
+     * removing it would leave that daemon unreachable.
+     */
+    if (saved != ECONNREFUSED && saved != ENOENT) {
+        snprintf(err, errlen, "%s: cannot tell whether another process listens there (%s); "
+                 "remove it by hand if none does", path, strerror(saved));
         return -1;
     }
     if (unlink(path) < 0 && errno != ENOENT) {

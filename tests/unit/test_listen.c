@@ -5,7 +5,9 @@
  * the documented "0.0.0.0:25" and "[::]:25" pair can both bind; the pair
  * itself would listen beyond loopback), an IPv4 one is bound as before,
  * and a port in use is refused with the listener written as the
- * configuration writes it.
+ * configuration writes it. A unix socket file left by a process gone is
+ * taken over, one a process listens on is not, and one whose state
+ * cannot be told (EACCES: not ours to connect to) is left alone.
  */
 #include "config.h"
 
@@ -14,10 +16,14 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 
 #include <cmocka.h>
 
@@ -120,6 +126,85 @@ static int t_have_v6(void)
     return found;
 }
 
+/* t_unix_file - a socket file at path, bound and closed: nobody listens on it */
+static void t_unix_file(const char *path)
+{
+    struct sockaddr_un sun;
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+    assert_true(fd >= 0);
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+    assert_int_equal(bind(fd, (struct sockaddr *) &sun, sizeof(sun)), 0);
+    close(fd);
+}
+
+/* unix sockets: a stale file is taken over, a live one is refused */
+static void test_unix_stale_live(void **state)
+{
+    char dir[] = "/tmp/rg-listen-XXXXXX", spec[128], err[256];
+    LISTEN_ADDR la;
+    int fd, again;
+
+    (void) state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(spec, sizeof(spec), "unix:%s/s", dir);
+    t_unix_file(spec + 5);
+    fd = t_open(spec);                  /* stale: removed and bound again */
+    assert_int_equal(listen_parse(spec, &la, err, sizeof(err)), 0);
+    again = listen_open(&la, 5, 0, err, sizeof(err));
+    assert_int_equal(again, -1);        /* live: refused */
+    assert_non_null(strstr(err, "another process is listening there"));
+    close(fd);
+    unlink(spec + 5);
+    rmdir(dir);
+}
+
+/*
+ * A socket file we may not connect to (EACCES) may be a running daemon's:
+ * not removed. As root, the child becomes nobody (not root: left out).
+ */
+static void test_unix_unknown(void **state)
+{
+    char dir[] = "/tmp/rg-listen-XXXXXX", spec[128];
+    struct stat st;
+    pid_t pid;
+    int status;
+
+    (void) state;
+    if (geteuid() != 0) {
+        printf("# not root: the EACCES case is left out\n");
+        return;
+    }
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(chmod(dir, 0777), 0);      /* nobody may remove what is in it */
+    snprintf(spec, sizeof(spec), "unix:%s/s", dir);
+    t_unix_file(spec + 5);
+    assert_int_equal(chmod(spec + 5, 0600), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        LISTEN_ADDR la;
+        char err[256];
+
+        if (setgid(65534) < 0 || setuid(65534) < 0)
+            _exit(3);
+        if (listen_parse(spec, &la, err, sizeof(err)) < 0)
+            _exit(4);
+        if (listen_open(&la, 5, 0, err, sizeof(err)) >= 0)
+            _exit(1);                   /* it removed the file and bound */
+        _exit(strstr(err, "cannot tell whether another process listens there") ? 0 : 2);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(stat(spec + 5, &st), 0);   /* still there, still root's */
+    assert_int_equal(st.st_uid, 0);
+    unlink(spec + 5);
+    rmdir(dir);
+}
+
 /* a port in use: refused, the listener named as written ("[::1]:N", not "inet:::1:N") */
 static void test_in_use(void **state)
 {
@@ -142,6 +227,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_v4),
+        cmocka_unit_test(test_unix_stale_live),
+        cmocka_unit_test(test_unix_unknown),
         cmocka_unit_test(test_v6only),         /* these two need ::1 */
         cmocka_unit_test(test_in_use),
     };
@@ -150,7 +237,7 @@ int main(void)
     /* Left out, not skipped, without ::1: automake counts a cmocka skip as a failure. */
     if (!t_have_v6()) {
         printf("# no ::1 here: the IPv6 tests are left out\n");
-        n = 1;
+        n = 3;
     }
     return _cmocka_run_group_tests("listen", tests, n, NULL, NULL);
 }
