@@ -770,7 +770,17 @@ fail:
     snprintf(err, errlen, "cannot %s %s/%s/%s: %s", step, sp->dir, in_deferred ? SPOOL_DEFERRED : SPOOL_INCOMING,
              f->id, strerror(errno ? errno : EIO));
     /* nothing was queued: the client hears 4xx and still has the message */
-    unlinkat(in_deferred ? sp->def_fd : sp->in_fd, f->id, 0);
+    if (!in_deferred) {
+        unlinkat(sp->in_fd, f->id, 0);
+    } else if (unlinkat(sp->def_fd, f->id, 0) < 0 && (errno != ENOENT || unlinkat(sp->hold_fd, f->id, 0) < 0)) {
+        /* (a hold can move it meanwhile) Left queued: the client's retry makes a second copy. */
+        size_t n = strlen(err);
+
+        snprintf(err + n, errlen - n, "; and it cannot be taken back (%s): it may be delivered twice",
+                 strerror(errno));
+    } else {
+        (void) fsync(sp->def_fd);
+    }
     spool_file_free(f);
     return -1;
 }
@@ -1164,6 +1174,8 @@ static int spool_open_queued(SPOOL *sp, const char *id)
 static int spool_poke(int fd, long long off, char c, int nl)
 {
     char pre[2];
+    struct stat st;
+    struct timespec ts[2] = {{0, UTIME_OMIT}, {0, 0}};
     int e;
 
     /* the byte there must be what we expect: a wrong offset must never damage a message */
@@ -1174,7 +1186,9 @@ static int spool_poke(int fd, long long off, char c, int nl)
         errno = EIO;
         return -1;
     }
-    if (spool_pwrite_byte(fd, off, c) < 0 || fdatasync(fd) < 0) {
+    /* The mtime is the next try: a mark leaves it as it was (a write would make the message due now). */
+    if (fstat(fd, &st) < 0 || spool_pwrite_byte(fd, off, c) < 0
+        || (ts[1] = st.st_mtim, futimens(fd, ts) < 0) || fdatasync(fd) < 0) {
         e = errno;
         close(fd);
         errno = e;
@@ -1459,7 +1473,8 @@ int spool_hold(SPOOL *sp, const char *id)
     }
     if (spool_move(sp->def_fd, id, sp->hold_fd, id) < 0)
         return errno == ENOENT ? 1 : -1;
-    return spool_dsync(sp, sp->hold_fd) < 0 ? -1 : 0;
+    /* Both directories: POSIX does not promise that the new entry's sync removes the old one. */
+    return spool_dsync(sp, sp->hold_fd) < 0 || spool_dsync(sp, sp->def_fd) < 0 ? -1 : 0;
 }
 
 /* spool_release - see spool.h */
@@ -1476,7 +1491,7 @@ int spool_release(SPOOL *sp, const char *id)
         return errno == ENOENT ? 1 : -1;
     if (spool_move(sp->hold_fd, id, sp->def_fd, id) < 0)
         return errno == ENOENT ? 1 : -1;
-    return spool_dsync(sp, sp->def_fd) < 0 ? -1 : 0;
+    return spool_dsync(sp, sp->def_fd) < 0 || spool_dsync(sp, sp->hold_fd) < 0 ? -1 : 0;
 }
 
 /* spool_scan - see spool.h */

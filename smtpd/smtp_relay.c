@@ -1587,6 +1587,12 @@ const char *smtp_relay_peer(const SMTP_RELAY *r)
     return r->connected ? r->peer : "none";
 }
 
+/* smtp_relay_failed - see smtp_relay.h */
+int smtp_relay_failed(const SMTP_RELAY *r)
+{
+    return r->state == ST_FAILED;
+}
+
 /* smtp_relay_dsn - see smtp_relay.h */
 int smtp_relay_dsn(const SMTP_RELAY *r)
 {

@@ -107,6 +107,12 @@ const char *smtp_relay_peer(const SMTP_RELAY *r);
 int smtp_relay_dsn(const SMTP_RELAY *r);
 
 /*
+ * smtp_relay_failed - 1 when the relay has given up (lost its next hop):
+ * every request from now on, the dot included, is answered with why.
+ */
+int smtp_relay_failed(const SMTP_RELAY *r);
+
+/*
  * smtp_relay_reuse - another transaction on r's connection once its last
  * one ended (its final reply, or every RCPT refused): RSET, XFORWARD of
  * env's client, MAIL with env's sender; cb gets the reply to MAIL, and

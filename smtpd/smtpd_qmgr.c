@@ -195,6 +195,7 @@ static void qmgr_msg_finish(QMGR_MSG *m);
 static void qmgr_activate(const char *id);
 static int qmgr_report(QMGR_MSG *m, const size_t *idx, size_t n, int kind);
 static int qmgr_deleted(const QMGR_MSG *m);
+static int qmgr_on_hold(const QMGR_MSG *m);
 
 /* qmgr_now_ms - wall clock in milliseconds */
 static long long qmgr_now_ms(void)
@@ -819,6 +820,16 @@ static void qmgr_dot_cb(void *arg, int code, const char *reply)
     qmgr_dlv_done(d, 1);
 }
 
+/* qmgr_stream_cut - the body cannot go on: cut before the dot (the downstream discards it), tried again later */
+static void qmgr_stream_cut(QMGR_DLV *d, const char *why)
+{
+    log_warn("%s: %s", d->m->id, why + 10);
+    smtp_relay_free(d->relay);
+    d->relay = NULL;
+    qmgr_dlv_all(d, 1, 451, why, "end of DATA");
+    qmgr_dlv_done(d, 0);
+}
+
 /* qmgr_stream - hand the body to the relay while its backlog is small; then the dot */
 static void qmgr_stream(void *arg)
 {
@@ -840,19 +851,19 @@ static void qmgr_stream(void *arg)
         if (got <= 0) {
             char why[300];
 
-            /* Cut before the dot: the downstream discards it; tried again later. */
             snprintf(why, sizeof(why), "451 4.3.0 Error reading the queue file: %s",
                      got < 0 ? strerror(errno) : "unexpected end of file");
-            log_warn("%s: %s", m->id, why + 10);
-            smtp_relay_free(d->relay);
-            d->relay = NULL;
-            qmgr_dlv_all(d, 1, 451, why, "end of DATA");
-            qmgr_dlv_done(d, 0);
+            qmgr_stream_cut(d, why);
             return;
         }
         d->sent += got;
-        if (smtp_relay_write(d->relay, buf, (size_t) got) < 0)
-            break;              /* the final reply says why */
+        if (smtp_relay_write(d->relay, buf, (size_t) got) < 0) {
+            if (smtp_relay_failed(d->relay))
+                break;          /* it lost the next hop: its answer to the dot says why */
+            /* Not failed (no memory to buffer it): a dot now would end a cut message. */
+            qmgr_stream_cut(d, "451 4.3.0 Error buffering the message for the next hop");
+            return;
+        }
     }
     smtp_relay_dot(d->relay, qmgr_dot_cb, d);
 }
@@ -1011,10 +1022,10 @@ static void qmgr_dlv_open(QMGR_DLV *d, int reuse)
     }
 }
 
-/* qmgr_dlv_start - the transaction got its slot: go (not for a message deleted while it waited) */
+/* qmgr_dlv_start - the transaction got its slot: go (not for a message deleted or held while it waited) */
 static void qmgr_dlv_start(QMGR_DLV *d)
 {
-    if (qmgr_deleted(d->m)) {
+    if (qmgr_deleted(d->m) || qmgr_on_hold(d->m)) {
         for (size_t k = 0; k < d->n; k++)
             if (d->m->result[d->idx[k]] == QR_NONE)
                 d->m->result[d->idx[k]] = QR_DEFER;
@@ -1144,6 +1155,17 @@ static int qmgr_deleted(const QMGR_MSG *m)
 }
 
 /*
+ * qmgr_on_hold - `rcptgate queue hold` moved the message to hold/ while it
+ * was being delivered: what is left waits for the release, not for a try
+ */
+static int qmgr_on_hold(const QMGR_MSG *m)
+{
+    const char *q = spool_find(smtpd_spool, m->id);
+
+    return q != NULL && strcmp(q, SPOOL_HOLD) == 0;
+}
+
+/*
  * qmgr_msg_finish - every transaction of the try ended: return what
  * failed, then remove the message, expire it, or set its next try
  */
@@ -1154,6 +1176,7 @@ static void qmgr_msg_finish(QMGR_MSG *m)
     long long now = qmgr_now_ms() / 1000;
     long long lifetime = (long long) (m->env.dsn_kind ? var_smtpd_bounce_lifetime_ms
                                       : var_smtpd_queue_lifetime_ms) / 1000;
+    int held;
 
     if (qmgr_deleted(m)) {
         /* The postmaster threw it away: a report now would be backscatter of mail nobody wants. */
@@ -1164,12 +1187,21 @@ static void qmgr_msg_finish(QMGR_MSG *m)
         if (m->result[i] == QR_FAIL && m->env.rcpt[i].state == SPOOL_RCPT_TODO)
             idx[n++] = i;
     qmgr_fail(m, idx, n);
+    held = qmgr_on_hold(m);
     n = 0;
     for (size_t i = 0; i < m->env.nrcpt; i++)
         if (m->env.rcpt[i].state == SPOOL_RCPT_TODO) {
             idx[n++] = i;
             todo++;
         }
+    if (todo > 0 && held) {
+        /* Neither expired nor warned about while held (as Postfix's hold queue): that waits for the release. */
+        smtpd_log_as("qmgr", "%s: on hold: %zu recipient%s left for after its release", m->id, todo,
+                     todo == 1 ? "" : "s");
+        if (spool_reason_save(smtpd_spool, &m->env) < 0)
+            log_warn("%s: cannot save the deferral reasons: %s", m->id, strerror(errno));
+        goto done;
+    }
     if (todo > 0 && now - m->env.arrival >= lifetime) {
         /* Too old: what is left goes back with its last reason. */
         int rc = 1;
@@ -1233,10 +1265,15 @@ static void qmgr_activate(const char *id)
     m->fd = -1;
     rc = spool_load(smtpd_spool, SPOOL_DEFERRED, id, &m->env, &m->fd, err, sizeof(err));
     if (rc != 0) {
+        int load_errno = errno;
+
         if (rc == -2 && spool_corrupt(smtpd_spool, id) == 0) {
             /* Never tried again, never counted: the postmaster looks at it there. */
             log_warn("%s: damaged queue file moved to %s/%s/: %s", id, spool_dir(smtpd_spool), SPOOL_CORRUPT,
                      err);
+        } else if (rc == -1 && (load_errno == EMFILE || load_errno == ENFILE)) {
+            /* A passing shortage of ours, not the file's: the next scan tries it again. */
+            log_warn("%s: cannot read the queue file: %s", id, err);
         } else if (rc < 0) {
             /* An I/O error may pass (or the move failed): not every scan again, after the longest backoff. */
             log_warn("%s: cannot read the queue file: %s", id, err);

@@ -17,7 +17,8 @@
 # the notice cannot be made (smtpd out of descriptors: prlimit), the
 # recipient stays to do and is delivered again and told, never neither.
 # A message deleted while its transaction waits for a slot to its next
-# hop (destination_concurrency_limit 1, the slot held) is not delivered.
+# hop (destination_concurrency_limit 1, the slot held) is not delivered;
+# one held meanwhile waits for its release.
 # Messages are put into the spool with rg_spoolput (as old as needed)
 # before smtpd starts; the one deleted mid-delivery comes through swaks.
 . "$top_srcdir/tests/lib/testlib.sh"
@@ -248,6 +249,43 @@ sm_wait_log "$WAITER: deleted while being delivered: no report to the sender" 20
 tl_ok $? "... the deleted one then ends without a report (logged)"
 tl_is "$(grep -c '^MAIL <waiter@outside.test> ' "$T/picky.got")/$(grep -c '^MAIL <holder@outside.test> ' "$T/picky.got")" "0/1" \
     "... and it never reaches the next hop (the holder did)"
+
+# ---------------------------------------------------------------- held while it waits for a slot
+# The same, put on hold instead: not delivered until released, and not
+# expired or warned about meanwhile (as Postfix's hold queue).
+# queued_behind SENDER SUBJECT - one message from SENDER, waiting behind a
+# holder of the slot; their ids in HOLDER and WAITER
+queued_behind() {
+    rm -f "$T/picky.got.go"
+    holds=$(cat "$T/picky.got.hold" | wc -l)
+    sm_swaks --ehlo client.example.org --from holder@outside.test --to slowdot@picky.test --body "holds the slot"
+    HOLDER=$(sed -n 's/^<- *250 .*queued as \([0-9A-Z]*\).*/\1/p' "$T/swaks.out" | tail -1)
+    [ -n "$HOLDER" ] || tl_bail "no \"250 ... queued as ID\" for the slot's holder"
+    held $((holds + 1)) || tl_bail "the next hop never got the holder's dot"
+    sm_swaks --ehlo client.example.org --from "$1" --to user@picky.test --body "$2"
+    WAITER=$(sed -n 's/^<- *250 .*queued as \([0-9A-Z]*\).*/\1/p' "$T/swaks.out" | tail -1)
+    [ -n "$WAITER" ] || tl_bail "no \"250 ... queued as ID\" for the waiting message"
+    _i=0
+    while [ "$(grep -c "$WAITER: from=<$1>, .*(queue active)" "$SMTPD_LOG")" -lt 2 ] && [ $_i -lt 100 ]; do
+        sleep 0.1
+        _i=$((_i + 1))
+    done
+}
+queued_behind hwaiter@outside.test "held while it waits"
+tl_admin queue hold "$WAITER" >"$T/hold.out" 2>&1
+tl_is "$?" 0 "rcptgate queue hold of a message waiting for its next hop's only slot"
+: > "$T/picky.got.go"
+sm_wait_log "$HOLDER: removed" 20
+tl_ok $? "... the slot's holder is delivered"
+sm_wait_log "$WAITER: on hold: 1 recipient left for after its release" 20
+tl_ok $? "... the held one is left for after its release (logged)"
+sleep 1.5
+tl_is "$(grep -c '^MAIL <hwaiter@outside.test> ' "$T/picky.got") $(qfile "$WAITER")" "0 $T/queue/hold/$WAITER" \
+    "... it does not reach the next hop, and stays in hold/"
+tl_admin queue release "$WAITER" >"$T/hold.out" 2>&1
+sm_wait_log "$WAITER: removed" 20
+tl_ok $? "released: then it is delivered"
+tl_is "$(grep -c '^MAIL <hwaiter@outside.test> ' "$T/picky.got")" 1 "... once, to the next hop"
 
 sm_stop
 sm_sanitizer_check "no sanitizer report from rcptgate-smtpd"

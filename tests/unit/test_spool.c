@@ -279,7 +279,9 @@ static void test_marks(void **state)
     SPOOL_RCPT r[3];
     SPOOL_ENV env, got;
     SPOOL_FILE *f;
-    char err[256], id[SPOOL_ID_LEN];
+    char err[256], id[SPOOL_ID_LEN], path[1024];
+    struct stat st;
+    long long next;
 
     memset(&env, 0, sizeof(env));
     memset(r, 0, sizeof(r));
@@ -297,13 +299,18 @@ static void test_marks(void **state)
     assert_int_equal(spool_set_state(f, 3, SPOOL_RCPT_DONE), -1);
     assert_int_equal(spool_set_state(f, 1, 'X'), -1);
     assert_int_equal(spool_write(f, "x\r\n", 3), 0);
-    assert_int_equal(spool_commit(f, 0, err, sizeof(err)), 0);
+    next = (long long) time(NULL) + 3600;
+    assert_int_equal(spool_commit(f, next, err, sizeof(err)), 0);
     memcpy(id, env.id, sizeof(id));
 
     assert_int_equal(spool_mark(sp, id, 1, SPOOL_RCPT_FAILED), 0);     /* offsets from the commit */
     assert_int_equal(spool_mark(sp, id, 3, SPOOL_RCPT_DONE), -1);
     assert_int_equal(spool_mark(sp, id, 0, 'Q'), -1);
     assert_int_equal(spool_mark_warned(sp, id), 0);
+    /* The mtime is the next try: marks leave it as the commit set it, not "now". */
+    snprintf(path, sizeof(path), "%s/%s/%s", spool_path, SPOOL_DEFERRED, id);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal((long long) st.st_mtime, next);
 
     sp2 = spool_open(spool_path, 0, err, sizeof(err));      /* no cache: reads the envelope */
     assert_non_null(sp2);
