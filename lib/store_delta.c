@@ -39,6 +39,51 @@ int store_delta_begin(STORE *st, const char *source, const char *type)
     return store_sync_start(st, source, type, 1);
 }
 
+/* store_delta_expect - see store_sync.h */
+int store_delta_expect(STORE *st, const char *cookie)
+{
+    if (store_usable(st) < 0)
+        return -1;
+    if (st->sync == NULL || !st->sync->delta)
+        return store_errf(st, "no incremental sync in progress");
+    free(st->sync->expect_cookie);
+    st->sync->expect_cookie = cookie ? xstrdup(cookie) : NULL;
+    st->sync->expect_set = 1;
+    return 0;
+}
+
+/* delta_cookie_same - under the lock: is the stored cookie still the one the pull started from? */
+static int delta_cookie_same(STORE *st)
+{
+    STORE_SYNC *y = st->sync;
+    sqlite3_stmt *s = NULL;
+    int rc, same;
+
+    if (!y->expect_set)
+        return 0;
+    if (sqlite3_prepare_v2(st->db, "SELECT cookie FROM source WHERE id = ?1", -1, &s, NULL) != SQLITE_OK
+        || sqlite3_bind_int64(s, 1, y->run.source_id) != SQLITE_OK) {
+        sqlite3_finalize(s);
+        return store_fail(st, "reading the sync state");
+    }
+    rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+        sqlite3_finalize(s);
+        return store_fail(st, "reading the sync state");
+    }
+    {
+        const char *now = (const char *) sqlite3_column_text(s, 0);
+
+        same = (now == NULL && y->expect_cookie == NULL)
+            || (now != NULL && y->expect_cookie != NULL && strcmp(now, y->expect_cookie) == 0);
+    }
+    sqlite3_finalize(s);
+    if (!same)
+        return store_errf(st, "the source's sync state changed during the pull (another rcptgate-syncd "
+                          "committed meanwhile): nothing applied; the next pull starts from it");
+    return 0;
+}
+
 /* store_delta_put - one object, added or replaced by guid at commit */
 int store_delta_put(STORE *st, const STORE_OBJECT *obj)
 {
@@ -678,7 +723,7 @@ static int delta_write(STORE *st)
 
     if (y->applied)
         return 0;
-    if (store_sync_lock(st) < 0 || delta_apply(st) < 0)
+    if (store_sync_lock(st) < 0 || delta_cookie_same(st) < 0 || delta_apply(st) < 0)
         return -1;
     y->applied = 1;
     return 0;

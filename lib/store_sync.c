@@ -247,6 +247,7 @@ void store_sync_forget(STORE *st)
     store_sync_map_free(&y->fresh_map);
     store_delta_notes_free(y);
     free(y->settings);
+    free(y->expect_cookie);
     free(y);
     st->sync = NULL;
 }

@@ -149,6 +149,15 @@ int store_sync_gone(STORE *st, int (*fn)(const char *address, void *ctx), void *
  */
 int store_delta_begin(STORE *st, const char *source, const char *type);
 /*
+ * store_delta_expect - the source's stored cookie the pull started from
+ * (NULL: none): at commit, under the write lock, the stored one must
+ * still be it, or nothing is applied (an error). Another process's commit
+ * in between (a full pull from --once beside the daemon) may have rolled
+ * back what this pull's changes build on; the next pull starts from the
+ * cookie stored now.
+ */
+int store_delta_expect(STORE *st, const char *cookie);
+/*
  * store_delta_put - add or replace one object by guid: dn, kind, flags,
  * and its whole sets of addresses, logins and members. Members resolve at
  * commit against the source's objects as they are after every put and

@@ -140,6 +140,8 @@ typedef struct sync_stage SYNC_STAGE;    /* a full pull staged in a temporary da
 struct store_sync {
     STORE_RUN run;
     int delta;                          /* store_delta_*, not store_sync_* */
+    int expect_set;                     /* store_delta_expect: the cookie to find at commit */
+    char *expect_cookie;                /* (NULL: none stored) */
     char *settings;                     /* store_sync_settings(): stored with the cookie */
     int legacy;                         /* full: the in-memory merge (store_sync_legacy.c) */
     SYNC_STAGE *stage;                  /* full: the staged pull, unless legacy */

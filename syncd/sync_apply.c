@@ -409,7 +409,8 @@ int sync_apply_delta(STORE *st, const SOURCE_CONF *conf, const SOURCE_OPS *ops, 
         store_sync_state_free(&state);
         return res->status = SYNC_NEED_FULL;
     }
-    if (store_delta_begin(st, conf->name, conf->type) < 0 || store_sync_settings(st, settings) < 0) {
+    if (store_delta_begin(st, conf->name, conf->type) < 0 || store_sync_settings(st, settings) < 0
+        || store_delta_expect(st, state.cookie) < 0) {
         store_sync_state_free(&state);
         return sync_apply_store_failed(st, conf, "incremental", res);
     }

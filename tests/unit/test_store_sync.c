@@ -1194,6 +1194,47 @@ static void test_delta_abort(void **state)
 }
 
 /*
+ * An incremental pull whose source's cookie another handle changed
+ * meanwhile (a full pull from a second process) applies nothing: its
+ * changes may build on what that commit rolled back. From the cookie
+ * it started from, it commits.
+ */
+static void test_delta_cookie_moved(void **state)
+{
+    STORE *st = open_new(), *other;
+    STORE_COUNTS c;
+    STORE_RCPT r;
+    STORE_OBJECT o;
+    char err[256];
+    TOBJ carol = {"g-carol", "CN=Carol", NULL, 0, {"carol@example.com"}, {NULL}, {NULL}};
+
+    (void) state;
+    full(st, base_objs, N(base_objs), "c1", &c);
+    o = to_object(&carol);
+    assert_int_equal(store_delta_begin(st, "dir", "ldap"), 0);
+    assert_int_equal(store_delta_expect(st, "c1"), 0);
+    assert_int_equal(store_delta_put(st, &o), 0);
+    other = store_open(test_path, 0, 200, err, sizeof(err));
+    if (other == NULL)
+        fail_msg("store_open: %s", err);
+    full(other, base_objs, N(base_objs), "c9", &c);         /* committed in between */
+    store_close(other);
+    assert_int_equal(store_delta_commit(st, "c2", NULL, &c), -1);
+    assert_non_null(strstr(store_error(st), "sync state changed during the pull"));
+    assert_int_equal(store_rcpt_get(st, "carol@example.com", &r), 0);
+    assert_string_equal(raw_text("SELECT cookie FROM source WHERE name = 'dir'"), "c9");
+
+    /* Started from the cookie stored now: applied. */
+    assert_int_equal(store_delta_begin(st, "dir", "ldap"), 0);
+    assert_int_equal(store_delta_expect(st, "c9"), 0);
+    assert_int_equal(store_delta_put(st, &o), 0);
+    assert_int_equal(store_delta_commit(st, "c10", NULL, &c), 0);
+    assert_int_equal(store_rcpt_get(st, "carol@example.com", &r), 1);
+    assert_string_equal(raw_text("SELECT cookie FROM source WHERE name = 'dir'"), "c10");
+    store_close(st);
+}
+
+/*
  * store_delta_diff: the pull written under the lock, its counts exactly
  * the commit's (a claimant taking an address is a change), kept set; a
  * refusal rolls it back, keeps the cookie and tells no collision; a
@@ -1758,6 +1799,7 @@ int main(void)
         cmocka_unit_test_setup(test_cookie, setup),
         cmocka_unit_test_setup(test_delta, setup),
         cmocka_unit_test_setup(test_delta_abort, setup),
+        cmocka_unit_test_setup(test_delta_cookie_moved, setup),
         cmocka_unit_test_setup(test_delta_diff, setup),
         cmocka_unit_test_setup(test_collision_modes, setup),
         cmocka_unit_test_setup(test_collision_group_first, setup),
