@@ -661,7 +661,33 @@ void smtp_proto_data_init(SMTP_DATA_SCAN *ds, int normalize)
 {
     ds->state = 1;
     ds->dot = 0;
+    ds->bare = 0;
     ds->normalize = normalize != 0;
+}
+
+/*
+ * smtp_proto_line_end - a line ends (CR LF, or under normalize a bare CR
+ * or LF); SMTP_DATA_END when it ends the message, else SMTP_DATA_MORE.
+ * Only CR LF . CR LF ends a message, as in Postfix's normalize: a "."
+ * line ended bare, or one after a line that ended bare, is a content line,
+ * passed on stuffed (".." CR LF). Otherwise "<LF>.<LF>" or "<LF>.<CR><LF>"
+ * from an upstream that passes them on would end the message here and
+ * smuggle what follows in as a second one (SMTP smuggling).
+ */
+static int smtp_proto_line_end(SMTP_DATA_SCAN *ds, int crlf, char *out, size_t *o)
+{
+    if (ds->dot) {
+        ds->dot = 0;
+        if (crlf && !ds->bare)
+            return SMTP_DATA_END;
+        out[(*o)++] = '.';
+        out[(*o)++] = '.';
+    }
+    out[(*o)++] = '\r';
+    out[(*o)++] = '\n';
+    ds->state = 1;
+    ds->bare = !crlf;
+    return SMTP_DATA_MORE;
 }
 
 /* smtp_proto_data_scan - find the end of a message, pass the rest on (see smtp_proto.h) */
@@ -675,21 +701,16 @@ int smtp_proto_data_scan(SMTP_DATA_SCAN *ds, const char *in, size_t len, size_t 
     while (i < len) {
         unsigned char ch = (unsigned char) in[i];
 
-        /* Room for the most one byte can make: the held dot and itself, or CRLF. */
-        if (outsize - o < 3) {
+        /* Room for the most one byte can make: a stuffed dot line's "..", CR, LF. */
+        if (outsize - o < 4) {
             rc = SMTP_DATA_FULL;
             break;
         }
         if (ds->state == 2) {
             if (ch == '\n') {
                 i++;
-                if (ds->dot) {
-                    rc = SMTP_DATA_END;
+                if ((rc = smtp_proto_line_end(ds, 1, out, &o)) == SMTP_DATA_END)
                     break;
-                }
-                out[o++] = '\r';
-                out[o++] = '\n';
-                ds->state = 1;
                 continue;
             }
             if (!ds->normalize) {
@@ -697,13 +718,7 @@ int smtp_proto_data_scan(SMTP_DATA_SCAN *ds, const char *in, size_t len, size_t 
                 break;
             }
             /* A bare CR ends its line; ch is looked at again on the next one. */
-            if (ds->dot) {
-                rc = SMTP_DATA_END;
-                break;
-            }
-            out[o++] = '\r';
-            out[o++] = '\n';
-            ds->state = 1;
+            (void) smtp_proto_line_end(ds, 0, out, &o);
             continue;
         }
         i++;
@@ -717,13 +732,7 @@ int smtp_proto_data_scan(SMTP_DATA_SCAN *ds, const char *in, size_t len, size_t 
                 rc = SMTP_DATA_BARE_LF;
                 break;
             }
-            if (ds->dot) {
-                rc = SMTP_DATA_END;
-                break;
-            }
-            out[o++] = '\r';
-            out[o++] = '\n';
-            ds->state = 1;
+            (void) smtp_proto_line_end(ds, 0, out, &o);
             continue;
         }
         if (ds->state == 1 && ch == '.' && !ds->dot) {
@@ -741,6 +750,7 @@ int smtp_proto_data_scan(SMTP_DATA_SCAN *ds, const char *in, size_t len, size_t 
     if (rc == SMTP_DATA_END) {
         ds->state = 1;
         ds->dot = 0;
+        ds->bare = 0;
     }
     *used = i;
     *outlen = o;

@@ -117,6 +117,7 @@ typedef struct smtp_data_scan {
     unsigned char state;        /* 0 inside a line, 1 at a line start, 2 after CR */
     unsigned char dot;          /* the line so far is a single "." (held back) */
     unsigned char normalize;    /* bare CR/LF end a line instead of being errors */
+    unsigned char bare;         /* normalize: the last line ended bare, so a "." line cannot end the message */
 } SMTP_DATA_SCAN;
 
 enum smtp_data_status {
@@ -132,7 +133,7 @@ void smtp_proto_data_init(SMTP_DATA_SCAN *ds, int normalize);
 
 /*
  * smtp_proto_data_scan - scan len bytes of message input; *used is what
- * was taken, out[0..*outlen) what goes downstream (outsize >= 3).
+ * was taken, out[0..*outlen) what goes downstream (outsize >= 4).
  * Returns an smtp_data_status. Input may be split anywhere.
  */
 int smtp_proto_data_scan(SMTP_DATA_SCAN *ds, const char *in, size_t len, size_t *used,

@@ -112,7 +112,7 @@ static void fuzz_data(const uint8_t *data, size_t size, int normalize)
         return;
     }
     rc1 = fuzz_scan(in, len, normalize, len ? len : 1, 64, all1, &total1, &pos1);
-    rc2 = fuzz_scan(in, len, normalize, 1 + data[1] % 7, 3 + data[1] % 5, all2, &total2, &pos2);
+    rc2 = fuzz_scan(in, len, normalize, 1 + data[1] % 7, 4 + data[1] % 5, all2, &total2, &pos2);
     fuzz_check(rc1 == rc2 && pos1 == pos2 && total1 == total2 && memcmp(all1, all2, total1) == 0);
     for (size_t i = 0; i < total1; i++) {
         if (all1[i] == '\r')

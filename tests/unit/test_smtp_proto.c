@@ -374,12 +374,20 @@ static const DATA_CASE data_cases[] = {
     {0, "a\r\n.\r\r\n", SMTP_DATA_BARE_CR, "a\r\n", 5},
     {0, "a\r.\r", SMTP_DATA_BARE_CR, "a", 2},
     {0, "a\rb\r\n", SMTP_DATA_BARE_CR, "a", 2},
-    /* normalize: the same bytes end lines (and the message) as CRLF would. */
-    {1, "a\n.\r\nMAIL", SMTP_DATA_END, "a\r\n", 5},
-    {1, "a\n.\nX", SMTP_DATA_END, "a\r\n", 4},
-    {1, "a\r\n.\r\r\n", SMTP_DATA_END, "a\r\n", 5},
-    {1, "a\r.\rX", SMTP_DATA_END, "a\r\n", 4},
-    {1, "one\ntwo\rthree\r\n..four\n.\n", SMTP_DATA_END, "one\r\ntwo\r\nthree\r\n..four\r\n", 24},
+    /*
+     * normalize: a bare CR or LF ends a line as CRLF would, but only
+     * CRLF . CRLF ends the message (as Postfix's normalize): the
+     * smuggling sequences give a literal "." line, stuffed, and what
+     * follows stays in the message.
+     */
+    {1, "a\n.\r\nMAIL", SMTP_DATA_MORE, "a\r\n..\r\nMAIL", 9},
+    {1, "a\n.\nX", SMTP_DATA_MORE, "a\r\n..\r\nX", 5},
+    {1, "a\r\n.\nX", SMTP_DATA_MORE, "a\r\n..\r\nX", 6},
+    {1, "a\r\n.\r\r\n", SMTP_DATA_MORE, "a\r\n..\r\n\r\n", 7},
+    {1, "a\r.\rX", SMTP_DATA_MORE, "a\r\n..\r\nX", 5},
+    {1, "one\ntwo\rthree\r\n..four\n.\n", SMTP_DATA_MORE, "one\r\ntwo\r\nthree\r\n..four\r\n..\r\n", 24},
+    {1, "a\n\r\n.\r\nX", SMTP_DATA_END, "a\r\n\r\n", 7},
+    {1, "a\r\n.\r\nX", SMTP_DATA_END, "a\r\n", 6},
     {1, "x\r\r\n", SMTP_DATA_MORE, "x\r\n\r\n", 4},
 };
 
@@ -411,7 +419,7 @@ static void data_split(void **state)
         const DATA_CASE *dc = &data_cases[i];
 
         for (size_t piece = 1; piece <= 4; piece++) {
-            for (size_t outsize = 3; outsize <= 5; outsize++) {
+            for (size_t outsize = 4; outsize <= 6; outsize++) {
                 SMTP_DATA_SCAN ds;
                 char all[256];
                 size_t total = 0, pos = 0, len = strlen(dc->in);
