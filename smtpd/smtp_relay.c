@@ -90,6 +90,7 @@
 #include "smtp_relay.h"
 #include "smtpd_dns.h"
 
+#define RELAY_TLS_UNDER_HIGH (64 * 1024) /* encrypted bytes queued for the socket under TLS */
 #define RELAY_LINE_MAX      2048    /* longest reply line we read */
 #define RELAY_REPLY_LINES   200     /* most lines in one reply */
 #define RELAY_XFORWARD_MAX  512     /* longest XFORWARD command (Postfix's limit) */
@@ -965,8 +966,15 @@ static void relay_starttls(SMTP_RELAY *r)
         relay_next_hop(r, "451 4.7.5 Next hop sent plaintext after its STARTTLS reply");
         return;
     }
-    /* The filter writes through the socket bufferevent: let libevent do that. */
+    /*
+     * The filter writes through the socket bufferevent: let libevent do
+     * that. Its high watermark makes the filter stop taking what a slow
+     * next hop does not read, so the backlog (the filter's own buffer)
+     * grows, and the session and the queue pause: without it everything
+     * went into the socket's buffer, unbounded, and the backlog read 0.
+     */
     bufferevent_enable(r->bev, EV_WRITE);
+    bufferevent_setwatermark(r->bev, EV_WRITE, 0, RELAY_TLS_UNDER_HIGH);
     tls = bufferevent_openssl_filter_new(smtpd_base, r->bev, r->ssl, BUFFEREVENT_SSL_CONNECTING,
                                          BEV_OPT_CLOSE_ON_FREE);
     if (tls == NULL) {
