@@ -479,7 +479,8 @@ static void smtp_command_received(SMTP_SESSION *s)
     localtime_r(&now, &tm);
     strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z (%Z)", &tm);
     /* RFC 5321 TCP-info: an IPv6 address literal carries its "IPv6:" tag */
-    n = (size_t) snprintf(buf, sizeof(buf), "Received: from %s (%s [%s%s])\r\n",
+    /* A HELO beyond a host name's 255 bytes is cut here, so the field always ends in its CRLF. */
+    n = (size_t) snprintf(buf, sizeof(buf), "Received: from %.255s (%s [%s%s])\r\n",
                           s->c.helo ? s->c.helo : s->c.name, s->c.name,
                           strchr(s->c.addr, ':') ? "IPv6:" : "", s->c.addr);
     if (ssl != NULL && n < sizeof(buf))
@@ -492,8 +493,12 @@ static void smtp_command_received(SMTP_SESSION *s)
         n += (size_t) snprintf(buf + n, sizeof(buf) - n, "\r\n\tfor <%s>", s->rcpts->addr);
     if (n < sizeof(buf))
         n += (size_t) snprintf(buf + n, sizeof(buf) - n, "; %s\r\n", date);
-    if (n >= sizeof(buf))
+    if (n >= sizeof(buf)) {
+        /* Never reached with the limits above; were it, the field still ends its line. */
         n = sizeof(buf) - 1;
+        buf[n - 2] = '\r';
+        buf[n - 1] = '\n';
+    }
     /* Client-supplied names must not break the header. */
     for (size_t i = 0; i < n; i++)
         if ((unsigned char) buf[i] < 0x20 && buf[i] != '\r' && buf[i] != '\n' && buf[i] != '\t')

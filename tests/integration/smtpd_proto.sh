@@ -319,6 +319,18 @@ tl_is "$(grep -h '^Received: from x' $(ls -t "$SINK_DIR"/* | head -1) | tr -d '\
     'Received: from x??by?mx.google.com?with?ESMTPS??Mon,?1?Jan?2024???a?b? (unknown [127.0.0.2])' \
     "... its Received: header has the HELO's space, ( ) ; < > @ as ?"
 
+# Nor can a HELO far longer than a host name: the field still ends its
+# line (it lost its CRLF, and the message's first header line was glued on).
+before=$(sm_sink_count)
+sm_swaks --local-interface 127.0.0.2 --ehlo "h$(printf '%01980d' 0).example" \
+    --from sender@sender.test --to user@example.com --header "Subject: long helo"
+tl_ok $? "a trusted client with a 1,989-byte HELO is relayed"
+sleep 0.3
+tl_is "$(sm_sink_count)" $((before + 1)) "... the sink has it"
+MSG=$(ls -t "$SINK_DIR"/* | head -1)
+tl_is "$(grep -c '^Subject: long helo' "$MSG") $(grep '^Received: from h0' "$MSG" | tr -d '\r' | awk '{ print length($3) }')" "1 255" \
+    "... its Subject: is a header line of its own, the HELO in Received: cut to 255 bytes"
+
 sent_before=$(sm_sink_count)
 connects=$(grep -c ': connect from' "$SMTPD_LOG")
 $SMTPCHAT "$SMTPD_PORT" '<' "$EHLO" '<' end > "$T/term.out" 2>&1 &
