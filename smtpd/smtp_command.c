@@ -170,11 +170,13 @@ static void smtp_command_mail(SMTP_SESSION *s, const char *arg)
     s->mail_size = path.size;
     s->smtputf8 = (unsigned char) path.smtputf8;
     s->mail_ms = smtp_session_now();
-    if (!path.is_null && *path.domain && *path.domain != '[') {
+    {
         char domain[ADDR_DOMAIN_MAX + 1];
+        int have = !path.is_null && *path.domain && *path.domain != '['
+            && addr_domain(path.domain, strlen(path.domain), domain) == ADDR_OK;
 
-        if (addr_domain(path.domain, strlen(path.domain), domain) == ADDR_OK)
-            smtpd_dns_sender(smtp_session_dns, &s->c, domain);
+        /* Always: a sender without a domain to look up must not inherit the last one's answers. */
+        smtpd_dns_sender(smtp_session_dns, &s->c, have ? domain : NULL);
     }
     smtp_session_reply(s, "250 2.1.0 Ok");
 }

@@ -188,6 +188,16 @@ from "$OK" "dnsbl_mode = off: listed client accepted" someone@sender.example
 tl_is "sessions $(grep -c ' connect from unknown\[127\.0\.0\.1\]' "$SMTPD_LOG"), DNSBL lines $(grep -c 'blocked using bl\.test' "$SMTPD_LOG")" \
     "sessions 3, DNSBL lines 0" "dnsbl_mode = off: three sessions logged, no DNSBL line in the log"
 
+# ---- one session, two senders: the second (host!user) has no domain to look up
+# (non-FQDN allowed here) and must not inherit the first one's answer
+phase "dnsbl_mode = off" "reject_non_fqdn_sender = off" || { echo "Bail out! smtpd did not start (senders)"; exit 1; }
+sm_chat '<' '>EHLO mail.sender.example\r\n' '<' '>MAIL FROM:<x@no-such-domain.example>\r\n' '<' \
+    '>RCPT TO:<alice@example.com>\r\n' '<' '>RSET\r\n' '<' '>MAIL FROM:<host!user>\r\n' '<' \
+    '>RCPT TO:<alice@example.com>\r\n' '<' '>QUIT\r\n' '<'
+# shellcheck disable=SC2059
+tl_is "$(sm_line 10) / $(sm_line 13)" "$(printf "$NOTFOUND" x@no-such-domain.example) / 250 2.1.5 Ok" \
+    "a sender without a domain after one whose domain is not found: not refused for the first one's domain"
+
 # ---- client names: PTR + forward confirmation
 phase "dnsbl_mode = off" "reverse_lookup = yes" || { echo "Bail out! smtpd did not start (names)"; exit 1; }
 : > "$SMTPD_LOG"
