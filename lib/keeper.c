@@ -126,12 +126,35 @@ void keeper_mirror(KEEPER *k, STORE **where)
     keeper_sync_mirror(k);
 }
 
+/* keeper_unsynced - a [source NAME] of the file never synced into st? (keeper.h) */
+int keeper_unsynced(STORE *st, char *name, size_t size)
+{
+    char local[32][CFG_NAME_LEN], (*names)[CFG_NAME_LEN] = local;
+    int n, rc = 0;
+
+    n = cfg_family_seen("source", NULL, 0);
+    if (n > (int) (sizeof(local) / sizeof(local[0])))
+        names = xcalloc((size_t) n, sizeof(*names));    /* every one is checked, however many */
+    n = cfg_family_seen("source", names, n);
+    for (int i = 0; i < n && rc >= 0; i++) {
+        if ((rc = store_source_synced(st, names[i])) == 0) {
+            snprintf(name, size, "%s", names[i]);
+            rc = 1;
+            break;
+        }
+        rc = rc < 0 ? -1 : 0;
+    }
+    if (names != local)
+        free(names);
+    return rc;
+}
+
 /* keeper_stale - is st's directory data older than [store] max_age, or not there yet? (keeper.h) */
 int keeper_stale(STORE *st, char *why, size_t size)
 {
-    char local[32][CFG_NAME_LEN], (*names)[CFG_NAME_LEN] = local;
+    char name[CFG_NAME_LEN];
     long long age;
-    int n, rc = 0;
+    int rc;
 
     why[0] = 0;
     /*
@@ -141,20 +164,8 @@ int keeper_stale(STORE *st, char *why, size_t size)
      * before its first pull, a source just added). Checked whatever
      * max_age says.
      */
-    n = cfg_family_seen("source", NULL, 0);
-    if (n > (int) (sizeof(local) / sizeof(local[0])))
-        names = xcalloc((size_t) n, sizeof(*names));    /* every one is checked, however many */
-    n = cfg_family_seen("source", names, n);
-    for (int i = 0; i < n && rc >= 0; i++) {
-        if ((rc = store_source_synced(st, names[i])) == 0) {
-            snprintf(why, size, "source %s has never synced: its recipients are not in the store yet", names[i]);
-            rc = 1;
-            break;
-        }
-        rc = rc < 0 ? -1 : 0;
-    }
-    if (names != local)
-        free(names);
+    if ((rc = keeper_unsynced(st, name, sizeof(name))) == 1)
+        snprintf(why, size, "source %s has never synced: its recipients are not in the store yet", name);
     if (rc != 0)
         return rc;
     if (var_store_max_age_ms <= 0)

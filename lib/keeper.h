@@ -95,6 +95,13 @@ void keeper_failed(KEEPER *k, const char *reason);
 int keeper_stale(STORE *st, char *why, size_t size);
 
 /*
+ * keeper_unsynced - has a [source NAME] of the file last loaded never had
+ * a sync applied to st? 1 with its name, 0 none, -1 a store error. (Every
+ * one is checked, however many.)
+ */
+int keeper_unsynced(STORE *st, char *name, size_t size);
+
+/*
  * keeper_ready_line - what a daemon tells systemd after a reload: "READY=1",
  * with a STATUS= naming why it defers while the store is closed or stale.
  * The text lives in the keeper until the next call.

@@ -43,6 +43,8 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "cfg.h"
+#include "keeper.h"
 #include "log.h"
 #include "params.h"
 #include "shrink.h"
@@ -560,6 +562,26 @@ int sync_apply_export(STORE *st, char *err, size_t errlen)
 
     if (path == NULL || *path == 0)
         return 0;
+    /*
+     * A source never synced is not in the store: a map without its
+     * addresses would make Postfix say 550 for them, where lookupd says
+     * TEMP. The last file stays until every source has synced.
+     */
+    {
+        char name[CFG_NAME_LEN];
+        int rc_u = keeper_unsynced(st, name, sizeof(name));
+
+        if (rc_u < 0) {
+            snprintf(err, errlen, "export_file %s: reading the store: %s", path, store_error(st));
+            return -1;
+        }
+        if (rc_u > 0) {
+            /* Not a failure of this pull: that source's own pull fails, or comes later in this run. */
+            log_warn("export_file %s not written yet: source %s has never synced, and a map without its "
+                     "addresses would refuse them as unknown", path, name);
+            return 0;
+        }
+    }
     memset(&ec, 0, sizeof(ec));
     tmp = xasprintf("%s.%ld.tmp", path, (long) getpid());
     /* Every valid address: readable by the user's group (Postfix's postmap), no one else. */

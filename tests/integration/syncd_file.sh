@@ -235,4 +235,20 @@ tl_is "$rc" 0 "both sources again: exits 0"
 tl_is "$(rg_query f23@file.example)" 0 "the file's pending change is applied"
 tl_is "$(count files) $(count ldap)" "22 21" "22 and 21 recipients"
 
+# ---- export_file while a source has never synced: a map without its
+# addresses would make Postfix refuse them as unknown, so none is written
+syncd_conf_reset
+file_source
+printf '\n[source later]\ntype = file\npath = %s\n' "$T/later.map" >> "$CONF"
+printf '\n[syncd]\nexport_file = %s\n' "$T/export.map" >> "$CONF"
+syncd_once
+tl_is "$rc $([ -e "$T/export.map" ] && echo written || echo absent)" "75 absent" \
+    "export_file: not written while a source has never synced (its map is missing: 75)"
+grep -q 'export_file .* not written yet: source later has never synced' "$T/syncd.err"
+tl_ok $? "... the log says why"
+printf 'late@later.example OK\n' > "$T/later.map"
+syncd_once
+tl_is "$rc $(grep -c '^late@later\.example' "$T/export.map" 2>/dev/null) $(grep -c '^f01@file\.example' "$T/export.map" 2>/dev/null)" \
+    "0 1 1" "once it has synced: written, with both sources' addresses"
+
 tl_done
