@@ -576,8 +576,15 @@ int source_ldap_sync_incremental(SOURCE_LDAP *sl, const char *cookie, const char
         else
             log_debug("source %s: refreshOnly search from the stored cookie", c->name);
     }
-    /* A refreshOnly search is read to its end: the next poll may be far off. */
-    while (s->msgid > 0 && !p.need_full && (!s->persist || p.changes < SOURCE_LDAP_SYNC_BATCH)) {
+    /*
+     * A refreshOnly search is read to its end: the next poll may be far
+     * off. So is a refresh phase: it is one list of changes from the
+     * server (the catch-up after a restart, say), judged by the shrink
+     * guard as one, and committed with the cookie that ends it; cut into
+     * batches, each batch passed the guard alone and stored the old cookie.
+     */
+    while (s->msgid > 0 && !p.need_full
+           && (!s->persist || s->refreshing || p.changes < SOURCE_LDAP_SYNC_BATCH)) {
         LDAPMessage *msg;
         int wait_ms = s->refreshing ? c->timeout_ms : SOURCE_LDAP_SYNC_QUIET_MS;
         int rc = source_ldap_sync_result(sl, wait_ms, &msg, err, errlen);
