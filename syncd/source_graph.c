@@ -363,12 +363,13 @@ static int source_graph_group(SOURCE_GRAPH *sg, json_t *g, char *err, size_t err
     url = xasprintf("%s/groups/%s/members?$select=id&$top=%d", sg->api, o->guid, SOURCE_GRAPH_TOP_MAX);
     rc = source_graph_http_pages(sg, url, source_graph_member, NULL, NULL, err, errlen);
     free(url);
-    if (rc == GRAPH_NOTFOUND) {
-        /* Deleted since its page was read: it is gone (a delta's @removed may follow). */
-        log_debug("source %s: group %s: gone while its members were read, left out", sg->conf->name, id);
-        return source_graph_done(sg, 0, err, errlen);
-    }
     if (rc != GRAPH_OK) {
+        /*
+         * A 404 included: Graph is eventually consistent, and a replica
+         * may not hold the group yet. Leaving it out (or, in a delta,
+         * deleting it) would refuse its address; the pull fails and is
+         * tried again (a deleted group is then gone from the listing).
+         */
         if (rc != GRAPH_ERR)
             snprintf(err, errlen, "group %s: its members could not be read (HTTP %s)", o->guid,
                      rc == GRAPH_GONE ? "410" : "404");
@@ -470,11 +471,16 @@ static int source_graph_delta_cb(SOURCE_GRAPH *sg, json_t *item, void *ctx, char
 
             rc = source_graph_http_get(sg, url, &whole, err, errlen);
             free(url);
-            if (rc == GRAPH_NOTFOUND)
-                return source_graph_delete(sg, id, err, errlen);
+            /*
+             * 404: a replica that does not hold it yet (Graph is eventually
+             * consistent), or deleted since the delta was made. Only the
+             * delta's @removed deletes: the pull fails and keeps its link,
+             * and the next one reads it, or gets the @removed.
+             */
             if (rc != GRAPH_OK) {
-                if (rc == GRAPH_GONE)
-                    snprintf(err, errlen, "%s/%s: HTTP 410", d->what, id);
+                if (rc == GRAPH_GONE || rc == GRAPH_NOTFOUND)
+                    snprintf(err, errlen, "%s/%s: HTTP %s (read again whole; tried at the next pull)",
+                             d->what, id, rc == GRAPH_GONE ? "410" : "404");
                 return -1;
             }
             item = whole;

@@ -276,6 +276,20 @@ rg_valid desk@corp.example u02@corp.example
 tl_is "$(syncd_sql "SELECT kind FROM recipient WHERE address = 'desk@corp.example'")" shared "... stored as a shared mailbox"
 tl_is "$(syncd_sql "SELECT count(*) FROM login WHERE name = 'u02@corp.example'")" 1 "... its login kept"
 
+# --- the re-read answers 404 (a Graph replica that does not hold the
+# change yet): only @removed deletes. The pull fails with its link kept;
+# the next one reads bob again and applies the change.
+control '{"delta_partial": true, "lag_reads": 1}'
+write_state dave drop16 alice-off first u02-shared
+mark
+syncd_once --incremental
+tl_is "$rc" 75 "a partial entry whose re-read answers 404: the pull fails (75)"
+rg_valid bob@corp.example robert@corp.example
+syncd_once --incremental
+tl_is "$rc" 0 "the next pull reads it: exits 0"
+rg_valid bob@corp.example
+rg_invalid robert@corp.example
+
 # --- a failed delta applies nothing, not even the users' half
 control '{"delta_error": true}'
 write_state dave robert alice-off first

@@ -34,6 +34,9 @@ the counters start over):
   delta_gone           delta tokens answer 410 Gone
   delta_error          delta tokens of /groups answer 500, always
   delta_partial        delta entries carry only their id and what changed
+  lag_reads N          the first N reads of one object (/users/ID, /groups/ID,
+                       /groups/ID/members) answer 404, as a replica that
+                       does not hold it yet
   token_max_uses N     a token is refused (401) after N requests
   token_ttl S          expires_in of new tokens (default 3600)
 
@@ -293,6 +296,8 @@ class Fixture(BaseHTTPRequestHandler):
             return self.listing(what, objs, keys, q, size, base)
         if parts[2] == "delta" and len(parts) == 3:
             return self.delta(what, q, size, base, gen)
+        if "lag_reads" in ctl and st.count("lag_reads") <= int(ctl["lag_reads"]):
+            return self.error(404, "Request_ResourceNotFound", "Resource '%s' does not exist" % parts[2])
         idx = uidx if what == "users" else gidx
         obj = idx.get(parts[2]) if idx is not None else next((o for o in objs if o["id"] == parts[2]), None)
         if obj is None:
