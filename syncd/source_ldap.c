@@ -931,12 +931,26 @@ int source_ldap_search_ext(SOURCE_LDAP *sl, const char *base, int scope, const c
                 failed = fn(sl, msg, ctx, err, errlen) < 0;
                 break;
             case LDAP_RES_SEARCH_REFERENCE:
-                if (log_debug_enabled()) {
+                /*
+                 * A part of the tree another server (or naming context)
+                 * holds, such as a child domain: not followed, so its
+                 * entries are never pulled. Said once, at warning level,
+                 * as what to do; each one at debug level.
+                 */
+                {
                     char **refs = NULL;
 
-                    if (ldap_parse_reference(sl->ld, msg, &refs, NULL, 0) == LDAP_SUCCESS && refs)
-                        log_debug("source %s: search of \"%s\": ignoring a reference to %s",
-                                  sl->conf->name, base, refs[0]);
+                    if (ldap_parse_reference(sl->ld, msg, &refs, NULL, 0) == LDAP_SUCCESS && refs) {
+                        if (!sl->refs_warned)
+                            log_warn("source %s: search of \"%s\": a reference to %s is not followed, so "
+                                     "the entries it holds are not pulled: point uri at a server that "
+                                     "holds them all (an Active Directory Global Catalog, port 3268), or "
+                                     "add a source for them", sl->conf->name, base, refs[0]);
+                        else
+                            log_debug("source %s: search of \"%s\": ignoring a reference to %s",
+                                      sl->conf->name, base, refs[0]);
+                        sl->refs_warned = 1;
+                    }
                     ldap_memvfree((void **) refs);
                 }
                 break;

@@ -426,4 +426,20 @@ ok_if() {
 persist_tls ptl "uri=$SLAPD_URI_TLS" tls=ldaps
 persist_tls pst tls=starttls
 
+# --- a reference in the base (a part of the tree another server holds):
+# not followed, and the postmaster is told once what to do
+slapd_add <<EOF
+dn: ou=Elsewhere,$PEOPLE
+objectClass: referral
+objectClass: extensibleObject
+ou: Elsewhere
+ref: ldap://elsewhere.invalid/ou=Elsewhere,$S
+EOF
+tl_is "$?" 0 "a referral object under the base"
+ldap_source
+syncd_once
+tl_is "$rc" 0 "a pull with a reference in its base is applied"
+tl_is "$(grep -c 'a reference to ldap://elsewhere.invalid/.* is not followed, so the entries it holds are not pulled' "$T/syncd.err")" 1 \
+    "... with one warning that its entries are not pulled, and what to do"
+
 tl_done
