@@ -34,17 +34,6 @@ awk -v n="$N" -v s="$S" 'BEGIN {
 slapd_load "$T/people.ldif" && slapd_start || tl_bail "slapd with $N people did not start"
 tl_admin domain add generic.example >/dev/null 2>&1
 
-# start_syncd / stop_syncd - the daemon in the foreground, in the background; SIGTERM
-start_syncd() {
-    "$RG_SYNCD" -c "$CONF" -f >>"$T/daemon.out" 2>>"$T/daemon.err" &
-    syncd_pid=$!
-    tl_pids="$tl_pids $syncd_pid"
-}
-stop_syncd() {
-    kill -TERM "$syncd_pid"
-    wait "$syncd_pid"
-}
-
 # wait_log TEXT [N] - up to 30 s for the daemon's log to hold N lines with TEXT
 wait_log() {
     _n=0

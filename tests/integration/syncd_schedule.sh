@@ -42,21 +42,6 @@ ms() {
     echo $(($(date +%s%N) / 1000000))
 }
 
-# start_syncd - the daemon in the foreground, in the background
-start_syncd() {
-    "$RG_SYNCD" -c "$CONF" -f >>"$T/daemon.out" 2>>"$T/daemon.err" &
-    syncd_pid=$!
-    tl_pids="$tl_pids $syncd_pid"
-}
-
-# stop_syncd - SIGTERM and wait; $stop_rc
-stop_syncd() {
-    kill -TERM "$syncd_pid"
-    wait "$syncd_pid"
-    stop_rc=$?
-    tl_pids=$(echo "$tl_pids" | sed "s/ $syncd_pid\$//; s/ $syncd_pid / /")
-}
-
 # wait_for SQL WANT [LIMIT_S] - up to LIMIT_S (15) seconds for a query to
 # give WANT; prints its last answer
 wait_for() {

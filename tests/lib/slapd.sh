@@ -612,6 +612,21 @@ syncd_conf_reset() {
     cp "$T/base.conf" "$CONF"
 }
 
+# start_syncd - rcptgate-syncd -f in the background: $syncd_pid (a script may define its own)
+start_syncd() {
+    "$RG_SYNCD" -c "$CONF" -f >>"$T/daemon.out" 2>>"$T/daemon.err" &
+    syncd_pid=$!
+    tl_pids="$tl_pids $syncd_pid"
+}
+
+# stop_syncd - SIGTERM and wait; $stop_rc
+stop_syncd() {
+    kill -TERM "$syncd_pid"
+    wait "$syncd_pid"
+    stop_rc=$?
+    tl_pids=$(echo "$tl_pids" | sed "s/ $syncd_pid\$//; s/ $syncd_pid / /")
+}
+
 # syncd_once [ARGS] - one run; $rc is its exit status
 syncd_once() {
     if command -v timeout >/dev/null 2>&1; then

@@ -531,6 +531,14 @@ static void test_apply(void **state)
     FILE *fp;
     size_t len;
 
+    /* The file names the one source ("script"): the export waits for every [source] of it. */
+    {
+        SOURCE_CONF **confs;
+        int n;
+
+        assert_int_equal(load("[syncd]\nuser =\n[source script]\ntype = file\npath = /x\n", &confs, &n), 0);
+        free_confs(confs, n);
+    }
     snprintf(path, sizeof(path), "%s/store.db", test_dir);
     st = store_open(path, STORE_CREATE, 2000, err, sizeof(err));
     assert_non_null(st);
