@@ -408,11 +408,10 @@ static void dsn_diag(DSN_DIAG *d, const char *reason, int utf8)
 
 size_t dsn_status_len(const char *p)
 {
-    size_t n = 0;
+    size_t n = 1;
 
     if (p[0] != '2' && p[0] != '4' && p[0] != '5')
         return 0;
-    n = 1;
     for (int part = 0; part < 2; part++) {
         size_t digits = 0;
 

@@ -136,13 +136,15 @@ int keeper_unsynced(STORE *st, char *name, size_t size)
     if (n > (int) (sizeof(local) / sizeof(local[0])))
         names = xcalloc((size_t) n, sizeof(*names));    /* every one is checked, however many */
     n = cfg_family_seen("source", names, n);
-    for (int i = 0; i < n && rc >= 0; i++) {
-        if ((rc = store_source_synced(st, names[i])) == 0) {
-            snprintf(name, size, "%s", names[i]);
-            rc = 1;
+    for (int i = 0; i < n; i++) {
+        int synced = store_source_synced(st, names[i]);
+
+        if (synced <= 0) {
+            if (synced == 0)
+                snprintf(name, size, "%s", names[i]);
+            rc = synced < 0 ? -1 : 1;
             break;
         }
-        rc = rc < 0 ? -1 : 0;
     }
     if (names != local)
         free(names);

@@ -116,7 +116,6 @@ static int sockmap_printable(const char *s)
 }
 
 /* sockmap_transport - transport_maps: the next hop of the key's domain */
-
 static size_t sockmap_transport(const char *key, size_t klen, char *out, size_t size, int *outcome)
 {
     const char *reason;

@@ -31,6 +31,7 @@
 #include <event2/bufferevent_ssl.h>
 
 #include "addr.h"
+#include "dsn.h"
 #include "log.h"
 #include "xalloc.h"
 #include "params_smtpd.h"
@@ -695,12 +696,10 @@ static void smtp_command_data(SMTP_SESSION *s, const char *arg)
 /* smtp_command_dsn - the enhanced status of a deferral reply ("451 4.4.2 ..." gives 4.4.2), else 4.0.0 */
 static const char *smtp_command_dsn(const char *reply, char *buf, size_t size)
 {
-    unsigned a, b, c;
-    int n = 0;
+    size_t n = strlen(reply) > 4 && reply[4] == '4' ? dsn_status_len(reply + 4) : 0;
 
-    if (strlen(reply) > 4 && sscanf(reply + 4, "%1u.%3u.%3u%n", &a, &b, &c, &n) == 3 && n > 0 && a == 4
-        && (reply[4 + n] == ' ' || reply[4 + n] == 0))
-        snprintf(buf, size, "%u.%u.%u", a, b, c);
+    if (n > 0)
+        snprintf(buf, size, "%.*s", (int) n, reply + 4);
     else
         snprintf(buf, size, "4.0.0");
     return buf;

@@ -1176,7 +1176,6 @@ static void qmgr_msg_finish(QMGR_MSG *m)
     long long now = qmgr_now_ms() / 1000;
     long long lifetime = (long long) (m->env.dsn_kind ? var_smtpd_bounce_lifetime_ms
                                       : var_smtpd_queue_lifetime_ms) / 1000;
-    int held;
 
     if (qmgr_deleted(m)) {
         /* The postmaster threw it away: a report now would be backscatter of mail nobody wants. */
@@ -1187,14 +1186,13 @@ static void qmgr_msg_finish(QMGR_MSG *m)
         if (m->result[i] == QR_FAIL && m->env.rcpt[i].state == SPOOL_RCPT_TODO)
             idx[n++] = i;
     qmgr_fail(m, idx, n);
-    held = qmgr_on_hold(m);
     n = 0;
     for (size_t i = 0; i < m->env.nrcpt; i++)
         if (m->env.rcpt[i].state == SPOOL_RCPT_TODO) {
             idx[n++] = i;
             todo++;
         }
-    if (todo > 0 && held) {
+    if (todo > 0 && qmgr_on_hold(m)) {
         /* Neither expired nor warned about while held (as Postfix's hold queue): that waits for the release. */
         smtpd_log_as("qmgr", "%s: on hold: %zu recipient%s left for after its release", m->id, todo,
                      todo == 1 ? "" : "s");
@@ -1271,13 +1269,15 @@ static void qmgr_activate(const char *id)
             /* Never tried again, never counted: the postmaster looks at it there. */
             log_warn("%s: damaged queue file moved to %s/%s/: %s", id, spool_dir(smtpd_spool), SPOOL_CORRUPT,
                      err);
-        } else if (rc == -1 && (load_errno == EMFILE || load_errno == ENFILE)) {
-            /* A passing shortage of ours, not the file's: the next scan tries it again. */
-            log_warn("%s: cannot read the queue file: %s", id, err);
         } else if (rc < 0) {
-            /* An I/O error may pass (or the move failed): not every scan again, after the longest backoff. */
             log_warn("%s: cannot read the queue file: %s", id, err);
-            (void) spool_retry_at(smtpd_spool, id, (qmgr_now_ms() + var_smtpd_max_backoff_ms) / 1000 + 1);
+            /*
+             * An I/O error may pass (or the move failed): not every scan
+             * again, after the longest backoff. Out of descriptors is a
+             * passing shortage of ours, not the file's: the next scan.
+             */
+            if (load_errno != EMFILE && load_errno != ENFILE)
+                (void) spool_retry_at(smtpd_spool, id, (qmgr_now_ms() + var_smtpd_max_backoff_ms) / 1000 + 1);
         }
         if (m->fd >= 0)
             close(m->fd);
