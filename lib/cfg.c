@@ -76,6 +76,8 @@ typedef struct cfg_parse {
     size_t count, size;
     char **long_values;         /* values of lines too long for inih */
     size_t long_count;
+    char *headers;              /* "name\n" for each [name] line, even without keys */
+    size_t headers_len;
 } CFG_PARSE;
 
 /* cfg_error - report one problem as file:line: message */
@@ -92,6 +94,26 @@ static void RG_PRINTF(3, 4) cfg_error(CFG_PARSE *cp, int line, const char *fmt, 
     else
         log_err("%s: %s", cp->path, buf);
     cp->errors++;
+}
+
+/*
+ * cfg_header - note a "[name]" line's name, as inih reads it (up to the
+ * first ']'), so that a section with no key under it still counts as
+ * there: the packaged file has [lookupd] with every key commented out.
+ */
+static void cfg_header(CFG_PARSE *cp, const char *line)
+{
+    const char *p = line + strspn(line, " \t"), *end;
+    size_t n;
+
+    if (*p != '[' || (end = strchr(p + 1, ']')) == NULL || end == p + 1 || memchr(p, '\n', (size_t) (end - p)))
+        return;
+    n = (size_t) (end - p - 1);
+    cp->headers = xrealloc(cp->headers, cp->headers_len + n + 2);
+    memcpy(cp->headers + cp->headers_len, p + 1, n);
+    cp->headers_len += n;
+    cp->headers[cp->headers_len++] = '\n';
+    cp->headers[cp->headers_len] = 0;
 }
 
 /*
@@ -115,6 +137,7 @@ static char *cfg_reader(char *str, int num, void *stream)
         return NULL;
     }
     cp->line++;
+    cfg_header(cp, line);
     if ((size_t) len != strlen(line)) {
         cfg_error(cp, cp->line, "NUL character in line");
         snprintf(str, (size_t) num, "\n");
@@ -177,6 +200,7 @@ static void cfg_parse_free(CFG_PARSE *cp)
     for (size_t i = 0; i < cp->long_count; i++)
         free(cp->long_values[i]);
     free(cp->long_values);
+    free(cp->headers);
 }
 
 /* cfg_section_known - is this a section name some program reads? */
@@ -664,8 +688,9 @@ int cfg_load(const char *path, const CFG_SECTION *sections)
 }
 
 /*
- * The sections with a key in the file last loaded without errors, for
+ * The sections of the file last loaded without errors, for
  * cfg_section_seen(): "[smtpd]" absent means smtpd is not set up here.
+ * A family's section counts only with a key (it is a source only then).
  */
 static char *cfg_seen;                  /* "\n"-separated, with one at each end */
 
@@ -677,6 +702,7 @@ static void cfg_seen_record(const CFG_PARSE *cp)
 
     for (size_t i = 0; i < cp->count; i++)
         len += strlen(cp->entries[i].section) + 1;
+    len += cp->headers_len;
     free(cfg_seen);
     cfg_seen = p = xmalloc(len);
     *p++ = '\n';
@@ -688,6 +714,15 @@ static void cfg_seen_record(const CFG_PARSE *cp)
             continue;
         p += strlen(p);
         sprintf(p, "%s\n", name);
+    }
+    /* A plain section's header alone; "[source x]" without keys builds no source, so it is not one. */
+    for (const char *h = cp->headers; h != NULL && *h; h = strchr(h, '\n') + 1) {
+        size_t n = strcspn(h, "\n");
+
+        if (memchr(h, ' ', n) == NULL) {
+            p += strlen(p);
+            sprintf(p, "%.*s\n", (int) n, h);
+        }
     }
 }
 
@@ -711,7 +746,7 @@ int cfg_family_seen(const char *family, char (*names)[CFG_NAME_LEN], int max)
     return count;
 }
 
-/* cfg_section_seen - did the file last loaded have a key in [name]? */
+/* cfg_section_seen - did the file last loaded have [name] (cfg.h)? */
 int cfg_section_seen(const char *name)
 {
     const char *p = cfg_seen;

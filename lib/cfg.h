@@ -78,8 +78,9 @@ void cfg_commit(void);
 void cfg_rollback(void);
 
 /*
- * cfg_section_seen - 1 if the file last loaded without errors had a key
- * in [name] (a family section by its full name, "source corp").
+ * cfg_section_seen - 1 if the file last loaded without errors had [name],
+ * even with no key under it; a family section ("source corp", by its full
+ * name) only with a key.
  */
 int cfg_section_seen(const char *name);
 

@@ -189,10 +189,17 @@ rc=$?
 ok $([ $rc = 1 ] && [ -z "$got" ] && [ ! -s "$W/pm2.err" ]; echo $?) \
     "postmap -q nobody@example.com: not found, and no lookup error"
 sed 's/^/# postmap: /' "$W/pm.err" "$W/pm2.err"
+# The packaged file's [lookupd] has no key set: check must probe lookupd all the same.
+got=$(rcptgate check 2>&1)
+rc=$?
+ok $([ $rc = 0 ] && echo "$got" | grep -q 'lookupd answers'; echo $?) "rcptgate check probes lookupd: $got"
 kill -TERM "$LOOKUPD_PID"
 wait "$LOOKUPD_PID"
 ok $? "lookupd stops on TERM with status 0"
 LOOKUPD_PID=""
+got=$(rcptgate check 2>&1)
+rc=$?
+ok $([ $rc = 2 ] && echo "$got" | grep -q 'CRITICAL - lookupd'; echo $?) "rcptgate check with lookupd stopped: $got"
 grep -q 'starting: socketmap unix:/run/rcptgate/socketmap' "$W/lookupd.err"
 ok $? "lookupd's start line names the installed socket"
 [ $? = 0 ] || sed 's/^/# lookupd: /' "$W/lookupd.err"

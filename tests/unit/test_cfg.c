@@ -93,17 +93,28 @@ static void test_good(void **state)
     assert_string_equal(v_req, "here");
 }
 
-/* cfg_section_seen: the sections with a key in the last good file, exactly by name */
+/*
+ * cfg_section_seen: the sections of the last good file, exactly by name; a
+ * header alone counts (the packaged file's [lookupd] has every key
+ * commented out), but not for a family: "[source x]" alone is no source.
+ */
 static void test_section_seen(void **state)
 {
+    char names[4][CFG_NAME_LEN];
+
     (void) state;
     assert_int_equal(load("[lookupd]\nneeded = x\n[smtpd]\nanything = goes\n"
-                          "[source corp]\ntype = ldap\n[syncd]\n"), 0);
+                          "[source corp]\ntype = ldap\n  [syncd]   # set up with its defaults\n"
+                          "# [address]\n[source bare]\n"), 0);
     assert_true(cfg_section_seen("lookupd"));
     assert_true(cfg_section_seen("smtpd"));
     assert_true(cfg_section_seen("source corp"));
     assert_false(cfg_section_seen("store"));        /* not in the file */
-    assert_false(cfg_section_seen("syncd"));        /* a header without keys */
+    assert_true(cfg_section_seen("syncd"));         /* a header without keys */
+    assert_false(cfg_section_seen("address"));      /* a comment */
+    assert_false(cfg_section_seen("source bare"));  /* a family's header without keys */
+    assert_int_equal(cfg_family_seen("source", names, 4), 1);
+    assert_string_equal(names[0], "corp");
     assert_false(cfg_section_seen("source"));       /* not a prefix match */
     assert_false(cfg_section_seen("corp"));
     /* A bad file leaves the record of the last good one. */
