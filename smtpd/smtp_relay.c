@@ -158,6 +158,7 @@ struct smtp_relay {
     enum relay_state pipe[RELAY_PIPE_MAX];      /* commands in flight behind it, in order */
     int npipe;
     int inflight;               /* replies still to come (the banner counts) */
+    int stray;                  /* the hop said something no command asked for: give it up */
     int mail_sent;              /* MAIL went to this hop: RCPT may follow it */
     struct bufferevent *bev;    /* the top bufferevent (TLS filter after STARTTLS) */
     int mx;                     /* env->mx: bare domains go by their MX (smtpd_dns.c) */
@@ -295,6 +296,14 @@ static void relay_send(SMTP_RELAY *r, enum relay_state st, const char *fmt, ...)
 {
     va_list ap;
 
+    /*
+     * Nothing in flight, yet input waits: it came before this command, so
+     * it cannot be its reply (a second 250 at the dot, a reply before
+     * MAIL). Taken as one, every later reply would land on the wrong
+     * command, a 550 on an accepted recipient; the read loop gives up.
+     */
+    if (r->inflight == 0 && evbuffer_get_length(bufferevent_get_input(r->bev)) > 0)
+        r->stray = 1;
     va_start(ap, fmt);
     evbuffer_add_vprintf(bufferevent_get_output(r->bev), fmt, ap);
     va_end(ap);
@@ -353,6 +362,7 @@ static void relay_flush(SMTP_RELAY *r)
 /* relay_drop_bev - close the connection at once, no QUIT, no dot */
 static void relay_drop_bev(SMTP_RELAY *r)
 {
+    r->stray = 0;
     if (r->bev) {
         bufferevent_free(r->bev);
         r->bev = NULL;
@@ -1202,7 +1212,7 @@ static void relay_read_cb(struct bufferevent *bev, void *arg)
     size_t len;
 
     r->busy++;
-    while (!r->zombie && r->bev == bev && r->state != ST_FAILED
+    while (!r->zombie && r->bev == bev && r->state != ST_FAILED && !r->stray
            && (line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF)) != NULL) {
         int code;
         char sep;
@@ -1236,7 +1246,12 @@ static void relay_read_cb(struct bufferevent *bev, void *arg)
         }
         free(line);
     }
-    if (!r->zombie && r->bev == bev && evbuffer_get_length(in) > RELAY_LINE_MAX) {
+    if (!r->zombie && r->bev == bev && r->state != ST_FAILED && r->stray) {
+        if (r->state <= ST_MAIL)
+            relay_next_hop(r, "451 4.4.1 Next hop: protocol error (a reply no command asked for)");
+        else
+            relay_lost(r, "a reply no command asked for");
+    } else if (!r->zombie && r->bev == bev && evbuffer_get_length(in) > RELAY_LINE_MAX) {
         if (r->state <= ST_MAIL)
             relay_next_hop(r, "451 4.4.1 Next hop: reply line too long");
         else
@@ -1612,8 +1627,10 @@ int smtp_relay_reuse(SMTP_RELAY *r, const SMTP_RELAY_ENV *env, SMTP_RELAY_CB cb,
 {
     const SMTPD_CLIENT *c = env->client;
 
+    /* Unread input on an idle connection is a reply nobody asked for: a fresh one, not this. */
     if (r->zombie || r->bev == NULL || r->reqs != NULL || r->inflight > 0
-        || (r->state != ST_DONE && r->state != ST_READY))
+        || (r->state != ST_DONE && r->state != ST_READY)
+        || evbuffer_get_length(bufferevent_get_input(r->bev)) > 0)
         return -1;
     free(r->sender);
     free(r->mail_params);

@@ -1131,11 +1131,15 @@ static void fake_start(SINK_T *s, const char *mode)
  * A fake downstream that offers PIPELINING and XFORWARD and logs, for
  * each read, the commands that arrived in it ("XFORWARD MAIL RCPT RCPT"
  * is one read: they were pipelined). Mode "mail4xx" answers MAIL 451,
- * "data250" answers DATA with a stray 250 instead of 354.
+ * "data250" answers DATA with a stray 250 instead of 354. Modes for the
+ * stray replies, joined with commas: "nopipe" offers no PIPELINING,
+ * "mail250x2" and "dot250x2" answer MAIL or the dot twice in one write,
+ * "rcptb550" refuses RCPT TO:<b@...>.
  */
 static const char pipe_py[] =
     "import socket, sys, time\n"
     "mode, port, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]\n"
+    "modes = mode.split(',')\n"
     "srv = socket.socket()\n"
     "srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
     "srv.bind(('127.0.0.1', port))\n"
@@ -1163,15 +1167,24 @@ static const char pipe_py[] =
     "                    buf, body = buf[j + 3:], False\n"
     "                    verbs.append('DOT')\n"
     "                    replies += b'250 2.0.0 Ok: queued as PIPE\\r\\n'\n"
+    "                    if 'dot250x2' in modes:\n"
+    "                        replies += b'250 2.0.0 Ok: queued again\\r\\n'\n"
     "                    continue\n"
     "                i = buf.find(b'\\r\\n')\n"
     "                if i < 0:\n"
     "                    break\n"
-    "                verb = buf[:i].decode('latin-1').split(' ')[0].upper()\n"
+    "                cmd = buf[:i].decode('latin-1')\n"
+    "                verb = cmd.split(' ')[0].upper()\n"
     "                buf = buf[i + 2:]\n"
     "                verbs.append(verb)\n"
-    "                if verb == 'EHLO':\n"
+    "                if verb == 'EHLO' and 'nopipe' in modes:\n"
+    "                    replies += b'250-fake\\r\\n250 XFORWARD NAME ADDR\\r\\n'\n"
+    "                elif verb == 'EHLO':\n"
     "                    replies += b'250-fake\\r\\n250-PIPELINING\\r\\n250 XFORWARD NAME ADDR\\r\\n'\n"
+    "                elif verb == 'MAIL' and 'mail250x2' in modes:\n"
+    "                    replies += b'250 2.1.0 Ok\\r\\n250 2.1.0 Ok again\\r\\n'\n"
+    "                elif verb == 'RCPT' and 'rcptb550' in modes and '<b@' in cmd:\n"
+    "                    replies += b'550 5.1.1 <b@example.com>: User unknown\\r\\n'\n"
     "                elif verb == 'MAIL' and mode == 'mail4xx':\n"
     "                    replies += b'451 4.3.0 Try again later\\r\\n'\n"
     "                elif verb == 'DATA' and mode == 'data250':\n"
@@ -1371,6 +1384,67 @@ static void test_data_250(void **state)
     sink_stop(&f);
 }
 
+/* The queue manager's way: at the dot's reply, the connection is reused at once. */
+static int stray_reused = 99;
+
+/* stray_dot_cb - record the dot's reply, then try a new transaction on the connection */
+static void stray_dot_cb(void *arg, int code, const char *reply)
+{
+    SMTP_RELAY_ENV env = {0};
+
+    env.client = &client;
+    env.sender = "next@client.test";
+    env.mail_params = "";
+    stray_reused = smtp_relay_reuse(arg, &env, record, NULL);
+    record(NULL, code, reply);
+}
+
+/*
+ * test_stray_reply - a reply that came in before its command was sent
+ * cannot be that command's reply: taken as one, each later reply would
+ * answer the command before it. A MAIL answered twice (no PIPELINING):
+ * the RCPTs are 451 and never sent, so b@, which the hop refuses, is
+ * never told 250 (it was, with the stray 250 taken as a@'s). A dot
+ * answered twice: the connection is not reused for the next message
+ * (it was, and the next message's RCPT got RSET's reply).
+ */
+static void test_stray_reply(void **state)
+{
+    SINK_T f;
+    SMTP_RELAY *r;
+    char *log;
+
+    (void) state;
+    pipe_start(&f, "nopipe,mail250x2,rcptb550");
+    r = full_transaction(hop(f.port));
+    assert_int_equal(got.n, 5);
+    assert_int_equal(got.code[0], 250);         /* MAIL */
+    assert_int_equal(got.code[1], 451);         /* a@ */
+    assert_int_equal(got.code[2], 451);         /* b@ */
+    assert_non_null(strstr(got.text[1], "451 4.4.2 Lost connection with next hop (a reply no command asked for)"));
+    smtp_relay_free(r);
+    settle();
+    sink_stop(&f);
+    log = file_slurp(f.log);
+    assert_null(strstr(log, "RCPT"));
+    free(log);
+
+    memset(&got, 0, sizeof(got));
+    pipe_start(&f, "dot250x2");
+    r = open_relay(hop(f.port), "");
+    smtp_relay_rcpt(r, "a@example.com", "", record, NULL);
+    smtp_relay_data(r, record, NULL);
+    assert_int_equal(smtp_relay_write(r, body, sizeof(body) - 1), 0);
+    smtp_relay_dot(r, stray_dot_cb, r);
+    run(4);
+    assert_int_equal(got.n, 4);                 /* MAIL, RCPT, DATA, the dot */
+    assert_int_equal(got.code[3], 250);
+    assert_int_equal(stray_reused, -1);
+    smtp_relay_free(r);
+    settle();
+    sink_stop(&f);
+}
+
 /* test_tls_required - relay_tls = encrypt and the hop has no STARTTLS: 4.7.5, next hop */
 static void test_tls_required(void **state)
 {
@@ -1498,6 +1572,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pipelined, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_mail_4xx, setup, teardown),
         cmocka_unit_test_setup_teardown(test_data_250, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stray_reply, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_required, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_may_fallback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_broken_mandatory, setup, teardown),
