@@ -181,9 +181,11 @@ static int spool_subdir(int dir_fd, const char *dir, const char *name, int creat
         snprintf(err, errlen, "cannot create %s/%s: %s", dir, name, strerror(errno));
         return -1;
     }
-    fd = openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    /* Never through a link: whoever owns the spool could point one at root's files. */
+    fd = openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
-        snprintf(err, errlen, "cannot open %s/%s: %s%s", dir, name, strerror(errno),
+        snprintf(err, errlen, "cannot open %s/%s: %s%s", dir, name,
+                 errno == ELOOP || errno == ENOTDIR ? "a symbolic link or not a directory" : strerror(errno),
                  errno == ENOENT ? " (not a queue directory?)" : "");
     return fd;
 }

@@ -5,8 +5,9 @@
  * so the output is the same for the same store), one line per address
  * even when several sources hold it. The output feeds postmap (for those
  * who still want an lmdb: table) and rcptgate import alike. A key with
- * white space (a quoted local part) cannot be written in a map file; it
- * is left out with a warning rather than written wrong.
+ * white space (a quoted local part) cannot be written in a map file, and
+ * one that starts with '#' would be read back as a comment; each is left
+ * out with a warning rather than written wrong.
  */
 #include "config.h"
 
@@ -15,6 +16,16 @@
 #include <string.h>
 
 #include "rcptgate.h"
+
+/* export_source_cb - is this the source asked for? */
+static int export_source_cb(const STORE_SOURCE_INFO *si, void *ctx)
+{
+    const char **name = ctx;
+
+    if (*name != NULL && strcmp(si->name, *name) == 0)
+        *name = NULL;
+    return 0;
+}
 
 typedef struct export_ctx {
     char last[ADDR_KEY_SIZE];   /* the previous address, to write each once */
@@ -30,9 +41,10 @@ static int export_print(const STORE_RCPT *r, void *ctx)
     if (strcmp(r->address, ec->last) == 0)
         return 0;
     snprintf(ec->last, sizeof(ec->last), "%s", r->address);
-    if (strpbrk(r->address, " \t\r\n") != NULL) {
-        rcptgate_error("export: leaving out \"%s\": a map file key cannot hold white space",
-                       r->address);
+    if (strpbrk(r->address, " \t\r\n") != NULL || r->address[0] == '#') {
+        rcptgate_error("export: leaving out \"%s\": %s", r->address, r->address[0] == '#'
+                       ? "postmap and rcptgate import read a line that starts with '#' as a comment"
+                       : "a map file key cannot hold white space");
         ec->skipped++;
         return 0;
     }
@@ -60,6 +72,21 @@ int cmd_export(int argc, char **argv)
     }
     if ((st = rcptgate_store(0)) == NULL)
         return RCPTGATE_EX_STORE;
+    if (source != NULL) {
+        /* A name that is no source must not print an empty map: postmap would empty the table. */
+        const char *missing = source;
+
+        if (store_runs_walk(st, export_source_cb, &missing) < 0) {
+            rcptgate_error("export: %s", store_error(st));
+            store_close(st);
+            return RCPTGATE_EX_STORE;
+        }
+        if (missing != NULL) {
+            rcptgate_error("export: no source %s in the store (rcptgate stats lists them)", source);
+            store_close(st);
+            return RCPTGATE_EX_NOTFOUND;
+        }
+    }
     memset(&ec, 0, sizeof(ec));
     rc = store_rcpt_walk(st, source, export_print, &ec);
     if (rc < 0) {

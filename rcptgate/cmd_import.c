@@ -25,13 +25,16 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "cfg.h"
 #include "mapfile.h"
 #include "params.h"
 #include "rcptgate.h"
 #include "shrink.h"
+#include "xalloc.h"
 
 /* What the map file reader's callback needs. */
 typedef struct import_ctx {
@@ -145,6 +148,25 @@ int cmd_import(int argc, char **argv)
     if (!import_source_ok(source)) {
         rcptgate_error("import: bad source name \"%s\" (letters, digits, '.', '_', '-')", source);
         return RCPTGATE_EX_NOTFOUND;
+    }
+    {
+        /*
+         * A [source NAME] of rcptgate.conf is rcptgate-syncd's: an import
+         * there before its first pull would make the source an import one,
+         * and every pull of it would then be refused.
+         */
+        int n = cfg_family_seen("source", NULL, 0), ours = 0;
+        char (*names)[CFG_NAME_LEN] = xcalloc(n > 0 ? (size_t) n : 1, sizeof(*names));
+
+        n = cfg_family_seen("source", names, n);
+        for (int i = 0; i < n; i++)
+            ours |= strcmp(names[i], source) == 0;
+        free(names);
+        if (ours) {
+            rcptgate_error("import: source %s is a [source %s] of %s, which rcptgate-syncd pulls; "
+                           "import into another name (--source)", source, source, rcptgate_conf_path);
+            return RCPTGATE_EX_NOTFOUND;
+        }
     }
     memset(&ic, 0, sizeof(ic));
     clock_gettime(CLOCK_MONOTONIC, &t0);

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "params_smtpd.h"
+#include "paths.h"
 #include "printable.h"
 #include "rcptgate.h"
 #include "spool.h"
@@ -36,13 +37,24 @@
 
 #define QUEUE_HEADERS_MAX   65536       /* header bytes `show` prints at most */
 
-/* queue_open - the configured spool, never created; NULL after saying why */
+/*
+ * queue_open - the configured spool, never created; NULL after saying
+ * why. Run as root, it is opened as [smtpd] user: the spool is that
+ * user's, the user the Internet-facing daemon runs as, and root acting in
+ * it would follow whatever that user put there (a deferred/ made a link
+ * to another directory: root's `queue delete ALL` would empty it).
+ */
 static SPOOL *queue_open(void)
 {
     char err[1200];
-    SPOOL *sp = spool_open(var_smtpd_queue_dir, 0, err, sizeof(err));
+    SPOOL *sp;
+    PATHS *pl = paths_create();
+    int rc = paths_act_as(pl, var_smtpd_user, "smtpd");
 
-    if (sp == NULL) {
+    paths_free(pl);
+    if (rc < 0)
+        return NULL;
+    if ((sp = spool_open(var_smtpd_queue_dir, 0, err, sizeof(err))) == NULL) {
         if (strstr(err, "does not exist") != NULL)
             rcptgate_error("%s: rcptgate-smtpd makes it when it starts with relay_mode queue or "
                            "proxy-then-queue ([smtpd] queue_directory in %s)", err, rcptgate_conf_path);
@@ -367,6 +379,7 @@ static int queue_flush(SPOOL *sp, const char *what)
 {
     QUEUE_ACT qa = {.sp = sp, .now = (long long) time(NULL)};
     char domain[256];
+    int rc;
 
     if (what != NULL && spool_id_valid(what)) {
         const char *where = spool_find(sp, what);
@@ -375,9 +388,13 @@ static int queue_flush(SPOOL *sp, const char *what)
             rcptgate_error("%s: on hold: rcptgate queue release %s", what, what);
             return RCPTGATE_EX_NOTFOUND;
         }
-        if (where == NULL || spool_retry_at(sp, what, qa.now) == 1) {
+        if (where == NULL || (rc = spool_retry_at(sp, what, qa.now)) == 1) {
             rcptgate_error("%s: no such message in the queue", what);
             return RCPTGATE_EX_NOTFOUND;
+        }
+        if (rc < 0) {
+            rcptgate_error("%s: %s", what, strerror(errno));
+            return RCPTGATE_EX_STORE;
         }
         qa.done = 1;
     } else {
@@ -497,17 +514,27 @@ static int queue_act(SPOOL *sp, int action, int argc, char **argv)
         if (spool_sync(sp) < 0)
             qa.errors++;
     } else if (argc == 1 && strcmp(argv[0], "-") == 0) {
-        char line[256];
+        char *line = NULL;
+        size_t cap = 0;
 
         spool_set_batch(sp, 1);
-        while (fgets(line, sizeof(line), stdin) != NULL) {
+        /*
+         * Whole lines, however long (a cut one's rest would be read as
+         * another id). The first word of a line of queue list will do:
+         * its indented recipient lines and its "-Queue ID-" head and
+         * "-- N Kbytes" foot name no message.
+         */
+        while (getline(&line, &cap, stdin) >= 0) {
             line[strcspn(line, " \t\r\n")] = '\0';
-            /* the first word of a list line will do: drop a held message's '!' */
+            if (line[0] == '-')
+                continue;
+            /* drop a held message's '!' */
             if (line[0] != '\0' && line[strlen(line) - 1] == '!')
                 line[strlen(line) - 1] = '\0';
             if (line[0] != '\0')
                 queue_act_id(&qa, line, &notfound);
         }
+        free(line);
         if (spool_sync(sp) < 0)
             qa.errors++;
     } else {

@@ -242,6 +242,19 @@ tl_is "$(cat "$T/out")" "imported 4 recipients into source copy: 4 added, 0 chan
     "export output imports back"
 tl_admin export --source copy >"$T/copy.map"
 tl_ok "$(cmp -s "$T/import.map" "$T/copy.map"; echo $?)" "and exports identically (round trip)"
+run export --source cpoy
+tl_ok $([ "$rc" = 1 ] && [ ! -s "$T/out" ]; echo $?) "export --source of no source: exit 1, nothing printed (not an empty map)"
+tl_like "$(cat "$T/err")" "no source cpoy in the store" "... saying so"
+# A key that starts with '#' would read back as a comment: left out, with a warning.
+tl_admin static add '#sales@example.com' >/dev/null 2>&1
+run export --source static
+tl_ok $([ "$rc" = 0 ] && ! grep -q sales "$T/out"; echo $?) "export leaves a key starting with '#' out"
+tl_like "$(cat "$T/err")" "leaving out \"#sales@example.com\": .*as a comment" "... and says why"
+# A [source NAME] of the config is syncd's: no import into it, even before its first pull.
+sed '$a [source corp]\ntype = file\npath = /nonexistent/corp.map' "$CONF" > "$T/corp.conf"
+"$RG_ADMIN" -c "$T/corp.conf" import --source corp "$T/import.map" >"$T/out" 2>"$T/err"
+tl_is "$?" 1 "import into a [source NAME] of rcptgate.conf exits 1"
+tl_like "$(cat "$T/err")" "source corp is a \[source corp\] of .*rcptgate-syncd pulls" "... saying whose it is"
 if [ -x "$POSTMAP" ]; then
     "$POSTMAP" -c "$T/postfix" -q bob@example.com "texthash:$T/import.map" >"$T/out" 2>"$T/err"
     tl_is "$?:$(cat "$T/out")" "0:OK" "postmap reads the export"

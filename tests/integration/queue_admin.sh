@@ -33,6 +33,8 @@ cat >> "$CONF" <<EOF
 
 [smtpd]
 queue_directory = $Q
+# Run as root, queue commands act as this user: here they stay root (but see "as root" below).
+user =
 EOF
 
 # run CMD... - the admin command: stdout to $T/out, stderr to $T/err, status in $rc
@@ -184,6 +186,13 @@ tl_admin queue hold "$E" >/dev/null 2>&1
 printf '%s\n%s!\n' "$D" "$E" | tl_admin queue delete - >"$T/out" 2>"$T/err"
 tl_is "$?" 0 "delete - (ids on stdin, a held one with list's '!') exits 0"
 tl_like "$(cat "$T/err")" 'deleted 2 messages' "delete -: both"
+# A line longer than any buffer is one line: its tail is not read as an id of its own.
+printf '%s%s\n' "$(printf 'X%.0s' $(seq 255))" "$A" | tl_admin queue hold - >"$T/out" 2>"$T/err"
+tl_ok $([ "$?" = 1 ] && [ -e "$Q/deferred/$A" ]; echo $?) "hold -: a 255-byte word then an id is one bad word, not the id"
+# queue list as it is, head and foot included, feeds hold - and release -.
+tl_admin queue list | tl_admin queue hold - >"$T/out" 2>"$T/err"
+tl_ok $([ "$?" = 0 ] && [ -e "$Q/hold/$A" ]; echo $?) "queue list | hold -: exit 0, its messages held"
+tl_admin queue release ALL >/dev/null 2>&1
 
 # --- a damaged file is reported, the rest still listed
 printf 'rcptgate-queue 1\nwarned 0\n' > "$Q/deferred/0000000000DAMAGED"
@@ -233,6 +242,15 @@ mv "$T/queue.away" "$Q"
 # --- as root: every file stays the spool owner's
 if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1; then
     chown -R nobody "$Q"
+    sed -i 's/^user =$/user = nobody/' "$CONF"
+    # deferred/ made a link by whoever holds smtpd's user: root's delete ALL must not follow it.
+    mkdir "$T/victim" && echo precious > "$T/victim/README"
+    mv "$Q/deferred" "$Q/deferred.real" && ln -s "$T/victim" "$Q/deferred" && chown -h nobody "$Q/deferred"
+    run queue delete ALL
+    tl_ok $([ "$rc" != 0 ] && [ -e "$T/victim/README" ]; echo $?) \
+        "as root: a deferred/ that is a link is not followed (exit $rc, the file behind it is still there)"
+    tl_like "$(cat "$T/err")" "deferred: a symbolic link or not a directory" "... and says why"
+    rm "$Q/deferred" && mv "$Q/deferred.real" "$Q/deferred"
     run queue hold ALL
     run queue release "$A"
     run queue flush
@@ -245,7 +263,10 @@ if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1; then
     run queue flush
     tl_ok $([ "$rc" = 2 ] && [ ! -e "$T/none" ]; echo $?) "as root: a missing spool is not created"
     sed -i "s|^queue_directory = .*|queue_directory = $Q|" "$CONF"
+    sed -i 's/^user = nobody$/user =/' "$CONF"
 else
+    tl_n=$((tl_n + 1)); echo "ok $tl_n # SKIP a link as root: needs root and the user nobody"
+    tl_n=$((tl_n + 1)); echo "ok $tl_n # SKIP a link as root: needs root and the user nobody"
     tl_n=$((tl_n + 1)); echo "ok $tl_n # SKIP ownership as root: needs root and the user nobody"
     tl_n=$((tl_n + 1)); echo "ok $tl_n # SKIP ownership as root: needs root and the user nobody"
     tl_n=$((tl_n + 1)); echo "ok $tl_n # SKIP ownership as root: needs root and the user nobody"
