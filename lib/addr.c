@@ -707,6 +707,37 @@ int addr_strip_extension(const char *local, const char *delims, char *out)
     return 0;
 }
 
+/* addr_external - Postfix's internal form back in the external one (addr.h) */
+char *addr_external(const char *in, char *out, size_t size)
+{
+    const char *at = strrchr(in, '@');
+    size_t n = at ? (size_t) (at - in) : strlen(in), o = 0;
+
+    /*
+     * Quoted only when a special (white space, ",:;<>()[]\\") says the
+     * quotes were there: "a..b" stays as it came, and so does a local
+     * part with '@' or '"' in it, which cannot be told apart from the
+     * forms the rules refuse.
+     */
+    if (size < 2 * strlen(in) + 3) {
+        snprintf(out, size, "%s", "");
+        return out;
+    }
+    if (strcspn(in, " \t,:;<>()[]\\") >= n || memchr(in, '@', n) != NULL || memchr(in, '"', n) != NULL) {
+        snprintf(out, size, "%s", in);
+        return out;
+    }
+    out[o++] = '"';
+    for (size_t i = 0; i < n; i++) {
+        if (in[i] == '\\')
+            out[o++] = '\\';
+        out[o++] = in[i];
+    }
+    out[o++] = '"';
+    snprintf(out + o, size - o, "%s", in + n);
+    return out;
+}
+
 /* addr_strerror - short English text for an addr_error value */
 const char *addr_strerror(int err)
 {

@@ -123,4 +123,14 @@ int addr_strip_extension(const char *local, const char *delims, char *out);
  */
 int addr_key(const char *in, size_t len, int flags, char *out, char *err, size_t errlen);
 
+/*
+ * addr_external - an address in Postfix's internal form, as its policy
+ * delegation sends it (the local part's quotes taken off: "john
+ * doe@example.com"), in the external form addr_parse reads: the local
+ * part, before the last '@', quoted ("\"john doe\"@example.com") when it
+ * holds white space or one of ",:;<>()[]\\" (and no '@' or '"'). out
+ * holds at least 2 * strlen(in) + 3 bytes (else it is ""); returns out.
+ */
+char *addr_external(const char *in, char *out, size_t size);
+
 #endif

@@ -1053,12 +1053,19 @@ static int rules_recipient(RULES_CTX *x)
     char what[ADDR_KEY_SIZE + 4];
     int flags = (x->opts.addr_flags & ~(ADDR_ALLOW_ROUTE | ADDR_ALLOW_PERCENT | ADDR_ALLOW_BANG))
         | ADDR_ALLOW_BARE;
-    int rc, ok, ours;
+    int rc, ok, ours, long_local = 0;
     CHECK_WHY why;
     ADDR a;
 
     snprintf(what, sizeof(what), "<%.*s>", ADDR_PATH_MAX, rcpt);
     rc = addr_parse(rcpt, strlen(rcpt), flags, &a);
+    /*
+     * A local part over 64 octets (SRS, VERP) is no syntax error for a
+     * domain that is not ours: where to relay it is not ours to judge.
+     */
+    if (rc == ADDR_ERR_LOCAL_LONG && (rc = addr_parse(rcpt, strlen(rcpt), flags | ADDR_ALLOW_LONG_LOCAL, &a))
+        == ADDR_OK)
+        long_local = 1;
 
     /* Sender-specified routing is never relayed, for anyone (and never warn-only). */
     if (rc == ADDR_ERR_ROUTE || rc == ADDR_ERR_PERCENT || rc == ADDR_ERR_BANG || rc == ADDR_ERR_MULTI_AT
@@ -1073,8 +1080,12 @@ static int rules_recipient(RULES_CTX *x)
                           "504 5.5.2 %s: Recipient address rejected: need fully-qualified address", what);
         if (rc != 0)
             return rc;
-        if (a.domain[0] == 0)
+        if (a.domain[0] == 0 && !in->relay_elsewhere)
             return rules_set(x, 554, "relay_control", "554 5.7.1 %s: Relay access denied", what);
+        if (a.domain[0] == 0) {
+            out->rule = "relay_control";    /* Postfix completes it ($myorigin) and judges that */
+            return 0;
+        }
     }
 
     /* relay control */
@@ -1089,6 +1100,8 @@ static int rules_recipient(RULES_CTX *x)
         out->rule = "relay_control";    /* not ours to judge: see rules_check() */
         return 0;
     }
+    if (long_local && ours)
+        return rules_set(x, 501, "address_syntax", "501 5.1.3 Bad recipient address syntax");
     out->ours = ours;
     snprintf(out->nexthop, sizeof(out->nexthop), "%s", ours ? why.nexthop : "");
     snprintf(out->relay_mode, sizeof(out->relay_mode), "%s", ours ? why.relay_mode : "");

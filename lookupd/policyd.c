@@ -119,8 +119,9 @@ static int policyd_eq(const POLICYD_VAL *v, const char *lit)
 /*
  * policyd_str - a value as a string in buf: NULL when absent or empty and
  * empty_null is set. Longer than buf is cut: every buffer is larger than
- * the longest address or name the rules take, so a cut one is refused
- * as malformed, never read as another.
+ * the longest name the rules take, so a cut one is refused as malformed,
+ * never read as another; the addresses' hold a whole request, never cut
+ * (a cut sender would be judged by the domain the cut left it).
  */
 static const char *policyd_str(const POLICYD_VAL *v, char *buf, size_t size, int empty_null)
 {
@@ -137,8 +138,9 @@ static const char *policyd_str(const POLICYD_VAL *v, char *buf, size_t size, int
 /* policyd_decide - the action for one well-formed request */
 static int policyd_decide(LOOKUPD_CONN *conn, const POLICYD_REQ *req, char *action, size_t size)
 {
-    char rcpt[1024], sender[1024], addr[128], name[600], helo[600], login[600], qid[64], proto[16],
-        text[RULES_REPLY_LEN], safe[RULES_REPLY_LEN];
+    char rcpt[POLICYD_REQ_MAX + 1], sender[POLICYD_REQ_MAX + 1], addr[128], name[600], helo[600],
+        login[600], qid[64], proto[16], text[RULES_REPLY_LEN], safe[RULES_REPLY_LEN];
+    static char rcpt_ext[2 * POLICYD_REQ_MAX + 3], sender_ext[2 * POLICYD_REQ_MAX + 3];
     const char *reason;
     RULES_INPUT in;
     RULES_RESULT res;
@@ -163,12 +165,14 @@ static int policyd_decide(LOOKUPD_CONN *conn, const POLICYD_REQ *req, char *acti
     memset(&in, 0, sizeof(in));
     in.store = st;
     in.in_read = 1;                     /* lookupd_store()'s, ended by the loop */
-    in.rcpt = policyd_str(&req->rcpt, rcpt, sizeof(rcpt), 0);
+    /* Postfix sends addresses in its internal form: "john doe@example.com" for <"john doe"@example.com>. */
+    in.rcpt = addr_external(policyd_str(&req->rcpt, rcpt, sizeof(rcpt), 0), rcpt_ext, sizeof(rcpt_ext));
     in.client_addr = policyd_str(&req->client_addr, addr, sizeof(addr), 0);
     in.client_name = policyd_str(&req->client_name, name, sizeof(name), 1);
     in.helo = policyd_str(&req->helo, helo, sizeof(helo), 1);
     /* Postfix sends "sender=" for the null sender; no attribute at all: no MAIL FROM known */
-    in.sender = req->sender.p ? policyd_str(&req->sender, sender, sizeof(sender), 0) : NULL;
+    in.sender = req->sender.p ? addr_external(policyd_str(&req->sender, sender, sizeof(sender), 0),
+                                              sender_ext, sizeof(sender_ext)) : NULL;
     in.login = policyd_str(&req->login, login, sizeof(login), 1);
     in.trusted = rules_trusted(in.client_addr);
     /* Postfix's reject_unauth_destination decides relaying: it knows its own local and virtual domains */

@@ -268,6 +268,32 @@ rc=$?
 tl_is "$rc" 78 "reject_text with Postfix's prefix: lookupd -n exits 78"
 tl_like "$(cat "$T/n.out")" 'reject_text.*Postfix writes' "and says Postfix writes the prefix itself"
 
+# Addresses as Postfix sends them: its internal form has the local part's
+# quotes taken off; local parts over 64 octets (SRS, VERP) are Postfix's to
+# relay; a recipient without a domain, when not refused for it, is Postfix's.
+tl_admin static add '"john doe"@example.com' >/dev/null 2>&1
+printf 'reject_non_fqdn_recipient = off\n' > "$T/rules.add"
+sed '/^\[rules\]/r '"$T/rules.add" "$T/base.conf" > "$CONF"
+grep -q '^\[rules\]' "$CONF" || printf '\n[rules]\nreject_non_fqdn_recipient = off\n' >> "$CONF"
+tl_start_lookupd
+tl_wait_socket "$POLICY"
+tl_is "$(req RCPT 'john doe@example.com' | ask)" "action=DUNNO" \
+    "recipient in Postfix's internal form (<\"john doe\"@example.com>): found, DUNNO"
+tl_like "$(req RCPT 'jane doe@example.com' | ask)" "^action=550 5\.1\.1 " "... an unknown one: 550 5.1.1, not 501"
+long=$(printf 'x%.0s' $(seq 70))
+tl_is "$(CLIENT=127.0.0.1 req RCPT "SRS0=$long@lists.foreign.test" | ask)" "action=DUNNO" \
+    "a 74-octet local part in a domain not ours: DUNNO (Postfix relays it), not 501"
+tl_is "$(req RCPT "SRS0=$long@example.com" | ask)" "action=501 5.1.3 Bad recipient address syntax" \
+    "... in our domain: 501 5.1.3 as from smtpd"
+tl_is "$(CLIENT=127.0.0.1 req RCPT abuse | ask)" "action=DUNNO" \
+    "a recipient without a domain, reject_non_fqdn_recipient = off: DUNNO (Postfix appends \$myorigin)"
+# A sender longer than any buffer is judged whole, not by the domain a cut would leave.
+big=$(printf 'a%.0s' $(seq 1011))
+tl_is "$(SENDER="$big@example.com.attacker.test" req RCPT alice@example.com | ask)" "action=DUNNO" \
+    "a 1 KB sender in a domain not ours: DUNNO (cut at 1 KB it ended in @example.com: forged)"
+tl_stop_lookupd
+cp "$T/base.conf" "$CONF"
+
 # A broken store: 451 4.3.0 (as Postfix's own failed table lookup), never a 5xx.
 rm -f "$STORE" "$STORE-wal" "$STORE-shm"
 printf 'garbage, not a database\n%.0s' 1 2 3 4 5 6 7 8 9 10 > "$STORE"

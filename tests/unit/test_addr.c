@@ -646,6 +646,28 @@ static void test_strerror(void **state)
 #define N(a)    (sizeof(a) / sizeof((a)[0]))
 
 /* test_key_case - addr_key() of in (flags) gives want, or fails when want is NULL */
+/* addr_external: Postfix's internal form (quotes taken off) back to what addr_parse reads */
+static void test_external(void **state)
+{
+    char out[200];
+    static const char *const cases[][2] = {
+        {"john doe@example.com", "\"john doe\"@example.com"},
+        {"a\\b c@example.com", "\"a\\\\b c\"@example.com"},
+        {"x,y@example.com", "\"x,y\"@example.com"},
+        {"plain.user+tag@example.com", "plain.user+tag@example.com"},
+        {"a..b@example.com", "a..b@example.com"},         /* no special: as it came */
+        {"a b@c@example.com", "a b@c@example.com"},       /* '@' inside: as it came */
+        {"\"q\"@example.com", "\"q\"@example.com"},
+        {"no domain", "\"no domain\""},
+        {"", ""},
+    };
+
+    (void) state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        assert_string_equal(addr_external(cases[i][0], out, sizeof(out)), cases[i][1]);
+    assert_string_equal(addr_external("john doe@example.com", out, 10), "");   /* too small: nothing */
+}
+
 static void test_key_case(const char *in, int flags, const char *want)
 {
     char out[ADDR_KEY_SIZE];
@@ -727,6 +749,7 @@ int main(void)
         cmocka_unit_test(test_memo),
         cmocka_unit_test(test_strerror),
         cmocka_unit_test(test_key),
+        cmocka_unit_test(test_external),
     };
     size_t total = N(parse_cases) + N(domain_cases) + N(strip_cases) + N(fixed), i, t = 0;
     struct CMUnitTest *tests = calloc(total, sizeof(*tests));
