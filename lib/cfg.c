@@ -34,6 +34,7 @@
 #endif
 
 #define CFG_MAX_LINE    4096
+#define CFG_SECTION_MAX 49      /* inih keeps 50 bytes of a section name, the NUL included */
 #define CFG_MAX_SECRET  4096
 
 /*
@@ -74,7 +75,7 @@ typedef struct cfg_parse {
     int errors;
     CFG_ENTRY *entries;
     size_t count, size;
-    char **long_values;         /* values of lines too long for inih */
+    char **long_values;         /* every value, kept whole (cfg_reader) */
     size_t long_count;
     char *headers;              /* "name\n" for each [name] line, even without keys */
     size_t headers_len;
@@ -119,36 +120,54 @@ static void cfg_header(CFG_PARSE *cp, const char *line)
 /*
  * cfg_reader - hand inih one line, counting lines.
  *
- * Debian's inih reads into a fixed 200-byte buffer, too short for an LDAP
- * filter or a list of URIs. A longer "key = value" line is therefore read
- * here whole, its value kept aside, and inih sees "key = \001N" instead;
- * cfg_handler swaps the value back in. Lines over CFG_MAX_LINE are errors.
+ * Every line is judged here, so that one rule holds whatever its length
+ * (Debian's inih reads into a fixed 200-byte buffer, and strips " ;..."
+ * as a comment and joins indented lines to the key above, which
+ * rcptgate.conf(5) does not have):
+ *   - blank, or '#' or ';' first: a comment, however long;
+ *   - "[name]": handed on, unless the name is longer than inih keeps
+ *     (CFG_SECTION_MAX: it would be cut, and two sections merged);
+ *   - "key = value": the value is kept aside whole, text after a ';'
+ *     included, and inih sees "key = \001N"; cfg_handler swaps the value
+ *     back in;
+ *   - anything else is an error: indented text continues no value.
+ * Lines over CFG_MAX_LINE are errors.
  */
 static char *cfg_reader(char *str, int num, void *stream)
 {
     CFG_PARSE *cp = stream;
-    char *line = NULL;
+    char *line = NULL, *p, *eq;
     size_t cap = 0;
     ssize_t len;
-    char *eq;
 
     if ((len = getline(&line, &cap, cp->fp)) < 0) {
         free(line);
         return NULL;
     }
     cp->line++;
-    cfg_header(cp, line);
+    p = line;
+    if (cp->line == 1 && memcmp(p, "\xEF\xBB\xBF", 3) == 0)
+        p += 3;                         /* a UTF-8 byte order mark */
+    p += strspn(p, " \t");
+    snprintf(str, (size_t) num, "\n");
     if ((size_t) len != strlen(line)) {
         cfg_error(cp, cp->line, "NUL character in line");
-        snprintf(str, (size_t) num, "\n");
     } else if (len > CFG_MAX_LINE) {
         cfg_error(cp, cp->line, "line longer than %d characters", CFG_MAX_LINE);
-        snprintf(str, (size_t) num, "\n");
-    } else if (len < num - 2) {
-        memcpy(str, line, (size_t) len + 1);
-    } else if ((eq = strchr(line, '=')) == NULL || eq - line > num / 2) {
-        cfg_error(cp, cp->line, "syntax error: expected key = value");
-        snprintf(str, (size_t) num, "\n");
+    } else if (*p == '\0' || *p == '\r' || *p == '\n' || *p == '#' || *p == ';') {
+        ;                               /* blank or a comment */
+    } else if (*p == '[') {
+        char *end = strchr(p, ']');
+
+        cfg_header(cp, p);
+        if (end != NULL && end - p - 1 > CFG_SECTION_MAX)
+            cfg_error(cp, cp->line, "section name longer than %d characters: [%.60s...]", CFG_SECTION_MAX, p + 1);
+        else
+            snprintf(str, (size_t) num, "%s", p);       /* fits: inih says what else is wrong */
+    } else if ((eq = strchr(p, '=')) == NULL || eq - p > num / 2) {
+        cfg_error(cp, cp->line, p > line && eq == NULL && cp->count > 0
+                  ? "indented text: a value does not continue on the next line"
+                  : "syntax error: expected key = value");
     } else {
         char *value = eq + 1;
 
@@ -158,7 +177,7 @@ static char *cfg_reader(char *str, int num, void *stream)
             *--end = 0;
         cp->long_values = xrealloc(cp->long_values, (cp->long_count + 1) * sizeof(char *));
         cp->long_values[cp->long_count] = xstrdup(value);
-        snprintf(str, (size_t) num, "%.*s= \001%zu\n", (int) (eq - line), line, cp->long_count++);
+        snprintf(str, (size_t) num, "%.*s= \001%zu\n", (int) (eq - p), p, cp->long_count++);
     }
     free(line);
     return str;

@@ -43,6 +43,12 @@ int listen_parse(const char *spec, LISTEN_ADDR *out, char *err, size_t errlen)
             snprintf(err, errlen, "\"%s\": empty socket path", spec);
             return -1;
         }
+        /* Relative, it would be made in whatever directory the daemon started in, and left there. */
+        if (path[0] != '/') {
+            snprintf(err, errlen, "\"%s\": the socket path must be absolute (Postfix's side may be "
+                     "relative to its queue directory; rcptgate's may not)", spec);
+            return -1;
+        }
         if (plen >= sizeof(out->path)) {
             snprintf(err, errlen, "\"%s\": socket path longer than %zu bytes",
                      spec, sizeof(out->path) - 1);

@@ -79,12 +79,12 @@ void params_source_err(const char *file, int line, const char *name, const char 
     log_err("%s:%d: [source %s] %s", file, line, name, buf);
 }
 
-/* params_source_name_ok - a source name: letters, digits and "._-" */
+/* params_source_name_ok - a source name: letters, digits and "._-", as long as a [source NAME] line allows */
 static int params_source_name_ok(const char *name)
 {
     size_t n = strlen(name);
 
-    return n > 0 && n <= 64
+    return n > 0 && n <= 42
         && strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
 }
 
@@ -94,7 +94,7 @@ int params_source_validate(const char *file, int line, const char *name, const S
     int errors = 0;
 
     if (!params_source_name_ok(name)) {
-        params_source_err(file, line, name, "the name may hold only letters, digits, '.', '_' and '-'");
+        params_source_err(file, line, name, "the name may hold only letters, digits, '.', '_' and '-', at most 42");
         errors++;
     } else if (strcmp(name, "static") == 0) {
         params_source_err(file, line, name, "\"static\" is the source of rcptgate's static entries; "

@@ -253,23 +253,27 @@ static int rules_add_mynet(RULES_STATE *s, size_t *cap, const char *word, const 
 /* rules_mynet_file - a mynetworks file, as Postfix reads one: words, "#" comments */
 static int rules_mynet_file(RULES_STATE *s, size_t *cap, const char *path, char *err, size_t errlen)
 {
-    char line[1024], where[600];
+    char *line = NULL, where[600];
+    size_t lcap = 0;
     FILE *fp = fopen(path, "r");
-    int n = 0, rc = 0;
+    long long n = 0;
+    int rc = 0;
 
     if (fp == NULL) {
         snprintf(err, errlen, "rules.mynetworks: %s: %m", path);
         return -1;
     }
-    while (rc == 0 && fgets(line, sizeof(line), fp) != NULL) {
+    /* Whole lines, as Postfix reads them: a long comment is one comment, not two lines. */
+    while (rc == 0 && getline(&line, &lcap, fp) >= 0) {
         char *word, *save = NULL;
 
         n++;
         line[strcspn(line, "#")] = 0;
-        snprintf(where, sizeof(where), "%s line %d", path, n);
+        snprintf(where, sizeof(where), "%s line %lld", path, n);
         for (word = strtok_r(line, " \t\r\n,", &save); word && rc == 0; word = strtok_r(NULL, " \t\r\n,", &save))
             rc = rules_add_mynet(s, cap, word, where, err, errlen);
     }
+    free(line);
     fclose(fp);
     return rc;
 }

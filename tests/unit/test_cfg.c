@@ -123,6 +123,38 @@ static void test_section_seen(void **state)
     assert_false(cfg_section_seen("store"));
 }
 
+/*
+ * One rule for every line, whatever its length: a ';' in a value is part
+ * of it (an export_command may chain commands), a comment may be long,
+ * indented text continues nothing, a section name inih would cut is an
+ * error, a byte order mark is skipped.
+ */
+static void test_lines(void **state)
+{
+    char line[400];
+
+    (void) state;
+    assert_int_equal(load("[store]\nstr = a ; b\n[lookupd]\nneeded = y ; z\n"), 0);
+    assert_string_equal(v_str, "a ; b");
+    assert_string_equal(v_req, "y ; z");
+    memset(line, 'c', sizeof(line) - 1);
+    line[0] = '#';
+    line[sizeof(line) - 1] = 0;
+    {
+        char text[600];
+
+        snprintf(text, sizeof(text), "[store]\n%s\n  ; indented comment\n[lookupd]\nneeded = q\n", line);
+        assert_int_equal(load(text), 0);
+    }
+    assert_int_equal(load("[store]\nstr = one\n  two\n[lookupd]\nneeded = y\n"), 1);
+    assert_int_equal(load("[store]\n   str = indented key\n[lookupd]\nneeded = y\n"), 0);
+    assert_string_equal(v_str, "indented key");
+    assert_int_equal(load("\xEF\xBB\xBF[store]\nint = 9\n[lookupd]\nneeded = y\n"), 0);
+    assert_int_equal(v_int, 9);
+    assert_true(load("[lookupd]\nneeded = y\n[source abcdefghij-abcdefghij-abcdefghij-abcdefghij-abc]\n"
+                     "type = file\n") > 0);
+}
+
 static void test_defaults(void **state)
 {
     (void) state;
@@ -597,6 +629,7 @@ int main(void)
         cmocka_unit_test(test_moved),
         cmocka_unit_test(test_moved_restart),
         cmocka_unit_test(test_rules_checked),
+        cmocka_unit_test(test_lines),
     };
     int fd, rc;
 

@@ -93,6 +93,20 @@ static void test_v6only(void **state)
     close(fd);
 }
 
+/* unix: paths: absolute only (a relative one would be made wherever the daemon started) */
+static void test_unix_paths(void **state)
+{
+    char err[256];
+    LISTEN_ADDR la;
+
+    (void) state;
+    assert_int_equal(listen_parse("unix:/run/rcptgate/policy", &la, err, sizeof(err)), 0);
+    assert_string_equal(la.path, "/run/rcptgate/policy");
+    assert_int_equal(listen_parse("unix:rcptgate/policy", &la, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "must be absolute"));
+    assert_int_equal(listen_parse("unix:", &la, err, sizeof(err)), -1);
+}
+
 /* IPv4 listeners: bound, and a port in use refused the same way */
 static void test_v4(void **state)
 {
@@ -226,6 +240,7 @@ static void test_in_use(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_unix_paths),
         cmocka_unit_test(test_v4),
         cmocka_unit_test(test_unix_stale_live),
         cmocka_unit_test(test_unix_unknown),

@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -474,6 +475,23 @@ static void test_init_errors(void **state)
     assert_true(smtpd_check_trusted((struct sockaddr *) &sin));
     var_rules_mynetworks = "bogus";
     assert_int_equal(smtpd_check_init(err, sizeof(err)), -1);
+    {
+        /* a mynetworks file: a comment longer than any buffer is one comment, lines counted right */
+        char path[] = "/tmp/rg-mynets-XXXXXX";
+        int fd = mkstemp(path);
+        FILE *fp = fdopen(fd, "w");
+
+        assert_non_null(fp);
+        fputs("# ", fp);
+        for (int i = 0; i < 1100; i++)
+            fputc('x', fp);
+        fputs(" trusted\n10.20.0.0/16\n10.0.0.0/33\n", fp);
+        fclose(fp);
+        var_rules_mynetworks = path;
+        assert_int_equal(smtpd_check_init(err, sizeof(err)), -1);
+        assert_non_null(strstr(err, " line 3: bad CIDR \"10.0.0.0/33\""));
+        unlink(path);
+    }
 
     /* a malformed access entry: parameter and entry number */
     var_rules_mynetworks = "10.20.0.0/16";
