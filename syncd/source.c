@@ -215,6 +215,48 @@ void source_skip_warn(SYNC_SINK *sink, const char *fmt, ...)
 
 /* ------------------------------------------------------------ objects */
 
+/*
+ * A list is searched from end to end while it is short; from
+ * SOURCE_LIST_INDEX_MIN strings on, through an index by hash, so that
+ * an object with tens of thousands of values (a hostile server's, or a
+ * huge group's members) costs linear time, not quadratic.
+ */
+#define SOURCE_LIST_INDEX_MIN 16
+
+/* source_list_hash - FNV-1a of len bytes */
+static size_t source_list_hash(const char *s, size_t len)
+{
+    uint64_t h = 14695981039346656037ULL;
+
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char) s[i]) * 1099511628211ULL;
+    return (size_t) h;
+}
+
+/* source_list_slot - where v[i] goes in the index */
+static void source_list_slot(SOURCE_LIST *l, size_t i)
+{
+    size_t h = source_list_hash(l->v[i], strlen(l->v[i])) & (l->nslot - 1);
+
+    while (l->slot[h] != 0)
+        h = (h + 1) & (l->nslot - 1);
+    l->slot[h] = i + 1;
+}
+
+/* source_list_index - (re)build the index for n strings and more */
+static void source_list_index(SOURCE_LIST *l)
+{
+    size_t want = 64;
+
+    while (want < 4 * l->n)
+        want *= 2;
+    free(l->slot);
+    l->nslot = want;
+    l->slot = xcalloc(want, sizeof(*l->slot));
+    for (size_t i = 0; i < l->n; i++)
+        source_list_slot(l, i);
+}
+
 /* source_list_add - append a copy of a string */
 static void source_list_add(SOURCE_LIST *l, const char *s, size_t len)
 {
@@ -223,23 +265,39 @@ static void source_list_add(SOURCE_LIST *l, const char *s, size_t len)
         l->v = xrealloc(l->v, l->size * sizeof(char *));
     }
     l->v[l->n++] = xstrndup(s, len);
+    if (l->n >= SOURCE_LIST_INDEX_MIN && 2 * l->n > l->nslot)
+        source_list_index(l);
+    else if (l->slot != NULL)
+        source_list_slot(l, l->n - 1);
 }
 
-/* source_list_has - is the string in the list already? */
-static int source_list_has(const SOURCE_LIST *l, const char *s)
+/* source_list_has - are these len bytes a string of the list already? */
+static int source_list_has(const SOURCE_LIST *l, const char *s, size_t len)
 {
+    if (l->n >= SOURCE_LIST_INDEX_MIN && l->slot != NULL) {
+        for (size_t h = source_list_hash(s, len) & (l->nslot - 1); l->slot[h] != 0; h = (h + 1) & (l->nslot - 1)) {
+            const char *v = l->v[l->slot[h] - 1];
+
+            if (strncmp(v, s, len) == 0 && v[len] == 0)
+                return 1;
+        }
+        return 0;
+    }
     for (size_t i = 0; i < l->n; i++)
-        if (strcmp(l->v[i], s) == 0)
+        if (strncmp(l->v[i], s, len) == 0 && l->v[i][len] == 0)
             return 1;
     return 0;
 }
 
-/* source_list_clear - free the strings, keep the array */
+/* source_list_clear - free the strings and the index, keep the array */
 static void source_list_clear(SOURCE_LIST *l)
 {
     for (size_t i = 0; i < l->n; i++)
         free(l->v[i]);
     l->n = 0;
+    free(l->slot);
+    l->slot = NULL;
+    l->nslot = 0;
 }
 
 /* source_obj_init - an empty object of the named source */
@@ -308,7 +366,7 @@ int source_obj_address(SOURCE_OBJ *obj, SYNC_SINK *sink, const char *attr, const
                          source_printable(value, len, shown, sizeof(shown)), why);
         return -1;
     }
-    if (source_list_has(&obj->addresses, key))
+    if (source_list_has(&obj->addresses, key, strlen(key)))
         return 0;
     source_list_add(&obj->addresses, key, strlen(key));
     return 1;
@@ -324,22 +382,22 @@ void source_obj_login(SOURCE_OBJ *obj, const char *value, size_t len)
     lower = xstrndup(value, len);
     for (char *p = lower; *p; p++)
         *p = (char) tolower((unsigned char) *p);
-    if (!source_list_has(&obj->logins, lower)) {
-        if (obj->logins.n == obj->logins.size) {
-            obj->logins.size = obj->logins.size ? 2 * obj->logins.size : 4;
-            obj->logins.v = xrealloc(obj->logins.v, obj->logins.size * sizeof(char *));
-        }
-        obj->logins.v[obj->logins.n++] = lower;
-    } else {
-        free(lower);
-    }
+    if (!source_list_has(&obj->logins, lower, len))
+        source_list_add(&obj->logins, lower, len);
+    free(lower);
 }
 
-/* source_obj_member - a member DN as the directory gave it */
+/* source_obj_member - a member DN as the directory gave it, once */
 void source_obj_member(SOURCE_OBJ *obj, const char *value, size_t len)
 {
-    if (len > 0 && memchr(value, 0, len) == NULL)
+    if (len > 0 && memchr(value, 0, len) == NULL && !source_list_has(&obj->members, value, len))
         source_list_add(&obj->members, value, len);
+}
+
+/* source_obj_members_clear - no members after all (they could not be read) */
+void source_obj_members_clear(SOURCE_OBJ *obj)
+{
+    source_list_clear(&obj->members);
 }
 
 /* source_obj_put - the object as the store wants it, to the sink */

@@ -363,6 +363,19 @@ static int source_graph_group(SOURCE_GRAPH *sg, json_t *g, char *err, size_t err
     url = xasprintf("%s/groups/%s/members?$select=id&$top=%d", sg->api, o->guid, SOURCE_GRAPH_TOP_MAX);
     rc = source_graph_http_pages(sg, url, source_graph_member, NULL, NULL, err, errlen);
     free(url);
+    if (rc == GRAPH_FORBIDDEN) {
+        /*
+         * A group with hidden membership, and no Member.Read.Hidden: its
+         * addresses are what matter (Graph marks no group internal-only,
+         * the one rule members serve), so it is stored without members.
+         */
+        log_warn("source %s: group %s (%s): its members may not be read (%s; a group with hidden "
+                 "membership needs the Member.Read.Hidden permission): stored without members",
+                 sg->conf->name, o->guid, o->addresses.v[0], err);
+        err[0] = 0;
+        source_obj_members_clear(o);
+        return source_graph_done(sg, 1, err, errlen);
+    }
     if (rc != GRAPH_OK) {
         /*
          * A 404 included: Graph is eventually consistent, and a replica
@@ -370,7 +383,7 @@ static int source_graph_group(SOURCE_GRAPH *sg, json_t *g, char *err, size_t err
          * deleting it) would refuse its address; the pull fails and is
          * tried again (a deleted group is then gone from the listing).
          */
-        if (rc != GRAPH_ERR)
+        if (rc == GRAPH_GONE || rc == GRAPH_NOTFOUND)
             snprintf(err, errlen, "group %s: its members could not be read (HTTP %s)", o->guid,
                      rc == GRAPH_GONE ? "410" : "404");
         return -1;
@@ -462,8 +475,16 @@ static int source_graph_delta_cb(SOURCE_GRAPH *sg, json_t *item, void *ctx, char
                          sg->conf->name, d->what);
         return 0;
     }
-    if (json_object_get(item, "@removed") != NULL)
+    if (json_object_get(item, "@removed") != NULL) {
+        /* Removed later in the round than a re-read that found nothing: that answers it. */
+        for (size_t i = 0; i < sg->nunread; i++)
+            if (strcmp(sg->unread[i], id) == 0) {
+                free(sg->unread[i]);
+                sg->unread[i] = sg->unread[--sg->nunread];
+                break;
+            }
         return source_graph_delete(sg, id, err, errlen);
+    }
     for (const char *const *p = d->needed; *p; p++) {
         if (json_object_get(item, *p) == NULL) {
             /* Only what changed came: read the whole object. */
@@ -474,15 +495,21 @@ static int source_graph_delta_cb(SOURCE_GRAPH *sg, json_t *item, void *ctx, char
             /*
              * 404: a replica that does not hold it yet (Graph is eventually
              * consistent), or deleted since the delta was made. Only the
-             * delta's @removed deletes: the pull fails and keeps its link,
-             * and the next one reads it, or gets the @removed.
+             * delta's @removed deletes: the object is neither put nor
+             * deleted, and unless a later page of this round removes it
+             * (an object may come more than once in a round), the pull
+             * fails at its end and keeps its link, and the next one reads
+             * it, or gets the @removed.
              */
-            if (rc != GRAPH_OK) {
-                if (rc == GRAPH_GONE || rc == GRAPH_NOTFOUND)
-                    snprintf(err, errlen, "%s/%s: HTTP %s (read again whole; tried at the next pull)",
-                             d->what, id, rc == GRAPH_GONE ? "410" : "404");
-                return -1;
+            if (rc == GRAPH_GONE || rc == GRAPH_NOTFOUND) {
+                log_debug("source %s: %s/%s: HTTP %s on reading it again; waiting for its @removed",
+                          sg->conf->name, d->what, id, rc == GRAPH_GONE ? "410" : "404");
+                sg->unread = xrealloc(sg->unread, (sg->nunread + 1) * sizeof(*sg->unread));
+                sg->unread[sg->nunread++] = xstrdup(id);
+                return 0;
             }
+            if (rc != GRAPH_OK)
+                return -1;
             item = whole;
             break;
         }
@@ -568,7 +595,7 @@ static int source_graph_latest(SOURCE_GRAPH *sg, const SOURCE_GRAPH_DELTA *d, ch
     int rc = source_graph_http_pages(sg, url, source_graph_none_cb, NULL, link, err, errlen);
 
     free(url);
-    if (rc != GRAPH_OK && rc != GRAPH_ERR)
+    if (rc == GRAPH_GONE || rc == GRAPH_NOTFOUND)
         snprintf(err, errlen, "%s/delta: HTTP %s", d->what, rc == GRAPH_GONE ? "410" : "404");
     return rc == GRAPH_OK ? 0 : -1;
 }
@@ -601,7 +628,7 @@ static int source_graph_full(SOURCE *src, SYNC_SINK *sink, char **cookie, char *
         free(url);
     }
     if (rc != GRAPH_OK) {
-        if (rc != GRAPH_ERR)
+        if (rc == GRAPH_GONE || rc == GRAPH_NOTFOUND)
             snprintf(err, errlen, "/users or /groups: HTTP %s", rc == GRAPH_GONE ? "410" : "404");
         rc = SOURCE_ERR;
         goto done;
@@ -662,6 +689,11 @@ static int source_graph_incremental(SOURCE *src, const char *cookie, const char 
         if (r != GRAPH_OK)
             goto done;
     }
+    if (sg->nunread > 0) {
+        snprintf(err, errlen, "object %s: HTTP 404 on reading it again whole, and not removed by the delta "
+                 "(%zu such; tried at the next pull)", sg->unread[0], sg->nunread);
+        goto done;
+    }
     *new_cookie = source_graph_cookie(next[0], next[1]);
     rc = SOURCE_OK;
     log_debug("source %s: delta: %lld users, %lld groups seen, %lld objects put, %lld deleted, "
@@ -671,6 +703,11 @@ static int source_graph_incremental(SOURCE *src, const char *cookie, const char 
     free(next[0]);
     free(next[1]);
     json_decref(j);
+    for (size_t i = 0; i < sg->nunread; i++)
+        free(sg->unread[i]);
+    free(sg->unread);
+    sg->unread = NULL;
+    sg->nunread = 0;
     sg->sink = NULL;
     return rc;
 }

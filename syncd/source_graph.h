@@ -24,6 +24,7 @@
 #define GRAPH_ERR      -1
 #define GRAPH_GONE      1       /* 410 or "resync required": the delta link is dead */
 #define GRAPH_NOTFOUND  2       /* 404: the object is gone */
+#define GRAPH_FORBIDDEN 3       /* 403, with err: the application may not read it */
 
 /* A response body. */
 typedef struct source_graph_buf {
@@ -52,6 +53,8 @@ typedef struct source_graph {
     SYNC_SINK *sink;
     SOURCE_OBJ obj;
     int delta;                      /* incremental pull: non-recipients are deleted */
+    char **unread;                  /* a delta's ids whose re-read found nothing (yet) */
+    size_t nunread;
     long long users, groups, members, disabled, put, gone;
 } SOURCE_GRAPH;
 
@@ -73,6 +76,7 @@ void source_graph_http_close(SOURCE_GRAPH *sg);
 /*
  * source_graph_http_get - GET a Graph URL as a JSON object, with the
  * token, throttling and retries: GRAPH_OK with *out (json_decref it),
+ * GRAPH_FORBIDDEN (403) with err,
  * GRAPH_GONE, GRAPH_NOTFOUND, or GRAPH_ERR with err.
  */
 int source_graph_http_get(SOURCE_GRAPH *sg, const char *url, json_t **out, char *err, size_t errlen);

@@ -47,7 +47,13 @@
 #include "source_graph.h"
 #include "xalloc.h"
 
-#define SOURCE_GRAPH_HTTP_PAGE_MAX   (64 * 1024 * 1024)  /* one response, at most */
+/*
+ * One response, at most. Graph's pages are 1 to 3 MB (999 users); the
+ * JSON tree of a page takes up to about 75 times its size (16 MB of
+ * "{}," took 2 GB), so the cap bounds the memory too.
+ */
+#define SOURCE_GRAPH_HTTP_PAGE_MAX   (16 * 1024 * 1024)
+#define SOURCE_GRAPH_HTTP_TOKEN_LIFE_MAX 86400           /* s: a longer expires_in is taken as this */
 #define SOURCE_GRAPH_HTTP_WAIT_MAX   120                 /* s: one Retry-After, at most */
 #define SOURCE_GRAPH_HTTP_WAIT_DEF   5                   /* s: 429/503 without Retry-After */
 #define SOURCE_GRAPH_HTTP_THROTTLE_MAX 8                 /* 429/503 answers per request */
@@ -460,8 +466,14 @@ static const char *source_graph_http_token(SOURCE_GRAPH *sg, char *err, size_t e
     if (status == 0 || status == 429 || status >= 500)
         return NULL;                    /* err says why */
     if (status != 200) {
+        char *echo;
+
+        source_graph_http_error_text(sg, text, sizeof(text));
+        /* An endpoint that quotes the request back must not put the secret in the log. */
+        if ((echo = strstr(text, "client_secret")) != NULL || (echo = strstr(text, "client_assertion")) != NULL)
+            snprintf(echo, sizeof(text) - (size_t) (echo - text), "[...]");
         snprintf(err, errlen, "the token endpoint %s refused client %s: HTTP %ld%s", sg->token_url,
-                 c->client_id, status, source_graph_http_error_text(sg, text, sizeof(text)));
+                 c->client_id, status, text);
         return NULL;
     }
     if ((j = json_loadb(sg->body.data, sg->body.len, 0, NULL)) == NULL
@@ -475,6 +487,8 @@ static const char *source_graph_http_token(SOURCE_GRAPH *sg, char *err, size_t e
             : json_is_string(ei) ? atoll(json_string_value(ei)) : 3600;
         if (expires < 1)
             expires = 1;
+        if (expires > SOURCE_GRAPH_HTTP_TOKEN_LIFE_MAX)
+            expires = SOURCE_GRAPH_HTTP_TOKEN_LIFE_MAX;
         e->token = xstrdup(tok);
         /* Renew shortly before it expires: 5 minutes, or a quarter of a short life. */
         e->renew_at = source_graph_http_now()
@@ -557,6 +571,8 @@ int source_graph_http_get(SOURCE_GRAPH *sg, const char *url, json_t **out, char 
             return GRAPH_NOTFOUND;
         snprintf(err, errlen, "%s: HTTP %ld%s", url, status,
                  source_graph_http_error_text(sg, text, sizeof(text)));
+        if (status == 403)
+            return GRAPH_FORBIDDEN;     /* err says it too: a caller may go on without it */
         if (status >= 500 && retries < SOURCE_GRAPH_HTTP_RETRY_MAX) {
             log_warn("source %s: %s; trying again", sg->conf->name, err);
             if (source_graph_http_sleep(1000LL << retries++) < 0)
@@ -622,7 +638,7 @@ int source_graph_page(SOURCE_GRAPH *sg, json_t *page, const char *url, SOURCE_GR
 int source_graph_http_pages(SOURCE_GRAPH *sg, const char *url, SOURCE_GRAPH_ITEM_FN fn, void *ctx,
                             char **delta_link, char *err, size_t errlen)
 {
-    char *next = xstrdup(url);
+    char *next = xstrdup(url), *before = NULL;
     long long pages = 0;
 
     if (delta_link)
@@ -636,6 +652,7 @@ int source_graph_http_pages(SOURCE_GRAPH *sg, const char *url, SOURCE_GRAPH_ITEM
 
         if (rc != GRAPH_OK) {
             free(next);
+            free(before);
             if (rc == GRAPH_NOTFOUND && pages > 0) {
                 /* Only the first page may say "no such object"; a lost next page is a failure. */
                 snprintf(err, errlen, "page %lld of %s is gone (404)", pages + 1, url);
@@ -651,11 +668,24 @@ int source_graph_http_pages(SOURCE_GRAPH *sg, const char *url, SOURCE_GRAPH_ITEM
                                   (long long) entries, url, err, errlen) < 0) {
             free(link);
             rc = GRAPH_ERR;
+        } else if (rc == GRAPH_OK && link != NULL
+                   && (strcmp(link, next) == 0 || (before != NULL && strcmp(link, before) == 0))) {
+            /*
+             * Graph's skip tokens move on with every page: a link back to
+             * this page or the one before, entries or not, is a loop that
+             * would put the same objects (and members) again and again.
+             */
+            snprintf(err, errlen, "%s: page %lld links back to %s page; the listing would never end",
+                     url, pages, strcmp(link, next) == 0 ? "itself as the next" : "the previous");
+            free(link);
+            rc = GRAPH_ERR;
         }
-        free(next);
+        free(before);
+        before = next;
         next = NULL;
         if (rc != GRAPH_OK) {
             json_decref(page);
+            free(before);
             return GRAPH_ERR;
         }
         if (link != NULL) {
@@ -668,9 +698,11 @@ int source_graph_http_pages(SOURCE_GRAPH *sg, const char *url, SOURCE_GRAPH_ITEM
         if (next && strncasecmp(next, sg->origin, strlen(sg->origin)) != 0) {
             snprintf(err, errlen, "a next link leads away from graph_url (%s): %.200s", sg->origin, next);
             free(next);
+            free(before);
             return GRAPH_ERR;
         }
     }
+    free(before);
     if (delta_link && *delta_link == NULL) {
         snprintf(err, errlen, "%s: the last page has no @odata.deltaLink", url);
         return GRAPH_ERR;

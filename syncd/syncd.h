@@ -79,11 +79,13 @@ void source_words_free(char **words);
 /* source_uri_loopback - 1 when an LDAP URI's host is loopback (127/8, ::1, localhost) */
 int source_uri_loopback(const char *uri);
 
-/* A growing list of strings. */
+/* A growing list of distinct strings (an index finds repeats once it is long: source.c). */
 typedef struct source_list {
     char **v;
     size_t n;
     size_t size;
+    size_t *slot;                   /* 1 + index into v by hash, or 0; NULL while the list is short */
+    size_t nslot;                   /* a power of two, at least twice n */
 } SOURCE_LIST;
 
 /*
@@ -119,8 +121,11 @@ int source_obj_address(SOURCE_OBJ *obj, SYNC_SINK *sink, const char *attr, const
 /* source_obj_login - add a login name, lowercased (duplicates dropped) */
 void source_obj_login(SOURCE_OBJ *obj, const char *value, size_t len);
 
-/* source_obj_member - add a member DN as the directory gave it */
+/* source_obj_member - add a member DN as the directory gave it (once) */
 void source_obj_member(SOURCE_OBJ *obj, const char *value, size_t len);
+
+/* source_obj_members_clear - drop the members added so far */
+void source_obj_members_clear(SOURCE_OBJ *obj);
 
 /* source_obj_put - hand the object to the sink; 0, or -1 (the sink's) */
 int source_obj_put(SOURCE_OBJ *obj, SYNC_SINK *sink);

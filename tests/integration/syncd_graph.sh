@@ -289,6 +289,16 @@ syncd_once --incremental
 tl_is "$rc" 0 "the next pull reads it: exits 0"
 rg_valid bob@corp.example
 rg_invalid robert@corp.example
+# One round lists dave changed (his re-read: 404) and, later, removed: the
+# @removed answers the 404, and the rest of the round is applied.
+control '{"removed_also_changed": true, "page_size": 2}'
+write_state drop16 alice-off first u02-shared
+mark
+syncd_once --incremental
+tl_is "$rc" 0 "an object changed and then removed in one round: exits 0"
+tl_is "$(requests 'GET /v1.0/users/00000007-aaaa')" 1 "... its re-read was tried (and answered 404)"
+rg_invalid dave@corp.example
+control '{}'
 
 # --- a failed delta applies nothing, not even the users' half
 control '{"delta_error": true}'
@@ -369,6 +379,14 @@ tl_is "$rc" 75 "a page without entries whose nextLink is its own link: 75, not a
 tl_like "$(cat "$T/syncd.err")" "page 2 returned no entries and the same continuation it was asked with" \
     "the message says the server makes no progress"
 tl_is "$(requests ' loop')" 1 "the looping page was asked for once"
+control '{"loop_members": true}'
+mark
+SYNCD_LIMIT=30
+syncd_once
+SYNCD_LIMIT=$limit0
+tl_is "$rc" 75 "a members page with entries whose nextLink is its own link: 75, not a pull without end"
+tl_like "$(cat "$T/syncd.err")" "links back to itself as the next page" "... saying so"
+tl_is "$(requests ' loop')" 1 "... after one such page"
 control '{"hang_page": 1}'
 graph_conf timeout=1s
 t0=$(date +%s)
@@ -479,5 +497,21 @@ syncd_once --incremental --force
 tl_is "$rc" 0 "--once --incremental --force applies a refused delta"
 tl_is "$(count)" 0 "and the source is empty"
 tl_like "$(cat "$T/syncd.err")" "--force: applying although" "saying so"
+
+write_state
+control '{}'
+syncd_once --force
+tl_is "$(members team@corp.example)" 7 "back to the first state: team has its 7 members"
+# A group with hidden membership (no Member.Read.Hidden): 403 on its members.
+control '{"members_forbidden": "00000902-aaaa-4bbb-8ccc-000000000902"}'
+syncd_once
+tl_is "$rc" 0 "a group whose members may not be read (403): the pull goes on (0)"
+rg_valid team@corp.example
+tl_is "$(members team@corp.example)" 0 "... the group stored without members"
+tl_like "$(cat "$T/syncd.err")" "group 00000902-.* \(team@corp.example\): its members may not be read .*Member.Read.Hidden" \
+    "... and a warning names the group and the permission"
+control '{}'
+syncd_once
+tl_is "$(members team@corp.example)" 7 "readable again: its 7 members are back"
 
 tl_done

@@ -31,9 +31,15 @@ the counters start over):
   hang_page K          page K of /users answers only after 30 s
   loop_page K          page K of /users has no entries and, as its
                        @odata.nextLink, the link it was fetched with
+  loop_members         a group's members page keeps its entries and links to
+                       itself as its @odata.nextLink
+  members_forbidden ID /groups/ID/members answers 403 (hidden membership)
   delta_gone           delta tokens answer 410 Gone
   delta_error          delta tokens of /groups answer 500, always
   delta_partial        delta entries carry only their id and what changed
+  removed_also_changed each object a delta removes comes first as a partial
+                       change too (its re-read then answers 404), as Graph
+                       may list one object more than once in a round
   lag_reads N          the first N reads of one object (/users/ID, /groups/ID,
                        /groups/ID/members) answer 404, as a replica that
                        does not hold it yet
@@ -305,10 +311,16 @@ class Fixture(BaseHTTPRequestHandler):
         if len(parts) == 3:
             return self.send_json(200, self.public(obj, keys))
         if len(parts) == 4 and parts[3] == "members" and what == "groups":
+            if ctl.get("members_forbidden") == parts[2]:
+                return self.error(403, "Authorization_RequestDenied",
+                                  "Insufficient privileges to complete the operation.")
             members = obj.get("_members", [])
             off = int(q.get("$skiptoken", 0))
             page = [{"@odata.type": "#microsoft.graph.user", "id": m} for m in members[off:off + size]]
             out = {"value": page}
+            if ctl.get("loop_members") and page:
+                out["@odata.nextLink"] = base + self.path
+                return self.send_json(200, out, note="loop")
             if off + size < len(members):
                 out["@odata.nextLink"] = "%s/v1.0/groups/%s/members?$select=id&$top=%s&$skiptoken=%d" % (
                     base, parts[2], q.get("$top", 100), off + size)
@@ -381,6 +393,8 @@ class Fixture(BaseHTTPRequestHandler):
         for oid in before:
             if oid not in after:
                 changes.append({"id": oid, "@removed": {"reason": "changed"}})
+                if ctl.get("removed_also_changed"):
+                    changes.insert(0, {"id": oid, "mail": "changed@corp.example"})
         off = int(q.get("$skiptoken", 0))
         out = {"value": changes[off:off + size]}
         if off + size < len(changes):

@@ -246,6 +246,28 @@ static void test_obj(void **state)
     source_obj_reset(&o);
     assert_int_equal(o.addresses.n + o.logins.n + o.members.n, 0);
     assert_null(o.dn);
+
+    /* Long lists: repeats are found through the index as they were by the scan, after a reset too. */
+    for (int round = 0; round < 2; round++) {
+        char a[64];
+
+        for (int i = 0; i < 3000; i++) {
+            int n = snprintf(a, sizeof(a), "u%d@b.c", i % 2000);
+
+            (void) source_obj_address(&o, &sink, "proxyAddresses", a, (size_t) n);
+            n = snprintf(a, sizeof(a), "cn=m%d,dc=y", i % 1500);
+            source_obj_member(&o, a, (size_t) n);
+            n = snprintf(a, sizeof(a), "L%d", i % 40);
+            source_obj_login(&o, a, (size_t) n);
+        }
+        assert_int_equal(o.addresses.n, 2000);
+        assert_int_equal(o.members.n, 1500);
+        assert_int_equal(o.logins.n, 40);
+        assert_string_equal(o.addresses.v[1999], "u1999@b.c");
+        source_obj_members_clear(&o);
+        assert_int_equal(o.members.n, 0);
+        source_obj_reset(&o);
+    }
     source_obj_free(&o);
 }
 
