@@ -9,7 +9,8 @@
  *   client_secret_file = /etc/rcptgate/graph.secret
  *
  * DESCRIPTION
- *   Reads users and groups from Microsoft Graph (libcurl, jansson) with
+ *   Reads users, groups and organisational contacts from Microsoft Graph
+ *   (libcurl, jansson) with
  *   an application's own identity: the OAuth 2.0 client-credentials grant
  *   at LOGIN_URL/TENANT/oauth2/v2.0/token with a client secret, or with a
  *   client certificate (an RS256-signed JWT assertion carrying the
@@ -18,14 +19,17 @@
  *   shortly before it expires, and renewed at once when Graph answers 401
  *   in the middle of a pull (one new token, the request tried again).
  *
- *   A full pull first asks /users/delta and /groups/delta (the latter
- *   with members selected, so that membership changes come too) for the
- *   current delta links ($deltatoken=latest: no objects, only the link), then
- *   reads /users and /groups with $select and $top, following
- *   @odata.nextLink to the end, and each mail-enabled group's members
- *   (/groups/{id}/members?$select=id, paged). Changes made while the pull
- *   runs are thus seen again by the next incremental pull, never missed.
- *   The two links, as a small JSON object, are the source's cookie.
+ *   A full pull first asks /users/delta, /groups/delta (with members
+ *   selected, so that membership changes come too) and /contacts/delta for
+ *   the current delta links ($deltatoken=latest: no objects, only the
+ *   link), then reads /users, /groups and /contacts with $select and
+ *   $top, following @odata.nextLink to the end, and each mail-enabled
+ *   group's members (/groups/{id}/members?$select=id, paged). Changes made
+ *   while the pull runs are thus seen again by the next incremental pull,
+ *   never missed. The links, as a small JSON object, are the source's
+ *   cookie. Contacts need OrgContact.Read.All (or Directory.Read.All): an
+ *   application without it (403) is warned about and pulled without
+ *   contacts, and its cookie has no contacts link.
  *
  *   An incremental pull follows the stored delta links: an entry with
  *   @removed is deleted by its id; any other is mapped as in a full pull
@@ -47,6 +51,8 @@
  *               "smtp:" others, any case); other types ignored.
  *   users       kind user; userType Guest: kind contact (a guest's mail
  *               is elsewhere; it has no login here).
+ *   contacts    organisational contacts (Exchange Online mail contacts,
+ *               synchronised ones): kind contact, their addresses only.
  *   disabled    accountEnabled false: left out, unless shared_unlicensed
  *               (the default) and the user holds no licence
  *               (assignedLicenses empty): that is how an Exchange Online
@@ -85,6 +91,7 @@
     "id,mail,proxyAddresses,accountEnabled,userPrincipalName,userType,assignedLicenses," \
     "onPremisesSamAccountName"
 #define SOURCE_GRAPH_GROUP_SELECT "id,mail,proxyAddresses,mailEnabled,securityEnabled,groupTypes"
+#define SOURCE_GRAPH_CONTACT_SELECT "id,mail,proxyAddresses"
 
 /* source_graph_of - our struct behind the opaque handle */
 static SOURCE_GRAPH *source_graph_of(SOURCE *src)
@@ -391,6 +398,29 @@ static int source_graph_group(SOURCE_GRAPH *sg, json_t *g, char *err, size_t err
     return source_graph_done(sg, 1, err, errlen);
 }
 
+/* source_graph_contact - one organisational contact to a recipient, or left out */
+static int source_graph_contact(SOURCE_GRAPH *sg, json_t *c, char *err, size_t errlen)
+{
+    SOURCE_OBJ *o = &sg->obj;
+    const char *id;
+
+    if (source_graph_start(sg, c, &id) < 0)
+        return 0;
+    sg->contacts++;
+    o->kind = STORE_KIND_CONTACT;
+    source_graph_addresses(sg, c);
+    if (o->addresses.n == 0)
+        log_debug("source %s: contact %s: no SMTP address, left out", sg->conf->name, id);
+    return source_graph_done(sg, o->addresses.n > 0, err, errlen);
+}
+
+/* source_graph_contact_cb - a page's contact (full pull) */
+static int source_graph_contact_cb(SOURCE_GRAPH *sg, json_t *item, void *ctx, char *err, size_t errlen)
+{
+    (void) ctx;
+    return source_graph_contact(sg, item, err, errlen);
+}
+
 /* source_graph_user_cb - a page's user (full pull) */
 static int source_graph_user_cb(SOURCE_GRAPH *sg, json_t *item, void *ctx, char *err, size_t errlen)
 {
@@ -407,9 +437,9 @@ static int source_graph_group_cb(SOURCE_GRAPH *sg, json_t *item, void *ctx, char
 
 /* ------------------------------------------------------------ delta */
 
-/* What a delta pull of one collection ("users" or "groups") needs. */
+/* What a delta pull of one collection ("users", "groups" or "contacts") needs. */
 typedef struct source_graph_delta {
-    const char *what;               /* users | groups */
+    const char *what;               /* users | groups | contacts */
     const char *select;             /* of one object read again */
     const char *delta_select;       /* of the delta query */
     const char *const *needed;      /* properties the mapping cannot do without */
@@ -438,6 +468,12 @@ static const SOURCE_GRAPH_DELTA source_graph_users = {
 /* A group's membership changes come through its delta only with members selected. */
 static const SOURCE_GRAPH_DELTA source_graph_groups = {
     "groups", SOURCE_GRAPH_GROUP_SELECT, SOURCE_GRAPH_GROUP_SELECT ",members", source_graph_group_needed,
+};
+
+static const char *const source_graph_contact_needed[] = {"proxyAddresses", "mail", NULL};
+
+static const SOURCE_GRAPH_DELTA source_graph_contacts = {
+    "contacts", SOURCE_GRAPH_CONTACT_SELECT, SOURCE_GRAPH_CONTACT_SELECT, source_graph_contact_needed,
 };
 
 /* source_graph_delete - an object gone from the directory, deleted by its id */
@@ -515,16 +551,21 @@ static int source_graph_delta_cb(SOURCE_GRAPH *sg, json_t *item, void *ctx, char
         }
     }
     rc = d == &source_graph_users ? source_graph_user(sg, item, err, errlen)
-        : source_graph_group(sg, item, err, errlen);
+        : d == &source_graph_groups ? source_graph_group(sg, item, err, errlen)
+        : source_graph_contact(sg, item, err, errlen);
     json_decref(whole);
     return rc;
 }
 
-/* source_graph_cookie - the two delta links as the stored cookie */
-static char *source_graph_cookie(const char *users, const char *groups)
+/* source_graph_cookie - the delta links as the stored cookie (contacts: NULL when not readable) */
+static char *source_graph_cookie(const char *users, const char *groups, const char *contacts)
 {
     json_t *j = json_pack("{s:s, s:s}", "users", users, "groups", groups);
-    char *s = json_dumps(j, JSON_COMPACT);
+    char *s;
+
+    if (contacts != NULL)
+        json_object_set_new(j, "contacts", json_string(contacts));
+    s = json_dumps(j, JSON_COMPACT);
     char *out;
 
     json_decref(j);
@@ -587,7 +628,10 @@ static int source_graph_none_cb(SOURCE_GRAPH *sg, json_t *item, void *ctx, char 
     return -1;
 }
 
-/* source_graph_latest - the delta link of a collection as it is now ($deltatoken=latest) */
+/*
+ * source_graph_latest - the delta link of a collection as it is now
+ * ($deltatoken=latest): 0, 1 for a 403 (err says it), or -1 with err
+ */
 static int source_graph_latest(SOURCE_GRAPH *sg, const SOURCE_GRAPH_DELTA *d, char **link,
                                char *err, size_t errlen)
 {
@@ -597,7 +641,14 @@ static int source_graph_latest(SOURCE_GRAPH *sg, const SOURCE_GRAPH_DELTA *d, ch
     free(url);
     if (rc == GRAPH_GONE || rc == GRAPH_NOTFOUND)
         snprintf(err, errlen, "%s/delta: HTTP %s", d->what, rc == GRAPH_GONE ? "410" : "404");
-    return rc == GRAPH_OK ? 0 : -1;
+    return rc == GRAPH_OK ? 0 : rc == GRAPH_FORBIDDEN ? 1 : -1;
+}
+
+/* source_graph_no_contacts - the application may not read contacts: said, and the pull goes on */
+static void source_graph_no_contacts(SOURCE_GRAPH *sg, const char *err)
+{
+    log_warn("source %s: organisational contacts not pulled: %s (the application needs the "
+             "OrgContact.Read.All permission, or Directory.Read.All)", sg->conf->name, err);
 }
 
 /* source_graph_full - every user and group, and the delta links to go on from */
@@ -605,20 +656,23 @@ static int source_graph_full(SOURCE *src, SYNC_SINK *sink, char **cookie, char *
                              char *err, size_t errlen)
 {
     SOURCE_GRAPH *sg = source_graph_of(src);
-    char *users_link = NULL, *groups_link = NULL, *url;
+    char *users_link = NULL, *groups_link = NULL, *contacts_link = NULL, *url;
     int top = sg->conf->page_size > SOURCE_GRAPH_TOP_MAX ? SOURCE_GRAPH_TOP_MAX : sg->conf->page_size;
-    int rc = SOURCE_ERR;
+    int rc = SOURCE_ERR, r;
     long long t0 = source_graph_http_now();
 
     *cookie = NULL;
     *invocation_id = NULL;
     sg->sink = sink;
     sg->delta = 0;
-    sg->users = sg->groups = sg->members = sg->disabled = sg->put = sg->gone = sg->requests = 0;
+    sg->users = sg->groups = sg->contacts = sg->members = sg->disabled = sg->put = sg->gone = sg->requests = 0;
     /* The links first: what changes during the pull is seen again, not missed. */
-    if (source_graph_latest(sg, &source_graph_users, &users_link, err, errlen) < 0
-        || source_graph_latest(sg, &source_graph_groups, &groups_link, err, errlen) < 0)
+    if (source_graph_latest(sg, &source_graph_users, &users_link, err, errlen) != 0
+        || source_graph_latest(sg, &source_graph_groups, &groups_link, err, errlen) != 0
+        || (r = source_graph_latest(sg, &source_graph_contacts, &contacts_link, err, errlen)) < 0)
         goto done;
+    if (r == 1)
+        source_graph_no_contacts(sg, err);
     url = xasprintf("%s/users?$select=%s&$top=%d", sg->api, SOURCE_GRAPH_USER_SELECT, top);
     rc = source_graph_http_pages(sg, url, source_graph_user_cb, NULL, NULL, err, errlen);
     free(url);
@@ -627,21 +681,34 @@ static int source_graph_full(SOURCE *src, SYNC_SINK *sink, char **cookie, char *
         rc = source_graph_http_pages(sg, url, source_graph_group_cb, NULL, NULL, err, errlen);
         free(url);
     }
+    if (rc == GRAPH_OK && contacts_link != NULL) {
+        url = xasprintf("%s/contacts?$select=%s&$top=%d", sg->api, SOURCE_GRAPH_CONTACT_SELECT, top);
+        rc = source_graph_http_pages(sg, url, source_graph_contact_cb, NULL, NULL, err, errlen);
+        free(url);
+        if (rc == GRAPH_FORBIDDEN && sg->contacts == 0) {
+            source_graph_no_contacts(sg, err);
+            free(contacts_link);
+            contacts_link = NULL;
+            rc = GRAPH_OK;
+        }
+    }
     if (rc != GRAPH_OK) {
         if (rc == GRAPH_GONE || rc == GRAPH_NOTFOUND)
-            snprintf(err, errlen, "/users or /groups: HTTP %s", rc == GRAPH_GONE ? "410" : "404");
+            snprintf(err, errlen, "/users, /groups or /contacts: HTTP %s", rc == GRAPH_GONE ? "410" : "404");
         rc = SOURCE_ERR;
         goto done;
     }
-    *cookie = source_graph_cookie(users_link, groups_link);
+    *cookie = source_graph_cookie(users_link, groups_link, contacts_link);
     rc = SOURCE_OK;
     log_debug("source %s: full pull: %lld users (%lld disabled left out), %lld groups, %lld members, "
-              "%lld objects put, %lld requests in %lld ms", sg->conf->name, sg->users, sg->disabled,
-              sg->groups, sg->members, sg->put, sg->requests, source_graph_http_now() - t0);
+              "%lld contacts, %lld objects put, %lld requests in %lld ms", sg->conf->name, sg->users,
+              sg->disabled, sg->groups, sg->members, sg->contacts, sg->put, sg->requests,
+              source_graph_http_now() - t0);
 
   done:
     free(users_link);
     free(groups_link);
+    free(contacts_link);
     sg->sink = NULL;
     return rc;
 }
@@ -653,9 +720,9 @@ static int source_graph_incremental(SOURCE *src, const char *cookie, const char 
 {
     SOURCE_GRAPH *sg = source_graph_of(src);
     json_t *j = json_loads(cookie, 0, NULL);
-    const char *links[2];
-    char *next[2] = {NULL, NULL};
-    const SOURCE_GRAPH_DELTA *ds[2] = {&source_graph_users, &source_graph_groups};
+    const char *links[3];
+    char *next[3] = {NULL, NULL, NULL};
+    const SOURCE_GRAPH_DELTA *ds[3] = {&source_graph_users, &source_graph_groups, &source_graph_contacts};
     int rc = SOURCE_ERR;
 
     (void) invocation_id;
@@ -663,6 +730,8 @@ static int source_graph_incremental(SOURCE *src, const char *cookie, const char 
     *new_invocation_id = NULL;
     links[0] = json_string_value(json_object_get(j, "users"));
     links[1] = json_string_value(json_object_get(j, "groups"));
+    /* No contacts link: the application may not read them (or the cookie is older than contacts). */
+    links[2] = json_string_value(json_object_get(j, "contacts"));
     if (links[0] == NULL || links[1] == NULL) {
         snprintf(err, errlen, "the stored state is not a pair of Graph delta links");
         json_decref(j);
@@ -670,10 +739,12 @@ static int source_graph_incremental(SOURCE *src, const char *cookie, const char 
     }
     sg->sink = sink;
     sg->delta = 1;
-    sg->users = sg->groups = sg->members = sg->disabled = sg->put = sg->gone = sg->requests = 0;
-    for (int i = 0; i < 2; i++) {
+    sg->users = sg->groups = sg->contacts = sg->members = sg->disabled = sg->put = sg->gone = sg->requests = 0;
+    for (int i = 0; i < 3; i++) {
         int r;
 
+        if (links[i] == NULL)
+            continue;
         if (strncasecmp(links[i], sg->origin, strlen(sg->origin)) != 0) {
             snprintf(err, errlen, "the stored delta link is not of graph_url %s", sg->origin);
             rc = SOURCE_FULL;
@@ -686,6 +757,10 @@ static int source_graph_incremental(SOURCE *src, const char *cookie, const char 
             rc = SOURCE_FULL;
             goto done;
         }
+        if (r == GRAPH_FORBIDDEN && i == 2) {
+            rc = SOURCE_FULL;           /* contacts no longer readable: a full pull goes on without them */
+            goto done;
+        }
         if (r != GRAPH_OK)
             goto done;
     }
@@ -694,14 +769,16 @@ static int source_graph_incremental(SOURCE *src, const char *cookie, const char 
                  "(%zu such; tried at the next pull)", sg->unread[0], sg->nunread);
         goto done;
     }
-    *new_cookie = source_graph_cookie(next[0], next[1]);
+    *new_cookie = source_graph_cookie(next[0], next[1], next[2]);
     rc = SOURCE_OK;
-    log_debug("source %s: delta: %lld users, %lld groups seen, %lld objects put, %lld deleted, "
-              "%lld requests", sg->conf->name, sg->users, sg->groups, sg->put, sg->gone, sg->requests);
+    log_debug("source %s: delta: %lld users, %lld groups, %lld contacts seen, %lld objects put, "
+              "%lld deleted, %lld requests", sg->conf->name, sg->users, sg->groups, sg->contacts, sg->put,
+              sg->gone, sg->requests);
 
   done:
     free(next[0]);
     free(next[1]);
+    free(next[2]);
     json_decref(j);
     for (size_t i = 0; i < sg->nunread; i++)
         free(sg->unread[i]);

@@ -55,7 +55,7 @@ typedef struct source_graph {
     int delta;                      /* incremental pull: non-recipients are deleted */
     char **unread;                  /* a delta's ids whose re-read found nothing (yet) */
     size_t nunread;
-    long long users, groups, members, disabled, put, gone;
+    long long users, groups, contacts, members, disabled, put, gone;
 } SOURCE_GRAPH;
 
 /* source_graph_http_now - a monotonic clock in milliseconds */

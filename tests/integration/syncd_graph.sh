@@ -102,10 +102,17 @@ groups = [
      "mailEnabled": True, "securityEnabled": False, "groupTypes": ["Unified"],
      "_members": [gid(100 + i) for i in range(1, 8)]},
 ]
+# An Exchange Online mail contact with an alias in our domain; contact2: its address changed.
+contacts = []
+if "contact" in changes or "contact2" in changes:
+    alias = "vendor-new@corp.example" if "contact2" in changes else "vendor-alias@corp.example"
+    contacts.append({"id": gid(950), "mail": "vendor@partner.example",
+                     "proxyAddresses": ["SMTP:vendor@partner.example", "smtp:" + alias, "X500:/o=x"]})
+    contacts.append({"id": gid(951), "mail": None, "proxyAddresses": []})
 if "wipe" in changes:
     users, groups = [], []
 with open(path + ".tmp", "w") as f:
-    json.dump({"users": users, "groups": groups}, f)
+    json.dump({"users": users, "groups": groups, "contacts": contacts}, f)
 os.rename(path + ".tmp", path)
 PY
 }
@@ -502,6 +509,38 @@ write_state
 control '{}'
 syncd_once --force
 tl_is "$(members team@corp.example)" 7 "back to the first state: team has its 7 members"
+
+# --- organisational contacts (/contacts): their SMTP addresses, kind contact
+write_state contact
+syncd_once
+tl_is "$rc" 0 "a full pull with contacts: exits 0"
+rg_valid vendor-alias@corp.example vendor@partner.example
+tl_is "$(kind vendor-alias@corp.example)" contact "a mail contact is a contact"
+write_state contact2
+syncd_once --incremental
+tl_is "$rc" 0 "a contact's change through /contacts/delta: exits 0"
+rg_valid vendor-new@corp.example
+rg_invalid vendor-alias@corp.example
+write_state
+syncd_once --incremental
+tl_is "$rc" 0 "a contact removed: exits 0"
+rg_invalid vendor-new@corp.example vendor@partner.example
+# An application without OrgContact.Read.All: warned, pulled without contacts.
+write_state contact
+control '{"contacts_forbidden": true}'
+syncd_once
+tl_is "$rc" 0 "contacts answer 403: the pull goes on (0)"
+rg_invalid vendor-alias@corp.example
+rg_valid team@corp.example
+tl_like "$(cat "$T/syncd.err")" "organisational contacts not pulled: .*403.*OrgContact.Read.All" \
+    "... and a warning names the permission"
+tl_is "$(syncd_sql "SELECT cookie FROM source WHERE name = 'cloud'" | grep -c contacts)" 0 \
+    "... and the cookie has no contacts link"
+mark
+syncd_once --incremental
+tl_is "$rc" 0 "the incremental pulls go on without contacts"
+tl_is "$(requests 'GET /v1.0/contacts')" 0 "... asking nothing of /contacts"
+control '{}'
 # A group with hidden membership (no Member.Read.Hidden): 403 on its members.
 control '{"members_forbidden": "00000902-aaaa-4bbb-8ccc-000000000902"}'
 syncd_once

@@ -6,15 +6,15 @@ Plays, over HTTPS on 127.0.0.1, what rcptgate-syncd's graph source talks to:
   POST /TENANT/oauth2/v2.0/token     client credentials: a client secret or
                                      an RS256 JWT assertion (verified against
                                      the client certificate, x5t included)
-  GET  /v1.0/users, /v1.0/groups     paged ($top, @odata.nextLink)
-  GET  /v1.0/users/ID, /v1.0/groups/ID
+  GET  /v1.0/users, /v1.0/groups, /v1.0/contacts   paged ($top, @odata.nextLink)
+  GET  /v1.0/users/ID, /v1.0/groups/ID, /v1.0/contacts/ID
   GET  /v1.0/groups/ID/members       paged
-  GET  /v1.0/users/delta, /v1.0/groups/delta
+  GET  /v1.0/users/delta, /v1.0/groups/delta, /v1.0/contacts/delta
                                      $deltatoken=latest, or a token of an
                                      earlier state: the difference, with
                                      @removed entries, and a new deltaLink
 
-The directory is DIR/state.json ({"users": [...], "groups": [...]}, a group's
+The directory is DIR/state.json ({"users": [...], "groups": [...], "contacts": [...]}, a group's
 member ids in its "_members"), read again whenever the file changes; every
 version read is kept, so a delta token names a version and a delta is the
 difference between that version and the current one. --generate N serves N
@@ -34,6 +34,8 @@ the counters start over):
   loop_members         a group's members page keeps its entries and links to
                        itself as its @odata.nextLink
   members_forbidden ID /groups/ID/members answers 403 (hidden membership)
+  contacts_forbidden   /contacts and /contacts/delta answer 403 (an application
+                       without OrgContact.Read.All)
   delta_gone           delta tokens answer 410 Gone
   delta_error          delta tokens of /groups answer 500, always
   delta_partial        delta entries carry only their id and what changed
@@ -66,6 +68,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 USER_KEYS = ("id", "mail", "proxyAddresses", "accountEnabled", "userPrincipalName", "userType",
              "assignedLicenses", "onPremisesSamAccountName")
 GROUP_KEYS = ("id", "mail", "proxyAddresses", "mailEnabled", "securityEnabled", "groupTypes")
+CONTACT_KEYS = ("id", "mail", "proxyAddresses")
+COLLECTIONS = {"users": (0, USER_KEYS), "groups": (1, GROUP_KEYS), "contacts": (4, CONTACT_KEYS)}
 
 
 class Generated:
@@ -119,7 +123,7 @@ class State:
                                "securityEnabled": False, "groupTypes": [],
                                "_members": [users[j]["id"] for j in range(g * 100, min(generate, g * 100 + 100))]})
             self.gen = 1
-            self.versions[1] = (users, groups, None, None)
+            self.versions[1] = (users, groups, None, None, [])
 
     @staticmethod
     def _stamp(path):
@@ -153,7 +157,8 @@ class State:
                 self.gen += 1
                 users = data.get("users", [])
                 groups = data.get("groups", [])
-                self.versions[self.gen] = (users, groups, {u["id"]: u for u in users}, {g["id"]: g for g in groups})
+                self.versions[self.gen] = (users, groups, {u["id"]: u for u in users}, {g["id"]: g for g in groups},
+                                           data.get("contacts", []))
 
     def current(self):
         return self.gen, self.versions[self.gen]
@@ -290,12 +295,15 @@ class Fixture(BaseHTTPRequestHandler):
         if "throttle" in ctl and st.count("throttle") <= int(ctl["throttle"]):
             return self.error(429, "TooManyRequests", "Too many requests",
                               {"Retry-After": str(ctl.get("retry_after", 1))})
-        if len(parts) < 2 or parts[0] != "v1.0" or parts[1] not in ("users", "groups"):
+        if len(parts) < 2 or parts[0] != "v1.0" or parts[1] not in COLLECTIONS:
             return self.error(404, "Request_ResourceNotFound", "no such resource")
         what = parts[1]
-        gen, (users, groups, uidx, gidx) = st.current()
-        objs = users if what == "users" else groups
-        keys = USER_KEYS if what == "users" else GROUP_KEYS
+        if what == "contacts" and ctl.get("contacts_forbidden"):
+            return self.error(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+        gen, version = st.current()
+        users, groups, uidx, gidx, contacts = version
+        objs = version[COLLECTIONS[what][0]]
+        keys = COLLECTIONS[what][1]
         size = min(int(q.get("$top", 100)), int(ctl.get("page_size", 100)))
         base = "https://127.0.0.1:%d" % self.server.server_port
         if len(parts) == 2:
@@ -304,7 +312,7 @@ class Fixture(BaseHTTPRequestHandler):
             return self.delta(what, q, size, base, gen)
         if "lag_reads" in ctl and st.count("lag_reads") <= int(ctl["lag_reads"]):
             return self.error(404, "Request_ResourceNotFound", "Resource '%s' does not exist" % parts[2])
-        idx = uidx if what == "users" else gidx
+        idx = uidx if what == "users" else gidx if what == "groups" else None
         obj = idx.get(parts[2]) if idx is not None else next((o for o in objs if o["id"] == parts[2]), None)
         if obj is None:
             return self.error(404, "Request_ResourceNotFound", "Resource '%s' does not exist" % parts[2])
@@ -370,8 +378,7 @@ class Fixture(BaseHTTPRequestHandler):
             return self.error(410, "syncStateNotFound", "The sync state is no longer available.")
         old = st.versions[int(token)]
         cur = st.versions[gen]
-        i = 0 if what == "users" else 1
-        keys = USER_KEYS if what == "users" else GROUP_KEYS
+        i, keys = COLLECTIONS[what]
         before = {o["id"]: o for o in old[i]}
         after = {o["id"]: o for o in cur[i]}
         changes = []
