@@ -830,6 +830,20 @@ static void relay_send_next_xforward(SMTP_RELAY *r)
     relay_send_mail(r);
 }
 
+/* relay_envelope_ascii - are the sender and every RCPT asked for so far ASCII? */
+static int relay_envelope_ascii(const SMTP_RELAY *r)
+{
+    for (const unsigned char *p = (const unsigned char *) r->sender; *p; p++)
+        if (*p >= 0x80)
+            return 0;
+    for (const RELAY_REQ *q = r->reqs; q; q = q->next)
+        if (q->kind == REQ_RCPT)
+            for (const unsigned char *p = (const unsigned char *) q->arg; *p; p++)
+                if (*p >= 0x80)
+                    return 0;
+    return 1;
+}
+
 /* relay_send_mail - MAIL FROM with the parameters this hop understands */
 static void relay_send_mail(SMTP_RELAY *r)
 {
@@ -846,7 +860,16 @@ static void relay_send_mail(SMTP_RELAY *r)
         else if (strncasecmp(tok, "BODY=", 5) == 0)
             pass = r->ext & EXT_8BITMIME;
         else if (strcasecmp(tok, "SMTPUTF8") == 0) {
-            if (!(r->ext & EXT_SMTPUTF8)) {
+            if (!(r->ext & EXT_SMTPUTF8) && relay_envelope_ascii(r)) {
+                /*
+                 * Asked for, but nothing in the envelope needs it: relayed
+                 * without it, as Postfix does (a client may say SMTPUTF8
+                 * for every message; the inside need not offer it).
+                 */
+                log_info("relay: %s does not offer SMTPUTF8; the envelope is ASCII: relayed without it",
+                         r->peer);
+                pass = 0;
+            } else if (!(r->ext & EXT_SMTPUTF8)) {
                 /* Final, like a 5xx to MAIL: another hop is the same kind of server. */
                 free(copy);
                 r->state = ST_FAILED;
