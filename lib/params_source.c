@@ -88,7 +88,48 @@ static int params_source_name_ok(const char *name)
         && strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
 }
 
-/* params_source_validate - the name, and type = file's settings */
+/*
+ * params_source_graph - what a type = graph source needs and refuses,
+ * short of reading its files (rcptgate-syncd -n does that too)
+ */
+static int params_source_graph(const char *file, int line, const char *name, const SOURCE_CONF *c)
+{
+    int errors = 0;
+
+    if (*c->tenant == 0 || strspn(c->tenant, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                  "0123456789.-") != strlen(c->tenant)) {
+        params_source_err(file, line, name, "tenant (the directory id or its domain) is required "
+                          "for type = graph, letters, digits, '.' and '-' only");
+        errors++;
+    }
+    if (*c->client_id == 0) {
+        params_source_err(file, line, name, "client_id is required for type = graph");
+        errors++;
+    }
+    if ((*c->client_secret_file != 0) == (*c->client_cert_file != 0)) {
+        params_source_err(file, line, name, "give either client_secret_file or client_cert_file "
+                          "(with client_key_file)");
+        errors++;
+    }
+    if ((*c->client_cert_file == 0) != (*c->client_key_file == 0)) {
+        params_source_err(file, line, name, "client_cert_file and client_key_file go together");
+        errors++;
+    }
+    if (*c->uri || *c->base || *c->bind_dn || *c->bind_password_file || *c->sasl_mech || *c->filter
+        || *c->cert_file || *c->key_file || *c->shared_types || *c->path
+        || *c->address_attributes || *c->login_attributes || *c->dns_domain || *c->dns_servers) {
+        params_source_err(file, line, name, "type = graph does not read the LDAP or file settings "
+                          "(uri, base, bind_dn, cert_file, path ...): remove them");
+        errors++;
+    }
+    return errors;
+}
+
+/*
+ * params_source_validate - the name, and each type's required and
+ * refused settings: what needs no directory library, so that rcptgate -n
+ * and rcptgate-syncd -n agree (syncd then checks URIs, DNs and files)
+ */
 int params_source_validate(const char *file, int line, const char *name, const SOURCE_CONF *c)
 {
     int errors = 0;
@@ -101,6 +142,25 @@ int params_source_validate(const char *file, int line, const char *name, const S
                           "choose another name");
         errors++;
     }
+    if (c->type != NULL && strcmp(c->type, "graph") == 0)
+        return errors + params_source_graph(file, line, name, c);
+    if (c->type != NULL && strcmp(c->type, "ldap") == 0) {
+        if (*c->uri == 0 && *c->dns_domain == 0) {
+            params_source_err(file, line, name, "uri (or dns_domain) is required for type = ldap");
+            errors++;
+        }
+        if (*c->base == 0) {
+            params_source_err(file, line, name, "base is required for type = ldap (it may be repeated)");
+            errors++;
+        }
+        if (*c->tenant || *c->client_id || *c->client_secret_file || *c->client_cert_file
+            || *c->client_key_file || *c->path) {
+            params_source_err(file, line, name, "type = ldap does not read the Graph or file settings "
+                              "(tenant, client_id, client_secret_file, path ...): remove them");
+            errors++;
+        }
+        return errors;
+    }
     if (c->type == NULL || strcmp(c->type, "file") != 0)
         return errors;
     if (*c->path == 0) {
@@ -109,9 +169,10 @@ int params_source_validate(const char *file, int line, const char *name, const S
     }
     if (*c->uri || *c->base || *c->bind_dn || *c->bind_password_file || *c->sasl_mech
         || *c->filter || *c->ca_file || *c->cert_file || *c->key_file || *c->shared_types
-        || *c->address_attributes || *c->login_attributes) {
+        || *c->address_attributes || *c->login_attributes || *c->tenant || *c->client_id
+        || *c->client_secret_file || *c->client_cert_file || *c->client_key_file) {
         params_source_err(file, line, name, "type = file reads only path (and mode); "
-                          "remove the LDAP settings");
+                          "remove the LDAP and Graph settings");
         errors++;
     }
     return errors;

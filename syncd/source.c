@@ -478,10 +478,6 @@ static int source_validate_uris(const char *file, int line, const char *name, co
     int n;
     char **uris = source_words(c->uri, &n);
 
-    if (n == 0 && *c->dns_domain == 0) {
-        params_source_err(file, line, name, "uri (or dns_domain) is required for type = ldap");
-        errors++;
-    }
     for (int i = 0; i < n; i++) {
         LDAPURLDesc *lud = NULL;
         const char *u = uris[i];
@@ -543,10 +539,6 @@ int source_validate_ldap(const char *file, int line, const char *name, const SOU
         b += len;
         if (*b)
             b++;
-    }
-    if (nbase == 0) {
-        params_source_err(file, line, name, "base is required for type = ldap (it may be repeated)");
-        errors++;
     }
     if (nbase > SOURCE_AD_NOTIFY_MAX && strcmp(c->flavour, "ad") == 0 && strcmp(c->mode, "persistent") == 0) {
         /* AD ends a connection's sixth outstanding notification search with an error. */

@@ -126,25 +126,7 @@ int source_graph_validate(const char *file, int line, const char *name, const SO
     char why[512];
     char *origin;
 
-    if (*c->tenant == 0 || strspn(c->tenant, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                  "0123456789.-") != strlen(c->tenant)) {
-        params_source_err(file, line, name, "tenant (the directory id or its domain) is required "
-                          "for type = graph, letters, digits, '.' and '-' only");
-        errors++;
-    }
-    if (*c->client_id == 0) {
-        params_source_err(file, line, name, "client_id is required for type = graph");
-        errors++;
-    }
-    if ((*c->client_secret_file != 0) == (*c->client_cert_file != 0)) {
-        params_source_err(file, line, name, "give either client_secret_file or client_cert_file "
-                          "(with client_key_file)");
-        errors++;
-    }
-    if ((*c->client_cert_file == 0) != (*c->client_key_file == 0)) {
-        params_source_err(file, line, name, "client_cert_file and client_key_file go together");
-        errors++;
-    }
+    /* The settings present and absent: params_source_validate (lib/), which ran first. */
     if (*c->client_secret_file) {
         char *secret = NULL;
 
@@ -209,13 +191,7 @@ int source_graph_validate(const char *file, int line, const char *name, const SO
         errors++;
     }
     free(origin);
-    if (*c->uri || *c->base || *c->bind_dn || *c->bind_password_file || *c->sasl_mech || *c->filter
-        || *c->cert_file || *c->key_file || *c->shared_types || *c->path
-        || *c->address_attributes || *c->login_attributes || *c->dns_domain || *c->dns_servers) {
-        params_source_err(file, line, name, "type = graph does not read the LDAP or file settings "
-                          "(uri, base, bind_dn, cert_file, path ...): remove them");
-        errors++;
-    }
+
     return errors;
 }
 

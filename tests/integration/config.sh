@@ -22,12 +22,12 @@ for prog in "$RG_LOOKUPD" "$RG_ADMIN"; do
     tl_is "$rc" 0 "$name -n accepts the test config"
 
     # Keys of other programs' sections are not lookupd's business; the
-    # admin command checks [smtpd] too (not the [source NAME] families).
+    # admin command checks [smtpd] too, and each [source NAME]'s required keys.
     cp "$CONF" "$T/other.conf"
-    printf '[smtpd]\nhostname = mx.example.com\nuser =\npid_file = %s/smtpd.pid\nstats_file = %s/smtpd.stats\n[source corp]\ntype = ldap\n' \
+    printf '[smtpd]\nhostname = mx.example.com\nuser =\npid_file = %s/smtpd.pid\nstats_file = %s/smtpd.stats\n[source corp]\ntype = ldap\nuri = ldap://127.0.0.1/\nbase = dc=example,dc=com\n' \
         "$T" "$T" >> "$T/other.conf"
     check "$prog" "$T/other.conf"
-    tl_is "$rc" 0 "$name -n skips [source NAME] and takes a good [smtpd]"
+    tl_is "$rc" 0 "$name -n takes a good [source NAME] and a good [smtpd]"
     cp "$CONF" "$T/other.conf"
     printf '[smtpd]\nsome_future_key = 1\n' >> "$T/other.conf"
     check "$prog" "$T/other.conf"
@@ -86,6 +86,16 @@ for prog in "$RG_LOOKUPD" "$RG_ADMIN"; do
     check "$prog" "$T/bad.conf"
     n=$(printf '%s\n' "$out" | grep -c 'bad.conf:[0-9]*:')
     tl_is "$n" 3 "$name -n: every mistake reported"
+done
+
+# rcptgate -n and rcptgate-syncd -n agree on each [source NAME]'s required and refused keys.
+for src in 'type = ldap' 'type = graph' 'type = graph\nuri = ldap://127.0.0.1/' 'type = file\npath = /x\ntenant = t'; do
+    cp "$CONF" "$T/src.conf"
+    printf "[source x]\n$src\n" >> "$T/src.conf"
+    check "$RG_ADMIN" "$T/src.conf"
+    a=$rc
+    check "$top_builddir/syncd/rcptgate-syncd" "$T/src.conf"
+    tl_ok $([ "$a" = 78 ] && [ "$rc" = 78 ]; echo $?) "[source x] $(printf "$src" | tr '\n' ' '): rcptgate -n and rcptgate-syncd -n both refuse it (78: $a, $rc)"
 done
 
 # The installed sample, every key commented, is a good file for every
