@@ -88,6 +88,12 @@ for prog in "$RG_LOOKUPD" "$RG_ADMIN"; do
     tl_is "$n" 3 "$name -n: every mistake reported"
 done
 
+# One socket named as both socketmap and policy: lookupd would fail at start, binding it twice.
+sed -e "s|^policy = .*|policy = unix:$T/same.sock|" -e "s|^socketmap = .*|socketmap = unix:$T/same.sock|" "$CONF" > "$T/same.conf"
+check "$RG_LOOKUPD" "$T/same.conf"
+tl_is "$rc" 78 "lookupd -n: one socket as socketmap and policy is refused (78)"
+tl_like "$out" "socketmap and policy name unix:$T/same.sock twice" "... naming it"
+
 # rcptgate -n and rcptgate-syncd -n agree on each [source NAME]'s required and refused keys.
 for src in 'type = ldap' 'type = graph' 'type = graph\nuri = ldap://127.0.0.1/' 'type = file\npath = /x\ntenant = t'; do
     cp "$CONF" "$T/src.conf"
