@@ -12,8 +12,10 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 
 #include "daemon.h"
+#include "listen.h"
 #include "params.h"
 #include "params_rules.h"
 #include "paths.h"
@@ -164,8 +166,80 @@ static int params_smtpd_check_chars(const char *value, char *err, size_t errlen)
     return 0;
 }
 
+/*
+ * params_smtpd_check_listen - each line "HOST:PORT [submission]", as
+ * rcptgate-smtpd reads them (smtpd.c), so that every -n refuses what it
+ * would refuse at start
+ */
+static int params_smtpd_check_listen(const char *value, char *err, size_t errlen)
+{
+    char *copy = xstrdup(value), *save = NULL;
+    int rc = 0;
+
+    for (char *line = strtok_r(copy, "\n", &save); line && rc == 0; line = strtok_r(NULL, "\n", &save)) {
+        char *wsave = NULL, *spec = strtok_r(line, " \t", &wsave), *word;
+        LISTEN_ADDR la;
+        char why[256];
+
+        if (spec == NULL)
+            continue;
+        if (strncmp(spec, "unix:", 5) == 0 || listen_parse(spec, &la, why, sizeof(why)) < 0 || la.is_unix) {
+            snprintf(err, errlen, "\"%s\": expected HOST:PORT or [ADDRESS]:PORT, then \"submission\" "
+                     "for a port 587 listener", spec);
+            rc = -1;
+        }
+        while (rc == 0 && (word = strtok_r(NULL, " \t", &wsave)) != NULL)
+            if (strcmp(word, "submission") != 0) {
+                snprintf(err, errlen, "\"%s\": unknown option \"%s\" (only \"submission\")", spec, word);
+                rc = -1;
+            }
+    }
+    free(copy);
+    return rc;
+}
+
+#define PARAMS_SMTPD_ZONES_MAX 16       /* smtpd_dns.c uses as many */
+
+/*
+ * params_smtpd_check_zones - dnsbl and rhsbl lines "ZONE[=A.B.C.D] [TEXT]":
+ * a reply address that is no IPv4 address would switch the zone off at
+ * run time without a word at start
+ */
+static int params_smtpd_check_zones(const char *value, char *err, size_t errlen)
+{
+    char *copy = xstrdup(value), *save = NULL;
+    int rc = 0, n = 0;
+
+    for (char *line = strtok_r(copy, "\n", &save); line && rc == 0; line = strtok_r(NULL, "\n", &save)) {
+        char *zone = line + strspn(line, " \t"), *eq;
+        struct in_addr a;
+        size_t len;
+
+        if (*zone == 0)
+            continue;
+        zone[strcspn(zone, " \t")] = 0;
+        if (++n > PARAMS_SMTPD_ZONES_MAX) {
+            snprintf(err, errlen, "more than %d zones", PARAMS_SMTPD_ZONES_MAX);
+            rc = -1;
+        } else if ((eq = strchr(zone, '=')) != NULL && (*eq = 0, inet_pton(AF_INET, eq + 1, &a) != 1)) {
+            snprintf(err, errlen, "zone %s: the reply \"%s\" is not an IPv4 address (ZONE=127.0.0.2)",
+                     zone, eq + 1);
+            rc = -1;
+        } else {
+            for (len = strlen(zone); len > 0 && zone[len - 1] == '.'; len--)
+                ;
+            if (len == 0 || len > 200) {
+                snprintf(err, errlen, "\"%s\": not a zone name", zone);
+                rc = -1;
+            }
+        }
+    }
+    free(copy);
+    return rc;
+}
+
 static const CFG_PARAM smtpd_params[] = {
-    {"listen", CFG_LIST | CFG_RESTART, "0.0.0.0:25", &var_smtpd_listen, 0, 0, NULL, NULL},
+    {"listen", CFG_LIST | CFG_RESTART, "0.0.0.0:25", &var_smtpd_listen, 0, 0, NULL, params_smtpd_check_listen},
     {"banner", CFG_STR, "ESMTP", &var_smtpd_banner, 0, 0, NULL, NULL},
     {"user", CFG_STR | CFG_RESTART, RG_DEFAULT_USER, &var_smtpd_user, 0, 0, NULL, NULL},
     {"pid_file", CFG_PATH | CFG_RESTART, RG_RUNSTATEDIR "/rcptgate/smtpd.pid", &var_smtpd_pidfile, 0, 0, NULL, NULL},
@@ -235,9 +309,9 @@ static const CFG_PARAM smtpd_params[] = {
 
     {"helo_required", CFG_ENUM, "enforce", &var_smtpd_helo_required, 0, 0, MODES, NULL},
     {"reject_unknown_sender_domain", CFG_ENUM, "enforce", &var_smtpd_unknown_sender_domain, 0, 0, MODES, NULL},
-    {"dnsbl", CFG_LIST, "", &var_smtpd_dnsbl, 0, 0, NULL, NULL},
+    {"dnsbl", CFG_LIST, "", &var_smtpd_dnsbl, 0, 0, NULL, params_smtpd_check_zones},
     {"dnsbl_mode", CFG_ENUM, "enforce", &var_smtpd_dnsbl_mode, 0, 0, MODES, NULL},
-    {"rhsbl", CFG_LIST, "", &var_smtpd_rhsbl, 0, 0, NULL, NULL},
+    {"rhsbl", CFG_LIST, "", &var_smtpd_rhsbl, 0, 0, NULL, params_smtpd_check_zones},
     {"rhsbl_mode", CFG_ENUM, "enforce", &var_smtpd_rhsbl_mode, 0, 0, MODES, NULL},
 
     {"harvest_threshold", CFG_INT, "3", &var_smtpd_harvest_free, 0, 100000, NULL, NULL},

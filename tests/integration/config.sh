@@ -94,6 +94,16 @@ check "$RG_LOOKUPD" "$T/same.conf"
 tl_is "$rc" 78 "lookupd -n: one socket as socketmap and policy is refused (78)"
 tl_like "$out" "socketmap and policy name unix:$T/same.sock twice" "... naming it"
 
+# [smtpd] listen and dnsbl lines are checked where they are read: every -n refuses them, with file:line.
+cp "$CONF" "$T/smtpd.conf"
+printf '[smtpd]\nuser =\nlisten = bogus\ndnsbl = zen.example=127.0.0.999 Listed\n' >> "$T/smtpd.conf"
+for prog in "$RG_ADMIN" "$top_builddir/smtpd/rcptgate-smtpd"; do
+    check "$prog" "$T/smtpd.conf"
+    tl_is "$rc" 78 "$(basename "$prog") -n: a bad listen line and a bad dnsbl reply address are refused (78)"
+    tl_like "$out" 'smtpd.conf:[0-9]+: \[smtpd\] listen: "bogus": expected HOST:PORT' "... listen with its line"
+    tl_like "$out" 'dnsbl: zone zen.example: the reply "127.0.0.999" is not an IPv4 address' "... dnsbl too"
+done
+
 # rcptgate -n and rcptgate-syncd -n agree on each [source NAME]'s required and refused keys.
 for src in 'type = ldap' 'type = graph' 'type = graph\nuri = ldap://127.0.0.1/' 'type = file\npath = /x\ntenant = t'; do
     cp "$CONF" "$T/src.conf"
