@@ -129,10 +129,8 @@ int nexthop_check(const char *list, char *why, size_t whylen)
         char elem[128], sub[200];
 
         snprintf(elem, sizeof(elem), "%s", tok);
-        if (nexthop_element(tok, &hop, sub, sizeof(sub)) < 0) {
+        if ((rc = nexthop_element(tok, &hop, sub, sizeof(sub))) < 0)
             snprintf(why, whylen, "\"%s\": %s", elem, sub);
-            rc = -1;
-        }
         n++;
     }
     free(copy);
@@ -140,5 +138,5 @@ int nexthop_check(const char *list, char *why, size_t whylen)
         snprintf(why, whylen, "no next hop");
         rc = -1;
     }
-    return rc < 0 ? -1 : n;
+    return rc < 0 ? rc : n;
 }

@@ -32,8 +32,9 @@ size_t nexthop_transport_len(const char *t, size_t len);
 
 /*
  * nexthop_check - can rcptgate-smtpd relay to every element of list
- * (split at commas and white space)? The count, or -1 with why naming
- * the first element it could not use.
+ * (split at commas and white space)? The count, or with why naming the
+ * first element it could not use: -2 for another transport than SMTP
+ * (Postfix may use it), -1 for what nobody can (a bad port or host).
  */
 int nexthop_check(const char *list, char *why, size_t whylen);
 

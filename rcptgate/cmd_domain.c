@@ -123,7 +123,7 @@ static int domain_add(int argc, char **argv)
     const char *domain = NULL;
     const char *nexthop = NULL;
     const char *relay_mode = "";
-    int subdomains = 0;
+    int subdomains = 0, rc;
     STORE_DOMAIN old;
     STORE *st;
     int had;
@@ -173,9 +173,14 @@ static int domain_add(int argc, char **argv)
          * next hop smtpd cannot use would show only as 451 4.3.5 on every
          * recipient of the domain: say so now.
          */
-        if (nexthop_check(nexthop, why, sizeof(why)) < 0)
+        if ((rc = nexthop_check(nexthop, why, sizeof(why))) == -2)
             fprintf(stderr, "rcptgate: warning: next hop %s: rcptgate-smtpd cannot relay to %s "
                     "(Postfix's transport_maps can)\n", nexthop, why);
+        else if (rc < 0) {
+            /* A bad port or host: neither Postfix nor smtpd could use it. */
+            rcptgate_error("next hop %s: %s", nexthop, why);
+            return RCPTGATE_EX_NOTFOUND;
+        }
     }
     if ((st = rcptgate_store(STORE_CREATE)) == NULL)
         return RCPTGATE_EX_STORE;

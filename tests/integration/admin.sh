@@ -91,15 +91,19 @@ run domain add lmtp.example 'lmtp:[10.1.0.4]:24'
 tl_is "$rc" 0 "domain add with an LMTP next hop (Postfix's transport_maps take it)"
 tl_like "$(cat "$T/err")" 'warning: next hop lmtp:\[10\.1\.0\.4\]:24: rcptgate-smtpd cannot relay to "lmtp:\[10\.1\.0\.4\]:24": transport "lmtp": rcptgate-smtpd relays by SMTP only' \
     "... with a warning that rcptgate-smtpd cannot relay to it"
-run domain add port.example 'smtp:[10.1.0.4]:0'
-tl_like "$(cat "$T/err")" 'cannot relay to "smtp:\[10\.1\.0\.4\]:0": port "0"' "a port out of range: the same warning"
+# A port or host nobody can use (Postfix neither) is refused, not stored with a warning.
+for bad in 'smtp:[10.1.0.4]:0' 'smtp:[10.1.0.4]:99999' 'smtp:host:abc'; do
+    run domain add port.example "$bad"
+    tl_ok $([ "$rc" = 1 ] && ! tl_admin domain list 2>/dev/null | grep -q '^port\.example'; echo $?) \
+        "domain add with next hop $bad: refused (exit $rc), nothing stored"
+done
+tl_like "$(cat "$T/err")" 'next hop smtp:host:abc: "smtp:host:abc": port "abc": a number from 1 to 65535' "... saying why"
 run domain add dflt.example ':[10.1.0.4]:2525'
 tl_is "$rc:$(cat "$T/err")" "0:" "the default transport (\":[host]\") is SMTP to smtpd: no warning"
 run domain add named.example 'smtp:mx1.internal:smtp,smtp:mx2.internal:2525'
 tl_is "$rc:$(cat "$T/err")" "0:" "host names with :smtp and :PORT, no brackets: no warning"
 run domain del named.example
 run domain del lmtp.example
-run domain del port.example
 run domain del dflt.example
 run domain add bad.example 'smtp [10.1.0.2]'
 tl_is "$rc" 1 "a next hop with white space is refused"
