@@ -735,8 +735,8 @@ int cmd_check(int argc, char **argv)
     if (cr.nsources > CHECK_SOURCE_MAX)
         cr.nsources = CHECK_SOURCE_MAX;
 
-    /* The store, read-only, as lookupd opens it. */
-    if ((st = store_open(var_store_path, 0, var_store_busy_ms, err, sizeof(err))) == NULL) {
+    /* The store, read-only, as lookupd opens it (a check migrates nothing). */
+    if ((st = store_open(var_store_path, STORE_READONLY, var_store_busy_ms, err, sizeof(err))) == NULL) {
         check_say(&cr, 2, "%s", err);       /* "store PATH: why" */
     } else if (store_stats(st, &ss) < 0) {
         check_say(&cr, 2, "store %s: %s", var_store_path, store_error(st));

@@ -64,12 +64,12 @@ void rcptgate_error(const char *fmt, ...)
     fputc('\n', stderr);
 }
 
-/* rcptgate_usage - the usage text on stderr */
-int rcptgate_usage(void)
-{
-    fputs("usage: rcptgate [-c FILE] [-f] [-n] [-v] SUBCOMMAND [ARGS]\n"
+/* rcptgate_usage_text - the usage text */
+static const char rcptgate_usage_text[] =
+          "usage: rcptgate [-c FILE] [-f] [-n] [-v] SUBCOMMAND [ARGS]\n"
           "  query ADDRESS                      the verdict for ADDRESS, and why\n"
-          "  query [--client ADDR] [--helo NAME] [--sender ADDR] [--login USER] ADDRESS\n"
+          "  query [--client ADDR] [--client-name NAME] [--helo NAME] [--sender ADDR|<>]\n"
+          "        [--login USER] [--hostname NAME] ADDRESS\n"
           "                                     a whole transaction: the verdict and the rule\n"
           "  import [--source NAME] [--allow-empty] [--force] FILE\n"
           "                                     replace a source's recipients with a map file\n"
@@ -88,8 +88,15 @@ int rcptgate_usage(void)
           "  queue hold|release|delete ID...|ALL|-\n"
           "                                     smtpd's mail queue (like mailq, postqueue, postsuper)\n"
           "  -c FILE  configuration (default " RG_SYSCONFDIR "/rcptgate/rcptgate.conf)\n"
+          "  -f       log to syslog too, as the daemons in the foreground\n"
           "  -n       check the configuration and exit\n"
-          "  -v       verbose\n", stderr);
+          "  -v       verbose\n"
+          "  -h, --help  this text\n";
+
+/* rcptgate_usage - the usage text on stderr, for a mistake */
+int rcptgate_usage(void)
+{
+    fputs(rcptgate_usage_text, stderr);
     return RG_EX_USAGE;
 }
 
@@ -242,9 +249,16 @@ int main(int argc, char **argv)
 
     log_init("rcptgate", 1, 0);
     paths_umask();
+    if (argc > 1 && strcmp(argv[1], "--help") == 0) {
+        fputs(rcptgate_usage_text, stdout);
+        return 0;
+    }
     /* "+": options end at the subcommand, which has options of its own. */
-    while ((ch = getopt(argc, argv, "+c:fnv")) != -1) {
+    while ((ch = getopt(argc, argv, "+c:fhnv")) != -1) {
         switch (ch) {
+        case 'h':
+            fputs(rcptgate_usage_text, stdout);
+            return 0;
         case 'c':
             conf = optarg;
             break;
