@@ -244,6 +244,20 @@ int store_access_entry(const char *type, const char *key, const char *action,
         snprintf(err, errlen, "\"%s\": text too long or with a line break", key);
         return -1;
     }
+    for (const unsigned char *p = (const unsigned char *) text; *p; p++)
+        if (*p < 0x20 || *p == 0x7f) {
+            snprintf(err, errlen, "\"%s\": a control character in the text (a tab would cut access list's columns)",
+                     key);
+            return -1;
+        }
+    /* "REJECT 4.7.1 ..." would answer 554 5.7.1 4.7.1 ...: the code belongs to the other action. */
+    if ((out->action == STORE_ACCESS_REJECT && text[0] == '4' && text[1] == '.')
+        || (out->action == STORE_ACCESS_DEFER && text[0] == '5' && text[1] == '.')) {
+        snprintf(err, errlen, "\"%s\": %s's text starts with a %c.x.x status code: use %s, or a %c.x.x code",
+                 key, store_access_action_name(out->action), text[0],
+                 out->action == STORE_ACCESS_REJECT ? "DEFER" : "REJECT", text[0] == '4' ? '5' : '4');
+        return -1;
+    }
     snprintf(out->text, sizeof(out->text), "%s", text);
     return 0;
 }

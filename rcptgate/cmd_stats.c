@@ -170,9 +170,9 @@ static void stats_lookupd(void)
     }
     stats_header("lookupd:", &sf, var_lookupd_stats_ms);
     printf("  connections:    %lld total, %lld current\n",
-           stats_get(&sf, "connections_total"), stats_get(&sf, "connections_current"));
+           stats_count(&sf, "connections_total"), stats_count(&sf, "connections_current"));
     printf("  protocol errors %lld, timeouts %lld\n",
-           stats_get(&sf, "protocol_errors"), stats_get(&sf, "timeouts"));
+           stats_count(&sf, "protocol_errors"), stats_count(&sf, "timeouts"));
     for (int m = 0; maps[m]; m++) {
         printf("  socketmap %-10s", maps[m]);
         for (int o = 0; outcomes[o]; o++) {

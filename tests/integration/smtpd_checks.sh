@@ -193,6 +193,12 @@ ck "... and refused again once the entry is gone" \
     "550 5.7.1 <helpdesk@example.com>: Sender address rejected: internal sender address from an untrusted client" \
     --ehlo mail.saas.example --from helpdesk@example.com --to alice@example.com
 ck "null sender" "$OK" --ehlo mail.sender.example --from '<>' --to alice@example.com
+# Entries that would answer wrong are refused: a 4.x.x code under REJECT, a tab in the text.
+tl_admin access add client 192.0.2.9 REJECT 4.7.1 later >"$T/access.out" 2>&1
+tl_ok $([ $? = 1 ] && grep -q "REJECT's text starts with a 4.x.x status code" "$T/access.out"; echo $?) \
+    "access add: REJECT with a 4.x.x code is refused (it answered 554 5.7.1 4.7.1 ...)"
+tl_admin access add client 192.0.2.9 REJECT "$(printf 'a\tb')" >"$T/access.out" 2>&1
+tl_ok $([ $? = 1 ] && grep -q "control character" "$T/access.out"; echo $?) "access add: a tab in the text is refused"
 
 # ---- access lists: the configuration's and the store's
 ck "sender access REJECT (config)" "554 5.7.1 <spammer@bad.example>: Sender address rejected: Access denied" \
