@@ -1240,7 +1240,11 @@ void rules_policy_text(const RULES_RESULT *r, const char *rcpt, char *out, size_
         rest += strlen(prefix);
     } else {
         snprintf(prefix, sizeof(prefix), "<%.*s>: ", ADDR_PATH_MAX, rcpt ? rcpt : "");
-        if (strncmp(rest, prefix, strlen(prefix)) == 0)
+        /* Not a sender's or HELO's head that happens to equal the recipient: it names what was judged. */
+        if (strncmp(rest, prefix, strlen(prefix)) == 0
+            && strncmp(rest + strlen(prefix), "Sender address rejected", 23) != 0
+            && strncmp(rest + strlen(prefix), "Helo command rejected", 21) != 0
+            && strncmp(rest + strlen(prefix), "Client host rejected", 20) != 0)
             rest += strlen(prefix);
     }
     snprintf(out, size, "%.*s%s%s", (int) head, t, head ? " " : "", rest);

@@ -287,6 +287,10 @@ tl_is "$(req RCPT "SRS0=$long@example.com" | ask)" "action=501 5.1.3 Bad recipie
     "... in our domain: 501 5.1.3 as from smtpd"
 tl_is "$(CLIENT=127.0.0.1 req RCPT abuse | ask)" "action=DUNNO" \
     "a recipient without a domain, reject_non_fqdn_recipient = off: DUNNO (Postfix appends \$myorigin)"
+# A sender's head stays when the sender happens to be the recipient too (mail to oneself).
+tl_is "$(CLIENT=198.51.100.1 SENDER=alice@example.com req RCPT alice@example.com | ask)" \
+    "action=550 5.7.1 <alice@example.com>: Sender address rejected: internal sender address from an untrusted client" \
+    "sender = recipient: the text still names the sender"
 # A sender longer than any buffer is judged whole, not by the domain a cut would leave.
 big=$(printf 'a%.0s' $(seq 1011))
 tl_is "$(SENDER="$big@example.com.attacker.test" req RCPT alice@example.com | ask)" "action=DUNNO" \
