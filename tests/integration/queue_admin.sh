@@ -241,13 +241,19 @@ mv "$T/queue.away" "$Q"
 
 # --- as root: every file stays the spool owner's
 if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1; then
+    # Run as root, queue commands act as [smtpd] user: the spool moves where
+    # nobody can reach it (the tree may be a clone under /root, mode 0700).
+    QD=$(mktemp -d "${TMPDIR:-/tmp}/rg-queue-admin.XXXXXX") && chmod 0711 "$QD" && mv "$Q" "$QD/queue" ||
+        tl_bail "cannot move the spool to $QD"
+    Q=$QD/queue
+    sed -i -e "s|^queue_directory = .*|queue_directory = $Q|" -e 's/^user =$/user = nobody/' "$CONF"
     chown -R nobody "$Q"
-    sed -i 's/^user =$/user = nobody/' "$CONF"
-    # deferred/ made a link by whoever holds smtpd's user: root's delete ALL must not follow it.
-    mkdir "$T/victim" && echo precious > "$T/victim/README"
-    mv "$Q/deferred" "$Q/deferred.real" && ln -s "$T/victim" "$Q/deferred" && chown -h nobody "$Q/deferred"
+    # deferred/ made a link by whoever holds smtpd's user: root's delete ALL must
+    # not follow it (the directory behind it is one nobody may write in).
+    mkdir -m 0777 "$QD/victim" && echo precious > "$QD/victim/README"
+    mv "$Q/deferred" "$Q/deferred.real" && ln -s "$QD/victim" "$Q/deferred" && chown -h nobody "$Q/deferred"
     run queue delete ALL
-    tl_ok $([ "$rc" != 0 ] && [ -e "$T/victim/README" ]; echo $?) \
+    tl_ok $([ "$rc" != 0 ] && [ -e "$QD/victim/README" ]; echo $?) \
         "as root: a deferred/ that is a link is not followed (exit $rc, the file behind it is still there)"
     tl_like "$(cat "$T/err")" "deferred: a symbolic link or not a directory" "... and says why"
     rm "$Q/deferred" && mv "$Q/deferred.real" "$Q/deferred"
@@ -277,5 +283,6 @@ tl_is "$rc" 0 "delete ALL exits 0"
 run queue list
 tl_is "$(cat "$T/out")" "Mail queue is empty" "list: an empty queue says so"
 tl_is "$(find "$Q/deferred" "$Q/hold" "$Q/defer" -type f | wc -l)" 0 "delete ALL: no message and no reason file is left"
+[ -n "${QD:-}" ] && rm -rf "$QD"
 
 tl_done
