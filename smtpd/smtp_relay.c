@@ -159,6 +159,7 @@ struct smtp_relay {
     int npipe;
     int inflight;               /* replies still to come (the banner counts) */
     int stray;                  /* the hop said something no command asked for: give it up */
+    int utf8_dropped;           /* MAIL went without the client's SMTPUTF8 (the envelope was ASCII) */
     int mail_sent;              /* MAIL went to this hop: RCPT may follow it */
     struct bufferevent *bev;    /* the top bufferevent (TLS filter after STARTTLS) */
     int mx;                     /* env->mx: bare domains go by their MX (smtpd_dns.c) */
@@ -830,17 +831,27 @@ static void relay_send_next_xforward(SMTP_RELAY *r)
     relay_send_mail(r);
 }
 
-/* relay_envelope_ascii - are the sender and every RCPT asked for so far ASCII? */
+/* relay_8bit - does s hold a byte over 0x7f? */
+static int relay_8bit(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *) s; *p; p++)
+        if (*p >= 0x80)
+            return 1;
+    return 0;
+}
+
+/*
+ * relay_envelope_ascii - are the sender and every RCPT asked for so far
+ * ASCII? (A RCPT asked for later, in a proxy session, is judged in
+ * relay_pump: 555 if it needs the SMTPUTF8 that MAIL went without.)
+ */
 static int relay_envelope_ascii(const SMTP_RELAY *r)
 {
-    for (const unsigned char *p = (const unsigned char *) r->sender; *p; p++)
-        if (*p >= 0x80)
-            return 0;
+    if (relay_8bit(r->sender))
+        return 0;
     for (const RELAY_REQ *q = r->reqs; q; q = q->next)
-        if (q->kind == REQ_RCPT)
-            for (const unsigned char *p = (const unsigned char *) q->arg; *p; p++)
-                if (*p >= 0x80)
-                    return 0;
+        if (q->kind == REQ_RCPT && relay_8bit(q->arg))
+            return 0;
     return 1;
 }
 
@@ -852,6 +863,7 @@ static void relay_send_mail(SMTP_RELAY *r)
     size_t n = 0;
 
     params[0] = 0;
+    r->utf8_dropped = 0;
     for (tok = strtok_r(copy, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save)) {
         int pass = 0;
 
@@ -868,6 +880,7 @@ static void relay_send_mail(SMTP_RELAY *r)
                  */
                 log_info("relay: %s does not offer SMTPUTF8; the envelope is ASCII: relayed without it",
                          r->peer);
+                r->utf8_dropped = 1;
                 pass = 0;
             } else if (!(r->ext & EXT_SMTPUTF8)) {
                 /* Final, like a 5xx to MAIL: another hop is the same kind of server. */
@@ -1460,6 +1473,14 @@ static void relay_pump(SMTP_RELAY *r)
             ;
         if (q == NULL)
             return;
+        if (q->kind == REQ_RCPT && r->utf8_dropped && relay_8bit(q->arg)) {
+            /* It needs the SMTPUTF8 that MAIL went without: refused here, in its turn. */
+            if (q != r->reqs || r->inflight > 0)
+                return;
+            if (!relay_answer_head(r, 555, "555 5.6.7 SMTPUTF8 is required, but was not offered by the next hop"))
+                return;
+            continue;
+        }
         if (q->kind == REQ_RCPT && relay_can_pipe(r)) {
             char params[1024];
 

@@ -394,10 +394,16 @@ void source_obj_member(SOURCE_OBJ *obj, const char *value, size_t len)
         source_list_add(&obj->members, value, len);
 }
 
-/* source_obj_members_clear - no members after all (they could not be read) */
+/* source_obj_members_clear - no members after all (they could not be read, or the kind has none) */
 void source_obj_members_clear(SOURCE_OBJ *obj)
 {
     source_list_clear(&obj->members);
+}
+
+/* source_obj_logins_clear - no logins after all (the kind has none) */
+void source_obj_logins_clear(SOURCE_OBJ *obj)
+{
+    source_list_clear(&obj->logins);
 }
 
 /* source_obj_put - the object as the store wants it, to the sink */

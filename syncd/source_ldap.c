@@ -1156,9 +1156,7 @@ static int source_ldap_generic_entry(SOURCE_LDAP *sl, LDAPMessage *e, char *err,
         o->kind = STORE_KIND_GROUP;
     } else {
         o->kind = STORE_KIND_USER;
-        for (size_t i = 0; i < o->members.n; i++)
-            free(o->members.v[i]);
-        o->members.n = 0;
+        source_obj_members_clear(o);
     }
     if (o->guid == NULL)                /* no entryUUID: the DN is the identity */
         source_obj_set_guid(o, o->dn, strlen(o->dn));

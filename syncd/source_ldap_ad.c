@@ -494,9 +494,7 @@ static int source_ldap_ad_entry(SOURCE_LDAP *sl, LDAPMessage *e, char *err, size
     if (ae.require_auth)
         o->flags |= STORE_FLAG_INTERNAL_ONLY;
     if (strcmp(o->kind, STORE_KIND_USER) != 0 && strcmp(o->kind, STORE_KIND_SHARED) != 0) {
-        for (size_t i = 0; i < o->logins.n; i++)
-            free(o->logins.v[i]);
-        o->logins.n = 0;
+        source_obj_logins_clear(o);
     }
     if (o->guid == NULL)
         source_obj_set_guid(o, o->dn, strlen(o->dn));
@@ -509,9 +507,7 @@ static int source_ldap_ad_entry(SOURCE_LDAP *sl, LDAPMessage *e, char *err, size
         return -1;
     if (ae.dynamic || strcmp(o->kind, STORE_KIND_GROUP) != 0) {
         /* A dynamic group's members are a query; other kinds have none. */
-        for (size_t i = 0; i < o->members.n; i++)
-            free(o->members.v[i]);
-        o->members.n = 0;
+        source_obj_members_clear(o);
     }
     if (source_obj_put(o, sl->sink) < 0) {
         snprintf(err, errlen, "%s: not stored", o->dn);

@@ -124,8 +124,9 @@ void source_obj_login(SOURCE_OBJ *obj, const char *value, size_t len);
 /* source_obj_member - add a member DN as the directory gave it (once) */
 void source_obj_member(SOURCE_OBJ *obj, const char *value, size_t len);
 
-/* source_obj_members_clear - drop the members added so far */
+/* source_obj_members_clear, source_obj_logins_clear - drop the members (logins) added so far */
 void source_obj_members_clear(SOURCE_OBJ *obj);
+void source_obj_logins_clear(SOURCE_OBJ *obj);
 
 /* source_obj_put - hand the object to the sink; 0, or -1 (the sink's) */
 int source_obj_put(SOURCE_OBJ *obj, SYNC_SINK *sink);

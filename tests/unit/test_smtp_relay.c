@@ -1037,7 +1037,26 @@ static void test_smtputf8(void **state)
     assert_int_equal(got.code[1], 250);
     smtp_relay_free(r);
     settle();
-    /* A UTF-8 recipient needs it: 555, for good (another hop is the same kind of server). */
+    /*
+     * In a session's order (proxy): MAIL first, the RCPTs once it is
+     * answered. An ASCII one goes; a UTF-8 one, which would need the
+     * SMTPUTF8 that MAIL went without, is refused here, in its turn.
+     */
+    memset(&got, 0, sizeof(got));
+    r = open_relay(hop(s.port), "SMTPUTF8");
+    run(1);
+    assert_int_equal(got.code[0], 250);
+    smtp_relay_rcpt(r, "a@example.com", "", record, NULL);
+    smtp_relay_rcpt(r, "j\xc3\xb6rg@example.com", "", record, NULL);
+    smtp_relay_rcpt(r, "b@example.com", "", record, NULL);
+    run(4);
+    assert_int_equal(got.code[1], 250);
+    assert_int_equal(got.code[2], 555);
+    assert_non_null(strstr(got.text[2], "5.6.7 SMTPUTF8"));
+    assert_int_equal(got.code[3], 250);
+    smtp_relay_free(r);
+    settle();
+    /* A UTF-8 recipient known at MAIL: 555 to MAIL, for good (another hop is the same kind of server). */
     memset(&got, 0, sizeof(got));
     r = open_relay(hop(s.port), "SMTPUTF8");
     smtp_relay_rcpt(r, "j\xc3\xb6rg@example.com", "", record, NULL);
