@@ -707,11 +707,12 @@ int cfg_load(const char *path, const CFG_SECTION *sections)
 }
 
 /*
- * The sections of the file last loaded without errors, for
- * cfg_section_seen(): "[smtpd]" absent means smtpd is not set up here.
- * A family's section counts only with a key (it is a source only then).
+ * The sections with a key in the file last loaded without errors, for
+ * cfg_section_seen(): "[smtpd]" absent means smtpd is not set up here;
+ * and every [name] line of it, keys or not, for cfg_section_listed().
  */
 static char *cfg_seen;                  /* "\n"-separated, with one at each end */
+static char *cfg_listed;                /* the same */
 
 /* cfg_seen_record - remember the sections of a good file */
 static void cfg_seen_record(const CFG_PARSE *cp)
@@ -721,7 +722,6 @@ static void cfg_seen_record(const CFG_PARSE *cp)
 
     for (size_t i = 0; i < cp->count; i++)
         len += strlen(cp->entries[i].section) + 1;
-    len += cp->headers_len;
     free(cfg_seen);
     cfg_seen = p = xmalloc(len);
     *p++ = '\n';
@@ -734,15 +734,10 @@ static void cfg_seen_record(const CFG_PARSE *cp)
         p += strlen(p);
         sprintf(p, "%s\n", name);
     }
-    /* A plain section's header alone; "[source x]" without keys builds no source, so it is not one. */
-    for (const char *h = cp->headers; h != NULL && *h; h = strchr(h, '\n') + 1) {
-        size_t n = strcspn(h, "\n");
-
-        if (memchr(h, ' ', n) == NULL) {
-            p += strlen(p);
-            sprintf(p, "%.*s\n", (int) n, h);
-        }
-    }
+    /* Every [name] line, keys or not. */
+    free(cfg_listed);
+    cfg_listed = xmalloc(cp->headers_len + 2);
+    snprintf(cfg_listed, cp->headers_len + 2, "\n%s", cp->headers ? cp->headers : "");
 }
 
 /* cfg_family_seen - the [family NAME] sections of the file last loaded (cfg.h) */
@@ -765,18 +760,30 @@ int cfg_family_seen(const char *family, char (*names)[CFG_NAME_LEN], int max)
     return count;
 }
 
-/* cfg_section_seen - did the file last loaded have [name] (cfg.h)? */
-int cfg_section_seen(const char *name)
+/* cfg_in_record - is name a whole line of the record? */
+static int cfg_in_record(const char *record, const char *name)
 {
-    const char *p = cfg_seen;
+    const char *p = record;
     size_t n = strlen(name);
 
     while (p != NULL && (p = strstr(p, name)) != NULL) {
-        if (p > cfg_seen && p[-1] == '\n' && p[n] == '\n')
+        if (p > record && p[-1] == '\n' && p[n] == '\n')
             return 1;
         p += n;
     }
     return 0;
+}
+
+/* cfg_section_seen - did the file last loaded have a key in [name] (cfg.h)? */
+int cfg_section_seen(const char *name)
+{
+    return cfg_in_record(cfg_seen, name);
+}
+
+/* cfg_section_listed - did the file last loaded have a [name] line, keys or not (cfg.h)? */
+int cfg_section_listed(const char *name)
+{
+    return cfg_in_record(cfg_listed, name) || cfg_in_record(cfg_seen, name);
 }
 
 /*
@@ -924,6 +931,7 @@ static struct {
     CFG_FIXED *fixed_last;              /* cfg_fixed_last before the load */
     size_t nfixed_last;
     char *seen;                         /* cfg_seen before the load */
+    char *listed;                       /* cfg_listed before the load */
 } cfg_prev;
 
 /* cfg_is_string - does the parameter's variable hold a string cfg owns? */
@@ -965,6 +973,8 @@ static void cfg_prev_save(const CFG_SECTION *sections)
     cfg_fixed_nlast = 0;
     cfg_prev.seen = cfg_seen;
     cfg_seen = NULL;
+    cfg_prev.listed = cfg_listed;
+    cfg_listed = NULL;
     cfg_prev.active = 1;
 }
 
@@ -986,6 +996,7 @@ void cfg_commit(void)
             free(cfg_prev.values[i].str);
     cfg_fixed_free(cfg_prev.fixed_last, cfg_prev.nfixed_last);
     free(cfg_prev.seen);
+    free(cfg_prev.listed);
     cfg_prev_end();
 }
 
@@ -1012,6 +1023,8 @@ void cfg_rollback(void)
     cfg_fixed_nlast = cfg_prev.nfixed_last;
     free(cfg_seen);
     cfg_seen = cfg_prev.seen;
+    free(cfg_listed);
+    cfg_listed = cfg_prev.listed;
     cfg_prev_end();
 }
 

@@ -78,11 +78,17 @@ void cfg_commit(void);
 void cfg_rollback(void);
 
 /*
- * cfg_section_seen - 1 if the file last loaded without errors had [name],
- * even with no key under it; a family section ("source corp", by its full
- * name) only with a key.
+ * cfg_section_seen - 1 if the file last loaded without errors had a key
+ * in [name] (a family section by its full name, "source corp").
  */
 int cfg_section_seen(const char *name);
+
+/*
+ * cfg_section_listed - 1 if the file last loaded without errors had a
+ * [name] line, keys under it or not: the packaged file's [lookupd], with
+ * every key commented out, is lookupd set up with its defaults.
+ */
+int cfg_section_listed(const char *name);
 
 /*
  * cfg_family_seen - the names of the [family NAME] sections in the file

@@ -728,8 +728,12 @@ int cmd_check(int argc, char **argv)
     signal(SIGALRM, check_alarm);
     alarm((unsigned) (3 * cr.timeout_ms / 1000 + 5));
 
-    /* What rcptgate.conf sets up (it was loaded already): a section counts even with no key in it. */
-    cr.has_lookupd = cfg_section_seen("lookupd");
+    /*
+     * What rcptgate.conf sets up (it was loaded already): lookupd even with
+     * no key in its section (the package runs it with its defaults), smtpd
+     * with one (the packaged file has [smtpd] with every key commented out).
+     */
+    cr.has_lookupd = cfg_section_listed("lookupd");
     cr.has_smtpd = cfg_section_seen("smtpd");
     cr.nsources = cfg_family_seen("source", cr.sources, CHECK_SOURCE_MAX);
     if (cr.nsources > CHECK_SOURCE_MAX)

@@ -140,7 +140,10 @@ STORE *rcptgate_store(int flags)
 /*
  * rcptgate_users - -n: the user of each program whose section the file
  * has, and [syncd]'s (the admin command's own, as root), must exist, as
- * each daemon's own -n says. The number of errors.
+ * each daemon's own -n says: [lookupd] even without a key (the package
+ * runs lookupd with its defaults), [smtpd] with one (the package does
+ * not start smtpd, and its file has the section with every key
+ * commented out). The number of errors.
  */
 static int rcptgate_users(const char *conf)
 {
@@ -149,7 +152,7 @@ static int rcptgate_users(const char *conf)
     int errors = 0;
 
     for (int i = 0; i < 3; i++) {
-        if (i > 0 && !cfg_section_seen(sections[i]))
+        if (i > 0 && !(i == 1 ? cfg_section_listed(sections[i]) : cfg_section_seen(sections[i])))
             continue;
         if (*users[i] && !daemon_user_exists(users[i])) {
             rcptgate_error("%s: [%s] user: user \"%s\" does not exist", conf, sections[i], users[i]);
@@ -181,7 +184,7 @@ static int rcptgate_paths(void)
             pl[j] = paths_create();
         if (i == 0)
             params_paths("rcptgate", 1, pl[j]);
-        if (!cfg_section_seen(progs[i]))
+        if (!(i == 1 ? cfg_section_listed(progs[i]) : cfg_section_seen(progs[i])))
             continue;
         if (i == 2)
             params_smtpd_paths(pl[j]);

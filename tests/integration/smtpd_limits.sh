@@ -17,9 +17,8 @@ tl_need_tool python3 python3
 
 # ---------------------------------------------------------------- the sample configuration
 # Everything in it is commented out (the defaults) except what we change:
-# its [smtpd] line, as whoever sets smtpd up uncomments it, and its user
-# "rcptgate", which need not exist on a test machine.
-awk '/^#\[smtpd\]$/ { sub(/^#/, "") } /^\[/ { sec = $0 } sec == "[smtpd]" && /^#user = / { print "user ="; next } { print }' \
+# its user "rcptgate" need not exist on a test machine.
+awk '/^\[/ { sec = $0 } sec == "[smtpd]" && /^#user = / { print "user ="; next } { print }' \
     "$top_srcdir/etc/rcptgate.conf.sample" > "$T/sample.conf"
 tl_is "$(grep -c '^user =$' "$T/sample.conf")" 1 "sample: [smtpd] user overridden in a copy"
 # -n also checks the directories smtpd writes: here, the test's.

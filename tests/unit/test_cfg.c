@@ -94,9 +94,10 @@ static void test_good(void **state)
 }
 
 /*
- * cfg_section_seen: the sections of the last good file, exactly by name; a
- * header alone counts (the packaged file's [lookupd] has every key
- * commented out), but not for a family: "[source x]" alone is no source.
+ * cfg_section_seen: the sections with a key in the last good file, exactly
+ * by name; cfg_section_listed: every [name] line, keys or not (the packaged
+ * file's [lookupd] has every key commented out); "[source x]" alone is no
+ * source.
  */
 static void test_section_seen(void **state)
 {
@@ -110,8 +111,11 @@ static void test_section_seen(void **state)
     assert_true(cfg_section_seen("smtpd"));
     assert_true(cfg_section_seen("source corp"));
     assert_false(cfg_section_seen("store"));        /* not in the file */
-    assert_true(cfg_section_seen("syncd"));         /* a header without keys */
-    assert_false(cfg_section_seen("address"));      /* a comment */
+    assert_false(cfg_section_seen("syncd"));        /* a header without keys */
+    assert_true(cfg_section_listed("syncd"));       /* ... is listed */
+    assert_true(cfg_section_listed("lookupd"));
+    assert_false(cfg_section_listed("address"));    /* a comment */
+    assert_false(cfg_section_listed("store"));
     assert_false(cfg_section_seen("source bare"));  /* a family's header without keys */
     assert_int_equal(cfg_family_seen("source", names, 4), 1);
     assert_string_equal(names[0], "corp");
