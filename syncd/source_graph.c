@@ -733,9 +733,18 @@ static int source_graph_incremental(SOURCE *src, const char *cookie, const char 
             rc = SOURCE_FULL;
             goto done;
         }
-        if (r == GRAPH_FORBIDDEN && i == 2) {
-            rc = SOURCE_FULL;           /* contacts no longer readable: a full pull goes on without them */
-            goto done;
+        if (r == GRAPH_FORBIDDEN && i == 2 && sg->contacts == 0) {
+            /*
+             * Contacts no longer readable: the users' and groups' changes
+             * go on, the stored contacts stay, and their link is kept for
+             * when the permission is back. (A full pull without it drops
+             * them, within the shrink guard.)
+             */
+            source_graph_no_contacts(sg, err);
+            err[0] = 0;
+            free(next[2]);
+            next[2] = xstrdup(links[2]);
+            continue;
         }
         if (r != GRAPH_OK)
             goto done;

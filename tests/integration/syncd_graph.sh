@@ -525,9 +525,16 @@ write_state
 syncd_once --incremental
 tl_is "$rc" 0 "a contact removed: exits 0"
 rg_invalid vendor-new@corp.example vendor@partner.example
-# An application without OrgContact.Read.All: warned, pulled without contacts.
+# The permission taken away: the incremental pulls go on, and the contacts stay.
 write_state contact
+syncd_once --incremental
+rg_valid vendor-alias@corp.example
 control '{"contacts_forbidden": true}'
+syncd_once --incremental
+tl_is "$rc" 0 "contacts answer 403 to an incremental pull: it goes on (0)"
+rg_valid vendor-alias@corp.example
+tl_like "$(cat "$T/syncd.err")" "organisational contacts not pulled" "... with the warning"
+# An application without OrgContact.Read.All: warned, pulled without contacts.
 syncd_once
 tl_is "$rc" 0 "contacts answer 403: the pull goes on (0)"
 rg_invalid vendor-alias@corp.example
