@@ -16,10 +16,13 @@
 #include "config.h"
 
 #include <errno.h>
+#include <netdb.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
 
 #include "nexthop.h"
 #include "xalloc.h"
@@ -90,15 +93,23 @@ int nexthop_element(char *tok, NEXTHOP_HOP *hop, char *why, size_t whylen)
         char *end;
 
         *p++ = 0;
+        struct servent *se;
+
         if (strcasecmp(p, "smtp") == 0) {
             port = 25;
-        } else {
+        } else if (*p != 0 && strspn(p, "0123456789") == strlen(p)) {
             errno = 0;
             port = strtol(p, &end, 10);
             if (errno || *end || end == p || port < 1 || port > 65535) {
-                snprintf(why, whylen, "port \"%.32s\": a number from 1 to 65535 (or smtp)", p);
+                snprintf(why, whylen, "port \"%.32s\": a number from 1 to 65535 (or a service name)", p);
                 return -1;
             }
+        } else if ((se = getservbyname(p, "tcp")) != NULL) {
+            port = ntohs((uint16_t) se->s_port);        /* ":submission", as Postfix takes it */
+        } else {
+            snprintf(why, whylen, "port \"%.32s\": a number from 1 to 65535, or a service name of "
+                     "/etc/services", p);
+            return -1;
         }
     } else if (p != NULL && *p) {
         snprintf(why, whylen, "\"%.32s\" after \"]\": expected :PORT", p);

@@ -16,6 +16,7 @@
 
 #include "addr.h"
 #include "listen.h"
+#include "log.h"
 #include "params.h"
 #include "params_rules.h"
 #include "paths.h"
@@ -288,4 +289,28 @@ void params_paths(const char *program, int once, PATHS *pl)
             paths_add_file_dir(pl, 0, "pid file directory", var_syncd_pidfile, 0755);
         paths_add_file_dir(pl, 0, "export_file directory", var_syncd_export_file, 0755);
     }
+}
+
+/* params_lookupd_listeners - one place named twice in socketmap and policy (params.h) */
+int params_lookupd_listeners(const char *conf)
+{
+    LISTEN_ADDR la[2 * LISTEN_MAX];
+    char err[512];
+    int n = 0, m, errors = 0;
+
+    if ((m = listen_parse_list(var_lookupd_socketmap, la, LISTEN_MAX, err, sizeof(err))) > 0)
+        n = m;
+    if ((m = listen_parse_list(var_lookupd_policy, la + n, LISTEN_MAX, err, sizeof(err))) > 0)
+        n += m;
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++)
+            if (la[i].is_unix == la[j].is_unix
+                && (la[i].is_unix ? strcmp(la[i].path, la[j].path) == 0
+                    : strcmp(la[i].host, la[j].host) == 0 && strcmp(la[i].port, la[j].port) == 0)) {
+                log_err("%s: [lookupd] socketmap and policy name %s%s%s%s twice: give each its own",
+                        conf, la[i].is_unix ? "unix:" : "", la[i].is_unix ? la[i].path : la[i].host,
+                        la[i].is_unix ? "" : ":", la[i].is_unix ? "" : la[i].port);
+                errors++;
+            }
+    return errors;
 }

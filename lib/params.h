@@ -90,4 +90,11 @@ long params_socket_gid(void);
  */
 void params_paths(const char *program, int once, PATHS *pl);
 
+/*
+ * params_lookupd_listeners - [lookupd] socketmap and policy must not name
+ * one place twice (lookupd would fail at start, binding it twice): the
+ * number of such errors, each logged with conf's name
+ */
+int params_lookupd_listeners(const char *conf);
+
 #endif

@@ -607,34 +607,6 @@ static int lookupd_socket_mode(void)
     return (int) strtol(var_lookupd_socket_mode, NULL, 8);
 }
 
-/*
- * lookupd_listen_twice - one place named twice in socketmap and policy:
- * lookupd would bind it twice and fail at start ("another process is
- * listening there", itself). The number of such errors.
- */
-static int lookupd_listen_twice(void)
-{
-    LISTEN_ADDR la[2 * LISTEN_MAX];
-    char err[512];
-    int n = 0, m, errors = 0;
-
-    if ((m = listen_parse_list(var_lookupd_socketmap, la, LISTEN_MAX, err, sizeof(err))) > 0)
-        n = m;
-    if ((m = listen_parse_list(var_lookupd_policy, la + n, LISTEN_MAX, err, sizeof(err))) > 0)
-        n += m;
-    for (int i = 0; i < n; i++)
-        for (int j = i + 1; j < n; j++)
-            if (la[i].is_unix == la[j].is_unix
-                && (la[i].is_unix ? strcmp(la[i].path, la[j].path) == 0
-                    : strcmp(la[i].host, la[j].host) == 0 && strcmp(la[i].port, la[j].port) == 0)) {
-                log_err("%s: [lookupd] socketmap and policy name %s%s%s%s twice: give each its own",
-                        lookupd_sk.conf_path, la[i].is_unix ? "unix:" : "", la[i].is_unix ? la[i].path : la[i].host,
-                        la[i].is_unix ? "" : ":", la[i].is_unix ? "" : la[i].port);
-                errors++;
-            }
-    return errors;
-}
-
 /* lookupd_load - read the configuration; number of errors */
 static int lookupd_load(void)
 {
@@ -646,7 +618,7 @@ static int lookupd_load(void)
         errors++;
     }
     if (errors == 0)
-        errors += lookupd_listen_twice();
+        errors += params_lookupd_listeners(lookupd_sk.conf_path);
     /* the policy service's rules: mynetworks and the access lists (a bad reload keeps the old ones) */
     if (errors == 0 && rules_init(err, sizeof(err)) < 0) {
         log_err("%s: %s", lookupd_sk.conf_path, err);

@@ -299,7 +299,7 @@ int main(int argc, char **argv)
             return RG_EX_CONFIG;
         }
         rules_free();
-        if (rcptgate_users(conf) != 0) {
+        if ((cfg_section_listed("lookupd") && params_lookupd_listeners(conf) != 0) || rcptgate_users(conf) != 0) {
             rcptgate_error("%s: configuration errors", conf);
             return RG_EX_CONFIG;
         }

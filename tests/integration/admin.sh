@@ -98,6 +98,14 @@ for bad in 'smtp:[10.1.0.4]:0' 'smtp:[10.1.0.4]:99999' 'smtp:host:abc'; do
         "domain add with next hop $bad: refused (exit $rc), nothing stored"
 done
 tl_like "$(cat "$T/err")" 'next hop smtp:host:abc: "smtp:host:abc": port "abc": a number from 1 to 65535' "... saying why"
+# A service name of /etc/services is a port, as Postfix takes it.
+if getent services submission >/dev/null 2>&1; then
+    run domain add sub.example 'smtp:[10.1.0.4]:submission'
+    tl_is "$rc:$(cat "$T/err")" "0:" "domain add with :submission (a service name): stored, no warning"
+    run domain del sub.example
+else
+    tl_n=$((tl_n + 1)); echo "ok $tl_n # SKIP no /etc/services entry for submission here"
+fi
 run domain add dflt.example ':[10.1.0.4]:2525'
 tl_is "$rc:$(cat "$T/err")" "0:" "the default transport (\":[host]\") is SMTP to smtpd: no warning"
 run domain add named.example 'smtp:mx1.internal:smtp,smtp:mx2.internal:2525'

@@ -90,9 +90,11 @@ done
 
 # One socket named as both socketmap and policy: lookupd would fail at start, binding it twice.
 sed -e "s|^policy = .*|policy = unix:$T/same.sock|" -e "s|^socketmap = .*|socketmap = unix:$T/same.sock|" "$CONF" > "$T/same.conf"
-check "$RG_LOOKUPD" "$T/same.conf"
-tl_is "$rc" 78 "lookupd -n: one socket as socketmap and policy is refused (78)"
-tl_like "$out" "socketmap and policy name unix:$T/same.sock twice" "... naming it"
+for prog in "$RG_LOOKUPD" "$RG_ADMIN"; do
+    check "$prog" "$T/same.conf"
+    tl_is "$rc" 78 "$(basename "$prog") -n: one socket as socketmap and policy is refused (78)"
+    tl_like "$out" "socketmap and policy name unix:$T/same.sock twice" "... naming it"
+done
 
 # [smtpd] listen and dnsbl lines are checked where they are read: every -n refuses them, with file:line.
 cp "$CONF" "$T/smtpd.conf"
