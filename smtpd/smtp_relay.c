@@ -872,7 +872,9 @@ static void relay_send_mail(SMTP_RELAY *r)
         else if (strncasecmp(tok, "BODY=", 5) == 0)
             pass = r->ext & EXT_8BITMIME;
         else if (strcasecmp(tok, "SMTPUTF8") == 0) {
-            if (!(r->ext & EXT_SMTPUTF8) && relay_envelope_ascii(r)) {
+            if (r->ext & EXT_SMTPUTF8) {
+                pass = 1;
+            } else if (relay_envelope_ascii(r)) {
                 /*
                  * Asked for, but nothing in the envelope needs it: relayed
                  * without it, as Postfix does (a client may say SMTPUTF8
@@ -881,8 +883,7 @@ static void relay_send_mail(SMTP_RELAY *r)
                 log_info("relay: %s does not offer SMTPUTF8; the envelope is ASCII: relayed without it",
                          r->peer);
                 r->utf8_dropped = 1;
-                pass = 0;
-            } else if (!(r->ext & EXT_SMTPUTF8)) {
+            } else {
                 /* Final, like a 5xx to MAIL: another hop is the same kind of server. */
                 free(copy);
                 r->state = ST_FAILED;
@@ -894,7 +895,6 @@ static void relay_send_mail(SMTP_RELAY *r)
                     relay_flush_failed(r);
                 return;
             }
-            pass = 1;
         } else if (strncasecmp(tok, "RET=", 4) == 0 || strncasecmp(tok, "ENVID=", 6) == 0)
             pass = r->ext & EXT_DSN;
         if (pass && n + strlen(tok) + 2 < sizeof(params))

@@ -1026,6 +1026,7 @@ static void test_smtputf8(void **state)
 {
     SINK_T s;
     SMTP_RELAY *r;
+    char *log;
 
     (void) state;
     sink_start(&s, NULL);
@@ -1067,6 +1068,11 @@ static void test_smtputf8(void **state)
     smtp_relay_free(r);
     settle();
     sink_stop(&s);
+    /* Dropped means dropped: no MAIL went to the hop (which offers no SMTPUTF8) with the keyword. */
+    log = file_slurp(s.log);
+    assert_non_null(strstr(log, "MAIL FROM:<sender@client.test>"));
+    assert_null(strstr(log, "SMTPUTF8"));
+    free(log);
 }
 
 /*
