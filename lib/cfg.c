@@ -783,7 +783,7 @@ int cfg_section_seen(const char *name)
 /* cfg_section_listed - did the file last loaded have a [name] line, keys or not (cfg.h)? */
 int cfg_section_listed(const char *name)
 {
-    return cfg_in_record(cfg_listed, name) || cfg_in_record(cfg_seen, name);
+    return cfg_in_record(cfg_listed, name);
 }
 
 /*

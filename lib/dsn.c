@@ -161,15 +161,6 @@ static void dsn_clean(char *dst, size_t size, const char *src, int utf8)
     dst[j] = '\0';
 }
 
-/* dsn_ascii - is s 7-bit? */
-static int dsn_ascii(const char *s)
-{
-    for (; s && *s; s++)
-        if ((unsigned char)*s >= 0x80)
-            return 0;
-    return 1;
-}
-
 /*
  * dsn_xtext_decode - RFC 3461 xtext ("+HH" is a byte) into dst; 0, or -1
  * when the decoded value holds a control or an 8-bit byte (which a header
@@ -447,7 +438,7 @@ static void dsn_addr_field(DSN_OUT *o, const char *name, const char *addr, int u
     char clean[DSN_TEXT_MAX + 1];
 
     dsn_clean(clean, sizeof(clean), addr, utf8);
-    dsn_printf(o, "%s: %s; %s\r\n", name, dsn_ascii(clean) ? "rfc822" : "utf-8", clean);
+    dsn_printf(o, "%s: %s; %s\r\n", name, printable_ascii(clean) ? "rfc822" : "utf-8", clean);
 }
 
 /* dsn_orcpt_field - Original-Recipient from ORCPT "type;xtext": decoded (RFC 3461 4.2), or kept when that would not be safe */

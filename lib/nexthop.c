@@ -91,10 +91,9 @@ int nexthop_element(char *tok, NEXTHOP_HOP *hop, char *why, size_t whylen)
     }
     if (p != NULL && *p == ':') {
         char *end;
-
-        *p++ = 0;
         struct servent *se;
 
+        *p++ = 0;
         if (strcasecmp(p, "smtp") == 0) {
             port = 25;
         } else if (*p != 0 && strspn(p, "0123456789") == strlen(p)) {

@@ -14,6 +14,15 @@
 
 #include "printable.h"
 
+/* printable_ascii - is s 7-bit? (printable.h) */
+int printable_ascii(const char *s)
+{
+    for (; s && *s; s++)
+        if ((unsigned char) *s >= 0x80)
+            return 0;
+    return 1;
+}
+
 /* printable_utf8_len - length of the well-formed UTF-8 sequence at p, or 0 */
 size_t printable_utf8_len(const unsigned char *p, size_t avail)
 {

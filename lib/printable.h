@@ -19,6 +19,9 @@
  */
 size_t printable_utf8_len(const unsigned char *p, size_t avail);
 
+/* printable_ascii - is s (NULL counts as "") 7-bit ASCII? */
+int printable_ascii(const char *s);
+
 /* printable - replace what is not safe to show by repl, in place; returns s */
 char *printable(char *s, int repl);
 

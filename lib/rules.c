@@ -1239,13 +1239,18 @@ void rules_policy_text(const RULES_RESULT *r, const char *rcpt, char *out, size_
     if (strncmp(rest, prefix, strlen(prefix)) == 0) {
         rest += strlen(prefix);
     } else {
+        static const char *const others[] = {"Sender address rejected", "Helo command rejected",
+                                             "Client host rejected", NULL};
+        int other = 0;
+
         snprintf(prefix, sizeof(prefix), "<%.*s>: ", ADDR_PATH_MAX, rcpt ? rcpt : "");
         /* Not a sender's or HELO's head that happens to equal the recipient: it names what was judged. */
-        if (strncmp(rest, prefix, strlen(prefix)) == 0
-            && strncmp(rest + strlen(prefix), "Sender address rejected", 23) != 0
-            && strncmp(rest + strlen(prefix), "Helo command rejected", 21) != 0
-            && strncmp(rest + strlen(prefix), "Client host rejected", 20) != 0)
-            rest += strlen(prefix);
+        if (strncmp(rest, prefix, strlen(prefix)) == 0) {
+            for (const char *const *o = others; *o && !other; o++)
+                other = strncmp(rest + strlen(prefix), *o, strlen(*o)) == 0;
+            if (!other)
+                rest += strlen(prefix);
+        }
     }
     snprintf(out, size, "%.*s%s%s", (int) head, t, head ? " " : "", rest);
 }

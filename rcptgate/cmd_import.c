@@ -25,7 +25,6 @@
 
 #include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -34,7 +33,6 @@
 #include "params.h"
 #include "rcptgate.h"
 #include "shrink.h"
-#include "xalloc.h"
 
 /* What the map file reader's callback needs. */
 typedef struct import_ctx {
@@ -155,14 +153,10 @@ int cmd_import(int argc, char **argv)
          * there before its first pull would make the source an import one,
          * and every pull of it would then be refused.
          */
-        int n = cfg_family_seen("source", NULL, 0), ours = 0;
-        char (*names)[CFG_NAME_LEN] = xcalloc(n > 0 ? (size_t) n : 1, sizeof(*names));
+        char section[CFG_NAME_LEN + 8];
 
-        n = cfg_family_seen("source", names, n);
-        for (int i = 0; i < n; i++)
-            ours |= strcmp(names[i], source) == 0;
-        free(names);
-        if (ours) {
+        snprintf(section, sizeof(section), "source %s", source);
+        if (cfg_section_seen(section)) {
             rcptgate_error("import: source %s is a [source %s] of %s, which rcptgate-syncd pulls; "
                            "import into another name (--source)", source, source, rcptgate_conf_path);
             return RCPTGATE_EX_NOTFOUND;

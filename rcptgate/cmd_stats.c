@@ -177,14 +177,13 @@ static void stats_lookupd(void)
         printf("  socketmap %-10s", maps[m]);
         for (int o = 0; outcomes[o]; o++) {
             snprintf(name, sizeof(name), "socketmap.%s.%s", maps[m], outcomes[o]);
-            printf(" %s %lld", outcomes[o], stats_get(&sf, name) < 0 ? 0 : stats_get(&sf, name));
+            printf(" %s %lld", outcomes[o], stats_count(&sf, name));
         }
         putchar('\n');
     }
     printf("  policy          dunno %lld reject %lld defer %lld\n",
-           stats_get(&sf, "policy.dunno") < 0 ? 0 : stats_get(&sf, "policy.dunno"),
-           stats_get(&sf, "policy.reject") < 0 ? 0 : stats_get(&sf, "policy.reject"),
-           stats_get(&sf, "policy.defer") < 0 ? 0 : stats_get(&sf, "policy.defer"));
+           stats_count(&sf, "policy.dunno"), stats_count(&sf, "policy.reject"),
+           stats_count(&sf, "policy.defer"));
 }
 
 /*

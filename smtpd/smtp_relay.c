@@ -84,6 +84,7 @@
 
 #include "log.h"
 #include "nexthop.h"
+#include "printable.h"
 #include "xalloc.h"
 #include "params_smtpd.h"
 #include "smtp_tls.h"
@@ -831,15 +832,6 @@ static void relay_send_next_xforward(SMTP_RELAY *r)
     relay_send_mail(r);
 }
 
-/* relay_8bit - does s hold a byte over 0x7f? */
-static int relay_8bit(const char *s)
-{
-    for (const unsigned char *p = (const unsigned char *) s; *p; p++)
-        if (*p >= 0x80)
-            return 1;
-    return 0;
-}
-
 /*
  * relay_envelope_ascii - are the sender and every RCPT asked for so far
  * ASCII? (A RCPT asked for later, in a proxy session, is judged in
@@ -847,10 +839,10 @@ static int relay_8bit(const char *s)
  */
 static int relay_envelope_ascii(const SMTP_RELAY *r)
 {
-    if (relay_8bit(r->sender))
+    if (!printable_ascii(r->sender))
         return 0;
     for (const RELAY_REQ *q = r->reqs; q; q = q->next)
-        if (q->kind == REQ_RCPT && relay_8bit(q->arg))
+        if (q->kind == REQ_RCPT && !printable_ascii(q->arg))
             return 0;
     return 1;
 }
@@ -1473,7 +1465,7 @@ static void relay_pump(SMTP_RELAY *r)
             ;
         if (q == NULL)
             return;
-        if (q->kind == REQ_RCPT && r->utf8_dropped && relay_8bit(q->arg)) {
+        if (q->kind == REQ_RCPT && r->utf8_dropped && !printable_ascii(q->arg)) {
             /* It needs the SMTPUTF8 that MAIL went without: refused here, in its turn. */
             if (q != r->reqs || r->inflight > 0)
                 return;

@@ -274,7 +274,7 @@ static void source_list_add(SOURCE_LIST *l, const char *s, size_t len)
 /* source_list_has - are these len bytes a string of the list already? */
 static int source_list_has(const SOURCE_LIST *l, const char *s, size_t len)
 {
-    if (l->n >= SOURCE_LIST_INDEX_MIN && l->slot != NULL) {
+    if (l->slot != NULL) {
         for (size_t h = source_list_hash(s, len) & (l->nslot - 1); l->slot[h] != 0; h = (h + 1) & (l->nslot - 1)) {
             const char *v = l->v[l->slot[h] - 1];
 
