@@ -57,6 +57,11 @@
  *      no hop could be reached at all. Freeing the relay before the final
  *      reply closes the connection at once, without the final dot, so the
  *      downstream discards what it got.
+ *
+ *      This file reads and writes the connection, takes the replies and
+ *      answers the requests; smtp_relay_hop.c gets each hop as far as an
+ *      open transaction (hops, lookups, EHLO, STARTTLS, XFORWARD, MAIL);
+ *      smtp_relay_int.h is what the two share.
  * DIAGNOSTICS
  *      Failed hops are logged with log_warn ("connect to host[addr]:port:
  *      Connection refused"); replies given back carry the reason.
@@ -88,171 +93,11 @@
 #include "xalloc.h"
 #include "params_smtpd.h"
 #include "smtp_tls.h"
-#include "smtp_relay.h"
+#include "smtp_relay_int.h"
 #include "smtpd_dns.h"
 
-#define RELAY_TLS_UNDER_HIGH (64 * 1024) /* encrypted bytes queued for the socket under TLS */
-#define RELAY_LINE_MAX      2048    /* longest reply line we read */
-#define RELAY_REPLY_LINES   200     /* most lines in one reply */
-#define RELAY_XFORWARD_MAX  512     /* longest XFORWARD command (Postfix's limit) */
-#define RELAY_QUIT_WAIT     5       /* seconds to wait for the 221 after QUIT */
-#define RELAY_PIPE_MAX      16      /* most commands in flight behind the oldest */
 
-/* One next hop from the list. */
-typedef struct relay_hop {
-    char *host;                 /* name or address, no brackets, no "IPv6:" */
-    int port;
-    int bracket;                /* "[host]": this host, never an MX lookup */
-    int mx_todo;                /* env->mx and a bare domain: resolve its MX before trying it */
-    int addr_todo;              /* a host name: resolve its addresses before trying it */
-    char *name;                 /* an address found by DNS: its host's name (peer, TLS), else NULL */
-} RELAY_HOP;
-
-/* One request of the session, answered in order. */
-enum relay_kind { REQ_MAIL, REQ_RCPT, REQ_DATA, REQ_DOT };
-
-typedef struct relay_req {
-    enum relay_kind kind;
-    char *arg;                  /* RCPT: "<rcpt>" */
-    char *params;               /* RCPT: the client's parameters */
-    int sent;                   /* sent to the current hop, reply not yet in */
-    SMTP_RELAY_CB cb;
-    void *cbarg;
-    struct relay_req *next;
-} RELAY_REQ;
-
-/* Where the downstream dialogue is. */
-enum relay_state {
-    ST_INIT,                    /* nothing started */
-    ST_CONNECT,                 /* TCP connect (and name resolution) */
-    ST_BANNER, ST_EHLO, ST_HELO, ST_STARTTLS, ST_HANDSHAKE, ST_EHLO2, ST_XFORWARD, ST_MAIL,
-    ST_RSET,                    /* a reused connection's RSET: its failure loses the transaction */
-    ST_READY,                   /* transaction open, nothing in flight */
-    ST_RCPT, ST_DATA,           /* command in flight */
-    ST_BODY,                    /* 354 received, message bytes flowing */
-    ST_DOT,                     /* final dot sent */
-    ST_DONE,                    /* final reply received */
-    ST_FAILED,                  /* transaction lost; answer everything with fail_text */
-};
-
-/* EHLO extensions of the current hop. */
-#define EXT_STARTTLS    (1<<0)
-#define EXT_XFORWARD    (1<<1)
-#define EXT_SIZE        (1<<2)
-#define EXT_8BITMIME    (1<<3)
-#define EXT_SMTPUTF8    (1<<4)
-#define EXT_DSN         (1<<5)
-#define EXT_PIPELINING  (1<<6)
-
-/* XFORWARD attributes offered by the current hop. */
-#define XF_NAME     (1<<0)
-#define XF_ADDR     (1<<1)
-#define XF_PORT     (1<<2)
-#define XF_PROTO    (1<<3)
-#define XF_HELO     (1<<4)
-
-struct smtp_relay {
-    RELAY_HOP *hops;
-    int nhops;
-    int hop;                    /* index of the hop being tried */
-    enum relay_state state;     /* the oldest command in flight (or where we are) */
-    enum relay_state pipe[RELAY_PIPE_MAX];      /* commands in flight behind it, in order */
-    int npipe;
-    int inflight;               /* replies still to come (the banner counts) */
-    int stray;                  /* the hop said something no command asked for: give it up */
-    int utf8_dropped;           /* MAIL went without the client's SMTPUTF8 (the envelope was ASCII) */
-    int mail_sent;              /* MAIL went to this hop: RCPT may follow it */
-    struct bufferevent *bev;    /* the top bufferevent (TLS filter after STARTTLS) */
-    int mx;                     /* env->mx: bare domains go by their MX (smtpd_dns.c) */
-    SMTPD_DNS *mxdns;           /* our resolver for MX and name lookups (made at the first one) */
-    SMTPD_DNS_MX *mxq;          /* the MX or name lookup in flight */
-    int mx_perm;                /* a domain's DNS said no for good (NXDOMAIN, null MX): last_fail is 5xx */
-    SSL *ssl;                   /* made before STARTTLS, owned by bev after the handshake */
-    struct event *timer;        /* connect and reply deadlines */
-    struct event *setup_timer;  /* env->setup_ms: the deadline for the first RCPT's reply, over all hops */
-    int setup_ms;
-    int rcpt_answered;          /* a RCPT reply came (the setup deadline is over) */
-    struct event *kick;         /* run work from the loop, never from the caller */
-    RELAY_REQ *reqs, **reqs_tail;
-    struct evbuffer *early;     /* message bytes written before the 354 */
-    void (*drain_cb)(void *);
-    void *drain_arg;
-    /* the current reply */
-    int rcode;
-    int rlines;
-    /* the hop's extensions */
-    int ext;
-    int xf_attrs;
-    int tls_done;
-    int tls_skip;               /* relay_tls = may and this hop's handshake failed: retry in the clear */
-    int reached;                /* some hop answered its banner */
-    int connected;              /* the current hop accepted the connection */
-    /* envelope and client, copied */
-    char *sender;
-    char *mail_params;
-    char *c_name, *c_addr, *c_helo;
-    int c_port, c_esmtp;
-    char *xforward_todo;        /* remaining XFORWARD commands, '\n'-separated */
-    char peer[SMTPD_NAME_LEN + SMTPD_ADDR_LEN + 16];
-    char last_fail[SMTPD_REPLY_LEN];    /* why the last hop was given up */
-    char fail_text[SMTPD_REPLY_LEN];    /* answer to everything after a failure */
-    char data_refused[SMTPD_REPLY_LEN]; /* DATA was not answered 354: the dot gets this */
-    int busy;                   /* inside a loop handler */
-    int zombie;                 /* freed during a callback */
-};
-
-static void relay_read_cb(struct bufferevent *, void *);
-static void relay_write_cb(struct bufferevent *, void *);
-static void relay_event_cb(struct bufferevent *, short, void *);
-static void relay_try_hop(SMTP_RELAY *);
-static void relay_pump(SMTP_RELAY *);
 static void relay_setup_cb(evutil_socket_t, short, void *);
-static int relay_mx_start(SMTP_RELAY *);
-
-/* relay_is_addr - is host an IPv4 or IPv6 address (not a name)? */
-static int relay_is_addr(const char *host)
-{
-    struct in6_addr bin;
-
-    return inet_pton(AF_INET, host, &bin) == 1 || inet_pton(AF_INET6, host, &bin) == 1;
-}
-
-/* relay_hops_parse - the transport-syntax list into hops (lib/nexthop.c); the count */
-static int relay_hops_parse(const char *list, RELAY_HOP **out)
-{
-    char *copy = xstrdup(list ? list : "");
-    char *save = NULL, *tok;
-    RELAY_HOP *hops = NULL;
-    NEXTHOP_HOP h;
-    int n = 0, rc, skipped = 0;
-
-    for (tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
-        char orig[256], why[256];
-
-        snprintf(orig, sizeof(orig), "%s", tok);
-        if ((rc = nexthop_element(tok, &h, why, sizeof(why))) < 0) {
-            if (rc == -2 && n == 0 && !skipped) {
-                /* lmtp:[a]:24,[b]:24: the transport is named once, for all: none is SMTP */
-                log_warn("relay: ignoring next hop \"%s\": %s", list, why);
-                break;
-            }
-            log_warn("relay: ignoring malformed next hop \"%s\": %s", orig, why);
-            skipped = 1;
-            continue;
-        }
-        hops = xrealloc(hops, (size_t) (n + 1) * sizeof(*hops));
-        hops[n].host = xstrdup(h.host);
-        hops[n].port = h.port;
-        hops[n].bracket = h.bracket;
-        hops[n].mx_todo = 0;
-        hops[n].addr_todo = !relay_is_addr(h.host);
-        hops[n].name = NULL;
-        n++;
-    }
-    free(copy);
-    *out = hops;
-    return n;
-}
 
 /* relay_clean - reply text safe to repeat to the client: printable, bounded */
 static void relay_clean(char *dst, size_t size, const char *src)
@@ -274,14 +119,14 @@ static void relay_arm_event(struct event *ev, int ms)
     evtimer_add(ev, &tv);
 }
 
-/* relay_arm - (re)start the deadline timer */
-static void relay_arm(SMTP_RELAY *r, int ms)
+/* smtp_relay_arm - (re)start the deadline timer */
+void smtp_relay_arm(SMTP_RELAY *r, int ms)
 {
     relay_arm_event(r->timer, ms);
 }
 
-/* relay_write_timeout - a downstream that stops reading is given up after relay_timeout */
-static void relay_write_timeout(struct bufferevent *bev)
+/* smtp_relay_write_timeout - a downstream that stops reading is given up after relay_timeout */
+void smtp_relay_write_timeout(struct bufferevent *bev)
 {
     struct timeval tv;
 
@@ -290,11 +135,9 @@ static void relay_write_timeout(struct bufferevent *bev)
     bufferevent_set_timeouts(bev, NULL, &tv);
 }
 
-/* relay_send - one command line to the downstream, reply deadline armed */
-static void relay_send(SMTP_RELAY *r, enum relay_state st, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+/* smtp_relay_send - one command line to the downstream, reply deadline armed */
 
-static void relay_send(SMTP_RELAY *r, enum relay_state st, const char *fmt, ...)
+void smtp_relay_send(SMTP_RELAY *r, enum relay_state st, const char *fmt, ...)
 {
     va_list ap;
 
@@ -319,7 +162,7 @@ static void relay_send(SMTP_RELAY *r, enum relay_state st, const char *fmt, ...)
         r->rlines = 0;
     }
     r->inflight++;
-    relay_arm(r, var_smtpd_relay_timeout_ms);
+    smtp_relay_arm(r, var_smtpd_relay_timeout_ms);
 }
 
 /*
@@ -350,8 +193,8 @@ static void relay_bev_flush(struct bufferevent *bev)
         bufferevent_enable(bev, EV_WRITE);
 }
 
-/* relay_flush - send what the handler queued; a waiting session hears of an empty backlog */
-static void relay_flush(SMTP_RELAY *r)
+/* smtp_relay_flush - send what the handler queued; a waiting session hears of an empty backlog */
+void smtp_relay_flush(SMTP_RELAY *r)
 {
     if (r->zombie)
         return;
@@ -361,8 +204,8 @@ static void relay_flush(SMTP_RELAY *r)
         event_active(r->kick, EV_TIMEOUT, 0);
 }
 
-/* relay_drop_bev - close the connection at once, no QUIT, no dot */
-static void relay_drop_bev(SMTP_RELAY *r)
+/* smtp_relay_drop_bev - close the connection at once, no QUIT, no dot */
+void smtp_relay_drop_bev(SMTP_RELAY *r)
 {
     r->stray = 0;
     if (r->bev) {
@@ -419,8 +262,8 @@ void smtp_relay_quit_cut(void)
         relay_quit_done(relay_quitting);
 }
 
-/* relay_quit_bev - say QUIT and let the connection close on its own */
-static void relay_quit_bev(SMTP_RELAY *r)
+/* smtp_relay_quit_bev - say QUIT and let the connection close on its own */
+void smtp_relay_quit_bev(SMTP_RELAY *r)
 {
     struct timeval tv = {RELAY_QUIT_WAIT, 0};
     struct bufferevent *bev = r->bev;
@@ -478,8 +321,8 @@ static void relay_req_free(RELAY_REQ *q)
     free(q);
 }
 
-/* relay_answer_head - answer and drop the first request; 0 if freed meanwhile */
-static int relay_answer_head(SMTP_RELAY *r, int code, const char *text)
+/* smtp_relay_answer_head - answer and drop the first request; 0 if freed meanwhile */
+int smtp_relay_answer_head(SMTP_RELAY *r, int code, const char *text)
 {
     RELAY_REQ *q = relay_pop(r);
     int alive;
@@ -491,11 +334,11 @@ static int relay_answer_head(SMTP_RELAY *r, int code, const char *text)
     return alive;
 }
 
-/* relay_flush_failed - answer every queued request with fail_text */
-static void relay_flush_failed(SMTP_RELAY *r)
+/* smtp_relay_flush_failed - answer every queued request with fail_text */
+void smtp_relay_flush_failed(SMTP_RELAY *r)
 {
     while (r->reqs && !r->zombie)
-        if (!relay_answer_head(r, atoi(r->fail_text), r->fail_text))
+        if (!smtp_relay_answer_head(r, atoi(r->fail_text), r->fail_text))
             return;
     /* A session waiting for the backlog to drain must not wait forever. */
     if (r->drain_cb && !r->zombie) {
@@ -517,10 +360,10 @@ static void relay_fail(SMTP_RELAY *r, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(r->fail_text, sizeof(r->fail_text), fmt, ap);
     va_end(ap);
-    relay_drop_bev(r);
+    smtp_relay_drop_bev(r);
     r->state = ST_FAILED;
     evbuffer_drain(r->early, evbuffer_get_length(r->early));
-    relay_flush_failed(r);
+    smtp_relay_flush_failed(r);
 }
 
 /* relay_lost - lost after MAIL was accepted: 451 4.4.2 and the reason */
@@ -530,11 +373,9 @@ static void relay_lost(SMTP_RELAY *r, const char *why)
     relay_fail(r, "451 4.4.2 Lost connection with next hop (%s)", why);
 }
 
-/* relay_next_hop - give up on this hop (reason in last_fail) and try the next */
-static void relay_next_hop(SMTP_RELAY *r, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+/* smtp_relay_next_hop - give up on this hop (reason in last_fail) and try the next */
 
-static void relay_next_hop(SMTP_RELAY *r, const char *fmt, ...)
+void smtp_relay_next_hop(SMTP_RELAY *r, const char *fmt, ...)
 {
     va_list ap;
 
@@ -544,521 +385,17 @@ static void relay_next_hop(SMTP_RELAY *r, const char *fmt, ...)
     /* Connection failures were logged as "connect to ..." already. */
     if (strncmp(r->last_fail, "451 4.4.1 Next hop not reachable", 32) != 0)
         log_warn("relay: giving up on next hop %s: %s", r->peer, r->last_fail);
-    relay_drop_bev(r);
+    smtp_relay_drop_bev(r);
     r->hop++;
     r->tls_skip = 0;
-    relay_try_hop(r);
-}
-
-/* relay_peer_set - "name[addr]:port" of the connected hop */
-static void relay_peer_set(SMTP_RELAY *r)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-    char addr[SMTPD_ADDR_LEN] = "unknown";
-    evutil_socket_t fd = bufferevent_getfd(r->bev);
-    RELAY_HOP *h = &r->hops[r->hop];
-
-    if (fd >= 0 && getpeername(fd, (struct sockaddr *) &ss, &len) == 0) {
-        if (ss.ss_family == AF_INET)
-            inet_ntop(AF_INET, &((struct sockaddr_in *) &ss)->sin_addr, addr, sizeof(addr));
-        else if (ss.ss_family == AF_INET6)
-            inet_ntop(AF_INET6, &((struct sockaddr_in6 *) &ss)->sin6_addr, addr, sizeof(addr));
-    }
-    snprintf(r->peer, sizeof(r->peer), "%s[%s]:%d", h->name ? h->name : h->host, addr, h->port);
-}
-
-/* relay_pipe_reset - a new hop: nothing in flight, every request still to be sent */
-static void relay_pipe_reset(SMTP_RELAY *r)
-{
-    RELAY_REQ *q;
-
-    r->npipe = r->inflight = r->mail_sent = 0;
-    for (q = r->reqs; q; q = q->next)
-        q->sent = 0;
-}
-
-/*
- * relay_mx_cb - the MX lookup of hops[hop] is in: that hop becomes the
- * addresses to try in order (each "name[addr]:port"), or, when DNS says
- * no or fails, it goes away with the reply as last_fail (5xx for
- * NXDOMAIN and a null MX, 4xx for a failure to get an answer).
- */
-static void relay_mx_cb(void *arg, int status, const SMTPD_DNS_MX_ADDR *addrs, int n, const char *reply)
-{
-    SMTP_RELAY *r = arg;
-    RELAY_HOP *h = &r->hops[r->hop];
-    int port = h->port;
-
-    r->mxq = NULL;
-    r->busy++;
-    if (status != SMTPD_DNS_YES) {
-        log_warn("relay: %s: %s", h->host, reply);
-        snprintf(r->last_fail, sizeof(r->last_fail), "%s", reply);
-        if (reply[0] == '5')
-            r->mx_perm = 1;
-        n = 0;
-    } else if (log_debug_enabled()) {
-        for (int i = 0; i < n; i++)
-            log_debug("relay: %s: mx %d: %s[%s]:%d", h->host, i, addrs[i].name, addrs[i].addr, port);
-    }
-    /* hops[hop] is replaced by the n addresses, in their order */
-    free(h->host);
-    free(h->name);
-    if (n != 1) {
-        r->hops = xrealloc(r->hops, (size_t) (r->nhops + n + 1) * sizeof(*r->hops));
-        memmove(&r->hops[r->hop + n], &r->hops[r->hop + 1], (size_t) (r->nhops - r->hop - 1) * sizeof(*r->hops));
-    }
-    r->nhops += n - 1;
-    for (int i = 0; i < n; i++) {
-        RELAY_HOP *a = &r->hops[r->hop + i];
-
-        a->host = xstrdup(addrs[i].addr);
-        a->name = xstrdup(addrs[i].name);
-        a->port = port;
-        a->bracket = 1;
-        a->mx_todo = a->addr_todo = 0;
-    }
-    relay_try_hop(r);
-    relay_flush(r);
-    if (--r->busy == 0 && r->zombie)
-        smtp_relay_free(r);
-}
-
-/*
- * relay_mx_start - look up the MX of hops[hop] (a bare domain) or the
- * addresses of its name; 1 started, 0 this hop is skipped (last_fail says why)
- */
-static int relay_mx_start(SMTP_RELAY *r)
-{
-    RELAY_HOP *h = &r->hops[r->hop];
-    int mx = h->mx_todo;
-
-    h->mx_todo = h->addr_todo = 0;
-    if (r->mxdns == NULL) {
-        char err[256];
-
-        if ((r->mxdns = smtpd_dns_create(smtpd_base, var_smtpd_dns_servers, var_smtpd_dns_timeout_ms,
-                                         err, sizeof(err))) == NULL) {
-            log_warn("relay: %s: no resolver for the %s lookup: %s", h->host, mx ? "MX" : "address", err);
-            snprintf(r->last_fail, sizeof(r->last_fail), "451 4.4.3 Host or domain name lookup failed: %s",
-                     h->host);
-            return 0;
-        }
-    }
-    snprintf(r->peer, sizeof(r->peer), "%s[%s]:%d", h->host, h->host, h->port);
-    r->state = ST_CONNECT;
-    r->mxq = mx ? smtpd_dns_mx(r->mxdns, h->host, relay_mx_cb, r)
-        : smtpd_dns_name(r->mxdns, h->host, relay_mx_cb, r);
-    return 1;
-}
-
-/* relay_try_hop - connect to r->hop, or to the ones after it; all gone: 4.4.1 */
-static void relay_try_hop(SMTP_RELAY *r)
-{
-    struct sockaddr_storage ss;
-    struct sockaddr_in *sin = (struct sockaddr_in *) &ss;
-    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *) &ss;
-    socklen_t sl;
-    RELAY_HOP *h;
-    int rc;
-
-    for (; r->hop < r->nhops; r->hop++) {
-        h = &r->hops[r->hop];
-        if (h->mx_todo || h->addr_todo) {
-            if (relay_mx_start(r))
-                return;         /* relay_mx_cb goes on */
-            continue;
-        }
-        snprintf(r->peer, sizeof(r->peer), "%s[%s]:%d", h->name ? h->name : h->host, h->host, h->port);
-        r->ext = r->xf_attrs = r->tls_done = r->connected = 0;
-        relay_pipe_reset(r);
-        r->bev = bufferevent_socket_new(smtpd_base, -1, BEV_OPT_CLOSE_ON_FREE);
-        if (r->bev == NULL) {
-            snprintf(r->last_fail, sizeof(r->last_fail), "451 4.3.0 Out of resources");
-            r->tls_skip = 0;
-            continue;
-        }
-        bufferevent_setcb(r->bev, relay_read_cb, relay_write_cb, relay_event_cb, r);
-        relay_write_timeout(r->bev);
-        /* Not EV_WRITE: the connect watches for writability on its own. */
-        bufferevent_enable(r->bev, EV_READ);
-        r->state = ST_CONNECT;
-        memset(&ss, 0, sizeof(ss));
-        if (inet_pton(AF_INET, h->host, &sin->sin_addr) == 1) {
-            sin->sin_family = AF_INET;
-            sin->sin_port = htons((unsigned short) h->port);
-            sl = sizeof(*sin);
-            rc = bufferevent_socket_connect(r->bev, (struct sockaddr *) &ss, (int) sl);
-        } else if (inet_pton(AF_INET6, h->host, &sin6->sin6_addr) == 1) {
-            sin6->sin6_family = AF_INET6;
-            sin6->sin6_port = htons((unsigned short) h->port);
-            sl = sizeof(*sin6);
-            rc = bufferevent_socket_connect(r->bev, (struct sockaddr *) &ss, (int) sl);
-        } else {
-            rc = -1;            /* not reached: a name went through relay_mx_start first */
-        }
-        if (rc < 0) {
-            int err = EVUTIL_SOCKET_ERROR();
-
-            log_warn("connect to %s: %s", r->peer, evutil_socket_error_to_string(err));
-            /* Out of descriptors or memory is ours, not the next hop's: not 4.4.1 (a dead hop). */
-            if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM)
-                snprintf(r->last_fail, sizeof(r->last_fail), "451 4.3.0 Insufficient system resources");
-            else
-                snprintf(r->last_fail, sizeof(r->last_fail), "451 4.4.1 Next hop not reachable");
-            relay_drop_bev(r);
-            r->tls_skip = 0;
-            continue;
-        }
-        relay_arm(r, var_smtpd_relay_conn_ms);
-        return;
-    }
-    /* Every hop failed: the MAIL request gets the last hop's reason. */
-    if (r->nhops == 0 && r->last_fail[0] == 0)
-        snprintf(r->last_fail, sizeof(r->last_fail), "451 4.3.5 Server configuration error: no next hop");
-    r->state = ST_FAILED;
-    snprintf(r->fail_text, sizeof(r->fail_text), "%s", r->last_fail);
-    if (r->reqs && r->reqs->kind == REQ_MAIL)
-        if (!relay_answer_head(r, atoi(r->last_fail), r->last_fail))
-            return;
-    if (r->reached)
-        snprintf(r->fail_text, sizeof(r->fail_text), "451 4.4.2 Lost connection with next hop");
-    else if (r->mx_perm && r->last_fail[0] == '5')
-        snprintf(r->fail_text, sizeof(r->fail_text), "%s", r->last_fail);     /* the RCPTs hear it too */
-    else
-        snprintf(r->fail_text, sizeof(r->fail_text), "451 4.4.1 No next hop reachable");
-    relay_flush_failed(r);
-}
-
-/* relay_xtext - Postfix's xtext encoding of an XFORWARD value */
-static void relay_xtext(char *dst, size_t size, const char *src)
-{
-    size_t n = 0;
-    const unsigned char *s;
-
-    for (s = (const unsigned char *) src; *s && n + 4 < size; s++) {
-        if (*s < 33 || *s > 126 || *s == '+' || *s == '=')
-            n += (size_t) snprintf(dst + n, size - n, "+%02X", *s);
-        else
-            dst[n++] = (char) *s;
-    }
-    dst[n] = 0;
-}
-
-/* relay_xforward_build - the XFORWARD commands for the offered attributes */
-static char *relay_xforward_build(SMTP_RELAY *r)
-{
-    struct { int bit; const char *name; char value[600]; } a[5];
-    char port[16], raw[300], line[RELAY_XFORWARD_MAX + 1];
-    size_t n = 0, i, len = 0, out_len = 0;
-    char *out = xstrdup("");
-
-    if (r->xf_attrs & XF_NAME) {
-        a[n].name = "NAME";
-        relay_xtext(a[n++].value, sizeof(a[0].value),
-                    (*r->c_name && strcmp(r->c_name, "unknown") != 0) ? r->c_name : "[UNAVAILABLE]");
-    }
-    if (r->xf_attrs & XF_ADDR) {
-        a[n].name = "ADDR";
-        if (*r->c_addr == 0)
-            snprintf(raw, sizeof(raw), "[UNAVAILABLE]");
-        else
-            snprintf(raw, sizeof(raw), "%s%s", strchr(r->c_addr, ':') ? "IPV6:" : "", r->c_addr);
-        relay_xtext(a[n++].value, sizeof(a[0].value), raw);
-    }
-    if (r->xf_attrs & XF_PORT) {
-        a[n].name = "PORT";
-        snprintf(port, sizeof(port), "%d", r->c_port);
-        relay_xtext(a[n++].value, sizeof(a[0].value), r->c_port > 0 ? port : "[UNAVAILABLE]");
-    }
-    if (r->xf_attrs & XF_PROTO) {
-        a[n].name = "PROTO";
-        relay_xtext(a[n++].value, sizeof(a[0].value),
-                    r->c_helo == NULL ? "[UNAVAILABLE]" : r->c_esmtp ? "ESMTP" : "SMTP");
-    }
-    if (r->xf_attrs & XF_HELO) {
-        a[n].name = "HELO";
-        snprintf(raw, sizeof(raw), "%.255s", r->c_helo && *r->c_helo ? r->c_helo : "[UNAVAILABLE]");
-        relay_xtext(a[n++].value, sizeof(a[0].value), raw);
-    }
-    /* Several commands when one would exceed Postfix's line limit. */
-    line[0] = 0;
-    for (i = 0; i < n; i++) {
-        size_t add = strlen(a[i].name) + 2 + strlen(a[i].value);
-
-        if (len > 0 && len + add > RELAY_XFORWARD_MAX) {
-            out = xrealloc(out, out_len + len + 2);
-            memcpy(out + out_len, line, len);
-            out_len += len;
-            out[out_len++] = '\n';
-            out[out_len] = 0;
-            len = 0;
-        }
-        if (len == 0)
-            len = (size_t) snprintf(line, sizeof(line), "XFORWARD");
-        if (len + add <= RELAY_XFORWARD_MAX)
-            len += (size_t) snprintf(line + len, sizeof(line) - len, " %s=%s", a[i].name, a[i].value);
-    }
-    if (len > 0) {
-        out = xrealloc(out, out_len + len + 2);
-        memcpy(out + out_len, line, len);
-        out_len += len;
-        out[out_len++] = '\n';
-        out[out_len] = 0;
-    }
-    return out;
-}
-
-/* relay_send_next_xforward - the next XFORWARD command, or MAIL after the last */
-static void relay_send_mail(SMTP_RELAY *);
-
-static void relay_send_next_xforward(SMTP_RELAY *r)
-{
-    char *nl;
-
-    if (r->xforward_todo && (nl = strchr(r->xforward_todo, '\n')) != NULL) {
-        char *rest;
-
-        *nl = 0;
-        relay_send(r, ST_XFORWARD, "%s", r->xforward_todo);
-        rest = xstrdup(nl + 1);
-        free(r->xforward_todo);
-        r->xforward_todo = rest;
-        return;
-    }
-    free(r->xforward_todo);
-    r->xforward_todo = NULL;
-    relay_send_mail(r);
-}
-
-/*
- * relay_envelope_ascii - are the sender and every RCPT asked for so far
- * ASCII? (A RCPT asked for later, in a proxy session, is judged in
- * relay_pump: 555 if it needs the SMTPUTF8 that MAIL went without.)
- */
-static int relay_envelope_ascii(const SMTP_RELAY *r)
-{
-    if (!printable_ascii(r->sender))
-        return 0;
-    for (const RELAY_REQ *q = r->reqs; q; q = q->next)
-        if (q->kind == REQ_RCPT && !printable_ascii(q->arg))
-            return 0;
-    return 1;
-}
-
-/* relay_send_mail - MAIL FROM with the parameters this hop understands */
-static void relay_send_mail(SMTP_RELAY *r)
-{
-    char *copy = xstrdup(r->mail_params), *save = NULL, *tok;
-    char params[1024];
-    size_t n = 0;
-
-    params[0] = 0;
-    r->utf8_dropped = 0;
-    for (tok = strtok_r(copy, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save)) {
-        int pass = 0;
-
-        if (strncasecmp(tok, "SIZE=", 5) == 0)
-            pass = r->ext & EXT_SIZE;
-        else if (strncasecmp(tok, "BODY=", 5) == 0)
-            pass = r->ext & EXT_8BITMIME;
-        else if (strcasecmp(tok, "SMTPUTF8") == 0) {
-            if (r->ext & EXT_SMTPUTF8) {
-                pass = 1;
-            } else if (relay_envelope_ascii(r)) {
-                /*
-                 * Asked for, but nothing in the envelope needs it: relayed
-                 * without it, as Postfix does (a client may say SMTPUTF8
-                 * for every message; the inside need not offer it).
-                 */
-                log_info("relay: %s does not offer SMTPUTF8; the envelope is ASCII: relayed without it",
-                         r->peer);
-                r->utf8_dropped = 1;
-            } else {
-                /* Final, like a 5xx to MAIL: another hop is the same kind of server. */
-                free(copy);
-                r->state = ST_FAILED;
-                log_warn("relay: %s does not offer SMTPUTF8", r->peer);
-                snprintf(r->fail_text, sizeof(r->fail_text), "451 4.4.2 Lost connection with next hop");
-                relay_quit_bev(r);
-                if (relay_answer_head(r, 555, "555 5.6.7 SMTPUTF8 is required, but was not offered "
-                                      "by the next hop"))
-                    relay_flush_failed(r);
-                return;
-            }
-        } else if (strncasecmp(tok, "RET=", 4) == 0 || strncasecmp(tok, "ENVID=", 6) == 0)
-            pass = r->ext & EXT_DSN;
-        if (pass && n + strlen(tok) + 2 < sizeof(params))
-            n += (size_t) snprintf(params + n, sizeof(params) - n, " %s", tok);
-    }
-    free(copy);
-    relay_send(r, ST_MAIL, "MAIL FROM:<%s>%s", r->sender, params);
-    r->mail_sent = 1;
-    /* RCPTs asked for already go right behind MAIL when the hop pipelines. */
-    relay_pump(r);
-}
-
-/*
- * relay_tls_mode - the TLS level for this relay: relay_tls for our next
- * hops; mail sent to the Internet by MX (a report to an outside sender)
- * gets opportunistic TLS, as Postfix's default: relay_tls = verify with an
- * internal relay_ca_file would otherwise defer every such report until it
- * expired, and encrypt would refuse every exchanger without STARTTLS.
- */
-static const char *relay_tls_mode(const SMTP_RELAY *r)
-{
-    const char *mode = var_smtpd_relay_tls ? var_smtpd_relay_tls : "none";
-
-    return r->mx && strcmp(mode, "none") != 0 ? "may" : mode;
-}
-
-/* relay_start_session - after EHLO/HELO: STARTTLS, XFORWARD, MAIL as offered */
-static void relay_start_session(SMTP_RELAY *r)
-{
-    const char *mode = relay_tls_mode(r);
-    int must = strcmp(mode, "encrypt") == 0 || strcmp(mode, "verify") == 0;
-
-    if (!r->tls_done && !r->tls_skip && strcmp(mode, "none") != 0) {
-        if (r->ext & EXT_STARTTLS) {
-            const RELAY_HOP *h = &r->hops[r->hop];
-
-            /* an exchanger found by MX is checked (and named in SNI) by its name, not its address */
-            if ((r->ssl = smtp_tls_client_new(h->name ? h->name : h->host, strcmp(mode, "verify") == 0)) != NULL) {
-                relay_send(r, ST_STARTTLS, "STARTTLS");
-                return;
-            }
-            log_warn("relay: cannot make a TLS client for %s (no TLS context)", r->peer);
-        }
-        if (must) {
-            relay_next_hop(r, "451 4.7.5 TLS is required, but was not offered by the next hop");
-            return;
-        }
-    }
-    if (var_smtpd_xforward && (r->ext & EXT_XFORWARD) && r->xf_attrs) {
-        free(r->xforward_todo);
-        r->xforward_todo = relay_xforward_build(r);
-        if (r->ext & EXT_PIPELINING) {
-            char *p = r->xforward_todo, *nl;
-
-            /* All XFORWARDs and MAIL in one write; the replies come in order. */
-            while ((nl = strchr(p, '\n')) != NULL) {
-                *nl = 0;
-                relay_send(r, ST_XFORWARD, "%s", p);
-                p = nl + 1;
-            }
-            free(r->xforward_todo);
-            r->xforward_todo = NULL;
-            relay_send_mail(r);
-            return;
-        }
-        relay_send_next_xforward(r);
-        return;
-    }
-    relay_send_mail(r);
-}
-
-/* relay_ehlo_line - note the extension named by one EHLO reply line */
-static void relay_ehlo_line(SMTP_RELAY *r, const char *kw)
-{
-    if (strcasecmp(kw, "STARTTLS") == 0)
-        r->ext |= EXT_STARTTLS;
-    else if (strcasecmp(kw, "8BITMIME") == 0)
-        r->ext |= EXT_8BITMIME;
-    else if (strcasecmp(kw, "SMTPUTF8") == 0)
-        r->ext |= EXT_SMTPUTF8;
-    else if (strcasecmp(kw, "DSN") == 0)
-        r->ext |= EXT_DSN;
-    else if (strcasecmp(kw, "PIPELINING") == 0)
-        r->ext |= EXT_PIPELINING;
-    else if (strncasecmp(kw, "SIZE", 4) == 0 && (kw[4] == 0 || kw[4] == ' '))
-        r->ext |= EXT_SIZE;
-    else if (strncasecmp(kw, "XFORWARD", 8) == 0 && (kw[8] == 0 || kw[8] == ' ')) {
-        char buf[256], *save = NULL, *t;
-
-        r->ext |= EXT_XFORWARD;
-        snprintf(buf, sizeof(buf), "%s", kw + 8);
-        for (t = strtok_r(buf, " ", &save); t; t = strtok_r(NULL, " ", &save)) {
-            if (strcasecmp(t, "NAME") == 0)
-                r->xf_attrs |= XF_NAME;
-            else if (strcasecmp(t, "ADDR") == 0)
-                r->xf_attrs |= XF_ADDR;
-            else if (strcasecmp(t, "PORT") == 0)
-                r->xf_attrs |= XF_PORT;
-            else if (strcasecmp(t, "PROTO") == 0)
-                r->xf_attrs |= XF_PROTO;
-            else if (strcasecmp(t, "HELO") == 0)
-                r->xf_attrs |= XF_HELO;
-        }
-    }
-}
-
-/* relay_starttls - the 220 to STARTTLS: wrap the connection in TLS */
-static void relay_starttls(SMTP_RELAY *r)
-{
-    struct bufferevent *tls;
-    struct evbuffer *in = bufferevent_get_input(r->bev);
-
-    /* Anything after the 220 was sent in the clear: an injection attempt. */
-    if (evbuffer_get_length(in) > 0) {
-        relay_next_hop(r, "451 4.7.5 Next hop sent plaintext after its STARTTLS reply");
-        return;
-    }
-    /*
-     * The filter writes through the socket bufferevent: let libevent do
-     * that. Its high watermark makes the filter stop taking what a slow
-     * next hop does not read, so the backlog (the filter's own buffer)
-     * grows, and the session and the queue pause: without it everything
-     * went into the socket's buffer, unbounded, and the backlog read 0.
-     */
-    bufferevent_enable(r->bev, EV_WRITE);
-    bufferevent_setwatermark(r->bev, EV_WRITE, 0, RELAY_TLS_UNDER_HIGH);
-    tls = bufferevent_openssl_filter_new(smtpd_base, r->bev, r->ssl, BUFFEREVENT_SSL_CONNECTING,
-                                         BEV_OPT_CLOSE_ON_FREE);
-    if (tls == NULL) {
-        relay_next_hop(r, "451 4.7.5 Cannot start TLS with the next hop");
-        return;
-    }
-    r->bev = tls;
-    r->ssl = NULL;              /* the filter owns it now */
-    bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
-    bufferevent_setcb(tls, relay_read_cb, relay_write_cb, relay_event_cb, r);
-    relay_write_timeout(tls);
-    bufferevent_enable(tls, EV_READ | EV_WRITE);
-    r->state = ST_HANDSHAKE;
-    relay_arm(r, var_smtpd_relay_timeout_ms);
-}
-
-/* relay_handshake_done - TLS is up: log it, EHLO again */
-static void relay_handshake_done(SMTP_RELAY *r)
-{
-    SSL *ssl = bufferevent_openssl_get_ssl(r->bev);
-    int verify = strcmp(relay_tls_mode(r), "verify") == 0;
-    X509 *cert = SSL_get1_peer_certificate(ssl);
-    const char *trust;
-    char desc[200];
-
-    if (verify)
-        trust = "Verified";
-    else if (cert == NULL)
-        trust = "Anonymous";
-    else if (SSL_get_verify_result(ssl) == X509_V_OK)
-        trust = "Trusted";
-    else
-        trust = "Untrusted";
-    X509_free(cert);
-    log_info("%s TLS connection established to %s: %s", trust, r->peer,
-             smtp_tls_describe(ssl, desc, sizeof(desc)));
-    r->tls_done = 1;
-    r->ext = r->xf_attrs = 0;
-    relay_send(r, ST_EHLO2, "EHLO %s", smtpd_hostname);
+    smtp_relay_hop_try(r);
 }
 
 /* relay_answer_pump - answer the head request, then send what may go next */
 static void relay_answer_pump(SMTP_RELAY *r, int code, const char *text)
 {
-    if (relay_answer_head(r, code, text))
-        relay_pump(r);
+    if (smtp_relay_answer_head(r, code, text))
+        smtp_relay_pump(r);
 }
 
 /*
@@ -1094,7 +431,7 @@ static void relay_reply(SMTP_RELAY *r, int code, const char *line)
         r->npipe--;
     }
     if (r->inflight > 0)
-        relay_arm(r, var_smtpd_relay_timeout_ms);
+        smtp_relay_arm(r, var_smtpd_relay_timeout_ms);
     else
         evtimer_del(r->timer);
     relay_clean(quoted, sizeof(quoted), line);
@@ -1109,49 +446,49 @@ static void relay_reply(SMTP_RELAY *r, int code, const char *line)
              * inside takes once it is back. Postfix's smtp client, with its
              * default smtp_skip_5xx_greeting = yes, defers such mail too.
              */
-            relay_next_hop(r, "451 4.4.1 Next hop refused to talk to me: %.200s", quoted);
+            smtp_relay_next_hop(r, "451 4.4.1 Next hop refused to talk to me: %.200s", quoted);
             return;
         }
-        relay_send(r, ST_EHLO, "EHLO %s", smtpd_hostname);
+        smtp_relay_send(r, ST_EHLO, "EHLO %s", smtpd_hostname);
         return;
     case ST_EHLO:
     case ST_EHLO2:
         if (cls == 2) {
-            relay_start_session(r);
+            smtp_relay_hop_session(r);
             return;
         }
         if (cls == 5 && st == ST_EHLO) {
             r->ext = r->xf_attrs = 0;
-            relay_send(r, ST_HELO, "HELO %s", smtpd_hostname);
+            smtp_relay_send(r, ST_HELO, "HELO %s", smtpd_hostname);
             return;
         }
-        relay_next_hop(r, "451 4.4.1 Next hop said to EHLO: %.200s", quoted);
+        smtp_relay_next_hop(r, "451 4.4.1 Next hop said to EHLO: %.200s", quoted);
         return;
     case ST_HELO:
         if (cls == 2) {
-            relay_start_session(r);
+            smtp_relay_hop_session(r);
             return;
         }
-        relay_next_hop(r, "451 4.4.1 Next hop said to HELO: %.200s", quoted);
+        smtp_relay_next_hop(r, "451 4.4.1 Next hop said to HELO: %.200s", quoted);
         return;
     case ST_STARTTLS:
         if (code == 220) {
-            relay_starttls(r);
+            smtp_relay_hop_starttls(r);
             return;
         }
         SSL_free(r->ssl);
         r->ssl = NULL;
-        if (strcmp(relay_tls_mode(r), "may") == 0) {
+        if (strcmp(smtp_relay_hop_tls_mode(r), "may") == 0) {
             /* Opportunistic: go on in the clear, as Postfix's smtp_tls_security_level=may. */
             r->tls_done = 1;
-            relay_start_session(r);
+            smtp_relay_hop_session(r);
             return;
         }
-        relay_next_hop(r, "451 4.7.5 Next hop refused STARTTLS: %.200s", quoted);
+        smtp_relay_next_hop(r, "451 4.7.5 Next hop refused STARTTLS: %.200s", quoted);
         return;
     case ST_XFORWARD:
         if (code == 421) {
-            relay_next_hop(r, "451 4.4.1 Next hop said to XFORWARD: %.200s", quoted);
+            smtp_relay_next_hop(r, "451 4.4.1 Next hop said to XFORWARD: %.200s", quoted);
             return;
         }
         /* A refused XFORWARD loses the original client's name in the hop's logs, not mail. */
@@ -1159,29 +496,29 @@ static void relay_reply(SMTP_RELAY *r, int code, const char *line)
             log_warn("relay: %s refused XFORWARD: %s", r->peer, quoted);
         /* Pipelined, the rest is on its way already (xforward_todo is gone). */
         if (r->xforward_todo)
-            relay_send_next_xforward(r);
+            smtp_relay_hop_xforward_next(r);
         return;
     case ST_MAIL:
         if (cls == 3) {
             /* No 3xx answers MAIL: never hand it to the client as the verdict. */
-            relay_next_hop(r, "451 4.4.1 Next hop: protocol error");
+            smtp_relay_next_hop(r, "451 4.4.1 Next hop: protocol error");
             return;
         }
         if (cls == 4 && code != 421 && r->hop + 1 >= r->nhops) {
             /* The last hop's own temporary refusal is the most useful answer. */
-            relay_next_hop(r, "%s", quoted);
+            smtp_relay_next_hop(r, "%s", quoted);
             return;
         }
         if (cls == 4) {
-            relay_next_hop(r, "451 4.4.1 Next hop said to MAIL: %.200s", quoted);
+            smtp_relay_next_hop(r, "451 4.4.1 Next hop said to MAIL: %.200s", quoted);
             return;
         }
         if (cls != 2) {
             r->state = ST_FAILED;
             snprintf(r->fail_text, sizeof(r->fail_text), "503 5.5.1 Error: sender was refused");
-            relay_quit_bev(r);
-            if (relay_answer_head(r, code, quoted))
-                relay_flush_failed(r);
+            smtp_relay_quit_bev(r);
+            if (smtp_relay_answer_head(r, code, quoted))
+                smtp_relay_flush_failed(r);
             return;
         }
         if (r->inflight == 0)
@@ -1194,7 +531,7 @@ static void relay_reply(SMTP_RELAY *r, int code, const char *line)
             return;
         }
         /* The same hop, TLS as it was: XFORWARD of the new client, then MAIL. */
-        relay_start_session(r);
+        smtp_relay_hop_session(r);
         return;
     case ST_RCPT:
         if (relay_lost_reply(r, st, code, quoted))
@@ -1231,8 +568,8 @@ static void relay_reply(SMTP_RELAY *r, int code, const char *line)
     }
 }
 
-/* relay_read_cb - read reply lines; act on each complete reply */
-static void relay_read_cb(struct bufferevent *bev, void *arg)
+/* smtp_relay_read_cb - read reply lines; act on each complete reply */
+void smtp_relay_read_cb(struct bufferevent *bev, void *arg)
 {
     SMTP_RELAY *r = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
@@ -1250,7 +587,7 @@ static void relay_read_cb(struct bufferevent *bev, void *arg)
             || (len > 3 && line[3] != ' ' && line[3] != '-') || len > RELAY_LINE_MAX) {
             free(line);
             if (r->state <= ST_MAIL)
-                relay_next_hop(r, "451 4.4.1 Next hop: protocol error");
+                smtp_relay_next_hop(r, "451 4.4.1 Next hop: protocol error");
             else
                 relay_lost(r, "protocol error");
             break;
@@ -1260,14 +597,14 @@ static void relay_read_cb(struct bufferevent *bev, void *arg)
         if ((r->rlines > 0 && code != r->rcode) || ++r->rlines > RELAY_REPLY_LINES) {
             free(line);
             if (r->state <= ST_MAIL)
-                relay_next_hop(r, "451 4.4.1 Next hop: malformed reply");
+                smtp_relay_next_hop(r, "451 4.4.1 Next hop: malformed reply");
             else
                 relay_lost(r, "malformed reply");
             break;
         }
         r->rcode = code;
         if ((r->state == ST_EHLO || r->state == ST_EHLO2) && r->rlines > 1 && len > 4)
-            relay_ehlo_line(r, line + 4);
+            smtp_relay_hop_ehlo_line(r, line + 4);
         if (sep == ' ') {
             r->rlines = 0;
             relay_reply(r, code, line);
@@ -1276,22 +613,22 @@ static void relay_read_cb(struct bufferevent *bev, void *arg)
     }
     if (!r->zombie && r->bev == bev && r->state != ST_FAILED && r->stray) {
         if (r->state <= ST_MAIL)
-            relay_next_hop(r, "451 4.4.1 Next hop: protocol error (a reply no command asked for)");
+            smtp_relay_next_hop(r, "451 4.4.1 Next hop: protocol error (a reply no command asked for)");
         else
             relay_lost(r, "a reply no command asked for");
     } else if (!r->zombie && r->bev == bev && evbuffer_get_length(in) > RELAY_LINE_MAX) {
         if (r->state <= ST_MAIL)
-            relay_next_hop(r, "451 4.4.1 Next hop: reply line too long");
+            smtp_relay_next_hop(r, "451 4.4.1 Next hop: reply line too long");
         else
             relay_lost(r, "reply line too long");
     }
-    relay_flush(r);
+    smtp_relay_flush(r);
     if (--r->busy == 0 && r->zombie)
         smtp_relay_free(r);
 }
 
-/* relay_write_cb - the output buffer drained: tell a waiting session */
-static void relay_write_cb(struct bufferevent *bev, void *arg)
+/* smtp_relay_write_cb - the output buffer drained: tell a waiting session */
+void smtp_relay_write_cb(struct bufferevent *bev, void *arg)
 {
     SMTP_RELAY *r = arg;
     void (*cb)(void *) = r->drain_cb;
@@ -1305,13 +642,13 @@ static void relay_write_cb(struct bufferevent *bev, void *arg)
     r->drain_cb = NULL;
     r->busy++;
     cb(r->drain_arg);
-    relay_flush(r);
+    smtp_relay_flush(r);
     if (--r->busy == 0 && r->zombie)
         smtp_relay_free(r);
 }
 
-/* relay_event_cb - connected, TLS up, EOF, error or write timeout */
-static void relay_event_cb(struct bufferevent *bev, short what, void *arg)
+/* smtp_relay_event_cb - connected, TLS up, EOF, error or write timeout */
+void smtp_relay_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     SMTP_RELAY *r = arg;
     char why[300];
@@ -1324,13 +661,13 @@ static void relay_event_cb(struct bufferevent *bev, short what, void *arg)
 
             /* Small writes (the dot after the body) must not wait for a delayed ACK. */
             (void) setsockopt(bufferevent_getfd(r->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-            relay_peer_set(r);
+            smtp_relay_hop_peer_set(r);
             r->connected = 1;
             r->state = ST_BANNER;
             r->inflight = 1;
-            relay_arm(r, var_smtpd_relay_timeout_ms);
+            smtp_relay_arm(r, var_smtpd_relay_timeout_ms);
         } else if (r->state == ST_HANDSHAKE) {
-            relay_handshake_done(r);
+            smtp_relay_hop_tls_done(r);
         }
     } else if (r->state == ST_HANDSHAKE) {
         SSL *ssl = bufferevent_openssl_get_ssl(r->bev);
@@ -1341,31 +678,31 @@ static void relay_event_cb(struct bufferevent *bev, short what, void *arg)
                      X509_verify_cert_error_string(vr));
         else
             snprintf(why, sizeof(why), "TLS handshake failed");
-        if (strcmp(relay_tls_mode(r), "may") == 0 && !r->tls_skip) {
+        if (strcmp(smtp_relay_hop_tls_mode(r), "may") == 0 && !r->tls_skip) {
             /* Opportunistic TLS must not stop mail: the same hop again, in the clear. */
             log_warn("relay: %s: %s; trying again without TLS", r->peer, why);
-            relay_drop_bev(r);
+            smtp_relay_drop_bev(r);
             r->tls_skip = 1;
-            relay_try_hop(r);
+            smtp_relay_hop_try(r);
         } else
-            relay_next_hop(r, "451 4.7.5 Next hop: %s", why);
+            smtp_relay_next_hop(r, "451 4.7.5 Next hop: %s", why);
     } else if (r->state == ST_CONNECT) {
         int dnserr = bufferevent_socket_get_dns_error(bev);
 
         snprintf(why, sizeof(why), "%s", dnserr ? evutil_gai_strerror(dnserr)
                  : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         log_warn("connect to %s: %s", r->peer, why);
-        relay_next_hop(r, "451 4.4.1 Next hop not reachable: %s", why);
+        smtp_relay_next_hop(r, "451 4.4.1 Next hop not reachable: %s", why);
     } else if (r->state <= ST_MAIL) {
         snprintf(why, sizeof(why), "%s", (what & BEV_EVENT_EOF) ? "lost connection"
                  : (what & BEV_EVENT_TIMEOUT) ? "timeout" : "connection error");
-        relay_next_hop(r, "451 4.4.1 Next hop: %s", why);
+        smtp_relay_next_hop(r, "451 4.4.1 Next hop: %s", why);
     } else if (r->state != ST_FAILED) {
         snprintf(why, sizeof(why), "%s", (what & BEV_EVENT_EOF) ? "connection closed"
                  : (what & BEV_EVENT_TIMEOUT) ? "timeout while sending" : "connection error");
         relay_lost(r, why);
     }
-    relay_flush(r);
+    smtp_relay_flush(r);
     if (--r->busy == 0 && r->zombie)
         smtp_relay_free(r);
 }
@@ -1380,13 +717,13 @@ static void relay_timer_cb(evutil_socket_t fd, short what, void *arg)
     r->busy++;
     if (r->state == ST_CONNECT) {
         log_warn("connect to %s: Connection timed out", r->peer);
-        relay_next_hop(r, "451 4.4.1 Next hop not reachable: connection timed out");
+        smtp_relay_next_hop(r, "451 4.4.1 Next hop not reachable: connection timed out");
     } else if (r->state <= ST_MAIL) {
-        relay_next_hop(r, "451 4.4.1 Next hop: timeout waiting for a reply");
+        smtp_relay_next_hop(r, "451 4.4.1 Next hop: timeout waiting for a reply");
     } else if (r->state != ST_FAILED) {
         relay_lost(r, "timeout waiting for a reply");
     }
-    relay_flush(r);
+    smtp_relay_flush(r);
     if (--r->busy == 0 && r->zombie)
         smtp_relay_free(r);
 }
@@ -1415,10 +752,10 @@ static void relay_setup_cb(evutil_socket_t fd, short what, void *arg)
     } else {
         smtpd_dns_mx_cancel(r->mxq);
         r->mxq = NULL;
-        r->hop = r->nhops > 0 ? r->nhops - 1 : 0;   /* relay_next_hop goes past the last one */
-        relay_next_hop(r, "451 4.4.1 Next hop: no answer in time");
+        r->hop = r->nhops > 0 ? r->nhops - 1 : 0;   /* smtp_relay_next_hop goes past the last one */
+        smtp_relay_next_hop(r, "451 4.4.1 Next hop: no answer in time");
     }
-    relay_flush(r);
+    smtp_relay_flush(r);
     if (--r->busy == 0 && r->zombie)
         smtp_relay_free(r);
 }
@@ -1448,16 +785,16 @@ static int relay_can_pipe(SMTP_RELAY *r)
 }
 
 /*
- * relay_pump - send what may go now: RCPTs, also behind others in flight
+ * smtp_relay_pump - send what may go now: RCPTs, also behind others in flight
  * when the hop pipelines; DATA and the dot only with nothing in flight.
  */
-static void relay_pump(SMTP_RELAY *r)
+void smtp_relay_pump(SMTP_RELAY *r)
 {
     RELAY_REQ *q;
 
     while (!r->zombie && r->reqs != NULL) {
         if (r->state == ST_FAILED) {
-            relay_flush_failed(r);
+            smtp_relay_flush_failed(r);
             return;
         }
         /* The first request not yet sent (MAIL goes by the session start-up). */
@@ -1469,7 +806,7 @@ static void relay_pump(SMTP_RELAY *r)
             /* It needs the SMTPUTF8 that MAIL went without: refused here, in its turn. */
             if (q != r->reqs || r->inflight > 0)
                 return;
-            if (!relay_answer_head(r, 555, "555 5.6.7 SMTPUTF8 is required, but was not offered by the next hop"))
+            if (!smtp_relay_answer_head(r, 555, "555 5.6.7 SMTPUTF8 is required, but was not offered by the next hop"))
                 return;
             continue;
         }
@@ -1477,7 +814,7 @@ static void relay_pump(SMTP_RELAY *r)
             char params[1024];
 
             relay_rcpt_params(r, q->params, params, sizeof(params));
-            relay_send(r, ST_RCPT, "RCPT TO:%s%s", q->arg, params);
+            smtp_relay_send(r, ST_RCPT, "RCPT TO:%s%s", q->arg, params);
             q->sent = 1;
             continue;
         }
@@ -1486,21 +823,21 @@ static void relay_pump(SMTP_RELAY *r)
         /* Nothing in flight: q is the first request. */
         if (q->kind == REQ_DATA && r->state == ST_READY) {
             r->data_refused[0] = 0;
-            relay_send(r, ST_DATA, "DATA");
+            smtp_relay_send(r, ST_DATA, "DATA");
             q->sent = 1;
             return;
         }
         if (q->kind == REQ_DOT && r->state == ST_BODY) {
-            relay_send(r, ST_DOT, ".");
+            smtp_relay_send(r, ST_DOT, ".");
             q->sent = 1;
             return;
         }
         if (q->kind == REQ_DOT && r->data_refused[0]) {
-            if (!relay_answer_head(r, atoi(r->data_refused), r->data_refused))
+            if (!smtp_relay_answer_head(r, atoi(r->data_refused), r->data_refused))
                 return;
             continue;
         }
-        if (!relay_answer_head(r, 503, "503 5.5.1 Error: bad sequence of commands to the relay"))
+        if (!smtp_relay_answer_head(r, 503, "503 5.5.1 Error: bad sequence of commands to the relay"))
             return;
     }
 }
@@ -1515,17 +852,17 @@ static void relay_kick_cb(evutil_socket_t fd, short what, void *arg)
     r->busy++;
     if (r->state == ST_INIT) {
         r->hop = 0;
-        relay_try_hop(r);
+        smtp_relay_hop_try(r);
     } else if (r->state == ST_FAILED)
-        relay_flush_failed(r);
+        smtp_relay_flush_failed(r);
     else {
-        relay_pump(r);
+        smtp_relay_pump(r);
         if (!r->zombie && r->bev)
             relay_bev_flush(r->bev);
         if (!r->zombie && r->drain_cb && smtp_relay_backlog(r) == 0)
-            relay_write_cb(r->bev, r);
+            smtp_relay_write_cb(r->bev, r);
     }
-    relay_flush(r);
+    smtp_relay_flush(r);
     if (--r->busy == 0 && r->zombie)
         smtp_relay_free(r);
 }
@@ -1552,7 +889,7 @@ SMTP_RELAY *smtp_relay_open(const SMTP_RELAY_ENV *env, SMTP_RELAY_CB cb, void *a
     const SMTPD_CLIENT *c = env->client;
 
     r->reqs_tail = &r->reqs;
-    r->nhops = relay_hops_parse(env->nexthops, &r->hops);
+    r->nhops = smtp_relay_hop_parse(env->nexthops, &r->hops);
     if (env->mx == 1) {
         /* A bare domain goes by its MX; an address or a [host] is used as it is. */
         r->mx = 1;
@@ -1684,7 +1021,7 @@ int smtp_relay_reuse(SMTP_RELAY *r, const SMTP_RELAY_ENV *env, SMTP_RELAY_CB cb,
     r->mail_sent = 0;
     evbuffer_drain(r->early, evbuffer_get_length(r->early));
     relay_enqueue(r, REQ_MAIL, NULL, cb, arg);
-    relay_send(r, ST_RSET, "RSET");
+    smtp_relay_send(r, ST_RSET, "RSET");
     return 0;
 }
 
@@ -1692,7 +1029,7 @@ int smtp_relay_reuse(SMTP_RELAY *r, const SMTP_RELAY_ENV *env, SMTP_RELAY_CB cb,
 void smtp_relay_close(SMTP_RELAY *r)
 {
     if (r != NULL && !r->busy)
-        relay_drop_bev(r);
+        smtp_relay_drop_bev(r);
     smtp_relay_free(r);
 }
 
@@ -1719,9 +1056,9 @@ void smtp_relay_free(SMTP_RELAY *r)
         return;
     }
     if (r->bev && (r->state == ST_DONE || r->state == ST_READY) && r->reqs == NULL)
-        relay_quit_bev(r);
+        smtp_relay_quit_bev(r);
     else
-        relay_drop_bev(r);
+        smtp_relay_drop_bev(r);
     if (r->ssl)
         SSL_free(r->ssl);
     smtpd_dns_mx_cancel(r->mxq);
