@@ -65,8 +65,14 @@
 
 /* msExchRecipientTypeDetails of mailboxes whose accounts are disabled by design. */
 #define SOURCE_LDAP_AD_SHARED \
-    "4 16 32 8589934592 17179869184 34359738368"
-/* Shared, room, equipment; RemoteRoom (0x200000000), RemoteEquipment, RemoteShared. */
+    "2 4 16 32 8589934592 17179869184 34359738368 2199023255552"
+/*
+ * Linked (2), shared, room, equipment; RemoteRoom (0x200000000),
+ * RemoteEquipment, RemoteShared; LinkedRoom (0x20000000000). In an
+ * Exchange resource forest every mailbox is linked: its account there is
+ * disabled, and its owner logs on with an account of another forest.
+ */
+#define SOURCE_LDAP_AD_RTD_LINKED   2LL
 
 #define SOURCE_LDAP_AD_UAC_DISABLED 0x2
 
@@ -484,8 +490,11 @@ static int source_ldap_ad_entry(SOURCE_LDAP *sl, LDAPMessage *e, char *err, size
     } else if (ae.pubfolder) {
         o->kind = STORE_KIND_PUBFOLDER;
     } else {
-        o->kind = ae.rtd >= 0 && source_ldap_ad_is_shared(sl, ae.rtd) ? STORE_KIND_SHARED : STORE_KIND_USER;
-        if ((ae.uac & SOURCE_LDAP_AD_UAC_DISABLED) && strcmp(o->kind, STORE_KIND_USER) == 0) {
+        int by_design = ae.rtd >= 0 && source_ldap_ad_is_shared(sl, ae.rtd);
+
+        /* A linked mailbox is a person's, whose account lives in another forest: kind user. */
+        o->kind = by_design && ae.rtd != SOURCE_LDAP_AD_RTD_LINKED ? STORE_KIND_SHARED : STORE_KIND_USER;
+        if ((ae.uac & SOURCE_LDAP_AD_UAC_DISABLED) && !by_design) {
             log_debug("source %s: %s: account disabled, left out", sl->conf->name, o->dn);
             sl->disabled++;
             return 0;

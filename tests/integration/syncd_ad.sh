@@ -261,6 +261,54 @@ tl_is "$(kind sales@test.example)" "group 1" "a group made restricted gets the f
 tl_is "$(expand "cn=Board,$DLS")" "Alice Smith;" "a member removed from a group"
 tl_is "$(last_run)" "ok 2 1 5" "the run: 2 added, 1 changed (the flag), 5 removed"
 
+# --- an Exchange resource forest: linked mailboxes (2) and linked rooms
+# (2199023255552) have accounts disabled by design, as shared mailboxes do
+cat >"$T/linked.ldif" <<EOF
+dn: cn=Linked User,$USERS
+objectClass: top
+objectClass: person
+objectClass: organizationalPerson
+objectClass: user
+cn: Linked User
+sn: User
+sAMAccountName: linked.user
+userAccountControl: 514
+msExchRecipientTypeDetails: 2
+proxyAddresses: SMTP:linked.user@test.example
+
+dn: cn=Linked Room,$USERS
+objectClass: top
+objectClass: person
+objectClass: organizationalPerson
+objectClass: user
+cn: Linked Room
+sn: Room
+sAMAccountName: linked.room
+userAccountControl: 514
+msExchRecipientTypeDetails: 2199023255552
+proxyAddresses: SMTP:linked.room@test.example
+
+dn: cn=Plain Leaver,$USERS
+objectClass: top
+objectClass: person
+objectClass: organizationalPerson
+objectClass: user
+cn: Plain Leaver
+sn: Leaver
+sAMAccountName: plain.leaver
+userAccountControl: 514
+msExchRecipientTypeDetails: 1
+proxyAddresses: SMTP:plain.leaver@test.example
+EOF
+slapd_add "$T/linked.ldif"
+tl_is "$?" 0 "linked mailboxes added to the directory"
+syncd_once
+tl_is "$rc" 0 "--once with linked mailboxes exits 0"
+rg_valid linked.user@test.example linked.room@test.example
+rg_invalid plain.leaver@test.example
+tl_is "$(kind linked.user@test.example)" "user 0" "a linked mailbox (disabled by design): kind user"
+tl_is "$(kind linked.room@test.example)" "shared 0" "a linked room mailbox: kind shared"
+
 # --- the [source] settings of incremental and persistent pulls (-n only)
 # check_conf KEY=VALUE... - rcptgate-syncd -n on one ad source; $rc, $out
 check_conf() {
