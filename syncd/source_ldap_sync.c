@@ -446,6 +446,18 @@ static int source_ldap_sync_done(SOURCE_LDAP_SYNC_PULL *p, LDAPMessage *msg, cha
                  text && *text ? text : "e-syncRefreshRequired");
         p->need_full = 1;
         rc = 0;
+    } else if (code == LDAP_SIZELIMIT_EXCEEDED || code == LDAP_ADMINLIMIT_EXCEEDED) {
+        /*
+         * A sync search cannot be paged: more changes since the cookie
+         * than the account may read at once (a bulk import) would fail
+         * every retry until full_interval, the new addresses refused
+         * meanwhile. A paged full pull gets them and a fresh cookie.
+         */
+        snprintf(p->why, sizeof(p->why), "the changes since the stored cookie are more than the sync "
+                 "account may read in one search (%s): raise its size limit for incremental pulls "
+                 "(OpenLDAP: limits ... size=unlimited)", ldap_err2string(code));
+        p->need_full = 1;
+        rc = 0;
     } else if (code != LDAP_SUCCESS) {
         snprintf(err, errlen, "sync search of \"%s\": %s%s%s%s", sl->conf->base, ldap_err2string(code),
                  text && *text ? " (" : "", text && *text ? text : "", text && *text ? ")" : "");

@@ -442,4 +442,37 @@ tl_is "$rc" 0 "a pull with a reference in its base is applied"
 tl_is "$(grep -c 'a reference to ldap://elsewhere.invalid/.* is not followed, so the entries it holds are not pulled' "$T/syncd.err")" 1 \
     "... with one warning that its entries are not pulled, and what to do"
 
+# --- an RFC 4533 incremental pull cannot be paged: more changes than the
+# account's size limit (10 here) are pulled in full, not refused at every poll
+BURST="ou=Burst,$S"
+slapd_add <<EOF
+dn: $BURST
+objectClass: organizationalUnit
+ou: Burst
+EOF
+syncd_conf_reset
+slapd_syncd_conf
+slapd_source burst generic "base=$BURST"
+syncd_once
+tl_is "$rc" 0 "a full pull before a burst of changes"
+tl_is "$(syncd_sql "SELECT cookie IS NOT NULL AND cookie <> '' FROM source WHERE name = 'burst'")" 1 \
+    "... stores an RFC 4533 cookie"
+for i in 01 02 03 04 05 06 07 08 09 10 11 12; do
+    slapd_add <<EOF || break
+dn: uid=burst$i,$BURST
+objectClass: inetOrgPerson
+uid: burst$i
+cn: burst$i
+sn: burst$i
+mail: burst$i@generic.example
+EOF
+done
+tl_is "$(slapd_count "$BURST" '(uid=burst*)')" 12 "12 people added, more than the account's size limit"
+syncd_once --incremental
+tl_is "$rc" 0 "the incremental pull over the size limit exits 0"
+tl_like "$(cat "$T/syncd.err")" "more than the sync account may read in one search" \
+    "... says the account's size limit is too low for incremental pulls"
+tl_like "$(cat "$T/syncd.err")" "full sync applied" "... and pulls in full instead"
+rg_valid burst01@generic.example burst12@generic.example
+
 tl_done
