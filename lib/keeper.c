@@ -126,16 +126,21 @@ void keeper_mirror(KEEPER *k, STORE **where)
     keeper_sync_mirror(k);
 }
 
+/* keeper_sources - the [source NAME]s of the file last loaded into *names (to free); the count */
+static int keeper_sources(char (**names)[CFG_NAME_LEN])
+{
+    int n = cfg_family_seen("source", NULL, 0);
+
+    *names = xcalloc(n > 0 ? (size_t) n : 1, sizeof(**names));
+    return cfg_family_seen("source", *names, n);
+}
+
 /* keeper_unsynced - a [source NAME] of the file never synced into st? (keeper.h) */
 int keeper_unsynced(STORE *st, char *name, size_t size)
 {
-    char local[32][CFG_NAME_LEN], (*names)[CFG_NAME_LEN] = local;
-    int n, rc = 0;
+    char (*names)[CFG_NAME_LEN];
+    int n = keeper_sources(&names), rc = 0;
 
-    n = cfg_family_seen("source", NULL, 0);
-    if (n > (int) (sizeof(local) / sizeof(local[0])))
-        names = xcalloc((size_t) n, sizeof(*names));    /* every one is checked, however many */
-    n = cfg_family_seen("source", names, n);
     for (int i = 0; i < n; i++) {
         int synced = store_source_synced(st, names[i]);
 
@@ -146,8 +151,50 @@ int keeper_unsynced(STORE *st, char *name, size_t size)
             break;
         }
     }
-    if (names != local)
+    free(names);
+    return rc;
+}
+
+/*
+ * keeper_oldest - seconds since the last applied sync of the [source
+ * NAME] of the file synced longest ago, with its name (-1: none synced).
+ * Only the file's sources count: one removed from it stays in the store
+ * until `rcptgate source del`, and must not make every answer TEMP.
+ * A file without any (a daemon given a file of its own) counts every
+ * directory source of the store, unnamed. 0 or -1 (a store error).
+ */
+static int keeper_oldest(STORE *st, char *name, size_t size, long long *age)
+{
+    char (*names)[CFG_NAME_LEN];
+    int n = keeper_sources(&names), rc = 0;
+    long long oldest = -1;
+
+    name[0] = 0;
+    *age = -1;
+    if (n == 0) {
         free(names);
+        return store_sync_age(st, age);
+    }
+    for (int i = 0; i < n && rc == 0; i++) {
+        STORE_SYNC_STATE ss;
+        int got = store_sync_state_get(st, names[i], &ss);
+
+        if (got < 0)
+            rc = -1;
+        if (got <= 0)
+            continue;                   /* never synced: keeper_unsynced says so */
+        if (ss.last_success > 0 && (oldest < 0 || ss.last_success < oldest)) {
+            oldest = ss.last_success;
+            snprintf(name, size, "%s", names[i]);
+        }
+        store_sync_state_free(&ss);
+    }
+    free(names);
+    if (rc == 0 && oldest >= 0) {
+        *age = (long long) time(NULL) - oldest;
+        if (*age < 0)
+            *age = 0;                   /* a clock stepped back */
+    }
     return rc;
 }
 
@@ -172,12 +219,12 @@ int keeper_stale(STORE *st, char *why, size_t size)
         return rc;
     if (var_store_max_age_ms <= 0)
         return 0;
-    if (store_sync_age(st, &age) < 0)
+    if (keeper_oldest(st, name, sizeof(name), &age) < 0)
         return -1;
     if (age < 0 || age * 1000 <= var_store_max_age_ms)
         return 0;
-    snprintf(why, size, "directory data is stale: last sync %lld s ago, max_age is %d s",
-             age, var_store_max_age_ms / 1000);
+    snprintf(why, size, "directory data is stale: %s%s%slast sync %lld s ago, max_age is %d s",
+             name[0] ? "source " : "", name, name[0] ? ": " : "", age, var_store_max_age_ms / 1000);
     return 1;
 }
 

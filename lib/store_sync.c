@@ -874,3 +874,54 @@ int store_sync_age(STORE *st, long long *age)
     sqlite3_reset(s);
     return rc == SQLITE_ROW ? 0 : -1;
 }
+
+/* store_source_del_prepare - a statement bound to the source's name; NULL with the error set */
+static sqlite3_stmt *store_source_del_prepare(STORE *st, const char *sql, const char *name)
+{
+    sqlite3_stmt *s;
+
+    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK) {
+        store_fail(st, "removing a source");
+        return NULL;
+    }
+    if (sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC) != SQLITE_OK) {
+        store_fail(st, "removing a source");
+        sqlite3_finalize(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* store_source_del - a source and all it holds, gone (store_sync.h) */
+int store_source_del(STORE *st, const char *name, long long *recipients)
+{
+    sqlite3_stmt *s;
+    int rc = -1;
+
+    *recipients = 0;
+    if (store_usable(st) < 0)
+        return -1;
+    if (sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return store_fail(st, "removing a source");
+    if ((s = store_source_del_prepare(st, "SELECT count(*) FROM recipient r JOIN source s "
+                                      "ON s.id = r.source_id WHERE s.name = ?1", name)) == NULL)
+        goto out;
+    if (store_step_count(st, s, "removing a source", recipients) < 0) {
+        sqlite3_finalize(s);
+        goto out;
+    }
+    sqlite3_finalize(s);
+    /* What it holds goes with it: every table refers to source or object ON DELETE CASCADE. */
+    if ((s = store_source_del_prepare(st, "DELETE FROM source WHERE name = ?1 AND type <> 'static'",
+                                      name)) == NULL)
+        goto out;
+    if (store_step_done(st, s, "removing a source") == 0)
+        rc = sqlite3_changes(st->db) > 0 ? 1 : 0;
+    sqlite3_finalize(s);
+    if (rc >= 0 && sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        rc = store_fail(st, "removing a source");
+out:
+    if (!sqlite3_get_autocommit(st->db))
+        (void) sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}

@@ -197,4 +197,12 @@ int store_sync_age(STORE *st, long long *age);
 /* store_source_synced - has the source name ever had a sync applied? 1 yes, 0 no (or no such source), -1 error */
 int store_source_synced(STORE *st, const char *name);
 
+/*
+ * store_source_del - remove the source name and everything it holds
+ * (objects, recipients, logins, members, claims, runs), in one
+ * statement. The source "static" is never removed. 1 removed (*recipients
+ * how many it held), 0 no such source, -1 error.
+ */
+int store_source_del(STORE *st, const char *name, long long *recipients);
+
 #endif

@@ -446,6 +446,7 @@ typedef struct check_source {
     long long last_success;
     char *outcome;
     int guard_refused;
+    int configured;                     /* a [source NAME] of the file */
 } CHECK_SOURCE;
 
 typedef struct check_sources {
@@ -506,8 +507,12 @@ static void check_sync(CHECK_RUN *cr, STORE *st)
     int fresh = 0;
 
     cs.n = 0;
-    for (int i = 0; i < cr->nsources; i++)
-        (void) check_source_find(&cs, cr->sources[i]);
+    for (int i = 0; i < cr->nsources; i++) {
+        CHECK_SOURCE *s = check_source_find(&cs, cr->sources[i]);
+
+        if (s != NULL)
+            s->configured = 1;
+    }
     if (store_runs_walk(st, check_source_cb, &cs) < 0) {
         check_say(cr, 2, "store: reading the sync state: %s", store_error(st));
         goto out;
@@ -516,6 +521,17 @@ static void check_sync(CHECK_RUN *cr, STORE *st)
         CHECK_SOURCE *s = &cs.s[i];
         long long a = now - s->last_success;
 
+        /*
+         * A source taken out of the file is pulled no more, and its
+         * addresses stay valid until it is removed: say so once, rather
+         * than judge an age that will only grow. (A file without any
+         * [source NAME], one of its own for a daemon, judges them all.)
+         */
+        if (!s->configured && cr->nsources > 0) {
+            check_say(cr, 1, "source %s is in the store but not in the configuration: its addresses "
+                      "are still valid; rcptgate source del %s removes them", s->name, s->name);
+            continue;
+        }
         if (s->guard_refused && strncmp(s->outcome, "refused", 7) == 0)
             check_say(cr, 2, "source %s: the shrink guard refused the last sync (%s)", s->name, s->outcome);
         else if (s->guard_refused)

@@ -44,6 +44,7 @@ static const struct rcptgate_cmd {
     {"import", cmd_import},
     {"domain", cmd_domain},
     {"static", cmd_static},
+    {"source", cmd_source},
     {"stats", cmd_stats},
     {"export", cmd_export},
     {"access", cmd_access},
@@ -76,6 +77,7 @@ static const char rcptgate_usage_text[] =
           "  domain add DOMAIN [NEXTHOP] [--subdomains] [--relay-mode=MODE]\n"
           "  domain del DOMAIN | domain list\n"
           "  static add ADDRESS | static del ADDRESS | static list\n"
+          "  source list | source del NAME      the store's sources; remove one no longer configured\n"
           "  stats [--openmetrics | --prometheus]\n"
           "                                     store, lookupd and smtpd figures (or as metrics)\n"
           "  export [--source NAME]             recipients as a Postfix map file\n"

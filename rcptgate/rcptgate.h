@@ -62,6 +62,7 @@ int cmd_query_rules(int argc, char **argv);    /* query with --client, --helo, -
 int cmd_import(int argc, char **argv);
 int cmd_domain(int argc, char **argv);
 int cmd_static(int argc, char **argv);
+int cmd_source(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_access(int argc, char **argv);

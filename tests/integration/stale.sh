@@ -150,6 +150,45 @@ tl_is "$?" 0 "the 35th source's first sync applied"
 reply=$(printf 'recipients dave@example.com\n' | "$RG_CLIENT" "unix:$SOCK")
 tl_is "$reply" "OK imported" "... then its address is valid"
 
+# --- a source taken out of the configuration stays in the store until
+# rcptgate source del; it no longer counts for max_age (all answers were
+# TEMP for good) nor for rcptgate check's ages
+sed -i '/^\[source extra\]$/,/^path = /d' "$CONF"
+sed -i 's/^max_age = 0$/max_age = 1h/' "$CONF"
+sqlite3 "$STORE" "UPDATE source SET last_success = strftime('%s','now') - 3 * 86400 WHERE name = 'extra'"
+kill -HUP "$LOOKUPD_PID" "$SMTPD_PID"
+sleep 2                                 # the reload, then the keeper's check each second
+reply=$(printf 'recipients alice@example.com\nrecipients carol@example.com\n' | "$RG_CLIENT" "unix:$SOCK")
+tl_like "$(printf '%s\n' "$reply" | sed -n 1p) / $(printf '%s\n' "$reply" | sed -n 2p)" "^OK imported / OK imported$" \
+    "a source out of the file, synced 3 days ago: no TEMP (max_age 1h), its addresses still valid"
+out=$(tl_admin check --no-lookupd --no-smtpd --no-queue 2>&1)
+tl_is "$?" 1 "rcptgate check: WARNING for a source in the store and not in the file"
+tl_like "$out" "source extra is in the store but not in the configuration: .*rcptgate source del extra" \
+    "... naming it and the command that removes it"
+tl_is "$(printf '%s\n' "$out" | grep -c 'source extra: last sync')" 0 "... and judging no age of it"
+out=$(tl_admin source list 2>&1)
+tl_like "$out" "extra +file +1 .*not in the configuration" "rcptgate source list marks it"
+out=$(tl_admin source del files 2>&1)
+tl_is "$?" 1 "source del of a source the file names: refused (1)"
+tl_like "$out" "is a \[source files\] of .*remove that section first" "... saying why"
+tl_admin source del static >/dev/null 2>&1
+tl_is "$?" 1 "source del static: refused (1)"
+tl_admin source del nosuch >/dev/null 2>&1
+tl_is "$?" 1 "source del of no such source: 1"
+out=$(tl_admin source del extra 2>/dev/null)
+tl_is "$?" 0 "source del extra: exit 0"
+tl_is "$out" "removed source extra and its 1 recipient" "... says what it removed"
+tl_is "$(sqlite3 "$STORE" "SELECT count(*) FROM source WHERE name = 'extra'")" 0 "... the source is gone"
+reply=$(printf 'recipients carol@example.com\n' | "$RG_CLIENT" "unix:$SOCK")
+tl_like "$reply" "^NOTFOUND" "... and its address with it"
+sqlite3 "$STORE" "UPDATE source SET last_success = strftime('%s','now') - 3 * 86400 WHERE name = 'm07'"
+sleep 1.5
+reply=$(printf 'recipients alice@example.com\n' | "$RG_CLIENT" "unix:$SOCK")
+tl_like "$reply" "^TEMP .*stale: source m07: last sync 2592[0-9][0-9] s ago" \
+    "a configured source past max_age: TEMP, naming it"
+"$RG_SYNCD" -c "$CONF" --once --source m07 >>"$T/sync.out" 2>&1
+tl_is "$?" 0 "m07 synced again"
+
 # --- a new store moved over the open one: both daemons reopen it. It is
 # synced from maps of its own (without alice), as a store is made for good.
 printf 'bob@example.com OK\n' > "$T/users2.map"
