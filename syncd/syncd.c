@@ -748,8 +748,9 @@ static void syncd_schedule(SYNCD_SOURCE *s, const SYNC_RESULT *res)
         break;
     case SYNC_FAILED:
         s->backoff_ms = s->backoff_ms ? 2 * s->backoff_ms : var_syncd_retry_ms;
-        if (s->backoff_ms > SYNCD_BACKOFF_MAX_MS)
-            s->backoff_ms = SYNCD_BACKOFF_MAX_MS;
+        /* Doubling stops at 10 minutes, or at retry_interval when that is longer (up to 1h). */
+        if (s->backoff_ms > SYNCD_BACKOFF_MAX_MS && s->backoff_ms > var_syncd_retry_ms)
+            s->backoff_ms = var_syncd_retry_ms > SYNCD_BACKOFF_MAX_MS ? var_syncd_retry_ms : SYNCD_BACKOFF_MAX_MS;
         s->next_run = now + s->backoff_ms;
         log_info("source %s: next attempt in %s", s->conf->name,
                  syncd_duration(s->backoff_ms, when, sizeof(when)));

@@ -263,4 +263,16 @@ tl_is "$(rg_query jdoe@generic.example)" 0 "jdoe still answers (the refusal stan
 stop_syncd
 tl_is "$stop_rc" 0 "the daemon stops on SIGTERM"
 
+# --- a retry_interval over the 10 minutes the doubling stops at is kept:
+# the first wait after a failed pull is 30m, not 10m
+syncd_conf_reset
+slapd_syncd_conf "retry_interval=30m"
+slapd_source gone generic "base=ou=Nowhere,$S"
+: > "$T/daemon.err"
+start_syncd
+tl_like "$(wait_log 'source gone: next attempt in'
+    grep 'source gone: next attempt in' "$T/daemon.err")" "next attempt in 30m" \
+    "retry_interval = 30m: the first retry waits 30m"
+stop_syncd
+
 tl_done
