@@ -100,6 +100,7 @@ int var_smtpd_reverse_lookup;
 
 char *var_smtpd_helo_required;
 char *var_smtpd_unknown_sender_domain;
+int var_smtpd_unknown_reject_code;
 char *var_smtpd_dnsbl;
 char *var_smtpd_dnsbl_mode;
 char *var_smtpd_rhsbl;
@@ -309,6 +310,7 @@ static const CFG_PARAM smtpd_params[] = {
 
     {"helo_required", CFG_ENUM, "enforce", &var_smtpd_helo_required, 0, 0, MODES, NULL},
     {"reject_unknown_sender_domain", CFG_ENUM, "enforce", &var_smtpd_unknown_sender_domain, 0, 0, MODES, NULL},
+    {"unknown_address_reject_code", CFG_INT, "450", &var_smtpd_unknown_reject_code, 400, 599, NULL, NULL},
     {"dnsbl", CFG_LIST, "", &var_smtpd_dnsbl, 0, 0, NULL, params_smtpd_check_zones},
     {"dnsbl_mode", CFG_ENUM, "enforce", &var_smtpd_dnsbl_mode, 0, 0, MODES, NULL},
     {"rhsbl", CFG_LIST, "", &var_smtpd_rhsbl, 0, 0, NULL, params_smtpd_check_zones},

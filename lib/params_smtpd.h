@@ -96,6 +96,7 @@ extern int var_smtpd_reverse_lookup;    /* reverse_lookup: PTR + forward confirm
  */
 extern char *var_smtpd_helo_required;   /* helo_required */
 extern char *var_smtpd_unknown_sender_domain; /* reject_unknown_sender_domain */
+extern int var_smtpd_unknown_reject_code;       /* unknown_address_reject_code (Postfix's, 450) */
 extern char *var_smtpd_dnsbl;           /* dnsbl: repeatable "ZONE[=127.0.0.N] reply text" */
 extern char *var_smtpd_dnsbl_mode;      /* dnsbl_mode */
 extern char *var_smtpd_rhsbl;           /* rhsbl: repeatable "ZONE[=127.0.0.N] reply text" (sender domain) */

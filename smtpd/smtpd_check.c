@@ -116,9 +116,15 @@ static int smtpd_check_sender_dns(RULES_CTX *x, const RULES_INPUT *in, int ours,
         && (rc = rules_refuse(x, mode, 451, "store_failure",
                               "451 4.3.0 %s: Temporary lookup failure", what)) != 0)
         return rc;
+    /*
+     * 450 by default, as Postfix's unknown_address_reject_code: a resolver
+     * that answers NXDOMAIN to everything (broken, or a filter in front of
+     * the MX) then delays mail from outside, where 550 bounced all of it.
+     */
     if (!ours && !unsure && c->dns.sender_domain == SMTPD_DNS_NO
-        && (rc = rules_refuse(x, mode, 550, "reject_unknown_sender_domain",
-                              "550 5.1.8 %s: Sender address rejected: Domain not found", what)) != 0)
+        && (rc = rules_refuse(x, mode, var_smtpd_unknown_reject_code, "reject_unknown_sender_domain",
+                              "%d %d.1.8 %s: Sender address rejected: Domain not found",
+                              var_smtpd_unknown_reject_code, var_smtpd_unknown_reject_code / 100, what)) != 0)
         return rc;
     if (!ours && !unsure && c->dns.sender_domain == SMTPD_DNS_TEMP
         && (rc = rules_refuse(x, mode, 450, "reject_unknown_sender_domain",

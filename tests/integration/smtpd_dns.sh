@@ -110,7 +110,7 @@ logged() {
 
 OK="250 2.1.5 Ok"
 BL="554 5.7.1 Service unavailable; Client host [127.0.0.1] blocked using bl.test; Listed at bl.test"
-NOTFOUND="550 5.1.8 <%s>: Sender address rejected: Domain not found"
+NOTFOUND="450 4.1.8 <%s>: Sender address rejected: Domain not found"   # unknown_address_reject_code
 TEMP="450 4.1.8 <%s>: Sender address rejected: Domain not found"
 
 phase || { echo "Bail out! smtpd did not start"; exit 1; }

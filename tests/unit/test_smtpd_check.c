@@ -251,6 +251,7 @@ static const struct {
     {"reject_forged_helo", &var_rules_forged_helo, NULL},
     {"reject_non_fqdn_sender", &var_rules_non_fqdn_sender, NULL},
     {"reject_unknown_sender_domain", &var_smtpd_unknown_sender_domain, NULL},
+    {"unknown_address_reject_code", NULL, &var_smtpd_unknown_reject_code},
     {"reject_forged_sender", &var_rules_forged_sender, NULL},
     {"reject_sender_login_mismatch", &var_rules_login_mismatch, NULL},
     {"reject_non_fqdn_recipient", &var_rules_non_fqdn_rcpt, NULL},
