@@ -347,8 +347,14 @@ static void smtp_command_rcpt_check(void *arg)
         int delay = 0;
 
         smtp_session_stats.rcpt_rejected++;
-        /* a harvester past its limit hears 421, and the log says so too */
-        if (r.harvest && (delay = smtpd_anvil_unknown(s->c.addr)) < 0) {
+        /*
+         * A harvester past its limit hears 421, and the log says so too.
+         * Clients of mynetworks and authenticated ones are not counted (as
+         * Postfix exempts mynetworks from anvil's limits): an inside server
+         * relaying its users' typos would block all of the inside's mail.
+         */
+        if (r.harvest && !s->c.trusted && s->c.sasl_user == NULL
+            && (delay = smtpd_anvil_unknown(s->c.addr)) < 0) {
             smtpd_reply_set(&r, 421, "421 4.7.0 %s Error: too many unknown recipients, try again later",
                             smtpd_hostname);
             r.disconnect = 1;

@@ -131,6 +131,17 @@ tl_ok "$x" "swaks from 127.0.0.3 to a valid recipient: delivered"
 tl_ok "$([ "$x" = 0 ] && [ $(((t1 - t0) / 1000000)) -lt 3000 ] && echo 0 || echo 1)" \
     "swaks from 127.0.0.3: delivered, no tarpit ($(((t1 - t0) / 1000000)) ms)"
 
+# ---------------------------------------------------------------- mynetworks is not counted
+# An inside server relaying its users' typos must not block the inside's mail.
+rc 127.0.0.2 "$SMTPD_PORT" "$HELLO" "$FROM" "C:RCPT TO:<t1@gateway.test>" "C:RCPT TO:<t2@gateway.test>" \
+    "C:RCPT TO:<t3@gateway.test>" "C:RCPT TO:<t4@gateway.test>" "C:RCPT TO:<t5@gateway.test>" \
+    "C:RCPT TO:<t6@gateway.test>" "C:RCPT TO:<t7@gateway.test>" "C:RCPT TO:<t8@gateway.test>" \
+    "C:RCPT TO:<t9@gateway.test>" "C:RCPT TO:<t10@gateway.test>" "C:RCPT TO:<t11@gateway.test>" "C:QUIT"
+tl_like "$(rc_line 14)" "^550 5\.1\.1 " "a trusted client's 11th unknown (harvest_limit 10): 550, not 421"
+ms_below 300 14 "... and not delayed"
+rc 127.0.0.2 "$SMTPD_PORT" "$HELLO" "$FROM" "C:RCPT TO:<alice@gateway.test>" "C:QUIT"
+tl_like "$(rc_line 1) / $(rc_line 4)" "^220 .* / 250 " "... nor blocked: its next session is served"
+
 rc 127.0.0.4 "$SMTPD_PORT" "$HELLO" "$FROM" "C:RCPT TO:<alice@gateway.test>" "C:QUIT"
 tl_like "$(rc_line 4)" "^250 " "the well-behaved client is still served"
 ms_below 300 4 "the well-behaved client is still not delayed"
