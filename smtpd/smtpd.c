@@ -518,7 +518,8 @@ int main(int argc, char **argv)
     smtp_session_init(smtpd_dns);
     /* As the user the spool belongs to, in the loop its deliveries run in. */
     if (smtpd_qmgr_init(err, sizeof(err)) < 0)
-        log_warn("queue: %s; relaying as a proxy only, mail is not queued", err);
+        log_warn("queue: %s; relaying as a proxy only, mail is not queued until it opens "
+                 "(tried again every second)", err);
     smtpd_resume_ev = evtimer_new(smtpd_base, smtpd_resume_cb, NULL);
     smtpd_stop_ev = evtimer_new(smtpd_base, smtpd_stop_cb, NULL);
     smtpd_tick_ev = event_new(smtpd_base, -1, EV_PERSIST, smtpd_tick_cb, NULL);

@@ -115,6 +115,8 @@ static QMGR_DEST *qmgr_dests;
 static char qmgr_soon[QMGR_SOON][SPOOL_ID_LEN];     /* queued and due: activated from the loop */
 static int qmgr_nsoon;
 static struct event *qmgr_soon_ev;
+static struct event *qmgr_open_ev;      /* the spool did not open at start: the next try */
+static char qmgr_open_err[512];         /* why, as last logged */
 
 static void qmgr_activate(const char *id);
 
@@ -895,15 +897,11 @@ static void qmgr_soon_cb(evutil_socket_t fd, short what, void *arg)
 /* ---------------------------------------------------------------- the interface */
 
 /* smtpd_qmgr_init - open the spool (clearing incoming/), watch the FIFO, scan at once */
-int smtpd_qmgr_init(char *err, size_t errlen)
+/* qmgr_start - the spool is open: events, the trigger FIFO, and a scan now */
+static void qmgr_start(void)
 {
     int tfd;
 
-    qmgr_stopping = 0;
-    if (!qmgr_wanted())
-        return 0;
-    if ((smtpd_spool = spool_open(var_smtpd_queue_dir, 2, err, errlen)) == NULL)
-        return -1;
     qmgr_scan_ev = evtimer_new(smtpd_base, qmgr_scan_cb, NULL);
     qmgr_soon_ev = event_new(smtpd_base, -1, 0, qmgr_soon_cb, NULL);
     if (qmgr_scan_ev == NULL || qmgr_soon_ev == NULL)
@@ -916,6 +914,51 @@ int smtpd_qmgr_init(char *err, size_t errlen)
         log_fatal("queue: cannot watch the trigger FIFO");
     /* Recovery: everything in deferred/ that is due goes out now. */
     qmgr_wake_at(smtpd_qmgr_now_ms());
+}
+
+/*
+ * qmgr_open_cb - the spool could not be opened at start: try again every
+ * QMGR_OPEN_RETRY_MS. Its lock is held by an smtpd still draining its
+ * sessions after SIGTERM, say, or its directory is being fixed: without
+ * this, mail queued before stayed undelivered for the process's life.
+ */
+static void qmgr_open_cb(evutil_socket_t fd, short what, void *arg)
+{
+    char err[512];
+    struct timeval tv = {QMGR_OPEN_RETRY_MS / 1000, (QMGR_OPEN_RETRY_MS % 1000) * 1000};
+
+    (void) fd;
+    (void) what;
+    (void) arg;
+    if (qmgr_stopping || smtpd_spool != NULL)
+        return;
+    if ((smtpd_spool = spool_open(var_smtpd_queue_dir, 2, err, sizeof(err))) == NULL) {
+        if (strcmp(err, qmgr_open_err) != 0) {
+            log_warn("queue: %s; relaying as a proxy only until it opens", err);
+            snprintf(qmgr_open_err, sizeof(qmgr_open_err), "%s", err);
+        }
+        evtimer_add(qmgr_open_ev, &tv);
+        return;
+    }
+    log_info("queue %s: opened; mail is queued and delivered again", spool_dir(smtpd_spool));
+    qmgr_start();
+}
+
+int smtpd_qmgr_init(char *err, size_t errlen)
+{
+    qmgr_stopping = 0;
+    if (!qmgr_wanted())
+        return 0;
+    if ((smtpd_spool = spool_open(var_smtpd_queue_dir, 2, err, errlen)) == NULL) {
+        struct timeval tv = {QMGR_OPEN_RETRY_MS / 1000, (QMGR_OPEN_RETRY_MS % 1000) * 1000};
+
+        snprintf(qmgr_open_err, sizeof(qmgr_open_err), "%s", err);
+        if (qmgr_open_ev == NULL && (qmgr_open_ev = evtimer_new(smtpd_base, qmgr_open_cb, NULL)) == NULL)
+            log_fatal("queue: out of memory");
+        evtimer_add(qmgr_open_ev, &tv);
+        return -1;
+    }
+    qmgr_start();
     return 0;
 }
 
@@ -933,6 +976,10 @@ void smtpd_qmgr_reload(void)
 void smtpd_qmgr_stop(void)
 {
     qmgr_stopping = 1;
+    if (qmgr_open_ev) {
+        event_free(qmgr_open_ev);
+        qmgr_open_ev = NULL;
+    }
     if (qmgr_scan_ev) {
         event_free(qmgr_scan_ev);
         qmgr_scan_ev = NULL;

@@ -23,6 +23,7 @@
 #define QMGR_HASH       4096            /* buckets of the active messages' ids */
 #define QMGR_SOON       256             /* ids just queued, activated from the loop */
 #define QMGR_IDLE_MS    2000            /* a connection kept for the next message (Postfix's smtp_connection_cache_time_limit) */
+#define QMGR_OPEN_RETRY_MS 1000         /* a spool that did not open at start is tried again this often */
 #define QMGR_REUSE_MAX  100             /* transactions on one connection (Postfix's smtp_connection_reuse_count_limit) */
 
 /* A recipient's outcome in this try. */

@@ -424,6 +424,25 @@ sm_wait_log "$ID7: removed" 5
 tl_is "$(count slow2)/$(qfile "$ID7")" "1/" "delivered once, the queue file is gone"
 sm_stop
 
+# ---------------------------------------------------------------- a queue locked at start
+# Its lock held at start (an smtpd stopping, still draining its sessions):
+# smtpd relays as a proxy, and takes the queue up once the lock is free.
+printf 'Subject: locked\n\nput while the lock was held\n' |
+    "$SPOOLPUT" "$T/queue" sender@outside.test locked@pre.test > "$T/locked.id" 2>>"$T/pre.err"
+flock -n "$T/queue" sleep 3 &
+LOCK_PID=$!
+tl_pids="$tl_pids $LOCK_PID"
+sleep 0.3
+sm_start_or_bail
+sm_wait_log "queue directory .* is in use by another rcptgate-smtpd" 5
+tl_ok $? "the queue's lock held at start: smtpd says so and starts as a proxy"
+wait "$LOCK_PID"
+sm_wait_log "queue .*: opened; mail is queued and delivered again" 5
+tl_ok $? "the lock freed: smtpd opens the queue within a second or two"
+sm_wait_log "$(cat "$T/locked.id"): to=<locked@pre.test>, .*status=sent" 15
+tl_ok $? "... and delivers what was queued before"
+sm_stop
+
 # ---------------------------------------------------------------- pflogsumm
 "$PFLOGSUMM" --syslog-name=postfix-rcptgate "$SMTPD_LOG" >"$T/pflogsumm.out" 2>"$T/pflogsumm.err"
 tl_ok $? "pflogsumm read smtpd's log"
@@ -434,8 +453,9 @@ echo "# pflogsumm: deferred=$DEFERRED bounced=$BOUNCED delivered=$DELIVERED"
 # Deferred: up, soft, dead, the three gone, warn, rec; bounced: hard and the null sender's (an expiry is a report).
 tl_is "$DEFERRED" 8 "pflogsumm counts the 8 deferred messages"
 tl_is "$BOUNCED" 2 "pflogsumm counts the 2 bounced messages"
-# Delivered: 8 recipients put before the start, up, large, soft, 3 conc, flush, the three gone after the flush, rec, slow; 3 reports.
-tl_is "$DELIVERED" 23 "pflogsumm counts the 23 deliveries (20 recipients, 3 reports)"
+# Delivered: 8 recipients put before the start, up, large, soft, 3 conc, flush, the three gone after the flush, rec, slow,
+# locked; 3 reports.
+tl_is "$DELIVERED" 24 "pflogsumm counts the 24 deliveries (21 recipients, 3 reports)"
 
 sm_sanitizer_check "no sanitizer report from rcptgate-smtpd"
 tl_done
