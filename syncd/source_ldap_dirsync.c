@@ -159,13 +159,54 @@ static int source_ldap_dirsync_in_context(SOURCE_LDAP *sl, char *why, size_t why
     return 1;
 }
 
-/* source_ldap_dirsync_attrs - what DirSync asks for: the recipient's attributes, unranged */
+/* source_ldap_dirsync_listed - is the attribute type name (len bytes) in list[0..n)? */
+static int source_ldap_dirsync_listed(char **list, int n, const char *name, size_t len)
+{
+    for (int i = 0; i < n; i++)
+        if (strncasecmp(list[i], name, len) == 0 && list[i][len] == 0)
+            return 1;
+    return 0;
+}
+
+/*
+ * source_ldap_dirsync_filter_attrs - add to list the attribute types the
+ * filter tests. DirSync returns an object only when an attribute it was
+ * asked for changed: a filter on department or extensionAttribute1 would
+ * never see an object enter or leave it until the next full pull.
+ * (memberOf changes on the group, not the member: no incremental pull
+ * sees it.) Each "(" of a valid filter opens a filter or an item, and an
+ * item starts with its type; a "(" inside a value is escaped as \28.
+ */
+static int source_ldap_dirsync_filter_attrs(const char *filter, char **list, int n)
+{
+    static const char type_chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.";
+
+    for (const char *p = filter; p != NULL && (p = strchr(p, '(')) != NULL;) {
+        size_t len = strspn(++p, type_chars);
+        const char *after = p + len;
+
+        if (len == 0)
+            continue;                   /* (&, (|, (! */
+        while (*after == ';')           /* options: member;range=0-1499 */
+            after += 1 + strspn(after + 1, type_chars);
+        if (strchr("=~<>:", *after) == NULL || *after == 0)
+            continue;
+        if ((len == 10 && strncasecmp(p, "uSNChanged", 10) == 0) || source_ldap_dirsync_listed(list, n, p, len))
+            continue;                   /* uSNChanged moves with every change: it would return them all */
+        list[n++] = xstrndup(p, len);
+    }
+    return n;
+}
+
+/* source_ldap_dirsync_attrs - what DirSync asks for: the recipient's attributes, unranged, and the filter's */
 static char **source_ldap_dirsync_attrs(SOURCE_LDAP *sl)
 {
     int n = 0;
     char **list;
 
     for (char **a = sl->attrs; *a; a++)
+        n++;
+    for (const char *p = sl->filter; p != NULL && (p = strchr(p, '(')) != NULL; p++)
         n++;
     list = xcalloc((size_t) n + 4, sizeof(char *));
     n = 0;
@@ -178,6 +219,7 @@ static char **source_ldap_dirsync_attrs(SOURCE_LDAP *sl)
             continue;
         list[n++] = strncasecmp(*a, "member;", 7) == 0 ? xstrdup("member") : xstrdup(*a);
     }
+    n = source_ldap_dirsync_filter_attrs(sl->filter, list, n);
     list[n] = NULL;
     return list;
 }

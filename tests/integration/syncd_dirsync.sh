@@ -285,5 +285,48 @@ else
     echo "# GSSAPI binds not tested: $why"
 fi
 
+# ======================================================= a filter on an attribute of its own
+# DirSync returns an object only when an attribute it asks for changed:
+# the filter's department must be among them, or leaving the filter is
+# never seen by an incremental pull (nor is entering it).
+FOU="OU=Filtered,$S"
+samba_add <<EOF
+dn: $FOU
+objectClass: organizationalUnit
+
+dn: CN=dept,$FOU
+objectClass: user
+sAMAccountName: dept
+userAccountControl: 544
+department: Staff
+proxyAddresses: SMTP:dept@test.example.com
+
+dn: CN=stay,$FOU
+objectClass: user
+sAMAccountName: stay
+userAccountControl: 544
+department: Staff
+proxyAddresses: SMTP:stay@test.example.com
+EOF
+tl_is "$?" 0 "two users with a department are created"
+fresh_store
+syncd_conf_reset
+slapd_syncd_conf max_remove_share=100
+samba_source filt "base=$FOU" "incremental=dirsync" \
+    "filter=(&(objectClass=user)(proxyAddresses=*)(!(department=Former)))"
+syncd_once
+tl_is "$(last_run filt)" "full ok 2 0 0" "a filter on department: the full pull adds dept and stay"
+department() {
+    printf 'dn: CN=dept,%s\nchangetype: modify\nreplace: department\ndepartment: %s\n' "$FOU" "$1" | samba_modify
+}
+department Former
+syncd_once --incremental
+tl_is "$(last_run filt)" "incremental ok 0 0 1" "department set to Former: the DirSync pull removes dept"
+rg_invalid dept@test.example.com
+department Staff
+syncd_once --incremental
+tl_is "$(last_run filt)" "incremental ok 1 0 0" "back to Staff: the DirSync pull adds it again"
+rg_valid dept@test.example.com
+
 samba_stop
 tl_done
