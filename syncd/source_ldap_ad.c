@@ -679,7 +679,30 @@ static int source_ldap_ad_unmatched_cb(SOURCE_LDAP *sl, LDAPMessage *e, void *ct
     return source_ldap_ad_delta_del(sl, d, err, errlen);
 }
 
-/* source_ldap_ad_delta_read - one changed object read again by its DN */
+/* source_ldap_ad_moved_cb - the object found again by its GUID: changed when still in a base, else gone */
+static int source_ldap_ad_moved_cb(SOURCE_LDAP *sl, LDAPMessage *e, void *ctx, char *err, size_t errlen)
+{
+    char *dn = ldap_get_dn(sl->ld, e);
+    int in = dn != NULL ? source_ldap_ad_in_bases(sl, dn, strlen(dn)) : -1;
+
+    ldap_memfree(dn);
+    if (in < 0) {
+        snprintf(err, errlen, "an entry read by its GUID without a readable DN");
+        return -1;
+    }
+    if (in == 0)
+        return 0;                       /* moved out of every base: the caller deletes it */
+    return source_ldap_ad_changed_cb(sl, e, ctx, err, errlen);
+}
+
+/*
+ * source_ldap_ad_delta_read - one changed object read again by its DN.
+ * An object renamed or moved between DirSync's answer and this read is
+ * not at that DN any more: it is read again by its GUID (AD's
+ * <GUID=hex> base), and only when that finds nothing, or finds it out
+ * of every base, is it deleted. (Deleting it on the first miss refused
+ * its mail until the next pull brought the rename.)
+ */
 int source_ldap_ad_delta_read(SOURCE_LDAP *sl, SOURCE_LDAP_AD_DELTA *d, const char *dn,
                               const char *guid, char *err, size_t errlen)
 {
@@ -687,9 +710,23 @@ int source_ldap_ad_delta_read(SOURCE_LDAP *sl, SOURCE_LDAP_AD_DELTA *d, const ch
 
     if (source_ldap_search(sl, dn, LDAP_SCOPE_BASE, sl->filter, sl->attrs, 0,
                            source_ldap_ad_changed_cb, d, err, errlen) < 0) {
+        char base[48];
+
         if (sl->last_code != LDAP_NO_SUCH_OBJECT)
             return -1;
-        err[0] = 0;                     /* deleted (or moved) since: gone */
+        err[0] = 0;
+        if (strlen(guid) != 32 || strspn(guid, "0123456789abcdef") != 32)
+            return source_ldap_ad_delta_gone(sl, d, guid, err, errlen);
+        snprintf(base, sizeof(base), "<GUID=%s>", guid);
+        if (source_ldap_search(sl, base, LDAP_SCOPE_BASE, sl->filter, sl->attrs, 0,
+                               source_ldap_ad_moved_cb, d, err, errlen) < 0) {
+            if (sl->last_code != LDAP_NO_SUCH_OBJECT)
+                return -1;
+            err[0] = 0;                 /* deleted since: gone */
+        } else if (d->changed + d->gone != before) {
+            log_debug("source %s: %s was renamed or moved since the change was read; found by its GUID",
+                      sl->conf->name, dn);
+        }
     }
     if (d->changed + d->gone == before)
         return source_ldap_ad_delta_gone(sl, d, guid, err, errlen);
