@@ -183,6 +183,20 @@ static void smtp_command_mail(SMTP_SESSION *s, const char *arg)
 }
 
 /*
+ * smtp_command_overshoot - the 452 4.5.3 just answered asks the client
+ * to send the recipient again in a new transaction (recipient_limit, or
+ * another next hop or relay mode): not a client error. Counted as one,
+ * an MTA that batches 20 recipients of a second inside server got 421
+ * before DATA, the accepted recipients lost with the session, at every
+ * retry. Postfix counts these apart too (smtpd_recipient_overshoot_limit).
+ */
+static void smtp_command_overshoot(SMTP_SESSION *s)
+{
+    if (++s->overshoot <= SMTP_OVERSHOOT_MAX && s->errors > 0)
+        s->errors--;
+}
+
+/*
  * smtp_command_rcpt_done - the client hears the RCPT reply; log and count
  * it. queued_only: accepted for the spool alone (the next hop did not
  * take it).
@@ -398,6 +412,7 @@ static void smtp_command_rcpt_check(void *arg)
         || (s->mode != SMTP_MODE_NONE && s->mode != mode)) {
         /* Another next hop or relay mode: the client sends it again in a new transaction. */
         smtp_command_rcpt_done(s, 452, "452 4.5.3 Error: too many recipients", 0);
+        smtp_command_overshoot(s);
         smtp_session_resume(s);
         return;
     }
@@ -460,6 +475,7 @@ static void smtp_command_rcpt(SMTP_SESSION *s, const char *arg)
     }
     if (s->c.rcpt_count >= var_smtpd_rcpt_limit) {
         smtp_session_reply(s, "452 4.5.3 Error: too many recipients");
+        smtp_command_overshoot(s);
         return;
     }
     /* A source-routed path goes to the checks whole, so they can refuse it. */

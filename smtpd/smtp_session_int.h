@@ -25,6 +25,7 @@
 #define SMTP_AUTH_LINE_MAX  12288           /* RFC 4954 section 4 */
 #define SMTP_RELAY_HIGH     (1024 * 1024)   /* pause the client above this downstream backlog */
 #define SMTP_CLOSE_WAIT_MS  10000           /* time to flush a last reply */
+#define SMTP_OVERSHOOT_MAX  1000            /* such 452s per session before they count (Postfix's default) */
 
 enum smtp_phase { PH_GREET, PH_CMD, PH_AUTH, PH_DATA, PH_TLS, PH_CLOSING };
 enum smtp_wait { W_NONE, W_DNS, W_RELAY, W_DELAY, W_GREET, W_TLS, W_DRAIN };
@@ -99,6 +100,7 @@ struct smtp_session {
     long long spool_next;               /* ... and its next try (unix time) */
     unsigned char pregreet, connect_logged, anvil_counted;
     int errors;
+    int overshoot;                      /* 452 4.5.3 "send it again" replies, not counted as errors */
     int junk;
 };
 
