@@ -10,7 +10,8 @@
  * Bounded memory: at most max_entries entries. Entries that hold no
  * connection sit on an "idle" list in the order they were last used;
  * when the table is full the head of that list (idle longest) is
- * dropped to make room. An entry holding connections is never dropped:
+ * dropped to make room, one under a block last (anvil_evict). An entry
+ * holding connections is never dropped:
  * if every entry holds one (more connections than client_table_size)
  * the table grows past its bound, by at most max_connections. An entry
  * left with no connection and nothing to remember is freed at once.
@@ -165,11 +166,34 @@ static void anvil_grow(void)
     anvil_nbuckets = n;
 }
 
-/* anvil_evict - drop idle entries until there is room for one more */
+/*
+ * anvil_evict - drop idle entries until there is room for one more. An
+ * entry under a harvest or AUTH block is passed over (moved to the idle
+ * list's tail) while others can go: evicting it lifted the block, so a
+ * blocked harvester came back fresh once client_table_size other
+ * addresses had asked something. At most ANVIL_EVICT_SKIP are passed
+ * over in one call, so that a table full of blocks costs no long walk:
+ * then the one idle longest goes, blocked or not, and memory stays bounded.
+ */
+#define ANVIL_EVICT_SKIP 64
+
 static void anvil_evict(void)
 {
-    while (anvil_entries >= anvil_max && anvil_idle_head != NULL)
-        anvil_remove(anvil_idle_head);
+    long long now = anvil_now();
+    int skipped = 0;
+
+    while (anvil_entries >= anvil_max && anvil_idle_head != NULL) {
+        ANVIL_ENTRY *e = anvil_idle_head;
+
+        if (skipped < ANVIL_EVICT_SKIP && skipped < anvil_entries
+            && ((e->h_until != 0 && now < e->h_until) || (e->a_until != 0 && now < e->a_until))) {
+            anvil_idle_unlink(e);
+            anvil_idle_append(e);
+            skipped++;
+            continue;
+        }
+        anvil_remove(e);
+    }
 }
 
 /* smtpd_anvil_init - size the table; a smaller bound evicts at once */

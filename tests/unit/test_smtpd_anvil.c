@@ -272,6 +272,37 @@ static void evicts_idle_longest(void **state)
     }
 }
 
+/* evicts_unblocked_first - a full table keeps an active block while others can go */
+static void evicts_unblocked_first(void **state)
+{
+    char addr[64];
+
+    (void) state;
+    var_smtpd_harvest_limit = 1;
+    smtpd_anvil_init(3);
+    assert_int_equal(smtpd_anvil_unknown("harvester"), -1);        /* blocked, idle longest */
+    var_smtpd_harvest_limit = 1000;
+    var_smtpd_harvest_free = 1000;
+    for (int i = 0; i < 10; i++) {
+        snprintf(addr, sizeof(addr), "other%d", i);
+        smtpd_anvil_set_clock(T0 + 1 + i);
+        assert_int_equal(smtpd_anvil_unknown(addr), 0);
+        assert_int_equal(smtpd_anvil_count(), i < 2 ? i + 2 : 3);
+    }
+    assert_non_null(smtpd_anvil_connect("harvester"));             /* still blocked */
+    smtpd_anvil_disconnect("harvester");
+
+    /* a table of nothing but blocks: the one idle longest goes (bounded memory) */
+    var_smtpd_harvest_limit = 1;
+    var_smtpd_harvest_free = 0;
+    for (int i = 0; i < 3; i++) {
+        snprintf(addr, sizeof(addr), "blocked%d", i);
+        smtpd_anvil_set_clock(T0 + 100 + i);
+        assert_int_equal(smtpd_anvil_unknown(addr), -1);
+    }
+    assert_int_equal(smtpd_anvil_count(), 3);
+}
+
 /* clock_back - a clock stepped back does not stretch a block or a window */
 static void clock_back(void **state)
 {
@@ -308,6 +339,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(never_negative, setup, teardown),
         cmocka_unit_test_setup_teardown(bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(evicts_idle_longest, setup, teardown),
+        cmocka_unit_test_setup_teardown(evicts_unblocked_first, setup, teardown),
         cmocka_unit_test_setup_teardown(clock_back, setup, teardown),
     };
 
