@@ -8,12 +8,15 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 
+#include "cfg.h"
 #include "daemon.h"
 #include "listen.h"
 #include "params.h"
@@ -168,6 +171,25 @@ static int params_smtpd_check_chars(const char *value, char *err, size_t errlen)
 }
 
 /*
+ * params_smtpd_check_key - tls_key_file: a regular file of root's (or
+ * ours), closed to others (0640 for a group of its own, as Debian's
+ * ssl-cert): what rcptgate-smtpd refuses at start, so that rcptgate -n
+ * refuses it too rather than pass a file smtpd will not start with
+ */
+static int params_smtpd_check_key(const char *value, char *err, size_t errlen)
+{
+    struct stat sb;
+
+    if (*value == 0)
+        return 0;
+    if (stat(value, &sb) < 0) {
+        snprintf(err, errlen, "%s: %s", value, strerror(errno));
+        return -1;
+    }
+    return cfg_secret_ok("tls_key_file", value, &sb, 1, err, errlen) ? 0 : -1;
+}
+
+/*
  * params_smtpd_check_listen - each line "HOST:PORT [submission]", as
  * rcptgate-smtpd reads them (smtpd.c), so that every -n refuses what it
  * would refuse at start
@@ -274,7 +296,7 @@ static const CFG_PARAM smtpd_params[] = {
 
     {"tls", CFG_ENUM, "may", &var_smtpd_tls, 0, 0, "none|may", NULL},
     {"tls_cert_file", CFG_PATH, "", &var_smtpd_tls_cert, 0, 0, NULL, NULL},
-    {"tls_key_file", CFG_PATH, "", &var_smtpd_tls_key, 0, 0, NULL, NULL},
+    {"tls_key_file", CFG_PATH, "", &var_smtpd_tls_key, 0, 0, NULL, params_smtpd_check_key},
 
     {"sasl_config_dir", CFG_PATH | CFG_RESTART, "", &var_smtpd_sasl_path, 0, 0, NULL, NULL},
     {"sasl_app_name", CFG_STR | CFG_RESTART, "rcptgate-smtpd", &var_smtpd_sasl_app, 0, 0, NULL, NULL},
@@ -376,10 +398,10 @@ void params_smtpd_paths(PATHS *pl)
      */
     paths_add(pl, PATHS_FILE_READ | PATHS_ADVISE, "tls_key_file (read again as the user at each reload)",
               var_smtpd_tls_key, 0);
-    paths_add(pl, PATHS_FILE_READ | PATHS_ADVISE, "tls_cert_file (read again as the user at each reload)",
-              var_smtpd_tls_cert, 0);
-    paths_add(pl, PATHS_FILE_READ | PATHS_ADVISE, "relay_ca_file (read again as the user at each reload)",
-              var_smtpd_relay_ca, 0);
+    paths_add(pl, PATHS_FILE_READ | PATHS_ADVISE | PATHS_PUBLIC,
+              "tls_cert_file (read again as the user at each reload)", var_smtpd_tls_cert, 0);
+    paths_add(pl, PATHS_FILE_READ | PATHS_ADVISE | PATHS_PUBLIC,
+              "relay_ca_file (read again as the user at each reload)", var_smtpd_relay_ca, 0);
     if (*var_smtpd_log_file) {
         /* Opened as root at start, reopened as the user after a SIGHUP (log rotation). */
         char *dir = xstrdup(var_smtpd_log_file);

@@ -13,8 +13,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cfg.h"
 #include "log.h"
 #include "params_source.h"
+#include "xalloc.h"
 
 /* params_source_check_sasl - sasl_mech: empty (simple bind), GSSAPI or EXTERNAL */
 static int params_source_check_sasl(const char *value, char *err, size_t errlen)
@@ -92,6 +94,82 @@ static int params_source_name_ok(const char *name)
  * params_source_graph - what a type = graph source needs and refuses,
  * short of reading its files (rcptgate-syncd -n does that too)
  */
+/*
+ * params_source_secret - a secret file: readable, closed to others, not
+ * empty. The admin command's -n judges it as rcptgate-syncd -n does (the
+ * file is read and wiped at once). 0 or 1 error.
+ */
+static int params_source_secret(const char *file, int line, const char *name, const char *key, const char *path)
+{
+    char why[512];
+    char *secret = NULL;
+    int errors = 0;
+
+    if (cfg_secret_read(path, &secret, why, sizeof(why)) < 0) {
+        params_source_err(file, line, name, "%s: %s", key, why);
+        errors++;
+    } else if (*secret == 0) {
+        params_source_err(file, line, name, "%s %s is empty", key, path);
+        errors++;
+    }
+    xfree_secret(secret);
+    return errors;
+}
+
+/* params_source_ldap_uris - each URI of uri is ldap://, ldaps:// or ldapi:// (syncd parses them further) */
+static int params_source_ldap_uris(const char *file, int line, const char *name, const SOURCE_CONF *c)
+{
+    int errors = 0;
+
+    for (const char *u = c->uri; *(u += strspn(u, " \t\n"));) {
+        size_t len = strcspn(u, " \t\n");
+
+        if (!params_source_ldap_scheme(u)) {
+            params_source_err(file, line, name, "uri \"%.*s\" is not an LDAP URI: write ldap://HOST, "
+                              "ldaps://HOST or ldapi://", (int) len, u);
+            errors++;
+        }
+        u += len;
+    }
+    return errors;
+}
+
+/* params_source_ldap - the LDAP settings that need no directory library (syncd checks the rest) */
+static int params_source_ldap(const char *file, int line, const char *name, const SOURCE_CONF *c)
+{
+    int errors = params_source_ldap_uris(file, line, name, c);
+
+    if (*c->sasl_mech) {
+        if (*c->bind_dn || *c->bind_password_file) {
+            params_source_err(file, line, name, "sasl_mech = %s takes its identity from %s: "
+                              "remove bind_dn and bind_password_file", c->sasl_mech,
+                              strcasecmp(c->sasl_mech, "GSSAPI") == 0 ? "the Kerberos ticket"
+                              : "the client certificate or the ldapi:// peer");
+            errors++;
+        }
+    } else if (*c->bind_dn && *c->bind_password_file == 0) {
+        params_source_err(file, line, name, "bind_dn needs bind_password_file (or use sasl_mech)");
+        errors++;
+    } else if (*c->bind_dn == 0 && *c->bind_password_file) {
+        params_source_err(file, line, name, "bind_password_file needs bind_dn");
+        errors++;
+    }
+    if (*c->bind_password_file)
+        errors += params_source_secret(file, line, name, "bind_password_file", c->bind_password_file);
+    if ((*c->cert_file == 0) != (*c->key_file == 0)) {
+        params_source_err(file, line, name, "cert_file and key_file go together");
+        errors++;
+    }
+    return errors;
+}
+
+/* params_source_ldap_scheme - does the URI start with ldap://, ldaps:// or ldapi://? (params_source.h) */
+int params_source_ldap_scheme(const char *uri)
+{
+    return strncasecmp(uri, "ldap://", 7) == 0 || strncasecmp(uri, "ldaps://", 8) == 0
+        || strncasecmp(uri, "ldapi://", 8) == 0;
+}
+
 static int params_source_graph(const char *file, int line, const char *name, const SOURCE_CONF *c)
 {
     int errors = 0;
@@ -115,6 +193,11 @@ static int params_source_graph(const char *file, int line, const char *name, con
         params_source_err(file, line, name, "client_cert_file and client_key_file go together");
         errors++;
     }
+    if (*c->client_secret_file)
+        errors += params_source_secret(file, line, name, "client_secret_file", c->client_secret_file);
+    /* A private key is a secret: the same rules as a password file (syncd reads the PEM). */
+    if (*c->client_key_file)
+        errors += params_source_secret(file, line, name, "client_key_file", c->client_key_file);
     if (*c->uri || *c->base || *c->bind_dn || *c->bind_password_file || *c->sasl_mech || *c->filter
         || *c->cert_file || *c->key_file || *c->shared_types || *c->path
         || *c->address_attributes || *c->login_attributes || *c->dns_domain || *c->dns_servers) {
@@ -159,7 +242,7 @@ int params_source_validate(const char *file, int line, const char *name, const S
                               "(tenant, client_id, client_secret_file, path ...): remove them");
             errors++;
         }
-        return errors;
+        return errors + params_source_ldap(file, line, name, c);
     }
     if (c->type == NULL || strcmp(c->type, "file") != 0)
         return errors;

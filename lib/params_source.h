@@ -66,6 +66,9 @@ extern const CFG_PARAM params_source[];
  */
 int params_source_validate(const char *file, int line, const char *name, const SOURCE_CONF *conf);
 
+/* params_source_ldap_scheme - does the URI start with ldap://, ldaps:// or ldapi://? */
+int params_source_ldap_scheme(const char *uri);
+
 /*
  * params_source_families - the family as the admin command checks it:
  * params_source_validate(), and the instances freed once checked.

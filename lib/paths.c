@@ -318,7 +318,7 @@ static int paths_check_file(const PATHS_ITEM *it, const PATHS_WHO *who, int stri
     } else if (access(it->path, R_OK | W_OK) < 0) {
         return paths_not_writable(it, who, &st, strict);
     }
-    if (st.st_mode & S_IRWXO)
+    if ((st.st_mode & S_IRWXO) && !(it->kind & PATHS_PUBLIC))
         log_warn("%s %s can be read by every local user (mode %04o): chmod o-rwx %s",
                  it->what, it->path, (unsigned) (st.st_mode & 07777), it->path);
     return 0;

@@ -43,7 +43,9 @@
  * a reload, after the privileges are dropped).
  */
 #define PATHS_ADVISE        0x200
-#define PATHS_FLAGS         (PATHS_SOFT | PATHS_ADVISE)
+/* A public file (a certificate): others may read it, and no warning says otherwise. */
+#define PATHS_PUBLIC        0x400
+#define PATHS_FLAGS         (PATHS_SOFT | PATHS_ADVISE | PATHS_PUBLIC)
 
 typedef struct paths PATHS;
 

@@ -488,6 +488,8 @@ static int source_validate_uris(const char *file, int line, const char *name, co
         LDAPURLDesc *lud = NULL;
         const char *u = uris[i];
 
+        if (!params_source_ldap_scheme(u))
+            continue;                   /* said by params_source_validate, which ran first */
         if (ldap_url_parse(u, &lud) != LDAP_URL_SUCCESS) {
             params_source_err(file, line, name, "uri \"%s\" is not an LDAP URI", u);
             errors++;
@@ -557,34 +559,7 @@ int source_validate_ldap(const char *file, int line, const char *name, const SOU
         params_source_err(file, line, name, "filter \"%s\" is not one LDAP filter in parentheses", c->filter);
         errors++;
     }
-    if (*c->sasl_mech) {
-        if (*c->bind_dn || *c->bind_password_file) {
-            params_source_err(file, line, name, "sasl_mech = %s takes its identity from %s: "
-                        "remove bind_dn and bind_password_file", c->sasl_mech,
-                        strcasecmp(c->sasl_mech, "GSSAPI") == 0 ? "the Kerberos ticket"
-                        : "the client certificate or the ldapi:// peer");
-            errors++;
-        }
-    } else if (*c->bind_dn && *c->bind_password_file == 0) {
-        params_source_err(file, line, name, "bind_dn needs bind_password_file (or use sasl_mech)");
-        errors++;
-    } else if (*c->bind_dn == 0 && *c->bind_password_file) {
-        params_source_err(file, line, name, "bind_password_file needs bind_dn");
-        errors++;
-    }
-    if (*c->bind_password_file) {
-        char *secret = NULL;
-
-        if (cfg_secret_read(c->bind_password_file, &secret, why, sizeof(why)) < 0) {
-            params_source_err(file, line, name, "bind_password_file: %s", why);
-            errors++;
-        }
-        xfree_secret(secret);
-    }
-    if ((*c->cert_file == 0) != (*c->key_file == 0)) {
-        params_source_err(file, line, name, "cert_file and key_file go together");
-        errors++;
-    }
+    /* bind_dn, bind_password_file, sasl_mech, cert_file with key_file: params_source_validate. */
     if (*c->ca_file && !source_file_exists(c->ca_file, why, sizeof(why))) {
         params_source_err(file, line, name, "ca_file %s", why);
         errors++;

@@ -126,27 +126,15 @@ int source_graph_validate(const char *file, int line, const char *name, const SO
     char why[512];
     char *origin;
 
-    /* The settings present and absent: params_source_validate (lib/), which ran first. */
-    if (*c->client_secret_file) {
-        char *secret = NULL;
-
-        if (cfg_secret_read(c->client_secret_file, &secret, why, sizeof(why)) < 0) {
-            params_source_err(file, line, name, "client_secret_file: %s", why);
-            errors++;
-        } else if (*secret == 0) {
-            params_source_err(file, line, name, "client_secret_file %s is empty", c->client_secret_file);
-            errors++;
-        }
-        xfree_secret(secret);
-    }
+    /*
+     * The settings present and absent, and the secret files' modes:
+     * params_source_validate (lib/), which ran first. Here what needs
+     * OpenSSL: the key must be one.
+     */
     if (*c->client_key_file) {
         char *key = NULL;
 
-        /* A private key is a secret: the same rules as a password file. */
-        if (cfg_secret_read(c->client_key_file, &key, why, sizeof(why)) < 0) {
-            params_source_err(file, line, name, "client_key_file: %s", why);
-            errors++;
-        } else {
+        if (cfg_secret_read(c->client_key_file, &key, why, sizeof(why)) == 0) {
             BIO *bio = BIO_new_mem_buf(key, -1);
             EVP_PKEY *pk = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
 

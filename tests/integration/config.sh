@@ -106,8 +106,15 @@ for prog in "$RG_ADMIN" "$top_builddir/smtpd/rcptgate-smtpd"; do
     tl_like "$out" 'dnsbl: zone zen.example: the reply "127.0.0.999" is not an IPv4 address' "... dnsbl too"
 done
 
-# rcptgate -n and rcptgate-syncd -n agree on each [source NAME]'s required and refused keys.
-for src in 'type = ldap' 'type = graph' 'type = graph\nuri = ldap://127.0.0.1/' 'type = file\npath = /x\ntenant = t'; do
+# rcptgate -n and rcptgate-syncd -n agree on each [source NAME]'s required and refused keys,
+# and on what needs no directory library: URIs' schemes, binds, secret files' modes.
+printf 'secret\n' > "$T/pw644"
+chmod 644 "$T/pw644"
+L='type = ldap\nbase = dc=example,dc=com\nuri = ldap://127.0.0.1/'
+for src in 'type = ldap' 'type = graph' 'type = graph\nuri = ldap://127.0.0.1/' 'type = file\npath = /x\ntenant = t' \
+    'type = ldap\nbase = dc=example,dc=com\nuri = dc1.corp.example.com' "$L\nbind_dn = cn=sync" \
+    "$L\nbind_dn = cn=sync\nbind_password_file = $T/pw644" "$L\ncert_file = $T/pw644" \
+    "type = graph\ntenant = example.com\nclient_id = x\nclient_secret_file = $T/pw644"; do
     cp "$CONF" "$T/src.conf"
     printf "[source x]\n$src\n" >> "$T/src.conf"
     check "$RG_ADMIN" "$T/src.conf"
@@ -115,6 +122,32 @@ for src in 'type = ldap' 'type = graph' 'type = graph\nuri = ldap://127.0.0.1/' 
     check "$top_builddir/syncd/rcptgate-syncd" "$T/src.conf"
     tl_ok $([ "$a" = 78 ] && [ "$rc" = 78 ]; echo $?) "[source x] $(printf "$src" | tr '\n' ' '): rcptgate -n and rcptgate-syncd -n both refuse it (78: $a, $rc)"
 done
+# ... each problem said once by syncd (its own checks skip what the shared ones said)
+tl_is "$(printf '%s\n' "$out" | grep -c 'client_secret_file')" 1 "rcptgate-syncd -n says a secret file's mode once"
+printf "[source x]\n$L\nbind_dn = cn=sync\nbind_password_file = $T/pw644\n" >> "$T/src1.conf"
+cat "$CONF" "$T/src1.conf" > "$T/src.conf"
+check "$RG_ADMIN" "$T/src.conf"
+tl_like "$out" "bind_password_file: secret file $T/pw644 is accessible by others \(mode 0644\): chmod 600 it" \
+    "rcptgate -n names the secret file open to others and the fix"
+
+# [smtpd] tls_key_file open to others: rcptgate -n refuses it as smtpd does; a
+# certificate open to everyone is normal and draws no warning.
+printf 'key\n' > "$T/key644"
+chmod 644 "$T/key644"
+printf 'cert\n' > "$T/cert644"
+chmod 644 "$T/cert644"
+cp "$CONF" "$T/tls.conf"
+printf '[smtpd]\nuser =\npid_file = %s/smtpd.pid\nstats_file = %s/smtpd.stats\ntls_cert_file = %s/cert644\ntls_key_file = %s/key644\n' \
+    "$T" "$T" "$T" "$T" >> "$T/tls.conf"
+for prog in "$RG_ADMIN" "$top_builddir/smtpd/rcptgate-smtpd"; do
+    check "$prog" "$T/tls.conf"
+    tl_is "$rc" 78 "$(basename "$prog") -n: a tls_key_file open to others is refused (78)"
+    tl_like "$out" "tls_key_file $T/key644 is accessible by others" "... and named"
+done
+chmod 600 "$T/key644"
+check "$RG_ADMIN" "$T/tls.conf"
+tl_is "$rc/$(printf '%s\n' "$out" | grep -c 'cert644')" "0/0" \
+    "rcptgate -n: a key closed to others passes, and a certificate of mode 0644 draws no warning"
 
 # The installed sample, every key commented, is a good file for every
 # program, once the user it names exists (here: none) and, for syncd,
