@@ -1091,6 +1091,8 @@ int cfg_load_families(const char *path, const CFG_SECTION *sections, const CFG_F
     return cp.errors;
 }
 
+int cfg_check_secrets = 1;
+
 /* cfg_secret_owner - the daemon's user may own secret files too */
 void cfg_secret_owner(const char *user)
 {

@@ -169,6 +169,15 @@ int cfg_secret_read(const char *path, char **out, char *err, size_t errlen);
 void cfg_secret_owner(const char *user);
 
 /*
+ * cfg_check_secrets - whether loading a configuration judges the secret
+ * files it names (their modes, that they can be read): 1, the default,
+ * for the daemons and every -n. The admin command's other subcommands
+ * set 0: they read no secret, and may run as a user that cannot (a
+ * monitoring plugin's rcptgate check).
+ */
+extern int cfg_check_secrets;
+
+/*
  * cfg_secret_ok - may a secret (password, private key) be read from path,
  * whose fstat() or stat() is sb? It must be a regular file owned by root,
  * the running user or cfg_secret_owner()'s (a file of another user's is

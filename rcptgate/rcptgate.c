@@ -285,6 +285,7 @@ int main(int argc, char **argv)
     argc -= optind;
     argv += optind;
     rcptgate_conf_path = conf;
+    cfg_check_secrets = check_only;
     if (cfg_load_families(conf, rcptgate_sections(), params_source_families()) != 0) {
         rcptgate_error("%s: configuration errors", conf);
         /* A monitoring plugin says UNKNOWN, on stdout, with exit 3. */

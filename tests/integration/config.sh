@@ -129,6 +129,10 @@ cat "$CONF" "$T/src1.conf" > "$T/src.conf"
 check "$RG_ADMIN" "$T/src.conf"
 tl_like "$out" "bind_password_file: secret file $T/pw644 is accessible by others \(mode 0644\): chmod 600 it" \
     "rcptgate -n names the secret file open to others and the fix"
+# The other subcommands read no secret, and may run as a user that cannot (rcptgate check as a plugin)
+out=$("$RG_ADMIN" -c "$T/src.conf" domain list 2>&1)
+tl_is "$?/$(printf '%s\n' "$out" | grep -c 'configuration errors\|pw644')" "2/0" \
+    "rcptgate domain list does not judge the secret files (2: no store here, not 78)"
 
 # [smtpd] tls_key_file open to others: rcptgate -n refuses it as smtpd does; a
 # certificate open to everyone is normal and draws no warning.
