@@ -104,6 +104,7 @@ static int qmgr_unwritable;             /* a record of a delivery failed: no del
 static struct event *qmgr_scan_ev;      /* the next scan */
 static struct event *qmgr_trigger_ev;   /* the FIFO */
 static long long qmgr_scan_at_ms;       /* when qmgr_scan_ev fires, 0 not armed */
+static long long qmgr_scan_began_ms;    /* when the last scan began */
 static int qmgr_more;                   /* the last scan left due messages behind */
 static long long qmgr_deferred;         /* deferred/: the last scan's count, kept up to date since */
 static long long qmgr_hold;             /* hold/ at the last scan */
@@ -299,6 +300,23 @@ static void qmgr_wake_at(long long when_ms)
     tv.tv_sec = (when_ms - now) / 1000;
     tv.tv_usec = ((when_ms - now) % 1000) * 1000;
     evtimer_add(qmgr_scan_ev, &tv);
+}
+
+/*
+ * qmgr_wake_due - a scan for a next try falling due at when_ms, but not
+ * sooner than a tenth of queue_run_delay after the last scan began. A
+ * scan walks all of deferred/; during an outage of the inside the next
+ * tries of thousands of messages fall due a fraction of a second apart,
+ * and a walk for each (20,000 entries, back to back) stalled every
+ * session of the loop. Postfix waits for its next queue run; a tenth of
+ * it keeps a retry near its time. (A flush, the start and room freed
+ * wake a scan at once: qmgr_wake_at.)
+ */
+static void qmgr_wake_due(long long when_ms)
+{
+    long long floor = qmgr_scan_began_ms + var_smtpd_queue_run_ms / 10;
+
+    qmgr_wake_at(when_ms > floor ? when_ms : floor);
 }
 
 /* qmgr_backoff_ms - the wait after the attempts-th try: doubling from minimal to maximal_backoff_time */
@@ -650,7 +668,7 @@ void smtpd_qmgr_msg_finish(QMGR_MSG *m)
             log_warn("%s: cannot set its next try: %s", m->id, strerror(errno));
             smtpd_qmgr_unrecorded(m->id, 0);          /* nothing was delivered: no repeat to keep out */
         }
-        qmgr_wake_at(((next + 999) / 1000) * 1000);
+        qmgr_wake_due(((next + 999) / 1000) * 1000);
     }
 done:
     free(idx);
@@ -827,6 +845,7 @@ static void qmgr_scan_cb(evutil_socket_t fd, short what, void *arg)
     qmgr_scan_at_ms = 0;
     if (smtpd_spool == NULL || qmgr_stopping)
         return;
+    qmgr_scan_began_ms = smtpd_qmgr_now_ms();
     memset(&s, 0, sizeof(s));
     s.now = smtpd_qmgr_now_ms() / 1000;
     qmgr_more = 0;
@@ -848,7 +867,9 @@ static void qmgr_scan_cb(evutil_socket_t fd, short what, void *arg)
     next = smtpd_qmgr_now_ms() + var_smtpd_queue_run_ms;
     if (s.earliest > 0 && s.earliest * 1000 < next)
         next = s.earliest * 1000;
-    qmgr_wake_at(next);
+    log_debug("queue %s: scanned %lld deferred, %lld held in %lld ms", spool_dir(smtpd_spool), n, h,
+              smtpd_qmgr_now_ms() - qmgr_scan_began_ms);
+    qmgr_wake_due(next);
 }
 
 /* qmgr_trigger_cb - `rcptgate queue flush` wrote to the FIFO: scan now */
@@ -965,6 +986,13 @@ int smtpd_qmgr_init(char *err, size_t errlen)
 /* smtpd_qmgr_reload - SIGHUP: a scan now plans the next with the new queue_run_delay; the rest is read where used */
 void smtpd_qmgr_reload(void)
 {
+    /* relay_mode from proxy to a queueing mode: the queue opens now, not at the next restart */
+    if (smtpd_spool == NULL && !qmgr_stopping && qmgr_wanted()) {
+        if (qmgr_open_ev == NULL && (qmgr_open_ev = evtimer_new(smtpd_base, qmgr_open_cb, NULL)) == NULL)
+            log_fatal("queue: out of memory");
+        event_active(qmgr_open_ev, EV_TIMEOUT, 0);
+        return;
+    }
     qmgr_wake_at(smtpd_qmgr_now_ms());
 }
 
@@ -1032,7 +1060,7 @@ void smtpd_qmgr_queued(const char *id, long long next_try)
     if (smtpd_spool == NULL || qmgr_stopping || qmgr_find(id) != NULL)
         return;
     if (next_try * 1000 > now) {
-        qmgr_wake_at(next_try * 1000);
+        qmgr_wake_due(next_try * 1000);
         return;
     }
     if (qmgr_nsoon >= QMGR_SOON) {

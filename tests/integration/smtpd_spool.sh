@@ -417,5 +417,51 @@ EOF
     cat "$T/smtpd.stderr" >> "$T/smtpd.stderr.all"
 fi
 
+# ---------------------------------------------------------------- next tries a fraction of a second apart
+# During an outage the next tries of many messages fall due close together:
+# a scan walks all of deferred/, so it comes no sooner than a tenth of
+# queue_run_delay (here 2 s) after the last, not once for each try.
+mkdir -p "$T/queue4"
+: > "$T/spread.ids"
+i=0
+while [ $i -lt 30 ]; do
+    printf 'Subject: spread\n\n%d\n' $i | "$SPOOLPUT" "$T/queue4" sender@client.test user@down.test \
+        >> "$T/spread.ids" 2>>"$T/spread.err" || break
+    i=$((i + 1))
+done
+now=$(date +%s)
+n=0
+for id in $(cat "$T/spread.ids"); do
+    # due 4 s to 10 s from now, one every 0.2 s
+    touch -d "@$((now + 4 + n / 5)).$(((n % 5) * 2))" "$T/queue4/deferred/$id"
+    n=$((n + 1))
+done
+tl_is "$n" 30 "30 messages queued with next tries 0.2 s apart"
+sed -i -e "s|^queue_directory = .*|queue_directory = $T/queue4|" -e '/^queue_run_delay = /d' \
+    -e '/^queue_max_messages = /d' "$CONF"
+echo "queue_run_delay = 20s" >> "$CONF"
+: > "$T/smtpd.stderr"
+sm_start_or_bail -v
+sleep 9
+scans=$(grep -c "queue $T/queue4: scanned" "$T/smtpd.stderr")
+tl_ok "$([ "$scans" -ge 2 ] && [ "$scans" -le 6 ]; echo $?)" \
+    "30 tries due over 6 s: $scans scans of deferred/ in 9 s (2 to 6: a tenth of queue_run_delay apart, not one per try)"
+sm_stop
+cat "$T/smtpd.stderr" >> "$T/smtpd.stderr.all"
+
+# ---------------------------------------------------------------- relay_mode changed by SIGHUP
+# From proxy to queue without a restart: the queue opens at the reload.
+sed -i -e "s|^queue_directory = .*|queue_directory = $T/queue5|" -e 's/^relay_mode = .*/relay_mode = proxy/' "$CONF"
+: > "$T/smtpd.stderr"
+sm_start_or_bail
+sed -i 's/^relay_mode = .*/relay_mode = queue/' "$CONF"
+kill -HUP "$SMTPD_PID"
+sm_wait_log "queue $T/queue5: opened; mail is queued and delivered again" 5
+tl_ok $? "relay_mode from proxy to queue by SIGHUP: the queue opens at the reload"
+send user@up.test
+tl_like "$(qid)" '^[0-9A-Z]+$' "... and mail is queued at once (250 queued as ID)"
+sm_stop
+cat "$T/smtpd.stderr" >> "$T/smtpd.stderr.all"
+
 tl_no_sanitizer_reports "$T/smtpd.stderr.all" "$RG_SMTPD" "no sanitizer reports from smtpd"
 tl_done
