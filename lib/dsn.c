@@ -641,8 +641,9 @@ int dsn_make(SPOOL *sp, const SPOOL_ENV *env, int body_fd, const size_t *idx, si
     dsn_printf(o, "Message-ID: <%s.dsn@%s>\r\n", id, host);
     dsn_puts(o, "Auto-Submitted: auto-replied\r\n");
     dsn_puts(o, "MIME-Version: 1.0\r\n");
-    dsn_printf(o, "Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"%s\"\r\n",
-               boundary);
+    /* report-type names the second part's subtype (RFC 6522), global-delivery-status under SMTPUTF8 (RFC 6533) */
+    dsn_printf(o, "Content-Type: multipart/report; report-type=%s;\r\n\tboundary=\"%s\"\r\n",
+               utf8 ? "global-delivery-status" : "delivery-status", boundary);
     dsn_printf(o, "Content-Transfer-Encoding: %s\r\n", eightbit ? "8bit" : "7bit");
     dsn_puts(o, "\r\nThis is a MIME-encapsulated message.\r\n\r\n");
 

@@ -686,6 +686,7 @@ static void test_eightbit(void **state)
     assert_non_null(strstr(m.denv.mail_params, "SMTPUTF8"));
     assert_true(t_has_line(m.text, "Content-Type: text/plain; charset=utf-8"));
     assert_true(t_has_line(m.text, "Content-Type: message/global-delivery-status"));
+    assert_non_null(strstr(m.text, "Content-Type: multipart/report; report-type=global-delivery-status;"));
     assert_true(t_has_line(m.text, "Content-Type: message/global-headers"));
     assert_true(t_has_line(m.text, "Final-Recipient: utf-8; j\xc3\xb6rg@example.org"));
     assert_true(t_has_line(m.text, "To: <s\xc3\xa9nder@example.net>"));
