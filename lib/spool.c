@@ -177,8 +177,14 @@ static int spool_subdir(int dir_fd, const char *dir, const char *name, int creat
 {
     int fd;
 
-    if (create && mkdirat(dir_fd, name, 0700) < 0 && errno != EEXIST) {
-        snprintf(err, errlen, "cannot create %s/%s: %s", dir, name, strerror(errno));
+    if (create && mkdirat(dir_fd, name, 0700) < 0) {
+        if (errno != EEXIST) {
+            snprintf(err, errlen, "cannot create %s/%s: %s", dir, name, strerror(errno));
+            return -1;
+        }
+    } else if (create && fsync(dir_fd) < 0) {
+        /* The new directory's entry on disk before any message is committed into it. */
+        snprintf(err, errlen, "cannot sync %s after making %s: %s", dir, name, strerror(errno));
         return -1;
     }
     /* Never through a link: whoever owns the spool could point one at root's files. */
@@ -979,7 +985,9 @@ int spool_corrupt(SPOOL *sp, const char *id)
         return -1;
     }
     spool_cache_forget(sp, id);
-    if (mkdirat(sp->dir_fd, SPOOL_CORRUPT, 0700) < 0 && errno != EEXIST)
+    if (mkdirat(sp->dir_fd, SPOOL_CORRUPT, 0700) == 0)
+        (void) fsync(sp->dir_fd);       /* its entry on disk before a file is moved in */
+    else if (errno != EEXIST)
         return -1;
     if ((cfd = openat(sp->dir_fd, SPOOL_CORRUPT, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)) < 0)
         return -1;
