@@ -59,6 +59,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <ares.h>
 #include <event2/event.h>
@@ -490,10 +491,33 @@ static int smtpd_dns_listed(const unsigned char *abuf, int alen, struct in_addr 
     for (int i = 0; i < n; i++) {
         uint32_t a = ntohl(addrs[i].ipaddr.s_addr);
 
-        if (want.s_addr ? addrs[i].ipaddr.s_addr == want.s_addr : (a >> 24) == 127)
+        if (want.s_addr ? addrs[i].ipaddr.s_addr == want.s_addr : (a >> 24) == 127 && (a >> 8) != 0x7fffff)
             return 1;
+        if (!want.s_addr && (a >> 8) == 0x7fffff)
+            return -(int) (a & 0xff) - 1;   /* 127.255.255.x: the list's error code */
     }
     return 0;
+}
+
+/*
+ * smtpd_dns_bl_error - a list answered 127.255.255.x, which lists use for
+ * their own errors (Spamhaus: .254 a query through a public resolver,
+ * .255 too many queries, .252 a typo in the zone). Counted as a listing,
+ * it refused every client (a gateway behind 8.8.8.8 with zen.spamhaus.org):
+ * not listed, and said once a minute.
+ */
+static void smtpd_dns_bl_error(const char *zone, int code)
+{
+    static long long said;
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (said != 0 && now.tv_sec - said < 60)
+        return;
+    said = now.tv_sec;
+    log_warn("dnsbl %s answered 127.255.255.%d, an error code of the list, not a listing (a query through a "
+             "public resolver, or over the list's limit?): not counted; ask it through a resolver of your own, "
+             "or give the listing address (zone=127.0.0.N)", zone, code);
 }
 
 /*
@@ -550,7 +574,15 @@ static void smtpd_dns_answer(void *arg, int status, int timeouts, unsigned char 
     switch (q->kind) {
     case Q_DNSBL:
     case Q_RHSBL:
-        smtpd_dns_bl_done(q, temp ? -1 : status == ARES_SUCCESS ? smtpd_dns_listed(abuf, alen, q->want) : 0);
+        {
+            int listed = temp || status != ARES_SUCCESS ? 0 : smtpd_dns_listed(abuf, alen, q->want);
+
+            if (listed < 0) {
+                smtpd_dns_bl_error(q->zone, -listed - 1);
+                listed = 0;
+            }
+            smtpd_dns_bl_done(q, temp ? -1 : listed);
+        }
         break;
     case Q_MX:
         if (status == ARES_SUCCESS) {

@@ -27,6 +27,8 @@ cat > "$T/zone" <<'ZONE'
 # DNSBL: the test client 127.0.0.1 is listed, the trusted 127.0.0.2 too
 1.0.0.127.bl.test        A      127.0.0.2
 2.0.0.127.bl.test        A      127.0.0.2
+# a list's error code (Spamhaus: a query through a public resolver) for 127.0.0.5
+5.0.0.127.err.test       A      127.255.255.254
 # RHSBL
 spam.example.rhs.test    A      127.0.0.2
 spam.example             MX     "10 mx.spam.example"
@@ -197,6 +199,14 @@ sm_chat '<' '>EHLO mail.sender.example\r\n' '<' '>MAIL FROM:<x@no-such-domain.ex
 # shellcheck disable=SC2059
 tl_is "$(sm_line 10) / $(sm_line 13)" "$(printf "$NOTFOUND" x@no-such-domain.example) / 250 2.1.5 Ok" \
     "a sender without a domain after one whose domain is not found: not refused for the first one's domain"
+
+# ---- a list's error code (127.255.255.x) is not a listing
+phase "dnsbl = err.test Listed at err.test" || { echo "Bail out! smtpd did not start (list errors)"; exit 1; }
+: > "$SMTPD_LOG"
+ck "a list answering its error code 127.255.255.254: the client is accepted" "$OK" --local-interface 127.0.0.5 \
+    --ehlo mail.sender.example --from someone@sender.example --to alice@example.com
+tl_wait_grep "dnsbl err.test answered 127.255.255.254, an error code of the list, not a listing" "$T/smtpd.stderr" 5
+tl_ok $? "... and smtpd says why, and what to do"
 
 # ---- client names: PTR + forward confirmation
 phase "dnsbl_mode = off" "reverse_lookup = yes" || { echo "Bail out! smtpd did not start (names)"; exit 1; }
