@@ -1153,6 +1153,25 @@ static void smtp_command_junk(SMTP_SESSION *s)
 }
 
 /* smtp_command_pipelined - input follows a command where RFC 2920 forbids it; 1 if refused */
+/*
+ * smtp_command_auth_one_step - AUTH PLAIN or EXTERNAL with its initial
+ * response: one round trip, no security layer. RFC 4954 (section 4) lets
+ * a client pipeline the commands after it; they are read after its reply.
+ */
+static int smtp_command_auth_one_step(const char *line)
+{
+    const char *mech = line + strcspn(line, " ");
+    size_t len;
+
+    mech += strspn(mech, " ");
+    len = strcspn(mech, " ");
+    if (!((len == 5 && strncasecmp(mech, "PLAIN", 5) == 0) || (len == 8 && strncasecmp(mech, "EXTERNAL", 8) == 0)))
+        return 0;
+    mech += len;
+    mech += strspn(mech, " ");
+    return *mech != 0;
+}
+
 static int smtp_command_pipelined(SMTP_SESSION *s, int cmd, const char *line)
 {
     struct evbuffer *in = bufferevent_get_input(s->bev);
@@ -1161,7 +1180,8 @@ static int smtp_command_pipelined(SMTP_SESSION *s, int cmd, const char *line)
     int mode;
 
     if (evbuffer_get_length(in) == 0 || cmd == SMTP_CMD_QUIT || cmd == SMTP_CMD_STARTTLS
-        || (s->c.esmtp && !smtp_proto_group_end(cmd)))
+        || (s->c.esmtp && !smtp_proto_group_end(cmd))
+        || (s->c.esmtp && cmd == SMTP_CMD_AUTH && smtp_command_auth_one_step(line)))
         return 0;
     if ((mode = smtpd_mode(var_smtpd_unauth_pipelining)) == SMTPD_OFF)
         return 0;

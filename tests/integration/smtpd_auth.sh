@@ -243,6 +243,11 @@ grep -q "	.*235 " "$T/rc.out" && x=1
 tl_is "$(tls_up) 235=$x" "tls-ehlo=250 235=0" "bare LF inside an AUTH command: not authenticated"
 tl_like "$(rc_line 5)" "^5" "bare LF inside an AUTH command: refused"
 
+# AUTH PLAIN with its initial response, MAIL pipelined behind it (RFC 4954 section 4 allows it)
+rc_tls 127.0.0.14 "S:AUTH PLAIN $(b64 '\0alice\0alice-pw')\r\nMAIL FROM:<alice@gateway.test>\r\n" R R "C:QUIT"
+tl_like "$(rc_line 5) / $(rc_line 6)" "^235 2\.7\.0 .* / 250 " \
+    "AUTH PLAIN with an initial response, MAIL in the same write: 235, then MAIL's 250 (not 554)"
+
 rc_tls 127.0.0.11 "C:AUTH LOGIN" "S:$(b64 alice)\n$(b64 alice-pw)\r\n" R R "C:QUIT"
 x=0
 grep -q "	.*235 " "$T/rc.out" && x=1
