@@ -182,6 +182,17 @@ static void smtp_command_mail(SMTP_SESSION *s, const char *arg)
     smtp_session_reply(s, "250 2.1.0 Ok");
 }
 
+/* smtp_command_env_cost - a recipient's bytes in a queue file's envelope (as lib/spool_text.c writes it) */
+static size_t smtp_command_env_cost(const char *addr, const char *orcpt)
+{
+    size_t n = 8;                       /* state, notify, blanks, newline */
+
+    for (const char *v = addr; v != NULL; v = v == addr ? orcpt : NULL)
+        for (const unsigned char *p = (const unsigned char *) v; *p; p++)
+            n += *p <= 0x20 || *p == 0x7f || *p == '%' ? 3 : 1;
+    return n;
+}
+
 /*
  * smtp_command_overshoot - the 452 4.5.3 just answered asks the client
  * to send the recipient again in a new transaction (recipient_limit, or
@@ -222,6 +233,7 @@ static void smtp_command_rcpt_done(SMTP_SESSION *s, int code, const char *reply,
             tail = &(*tail)->next;
         *tail = rc;
         s->c.rcpt_count++;
+        s->env_bytes += smtp_command_env_cost(rc->addr, rc->orcpt ? rc->orcpt : "");
         smtp_session_stats.rcpt_ok++;
         if (s->c.queue_id == NULL) {
             /* Like Postfix: the queue id exists from the first accepted recipient. */
@@ -473,7 +485,15 @@ static void smtp_command_rcpt(SMTP_SESSION *s, const char *arg)
         smtp_session_reply(s, "%s", reply);
         return;
     }
-    if (s->c.rcpt_count >= var_smtpd_rcpt_limit) {
+    /*
+     * Past recipient_limit, or past what a queue file's envelope holds (a
+     * large recipient_limit, long addresses): the client sends the rest in
+     * another transaction. Taking them would have answered 451 at DATA at
+     * every try, the message never taken.
+     */
+    if (s->c.rcpt_count >= var_smtpd_rcpt_limit
+        || (smtpd_spool != NULL
+            && s->env_bytes + smtp_command_env_cost(path.addr, path.orcpt) > SMTP_ENV_RCPT_ROOM)) {
         smtp_session_reply(s, "452 4.5.3 Error: too many recipients");
         smtp_command_overshoot(s);
         return;

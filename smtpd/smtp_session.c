@@ -471,6 +471,7 @@ void smtp_session_reset(SMTP_SESSION *s)
     free(s->c.queue_id);
     s->c.queue_id = NULL;
     s->c.rcpt_count = 0;
+    s->env_bytes = 0;
     free(s->nexthop);
     s->nexthop = NULL;
     free(s->mail_params);

@@ -26,6 +26,9 @@
 #define SMTP_RELAY_HIGH     (1024 * 1024)   /* pause the client above this downstream backlog */
 #define SMTP_CLOSE_WAIT_MS  10000           /* time to flush a last reply */
 #define SMTP_OVERSHOOT_MAX  1000            /* such 452s per session before they count (Postfix's default) */
+/* Recipients' room in a queue file's envelope (SPOOL_ENV_MAX less the head: sender, client, ...). */
+#define SMTP_ENV_RCPT_ROOM  (SPOOL_ENV_MAX - 16384)
+
 
 enum smtp_phase { PH_GREET, PH_CMD, PH_AUTH, PH_DATA, PH_TLS, PH_CLOSING };
 enum smtp_wait { W_NONE, W_DNS, W_RELAY, W_DELAY, W_GREET, W_TLS, W_DRAIN };
@@ -101,6 +104,7 @@ struct smtp_session {
     unsigned char pregreet, connect_logged, anvil_counted;
     int errors;
     int overshoot;                      /* 452 4.5.3 "send it again" replies, not counted as errors */
+    size_t env_bytes;                   /* the accepted recipients' most room in a queue file's envelope */
     int junk;
 };
 

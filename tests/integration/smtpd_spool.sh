@@ -463,5 +463,45 @@ tl_like "$(qid)" '^[0-9A-Z]+$' "... and mail is queued at once (250 queued as ID
 sm_stop
 cat "$T/smtpd.stderr" >> "$T/smtpd.stderr.all"
 
+# ---------------------------------------------------------------- an envelope larger than a queue file holds
+# A queue file's envelope is at most 1 MB: recipients past that hear 452 4.5.3
+# (send them again), and the message goes on; before, every RCPT was 250 and
+# DATA 451 at each try. 1,000 recipients with ORCPTs of 400 '%' need about 1.2 MB.
+sed -i -e '/^recipient_limit = /d' "$CONF"
+echo "recipient_limit = 5000" >> "$CONF"
+: > "$T/smtpd.stderr"
+sm_start_or_bail
+python3 - "$SMTPD_PORT" > "$T/bigenv.out" 2>&1 <<'PY'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=60)
+f = s.makefile("rb")
+def reply():
+    while True:
+        line = f.readline().decode()
+        if not line:
+            return "CLOSED"
+        if line[3:4] != "-":
+            return line.rstrip()
+reply()
+s.sendall(b"EHLO client.example.org\r\n"); reply()
+orcpt = b"rfc822;" + b"%" * 400 + b"@up.test"      # each % is %25 in the envelope
+cmds = [b"MAIL FROM:<sender@client.test>\r\n"]
+cmds += [b"RCPT TO:<user@up.test> ORCPT=" + orcpt + b"\r\n" for _ in range(1000)]
+s.sendall(b"".join(cmds))
+codes = [reply()[:3] for _ in cmds]
+s.sendall(b"DATA\r\n")
+data = reply()[:3]
+if data == "354":
+    s.sendall(b"Subject: big envelope\r\n\r\nmany recipients\r\n.\r\n")
+final = reply() if data == "354" else "-"
+print("250=%d 452=%d data=%s final=%s" % (codes.count("250"), codes.count("452"), data, final[:30]))
+s.sendall(b"QUIT\r\n")
+PY
+out=$(cat "$T/bigenv.out")
+tl_like "$out" "^250=([0-9]+) 452=([1-9][0-9]*) data=354 final=250 2\.0\.0 Ok: queued as" \
+    "1,000 recipients over a queue file's envelope: the rest hear 452 4.5.3, the message is queued ($out)"
+sm_stop
+cat "$T/smtpd.stderr" >> "$T/smtpd.stderr.all"
+
 tl_no_sanitizer_reports "$T/smtpd.stderr.all" "$RG_SMTPD" "no sanitizer reports from smtpd"
 tl_done
