@@ -15,10 +15,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <ctype.h>
+
 #include "check.h"
 #include "keeper.h"
 #include "params.h"
+#include "params_rules.h"
+#include "params_smtpd.h"
 #include "rcptgate.h"
+#include "rules.h"
 #include "xalloc.h"
 
 /*
@@ -70,6 +75,53 @@ static int query_claims(STORE *st, const char *address)
     return rc;
 }
 
+/*
+ * query_parent - an address of a subdomain of one of our domains added
+ * without --subdomains: say so, that is the postmaster's real question.
+ * 0, or -1 on a store error.
+ */
+static int query_parent(STORE *st, const char *address)
+{
+    const char *at = strrchr(address, '@');
+    char domain[256];
+    STORE_DOMAIN d;
+
+    if (at == NULL || strlen(at + 1) >= sizeof(domain))
+        return 0;
+    for (size_t i = 0; at[1 + i]; i++)
+        domain[i] = (char) tolower((unsigned char) at[1 + i]);
+    domain[strlen(at + 1)] = 0;
+    for (const char *p = strchr(domain, '.'); p != NULL; p = strchr(p + 1, '.')) {
+        int rc = store_domain_get(st, p + 1, &d);
+
+        if (rc < 0)
+            return -1;
+        if (rc > 0 && !d.subdomains) {
+            printf("note:      %s is one of our domains, added without --subdomains "
+                   "(rcptgate domain add %s ... --subdomains accepts its subdomains)\n", p + 1, p + 1);
+            return 0;
+        }
+    }
+    return 0;
+}
+
+/*
+ * query_warn_only - an unknown recipient the rules only warn about: what
+ * smtpd and the policy service do then, beside the tables' verdict
+ */
+static void query_warn_only(void)
+{
+    enum rules_mode mode = var_rules_warn_if_reject ? RULES_WARN : rules_mode(var_rules_unknown_rcpt);
+
+    if (mode == RULES_ENFORCE)
+        return;
+    printf("note:      rcptgate-smtpd and the policy service %s it ([rules] %s): "
+           "Postfix's relay_recipient_maps still refuses it\n",
+           mode == RULES_WARN ? "accept and log a reject_warning for" : "accept",
+           var_rules_warn_if_reject ? "warn_if_reject = yes"
+           : mode == RULES_WARN ? "reject_unknown_recipient = warn" : "reject_unknown_recipient = off");
+}
+
 /* cmd_query - rcptgate query ADDRESS */
 int cmd_query(int argc, char **argv)
 {
@@ -103,6 +155,8 @@ int cmd_query(int argc, char **argv)
     if (why.address[0] && strcmp(why.address, argv[1]) != 0)
         printf("normal:    %s\n", why.address);
     printf("verdict:   %s\n", rc > 0 ? "accept (valid recipient)"
+           : rc == 0 && why.rule == CHECK_MISS_DOMAIN ? "reject (not ours: only relayed for mynetworks "
+           "and authenticated clients)"
            : rc == 0 ? "reject (not a valid recipient)" : "defer (the store could not answer)");
     printf("rule:      %s", check_rule_text(why.rule));
     if (why.rule == CHECK_MISS_ADDRESS)
@@ -124,10 +178,17 @@ int cmd_query(int argc, char **argv)
         if (query_claims(st, key) < 0)
             rc = -1;
     }
+    if (rc == 0 && why.rule == CHECK_MISS_USER)
+        query_warn_only();
+    if (rc == 0 && why.rule == CHECK_MISS_DOMAIN && query_parent(st, argv[1]) < 0)
+        rc = -1;
     if (why.domain[0]) {
         printf("domain:    %s\n", why.domain);
         printf("next hop:  %s\n", why.nexthop[0] ? why.nexthop : "(default transport)");
-        printf("relay mode: %s\n", why.relay_mode[0] ? why.relay_mode : "(smtpd relay_mode)");
+        if (why.relay_mode[0])
+            printf("relay mode: %s\n", why.relay_mode);
+        else
+            printf("relay mode: %s ([smtpd] relay_mode)\n", var_smtpd_relay_mode);
     }
     if (rc < 0) {
         rcptgate_error("store %s: %s", var_store_path, store_error(st));

@@ -21,6 +21,7 @@
 #include "keeper.h"
 #include "params.h"
 #include "params_rules.h"
+#include "params_smtpd.h"
 #include "rcptgate.h"
 #include "rules.h"
 
@@ -144,7 +145,8 @@ int cmd_query_rules(int argc, char **argv)
         printf("policy:    action=DUNNO\n");
         if (res.ours) {
             printf("next hop:  %s\n", res.nexthop[0] ? res.nexthop : "(default)");
-            printf("relay mode: %s\n", res.relay_mode[0] ? res.relay_mode : "(smtpd relay_mode)");
+            printf("relay mode: %s%s\n", res.relay_mode[0] ? res.relay_mode : var_smtpd_relay_mode,
+                   res.relay_mode[0] ? "" : " ([smtpd] relay_mode)");
         }
     } else {
         /* as lookupd answers: [lookupd] reject_text is the text of its 550 5.1.1 */

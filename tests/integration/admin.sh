@@ -220,8 +220,13 @@ tl_like "$(cat "$T/out")" "entry: +alice@example.com" "query names the matching 
 tl_like "$(cat "$T/out")" "source: +import" "query names the source"
 tl_like "$(cat "$T/out")" "last seen: +[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z" "query shows last seen in ISO 8601 UTC"
 tl_like "$(cat "$T/out")" "next hop: +smtp:\[10.1.0.2\]:25" "query shows the next hop"
+tl_like "$(cat "$T/out")" "relay mode: +proxy-then-queue \(\[smtpd\] relay_mode\)" \
+    "query shows the relay mode in force, [smtpd]'s for a domain without its own"
 run query anyone@sub.xn--bcher-kva.example
 tl_is "$rc" 1 "a subdomain without its own catch-all is not found"
+run query anyone@sub.example.com
+tl_like "$(cat "$T/out")" "note: +example.com is one of our domains, added without --subdomains" \
+    "query of a subdomain of ours added without --subdomains says so"
 run query anyone@bücher.example
 tl_is "$rc" 0 "the catch-all matches its domain"
 run query postmaster@example.com
@@ -229,6 +234,11 @@ tl_is "$rc" 0 "a static entry is found"
 tl_like "$(cat "$T/out")" "^source: +static" "its source is static"
 run query nobody@example.com
 tl_is "$rc" 1 "query of an unknown address exits 1"
+cp "$CONF" "$T/warn.conf"
+printf '[rules]\nreject_unknown_recipient = warn\n' >> "$T/warn.conf"
+"$RG_ADMIN" -c "$T/warn.conf" query nobody@example.com >"$T/out" 2>"$T/err"
+tl_like "$(cat "$T/out")" "note: +rcptgate-smtpd and the policy service accept and log a reject_warning for it \(\[rules\] reject_unknown_recipient = warn\)" \
+    "query of an unknown address in warn mode says the daemons accept it"
 run query someone@elsewhere.example
 tl_is "$rc" 1 "query in a domain we do not accept exits 1"
 run query 'not an address'
