@@ -251,4 +251,14 @@ syncd_once
 tl_is "$rc $(grep -c '^late@later\.example' "$T/export.map" 2>/dev/null) $(grep -c '^f01@file\.example' "$T/export.map" 2>/dev/null)" \
     "0 1 1" "once it has synced: written, with both sources' addresses"
 
+# --- --once with a store directory that does not exist, staying who we are
+# ([syncd] user empty): 73 and the fix, not a bare SQLite error and 75
+syncd_conf_reset
+file_source
+sed -i "s|^path = $STORE\$|path = $T/no-such-dir/store.db|" "$CONF"
+syncd_once
+tl_is "$rc" 73 "--once, store directory missing, no [syncd] user: exit 73"
+tl_like "$(cat "$T/syncd.err")" "store directory $T/no-such-dir does not exist: mkdir -p -m 0750 $T/no-such-dir" \
+    "... naming the directory and the fix"
+
 tl_done
