@@ -255,6 +255,72 @@ static const CFG_PARAM *cfg_find_param(const CFG_SECTION *s, const char *name)
     return NULL;
 }
 
+/* cfg_distance - edit distance of a and b (insert, delete, replace, swap), capped at 3 */
+static int cfg_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    int d[CFG_NAME_LEN + 1][CFG_NAME_LEN + 1];
+
+    if (la > CFG_NAME_LEN || lb > CFG_NAME_LEN || (la > lb ? la - lb : lb - la) > 2)
+        return 3;
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = (int) i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = (int) j;
+    for (size_t i = 1; i <= la; i++)
+        for (size_t j = 1; j <= lb; j++) {
+            int c = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+
+            if (d[i - 1][j] + 1 < c)
+                c = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < c)
+                c = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < c)
+                c = d[i - 2][j - 2] + 1;
+            d[i][j] = c;
+        }
+    return d[la][lb] < 3 ? d[la][lb] : 3;
+}
+
+/*
+ * cfg_unknown_key - an unknown key's error, with a hint: the section of
+ * the program's that has such a key ([lookupd] mynetworks is [rules]'),
+ * else a key of this section it may be a typo of ("polcy": policy)
+ */
+static void cfg_unknown_key(CFG_PARSE *cp, const CFG_SECTION *sections, const CFG_SECTION *own,
+                            const CFG_ENTRY *e)
+{
+    const CFG_PARAM *best = NULL;
+    const CFG_SECTION *best_s = NULL;
+    int best_d = 3;
+
+    for (const CFG_SECTION *s = sections; s->name; s++)
+        if (s != own && cfg_find_param(s, e->key) != NULL) {
+            cfg_error(cp, e->line, "unknown key \"%s\" in [%s]: it is a key of [%s]", e->key, e->section,
+                      s->name);
+            return;
+        }
+    /* This section's keys first: a typo there is likelier than a key misplaced and misspelt. */
+    for (int pass = 0; pass < 2 && best == NULL; pass++)
+        for (const CFG_SECTION *s = pass == 0 ? own : sections; s && s->name; s = pass == 0 ? NULL : s + 1)
+            for (const CFG_PARAM *p = s->params; p->name; p++) {
+                int d = cfg_distance(e->key, p->name);
+
+                if (d < best_d && d <= (strlen(e->key) > 4 ? 2 : 1)) {
+                    best_d = d;
+                    best = p;
+                    best_s = s;
+                }
+            }
+    if (best != NULL && best_s == own)
+        cfg_error(cp, e->line, "unknown key \"%s\" in [%s]: did you mean %s?", e->key, e->section, best->name);
+    else if (best != NULL)
+        cfg_error(cp, e->line, "unknown key \"%s\" in [%s]: did you mean %s in [%s]?", e->key, e->section,
+                  best->name, best_s->name);
+    else
+        cfg_error(cp, e->line, "unknown key \"%s\" in [%s]", e->key, e->section);
+}
+
 /*
  * cfg_moved_param - for a key in its old section (not one the section
  * still has, if owned), the parameter of the owned section it moved to;
@@ -635,8 +701,12 @@ static void cfg_check(CFG_PARSE *cp, const CFG_SECTION *sections, const CFG_FAMI
             continue;
         }
         if ((f = cfg_find_family(families, e->section)) != NULL) {
-            if ((p = cfg_find_family_param(f, e->key)) == NULL)
-                cfg_error(cp, e->line, "unknown key \"%s\" in [%s]", e->key, e->section);
+            if ((p = cfg_find_family_param(f, e->key)) == NULL) {
+                /* A family's keys as a section of their own, for the typo hint. */
+                const CFG_SECTION fs[2] = {{e->section, f->params}, {NULL, NULL}};
+
+                cfg_unknown_key(cp, fs, &fs[0], e);
+            }
             else if (cfg_value(p, e->value, 0, NULL, err, sizeof(err)) < 0)
                 cfg_error(cp, e->line, "[%s] %s", e->section, err);
             else
@@ -666,7 +736,7 @@ static void cfg_check(CFG_PARSE *cp, const CFG_SECTION *sections, const CFG_FAMI
             continue;
         }
         if ((p = cfg_find_param(s, e->key)) == NULL) {
-            cfg_error(cp, e->line, "unknown key \"%s\" in [%s]", e->key, e->section);
+            cfg_unknown_key(cp, sections, s, e);
             continue;
         }
         cfg_check_duplicate(cp, i, p);

@@ -43,6 +43,17 @@ for prog in "$RG_LOOKUPD" "$RG_ADMIN"; do
     check "$prog" "$T/bad.conf"
     tl_is "$rc" 78 "$name -n: unknown key exits 78"
     tl_like "$out" "bad.conf:$line: .*busy_timeot" "$name -n: unknown key named with file:line"
+    tl_like "$out" "did you mean busy_timeout in \[store\]\?" "$name -n: ... and the key it is a typo of"
+    cp "$CONF" "$T/hint.conf"
+    printf '[lookupd]\nmynetworks = 10.0.0.0/8\npolcy = unix:/x\n[source x]\ntype = file\npath = /x\nmoed = poll\n' \
+        >> "$T/hint.conf"
+    check "$prog" "$T/hint.conf"
+    tl_like "$out" 'unknown key "mynetworks" in \[lookupd\]: it is a key of \[rules\]' \
+        "$name -n: a key in the wrong section: the section it belongs to"
+    tl_like "$out" 'unknown key "polcy" in \[lookupd\]: did you mean policy\?' "$name -n: a typo: the key meant"
+    if [ "$name" = rcptgate ]; then
+        tl_like "$out" 'unknown key "moed" in \[source x\]: did you mean mode\?' "$name -n: a typo in a [source NAME]"
+    fi
 
     printf '[store]\npath = %s\nbusy_timeout = soon\n' "$STORE" > "$T/bad.conf"
     check "$prog" "$T/bad.conf"
