@@ -53,6 +53,11 @@ static int domain_nexthop_ok(const char *nh, char *why, size_t whylen)
         return -1;
     }
     tlen = (size_t) (p - nh);
+    if (nh[0] == '[') {
+        /* Postfix's relayhost form: the transport is missing, not wrong. */
+        snprintf(why, whylen, "no transport: write smtp:%.200s", nh);
+        return -1;
+    }
     if (strspn(nh, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") < tlen) {
         snprintf(why, whylen, "bad transport name \"%.*s\"", (int) tlen, nh);
         return -1;

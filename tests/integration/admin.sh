@@ -106,6 +106,9 @@ if getent services submission >/dev/null 2>&1; then
 else
     tl_n=$((tl_n + 1)); echo "ok $tl_n # SKIP no /etc/services entry for submission here"
 fi
+run domain add relayhost.example '[10.1.0.4]:25'
+tl_is "$rc:$(cat "$T/err")" '1:rcptgate: next hop "[10.1.0.4]:25": no transport: write smtp:[10.1.0.4]:25' \
+    "Postfix's relayhost form without a transport: refused, with the form to write"
 run domain add dflt.example ':[10.1.0.4]:2525'
 tl_is "$rc:$(cat "$T/err")" "0:" "the default transport (\":[host]\") is SMTP to smtpd: no warning"
 run domain add named.example 'smtp:mx1.internal:smtp,smtp:mx2.internal:2525'
