@@ -332,6 +332,38 @@ static void source_ldap_readahead(SOURCE_LDAP *sl)
     (void) ber_sockbuf_ctrl(sb, LBER_SB_OPT_SET_READAHEAD, &size);
 }
 
+/*
+ * source_ldap_ref_worth_saying - is a reference the warning's business?
+ * Active Directory answers every subtree search of a domain's root with
+ * references to its other naming contexts (CN=Configuration,
+ * DC=DomainDnsZones, DC=ForestDnsZones), which hold no recipients: those
+ * are debug lines, not advice to use a Global Catalog. Others are said
+ * once per source for the process's life (a daemon opens a handle per
+ * pull), not at every poll.
+ */
+static int source_ldap_ref_worth_saying(const SOURCE_LDAP *sl, const char *ref)
+{
+    static char **said;
+    static size_t nsaid;
+    LDAPURLDesc *lud = NULL;
+    int skip = 0;
+
+    if (ldap_url_parse(ref, &lud) == LDAP_URL_SUCCESS && lud->lud_dn != NULL)
+        skip = strncasecmp(lud->lud_dn, "CN=Configuration,", 17) == 0
+            || strncasecmp(lud->lud_dn, "DC=DomainDnsZones,", 18) == 0
+            || strncasecmp(lud->lud_dn, "DC=ForestDnsZones,", 18) == 0;
+    if (lud != NULL)
+        ldap_free_urldesc(lud);
+    if (skip)
+        return 0;
+    for (size_t i = 0; i < nsaid; i++)
+        if (strcmp(said[i], sl->conf->name) == 0)
+            return 0;
+    said = xrealloc(said, (nsaid + 1) * sizeof(*said));
+    said[nsaid++] = xstrdup(sl->conf->name);
+    return 1;
+}
+
 /* source_ldap_connect - one URI: handle, options, TLS, bind; 0 or -1 */
 static int source_ldap_connect(SOURCE_LDAP *sl, const char *uri, char *why, size_t size)
 {
@@ -941,7 +973,7 @@ int source_ldap_search_ext(SOURCE_LDAP *sl, const char *base, int scope, const c
                     char **refs = NULL;
 
                     if (ldap_parse_reference(sl->ld, msg, &refs, NULL, 0) == LDAP_SUCCESS && refs) {
-                        if (!sl->refs_warned)
+                        if (source_ldap_ref_worth_saying(sl, refs[0]))
                             log_warn("source %s: search of \"%s\": a reference to %s is not followed, so "
                                      "the entries it holds are not pulled: point uri at a server that "
                                      "holds them all (an Active Directory Global Catalog, port 3268), or "
@@ -949,7 +981,6 @@ int source_ldap_search_ext(SOURCE_LDAP *sl, const char *base, int scope, const c
                         else
                             log_debug("source %s: search of \"%s\": ignoring a reference to %s",
                                       sl->conf->name, base, refs[0]);
-                        sl->refs_warned = 1;
                     }
                     ldap_memvfree((void **) refs);
                 }

@@ -189,7 +189,6 @@ struct source_ldap {
     int last_code;                  /* the LDAP result code of the last failed search, else 0 */
     char *naming_context;           /* ad: the rootDSE's defaultNamingContext, NULL unknown */
     char *dirsync_cookie;           /* ad: a full pull's DirSync cookie (base64), NULL none */
-    int refs_warned;                /* a search's references not followed: said once */
 };
 
 /* Called for each entry a search returns; 0 or -1 (err set) to stop. */

@@ -233,5 +233,15 @@ for mode in ldaps starttls; do
 done
 rg_valid alice.new@test.example.com
 
+# --- base at the domain's root: AD answers with references to its other
+# naming contexts (CN=Configuration, DomainDnsZones, ForestDnsZones), which
+# hold no recipients: debug lines, not a warning to use a Global Catalog
+syncd_conf_reset
+slapd_syncd_conf
+samba_source root "base=$S"
+syncd_once
+tl_is "$rc" 0 "a source based at the domain's root: exit 0"
+tl_is "$(grep -c 'is not followed' "$T/syncd.err")" 0 "... and no warning about AD's other naming contexts"
+
 samba_stop
 tl_done
