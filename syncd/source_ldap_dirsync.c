@@ -460,8 +460,22 @@ int source_ldap_dirsync_start(SOURCE_LDAP *sl, char *err, size_t errlen)
         return 0;
     }
     if (!source_ldap_dirsync_refused(sl->last_code)) {
-        snprintf(err, errlen, "%s", why);
-        return -1;
+        /*
+         * A time limit, a busy controller: with incremental = auto the
+         * cookie is an extra and must not fail the full pull, the one
+         * pull that has to succeed. This pull stores a USN; the next full
+         * one asks DirSync again. (A dead connection fails the pull's own
+         * search right after.)
+         */
+        if (forced) {
+            snprintf(err, errlen, "%s", why);
+            return -1;
+        }
+        free(sl->dirsync_cookie);
+        sl->dirsync_cookie = NULL;
+        log_warn("source %s: no DirSync cookie this time (%s): this pull stores a USN, and the next full "
+                 "pull asks DirSync again", sl->conf->name, why);
+        return 0;
     }
     if (forced) {
         snprintf(err, errlen, "incremental = dirsync, but the directory refuses DirSync to %s: %s "
