@@ -26,11 +26,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <event2/bufferevent_ssl.h>
 
 #include "addr.h"
+#include "check.h"
 #include "dsn.h"
 #include "log.h"
 #include "xalloc.h"
@@ -472,6 +474,29 @@ static void smtp_command_rcpt_check(void *arg)
 }
 
 /* smtp_command_rcpt - RCPT TO */
+/*
+ * smtp_command_postmaster - RCPT TO:<Postmaster>, without a domain, which
+ * RFC 5321 (4.5.1) says a server must take: postmaster@ the domain of our
+ * host name, or of its nearest parent, that is one of ours. 1 with out
+ * set, 0 (none of ours, or the store cannot say) leaves it to the checks.
+ */
+static int smtp_command_postmaster(char *out, size_t size)
+{
+    const char *reason;
+    STORE *st = smtpd_store_use(&reason);
+
+    for (const char *d = smtpd_hostname; st != NULL && d != NULL && *d; d = strchr(d, '.') ? strchr(d, '.') + 1 : NULL) {
+        CHECK_WHY why;
+
+        memset(&why, 0, sizeof(why));
+        if (strchr(d, '.') != NULL && check_domain(st, d, strlen(d), &why) > 0) {
+            snprintf(out, size, "postmaster@%s", d);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static void smtp_command_rcpt(SMTP_SESSION *s, const char *arg)
 {
     SMTP_PATH path;
@@ -500,6 +525,9 @@ static void smtp_command_rcpt(SMTP_SESSION *s, const char *arg)
     }
     /* A source-routed path goes to the checks whole, so they can refuse it. */
     free(s->cur_rcpt);
+    if (!path.has_route && strcasecmp(path.addr, "postmaster") == 0
+        && smtp_command_postmaster(path.addr, sizeof(path.addr)))
+        log_debug("RCPT TO:<%s> taken as <%s>", path.raw, path.addr);
     s->cur_rcpt = xstrdup(path.has_route ? path.raw : path.addr);
     free(s->cur_rcpt_params);
     s->cur_rcpt_params = xstrdup(path.params);

@@ -34,6 +34,8 @@ HOP="smtp:[127.0.0.1]:$SINK_PORT"
 {
     tl_admin domain add example.com "$HOP" &&
     tl_admin domain add corp.example "$HOP" --subdomains &&
+    tl_admin domain add gateway.test "$HOP" &&
+    tl_admin static add postmaster@gateway.test &&
     tl_admin static add alice@example.com &&
     tl_admin static add postmaster@example.com &&
     tl_admin static add allstaff@example.com &&
@@ -265,6 +267,14 @@ out "$OK" "off: internal-only group" allstaff@example.com
 tl_is "sessions=$(grep -c ' connect from unknown\[127\.0\.0\.1\]' "$SMTPD_LOG") rejections=$(grep -c 'reject' "$SMTPD_LOG")" \
     "sessions=4 rejections=0" "off: four sessions logged, nothing logged as a rejection"
 out "554 5.7.1 <someone@elsewhere.example>: Relay access denied" "off: relay control still refuses" someone@elsewhere.example
+
+# ---- RCPT TO:<Postmaster> without a domain (RFC 5321 4.5.1): the postmaster
+# of our host name's domain (hostname = mx.gateway.test; gateway.test is ours)
+phase
+sm_chat '<' '>EHLO client.example.net\r\n' '<' '>MAIL FROM:<someone@client.example.net>\r\n' '<' \
+    '>RCPT TO:<Postmaster>\r\n' '<' '>QUIT\r\n' '<'
+tl_like "$(grep '^250 ' "$T/chat.out" | tail -1)" "^250 2\.1\.5 " "RCPT TO:<Postmaster> without a domain: 250"
+tl_like "$(grep -c 'NOQUEUE: reject' "$SMTPD_LOG")" "^0$" "... nothing refused"
 
 # ---- a malformed access entry is a config error
 sm_stop
