@@ -170,23 +170,20 @@ static int params_smtpd_check_chars(const char *value, char *err, size_t errlen)
     return 0;
 }
 
-/*
- * params_smtpd_check_key - tls_key_file: a regular file of root's (or
- * ours), closed to others (0640 for a group of its own, as Debian's
- * ssl-cert): what rcptgate-smtpd refuses at start, so that rcptgate -n
- * refuses it too rather than pass a file smtpd will not start with
- */
-static int params_smtpd_check_key(const char *value, char *err, size_t errlen)
+/* params_smtpd_key_ok - see params_smtpd.h */
+int params_smtpd_key_ok(char *err, size_t errlen)
 {
     struct stat sb;
 
-    if (*value == 0 || !cfg_check_secrets)
+    if (*var_smtpd_tls_key == 0)
         return 0;
-    if (stat(value, &sb) < 0) {
-        snprintf(err, errlen, "%s: %s", value, strerror(errno));
+    if (stat(var_smtpd_tls_key, &sb) < 0) {
+        snprintf(err, errlen, "tls_key_file %s: %s", var_smtpd_tls_key, strerror(errno));
         return -1;
     }
-    return cfg_secret_ok("tls_key_file", value, &sb, 1, err, errlen) ? 0 : -1;
+    /* smtpd's own user may own it, as smtpd judges it (smtp_tls.c) */
+    cfg_secret_owner(var_smtpd_user);
+    return cfg_secret_ok("tls_key_file", var_smtpd_tls_key, &sb, 1, err, errlen) ? 0 : -1;
 }
 
 /*
@@ -296,7 +293,7 @@ static const CFG_PARAM smtpd_params[] = {
 
     {"tls", CFG_ENUM, "may", &var_smtpd_tls, 0, 0, "none|may", NULL},
     {"tls_cert_file", CFG_PATH, "", &var_smtpd_tls_cert, 0, 0, NULL, NULL},
-    {"tls_key_file", CFG_PATH, "", &var_smtpd_tls_key, 0, 0, NULL, params_smtpd_check_key},
+    {"tls_key_file", CFG_PATH, "", &var_smtpd_tls_key, 0, 0, NULL, NULL},
 
     {"sasl_config_dir", CFG_PATH | CFG_RESTART, "", &var_smtpd_sasl_path, 0, 0, NULL, NULL},
     {"sasl_app_name", CFG_STR | CFG_RESTART, "rcptgate-smtpd", &var_smtpd_sasl_app, 0, 0, NULL, NULL},

@@ -139,4 +139,13 @@ void params_smtpd_paths(PATHS *pl);
  */
 int params_smtpd_charset(const char *spec, unsigned char set[256], char *err, size_t errlen);
 
+/*
+ * params_smtpd_key_ok - rcptgate -n: tls_key_file as rcptgate-smtpd
+ * judges it at start (smtp_tls.c: a regular file of root's or [smtpd]
+ * user's, closed to others, 0640 for a group of its own), so that the
+ * whole-file check refuses what smtpd would. 0, or -1 with err set.
+ * (It sets cfg_secret_owner to [smtpd] user.)
+ */
+int params_smtpd_key_ok(char *err, size_t errlen);
+
 #endif

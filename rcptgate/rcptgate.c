@@ -306,6 +306,10 @@ int main(int argc, char **argv)
             rcptgate_error("%s: configuration errors", conf);
             return RG_EX_CONFIG;
         }
+        if (cfg_section_seen("smtpd") && params_smtpd_key_ok(err, sizeof(err)) < 0) {
+            rcptgate_error("%s: [smtpd] %s", conf, err);
+            return RG_EX_CONFIG;
+        }
         if (rcptgate_paths() != 0) {
             rcptgate_error("%s: directories or files the programs write need fixing (see above)", conf);
             return RG_EX_CANTCREAT;

@@ -159,6 +159,25 @@ for prog in "$RG_ADMIN" "$top_builddir/smtpd/rcptgate-smtpd"; do
     tl_is "$rc" 78 "$(basename "$prog") -n: a tls_key_file open to others is refused (78)"
     tl_like "$out" "tls_key_file $T/key644 is accessible by others" "... and named"
 done
+# A key owned by [smtpd] user is smtpd's own: accepted, as smtpd does (root only: a user to own it).
+if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1; then
+    D=$(mktemp -d /tmp/rg-key.XXXXXX)
+    chmod 755 "$D"
+    chown nobody "$D"
+    printf 'key\n' > "$D/key.pem"
+    chown nobody "$D/key.pem"
+    chmod 600 "$D/key.pem"
+    cp "$CONF" "$T/own.conf"
+    printf '[smtpd]\nuser = nobody\npid_file = %s/smtpd.pid\nstats_file = %s/smtpd.stats\nqueue_directory = %s/queue\ntls_cert_file = %s/key.pem\ntls_key_file = %s/key.pem\n' \
+        "$D" "$D" "$D" "$D" "$D" >> "$T/own.conf"
+    check "$RG_ADMIN" "$T/own.conf"
+    tl_is "$rc" 0 "rcptgate -n: a tls_key_file of mode 0600 owned by [smtpd] user is accepted"
+    [ "$rc" = 0 ] || printf '%s\n' "$out" | sed 's/^/#   /'
+    rm -rf "$D"
+else
+    tl_n=$((tl_n + 1))
+    echo "ok $tl_n # SKIP a key owned by [smtpd] user: needs root and the user nobody"
+fi
 chmod 600 "$T/key644"
 check "$RG_ADMIN" "$T/tls.conf"
 tl_is "$rc/$(printf '%s\n' "$out" | grep -c 'cert644')" "0/0" \
