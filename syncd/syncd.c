@@ -843,19 +843,27 @@ static void syncd_paths(PATHS *pl)
 static void syncd_once_paths(void)
 {
     PATHS *pl = paths_create();
+    int as_self = geteuid() != 0 || *var_syncd_user == 0;
     int rc;
 
     params_paths("syncd", 1, pl);
     rc = paths_act_as(pl, var_syncd_user, "syncd");
+    paths_free(pl);
     /*
      * Staying who we are (no [syncd] user, or not root), paths_act_as
-     * checks nothing: check as ourselves, so that a missing store
-     * directory is 73 with its fix, not a bare SQLite error and 75, the
-     * "try again later" a cron wrapper retries for ever.
+     * checks nothing: check the store as ourselves, so that a missing
+     * store directory is 73 with its fix, not a bare SQLite error and 75,
+     * the "try again later" a cron wrapper retries for ever. Only the
+     * store: a place written after the sync (export_file) must not stop
+     * the sync itself, as it did not before.
      */
-    if (rc == 0 && (geteuid() != 0 || *var_syncd_user == 0) && paths_check(pl, var_syncd_user, 1) != 0)
-        rc = -1;
-    paths_free(pl);
+    if (rc == 0 && as_self) {
+        pl = paths_create();
+        paths_add_store(pl, 0, var_store_path);
+        if (paths_check(pl, var_syncd_user, 1) != 0)
+            rc = -1;
+        paths_free(pl);
+    }
     if (rc < 0)
         log_fatal_code(RG_EX_CANTCREAT, "%s: not syncing", syncd_conf_path);
 }

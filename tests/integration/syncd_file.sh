@@ -260,5 +260,12 @@ syncd_once
 tl_is "$rc" 73 "--once, store directory missing, no [syncd] user: exit 73"
 tl_like "$(cat "$T/syncd.err")" "store directory $T/no-such-dir does not exist: mkdir -p -m 0750 $T/no-such-dir" \
     "... naming the directory and the fix"
+# ... but a place written after the sync (export_file) does not stop the sync itself
+syncd_conf_reset
+file_source
+printf '\n[syncd]\nexport_file = %s/no-export-dir/export.map\n' "$T" >> "$CONF"
+syncd_once
+tl_is "$rc" 75 "--once, export_file's directory missing: the sync is applied, the export fails (75)"
+tl_like "$(cat "$T/syncd.err")" "full sync applied" "... the sync itself was applied"
 
 tl_done
