@@ -95,11 +95,12 @@ static int params_source_name_ok(const char *name)
  * short of reading its files (rcptgate-syncd -n does that too)
  */
 /*
- * params_source_secret - a secret file: readable, closed to others, not
- * empty. The admin command's -n judges it as rcptgate-syncd -n does (the
- * file is read and wiped at once). 0 or 1 error.
+ * params_source_secret - a secret file: readable, closed to others, and
+ * (unless empty_ok) not empty. The admin command's -n judges it as
+ * rcptgate-syncd -n does (the file is read and wiped at once). 0 or 1 error.
  */
-static int params_source_secret(const char *file, int line, const char *name, const char *key, const char *path)
+static int params_source_secret(const char *file, int line, const char *name, const char *key, const char *path,
+                                int empty_ok)
 {
     char why[512];
     char *secret = NULL;
@@ -110,7 +111,7 @@ static int params_source_secret(const char *file, int line, const char *name, co
     if (cfg_secret_read(path, &secret, why, sizeof(why)) < 0) {
         params_source_err(file, line, name, "%s: %s", key, why);
         errors++;
-    } else if (*secret == 0) {
+    } else if (*secret == 0 && !empty_ok) {
         params_source_err(file, line, name, "%s %s is empty", key, path);
         errors++;
     }
@@ -157,7 +158,7 @@ static int params_source_ldap(const char *file, int line, const char *name, cons
         errors++;
     }
     if (*c->bind_password_file)
-        errors += params_source_secret(file, line, name, "bind_password_file", c->bind_password_file);
+        errors += params_source_secret(file, line, name, "bind_password_file", c->bind_password_file, 1);
     if ((*c->cert_file == 0) != (*c->key_file == 0)) {
         params_source_err(file, line, name, "cert_file and key_file go together");
         errors++;
@@ -196,10 +197,10 @@ static int params_source_graph(const char *file, int line, const char *name, con
         errors++;
     }
     if (*c->client_secret_file)
-        errors += params_source_secret(file, line, name, "client_secret_file", c->client_secret_file);
+        errors += params_source_secret(file, line, name, "client_secret_file", c->client_secret_file, 0);
     /* A private key is a secret: the same rules as a password file (syncd reads the PEM). */
     if (*c->client_key_file)
-        errors += params_source_secret(file, line, name, "client_key_file", c->client_key_file);
+        errors += params_source_secret(file, line, name, "client_key_file", c->client_key_file, 1);
     if (*c->uri || *c->base || *c->bind_dn || *c->bind_password_file || *c->sasl_mech || *c->filter
         || *c->cert_file || *c->key_file || *c->shared_types || *c->path
         || *c->address_attributes || *c->login_attributes || *c->dns_domain || *c->dns_servers) {
