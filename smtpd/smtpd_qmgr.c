@@ -951,7 +951,8 @@ static void qmgr_open_cb(evutil_socket_t fd, short what, void *arg)
     (void) fd;
     (void) what;
     (void) arg;
-    if (qmgr_stopping || smtpd_spool != NULL)
+    /* Stopping, opened meanwhile, or relay_mode set back to proxy by a reload: no more tries. */
+    if (qmgr_stopping || smtpd_spool != NULL || !qmgr_wanted())
         return;
     if ((smtpd_spool = spool_open(var_smtpd_queue_dir, 2, err, sizeof(err))) == NULL) {
         if (strcmp(err, qmgr_open_err) != 0) {
