@@ -488,15 +488,17 @@ static int smtpd_dns_listed(const unsigned char *abuf, int alen, struct in_addr 
         return 0;
     if (host)
         ares_free_hostent(host);
+    int error = 0;
+
     for (int i = 0; i < n; i++) {
         uint32_t a = ntohl(addrs[i].ipaddr.s_addr);
 
         if (want.s_addr ? addrs[i].ipaddr.s_addr == want.s_addr : (a >> 24) == 127 && (a >> 8) != 0x7fffff)
-            return 1;
-        if (!want.s_addr && (a >> 8) == 0x7fffff)
-            return -(int) (a & 0xff) - 1;   /* 127.255.255.x: the list's error code */
+            return 1;                   /* a listing wins over an error code beside it */
+        if (!want.s_addr && (a >> 8) == 0x7fffff && error == 0)
+            error = -(int) (a & 0xff) - 1;  /* 127.255.255.x: the list's error code */
     }
-    return 0;
+    return error;
 }
 
 /*

@@ -29,6 +29,9 @@ cat > "$T/zone" <<'ZONE'
 2.0.0.127.bl.test        A      127.0.0.2
 # a list's error code (Spamhaus: a query through a public resolver) for 127.0.0.5
 5.0.0.127.err.test       A      127.255.255.254
+# an error code beside a real listing (127.0.0.6): the listing counts
+6.0.0.127.err.test       A      127.255.255.254
+6.0.0.127.err.test       A      127.0.0.2
 # RHSBL
 spam.example.rhs.test    A      127.0.0.2
 spam.example             MX     "10 mx.spam.example"
@@ -207,6 +210,9 @@ ck "a list answering its error code 127.255.255.254: the client is accepted" "$O
     --ehlo mail.sender.example --from someone@sender.example --to alice@example.com
 tl_wait_grep "dnsbl err.test answered 127.255.255.254, an error code of the list, not a listing" "$T/smtpd.stderr" 5
 tl_ok $? "... and smtpd says why, and what to do"
+ck "an error code beside a listing in one answer: the listing counts" \
+    "554 5.7.1 Service unavailable; Client host [127.0.0.6] blocked using err.test; Listed at err.test" \
+    --local-interface 127.0.0.6 --ehlo mail.sender.example --from someone@sender.example --to alice@example.com
 
 # ---- client names: PTR + forward confirmation
 phase "dnsbl_mode = off" "reverse_lookup = yes" || { echo "Bail out! smtpd did not start (names)"; exit 1; }
