@@ -167,7 +167,8 @@ if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1; then
     printf 'key\n' > "$D/key.pem"
     chown nobody "$D/key.pem"
     chmod 600 "$D/key.pem"
-    cp "$CONF" "$T/own.conf"
+    # Every place smtpd's user must reach is under $D: the test tree may be under /root (0700).
+    sed "s|^path = $STORE\$|path = $D/store.db|" "$CONF" > "$T/own.conf"
     printf '[smtpd]\nuser = nobody\npid_file = %s/smtpd.pid\nstats_file = %s/smtpd.stats\nqueue_directory = %s/queue\ntls_cert_file = %s/key.pem\ntls_key_file = %s/key.pem\n' \
         "$D" "$D" "$D" "$D" "$D" >> "$T/own.conf"
     check "$RG_ADMIN" "$T/own.conf"
