@@ -58,6 +58,23 @@ static int import_entry(const char *norm, const char *value, int line, void *ctx
     return 0;
 }
 
+/* What import_type_cb looks for, and what it found. */
+typedef struct import_type {
+    const char *name;
+    char type[32];
+} IMPORT_TYPE;
+
+/* import_type_cb - the type of the source named (store_runs_walk) */
+static int import_type_cb(const STORE_SOURCE_INFO *info, void *ctx)
+{
+    IMPORT_TYPE *t = ctx;
+
+    if (strcmp(info->name, t->name) != 0)
+        return 0;
+    snprintf(t->type, sizeof(t->type), "%s", info->type);
+    return 1;
+}
+
 /* import_source_ok - a source name: letters, digits and "._-" */
 static int import_source_ok(const char *name)
 {
@@ -174,6 +191,19 @@ int cmd_import(int argc, char **argv)
     if ((ic.st = rcptgate_store(STORE_CREATE)) == NULL) {
         fclose(fp);
         return RCPTGATE_EX_STORE;
+    }
+    {
+        /* Another type's source (a [source NAME] taken out of the file, say): a mistake, not a store failure. */
+        IMPORT_TYPE t = {source, ""};
+
+        if (store_runs_walk(ic.st, import_type_cb, &t) == 0 && t.type[0] && strcmp(t.type, "import") != 0) {
+            rcptgate_error("import: source %s is of type %s, not import: rcptgate import replaces only its "
+                           "own sources (give another --source; rcptgate source del removes a source no "
+                           "longer configured)", source, t.type);
+            store_close(ic.st);
+            fclose(fp);
+            return RCPTGATE_EX_NOTFOUND;
+        }
     }
     if (store_replace_begin(ic.st, source, "import") < 0) {
         rcptgate_error("import: %s", store_error(ic.st));
