@@ -130,6 +130,12 @@ void spool_id_new(char id[SPOOL_ID_LEN]);
  */
 int spool_id_valid(const char *id);
 
+/*
+ * spool_rcpt_bytes - the most bytes a recipient (its address, and ORCPT
+ * or NULL) takes in a queue file's envelope, which holds SPOOL_ENV_MAX
+ */
+size_t spool_rcpt_bytes(const char *addr, const char *orcpt);
+
 /* spool_id_time - the unix time an id of spool_id_new() was made, from its first 8 digits; -1 if it has none */
 long long spool_id_time(const char *id);
 

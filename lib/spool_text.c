@@ -88,6 +88,23 @@ static void buf_numline(SPOOL_BUF *b, const char *key, long long v)
     buf_add(b, "\n", 1);
 }
 
+/* enc_byte - is this byte %-encoded in the envelope? */
+static int enc_byte(unsigned char c)
+{
+    return c <= 0x20 || c == 0x7f || c == '%';
+}
+
+/* spool_rcpt_bytes - see spool.h */
+size_t spool_rcpt_bytes(const char *addr, const char *orcpt)
+{
+    size_t n = 8;                       /* state, notify, blanks, newline; "-" for no ORCPT */
+
+    for (const char *v = addr; v != NULL; v = v == addr ? orcpt : NULL)
+        for (const unsigned char *p = (const unsigned char *) v; *p; p++)
+            n += enc_byte(*p) ? 3 : 1;
+    return n;
+}
+
 /* buf_enc - append s encoded (see the top); NULL or a lone "-" as the caller wants */
 static void buf_enc(SPOOL_BUF *b, const char *s)
 {
@@ -98,7 +115,7 @@ static void buf_enc(SPOOL_BUF *b, const char *s)
         return;
     }
     for (const unsigned char *p = (const unsigned char *) s; *p != '\0'; p++) {
-        if (*p <= 0x20 || *p == 0x7f || *p == '%') {
+        if (enc_byte(*p)) {
             char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
 
             buf_add(b, e, 3);

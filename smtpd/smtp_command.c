@@ -184,17 +184,6 @@ static void smtp_command_mail(SMTP_SESSION *s, const char *arg)
     smtp_session_reply(s, "250 2.1.0 Ok");
 }
 
-/* smtp_command_env_cost - a recipient's bytes in a queue file's envelope (as lib/spool_text.c writes it) */
-static size_t smtp_command_env_cost(const char *addr, const char *orcpt)
-{
-    size_t n = 8;                       /* state, notify, blanks, newline */
-
-    for (const char *v = addr; v != NULL; v = v == addr ? orcpt : NULL)
-        for (const unsigned char *p = (const unsigned char *) v; *p; p++)
-            n += *p <= 0x20 || *p == 0x7f || *p == '%' ? 3 : 1;
-    return n;
-}
-
 /*
  * smtp_command_overshoot - the 452 4.5.3 just answered asks the client
  * to send the recipient again in a new transaction (recipient_limit, or
@@ -235,7 +224,7 @@ static void smtp_command_rcpt_done(SMTP_SESSION *s, int code, const char *reply,
             tail = &(*tail)->next;
         *tail = rc;
         s->c.rcpt_count++;
-        s->env_bytes += smtp_command_env_cost(rc->addr, rc->orcpt ? rc->orcpt : "");
+        s->env_bytes += spool_rcpt_bytes(rc->addr, rc->orcpt);
         smtp_session_stats.rcpt_ok++;
         if (s->c.queue_id == NULL) {
             /* Like Postfix: the queue id exists from the first accepted recipient. */
@@ -478,20 +467,25 @@ static void smtp_command_rcpt_check(void *arg)
  * smtp_command_postmaster - RCPT TO:<Postmaster>, without a domain, which
  * RFC 5321 (4.5.1) says a server must take: postmaster@ the domain of our
  * host name, or of its nearest parent, that is one of ours. 1 with out
- * set, 0 (none of ours, or the store cannot say) leaves it to the checks.
+ * set, 0 none of ours (the checks refuse it as any bare address), -1 the
+ * store cannot say (the checks defer it, as they would the rewritten one).
  */
 static int smtp_command_postmaster(char *out, size_t size)
 {
-    const char *reason;
+    const char *reason, *dot;
     STORE *st = smtpd_store_use(&reason);
 
-    for (const char *d = smtpd_hostname; st != NULL && d != NULL && *d; d = strchr(d, '.') ? strchr(d, '.') + 1 : NULL) {
+    if (st == NULL)
+        return -1;
+    for (const char *d = smtpd_hostname; (dot = strchr(d, '.')) != NULL; d = dot + 1) {
         CHECK_WHY why;
+        int rc;
 
         memset(&why, 0, sizeof(why));
-        if (strchr(d, '.') != NULL && check_domain(st, d, strlen(d), &why) > 0) {
-            snprintf(out, size, "postmaster@%s", d);
-            return 1;
+        if ((rc = check_domain(st, d, strlen(d), &why)) != 0) {
+            if (rc > 0)
+                snprintf(out, size, "postmaster@%s", d);
+            return rc;
         }
     }
     return 0;
@@ -501,6 +495,7 @@ static void smtp_command_rcpt(SMTP_SESSION *s, const char *arg)
 {
     SMTP_PATH path;
     char reply[256];
+    int pm = 0;
 
     if (s->c.sender == NULL) {
         smtp_session_reply(s, "503 5.5.1 Error: need MAIL command");
@@ -518,22 +513,28 @@ static void smtp_command_rcpt(SMTP_SESSION *s, const char *arg)
      */
     if (s->c.rcpt_count >= var_smtpd_rcpt_limit
         || (smtpd_spool != NULL
-            && s->env_bytes + smtp_command_env_cost(path.addr, path.orcpt) > SMTP_ENV_RCPT_ROOM)) {
+            && s->env_bytes + spool_rcpt_bytes(path.addr, path.orcpt) > SMTP_ENV_RCPT_ROOM)) {
         smtp_session_reply(s, "452 4.5.3 Error: too many recipients");
         smtp_command_overshoot(s);
         return;
     }
+    if (!path.has_route && strcasecmp(path.addr, "postmaster") == 0
+        && (pm = smtp_command_postmaster(path.addr, sizeof(path.addr))) > 0)
+        log_debug("RCPT TO:<%s> taken as <%s>", path.raw, path.addr);
     /* A source-routed path goes to the checks whole, so they can refuse it. */
     free(s->cur_rcpt);
-    if (!path.has_route && strcasecmp(path.addr, "postmaster") == 0
-        && smtp_command_postmaster(path.addr, sizeof(path.addr)))
-        log_debug("RCPT TO:<%s> taken as <%s>", path.raw, path.addr);
     s->cur_rcpt = xstrdup(path.has_route ? path.raw : path.addr);
     free(s->cur_rcpt_params);
     s->cur_rcpt_params = xstrdup(path.params);
     free(s->cur_orcpt);
     s->cur_orcpt = path.orcpt[0] ? xstrdup(path.orcpt) : NULL;
     s->cur_notify = path.notify;
+    if (pm < 0) {
+        /* Not the 5xx of a bare address: the store's failure is temporary. */
+        snprintf(reply, sizeof(reply), "451 4.3.0 <%s>: Temporary lookup failure", s->cur_rcpt);
+        smtp_command_rcpt_done(s, 451, reply, 0);
+        return;
+    }
     smtp_session_pause(s, W_DNS);
     smtpd_dns_wait(smtp_session_dns, &s->c, smtp_command_rcpt_check, s);
 }
