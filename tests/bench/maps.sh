@@ -12,8 +12,12 @@
 #                store one rcptgate-syncd --once pull filled from the slapd;
 #   - ldap:      Postfix's ldap: table (Debian's postfix-ldap) against a
 #                private slapd (tests/lib/slapd.sh) holding the same
-#                recipients as inetOrgPerson entries, indexed on mail.
-# Postfix, lookupd and slapd run on core 0, smtp-source on core 1. In
+#                recipients as inetOrgPerson entries, indexed on mail;
+#   - null:      socketmap to tests/bench/bench_nullmap, a server that looks
+#                nothing up (it answers from the shape of the key): the
+#                ceiling of any socketmap server, lookupd included. What
+#                lmdb has over it is the protocol's cost inside Postfix.
+# Postfix, lookupd, slapd and the null server run on core 0, smtp-source on core 1. In
 # rounds, alternating the three services (each round starts with another
 # one), smtp-source measures
 #   1. RCPT rejections/s: sessions of 50 RCPTs to unknown users, every one
@@ -31,7 +35,7 @@
 # Knobs (environment): BENCH_MAPS_RECIPIENTS (100000), BENCH_MAPS_ROUNDS
 # (5), BENCH_MAPS_SESSIONS (300 sessions of 50 RCPTs a run),
 # BENCH_MAPS_CONC (100 sessions at once), BENCH_MAPS_MAPS ("lmdb socketmap
-# ldap"), BENCH_QUIET_MAX, BENCH_QUIET_WAIT, BENCH_KEEP=1 (keep the
+# ldap null"), BENCH_QUIET_MAX, BENCH_QUIET_WAIT, BENCH_KEEP=1 (keep the
 # directory). Exit 0 when the target is met, 1 when something failed, 2
 # when the runs worked but the target was missed.
 
@@ -43,7 +47,7 @@ NREC=${BENCH_MAPS_RECIPIENTS:-100000}
 ROUNDS=${BENCH_MAPS_ROUNDS:-5}
 NSESS=${BENCH_MAPS_SESSIONS:-300}
 CONC=${BENCH_MAPS_CONC:-100}
-MAPS=${BENCH_MAPS_MAPS:-lmdb socketmap ldap}
+MAPS=${BENCH_MAPS_MAPS:-lmdb socketmap ldap null}
 QUIET_MAX=${BENCH_QUIET_MAX:-10}
 QUIET_WAIT=${BENCH_QUIET_WAIT:-5}
 NOISY=0
@@ -58,6 +62,8 @@ POSTFIX=${POSTFIX:-$(command -v postfix || echo /usr/sbin/postfix)}
 POSTMAP=${POSTMAP:-$(command -v postmap || echo /usr/sbin/postmap)}
 SWAKS=${SWAKS:-$(command -v swaks || echo /usr/bin/swaks)}
 LOOKUPD_PID=
+NULL_PID=
+NULLMAP=$top_builddir/tests/bench/bench_nullmap
 PF_UP=0
 PF_MASTER=
 
@@ -111,11 +117,12 @@ map_port() {
     lmdb) echo "$PORT_LMDB" ;;
     socketmap) echo "$PORT_SOCKETMAP" ;;
     ldap) echo "$PORT_LDAP" ;;
+    null) echo "$PORT_NULL" ;;
     esac
 }
 
 # ------------------------------------------------------------ checks
-for p in "$RG_LOOKUPD" "$RG_ADMIN" "$RG_SYNCD"; do
+for p in "$RG_LOOKUPD" "$RG_ADMIN" "$RG_SYNCD" "$NULLMAP"; do
     [ -x "$p" ] || die "$p is missing: run \`make bench-maps' in the build directory"
 done
 for p in "$SOURCE" "$POSTFIX" "$POSTMAP"; do
@@ -192,6 +199,11 @@ $SERVER_PIN "$RG_LOOKUPD" -c "$CONF" -f 2>>"$T/lookupd.log" &
 LOOKUPD_PID=$!
 tl_pids="$tl_pids $LOOKUPD_PID"
 tl_wait_socket "$SOCK" "$LOOKUPD_PID" || die "rcptgate-lookupd did not start"
+NULLSOCK=$T/nullmap.sock
+$SERVER_PIN "$NULLMAP" -s "$NULLSOCK" -d "$DOMAIN" 2>>"$T/nullmap.log" &
+NULL_PID=$!
+tl_pids="$tl_pids $NULL_PID"
+tl_wait_socket "$NULLSOCK" "$NULL_PID" || die "bench_nullmap did not start"
 
 # ------------------------------------------------------------ Postfix
 awk -v n="$NREC" -v d="$DOMAIN" 'BEGIN {
@@ -222,6 +234,7 @@ grep -q "^0u@$DOMAIN\$" "$T/postmap-ldap.out" ||
 PORT_LMDB=$(pick_port)
 PORT_SOCKETMAP=$((PORT_LMDB + 1))
 PORT_LDAP=$((PORT_LMDB + 2))
+PORT_NULL=$((PORT_LMDB + 3))
 cat >"$PFC/main.cf" <<CF
 compatibility_level = 3.6
 queue_directory = $PFQ
@@ -272,6 +285,7 @@ cat >"$PFC/master.cf" <<CF
 127.0.0.1:$PORT_LMDB inet n - n - - smtpd -o syslog_name=postfix-bench/lmdb
 127.0.0.1:$PORT_SOCKETMAP inet n - n - - smtpd -o syslog_name=postfix-bench/socketmap -o relay_recipient_maps=socketmap:unix:$SOCK:recipients
 127.0.0.1:$PORT_LDAP inet n - n - - smtpd -o syslog_name=postfix-bench/ldap -o relay_recipient_maps=ldap:$PFC/ldap-recipients.cf
+127.0.0.1:$PORT_NULL inet n - n - - smtpd -o syslog_name=postfix-bench/null -o relay_recipient_maps=socketmap:unix:$NULLSOCK:recipients
 cleanup   unix  n - n - 0 cleanup
 qmgr      unix  n - n 300 1 qmgr
 rewrite   unix  - - n - - trivial-rewrite
@@ -304,7 +318,7 @@ while [ ! -s "$PFQ/pid/master.pid" ] && [ $i -lt 100 ]; do
 done
 PF_MASTER=$(tr -d ' ' <"$PFQ/pid/master.pid" 2>/dev/null)
 [ -n "$PF_MASTER" ] || die "Postfix's master did not start"
-for m in lmdb socketmap ldap; do
+for m in lmdb socketmap ldap null; do
     i=0
     while ! listening "$(map_port $m)"; do
         i=$((i + 1))
@@ -316,7 +330,7 @@ done
 # ------------------------------------------------------------ the runs
 # server_cpu - clock ticks of everything on the server side: Postfix's
 # master (with the children it has reaped) and its live children, lookupd
-# and slapd (an idle one adds nothing)
+# slapd and the null server (an idle one adds nothing)
 server_cpu() {
     {
         awk '{ print $14 + $15 + $16 + $17 }' "/proc/$PF_MASTER/stat"
@@ -325,14 +339,16 @@ server_cpu() {
         done
         awk '{ print $14 + $15 }' "/proc/$LOOKUPD_PID/stat" 2>/dev/null
         awk '{ print $14 + $15 }' "/proc/$SLAPD_PID/stat" 2>/dev/null
+        awk '{ print $14 + $15 }' "/proc/$NULL_PID/stat" 2>/dev/null
     } | awk '{ t += $1 } END { print t + 0 }'
 }
 
-# map_cpu - clock ticks of the map servers: "LOOKUPD SLAPD"
+# map_cpu - clock ticks of the map servers: "LOOKUPD SLAPD NULL"
 map_cpu() {
     _lc=$(awk '{ print $14 + $15 }' "/proc/$LOOKUPD_PID/stat" 2>/dev/null || echo 0)
     _sc=$(awk '{ print $14 + $15 }' "/proc/$SLAPD_PID/stat" 2>/dev/null || echo 0)
-    echo "${_lc:-0} ${_sc:-0}"
+    _nc=$(awk '{ print $14 + $15 }' "/proc/$NULL_PID/stat" 2>/dev/null || echo 0)
+    echo "${_lc:-0} ${_sc:-0} ${_nc:-0}"
 }
 
 # source_run KIND MAP SESSIONS - one smtp-source run; sets RATE and SUS
@@ -374,6 +390,7 @@ source_run() {
     case $_map in
     socketmap) _f=1 ;;
     ldap) _f=2 ;;
+    null) _f=3 ;;
     *) _f=0 ;;
     esac
     MUS=0
@@ -497,13 +514,26 @@ for kind in rej acc; do
     done
 done
 say "  (ratio: the map's rate / lmdb's in the same round, [lowest-highest] over the rounds;"
-say "   cpu us: server CPU per RCPT, Postfix and the map server, median; map us: of it lookupd's or slapd's)"
+say "   cpu us: server CPU per RCPT, Postfix and the map server, median; map us: of it lookupd's,"
+say "   slapd's or the null server's)"
 say ""
 say "targets:"
 case " $MAPS " in
 *" socketmap "*)
     R_REJ=$(median "$rej_ratio_socketmap")
     target "socketmap rejections >= 0.95 x lmdb" "$R_REJ" "$R_REJ >= 0.95"
+    ;;
+esac
+# The ceiling: what no socketmap server can beat, and lookupd's distance to it.
+case " $MAPS " in
+*" null "*)
+    N_REJ=$(median "$rej_ratio_null")
+    say "  ceiling: the null socketmap server's rejections: $N_REJ x lmdb (no lookup at all)"
+    case " $MAPS " in
+    *" socketmap "*)
+        say "  lookupd's share of the gap: socketmap/null = $(fmt %.3f "$R_REJ / $N_REJ") (of the medians; 1: as cheap as no lookup)"
+        ;;
+    esac
     ;;
 esac
 if [ "$OUTAGE_OK" = 1 ]; then
