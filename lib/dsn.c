@@ -418,6 +418,31 @@ size_t dsn_status_len(const char *p)
     return p[n] == ' ' || p[n] == '\0' ? n : 0;
 }
 
+void dsn_reply_status(char *out, size_t size, const char *reply, const char *ok2)
+{
+    const char *text = reply + 3;
+    char cls = reply[0];
+    size_t n;
+
+    if (size == 0)
+        return;
+    if ((cls != '2' && cls != '4' && cls != '5') || reply[1] < '0' || reply[1] > '9'
+        || reply[2] < '0' || reply[2] > '9' || (*text != ' ' && *text != '\0')) {
+        snprintf(out, size, "%s", reply);
+        return;
+    }
+    if (*text == ' ')
+        text++;
+    if ((n = dsn_status_len(text)) > 0) {
+        snprintf(out, size, "%s", reply);
+        if ((size_t) (text - reply) < size)
+            out[text - reply] = cls;    /* the status's class is the reply's */
+        return;
+    }
+    snprintf(out, size, "%.3s %s%s%s", reply, cls == '2' ? ok2 : cls == '4' ? "4.0.0" : "5.0.0",
+             *text ? " " : "", text);
+}
+
 /* dsn_status - a recipient's status "5.1.1": as recorded when it is well formed (its class the kind's), else the kind's default */
 static const char *dsn_status(const SPOOL_RCPT *r, int kind, char *buf, size_t size)
 {

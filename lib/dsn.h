@@ -67,4 +67,16 @@ int dsn_make(SPOOL *sp, const SPOOL_ENV *env, int body_fd, const size_t *idx, si
  */
 size_t dsn_status_len(const char *p);
 
+/*
+ * dsn_reply_status - reply ("550 No such user"), passed on from another
+ * server, into out with an enhanced status code where it has none
+ * ("550 5.0.0 No such user"): our EHLO advertises ENHANCEDSTATUSCODES,
+ * and RFC 2034 then wants one in every reply. A 2xx gets ok2 (the
+ * command's own: "2.1.0" MAIL, "2.1.5" RCPT, "2.0.0" the dot), a 4xx
+ * 4.0.0 and a 5xx 5.0.0 (other or undefined status, RFC 3463). A code of
+ * the wrong class takes the reply's ("550 4.1.1" becomes "550 5.1.1").
+ * Anything else (a 3xx, a line that is no reply) is copied as it is.
+ */
+void dsn_reply_status(char *out, size_t size, const char *reply, const char *ok2);
+
 #endif

@@ -307,9 +307,12 @@ static void smtp_command_rcpt_queue(SMTP_SESSION *s, int code, const char *reply
 }
 
 /* smtp_command_relay_rcpt_cb - the downstream's answer to RCPT */
-static void smtp_command_relay_rcpt_cb(void *arg, int code, const char *reply)
+static void smtp_command_relay_rcpt_cb(void *arg, int code, const char *said)
 {
     SMTP_SESSION *s = arg;
+    char reply[SMTPD_REPLY_LEN + 8];
+
+    dsn_reply_status(reply, sizeof(reply), said, "2.1.5");
 
     s->wait = W_NONE;
     if (s->mode == SMTP_MODE_PTQ && code / 100 == 4)
@@ -320,9 +323,13 @@ static void smtp_command_relay_rcpt_cb(void *arg, int code, const char *reply)
 }
 
 /* smtp_command_relay_mail_cb - the downstream took (or refused) MAIL FROM */
-static void smtp_command_relay_mail_cb(void *arg, int code, const char *reply)
+static void smtp_command_relay_mail_cb(void *arg, int code, const char *said)
 {
     SMTP_SESSION *s = arg;
+    char reply[SMTPD_REPLY_LEN + 8];
+
+    /* A refused MAIL is the answer to the RCPT that opened the transaction. */
+    dsn_reply_status(reply, sizeof(reply), said, "2.1.5");
 
     if (code / 100 != 2) {
         s->wait = W_NONE;
@@ -610,9 +617,12 @@ static void smtp_command_data_refuse(SMTP_SESSION *s, int code, const char *repl
 }
 
 /* smtp_command_relay_data_cb - the downstream's answer to DATA */
-static void smtp_command_relay_data_cb(void *arg, int code, const char *reply)
+static void smtp_command_relay_data_cb(void *arg, int code, const char *said)
 {
     SMTP_SESSION *s = arg;
+    char reply[SMTPD_REPLY_LEN + 8];
+
+    dsn_reply_status(reply, sizeof(reply), said, "2.0.0");
 
     s->wait = W_NONE;
     if (code != 354) {
@@ -933,12 +943,14 @@ static long long smtp_command_retry(SMTP_SESSION *s)
 }
 
 /* smtp_command_relay_dot_cb - the downstream's final word on the message */
-static void smtp_command_relay_dot_cb(void *arg, int code, const char *reply)
+static void smtp_command_relay_dot_cb(void *arg, int code, const char *said)
 {
     SMTP_SESSION *s = arg;
+    char reply[SMTPD_REPLY_LEN + 8];
     SMTPD_REPLY r;
     const char *peer = smtp_relay_peer(s->relay);
 
+    dsn_reply_status(reply, sizeof(reply), said, "2.0.0");
     s->wait = W_NONE;
     /* The marks below are this session's last word on its file: the queue manager's after them. */
     if (s->spool_committed)

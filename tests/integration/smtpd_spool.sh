@@ -85,6 +85,7 @@ sm_picky || tl_bail "smtp_picky.py did not start"
     tl_admin domain add proxy.test "smtp:[127.0.0.1]:$DEAD_PORT" --relay-mode=proxy &&
     tl_admin domain add picky.test "smtp:[127.0.0.1]:$PICKY_PORT" &&
     tl_admin static add defer1@picky.test && tl_admin static add refuse1@picky.test &&
+    tl_admin static add bare1@picky.test &&
     tl_admin static add slowdot@picky.test &&
     for d in up.test nodsn.test down.test soft.test hard.test datasoft.test dothard.test dotsoft.test \
         q.test qup.test proxy.test picky.test; do
@@ -256,6 +257,9 @@ tl_is "$(grep -A1 '^recipient: defer1@picky.test' "$T/show.out" | sed -n 2p)" \
 send refuse1@picky.test
 tl_like "$(grep '^<\*\*' "$T/swaks.out" | head -1)" '^<\*\* +550 5\.1\.1 <refuse1@picky.test>: no such user here' \
     "the next hop's own 5xx to RCPT reaches the client"
+send bare1@picky.test
+tl_like "$(grep '^<\*\*' "$T/swaks.out" | head -1)" '^<\*\* +550 5\.0\.0 <bare1@picky.test>: no such user here' \
+    "... and one without an enhanced status code gets one (we advertise ENHANCEDSTATUSCODES)"
 
 # The same, with `rcptgate queue flush` while the next hop sits on the
 # dot (until picky.got.go): the file is committed (defer1 is the spool's alone) and the flush

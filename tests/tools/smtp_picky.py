@@ -4,8 +4,9 @@
 # For smtpd_spool.sh: smtp-sink answers every RCPT alike, and the queue's
 # mixed cases need one transaction where the next hop takes one recipient
 # and defers another. This server answers RCPT TO:<x> with 450 when the
-# local part starts with "defer", 550 when it starts with "refuse", 250
-# otherwise; everything else as a plain sink (DSN and PIPELINING are not
+# local part starts with "defer", 550 when it starts with "refuse" (and
+# 550 with no enhanced status code, as an old server might, when it starts
+# with "bare"), 250 otherwise; everything else as a plain sink (DSN and PIPELINING are not
 # offered). Each message it takes (the final dot) is appended to FILE as
 # one line "MAIL <sender> RCPT <a>,<b> BYTES n"; it answers 250 to the
 # dot. When a recipient it took starts with "slowdot", it first writes
@@ -47,6 +48,8 @@ def serve(conn, out):
                 say("450 4.2.0 <%s>: try later" % addr)
             elif addr.startswith("refuse"):
                 say("550 5.1.1 <%s>: no such user here" % addr)
+            elif addr.startswith("bare"):
+                say("550 <%s>: no such user here" % addr)
             else:
                 rcpts.append(addr)
                 say("250 2.1.5 Ok")

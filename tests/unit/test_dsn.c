@@ -644,6 +644,44 @@ static void test_status_len(void **state)
     assert_int_equal(dsn_status_len(""), 0);
 }
 
+/* dsn_reply_status: a passed-on reply gets the enhanced status code it lacks, of its own class */
+static void t_reply_status(const char *reply, const char *ok2, const char *want)
+{
+    char out[64];
+
+    dsn_reply_status(out, sizeof(out), reply, ok2);
+    assert_string_equal(out, want);
+}
+
+static void test_reply_status(void **state)
+{
+    char small[8];
+
+    (void)state;
+    t_reply_status("550 No such user here", "2.1.5", "550 5.0.0 No such user here");
+    t_reply_status("450 Mailbox busy", "2.1.5", "450 4.0.0 Mailbox busy");
+    t_reply_status("250 Ok", "2.1.5", "250 2.1.5 Ok");
+    t_reply_status("250 Ok: queued as 1234", "2.0.0", "250 2.0.0 Ok: queued as 1234");
+    t_reply_status("550", "2.1.5", "550 5.0.0");
+    t_reply_status("550 ", "2.1.5", "550 5.0.0");
+    /* one of its own is kept; one of the wrong class takes the reply's */
+    t_reply_status("550 5.1.1 <a@b>: unknown", "2.1.5", "550 5.1.1 <a@b>: unknown");
+    t_reply_status("250 2.0.0 Ok", "2.1.5", "250 2.0.0 Ok");
+    t_reply_status("550 4.1.1 odd", "2.1.5", "550 5.1.1 odd");
+    /* no status where none belongs, and what is no reply is left alone */
+    t_reply_status("354 go ahead", "2.0.0", "354 go ahead");
+    t_reply_status("5501 x", "2.1.5", "5501 x");
+    t_reply_status("ok", "2.1.5", "ok");
+    t_reply_status("", "2.1.5", "");
+    /* 5.0.0.0 is no status: it is text */
+    t_reply_status("550 5.0.0.0 x", "2.1.5", "550 5.0.0 5.0.0.0 x");
+    /* truncated, never overrun */
+    dsn_reply_status(small, sizeof(small), "550 No such user here", "2.1.5");
+    assert_string_equal(small, "550 5.0");
+    dsn_reply_status(small, 2, "550 5.1.1 x", "2.1.5");
+    assert_string_equal(small, "5");
+}
+
 /* 8-bit originals: BODY=8BITMIME makes an 8BITMIME report; SMTPUTF8 uses RFC 6533's types */
 static void test_eightbit(void **state)
 {
@@ -738,6 +776,7 @@ int main(void)
         cmocka_unit_test(test_hostile),
         cmocka_unit_test(test_status),
         cmocka_unit_test(test_status_len),
+        cmocka_unit_test(test_reply_status),
         cmocka_unit_test(test_eightbit),
     };
 
