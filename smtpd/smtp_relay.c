@@ -391,6 +391,41 @@ void smtp_relay_next_hop(SMTP_RELAY *r, const char *fmt, ...)
     smtp_relay_hop_try(r);
 }
 
+/*
+ * relay_greets_as_us - note whether the first line of an EHLO or HELO
+ * reply names the hop as this host: its first word is the server's name
+ * (RFC 5321 4.1.1.1). A next_hop (or MX) that leads back here would have
+ * smtpd relay to itself, each session opening another until its limits
+ * refuse them (proxy), or a message go round until its Received: count
+ * bounces it (queue).
+ */
+static void relay_greets_as_us(SMTP_RELAY *r, const char *line, size_t len)
+{
+    size_t n = strlen(smtpd_hostname);
+
+    if (len > 4 && n > 0 && len - 4 >= n && strncasecmp(line + 4, smtpd_hostname, n) == 0
+        && (len - 4 == n || line[4 + n] == ' '))
+        r->loops = 1;
+}
+
+/*
+ * relay_loops - the hop greeted as us: give it up with a temporary answer,
+ * as for a hop that cannot be reached. Postfix's smtp client says
+ * "mail for DOMAIN loops back to myself" and bounces; for a gateway a loop
+ * is a routing mistake to be fixed while the mail waits, not a reason to
+ * return it (X.4.6: routing loop detected).
+ */
+static int relay_loops(SMTP_RELAY *r)
+{
+    if (!r->loops)
+        return 0;
+    log_warn("relay: next hop %s greets with my own name %s: mail to it would loop back to me "
+             "(check next_hop and the domain's MX records, or give this host another [rules] hostname)",
+             r->peer, smtpd_hostname);
+    smtp_relay_next_hop(r, "451 4.4.6 Next hop loops back to myself");
+    return 1;
+}
+
 /* relay_answer_pump - answer the head request, then send what may go next */
 static void relay_answer_pump(SMTP_RELAY *r, int code, const char *text)
 {
@@ -449,10 +484,13 @@ static void relay_reply(SMTP_RELAY *r, int code, const char *line)
             smtp_relay_next_hop(r, "451 4.4.1 Next hop refused to talk to me: %.200s", quoted);
             return;
         }
+        r->loops = 0;
         smtp_relay_send(r, ST_EHLO, "EHLO %s", smtpd_hostname);
         return;
     case ST_EHLO:
     case ST_EHLO2:
+        if (cls == 2 && relay_loops(r))
+            return;
         if (cls == 2) {
             smtp_relay_hop_session(r);
             return;
@@ -465,6 +503,8 @@ static void relay_reply(SMTP_RELAY *r, int code, const char *line)
         smtp_relay_next_hop(r, "451 4.4.1 Next hop said to EHLO: %.200s", quoted);
         return;
     case ST_HELO:
+        if (cls == 2 && relay_loops(r))
+            return;
         if (cls == 2) {
             smtp_relay_hop_session(r);
             return;
@@ -603,6 +643,9 @@ void smtp_relay_read_cb(struct bufferevent *bev, void *arg)
             break;
         }
         r->rcode = code;
+        if ((r->state == ST_EHLO || r->state == ST_EHLO2 || r->state == ST_HELO) && r->rlines == 1
+            && code / 100 == 2)
+            relay_greets_as_us(r, line, len);
         if ((r->state == ST_EHLO || r->state == ST_EHLO2) && r->rlines > 1 && len > 4)
             smtp_relay_hop_ehlo_line(r, line + 4);
         if (sep == ' ') {

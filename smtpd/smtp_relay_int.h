@@ -116,6 +116,7 @@ struct smtp_relay {
     int tls_skip;               /* relay_tls = may and this hop's handshake failed: retry in the clear */
     int reached;                /* some hop answered its banner */
     int connected;              /* the current hop accepted the connection */
+    int loops;                  /* the hop's EHLO/HELO reply names it as us: a routing loop */
     /* envelope and client, copied */
     char *sender;
     char *mail_params;

@@ -56,6 +56,8 @@ sm_sink slow "" -w 5 || tl_bail "smtp-sink (slow) did not start"
 sm_sink soft "" -r RCPT || tl_bail "smtp-sink (soft) did not start"
 sm_sink hard "" -f RCPT || tl_bail "smtp-sink (hard) did not start"
 sm_sink mailsoft "" -r MAIL || tl_bail "smtp-sink (mailsoft) did not start"
+# A next hop that greets with smtpd's own name (tests/lib/smtpd.sh): a route back to us.
+sm_sink mirror "" -h mx.gateway.test || tl_bail "smtp-sink (mirror) did not start"
 DEAD_PORT=$(sm_port)
 
 PF_TLS_CERT="$T/pki/pf.pem"
@@ -72,7 +74,10 @@ pf_start || tl_bail "the private Postfix did not start"
     tl_admin domain add soft.test "smtp:[127.0.0.1]:$soft_PORT" &&
     tl_admin domain add hard.test "smtp:[127.0.0.1]:$hard_PORT" &&
     tl_admin domain add mailsoft.test "smtp:[127.0.0.1]:$mailsoft_PORT" &&
-    for d in example.com example.net down.test failover.test slow.test soft.test hard.test mailsoft.test; do
+    tl_admin domain add loop.test "smtp:[127.0.0.1]:$mirror_PORT" &&
+    tl_admin domain add loopover.test "smtp:[127.0.0.1]:$mirror_PORT,smtp:[127.0.0.1]:$SINK_PORT" &&
+    for d in example.com example.net down.test failover.test slow.test soft.test hard.test mailsoft.test \
+        loop.test loopover.test; do
         tl_admin static add "user@$d" || exit 1
     done
 } >"$T/admin.out" 2>&1 || tl_bail "rcptgate admin could not set up the domains: $(cat "$T/admin.out")"
@@ -101,6 +106,20 @@ echo "# relayed $(python3 -c "print(round(1000 / ($end - $start)))") msgs/s (5 K
 sm_swaks --ehlo client.example.org --from sender@client.test --to user@failover.test
 tl_ok "$?" "a dead first next hop: the second takes the message"
 tl_is "$(count sink)" 1052 "... and the sink has it"
+
+# ---------------------------------------------------------------- a next hop that is ourselves
+# It greets with our own name: relaying there would loop. A temporary
+# answer (the route is a mistake to fix, not the recipient's), and the
+# next hop of the list, if any, takes the mail.
+sm_swaks --ehlo client.example.org --from sender@client.test --to user@loop.test
+tl_like "$(awk '/^ *-> RCPT TO:/ { w = 1; next } w && /^<[-~*]* +[0-9]/ { print; exit }' "$T/swaks.out")" \
+    '^<[-~*]* +451 4\.4\.6 ' "a next hop greeting with our own name: RCPT 451 4.4.6 (a routing loop)"
+tl_is "$(count mirror)" 0 "... the looping hop got no message"
+tl_like "$(cat "$SMTPD_LOG")" 'next hop .*greets with my own name mx\.gateway\.test' "... and the log says why"
+before=$(count sink)
+sm_swaks --ehlo client.example.org --from sender@client.test --to user@loopover.test
+tl_ok "$?" "a looping first next hop: the second takes the message"
+tl_is "$(count sink)" $((before + 1)) "... and the sink has it"
 
 # ---------------------------------------------------------------- two next hops in one transaction
 # An MTA that batches the recipients of two of our inside servers (by MX
