@@ -92,6 +92,8 @@
     "onPremisesSamAccountName"
 #define SOURCE_GRAPH_GROUP_SELECT "id,mail,proxyAddresses,mailEnabled,securityEnabled,groupTypes"
 #define SOURCE_GRAPH_CONTACT_SELECT "id,mail,proxyAddresses"
+/* Incremental pulls in a row that may fail on objects Graph lists but will not give, before a full pull */
+#define SOURCE_GRAPH_UNREAD_MAX 3
 
 /* source_graph_of - our struct behind the opaque handle */
 static SOURCE_GRAPH *source_graph_of(SOURCE *src)
@@ -458,6 +460,17 @@ static int source_graph_delete(SOURCE_GRAPH *sg, const char *id, char *err, size
     return 0;
 }
 
+/* source_graph_unread_drop - id no longer waits for an answer (its @removed, or a whole copy, came) */
+static void source_graph_unread_drop(SOURCE_GRAPH *sg, const char *id)
+{
+    for (size_t i = 0; i < sg->nunread; i++)
+        if (strcmp(sg->unread[i], id) == 0) {
+            free(sg->unread[i]);
+            sg->unread[i] = sg->unread[--sg->nunread];
+            return;
+        }
+}
+
 /* source_graph_delta_cb - one entry of a delta page: removed, changed, or to be read again */
 static int source_graph_delta_cb(SOURCE_GRAPH *sg, json_t *item, void *ctx, char *err, size_t errlen)
 {
@@ -477,12 +490,7 @@ static int source_graph_delta_cb(SOURCE_GRAPH *sg, json_t *item, void *ctx, char
     }
     if (json_object_get(item, "@removed") != NULL) {
         /* Removed later in the round than a re-read that found nothing: that answers it. */
-        for (size_t i = 0; i < sg->nunread; i++)
-            if (strcmp(sg->unread[i], id) == 0) {
-                free(sg->unread[i]);
-                sg->unread[i] = sg->unread[--sg->nunread];
-                break;
-            }
+        source_graph_unread_drop(sg, id);
         return source_graph_delete(sg, id, err, errlen);
     }
     for (const char *const *p = d->needed; *p; p++) {
@@ -514,6 +522,8 @@ static int source_graph_delta_cb(SOURCE_GRAPH *sg, json_t *item, void *ctx, char
             break;
         }
     }
+    /* Whole now (as it came, or read again): an earlier re-read of it that found nothing is answered. */
+    source_graph_unread_drop(sg, id);
     rc = d == &source_graph_users ? source_graph_user(sg, item, err, errlen)
         : d == &source_graph_groups ? source_graph_group(sg, item, err, errlen)
         : source_graph_contact(sg, item, err, errlen);
@@ -738,10 +748,24 @@ static int source_graph_incremental(SOURCE *src, const char *cookie, const char 
             goto done;
     }
     if (sg->nunread > 0) {
-        snprintf(err, errlen, "object %s: HTTP 404 on reading it again whole, and not removed by the delta "
-                 "(%zu such; tried at the next pull)", sg->unread[0], sg->nunread);
+        /*
+         * A replica that lags (or an object Graph keeps listing but will
+         * not give): the next pull reads it again. Not for ever: past
+         * SOURCE_GRAPH_UNREAD_MAX such pulls in a row a full pull settles
+         * it, rather than every change of the tenant waiting for
+         * full_interval.
+         */
+        if (++sg->unread_fails >= SOURCE_GRAPH_UNREAD_MAX) {
+            snprintf(err, errlen, "object %s: HTTP 404 on reading it again whole, and not removed by the "
+                     "delta, %d pulls in a row: pulling in full", sg->unread[0], sg->unread_fails);
+            sg->unread_fails = 0;
+            rc = SOURCE_FULL;
+        } else
+            snprintf(err, errlen, "object %s: HTTP 404 on reading it again whole, and not removed by the delta "
+                     "(%zu such; tried at the next pull)", sg->unread[0], sg->nunread);
         goto done;
     }
+    sg->unread_fails = 0;
     *new_cookie = source_graph_cookie(next[0], next[1], next[2]);
     rc = SOURCE_OK;
     log_debug("source %s: delta: %lld users, %lld groups, %lld contacts seen, %lld objects put, "

@@ -190,8 +190,14 @@ static int source_graph_http_perform(SOURCE_GRAPH *sg, const char *url, const ch
     curl_slist_free_all(hdr);
     xfree_secret(auth);
     if (rc != CURLE_OK) {
-        *tls_failed = rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE
-            || rc == CURLE_SSL_CONNECT_ERROR;
+        /*
+         * Only a certificate that does not verify is for good.
+         * CURLE_SSL_CONNECT_ERROR is any failed handshake, a connection
+         * reset by a proxy or load balancer in the middle of it included:
+         * tried again like any network error (a handshake that can never
+         * work fails after the same few tries).
+         */
+        *tls_failed = rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE;
         if (sg->body.too_big)
             snprintf(err, errlen, "%s: the answer is larger than %d MB", url, SOURCE_GRAPH_HTTP_PAGE_MAX >> 20);
         else

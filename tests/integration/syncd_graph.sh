@@ -305,6 +305,15 @@ syncd_once --incremental
 tl_is "$rc" 0 "an object changed and then removed in one round: exits 0"
 tl_is "$(requests 'GET /v1.0/users/00000007-aaaa')" 1 "... its re-read was tried (and answered 404)"
 rg_invalid dave@corp.example
+# One round lists u02 first by its id alone (its re-read: 404) and later
+# whole: the whole copy answers the 404, and the round is applied.
+control '{"changed_twice": true, "lag_reads": 100}'
+write_state drop16 alice-off first
+mark
+syncd_once --incremental
+tl_is "$rc" 0 "an object listed first by its id (re-read: 404) and later whole in one round: exits 0"
+tl_is "$(requests 'GET /v1.0/users/00000102-aaaa')" 1 "... its re-read was tried (and answered 404)"
+rg_invalid desk@corp.example
 control '{}'
 
 # --- a failed delta applies nothing, not even the users' half
@@ -406,6 +415,26 @@ graph_conf "ca_file=$WRONG_CA"
 syncd_once
 tl_is "$rc" 75 "a server certificate that does not verify: 75"
 tl_like "$(cat "$T/syncd.err")" "certificate|SSL" "the message says why"
+# A handshake cut short (a proxy or load balancer resetting the
+# connection) is a network error, tried again; only a certificate that
+# does not verify fails at once.
+python3 -c '
+import socket, sys
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(5)
+open(sys.argv[1] + ".tmp", "w").write(str(s.getsockname()[1])); __import__("os").rename(sys.argv[1] + ".tmp", sys.argv[1])
+n = 0
+while True:
+    c, _ = s.accept(); n += 1
+    open(sys.argv[1] + ".n", "w").write(str(n))
+    c.recv(10); c.close()
+' "$T/reset.port" &
+tl_pids="$tl_pids $!"
+tl_wait_grep "^[0-9]+$" "$T/reset.port" || tl_bail "the resetting server did not start"
+graph_conf "login_url=https://127.0.0.1:$(cat "$T/reset.port")"
+syncd_once
+tl_is "$rc" 75 "every TLS handshake reset: 75 in the end"
+tl_ok "$([ "$(cat "$T/reset.port.n" 2>/dev/null || echo 0)" -ge 2 ] && echo 0 || echo 1)" \
+    "... after trying again ($(cat "$T/reset.port.n" 2>/dev/null || echo 0) connections), not at the first reset"
 printf 'wrong\n' > "$D/bad-secret"
 chmod 600 "$D/bad-secret"
 graph_conf "client_secret_file=$D/bad-secret"

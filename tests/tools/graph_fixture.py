@@ -42,6 +42,10 @@ the counters start over):
   removed_also_changed each object a delta removes comes first as a partial
                        change too (its re-read then answers 404), as Graph
                        may list one object more than once in a round
+  changed_twice        each object a delta changes comes first with its id
+                       alone (its re-read then answers 404 under lag_reads)
+                       and later whole, as Graph may list one object more
+                       than once in a round
   lag_reads N          the first N reads of one object (/users/ID, /groups/ID,
                        /groups/ID/members) answer 404, as a replica that
                        does not hold it yet
@@ -402,6 +406,9 @@ class Fixture(BaseHTTPRequestHandler):
                 changes.append({"id": oid, "@removed": {"reason": "changed"}})
                 if ctl.get("removed_also_changed"):
                     changes.insert(0, {"id": oid, "mail": "changed@corp.example"})
+        if ctl.get("changed_twice"):
+            changes = [{"id": c["id"]} for c in changes
+                       if "@removed" not in c and c["id"] in before] + changes
         off = int(q.get("$skiptoken", 0))
         out = {"value": changes[off:off + size]}
         if off + size < len(changes):
