@@ -35,7 +35,8 @@
 
 #define CFG_MAX_LINE    4096
 #define CFG_SECTION_MAX 49      /* inih keeps 50 bytes of a section name, the NUL included */
-#define CFG_MAX_SECRET  4096
+/* A secret file: a password, or a private key (an RSA-4096 key with its certificate in one PEM is 5 kB) */
+#define CFG_MAX_SECRET  65536
 
 /*
  * Every section any rcptgate program reads. A program skips the ones it
