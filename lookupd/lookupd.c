@@ -583,15 +583,26 @@ static void lookupd_listen_text(int kind, char *buf, size_t size)
 static void lookupd_apply(void)
 {
     struct timeval tv = lookupd_ms_tv(var_lookupd_idle_ms);
+    static int idle_ms;
 
     params_check_opts(&lookupd_check_opts);
     params_rules_hostname(lookupd_hostname, sizeof(lookupd_hostname));
     log_set_debug(lookupd_sk.verbose || strcmp(var_log_level, "debug") == 0);
-    if (lookupd_base != NULL) {
-        /* Common timeouts keep thousands of identical idle timers cheap. */
-        lookupd_idle_tv = event_base_init_common_timeout(lookupd_base, &tv);
-        if (lookupd_idle_tv == NULL)
-            log_fatal("event_base_init_common_timeout failed");
+    if (lookupd_base != NULL && (lookupd_idle_tv == NULL || var_lookupd_idle_ms != idle_ms)) {
+        /*
+         * Common timeouts keep thousands of identical idle timers cheap.
+         * libevent holds at most 256 of them per loop, and never frees
+         * one: a new one only when the value changed, and past that limit
+         * a plain timer (slower with many connections, never a stop).
+         */
+        static struct timeval plain;
+
+        idle_ms = var_lookupd_idle_ms;
+        if ((lookupd_idle_tv = event_base_init_common_timeout(lookupd_base, &tv)) == NULL) {
+            log_warn("idle_timeout: no common timer left (a restart gives one back); using a plain one");
+            plain = tv;
+            lookupd_idle_tv = &plain;
+        }
     }
 }
 

@@ -490,8 +490,9 @@ static int smtp_command_postmaster(char *out, size_t size)
 
         memset(&why, 0, sizeof(why));
         if ((rc = check_domain(st, d, strlen(d), &why)) != 0) {
-            if (rc > 0)
-                snprintf(out, size, "postmaster@%s", d);
+            /* The host name is at most SMTPD_NAME_LEN; a caller's smaller buffer takes no part of it. */
+            if (rc > 0 && (size_t) snprintf(out, size, "postmaster@%s", d) >= size)
+                return 0;
             return rc;
         }
     }

@@ -399,7 +399,11 @@ static void smtpd_signal_cb(evutil_socket_t sig, short what, void *arg)
     (void) what;
     (void) arg;
     if (sig == SIGHUP) {
-        skeleton_reload(&smtpd_sk);
+        /* Stopping, a reload would tell systemd READY=1 after STOPPING=1: nothing is left to apply it to. */
+        if (smtpd_stopping)
+            log_debug("SIGHUP while stopping: ignored");
+        else
+            skeleton_reload(&smtpd_sk);
         return;
     }
     if (smtpd_stopping)
