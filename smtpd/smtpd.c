@@ -291,7 +291,8 @@ static void smtpd_tick_cb(evutil_socket_t fd, short what, void *arg)
     (void) what;
     (void) arg;
     keeper_tick(smtpd_store_keeper());
-    if (smtpd_stopping && (smtp_session_count() == 0 || now > smtpd_stop_ms + var_smtpd_shutdown_ms + 3000))
+    if (smtpd_stopping && ((smtp_session_count() == 0 && smtpd_qmgr_running() == 0)
+                           || now > smtpd_stop_ms + var_smtpd_shutdown_ms + 3000))
         event_base_loopbreak(smtpd_base);
 }
 
@@ -415,11 +416,11 @@ static void smtpd_signal_cb(evutil_socket_t sig, short what, void *arg)
     smtpd_stop_ms = smtpd_now_ms();
     smtpd_listen_close();
     smtp_session_shutdown(0);
-    smtpd_qmgr_stop();
+    smtpd_qmgr_stop(0);
     tv.tv_sec = var_smtpd_shutdown_ms / 1000;
     tv.tv_usec = (var_smtpd_shutdown_ms % 1000) * 1000;
     event_add(smtpd_stop_ev, &tv);
-    if (smtp_session_count() == 0)
+    if (smtp_session_count() == 0 && smtpd_qmgr_running() == 0)
         event_base_loopbreak(smtpd_base);
 }
 
@@ -579,7 +580,7 @@ int main(int argc, char **argv)
         event_base_dispatch(smtpd_base);
     }
     smtpd_listen_close();
-    smtpd_qmgr_stop();
+    smtpd_qmgr_stop(1);
     smtp_relay_quit_cut();              /* a QUIT's 221 is not worth waiting for now */
     log_info("stopped: %lld connections, %lld messages relayed", smtp_session_stats.connections_total,
              smtp_session_stats.messages);

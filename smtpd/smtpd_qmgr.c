@@ -6,7 +6,7 @@
  *   smtpd_qmgr_accepting(why, whylen);     a session asks before it queues
  *   smtpd_qmgr_queued(id, next_try);       a session committed a message
  *   smtpd_qmgr_counts(&deferred, &hold, &oldest);
- *   smtpd_qmgr_reload(); smtpd_qmgr_stop();
+ *   smtpd_qmgr_reload(); smtpd_qmgr_stop(all); smtpd_qmgr_running();
  *
  * DESCRIPTION
  *   The spool (lib/spool.c) is opened when relay_mode is not "proxy", or
@@ -46,11 +46,12 @@
  *   made), returned to the sender. delay_warning_time sends one delay
  *   report. A report is never made for a report or the null sender.
  *
- *   SIGTERM cuts every transaction and the spool keeps the message: one
- *   cut before its final dot is discarded downstream; one cut while it
- *   waits for the answer to its dot may have been delivered, and is
- *   delivered again after the restart. Delivery is at least once, never
- *   zero times.
+ *   SIGTERM cuts every transaction that has not sent its final dot, and
+ *   the spool keeps the message: the next hop discards what it got. One
+ *   waiting for the answer to its dot is let finish, within
+ *   shutdown_timeout as the sessions are: its next hop may have the
+ *   message already. Only one still waiting past that is cut, and then
+ *   delivered again after the restart: at least once, never zero times.
  *
  * DIAGNOSTICS
  *   Postfix's log lines (qmgr, smtp, bounce), so pflogsumm counts them:
@@ -997,13 +998,31 @@ void smtpd_qmgr_reload(void)
     qmgr_wake_at(smtpd_qmgr_now_ms());
 }
 
+/* qmgr_msg_at_dot - has one of m's transactions sent its final dot? */
+static int qmgr_msg_at_dot(const QMGR_MSG *m)
+{
+    for (const QMGR_DLV *d = m->dlvs; d; d = d->mnext)
+        if (d->relay != NULL && d->dot_sent)
+            return 1;
+    return 0;
+}
+
+int smtpd_qmgr_running(void)
+{
+    return qmgr_nactive;
+}
+
 /*
  * smtpd_qmgr_stop - SIGTERM: start nothing more and cut what runs (the
- * spool keeps it; one waiting on its dot's answer may come again after
- * the restart); once no session is left, close it
+ * spool keeps it), except, until the end (all), a message one of whose
+ * transactions has sent its final dot: its next hop may have taken it,
+ * and one cut there would be delivered again after the restart. Once no
+ * session and no delivery is left, close the spool.
  */
-void smtpd_qmgr_stop(void)
+void smtpd_qmgr_stop(int all)
 {
+    int kept = 0;
+
     qmgr_stopping = 1;
     if (qmgr_open_ev) {
         event_free(qmgr_open_ev);
@@ -1022,9 +1041,12 @@ void smtpd_qmgr_stop(void)
         qmgr_soon_ev = NULL;
     }
     qmgr_nsoon = 0;
-    while (qmgr_active) {
-        QMGR_MSG *m = qmgr_active;
-
+    for (QMGR_MSG *m = qmgr_active, *next; m; m = next) {
+        next = m->next;
+        if (!all && qmgr_msg_at_dot(m)) {
+            kept++;
+            continue;
+        }
         for (QMGR_DLV *d = m->dlvs; d; d = d->mnext) {
             smtp_relay_free(d->relay);
             d->relay = NULL;
@@ -1033,6 +1055,9 @@ void smtpd_qmgr_stop(void)
             log_info("%s: delivery cut by the stop; it stays queued", m->id);
         qmgr_msg_free(m);
     }
+    if (kept > 0)
+        log_info("stopping: %d message%s wait%s for the next hop's answer to the final dot "
+                 "(at most shutdown_timeout)", kept, kept == 1 ? "" : "s", kept == 1 ? "s" : "");
     /* The lines of the next hops only point at what was just freed; idle connections QUIT. */
     for (QMGR_DEST *dst = qmgr_dests; dst; dst = dst->next) {
         while (dst->idle) {
@@ -1045,8 +1070,17 @@ void smtpd_qmgr_stop(void)
         dst->wait_head = NULL;
         dst->wait_tail = &dst->wait_head;
     }
+    /*
+     * What is let finish counts again, so each next hop's count comes back
+     * to 0 as it ends (a transaction still in a line never starts: its
+     * message stays until the end, and is cut there).
+     */
+    for (QMGR_MSG *m = qmgr_active; m; m = m->next)
+        for (QMGR_DLV *d = m->dlvs; d; d = d->mnext)
+            if (d->relay != NULL)
+                d->dest->active++;
     smtpd_qmgr_dest_gc();
-    if (smtpd_spool != NULL && smtp_session_count() == 0) {
+    if (smtpd_spool != NULL && smtp_session_count() == 0 && qmgr_active == NULL) {
         spool_close(smtpd_spool);
         smtpd_spool = NULL;
     }

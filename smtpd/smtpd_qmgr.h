@@ -30,8 +30,16 @@ int smtpd_qmgr_init(char *err, size_t errlen);
 /* smtpd_qmgr_reload - the [smtpd] queue parameters changed (SIGHUP) */
 void smtpd_qmgr_reload(void);
 
-/* smtpd_qmgr_stop - SIGTERM: no new deliveries; running ones end or are cut (the spool keeps them) */
-void smtpd_qmgr_stop(void);
+/*
+ * smtpd_qmgr_stop - SIGTERM (all 0): no new deliveries; those whose final
+ * dot went out may finish (their next hop may hold the message already:
+ * cut, it would go again after the restart), the others are cut (the
+ * spool keeps them). At the end (all 1): whatever is left is cut.
+ */
+void smtpd_qmgr_stop(int all);
+
+/* smtpd_qmgr_running - messages still being delivered (after smtpd_qmgr_stop(0): those let finish) */
+int smtpd_qmgr_running(void);
 
 /*
  * smtpd_qmgr_session_hold - a session committed id before its next hop's

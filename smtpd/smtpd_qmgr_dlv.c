@@ -380,6 +380,7 @@ static void qmgr_stream(void *arg)
             return;
         }
     }
+    d->dot_sent = 1;
     smtp_relay_dot(d->relay, qmgr_dot_cb, d);
 }
 

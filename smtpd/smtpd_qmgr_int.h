@@ -81,6 +81,7 @@ struct qmgr_dlv {
     int failed;                 /* the relay lost the transaction: not worth keeping */
     long long start_ms, conn_ms;
     long long sent;             /* body bytes handed to the relay */
+    int dot_sent;               /* the final dot is on its way: the next hop may have the message */
     QMGR_DLV *next;             /* in the destination's line, or the message's list */
     QMGR_DLV *mnext;
 };

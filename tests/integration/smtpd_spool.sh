@@ -84,6 +84,8 @@ sm_picky || tl_bail "smtp_picky.py did not start"
     tl_admin domain add qup.test "smtp:[127.0.0.1]:$SINK_PORT" --relay-mode=queue &&
     tl_admin domain add proxy.test "smtp:[127.0.0.1]:$DEAD_PORT" --relay-mode=proxy &&
     tl_admin domain add picky.test "smtp:[127.0.0.1]:$PICKY_PORT" &&
+    tl_admin domain add qpicky.test "smtp:[127.0.0.1]:$PICKY_PORT" --relay-mode=queue &&
+    tl_admin static add slowdot@qpicky.test &&
     tl_admin static add defer1@picky.test && tl_admin static add refuse1@picky.test &&
     tl_admin static add bare1@picky.test &&
     tl_admin static add slowdot@picky.test &&
@@ -451,6 +453,33 @@ scans=$(grep -c "queue $T/queue4: scanned" "$T/smtpd.stderr")
 tl_ok "$([ "$scans" -ge 2 ] && [ "$scans" -le 6 ]; echo $?)" \
     "30 tries due over 6 s: $scans scans of deferred/ in 9 s (2 to 6: a tenth of queue_run_delay apart, not one per try)"
 sm_stop
+cat "$T/smtpd.stderr" >> "$T/smtpd.stderr.all"
+
+# ---------------------------------------------------------------- SIGTERM while a delivery waits for its dot's answer
+# The queue manager's delivery has sent the dot; the next hop holds its
+# answer (until picky.got.go) but has the message. The stop waits for that
+# answer (within shutdown_timeout) instead of cutting it, which delivered
+# the message a second time after the restart.
+sed -i -e "s|^queue_directory = .*|queue_directory = $T/queue6|" "$CONF"
+: > "$T/smtpd.stderr"
+sm_start_or_bail
+send slowdot@qpicky.test
+tl_like "$(qid)" '^[0-9A-Z]+$' "queue mode: a message to a next hop that holds its answer to the dot"
+tl_wait_grep 'RCPT slowdot@qpicky.test' "$T/picky.got.hold" 10 || tl_bail "the next hop never got the dot"
+kill -TERM "$SMTPD_PID"
+sleep 1
+: > "$T/picky.got.go"   # the next hop answers 250 now, after the TERM
+wait "$SMTPD_PID"
+SMTPD_PID=""
+tl_like "$(cat "$SMTPD_LOG")" 'to=<slowdot@qpicky\.test>, relay=.*status=sent' \
+    "SIGTERM while the next hop held its answer to the dot: smtpd waited for it (status=sent)"
+cat "$T/smtpd.stderr" >> "$T/smtpd.stderr.all"
+: > "$T/smtpd.stderr"
+sm_start_or_bail
+sleep 3
+tl_is "$(grep -c 'RCPT slowdot@qpicky.test' "$T/picky.got.hold")" 1 "... and after the restart it is not delivered again"
+sm_stop
+rm -f "$T/picky.got.go"
 cat "$T/smtpd.stderr" >> "$T/smtpd.stderr.all"
 
 # ---------------------------------------------------------------- relay_mode changed by SIGHUP
