@@ -227,6 +227,11 @@ int check_rcpt(STORE *st, const CHECK_OPTS *opts, const char *addr, size_t len, 
     snprintf(key, sizeof(key), "@%s", a.domain);
     if ((rc = check_rcpt_key(st, key, CHECK_MATCH_CATCHALL, why)) != 0)
         return rc;
+    /* A source that has never synced may hold it: not "user unknown", which bounces real mail. */
+    if (*store_incomplete(st)) {
+        why->rule = CHECK_FAIL_INCOMPLETE;
+        return -1;
+    }
     why->rule = CHECK_MISS_USER;
     return 0;
 }
@@ -289,6 +294,8 @@ const char *check_rule_text(enum check_rule rule)
         return "domain uses the default next hop";
     case CHECK_FAIL_STORE:
         return "store failure";
+    case CHECK_FAIL_INCOMPLETE:
+        return "not in the store, which lacks a source never synced";
     }
     return "unknown rule";
 }

@@ -33,6 +33,7 @@ enum check_rule {
     CHECK_MISS_USER,            /* our domain, no such recipient */
     CHECK_MISS_NEXTHOP,         /* transport: our domain, default next hop */
     CHECK_FAIL_STORE,           /* the store could not answer */
+    CHECK_FAIL_INCOMPLETE,      /* not in the store, which lacks a source never synced (store_incomplete) */
 };
 
 typedef struct check_why {
@@ -49,7 +50,9 @@ typedef struct check_why {
 
 /*
  * check_rcpt - is this a valid recipient? addr is as Postfix or SMTP
- * gave it (len bytes, brackets optional). 1 yes, 0 no, -1 store failure.
+ * gave it (len bytes, brackets optional). 1 yes, 0 no, -1 store failure,
+ * or (why->rule CHECK_FAIL_INCOMPLETE) no such recipient in a store that
+ * lacks a source: "try later", but the handle is sound.
  */
 int check_rcpt(STORE *st, const CHECK_OPTS *opts, const char *addr, size_t len, CHECK_WHY *why);
 

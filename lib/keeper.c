@@ -43,7 +43,8 @@ struct keeper {
     const char *doing;          /* "answering TEMP" */
     const char *ready;          /* daemon_ready() status */
     char reason[KEEPER_REASON_LEN];     /* why it is closed */
-    char stale[KEEPER_REASON_LEN];      /* non-empty: data older than max_age */
+    char stale[KEEPER_REASON_LEN];      /* non-empty: data older than max_age, or a source never synced */
+    int partial;                /* stale only by a source never synced: known addresses still answer */
     char line[2 * KEEPER_REASON_LEN + 64];      /* the text of the ready line */
 };
 
@@ -78,7 +79,7 @@ static void keeper_copy(char *out, size_t size, const char *in)
 static void keeper_sync_mirror(KEEPER *k)
 {
     if (k->mirror != NULL)
-        *k->mirror = (k->st != NULL && k->stale[0] == 0) ? k->st : NULL;
+        *k->mirror = (k->st != NULL && (k->stale[0] == 0 || k->partial)) ? k->st : NULL;
 }
 
 /* keeper_create - a keeper that has not opened the store yet */
@@ -104,6 +105,7 @@ static void keeper_close(KEEPER *k, const char *reason)
     }
     k->in_read = 0;
     k->stale[0] = 0;
+    k->partial = 0;
     if (reason != NULL)
         keeper_copy(k->reason, sizeof(k->reason), reason);
     keeper_sync_mirror(k);
@@ -198,34 +200,50 @@ static int keeper_oldest(STORE *st, char *name, size_t size, long long *age)
     return rc;
 }
 
-/* keeper_stale - is st's directory data older than [store] max_age, or not there yet? (keeper.h) */
-int keeper_stale(STORE *st, char *why, size_t size)
+/*
+ * keeper_judge - keeper_stale, and *partial: 1 when only a source that has
+ * never synced makes it so. Past max_age nothing the store says can be
+ * trusted; a source not synced yet only makes its absence of an address
+ * meaningless (the address may be that source's), while what the other
+ * sources hold is as good as ever.
+ */
+static int keeper_judge(STORE *st, char *why, size_t size, int *partial)
 {
     char name[CFG_NAME_LEN];
     long long age;
     int rc;
 
     why[0] = 0;
+    *partial = 0;
+    if (var_store_max_age_ms > 0) {
+        if (keeper_oldest(st, name, sizeof(name), &age) < 0)
+            return -1;
+        if (age >= 0 && age * 1000 > var_store_max_age_ms) {
+            snprintf(why, size, "directory data is stale: %s%s%slast sync %lld s ago, max_age is %d s",
+                     name[0] ? "source " : "", name, name[0] ? ": " : "", age, var_store_max_age_ms / 1000);
+            return 1;
+        }
+    }
     /*
      * A [source NAME] of the configuration that has never had a sync
      * applied: its recipients are not in the store yet, and "user
      * unknown" for them would bounce real mail (a new gateway started
-     * before its first pull, a source just added). Checked whatever
-     * max_age says.
+     * before its first pull, a source just added or renamed). Checked
+     * whatever max_age says.
      */
-    if ((rc = keeper_unsynced(st, name, sizeof(name))) == 1)
+    if ((rc = keeper_unsynced(st, name, sizeof(name))) == 1) {
         snprintf(why, size, "source %s has never synced: its recipients are not in the store yet", name);
-    if (rc != 0)
-        return rc;
-    if (var_store_max_age_ms <= 0)
-        return 0;
-    if (keeper_oldest(st, name, sizeof(name), &age) < 0)
-        return -1;
-    if (age < 0 || age * 1000 <= var_store_max_age_ms)
-        return 0;
-    snprintf(why, size, "directory data is stale: %s%s%slast sync %lld s ago, max_age is %d s",
-             name[0] ? "source " : "", name, name[0] ? ": " : "", age, var_store_max_age_ms / 1000);
-    return 1;
+        *partial = 1;
+    }
+    return rc;
+}
+
+/* keeper_stale - is st's directory data older than [store] max_age, or not there yet? (keeper.h) */
+int keeper_stale(STORE *st, char *why, size_t size, int *partial)
+{
+    int p;
+
+    return keeper_judge(st, why, size, partial ? partial : &p);
 }
 
 /*
@@ -236,21 +254,32 @@ int keeper_stale(STORE *st, char *why, size_t size)
  */
 static void keeper_status(KEEPER *k);
 
+/* keeper_doing - what the daemon does while the data is stale */
+static const char *keeper_doing(const KEEPER *k)
+{
+    return k->partial ? "addresses it does not hold get \"try later\" (those it holds are answered)" : k->doing;
+}
+
 static void keeper_stale_check(KEEPER *k)
 {
     char was[sizeof(k->stale)];
 
+    int was_partial = k->partial;
+
     memcpy(was, k->stale, sizeof(was));
     k->stale[0] = 0;
+    k->partial = 0;
     if (k->st == NULL)
         return;
-    if (keeper_stale(k->st, k->stale, sizeof(k->stale)) < 0) {
+    if (keeper_judge(k->st, k->stale, sizeof(k->stale), &k->partial) < 0) {
         k->stale[0] = 0;
+        k->partial = 0;
         keeper_failed(k, store_error(k->st));
         return;
     }
-    if (k->stale[0] && was[0] == 0)
-        log_warn("store %s: %s; %s until a sync succeeds", k->path, k->stale, k->doing);
+    store_incomplete_set(k->st, k->partial ? k->stale : "");
+    if (k->stale[0] && (was[0] == 0 || was_partial != k->partial))
+        log_warn("store %s: %s; %s until a sync succeeds", k->path, k->stale, keeper_doing(k));
     else if (k->stale[0] == 0 && was[0])
         log_info("store %s: directory data fresh again", k->path);
     keeper_sync_mirror(k);
@@ -266,7 +295,7 @@ const char *keeper_ready_line(KEEPER *k)
     if (k->st == NULL)
         snprintf(k->line, sizeof(k->line), "READY=1\nSTATUS=store unavailable, %s", k->doing);
     else if (k->stale[0])
-        snprintf(k->line, sizeof(k->line), "READY=1\nSTATUS=%s; %s", k->stale, k->doing);
+        snprintf(k->line, sizeof(k->line), "READY=1\nSTATUS=%s; %s", k->stale, keeper_doing(k));
     else
         return "READY=1";
     return k->line;
@@ -280,7 +309,7 @@ static void keeper_status(KEEPER *k)
     if (k->st == NULL || k->ready == NULL)
         return;
     if (k->stale[0])
-        snprintf(status, sizeof(status), "%s; %s", k->stale, k->doing);
+        snprintf(status, sizeof(status), "%s; %s", k->stale, keeper_doing(k));
     else
         snprintf(status, sizeof(status), "%s", k->ready);
     daemon_ready(status);
@@ -401,7 +430,7 @@ STORE *keeper_store(KEEPER *k, const char **reason)
         *reason = k->reason;
         return NULL;
     }
-    if (k->stale[0]) {
+    if (k->stale[0] && !k->partial) {
         *reason = k->stale;
         return NULL;
     }

@@ -11,6 +11,9 @@
  *   - once a second the keeper checks that the path still names the file
  *     it has open (device and inode): a vanished store closes it, a
  *     replaced one (a new file moved over it) is reopened;
+ *   - while a [source NAME] of the file has never synced, the handle
+ *     answers, marked incomplete (store_incomplete_set): an address it
+ *     holds is valid, one it lacks is "try later" (check_rcpt);
  *   - with [store] max_age set, the directory data is checked once a
  *     second: past the limit every answer is "try later", because a list
  *     that has stopped syncing no longer knows new addresses, and an
@@ -90,9 +93,11 @@ void keeper_failed(KEEPER *k, const char *reason);
  * (with [store] max_age set) the data is older than that? 1 (why says
  * so, for replies and logs), 0 fresh or no limit, -1 a store error
  * (store_error()). The keeper's own test, for a command that must judge
- * as the daemons do (rcptgate query).
+ * as the daemons do (rcptgate query). With partial not NULL, *partial is
+ * 1 when only a source never synced makes it so: the daemons then still
+ * answer from st, marked with store_incomplete_set(st, why).
  */
-int keeper_stale(STORE *st, char *why, size_t size);
+int keeper_stale(STORE *st, char *why, size_t size, int *partial);
 
 /*
  * keeper_unsynced - has a [source NAME] of the file last loaded never had

@@ -1117,6 +1117,8 @@ static int rules_recipient(RULES_CTX *x)
 
     if (ours) {
         rc = check_rcpt(in->store, &x->opts, rcpt, strlen(rcpt), &why);
+        if (rc < 0 && why.rule == CHECK_FAIL_INCOMPLETE)
+            return rules_set(x, 451, "store_stale", "451 4.3.0 %s: Temporary lookup failure", what);
         if (rc < 0) {
             log_warn("recipient lookup for %s: %s", what, store_error(in->store));
             return rules_set(x, 451, "store_failure", "451 4.3.0 %s: Temporary lookup failure", what);

@@ -471,6 +471,16 @@ void store_close(STORE *st)
 }
 
 /* store_error - text of the last error on this handle */
+void store_incomplete_set(STORE *st, const char *why)
+{
+    snprintf(st->incomplete, sizeof(st->incomplete), "%s", why ? why : "");
+}
+
+const char *store_incomplete(const STORE *st)
+{
+    return st ? st->incomplete : "";
+}
+
 const char *store_error(STORE *st)
 {
     if (st == NULL)

@@ -52,6 +52,16 @@ void store_close(STORE *st);
 const char *store_error(STORE *st);
 
 /*
+ * store_incomplete_set - mark the handle's data as lacking a source that
+ * has never synced (why, "" for complete again; lib/keeper.c decides):
+ * an address the store holds is still valid, but one it does not hold may
+ * be the missing source's, so check_rcpt() cannot say "no" for it.
+ * store_incomplete - the mark, "" when none.
+ */
+void store_incomplete_set(STORE *st, const char *why);
+const char *store_incomplete(const STORE *st);
+
+/*
  * store_errors - how many errors this handle has had: a caller that
  * does not see every -1 itself (the store keeper) notices new ones.
  */

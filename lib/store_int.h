@@ -60,6 +60,7 @@ struct store {
     sqlite3_stmt *bstmt[STORE_BSTMT_MAX];
     sqlite3_stmt *sstmt[STORE_SSTMT_MAX];
     char err[512];
+    char incomplete[256];       /* non-empty: a source has never synced (store_incomplete_set) */
     unsigned long errors;       /* store_errf() calls: see store_errors() */
     int in_read;                /* store_read_begin() opened a transaction */
     /* copies of the last lookup's strings */

@@ -67,6 +67,8 @@ static size_t sockmap_recipients(const char *key, size_t klen, char *out, size_t
 
     if (st == NULL || (rc = check_rcpt(st, &lookupd_check_opts, key, klen, &sockmap_why)) < 0) {
         *outcome = SOCKMAP_TEMP;
+        if (st != NULL && sockmap_why.rule == CHECK_FAIL_INCOMPLETE)
+            return sockmap_temp(out, size, NULL, store_incomplete(st));     /* the handle is sound */
         return sockmap_temp(out, size, st, reason);
     }
     if (rc == 0) {

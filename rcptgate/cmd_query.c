@@ -129,7 +129,7 @@ int cmd_query(int argc, char **argv)
     CHECK_WHY why;
     STORE *st;
     char when[64], key[ADDR_KEY_SIZE + 2], note[512];
-    int rc;
+    int rc, partial = 0;
 
     /* a whole transaction (client, HELO, sender, login): cmd_query_rules.c */
     if (argc > 2 || (argc == 2 && argv[1][0] == '-'))
@@ -141,8 +141,16 @@ int cmd_query(int argc, char **argv)
     if ((st = rcptgate_store(0)) == NULL)
         return RCPTGATE_EX_STORE;
     printf("address:   %s\n", argv[1]);
-    /* Past [store] max_age both daemons defer every recipient: so does the answer here. */
-    if ((rc = keeper_stale(st, note, sizeof(note))) != 0) {
+    /*
+     * Past [store] max_age both daemons defer every recipient: so does the
+     * answer here. While a source has never synced they defer only what
+     * the store lacks (check_rcpt says so): judged below, with a note.
+     */
+    if ((rc = keeper_stale(st, note, sizeof(note), &partial)) > 0 && partial) {
+        store_incomplete_set(st, note);
+        rc = 0;
+    }
+    if (rc != 0) {
         printf("verdict:   defer (%s)\n", rc > 0 ? "the directory data is stale" : "the store could not answer");
         printf("rule:      %s\n", rc > 0 ? "store_stale" : "store_failure");
         printf("note:      %s\n", rc > 0 ? note : store_error(st));
@@ -157,7 +165,9 @@ int cmd_query(int argc, char **argv)
     printf("verdict:   %s\n", rc > 0 ? "accept (valid recipient)"
            : rc == 0 && why.rule == CHECK_MISS_DOMAIN ? "reject (not ours: only relayed for mynetworks "
            "and authenticated clients)"
-           : rc == 0 ? "reject (not a valid recipient)" : "defer (the store could not answer)");
+           : rc == 0 ? "reject (not a valid recipient)"
+           : why.rule == CHECK_FAIL_INCOMPLETE ? "defer (not in the store, and a source has never synced)"
+           : "defer (the store could not answer)");
     printf("rule:      %s", check_rule_text(why.rule));
     if (why.rule == CHECK_MISS_ADDRESS)
         printf(": %s", addr_strerror(why.addr_err));
@@ -190,8 +200,11 @@ int cmd_query(int argc, char **argv)
         else
             printf("relay mode: %s ([smtpd] relay_mode)\n", var_smtpd_relay_mode);
     }
+    if (*store_incomplete(st))
+        printf("note:      %s\n", store_incomplete(st));
     if (rc < 0) {
-        rcptgate_error("store %s: %s", var_store_path, store_error(st));
+        if (why.rule != CHECK_FAIL_INCOMPLETE)
+            rcptgate_error("store %s: %s", var_store_path, store_error(st));
         store_close(st);
         return RCPTGATE_EX_STORE;
     }

@@ -61,7 +61,7 @@ int cmd_query_rules(int argc, char **argv)
     RULES_INPUT in;
     RULES_RESULT res;
     STORE *st;
-    int bad = 0, stale;
+    int bad = 0, stale = 0, partial = 0;
 
     for (int i = 1; i < argc && !bad; i++) {
         if ((v = cmd_query_rules_opt(argc, argv, &i, "--client-name", &bad)) != NULL)
@@ -125,7 +125,11 @@ int cmd_query_rules(int argc, char **argv)
      * rule runs (lib/keeper.c); judging from the stale data here would
      * show a verdict neither gives.
      */
-    if (st != NULL && (stale = keeper_stale(st, why, sizeof(why))) != 0) {
+    if (st != NULL && (stale = keeper_stale(st, why, sizeof(why), &partial)) > 0 && partial) {
+        store_incomplete_set(st, why);  /* as the daemons: only what the store lacks defers */
+        stale = 0;
+    }
+    if (st != NULL && stale != 0) {
         if (stale < 0)
             snprintf(why, sizeof(why), "%s", store_error(st));
         printf("verdict:   defer\n");
@@ -164,6 +168,8 @@ int cmd_query_rules(int argc, char **argv)
             printf("note:      the policy service leaves relaying to Postfix's reject_unauth_destination,"
                    " which gives the same 554 5.7.1\n");
     }
+    if (st != NULL && *store_incomplete(st))
+        printf("note:      %s\n", store_incomplete(st));
     if (st != NULL && strcmp(res.rule, "store_failure") == 0 && *store_error(st))
         rcptgate_error("store %s: %s", var_store_path, store_error(st));
     store_close(st);

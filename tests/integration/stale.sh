@@ -104,8 +104,9 @@ rcpt "smtpd, fresh again: alice is valid" "$OK" alice@example.com
 rcpt "smtpd, fresh again: the unknown address is 550 again" "$UNKNOWN" new@example.com
 
 # --- a source added to the configuration, not synced yet: its recipients
-# are not in the store, so "unknown" is not known. Both daemons defer,
-# whatever max_age says, until its first sync is applied.
+# are not in the store, so "unknown" is not known. Both daemons defer an
+# address the store does not hold, whatever max_age says, until its first
+# sync is applied; one it holds (another source's) is answered as ever.
 sed -i 's/^max_age = 1h$/max_age = 0/' "$CONF"
 printf 'carol@example.com OK\n' > "$T/extra.map"
 printf '\n[source extra]\ntype = file\npath = %s\n' "$T/extra.map" >> "$CONF"
@@ -116,11 +117,18 @@ tl_wait_grep "source extra has never synced" "$T/smtpd.stderr"
 tl_ok $? "smtpd logs it too"
 reply=$(printf 'recipients carol@example.com\nrecipients alice@example.com\n' | "$RG_CLIENT" "unix:$SOCK")
 tl_like "$(printf '%s\n' "$reply" | sed -n 1p) / $(printf '%s\n' "$reply" | sed -n 2p)" \
-    "^TEMP .*never synced.* / TEMP " "a source never synced: lookupd says TEMP, not NOTFOUND (max_age off)"
+    "^TEMP .*never synced.* / OK imported$" \
+    "a source never synced: lookupd says TEMP for an address the store lacks, not NOTFOUND; OK for one it holds"
 rcpt "smtpd, a source never synced: its address defers, not 550" \
     "451 4.3.0 <carol@example.com>: Temporary lookup failure" carol@example.com
+rcpt "smtpd, a source never synced: an address the store holds is valid" "$OK" alice@example.com
 out=$(tl_admin query carol@example.com 2>&1)
 tl_is "$?" 2 "... rcptgate query says defer (exit 2)"
+out=$(tl_admin query alice@example.com 2>&1)
+tl_is "$? $(printf '%s\n' "$out" | grep -c 'never synced')" "0 1" \
+    "... and accept (exit 0) for an address the store holds, with a note on the source"
+out=$(tl_admin query --client 192.0.2.1 alice@example.com 2>&1)
+tl_is "$? $(printf '%s\n' "$out" | grep '^verdict:')" "0 verdict:   accept" "... also when judging a whole transaction"
 "$RG_SYNCD" -c "$CONF" --once >>"$T/sync.out" 2>&1
 tl_is "$?" 0 "the new source's first sync applied"
 tl_wait_grep "directory data fresh again" "$T/smtpd.stderr" 5
