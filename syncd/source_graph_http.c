@@ -722,6 +722,18 @@ int source_graph_http_pages(SOURCE_GRAPH *sg, const char *url, SOURCE_GRAPH_ITEM
     return GRAPH_OK;
 }
 
+/* source_graph_http_progress - libcurl's progress callback (at least once a second): stop on a signal */
+static int source_graph_http_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                                      curl_off_t ulnow)
+{
+    (void) arg;
+    (void) dltotal;
+    (void) dlnow;
+    (void) ultotal;
+    (void) ulnow;
+    return source_stopping() ? 1 : 0;
+}
+
 /* source_graph_http_open - the libcurl handle and the client certificate of a new source */
 int source_graph_http_open(SOURCE_GRAPH *sg, char *err, size_t errlen)
 {
@@ -755,6 +767,9 @@ int source_graph_http_open(SOURCE_GRAPH *sg, char *err, size_t errlen)
     curl_easy_setopt(sg->curl, CURLOPT_USERAGENT, PACKAGE_NAME "-syncd/" PACKAGE_VERSION);
     curl_easy_setopt(sg->curl, CURLOPT_WRITEFUNCTION, source_graph_http_write);
     curl_easy_setopt(sg->curl, CURLOPT_WRITEDATA, &sg->body);
+    /* A SIGTERM ends a transfer too (a server that trickles could hold one for timeout, up to an hour). */
+    curl_easy_setopt(sg->curl, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(sg->curl, CURLOPT_XFERINFOFUNCTION, source_graph_http_progress);
     return 0;
 }
 

@@ -410,6 +410,18 @@ syncd_once
 t1=$(date +%s)
 tl_is "$rc" 75 "a page that never comes: 75"
 tl_ok "$([ $((t1 - t0)) -lt 20 ] && echo 0 || echo 1)" "timeout ends it ($((t1 - t0)) s for three tries)"
+# SIGTERM in the middle of that wait ends it within a second or so, not at the timeout
+graph_conf timeout=60s
+"$RG_SYNCD" -c "$CONF" --once >"$T/syncd.out" 2>"$T/syncd.err" &
+spid=$!
+sleep 3     # the token, then page 0; page 1 hangs
+t0=$(date +%s)
+kill -TERM "$spid"
+wait "$spid"
+rc=$?
+t1=$(date +%s)
+tl_ok "$([ "$rc" != 0 ] && [ $((t1 - t0)) -le 5 ] && echo 0 || echo 1)" \
+    "SIGTERM while a page is awaited: syncd stops in $((t1 - t0)) s (exit $rc), not at the 60 s timeout"
 control '{}'
 graph_conf "ca_file=$WRONG_CA"
 syncd_once
