@@ -1009,7 +1009,13 @@ static int qmgr_msg_at_dot(const QMGR_MSG *m)
 
 int smtpd_qmgr_running(void)
 {
-    return qmgr_nactive;
+    int n = 0;
+
+    /* Transactions, not messages: one of a kept message still in its next hop's line never starts. */
+    for (const QMGR_MSG *m = qmgr_active; m; m = m->next)
+        for (const QMGR_DLV *d = m->dlvs; d; d = d->mnext)
+            n += d->relay != NULL;
+    return n;
 }
 
 /*

@@ -38,7 +38,7 @@ void smtpd_qmgr_reload(void);
  */
 void smtpd_qmgr_stop(int all);
 
-/* smtpd_qmgr_running - messages still being delivered (after smtpd_qmgr_stop(0): those let finish) */
+/* smtpd_qmgr_running - transactions still talking to a next hop (after smtpd_qmgr_stop(0): those let finish) */
 int smtpd_qmgr_running(void);
 
 /*
