@@ -1014,6 +1014,9 @@ static int rules_sender(RULES_CTX *x)
             log_warn("sender login check for %s: %s", what, store_error(in->store));
             return rules_refuse(x, mode, 451, "store_failure", "451 4.3.0 %s: Temporary lookup failure", what);
         }
+        /* The pairing may be a source's that has never synced: not a mismatch yet (lib/keeper.c). */
+        if (rc == 0 && *store_incomplete(in->store))
+            return rules_refuse(x, mode, 451, "store_stale", "451 4.3.0 %s: Temporary lookup failure", what);
         if (rc == 0 && (rc = rules_refuse(x, mode, 553, "reject_sender_login_mismatch",
                                           "553 5.7.1 %s: Sender address rejected: "
                                           "not owned by user %.64s", what, in->login)) != 0)

@@ -129,6 +129,10 @@ tl_is "$? $(printf '%s\n' "$out" | grep -c 'never synced')" "0 1" \
     "... and accept (exit 0) for an address the store holds, with a note on the source"
 out=$(tl_admin query --client 192.0.2.1 alice@example.com 2>&1)
 tl_is "$? $(printf '%s\n' "$out" | grep '^verdict:')" "0 verdict:   accept" "... also when judging a whole transaction"
+# A login's sender the store does not pair with it may be the new source's: defer, not 553
+out=$(tl_admin query --login carol --sender carol@example.com alice@example.com 2>&1)
+tl_is "$? $(printf '%s\n' "$out" | grep '^rule:')" "2 rule:      store_stale" \
+    "... and a sender-login pairing the store lacks: defer (store_stale), not 553"
 "$RG_SYNCD" -c "$CONF" --once >>"$T/sync.out" 2>&1
 tl_is "$?" 0 "the new source's first sync applied"
 tl_wait_grep "directory data fresh again" "$T/smtpd.stderr" 5
