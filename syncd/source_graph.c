@@ -92,8 +92,6 @@
     "onPremisesSamAccountName"
 #define SOURCE_GRAPH_GROUP_SELECT "id,mail,proxyAddresses,mailEnabled,securityEnabled,groupTypes"
 #define SOURCE_GRAPH_CONTACT_SELECT "id,mail,proxyAddresses"
-/* Incremental pulls in a row that may fail on objects Graph lists but will not give, before a full pull */
-#define SOURCE_GRAPH_UNREAD_MAX 3
 
 /* source_graph_of - our struct behind the opaque handle */
 static SOURCE_GRAPH *source_graph_of(SOURCE *src)
@@ -748,24 +746,10 @@ static int source_graph_incremental(SOURCE *src, const char *cookie, const char 
             goto done;
     }
     if (sg->nunread > 0) {
-        /*
-         * A replica that lags (or an object Graph keeps listing but will
-         * not give): the next pull reads it again. Not for ever: past
-         * SOURCE_GRAPH_UNREAD_MAX such pulls in a row a full pull settles
-         * it, rather than every change of the tenant waiting for
-         * full_interval.
-         */
-        if (++sg->unread_fails >= SOURCE_GRAPH_UNREAD_MAX) {
-            snprintf(err, errlen, "object %s: HTTP 404 on reading it again whole, and not removed by the "
-                     "delta, %d pulls in a row: pulling in full", sg->unread[0], sg->unread_fails);
-            sg->unread_fails = 0;
-            rc = SOURCE_FULL;
-        } else
-            snprintf(err, errlen, "object %s: HTTP 404 on reading it again whole, and not removed by the delta "
-                     "(%zu such; tried at the next pull)", sg->unread[0], sg->nunread);
+        snprintf(err, errlen, "object %s: HTTP 404 on reading it again whole, and not removed by the delta "
+                 "(%zu such; tried at the next pull)", sg->unread[0], sg->nunread);
         goto done;
     }
-    sg->unread_fails = 0;
     *new_cookie = source_graph_cookie(next[0], next[1], next[2]);
     rc = SOURCE_OK;
     log_debug("source %s: delta: %lld users, %lld groups, %lld contacts seen, %lld objects put, "

@@ -55,7 +55,6 @@ typedef struct source_graph {
     int delta;                      /* incremental pull: non-recipients are deleted */
     char **unread;                  /* a delta's ids whose re-read found nothing (yet) */
     size_t nunread;
-    int unread_fails;               /* incremental pulls in a row that failed on such ids alone */
     long long users, groups, contacts, members, disabled, put, gone;
 } SOURCE_GRAPH;
 
