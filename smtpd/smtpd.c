@@ -383,13 +383,14 @@ static const char *smtpd_ready(void)
     return keeper_ready_line(smtpd_keeper);
 }
 
-/* smtpd_stop_cb - shutdown_timeout passed: everyone goes */
+/* smtpd_stop_cb - shutdown_timeout passed: everyone goes, deliveries still waiting at their dot too */
 static void smtpd_stop_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void) fd;
     (void) what;
     (void) arg;
     smtp_session_shutdown(1);
+    smtpd_qmgr_stop(1);
 }
 
 /* smtpd_signal_cb - HUP reloads; TERM and INT stop */

@@ -1050,6 +1050,12 @@ void smtpd_qmgr_stop(int all)
     for (QMGR_MSG *m = qmgr_active, *next; m; m = next) {
         next = m->next;
         if (!all && qmgr_msg_at_dot(m)) {
+            /* Its other transactions, short of their dot, are cut like any (the next hop discards them). */
+            for (QMGR_DLV *d = m->dlvs; d; d = d->mnext)
+                if (d->relay != NULL && !d->dot_sent) {
+                    smtp_relay_free(d->relay);
+                    d->relay = NULL;
+                }
             kept++;
             continue;
         }
