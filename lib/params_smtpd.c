@@ -83,6 +83,7 @@ int var_smtpd_relay_conn_ms;
 int var_smtpd_relay_timeout_ms;
 int var_smtpd_relay_proxy_ms;
 int var_smtpd_xforward;
+int var_smtpd_relay_loop_check;
 
 char *var_smtpd_relay_mode;
 char *var_smtpd_queue_dir;
@@ -309,6 +310,7 @@ static const CFG_PARAM smtpd_params[] = {
     {"relay_timeout", CFG_TIME, "300s", &var_smtpd_relay_timeout_ms, 100, 3600000, NULL, NULL},
     {"relay_proxy_timeout", CFG_TIME, "100s", &var_smtpd_relay_proxy_ms, 1000, 3600000, NULL, NULL},
     {"xforward", CFG_BOOL, "yes", &var_smtpd_xforward, 0, 0, NULL, NULL},
+    {"relay_loop_check", CFG_BOOL, "yes", &var_smtpd_relay_loop_check, 0, 0, NULL, NULL},
 
     {"relay_mode", CFG_ENUM, "proxy-then-queue", &var_smtpd_relay_mode, 0, 0, "proxy|queue|proxy-then-queue", NULL},
     {"queue_directory", CFG_PATH | CFG_RESTART, "/var/spool/rcptgate", &var_smtpd_queue_dir, 0, 0, NULL, NULL},

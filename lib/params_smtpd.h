@@ -69,6 +69,7 @@ extern int var_smtpd_relay_conn_ms;     /* relay_connect_timeout (30s) */
 extern int var_smtpd_relay_timeout_ms;  /* relay_timeout (300s) per downstream reply */
 extern int var_smtpd_relay_proxy_ms;    /* relay_proxy_timeout (100s): a waiting client, to the first RCPT's reply */
 extern int var_smtpd_xforward;          /* xforward: pass client name/addr/helo when offered */
+extern int var_smtpd_relay_loop_check;  /* relay_loop_check: a hop greeting with our name is a loop */
 
 /* The queue (relay_mode queue and proxy-then-queue; Postfix's names where it has one). */
 extern char *var_smtpd_relay_mode;      /* relay_mode: proxy|queue|proxy-then-queue (per domain too) */

@@ -401,10 +401,16 @@ void smtp_relay_next_hop(SMTP_RELAY *r, const char *fmt, ...)
  */
 static void relay_greets_as_us(SMTP_RELAY *r, const char *line, size_t len)
 {
-    size_t n = strlen(smtpd_hostname);
+    size_t n = strlen(smtpd_hostname), w = 0;
 
-    if (len > 4 && n > 0 && len - 4 >= n && strncasecmp(line + 4, smtpd_hostname, n) == 0
-        && (len - 4 == n || line[4 + n] == ' '))
+    if (!var_smtpd_relay_loop_check || len <= 4 || n == 0)
+        return;
+    while (4 + w < len && line[4 + w] != ' ')
+        w++;
+    /* A trailing dot names the same host ("mx.example.com." is mx.example.com). */
+    if (w == n + 1 && line[4 + n] == '.')
+        w--;
+    if (w == n && strncasecmp(line + 4, smtpd_hostname, n) == 0)
         r->loops = 1;
 }
 

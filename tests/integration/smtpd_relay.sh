@@ -120,6 +120,24 @@ before=$(count sink)
 sm_swaks --ehlo client.example.org --from sender@client.test --to user@loopover.test
 tl_ok "$?" "a looping first next hop: the second takes the message"
 tl_is "$(count sink)" $((before + 1)) "... and the sink has it"
+# relay_loop_check = no (an inside server that must greet with our name): relayed
+# reload - SIGHUP smtpd and wait for its next "reloaded" line
+reload() {
+    _n=$(grep -c 'reloaded' "$SMTPD_LOG")
+    kill -HUP "$SMTPD_PID"
+    _i=0
+    while [ "$(grep -c 'reloaded' "$SMTPD_LOG")" -le "$_n" ] && [ $_i -lt 100 ]; do
+        sleep 0.05
+        _i=$((_i + 1))
+    done
+}
+sed -i 's/^\[smtpd\]$/[smtpd]\nrelay_loop_check = no/' "$CONF"
+reload
+sm_swaks --ehlo client.example.org --from sender@client.test --to user@loop.test
+tl_ok "$?" "relay_loop_check = no: a next hop greeting with our name takes the message"
+tl_is "$(count mirror)" 1 "... the mirror has it"
+sed -i '/^relay_loop_check = no$/d' "$CONF"
+reload
 
 # ---------------------------------------------------------------- two next hops in one transaction
 # An MTA that batches the recipients of two of our inside servers (by MX
