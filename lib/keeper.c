@@ -481,6 +481,11 @@ void keeper_failed(KEEPER *k, const char *reason)
     k->last_try_ms = keeper_now_ms();
 }
 
+int keeper_incomplete(const KEEPER *k)
+{
+    return k != NULL && k->st != NULL && k->stale[0] && k->partial;
+}
+
 /* keeper_open - 1 if the store is open (fresh or stale) */
 int keeper_open(const KEEPER *k)
 {

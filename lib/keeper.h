@@ -56,6 +56,9 @@ void keeper_mirror(KEEPER *k, STORE **where);
  */
 void keeper_tick(KEEPER *k);
 
+/* keeper_incomplete - 1 while the open store answers without a source that has never synced */
+int keeper_incomplete(const KEEPER *k);
+
 /* keeper_reopen - close now and open again at once (reload: the path may have changed) */
 void keeper_reopen(KEEPER *k);
 

@@ -264,7 +264,8 @@ static void smtpd_stats_body(FILE *fp, void *arg)
     fprintf(fp, "messages %lld\nrcpt_ok %lld\nrcpt_rejected %lld\ntimeouts %lld\nprotocol_errors %lld\n",
             smtp_session_stats.messages, smtp_session_stats.rcpt_ok, smtp_session_stats.rcpt_rejected,
             smtp_session_stats.timeouts, smtp_session_stats.protocol_errors);
-    fprintf(fp, "store %s\n", smtpd_store ? "open" : keeper_open(smtpd_keeper) ? "stale" : "unavailable");
+    fprintf(fp, "store %s\n", smtpd_store ? (keeper_incomplete(smtpd_keeper) ? "incomplete" : "open")
+            : keeper_open(smtpd_keeper) ? "stale" : "unavailable");
     /* Also in the last write, after the stop closed the spool: the counts of the last scan. */
     if (smtpd_spool != NULL || strcmp(var_smtpd_relay_mode, "proxy") != 0) {
         long long deferred, hold, oldest;
