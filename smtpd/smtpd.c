@@ -214,7 +214,9 @@ static void smtpd_set_hostname(void)
  * below what the defaults allow, and past it connects fail with EMFILE.
  * The soft limit is raised to 65536 or what the limits need if more, as
  * far as the hard one lets it (the unit sets LimitNOFILE), and a hard
- * limit below the need is said once at start, with what to change.
+ * limit below the need is said, with what to change: at start, and at a
+ * reload that raised max_connections or queue_active_limit (an
+ * unprivileged process may still raise its soft limit to the hard one).
  */
 static void smtpd_fd_limit(void)
 {
@@ -365,6 +367,7 @@ static int smtpd_reload(char *note, size_t size)
     smtpd_anvil_init(var_smtpd_anvil_size);
     smtp_session_init(smtpd_dns);
     smtpd_qmgr_reload();
+    smtpd_fd_limit();
     log_set_debug(smtpd_sk.verbose || strcmp(var_log_level, "debug") == 0);
 
     /* The path, or the file behind it, may have changed. */
