@@ -238,12 +238,13 @@ static int keeper_judge(STORE *st, char *why, size_t size, int *partial)
     return rc;
 }
 
-/* keeper_stale - is st's directory data older than [store] max_age, or not there yet? (keeper.h) */
-int keeper_stale(STORE *st, char *why, size_t size, int *partial)
+/* keeper_stale - may st answer at all, and is it complete? (keeper.h) */
+int keeper_stale(STORE *st, char *why, size_t size)
 {
-    int p;
+    int partial, rc = keeper_judge(st, why, size, &partial);
 
-    return keeper_judge(st, why, size, partial ? partial : &p);
+    store_incomplete_set(st, rc > 0 && partial ? why : "");
+    return rc > 0 && partial ? 0 : rc;
 }
 
 /*
@@ -263,7 +264,6 @@ static const char *keeper_doing(const KEEPER *k)
 static void keeper_stale_check(KEEPER *k)
 {
     char was[sizeof(k->stale)];
-
     int was_partial = k->partial;
 
     memcpy(was, k->stale, sizeof(was));
@@ -413,12 +413,15 @@ STORE *keeper_store(KEEPER *k, const char **reason)
 {
     keeper_check_errors(k);
     keeper_try(k);
-    if (k->st != NULL && k->stale[0]) {
+    if (k->st != NULL && k->stale[0] && !(k->in_read && store_read_current(k->st))) {
         /*
          * While the data is not to be trusted, look again at each request
-         * (a few reads, and only then): the sync that ends it, such as a
-         * source's first, is seen at once, not at the next tick a second
-         * later. A read kept from an earlier round would see the old data.
+         * that follows a commit (a few reads, and only then): the sync
+         * that ends it, such as a source's first, is seen at once, not at
+         * the next tick a second later. Without a commit nothing it
+         * judges has changed (max_age's clock is the tick's), so an
+         * incomplete store that answers keeps its read, as a fresh one.
+         * A read kept from an earlier round would see the old data.
          */
         if (k->in_read) {
             store_read_end(k->st);
@@ -483,7 +486,7 @@ void keeper_failed(KEEPER *k, const char *reason)
 
 int keeper_incomplete(const KEEPER *k)
 {
-    return k != NULL && k->st != NULL && k->stale[0] && k->partial;
+    return k != NULL && k->st != NULL && k->partial;
 }
 
 /* keeper_open - 1 if the store is open (fresh or stale) */

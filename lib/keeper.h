@@ -96,11 +96,11 @@ void keeper_failed(KEEPER *k, const char *reason);
  * (with [store] max_age set) the data is older than that? 1 (why says
  * so, for replies and logs), 0 fresh or no limit, -1 a store error
  * (store_error()). The keeper's own test, for a command that must judge
- * as the daemons do (rcptgate query). With partial not NULL, *partial is
- * 1 when only a source never synced makes it so: the daemons then still
- * answer from st, marked with store_incomplete_set(st, why).
+ * as the daemons do (rcptgate query). When only a source never synced
+ * makes it so, st may still answer as the daemons' does: 0, and st is
+ * marked with store_incomplete_set(st, why) (cleared otherwise).
  */
-int keeper_stale(STORE *st, char *why, size_t size, int *partial);
+int keeper_stale(STORE *st, char *why, size_t size);
 
 /*
  * keeper_unsynced - has a [source NAME] of the file last loaded never had

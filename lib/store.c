@@ -470,17 +470,19 @@ void store_close(STORE *st)
     free(st);
 }
 
-/* store_error - text of the last error on this handle */
+/* store_incomplete_set - the mark check_rcpt reads (store.h) */
 void store_incomplete_set(STORE *st, const char *why)
 {
     snprintf(st->incomplete, sizeof(st->incomplete), "%s", why ? why : "");
 }
 
+/* store_incomplete - the mark, "" when none */
 const char *store_incomplete(const STORE *st)
 {
     return st ? st->incomplete : "";
 }
 
+/* store_error - text of the last error on this handle */
 const char *store_error(STORE *st)
 {
     if (st == NULL)

@@ -129,7 +129,7 @@ int cmd_query(int argc, char **argv)
     CHECK_WHY why;
     STORE *st;
     char when[64], key[ADDR_KEY_SIZE + 2], note[512];
-    int rc, partial = 0;
+    int rc;
 
     /* a whole transaction (client, HELO, sender, login): cmd_query_rules.c */
     if (argc > 2 || (argc == 2 && argv[1][0] == '-'))
@@ -146,11 +146,7 @@ int cmd_query(int argc, char **argv)
      * answer here. While a source has never synced they defer only what
      * the store lacks (check_rcpt says so): judged below, with a note.
      */
-    if ((rc = keeper_stale(st, note, sizeof(note), &partial)) > 0 && partial) {
-        store_incomplete_set(st, note);
-        rc = 0;
-    }
-    if (rc != 0) {
+    if ((rc = keeper_stale(st, note, sizeof(note))) != 0) {
         printf("verdict:   defer (%s)\n", rc > 0 ? "the directory data is stale" : "the store could not answer");
         printf("rule:      %s\n", rc > 0 ? "store_stale" : "store_failure");
         printf("note:      %s\n", rc > 0 ? note : store_error(st));

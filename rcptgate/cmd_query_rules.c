@@ -61,7 +61,7 @@ int cmd_query_rules(int argc, char **argv)
     RULES_INPUT in;
     RULES_RESULT res;
     STORE *st;
-    int bad = 0, stale = 0, partial = 0;
+    int bad = 0, stale;
 
     for (int i = 1; i < argc && !bad; i++) {
         if ((v = cmd_query_rules_opt(argc, argv, &i, "--client-name", &bad)) != NULL)
@@ -125,11 +125,7 @@ int cmd_query_rules(int argc, char **argv)
      * rule runs (lib/keeper.c); judging from the stale data here would
      * show a verdict neither gives.
      */
-    if (st != NULL && (stale = keeper_stale(st, why, sizeof(why), &partial)) > 0 && partial) {
-        store_incomplete_set(st, why);  /* as the daemons: only what the store lacks defers */
-        stale = 0;
-    }
-    if (st != NULL && stale != 0) {
+    if (st != NULL && (stale = keeper_stale(st, why, sizeof(why))) != 0) {
         if (stale < 0)
             snprintf(why, sizeof(why), "%s", store_error(st));
         printf("verdict:   defer\n");

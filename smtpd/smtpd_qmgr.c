@@ -1048,20 +1048,18 @@ void smtpd_qmgr_stop(int all)
     }
     qmgr_nsoon = 0;
     for (QMGR_MSG *m = qmgr_active, *next; m; m = next) {
+        int keep = !all && qmgr_msg_at_dot(m);
+
         next = m->next;
-        if (!all && qmgr_msg_at_dot(m)) {
-            /* Its other transactions, short of their dot, are cut like any (the next hop discards them). */
-            for (QMGR_DLV *d = m->dlvs; d; d = d->mnext)
-                if (d->relay != NULL && !d->dot_sent) {
-                    smtp_relay_free(d->relay);
-                    d->relay = NULL;
-                }
+        /* Short of its dot a transaction is cut (the next hop discards it); past it, in a kept message, it ends. */
+        for (QMGR_DLV *d = m->dlvs; d; d = d->mnext)
+            if (!(keep && d->dot_sent)) {
+                smtp_relay_free(d->relay);
+                d->relay = NULL;
+            }
+        if (keep) {
             kept++;
             continue;
-        }
-        for (QMGR_DLV *d = m->dlvs; d; d = d->mnext) {
-            smtp_relay_free(d->relay);
-            d->relay = NULL;
         }
         if (m->pending > 0)
             log_info("%s: delivery cut by the stop; it stays queued", m->id);
